@@ -1,0 +1,159 @@
+"""Input validation with errors that name the argument and say what was expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _as_numpy(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def check_finite(x, name="X"):
+    """Raise ``ValueError`` if ``x`` holds NaN or infinite values.
+
+    Examples
+    --------
+    >>> check_finite(np.array([1.0, np.nan]), "X")
+    Traceback (most recent call last):
+    ...
+    ValueError: X contains NaN or infinity; remove or impute those values first
+    """
+    if isinstance(x, torch.Tensor):
+        bad = not bool(torch.isfinite(x).all())
+    else:
+        arr = np.asarray(x)
+        bad = arr.dtype.kind in "fc" and not np.isfinite(arr).all()
+    if bad:
+        raise ValueError(f"{name} contains NaN or infinity; remove or impute those values first")
+    return x
+
+
+def check_lengths(lengths, n_samples, name="lengths"):
+    """Validate the lengths of concatenated sequences.
+
+    Parameters
+    ----------
+    lengths : None or array-like of int
+        Lengths of the sequences stacked in ``X``; ``None`` means one sequence.
+    n_samples : int
+        Number of rows of ``X``.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+
+    Examples
+    --------
+    >>> check_lengths([2, 3], 5)
+    array([2, 3])
+    >>> check_lengths([2, 2], 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: lengths must sum to the number of samples in X (5), got sum 4
+    """
+    if lengths is None:
+        return np.array([n_samples], dtype=np.int64)
+    arr = _as_numpy(lengths)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of sequence lengths, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must hold at least one sequence length")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integers, got {arr}")
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive; got {arr[arr <= 0][:5].tolist()}")
+    if int(arr.sum()) != n_samples:
+        raise ValueError(
+            f"{name} must sum to the number of samples in X ({n_samples}), got sum {int(arr.sum())}"
+        )
+    return arr
+
+
+def check_stochastic(p, name, axis=-1, atol=1e-8):
+    """Check that ``p`` is non-negative and sums to one along ``axis``.
+
+    Examples
+    --------
+    >>> check_stochastic(np.array([[0.5, 0.5], [0.2, 0.8]]), "transmat")
+    array([[0.5, 0.5],
+           [0.2, 0.8]])
+    >>> check_stochastic(np.array([0.5, 0.6]), "startprob")
+    Traceback (most recent call last):
+    ...
+    ValueError: startprob must sum to 1 along its last axis; got sums [1.1]
+    """
+    arr = _as_numpy(p).astype(float, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative")
+    sums = arr.sum(axis=axis)
+    if not np.allclose(sums, 1.0, rtol=0, atol=atol):
+        bad = np.atleast_1d(sums)[~np.isclose(np.atleast_1d(sums), 1.0, rtol=0, atol=atol)]
+        raise ValueError(
+            f"{name} must sum to 1 along its {'last' if axis == -1 else axis} axis; "
+            f"got sums {np.round(bad[:5], 6).tolist()}"
+        )
+    return arr
+
+
+def check_nonnegative_integers(x, name="X"):
+    """Check that ``x`` holds non-negative integer values (any numeric dtype).
+
+    Examples
+    --------
+    >>> check_nonnegative_integers(np.array([0, 3]), "X")
+    array([0, 3])
+    >>> check_nonnegative_integers(np.array([1.5]), "X")
+    Traceback (most recent call last):
+    ...
+    ValueError: X must hold non-negative integer counts; found non-integer values such as 1.5
+    """
+    arr = _as_numpy(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        frac = arr != np.round(arr)
+        if np.any(frac):
+            raise ValueError(
+                f"{name} must hold non-negative integer counts; found non-integer values "
+                f"such as {arr[frac].flat[0]}"
+            )
+    if np.any(arr < 0):
+        raise ValueError(
+            f"{name} must hold non-negative integer counts; found negative values such as "
+            f"{arr[arr < 0].flat[0]}"
+        )
+    return x
+
+
+def check_sample_weight(sample_weight, n_samples, name="sample_weight"):
+    """Validate sample weights: 1-D, finite, non-negative, not all zero.
+
+    Examples
+    --------
+    >>> check_sample_weight(None, 3)
+    array([1., 1., 1.])
+    """
+    if sample_weight is None:
+        return np.ones(n_samples)
+    w = _as_numpy(sample_weight).astype(float)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape ({n_samples},), got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if np.any(w < 0):
+        raise ValueError(f"{name} must be non-negative")
+    if not np.any(w > 0):
+        raise ValueError(f"{name} must have at least one positive entry; all are zero")
+    return w
