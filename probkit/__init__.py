@@ -3,8 +3,18 @@
 Exponential-family distributions, mixtures and hidden Markov models fitted by one EM
 engine, variational inference with Pyro, and neural sequence models, all on a torch
 compute core with numpy in and out.
+
+Examples
+--------
+>>> import numpy as np
+>>> from probkit import GaussianMixture
+>>> X = np.random.RandomState(0).normal(size=(100, 2))
+>>> GaussianMixture(n_components=1).fit(X).means_.shape
+(1, 2)
 """
+
+from probkit.mixture import GaussianMixture, MixtureModel
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["GaussianMixture", "MixtureModel", "__version__"]

@@ -568,6 +568,19 @@ class ExponentialFamily:
         self._check_prior(prior)
         return float(self._log_marginal_likelihood(x, stats, prior))
 
+    def _n_free_parameters(self):
+        """Number of free parameters of one member of the batch (for AIC/BIC).
+
+        Defaults to the size of the natural parameters; over-complete or symmetric
+        parametrisations override it.
+        """
+        nb = len(self._batch_shape)
+        return sum(int(np.prod(v.shape[nb:])) for v in self._natural_parameters().values())
+
+    def _n_free_parameters_total(self):
+        """Free parameters of the whole batch."""
+        return self._n_free_parameters() * int(np.prod(tuple(self._batch_shape)))
+
     # ------------------------------------------------------------------ generic EF identities
     def _log_prob_from_natural(self, x):
         """``<eta, T(x)> - A(eta) + log h(x)`` computed from the EF pieces (used to test them)."""

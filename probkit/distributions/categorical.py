@@ -93,6 +93,9 @@ class Categorical(ExponentialFamily):
         fields = {"count": w.sum(0), "x": counts.transpose(0, 1).reshape((*w.shape[1:], m))}
         return SufficientStats(type(self).__name__, fields)
 
+    def _n_free_parameters(self):
+        return self.n_categories - 1
+
     def _natural_parameters(self):
         return {"x": torch.log(self._params["probs"]).expand(*self._batch_shape, self.n_categories)}
 

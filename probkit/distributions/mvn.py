@@ -219,7 +219,22 @@ class MultivariateNormal(ExponentialFamily):
             fields["xx"] = (wb.T @ (xc * xc)).reshape((*batch, d))
         else:
             fields["xx"] = (wb.T @ (xc * xc).sum(1)).reshape(tuple(batch))
-        return SufficientStats(type(self).__name__, fields, self._stats_meta())
+        meta = self._stats_meta()
+        if ct == "tied":
+            meta["shared_fields"] = ("xx",)
+        return SufficientStats(type(self).__name__, fields, meta)
+
+    def _n_free_parameters(self):
+        d = self._params["mean"].shape[-1]
+        cov = {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[self.covariance_type]
+        return d + cov
+
+    def _n_free_parameters_total(self):
+        total = super()._n_free_parameters_total()
+        if self.covariance_type == "tied":
+            d = self._params["mean"].shape[-1]
+            total += d * (d + 1) // 2
+        return total
 
     def _mle_params(self, stats):
         count = stats["count"]

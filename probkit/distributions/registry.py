@@ -1,0 +1,60 @@
+"""Look up distribution families by name (``MixtureModel(family="poisson")``)."""
+
+from __future__ import annotations
+
+import inspect
+
+__all__ = ["FAMILY_NAMES", "resolve_family"]
+
+# name -> class name in probkit.distributions
+FAMILY_NAMES = {
+    "normal": "Normal",
+    "gaussian": "MultivariateNormal",
+    "multivariate_normal": "MultivariateNormal",
+    "mvn": "MultivariateNormal",
+    "poisson": "Poisson",
+    "gamma": "Gamma",
+    "categorical": "Categorical",
+    "bernoulli": "Bernoulli",
+    "binomial": "Binomial",
+    "geometric": "Geometric",
+    "multinomial": "Multinomial",
+    "exponential": "Exponential",
+    "beta": "Beta",
+    "dirichlet": "Dirichlet",
+    "lognormal": "LogNormal",
+}
+
+
+def resolve_family(family, **options):
+    """Return an unfitted distribution *template* for ``family``.
+
+    Parameters
+    ----------
+    family : str, ExponentialFamily subclass or instance
+        A name from ``FAMILY_NAMES`` (case-insensitive), a class, or an instance whose
+        options (e.g. ``covariance_type``) are kept; parameter values of an instance are ignored.
+    **options
+        Constructor options for a family given by name or class.
+
+    Examples
+    --------
+    >>> resolve_family("poisson")
+    Poisson(min_rate=0.0)
+    """
+    import probkit.distributions as dists
+    from probkit.distributions.base import ExponentialFamily
+
+    if isinstance(family, str):
+        key = family.lower()
+        if key not in FAMILY_NAMES or not hasattr(dists, FAMILY_NAMES[key]):
+            known = sorted(k for k, v in FAMILY_NAMES.items() if hasattr(dists, v))
+            raise ValueError(f"unknown family {family!r}; expected one of {known} or a distribution class/instance")
+        return getattr(dists, FAMILY_NAMES[key])(**options)
+    if inspect.isclass(family) and issubclass(family, ExponentialFamily):
+        return family(**options)
+    if isinstance(family, ExponentialFamily):
+        return type(family)(**family._options())
+    if hasattr(family, "_summarize") and hasattr(family, "from_stats"):
+        return family
+    raise TypeError(f"family must be a name, an ExponentialFamily class or instance, got {type(family).__name__}")

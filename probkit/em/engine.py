@@ -1,0 +1,168 @@
+"""One EM loop for every latent-assignment model.
+
+A model plugs in through five hooks (the template-method pattern of scikit-learn's
+``BaseMixture`` and hmmlearn's ``BaseHMM``, written once):
+
+``_em_initialize(data, random_state)``
+    Set initial parameters.
+``_em_expectation(data) -> EStepResult``
+    Log-likelihood of the data under the current parameters and the expected
+    sufficient statistics (additive: summed over chunks, sequences and processes).
+``_em_maximization(stats)``
+    New parameters from the statistics.
+``_em_get_state() / _em_set_state(state)``
+    Snapshot and restore parameters (``n_init`` keeps the best run).
+
+The objective reported to the monitor is the log-likelihood of the E-step, i.e. of
+the parameters *before* the M-step of that iteration, as in scikit-learn and hmmlearn;
+it is divided by the total sample weight when ``objective="mean"`` (scikit-learn's
+``lower_bound_``) and kept as a sum when ``objective="total"`` (hmmlearn's ``monitor_``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from sklearn.exceptions import ConvergenceWarning
+
+from probkit.utils.monitor import ConvergenceMonitor
+from probkit.utils.progress import progress_bar
+
+__all__ = ["EStepResult", "EMResult", "run_em"]
+
+
+@dataclass
+class EStepResult:
+    """What an E-step returns.
+
+    Attributes
+    ----------
+    log_likelihood : float
+        Total (sample-weighted) log-likelihood, or evidence lower bound, of the data
+        under the parameters the E-step used.
+    n_samples : float
+        Total sample weight (divides the objective when it is reported as a mean).
+    stats : Any
+        Additive expected sufficient statistics consumed by the M-step.
+    """
+
+    log_likelihood: float
+    n_samples: float
+    stats: Any
+
+
+@dataclass
+class EMResult:
+    """Outcome of :func:`run_em` for the best of the ``n_init`` runs.
+
+    Attributes
+    ----------
+    objective : float
+        Final objective of the best run (``-inf`` if ``max_iter == 0``).
+    n_iter : int
+        Iterations run by the best run.
+    converged : bool
+        Whether the best run met ``tol`` before ``max_iter``.
+    history : list of float
+        The objective after each iteration of the best run.
+    monitor : ConvergenceMonitor
+        The monitor of the best run.
+    """
+
+    objective: float
+    n_iter: int
+    converged: bool
+    history: list = field(default_factory=list)
+    monitor: ConvergenceMonitor | None = None
+
+
+def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_start=False,
+           initial_objective=-math.inf, objective="mean", verbose=0, desc="EM",
+           all_reduce=None, monitor_factory=ConvergenceMonitor, warn_not_converged=True):
+    """Run EM ``n_init`` times on ``model`` and leave it in the state of the best run.
+
+    Parameters
+    ----------
+    model : object
+        Implements the ``_em_*`` hooks described in the module docstring.
+    data : Any
+        Passed unchanged to the hooks (validated tensors, lengths, weights, ...).
+    max_iter : int
+        Maximum number of EM iterations per run (0 keeps the initial parameters).
+    tol : float
+        Convergence threshold on the objective gain.
+    n_init : int, default=1
+        Number of initialisations; the run with the highest final objective is kept.
+    random_state : numpy.random.RandomState
+        Passed to ``_em_initialize``.
+    warm_start : bool, default=False
+        Skip initialisation and continue from the model's current parameters (one run).
+    initial_objective : float, default=-inf
+        Objective the first gain is measured against (the previous fit's, when warm starting).
+    objective : {"mean", "total"}, default="mean"
+    verbose : int, default=0
+        1 prints one line per iteration; 2 also shows a progress bar.
+    all_reduce : callable, optional
+        ``all_reduce(estep) -> estep``: sums statistics and log-likelihood over processes
+        (distributed EM); ``None`` for a single process.
+    monitor_factory : callable, default=ConvergenceMonitor
+        ``monitor_factory(tol, max_iter, verbose)``.
+    warn_not_converged : bool, default=True
+        Emit a ``ConvergenceWarning`` when the best run did not converge.
+
+    Returns
+    -------
+    EMResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit import GaussianMixture
+    >>> X = np.r_[np.random.RandomState(0).normal(0, 1, (50, 1)), np.random.RandomState(1).normal(6, 1, (50, 1))]
+    >>> GaussianMixture(2, random_state=0).fit(X).converged_
+    True
+    """
+    if objective not in ("mean", "total"):
+        raise ValueError(f"objective must be 'mean' or 'total', got {objective!r}")
+    n_runs = 1 if warm_start else n_init
+    best = None
+    best_state = None
+    for run in range(n_runs):
+        if not warm_start:
+            model._em_initialize(data, random_state)
+        monitor = monitor_factory(tol, max_iter, verbose)
+        value = initial_objective if warm_start else -math.inf
+        converged = False
+        n_iter = 0
+        with progress_bar(max_iter, verbose, f"{desc} (init {run + 1}/{n_runs})") as bar:
+            for n_iter in range(1, max_iter + 1):
+                previous = value
+                estep = model._em_expectation(data)
+                if all_reduce is not None:
+                    estep = all_reduce(estep)
+                model._em_maximization(estep.stats)
+                value = estep.log_likelihood / estep.n_samples if objective == "mean" else estep.log_likelihood
+                monitor.report(value)
+                bar.update(1)
+                if abs(value - previous) < tol:
+                    converged = True
+                    break
+        if max_iter == 0:
+            n_iter = 0
+        if best is None or value > best.objective or best.objective == -math.inf:
+            best = EMResult(objective=value, n_iter=n_iter, converged=converged,
+                            history=list(monitor.history), monitor=monitor)
+            best_state = model._em_get_state() if n_runs > 1 else None
+    if best_state is not None:
+        model._em_set_state(best_state)
+    if warn_not_converged and not best.converged and max_iter > 0:
+        warnings.warn(
+            f"{desc} did not converge in {max_iter} iterations (last gain above tol={tol}); "
+            "increase max_iter/n_iter or tol, try other initial parameters, or check for degenerate data",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return best

@@ -1,0 +1,302 @@
+"""Shared machinery of the EM-fitted mixtures (the estimator side of the EM engine)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.base import DensityMixin
+
+from probkit.base import ProbkitEstimator
+from probkit.em.engine import EStepResult, run_em
+from probkit.em.init import INIT_METHODS, initial_responsibilities
+from probkit.mixture._components import add_stats
+from probkit.utils._array import to_numpy
+from probkit.utils.random import check_random_state, torch_generator
+from probkit.utils.validation import check_sample_weight
+
+__all__ = ["BaseMixture", "mixture_estep"]
+
+# Rows per E-step block: bounds the (rows, K, d) temporaries of the batched
+# log-density and statistics products, so peak memory does not grow with n_samples * K.
+DEFAULT_CHUNK_SIZE = 8192
+
+
+@dataclass
+class MixtureData:
+    """Validated training data as the hooks see it."""
+
+    X: np.ndarray            # validated numpy array (for initialisers working in numpy)
+    x: torch.Tensor          # the same data on the compute device/dtype
+    weight: torch.Tensor | None
+    total_weight: float
+
+
+def mixture_estep(components, log_weights, x, weight=None, chunk_size=DEFAULT_CHUNK_SIZE, with_stats=True):
+    """One mixture E-step over row blocks.
+
+    Parameters
+    ----------
+    components : BatchedComponents or ComponentList
+    log_weights : torch.Tensor of shape (K,)
+    x : torch.Tensor of shape (n, ...)
+    weight : torch.Tensor of shape (n,), optional
+        Sample weights.
+    chunk_size : int
+        Rows per block.
+    with_stats : bool
+        Also accumulate responsibilities' sums and component statistics.
+
+    Returns
+    -------
+    log_likelihood : float
+        Total weighted log-likelihood.
+    resp_sum : torch.Tensor of shape (K,) or None
+    stats : component statistics or None
+    """
+    n = x.shape[0]
+    total_ll = 0.0
+    resp_sum = None
+    stats = None
+    for start in range(0, n, chunk_size):
+        xb = x[start:start + chunk_size]
+        weighted = components.log_prob(xb) + log_weights
+        lse = torch.logsumexp(weighted, dim=1)
+        wb = None if weight is None else weight[start:start + chunk_size]
+        total_ll += float(lse.sum() if wb is None else (lse * wb).sum())
+        if with_stats:
+            resp = torch.exp(weighted - lse.unsqueeze(1))
+            if wb is not None:
+                resp = resp * wb.unsqueeze(1)
+            rs = resp.sum(0)
+            resp_sum = rs if resp_sum is None else resp_sum + rs
+            stats = add_stats(stats, components.summarize(xb, resp))
+    return total_ll, resp_sum, stats
+
+
+class BaseMixture(DensityMixin, ProbkitEstimator):
+    """Base class of EM-fitted mixtures: the E-step, M-step, prediction and sampling.
+
+    Subclasses provide ``_check_parameters``, ``_template_components``,
+    ``_initialize_components``, ``_components_from_attributes``, ``_set_attributes``
+    and ``_n_parameters``; everything else (the EM loop, ``n_init``, ``warm_start``,
+    prediction, scoring, sampling, BIC/AIC) is shared.
+    """
+
+    chunk_size = DEFAULT_CHUNK_SIZE
+
+    # ------------------------------------------------------------------ validation
+    def _validate_train(self, X, sample_weight):
+        X = self._validate_X(X, reset=True, ensure_min_samples=2)
+        k = self._n_components_effective()
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_components must be a positive integer, got {k!r}")
+        if X.shape[0] < k:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {X.shape[0]}"
+            )
+        for name in ("tol", "max_iter", "n_init"):
+            value = getattr(self, name)
+            if name == "tol" and not (isinstance(value, (int, float, np.floating)) and value >= 0):
+                raise ValueError(f"tol must be a non-negative number, got {value!r}")
+            if name in ("max_iter", "n_init") and (not isinstance(value, (int, np.integer)) or value < (0 if name == "max_iter" else 1)):
+                raise ValueError(f"{name} must be an integer >= {0 if name == 'max_iter' else 1}, got {value!r}")
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
+        device, dtype = self._compute_setup()
+        x = torch.as_tensor(X, dtype=dtype, device=device)
+        weight = None
+        total = float(X.shape[0])
+        if sample_weight is not None:
+            w = check_sample_weight(sample_weight, X.shape[0])
+            weight = torch.as_tensor(w, dtype=dtype, device=device)
+            total = float(w.sum())
+        return MixtureData(X=X, x=x, weight=weight, total_weight=total)
+
+    def _validate_predict(self, X):
+        self._check_fitted()
+        X = self._validate_X(X, reset=False)
+        device, dtype = self._compute_setup()
+        x = torch.as_tensor(X, dtype=dtype, device=device)
+        return x
+
+    def _n_components_effective(self):
+        return self.n_components
+
+    # ------------------------------------------------------------------ EM hooks
+    def _em_initialize(self, data, random_state):
+        resp = initial_responsibilities(data.X, self.n_components, self.init_params, random_state)
+        resp_t = torch.as_tensor(resp, dtype=data.x.dtype, device=data.x.device)
+        if data.weight is not None:
+            resp_t = resp_t * data.weight.unsqueeze(1)
+        self._initialize_components(data, resp_t)
+
+    def _em_expectation(self, data):
+        ll, resp_sum, stats = mixture_estep(
+            self._components, torch.log(self._weights_t), data.x, data.weight, self.chunk_size
+        )
+        return EStepResult(log_likelihood=ll, n_samples=data.total_weight, stats=(resp_sum, stats))
+
+    def _em_maximization(self, stats):
+        resp_sum, comp_stats = stats
+        self._components = self._components.refit(comp_stats)
+        self._weights_t = resp_sum / resp_sum.sum()
+
+    def _em_get_state(self):
+        return (self._weights_t.clone(), self._components)
+
+    def _em_set_state(self, state):
+        self._weights_t, self._components = state
+
+    # ------------------------------------------------------------------ fit / predict
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with the EM algorithm.
+
+        Runs ``n_init`` initialisations and keeps the parameters with the highest
+        log-likelihood; each run iterates until the gain of the mean log-likelihood is
+        below ``tol`` or ``max_iter`` iterations.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the rows (a weight of 2 counts a row twice).
+
+        Returns
+        -------
+        self
+        """
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and return the component label of each row of ``X``.
+
+        A final E-step makes the labels agree with ``fit(X).predict(X)``.
+
+        Returns
+        -------
+        labels : numpy.ndarray of shape (n_samples,)
+        """
+        data = self._validate_train(X, sample_weight)
+        self._check_parameters(data)
+        random_state = check_random_state(self.random_state)
+        warm = bool(self.warm_start and hasattr(self, "converged_"))
+        if warm:
+            self._weights_t, self._components = self._components_from_attributes()
+        result = run_em(
+            self,
+            data,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_init=self.n_init,
+            random_state=random_state,
+            warm_start=warm,
+            initial_objective=self.lower_bound_ if warm else -math.inf,
+            objective="mean",
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+        self._set_attributes(self._weights_t, self._components)
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.objective
+        self.lower_bounds_ = result.history
+        del self._weights_t, self._components
+        return self._estimate_weighted_log_prob(data.x).argmax(1).cpu().numpy()
+
+    def _estimate_weighted_log_prob(self, x):
+        weights, components = self._components_from_attributes()
+        with torch.no_grad():
+            blocks = [components.log_prob(x[s:s + self.chunk_size]) + torch.log(weights)
+                      for s in range(0, x.shape[0], self.chunk_size)]
+        return torch.cat(blocks, 0)
+
+    def score_samples(self, X):
+        """Log-likelihood of each row under the mixture.
+
+        Returns
+        -------
+        log_prob : numpy.ndarray of shape (n_samples,)
+        """
+        x = self._validate_predict(X)
+        return to_numpy(torch.logsumexp(self._estimate_weighted_log_prob(x), dim=1))
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row of ``X``."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Most probable component of each row.
+
+        Returns
+        -------
+        labels : numpy.ndarray of shape (n_samples,)
+        """
+        x = self._validate_predict(X)
+        return to_numpy(self._estimate_weighted_log_prob(x).argmax(1))
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row (responsibilities).
+
+        Returns
+        -------
+        resp : numpy.ndarray of shape (n_samples, n_components)
+        """
+        x = self._validate_predict(X)
+        wlp = self._estimate_weighted_log_prob(x)
+        return to_numpy(torch.softmax(wlp, dim=1))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : None, int or RandomState, optional
+            Defaults to the estimator's ``random_state`` (scikit-learn's behaviour).
+
+        Returns
+        -------
+        X : numpy.ndarray of shape (n_samples, n_features)
+            Samples grouped by component.
+        y : numpy.ndarray of shape (n_samples,)
+            Component labels.
+        """
+        self._check_fitted()
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample."
+            )
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        weights, components = self._components_from_attributes()
+        counts = rng.multinomial(n_samples, to_numpy(weights).astype(np.float64) / float(weights.sum()))
+        gen = torch_generator(rng, device=weights.device)
+        parts, labels = [], []
+        with torch.no_grad():
+            for k, c in enumerate(counts):
+                if c > 0:
+                    parts.append(components.sample_member(k, int(c), gen))
+                    labels.append(np.full(c, k, dtype=int))
+        X = to_numpy(torch.cat(parts, 0))
+        return X, np.concatenate(labels)
+
+    def _n_parameters(self):
+        weights, components = self._components_from_attributes()
+        return int(components.n_parameters() + components.n_components - 1)
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better).
+
+        ``-2 * log-likelihood + n_parameters * log(n_samples)``.
+        """
+        n = np.asarray(X).shape[0] if not isinstance(X, torch.Tensor) else X.shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better): ``-2 log L + 2 n_parameters``."""
+        n = np.asarray(X).shape[0] if not isinstance(X, torch.Tensor) else X.shape[0]
+        return -2 * self.score(X) * n + 2 * self._n_parameters()

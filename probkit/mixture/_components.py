@@ -1,0 +1,226 @@
+"""Component models: K distributions seen by the EM engine as one object.
+
+Two implementations of one small protocol (``log_prob``, ``summarize``, ``refit``,
+``validate``, ``sample_member``, ``n_parameters``):
+
+* :class:`BatchedComponents` wraps one distribution with batch shape ``(K,)`` -- the
+  fast path for homogeneous mixtures and HMM emissions (one matrix product per E-step);
+* :class:`ComponentList` wraps K independent distributions, possibly of different
+  families (``MixtureModel(components=[Normal(), Gamma()])``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from probkit.distributions.base import ExponentialFamily, SufficientStats
+
+__all__ = ["BatchedComponents", "ComponentList", "EmptyComponentWarning"]
+
+
+class EmptyComponentWarning(UserWarning):
+    """A component received (almost) no weight in an E-step and kept its previous parameters."""
+
+
+def _empty_mask(count, total):
+    return count <= 1e-12 * total
+
+
+class BatchedComponents:
+    """K components of one family held as one batched distribution.
+
+    Parameters
+    ----------
+    dist : ExponentialFamily
+        A fitted distribution whose batch shape is ``(K,)`` (or ``(K, ...)`` for nested
+        models such as Gaussian-mixture HMM emissions).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from probkit.distributions import Poisson
+    >>> comps = BatchedComponents(Poisson(rate=[1.0, 10.0]))
+    >>> comps.log_prob(torch.tensor([0.0, 10.0], dtype=torch.float64)).argmax(1).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, dist):
+        if not isinstance(dist, ExponentialFamily) or not dist.is_fitted:
+            raise TypeError("BatchedComponents needs a fitted ExponentialFamily distribution")
+        if len(dist.batch_shape) < 1:
+            raise ValueError("BatchedComponents needs a distribution with a batch dimension")
+        self.dist = dist
+
+    @property
+    def n_components(self):
+        return self.dist.batch_shape[0]
+
+    @classmethod
+    def from_responsibilities(cls, template, x, resp):
+        """Fit K components of ``template``'s family to ``x`` weighted by ``resp`` (n, K)."""
+        stats = template._summarize(x, resp)
+        return cls(template.from_stats(stats))
+
+    def log_prob(self, x):
+        """Log-likelihood of each row under each component: (n, K) tensor."""
+        return self.dist._log_prob_pairs(x)
+
+    def summarize(self, x, resp):
+        """Expected sufficient statistics for responsibilities ``resp`` (n, K)."""
+        return self.dist._summarize(x, resp)
+
+    def validate(self, x, name="X"):
+        self.dist._validate_support(x, name)
+
+    def refit(self, stats, warn=True):
+        """New components from ``stats``; components without weight keep their parameters.
+
+        A component whose summed weight is (numerically) zero cannot be re-estimated: its
+        previous parameters are kept and an :class:`EmptyComponentWarning` is emitted,
+        instead of producing NaN parameters.
+        """
+        count = stats["count"]
+        k = self.n_components
+        empty = _empty_mask(count, count.sum())
+        if not bool(empty.any()):
+            return BatchedComponents(self.dist.from_stats(stats))
+        if bool(empty.all()):
+            raise ValueError("every component received zero weight: the data have no mass")
+        shared = set(stats.meta.get("shared_fields", ()))
+        safe = {}
+        for name, value in stats.fields.items():
+            if name in shared:
+                safe[name] = value
+                continue
+            # Any valid placeholder works here: the fitted values of empty components are
+            # replaced by their previous parameters below.
+            total = value.sum(0, keepdim=True).expand_as(value)
+            mask = empty.reshape(empty.shape + (1,) * (value.ndim - empty.ndim))
+            safe[name] = torch.where(mask, total, value)
+        fitted = self.dist.from_stats(SufficientStats(stats.family, safe, stats.meta))
+        params = {}
+        old = self.dist.torch_params()
+        for name, new_value in fitted.torch_params().items():
+            event_nd = fitted._param_event_ndims.get(name, 0)
+            old_value = old[name]
+            if new_value.ndim - event_nd >= 1 and new_value.shape[0] == k and old_value.shape == new_value.shape:
+                mask = empty.reshape(empty.shape + (1,) * (new_value.ndim - empty.ndim))
+                params[name] = torch.where(mask, old_value, new_value)
+            else:
+                params[name] = new_value
+        if warn:
+            idx = torch.nonzero(empty.reshape(k, -1).any(1)).flatten().tolist()
+            warnings.warn(
+                f"component(s) {idx} received no weight in this E-step and kept their previous "
+                "parameters; consider fewer components or another initialisation",
+                EmptyComponentWarning,
+                stacklevel=3,
+            )
+        return BatchedComponents(fitted._new(**params))
+
+    def member(self, index):
+        """The distribution of component ``index`` alone."""
+        params = {}
+        for name, value in self.dist.torch_params().items():
+            event_nd = self.dist._param_event_ndims.get(name, 0)
+            params[name] = value[index] if value.ndim - event_nd >= 1 else value
+        opts = self.dist._options()
+        if getattr(self.dist, "covariance_type", None) == "tied":
+            opts = dict(opts, covariance_type="full")
+        return type(self.dist)(**params, **opts)
+
+    def sample_member(self, index, n, generator):
+        return self.member(index)._sample((n,), generator)
+
+    def n_parameters(self):
+        """Number of free parameters of all components together."""
+        return self.dist._n_free_parameters_total()
+
+    def to(self, device=None, dtype=None):
+        params = {k: v.to(device=device, dtype=dtype) for k, v in self.dist.torch_params().items()}
+        return BatchedComponents(self.dist._new(**params))
+
+
+class ComponentList:
+    """K distributions, possibly of different families, as one component model.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probkit.distributions import Normal, Gamma
+    >>> comps = ComponentList([Normal(loc=0.0, scale=1.0), Gamma(concentration=9.0, rate=1.0)])
+    >>> comps.log_prob(torch.tensor([0.5, 9.0], dtype=torch.float64)).shape
+    torch.Size([2, 2])
+    """
+
+    def __init__(self, dists):
+        self.dists = list(dists)
+        if not self.dists:
+            raise ValueError("ComponentList needs at least one component")
+        for d in self.dists:
+            if not d.is_fitted:
+                raise TypeError("ComponentList needs fitted distributions")
+            if tuple(d.batch_shape) != ():
+                raise ValueError("each listed component must be a single distribution (empty batch shape)")
+
+    @property
+    def n_components(self):
+        return len(self.dists)
+
+    @classmethod
+    def from_responsibilities(cls, templates, x, resp):
+        return cls([t.from_stats(t._summarize(x, resp[:, k])) for k, t in enumerate(templates)])
+
+    def log_prob(self, x):
+        return torch.stack([d._log_prob(x) for d in self.dists], dim=1)
+
+    def summarize(self, x, resp):
+        return [d._summarize(x, resp[:, k]) for k, d in enumerate(self.dists)]
+
+    def validate(self, x, name="X"):
+        for d in self.dists:
+            d._validate_support(x, name)
+
+    def refit(self, stats, warn=True):
+        total = sum(float(s["count"]) for s in stats)
+        new, empty = [], []
+        for k, (d, s) in enumerate(zip(self.dists, stats)):
+            if float(s["count"]) <= 1e-12 * total:
+                new.append(d)
+                empty.append(k)
+            else:
+                new.append(d.from_stats(s))
+        if len(empty) == len(self.dists):
+            raise ValueError("every component received zero weight: the data have no mass")
+        if empty and warn:
+            warnings.warn(
+                f"component(s) {empty} received no weight in this E-step and kept their previous parameters",
+                EmptyComponentWarning,
+                stacklevel=3,
+            )
+        return ComponentList(new)
+
+    def member(self, index):
+        return self.dists[index]
+
+    def sample_member(self, index, n, generator):
+        return self.dists[index]._sample((n,), generator)
+
+    def n_parameters(self):
+        return sum(d._n_free_parameters_total() for d in self.dists)
+
+    def to(self, device=None, dtype=None):
+        return ComponentList(
+            [d._new(**{k: v.to(device=device, dtype=dtype) for k, v in d.torch_params().items()}) for d in self.dists]
+        )
+
+
+def add_stats(a, b):
+    """Sum component statistics of either protocol (SufficientStats, or lists of them)."""
+    if a is None:
+        return b
+    if isinstance(a, list):
+        return [x + y for x, y in zip(a, b)]
+    return a + b

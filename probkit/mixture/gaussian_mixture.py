@@ -1,0 +1,209 @@
+"""GaussianMixture with scikit-learn's constructor, attributes and behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
+from probkit.mixture._base import BaseMixture
+from probkit.mixture._components import BatchedComponents
+from probkit.utils._array import to_numpy
+
+__all__ = ["GaussianMixture"]
+
+
+def _check_shape(value, shape, name):
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"The parameter '{name}' contains NaN or infinity")
+    return arr
+
+
+def _precision_shape(covariance_type, k, d):
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+
+class GaussianMixture(BaseMixture):
+    """Gaussian mixture model fitted by EM, with scikit-learn's API.
+
+    Same constructor, fitted attributes and methods as
+    ``sklearn.mixture.GaussianMixture``; from the same initial parameters it reaches the
+    same parameters after the same iterations. The E-step runs on a torch core in row
+    blocks: one matrix product evaluates every component on a block, one more
+    accumulates every component's statistics.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Convergence threshold on the gain of the mean log-likelihood per sample.
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the diagonal of covariances.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Number of initialisations; the best result is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    weights_init : array-like of shape (n_components,), optional
+    means_init : array-like of shape (n_components, n_features), optional
+    precisions_init : array-like, optional
+        Initial precisions (inverse covariances), shaped by ``covariance_type`` as in scikit-learn.
+    random_state : int, RandomState or None, default=None
+    warm_start : bool, default=False
+        Continue from the previous fit's parameters.
+    verbose : int, default=0
+        1 prints the objective per iteration; 2 also shows a progress bar.
+    verbose_interval : int, default=10
+        Kept for scikit-learn compatibility.
+    device : str or torch.device, optional
+        Compute device (``"cpu"``, ``"cuda"``); CPU by default.
+    dtype : str or torch.dtype, optional
+        Compute precision; float64 by default.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        Shape by ``covariance_type``: full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood per sample of the best run (as in scikit-learn, from the last E-step).
+    lower_bounds_ : list of float
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit import GaussianMixture
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.normal(0, 1, (100, 2)), rng.normal(5, 1, (100, 2))])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(gm.means_[:, 0]), 1)
+    array([0.1, 5. ])
+    >>> gm.predict(X[:3]).shape, gm.sample(5)[0].shape
+    ((3,), (5, 2))
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
+                 n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10, device=None, dtype=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self, data):
+        k = self.n_components
+        d = data.X.shape[1]
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
+        if not (isinstance(self.reg_covar, (int, float, np.floating)) and self.reg_covar >= 0):
+            raise ValueError(f"reg_covar must be a non-negative number, got {self.reg_covar!r}")
+        if self.weights_init is not None:
+            w = _check_shape(self.weights_init, (k,), "weights")
+            if np.any(w < 0) or np.any(w > 1):
+                raise ValueError(
+                    f"The parameter 'weights' should be in the range [0, 1], but got max value {w.max():.5f}, "
+                    f"min value {w.min():.5f}"
+                )
+            if not np.allclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
+        if self.means_init is not None:
+            _check_shape(self.means_init, (k, d), "means")
+        if self.precisions_init is not None:
+            prec = _check_shape(self.precisions_init, _precision_shape(self.covariance_type, k, d), "precisions")
+            if self.covariance_type in ("full", "tied"):
+                mats = prec.reshape(-1, d, d)
+                for m in mats:
+                    if not np.allclose(m, m.T):
+                        raise ValueError(f"'{self.covariance_type} precision' should be symmetric, positive-definite")
+                    if np.any(np.linalg.eigvalsh(m) <= 0.0):
+                        raise ValueError(f"'{self.covariance_type} precision' should be symmetric, positive-definite")
+            elif np.any(prec <= 0):
+                raise ValueError(f"'{self.covariance_type} precision' should be positive")
+
+    # ------------------------------------------------------------------ hooks
+    def _template(self, data):
+        shift = (data.x * (data.weight.unsqueeze(1) if data.weight is not None else 1)).sum(0) / data.total_weight
+        return MultivariateNormal(covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                                  stats_shift=shift.detach().cpu().to(torch.float64))
+
+    def _em_initialize(self, data, random_state):
+        # With every initial parameter given, no responsibilities are needed (as in scikit-learn).
+        if self.weights_init is not None and self.means_init is not None and self.precisions_init is not None:
+            self._initialize_components(data, None)
+            return
+        super()._em_initialize(data, random_state)
+
+    def _initialize_components(self, data, resp):
+        x = data.x
+        template = self._template(data)
+        d = x.shape[1]
+        if resp is not None:
+            comps = BatchedComponents.from_responsibilities(template, x, resp)
+            weights = resp.sum(0) / data.total_weight
+            mean, cov = comps.dist._params["mean"], comps.dist._params["covariance"]
+        else:
+            weights = mean = cov = None
+        if self.weights_init is not None:
+            weights = torch.as_tensor(np.asarray(self.weights_init, dtype=np.float64), dtype=x.dtype, device=x.device)
+        if self.means_init is not None:
+            mean = torch.as_tensor(np.asarray(self.means_init, dtype=np.float64), dtype=x.dtype, device=x.device)
+        if self.precisions_init is not None:
+            prec = torch.as_tensor(np.asarray(self.precisions_init, dtype=np.float64), dtype=x.dtype, device=x.device)
+            if self.covariance_type in ("full", "tied"):
+                cov = torch.linalg.inv(prec)
+                cov = 0.5 * (cov + cov.mT)
+            else:
+                cov = 1.0 / prec
+        if self.covariance_type == "tied" and mean is not None and mean.ndim == 1:
+            mean = mean.reshape(-1, d)
+        dist = MultivariateNormal(mean=mean, covariance=cov, covariance_type=self.covariance_type,
+                                  reg_covar=self.reg_covar, stats_shift=template.stats_shift)
+        self._weights_t = weights
+        self._components = BatchedComponents(dist)
+
+    def _components_from_attributes(self):
+        device, dtype = self._compute_setup()
+        weights = torch.as_tensor(np.asarray(self.weights_, dtype=np.float64), dtype=dtype, device=device)
+        dist = MultivariateNormal(
+            mean=torch.as_tensor(np.asarray(self.means_, dtype=np.float64), dtype=dtype, device=device),
+            covariance=torch.as_tensor(np.asarray(self.covariances_, dtype=np.float64), dtype=dtype, device=device),
+            covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar,
+        )
+        return weights, BatchedComponents(dist)
+
+    def _set_attributes(self, weights, components):
+        dist = components.dist
+        self.weights_ = to_numpy(weights).astype(np.float64)
+        self.means_ = to_numpy(dist._params["mean"]).astype(np.float64)
+        self.covariances_ = to_numpy(dist._params["covariance"]).astype(np.float64)
+        P = to_numpy(precision_cholesky(dist._params["covariance"].to(torch.float64), self.covariance_type))
+        self.precisions_cholesky_ = P
+        if self.covariance_type == "full":
+            self.precisions_ = P @ np.transpose(P, (0, 2, 1))
+        elif self.covariance_type == "tied":
+            self.precisions_ = P @ P.T
+        else:
+            self.precisions_ = P ** 2
