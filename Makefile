@@ -27,7 +27,7 @@ demo: install-demo
 	$(PY) -m probkit.demo --output-dir demo_output
 
 test: install-test
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 -q tests probkit --doctest-modules
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_output

@@ -25,6 +25,10 @@ FAMILY_NAMES = {
     "lognormal": "LogNormal",
 }
 
+# Defaults that differ from the class's own when a family is named in an estimator: a
+# Gaussian component gets scikit-learn's covariance regularisation.
+DEFAULT_OPTIONS = {"MultivariateNormal": {"reg_covar": 1e-6}}
+
 
 def resolve_family(family, **options):
     """Return an unfitted distribution *template* for ``family``.
@@ -50,9 +54,10 @@ def resolve_family(family, **options):
         if key not in FAMILY_NAMES or not hasattr(dists, FAMILY_NAMES[key]):
             known = sorted(k for k, v in FAMILY_NAMES.items() if hasattr(dists, v))
             raise ValueError(f"unknown family {family!r}; expected one of {known} or a distribution class/instance")
-        return getattr(dists, FAMILY_NAMES[key])(**options)
+        cls_name = FAMILY_NAMES[key]
+        return getattr(dists, cls_name)(**{**DEFAULT_OPTIONS.get(cls_name, {}), **options})
     if inspect.isclass(family) and issubclass(family, ExponentialFamily):
-        return family(**options)
+        return family(**{**DEFAULT_OPTIONS.get(family.__name__, {}), **options})
     if isinstance(family, ExponentialFamily):
         return type(family)(**family._options())
     if hasattr(family, "_summarize") and hasattr(family, "from_stats"):

@@ -86,7 +86,7 @@ class GaussianMixture(BaseMixture):
     >>> X = np.vstack([rng.normal(0, 1, (100, 2)), rng.normal(5, 1, (100, 2))])
     >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
     >>> np.round(np.sort(gm.means_[:, 0]), 1)
-    array([0.1, 5. ])
+    array([-0. ,  4.9])
     >>> gm.predict(X[:3]).shape, gm.sample(5)[0].shape
     ((3,), (5, 2))
     """
