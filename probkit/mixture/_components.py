@@ -224,3 +224,84 @@ def add_stats(a, b):
     if isinstance(a, list):
         return [x + y for x, y in zip(a, b)]
     return a + b
+
+
+class FeatureProductComponents(BatchedComponents):
+    """K components, each a product over the columns of X of one scalar family.
+
+    Holds one scalar distribution with batch shape ``(K, n_features)``: component ``k``
+    treats the features as independent with parameters ``[k, d]``. Missing values
+    (NaN) can be marginalised out: pass ``observed`` (a boolean mask, True where a value
+    is present) and a NaN contributes neither to the log-likelihood nor to the
+    statistics of its feature.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probkit.distributions import Poisson
+    >>> comps = FeatureProductComponents(Poisson(rate=[[1.0, 1.0], [10.0, 10.0]]))
+    >>> x = torch.tensor([[0.0, 1.0], [9.0, 11.0]], dtype=torch.float64)
+    >>> comps.log_prob(x).argmax(1).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, dist):
+        super().__init__(dist)
+        if len(dist.batch_shape) != 2 or dist.event_ndim != 0:
+            raise ValueError("FeatureProductComponents needs a scalar family with batch shape (K, n_features)")
+
+    @staticmethod
+    def fill_missing(x, observed):
+        """Replace missing entries by an observed value of the same column (always in the support)."""
+        if observed is None:
+            return x
+        # First observed row of each column (argmax of a boolean picks the first True).
+        first = observed.to(torch.uint8).argmax(0)
+        fill = x.gather(0, first.unsqueeze(0)).squeeze(0)
+        fill = torch.where(torch.isfinite(fill), fill, torch.zeros_like(fill))
+        return torch.where(observed, x, fill.expand_as(x))
+
+    @classmethod
+    def from_responsibilities(cls, template, x, resp, observed=None):
+        n, d = x.shape
+        k = resp.shape[1]
+        x = cls.fill_missing(x, observed)
+        stats = cls._summarize_with(template, x, resp, observed, k, d)
+        return cls(template.from_stats(stats))
+
+    @staticmethod
+    def _summarize_with(dist, x, resp, observed, k, d):
+        n = x.shape[0]
+        mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
+        fields = {"count": resp.T @ mask}
+        for name, t in dist._sufficient_statistics(x).items():
+            extra = t.shape[2:]
+            masked = t * mask.reshape(n, d, *([1] * len(extra)))
+            fields[name] = (resp.T @ masked.reshape(n, -1)).reshape(k, d, *extra)
+        return SufficientStats(type(dist).__name__, fields, dist._stats_meta())
+
+    def log_prob(self, x, observed=None):
+        x = self.fill_missing(x, observed)
+        lp = self.dist._log_prob(x.unsqueeze(1))  # (n, K, d)
+        if observed is not None:
+            lp = torch.where(observed.unsqueeze(1), lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
+        return lp.sum(-1)
+
+    def summarize(self, x, resp, observed=None):
+        x = self.fill_missing(x, observed)
+        return self._summarize_with(self.dist, x, resp, observed, self.n_components, x.shape[1])
+
+    def validate(self, x, name="X"):
+        finite = torch.where(torch.isnan(x), self.fill_missing(x, ~torch.isnan(x)), x)
+        self.dist._validate_support(finite, name)
+
+    def refit(self, stats, warn=True):
+        fitted = super().refit(stats, warn=warn)
+        return FeatureProductComponents(fitted.dist)
+
+    def member(self, index):
+        params = {name: value[index] for name, value in self.dist.torch_params().items()}
+        return type(self.dist)(**params, **self.dist._options())
+
+    def to(self, device=None, dtype=None):
+        return FeatureProductComponents(super().to(device=device, dtype=dtype).dist)

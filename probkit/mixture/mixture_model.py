@@ -8,7 +8,7 @@ import torch
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.registry import resolve_family
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents, ComponentList
+from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
 
 __all__ = ["MixtureModel"]
 
@@ -34,8 +34,10 @@ class MixtureModel(BaseMixture):
     ----------
     family : str, ExponentialFamily class or instance, optional
         E.g. ``"poisson"``, ``"gamma"``, ``Normal``, ``MultivariateNormal(covariance_type="diag")``.
-        Scalar families model one column; use a vector family (``"gaussian"``,
-        ``"multinomial"``, ...) or :class:`probkit.distributions.Independent` for several.
+        A scalar family given for several columns is a product of that family over the
+        columns (the features are independent within a component, e.g. a Poisson rate per
+        feature); vector families (``"gaussian"``, ``"multinomial"``, ...) model all
+        columns jointly.
     n_components : int, default=1
         Ignored when ``components`` is given (its length is used).
     components : list of distributions, optional
@@ -95,22 +97,29 @@ class MixtureModel(BaseMixture):
             return len(self.components)
         return self.n_components
 
-    def _event_view(self, x, template):
-        event_ndim = template.event_ndim if isinstance(template, ExponentialFamily) else 1
-        if event_ndim == 0:
+    @staticmethod
+    def _is_scalar(template):
+        return isinstance(template, ExponentialFamily) and template.event_ndim == 0
+
+    def _event_view(self, x, template, listed):
+        """Samples as the family sees them: one column squeezed for a scalar family."""
+        if self._is_scalar(template) and (listed or x.shape[1] == 1):
             if x.shape[1] != 1:
                 raise ValueError(
-                    f"{type(template).__name__} models one column but X has {x.shape[1]} columns; "
-                    "use probkit.distributions.Independent for a product over columns, or a multivariate family"
+                    f"{type(template).__name__} models one column but X has {x.shape[1]} columns; listed "
+                    "components must model all columns (use a multivariate family or Independent)"
                 )
             return x[:, 0]
         return x
 
     def _check_parameters(self, data):
         templates = self._templates()
-        first = templates[0] if isinstance(templates, list) else templates
-        data.x = self._event_view(data.x, first)
-        for t in templates if isinstance(templates, list) else [templates]:
+        listed = isinstance(templates, list)
+        first = templates[0] if listed else templates
+        data.x = self._event_view(data.x, first, listed)
+        # A scalar family over several columns is a product of that family over the columns.
+        self._feature_product = not listed and self._is_scalar(first) and data.x.ndim == 2
+        for t in templates if listed else [templates]:
             t._validate_support(data.x, "X")
         self._templates_cache = templates
 
@@ -127,6 +136,8 @@ class MixtureModel(BaseMixture):
         templates = self._templates_cache
         if isinstance(templates, list):
             self._components = ComponentList.from_responsibilities(templates, data.x, resp_t)
+        elif self._feature_product:
+            self._components = FeatureProductComponents.from_responsibilities(templates, data.x, resp_t)
         else:
             self._components = BatchedComponents.from_responsibilities(templates, data.x, resp_t)
         self._weights_t = resp_t.sum(0) / data.total_weight
@@ -148,8 +159,10 @@ class MixtureModel(BaseMixture):
 
     def _validate_predict(self, X):
         x = super()._validate_predict(X)
-        first = self.component_model_.dists[0] if isinstance(self.component_model_, ComponentList) else self.component_model_.dist
-        x = self._event_view(x, first)
+        model = self.component_model_
+        listed = isinstance(model, ComponentList)
+        if not isinstance(model, FeatureProductComponents):
+            x = self._event_view(x, model.dists[0] if listed else model.dist, listed)
         self.component_model_.validate(x, "X")
         return x
 

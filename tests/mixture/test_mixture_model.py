@@ -105,7 +105,7 @@ def test_sample_shapes_and_labels():
         ({"family": "poisson"}, -np.ones((5, 1)), ValueError, "non-negative integer"),
         ({"family": "poisson"}, np.full((5, 1), 0.5), ValueError, "integer"),
         ({"family": "gamma"}, np.zeros((5, 1)), ValueError, "positive"),
-        ({"family": "poisson"}, np.ones((5, 2)), ValueError, "one column"),
+        ({"components": [Poisson(), Poisson()]}, np.ones((5, 2)), ValueError, "one column"),
         ({"family": 3.0}, np.ones((5, 1)), TypeError, "family"),
     ],
 )
@@ -118,3 +118,17 @@ def test_predict_rejects_out_of_support_values():
     mm = MixtureModel(family="poisson", n_components=1).fit(np.arange(10).reshape(-1, 1))
     with pytest.raises(ValueError, match="non-negative"):
         mm.predict(np.array([[-1.0]]))
+
+
+def test_scalar_family_over_several_columns_is_a_product():
+    rng = np.random.RandomState(5)
+    X = np.r_[rng.poisson([1, 20], (200, 2)), rng.poisson([15, 2], (200, 2))]
+    mm = MixtureModel(family="poisson", n_components=2, random_state=0).fit(X)
+    rates = np.array([c.rate for c in mm.components_])
+    assert rates.shape == (2, 2)
+    order = np.argsort(rates[:, 0])
+    np.testing.assert_allclose(rates[order], [[1, 20], [15, 2]], rtol=0.15)
+    # the density is the product over columns
+    w, comps = mm.weights_, mm.components_
+    manual = np.logaddexp(*[np.log(w[k]) + stats.poisson(comps[k].rate).logpmf(X).sum(1) for k in range(2)])
+    np.testing.assert_allclose(mm.score_samples(X), manual, rtol=1e-12)
