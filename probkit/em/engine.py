@@ -81,7 +81,7 @@ class EMResult:
 
 def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_start=False,
            initial_objective=-math.inf, objective="mean", verbose=0, desc="EM",
-           all_reduce=None, monitor_factory=ConvergenceMonitor, warn_not_converged=True):
+           all_reduce=None, monitor_factory=ConvergenceMonitor, warn_not_converged=True, signed_gain=False):
     """Run EM ``n_init`` times on ``model`` and leave it in the state of the best run.
 
     Parameters
@@ -112,6 +112,9 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
         ``monitor_factory(tol, max_iter, verbose)``.
     warn_not_converged : bool, default=True
         Emit a ``ConvergenceWarning`` when the best run did not converge.
+    signed_gain : bool, default=False
+        ``False``: converged when ``|gain| < tol`` (scikit-learn). ``True``: converged when
+        ``gain < tol``, so a (numerical) decrease also stops the fit (hmmlearn).
 
     Returns
     -------
@@ -147,7 +150,8 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
                 value = estep.log_likelihood / estep.n_samples if objective == "mean" else estep.log_likelihood
                 monitor.report(value)
                 bar.update(1)
-                if abs(value - previous) < tol:
+                gain = value - previous
+                if (gain if signed_gain else abs(gain)) < tol:
                     converged = True
                     break
         if max_iter == 0:

@@ -1,0 +1,476 @@
+"""BaseHMM: Baum-Welch on the generic EM engine, with hmmlearn's names and habits.
+
+The E-step is the forward-backward kernel of :mod:`probkit.inference` over all sequences
+at once; the M-step re-estimates the start and transition distributions (Dirichlet MAP,
+structural zeros kept) and hands the emission statistics to the emission model.
+Subclasses describe their emission model through a few hooks (see :class:`BaseHMM`).
+"""
+
+from __future__ import annotations
+
+import string
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import linalg
+
+from probkit.base import ProbkitEstimator
+from probkit.em.engine import EStepResult, run_em
+from probkit.inference import forward_backward, forward_filter, sample_markov_chain, viterbi
+from probkit.utils._array import to_numpy
+from probkit.utils.monitor import ConvergenceMonitor
+from probkit.utils.random import check_random_state
+from probkit.utils.validation import check_lengths, check_stochastic
+
+__all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
+
+DECODER_ALGORITHMS = ("viterbi", "map")
+IMPLEMENTATIONS = ("log", "scaling")
+MISSING_MODES = ("error", "marginalize")
+
+
+class EmptyStateWarning(UserWarning):
+    """A state received no expected data; its parameters were kept from the previous iteration."""
+
+
+@dataclass
+class HMMData:
+    """Validated sequences as the EM hooks see them."""
+
+    X: np.ndarray                  # (n_samples, n_features) numpy, NaN where missing
+    x: torch.Tensor                # the same on the compute device / dtype
+    lengths: np.ndarray            # (n_sequences,)
+    observed: torch.Tensor | None  # (n_samples, n_features) bool, None when nothing is missing
+    label_mask: torch.Tensor | None  # (n_samples, K) 0 / -inf from state_labels, None without labels
+
+
+def _normalize_rows(counts, previous, name):
+    """Normalise rows of non-negative counts; a row with no mass keeps its previous values."""
+    sums = counts.sum(-1, keepdims=True)
+    empty = (sums == 0).reshape(-1)
+    out = np.where(sums > 0, counts / np.where(sums > 0, sums, 1.0), previous)
+    if empty.any():
+        warnings.warn(
+            f"{name}: {int(empty.sum())} row(s) received no expected counts and kept their previous values "
+            "(a state that is never visited)",
+            EmptyStateWarning,
+            stacklevel=4,
+        )
+    return out
+
+
+class BaseHMM(ProbkitEstimator):
+    """Hidden Markov model base class: Baum-Welch EM, decoding, scoring and sampling.
+
+    Parameters shared by every HMM (hmmlearn's names, in hmmlearn's order):
+
+    n_components : int
+        Number of hidden states.
+    startprob_prior, transmat_prior : float or array-like
+        Dirichlet concentrations of the MAP estimates of ``startprob_`` and each row of
+        ``transmat_`` (1.0 = maximum likelihood).
+    algorithm : {"viterbi", "map"}
+        Default decoder of :meth:`decode` / :meth:`predict`.
+    random_state : int, RandomState or None
+    n_iter : int
+        Maximum number of EM iterations.
+    tol : float
+        Convergence threshold on the gain of the *total* log-likelihood of the training
+        data (as in hmmlearn, not per sample).
+    verbose : bool
+    params, init_params : str
+        Letters of the parameters updated by EM / initialised before it (``s`` start,
+        ``t`` transitions, and emission letters of the subclass).
+    implementation : {"log", "scaling"}
+        Forward-backward numerics; both give the same results (scaling is faster).
+
+    Subclass hooks: ``_emission_letters``, ``_validate_emission_X``, ``_init_emission``,
+    ``_check_emission``, ``_emission_model``, ``_mstep_emission``,
+    ``_sample_emissions``, ``_emission_n_parameters``.
+    """
+
+    _emission_letters = ""
+    _supports_missing = False
+
+    def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, algorithm="viterbi",
+                 random_state=None, n_iter=10, tol=1e-2, verbose=False, params=string.ascii_letters,
+                 init_params=string.ascii_letters, implementation="log", missing="error", device=None,
+                 dtype=None):
+        self.n_components = n_components
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.missing = missing
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ validation
+    def _check_options(self):
+        k = self.n_components
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_components must be a positive integer, got {k!r}")
+        if self.algorithm not in DECODER_ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {self.algorithm!r}")
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
+        if self.missing not in MISSING_MODES:
+            raise ValueError(f"missing must be one of {MISSING_MODES}, got {self.missing!r}")
+        if self.missing == "marginalize" and not self._marginalizes_missing():
+            raise ValueError(
+                f"missing='marginalize' is not supported by {type(self).__name__} with these options; "
+                "it needs a per-feature emission (diag/spherical Gaussian, Poisson, or a product family)"
+            )
+        if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 0:
+            raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
+        allowed = set("st" + self._emission_letters)
+        for name in ("params", "init_params"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string of parameter letters, got {type(value).__name__}")
+            if value != string.ascii_letters:
+                unknown = sorted(set(value) - allowed)
+                if unknown:
+                    raise ValueError(
+                        f"{name} has unknown letters {unknown}; {type(self).__name__} knows {sorted(allowed)}"
+                    )
+
+    def _marginalizes_missing(self):
+        return self._supports_missing
+
+    def _validate_sequences(self, X, lengths, *, reset, state_labels=None):
+        allow_nan = self.missing == "marginalize"
+        X = self._validate_emission_X(X, reset=reset, allow_nan=allow_nan)
+        lengths = check_lengths(lengths, X.shape[0])
+        device, dtype = self._compute_setup()
+        x = torch.as_tensor(X, dtype=dtype, device=device)
+        observed = None
+        if allow_nan:
+            # A row with every feature missing is allowed: it constrains only the state chain.
+            nan = np.isnan(X)
+            if nan.any():
+                observed = torch.as_tensor(~nan, device=device)
+                x = torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=device))
+        label_mask = None
+        if state_labels is not None:
+            labels = np.asarray(state_labels)
+            if labels.shape != (X.shape[0],):
+                raise ValueError(f"state_labels must have shape ({X.shape[0]},), got {labels.shape}")
+            if labels.dtype.kind not in "iu":
+                raise TypeError(f"state_labels must hold integers (-1 for unknown), got dtype {labels.dtype}")
+            if np.any(labels < -1) or np.any(labels >= self.n_components):
+                raise ValueError(f"state_labels must be -1 (unknown) or in [0, {self.n_components}), got "
+                                 f"values in [{labels.min()}, {labels.max()}]")
+            mask = np.zeros((X.shape[0], self.n_components))
+            known = labels >= 0
+            mask[known] = -np.inf
+            mask[np.flatnonzero(known), labels[known]] = 0.0
+            label_mask = torch.as_tensor(mask, dtype=dtype, device=device)
+        return HMMData(X=X, x=x, lengths=lengths, observed=observed, label_mask=label_mask)
+
+    def _check_fit_y(self, X, y):
+        if y is not None:
+            n = X.shape[0] if hasattr(X, "shape") else len(X)
+            if np.ndim(y) != 1 or len(y) != n:
+                raise TypeError(
+                    "fit(X, y) got a second argument that is not one value per row of X; pass sequence lengths "
+                    "as fit(X, lengths=lengths) (probkit keeps the y slot for scikit-learn tooling)"
+                )
+
+    def _check(self):
+        """Validate the parameters (fitted or set by hand) before they are used."""
+        k = self.n_components
+        for name in ("startprob_", "transmat_"):
+            if not hasattr(self, name):
+                raise ValueError(
+                    f"this {type(self).__name__} has no {name}: call fit or set the parameters by hand"
+                )
+        start = np.asarray(self.startprob_, dtype=np.float64)
+        if start.shape != (k,):
+            raise ValueError(f"startprob_ must have shape ({k},), got {start.shape}")
+        check_stochastic(start, "startprob_")
+        trans = np.asarray(self.transmat_, dtype=np.float64)
+        if trans.shape != (k, k):
+            raise ValueError(f"transmat_ must have shape ({k}, {k}), got {trans.shape}")
+        check_stochastic(trans, "transmat_")
+        self._check_emission()
+
+    def _check_fitted_or_set(self):
+        self._check_options()
+        self._check()
+
+    # ------------------------------------------------------------------ E-step pieces
+    def _log_start_trans(self, device, dtype):
+        with np.errstate(divide="ignore"):
+            log_start = np.log(np.asarray(self.startprob_, dtype=np.float64))
+            log_trans = np.log(np.asarray(self.transmat_, dtype=np.float64))
+        return (torch.as_tensor(log_start, dtype=dtype, device=device),
+                torch.as_tensor(log_trans, dtype=dtype, device=device))
+
+    def _log_emission(self, data, model=None):
+        model = self._emission_model(data.x.device, data.x.dtype) if model is None else model
+        if data.observed is not None:
+            log_emis = model.log_prob(data.x, data.observed)
+        else:
+            log_emis = model.log_prob(data.x)
+        if data.label_mask is not None:
+            log_emis = log_emis + data.label_mask
+        return log_emis
+
+    def _forward_backward(self, data, model=None):
+        log_start, log_trans = self._log_start_trans(data.x.device, data.x.dtype)
+        log_emis = self._log_emission(data, model)
+        return forward_backward(log_start, log_trans, log_emis, data.lengths,
+                                implementation="scaling" if self.implementation == "scaling" else "log")
+
+    # ------------------------------------------------------------------ EM hooks
+    def _needs_init(self, code, name):
+        if code in self.init_params:
+            return True
+        return not hasattr(self, name)
+
+    def _em_initialize(self, data, random_state):
+        k = self.n_components
+        if self._needs_init("s", "startprob_"):
+            self.startprob_ = random_state.dirichlet(np.full(k, 1.0 / k))
+        if self._needs_init("t", "transmat_"):
+            self.transmat_ = random_state.dirichlet(np.full(k, 1.0 / k), size=k)
+        self._init_emission(data, random_state)
+        self._check()
+
+    def _em_expectation(self, data):
+        model = self._emission_model(data.x.device, data.x.dtype)
+        fb = self._forward_backward(data, model)
+        ll = fb.log_likelihood
+        if not bool(torch.isfinite(ll).all()):
+            bad = int(torch.nonzero(~torch.isfinite(ll))[0])
+            raise ValueError(
+                f"sequence {bad} has zero probability under the current parameters (a structural zero or a "
+                "state label makes it impossible)"
+            )
+        post = fb.posteriors
+        if data.observed is not None:
+            emission_stats = model.summarize(data.x, post, data.observed)
+        else:
+            emission_stats = model.summarize(data.x, post)
+        stats = {"start": to_numpy(fb.expected_start), "trans": to_numpy(fb.expected_transitions),
+                 "emission": emission_stats, "post_sum": post.sum(0)}
+        return EStepResult(log_likelihood=float(ll.sum()), n_samples=float(data.x.shape[0]), stats=stats)
+
+    def _em_maximization(self, stats):
+        if "s" in self.params:
+            start = np.maximum(np.asarray(self.startprob_prior, dtype=np.float64) - 1 + stats["start"], 0)
+            start = np.where(np.asarray(self.startprob_) == 0, 0, start)
+            self.startprob_ = _normalize_rows(start, np.asarray(self.startprob_), "startprob_")
+        if "t" in self.params:
+            trans = np.maximum(np.asarray(self.transmat_prior, dtype=np.float64) - 1 + stats["trans"], 0)
+            trans = np.where(np.asarray(self.transmat_) == 0, 0, trans)
+            self.transmat_ = _normalize_rows(trans, np.asarray(self.transmat_), "transmat_")
+        self._mstep_emission(stats["emission"], stats["post_sum"])
+
+    def _em_get_state(self):
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("__")}
+
+    def _em_set_state(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, y=None, *, lengths=None, state_labels=None):
+        """Estimate the parameters with the Baum-Welch (EM) algorithm.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Sequences stacked along the first axis.
+        y : None
+            Unused (kept so scikit-learn tooling works). Passing sequence lengths here is an
+            error: use ``lengths=``.
+        lengths : array-like of int, optional
+            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        state_labels : array-like of int of shape (n_samples,), optional
+            Partial supervision: the known state of each step, or -1 where unknown.
+            Labelled steps are constrained to their state in every E-step.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fit_y(X, y)
+        self._check_options()
+        data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels)
+        random_state = check_random_state(self.random_state)
+        self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
+        result = run_em(
+            self, data, max_iter=self.n_iter, tol=self.tol, n_init=1, random_state=random_state,
+            objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True,
+            monitor_factory=lambda tol, n_iter, verbose: self.monitor_, warn_not_converged=False,
+        )
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        return self
+
+    def _prepare_predict(self, X, lengths, state_labels=None):
+        self._check_fitted_or_set()
+        reset = not hasattr(self, "n_features_in_")
+        return self._validate_sequences(X, lengths, reset=reset, state_labels=state_labels)
+
+    def score(self, X, y=None, *, lengths=None):
+        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        data = self._prepare_predict(X, lengths)
+        with torch.no_grad():
+            result = forward_filter(*self._log_start_trans(data.x.device, data.x.dtype), self._log_emission(data),
+                                    data.lengths)
+        return float(result.log_likelihood.sum())
+
+    def score_samples(self, X, lengths=None):
+        """One-step predictive log-likelihood of each row, ``log p(x_t | x_1..x_{t-1})``.
+
+        The rows of a sequence sum to its log-likelihood. (hmmlearn's ``score_samples``
+        returns ``(score, posteriors)``; here ``score`` and :meth:`predict_proba` give those.)
+
+        Returns
+        -------
+        log_prob : numpy.ndarray of shape (n_samples,)
+        """
+        data = self._prepare_predict(X, lengths)
+        with torch.no_grad():
+            log_start, log_trans = self._log_start_trans(data.x.device, data.x.dtype)
+            log_emis = self._log_emission(data)
+            filt = forward_filter(log_start, log_trans, log_emis, data.lengths)
+            filtered = filt.filtered
+            starts = np.concatenate([[0], np.cumsum(data.lengths)[:-1]])
+            # predictive state distribution of each step: start for first steps, else filtered_{t-1} @ A
+            predicted = torch.empty_like(filtered)
+            predicted[1:] = filtered[:-1] @ torch.exp(log_trans)
+            predicted[torch.as_tensor(starts, device=filtered.device)] = torch.exp(log_start)
+            with np.errstate(divide="ignore"):
+                out = torch.logsumexp(torch.log(predicted) + log_emis, dim=1)
+        return to_numpy(out)
+
+    def predict_proba(self, X, lengths=None, *, state_labels=None):
+        """Posterior probability of each state at each step (forward-backward smoothing).
+
+        Returns
+        -------
+        posteriors : numpy.ndarray of shape (n_samples, n_components)
+        """
+        data = self._prepare_predict(X, lengths, state_labels)
+        with torch.no_grad():
+            fb = self._forward_backward(data)
+        return to_numpy(fb.posteriors)
+
+    def decode(self, X, lengths=None, algorithm=None, *, state_labels=None):
+        """Most likely state sequence.
+
+        Parameters
+        ----------
+        X, lengths
+            As in :meth:`fit`.
+        algorithm : {"viterbi", "map"}, optional
+            ``viterbi``: the jointly most likely path; ``map``: the most likely state of
+            each step. Defaults to the estimator's ``algorithm``.
+        state_labels : array-like of int, optional
+            Known states (-1 where unknown) that the decoded path must respect.
+
+        Returns
+        -------
+        log_prob : float
+            Viterbi: log-probability of the path and the data. MAP: sum of the log
+            posterior probabilities of the chosen states (as hmmlearn).
+        state_sequence : numpy.ndarray of shape (n_samples,)
+        """
+        algorithm = self.algorithm if algorithm is None else algorithm
+        if algorithm not in DECODER_ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {algorithm!r}")
+        data = self._prepare_predict(X, lengths, state_labels)
+        with torch.no_grad():
+            if algorithm == "viterbi":
+                log_start, log_trans = self._log_start_trans(data.x.device, data.x.dtype)
+                result = viterbi(log_start, log_trans, self._log_emission(data), data.lengths)
+                return float(result.log_prob.sum()), to_numpy(result.path).astype(np.int64)
+            post = self._forward_backward(data).posteriors
+            best = post.max(1)
+            with np.errstate(divide="ignore"):
+                return float(torch.log(best.values).sum()), to_numpy(best.indices).astype(np.int64)
+
+    def predict(self, X, lengths=None, *, state_labels=None):
+        """Most likely state of each step, decoded with ``algorithm``.
+
+        Returns
+        -------
+        state_sequence : numpy.ndarray of shape (n_samples,)
+        """
+        return self.decode(X, lengths, state_labels=state_labels)[1]
+
+    def sample(self, n_samples=1, random_state=None, currstate=None):
+        """Draw one sequence of ``n_samples`` steps.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : None, int or RandomState
+            Defaults to the estimator's ``random_state`` (as hmmlearn).
+        currstate : int, optional
+            Start from this state instead of drawing it from ``startprob_``.
+
+        Returns
+        -------
+        X : numpy.ndarray of shape (n_samples, n_features)
+        state_sequence : numpy.ndarray of shape (n_samples,)
+        """
+        self._check_fitted_or_set()
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        start = np.asarray(self.startprob_, dtype=np.float64)
+        if currstate is not None:
+            if not (0 <= int(currstate) < self.n_components):
+                raise ValueError(f"currstate must be in [0, {self.n_components}), got {currstate!r}")
+            start = np.eye(self.n_components)[int(currstate)]
+        states = sample_markov_chain(start, np.asarray(self.transmat_, dtype=np.float64), int(n_samples),
+                                     random_state=rng)
+        states = np.asarray(to_numpy(states), dtype=np.int64)
+        X = self._sample_emissions(states, rng)
+        return X, states
+
+    def get_stationary_distribution(self):
+        """Stationary distribution of the state chain (left eigenvector of ``transmat_`` for eigenvalue 1).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_components,)
+        """
+        self._check_fitted_or_set()
+        vals, vecs = linalg.eig(np.asarray(self.transmat_).T)
+        vec = np.real_if_close(vecs[:, np.argmax(vals.real)])
+        vec = np.real(vec)
+        return vec / vec.sum()
+
+    def _n_parameters(self):
+        k = self.n_components
+        counts = {"s": k - 1, "t": k * (k - 1)}
+        counts.update(self._emission_n_parameters())
+        return counts
+
+    def aic(self, X, lengths=None):
+        """Akaike information criterion: ``-2 log L + 2 n_free_parameters`` (lower is better)."""
+        return -2 * self.score(X, lengths=lengths) + 2 * sum(self._n_parameters().values())
+
+    def bic(self, X, lengths=None):
+        """Bayesian information criterion: ``-2 log L + n_free_parameters log(n_samples)`` (lower is better)."""
+        n = X.shape[0] if hasattr(X, "shape") else len(X)
+        return -2 * self.score(X, lengths=lengths) + sum(self._n_parameters().values()) * np.log(n)

@@ -1,0 +1,312 @@
+"""GaussianHMM: Gaussian emissions with spherical, diagonal, full or tied covariances."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from probkit.distributions.base import LOG_2PI
+from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
+from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.utils._array import to_numpy
+
+__all__ = ["GaussianHMM", "full_covariances"]
+
+
+def full_covariances(covars, covariance_type, n_components, n_features):
+    """Expand compact covariances to full matrices of shape (n_components, d, d).
+
+    Examples
+    --------
+    >>> full_covariances(np.array([[1.0, 2.0]]), "diag", 1, 2)
+    array([[[1., 0.],
+            [0., 2.]]])
+    """
+    covars = np.asarray(covars, dtype=np.float64)
+    if covariance_type == "full":
+        return covars
+    if covariance_type == "tied":
+        return np.repeat(covars[None], n_components, axis=0)
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in covars])
+    return covars[:, None, None] * np.eye(n_features)[None]
+
+
+def _compact_shape(covariance_type, k, d):
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+
+class _GaussianEmission:
+    """Gaussian emissions of K states: log-densities and statistics (missing values allowed for diag/spherical)."""
+
+    def __init__(self, means, covars, covariance_type, shift):
+        self.covariance_type = covariance_type
+        self.means = means
+        self.covars = covars
+        self.shift = shift
+        if covariance_type in ("full", "tied"):
+            self.mvn = MultivariateNormal(mean=means, covariance=covars, covariance_type=covariance_type)
+
+    def _per_feature_var(self):
+        if self.covariance_type == "diag":
+            return self.covars
+        return self.covars.unsqueeze(1).expand_as(self.means)
+
+    def log_prob(self, x, observed=None):
+        if self.covariance_type in ("full", "tied"):
+            return self.mvn._log_prob_pairs(x)
+        # Per-feature normal log-densities summed over observed features, as matrix products:
+        # sum_d m_nd [-(x_nd - mu_kd)^2 / (2 v_kd) - log(2 pi v_kd) / 2]
+        var = self._per_feature_var()
+        prec = 1.0 / var
+        centre = self.means.mean(0)
+        xc = x - centre
+        mc = self.means - centre
+        mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
+        xm = xc * mask
+        quad = (xm * xc) @ prec.T - 2.0 * xm @ (mc * prec).T + mask @ (mc * mc * prec).T
+        log_norm = mask @ (-0.5 * (LOG_2PI + torch.log(var))).T
+        return log_norm - 0.5 * quad
+
+    def summarize(self, x, post, observed=None):
+        xs = x - self.shift
+        if self.covariance_type in ("full", "tied"):
+            k, d = post.shape[1], x.shape[1]
+            weighted = (post.unsqueeze(-1) * xs.unsqueeze(1)).reshape(x.shape[0], k * d)
+            return {"count": post.sum(0), "x": post.T @ xs, "xx": (weighted.T @ xs).reshape(k, d, d)}
+        mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
+        xm = xs * mask
+        return {"count": post.T @ mask, "x": post.T @ xm, "xx": post.T @ (xm * xs)}
+
+
+class GaussianHMM(BaseHMM):
+    """Hidden Markov model with Gaussian emissions (hmmlearn's ``GaussianHMM``).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of states.
+    covariance_type : {"spherical", "diag", "full", "tied"}, default="diag"
+    min_covar : float, default=1e-3
+        Added to the diagonal of the data covariance used to initialise ``covars_``.
+    startprob_prior, transmat_prior : float or array-like, default=1.0
+        Dirichlet concentrations (MAP estimates; 1.0 = maximum likelihood).
+    means_prior, means_weight : float or array-like, default=0
+        Normal prior on the means: mean ``means_prior``, weight (pseudo-count) ``means_weight``.
+    covars_prior, covars_weight : float or array-like, default=1e-2, 1
+        Prior on the covariances (inverse gamma for spherical/diag, inverse Wishart for
+        full/tied), with hmmlearn's MAP formulas: the default adds ``1e-2`` to every
+        variance's numerator, which keeps covariances away from zero.
+    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation
+        See :class:`probkit.hmm.BaseHMM`; emission letters are ``m`` (means) and ``c`` (covariances).
+    missing : {"error", "marginalize"}, default="error"
+        ``"marginalize"`` (diag and spherical only): NaN features drop out of a step's
+        likelihood and of the statistics of that feature.
+    device, dtype
+        Compute device and precision (CPU float64 by default).
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    means_ : ndarray of shape (n_components, n_features)
+    covars_ : ndarray
+        Compact shape by ``covariance_type`` -- spherical ``(K,)``, diag ``(K, d)``,
+        full ``(K, d, d)``, tied ``(d, d)`` -- for reading and for setting alike.
+        (hmmlearn 0.3.3 accepts compact shapes when setting but returns full matrices
+        when reading; probkit returns what was set. :attr:`full_covars_` gives full matrices.)
+    monitor_ : ConvergenceMonitor
+        ``history`` holds the total log-likelihood of every iteration.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit import GaussianHMM
+    >>> model = GaussianHMM(n_components=2, covariance_type="diag")
+    >>> model.startprob_ = np.array([0.6, 0.4])
+    >>> model.transmat_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> model.means_ = np.array([[0.0], [5.0]])
+    >>> model.covars_ = np.array([[1.0], [1.0]])
+    >>> X, Z = model.sample(300, random_state=0)
+    >>> fitted = GaussianHMM(2, n_iter=50, random_state=0).fit(X)
+    >>> np.round(np.sort(fitted.means_[:, 0]), 1)
+    array([-0.1,  5. ])
+    """
+
+    _emission_letters = "mc"
+
+    def __init__(self, n_components=1, covariance_type="diag", min_covar=1e-3, startprob_prior=1.0,
+                 transmat_prior=1.0, means_prior=0, means_weight=0, covars_prior=1e-2, covars_weight=1,
+                 algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False, params="stmc",
+                 init_params="stmc", implementation="log", missing="error", device=None, dtype=None):
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior,
+                         transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
+                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         implementation=implementation, missing=missing, device=device, dtype=dtype)
+        self.covariance_type = covariance_type
+        self.min_covar = min_covar
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+
+    # ------------------------------------------------------------------ hooks
+    def _check_options(self):
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
+        super()._check_options()
+
+    def _marginalizes_missing(self):
+        return self.covariance_type in ("diag", "spherical")
+
+    def _validate_emission_X(self, X, reset, allow_nan):
+        return self._validate_X(X, reset=reset, ensure_all_finite="allow-nan" if allow_nan else True)
+
+    @property
+    def n_features(self):
+        """Number of features (from the fitted or hand-set means)."""
+        return np.asarray(self.means_).shape[1]
+
+    @property
+    def full_covars_(self):
+        """Covariances as full matrices, shape (n_components, n_features, n_features)."""
+        return full_covariances(self.covars_, self.covariance_type, self.n_components, self.n_features)
+
+    def _check_emission(self):
+        k = self.n_components
+        if not hasattr(self, "means_") or not hasattr(self, "covars_"):
+            raise ValueError("GaussianHMM needs means_ and covars_ (fit, or set them by hand)")
+        means = np.asarray(self.means_, dtype=np.float64)
+        if means.ndim != 2 or means.shape[0] != k:
+            raise ValueError(f"means_ must have shape ({k}, n_features), got {means.shape}")
+        d = means.shape[1]
+        if hasattr(self, "n_features_in_") and d != self.n_features_in_:
+            raise ValueError(f"means_ has {d} features but the model was fitted on {self.n_features_in_}")
+        covars = np.asarray(self.covars_, dtype=np.float64)
+        shape = _compact_shape(self.covariance_type, k, d)
+        if covars.shape != shape:
+            raise ValueError(
+                f"covars_ must have shape {shape} for covariance_type={self.covariance_type!r}, got {covars.shape}"
+            )
+        if not np.all(np.isfinite(means)) or not np.all(np.isfinite(covars)):
+            raise ValueError("means_ and covars_ must be finite")
+        if self.covariance_type in ("full", "tied"):
+            mats = covars.reshape(-1, d, d)
+            if not np.allclose(mats, np.transpose(mats, (0, 2, 1))):
+                raise ValueError("covars_ must be symmetric")
+            if np.any(np.linalg.eigvalsh(mats) <= 0):
+                raise ValueError("covars_ must be positive definite")
+        elif np.any(covars <= 0):
+            raise ValueError("covars_ must be positive")
+
+    def _emission_model(self, device, dtype):
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+        shift = getattr(self, "_stats_shift", None)
+        shift = t(shift) if shift is not None else torch.zeros(self.n_features, dtype=dtype, device=device)
+        return _GaussianEmission(t(self.means_), t(self.covars_), self.covariance_type, shift)
+
+    def _init_emission(self, data, random_state):
+        X = data.X
+        complete = X[~np.isnan(X).any(axis=1)] if np.isnan(X).any() else X
+        if len(complete) < self.n_components:
+            raise ValueError(
+                f"need at least n_components={self.n_components} rows without missing values to initialise the means"
+            )
+        self._stats_shift = np.nanmean(X, axis=0)
+        if self._needs_init("m", "means_"):
+            km = KMeans(n_clusters=self.n_components, random_state=random_state, n_init=10).fit(complete)
+            self.means_ = km.cluster_centers_
+        if self._needs_init("c", "covars_"):
+            d = X.shape[1]
+            cv = np.atleast_2d(np.cov(complete.T)) + self.min_covar * np.eye(d) if len(complete) > 1 \
+                else np.eye(d)
+            k = self.n_components
+            self.covars_ = {
+                "spherical": np.full(k, cv.mean()),
+                "diag": np.tile(np.diag(cv), (k, 1)),
+                "full": np.tile(cv, (k, 1, 1)),
+                "tied": cv.copy(),
+            }[self.covariance_type]
+
+    def _prior_arrays(self, k, d):
+        means_prior = np.broadcast_to(np.asarray(self.means_prior, dtype=np.float64), (k, d))
+        w = np.asarray(self.means_weight, dtype=np.float64)
+        means_weight = np.broadcast_to(w.reshape(-1, 1) if w.ndim == 1 else w, (k, d))
+        return means_prior, means_weight
+
+    def _mstep_emission(self, stats, post_sum):
+        k, d = self.n_components, self.n_features
+        count = to_numpy(stats["count"])
+        sx = to_numpy(stats["x"])
+        sxx = to_numpy(stats["xx"])
+        shift = getattr(self, "_stats_shift", np.zeros(d))
+        ct = self.covariance_type
+        means_prior, means_weight = self._prior_arrays(k, d)
+        n = count if count.ndim == 2 else np.repeat(count[:, None], d, axis=1)  # per (state, feature)
+        old_means = np.asarray(self.means_, dtype=np.float64)
+        old_covars = np.asarray(self.covars_, dtype=np.float64)
+        empty = (n + means_weight) <= 0
+        if "m" in self.params:
+            # (w mu0 + sum_t g_t x_t) / (w + sum_t g_t); statistics are about ``shift``
+            num = means_weight * means_prior + sx + shift * n
+            den = means_weight + n
+            means = np.where(empty, old_means, num / np.where(empty, 1.0, den))
+        else:
+            means = old_means
+        if "c" in self.params:
+            mc = means - shift                 # means in the shifted coordinates
+            meandiff = means - means_prior
+            cp = np.asarray(self.covars_prior, dtype=np.float64)
+            cw = np.asarray(self.covars_weight, dtype=np.float64)
+            if ct in ("diag", "spherical"):
+                # sum_t g_t (x_t - mu)^2 per feature
+                scatter = sxx - 2 * mc * sx + mc * mc * n
+                c_n = means_weight * meandiff ** 2 + scatter
+                cw_b = cw.reshape(-1, 1) if cw.ndim == 1 else cw
+                c_d = np.maximum(cw_b - 1, 0) + n
+                cp_b = cp.reshape(-1, 1) if cp.ndim == 1 else cp
+                covars = (cp_b + c_n) / np.maximum(c_d, 1e-5)
+                if ct == "spherical":
+                    covars = covars.mean(1)
+                    state_empty = empty.all(1)
+                else:
+                    state_empty = empty
+                covars = np.where(state_empty, old_covars, covars)
+            else:
+                nk = count
+                outer_sx_m = sx[:, :, None] * mc[:, None, :]
+                scatter = sxx - outer_sx_m - np.transpose(outer_sx_m, (0, 2, 1)) + nk[:, None, None] * (
+                    mc[:, :, None] * mc[:, None, :])
+                w_k = means_weight[:, 0]
+                c_n = w_k[:, None, None] * meandiff[:, :, None] * meandiff[:, None, :] + scatter
+                cvweight = np.maximum(cw - d, 0)
+                if ct == "tied":
+                    covars = (cp + c_n.sum(0)) / (cvweight + nk.sum())
+                else:
+                    cvw = np.broadcast_to(cvweight, (k,))
+                    covars = (cp + c_n) / (cvw + nk)[:, None, None]
+                    covars = np.where(empty.all(1)[:, None, None], old_covars, covars)
+                covars = 0.5 * (covars + np.swapaxes(covars, -1, -2))
+        else:
+            covars = old_covars
+        if np.any(empty):
+            warnings.warn(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
+                          "previous emission parameters", EmptyStateWarning, stacklevel=3)
+        self.means_ = means
+        self.covars_ = covars
+
+    def _sample_emissions(self, states, rng):
+        k, d = self.n_components, self.n_features
+        means = np.asarray(self.means_, dtype=np.float64)
+        chol = np.linalg.cholesky(self.full_covars_)
+        eps = rng.standard_normal((len(states), d))
+        return means[states] + np.einsum("nij,nj->ni", chol[states], eps)
+
+    def _emission_n_parameters(self):
+        k, d = self.n_components, self.n_features
+        return {"m": k * d, "c": {"spherical": k, "diag": k * d, "full": k * d * (d + 1) // 2,
+                                  "tied": d * (d + 1) // 2}[self.covariance_type]}
