@@ -103,15 +103,24 @@ def _pad_time(x, n_steps):
     return torch.cat([x, pad], dim=1)
 
 
+def _detach_impossible(loglik):
+    """-inf log-likelihoods as constants, so an impossible sequence gets zero gradient.
+
+    Without this the gradient of such a sequence would be that of the finite partial
+    sums before the step that made it impossible, which means nothing.
+    """
+    return torch.where(torch.isfinite(loglik), loglik, torch.full_like(loglik, float("-inf")))
+
+
 def _log_likelihood(batch, implementation):
     if implementation == "log":
-        return tk.forward_log(*batch)[1]
+        return _detach_impossible(tk.forward_log(*batch)[1])
     _, loglik, failed, _ = tk.forward_scaled(*batch)
     if bool(failed.any()):
         index = failed.nonzero().squeeze(1)
         exact = tk.forward_log(*_subset(batch, index))[1]
         loglik = loglik.index_put((index,), exact)
-    return loglik
+    return _detach_impossible(loglik)
 
 
 def hmm_log_likelihood(log_startprob, log_transmat, log_emission, lengths=None, *, implementation="scaling"):
@@ -199,6 +208,7 @@ def forward_backward_padded(log_startprob, log_transmat, log_emission, lengths=N
             loglik = loglik.index_put((index,), ll_f)
             posteriors = posteriors.index_put((index,), _pad_time(post_f, posteriors.shape[1]))
             expected = expected.index_put((index,), exp_f)
+    loglik = _detach_impossible(loglik)
     return PaddedForwardBackwardResult(loglik.to(out_dtype), posteriors.to(out_dtype), expected.to(out_dtype))
 
 
@@ -244,7 +254,7 @@ def forward_filter_padded(log_startprob, log_transmat, log_emission, lengths=Non
             loglik = loglik.index_put((index,), ll_f)
             filtered = filtered.index_put((index,), _pad_time(torch.exp(log_alpha_f), filtered.shape[1]))
     filtered = filtered * batch.mask.unsqueeze(-1).to(filtered.dtype)
-    return loglik.to(out_dtype), filtered.to(out_dtype)
+    return _detach_impossible(loglik).to(out_dtype), filtered.to(out_dtype)
 
 
 def viterbi_padded(log_startprob, log_transmat, log_emission, lengths=None):
