@@ -1,0 +1,185 @@
+"""numpy-side drivers of the numba kernels: buffers, blocks of sequences, threads.
+
+All functions take float64 C-contiguous numpy arrays (the public functions convert)
+and return numpy arrays.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from probkit.inference import _numba_kernels as nk
+
+# Below this many multiply-adds (n_samples * K * K) a call runs on the calling thread:
+# handing blocks to worker threads costs tens of microseconds.
+_MIN_WORK_FOR_THREADS = 2_000_000
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="probkit-hmm")
+            atexit.register(_pool.shutdown, wait=False)
+        return _pool
+
+
+def _offsets(lengths):
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def _block_bounds(offsets, n_states):
+    """Split sequences into contiguous blocks of similar total length, one per thread.
+
+    The number of blocks follows ``torch.get_num_threads()`` (the package's single
+    knob for CPU parallelism); small problems get one block.
+    """
+    n_seq = offsets.shape[0] - 1
+    total = int(offsets[-1])
+    n_threads = max(1, torch.get_num_threads())
+    if n_seq == 1 or n_threads == 1 or total * n_states * n_states < _MIN_WORK_FOR_THREADS:
+        return np.array([0, n_seq], dtype=np.int64)
+    n_blocks = min(n_threads, n_seq)
+    targets = (total * np.arange(1, n_blocks)) // n_blocks
+    inner = np.searchsorted(offsets, targets, side="left")
+    bounds = np.unique(np.concatenate([[0], np.clip(inner, 1, n_seq - 1), [n_seq]]))
+    return bounds.astype(np.int64)
+
+
+def _run_blocks(kernel, bounds, make_args):
+    """Run ``kernel(*make_args(b, s_begin, s_end))`` for every block, threaded when several."""
+    n_blocks = len(bounds) - 1
+    if n_blocks == 1:
+        kernel(*make_args(0, bounds[0], bounds[1]))
+        return
+    pool = _thread_pool()
+    futures = [pool.submit(kernel, *make_args(b, bounds[b], bounds[b + 1])) for b in range(n_blocks)]
+    for f in futures:
+        f.result()
+
+
+def _scaled_emission(log_emission):
+    """exp(log_emission - rowmax) and the row maxima.
+
+    The subtraction runs in numba and the exponential in numpy, whose SIMD exp is
+    about 7x faster than numba's scalar one (0.55 ms vs 3.6 ms for 800,000 values).
+    """
+    emis = np.empty_like(log_emission)
+    shift = np.empty(log_emission.shape[0])
+    nk.shifted_log_emission(log_emission, emis, shift)
+    np.exp(emis, out=emis)
+    return emis, shift
+
+
+def _transition_arrays(log_transmat):
+    with np.errstate(under="ignore"):
+        trans = np.exp(log_transmat)
+    return (
+        trans,
+        np.ascontiguousarray(trans.T),
+        np.ascontiguousarray(log_transmat.T),
+    )
+
+
+def forward_backward(log_startprob, log_transmat, log_emission, lengths, use_log):
+    """Returns (log_likelihood (n_seq,), posteriors (N, K), expected_transitions (K, K),
+    expected_start (K,), status (n_seq,))."""
+    n_samples, n_states = log_emission.shape
+    offsets = _offsets(lengths)
+    n_seq = len(lengths)
+    bounds = _block_bounds(offsets, n_states)
+    trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
+    start = np.exp(log_startprob)
+    if use_log:
+        post = np.empty_like(log_emission)
+        shift = np.empty(0)
+    else:
+        post, shift = _scaled_emission(log_emission)
+    alpha = np.empty_like(log_emission)
+    loglik = np.empty(n_seq)
+    status = np.empty(n_seq, dtype=np.int64)
+    xi_blocks = np.zeros((len(bounds) - 1, n_states, n_states))
+
+    def args(b, s_begin, s_end):
+        return (
+            start, trans, trans_t, log_startprob, log_transmat, log_trans_t, log_emission, offsets,
+            s_begin, s_end, use_log, post, shift, alpha, loglik, status, xi_blocks[b],
+        )
+
+    _run_blocks(nk.forward_backward_block, bounds, args)
+    expected_start = post[offsets[:-1]].sum(axis=0)
+    return loglik, post, xi_blocks.sum(axis=0), expected_start, status
+
+
+def forward(log_prior, log_transmat, log_emission, lengths, use_log, keep_log=False):
+    """Returns (log_likelihood (n_seq,), filtered (N, K), status (n_seq,)).
+
+    With ``keep_log`` the rows of sequences computed in log space hold log-probabilities
+    (see ``status``), as the backward sampler needs.
+    """
+    n_samples, n_states = log_emission.shape
+    offsets = _offsets(lengths)
+    n_seq = len(lengths)
+    bounds = _block_bounds(offsets, n_states)
+    trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
+    prior = np.exp(log_prior)
+    if use_log:
+        filtered = np.empty_like(log_emission)
+        shift = np.empty(0)
+    else:
+        filtered, shift = _scaled_emission(log_emission)
+    loglik = np.empty(n_seq)
+    status = np.empty(n_seq, dtype=np.int64)
+
+    def args(b, s_begin, s_end):
+        return (
+            prior, trans_t, log_prior, log_trans_t, log_emission, offsets, s_begin, s_end,
+            use_log, keep_log, filtered, shift, loglik, status,
+        )
+
+    _run_blocks(nk.forward_block, bounds, args)
+    return loglik, filtered, status
+
+
+def viterbi(log_startprob, log_transmat, log_emission, lengths):
+    """Returns (log_prob (n_seq,), path (N,) int64)."""
+    n_samples, n_states = log_emission.shape
+    offsets = _offsets(lengths)
+    bounds = _block_bounds(offsets, n_states)
+    log_trans_t = np.ascontiguousarray(log_transmat.T)
+    delta = np.empty_like(log_emission)
+    path = np.empty(n_samples, dtype=np.int64)
+    log_prob = np.empty(len(lengths))
+
+    def args(b, s_begin, s_end):
+        return (log_startprob, log_transmat, log_trans_t, log_emission, offsets, s_begin, s_end, delta, path, log_prob)
+
+    _run_blocks(nk.viterbi_block, bounds, args)
+    return log_prob, path
+
+
+def backward_sample(log_transmat, lengths, filtered, status, uniforms):
+    """Paths (n_paths, N) int64 drawn backwards from ``forward(..., keep_log=True)`` results."""
+    offsets = _offsets(lengths)
+    trans = np.exp(log_transmat)
+    paths = np.empty(uniforms.shape, dtype=np.int64)
+    nk.backward_sample_block(trans, log_transmat, offsets, filtered, status, uniforms, paths)
+    return paths
+
+
+def markov_chain(startprob, transmat, uniforms):
+    """States (n_steps,) int64 of a Markov chain driven by ``uniforms``."""
+    states = np.empty(uniforms.shape[0], dtype=np.int64)
+    nk.markov_chain_kernel(startprob, transmat, uniforms, states)
+    return states

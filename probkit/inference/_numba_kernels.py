@@ -1,0 +1,521 @@
+"""numba-compiled HMM recursions over the concatenated ("lengths") layout.
+
+Sequences are stored back to back in one ``(n_samples, K)`` array and delimited by
+``offsets`` (``offsets[s]:offsets[s + 1]`` is sequence ``s``), so nothing is padded.
+Every kernel processes a contiguous block of sequences ``[s_begin, s_end)`` and releases
+the GIL, so the caller can run blocks on Python threads; each block owns its own
+expected-transition accumulator, so no two threads write to the same memory. (numba's
+own ``parallel=True`` was measured 2-3x slower here: its OpenMP worker threads spin
+between parallel regions and compete with the computation on small machines.)
+
+Loop forms were chosen by measurement (T=100,000, K=8): each step computes the
+predicted probability of state j as a dot product of column j of the transition matrix
+(a row of its transpose) with the previous message, with scalar accumulators, which
+was 2x faster than accumulating rows into a predicted-vector array.
+
+Numerics of the "scaling" kernels: emission probabilities are shifted per step by their
+maximum log-value before exponentiation (so log-emissions near -1e4 cost nothing), the
+forward messages are normalised to sum to one, and the backward messages are normalised
+by their own sum. Whenever a step's normaliser falls below ``SCALED_FLOOR`` the linear
+representation may have lost information (a state whose relative probability underflowed
+could matter), so that sequence is recomputed by the log-space kernels, which are exact
+for any dynamic range. See ``probkit.inference`` for the argument.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+# A step normaliser at or above this bound guarantees that everything the linear
+# representation flushed to zero (at most K * tiny in absolute terms) is below
+# K * tiny / SCALED_FLOOR ~ K * 1e-154 relative to what was kept.
+SCALED_FLOOR = math.sqrt(np.finfo(np.float64).tiny)
+
+# Status of a sequence after a kernel ran: which representation produced its results.
+STATUS_SCALED = 0
+STATUS_LOG = 1
+STATUS_IMPOSSIBLE = 2
+
+_NEG_INF = -np.inf
+
+# Reassociation lets LLVM vectorise the short dot products and sums. "nnan"/"ninf" are
+# deliberately absent: -inf is a legitimate value (zero probability) in the log kernels.
+_FAST_SUMS = {"reassoc", "contract", "arcp", "nsz"}
+# For the Viterbi max-plus recursion: a max reduction vectorises only without NaNs, which
+# the validation rules out; infinities stay allowed.
+_FAST_MAX = {"nnan", "reassoc", "contract", "nsz"}
+
+
+def _jit(**options):
+    """``numba.njit`` with on-disk caching where a cache directory is writable.
+
+    numba refuses ``cache=True`` at decoration time when neither the package directory
+    nor a user cache directory can be written (for example a read-only install with no
+    home directory); the kernels then simply compile on first use in every process.
+    """
+
+    def decorate(func):
+        try:
+            return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(func)
+        except RuntimeError:
+            return numba.njit(cache=False, nogil=True, error_model="numpy", **options)(func)
+
+    return decorate
+
+
+# ---------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------
+
+
+@_jit()
+def _logsumexp_vec(values):
+    """log(sum(exp(values))) of a 1-D array; -inf when every entry is -inf."""
+    m = _NEG_INF
+    for k in range(values.shape[0]):
+        if values[k] > m:
+            m = values[k]
+    if m == _NEG_INF:
+        return _NEG_INF
+    s = 0.0
+    for k in range(values.shape[0]):
+        s += math.exp(values[k] - m)
+    return m + math.log(s)
+
+
+@_jit()
+def shifted_log_emission(log_emission, out, shift):
+    """Write ``log_emission - rowmax`` into ``out`` and the row maxima into ``shift``.
+
+    A row that is entirely -inf gets shift 0, so it exponentiates to zeros (and the
+    scaled kernels then fall back to log space for that sequence) instead of to NaN.
+    The caller exponentiates ``out`` with numpy, whose vectorised exp is several times
+    faster than numba's scalar one.
+    """
+    n_samples, n_states = log_emission.shape
+    for t in range(n_samples):
+        m = log_emission[t, 0]
+        for k in range(1, n_states):
+            v = log_emission[t, k]
+            m = v if v > m else m
+        if m == _NEG_INF:
+            m = 0.0
+        shift[t] = m
+        for k in range(n_states):
+            out[t, k] = log_emission[t, k] - m
+
+
+# ---------------------------------------------------------------------------------------
+# Forward recursions for one sequence
+# ---------------------------------------------------------------------------------------
+
+
+@_jit(fastmath=_FAST_SUMS)
+def _forward_scaled_one(prior, trans_t, emis, shift, lo, hi, alpha):
+    """Scaled forward pass over rows ``lo:hi``; returns ``(ok, log_likelihood)``.
+
+    ``emis`` holds exp(log_emission - shift); ``alpha`` receives the filtered
+    distributions (rows sum to one). ``alpha`` may be the same array as ``emis``: each
+    row is read before it is overwritten. ``ok`` is False when a step normaliser fell
+    below ``SCALED_FLOOR``; the caller then recomputes in log space.
+    """
+    n_states = trans_t.shape[0]
+    c = 0.0
+    for j in range(n_states):
+        v = prior[j] * emis[lo, j]
+        alpha[lo, j] = v
+        c += v
+    if not c >= SCALED_FLOOR:
+        return False, 0.0
+    inv = 1.0 / c
+    for j in range(n_states):
+        alpha[lo, j] *= inv
+    # Multiply normalisers and take one log per ~100 steps instead of one per step.
+    scale_product = c
+    log_scale = 0.0
+    shift_sum = shift[lo]
+    for t in range(lo + 1, hi):
+        c = 0.0
+        for j in range(n_states):
+            p = 0.0
+            for i in range(n_states):
+                p += trans_t[j, i] * alpha[t - 1, i]
+            v = p * emis[t, j]
+            alpha[t, j] = v
+            c += v
+        if not c >= SCALED_FLOOR:
+            return False, 0.0
+        inv = 1.0 / c
+        for j in range(n_states):
+            alpha[t, j] *= inv
+        scale_product *= c
+        if scale_product < 1e-100 or scale_product > 1e100:
+            log_scale += math.log(scale_product)
+            scale_product = 1.0
+        shift_sum += shift[t]
+    return True, log_scale + math.log(scale_product) + shift_sum
+
+
+@_jit()
+def _forward_log_one(log_prior, log_trans_t, log_emission, lo, hi, log_alpha, tmp):
+    """Log-space forward pass; ``log_alpha`` rows are normalised log filtered probabilities.
+
+    ``log_trans_t`` is the transposed log transition matrix (``[j, i]`` = i -> j) so the
+    inner loop is contiguous. Returns the log-likelihood, -inf when the sequence is
+    impossible (its ``log_alpha`` rows from that step on are then -inf).
+    """
+    n_states = log_trans_t.shape[0]
+    for j in range(n_states):
+        tmp[j] = log_prior[j] + log_emission[lo, j]
+    z = _logsumexp_vec(tmp)
+    if z == _NEG_INF:
+        log_alpha[lo:hi, :] = _NEG_INF
+        return _NEG_INF
+    for j in range(n_states):
+        log_alpha[lo, j] = tmp[j] - z
+    total = z
+    for t in range(lo + 1, hi):
+        for j in range(n_states):
+            m = _NEG_INF
+            for i in range(n_states):
+                v = log_alpha[t - 1, i] + log_trans_t[j, i]
+                m = v if v > m else m
+            if m == _NEG_INF:
+                tmp[j] = _NEG_INF
+            else:
+                s = 0.0
+                for i in range(n_states):
+                    s += math.exp(log_alpha[t - 1, i] + log_trans_t[j, i] - m)
+                tmp[j] = m + math.log(s) + log_emission[t, j]
+        z = _logsumexp_vec(tmp)
+        if z == _NEG_INF:
+            log_alpha[t:hi, :] = _NEG_INF
+            return _NEG_INF
+        for j in range(n_states):
+            log_alpha[t, j] = tmp[j] - z
+        total += z
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# Backward recursions for one sequence (posteriors and expected transitions fused)
+# ---------------------------------------------------------------------------------------
+
+
+@_jit(fastmath=_FAST_SUMS)
+def _backward_scaled_one(trans, post, lo, hi, alpha, outer_sum, beta, w, b, e_next, gamma):
+    """Scaled backward pass; ``post[lo:hi]`` holds scaled emissions on entry, posteriors on exit.
+
+    ``outer_sum`` receives sum_t (alpha_t / Z_t) w_{t+1}^T with
+    w_{t+1} = e_{t+1} * beta_{t+1}; the expected transition counts are ``trans * outer_sum``,
+    which saves one multiplication per (i, j) and step. The emissions of step t are read
+    into ``e_next`` before the posterior of step t overwrites them, so no second
+    exponentiation of the emissions is needed. Returns False when a normaliser fell below
+    ``SCALED_FLOOR`` (the caller then discards ``outer_sum`` and uses log space).
+    """
+    n_states = trans.shape[0]
+    for j in range(n_states):
+        beta[j] = 1.0
+        e_next[j] = post[hi - 1, j]
+        post[hi - 1, j] = alpha[hi - 1, j]
+    for t in range(hi - 2, lo - 1, -1):
+        for j in range(n_states):
+            w[j] = e_next[j] * beta[j]
+        z = 0.0
+        d = 0.0
+        for i in range(n_states):
+            s = 0.0
+            for j in range(n_states):
+                s += trans[i, j] * w[j]
+            b[i] = s
+            g = alpha[t, i] * s
+            gamma[i] = g
+            z += g
+            d += s
+        # With alpha_t and beta_{t+1} both normalised, z is the probability mass the two
+        # messages share; a tiny z means the flushed (underflowed) parts could matter.
+        if not z >= SCALED_FLOOR:
+            return False
+        inv_z = 1.0 / z
+        for i in range(n_states):
+            u_i = alpha[t, i] * inv_z
+            for j in range(n_states):
+                outer_sum[i, j] += u_i * w[j]
+        inv_d = 1.0 / d
+        for i in range(n_states):
+            e_next[i] = post[t, i]
+            post[t, i] = gamma[i] * inv_z
+            beta[i] = b[i] * inv_d
+    return True
+
+
+@_jit()
+def _backward_log_one(log_trans, log_emission, lo, hi, log_alpha, post, xi_sum, lb, lw, lb_new, tmp):
+    """Log-space backward pass writing posteriors into ``post[lo:hi]`` and adding xi to ``xi_sum``.
+
+    Each step is normalised by its own log Z_t = logsumexp(log_alpha_t + log_beta_t), so
+    posteriors and the xi of that step are normalised consistently (sum_j xi_t[i, j] =
+    gamma_t[i]) and nothing grows with the sequence length.
+    """
+    n_states = log_trans.shape[0]
+    for j in range(n_states):
+        lb[j] = 0.0
+        post[hi - 1, j] = math.exp(log_alpha[hi - 1, j])
+    for t in range(hi - 2, lo - 1, -1):
+        for j in range(n_states):
+            lw[j] = log_emission[t + 1, j] + lb[j]
+        for i in range(n_states):
+            for j in range(n_states):
+                tmp[j] = log_trans[i, j] + lw[j]
+            lb_new[i] = _logsumexp_vec(tmp)
+        for i in range(n_states):
+            tmp[i] = log_alpha[t, i] + lb_new[i]
+        log_z = _logsumexp_vec(tmp)
+        if log_z == _NEG_INF:
+            # Unreachable for a sequence with positive likelihood; kept NaN-free anyway.
+            for i in range(n_states):
+                post[t, i] = 0.0
+                lb[i] = 0.0
+            continue
+        for i in range(n_states):
+            post[t, i] = math.exp(tmp[i] - log_z)
+            row = log_alpha[t, i] - log_z
+            if row != _NEG_INF:
+                for j in range(n_states):
+                    xi_sum[i, j] += math.exp(row + log_trans[i, j] + lw[j])
+        d = _logsumexp_vec(lb_new)
+        for i in range(n_states):
+            lb[i] = lb_new[i] - d
+
+
+# ---------------------------------------------------------------------------------------
+# Block kernels (a contiguous range of sequences each)
+# ---------------------------------------------------------------------------------------
+
+
+@_jit()
+def forward_backward_block(
+    start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
+    s_begin, s_end, use_log, post, shift, alpha, loglik, status, xi_acc,
+):
+    """Posteriors and expected transitions of sequences ``s_begin:s_end``.
+
+    ``start``/``trans``/``trans_t`` are the probabilities (``trans_t`` transposed),
+    ``log_*`` their logarithms. On entry ``post`` holds exp(log_emission - shift) unless
+    ``use_log``. On exit ``post`` holds the posteriors (zero rows for impossible
+    sequences), ``loglik``/``status`` are set per sequence and the expected transition
+    counts are added to ``xi_acc``. ``alpha`` is workspace shaped like ``post``.
+    """
+    n_states = trans.shape[0]
+    pred = np.empty(n_states)
+    beta = np.empty(n_states)
+    w = np.empty(n_states)
+    b = np.empty(n_states)
+    e_next = np.empty(n_states)
+    gamma = np.empty(n_states)
+    outer_seq = np.empty((n_states, n_states))
+    for s in range(s_begin, s_end):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        if not use_log:
+            ok, ll = _forward_scaled_one(start, trans_t, post, shift, lo, hi, alpha)
+            if ok:
+                outer_seq[:, :] = 0.0
+                if _backward_scaled_one(trans, post, lo, hi, alpha, outer_seq, beta, w, b, e_next, gamma):
+                    for i in range(n_states):
+                        for j in range(n_states):
+                            xi_acc[i, j] += trans[i, j] * outer_seq[i, j]
+                    loglik[s] = ll
+                    status[s] = STATUS_SCALED
+                    continue
+        ll = _forward_log_one(log_start, log_trans_t, log_emission, lo, hi, alpha, pred)
+        loglik[s] = ll
+        if ll == _NEG_INF:
+            status[s] = STATUS_IMPOSSIBLE
+            post[lo:hi, :] = 0.0
+        else:
+            status[s] = STATUS_LOG
+            _backward_log_one(log_trans, log_emission, lo, hi, alpha, post, xi_acc, beta, w, b, gamma)
+
+
+@_jit()
+def forward_block(
+    prior, trans_t, log_prior, log_trans_t, log_emission, offsets, s_begin, s_end,
+    use_log, keep_log, filtered, shift, loglik, status,
+):
+    """Filtered distributions p(z_t | x_1..t) and log-likelihoods of sequences ``s_begin:s_end``.
+
+    On entry ``filtered`` holds exp(log_emission - shift) unless ``use_log``; the scaled
+    pass overwrites it row by row. Rows of sequences computed in log space hold
+    log-probabilities when ``keep_log`` (for backward sampling) and probabilities
+    otherwise; rows of an impossible sequence are 0 (-inf with ``keep_log``) from the
+    impossible step on. ``prior`` is the start distribution (or, for online filtering, the
+    predictive distribution of the next step).
+    """
+    n_states = trans_t.shape[0]
+    tmp = np.empty(n_states)
+    for s in range(s_begin, s_end):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        if not use_log:
+            ok, ll = _forward_scaled_one(prior, trans_t, filtered, shift, lo, hi, filtered)
+            if ok:
+                loglik[s] = ll
+                status[s] = STATUS_SCALED
+                continue
+        ll = _forward_log_one(log_prior, log_trans_t, log_emission, lo, hi, filtered, tmp)
+        loglik[s] = ll
+        status[s] = STATUS_IMPOSSIBLE if ll == _NEG_INF else STATUS_LOG
+        if not keep_log:
+            for t in range(lo, hi):
+                for j in range(n_states):
+                    filtered[t, j] = math.exp(filtered[t, j])
+
+
+@_jit(fastmath=_FAST_MAX)
+def _viterbi_delta_one(log_start, log_trans_t, log_emission, lo, hi, delta):
+    """Max-plus forward pass of one sequence; ``delta[lo:hi]`` receives the scores.
+
+    Only maxima are computed here (a vectorisable reduction); the arg-max is recovered
+    during the traceback for the single state on the path, which costs K per step
+    instead of K^2. Scores are shifted to max 0 whenever they drift below -1e4 (the
+    shifts are returned as an offset) so they keep full precision on long sequences.
+    Returns ``(offset, possible)``.
+    """
+    n_states = log_trans_t.shape[0]
+    m = _NEG_INF
+    for j in range(n_states):
+        v = log_start[j] + log_emission[lo, j]
+        delta[lo, j] = v
+        m = v if v > m else m
+    if m == _NEG_INF:
+        return 0.0, False
+    offset = 0.0
+    for t in range(lo + 1, hi):
+        m = _NEG_INF
+        for j in range(n_states):
+            best = _NEG_INF
+            for i in range(n_states):
+                v = delta[t - 1, i] + log_trans_t[j, i]
+                best = v if v > best else best
+            v = best + log_emission[t, j]
+            delta[t, j] = v
+            m = v if v > m else m
+        if m < -1e4:
+            if m == _NEG_INF:
+                return 0.0, False
+            for j in range(n_states):
+                delta[t, j] -= m
+            offset += m
+    return offset, True
+
+
+@_jit()
+def viterbi_block(log_start, log_trans, log_trans_t, log_emission, offsets, s_begin, s_end, delta, path, log_prob):
+    """Viterbi paths (into ``path``) and log-probabilities of sequences ``s_begin:s_end``.
+
+    Ties go to the lowest state index; an impossible sequence gets log-probability -inf
+    and a path of -1. ``delta`` is workspace shaped like ``log_emission``.
+    """
+    n_states = log_trans.shape[0]
+    for s in range(s_begin, s_end):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        offset, possible = _viterbi_delta_one(log_start, log_trans_t, log_emission, lo, hi, delta)
+        if not possible:
+            path[lo:hi] = -1
+            log_prob[s] = _NEG_INF
+            continue
+        state = 0
+        for j in range(1, n_states):
+            if delta[hi - 1, j] > delta[hi - 1, state]:
+                state = j
+        log_prob[s] = offset + delta[hi - 1, state]
+        path[hi - 1] = state
+        for t in range(hi - 1, lo, -1):
+            # Recompute the arg-max the forward pass did not store: the same sums in the
+            # same order give the same maximum, and the strict ">" keeps the first one.
+            best_state = 0
+            best = delta[t - 1, 0] + log_trans[0, state]
+            for i in range(1, n_states):
+                v = delta[t - 1, i] + log_trans[i, state]
+                if v > best:
+                    best = v
+                    best_state = i
+            state = best_state
+            path[t - 1] = state
+
+
+@_jit()
+def _draw_categorical(weights, u):
+    """Inverse-CDF draw from unnormalised non-negative ``weights`` with a uniform ``u`` in [0, 1).
+
+    Never returns a zero-weight index: the target u * total is strictly below the total.
+    Returns -1 when every weight is zero.
+    """
+    total = 0.0
+    for k in range(weights.shape[0]):
+        total += weights[k]
+    if not total > 0.0:
+        return -1
+    target = u * total
+    acc = 0.0
+    last_positive = 0
+    for k in range(weights.shape[0]):
+        if weights[k] > 0.0:
+            last_positive = k
+            acc += weights[k]
+            if acc > target:
+                return k
+    # Rounding left acc <= target at the end: the last positive-weight state is the answer.
+    return last_positive
+
+
+@_jit()
+def backward_sample_block(trans, log_trans, offsets, filtered, status, uniforms, paths):
+    """Draw state paths backwards from filtered distributions (forward-filter backward-sample).
+
+    ``filtered`` rows are probabilities for scaled sequences and log-probabilities for
+    sequences computed in log space (``status``); ``uniforms`` has shape
+    (n_paths, n_samples) and supplies every random number, so the result is a pure
+    function of it. z_{T-1} ~ filtered_{T-1}; z_t ~ filtered_t[i] * trans[i, z_{t+1}].
+    Paths of impossible sequences are -1.
+    """
+    n_states = trans.shape[0]
+    n_paths = uniforms.shape[0]
+    n_seq = offsets.shape[0] - 1
+    weights = np.empty(n_states)
+    for p in range(n_paths):
+        for s in range(n_seq):
+            lo = offsets[s]
+            hi = offsets[s + 1]
+            if status[s] == STATUS_IMPOSSIBLE:
+                paths[p, lo:hi] = -1
+                continue
+            in_log = status[s] == STATUS_LOG
+            nxt = -1
+            for t in range(hi - 1, lo - 1, -1):
+                if in_log:
+                    m = _NEG_INF
+                    for i in range(n_states):
+                        v = filtered[t, i] if nxt < 0 else filtered[t, i] + log_trans[i, nxt]
+                        weights[i] = v
+                        m = v if v > m else m
+                    for i in range(n_states):
+                        weights[i] = math.exp(weights[i] - m)
+                else:
+                    for i in range(n_states):
+                        weights[i] = filtered[t, i] if nxt < 0 else filtered[t, i] * trans[i, nxt]
+                nxt = _draw_categorical(weights, uniforms[p, t])
+                paths[p, t] = nxt
+
+
+@_jit()
+def markov_chain_kernel(startprob, transmat, uniforms, states):
+    """Sample a Markov chain: states[0] ~ startprob, states[t] ~ transmat[states[t-1]]."""
+    states[0] = _draw_categorical(startprob, uniforms[0])
+    for t in range(1, states.shape[0]):
+        states[t] = _draw_categorical(transmat[states[t - 1]], uniforms[t])

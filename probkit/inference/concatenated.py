@@ -1,0 +1,391 @@
+"""HMM inference over concatenated sequences (the estimators' ``lengths`` API).
+
+Sequences are stacked along the first axis of ``log_emission`` and delimited by
+``lengths``; padding is an internal detail of the torch backend. On the CPU the numba
+kernels run over the concatenated layout directly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from probkit.inference import padded as _padded
+from probkit.inference._checks import (
+    as_float_tensor,
+    check_choice,
+    check_log_values,
+    concatenated_inputs,
+)
+
+try:  # numba is a declared dependency; the torch backend keeps working without it.
+    from probkit.inference import _numba_backend as _nb
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    _nb = None
+
+_IMPLEMENTATIONS = ("scaling", "log")
+_BACKENDS = ("auto", "numba", "torch")
+
+
+class ForwardBackwardResult(NamedTuple):
+    """Result of :func:`forward_backward`.
+
+    Attributes
+    ----------
+    log_likelihood : Tensor (n_seq,)
+        log p(x) of every sequence; -inf for a sequence impossible under the model.
+    posteriors : Tensor (n_samples, K)
+        p(z_t = k | x) (zero rows for impossible sequences).
+    expected_transitions : Tensor (K, K)
+        sum over sequences and steps of p(z_{t-1} = i, z_t = j | x).
+    expected_start : Tensor (K,)
+        sum over sequences of p(z_0 = k | x).
+    """
+
+    log_likelihood: torch.Tensor
+    posteriors: torch.Tensor
+    expected_transitions: torch.Tensor
+    expected_start: torch.Tensor
+
+
+class ViterbiResult(NamedTuple):
+    """Result of :func:`viterbi`.
+
+    Attributes
+    ----------
+    log_prob : Tensor (n_seq,)
+        log p(x, z*) of each sequence's most probable path (-inf if impossible).
+    path : LongTensor (n_samples,)
+        The most probable states (-1 throughout an impossible sequence).
+    """
+
+    log_prob: torch.Tensor
+    path: torch.Tensor
+
+
+class FilterResult(NamedTuple):
+    """Result of :func:`forward_filter`.
+
+    Attributes
+    ----------
+    log_likelihood : Tensor (n_seq,)
+    filtered : Tensor (n_samples, K)
+        p(z_t = k | x_1..t); zero rows from the step at which a sequence became impossible.
+    """
+
+    log_likelihood: torch.Tensor
+    filtered: torch.Tensor
+
+
+def resolve_backend(backend, *tensors):
+    """Pick "numba" or "torch" for ``backend="auto"`` (and validate explicit choices).
+
+    "auto" means numba for CPU tensors that need no gradient, torch otherwise (CUDA
+    tensors, ``requires_grad``, or numba unavailable).
+    """
+    check_choice(backend, "backend", _BACKENDS)
+    if backend == "numba":
+        if _nb is None:
+            raise ValueError("backend='numba' was requested but numba is not installed")
+        return "numba"
+    if backend == "torch":
+        return "torch"
+    if _nb is None:
+        return "torch"
+    for t in tensors:
+        if t.device.type != "cpu" or t.requires_grad:
+            return "torch"
+    return "numba"
+
+
+def _to_numpy64(t):
+    return np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())
+
+
+def _out(array, like):
+    """A numpy result as a tensor with the dtype and device of ``like``."""
+    return torch.from_numpy(array).to(dtype=like.dtype, device=like.device)
+
+
+def forward_backward(
+    log_startprob,
+    log_transmat,
+    log_emission,
+    lengths=None,
+    *,
+    implementation="scaling",
+    backend="auto",
+):
+    """Posterior state marginals and expected transition counts (forward-backward).
+
+    Parameters
+    ----------
+    log_startprob : array-like or Tensor, (K,)
+        Log initial-state probabilities; -inf marks states a sequence cannot start in.
+    log_transmat : array-like or Tensor, (K, K)
+        Log transition probabilities, row = from-state; -inf marks structural zeros.
+    log_emission : array-like or Tensor, (n_samples, K)
+        log p(x_t | z_t = k) of all sequences stacked. -inf marks impossible states
+        (for example partial supervision); NaN and +inf are rejected.
+    lengths : array-like of int, (n_seq,), optional
+        Lengths of the stacked sequences; positive, summing to ``n_samples``.
+        ``None`` means one sequence.
+    implementation : {"scaling", "log"}, default="scaling"
+        "scaling" works with probabilities normalised at every step and falls back to
+        "log" for any sequence on which a step normaliser underflows, so both give the
+        same results; "log" runs log-sum-exp recursions throughout (slower).
+    backend : {"auto", "numba", "torch"}, default="auto"
+        "numba": compiled CPU loops over the concatenated layout (no gradients).
+        "torch": padded batched recursions on the inputs' device, differentiable.
+        "auto": numba for CPU inputs that need no gradient, torch otherwise.
+
+    Returns
+    -------
+    ForwardBackwardResult
+        ``log_likelihood`` (n_seq,), ``posteriors`` (n_samples, K),
+        ``expected_transitions`` (K, K) and ``expected_start`` (K,), as tensors with the
+        dtype and device of ``log_emission``. A sequence whose probability is exactly
+        zero gets ``log_likelihood = -inf``, zero posteriors and contributes nothing to
+        the expected counts; no NaN is ever produced from -inf inputs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_start = np.log([0.6, 0.4])
+    >>> log_trans = np.log([[0.7, 0.3], [0.2, 0.8]])
+    >>> log_emission = np.log([[0.9, 0.2], [0.1, 0.8], [0.5, 0.5], [0.9, 0.1]])
+    >>> res = forward_backward(log_start, log_trans, log_emission, lengths=[3, 1])
+    >>> res.log_likelihood
+    tensor([-2.2064, -0.5447], dtype=torch.float64)
+    >>> torch.allclose(res.posteriors.sum(1), torch.ones(4, dtype=torch.float64))
+    True
+    >>> round(float(res.expected_transitions.sum()), 12)  # 2 transitions in sequence 1
+    2.0
+    """
+    check_choice(implementation, "implementation", _IMPLEMENTATIONS)
+    ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    chosen = resolve_backend(backend, ls, lt, le)
+    if chosen == "numba":
+        loglik, post, xi, start, _ = _nb.forward_backward(
+            _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
+        )
+        return ForwardBackwardResult(_out(loglik, le), _out(post, le), _out(xi, le), _out(start, le))
+    padded_le, _ = _padded.pad_sequences(le, lengths)
+    res = _padded.forward_backward_padded(ls, lt, padded_le, lengths, implementation=implementation)
+    posteriors = _padded.unpad_sequences(res.posteriors, lengths)
+    return ForwardBackwardResult(
+        res.log_likelihood,
+        posteriors,
+        res.expected_transitions.sum(dim=0),
+        res.posteriors[:, 0].sum(dim=0),
+    )
+
+
+def viterbi(log_startprob, log_transmat, log_emission, lengths=None, *, backend="auto"):
+    """Most probable state path of every sequence (Viterbi algorithm).
+
+    Parameters
+    ----------
+    log_startprob, log_transmat, log_emission, lengths
+        As in :func:`forward_backward`.
+    backend : {"auto", "numba", "torch"}, default="auto"
+
+    Returns
+    -------
+    ViterbiResult
+        ``log_prob`` (n_seq,) = log p(x, z*) and ``path`` (n_samples,) int64. Ties go to
+        the lowest state index. A sequence with zero probability gets ``-inf`` and a
+        path of -1 (so it cannot be mistaken for a real state sequence).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = viterbi(np.log([0.6, 0.4]), np.log([[0.7, 0.3], [0.2, 0.8]]),
+    ...               np.log([[0.9, 0.2], [0.1, 0.8], [0.5, 0.5]]))
+    >>> res.path
+    tensor([0, 1, 1])
+    >>> res.log_prob
+    tensor([-2.9596], dtype=torch.float64)
+    """
+    ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    chosen = resolve_backend(backend, ls, lt, le)
+    if chosen == "numba":
+        log_prob, path = _nb.viterbi(_to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths)
+        return ViterbiResult(_out(log_prob, le), torch.from_numpy(path).to(le.device))
+    padded_le, _ = _padded.pad_sequences(le, lengths)
+    res = _padded.viterbi_padded(ls, lt, padded_le, lengths)
+    return ViterbiResult(res.log_prob, _padded.unpad_sequences(res.paths, lengths))
+
+
+def forward_filter(
+    log_startprob,
+    log_transmat,
+    log_emission,
+    lengths=None,
+    *,
+    implementation="scaling",
+    backend="auto",
+):
+    """Filtered state distributions p(z_t | x_1..t) and log-likelihoods (forward pass only).
+
+    Parameters
+    ----------
+    log_startprob, log_transmat, log_emission, lengths, implementation, backend
+        As in :func:`forward_backward`.
+
+    Returns
+    -------
+    FilterResult
+        ``log_likelihood`` (n_seq,) and ``filtered`` (n_samples, K); rows of an
+        impossible sequence are zero from the step at which it became impossible.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = forward_filter(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.1, 0.9]]),
+    ...                      np.log([[0.8, 0.2], [0.8, 0.2]]))
+    >>> res.filtered
+    tensor([[0.8000, 0.2000],
+            [0.9193, 0.0807]], dtype=torch.float64)
+    """
+    check_choice(implementation, "implementation", _IMPLEMENTATIONS)
+    ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    chosen = resolve_backend(backend, ls, lt, le)
+    if chosen == "numba":
+        loglik, filtered, _ = _nb.forward(
+            _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
+        )
+        return FilterResult(_out(loglik, le), _out(filtered, le))
+    padded_le, _ = _padded.pad_sequences(le, lengths)
+    loglik, filtered = _padded.forward_filter_padded(ls, lt, padded_le, lengths, implementation=implementation)
+    return FilterResult(loglik, _padded.unpad_sequences(filtered, lengths))
+
+
+class ForwardFilter:
+    """Online filtering: feed emissions as they arrive, get p(z_t | x_1..t) back.
+
+    Parameters
+    ----------
+    log_startprob : array-like or Tensor, (K,)
+    log_transmat : array-like or Tensor, (K, K)
+    implementation : {"log", "scaling"}, default="log"
+        How each chunk is processed (see :func:`forward_filter`). The state carried
+        from one call to the next is kept in log space either way; "log" (the default)
+        is exact for any dynamic range, while "scaling" is faster for long chunks but
+        carries the last filtered row of a chunk through linear probabilities, which
+        flushes states with relative probability below ~1e-308 to zero.
+
+    Attributes
+    ----------
+    log_likelihood : float
+        log p(x_1..t) of everything seen since construction or :meth:`reset`
+        (-inf once the observations became impossible).
+    filtered_ : Tensor (K,) or None
+        p(z_t | x_1..t) of the last step seen (None before the first update).
+    n_steps_ : int
+        Number of steps seen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f = ForwardFilter(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.1, 0.9]]))
+    >>> f.update(np.log([0.8, 0.2]))
+    tensor([0.8000, 0.2000], dtype=torch.float64)
+    >>> f.update(np.log([[0.8, 0.2], [0.3, 0.7]]))
+    tensor([[0.9193, 0.0807],
+            [0.6851, 0.3149]], dtype=torch.float64)
+    >>> f.n_steps_, round(f.log_likelihood, 4)
+    (3, -2.1388)
+    """
+
+    def __init__(self, log_startprob, log_transmat, *, implementation="log"):
+        check_choice(implementation, "implementation", _IMPLEMENTATIONS)
+        ls = check_log_values(as_float_tensor(log_startprob, "log_startprob"), "log_startprob")
+        lt = check_log_values(as_float_tensor(log_transmat, "log_transmat"), "log_transmat")
+        if ls.ndim != 1 or ls.shape[0] == 0:
+            raise ValueError(f"log_startprob must have shape (K,), got {tuple(ls.shape)}")
+        n_states = ls.shape[0]
+        if tuple(lt.shape) != (n_states, n_states):
+            raise ValueError(
+                f"log_transmat must have shape ({n_states}, {n_states}) to match log_startprob, "
+                f"got {tuple(lt.shape)}"
+            )
+        if _nb is None:  # pragma: no cover
+            raise ImportError("ForwardFilter needs numba")
+        self.implementation = implementation
+        self.n_states = n_states
+        self._log_start = _to_numpy64(ls)
+        self._log_trans = _to_numpy64(lt)
+        self.reset()
+
+    def reset(self):
+        """Forget all observations; the next update starts from ``log_startprob``.
+
+        Returns
+        -------
+        self
+        """
+        self.log_likelihood = 0.0
+        self.filtered_ = None
+        self.n_steps_ = 0
+        self._log_filtered = None
+        return self
+
+    def _log_prior(self):
+        if self._log_filtered is None:
+            return self._log_start
+        # log p(z_{t+1} = j | x_1..t) = logsumexp_i(log filtered_i + log A_ij)
+        x = self._log_filtered[:, None] + self._log_trans
+        m = x.max(axis=0)
+        m_safe = np.where(np.isfinite(m), m, 0.0)
+        with np.errstate(divide="ignore"):
+            return np.log(np.exp(x - m_safe).sum(axis=0)) + m_safe
+
+    def update(self, log_emission_t):
+        """Consume the emissions of the next step(s) and return their filtered distributions.
+
+        Parameters
+        ----------
+        log_emission_t : array-like or Tensor, (K,) or (m, K)
+            Log emission probabilities of one step or of ``m`` consecutive steps.
+
+        Returns
+        -------
+        Tensor (K,) or (m, K)
+            p(z_t | x_1..t) for those steps (zeros once the observations are impossible),
+            in the dtype and on the device of ``log_emission_t``.
+        """
+        le = check_log_values(as_float_tensor(log_emission_t, "log_emission_t"), "log_emission_t")
+        single = le.ndim == 1
+        le2 = le.unsqueeze(0) if single else le
+        if le2.ndim != 2 or le2.shape[1] != self.n_states or le2.shape[0] == 0:
+            raise ValueError(
+                f"log_emission_t must have shape ({self.n_states},) or (m, {self.n_states}), "
+                f"got {tuple(le.shape)}"
+            )
+        n_new = le2.shape[0]
+        if self.log_likelihood == -np.inf:
+            filtered = np.zeros((n_new, self.n_states))
+        else:
+            loglik, filtered, status = _nb.forward(
+                self._log_prior(),
+                self._log_trans,
+                _to_numpy64(le2),
+                np.array([n_new], dtype=np.int64),
+                self.implementation == "log",
+                keep_log=True,
+            )
+            self.log_likelihood += float(loglik[0])
+            if status[0] == 0:  # scaled: rows are probabilities
+                with np.errstate(divide="ignore"):
+                    self._log_filtered = np.log(filtered[-1])
+            else:
+                self._log_filtered = filtered[-1].copy()
+                with np.errstate(under="ignore"):
+                    filtered = np.exp(filtered)
+        self.n_steps_ += n_new
+        out = _out(np.ascontiguousarray(filtered), le2)
+        self.filtered_ = out[-1]
+        return out[0] if single else out
