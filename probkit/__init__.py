@@ -13,8 +13,19 @@ Examples
 (1, 2)
 """
 
+from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 from probkit.mixture import GaussianMixture, MixtureModel
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "MixtureModel", "__version__"]
+__all__ = [
+    "CategoricalHMM",
+    "GMMHMM",
+    "GaussianHMM",
+    "GaussianMixture",
+    "HMM",
+    "MixtureModel",
+    "MultinomialHMM",
+    "PoissonHMM",
+    "__version__",
+]

@@ -1,0 +1,15 @@
+"""Hidden Markov models fitted by Baum-Welch EM, with hmmlearn's names.
+
+``GaussianHMM``, ``GMMHMM``, ``CategoricalHMM``, ``MultinomialHMM``, ``PoissonHMM`` and
+``HMM(emission=...)`` for any probkit family share one base (:class:`BaseHMM`), one EM
+engine and the forward-backward kernels of :mod:`probkit.inference`.
+"""
+
+from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.hmm.discrete import CategoricalHMM, MultinomialHMM, PoissonHMM
+from probkit.hmm.gaussian import GaussianHMM
+from probkit.hmm.generic import HMM
+from probkit.hmm.gmm import GMMHMM
+
+__all__ = ["BaseHMM", "CategoricalHMM", "EmptyStateWarning", "GMMHMM", "GaussianHMM", "HMM", "MultinomialHMM",
+           "PoissonHMM"]

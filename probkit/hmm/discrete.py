@@ -1,0 +1,343 @@
+"""HMMs with discrete emissions: CategoricalHMM, MultinomialHMM and PoissonHMM."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.utils.validation import validate_data
+
+from probkit.distributions.categorical import Categorical
+from probkit.distributions.poisson import Poisson
+from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
+from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.utils._array import to_numpy
+from probkit.utils.validation import check_nonnegative_integers, check_stochastic
+
+__all__ = ["CategoricalHMM", "MultinomialHMM", "PoissonHMM"]
+
+
+def _integer_X(estimator, X, reset, name="X", allow_nan=False):
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    X = validate_data(estimator, X, reset=reset, dtype=None,
+                      ensure_all_finite="allow-nan" if allow_nan else True)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
+    finite = X[~np.isnan(X)] if (allow_nan and X.dtype.kind == "f") else X
+    check_nonnegative_integers(finite, name)
+    return X.astype(np.float64)
+
+
+class _CountEmission:
+    """Adapts a component model to the HMM emission protocol (masking missing values when asked)."""
+
+    def __init__(self, components, squeeze=False):
+        self.components = components
+        self.squeeze = squeeze
+
+    def _x(self, x):
+        return x[:, 0] if self.squeeze else x
+
+    def log_prob(self, x, observed=None):
+        if observed is not None:
+            return self.components.log_prob(x, observed)
+        return self.components.log_prob(self._x(x))
+
+    def summarize(self, x, post, observed=None):
+        if observed is not None:
+            return self.components.summarize(x, post, observed)
+        return self.components.summarize(self._x(x), post)
+
+
+class CategoricalHMM(BaseHMM):
+    """HMM with categorical emissions: each step emits one symbol in ``0 .. n_features - 1``.
+
+    ``X`` has shape ``(n_samples, 1)`` of non-negative integers, as in hmmlearn.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    startprob_prior, transmat_prior : float or array-like, default=1.0
+    emissionprob_prior : float or array-like, default=1.0
+        Dirichlet concentration of each row of ``emissionprob_`` (1.0 = maximum likelihood).
+    n_features : int, optional
+        Number of possible symbols; inferred from the data (largest symbol + 1) when omitted.
+    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation, device, dtype
+        See :class:`GaussianHMM`; the emission letter is ``e``.
+
+    Attributes
+    ----------
+    startprob_, transmat_, monitor_, n_features_in_
+        As in :class:`GaussianHMM` (``n_features_in_`` is 1).
+    emissionprob_ : ndarray of shape (n_components, n_symbols)
+    n_symbols_ : int
+        Alphabet size used by the model (hmmlearn stores this in ``n_features``; probkit
+        leaves constructor parameters untouched, as scikit-learn requires).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = CategoricalHMM(2)
+    >>> model.startprob_ = np.array([0.5, 0.5])
+    >>> model.transmat_ = np.array([[0.95, 0.05], [0.05, 0.95]])
+    >>> model.emissionprob_ = np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
+    >>> X, Z = model.sample(2000, random_state=0)
+    >>> fitted = CategoricalHMM(2, n_iter=100, random_state=0).fit(X)
+    >>> np.round(np.sort(fitted.emissionprob_[:, 0]), 1)
+    array([0.1, 0.8])
+    """
+
+    _emission_letters = "e"
+
+    def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,
+                 n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False,
+                 params="ste", init_params="ste", implementation="log", device=None, dtype=None):
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior,
+                         transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
+                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         implementation=implementation, device=device, dtype=dtype)
+        self.emissionprob_prior = emissionprob_prior
+        self.n_features = n_features
+
+    def _n_symbols(self):
+        if hasattr(self, "emissionprob_"):
+            return np.asarray(self.emissionprob_).shape[1]
+        return self.n_features
+
+    def _validate_emission_X(self, X, reset, allow_nan):
+        X = _integer_X(self, X, reset)
+        if X.shape[1] != 1:
+            raise ValueError(f"X must have shape (n_samples, 1) of symbols for CategoricalHMM, got {X.shape}")
+        m = self._n_symbols()
+        if m is not None and X.max() >= m:
+            raise ValueError(f"X holds symbol {int(X.max())} but the model emits symbols 0 .. {m - 1}")
+        return X
+
+    def _check_emission(self):
+        if not hasattr(self, "emissionprob_"):
+            raise ValueError("CategoricalHMM needs emissionprob_ (fit, or set it by hand)")
+        e = np.asarray(self.emissionprob_, dtype=np.float64)
+        if e.ndim != 2 or e.shape[0] != self.n_components:
+            raise ValueError(f"emissionprob_ must have shape ({self.n_components}, n_symbols), got {e.shape}")
+        if self.n_features is not None and e.shape[1] != self.n_features:
+            raise ValueError(f"emissionprob_ has {e.shape[1]} symbols but n_features={self.n_features}")
+        check_stochastic(e, "emissionprob_")
+        self.n_symbols_ = e.shape[1]
+
+    def _init_emission(self, data, random_state):
+        m = self.n_features if self.n_features is not None else int(data.X.max()) + 1
+        if self._needs_init("e", "emissionprob_"):
+            e = random_state.rand(self.n_components, m)
+            self.emissionprob_ = e / e.sum(1, keepdims=True)
+
+    def _emission_model(self, device, dtype):
+        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
+        return _CountEmission(BatchedComponents(Categorical(probs=probs)), squeeze=True)
+
+    def _mstep_emission(self, stats, post_sum):
+        if "e" not in self.params:
+            return
+        counts = to_numpy(stats["x"])
+        prior = np.asarray(self.emissionprob_prior, dtype=np.float64)
+        e = np.maximum(prior - 1 + counts, 0)
+        self.emissionprob_ = _normalize_rows(e, np.asarray(self.emissionprob_), "emissionprob_")
+
+    def _sample_emissions(self, states, rng):
+        cdf = np.cumsum(np.asarray(self.emissionprob_), axis=1)
+        u = rng.rand(len(states))
+        symbols = (cdf[states] > u[:, None]).argmax(1)
+        return symbols.reshape(-1, 1)
+
+    def _emission_n_parameters(self):
+        return {"e": self.n_components * (self._n_symbols() - 1)}
+
+
+class MultinomialHMM(BaseHMM):
+    """HMM with multinomial emissions: each step is a vector of counts over ``n_features`` categories.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    n_trials : int or array-like of int, optional
+        Total count of each step; inferred from the rows when omitted.
+    startprob_prior, transmat_prior : float or array-like, default=1.0
+    emissionprob_prior : float or array-like, default=1.0
+        Dirichlet concentration of each row of ``emissionprob_``.
+    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation, device, dtype
+        See :class:`GaussianHMM`; the emission letter is ``e``.
+
+    Attributes
+    ----------
+    emissionprob_ : ndarray of shape (n_components, n_features)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = MultinomialHMM(2, n_trials=5)
+    >>> model.startprob_ = np.array([0.5, 0.5])
+    >>> model.transmat_ = np.array([[0.9, 0.1], [0.1, 0.9]])
+    >>> model.emissionprob_ = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
+    >>> X, Z = model.sample(500, random_state=0)
+    >>> X.sum(1).max()
+    5
+    """
+
+    _emission_letters = "e"
+
+    def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0, transmat_prior=1.0, *,
+                 emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2,
+                 verbose=False, params="ste", init_params="ste", implementation="log", device=None, dtype=None):
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior,
+                         transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
+                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         implementation=implementation, device=device, dtype=dtype)
+        self.n_trials = n_trials
+        self.emissionprob_prior = emissionprob_prior
+
+    def _validate_emission_X(self, X, reset, allow_nan):
+        X = _integer_X(self, X, reset)
+        if self.n_trials is not None:
+            totals = X.sum(1)
+            if not np.all(totals == np.asarray(self.n_trials)):
+                raise ValueError("each row of X must sum to n_trials")
+        return X
+
+    def _check_emission(self):
+        if not hasattr(self, "emissionprob_"):
+            raise ValueError("MultinomialHMM needs emissionprob_ (fit, or set it by hand)")
+        e = np.asarray(self.emissionprob_, dtype=np.float64)
+        if e.ndim != 2 or e.shape[0] != self.n_components:
+            raise ValueError(f"emissionprob_ must have shape ({self.n_components}, n_features), got {e.shape}")
+        if hasattr(self, "n_features_in_") and e.shape[1] != self.n_features_in_:
+            raise ValueError(f"emissionprob_ has {e.shape[1]} categories but X has {self.n_features_in_} columns")
+        check_stochastic(e, "emissionprob_")
+
+    def _init_emission(self, data, random_state):
+        if self._needs_init("e", "emissionprob_"):
+            e = random_state.rand(self.n_components, data.X.shape[1])
+            self.emissionprob_ = e / e.sum(1, keepdims=True)
+
+    def _emission_model(self, device, dtype):
+        from probkit.distributions import Multinomial
+
+        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
+        return _CountEmission(BatchedComponents(Multinomial(probs=probs)))
+
+    def _mstep_emission(self, stats, post_sum):
+        if "e" not in self.params:
+            return
+        counts = to_numpy(stats["x"])
+        prior = np.asarray(self.emissionprob_prior, dtype=np.float64)
+        e = np.maximum(prior - 1 + counts, 0)
+        self.emissionprob_ = _normalize_rows(e, np.asarray(self.emissionprob_), "emissionprob_")
+
+    def _sample_emissions(self, states, rng):
+        if self.n_trials is None:
+            raise ValueError("sampling a MultinomialHMM needs n_trials")
+        trials = np.broadcast_to(np.asarray(self.n_trials), (len(states),))
+        e = np.asarray(self.emissionprob_)
+        return np.stack([rng.multinomial(int(n), e[s]) for n, s in zip(trials, states)])
+
+    def _emission_n_parameters(self):
+        e = np.asarray(self.emissionprob_)
+        return {"e": self.n_components * (e.shape[1] - 1)}
+
+
+class PoissonHMM(BaseHMM):
+    """HMM with Poisson emissions: each feature is an independent count with a rate per state.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    startprob_prior, transmat_prior : float or array-like, default=1.0
+    lambdas_prior, lambdas_weight : float or array-like, default=0.0
+        Gamma prior (shape ``lambdas_prior``, rate ``lambdas_weight``) on the rates; the
+        M-step returns the posterior mean ``(prior + sum_t g_t x_t) / (weight + sum_t g_t)``
+        of each state (0, 0 = maximum likelihood). hmmlearn 0.3.3 uses the total count of
+        all states in this formula; probkit uses each state's own.
+    missing : {"error", "marginalize"}, default="error"
+        ``"marginalize"`` lets NaN counts drop out of the likelihood and statistics.
+    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation, device, dtype
+        See :class:`GaussianHMM`; the emission letter is ``l``.
+
+    Attributes
+    ----------
+    lambdas_ : ndarray of shape (n_components, n_features)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit.datasets import load_earthquakes
+    >>> _, counts = load_earthquakes()
+    >>> model = PoissonHMM(2, n_iter=100, random_state=0).fit(counts.reshape(-1, 1))
+    >>> np.round(np.sort(model.lambdas_[:, 0]), 1)
+    array([15.4, 26. ])
+    """
+
+    _emission_letters = "l"
+    _supports_missing = True
+
+    def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
+                 lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False,
+                 params="stl", init_params="stl", implementation="log", missing="error", device=None, dtype=None):
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior,
+                         transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
+                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         implementation=implementation, missing=missing, device=device, dtype=dtype)
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+
+    def _validate_emission_X(self, X, reset, allow_nan):
+        return _integer_X(self, X, reset, allow_nan=allow_nan)
+
+    def _check_emission(self):
+        if not hasattr(self, "lambdas_"):
+            raise ValueError("PoissonHMM needs lambdas_ (fit, or set it by hand)")
+        lam = np.asarray(self.lambdas_, dtype=np.float64)
+        if lam.ndim != 2 or lam.shape[0] != self.n_components:
+            raise ValueError(f"lambdas_ must have shape ({self.n_components}, n_features), got {lam.shape}")
+        if hasattr(self, "n_features_in_") and lam.shape[1] != self.n_features_in_:
+            raise ValueError(f"lambdas_ has {lam.shape[1]} features but X has {self.n_features_in_}")
+        if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+            raise ValueError("lambdas_ must be positive and finite")
+
+    def _init_emission(self, data, random_state):
+        if self._needs_init("l", "lambdas_"):
+            mean, var = np.nanmean(data.X), np.nanvar(data.X)
+            if not var > 0:
+                var = max(mean, 1.0)
+            mean = max(mean, 1e-3)
+            self.lambdas_ = random_state.gamma(shape=mean ** 2 / var, scale=var / mean,
+                                               size=(self.n_components, data.X.shape[1]))
+            self.lambdas_ = np.maximum(self.lambdas_, 1e-6)
+
+    def _emission_model(self, device, dtype):
+        rates = torch.as_tensor(np.asarray(self.lambdas_, dtype=np.float64), dtype=dtype, device=device)
+        return _CountEmission(FeatureProductComponents(Poisson(rate=rates)))
+
+    def _mstep_emission(self, stats, post_sum):
+        if "l" not in self.params:
+            return
+        count = to_numpy(stats["count"])
+        sx = to_numpy(stats["x"])
+        a = np.asarray(self.lambdas_prior, dtype=np.float64)
+        b = np.asarray(self.lambdas_weight, dtype=np.float64)
+        den = b + count
+        empty = den <= 0
+        lam = np.where(empty, self.lambdas_, (a + sx) / np.where(empty, 1.0, den))
+        if empty.any():
+            warnings.warn(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
+                          "previous rates", EmptyStateWarning, stacklevel=3)
+        if np.any(lam <= 0):
+            # An all-zero feature gives rate 0; keep it strictly positive so log-rates stay finite.
+            lam = np.maximum(lam, np.finfo(np.float64).tiny)
+        self.lambdas_ = lam
+
+    def _sample_emissions(self, states, rng):
+        return rng.poisson(np.asarray(self.lambdas_)[states])
+
+    def _emission_n_parameters(self):
+        lam = np.asarray(self.lambdas_)
+        return {"l": lam.size}

@@ -1,0 +1,184 @@
+"""HMM(emission=...): an HMM whose states emit from any probkit exponential family."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.registry import resolve_family
+from probkit.em.init import initial_responsibilities
+from probkit.hmm._base import BaseHMM
+from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.mixture.mixture_model import INIT_SMOOTHING
+from probkit.utils.random import torch_generator
+
+__all__ = ["HMM"]
+
+
+class HMM(BaseHMM):
+    """Hidden Markov model with emissions from any probkit family.
+
+    Each state's emission distribution is a member of ``emission``'s family; the M-step
+    is the family's fit from the posterior-weighted sufficient statistics. A scalar
+    family (Gamma, Poisson, Normal, ...) given data with several columns is a product
+    over the columns (features independent given the state); vector families
+    (``MultivariateNormal``, ``Multinomial``, ``Dirichlet``, ``Independent``) model whole rows.
+
+    Parameters
+    ----------
+    emission : str, ExponentialFamily class or instance
+        E.g. ``Gamma``, ``"poisson"``, ``MultivariateNormal(covariance_type="full", reg_covar=1e-6)``.
+    n_components : int, default=1
+    startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol, verbose, implementation, device, dtype
+        See :class:`GaussianHMM`.
+    params, init_params : str, default="ste"
+        ``s`` start, ``t`` transitions, ``e`` emission parameters.
+    init : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        Initial assignment of rows to states from which the emissions are first fitted
+        (blended with uniform weight as in :class:`MixtureModel`).
+    missing : {"error", "marginalize"}, default="error"
+        ``"marginalize"`` (scalar families over several columns): NaN values drop out.
+
+    Attributes
+    ----------
+    emission_ : distribution
+        The fitted emission distributions, batch shape ``(n_components,)``, or
+        ``(n_components, n_features)`` for a product over columns.
+    emission_params_ : dict of ndarray
+        ``emission_``'s parameters as numpy arrays (set this dict, or ``emission_``, to
+        specify a model by hand).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit.distributions import Gamma
+    >>> rng = np.random.RandomState(0)
+    >>> durations = np.r_[rng.gamma(2.0, 1.0, 300), rng.gamma(20.0, 1.0, 300)].reshape(-1, 1)
+    >>> model = HMM(emission=Gamma, n_components=2, n_iter=50, random_state=0).fit(durations)
+    >>> np.round(np.sort(model.emission_params_["concentration"].ravel() / model.emission_params_["rate"].ravel()), 0)
+    array([ 2., 20.])
+    """
+
+    _emission_letters = "e"
+
+    def __init__(self, emission=None, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, init="kmeans",
+                 algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False, params="ste",
+                 init_params="ste", implementation="log", missing="error", device=None, dtype=None):
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior,
+                         transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
+                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         implementation=implementation, missing=missing, device=device, dtype=dtype)
+        self.emission = emission
+        self.init = init
+
+    # ------------------------------------------------------------------ family helpers
+    def _template(self):
+        if self.emission is None:
+            raise ValueError("HMM needs an emission family, e.g. HMM(emission='poisson') or HMM(emission=Gamma)")
+        return resolve_family(self.emission)
+
+    def _is_product(self, template, n_features):
+        return isinstance(template, ExponentialFamily) and template.event_ndim == 0 and n_features > 1
+
+    def _marginalizes_missing(self):
+        try:
+            template = self._template()
+        except (ValueError, TypeError):
+            return False
+        return isinstance(template, ExponentialFamily) and template.event_ndim == 0
+
+    def _validate_emission_X(self, X, reset, allow_nan):
+        X = self._validate_X(X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan" if allow_nan else True)
+        template = self._template()
+        finite = X if not allow_nan else np.where(np.isnan(X), np.nanmax(X, axis=0, initial=0.0), X)
+        view = finite[:, 0] if (isinstance(template, ExponentialFamily) and template.event_ndim == 0
+                                and X.shape[1] == 1) else finite
+        template._validate_support(torch.as_tensor(view), "X")
+        return X
+
+    def _components(self, dist):
+        if len(dist.batch_shape) == 2 and dist.event_ndim == 0:
+            return FeatureProductComponents(dist)
+        return BatchedComponents(dist)
+
+    # ------------------------------------------------------------------ hooks
+    def _check_emission(self):
+        if not hasattr(self, "emission_") and hasattr(self, "emission_params_"):
+            template = self._template()
+            self.emission_ = type(template)(**self.emission_params_, **template._options())
+        if not hasattr(self, "emission_"):
+            raise ValueError("HMM needs emission_ or emission_params_ (fit, or set them by hand)")
+        dist = self.emission_
+        if not isinstance(dist, ExponentialFamily) or not dist.is_fitted:
+            raise ValueError("emission_ must be a probkit distribution with parameters")
+        if len(dist.batch_shape) < 1 or dist.batch_shape[0] != self.n_components:
+            raise ValueError(f"emission_ must have batch shape ({self.n_components}, ...), got {tuple(dist.batch_shape)}")
+        self.emission_params_ = dist.params
+
+    def _emission_model(self, device, dtype):
+        dist = self.emission_
+        params = {k: v.to(device=device, dtype=dtype) for k, v in dist.torch_params().items()}
+        comps = self._components(dist._new(**params))
+        return _GenericEmission(comps)
+
+    def _init_emission(self, data, random_state):
+        if not self._needs_init("e", "emission_"):
+            return
+        template = self._template()
+        k = self.n_components
+        X = data.X
+        filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X) if np.isnan(X).any() else X
+        resp = initial_responsibilities(filled, k, self.init, random_state)
+        resp = (1 - INIT_SMOOTHING) * resp + INIT_SMOOTHING / k
+        resp_t = torch.as_tensor(resp, dtype=data.x.dtype, device=data.x.device)
+        if self._is_product(template, X.shape[1]):
+            comps = FeatureProductComponents.from_responsibilities(template, data.x, resp_t, data.observed)
+        else:
+            x = data.x[:, 0] if (isinstance(template, ExponentialFamily) and template.event_ndim == 0) else data.x
+            comps = BatchedComponents.from_responsibilities(template, x, resp_t)
+        self.emission_ = comps.dist
+        self.emission_params_ = comps.dist.params
+
+    def _mstep_emission(self, stats, post_sum):
+        if "e" not in self.params:
+            return
+        comps = self._components(self.emission_)
+        self.emission_ = comps.refit(stats).dist
+        self.emission_params_ = self.emission_.params
+
+    def _sample_emissions(self, states, rng):
+        comps = self._components(self.emission_)
+        gen = torch_generator(rng)
+        out = None
+        with torch.no_grad():
+            for k in range(self.n_components):
+                idx = np.flatnonzero(states == k)
+                if len(idx) == 0:
+                    continue
+                draws = comps.sample_member(k, len(idx), gen).cpu().numpy()
+                draws = draws.reshape(len(idx), -1)
+                if out is None:
+                    out = np.empty((len(states), draws.shape[1]))
+                out[idx] = draws
+        return out
+
+    def _emission_n_parameters(self):
+        return {"e": self.emission_._n_free_parameters_total()}
+
+
+class _GenericEmission:
+    def __init__(self, components):
+        self.components = components
+        self.squeeze = isinstance(components, BatchedComponents) and not isinstance(
+            components, FeatureProductComponents) and components.dist.event_ndim == 0
+
+    def log_prob(self, x, observed=None):
+        if isinstance(self.components, FeatureProductComponents):
+            return self.components.log_prob(x, observed)
+        return self.components.log_prob(x[:, 0] if self.squeeze else x)
+
+    def summarize(self, x, post, observed=None):
+        if isinstance(self.components, FeatureProductComponents):
+            return self.components.summarize(x, post, observed)
+        return self.components.summarize(x[:, 0] if self.squeeze else x, post)
