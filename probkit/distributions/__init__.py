@@ -11,18 +11,34 @@ array(3.)
 
 from probkit.distributions.base import ExponentialFamily, SufficientStats, kl_divergence
 from probkit.distributions.categorical import Categorical
+from probkit.distributions.continuous import Beta, Exponential, LogNormal
+from probkit.distributions.dirichlet import Dirichlet
+from probkit.distributions.discrete import Bernoulli, Binomial, Geometric, Multinomial
 from probkit.distributions.gamma import Gamma
+from probkit.distributions.independent import Independent
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
 from probkit.distributions.normal import Normal
 from probkit.distributions.poisson import Poisson
+from probkit.distributions.priors import NormalGamma, NormalWishart
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "Bernoulli",
+    "Beta",
+    "Binomial",
     "Categorical",
+    "Dirichlet",
+    "Exponential",
     "ExponentialFamily",
     "Gamma",
+    "Geometric",
+    "Independent",
+    "LogNormal",
+    "Multinomial",
     "MultivariateNormal",
     "Normal",
+    "NormalGamma",
+    "NormalWishart",
     "Poisson",
     "SufficientStats",
     "kl_divergence",

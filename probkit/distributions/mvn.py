@@ -283,7 +283,15 @@ class MultivariateNormal(ExponentialFamily):
     def _params_from_natural(cls, eta, options):
         ct = options.get("covariance_type", "full")
         if ct in ("full", "tied"):
-            cov = torch.linalg.inv(-2.0 * eta["xx"])
+            eta_xx = eta["xx"]
+            if ct == "tied" and eta_xx.ndim > 2:
+                # _natural_parameters expands the shared precision over the batch; fold it back.
+                d = eta_xx.shape[-1]
+                flat = eta_xx.reshape(-1, d, d)
+                if not bool(torch.allclose(flat, flat[:1])):
+                    raise ValueError("tied natural parameters must share one 'xx' matrix across the batch")
+                eta_xx = flat[0]
+            cov = torch.linalg.inv(-2.0 * eta_xx)
             mean = (cov @ eta["x"].unsqueeze(-1)).squeeze(-1)
         elif ct == "diag":
             cov = -0.5 / eta["xx"]
