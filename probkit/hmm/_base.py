@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import linalg
+from sklearn.exceptions import NotFittedError
 
 from probkit.base import ProbkitEstimator
 from probkit.em.engine import EStepResult, run_em
@@ -190,7 +191,7 @@ class BaseHMM(ProbkitEstimator):
         k = self.n_components
         for name in ("startprob_", "transmat_"):
             if not hasattr(self, name):
-                raise ValueError(
+                raise NotFittedError(
                     f"this {type(self).__name__} has no {name}: call fit or set the parameters by hand"
                 )
         start = np.asarray(self.startprob_, dtype=np.float64)
@@ -390,7 +391,8 @@ class BaseHMM(ProbkitEstimator):
         -------
         log_prob : float
             Viterbi: log-probability of the path and the data. MAP: sum of the log
-            posterior probabilities of the chosen states (as hmmlearn).
+            posterior probabilities of the chosen states (hmmlearn 0.3.3 sums the
+            probabilities themselves, which is not a log-probability).
         state_sequence : numpy.ndarray of shape (n_samples,)
         """
         algorithm = self.algorithm if algorithm is None else algorithm
