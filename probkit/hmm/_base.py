@@ -147,9 +147,14 @@ class BaseHMM(ProbkitEstimator):
     def _marginalizes_missing(self):
         return self._supports_missing
 
-    def _validate_sequences(self, X, lengths, *, reset, state_labels=None):
+    def _validate_sequences(self, X, lengths, *, reset, state_labels=None, training=False):
         allow_nan = self.missing == "marginalize"
         X = self._validate_emission_X(X, reset=reset, allow_nan=allow_nan)
+        if training and X.shape[0] < max(2, self.n_components):
+            raise ValueError(
+                f"Expected n_samples >= max(2, n_components) to fit but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
         lengths = check_lengths(lengths, X.shape[0])
         device, dtype = self._compute_setup()
         x = torch.as_tensor(X, dtype=dtype, device=device)
@@ -307,7 +312,7 @@ class BaseHMM(ProbkitEstimator):
         """
         self._check_fit_y(X, y)
         self._check_options()
-        data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels)
+        data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels, training=True)
         random_state = check_random_state(self.random_state)
         self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
         result = run_em(

@@ -124,13 +124,13 @@ class CategoricalHMM(BaseHMM):
         if self.n_features is not None and e.shape[1] != self.n_features:
             raise ValueError(f"emissionprob_ has {e.shape[1]} symbols but n_features={self.n_features}")
         check_stochastic(e, "emissionprob_")
-        self.n_symbols_ = e.shape[1]
 
     def _init_emission(self, data, random_state):
         m = self.n_features if self.n_features is not None else int(data.X.max()) + 1
         if self._needs_init("e", "emissionprob_"):
             e = random_state.rand(self.n_components, m)
             self.emissionprob_ = e / e.sum(1, keepdims=True)
+        self.n_symbols_ = np.asarray(self.emissionprob_).shape[1]
 
     def _emission_model(self, device, dtype):
         probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)

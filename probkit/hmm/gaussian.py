@@ -99,7 +99,9 @@ class GaussianHMM(BaseHMM):
     covars_prior, covars_weight : float or array-like, default=1e-2, 1
         Prior on the covariances (inverse gamma for spherical/diag, inverse Wishart for
         full/tied), with hmmlearn's MAP formulas: the default adds ``1e-2`` to every
-        variance's numerator, which keeps covariances away from zero.
+        variance's numerator, which keeps covariances positive definite. For full/tied
+        covariances a scalar means that multiple of the identity (hmmlearn 0.3.3 adds it
+        to every matrix entry; pass a ``(d, d)`` array for that).
     algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation
         See :class:`probkit.hmm.BaseHMM`; emission letters are ``m`` (means) and ``c`` (covariances).
     missing : {"error", "marginalize"}, default="error"
@@ -278,6 +280,13 @@ class GaussianHMM(BaseHMM):
                 covars = np.where(state_empty, old_covars, covars)
             else:
                 nk = count
+                # A scalar (or per-state scalar) prior is a multiple of the identity: the
+                # inverse-Wishart scale matrix it stands for. (hmmlearn 0.3.3 adds a scalar
+                # to every entry of the matrix instead; pass a (d, d) array to get that.)
+                if cp.ndim == 0:
+                    cp = cp * np.eye(d)
+                elif cp.ndim == 1:
+                    cp = cp[:, None, None] * np.eye(d)
                 outer_sx_m = sx[:, :, None] * mc[:, None, :]
                 scatter = sxx - outer_sx_m - np.transpose(outer_sx_m, (0, 2, 1)) + nk[:, None, None] * (
                     mc[:, :, None] * mc[:, None, :])

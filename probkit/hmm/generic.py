@@ -103,10 +103,17 @@ class HMM(BaseHMM):
         return BatchedComponents(dist)
 
     # ------------------------------------------------------------------ hooks
+    @property
+    def emission_params_(self):
+        """Parameters of ``emission_`` as numpy arrays; assigning a dict sets ``emission_``."""
+        return self.emission_.params
+
+    @emission_params_.setter
+    def emission_params_(self, params):
+        template = self._template()
+        self.emission_ = type(template)(**params, **template._options())
+
     def _check_emission(self):
-        if not hasattr(self, "emission_") and hasattr(self, "emission_params_"):
-            template = self._template()
-            self.emission_ = type(template)(**self.emission_params_, **template._options())
         if not hasattr(self, "emission_"):
             raise ValueError("HMM needs emission_ or emission_params_ (fit, or set them by hand)")
         dist = self.emission_
@@ -114,7 +121,6 @@ class HMM(BaseHMM):
             raise ValueError("emission_ must be a probkit distribution with parameters")
         if len(dist.batch_shape) < 1 or dist.batch_shape[0] != self.n_components:
             raise ValueError(f"emission_ must have batch shape ({self.n_components}, ...), got {tuple(dist.batch_shape)}")
-        self.emission_params_ = dist.params
 
     def _emission_model(self, device, dtype):
         dist = self.emission_
@@ -138,14 +144,12 @@ class HMM(BaseHMM):
             x = data.x[:, 0] if (isinstance(template, ExponentialFamily) and template.event_ndim == 0) else data.x
             comps = BatchedComponents.from_responsibilities(template, x, resp_t)
         self.emission_ = comps.dist
-        self.emission_params_ = comps.dist.params
 
     def _mstep_emission(self, stats, post_sum):
         if "e" not in self.params:
             return
         comps = self._components(self.emission_)
         self.emission_ = comps.refit(stats).dist
-        self.emission_params_ = self.emission_.params
 
     def _sample_emissions(self, states, rng):
         comps = self._components(self.emission_)

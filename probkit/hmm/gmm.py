@@ -60,7 +60,9 @@ class GMMHMM(BaseHMM):
     n_mix : int, default=1
         Mixture components per state.
     min_covar : float, default=1e-3
-        Added to the diagonal of the data covariance used to initialise ``covars_``.
+        Added to the diagonal of the data covariance used to initialise ``covars_`` and
+        to every re-estimated covariance (keeps a component fitted to few points
+        positive definite; hmmlearn uses it at initialisation only).
     startprob_prior, transmat_prior : float or array-like, default=1.0
     weights_prior : float or array-like, default=1.0
         Dirichlet concentration of each state's mixture weights.
@@ -214,10 +216,17 @@ class GMMHMM(BaseHMM):
             means = (lam[..., None] * mu0 + sx + shift * nkm[..., None]) / np.where(den > 0, den, 1)[..., None]
             self.means_ = np.where((den > 0)[..., None], means, old_means)
         if "c" in self.params:
-            self.covars_ = self._covariance_update(gs, nkm, sx, shift, lam, mu0, empty)
+            self.covars_ = self._floor(self._covariance_update(gs, nkm, sx, shift, lam, mu0, empty))
         if empty.any():
             warnings.warn("some mixture components received no data and kept their previous parameters",
                           EmptyStateWarning, stacklevel=3)
+
+    def _floor(self, covars):
+        """Add ``min_covar`` to every variance, so a component fitted to one point stays valid."""
+        d = self.n_features
+        if self.covariance_type in ("full", "tied"):
+            return covars + self.min_covar * np.eye(d)
+        return covars + self.min_covar
 
     def _covariance_update(self, gs, nkm, sx, shift, lam, mu0, empty):
         k, m, d = self.n_components, self.n_mix, self.n_features

@@ -61,6 +61,9 @@ def test_gaussian_hmm_matches_hmmlearn(cov_type, implementation):
     means, covars = gaussian_params(rng, cov_type, k, d)
     kw = dict(covariance_type=cov_type, init_params="", params="stmc", n_iter=7, tol=-np.inf,
               implementation=implementation)
+    if cov_type in ("full", "tied"):
+        # hmmlearn adds a scalar covars_prior to every matrix entry; give both that matrix.
+        kw["covars_prior"] = np.full((k, d, d) if cov_type == "full" else (d, d), 1e-2)
     ref, ours = hl.GaussianHMM(k, **kw), GaussianHMM(k, **kw)
     set_params([ref, ours], startprob_=start, transmat_=trans, means_=means, covars_=covars)
     X, _ = ref.sample(sum(LENGTHS), random_state=1)
