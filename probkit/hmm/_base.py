@@ -80,6 +80,9 @@ class BaseHMM(ProbkitEstimator):
     tol : float
         Convergence threshold on the gain of the *total* log-likelihood of the training
         data (as in hmmlearn, not per sample).
+    n_init : int
+        Number of initialisations (parameters named in ``init_params`` are drawn anew
+        each time); the run with the highest log-likelihood is kept. Not in hmmlearn.
     verbose : bool
     params, init_params : str
         Letters of the parameters updated by EM / initialised before it (``s`` start,
@@ -96,7 +99,7 @@ class BaseHMM(ProbkitEstimator):
     _supports_missing = False
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, algorithm="viterbi",
-                 random_state=None, n_iter=10, tol=1e-2, verbose=False, params=string.ascii_letters,
+                 random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params=string.ascii_letters,
                  init_params=string.ascii_letters, implementation="log", missing="error", device=None,
                  dtype=None):
         self.n_components = n_components
@@ -106,6 +109,7 @@ class BaseHMM(ProbkitEstimator):
         self.random_state = random_state
         self.n_iter = n_iter
         self.tol = tol
+        self.n_init = n_init
         self.verbose = verbose
         self.params = params
         self.init_params = init_params
@@ -132,6 +136,8 @@ class BaseHMM(ProbkitEstimator):
             )
         if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 0:
             raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
+        if not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
+            raise ValueError(f"n_init must be a positive integer, got {self.n_init!r}")
         allowed = set("st" + self._emission_letters)
         for name in ("params", "init_params"):
             value = getattr(self, name)
@@ -283,7 +289,8 @@ class BaseHMM(ProbkitEstimator):
         self._mstep_emission(stats["emission"], stats["post_sum"])
 
     def _em_get_state(self):
-        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("__")}
+        return {k: v for k, v in vars(self).items()
+                if k.endswith("_") and not k.startswith("__") and k != "monitor_"}
 
     def _em_set_state(self, state):
         for k, v in state.items():
@@ -314,12 +321,12 @@ class BaseHMM(ProbkitEstimator):
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels, training=True)
         random_state = check_random_state(self.random_state)
-        self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
         result = run_em(
-            self, data, max_iter=self.n_iter, tol=self.tol, n_init=1, random_state=random_state,
+            self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init, random_state=random_state,
             objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True,
-            monitor_factory=lambda tol, n_iter, verbose: self.monitor_, warn_not_converged=False,
+            warn_not_converged=False,
         )
+        self.monitor_ = result.monitor
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         return self

@@ -92,11 +92,11 @@ class CategoricalHMM(BaseHMM):
     _emission_letters = "e"
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,
-                 n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False,
+                 n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
                  params="ste", init_params="ste", implementation="log", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
-                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation, device=device, dtype=dtype)
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features
@@ -191,7 +191,7 @@ class MultinomialHMM(BaseHMM):
                  verbose=False, params="ste", init_params="ste", implementation="log", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
-                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation, device=device, dtype=dtype)
         self.n_trials = n_trials
         self.emissionprob_prior = emissionprob_prior
@@ -280,11 +280,11 @@ class PoissonHMM(BaseHMM):
     _supports_missing = True
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
-                 lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False,
+                 lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
                  params="stl", init_params="stl", implementation="log", missing="error", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
-                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation, missing=missing, device=device, dtype=dtype)
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight

@@ -143,11 +143,11 @@ class GaussianHMM(BaseHMM):
 
     def __init__(self, n_components=1, covariance_type="diag", min_covar=1e-3, startprob_prior=1.0,
                  transmat_prior=1.0, means_prior=0, means_weight=0, covars_prior=1e-2, covars_weight=1,
-                 algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, verbose=False, params="stmc",
+                 algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params="stmc",
                  init_params="stmc", implementation="log", missing="error", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
-                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation, missing=missing, device=device, dtype=dtype)
         self.covariance_type = covariance_type
         self.min_covar = min_covar

@@ -110,7 +110,7 @@ class GMMHMM(BaseHMM):
                  dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
-                         n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
+                         n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation, device=device, dtype=dtype)
         self.n_mix = n_mix
         self.min_covar = min_covar
