@@ -135,9 +135,10 @@ class NormalGamma(_ParameterisedPrior):
     def _update(self, count, sum_x, sum_xx):
         """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x**2``.
 
-        The rate update uses the centred scatter ``sum (x - xbar)**2`` so that data far from
-        the origin do not cancel catastrophically; batch members with ``count = 0`` keep
-        the prior.
+        ``rate_n = rate + (S + kappa n / (kappa + n) (xbar - m)**2) / 2`` with the scatter
+        ``S = sum x**2 - n xbar**2`` (clamped at 0 against rounding), a sum of non-negative
+        terms rather than the difference ``sum x**2 + kappa m**2 - kappa_n m_n**2``; batch
+        members with ``count = 0`` keep the prior.
         """
         m, kappa, a, b = self._unpack()
         kappa_n = kappa + count
