@@ -64,12 +64,27 @@ class _ParameterisedPrior:
         return t
 
     def entropy(self):
-        """Differential entropy in nats, with the batch shape."""
+        """Differential entropy in nats, with the batch shape.
+
+        Examples
+        --------
+        >>> prior = NormalGamma(loc=0.0, mean_precision=1.0, concentration=1.0, rate=1.0)
+        >>> round(float(prior.entropy()), 6)
+        2.707546
+        """
         self._require_params()
         return to_numpy(self._entropy())
 
     def kl_divergence(self, other):
-        """``KL(self || other)`` for another prior of the same type (broadcast over batches)."""
+        """``KL(self || other)`` for another prior of the same type (broadcast over batches).
+
+        Examples
+        --------
+        >>> p = NormalGamma(loc=0.0, mean_precision=1.0, concentration=2.0, rate=1.0)
+        >>> q = NormalGamma(loc=1.0, mean_precision=1.0, concentration=2.0, rate=1.0)
+        >>> float(p.kl_divergence(q))  # (kappa / 2) E[tau] (m_p - m_q)**2
+        1.0
+        """
         return kl_divergence(self, other)
 
     def _check_count(self, n_samples):

@@ -227,6 +227,28 @@ def test_mvn_map_is_the_joint_mode_in_mean_and_precision():
     np.testing.assert_allclose(lam, lam_best, rtol=1e-5, atol=1e-7)
 
 
+def test_map_on_the_boundary_and_without_an_interior_mode():
+    # Beta(0.5, 3) after only failures: a_n = 0.5 < 1, the density peaks at p = 0.
+    assert float(Bernoulli().fit(np.zeros(3), prior=Beta(concentration1=0.5, concentration0=3.0)).probs) == 0.0
+    # No data weight and a U-shaped Beta(0.5, 0.5): no interior mode, the posterior mean is used.
+    template = Bernoulli()
+    empty = template.summarize(np.array([1.0, 0.0]), np.zeros(2))
+    assert float(template.from_stats(empty, prior=Beta(concentration1=0.5, concentration0=0.5)).probs) == 0.5
+    # Geometric probs must stay positive even when the posterior mode is at 0.
+    geo = Geometric()
+    p = float(geo.from_stats(geo.summarize(np.array([1.0]), np.zeros(1)),
+                             prior=Beta(concentration1=0.5, concentration0=2.0)).probs)
+    assert 0.0 < p < 1e-300
+    # Dirichlet with every concentration <= 1: the posterior mean, for both Categorical and Multinomial.
+    cat = Categorical(n_categories=3)
+    flat = cat.from_stats(cat.summarize(np.array([0.0]), np.zeros(1)), prior=Dirichlet(concentration=[0.5, 0.5, 1.0]))
+    np.testing.assert_allclose(flat.probs, [0.25, 0.25, 0.5])
+    mult = Multinomial()
+    flat = mult.from_stats(mult.summarize(np.array([[1.0, 0.0, 0.0]]), np.zeros(1)),
+                           prior=Dirichlet(concentration=[0.5, 0.5, 1.0]))
+    np.testing.assert_allclose(flat.probs, [0.25, 0.25, 0.5])
+
+
 def test_map_without_a_conjugate_prior_is_a_type_error():
     with pytest.raises(TypeError, match="no tractable conjugate prior"):
         Beta().fit(np.array([0.2, 0.5]), prior=Dirichlet(concentration=[1.0, 1.0]))
