@@ -59,7 +59,7 @@ def test_batched_weights_fit_each_batch_member_separately(case):
             np.testing.assert_allclose(got[k], value, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=12, deadline=None, derandomize=True)
 @given(n1=st.integers(1, 25), n2=st.integers(1, 25), seed=st.integers(0, 2**31 - 1), weighted=st.booleans())
 def test_statistics_are_additive_over_chunks(n1, n2, seed, weighted):
     rng = np.random.default_rng(seed)
@@ -189,7 +189,7 @@ def test_dirichlet_mle_matches_root_finding(alpha):
         assert stats.dirichlet(fit.concentration * delta).logpdf(x.T).sum() < best
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(a=st.floats(0.2, 20.0), b=st.floats(0.2, 20.0), n=st.integers(5, 60), seed=st.integers(0, 2**31 - 1))
 def test_beta_and_dirichlet_mle_solve_the_likelihood_equations(a, b, n, seed):
     rng = np.random.default_rng(seed)

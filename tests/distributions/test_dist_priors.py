@@ -16,10 +16,6 @@ NG_OTHER = dict(loc=[0.5, 1.0, 0.0], mean_precision=[2.0, 1.0, 1.0], concentrati
                 rate=[2.0, 1.0, 1.5])
 
 
-def _ng(**kw):
-    return NormalGamma(**kw)
-
-
 def _ng_scipy_logpdf(params, mu, tau):
     m, k, a, b = (np.asarray(params[n]) for n in ("loc", "mean_precision", "concentration", "rate"))
     return stats.gamma(a, scale=1 / b).logpdf(tau) + stats.norm(m, 1 / np.sqrt(k * tau)).logpdf(mu)
@@ -36,7 +32,7 @@ def _ng_numpy_samples(params, n, seed):
 
 # ---------------------------------------------------------------------------- NormalGamma
 def test_normal_gamma_log_prob_matches_scipy_batched():
-    prior = _ng(**NG_BATCH)
+    prior = NormalGamma(**NG_BATCH)
     mu, tau = _ng_numpy_samples(NG_BATCH, 20, 0)
     np.testing.assert_allclose(prior.log_prob(mu, tau), _ng_scipy_logpdf(NG_BATCH, mu, tau), rtol=1e-10)
     out = prior.log_prob(torch.as_tensor(mu), torch.as_tensor(tau))
@@ -44,7 +40,7 @@ def test_normal_gamma_log_prob_matches_scipy_batched():
 
 
 def test_normal_gamma_log_normalizer_formula():
-    prior = _ng(**NG_BATCH)
+    prior = NormalGamma(**NG_BATCH)
     m, k, a, b = (np.asarray(NG_BATCH[n]) for n in ("loc", "mean_precision", "concentration", "rate"))
     expected = special.gammaln(a) - a * np.log(b) + 0.5 * np.log(2 * np.pi / k)
     np.testing.assert_allclose(prior._log_normalizer().numpy(), expected, rtol=1e-13)
@@ -52,7 +48,7 @@ def test_normal_gamma_log_normalizer_formula():
 
 def test_normal_gamma_sample_moments_and_reproducibility():
     params = dict(loc=[0.0, 2.0], mean_precision=[1.0, 4.0], concentration=[3.0, 5.0], rate=[2.0, 1.0])
-    prior = _ng(**params)
+    prior = NormalGamma(**params)
     n = 40000
     mu, tau = prior.sample(n, random_state=0)
     assert mu.shape == tau.shape == (n, 2)
@@ -69,7 +65,7 @@ def test_normal_gamma_sample_moments_and_reproducibility():
 def test_normal_gamma_kl_equals_gamma_kl_plus_expected_normal_kl():
     # Chain rule: KL = KL(Gamma_1 || Gamma_2) + E_{tau ~ Gamma_1}[KL(N(m1, 1/(k1 tau)) || N(m2, 1/(k2 tau)))],
     # the first from torch, the second in closed form (linear in tau).
-    p, q = _ng(**NG_BATCH), _ng(**NG_OTHER)
+    p, q = NormalGamma(**NG_BATCH), NormalGamma(**NG_OTHER)
     f64 = dict(dtype=torch.float64)
     a1, b1 = torch.tensor(NG_BATCH["concentration"], **f64), torch.tensor(NG_BATCH["rate"], **f64)
     a2, b2 = torch.tensor(NG_OTHER["concentration"], **f64), torch.tensor(NG_OTHER["rate"], **f64)
@@ -83,7 +79,7 @@ def test_normal_gamma_kl_equals_gamma_kl_plus_expected_normal_kl():
 
 
 def test_normal_gamma_kl_and_entropy_match_monte_carlo():
-    p, q = _ng(**NG_BATCH), _ng(**NG_OTHER)
+    p, q = NormalGamma(**NG_BATCH), NormalGamma(**NG_OTHER)
     mu, tau = _ng_numpy_samples(NG_BATCH, 100000, 1)
     log_p = _ng_scipy_logpdf(NG_BATCH, mu, tau)
     log_q = _ng_scipy_logpdf(NG_OTHER, mu, tau)
@@ -94,7 +90,7 @@ def test_normal_gamma_kl_and_entropy_match_monte_carlo():
 
 
 def test_normal_gamma_entropy_equals_gamma_entropy_plus_conditional_normal_entropy():
-    prior = _ng(**NG_BATCH)
+    prior = NormalGamma(**NG_BATCH)
     a, b, k = (np.array(NG_BATCH[n]) for n in ("concentration", "rate", "mean_precision"))
     expected = (stats.gamma(a, scale=1 / b).entropy() + 0.5 * np.log(2 * np.pi * np.e / k)
                 - 0.5 * (special.digamma(a) - np.log(b)))
@@ -102,7 +98,7 @@ def test_normal_gamma_entropy_equals_gamma_entropy_plus_conditional_normal_entro
 
 
 def test_normal_gamma_vb_expectations_match_monte_carlo():
-    prior = _ng(**NG_BATCH)
+    prior = NormalGamma(**NG_BATCH)
     mu, tau = _ng_numpy_samples(NG_BATCH, 200000, 2)
     n = len(mu)
     for value, samples in [
@@ -116,18 +112,18 @@ def test_normal_gamma_vb_expectations_match_monte_carlo():
 
 
 def test_normal_gamma_mode_maximises_the_density():
-    prior = _ng(loc=0.7, mean_precision=2.0, concentration=3.0, rate=1.5)
+    prior = NormalGamma(loc=0.7, mean_precision=2.0, concentration=3.0, rate=1.5)
     loc, precision = prior._mode()
     res = optimize.minimize(lambda t: np.inf if t[1] <= 0 else -float(prior.log_prob(t[0], t[1])), [0.0, 1.0],
                             method="Nelder-Mead", options={"xatol": 1e-11, "fatol": 1e-14})
     np.testing.assert_allclose([float(loc), float(precision)], res.x, rtol=1e-6)
     np.testing.assert_allclose(float(precision), (3.0 - 0.5) / 1.5, rtol=1e-14)
     with pytest.raises(ValueError, match="concentration > 1/2"):
-        _ng(loc=0.0, mean_precision=1.0, concentration=0.4, rate=1.0)._mode()
+        NormalGamma(loc=0.0, mean_precision=1.0, concentration=0.4, rate=1.0)._mode()
 
 
 def test_normal_gamma_update_keeps_the_prior_for_zero_counts():
-    prior = _ng(loc=0.3, mean_precision=2.0, concentration=3.0, rate=1.5)
+    prior = NormalGamma(loc=0.3, mean_precision=2.0, concentration=3.0, rate=1.5)
     post = prior._update(torch.tensor([0.0, 2.0], dtype=torch.float64), torch.tensor([0.0, 3.0], dtype=torch.float64),
                          torch.tensor([0.0, 5.0], dtype=torch.float64))
     for name, value in prior.params.items():
@@ -147,7 +143,7 @@ def test_normal_gamma_parameter_validation_and_access():
         NormalGamma(loc=0.0, mean_precision=1.0, concentration=1.0, rate=1.0).log_prob(0.0, 0.0)
     with pytest.raises(ValueError, match="mu contains NaN"):
         NormalGamma(loc=0.0, mean_precision=1.0, concentration=1.0, rate=1.0).log_prob(np.nan, 1.0)
-    prior = _ng(**NG_BATCH)
+    prior = NormalGamma(**NG_BATCH)
     assert isinstance(prior.loc, np.ndarray) and prior.batch_shape == (3,)
     assert prior.torch_params()["rate"].dtype == torch.float64
     assert "NormalGamma(loc=" in repr(prior)

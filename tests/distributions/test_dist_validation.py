@@ -16,7 +16,6 @@ from probkit.distributions import (
     Geometric,
     LogNormal,
     Multinomial,
-    MultivariateNormal,
     Normal,
     Poisson,
     SufficientStats,
