@@ -125,6 +125,9 @@ def _beta_mle(mean_log_x, mean_log_1mx, tol=1e-13, max_iter=200):
     def objective(a, b):
         return (a - 1) * mean_log_x + (b - 1) * mean_log_1mx - _lbeta(a, b)
 
+    # A relative tolerance below the dtype's resolution could never be met (float32 fits).
+    tol = max(tol, 8 * torch.finfo(mean_log_x.dtype).eps)
+
     g1, g0 = torch.exp(mean_log_x), torch.exp(mean_log_1mx)
     gap = 1.0 - g1 - g0  # > 0 by Jensen unless the sample has no spread
     a = 0.5 + g1 / (2 * gap)

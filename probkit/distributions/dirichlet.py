@@ -34,6 +34,7 @@ def inverse_digamma(y, tol=1e-14, max_iter=50):
     tensor([ 0.1000,  1.0000, 50.0000], dtype=torch.float64)
     """
     x = torch.where(y >= -2.22, torch.exp(y) + 0.5, -1.0 / (y + _EULER_GAMMA))
+    tol = max(tol, 8 * torch.finfo(y.dtype).eps)  # reachable in float32 too
     for _ in range(max_iter):
         step = (torch.digamma(x) - y) / torch.polygamma(1, x)
         # Newton from the right of a concave increasing function never crosses 0, but keep
@@ -115,8 +116,11 @@ class Dirichlet(ExponentialFamily):
         if bool((x < 0).any()) or bool((x > 1).any()):
             raise ValueError(f"rows of {name} must lie on the probability simplex; found entries outside [0, 1]")
         sums = x.sum(-1)
-        if not bool(torch.allclose(sums, torch.ones_like(sums), rtol=0, atol=1e-8)):
-            bad = sums[(sums - 1).abs() > 1e-8].reshape(-1)[0]
+        # Loose enough for rows normalised in float32 and then cast (a k-term sum rounds by
+        # about k * eps), tight enough to catch rows that were never normalised.
+        atol = max(1e-6, 8 * x.shape[-1] * torch.finfo(x.dtype).eps)
+        if bool(((sums - 1).abs() > atol).any()):
+            bad = sums[(sums - 1).abs() > atol].reshape(-1)[0]
             raise ValueError(f"rows of {name} must lie on the probability simplex (sum to 1); found a row summing to {float(bad):.6g}")
 
     def _log_prob(self, x):
@@ -176,10 +180,12 @@ class Dirichlet(ExponentialFamily):
         def objective(a):
             return ((a - 1) * mean_log).sum(-1) - self._log_beta(a)
 
+        tol = max(self.tol, 8 * torch.finfo(alpha.dtype).eps)  # reachable in float32 too
+
         n_fixed_point = min(self.max_iter, 20)
         for _ in range(n_fixed_point):
             alpha_new = inverse_digamma(torch.digamma(alpha.sum(-1, keepdim=True)) + mean_log)
-            done = bool(((alpha_new - alpha).abs() <= self.tol * alpha).all())
+            done = bool(((alpha_new - alpha).abs() <= tol * alpha).all())
             alpha = alpha_new
             if done:
                 return alpha
@@ -201,7 +207,7 @@ class Dirichlet(ExponentialFamily):
                     break
                 scale = torch.where(bad, 0.5 * scale, scale)
             alpha_new = alpha - scale * step
-            done = bool(((alpha_new - alpha).abs() <= self.tol * alpha).all())
+            done = bool(((alpha_new - alpha).abs() <= tol * alpha).all())
             alpha = alpha_new
             if done:
                 break

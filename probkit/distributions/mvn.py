@@ -116,6 +116,11 @@ class MultivariateNormal(ExponentialFamily):
             raise ValueError("covariance must be symmetric")
         self._cache["prec_chol"] = precision_cholesky(cov, ct)
 
+    def _validate_support(self, x, name="X"):
+        # Without this a wrong feature count surfaces as a torch broadcasting RuntimeError.
+        if self.is_fitted and x.shape[-1] != self.n_features:
+            raise ValueError(f"{name} has {x.shape[-1]} features but this MultivariateNormal has {self.n_features}")
+
     @property
     def conjugate_prior_family(self):
         if self.covariance_type != "full":

@@ -64,12 +64,27 @@ class _ParameterisedPrior:
         return t
 
     def entropy(self):
-        """Differential entropy in nats, with the batch shape."""
+        """Differential entropy in nats, with the batch shape.
+
+        Examples
+        --------
+        >>> prior = NormalGamma(loc=0.0, mean_precision=1.0, concentration=1.0, rate=1.0)
+        >>> round(float(prior.entropy()), 6)
+        2.707546
+        """
         self._require_params()
         return to_numpy(self._entropy())
 
     def kl_divergence(self, other):
-        """``KL(self || other)`` for another prior of the same type (broadcast over batches)."""
+        """``KL(self || other)`` for another prior of the same type (broadcast over batches).
+
+        Examples
+        --------
+        >>> p = NormalGamma(loc=0.0, mean_precision=1.0, concentration=2.0, rate=1.0)
+        >>> q = NormalGamma(loc=1.0, mean_precision=1.0, concentration=2.0, rate=1.0)
+        >>> float(p.kl_divergence(q))  # (kappa / 2) E[tau] (m_p - m_q)**2
+        1.0
+        """
         return kl_divergence(self, other)
 
     def _check_count(self, n_samples):
@@ -135,9 +150,10 @@ class NormalGamma(_ParameterisedPrior):
     def _update(self, count, sum_x, sum_xx):
         """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x**2``.
 
-        The rate update uses the centred scatter ``sum (x - xbar)**2`` so that data far from
-        the origin do not cancel catastrophically; batch members with ``count = 0`` keep
-        the prior.
+        ``rate_n = rate + (S + kappa n / (kappa + n) (xbar - m)**2) / 2`` with the scatter
+        ``S = sum x**2 - n xbar**2`` (clamped at 0 against rounding), a sum of non-negative
+        terms rather than the difference ``sum x**2 + kappa m**2 - kappa_n m_n**2``; batch
+        members with ``count = 0`` keep the prior.
         """
         m, kappa, a, b = self._unpack()
         kappa_n = kappa + count

@@ -159,10 +159,6 @@ _CAT_PROBS = [[0.2, 0.3, 0.5], [0.6, 0.1, 0.3]]
 _CAT_OTHER = [[0.1, 0.6, 0.3], [0.3, 0.3, 0.4]]
 
 
-def _independent_parts(d):
-    return d.components
-
-
 def _independent_logpdf(d, X):
     norm, pois, cat = d.components
     return (stats.norm(norm.loc, norm.scale).logpdf(X[:, :1])
