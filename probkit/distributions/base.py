@@ -157,7 +157,8 @@ def _as_param(value, dtype, device):
     if isinstance(value, torch.Tensor):
         t = value
         if not t.is_floating_point():
-            t = t.to(dtype or torch.get_default_dtype() if dtype is None else dtype)
+            # Integer tensors become float64 (the classical models' precision) unless asked otherwise.
+            t = t.to(torch.float64 if dtype is None else dtype)
         if dtype is not None and t.dtype != dtype:
             t = t.to(dtype)
         if device is not None and t.device != torch.device(device):

@@ -136,7 +136,7 @@ class GaussianHMM(BaseHMM):
     >>> X, Z = model.sample(300, random_state=0)
     >>> fitted = GaussianHMM(2, n_iter=50, random_state=0).fit(X)
     >>> np.round(np.sort(fitted.means_[:, 0]), 1)
-    array([-0.1,  5. ])
+    array([-0.1,  4.9])
     """
 
     _emission_letters = "mc"
