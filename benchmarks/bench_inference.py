@@ -13,7 +13,9 @@ same work:
 Every measurement is the median of ``--repeats`` runs, ours and hmmlearn's alternating.
 Ours is timed single-threaded (``torch.set_num_threads(1)``, which also fixes our
 block count to one) so the comparison with the single-threaded C++ kernels is fair;
-the multi-sequence workload is also shown with 2 threads.
+the multi-sequence workload is also shown with 2 threads. Times are CPU time of the
+calling thread (``time.thread_time``), which on a shared machine is far less disturbed
+by other processes than wall time; the wall-time ratio is printed alongside.
 
 Usage::
 
@@ -23,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -92,28 +95,44 @@ def hmmlearn_viterbi(log_start, log_trans, log_emission, lengths):
     return [_hmmc.viterbi(start, trans, seq) for seq in split(log_emission, lengths)]
 
 
-def time_pair(ours, theirs, repeats):
-    """Median seconds of two callables, run alternately after one warm-up each."""
-    ours(), theirs()
-    a, b = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        ours()
-        a.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        theirs()
-        b.append(time.perf_counter() - t0)
-    return statistics.median(a), statistics.median(b)
+class Timing:
+    """Median CPU time and median wall time of repeated calls, in seconds."""
 
+    def __init__(self):
+        self.cpu, self.wall = [], []
 
-def time_one(func, repeats):
-    func()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    def run(self, func):
+        w0, c0 = time.perf_counter(), time.thread_time()
         func()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
+        self.cpu.append(time.thread_time() - c0)
+        self.wall.append(time.perf_counter() - w0)
+
+    @property
+    def cpu_median(self):
+        return statistics.median(self.cpu)
+
+    @property
+    def wall_median(self):
+        return statistics.median(self.wall)
+
+
+def time_pair(ours, theirs, repeats):
+    """Timings of two callables run alternately, after one warm-up call each."""
+    ours(), theirs()
+    a, b = Timing(), Timing()
+    for _ in range(repeats):
+        a.run(ours)
+        b.run(theirs)
+    return a, b
+
+
+def time_one(func, repeats, wall=False):
+    """Median seconds of one callable (wall time when it uses several threads)."""
+    func()
+    t = Timing()
+    for _ in range(repeats):
+        t.run(func)
+    return t.wall_median if wall else t.cpu_median
 
 
 def ms(seconds):
@@ -128,9 +147,16 @@ def workload_rows(name, params, lengths, repeats):
         ("score", lambda: forward_filter(ls, lt, le, lengths), lambda: hmmlearn_score(ls, lt, le, lengths)),
         ("Viterbi", lambda: viterbi(ls, lt, le, lengths), lambda: hmmlearn_viterbi(ls, lt, le, lengths)),
     ]:
-        t_ours, t_theirs = time_pair(ours, theirs, repeats)
-        rows.append((name, op, ms(t_ours), ms(t_theirs), f"{t_ours / t_theirs:.2f}"))
+        a, b = time_pair(ours, theirs, repeats)
+        rows.append(
+            (name, op, ms(a.cpu_median), ms(b.cpu_median), ratio(a.cpu_median, b.cpu_median),
+             ratio(a.wall_median, b.wall_median))
+        )
     return rows
+
+
+def ratio(ours, theirs):
+    return f"{ours / theirs:.2f}"
 
 
 def print_table(header, rows):
@@ -150,8 +176,11 @@ def main():
     rng = np.random.default_rng(0)
     torch.set_num_threads(1)
 
-    print(f"# probkit.inference vs hmmlearn 0.3.3 kernels\n")
-    print(f"{platform.processor() or platform.machine()}, torch threads 1, median of {repeats} alternating runs.\n")
+    print("# probkit.inference vs hmmlearn 0.3.3 kernels\n")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads 1, median of {repeats} alternating runs, "
+        "CPU time of the calling thread unless noted.\n"
+    )
 
     w1 = gaussian_workload(rng, 8, 4, [100_000])
     w3 = categorical_workload(rng, 10, 32, 200_000)
@@ -162,17 +191,17 @@ def main():
     rows = workload_rows("W1 T=100k K=8", w1, [100_000], repeats)
     rows += workload_rows("W3 T=200k K=10 (categorical)", w3, [200_000], repeats)
     rows += workload_rows("W2 200x500 K=16", w2, w2_lengths, repeats)
-    print_table(["workload", "operation", "probkit", "hmmlearn", "ratio"], rows)
+    print_table(["workload", "operation", "probkit ms", "hmmlearn ms", "ratio", "ratio (wall)"], rows)
 
     ls, lt, le = w2
     padded, _ = pad_sequences(le, w2_lengths)
-    t_torch = time_one(lambda: forward_backward_padded(ls, lt, padded, w2_lengths), repeats)
-    t_numba1 = time_one(lambda: forward_backward(ls, lt, le, w2_lengths), repeats)
+    t_torch = time_one(lambda: forward_backward_padded(ls, lt, padded, w2_lengths), repeats, wall=True)
+    t_numba1 = time_one(lambda: forward_backward(ls, lt, le, w2_lengths), repeats, wall=True)
     torch.set_num_threads(2)
-    t_numba2 = time_one(lambda: forward_backward(ls, lt, le, w2_lengths), repeats)
-    t_torch2 = time_one(lambda: forward_backward_padded(ls, lt, padded, w2_lengths), repeats)
+    t_numba2 = time_one(lambda: forward_backward(ls, lt, le, w2_lengths), repeats, wall=True)
+    t_torch2 = time_one(lambda: forward_backward_padded(ls, lt, padded, w2_lengths), repeats, wall=True)
     torch.set_num_threads(1)
-    print("## W2 (200 x 500, K=16) E-step: batching strategies\n")
+    print("## W2 (200 x 500, K=16) E-step: batching strategies (wall time)\n")
     print_table(
         ["strategy", "threads", "ms"],
         [
@@ -189,19 +218,21 @@ def main():
     for n_steps in sizes:
         ls, lt, le = gaussian_workload(rng, 8, 4, [n_steps])
         reps = repeats if n_steps < 1_000_000 else 5
-        t_ours, t_theirs = time_pair(
-            lambda: forward_backward(ls, lt, le), lambda: hmmlearn_estep(ls, lt, le, [n_steps]), reps
-        )
-        rows.append((n_steps, ms(t_ours), ms(t_theirs), f"{t_ours / t_theirs:.2f}", f"{t_ours / n_steps * 1e9:.0f}"))
+        a, b = time_pair(lambda: forward_backward(ls, lt, le), lambda: hmmlearn_estep(ls, lt, le, [n_steps]), reps)
+        t_ours, t_theirs = a.cpu_median, b.cpu_median
+        rows.append((n_steps, ms(t_ours), ms(t_theirs), ratio(t_ours, t_theirs), f"{t_ours / n_steps * 1e9:.0f}"))
     print_table(["T", "probkit ms", "hmmlearn ms", "ratio", "probkit ns/step"], rows)
 
     print("## E-step scaling in K (T=10,000, one sequence)\n")
     rows = []
     for n_states in [2, 4, 8, 16, 32] if args.quick else [2, 4, 8, 16, 32, 64, 128]:
         ls, lt, le = gaussian_workload(rng, n_states, 4, [10_000])
-        t_ours, t_theirs = time_pair(lambda: forward_backward(ls, lt, le), lambda: hmmlearn_estep(ls, lt, le, [10_000]), repeats)
-        t_v, t_vh = time_pair(lambda: viterbi(ls, lt, le), lambda: hmmlearn_viterbi(ls, lt, le, [10_000]), repeats)
-        rows.append((n_states, ms(t_ours), ms(t_theirs), f"{t_ours / t_theirs:.2f}", ms(t_v), ms(t_vh), f"{t_v / t_vh:.2f}"))
+        a, b = time_pair(lambda: forward_backward(ls, lt, le), lambda: hmmlearn_estep(ls, lt, le, [10_000]), repeats)
+        va, vb = time_pair(lambda: viterbi(ls, lt, le), lambda: hmmlearn_viterbi(ls, lt, le, [10_000]), repeats)
+        rows.append(
+            (n_states, ms(a.cpu_median), ms(b.cpu_median), ratio(a.cpu_median, b.cpu_median),
+             ms(va.cpu_median), ms(vb.cpu_median), ratio(va.cpu_median, vb.cpu_median))
+        )
     print_table(["K", "E-step probkit", "E-step hmmlearn", "ratio", "Viterbi probkit", "Viterbi hmmlearn", "ratio"], rows)
 
     print("## One sequence of 10^6 steps (K=8), emission log-probabilities near -1e4\n")

@@ -217,3 +217,20 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch):
+    # A read-only install with no writable user cache: numba has no cache locator and
+    # refuses cache=True at decoration time; the kernels must then compile uncached.
+    import numba.core.caching
+
+    from probkit.inference import _numba_kernels
+
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+
+    def add_one(x):
+        return x + 1
+
+    with pytest.raises(RuntimeError, match="cannot cache"):
+        numba.njit(cache=True)(add_one)
+    assert _numba_kernels._jit()(add_one)(1) == 2
