@@ -16,10 +16,11 @@ was 2x faster than accumulating rows into a predicted-vector array.
 Numerics of the "scaling" kernels: emission probabilities are shifted per step by their
 maximum log-value before exponentiation (so log-emissions near -1e4 cost nothing), the
 forward messages are normalised to sum to one, and the backward messages are normalised
-by their own sum. Whenever a step's normaliser falls below ``SCALED_FLOOR`` the linear
-representation may have lost information (a state whose relative probability underflowed
-could matter), so that sequence is recomputed by the log-space kernels, which are exact
-for any dynamic range. See ``probkit.inference`` for the argument.
+by their own sum. A sequence whose forward normaliser c_t or posterior normaliser Z_t
+falls below ``SCALED_FLOOR`` is recomputed by the log-space kernels, which are exact for
+any dynamic range; forward-only calls on transition matrices with structural zeros are
+verified by a backward sweep of Z_t. The argument is in the ``probkit.inference``
+docstring.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import math
 import numba
 import numpy as np
 
-# A step normaliser at or above this bound guarantees that everything the linear
-# representation flushed to zero (at most K * tiny in absolute terms) is below
-# K * tiny / SCALED_FLOOR ~ K * 1e-154 relative to what was kept.
+# Posterior normalisers Z_t at or above this bound (and transition probabilities at or
+# above it, for forward-only calls) keep what the linear recursions flush to zero below
+# T * K * tiny / SCALED_FLOOR ~ T * K * 1e-154 of the result.
 SCALED_FLOOR = math.sqrt(np.finfo(np.float64).tiny)
 
 # Status of a sequence after a kernel ran: which representation produced its results.
@@ -302,6 +303,39 @@ def _backward_log_one(log_trans, log_emission, lo, hi, log_alpha, post, xi_sum, 
             lb[i] = lb_new[i] - d
 
 
+@_jit(fastmath=_FAST_SUMS)
+def _backward_check_scaled_one(trans, emis, alpha, lo, hi, beta):
+    """Verify a scaled forward pass with a backward sweep that only computes normalisers.
+
+    Returns False when some Z_t = sum_i alpha_t[i] (A (e_{t+1} beta_{t+1}))_i falls below
+    ``SCALED_FLOOR``, i.e. when probability the forward pass flushed to zero could carry
+    weight in the likelihood (see ``probkit.inference``). ``beta`` is workspace; the
+    scaled backward message is updated in place (after its use in w = e * beta).
+    """
+    n_states = trans.shape[0]
+    w = np.empty(n_states)
+    for j in range(n_states):
+        beta[j] = 1.0
+    for t in range(hi - 2, lo - 1, -1):
+        for j in range(n_states):
+            w[j] = emis[t + 1, j] * beta[j]
+        z = 0.0
+        d = 0.0
+        for i in range(n_states):
+            s = 0.0
+            for j in range(n_states):
+                s += trans[i, j] * w[j]
+            beta[i] = s
+            z += alpha[t, i] * s
+            d += s
+        if not z >= SCALED_FLOOR:
+            return False
+        inv_d = 1.0 / d
+        for i in range(n_states):
+            beta[i] *= inv_d
+    return True
+
+
 # ---------------------------------------------------------------------------------------
 # Block kernels (a contiguous range of sequences each)
 # ---------------------------------------------------------------------------------------
@@ -354,14 +388,17 @@ def forward_backward_block(
 
 @_jit()
 def forward_block(
-    prior, trans_t, log_prior, log_trans_t, log_emission, offsets, s_begin, s_end,
-    use_log, keep_log, filtered, shift, loglik, status,
+    prior, trans, trans_t, log_prior, log_trans_t, log_emission, offsets, s_begin, s_end,
+    use_log, keep_log, verify, emis, filtered, shift, loglik, status,
 ):
     """Filtered distributions p(z_t | x_1..t) and log-likelihoods of sequences ``s_begin:s_end``.
 
-    On entry ``filtered`` holds exp(log_emission - shift) unless ``use_log``; the scaled
-    pass overwrites it row by row. Rows of sequences computed in log space hold
-    log-probabilities when ``keep_log`` (for backward sampling) and probabilities
+    ``emis`` holds exp(log_emission - shift) unless ``use_log``; ``filtered`` may be the
+    same array (the scaled pass then overwrites it row by row) unless ``verify``, which
+    runs a backward sweep over each scaled result and recomputes the sequence in log
+    space when it fails (needed when the transition matrix has entries below
+    ``SCALED_FLOOR``; see ``probkit.inference``). Rows of sequences computed in log space
+    hold log-probabilities when ``keep_log`` (for backward sampling) and probabilities
     otherwise; rows of an impossible sequence are 0 (-inf with ``keep_log``) from the
     impossible step on. ``prior`` is the start distribution (or, for online filtering, the
     predictive distribution of the next step).
@@ -372,7 +409,9 @@ def forward_block(
         lo = offsets[s]
         hi = offsets[s + 1]
         if not use_log:
-            ok, ll = _forward_scaled_one(prior, trans_t, filtered, shift, lo, hi, filtered)
+            ok, ll = _forward_scaled_one(prior, trans_t, emis, shift, lo, hi, filtered)
+            if ok and verify:
+                ok = _backward_check_scaled_one(trans, emis, filtered, lo, hi, tmp)
             if ok:
                 loglik[s] = ll
                 status[s] = STATUS_SCALED

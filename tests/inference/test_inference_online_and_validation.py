@@ -50,6 +50,18 @@ def test_online_filter_equals_batch_filter(implementation):
     np.testing.assert_allclose(online.update(log_emission[:10]).numpy(), batch.filtered[:10].numpy(), rtol=1e-10)
 
 
+def test_online_scaling_filter_with_an_isolated_state_stays_exact():
+    # Chain 1 is flushed to zero at step 0 in linear arithmetic but wins later; with
+    # structural zeros the online "scaling" filter works in log space (see the class docs).
+    with np.errstate(divide="ignore"):
+        f = ForwardFilter(np.log([0.5, 0.5]), np.log(np.eye(2)), implementation="scaling")
+    f.update([0.0, -800.0])
+    for _ in range(3):
+        last = f.update([-300.0, 0.0])
+    assert f.log_likelihood == pytest.approx(np.log(0.5) - 800.0, rel=1e-13)
+    np.testing.assert_allclose(last.numpy(), [0.0, 1.0], atol=1e-14)
+
+
 def test_online_filter_after_the_observations_became_impossible():
     with np.errstate(divide="ignore"):
         f = ForwardFilter(np.log([1.0, 0.0]), np.log([[1.0, 0.0], [0.0, 1.0]]))
