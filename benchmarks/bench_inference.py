@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from hmmlearn import _hmmc
 
-from probkit.inference import forward_backward, forward_filter, pad_sequences, viterbi
+from probkit.inference import forward_backward, forward_filter, hmm_log_likelihood, pad_sequences, viterbi
 from probkit.inference.padded import forward_backward_padded
 
 
@@ -209,6 +209,21 @@ def main():
             ("numba, blocks of sequences on threads", 2, ms(t_numba2)),
             ("torch padded batch (B=200, one (B,K)x(K,K) product per step)", 1, ms(t_torch)),
             ("torch padded batch", 2, ms(t_torch2)),
+        ],
+    )
+
+    print("## One long sequence through the torch path (T=100k, K=8, log-likelihood only, 1 thread)\n")
+    ls, lt, le = w1
+    le_batch = torch.as_tensor(le)[None]
+    t_seq = time_one(lambda: hmm_log_likelihood(ls, lt, le_batch), 3)
+    t_chunk = time_one(lambda: hmm_log_likelihood(ls, lt, le_batch, chunk_size=316), repeats)
+    t_numba = time_one(lambda: forward_filter(ls, lt, le), repeats)
+    print_table(
+        ["method", "sequential steps", "ms"],
+        [
+            ("torch, step by step", "100,000", ms(t_seq)),
+            ("torch, chunked transfer matrices (chunk_size=316)", "~632", ms(t_chunk)),
+            ("numba forward_filter (for reference)", "100,000", ms(t_numba)),
         ],
     )
 
