@@ -85,8 +85,14 @@ Viterbi stores only the max-plus scores (a vectorisable max reduction) and recov
 arg-max along the path during the traceback (K work per step instead of K^2).
 
 ``backend="torch"``: the padded recursions, one batched ``(B, K) x (K, K)`` product per
-step, on whatever device the tensors are; differentiable. ``backend="auto"`` picks numba
-for CPU inputs without ``requires_grad`` and torch otherwise.
+step, on whatever device the tensors are; differentiable. Transcendental functions and
+``(B, K, K)`` tensors are kept out of the time loop (torch hands them to its thread
+pool, which made small per-step calls up to 1000x slower on a busy CPU).
+``backend="auto"`` picks numba for CPU inputs without ``requires_grad`` and torch
+otherwise. For a few very long sequences (a GPU's weak spot: T sequential steps),
+:func:`hmm_log_likelihood` accepts ``chunk_size``: per-chunk transfer matrices are
+multiplied for all chunks at once and then chained, cutting the sequential depth from T
+to about ``T / chunk_size + chunk_size`` at K times the arithmetic.
 
 Measured numbers are in ``benchmarks/results_inference.md``.
 """

@@ -28,7 +28,9 @@ def as_float_tensor(x, name):
             raise TypeError(f"{name} must be an array-like of numbers, got {type(x).__name__}") from exc
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-        t = torch.as_tensor(arr)
+        # torch cannot wrap arrays with negative strides (e.g. x[::-1]); the kernels want
+        # contiguous memory anyway, and this is a no-op for contiguous arrays.
+        t = torch.as_tensor(np.ascontiguousarray(arr))
     if t.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
     if not t.is_floating_point():

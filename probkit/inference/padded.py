@@ -352,7 +352,7 @@ def pad_sequences(X, lengths, fill=0.0):
     tensor([[ True,  True],
             [ True, False]])
     """
-    X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
+    X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(X))
     if X.ndim < 1:
         raise ValueError(f"X must have at least one dimension (samples), got shape {tuple(X.shape)}")
     lengths_np = check_lengths(lengths, X.shape[0], name="lengths")
@@ -384,7 +384,7 @@ def unpad_sequences(padded, lengths):
     >>> unpad_sequences(padded, [3, 2])
     tensor([0., 1., 2., 3., 4.])
     """
-    padded = padded if isinstance(padded, torch.Tensor) else torch.as_tensor(np.asarray(padded))
+    padded = padded if isinstance(padded, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(padded))
     if padded.ndim < 2:
         raise ValueError(f"padded must have shape (B, T, ...), got {tuple(padded.shape)}")
     lengths_np = check_lengths_padded(lengths, padded.shape[0], padded.shape[1])

@@ -150,6 +150,19 @@ def test_implementation_option_is_validated():
             _call(func, implementation="exact")
 
 
+def test_strided_inputs_are_accepted():
+    rng = np.random.default_rng(42)
+    log_start, log_trans, log_emission = random_hmm(rng, 3, [12])
+    reversed_view = log_emission[::-1]
+    strided = np.asfortranarray(log_emission)[::2]
+    for view in (reversed_view, strided):
+        ref = forward_backward(log_start, log_trans, np.array(view))
+        res = forward_backward(log_start, log_trans, view)
+        np.testing.assert_array_equal(res.posteriors.numpy(), ref.posteriors.numpy())
+        res_t = forward_backward(log_start, log_trans, torch.as_tensor(np.array(view)).T.contiguous().T)
+        np.testing.assert_array_equal(res_t.posteriors.numpy(), ref.posteriors.numpy())
+
+
 def test_integer_and_tensor_inputs_are_accepted():
     res_np = forward_backward(GOOD["log_startprob"], GOOD["log_transmat"], np.zeros((4, K), dtype=np.int64))
     res_t = forward_backward(
