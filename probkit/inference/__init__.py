@@ -42,17 +42,33 @@ Two implementations, selected by ``implementation=``:
     accumulated separately), so log-messages stay O(1) and posteriors keep full
     precision on a sequence of 10^6 steps.
 
-Fallback, and why it is per sequence: a linear representation flushes a state whose
-relative probability drops below ~1e-308 to zero. That is harmless unless later
-evidence makes exactly such a state necessary, which shows up as a tiny step normaliser
-(``c_t`` forward, ``Z_t`` backward). Whenever a normaliser falls below
-``sqrt(tiny)`` ~ 1.5e-154 the scaled result may be inaccurate, and the information
-needed to repair that step (the flushed probabilities of earlier steps) is already gone,
-so the whole sequence is recomputed in log space. Above the threshold, what was flushed
-is below ``K * tiny / 1.5e-154 ~ K * 1e-154`` of what was kept, far below rounding.
-Hence both implementations return the same answers (the tests check this, including
-structural zeros, -inf emissions, emissions near -1e4 and 10^6 steps); "scaling" is
-the fast path, "log" the reference.
+When is "scaling" exact? A linear representation flushes to zero any amount below
+~1e-308 of the current (normalised) scale. An amount delta flushed at step s from
+state j changes the likelihood by delta * beta_s(j) / sum_i alpha_s(i) beta_s(i), and
+whether that is small depends on the future:
+
+* ``forward_backward`` checks it directly. With normalised messages beta_s(j) <= 1 and
+  the denominator is the per-step normaliser ``Z_t`` of the posteriors, so requiring
+  ``Z_t >= sqrt(tiny) ~ 1.5e-154`` (and the forward normalisers ``c_t`` likewise) bounds
+  the relative error of everything, log-likelihood included, by
+  ``T * K * tiny / sqrt(tiny) ~ T * K * 1e-154``.
+* Forward-only functions (:func:`forward_filter`, :func:`hmm_log_likelihood`,
+  :func:`sample_posterior_paths`) have no backward pass. If every transition
+  probability is at least ``sqrt(tiny)`` times the largest row sum (``a_min``), then
+  beta_s(j) <= beta_s(i) / a_min for all i, j, which bounds the error by
+  ``T * K * tiny / a_min`` without looking ahead: the forward pass alone is exact. With
+  structural zeros there is no such bound (a flushed state can be cut off from
+  refilling and dominate later; the tests contain such a sequence, on which a plain
+  scaled forward pass is wrong by 100 nats), so a backward sweep that only computes the
+  ``Z_t`` verifies the forward pass: forward-only calls on models with structural zeros
+  cost about two forward passes.
+
+A sequence that fails a check is recomputed in log space. The fallback is per sequence
+because the information needed to repair one step (the flushed probabilities of
+earlier steps) is already gone. On ordinary data nothing fails and the checks cost one
+comparison per step. Hence both implementations return the same answers (the tests
+check this, including structural zeros, -inf emissions, emissions near -1e4 and 10^6
+steps); "scaling" is the fast path, "log" the reference.
 
 Backends
 --------
@@ -69,8 +85,14 @@ Viterbi stores only the max-plus scores (a vectorisable max reduction) and recov
 arg-max along the path during the traceback (K work per step instead of K^2).
 
 ``backend="torch"``: the padded recursions, one batched ``(B, K) x (K, K)`` product per
-step, on whatever device the tensors are; differentiable. ``backend="auto"`` picks numba
-for CPU inputs without ``requires_grad`` and torch otherwise.
+step, on whatever device the tensors are; differentiable. Transcendental functions and
+``(B, K, K)`` tensors are kept out of the time loop (torch hands them to its thread
+pool, which made small per-step calls up to 1000x slower on a busy CPU).
+``backend="auto"`` picks numba for CPU inputs without ``requires_grad`` and torch
+otherwise. For a few very long sequences (a GPU's weak spot: T sequential steps),
+:func:`hmm_log_likelihood` accepts ``chunk_size``: per-chunk transfer matrices are
+multiplied for all chunks at once and then chained, cutting the sequential depth from T
+to about ``T / chunk_size + chunk_size`` at K times the arithmetic.
 
 Measured numbers are in ``benchmarks/results_inference.md``.
 """

@@ -122,6 +122,17 @@ def forward_backward(log_startprob, log_transmat, log_emission, lengths, use_log
     return loglik, post, xi_blocks.sum(axis=0), expected_start, status
 
 
+def scaled_forward_is_exact(trans):
+    """Whether a scaled forward pass alone is exact for this transition matrix.
+
+    If every transition probability is at least ``SCALED_FLOOR`` times the largest row
+    sum, anything the linear recursion flushes to zero is provably negligible (below
+    T * K * tiny / SCALED_FLOOR relative; see ``probkit.inference``). Otherwise (structural
+    zeros) forward-only results are verified by a backward sweep.
+    """
+    return bool(trans.min() >= nk.SCALED_FLOOR * max(1.0, float(trans.sum(axis=1).max())))
+
+
 def forward(log_prior, log_transmat, log_emission, lengths, use_log, keep_log=False):
     """Returns (log_likelihood (n_seq,), filtered (N, K), status (n_seq,)).
 
@@ -134,18 +145,21 @@ def forward(log_prior, log_transmat, log_emission, lengths, use_log, keep_log=Fa
     bounds = _block_bounds(offsets, n_states)
     trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
     prior = np.exp(log_prior)
+    verify = not use_log and not scaled_forward_is_exact(trans)
     if use_log:
-        filtered = np.empty_like(log_emission)
+        emis = filtered = np.empty_like(log_emission)
         shift = np.empty(0)
     else:
-        filtered, shift = _scaled_emission(log_emission)
+        emis, shift = _scaled_emission(log_emission)
+        # The verifying backward sweep needs the emissions after the forward pass.
+        filtered = np.empty_like(emis) if verify else emis
     loglik = np.empty(n_seq)
     status = np.empty(n_seq, dtype=np.int64)
 
     def args(b, s_begin, s_end):
         return (
-            prior, trans_t, log_prior, log_trans_t, log_emission, offsets, s_begin, s_end,
-            use_log, keep_log, filtered, shift, loglik, status,
+            prior, trans, trans_t, log_prior, log_trans_t, log_emission, offsets, s_begin, s_end,
+            use_log, keep_log, verify, emis, filtered, shift, loglik, status,
         )
 
     _run_blocks(nk.forward_block, bounds, args)

@@ -271,11 +271,11 @@ class ForwardFilter:
     log_startprob : array-like or Tensor, (K,)
     log_transmat : array-like or Tensor, (K, K)
     implementation : {"log", "scaling"}, default="log"
-        How each chunk is processed (see :func:`forward_filter`). The state carried
-        from one call to the next is kept in log space either way; "log" (the default)
-        is exact for any dynamic range, while "scaling" is faster for long chunks but
-        carries the last filtered row of a chunk through linear probabilities, which
-        flushes states with relative probability below ~1e-308 to zero.
+        How each chunk of observations is processed (see :func:`forward_filter`).
+        "scaling" is faster for long chunks; the filtered state carried from one call to
+        the next passes through linear probabilities, which is exact when every
+        transition probability is at least ~1.5e-154 (see :mod:`probkit.inference`), so
+        with structural zeros "scaling" processes chunks in log space as well.
 
     Attributes
     ----------
@@ -318,6 +318,7 @@ class ForwardFilter:
         self.n_states = n_states
         self._log_start = _to_numpy64(ls)
         self._log_trans = _to_numpy64(lt)
+        self._use_log = implementation == "log" or not _nb.scaled_forward_is_exact(np.exp(self._log_trans))
         self.reset()
 
     def reset(self):
@@ -374,7 +375,7 @@ class ForwardFilter:
                 self._log_trans,
                 _to_numpy64(le2),
                 np.array([n_new], dtype=np.int64),
-                self.implementation == "log",
+                self._use_log,
                 keep_log=True,
             )
             self.log_likelihood += float(loglik[0])

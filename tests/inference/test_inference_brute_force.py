@@ -35,6 +35,8 @@ CASES = [
     (3, [4, 6, 1], True, False),
     (3, [6, 5, 2], False, True),
     (3, [6, 4, 3, 1], True, True),
+    # K = 9 runs the Viterbi kernel's blocks of 8 states plus a remainder of 1.
+    (9, [5, 2], True, True),
 ]
 
 

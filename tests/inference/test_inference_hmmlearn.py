@@ -79,11 +79,14 @@ def test_forward_backward_matches_hmmlearn_log_kernels_with_emissions_near_minus
         np.testing.assert_allclose(res.expected_transitions.numpy(), xi, rtol=RTOL)
 
 
+# K = 8 and 19 exercise the register-blocked max-plus kernel (blocks of 8 states) and
+# its remainder; K = 6 only the remainder path.
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_viterbi_matches_hmmlearn(backend):
-    rng = np.random.default_rng(2)
+@pytest.mark.parametrize(("n_states", "structural_zeros"), [(6, False), (8, False), (19, True)])
+def test_viterbi_matches_hmmlearn(backend, n_states, structural_zeros):
+    rng = np.random.default_rng(2 + n_states)
     lengths = [400, 2, 99]
-    log_start, log_trans, log_emission = random_hmm(rng, 6, lengths)
+    log_start, log_trans, log_emission = random_hmm(rng, n_states, lengths, structural_zeros=structural_zeros)
     res = viterbi(log_start, log_trans, log_emission, lengths, backend=backend)
     for s, seq in enumerate(split(log_emission, lengths)):
         log_prob, path = _hmmc.viterbi(np.exp(log_start), np.exp(log_trans), seq)

@@ -284,3 +284,115 @@ def test_float32_inputs_give_float32_outputs_close_to_float64():
     assert ll.dtype == torch.float32
     np.testing.assert_allclose(ll.numpy(), res64.log_likelihood.numpy(), rtol=1e-5)
     split(params32[2].numpy(), lengths)  # the helper works on float32 too
+
+
+def _isolated_state_model():
+    """Two disconnected chains. Step 0 favours chain 0 by 800 nats, which flushes chain 1
+    to zero in a normalised linear recursion; the next three steps favour chain 1 by 300
+    nats each (each step normaliser stays above the floor), so chain 1 wins by 100 nats
+    in the end. A plain scaled forward pass silently returns log(0.5) - 900."""
+    log_start = np.log([0.5, 0.5])
+    with np.errstate(divide="ignore"):
+        log_trans = np.log(np.eye(2))
+    log_emission = np.array([[0.0, -800.0], [-300.0, 0.0], [-300.0, 0.0], [-300.0, 0.0]])
+    return log_start, log_trans, log_emission
+
+
+def test_plain_scaled_forward_is_wrong_on_the_isolated_state_model():
+    # Documents why forward-only calls verify: the bare kernels report success and are wrong.
+    log_start, log_trans, log_emission = _isolated_state_model()
+    emis, shift = _numba_backend._scaled_emission(log_emission)
+    trans, trans_t, log_trans_t = _numba_backend._transition_arrays(log_trans)
+    loglik, status = np.empty(1), np.empty(1, dtype=np.int64)
+    filtered = np.empty_like(emis)
+    _numba_kernels.forward_block(
+        np.exp(log_start), trans, trans_t, log_start, log_trans_t, log_emission, np.array([0, 4]), 0, 1,
+        False, False, False, emis, filtered, shift, loglik, status,
+    )
+    assert status[0] == _numba_kernels.STATUS_SCALED
+    assert loglik[0] == pytest.approx(np.log(0.5) - 900.0, rel=1e-14)
+    assert not _numba_backend.scaled_forward_is_exact(trans)
+    batch = [torch.as_tensor(x) for x in (log_start[None], log_trans, log_emission[None])]
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    alpha, _, failed, emis_t = _torch_kernels.forward_scaled(*batch, mask, True)
+    assert failed.tolist() == [False]
+    assert _torch_kernels.backward_check_scaled(batch[1], alpha, emis_t, mask, True).tolist() == [True]
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("implementation", ["scaling", "log"])
+def test_forward_only_paths_are_exact_on_the_isolated_state_model(backend, implementation):
+    log_start, log_trans, log_emission = _isolated_state_model()
+    expected = brute_force_many(log_start, log_trans, log_emission, [4])
+    assert expected["log_likelihood"][0] == pytest.approx(np.log(0.5) - 800.0, rel=1e-12)
+    filt = forward_filter(log_start, log_trans, log_emission, implementation=implementation, backend=backend)
+    np.testing.assert_allclose(filt.log_likelihood.numpy(), expected["log_likelihood"], rtol=1e-13)
+    np.testing.assert_allclose(filt.filtered[-1].numpy(), [0.0, 1.0], atol=1e-14)
+    res = forward_backward(log_start, log_trans, log_emission, implementation=implementation, backend=backend)
+    np.testing.assert_allclose(res.log_likelihood.numpy(), expected["log_likelihood"], rtol=1e-13)
+    np.testing.assert_allclose(res.posteriors.numpy(), expected["posteriors"], atol=1e-14)
+
+
+def test_padded_forward_only_paths_on_the_isolated_state_model():
+    log_start, log_trans, log_emission = _isolated_state_model()
+    truth = np.log(0.5) - 800.0 + np.log1p(np.exp(-100.0))
+    for chunk_size in [None, 1, 3]:
+        ll = hmm_log_likelihood(log_start, log_trans, log_emission[None], chunk_size=chunk_size)
+        assert ll.item() == pytest.approx(truth, rel=1e-13)
+    ll, filtered = forward_filter_padded(log_start, log_trans, log_emission[None])
+    assert ll.item() == pytest.approx(truth, rel=1e-13)
+    np.testing.assert_allclose(filtered[0, -1].numpy(), [0.0, 1.0], atol=1e-14)
+
+
+CHUNK_CASES = [
+    ({}, [50, 13, 1, 37]),
+    ({"masked_emissions": True}, [20, 31]),
+    ({"emission_offset": -1e4, "emission_scale": 4.0}, [40, 40, 7]),
+]
+
+
+@pytest.mark.parametrize(("options", "lengths"), CHUNK_CASES)
+@pytest.mark.parametrize("chunk_size", [1, 3, 8, 100])
+def test_chunked_log_likelihood_matches_step_by_step(options, lengths, chunk_size):
+    rng = np.random.default_rng(25)
+    log_start, log_trans, log_emission = random_hmm(rng, 4, lengths, **options)
+    padded, _ = pad_sequences(log_emission, lengths)
+    reference = hmm_log_likelihood(log_start, log_trans, padded, lengths)
+    chunked = hmm_log_likelihood(log_start, log_trans, padded, lengths, chunk_size=chunk_size)
+    np.testing.assert_allclose(chunked.numpy(), reference.numpy(), rtol=1e-12)
+    # The chunked scan must really have run (not been bypassed) for a dense model.
+    assert _torch_kernels.scaled_forward_is_exact(torch.as_tensor(log_trans))
+
+
+def test_chunked_log_likelihood_gradients_and_parameter_layouts():
+    rng = np.random.default_rng(26)
+    lengths, n_states, n_steps = [9, 4, 7], 3, 9
+    log_start = torch.log(torch.as_tensor(rng.dirichlet(np.ones(n_states), size=3))).requires_grad_()
+    log_trans = torch.log(
+        torch.as_tensor(rng.dirichlet(np.ones(n_states), size=(3, n_steps, n_states)))
+    ).requires_grad_()
+    log_emission = torch.as_tensor(rng.normal(size=(3, n_steps, n_states))).requires_grad_()
+    inputs = (log_start, log_trans, log_emission)
+    ref = hmm_log_likelihood(*inputs, lengths)
+    ref_grads = torch.autograd.grad(ref.sum(), inputs)
+    out = hmm_log_likelihood(*inputs, lengths, chunk_size=4)
+    grads = torch.autograd.grad(out.sum(), inputs)
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g.numpy(), r.numpy(), atol=1e-12)
+    small = [x.detach()[:2, :4].clone().requires_grad_() for x in inputs[1:]]
+    assert torch.autograd.gradcheck(
+        lambda lt, le: hmm_log_likelihood(log_start.detach()[:2], lt, le, [4, 3], chunk_size=2),
+        small,
+        eps=1e-6,
+        atol=1e-7,
+    )
+
+
+def test_chunk_size_is_validated():
+    args = (np.zeros(2), np.zeros((2, 2)), np.zeros((1, 3, 2)))
+    for bad in [0, -1, 2.5, True]:
+        with pytest.raises(ValueError, match="chunk_size"):
+            hmm_log_likelihood(*args, chunk_size=bad)
+    with pytest.raises(ValueError, match="chunk_size"):
+        hmm_log_likelihood(*args, implementation="log", chunk_size=2)

@@ -50,6 +50,18 @@ def test_online_filter_equals_batch_filter(implementation):
     np.testing.assert_allclose(online.update(log_emission[:10]).numpy(), batch.filtered[:10].numpy(), rtol=1e-10)
 
 
+def test_online_scaling_filter_with_an_isolated_state_stays_exact():
+    # Chain 1 is flushed to zero at step 0 in linear arithmetic but wins later; with
+    # structural zeros the online "scaling" filter works in log space (see the class docs).
+    with np.errstate(divide="ignore"):
+        f = ForwardFilter(np.log([0.5, 0.5]), np.log(np.eye(2)), implementation="scaling")
+    f.update([0.0, -800.0])
+    for _ in range(3):
+        last = f.update([-300.0, 0.0])
+    assert f.log_likelihood == pytest.approx(np.log(0.5) - 800.0, rel=1e-13)
+    np.testing.assert_allclose(last.numpy(), [0.0, 1.0], atol=1e-14)
+
+
 def test_online_filter_after_the_observations_became_impossible():
     with np.errstate(divide="ignore"):
         f = ForwardFilter(np.log([1.0, 0.0]), np.log([[1.0, 0.0], [0.0, 1.0]]))
@@ -138,6 +150,19 @@ def test_implementation_option_is_validated():
             _call(func, implementation="exact")
 
 
+def test_strided_inputs_are_accepted():
+    rng = np.random.default_rng(42)
+    log_start, log_trans, log_emission = random_hmm(rng, 3, [12])
+    reversed_view = log_emission[::-1]
+    strided = np.asfortranarray(log_emission)[::2]
+    for view in (reversed_view, strided):
+        ref = forward_backward(log_start, log_trans, np.array(view))
+        res = forward_backward(log_start, log_trans, view)
+        np.testing.assert_array_equal(res.posteriors.numpy(), ref.posteriors.numpy())
+        res_t = forward_backward(log_start, log_trans, torch.as_tensor(np.array(view)).T.contiguous().T)
+        np.testing.assert_array_equal(res_t.posteriors.numpy(), ref.posteriors.numpy())
+
+
 def test_integer_and_tensor_inputs_are_accepted():
     res_np = forward_backward(GOOD["log_startprob"], GOOD["log_transmat"], np.zeros((4, K), dtype=np.int64))
     res_t = forward_backward(
@@ -217,3 +242,20 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch):
+    # A read-only install with no writable user cache: numba has no cache locator and
+    # refuses cache=True at decoration time; the kernels must then compile uncached.
+    import numba.core.caching
+
+    from probkit.inference import _numba_kernels
+
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+
+    def add_one(x):
+        return x + 1
+
+    with pytest.raises(RuntimeError, match="cannot cache"):
+        numba.njit(cache=True)(add_one)
+    assert _numba_kernels._jit()(add_one)(1) == 2

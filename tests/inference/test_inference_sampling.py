@@ -90,6 +90,11 @@ def test_ffbs_in_the_log_space_fallback_and_for_impossible_sequences():
     )
     assert (samples[:, :4] == 1).all()
     assert (samples[:, 4:] == -1).all()
+    # Chain 1 flushed to zero by a linear filter at step 0 but winning by 100 nats later:
+    # the forward pass is verified (structural zeros) and redone in log space.
+    isolated = np.array([[0.0, -800.0], [-300.0, 0.0], [-300.0, 0.0], [-300.0, 0.0]])
+    samples = sample_posterior_paths(log_start, log_trans, isolated, n_paths=50, random_state=3)
+    assert (samples == 1).all()
 
 
 def test_ffbs_is_reproducible_and_accepts_generators():
