@@ -14,6 +14,7 @@ Examples
 """
 
 from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
+from probkit.io import load
 from probkit.mixture import GaussianMixture, MixtureModel
 
 __version__ = "0.1.0"
@@ -28,4 +29,5 @@ __all__ = [
     "MultinomialHMM",
     "PoissonHMM",
     "__version__",
+    "load",
 ]

@@ -1,0 +1,350 @@
+"""Save/load: exact round trips for every estimator, and refusal of bad files."""
+
+import io
+import json
+import os
+import pickle
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import probkit
+from probkit import (GMMHMM, HMM, CategoricalHMM, GaussianHMM, GaussianMixture, MixtureModel, MultinomialHMM,
+                     PoissonHMM)
+from probkit.base import ProbkitEstimator
+from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
+from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type
+
+RNG = np.random.RandomState(0)
+X_REAL = np.r_[RNG.normal(0, 1, (40, 2)), RNG.normal(4, 1, (40, 2))]
+X_POS = np.abs(X_REAL) + 0.1
+X_COUNTS = RNG.poisson(3, size=(80, 3)).astype(float)
+X_SYMBOLS = RNG.randint(0, 4, size=(80, 1))
+X_TRIALS = RNG.multinomial(10, [0.2, 0.3, 0.5], size=80).astype(float)
+
+CASES = {
+    "gmm-full": (lambda: GaussianMixture(2, random_state=0), X_REAL),
+    "gmm-tied-f32": (lambda: GaussianMixture(2, covariance_type="tied", dtype="float32", random_state=0), X_REAL),
+    "gmm-spherical-init": (lambda: GaussianMixture(2, covariance_type="spherical", weights_init=[0.5, 0.5],
+                                                   means_init=[[0, 0], [4, 4]], random_state=0), X_REAL),
+    "mixture-poisson-product": (lambda: MixtureModel("poisson", 2, random_state=0), X_COUNTS),
+    "mixture-listed": (lambda: MixtureModel(components=[Normal(), Gamma()], random_state=0), X_POS[:, :1]),
+    "mixture-mvn-instance": (lambda: MixtureModel(MultivariateNormal(covariance_type="diag"), 2,
+                                                  random_state=np.random.RandomState(1)), X_REAL),
+    "gaussian-hmm": (lambda: GaussianHMM(2, random_state=0), X_REAL),
+    "gaussian-hmm-full-scaling": (lambda: GaussianHMM(2, covariance_type="full", implementation="scaling",
+                                                      transmat_prior=np.array([2.0, 1.0]), random_state=0), X_REAL),
+    "gmm-hmm": (lambda: GMMHMM(2, n_mix=2, random_state=0), X_REAL),
+    "categorical-hmm": (lambda: CategoricalHMM(2, random_state=0), X_SYMBOLS),
+    "multinomial-hmm": (lambda: MultinomialHMM(2, n_trials=10, random_state=0), X_TRIALS),
+    "poisson-hmm": (lambda: PoissonHMM(2, random_state=0), X_COUNTS),
+    "hmm-gamma-class": (lambda: HMM(emission=Gamma, n_components=2, random_state=0), X_POS),
+    "hmm-poisson-name": (lambda: HMM(emission="poisson", n_components=2, random_state=0), X_COUNTS),
+}
+
+
+def _fit(name):
+    make, X = CASES[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return make().fit(X), X
+
+
+def _public_state(est):
+    return {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
+
+
+def _assert_same(a, b):
+    if isinstance(a, np.ndarray) or isinstance(a, torch.Tensor):
+        assert type(a) is type(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif hasattr(a, "torch_params") and getattr(a, "is_fitted", False):
+        assert type(a) is type(b)
+        _assert_same(a.params, b.params)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif hasattr(a, "history"):
+        assert a.history == b.history and a.iter == b.iter and a.tol == b.tol
+    elif hasattr(a, "dist") or hasattr(a, "dists"):
+        _assert_same(getattr(a, "dist", None) or a.dists, getattr(b, "dist", None) or b.dists)
+    else:
+        assert a == b or (a != a and b != b)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_round_trip_is_exact(name, tmp_path):
+    est, X = _fit(name)
+    path = est.save(tmp_path / "model.pk")
+    again = probkit.load(path)
+    assert type(again) is type(est)
+    assert again.get_params().keys() == est.get_params().keys()
+    for key, value in est.get_params().items():
+        if not isinstance(value, (np.ndarray, list, ProbkitEstimator, np.random.RandomState)) and \
+                not hasattr(value, "_options"):
+            assert again.get_params()[key] == value
+    _assert_same(_public_state(est), _public_state(again))
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+    np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+    np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+    assert again.score(X) == est.score(X)
+    s1, s2 = est.sample(5, random_state=3), again.sample(5, random_state=3)
+    np.testing.assert_array_equal(s1[0], s2[0])
+    np.testing.assert_array_equal(s1[1], s2[1])
+
+
+def test_every_exported_estimator_has_a_round_trip_case():
+    exported = {getattr(probkit, n) for n in probkit.__all__ if isinstance(getattr(probkit, n), type)
+                and issubclass(getattr(probkit, n), ProbkitEstimator)}
+    covered = {type(make()) for make, _ in CASES.values()}
+    missing = sorted(c.__name__ for c in exported - covered)
+    assert not missing, f"add save/load cases to tests/product/test_io.py for {missing}"
+
+
+def test_warm_start_continues_identically_after_load(tmp_path):
+    gm = GaussianMixture(2, max_iter=2, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X_REAL)
+        again = probkit.load(gm.save(tmp_path / "m.pk"))
+        gm.fit(X_REAL)
+        again.fit(X_REAL)
+    np.testing.assert_array_equal(gm.means_, again.means_)
+
+
+def test_distribution_attributes_round_trip():
+    est = GaussianMixture(1)
+    est.extra_ = [Independent([Normal().fit(X_REAL[:, 0]), Poisson().fit(X_COUNTS[:, 0])]),
+                  MultivariateNormal(covariance_type="diag", reg_covar=1e-3), Gamma]
+    again = loads(dumps(est))
+    _assert_same(est.extra_[0].params, again.extra_[0].params)
+    assert again.extra_[1]._options()["reg_covar"] == 1e-3 and not again.extra_[1].is_fitted
+    assert again.extra_[2] is Gamma
+
+
+def test_unfitted_estimator_round_trips():
+    est = loads(dumps(GaussianHMM(3, covariance_type="full", dtype=torch.float32)))
+    assert est.n_components == 3 and est.dtype is torch.float32
+    assert not hasattr(est, "means_")
+
+
+def test_expected_kind_is_enforced(tmp_path):
+    path = _fit("gmm-full")[0].save(tmp_path / "m.pk")
+    assert isinstance(load(path, expected=GaussianMixture), GaussianMixture)
+    with pytest.raises(ModelFileError, match="holds a GaussianMixture, but a GaussianHMM or PoissonHMM is expected"):
+        load(path, expected=(GaussianHMM, PoissonHMM))
+
+
+# ---------------------------------------------------------------------------- bad files
+def _rewrite(data, edit_meta=None, replace=None):
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            blob = src.read(name)
+            if name == "meta.json" and edit_meta is not None:
+                meta = json.loads(blob)
+                edit_meta(meta)
+                blob = json.dumps(meta).encode()
+            if replace and name in replace:
+                blob = replace[name]
+            dst.writestr(name, blob)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_bytes():
+    return dumps(_fit("gaussian-hmm")[0])
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="cannot read model file .*missing.pk"):
+        load(tmp_path / "missing.pk")
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_file_is_refused(model_bytes, tmp_path, cut):
+    path = tmp_path / "cut.pk"
+    path.write_bytes(model_bytes[: int(len(model_bytes) * cut)])
+    with pytest.raises(ModelFileError, match="truncated or corrupted"):
+        load(path)
+
+
+def test_future_format_version_is_refused(model_bytes):
+    data = _rewrite(model_bytes, edit_meta=lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}.*upgrade probkit"):
+        loads(data)
+
+
+def test_flipped_byte_in_an_array_is_detected(model_bytes):
+    src = zipfile.ZipFile(io.BytesIO(model_bytes))
+    name = next(n for n in src.namelist() if n.endswith(".npy"))
+    blob = bytearray(src.read(name))
+    blob[-1] ^= 0xFF
+    with pytest.raises(ModelFileError, match="does not match its checksum"):
+        loads(_rewrite(model_bytes, replace={name: bytes(blob)}))
+
+
+def test_other_files_are_not_models(tmp_path):
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b\n1,2\n")
+    with pytest.raises(ModelFileError, match="not a probkit model file"):
+        load(csv)
+    other_zip = io.BytesIO()
+    with zipfile.ZipFile(other_zip, "w") as zf:
+        zf.writestr("hello.txt", "hi")
+    with pytest.raises(ModelFileError, match="no meta.json"):
+        loads(other_zip.getvalue())
+    with pytest.raises(ModelFileError, match="not a probkit model file"):
+        loads(_rewrite(dumps(GaussianHMM()), edit_meta=lambda m: m.update(format="something-else")))
+
+
+class _Boom:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _set_estimator_name(name, module):
+    def edit(meta):
+        meta["model"]["name"] = name
+        meta["model"]["module"] = module
+    return edit
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_no_code_runs_from_a_malicious_file(model_bytes, tmp_path):
+    marker = tmp_path / "pwned"
+    # An array member replaced by a pickle of an object that would create a file.
+    src = zipfile.ZipFile(io.BytesIO(model_bytes))
+    name = next(n for n in src.namelist() if n.endswith(".npy"))
+    buf = io.BytesIO()
+    np.save(buf, np.array([_Boom(str(marker))], dtype=object), allow_pickle=True)
+    evil = _rewrite(model_bytes, replace={name: buf.getvalue()})
+    evil = _rewrite(evil, edit_meta=lambda m: m["manifest"][name].update(
+        size=len(buf.getvalue()), sha256=__import__("hashlib").sha256(buf.getvalue()).hexdigest()))
+    with pytest.raises(ModelFileError, match="without pickle"):
+        loads(evil)
+    # A class outside the allow-list named as the estimator.
+    for cls_name, module in [("system", "os"), ("Popen", "subprocess"), ("BaseEstimator", "sklearn.base")]:
+        with pytest.raises(ModelFileError, match="not a probkit estimator"):
+            loads(_rewrite(model_bytes, edit_meta=_set_estimator_name(cls_name, module)))
+    # A pickle in place of a torch state dict.
+    pt = pickle.dumps(_Boom(str(marker)))
+    assert not marker.exists()
+    from probkit.io import _Reader
+    with pytest.raises(ModelFileError, match="unreadable"):
+        _Reader({"torch/module_.pt": pt}, "evil").get_state_dict("torch/module_.pt")
+    assert not marker.exists()
+
+
+def test_unknown_distribution_name_is_refused():
+    data = dumps(_fit("hmm-gamma-class")[0])
+    meta_text = zipfile.ZipFile(io.BytesIO(data)).read("meta.json").decode()
+    assert '"Gamma"' in meta_text
+
+    def edit(meta):
+        text = json.dumps(meta).replace('"Gamma"', '"Eval"')
+        meta.clear()
+        meta.update(json.loads(text))
+    with pytest.raises(ModelFileError, match="not a probkit distribution"):
+        loads(_rewrite(data, edit_meta=edit))
+
+
+def test_saving_an_unknown_type_names_the_attribute_and_register_type_fixes_it():
+    est = GaussianMixture(1).fit(X_REAL)
+
+    class Note:
+        def __init__(self, text):
+            self.text = text
+    est.note_ = Note("hello")
+    with pytest.raises(TypeError, match=r"attribute GaussianMixture\.note_.*register_type"):
+        dumps(est)
+    register_type("tests.Note", Note, lambda n, w: {"text": n.text}, lambda d, r: Note(d["text"]))
+    assert loads(dumps(est)).note_.text == "hello"
+
+
+def test_non_probkit_estimators_are_refused():
+    from sklearn.mixture import GaussianMixture as SkGM
+    with pytest.raises(TypeError, match="only probkit estimators"):
+        dumps(SkGM())
+
+
+# ---------------------------------------------------------------------------- the torch-module hook
+class TinyNet(torch.nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.lin = torch.nn.Linear(d, 2)
+        self.register_buffer("scale", torch.ones(2))
+
+    def forward(self, x):
+        return self.lin(x) * self.scale
+
+
+@register_estimator
+class TinyNeuralEstimator(ProbkitEstimator):
+    """Stand-in for a neural estimator: one fitted torch module rebuilt through _io_build_module."""
+
+    _io_exclude = ("optimizer_",)
+
+    def __init__(self, hidden=2, random_state=0):
+        self.hidden = hidden
+        self.random_state = random_state
+
+    def fit(self, X):
+        torch.manual_seed(self.random_state)
+        X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+        self.n_features_in_ = X.shape[1]
+        self.module_ = TinyNet(self.n_features_in_)
+        self.optimizer_ = torch.optim.SGD(self.module_.parameters(), lr=0.1)
+        for _ in range(3):
+            self.optimizer_.zero_grad()
+            self.module_(X).pow(2).mean().backward()
+            self.optimizer_.step()
+        self.module_.scale.fill_(3.0)
+        return self
+
+    def predict(self, X):
+        with torch.no_grad():
+            return self.module_(torch.as_tensor(np.asarray(X), dtype=torch.float32)).numpy()
+
+    def _io_build_module(self, name):
+        assert name == "module_"
+        return TinyNet(self.n_features_in_)
+
+
+def test_torch_module_state_dict_round_trip(tmp_path):
+    est = TinyNeuralEstimator().fit(X_REAL)
+    path = est.save(tmp_path / "net.pk")
+    names = zipfile.ZipFile(path).namelist()
+    assert "torch/module_.pt" in names
+    again = load(path)
+    assert not hasattr(again, "optimizer_")
+    np.testing.assert_array_equal(again.predict(X_REAL), est.predict(X_REAL))
+    assert float(again.module_.scale[0]) == 3.0
+
+
+def test_module_without_build_hook_is_refused_at_save_time():
+    est = GaussianMixture(1)
+    est.module_ = TinyNet(2)
+    with pytest.raises(TypeError, match="_io_build_module"):
+        dumps(est)
+
+
+def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "m.pk"
+    GaussianMixture(2).save(path)
+    assert os.listdir(tmp_path) == ["m.pk"]
