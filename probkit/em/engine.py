@@ -13,6 +13,10 @@ A model plugs in through five hooks (the template-method pattern of scikit-learn
 ``_em_get_state() / _em_set_state(state)``
     Snapshot and restore parameters (``n_init`` keeps the best run).
 
+Distributed EM plugs in without touching the estimators: inside :func:`em_hooks`
+(used by :func:`probkit.distributed.distributed_em`) every :func:`run_em` sums its E-step
+results over processes and synchronises the initial parameters across them.
+
 The objective reported to the monitor is the log-likelihood of the E-step, i.e. of
 the parameters *before* the M-step of that iteration, as in scikit-learn and hmmlearn;
 it is divided by the total sample weight when ``objective="mean"`` (scikit-learn's
@@ -21,17 +25,19 @@ it is divided by the total sample weight when ``objective="mean"`` (scikit-learn
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from sklearn.exceptions import ConvergenceWarning
 
 from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.progress import progress_bar
 
-__all__ = ["EStepResult", "EMResult", "run_em"]
+__all__ = ["EMHooks", "EStepResult", "EMResult", "em_hooks", "run_em"]
 
 
 @dataclass
@@ -77,6 +83,55 @@ class EMResult:
     converged: bool
     history: list = field(default_factory=list)
     monitor: ConvergenceMonitor | None = None
+
+
+@dataclass(frozen=True)
+class EMHooks:
+    """Callbacks that :func:`run_em` applies to every fit run inside :func:`em_hooks`.
+
+    Attributes
+    ----------
+    all_reduce : callable or None
+        ``all_reduce(estep) -> estep``, used when ``run_em`` is not given one.
+    after_init : callable or None
+        ``after_init(model)``: called after each initialisation (and before a warm-started
+        run), e.g. to make the initial parameters identical on every process.
+    """
+
+    all_reduce: Callable | None = None
+    after_init: Callable | None = None
+
+
+_HOOKS: contextvars.ContextVar = contextvars.ContextVar("probkit_em_hooks", default=None)
+
+
+@contextlib.contextmanager
+def em_hooks(all_reduce=None, after_init=None):
+    """Apply ``all_reduce`` and ``after_init`` to every :func:`run_em` call in the block.
+
+    Parameters
+    ----------
+    all_reduce : callable, optional
+        ``all_reduce(estep) -> estep`` (see :func:`run_em`).
+    after_init : callable, optional
+        ``after_init(model)``, called once the initial parameters are set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit import GaussianMixture
+    >>> calls = []
+    >>> X = np.random.RandomState(0).normal(size=(40, 1))
+    >>> with em_hooks(after_init=lambda model: calls.append(type(model).__name__)):
+    ...     _ = GaussianMixture(2, n_init=2, random_state=0).fit(X)
+    >>> calls
+    ['GaussianMixture', 'GaussianMixture']
+    """
+    token = _HOOKS.set(EMHooks(all_reduce=all_reduce, after_init=after_init))
+    try:
+        yield
+    finally:
+        _HOOKS.reset(token)
 
 
 def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_start=False,
@@ -130,12 +185,19 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
     """
     if objective not in ("mean", "total"):
         raise ValueError(f"objective must be 'mean' or 'total', got {objective!r}")
+    hooks = _HOOKS.get()
+    after_init = None
+    if hooks is not None:
+        all_reduce = hooks.all_reduce if all_reduce is None else all_reduce
+        after_init = hooks.after_init
     n_runs = 1 if warm_start else n_init
     best = None
     best_state = None
     for run in range(n_runs):
         if not warm_start:
             model._em_initialize(data, random_state)
+        if after_init is not None:
+            after_init(model)
         monitor = monitor_factory(tol, max_iter, verbose)
         value = initial_objective if warm_start else -math.inf
         converged = False
