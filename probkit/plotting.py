@@ -1,10 +1,35 @@
-"""Matplotlib helpers for probkit models (matplotlib is an optional dependency: ``pip install probkit[plot]``)."""
+"""Matplotlib helpers for probkit models (matplotlib is an optional dependency: ``pip install probkit[plot]``).
+
+Every function draws on ``ax`` (a new figure when omitted) and returns the Axes, so
+plots compose into subplots. Without matplotlib each raises an ``ImportError`` that
+says how to install it.
+
+=============================  =====================================================
+:func:`plot_states`            a series coloured by its decoded hidden states
+:func:`plot_posteriors`        posterior state probabilities over time
+:func:`plot_transition_matrix`  transition-matrix heatmap
+:func:`plot_mixture_2d`        two features with each component's covariance ellipses
+:func:`plot_mixture_density`   one feature's histogram with the mixture density
+:func:`plot_convergence`       log-likelihood / ELBO per iteration of a fitted model
+:func:`plot_curve`             any optimisation trace
+:func:`plot_criterion`         BIC/AIC per candidate model
+=============================  =====================================================
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_mixture_2d", "plot_criterion", "plot_curve"]
+__all__ = [
+    "plot_convergence",
+    "plot_criterion",
+    "plot_curve",
+    "plot_mixture_2d",
+    "plot_mixture_density",
+    "plot_posteriors",
+    "plot_states",
+    "plot_transition_matrix",
+]
 
 
 def _plt():
@@ -21,7 +46,20 @@ def _plt():
     return plt
 
 
+def _new_axes(ax, figsize):
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return plt, ax
+
+
+def _state_color(plt, k):
+    return plt.cm.tab10(int(k) % 10)
+
+
 def _covariance_matrices(model):
+    if not hasattr(model, "covariances_") and hasattr(model, "full_covars_"):
+        return np.asarray(model.full_covars_)  # Gaussian HMMs
     cov = np.asarray(model.covariances_)
     k, d = model.means_.shape
     ct = model.covariance_type
@@ -39,7 +77,9 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
 
     Parameters
     ----------
-    model : fitted GaussianMixture
+    model : fitted GaussianMixture or GaussianHMM
+        For an HMM, the rows are coloured by their decoded state and the ellipses are
+        the states' emission covariances.
     X : array-like of shape (n_samples, n_features)
     ax : matplotlib Axes, optional
     dims : pair of int
@@ -89,8 +129,14 @@ def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC",
     ----------
     values : dict of label -> (list of x, list of y)
         One curve per label (e.g. per covariance type).
+    ax : matplotlib Axes, optional
+    xlabel, ylabel : str
     chosen : tuple (x, y), optional
         Marks the selected model.
+
+    Returns
+    -------
+    matplotlib Axes
 
     Examples
     --------
@@ -112,16 +158,252 @@ def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC",
 def plot_curve(values, ax=None, xlabel="iteration", ylabel="log-likelihood", label=None):
     """Plot an optimisation trace (log-likelihood per EM iteration, ELBO per step, ...).
 
+    Parameters
+    ----------
+    values : sequence of float
+    ax : matplotlib Axes, optional
+    xlabel, ylabel : str
+    label : str, optional
+        Legend entry.
+
+    Returns
+    -------
+    matplotlib Axes
+
     Examples
     --------
     >>> ax = plot_curve([-3.0, -2.0, -1.5])
     """
-    plt = _plt()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(np.arange(1, len(values) + 1), values, label=label)
+    plt, ax = _new_axes(ax, (5, 3.5))
+    ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if label is not None:
         ax.legend()
     return ax
+
+
+def plot_mixture_density(model, x, ax=None, feature_name=None, n_grid=400, bins=30, discrete=None,
+                         show_components=True):
+    """Histogram of one feature with the fitted mixture density (and each weighted component).
+
+    Works for any fitted one-column mixture with ``score_samples`` and ``predict_proba``
+    (``GaussianMixture``, ``MixtureModel`` of any family): the component curves are the
+    mixture density times each component's posterior probability.
+
+    Parameters
+    ----------
+    model : fitted mixture on one column
+    x : array-like of shape (n_samples,) or (n_samples, 1)
+    ax : matplotlib Axes, optional
+    feature_name : str, optional
+    n_grid : int, default=400
+        Evaluation points of a continuous density.
+    bins : int, default=30
+    discrete : bool, optional
+        Counts (integer grid, probability mass); detected from ``x`` when omitted.
+    show_components : bool, default=True
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> from probkit import GaussianMixture
+    >>> x = np.r_[np.random.RandomState(0).normal(0, 1, 100), np.random.RandomState(1).normal(5, 1, 100)]
+    >>> ax = plot_mixture_density(GaussianMixture(2, random_state=0).fit(x[:, None]), x)
+    """
+    plt, ax = _new_axes(ax, (6, 4))
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if discrete is None:
+        discrete = bool(np.all(x == np.round(x))) and not hasattr(model, "covariances_")
+    if discrete:
+        grid = np.arange(max(0, int(x.min()) - 2), int(x.max()) + 4, dtype=np.float64)
+        ax.hist(x, bins=np.arange(grid[0], grid[-1] + 2) - 0.5, density=True, alpha=0.4, color="0.5",
+                label="data")
+    else:
+        pad = 0.1 * (x.max() - x.min() + 1e-12)
+        grid = np.linspace(x.min() - pad, x.max() + pad, n_grid)
+        ax.hist(x, bins=bins, density=True, alpha=0.4, color="0.5", label="data")
+    density = np.exp(model.score_samples(grid[:, None]))
+    style = dict(marker="o", ms=3) if discrete else {}
+    ax.plot(grid, density, "k-", lw=2, label="mixture", **style)
+    if show_components:
+        resp = model.predict_proba(grid[:, None])
+        for k in range(resp.shape[1]):
+            ax.plot(grid, density * resp[:, k], "--", color=_state_color(plt, k), lw=1.3, label=f"component {k}")
+    ax.set_xlabel(feature_name or "x")
+    ax.set_ylabel("probability" if discrete else "density")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=None, shade=True):
+    """A series (one feature over time) with each step coloured by its decoded hidden state.
+
+    Parameters
+    ----------
+    series : array-like of shape (n_steps,) or (n_steps, 1)
+    states : array-like of int of shape (n_steps,)
+        E.g. ``model.predict(X)`` of an HMM.
+    ax : matplotlib Axes, optional
+    time : array-like of shape (n_steps,), optional
+        x-axis values (default: 0 .. n_steps - 1).
+    ylabel : str, optional
+    state_names : list of str, optional
+    shade : bool, default=True
+        Shade the background of each run of one state.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_states([1.0, 1.2, 5.0, 5.1, 0.9], [0, 0, 1, 1, 0])
+    """
+    plt, ax = _new_axes(ax, (9, 3.5))
+    y = np.asarray(series, dtype=np.float64).reshape(-1)
+    z = np.asarray(states).reshape(-1).astype(int)
+    if len(y) != len(z):
+        raise ValueError(f"series has {len(y)} steps but states has {len(z)}")
+    t = np.arange(len(y)) if time is None else np.asarray(time)
+    ax.plot(t, y, color="0.6", lw=0.8, zorder=1)
+    present = np.unique(z)
+    for k in present:
+        mask = z == k
+        name = state_names[k] if state_names is not None else f"state {k}"
+        ax.scatter(t[mask], y[mask], s=12, color=_state_color(plt, k), label=name, zorder=2)
+    if shade and len(t) > 1:
+        change = np.flatnonzero(np.diff(z)) + 1
+        starts = np.r_[0, change]
+        ends = np.r_[change, len(z)]
+        step = np.median(np.diff(t)) if len(t) > 1 else 1
+        for a, b in zip(starts, ends):
+            left = t[a] - step / 2
+            right = t[b - 1] + step / 2
+            ax.axvspan(left, right, color=_state_color(plt, z[a]), alpha=0.12, lw=0, zorder=0)
+    ax.set_xlabel("time" if time is None else "")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="best", ncol=min(len(present), 4))
+    return ax
+
+
+def plot_posteriors(proba, ax=None, time=None, state_names=None):
+    """Posterior probability of each hidden state over time, as stacked areas.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_steps, n_states)
+        E.g. ``model.predict_proba(X)`` of an HMM.
+    ax : matplotlib Axes, optional
+    time : array-like of shape (n_steps,), optional
+    state_names : list of str, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_posteriors([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
+    """
+    plt, ax = _new_axes(ax, (9, 2.8))
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"proba must have shape (n_steps, n_states), got {p.shape}")
+    t = np.arange(len(p)) if time is None else np.asarray(time)
+    labels = state_names or [f"state {k}" for k in range(p.shape[1])]
+    ax.stackplot(t, p.T, colors=[_state_color(plt, k) for k in range(p.shape[1])], labels=labels, alpha=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_xlim(t[0], t[-1])
+    ax.set_ylabel("posterior probability")
+    ax.legend(fontsize=8, loc="upper right", ncol=min(p.shape[1], 4))
+    return ax
+
+
+def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, cmap="Blues"):
+    """Heatmap of a transition matrix (row: from, column: to).
+
+    Parameters
+    ----------
+    transmat : array-like of shape (K, K), or a fitted HMM (its ``transmat_``)
+    ax : matplotlib Axes, optional
+    state_names : list of str, optional
+    annotate : bool, default=True
+        Write each probability in its cell.
+    cmap : str, default="Blues"
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_transition_matrix([[0.9, 0.1], [0.3, 0.7]])
+    """
+    plt, ax = _new_axes(ax, (4.2, 3.6))
+    A = np.asarray(getattr(transmat, "transmat_", transmat), dtype=np.float64)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"a transition matrix must be square, got shape {A.shape}")
+    im = ax.imshow(A, cmap=cmap, vmin=0, vmax=1)
+    names = state_names or [str(k) for k in range(len(A))]
+    ax.set_xticks(range(len(A)), names)
+    ax.set_yticks(range(len(A)), names)
+    ax.set_xlabel("to state")
+    ax.set_ylabel("from state")
+    if annotate:
+        for i in range(len(A)):
+            for j in range(len(A)):
+                ax.text(j, i, f"{A[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if A[i, j] > 0.6 else "black")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return ax
+
+
+# Where fitted estimators keep their objective trace, and what it is.
+_TRACES = (
+    ("monitor_", "history", "log-likelihood (total)"),
+    ("lower_bounds_", None, "log-likelihood per sample"),
+    ("elbo_history_", None, "ELBO"),
+    ("loss_history_", None, "training loss"),
+)
+
+
+def plot_convergence(model, ax=None, label=None):
+    """Objective per iteration of a fitted model: EM log-likelihood, ELBO or training loss.
+
+    Reads ``monitor_.history`` (HMMs and every estimator with a ``ConvergenceMonitor``),
+    ``lower_bounds_`` (EM mixtures), ``elbo_history_`` or ``loss_history_``.
+
+    Parameters
+    ----------
+    model : fitted estimator, or a sequence of values
+    ax : matplotlib Axes, optional
+    label : str, optional
+        Legend entry.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> from probkit import GaussianMixture
+    >>> X = np.random.RandomState(0).normal(size=(100, 1))
+    >>> ax = plot_convergence(GaussianMixture(2, random_state=0).fit(X))
+    >>> ax.get_ylabel()
+    'log-likelihood per sample'
+    """
+    if isinstance(model, (list, tuple, np.ndarray)):
+        return plot_curve(list(model), ax=ax, label=label, ylabel="objective")
+    for attr, inner, ylabel in _TRACES:
+        if hasattr(model, attr):
+            values = getattr(model, attr)
+            if inner is not None:
+                values = getattr(values, inner)
+            return plot_curve(list(values), ax=ax, label=label, ylabel=ylabel)
+    raise ValueError(f"{type(model).__name__} has no objective trace (monitor_, lower_bounds_, elbo_history_ or "
+                     "loss_history_); is it fitted?")

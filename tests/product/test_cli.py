@@ -1,0 +1,202 @@
+"""The probkit command line: round trips against the Python API and one-line errors on bad input."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import probkit
+from probkit import GaussianHMM, GaussianMixture, PoissonHMM
+from probkit.cli import MODELS, main, read_csv
+from probkit.datasets import load_earthquakes, load_old_faithful
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def faithful_csv(tmp_path):
+    X, names = load_old_faithful()
+    path = tmp_path / "faithful.csv"
+    np.savetxt(path, X, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
+    return path, X
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_states(path):
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)[:, 0].astype(int)
+
+
+def test_fit_then_decode_gives_the_python_api_states(faithful_csv, tmp_path, capsys):
+    path, X = faithful_csv
+    model_path, states_path = tmp_path / "m.pk", tmp_path / "states.csv"
+    code, out, err = run(["fit", "gaussian-hmm", path, "-k", 3, "--covariance-type", "full", "--max-iter", 30,
+                          "-o", model_path], capsys)
+    assert code == 0, err
+    assert "fitted gaussian-hmm" in out and "saved" in out
+    code, out, err = run(["decode", model_path, path, "-o", states_path], capsys)
+    assert code == 0, err
+    api = GaussianHMM(3, covariance_type="full", n_iter=30, random_state=0).fit(X)
+    np.testing.assert_array_equal(read_states(states_path), api.predict(X))
+    # the saved model is the Python model
+    np.testing.assert_array_equal(probkit.load(model_path).means_, api.means_)
+
+
+def test_sequences_and_score_match_the_api(tmp_path, capsys):
+    years, counts = load_earthquakes()
+    seq = (years >= 1950).astype(int)  # two sequences
+    path = tmp_path / "quakes.csv"
+    with open(path, "w") as f:
+        f.write("era\tcount\n" + "".join(f"{s}\t{c}\n" for s, c in zip(seq, counts)))
+    model_path = tmp_path / "q.pk"
+    assert run(["fit", "poisson-hmm", path, "-k", 2, "--sequence-column", "era", "--max-iter", 50,
+                "-o", model_path], capsys)[0] == 0
+    lengths = np.bincount(seq)
+    api = PoissonHMM(2, n_iter=50, random_state=0).fit(counts[:, None], lengths=lengths)
+    code, out, _ = run(["score", model_path, path, "--sequence-column", "era", "-o", tmp_path / "ll.csv"], capsys)
+    assert code == 0
+    total = api.score(counts[:, None], lengths=lengths)
+    assert f"log-likelihood {total:.6f}" in out
+    per_row = np.loadtxt(tmp_path / "ll.csv", skiprows=1)
+    np.testing.assert_allclose(per_row.sum(), total)
+    code, out, _ = run(["decode", model_path, path, "--sequence-column", "era", "--proba"], capsys)
+    rows = np.loadtxt(out.splitlines()[1:], delimiter=",", ndmin=2)
+    np.testing.assert_array_equal(rows[:, 0].astype(int), api.predict(counts[:, None], lengths=lengths))
+    np.testing.assert_allclose(rows[:, 1:], api.predict_proba(counts[:, None], lengths=lengths))
+
+
+def test_mixture_fit_sample_and_info(faithful_csv, tmp_path, capsys):
+    path, X = faithful_csv
+    model_path = tmp_path / "g.pk"
+    assert run(["fit", "gaussian-mixture", path, "--columns", "waiting", "-k", 2, "-o", model_path], capsys)[0] == 0
+    api = GaussianMixture(2, random_state=0).fit(X[:, 1:])
+    code, out, _ = run(["decode", model_path, path], capsys)  # picks the 'waiting' column by name
+    assert code == 0
+    np.testing.assert_array_equal(np.array(out.split()[1:], dtype=int), api.predict(X[:, 1:]))
+    code, out, _ = run(["sample", model_path, "-n", 5, "--random-state", 3], capsys)
+    assert code == 0 and out.splitlines()[0] == "waiting,state"
+    sampled = np.loadtxt(out.splitlines()[1:], delimiter=",")
+    np.testing.assert_array_equal(sampled[:, 0], api.sample(5, random_state=3)[0][:, 0])
+    code, out, _ = run(["info", model_path], capsys)
+    assert code == 0 and "GaussianMixture" in out and "columns: waiting" in out
+
+
+def test_plots_are_written(faithful_csv, tmp_path, capsys):
+    path, _ = faithful_csv
+    m = tmp_path / "m.pk"
+    assert run(["fit", "gaussian-hmm", path, "-o", m, "--plot", tmp_path / "fit.png"], capsys)[0] == 0
+    assert run(["decode", m, path, "-o", tmp_path / "s.csv", "--plot", tmp_path / "dec.png"], capsys)[0] == 0
+    assert run(["fit", "poisson-mixture", path, "--columns", "waiting", "-o", tmp_path / "p.pk",
+                "--plot", tmp_path / "pm.png"], capsys)[0] == 0
+    for name in ("fit.png", "dec.png", "pm.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BAD_DATA = {
+    "missing": (None, "cannot read .*no such file"),
+    "empty": ("", "is empty"),
+    "header-only": ("a,b\n", "has a header \\(a,b\\) but no data rows"),
+    "wrong-delimiter": ("a;b\n1;2\n3;4\n", "'1;2' is not a number \\(is the delimiter ';'\\? pass --delimiter\\)"),
+    "non-numeric": ("a,b\n1,2\n3,x\n", "line 3, column 'b': 'x' is not a number"),
+    "nan": ("a,b\n1,2\n,3\n4,5\n", "empty or NaN cells .*line 3, column 'a'.*--dropna"),
+    "ragged": ("a,b\n1,2\n3\n", "line 3: 1 fields where the header has 2"),
+    "infinite": ("a\n1\ninf\n", "'inf' is not a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_bad_data_gives_one_line_and_exit_1(case, tmp_path, capsys):
+    text, pattern = BAD_DATA[case]
+    path = tmp_path / "data.csv" if text is None else _write(tmp_path, "data.csv", text)
+    code, out, err = run(["fit", "gaussian-mixture", path, "--delimiter", ","] if case == "wrong-delimiter"
+                         else ["fit", "gaussian-mixture", path], capsys)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("probkit fit: error: ")
+    import re
+    assert re.search(pattern, err), err
+
+
+def test_dropna_and_delimiter_detection(tmp_path, capsys):
+    path = _write(tmp_path, "d.csv", "x;y\n1;2\n;3\n4;5\n7;1\n")
+    X, names, _ = read_csv(str(path), dropna=True)
+    assert names == ["x", "y"] and X.tolist() == [[1, 2], [4, 5], [7, 1]]
+    code, out, err = run(["fit", "gaussian-mixture", path, "-k", 1, "--dropna", "-o", tmp_path / "m.pk"], capsys)
+    assert code == 0 and "on 3 rows" in out
+    headerless = _write(tmp_path, "h.csv", "1\t2\n3\t4\n")
+    X, names, _ = read_csv(str(headerless))
+    assert names == ["column0", "column1"] and X.shape == (2, 2)
+
+
+def test_wrong_feature_count_and_wrong_model_kind(faithful_csv, tmp_path, capsys):
+    path, X = faithful_csv
+    m = tmp_path / "m.pk"
+    assert run(["fit", "gaussian-hmm", path, "-o", m], capsys)[0] == 0
+    one = _write(tmp_path, "one.csv", "a\n1\n2\n3\n")
+    code, _, err = run(["decode", m, one], capsys)
+    assert code == 1 and "expects 2 feature column(s) (eruptions, waiting) but" in err and "--columns" in err
+    three = _write(tmp_path, "three.csv", "p,q,r\n1,2,3\n4,5,6\n")
+    code, _, err = run(["score", m, three, "--columns", "p,q,r"], capsys)
+    assert code == 1 and "expects 2 feature column(s)" in err
+    code, _, err = run(["score", m, three, "--columns", "zz"], capsys)
+    assert code == 1 and "has no column 'zz'; its columns are p, q, r" in err
+    # a CSV where a model is expected, and a model where a CSV is expected
+    code, _, err = run(["decode", path, path], capsys)
+    assert code == 1 and "not a probkit model file" in err
+    code, _, err = run(["fit", "gaussian-mixture", m], capsys)
+    assert code == 1 and "zip archive (a probkit model file?)" in err
+    # a mixture has no sequences
+    g = tmp_path / "g.pk"
+    assert run(["fit", "gaussian-mixture", path, "-o", g], capsys)[0] == 0
+    code, _, err = run(["decode", g, path, "--sequence-column", "waiting", "--columns", "eruptions"], capsys)
+    assert code == 1 and "hidden Markov models only" in err
+    code, _, err = run(["fit", "poisson-hmm", path, "--covariance-type", "full"], capsys)
+    assert code == 1 and "--covariance-type does not apply to poisson-hmm" in err
+
+
+def test_model_errors_are_one_line(tmp_path, capsys):
+    path = _write(tmp_path, "neg.csv", "c\n1\n-2\n3\n")
+    code, _, err = run(["fit", "poisson-hmm", path, "-o", tmp_path / "m.pk"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, _, err = run(["fit", "gaussian-mixture", _write(tmp_path, "two.csv", "a\n1\n2\n"), "-k", 5,
+                        "-o", tmp_path / "m.pk"], capsys)
+    assert code == 1 and "n_components" in err
+
+
+def test_unavailable_model_is_reported(tmp_path, capsys):
+    path = _write(tmp_path, "d.csv", "a\n1\n2\n3\n")
+    code, _, err = run(["fit", "bayesian-gaussian-mixture", path, "-o", tmp_path / "m.pk"], capsys)
+    try:
+        MODELS["bayesian-gaussian-mixture"].load()
+        assert code == 0
+    except Exception:
+        assert code == 1 and "not available in this installation" in err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main([]) == 2
+    assert main(["fit", "no-such-model", "d.csv"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_help_explains_the_workflow(capsys):
+    proc = subprocess.run([sys.executable, "-m", "probkit", "--help"], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0
+    for text in ["probkit fit gaussian-hmm", "probkit decode", "--sequence-column", "--dropna", *MODELS]:
+        assert text in proc.stdout
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--n-components" in out and "--columns" in out and "gaussian-mixture" in out
