@@ -4,16 +4,16 @@ Every function draws on ``ax`` (a new figure when omitted) and returns the Axes,
 plots compose into subplots. Without matplotlib each raises an ``ImportError`` that
 says how to install it.
 
-=============================  =====================================================
-:func:`plot_states`            a series coloured by its decoded hidden states
-:func:`plot_posteriors`        posterior state probabilities over time
+==============================  =====================================================
+:func:`plot_states`             a series coloured by its decoded hidden states
+:func:`plot_posteriors`         posterior state probabilities over time
 :func:`plot_transition_matrix`  transition-matrix heatmap
-:func:`plot_mixture_2d`        two features with each component's covariance ellipses
-:func:`plot_mixture_density`   one feature's histogram with the mixture density
-:func:`plot_convergence`       log-likelihood / ELBO per iteration of a fitted model
-:func:`plot_curve`             any optimisation trace
-:func:`plot_criterion`         BIC/AIC per candidate model
-=============================  =====================================================
+:func:`plot_mixture_2d`         two features with each component's covariance ellipses
+:func:`plot_mixture_density`    one feature's histogram with the mixture density
+:func:`plot_convergence`        log-likelihood / ELBO per iteration of a fitted model
+:func:`plot_curve`              any optimisation trace
+:func:`plot_criterion`          BIC/AIC per candidate model
+==============================  =====================================================
 """
 
 from __future__ import annotations

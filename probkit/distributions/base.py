@@ -396,7 +396,7 @@ class ExponentialFamily:
             return to_numpy(self._sample((int(n_samples),), gen))
 
     def sufficient_statistics(self, X):
-        """The sufficient statistics ``T(x)`` of each sample, as a dict of arrays of shape (n, *stat_shape)."""
+        """The sufficient statistics ``T(x)`` of each sample, as a dict of arrays of shape ``(n, *stat_shape)``."""
         x = self._prepare_X(X)
         return {k: self._out(v, X) for k, v in self._sufficient_statistics(x).items()}
 

@@ -65,8 +65,10 @@ def _normalize_rows(counts, previous, name):
 class BaseHMM(ProbkitEstimator):
     """Hidden Markov model base class: Baum-Welch EM, decoding, scoring and sampling.
 
-    Parameters shared by every HMM (hmmlearn's names, in hmmlearn's order):
+    The parameters shared by every HMM keep hmmlearn's names and order.
 
+    Parameters
+    ----------
     n_components : int
         Number of hidden states.
     startprob_prior, transmat_prior : float or array-like
@@ -90,6 +92,8 @@ class BaseHMM(ProbkitEstimator):
     implementation : {"log", "scaling"}
         Forward-backward numerics; both give the same results (scaling is faster).
 
+    Notes
+    -----
     Subclass hooks: ``_emission_letters``, ``_validate_emission_X``, ``_init_emission``,
     ``_check_emission``, ``_emission_model``, ``_mstep_emission``,
     ``_sample_emissions``, ``_emission_n_parameters``.

@@ -52,7 +52,7 @@ class _CountEmission:
 
 
 class CategoricalHMM(BaseHMM):
-    """HMM with categorical emissions: each step emits one symbol in ``0 .. n_features - 1``.
+    """HMM with categorical emissions: each step emits one symbol, an integer from 0 to ``n_features - 1``.
 
     ``X`` has shape ``(n_samples, 1)`` of non-negative integers, as in hmmlearn.
 
