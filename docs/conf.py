@@ -155,7 +155,8 @@ os.chdir(tempfile.mkdtemp())
 """
 
 # ---------------------------------------------------------------------------- gallery
-_run_gallery = os.environ.get("PROBKIT_DOCS_GALLERY", "run") != "skip"
+_run_gallery = (os.environ.get("PROBKIT_DOCS_GALLERY", "run") != "skip"
+                and os.environ.get("PROBKIT_DOCS_BUILDER") != "doctest")
 sphinx_gallery_conf = {
     "examples_dirs": os.path.join(ROOT, "examples"),
     "gallery_dirs": "auto_examples",

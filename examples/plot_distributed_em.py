@@ -32,6 +32,10 @@ FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
 N_PROCESSES = 2
+try:
+    SCRIPT = os.path.abspath(__file__)
+except NameError:  # sphinx-gallery runs the code without __file__, from the examples folder
+    SCRIPT = os.path.abspath("plot_distributed_em.py")
 
 
 def make_model():
@@ -62,7 +66,7 @@ def launch():
     """Start N_PROCESSES copies of this script under torchrun and compare with one process."""
     result = os.path.join(tempfile.mkdtemp(), "result.npz")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={N_PROCESSES}",
-               os.path.abspath(__file__), result]
+               SCRIPT, result]
     print("$ torchrun " + " ".join(command[3:]))
     subprocess.run(command, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     dist = np.load(result)
