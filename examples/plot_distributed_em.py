@@ -68,7 +68,12 @@ def launch():
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={N_PROCESSES}",
                SCRIPT, result]
     print("$ torchrun " + " ".join(command[3:]))
-    subprocess.run(command, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    # The processes import the same probkit as this one.
+    import probkit
+
+    path = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(probkit.__file__))),
+                            os.environ.get("PYTHONPATH", "")])
+    subprocess.run(command, check=True, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path))
     dist = np.load(result)
     X, names = load_old_faithful()
     with warnings.catch_warnings():

@@ -43,7 +43,8 @@ for covariance_type in types:
 bic, k, covariance_type, gm = best
 print(f"best model: K={k}, covariance_type={covariance_type!r}, BIC={bic:.1f}")
 for j in np.argsort(gm.means_[:, 0]):
-    print(f"  weight {gm.weights_[j]:.3f}  mean {names[0]}={gm.means_[j, 0]:.2f} min, {names[1]}={gm.means_[j, 1]:.1f} min")
+    print(f"  weight {gm.weights_[j]:.3f}  mean {names[0]}={gm.means_[j, 0]:.2f} min, "
+          f"{names[1]}={gm.means_[j, 1]:.1f} min")
 
 # %%
 # The BIC curves and the chosen mixture.

@@ -119,7 +119,7 @@ MODELS = {
 
 # ---------------------------------------------------------------------------- CSV input
 @dataclass
-class Table:
+class _Table:
     """A parsed CSV file: numeric columns (NaN where a cell is empty) and their names."""
 
     names: list
@@ -189,10 +189,11 @@ def _parse_table(text, path, delimiter=None):
     for i, row in enumerate(body):
         if len(row) != width:
             line_no = i + (2 if has_header else 1)
-            raise CLIError(f"{path}, line {line_no}: {len(row)} fields where the {'header' if has_header else 'first row'} "
-                           f"has {width} (wrong --delimiter?)")
+            where = "header" if has_header else "first row"
+            raise CLIError(f"{path}, line {line_no}: {len(row)} fields where the {where} has {width} "
+                           "(wrong --delimiter?)")
     columns = [[row[j].strip() for row in body] for j in range(width)]
-    return Table(names=names, columns=columns, path=path, n_rows=len(body), header=has_header), delimiter
+    return _Table(names=names, columns=columns, path=path, n_rows=len(body), header=has_header), delimiter
 
 
 def _select(table, spec, n_expected=None, default=None):
@@ -385,7 +386,7 @@ def _seq_kwargs(model, lengths):
     return {"lengths": lengths} if _is_sequential(model) and lengths is not None else {}
 
 
-def cmd_fit(args):
+def _cmd_fit(args):
     spec = MODELS[args.model]
     cls = spec.load()
     X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna, args.sequence_column)
@@ -430,7 +431,7 @@ def cmd_fit(args):
     return EXIT_OK
 
 
-def cmd_score(args):
+def _cmd_score(args):
     model = _load_model(args.model, "score", ("score",))
     X, _, lengths = _model_data(model, args, args.model)
     kw = _seq_kwargs(model, lengths)
@@ -442,7 +443,7 @@ def cmd_score(args):
     return EXIT_OK
 
 
-def cmd_decode(args):
+def _cmd_decode(args):
     model = _load_model(args.model, "decode", ("predict",))
     X, names, lengths = _model_data(model, args, args.model)
     kw = _seq_kwargs(model, lengths)
@@ -461,7 +462,7 @@ def cmd_decode(args):
     return EXIT_OK
 
 
-def cmd_sample(args):
+def _cmd_sample(args):
     model = _load_model(args.model, "sample", ("sample",))
     if args.n_samples < 1:
         raise CLIError(f"-n must be a positive number of rows, got {args.n_samples}")
@@ -476,7 +477,7 @@ def cmd_sample(args):
     return EXIT_OK
 
 
-def cmd_info(args):
+def _cmd_info(args):
     from probkit.io import ModelFileError, load
 
     try:
@@ -608,7 +609,7 @@ def build_parser():
     p.add_argument("--tol", type=float, help="convergence threshold (default: the model's own)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
     p.add_argument("--plot", metavar="FIG.png", help="also draw the fit (needs matplotlib)")
-    p.set_defaults(func=cmd_fit)
+    p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("score", help="log-likelihood of data under a saved model",
                        description="Print the total log-likelihood of DATA under MODEL; with -o, write the "
@@ -617,7 +618,7 @@ def build_parser():
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="per-row log-likelihoods ('-' for standard output)")
     _data_options(p)
-    p.set_defaults(func=cmd_score)
+    p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("decode", help="most likely hidden state (or component) of each row",
                        description="Write the most likely hidden state of each row of DATA (HMMs: the Viterbi "
@@ -628,7 +629,7 @@ def build_parser():
     p.add_argument("--proba", action="store_true", help="also write the posterior probability of every state")
     p.add_argument("--plot", metavar="FIG.png", help="draw the first column coloured by state (needs matplotlib)")
     _data_options(p)
-    p.set_defaults(func=cmd_decode)
+    p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("sample", help="simulate data from a saved model",
                        description="Draw N rows from MODEL (HMMs: one sequence of N steps) and write them as CSV, "
@@ -638,12 +639,12 @@ def build_parser():
     p.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: standard output)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
     p.add_argument("--plot", metavar="FIG.png", help="draw the samples (needs matplotlib)")
-    p.set_defaults(func=cmd_sample)
+    p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("info", help="show what a saved model holds",
                        description="Print the class, parameters and main fitted values of MODEL.")
     p.add_argument("model", metavar="MODEL.pk")
-    p.set_defaults(func=cmd_info)
+    p.set_defaults(func=_cmd_info)
     return parser
 
 

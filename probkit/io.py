@@ -123,6 +123,13 @@ class TypeCodec:
         nested values (arrays, tensors, other registered types).
     decode : callable
         ``decode(data, reader) -> value``; ``reader.decode(x)`` decodes nested values.
+
+    Examples
+    --------
+    >>> codec = TypeCodec("example.complex", complex, lambda c, w: {"re": c.real, "im": c.imag},
+    ...                   lambda d, r: complex(d["re"], d["im"]))
+    >>> codec.decode(codec.encode(1 + 2j, None), None)
+    (1+2j)
     """
 
     name: str
@@ -600,6 +607,10 @@ def _decode_estimator(node, r, depth=0):
     except TypeError as exc:
         raise ModelFileError(f"{r.source}: the saved parameters do not fit {cls.__name__} in this probkit "
                              f"version ({exc})") from None
+    names = list(node["state"]) + list(node.get("modules", {}))
+    bad = [n for n in names if not (isinstance(n, str) and n.isidentifier() and not n.startswith("__"))]
+    if bad:
+        raise ModelFileError(f"{r.source} is corrupted: invalid attribute name {bad[0]!r}")
     state = {k: r.decode(v, depth) for k, v in node["state"].items()}
     est._io_set_state(state)
     for name, ref in node.get("modules", {}).items():

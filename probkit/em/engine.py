@@ -96,6 +96,11 @@ class EMHooks:
     after_init : callable or None
         ``after_init(model)``: called after each initialisation (and before a warm-started
         run), e.g. to make the initial parameters identical on every process.
+
+    Examples
+    --------
+    >>> EMHooks(after_init=print).all_reduce is None
+    True
     """
 
     all_reduce: Callable | None = None

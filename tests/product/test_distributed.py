@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from probkit import GaussianMixture, HMM
 from probkit.distributed import (all_reduce_estep, distributed_em, init_distributed, shard_rows, shard_sequences,
                                  wrap_ddp)
 from probkit.em.engine import EStepResult

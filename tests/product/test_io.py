@@ -242,6 +242,11 @@ def test_no_code_runs_from_a_malicious_file(model_bytes, tmp_path):
     for cls_name, module in [("system", "os"), ("Popen", "subprocess"), ("BaseEstimator", "sklearn.base")]:
         with pytest.raises(ModelFileError, match="not a probkit estimator"):
             loads(_rewrite(model_bytes, edit_meta=_set_estimator_name(cls_name, module)))
+    # Attribute names that would reach into the object's machinery.
+    def dunder(meta):
+        meta["model"]["state"]["__class__"] = meta["model"]["state"].pop("means_")
+    with pytest.raises(ModelFileError, match="invalid attribute name '__class__'"):
+        loads(_rewrite(model_bytes, edit_meta=dunder))
     # A pickle in place of a torch state dict.
     pt = pickle.dumps(_Boom(str(marker)))
     assert not marker.exists()
