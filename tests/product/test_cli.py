@@ -200,3 +200,14 @@ def test_help_explains_the_workflow(capsys):
     assert main(["fit", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--n-components" in out and "--columns" in out and "gaussian-mixture" in out
+
+
+def test_unfitted_model_file_and_directory_paths(tmp_path, capsys):
+    unfitted = GaussianHMM(2).save(tmp_path / "unfitted.pk")
+    data = _write(tmp_path, "d.csv", "a\n1\n2\n3\n")
+    code, _, err = run(["decode", unfitted, data], capsys)
+    assert code == 1 and "holds an unfitted GaussianHMM; fit it first" in err
+    code, _, err = run(["score", tmp_path, data], capsys)
+    assert code == 1 and "cannot read model file" in err
+    code, _, err = run(["fit", "gaussian-mixture", tmp_path], capsys)
+    assert code == 1 and "it is a directory" in err
