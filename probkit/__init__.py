@@ -15,6 +15,7 @@ Examples
 
 from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 from probkit.mixture import GaussianMixture, MixtureModel
+from probkit.utils.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -28,4 +29,6 @@ __all__ = [
     "MultinomialHMM",
     "PoissonHMM",
     "__version__",
+    "get_num_threads",
+    "set_num_threads",
 ]

@@ -23,6 +23,7 @@ from probkit.inference import forward_backward, forward_filter, sample_markov_ch
 from probkit.utils._array import to_numpy
 from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.random import check_random_state
+from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_stochastic
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
@@ -297,6 +298,7 @@ class BaseHMM(ProbkitEstimator):
             setattr(self, k, v)
 
     # ------------------------------------------------------------------ public API
+    @limit_torch_threads
     def fit(self, X, y=None, *, lengths=None, state_labels=None):
         """Estimate the parameters with the Baum-Welch (EM) algorithm.
 
@@ -336,6 +338,7 @@ class BaseHMM(ProbkitEstimator):
         reset = not hasattr(self, "n_features_in_")
         return self._validate_sequences(X, lengths, reset=reset, state_labels=state_labels)
 
+    @limit_torch_threads
     def score(self, X, y=None, *, lengths=None):
         """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
 
@@ -349,6 +352,7 @@ class BaseHMM(ProbkitEstimator):
                                     data.lengths)
         return float(result.log_likelihood.sum())
 
+    @limit_torch_threads
     def score_samples(self, X, lengths=None):
         """One-step predictive log-likelihood of each row, ``log p(x_t | x_1..x_{t-1})``.
 
@@ -374,6 +378,7 @@ class BaseHMM(ProbkitEstimator):
                 out = torch.logsumexp(torch.log(predicted) + log_emis, dim=1)
         return to_numpy(out)
 
+    @limit_torch_threads
     def predict_proba(self, X, lengths=None, *, state_labels=None):
         """Posterior probability of each state at each step (forward-backward smoothing).
 
@@ -386,6 +391,7 @@ class BaseHMM(ProbkitEstimator):
             fb = self._forward_backward(data)
         return to_numpy(fb.posteriors)
 
+    @limit_torch_threads
     def decode(self, X, lengths=None, algorithm=None, *, state_labels=None):
         """Most likely state sequence.
 
@@ -430,6 +436,7 @@ class BaseHMM(ProbkitEstimator):
         """
         return self.decode(X, lengths, state_labels=state_labels)[1]
 
+    @limit_torch_threads
     def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw one sequence of ``n_samples`` steps.
 
