@@ -27,6 +27,28 @@ def max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def peak_rss_during(fn):
+    """Rise of resident memory during ``fn()`` above the resident size before it (MiB).
+
+    Resets the kernel's peak-RSS counter first (``/proc/self/clear_refs``, Linux), so
+    memory touched by imports or by earlier work does not hide the call's own peak.
+    tracemalloc would miss torch's allocations.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_mib("VmRSS")
+    fn()
+    return _status_mib("VmHWM") - before
+
+
 def peak_increase_in_subprocess(module, case, which):
     """Run ``module``'s ``measure_memory(case, which)`` in a fresh interpreter.
 

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import alternate, max_rss_mib, peak_increase_in_subprocess  # noqa: E402
+from _common import alternate, peak_increase_in_subprocess, peak_rss_during  # noqa: E402
 
 CASES = {
     "full K=16": dict(n=200_000, d=8, k=16, cov="full"),
@@ -66,9 +66,7 @@ def fitters(name, from_file=False):
 def measure_memory(name, which):
     warnings.simplefilter("ignore")
     X, fns = fitters(name, from_file=True)
-    before = max_rss_mib()
-    fns[which]()
-    return max_rss_mib() - before
+    return peak_rss_during(fns[which])
 
 
 def main():

@@ -16,6 +16,7 @@ Examples
 from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 from probkit.io import load
 from probkit.mixture import GaussianMixture, MixtureModel
+from probkit.utils.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,7 @@ __all__ = [
     "MultinomialHMM",
     "PoissonHMM",
     "__version__",
+    "get_num_threads",
     "load",
+    "set_num_threads",
 ]

@@ -23,6 +23,7 @@ from probkit.inference import forward_backward, forward_filter, sample_markov_ch
 from probkit.utils._array import to_numpy
 from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.random import check_random_state
+from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_stochastic
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
@@ -89,8 +90,11 @@ class BaseHMM(ProbkitEstimator):
     params, init_params : str
         Letters of the parameters updated by EM / initialised before it (``s`` start,
         ``t`` transitions, and emission letters of the subclass).
-    implementation : {"log", "scaling"}
-        Forward-backward numerics; both give the same results (scaling is faster).
+    implementation : {"scaling", "log"}, default="scaling"
+        Forward-backward numerics; both give the same results. ``scaling`` (normalised
+        linear-space messages, recomputed in log space for any sequence where they could
+        underflow) is about ten times faster, so it is the default here; hmmlearn
+        defaults to ``log`` for backward compatibility.
 
     Notes
     -----
@@ -104,7 +108,7 @@ class BaseHMM(ProbkitEstimator):
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, algorithm="viterbi",
                  random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params=string.ascii_letters,
-                 init_params=string.ascii_letters, implementation="log", missing="error", device=None,
+                 init_params=string.ascii_letters, implementation="scaling", missing="error", device=None,
                  dtype=None):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -301,6 +305,7 @@ class BaseHMM(ProbkitEstimator):
             setattr(self, k, v)
 
     # ------------------------------------------------------------------ public API
+    @limit_torch_threads
     def fit(self, X, y=None, *, lengths=None, state_labels=None):
         """Estimate the parameters with the Baum-Welch (EM) algorithm.
 
@@ -340,6 +345,7 @@ class BaseHMM(ProbkitEstimator):
         reset = not hasattr(self, "n_features_in_")
         return self._validate_sequences(X, lengths, reset=reset, state_labels=state_labels)
 
+    @limit_torch_threads
     def score(self, X, y=None, *, lengths=None):
         """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
 
@@ -353,6 +359,7 @@ class BaseHMM(ProbkitEstimator):
                                     data.lengths)
         return float(result.log_likelihood.sum())
 
+    @limit_torch_threads
     def score_samples(self, X, lengths=None):
         """One-step predictive log-likelihood of each row, ``log p(x_t | x_1..x_{t-1})``.
 
@@ -378,6 +385,7 @@ class BaseHMM(ProbkitEstimator):
                 out = torch.logsumexp(torch.log(predicted) + log_emis, dim=1)
         return to_numpy(out)
 
+    @limit_torch_threads
     def predict_proba(self, X, lengths=None, *, state_labels=None):
         """Posterior probability of each state at each step (forward-backward smoothing).
 
@@ -390,6 +398,7 @@ class BaseHMM(ProbkitEstimator):
             fb = self._forward_backward(data)
         return to_numpy(fb.posteriors)
 
+    @limit_torch_threads
     def decode(self, X, lengths=None, algorithm=None, *, state_labels=None):
         """Most likely state sequence.
 
@@ -434,6 +443,7 @@ class BaseHMM(ProbkitEstimator):
         """
         return self.decode(X, lengths, state_labels=state_labels)[1]
 
+    @limit_torch_threads
     def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw one sequence of ``n_samples`` steps.
 

@@ -94,7 +94,7 @@ class CategoricalHMM(BaseHMM):
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
-                 params="ste", init_params="ste", implementation="log", device=None, dtype=None):
+                 params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
                          n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,
@@ -189,7 +189,7 @@ class MultinomialHMM(BaseHMM):
 
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1,
-                 verbose=False, params="ste", init_params="ste", implementation="log", device=None, dtype=None):
+                 verbose=False, params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
                          n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,
@@ -282,7 +282,7 @@ class PoissonHMM(BaseHMM):
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
                  lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
-                 params="stl", init_params="stl", implementation="log", missing="error", device=None, dtype=None):
+                 params="stl", init_params="stl", implementation="scaling", missing="error", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
                          n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,

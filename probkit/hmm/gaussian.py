@@ -65,11 +65,18 @@ class _GaussianEmission:
         centre = self.means.mean(0)
         xc = x - centre
         mc = self.means - centre
-        mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
+        half_log_norm = -0.5 * (LOG_2PI + torch.log(var))
+        if observed is None:
+            out = (xc * xc) @ (-0.5 * prec).T
+            out.addmm_(xc, (mc * prec).T)
+            out += (half_log_norm - 0.5 * mc * mc * prec).sum(1)
+            return out
+        mask = observed.to(x.dtype)
         xm = xc * mask
-        quad = (xm * xc) @ prec.T - 2.0 * xm @ (mc * prec).T + mask @ (mc * mc * prec).T
-        log_norm = mask @ (-0.5 * (LOG_2PI + torch.log(var))).T
-        return log_norm - 0.5 * quad
+        out = (xm * xc) @ (-0.5 * prec).T
+        out.addmm_(xm, (mc * prec).T)
+        out.addmm_(mask, (half_log_norm - 0.5 * mc * mc * prec).T)
+        return out
 
     def summarize(self, x, post, observed=None):
         xs = x - self.shift
@@ -77,7 +84,10 @@ class _GaussianEmission:
             k, d = post.shape[1], x.shape[1]
             weighted = (post.unsqueeze(-1) * xs.unsqueeze(1)).reshape(x.shape[0], k * d)
             return {"count": post.sum(0), "x": post.T @ xs, "xx": (weighted.T @ xs).reshape(k, d, d)}
-        mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
+        if observed is None:
+            count = post.sum(0).unsqueeze(1).expand(-1, x.shape[1])
+            return {"count": count, "x": post.T @ xs, "xx": post.T @ (xs * xs)}
+        mask = observed.to(x.dtype)
         xm = xs * mask
         return {"count": post.T @ mask, "x": post.T @ xm, "xx": post.T @ (xm * xs)}
 
@@ -144,7 +154,7 @@ class GaussianHMM(BaseHMM):
     def __init__(self, n_components=1, covariance_type="diag", min_covar=1e-3, startprob_prior=1.0,
                  transmat_prior=1.0, means_prior=0, means_weight=0, covars_prior=1e-2, covars_weight=1,
                  algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params="stmc",
-                 init_params="stmc", implementation="log", missing="error", device=None, dtype=None):
+                 init_params="stmc", implementation="scaling", missing="error", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
                          n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,

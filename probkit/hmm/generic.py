@@ -65,7 +65,7 @@ class HMM(BaseHMM):
 
     def __init__(self, emission=None, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, init="kmeans",
                  algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params="ste",
-                 init_params="ste", implementation="log", missing="error", device=None, dtype=None):
+                 init_params="ste", implementation="scaling", missing="error", device=None, dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
                          n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params, init_params=init_params,

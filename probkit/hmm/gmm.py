@@ -106,7 +106,7 @@ class GMMHMM(BaseHMM):
     def __init__(self, n_components=1, n_mix=1, min_covar=1e-3, startprob_prior=1.0, transmat_prior=1.0,
                  weights_prior=1.0, means_prior=0.0, means_weight=0.0, covars_prior=None, covars_weight=None,
                  algorithm="viterbi", covariance_type="diag", random_state=None, n_iter=10, tol=1e-2, n_init=1,
-                 verbose=False, params="stmcw", init_params="stmcw", implementation="log", device=None,
+                 verbose=False, params="stmcw", init_params="stmcw", implementation="scaling", device=None,
                  dtype=None):
         super().__init__(n_components=n_components, startprob_prior=startprob_prior,
                          transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,

@@ -12,9 +12,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
 from probkit.inference import _numba_kernels as nk
+from probkit.utils.threads import worker_threads
 
 # Below this many multiply-adds (n_samples * K * K) a call runs on the calling thread:
 # handing blocks to worker threads costs tens of microseconds.
@@ -42,12 +42,12 @@ def _offsets(lengths):
 def _block_bounds(offsets, n_states):
     """Split sequences into contiguous blocks of similar total length, one per thread.
 
-    The number of blocks follows ``torch.get_num_threads()`` (the package's single
-    knob for CPU parallelism); small problems get one block.
+    The number of blocks follows :func:`probkit.utils.threads.worker_threads` (one per
+    core unless configured); small problems get one block.
     """
     n_seq = offsets.shape[0] - 1
     total = int(offsets[-1])
-    n_threads = max(1, torch.get_num_threads())
+    n_threads = max(1, worker_threads())
     if n_seq == 1 or n_threads == 1 or total * n_states * n_states < _MIN_WORK_FOR_THREADS:
         return np.array([0, n_seq], dtype=np.int64)
     n_blocks = min(n_threads, n_seq)

@@ -15,6 +15,7 @@ from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
+from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["BaseMixture", "mixture_estep"]
@@ -172,6 +173,7 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
+    @limit_torch_threads
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit the model and return the component label of each row of ``X``.
 
@@ -215,6 +217,7 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
                       for s in range(0, x.shape[0], self.chunk_size)]
         return torch.cat(blocks, 0)
 
+    @limit_torch_threads
     def score_samples(self, X):
         """Log-likelihood of each row under the mixture.
 
@@ -229,6 +232,7 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
         """Mean log-likelihood per row of ``X``."""
         return float(np.mean(self.score_samples(X)))
 
+    @limit_torch_threads
     def predict(self, X):
         """Most probable component of each row.
 
@@ -239,6 +243,7 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
         x = self._validate_predict(X)
         return to_numpy(self._estimate_weighted_log_prob(x).argmax(1))
 
+    @limit_torch_threads
     def predict_proba(self, X):
         """Posterior probability of each component for each row (responsibilities).
 
@@ -250,6 +255,7 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
         wlp = self._estimate_weighted_log_prob(x)
         return to_numpy(torch.softmax(wlp, dim=1))
 
+    @limit_torch_threads
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted mixture.
 

@@ -165,7 +165,7 @@ def test_threaded_blocks_give_the_same_results_as_one_block(monkeypatch):
     one_block = forward_backward(*params, lengths)
     one_vit = viterbi(*params, lengths)
     monkeypatch.setattr(_numba_backend, "_MIN_WORK_FOR_THREADS", 0)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(_numba_backend, "worker_threads", lambda: 3)
     offsets = _numba_backend._offsets(np.array(lengths))
     assert len(_numba_backend._block_bounds(offsets, 4)) == 4
     _assert_same(forward_backward(*params, lengths), one_block, rtol=1e-13)
