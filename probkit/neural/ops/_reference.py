@@ -94,7 +94,7 @@ def wkv4_ref(w, u, k, v, initial_state=None, return_last_state=False):
         aa = e1 * aa + e2 * vt
         bb = e1 * bb + e2
         pp = p
-    y = torch.stack(ys, dim=1).to(k.dtype)
+    y = torch.stack(ys, dim=1).to(v.dtype)
     state = torch.stack([aa, bb, pp], dim=1)
     return (y, state) if return_last_state else y
 
@@ -119,7 +119,7 @@ def wkv6_ref(r, k, v, w, u, initial_state=None, return_last_state=False):
         kv = kk[:, :, t, :, None] * vv[:, :, t, None, :]
         outs.append(torch.einsum("bhk,bhkv->bhv", rr[:, :, t], S + uu[None, :, :, None] * kv))
         S = torch.exp(ww[:, :, t])[..., None] * S + kv
-    o = torch.stack(outs, dim=2).to(r.dtype)
+    o = torch.stack(outs, dim=2).to(v.dtype)
     return (o, S) if return_last_state else o
 
 

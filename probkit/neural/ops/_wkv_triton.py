@@ -1,0 +1,113 @@
+"""Triton forward kernels for the RWKV-4 and RWKV-6 WKV recurrences.
+
+Both are recurrent kernels: one program owns a block of channels (RWKV-4) or a
+``(K, BLOCK_V)`` slice of one head's state matrix (RWKV-6), keeps it in fp32 registers and
+steps through the sequence, loading one contiguous row of the inputs per step.  The
+backward of the ``triton`` backend recomputes the forward with the chunked torch path and
+differentiates that (see :mod:`.wkv`).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._triton_utils import interpreting, next_pow2
+
+
+@triton.jit
+def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, L, Cn,
+                     HAS_S0: tl.constexpr, BLOCK_C: tl.constexpr):
+    pid_b = tl.program_id(0).to(tl.int64)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mc = offs_c < Cn
+    w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
+    u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
+    sbase = pid_b * 3 * Cn + offs_c
+    if HAS_S0:
+        aa = tl.load(s0_ptr + sbase, mask=mc, other=0.0).to(tl.float32)
+        bb = tl.load(s0_ptr + sbase + Cn, mask=mc, other=0.0).to(tl.float32)
+        pp = tl.load(s0_ptr + sbase + 2 * Cn, mask=mc, other=-1e38).to(tl.float32)
+    else:
+        aa = tl.zeros([BLOCK_C], dtype=tl.float32)
+        bb = tl.zeros([BLOCK_C], dtype=tl.float32)
+        pp = tl.full([BLOCK_C], -1e38, dtype=tl.float32)
+    base = pid_b * L * Cn + offs_c
+    for t in range(0, L):
+        kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        q = u + kt
+        p = tl.maximum(pp, q)
+        e1 = tl.exp(pp - p)
+        e2 = tl.exp(q - p)
+        y = (e1 * aa + e2 * vt) / (e1 * bb + e2)
+        tl.store(y_ptr + base + t * Cn, y.to(y_ptr.dtype.element_ty), mask=mc)
+        q = w + pp
+        p = tl.maximum(q, kt)
+        e1 = tl.exp(q - p)
+        e2 = tl.exp(kt - p)
+        aa = e1 * aa + e2 * vt
+        bb = e1 * bb + e2
+        pp = p
+    tl.store(sT_ptr + sbase, aa, mask=mc)
+    tl.store(sT_ptr + sbase + Cn, bb, mask=mc)
+    tl.store(sT_ptr + sbase + 2 * Cn, pp, mask=mc)
+
+
+@triton.jit
+def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, H, L, K, V,
+                     HAS_S0: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr):
+    pid_bh = tl.program_id(0).to(tl.int64)
+    head = pid_bh % H
+    offs_k = tl.arange(0, KP)
+    mk = offs_k < K
+    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    mv = offs_v < V
+    mkv = mk[:, None] & mv[None, :]
+    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(tl.float32)
+    soff = pid_bh * K * V + offs_k[:, None] * V + offs_v[None, :]
+    if HAS_S0:
+        S = tl.load(s0_ptr + soff, mask=mkv, other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros([KP, BLOCK_V], dtype=tl.float32)
+    kbase = pid_bh * L * K + offs_k
+    vbase = pid_bh * L * V + offs_v
+    for t in range(0, L):
+        rt = tl.load(r_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        kt = tl.load(k_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        wt = tl.load(w_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
+        kv = kt[:, None] * vt[None, :]
+        o = tl.sum(rt[:, None] * (S + uu[:, None] * kv), axis=0)
+        tl.store(o_ptr + vbase + t * V, o.to(o_ptr.dtype.element_ty), mask=mv)
+        S = tl.exp(wt)[:, None] * S + kv
+    tl.store(sT_ptr + soff, S, mask=mkv)
+
+
+def wkv4_fwd(w, u, k, v, state0):
+    """Forward of RWKV-4 WKV; returns ``(y, last_state)`` with an fp32 state."""
+    w, u, k, v = (t.contiguous() for t in (w, u, k, v))
+    b, L, Cn = k.shape
+    y = torch.empty((b, L, Cn), dtype=v.dtype, device=k.device)
+    sT = torch.empty((b, 3, Cn), dtype=torch.float32, device=k.device)
+    BC = min(16 if interpreting() else 128, next_pow2(Cn))
+    s0 = state0.contiguous() if state0 is not None else sT
+    _wkv4_fwd_kernel[(b, triton.cdiv(Cn, BC))](w, u, k, v, s0, y, sT, L, Cn,
+                                                HAS_S0=state0 is not None, BLOCK_C=BC)
+    return y, sT
+
+
+def wkv6_fwd(r, k, v, w, u, state0):
+    """Forward of RWKV-6 WKV; returns ``(o, last_state)`` with an fp32 state."""
+    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
+    b, H, L, K = r.shape
+    V = v.shape[-1]
+    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
+    sT = torch.empty((b, H, K, V), dtype=torch.float32, device=r.device)
+    KP = next_pow2(K)
+    BV = min(next_pow2(V), 16 if interpreting() else max(16, 4096 // KP))
+    s0 = state0.contiguous() if state0 is not None else sT
+    _wkv6_fwd_kernel[(b * H, triton.cdiv(V, BV))](r, k, v, w, u, s0, o, sT, H, L, K, V,
+                                                   HAS_S0=state0 is not None, KP=KP, BLOCK_V=BV)
+    return o, sT
