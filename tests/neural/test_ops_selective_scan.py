@@ -21,6 +21,11 @@ HAS_CUDA = torch.cuda.is_available()
 cuda_only = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 
 
+def dev_for(backend):
+    """Triton cases run on the GPU when there is one, else on CPU through the interpreter."""
+    return "cuda" if (backend == "triton" and HAS_CUDA) else "cpu"
+
+
 def rel_err(a, b):
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
@@ -92,7 +97,7 @@ CASES = [
                          ids=["cpu-chunk8", "cpu-default", "triton-chunk4"])
 @pytest.mark.parametrize("name,case,softplus", CASES, ids=[c[0] for c in CASES])
 def test_matches_float64_reference(name, case, softplus, backend, chunk):
-    inputs = make_inputs(zlib.crc32(name.encode()), **case)
+    inputs = make_inputs(zlib.crc32(name.encode()), **case, device=dev_for(backend))
     ref = run(inputs, "reference", softplus)
     got = run(inputs, backend, softplus, chunk=chunk, dtype=torch.float32)
     assert set(got) == set(ref)
@@ -132,7 +137,7 @@ def test_cpu_path_float64_is_exact(name, case, softplus):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_inputs(backend, dtype):
     case = dict(b=2, d=4, L=19, N=4, B="g2", D=True, z=True, bias=True, h0=True)
-    inputs = make_inputs(3, **case)
+    inputs = make_inputs(3, **case, device=dev_for(backend))
     rounded = {k: (None if v is None else v.to(dtype).double()) for k, v in inputs.items()}
     ref = run(rounded, "reference", True)
     got = run(rounded, backend, True, chunk=4, dtype=dtype)
@@ -165,7 +170,7 @@ def test_cpu_gradcheck(case):
 @pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
 def test_initial_state_chains_two_halves(backend):
     inputs = make_inputs(5, b=2, d=4, L=18, N=3, B="g2", D=True, z=True, bias=True, h0=True,
-                         dtype=torch.float32)
+                         dtype=torch.float32, device=dev_for(backend))
     full, last = selective_scan(**{k: v for k, v in inputs.items()}, delta_softplus=True,
                                 return_last_state=True, backend=backend, chunk_size=4)
     cut = 7
@@ -210,7 +215,7 @@ def test_step_recurrence_equals_full_sequence():
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_non_contiguous_inputs_are_read_correctly(backend):
     x = make_inputs(4, b=2, d=4, L=10, N=3, B="g2", D=True, z=True, bias=True, h0=True,
-                    dtype=torch.float32)
+                    dtype=torch.float32, device=dev_for(backend))
     nc = {}
     for k, v in x.items():  # same values, transposed storage
         nc[k] = v.transpose(0, -1).contiguous().transpose(0, -1)

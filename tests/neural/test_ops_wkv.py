@@ -13,6 +13,11 @@ BACKENDS = [("cpu", 4), ("cpu", None), ("triton", None)]
 BACKEND_IDS = ["cpu-chunk4", "cpu-default", "triton"]
 
 
+def dev_for(backend):
+    """Triton cases run on the GPU when there is one, else on CPU through the interpreter."""
+    return "cuda" if (backend == "triton" and HAS_CUDA) else "cpu"
+
+
 def rel_err(a, b):
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
@@ -61,7 +66,7 @@ WKV4_CASES = [dict(b=2, L=21, C=5, state=True), dict(b=1, L=1, C=1), dict(b=1, L
 @pytest.mark.parametrize("backend,chunk", BACKENDS, ids=BACKEND_IDS)
 @pytest.mark.parametrize("case", WKV4_CASES)
 def test_wkv4_matches_float64_reference(case, backend, chunk):
-    xs = wkv4_inputs(1, **case)
+    xs = wkv4_inputs(1, **case, device=dev_for(backend))
     ref = grads_of(wkv4_fn("reference"), _prep(xs, torch.float64))
     got = grads_of(wkv4_fn(backend, chunk), _prep(xs, torch.float32))
     for i, (a, b) in enumerate(zip(got, ref)):
@@ -71,7 +76,7 @@ def test_wkv4_matches_float64_reference(case, backend, chunk):
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_wkv4_bfloat16(backend):
     xs = [None if x is None else x.bfloat16().double()
-          for x in wkv4_inputs(2, b=2, L=13, C=4, state=True)]
+          for x in wkv4_inputs(2, b=2, L=13, C=4, state=True, device=dev_for(backend))]
     ref = grads_of(wkv4_fn("reference"), _prep(xs, torch.float64))
     got = grads_of(wkv4_fn(backend, 4), _prep(xs, torch.bfloat16))
     assert got[0].dtype == torch.bfloat16
@@ -86,7 +91,7 @@ def test_wkv4_gradcheck():
 
 @pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
 def test_wkv4_huge_keys_stay_finite(backend):
-    w, u, k, v, s0 = wkv4_inputs(4, b=2, L=20, C=4)
+    w, u, k, v, s0 = wkv4_inputs(4, b=2, L=20, C=4, device=dev_for(backend))
     k = k.sign() * 1e3 + k  # keys of magnitude ~1e3
     xs = _prep([w, u, k, v, None], torch.float32)
     out = grads_of(wkv4_fn(backend, 4), xs)
@@ -101,7 +106,8 @@ def test_wkv4_huge_keys_stay_finite(backend):
 
 @pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
 def test_wkv4_steps_and_chaining(backend):
-    w, u, k, v, s0 = [x if x is None else x.float() for x in wkv4_inputs(5, b=2, L=12, C=3, state=True)]
+    w, u, k, v, s0 = [x if x is None else x.float() for x in wkv4_inputs(5, b=2, L=12, C=3, state=True,
+                                                                       device=dev_for(backend))]
     full, last = wkv4(w, u, k, v, initial_state=s0, return_last_state=True, backend=backend,
                       chunk_size=4)
     s, ys = s0, []
@@ -148,7 +154,7 @@ WKV6_CASES = [dict(b=2, H=2, L=19, K=4, state=True), dict(b=1, H=1, L=1, K=1),
 @pytest.mark.parametrize("backend,chunk", BACKENDS, ids=BACKEND_IDS)
 @pytest.mark.parametrize("case", WKV6_CASES)
 def test_wkv6_matches_float64_reference(case, backend, chunk):
-    xs = wkv6_inputs(1, **case)
+    xs = wkv6_inputs(1, **case, device=dev_for(backend))
     ref = grads_of(wkv6_fn("reference"), _prep(xs, torch.float64))
     got = grads_of(wkv6_fn(backend, chunk), _prep(xs, torch.float32))
     for i, (a, b) in enumerate(zip(got, ref)):
@@ -158,7 +164,7 @@ def test_wkv6_matches_float64_reference(case, backend, chunk):
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_wkv6_bfloat16(backend):
     xs = [None if x is None else x.bfloat16().double()
-          for x in wkv6_inputs(2, b=1, H=2, L=11, K=4, state=True)]
+          for x in wkv6_inputs(2, b=1, H=2, L=11, K=4, state=True, device=dev_for(backend))]
     ref = grads_of(wkv6_fn("reference"), _prep(xs, torch.float64))
     got = grads_of(wkv6_fn(backend, 4), _prep(xs, torch.bfloat16))
     assert got[0].dtype == torch.bfloat16
@@ -185,7 +191,8 @@ def test_wkv6_extreme_decay_is_finite_and_exact():
 
 @pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
 def test_wkv6_steps_and_chaining(backend):
-    r, k, v, w, u, s0 = [x.float() for x in wkv6_inputs(5, b=2, H=2, L=10, K=3, state=True)]
+    r, k, v, w, u, s0 = [x.float() for x in wkv6_inputs(5, b=2, H=2, L=10, K=3, state=True,
+                                                                     device=dev_for(backend))]
     full, last = wkv6(r, k, v, w, u, initial_state=s0, return_last_state=True, backend=backend,
                       chunk_size=4)
     s, outs = s0, []

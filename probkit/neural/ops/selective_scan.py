@@ -97,6 +97,7 @@ class _SelectiveScanFn(torch.autograd.Function):
                 chunk=chunk, save_for_backward=needs_grad, ct=ct)
         ctx.softplus, ctx.backend, ctx.chunk, ctx.ct = softplus, backend, chunk, ct
         ctx.has_h0 = initial_state is not None
+        ctx.h0_dtype = None if initial_state is None else initial_state.dtype
         if needs_grad:
             ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt, ypre)
         ctx.set_materialize_grads(False)
@@ -124,7 +125,7 @@ class _SelectiveScanFn(torch.autograd.Function):
                 None if D is None else _grad_dtype(dD, D),
                 None if z is None else _grad_dtype(dz, z),
                 None if delta_bias is None else _grad_dtype(dbias, delta_bias),
-                dh0, None, None, None)
+                None if dh0 is None else dh0.to(ctx.h0_dtype), None, None, None)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
