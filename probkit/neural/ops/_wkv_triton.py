@@ -111,3 +111,111 @@ def wkv6_fwd(r, k, v, w, u, state0):
     _wkv6_fwd_kernel[(b * H, triton.cdiv(V, BV))](r, k, v, w, u, s0, o, sT, H, L, K, V,
                                                    HAS_S0=state0 is not None, KP=KP, BLOCK_V=BV)
     return o, sT
+
+
+# ----------------------------------------------------------------------------- RWKV-6 backward
+#
+# With G_t = dLoss/dS_t (the adjoint of the state after step t), going backwards
+#     G_{t-1} = diag(exp(w_t)) G_t + r_t do_t^T,        G_{L-1} = dLoss/dS_last,
+# and the state parts of the gradients are
+#     dr_t = S_{t-1} do_t,   dk_t = G_t v_t,   dv_t = G_t^T k_t,   dS_0 = G_{-1}.
+# The bonus adds  dr_t += u k_t (v_t.do_t),  dk_t += u r_t (v_t.do_t),  dv_t += (r_t.(u k_t)) do_t,
+# du = sum_t r_t k_t (v_t.do_t).  For the log-decays, every state S_m is a sum of terms
+# exp(Lam_m - Lam_s) k_s v_s^T (Lam = inclusive cumulative w), so
+#     dLoss/dLam_m = r_{m+1} * dr_{m+1} - k_m * dk_m  (state parts)  [+ rowsum(S_L * dS_L) at m = L-1]
+# and dw_t = sum_{m >= t} dLoss/dLam_m, a reverse cumulative sum done in torch.
+# Kernel 1 walks forward in time (recomputing S) for dr; kernel 2 walks backward for G, dk, dv.
+# Partial sums over V blocks (dr, dk) are combined with atomic adds in fp32.
+
+
+@triton.jit
+def _wkv6_bwd_dr_kernel(k_ptr, v_ptr, w_ptr, do_ptr, s0_ptr, dr_ptr, sT_ptr, H, L, K, V,
+                        HAS_S0: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr):
+    pid_bh = tl.program_id(0).to(tl.int64)
+    offs_k = tl.arange(0, KP)
+    mk = offs_k < K
+    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    mv = offs_v < V
+    mkv = mk[:, None] & mv[None, :]
+    soff = pid_bh * K * V + offs_k[:, None] * V + offs_v[None, :]
+    if HAS_S0:
+        S = tl.load(s0_ptr + soff, mask=mkv, other=0.0).to(tl.float32)
+    else:
+        S = tl.zeros([KP, BLOCK_V], dtype=tl.float32)
+    kbase = pid_bh * L * K + offs_k
+    vbase = pid_bh * L * V + offs_v
+    for t in range(0, L):
+        kt = tl.load(k_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        wt = tl.load(w_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
+        dot = tl.load(do_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
+        tl.atomic_add(dr_ptr + kbase + t * K, tl.sum(S * dot[None, :], axis=1), mask=mk)
+        S = tl.exp(wt)[:, None] * S + kt[:, None] * vt[None, :]
+    tl.store(sT_ptr + soff, S, mask=mkv)
+
+
+@triton.jit
+def _wkv6_bwd_dkv_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, dk_ptr, dv_ptr,
+                         ds0_ptr, H, L, K, V, HAS_DST: tl.constexpr, KP: tl.constexpr,
+                         BLOCK_V: tl.constexpr):
+    pid_bh = tl.program_id(0).to(tl.int64)
+    head = pid_bh % H
+    offs_k = tl.arange(0, KP)
+    mk = offs_k < K
+    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    mv = offs_v < V
+    mkv = mk[:, None] & mv[None, :]
+    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(tl.float32)
+    soff = pid_bh * K * V + offs_k[:, None] * V + offs_v[None, :]
+    if HAS_DST:
+        G = tl.load(dsT_ptr + soff, mask=mkv, other=0.0).to(tl.float32)
+    else:
+        G = tl.zeros([KP, BLOCK_V], dtype=tl.float32)
+    kbase = pid_bh * L * K + offs_k
+    vbase = pid_bh * L * V + offs_v
+    for i in range(0, L):
+        t = L - 1 - i
+        rt = tl.load(r_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        kt = tl.load(k_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        wt = tl.load(w_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
+        vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
+        dot = tl.load(do_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
+        tl.atomic_add(dk_ptr + kbase + t * K, tl.sum(G * vt[None, :], axis=1), mask=mk)
+        dv = tl.sum(G * kt[:, None], axis=0) + tl.sum(rt * uu * kt, axis=0) * dot
+        tl.store(dv_ptr + vbase + t * V, dv.to(dv_ptr.dtype.element_ty), mask=mv)
+        G = tl.exp(wt)[:, None] * G + rt[:, None] * dot[None, :]
+    tl.store(ds0_ptr + soff, G, mask=mkv)
+
+
+def wkv6_bwd(r, k, v, w, u, state0, do, dsT):
+    """Gradients ``(dr, dk, dv, dw, du, ds0)`` of RWKV-6 WKV (see the derivation above)."""
+    r, k, v, w, u, do = (t.contiguous() for t in (r, k, v, w, u, do))
+    b, H, L, K = r.shape
+    V = v.shape[-1]
+    dev = r.device
+    f32 = dict(dtype=torch.float32, device=dev)
+    KP = next_pow2(K)
+    BV = min(next_pow2(V), 16 if interpreting() else max(16, 2048 // KP))
+    grid = (b * H, triton.cdiv(V, BV))
+    dr_s = torch.zeros((b, H, L, K), **f32)
+    sT = torch.empty((b, H, K, V), **f32)
+    s0 = state0.contiguous() if state0 is not None else sT
+    _wkv6_bwd_dr_kernel[grid](k, v, w, do, s0, dr_s, sT, H, L, K, V,
+                              HAS_S0=state0 is not None, KP=KP, BLOCK_V=BV)
+    dk_s = torch.zeros((b, H, L, K), **f32)
+    dv = torch.empty((b, H, L, V), dtype=v.dtype, device=dev)
+    ds0 = torch.empty((b, H, K, V), **f32)
+    dsTc = dsT.contiguous() if dsT is not None else ds0
+    _wkv6_bwd_dkv_kernel[grid](r, k, v, w, u, do, dsTc, dk_s, dv, ds0, H, L, K, V,
+                               HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV)
+    rf, kf, uf = r.float(), k.float(), u.float()[None, :, None, :]
+    vdo = (v.float() * do.float()).sum(-1, keepdim=True)
+    dr = dr_s + uf * kf * vdo
+    dk = dk_s + uf * rf * vdo
+    du = (rf * kf * vdo).sum((0, 2))
+    x = -kf * dk_s
+    x[:, :, :-1] += rf[:, :, 1:] * dr_s[:, :, 1:]
+    if dsT is not None:
+        x[:, :, -1] += (sT * dsT.float()).sum(-1)
+    dw = x.flip(2).cumsum(2).flip(2)
+    return dr, dk, dv, dw, du, ds0

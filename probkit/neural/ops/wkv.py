@@ -9,9 +9,10 @@ by ``exp(w)``.  Conversions from the RWKV parametrisations, done by the caller:
   ``w = -exp(w_raw)``; ``u`` is ``time_faaaa`` reshaped to ``(heads, head_dim)``.
 
 Backends (``backend=`` argument): ``"reference"`` (per-step loop), ``"cpu"`` (chunked torch,
-differentiated by autograd, runs on any device), ``"triton"`` (recurrent Triton forward
-kernel; its backward recomputes the forward with the chunked torch path and differentiates
-that), ``"auto"`` (Triton on CUDA, else ``"cpu"``).
+differentiated by autograd, runs on any device), ``"triton"`` (recurrent Triton kernels),
+``"auto"`` (Triton on CUDA, else ``"cpu"``).  The Triton backward of RWKV-6 is two recurrent
+Triton kernels (see :mod:`._wkv_triton`); the Triton backward of RWKV-4 recomputes the
+forward with the chunked torch path and differentiates that.
 """
 
 from __future__ import annotations
@@ -71,6 +72,29 @@ class _TritonForwardChunkedBackward(torch.autograd.Function):
             else:
                 grads.append(None)
         return (None, None, *grads)
+
+
+class _WKV6Triton(torch.autograd.Function):
+    """RWKV-6 with Triton kernels for the forward and the backward."""
+
+    @staticmethod
+    def forward(ctx, r, k, v, w, u, state0):
+        from ._wkv_triton import wkv6_fwd
+
+        ctx.save_for_backward(r, k, v, w, u, state0)
+        ctx.set_materialize_grads(False)
+        return wkv6_fwd(r, k, v, w, u, state0)
+
+    @staticmethod
+    def backward(ctx, do, dsT):
+        from ._wkv_triton import wkv6_bwd
+
+        r, k, v, w, u, state0 = ctx.saved_tensors
+        if do is None:
+            do = torch.zeros_like(v)
+        grads = wkv6_bwd(r, k, v, w, u, state0, do, dsT)
+        dr, dk, dv, dw, du = (g.to(x.dtype) for g, x in zip(grads[:5], (r, k, v, w, u)))
+        return dr, dk, dv, dw, du, None if state0 is None else grads[5].to(state0.dtype)
 
 
 # ----------------------------------------------------------------------------- RWKV-4
@@ -373,10 +397,7 @@ def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="au
     elif backend == "cpu":
         o, s = _wkv6_chunked(r, k, v, w, u, initial_state, T)
     else:
-        from ._wkv_triton import wkv6_fwd
-
-        o, s = _TritonForwardChunkedBackward.apply(
-            wkv6_fwd, lambda *a: _wkv6_chunked(*a, T), r, k, v, w, u, initial_state)
+        o, s = _WKV6Triton.apply(r, k, v, w, u, initial_state)
         s = s.to(compute_dtype(r, k, v, w, u, initial_state))
     return (o, s) if return_last_state else o
 
