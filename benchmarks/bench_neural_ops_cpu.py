@@ -11,6 +11,8 @@ time-varying B and C, D skip (the configuration of mambapy's ``selective_scan``)
 * ``cpu``      -- ``selective_scan(..., backend="cpu")``.
 
 Every (implementation, L, mode) runs in its own subprocess with the same thread count.
+Besides wall-clock medians, the process CPU time (all threads, ``time.process_time``) is
+recorded: on a shared machine it is less sensitive to other jobs than wall-clock time.
 "fwd" is a forward under ``torch.no_grad()``; "fwd+bwd" is a forward with autograd and the
 backward of a fixed random linear loss to all of u, delta, A, B, C, D.  Times are medians
 of the repeats after one warm-up.  Peak memory is the process's peak resident set size
@@ -121,14 +123,15 @@ def run_case(impl, L, mode, reps, chunk=None, threads=2):
     rss0 = _status_kb("VmRSS")
     ok = _reset_peak()
     once()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         once()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = _status_kb("VmHWM") if ok else None
     return {"impl": impl, "L": L, "mode": mode, "times": times,
-            "median": statistics.median(times),
+            "median": statistics.median(times), "cpu_median": statistics.median(cpu),
             "peak_mb": None if peak is None else (peak - rss0) / 1024}
 
 
@@ -185,16 +188,19 @@ def main():
     print(f"# torch {torch.__version__}, {args.threads} threads, batch {BATCH}, dim {DIM}, "
           f"N {N}, float32\n")
     if args.tune:
+        print("wall-clock medians (process CPU time)\n")
         print("| L | chunk | fwd | fwd+bwd |\n|---|---|---|---|")
         for L in args.lengths:
             for chunk in (16, 32, 64, 128, 256):
-                f = subprocess_case("cpu", L, "fwd", 5, chunk, args.threads)["median"]
-                fb = subprocess_case("cpu", L, "fwd+bwd", 5, chunk, args.threads)["median"]
-                print(f"| {L} | {chunk} | {fmt_t(f)} | {fmt_t(fb)} |", flush=True)
+                f = subprocess_case("cpu", L, "fwd", 5, chunk, args.threads)
+                fb = subprocess_case("cpu", L, "fwd+bwd", 5, chunk, args.threads)
+                print(f"| {L} | {chunk} | {fmt_t(f['median'])} ({fmt_t(f['cpu_median'])}) "
+                      f"| {fmt_t(fb['median'])} ({fmt_t(fb['cpu_median'])}) |", flush=True)
         return
     agree = check_agreement()
     print("max |y - y_loop| / max |y_loop| at L=256: "
           + ", ".join(f"{k} {v:.1e}" for k, v in agree.items()) + "\n")
+    print("Wall-clock medians (process CPU-time medians in brackets):\n")
     print("| L | mode | loop | mambapy | cpu | cpu vs loop | cpu vs mambapy "
           "| peak MB loop | peak MB mambapy | peak MB cpu |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -203,9 +209,12 @@ def main():
             r = {impl: subprocess_case(impl, L, mode, reps_for(impl, L, mode), None, args.threads)
                  for impl in ("loop", "mambapy", "cpu")}
             m = {k: v["median"] for k, v in r.items()}
+            c = {k: v["cpu_median"] for k, v in r.items()}
             pk = {k: ("n/a" if v["peak_mb"] is None else f"{v['peak_mb']:.0f}") for k, v in r.items()}
-            print(f"| {L} | {mode} | {fmt_t(m['loop'])} | {fmt_t(m['mambapy'])} | {fmt_t(m['cpu'])} "
-                  f"| {m['loop'] / m['cpu']:.1f}x | {m['mambapy'] / m['cpu']:.1f}x "
+            cell = {k: f"{fmt_t(m[k])} ({fmt_t(c[k])})" for k in m}
+            print(f"| {L} | {mode} | {cell['loop']} | {cell['mambapy']} | {cell['cpu']} "
+                  f"| {m['loop'] / m['cpu']:.1f}x ({c['loop'] / c['cpu']:.1f}x) "
+                  f"| {m['mambapy'] / m['cpu']:.1f}x ({c['mambapy'] / c['cpu']:.1f}x) "
                   f"| {pk['loop']} | {pk['mambapy']} | {pk['cpu']} |", flush=True)
 
 

@@ -38,6 +38,16 @@ import torch.nn.functional as F
 DEFAULT_CHUNK = 64
 
 
+def default_chunk(b, d, N):
+    """Chunk length: about 2**18 elements per ``(T, batch, dim, N)`` chunk tensor, in [16, 128].
+
+    Measured on a 2-core x86 machine (benchmarks/results_neural_ops.md): small per-step slabs
+    want long chunks (fewer torch calls), large slabs short ones (chunk tensors stay in cache).
+    """
+    t = max(1, (1 << 18) // max(1, b * d * N))
+    return max(16, min(128, 1 << (t.bit_length() - 1)))
+
+
 class _BCLayout:
     """How B (or C) maps onto channels: time-invariant ``(dim, N)`` or ``(batch, G, N, L)``."""
 

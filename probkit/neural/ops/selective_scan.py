@@ -172,8 +172,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         ``"reference"`` the plain loop, ``"triton"`` the fused kernels (CUDA tensors, or CPU
         tensors when ``TRITON_INTERPRET=1`` was set before import).
     chunk_size : int, optional
-        Time steps per chunk for the ``cpu`` (default 64) and ``triton`` (default chosen per
-        device; a power of two) paths.  The results do not depend on it beyond rounding.
+        Time steps per chunk for the ``cpu`` path (default: 16 to 128, about 2**18 elements
+        per ``(chunk, batch, dim, N)`` block) and the ``triton`` path (default 32 on GPU;
+        rounded up to a power of two).  Results do not depend on it beyond rounding.
 
     Returns
     -------
@@ -210,7 +211,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   return_last_state, initial_state)
     if backend == "cpu":
-        chunk = chunk_size or _scan_cpu.DEFAULT_CHUNK
+        chunk = chunk_size or _scan_cpu.default_chunk(*u.shape[:2], A.shape[1])
     else:
         chunk = chunk_size
     out, last = _SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state,
