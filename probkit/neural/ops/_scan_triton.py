@@ -12,13 +12,17 @@ also stores the state at each chunk start (``(batch, dim, n_chunks, N)`` fp32, `
 the full state history).
 
 The backward kernel walks the chunks last to first: it recomputes the chunk's states from
-the stored chunk-start state (same scan as the forward), then scans the adjoint
-``lam_t = g_t C_t + a_{t+1} lam_{t+1}`` backwards with the same pair operator
-(``reverse=True``; ``a_{t+1}`` comes from a second, shifted load of ``delta``) and forms all
-gradients in registers.  ``dA``, ``dD``, ``d delta_bias`` and time-invariant ``dB``/``dC``
-are accumulated per program and summed over the batch on the host; time-varying ``dB`` and
-``dC`` are reduced over the program's channels and added with ``tl.atomic_add`` into an
-fp32 buffer.  All arithmetic is fp32 whatever the input dtype.
+the stored chunk-start state with one scan whose elements carry two affine maps, the
+composition of steps ``0..t`` and of steps ``0..t-1`` (combine
+``(a1, x1, p1, y1) . (a2, x2, p2, y2) = (a1 a2, a2 x1 + x2, a1 p2, p2 x1 + y2)``, element
+``(a_t, x_t, 1, 0)``), so both ``h_t`` and ``h_{t-1}`` come out exactly without shifting a
+register tile.  The adjoint is scanned backwards in the form ``mu_t = a_t lam_t``,
+``mu_t = a_t (g_t C_t + mu_{t+1})``, with the same two-map trick (``reverse=True``) giving
+``mu_{t+1}`` and hence ``lam_t = g_t C_t + mu_{t+1}``: one exponential per element in the
+backward, like the forward.  All gradients are formed in registers.  ``dA``, ``dD``,
+``d delta_bias`` and time-invariant ``dB``/``dC`` are accumulated per program and summed
+over the batch on the host; time-varying ``dB`` and ``dC`` are reduced over the program's
+channels and added with ``tl.atomic_add`` into an fp32 buffer.  All arithmetic is fp32 whatever the input dtype.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._triton_utils import (interpreting, largest_pow2_divisor, linear_combine, next_pow2,
-                            sigmoid, softplus)
+from ._triton_utils import (interpreting, largest_pow2_divisor, linear_combine,
+                            linear_combine_excl, next_pow2, sigmoid, softplus)
 
 
 @triton.jit
@@ -155,6 +159,8 @@ def _scan_bwd_kernel(
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     is_first = (tl.arange(0, CHUNK) == 0)[None, :, None]
+    ones = tl.full([BLOCK_D, CHUNK, NP], 1.0, dtype=tl.float32)
+    zeros = tl.zeros([BLOCK_D, CHUNK, NP], dtype=tl.float32)
     for i in range(0, nchunks):
         c = nchunks - 1 - i
         offs_t = c * CHUNK + tl.arange(0, CHUNK)
@@ -179,8 +185,11 @@ def _scan_bwd_kernel(
         else:
             Bx = tl.load(Bbase + offs_t[:, None] * sBl + offs_n[None, :] * sBn, mask=mtn, other=0.0).to(tl.float32)[None, :, :]
         x = dtu[:, :, None] * Bx
-        ac, xc = tl.associative_scan((a, x), axis=1, combine_fn=linear_combine)
+        # inclusive maps give h_t, the "all but the last step" maps give h_{t-1}
+        ac, xc, pc, yc = tl.associative_scan((a, x, ones, zeros), axis=1,
+                                             combine_fn=linear_combine_excl)
         hs = ac * h0[:, None, :] + xc
+        hprev = pc * h0[:, None, :] + yc
         if C_CONST:
             Cx = Cc[:, None, :]
         else:
@@ -197,22 +206,16 @@ def _scan_bwd_kernel(
             tl.store(dz_ptr + ptr2, dzv.to(dz_ptr.dtype.element_ty), mask=m2)
         else:
             gy = gg
-        # ---- adjoint: lam_t = gy_t C_t + a_{t+1} lam_{t+1}, a_{t+1} from a shifted load
-        offs_t1 = offs_t + 1
-        m21 = md[:, None] & (offs_t1 < L)[None, :]
-        dl1 = tl.load(delta_ptr + row[:, None] + offs_t1[None, :], mask=m21, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dl1 = dl1 + bv[:, None]
-        if SOFTPLUS:
-            dl1 = softplus(dl1)
-        dt1 = tl.where(m21, dl1, 0.0)
-        a1 = tl.exp2(dt1[:, :, None] * A2[:, None, :])
+        # ---- adjoint.  mu_t = a_t lam_t obeys mu_t = a_t (gy_t C_t + mu_{t+1}): a reverse scan of
+        # the maps mu -> a_t mu + a_t c_t; its "all but the last step" part gives mu_{t+1},
+        # so lam_t = c_t + mu_{t+1} needs no shifted decay.  carry = mu entering from the right.
         cc = gy[:, :, None] * Cx
-        a1c, lc = tl.associative_scan((a1, cc), axis=1, combine_fn=linear_combine, reverse=True)
-        lam = lc + a1c * carry[:, None, :]
-        carry = tl.sum(tl.where(is_first, lam, 0.0), axis=1)
+        am, xm, pm, ym = tl.associative_scan((a, a * cc, ones, zeros), axis=1,
+                                             combine_fn=linear_combine_excl, reverse=True)
+        lam = cc + pm * carry[:, None, :] + ym
+        carry = tl.sum(tl.where(is_first, am * carry[:, None, :] + xm, 0.0), axis=1)
         # ---- gradients
-        gdtA = lam * (hs - x)  # lam_t * a_t * h_{t-1}
+        gdtA = lam * a * hprev  # d(dt_t A) = lam_t a_t h_{t-1}
         dA_acc += tl.sum(gdtA * dt[:, :, None], axis=1)
         lamB = tl.sum(lam * Bx, axis=2)
         ddt = tl.sum(gdtA * Araw[:, None, :], axis=2) + uu * lamB
@@ -236,14 +239,8 @@ def _scan_bwd_kernel(
         else:
             tl.atomic_add(dCbase + offs_t[:, None] + offs_n[None, :] * L,
                           tl.sum(hs * gy[:, :, None], axis=0), mask=mtn)
-    if NEED_DH0:
-        dl0 = tl.load(delta_ptr + row, mask=md, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dl0 = dl0 + bv
-        if SOFTPLUS:
-            dl0 = softplus(dl0)
-        a0 = tl.exp2(dl0[:, None] * A2)
-        tl.store(dh0_ptr + state_off, carry * a0, mask=mdn)
+    if NEED_DH0:  # d h_{-1} = a_0 lam_0 = mu_0
+        tl.store(dh0_ptr + state_off, carry, mask=mdn)
     tl.store(dA_ptr + state_off, dA_acc, mask=mdn)
     if B_CONST:
         tl.store(dB_ptr + state_off, dBc, mask=mdn)

@@ -43,3 +43,13 @@ def sigmoid(x):
 def linear_combine(a1, x1, a2, x2):
     """Composition of the affine maps h -> a1 h + x1 then h -> a2 h + x2."""
     return a1 * a2, a2 * x1 + x2
+
+
+@triton.jit
+def linear_combine_excl(a1, x1, p1, y1, a2, x2, p2, y2):
+    """Pairs (full map, map without the last step) of two adjacent segments, composed.
+
+    ``(a, x)`` is the composition of all steps of a segment, ``(p, y)`` of all but its last;
+    a single step ``h -> a h + x`` is ``(a, x, 1, 0)``.
+    """
+    return a1 * a2, a2 * x1 + x2, a1 * p2, p2 * x1 + y2
