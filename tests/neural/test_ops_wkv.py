@@ -291,3 +291,23 @@ def test_wkv6_gradients_of_output_only_or_state_only(backend, use):
             assert a is None or not a.abs().sum()
         else:
             assert rel_err(a, b) <= 1e-5
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("use", ["output", "state"])
+def test_wkv4_gradients_of_output_only_or_state_only(backend, use):
+    xs = wkv4_inputs(8, b=2, L=9, C=3, state=True, device=dev_for(backend))
+
+    def grads(be, dtype):
+        ys = _prep(xs, dtype)
+        y, s = wkv4(*ys[:4], initial_state=ys[4], return_last_state=True, backend=be,
+                    chunk_size=4)
+        t = y if use == "output" else s
+        wt = torch.cos(torch.arange(t.numel(), dtype=torch.float64)).view(t.shape).to(t.device)
+        return torch.autograd.grad((t.double() * wt).sum(), ys, allow_unused=True)
+
+    for a, b in zip(grads(backend, torch.float32), grads("reference", torch.float64)):
+        if b is None or not b.abs().sum():  # u does not reach the state
+            assert a is None or not a.abs().sum()
+        else:
+            assert rel_err(a, b) <= 1e-5

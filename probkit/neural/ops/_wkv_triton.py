@@ -1,10 +1,12 @@
-"""Triton forward kernels for the RWKV-4 and RWKV-6 WKV recurrences.
+"""Triton kernels for the RWKV-4 and RWKV-6 WKV recurrences (forward and backward).
 
-Both are recurrent kernels: one program owns a block of channels (RWKV-4) or a
+All are recurrent kernels: one program owns a block of channels (RWKV-4) or a
 ``(K, BLOCK_V)`` slice of one head's state matrix (RWKV-6), keeps it in fp32 registers and
-steps through the sequence, loading one contiguous row of the inputs per step.  The
-backward of the ``triton`` backend recomputes the forward with the chunked torch path and
-differentiates that (see :mod:`.wkv`).
+steps through the sequence, loading one contiguous row of the inputs per step.
+
+RWKV-4 backward: the forward (when gradients are needed) also writes the state before each
+step, ``(batch, L, 3, C)`` fp32; one reverse-time kernel then applies the reverse mode of
+the running-maximum step.  RWKV-6 backward: see the comment above ``wkv6_bwd``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from ._triton_utils import interpreting, next_pow2
 
 
 @triton.jit
-def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, L, Cn,
-                     HAS_S0: tl.constexpr, BLOCK_C: tl.constexpr):
+def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, hist_ptr, L, Cn,
+                     HAS_S0: tl.constexpr, SAVE_HIST: tl.constexpr, BLOCK_C: tl.constexpr):
     pid_b = tl.program_id(0).to(tl.int64)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mc = offs_c < Cn
@@ -37,6 +39,11 @@ def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, L, Cn,
     for t in range(0, L):
         kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
         vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        if SAVE_HIST:  # state before step t, for the backward
+            hoff = (pid_b * L + t) * 3 * Cn + offs_c
+            tl.store(hist_ptr + hoff, aa, mask=mc)
+            tl.store(hist_ptr + hoff + Cn, bb, mask=mc)
+            tl.store(hist_ptr + hoff + 2 * Cn, pp, mask=mc)
         q = u + kt
         p = tl.maximum(pp, q)
         e1 = tl.exp(pp - p)
@@ -85,17 +92,119 @@ def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, H
     tl.store(sT_ptr + soff, S, mask=mkv)
 
 
-def wkv4_fwd(w, u, k, v, state0):
-    """Forward of RWKV-4 WKV; returns ``(y, last_state)`` with an fp32 state."""
+def wkv4_fwd(w, u, k, v, state0, save_history=False):
+    """Forward of RWKV-4 WKV; returns ``(y, last_state[, history])`` with fp32 states.
+
+    ``history`` (with ``save_history``) is ``(batch, L, 3, C)``: the state before each step.
+    """
     w, u, k, v = (t.contiguous() for t in (w, u, k, v))
     b, L, Cn = k.shape
     y = torch.empty((b, L, Cn), dtype=v.dtype, device=k.device)
     sT = torch.empty((b, 3, Cn), dtype=torch.float32, device=k.device)
+    hist = torch.empty((b, L, 3, Cn), dtype=torch.float32, device=k.device) if save_history else sT
     BC = min(16 if interpreting() else 128, next_pow2(Cn))
     s0 = state0.contiguous() if state0 is not None else sT
-    _wkv4_fwd_kernel[(b, triton.cdiv(Cn, BC))](w, u, k, v, s0, y, sT, L, Cn,
-                                                HAS_S0=state0 is not None, BLOCK_C=BC)
-    return y, sT
+    _wkv4_fwd_kernel[(b, triton.cdiv(Cn, BC))](w, u, k, v, s0, y, sT, hist, L, Cn,
+                                                HAS_S0=state0 is not None,
+                                                SAVE_HIST=bool(save_history), BLOCK_C=BC)
+    return (y, sT, hist) if save_history else (y, sT)
+
+
+@triton.jit
+def _wkv4_bwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, y_ptr, hist_ptr, gy_ptr, gsT_ptr,
+                     gk_ptr, gv_ptr, gw_ptr, gu_ptr, gs0_ptr, L, Cn,
+                     HAS_GST: tl.constexpr, BLOCK_C: tl.constexpr):
+    # Reverse mode of the running-maximum step itself (so it agrees with differentiating the
+    # reference loop, including the log-scale pp of the returned state).  Every factor is an
+    # exp of a non-positive number or a ratio bounded by construction: nothing overflows.
+    pid_b = tl.program_id(0).to(tl.int64)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mc = offs_c < Cn
+    w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
+    u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
+    sbase = pid_b * 3 * Cn + offs_c
+    if HAS_GST:
+        gaa = tl.load(gsT_ptr + sbase, mask=mc, other=0.0).to(tl.float32)
+        gbb = tl.load(gsT_ptr + sbase + Cn, mask=mc, other=0.0).to(tl.float32)
+        gpp = tl.load(gsT_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(tl.float32)
+    else:
+        gaa = tl.zeros([BLOCK_C], dtype=tl.float32)
+        gbb = tl.zeros([BLOCK_C], dtype=tl.float32)
+        gpp = tl.zeros([BLOCK_C], dtype=tl.float32)
+    gw = tl.zeros([BLOCK_C], dtype=tl.float32)
+    gu = tl.zeros([BLOCK_C], dtype=tl.float32)
+    base = pid_b * L * Cn + offs_c
+    for i in range(0, L):
+        t = L - 1 - i
+        kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        g = tl.load(gy_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        hoff = (pid_b * L + t) * 3 * Cn + offs_c
+        aa = tl.load(hist_ptr + hoff, mask=mc, other=0.0)
+        bb = tl.load(hist_ptr + hoff + Cn, mask=mc, other=1.0)
+        pp = tl.load(hist_ptr + hoff + 2 * Cn, mask=mc, other=0.0)
+        # state update  aa' = f1 aa + f2 v, bb' = f1 bb + f2, pp' = max(w + pp, k)
+        r = w + pp
+        p2 = tl.maximum(r, kt)
+        f1 = tl.exp(r - p2)
+        f2 = tl.exp(kt - p2)
+        gf1 = gaa * aa + gbb * bb
+        gf2 = gaa * vt + gbb
+        gv = gaa * f2
+        gp2 = gpp - gf1 * f1 - gf2 * f2
+        gr = gf1 * f1 + tl.where(r >= kt, gp2, 0.0)
+        gk = gf2 * f2 + tl.where(r >= kt, 0.0, gp2)
+        gw += gr
+        gpp_new = gr
+        gaa_new = gaa * f1
+        gbb_new = gbb * f1
+        # output  y = (e1 aa + e2 v) / (e1 bb + e2), e1 = exp(pp - p), e2 = exp(u + k - p)
+        q = u + kt
+        p = tl.maximum(pp, q)
+        e1 = tl.exp(pp - p)
+        e2 = tl.exp(q - p)
+        den = e1 * bb + e2
+        yt = (e1 * aa + e2 * vt) / den
+        gnum = g / den
+        gden = -g * yt / den
+        ge1 = gnum * aa + gden * bb
+        ge2 = gnum * vt + gden
+        gaa_new += gnum * e1
+        gbb_new += gden * e1
+        gv += gnum * e2
+        gp = -ge1 * e1 - ge2 * e2
+        gq = ge2 * e2 + tl.where(pp >= q, 0.0, gp)
+        gpp_new += ge1 * e1 + tl.where(pp >= q, gp, 0.0)
+        gk += gq
+        gu += gq
+        tl.store(gk_ptr + base + t * Cn, gk.to(gk_ptr.dtype.element_ty), mask=mc)
+        tl.store(gv_ptr + base + t * Cn, gv.to(gv_ptr.dtype.element_ty), mask=mc)
+        gaa = gaa_new
+        gbb = gbb_new
+        gpp = gpp_new
+    tl.store(gw_ptr + pid_b * Cn + offs_c, gw, mask=mc)
+    tl.store(gu_ptr + pid_b * Cn + offs_c, gu, mask=mc)
+    tl.store(gs0_ptr + sbase, gaa, mask=mc)
+    tl.store(gs0_ptr + sbase + Cn, gbb, mask=mc)
+    tl.store(gs0_ptr + sbase + 2 * Cn, gpp, mask=mc)
+
+
+def wkv4_bwd(w, u, k, v, y, hist, gy, gsT):
+    """Gradients ``(dw, du, dk, dv, dstate0)`` of RWKV-4 WKV from the saved state history."""
+    w, u, k, v, gy = (t.contiguous() for t in (w, u, k, v, gy))
+    b, L, Cn = k.shape
+    f32 = dict(dtype=torch.float32, device=k.device)
+    gk = torch.empty((b, L, Cn), dtype=k.dtype, device=k.device)
+    gv = torch.empty((b, L, Cn), dtype=v.dtype, device=k.device)
+    gw = torch.empty((b, Cn), **f32)
+    gu = torch.empty((b, Cn), **f32)
+    gs0 = torch.empty((b, 3, Cn), **f32)
+    BC = min(16 if interpreting() else 128, next_pow2(Cn))
+    gst = gsT.contiguous() if gsT is not None else gs0
+    _wkv4_bwd_kernel[(b, triton.cdiv(Cn, BC))](w, u, k, v, y, hist, gy, gst, gk, gv, gw, gu,
+                                                gs0, L, Cn, HAS_GST=gsT is not None,
+                                                BLOCK_C=BC)
+    return gw.sum(0), gu.sum(0), gk, gv, gs0
 
 
 def wkv6_fwd(r, k, v, w, u, state0):

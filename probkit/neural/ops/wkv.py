@@ -10,9 +10,11 @@ by ``exp(w)``.  Conversions from the RWKV parametrisations, done by the caller:
 
 Backends (``backend=`` argument): ``"reference"`` (per-step loop), ``"cpu"`` (chunked torch,
 differentiated by autograd, runs on any device), ``"triton"`` (recurrent Triton kernels),
-``"auto"`` (Triton on CUDA, else ``"cpu"``).  The Triton backward of RWKV-6 is two recurrent
-Triton kernels (see :mod:`._wkv_triton`); the Triton backward of RWKV-4 recomputes the
-forward with the chunked torch path and differentiates that.
+``"auto"`` (Triton on CUDA, else ``"cpu"``).  The Triton backwards are Triton kernels too
+(see :mod:`._wkv_triton`): for RWKV-4 the forward saves the per-step state history and one
+reverse-time kernel differentiates the running-maximum step; for RWKV-6 two recurrent
+kernels (forward time for dr, reverse time for dk, dv, dS0) plus a cumulative-sum identity
+for dw.
 """
 
 from __future__ import annotations
@@ -37,41 +39,32 @@ def _check_chunk(chunk_size, default):
     return chunk_size
 
 
-class _TritonForwardChunkedBackward(torch.autograd.Function):
-    """Forward with a Triton kernel, backward by differentiating the chunked torch path."""
+class _WKV4Triton(torch.autograd.Function):
+    """RWKV-4 with Triton kernels for the forward and the backward."""
 
     @staticmethod
-    def forward(ctx, kernel_fwd, torch_fwd, *inputs):
-        ctx.torch_fwd = torch_fwd
-        ctx.save_for_backward(*inputs)
+    def forward(ctx, w, u, k, v, state0):
+        from ._wkv_triton import wkv4_fwd
+
+        need = any(ctx.needs_input_grad)
+        res = wkv4_fwd(w, u, k, v, state0, save_history=need)
         ctx.set_materialize_grads(False)
-        with torch.no_grad():
-            return kernel_fwd(*inputs)
+        if need:
+            y, sT, hist = res
+            ctx.save_for_backward(w, u, k, v, y, hist, state0)
+            return y, sT
+        return res
 
     @staticmethod
-    def backward(ctx, gout, gstate):
-        inputs = ctx.saved_tensors
-        needs = ctx.needs_input_grad[2:]
-        with torch.enable_grad():
-            xs = [None if x is None else x.detach().requires_grad_(bool(n))
-                  for x, n in zip(inputs, needs)]
-            out, state = ctx.torch_fwd(*xs)
-            outs, gs = [], []
-            for o, g in ((out, gout), (state, gstate)):
-                if g is not None:
-                    outs.append(o)
-                    gs.append(g.to(o.dtype))
-            wrt = [x for x, n in zip(xs, needs) if x is not None and n]
-            got = iter(torch.autograd.grad(outs, wrt, gs, allow_unused=True) if outs and wrt
-                       else [None] * len(wrt))
-        grads = []
-        for x, n in zip(xs, needs):
-            if x is not None and n:
-                g = next(got)
-                grads.append(None if g is None else g.to(x.dtype))
-            else:
-                grads.append(None)
-        return (None, None, *grads)
+    def backward(ctx, gy, gsT):
+        from ._wkv_triton import wkv4_bwd
+
+        w, u, k, v, y, hist, state0 = ctx.saved_tensors
+        if gy is None:
+            gy = torch.zeros_like(y)
+        gw, gu, gk, gv, gs0 = wkv4_bwd(w, u, k, v, y, hist, gy, gsT)
+        return (gw.to(w.dtype), gu.to(u.dtype), gk, gv,
+                None if state0 is None else gs0.to(state0.dtype))
 
 
 class _WKV6Triton(torch.autograd.Function):
@@ -230,10 +223,7 @@ def wkv4(w, u, k, v, initial_state=None, return_last_state=False, backend="auto"
     elif backend == "cpu":
         y, s = _wkv4_chunked(w, u, k, v, initial_state, T)
     else:
-        from ._wkv_triton import wkv4_fwd
-
-        y, s = _TritonForwardChunkedBackward.apply(
-            wkv4_fwd, lambda *a: _wkv4_chunked(*a, T), w, u, k, v, initial_state)
+        y, s = _WKV4Triton.apply(w, u, k, v, initial_state)
         s = s.to(compute_dtype(w, u, k, v, initial_state))
     return (y, s) if return_last_state else y
 
