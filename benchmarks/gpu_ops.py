@@ -119,24 +119,34 @@ def correctness(dev, quick):
                     ok = False
                     print(f"FAIL benchmark shape {dtype} {k}: rel err {e:.2e}")
     del big, ref
-    # WKV kernels (forward kernel; backward = chunked torch path)
+    # WKV kernels: outputs, last states and all gradients against the float64 loops
     g = torch.Generator(device="cpu").manual_seed(3)
-    k4 = torch.randn(2, 257, 192, generator=g, dtype=torch.float64).to(dev) * 3
-    v4 = torch.randn(2, 257, 192, generator=g, dtype=torch.float64).to(dev)
-    w4 = -torch.exp(torch.randn(192, generator=g, dtype=torch.float64)).to(dev)
-    u4 = torch.randn(192, generator=g, dtype=torch.float64).to(dev)
-    e = rel_err(wkv4(w4.float(), u4.float(), k4.float(), v4.float(), backend="triton"),
-                wkv4(w4, u4, k4, v4, backend="reference"))
-    worst["wkv4 out"] = e
-    ok &= e <= 1e-5
-    r6, k6, w6 = (torch.randn(2, 4, 200, 64, generator=g, dtype=torch.float64).to(dev) for _ in range(3))
-    w6 = -torch.exp(w6)
-    v6 = torch.randn(2, 4, 200, 64, generator=g, dtype=torch.float64).to(dev)
-    u6 = torch.randn(4, 64, generator=g, dtype=torch.float64).to(dev)
-    e = rel_err(wkv6(*(t.float() for t in (r6, k6, v6, w6, u6)), backend="triton"),
-                wkv6(r6, k6, v6, w6, u6, backend="reference"))
-    worst["wkv6 out"] = e
-    ok &= e <= 1e-5
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).to(dev)
+
+    wkv_cases = {
+        "wkv4": (wkv4, [-torch.exp(r(192)), r(192), r(2, 257, 192) * 3, r(2, 257, 192),
+                        torch.stack([r(2, 192), r(2, 192).abs() + 0.5, r(2, 192)], 1)]),
+        "wkv6": (wkv6, [r(2, 4, 200, 64), r(2, 4, 200, 64), r(2, 4, 200, 64),
+                        -torch.exp(r(2, 4, 200, 64)), r(4, 64), r(2, 4, 64, 64)]),
+    }
+    for name, (fn, xs) in wkv_cases.items():
+        res = {}
+        for backend, dtype in (("reference", torch.float64), ("triton", torch.float32)):
+            ys = [x.to(dtype).clone().requires_grad_() for x in xs]
+            out, last = fn(*ys[:-1], initial_state=ys[-1], return_last_state=True,
+                           backend=backend)
+            gw = torch.Generator(device="cpu").manual_seed(5)
+            lo = (out.double() * torch.randn(out.shape, generator=gw, dtype=torch.float64).to(dev)).sum() \
+                + (last.double() * torch.randn(last.shape, generator=gw, dtype=torch.float64).to(dev)).sum()
+            res[backend] = [out, last] + list(torch.autograd.grad(lo, ys))
+        for i, (a, b) in enumerate(zip(res["triton"], res["reference"])):
+            e = rel_err(a, b)
+            worst[f"{name} tensor {i}"] = e
+            if e > 1e-5:
+                ok = False
+                print(f"FAIL {name} output/grad #{i}: rel err {e:.2e}")
     return ok, worst
 
 
