@@ -232,14 +232,18 @@ def wkv6_fwd(r, k, v, w, u, state0):
 # du = sum_t r_t k_t (v_t.do_t).  For the log-decays, every state S_m is a sum of terms
 # exp(Lam_m - Lam_s) k_s v_s^T (Lam = inclusive cumulative w), so
 #     dLoss/dLam_m = r_{m+1} * dr_{m+1} - k_m * dk_m  (state parts)  [+ rowsum(S_L * dS_L) at m = L-1]
-# and dw_t = sum_{m >= t} dLoss/dLam_m, a reverse cumulative sum done in torch.
-# Kernel 1 walks forward in time (recomputing S) for dr; kernel 2 walks backward for G, dk, dv.
-# Partial sums over V blocks (dr, dk) are combined with atomic adds in fp32.
+# and dw_t = sum_{m >= t} dLoss/dLam_m, a reverse cumulative sum.  Its terms cancel, so a
+# cumulative sum over the whole sequence would lose accuracy as L grows; instead it runs only
+# inside chunks of CH steps and is anchored at each chunk start s by the exact value
+# dw_s = exp(w_s) * rowsum(G_s * S_{s-1}), with S_{s-1} saved by kernel 1 every CH steps.
+# Kernel 1 walks forward in time (recomputing S) for dr; kernel 2 walks backward for G, dk, dv
+# and the anchors.  Partial sums over V blocks (dr, dk, anchors) use fp32 atomic adds.
 
 
 @triton.jit
-def _wkv6_bwd_dr_kernel(k_ptr, v_ptr, w_ptr, do_ptr, s0_ptr, dr_ptr, sT_ptr, H, L, K, V,
-                        HAS_S0: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr):
+def _wkv6_bwd_dr_kernel(k_ptr, v_ptr, w_ptr, do_ptr, s0_ptr, dr_ptr, sT_ptr, ck_ptr, H, L, K, V,
+                        nch, CH, HAS_S0: tl.constexpr, KP: tl.constexpr,
+                        BLOCK_V: tl.constexpr):
     pid_bh = tl.program_id(0).to(tl.int64)
     offs_k = tl.arange(0, KP)
     mk = offs_k < K
@@ -259,14 +263,17 @@ def _wkv6_bwd_dr_kernel(k_ptr, v_ptr, w_ptr, do_ptr, s0_ptr, dr_ptr, sT_ptr, H, 
         vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
         dot = tl.load(do_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
         tl.atomic_add(dr_ptr + kbase + t * K, tl.sum(S * dot[None, :], axis=1), mask=mk)
+        if t % CH == 0:  # S_{t-1} at a chunk start, for the dw anchors
+            tl.store(ck_ptr + (pid_bh * nch + t // CH) * K * V + offs_k[:, None] * V
+                     + offs_v[None, :], S, mask=mkv)
         S = tl.exp(wt)[:, None] * S + kt[:, None] * vt[None, :]
     tl.store(sT_ptr + soff, S, mask=mkv)
 
 
 @triton.jit
 def _wkv6_bwd_dkv_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, dk_ptr, dv_ptr,
-                         ds0_ptr, H, L, K, V, HAS_DST: tl.constexpr, KP: tl.constexpr,
-                         BLOCK_V: tl.constexpr):
+                         ds0_ptr, ck_ptr, anc_ptr, H, L, K, V, nch, CH,
+                         HAS_DST: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr):
     pid_bh = tl.program_id(0).to(tl.int64)
     head = pid_bh % H
     offs_k = tl.arange(0, KP)
@@ -292,11 +299,16 @@ def _wkv6_bwd_dkv_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, dk_
         tl.atomic_add(dk_ptr + kbase + t * K, tl.sum(G * vt[None, :], axis=1), mask=mk)
         dv = tl.sum(G * kt[:, None], axis=0) + tl.sum(rt * uu * kt, axis=0) * dot
         tl.store(dv_ptr + vbase + t * V, dv.to(dv_ptr.dtype.element_ty), mask=mv)
+        if t % CH == 0:  # exact dw_t = exp(w_t) rowsum(G_t * S_{t-1}) at chunk starts
+            Sp = tl.load(ck_ptr + (pid_bh * nch + t // CH) * K * V + offs_k[:, None] * V
+                         + offs_v[None, :], mask=mkv, other=0.0)
+            tl.atomic_add(anc_ptr + (pid_bh * nch + t // CH) * K + offs_k,
+                          tl.exp(wt) * tl.sum(G * Sp, axis=1), mask=mk)
         G = tl.exp(wt)[:, None] * G + rt[:, None] * dot[None, :]
     tl.store(ds0_ptr + soff, G, mask=mkv)
 
 
-def wkv6_bwd(r, k, v, w, u, state0, do, dsT):
+def wkv6_bwd(r, k, v, w, u, state0, do, dsT, chunk=None):
     """Gradients ``(dr, dk, dv, dw, du, ds0)`` of RWKV-6 WKV (see the derivation above)."""
     r, k, v, w, u, do = (t.contiguous() for t in (r, k, v, w, u, do))
     b, H, L, K = r.shape
@@ -305,26 +317,34 @@ def wkv6_bwd(r, k, v, w, u, state0, do, dsT):
     f32 = dict(dtype=torch.float32, device=dev)
     KP = next_pow2(K)
     BV = min(next_pow2(V), 16 if interpreting() else max(16, 2048 // KP))
+    CH = chunk or (8 if interpreting() else 64)
+    nch = triton.cdiv(L, CH)
     grid = (b * H, triton.cdiv(V, BV))
     dr_s = torch.zeros((b, H, L, K), **f32)
     sT = torch.empty((b, H, K, V), **f32)
+    ck = torch.empty((b, H, nch, K, V), **f32)
     s0 = state0.contiguous() if state0 is not None else sT
-    _wkv6_bwd_dr_kernel[grid](k, v, w, do, s0, dr_s, sT, H, L, K, V,
+    _wkv6_bwd_dr_kernel[grid](k, v, w, do, s0, dr_s, sT, ck, H, L, K, V, nch, CH,
                               HAS_S0=state0 is not None, KP=KP, BLOCK_V=BV)
     dk_s = torch.zeros((b, H, L, K), **f32)
     dv = torch.empty((b, H, L, V), dtype=v.dtype, device=dev)
     ds0 = torch.empty((b, H, K, V), **f32)
+    anchors = torch.zeros((b, H, nch, K), **f32)
     dsTc = dsT.contiguous() if dsT is not None else ds0
-    _wkv6_bwd_dkv_kernel[grid](r, k, v, w, u, do, dsTc, dk_s, dv, ds0, H, L, K, V,
-                               HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV)
+    _wkv6_bwd_dkv_kernel[grid](r, k, v, w, u, do, dsTc, dk_s, dv, ds0, ck, anchors, H, L, K, V,
+                               nch, CH, HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV)
     rf, kf, uf = r.float(), k.float(), u.float()[None, :, None, :]
     vdo = (v.float() * do.float()).sum(-1, keepdim=True)
     dr = dr_s + uf * kf * vdo
     dk = dk_s + uf * rf * vdo
     du = (rf * kf * vdo).sum((0, 2))
-    x = -kf * dk_s
-    x[:, :, :-1] += rf[:, :, 1:] * dr_s[:, :, 1:]
+    # dLoss/dLam_m, summed backwards inside each chunk and anchored at the next chunk start
+    x = -kf.double() * dk_s.double()
+    x[:, :, :-1] += rf[:, :, 1:].double() * dr_s[:, :, 1:].double()
     if dsT is not None:
-        x[:, :, -1] += (sT * dsT.float()).sum(-1)
-    dw = x.flip(2).cumsum(2).flip(2)
+        x[:, :, -1] += (sT.double() * dsT.double()).sum(-1)
+    x = torch.nn.functional.pad(x, (0, 0, 0, nch * CH - L)).view(b, H, nch, CH, K)
+    nxt = torch.zeros((b, H, nch, 1, K), dtype=torch.float64, device=dev)
+    nxt[:, :, :-1, 0] = anchors[:, :, 1:].double()
+    dw = (x.flip(3).cumsum(3).flip(3) + nxt).view(b, H, nch * CH, K)[:, :, :L]
     return dr, dk, dv, dw, du, ds0
