@@ -346,5 +346,7 @@ def wkv6_bwd(r, k, v, w, u, state0, do, dsT, chunk=None):
     x = torch.nn.functional.pad(x, (0, 0, 0, nch * CH - L)).view(b, H, nch, CH, K)
     nxt = torch.zeros((b, H, nch, 1, K), dtype=torch.float64, device=dev)
     nxt[:, :, :-1, 0] = anchors[:, :, 1:].double()
-    dw = (x.flip(3).cumsum(3).flip(3) + nxt).view(b, H, nch * CH, K)[:, :, :L]
+    dw = x.flip(3).cumsum(3).flip(3) + nxt
+    dw[:, :, :, 0] = anchors.double()  # chunk starts: the exact value itself
+    dw = dw.view(b, H, nch * CH, K)[:, :, :L]
     return dr, dk, dv, dw, du, ds0
