@@ -11,6 +11,8 @@ time-varying B and C, D skip (the configuration of mambapy's ``selective_scan``)
 * ``cpu``      -- ``selective_scan(..., backend="cpu")``.
 
 Every (implementation, L, mode) runs in its own subprocess with the same thread count.
+Repeats: at least 3 (5 for ``cpu``), raised to about 2 s worth (at most 31) for fast cases;
+the L=4096 loop forward+backward (~30 s) runs once after its warm-up.
 Besides wall-clock medians, the process CPU time (all threads, ``time.process_time``) is
 recorded: on a shared machine it is less sensitive to other jobs than wall-clock time.
 "fwd" is a forward under ``torch.no_grad()``; "fwd+bwd" is a forward with autograd and the
@@ -122,7 +124,11 @@ def run_case(impl, L, mode, reps, chunk=None, threads=2):
 
     rss0 = _status_kb("VmRSS")
     ok = _reset_peak()
+    t0 = time.perf_counter()
     once()  # warm-up
+    warm = time.perf_counter() - t0
+    if reps > 1:  # fast cases get more repeats (about 2 s worth, at most 31) for a stable median
+        reps = max(reps, min(31, int(2.0 / max(warm, 1e-3))))
     times, cpu = [], []
     for _ in range(reps):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -130,7 +136,7 @@ def run_case(impl, L, mode, reps, chunk=None, threads=2):
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     peak = _status_kb("VmHWM") if ok else None
-    return {"impl": impl, "L": L, "mode": mode, "times": times,
+    return {"impl": impl, "L": L, "mode": mode, "reps": reps, "times": times,
             "median": statistics.median(times), "cpu_median": statistics.median(cpu),
             "peak_mb": None if peak is None else (peak - rss0) / 1024}
 
