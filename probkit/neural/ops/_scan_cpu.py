@@ -91,8 +91,8 @@ class _BCLayout:
         for time-invariant X.
         """
         T, b, d, N = h.shape
-        if self.const:
-            return torch.einsum("tbdn,tbd->dn", h, s)
+        if self.const:  # mul + sum over leading dims: ~6x faster than einsum here
+            return (h * s.unsqueeze(-1)).sum((0, 1))
         return torch.matmul(s.view(T, b, self.G, 1, self.dg),
                             h.view(T, b, self.G, self.dg, N)).view(T, b, self.G, N)
 
@@ -215,8 +215,8 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
             lam[t].addcmul_(a[t + 1], lam[t + 1])
         mu = a[0] * lam[0]
         gdtA = a.mul_(hb[:T]).mul_(lam)  # lam_t * a_t * h_{t-1}
-        dA += torch.einsum("tbdn,tbd->dn", gdtA, dtT)
-        ddt = (gdtA * A_).sum(-1)
+        dA += (gdtA * dtT.unsqueeze(-1)).sum((0, 1))
+        ddt = torch.einsum("tbdn,dn->tbd", gdtA, A_)
         lamB = Bl.contract_block(lam, l0, l1)
         gB = Bl.grad_block(lam, dtu)
         gC = Cl.grad_block(hb[1:], gy)
