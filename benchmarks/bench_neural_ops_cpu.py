@@ -11,6 +11,11 @@ time-varying B and C, D skip (the configuration of mambapy's ``selective_scan``)
 * ``cpu``      -- ``selective_scan(..., backend="cpu")``.
 
 Every (implementation, L, mode) runs in its own subprocess with the same thread count.
+The timed processes run with ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-active`` keeps the default):
+on a machine shared with other jobs, OpenMP's spinning barriers made multi-threaded torch
+ops up to ~10x slower and erratic (measured here: the ``cpu`` path forward+backward at
+L=4096 took 2.7-11 s with spinning waits and 0.37 s with passive waits, 2 threads), and
+the loop suffered the same way.
 Repeats: at least 3 (5 for ``cpu``), raised to about 2 s worth (at most 31) for fast cases;
 the L=4096 loop forward+backward (~30 s) runs once after its warm-up.
 Besides wall-clock medians, the process CPU time (all threads, ``time.process_time``) is
@@ -141,12 +146,16 @@ def run_case(impl, L, mode, reps, chunk=None, threads=2):
             "peak_mb": None if peak is None else (peak - rss0) / 1024}
 
 
+OMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def subprocess_case(impl, L, mode, reps, chunk=None, threads=2):
     cmd = [sys.executable, os.path.abspath(__file__), "--case", impl, str(L), mode, str(reps),
            "--threads", str(threads)]
     if chunk:
         cmd += ["--chunk", str(chunk)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(OMP_ENV)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -183,7 +192,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=None)
     ap.add_argument("--tune", action="store_true", help="sweep the cpu path's chunk size")
+    ap.add_argument("--omp-active", action="store_true",
+                    help="keep OpenMP's default (spinning) wait policy in the timed processes")
     args = ap.parse_args()
+    if args.omp_active:
+        OMP_ENV.clear()
     if args.case:
         impl, L, mode, reps = args.case
         print(json.dumps(run_case(impl, int(L), mode, int(reps), args.chunk, args.threads)))
@@ -192,7 +205,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {args.threads} threads, batch {BATCH}, dim {DIM}, "
-          f"N {N}, float32\n")
+          f"N {N}, float32, env {OMP_ENV or 'default OpenMP wait policy'}\n")
     if args.tune:
         print("wall-clock medians (process CPU time)\n")
         print("| L | chunk | fwd | fwd+bwd |\n|---|---|---|---|")
