@@ -1,4 +1,4 @@
-"""RWKV "WKV" recurrences: RWKV-4 (per-channel decay) and RWKV-6 (matrix state, data-dependent decay).
+"""RWKV "WKV" recurrences: RWKV-4 (per-channel decay), RWKV-6 (matrix state, dynamic decay).
 
 Decay convention (both ops): ``w`` is a **log-decay, w <= 0**; one step multiplies the state
 by ``exp(w)``.  Conversions from the RWKV parametrisations, done by the caller:
@@ -200,6 +200,12 @@ def wkv4(w, u, k, v, initial_state=None, return_last_state=False, backend="auto"
     last_state : Tensor, shape (batch, 3, channels)
         Only with ``return_last_state=True``; float32 (float64 for float64 inputs).
 
+    Notes
+    -----
+    The ``cpu`` path forms all pairwise log-weights inside a chunk: memory
+    ``O(batch * L * chunk_size * channels)``.  The ``triton`` path keeps the state in
+    registers; with gradients it saves the state before every step, ``(batch, L, 3, C)``.
+
     Examples
     --------
     >>> import torch
@@ -363,6 +369,12 @@ def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="au
     o : Tensor, shape (batch, heads, L, V), dtype of ``v``
     last_state : Tensor, shape (batch, heads, K, V)
         Only with ``return_last_state=True``; float32 (float64 for float64 inputs).
+
+    Notes
+    -----
+    The ``cpu`` path forms float64 pairwise decay differences inside a chunk: memory
+    ``O(batch * heads * L * chunk_size * K)``.  The ``triton`` path keeps the ``(K, V)``
+    state in registers; its backward saves the state every 64 steps.
 
     Examples
     --------
