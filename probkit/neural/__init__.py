@@ -1,0 +1,1 @@
+"""Neural sequence models for probkit (selective state spaces, RWKV, convolutions)."""

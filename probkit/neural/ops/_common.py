@@ -1,0 +1,90 @@
+"""Shared argument checking and backend selection for :mod:`probkit.neural.ops`."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
+
+
+def check_tensor(x, name, ndim=None, allow_none=False):
+    """Check that ``x`` is a floating-point tensor (of ``ndim`` dimensions) and return it."""
+    if x is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{name} must be a torch.Tensor, got None")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.dim() not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{name} must have {want} dimensions, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_shape(x, name, shape, what=""):
+    """Raise ``ValueError`` naming ``name`` when ``x.shape`` differs from ``shape``."""
+    if x is not None and tuple(x.shape) != tuple(shape):
+        extra = f" ({what})" if what else ""
+        raise ValueError(f"{name} must have shape {tuple(shape)}{extra}, got {tuple(x.shape)}")
+
+
+def check_same_device(ref_name, ref, **tensors):
+    """Raise ``ValueError`` when a tensor lives on another device than ``ref``."""
+    for name, t in tensors.items():
+        if t is not None and t.device != ref.device:
+            raise ValueError(
+                f"{name} is on device {t.device} but {ref_name} is on {ref.device}; "
+                "move all inputs to one device"
+            )
+
+
+def check_nonpositive(x, name, hint):
+    """Raise ``ValueError`` when ``x`` holds a positive (or NaN) entry."""
+    if not bool((x <= 0).all()):
+        raise ValueError(f"{name} must be <= 0 everywhere ({hint}); got max {float(x.max())}")
+
+
+def compute_dtype(*tensors):
+    """float64 when any input is float64, else float32 (bf16/fp16 are computed in fp32)."""
+    for t in tensors:
+        if t is not None and t.dtype == torch.float64:
+            return torch.float64
+    return torch.float32
+
+
+def triton_status(device):
+    """Return ``(usable, reason)`` for running Triton kernels on tensors on ``device``."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the installation
+        return False, "Triton is not installed (pip install triton, Linux x86-64 only)"
+    if device.type == "cuda":
+        return True, ""
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        return True, ""
+    return False, (
+        f"the Triton kernels need CUDA tensors (got tensors on {device}); no GPU is in use. "
+        "Use backend='cpu' (or 'auto', which falls back to it), or set TRITON_INTERPRET=1 "
+        "before importing probkit to run the kernels in Triton's (slow) interpreter"
+    )
+
+
+def resolve_backend(backend, device, op):
+    """Map ``backend`` to one of ``'reference'``, ``'cpu'``, ``'triton'`` for tensors on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        if device.type == "cuda" and triton_status(device)[0]:
+            return "triton"
+        return "cpu"
+    if backend == "triton":
+        ok, why = triton_status(device)
+        if not ok:
+            raise RuntimeError(f"{op}: backend='triton' is unavailable: {why}")
+    return backend
