@@ -17,11 +17,15 @@ import torch
 
 from probkit.distributions.base import ExponentialFamily, SufficientStats
 
-__all__ = ["BatchedComponents", "ComponentList", "EmptyComponentWarning"]
+__all__ = ["BatchedComponents", "CollapsedComponentWarning", "ComponentList", "EmptyComponentWarning"]
 
 
 class EmptyComponentWarning(UserWarning):
     """A component received (almost) no weight in an E-step and kept its previous parameters."""
+
+
+class CollapsedComponentWarning(UserWarning):
+    """A Gaussian component collapsed onto (nearly) identical points; only ``reg_covar`` keeps it valid."""
 
 
 def _empty_mask(count, total):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents
+from probkit.mixture._components import BatchedComponents, CollapsedComponentWarning
 from probkit.utils._array import to_numpy
 
 __all__ = ["GaussianMixture"]
@@ -193,6 +195,37 @@ class GaussianMixture(BaseMixture):
             reg_covar=self.reg_covar,
         )
         return weights, BatchedComponents(dist)
+
+    def _warn_collapsed(self):
+        """Warn about components whose data contribute (almost) no variance in some direction.
+
+        Such a component sits on (nearly) identical points: its covariance is positive
+        definite only thanks to ``reg_covar`` (scikit-learn fits it silently).
+        """
+        cov = np.asarray(self.covariances_)
+        if self.covariance_type in ("full", "tied"):
+            smallest = np.linalg.eigvalsh(cov.reshape(-1, cov.shape[-1], cov.shape[-1])).min(-1)
+        elif self.covariance_type == "diag":
+            smallest = cov.min(-1)
+        else:
+            smallest = cov
+        collapsed = np.flatnonzero(np.atleast_1d(smallest) <= 2 * self.reg_covar)
+        if collapsed.size:
+            which = "the tied covariance" if self.covariance_type == "tied" else f"component(s) {collapsed.tolist()}"
+            warnings.warn(
+                f"{which} collapsed onto (nearly) identical points: the data add at most reg_covar={self.reg_covar} "
+                "of variance in some direction, so only reg_covar keeps the covariance positive definite; "
+                "consider fewer components or rescaling the data",
+                CollapsedComponentWarning,
+                stacklevel=4,
+            )
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        labels = super().fit_predict(X, y, sample_weight=sample_weight)
+        self._warn_collapsed()
+        return labels
+
+    fit_predict.__doc__ = BaseMixture.fit_predict.__doc__
 
     def _set_attributes(self, weights, components):
         dist = components.dist

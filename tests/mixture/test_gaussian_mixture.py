@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from probkit import GaussianMixture
-from probkit.mixture._components import EmptyComponentWarning
+from probkit.mixture._components import CollapsedComponentWarning, EmptyComponentWarning
 
 COV_TYPES = ["full", "diag", "spherical", "tied"]
 
@@ -184,7 +184,8 @@ def test_pickle_and_clone_round_trip():
 def test_collapsed_component_stays_positive_definite():
     # Three identical points form a component of zero spread: reg_covar keeps it valid.
     X = np.vstack([np.zeros((3, 2)), np.random.RandomState(0).normal(5, 1, (50, 2))])
-    gm = GaussianMixture(2, means_init=[[0, 0], [5, 5]], reg_covar=1e-6, random_state=0).fit(X)
+    with pytest.warns(CollapsedComponentWarning, match=r"component\(s\) \[0\]"):
+        gm = GaussianMixture(2, means_init=[[0, 0], [5, 5]], reg_covar=1e-6, random_state=0).fit(X)
     assert np.all(np.isfinite(gm.covariances_))
     assert np.all(np.linalg.eigvalsh(gm.covariances_) > 0)
 
