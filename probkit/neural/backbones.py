@@ -139,12 +139,12 @@ class Backbone(nn.Module):
     def _check_causal(self, what):
         if not self.causal:
             raise RuntimeError(
-                f"{what}() needs a causal backbone, but this {self.kind} backbone is "
+                f"{what} needs a causal backbone, but this {self.kind} backbone is "
                 "bidirectional (its outputs depend on later positions); build it with "
                 "causal=True for recurrent generation")
 
     # ------------------------------------------------------------------ API
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, return_state=False):
         """Map ``x`` of shape ``(batch, L, d_model)`` to features of the same shape.
 
         Parameters
@@ -156,16 +156,41 @@ class Backbone(nn.Module):
             padding.  Causal backbones need no mask (their outputs at valid positions never
             see later padding), so only the bidirectional transformer uses it, to mask
             padded keys.  Outputs at padded positions are unspecified.
+        return_state : bool, default False
+            Also return the recurrent state after the last position ``L - 1`` (causal
+            backbones only), e.g. to process a prompt in parallel and continue with
+            :meth:`step`.  For a right-padded batch this state has seen the padding too.
 
         Returns
         -------
-        Tensor, shape (batch, L, d_model)
+        y : Tensor, shape (batch, L, d_model)
+        state : tuple
+            Only with ``return_state=True``; the format of :meth:`init_state`.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from probkit.neural import build_backbone
+        >>> _ = torch.manual_seed(0)
+        >>> net = build_backbone("mamba", d_model=8, n_layers=2).double()
+        >>> x = torch.randn(1, 7, 8, dtype=torch.float64)
+        >>> _, state = net(x[:, :5], return_state=True)      # prompt in parallel
+        >>> y5, state = net.step(x[:, 5], state)             # then one step at a time
+        >>> torch.allclose(y5, net(x)[:, 5], atol=1e-12)
+        True
         """
         self._check_x(x, "x", 3)
         lengths = self._check_lengths(lengths, x)
+        if not return_state:
+            for layer in self.layers:
+                x = layer(x, lengths)
+            return self.norm(x)
+        self._check_causal("forward(return_state=True)")
+        state = []
         for layer in self.layers:
-            x = layer(x, lengths)
-        return self.norm(x)
+            x, s = layer(x, lengths, return_state=True)
+            state.append(s)
+        return self.norm(x), tuple(state)
 
     def init_state(self, batch_size, device=None, dtype=None):
         """State before the first position (causal backbones only).
@@ -181,7 +206,7 @@ class Backbone(nn.Module):
         tuple
             One tuple of batch-first tensors per layer (see the layers' classes).
         """
-        self._check_causal("init_state")
+        self._check_causal("init_state()")
         batch_size = check_positive_int(batch_size, "batch_size")
         return tuple(layer.init_state(batch_size, device=device, dtype=dtype)
                      for layer in self.layers)
@@ -218,7 +243,7 @@ class Backbone(nn.Module):
         >>> torch.allclose(torch.stack(ys, 1), net(x), rtol=1e-10, atol=1e-12)
         True
         """
-        self._check_causal("step")
+        self._check_causal("step()")
         self._check_x(x_t, "x_t", 2)
         if not isinstance(state, (tuple, list)) or len(state) != self.n_layers:
             raise ValueError(f"state must be a tuple of {self.n_layers} per-layer states "

@@ -98,6 +98,23 @@ def test_step_reproduces_forward(kind, L):
 
 
 @pytest.mark.parametrize("kind", CAUSAL)
+@pytest.mark.parametrize("prompt", [1, 6])
+def test_forward_state_continues_with_step(kind, prompt):
+    net = make(kind)
+    x = randn(2, 9, D_MODEL, seed=4)
+    full = net(x)
+    y, state = net(x[:, :prompt], return_state=True)
+    torch.testing.assert_close(y, full[:, :prompt], rtol=1e-10, atol=1e-12)
+    _, stepped_state = run_steps(net, x[:, :prompt])
+    for a, b in zip(leaves(state), leaves(stepped_state)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for t in range(prompt, 9):
+        y_t, state = net.step(x[:, t], state)
+        torch.testing.assert_close(y_t, full[:, t], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", CAUSAL)
 def test_step_does_not_modify_input_state(kind):
     net = make(kind)
     assert net.causal

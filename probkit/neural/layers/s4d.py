@@ -129,13 +129,41 @@ class S4D(nn.Module):
         K = torch.bmm(outer.transpose(1, 2), inner)  # (channels, n_blocks, block)
         return 2 * K.real.reshape(self.channels, n_blocks * block)[:, :L]
 
-    def forward(self, u):
+    def forward(self, u, return_state=False):
+        """Convolution mode: ``u`` ``(batch, channels, L)`` -> ``y`` of the same shape.
+
+        With ``return_state=True`` also the state after the last step (as :meth:`step`
+        would leave it).
+        """
         L = u.shape[-1]
         K = self.kernel(L, u.dtype)
         real = K.dtype
         uf = torch.fft.rfft(u.to(real), n=2 * L)
         y = torch.fft.irfft(uf * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
-        return (y + self.D.to(real)[:, None] * u.to(real)).to(u.dtype)
+        y = (y + self.D.to(real)[:, None] * u.to(real)).to(u.dtype)
+        return (y, self.final_state(u)) if return_state else y
+
+    def final_state(self, u):
+        """State after running the recurrence over ``u`` ``(batch, channels, L)`` from zero.
+
+        ``s_L = B_bar * sum_j A_bar ** (L - 1 - j) u_j``, with the powers factored in blocks
+        as in :meth:`kernel` (no ``(channels, n, L)`` tensor is formed).
+        """
+        b, c, L = u.shape
+        dtA, _, B_bar, _ = self._discrete(u.dtype)
+        real = dtA.real.dtype
+        block = 1 << (max(L - 1, 1).bit_length() // 2)
+        n_blocks = -(-L // block)
+        # reversed inputs, zero-padded at the far end: m = L - 1 - j = q * block + r
+        u_rev = F.pad(u.to(real).flip(-1), (0, n_blocks * block - L))
+        u_rev = u_rev.view(b, c, n_blocks, block).permute(1, 0, 2, 3).reshape(c, b * n_blocks, block)
+        within = torch.arange(block, device=u.device, dtype=real)
+        starts = torch.arange(n_blocks, device=u.device, dtype=real) * block
+        inner = torch.exp(dtA[:, None, :] * within[None, :, None])  # (c, block, n)
+        partial = torch.bmm(u_rev.to(inner.dtype), inner).view(c, b, n_blocks, -1)
+        outer = torch.exp(dtA[:, None, :] * starts[None, :, None])  # (c, n_blocks, n)
+        s = (partial * outer[:, None]).sum(2) * B_bar[:, None, :]  # (c, b, n)
+        return torch.view_as_real(s.transpose(0, 1).contiguous())
 
     def init_state(self, batch_size, device=None, dtype=None):
         """Zero state ``(batch, channels, N / 2, 2)``."""
@@ -200,10 +228,12 @@ class S4DLayer(SequenceLayer):
         self.out_proj = nn.Linear(E, self.d_model, bias=False)
         self.dropout = nn.Dropout(check_dropout(dropout))
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, return_state=False):
         u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)
-        y = self.ssm(u.transpose(1, 2)).transpose(1, 2)
-        return x + self.dropout(self.out_proj(F.gelu(y) * torch.sigmoid(z)))
+        y = self.ssm(u.transpose(1, 2), return_state=return_state)
+        y, state = y if return_state else (y, None)
+        out = x + self.dropout(self.out_proj(F.gelu(y.transpose(1, 2)) * torch.sigmoid(z)))
+        return (out, (state,)) if return_state else out
 
     def init_state(self, batch_size, device=None, dtype=None):
         """Zero state ``(ssm_state,)``, ``(batch, E, d_state / 2, 2)``."""
