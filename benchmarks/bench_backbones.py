@@ -18,7 +18,7 @@ Every kind runs in its own subprocess with the same thread count (2 by default) 
 ``OMP_WAIT_POLICY=PASSIVE``: on this shared 2-core machine OpenMP's spinning barriers made
 multi-threaded torch ops erratic and several times slower (see results_neural_ops.md).
 Times are medians of the repeats after one warm-up (training: 5 repeats; generation:
-3 runs of 256 steps; context sweep: 3 runs of 16 steps per T).  Process CPU time (all
+5 runs of 256 steps; context sweep: 5 runs of 16 steps per T).  Process CPU time (all
 threads) is recorded too: on a shared machine it is less sensitive to other jobs.
 The ops run their ``cpu`` backends (the ``auto`` choice on CPU).
 
@@ -120,8 +120,8 @@ def worker(cfg):
                 for _ in range(cfg["ctx_steps"]):
                     x_t, state = net.step(x_t, state)
 
-            wall, _ = _timed(steps_from_context, cfg["gen_repeats"])
-            per_token[str(T)] = 1e3 * wall / cfg["ctx_steps"]
+            wall, cpu = _timed(steps_from_context, cfg["gen_repeats"])
+            per_token[str(T)] = (1e3 * wall / cfg["ctx_steps"], 1e3 * cpu / cfg["ctx_steps"])
         out["ms_per_step"] = per_token
     return out
 
@@ -156,11 +156,13 @@ def tables(results, cfg):
             f"| {_fmt_rate(r['gen_tok_s'])} "
             f"| {1e3 * r['gen_s'] / cfg['gen_steps']:.2f} ({1e3 * r['gen_cpu_s'] / cfg['gen_steps']:.2f}) |")
     ctx = cfg["contexts"]
-    lines += ["", "Generation: milliseconds per `step()` call (whole batch) after T tokens of context",
+    lines += ["", "Generation: milliseconds per `step()` call (whole batch) after T tokens of context, "
+              "wall-clock (process CPU time)",
               "", "| kind | " + " | ".join(f"T={T}" for T in ctx) + " |",
               "|---|" + "---|" * len(ctx)]
     for r in results:
-        lines.append(f"| {r['kind']} | " + " | ".join(f"{r['ms_per_step'][str(T)]:.2f}" for T in ctx) + " |")
+        lines.append(f"| {r['kind']} | " + " | ".join(
+            "{:.2f} ({:.2f})".format(*r["ms_per_step"][str(T)]) for T in ctx) + " |")
     return "\n".join(lines)
 
 
@@ -182,7 +184,7 @@ def main():
         print(json.dumps(worker(json.loads(args.worker))))
         return
     cfg = dict(threads=args.threads, batch=args.batch, length=args.length, d_model=args.d_model,
-               layers=args.layers, train_repeats=5, gen_steps=256, gen_repeats=3, ctx_steps=16,
+               layers=args.layers, train_repeats=5, gen_steps=256, gen_repeats=5, ctx_steps=16,
                contexts=[0, 256, 1024, 4096])
     if args.quick:
         cfg.update(length=64, d_model=32, layers=2, train_repeats=1, gen_steps=8, gen_repeats=1,

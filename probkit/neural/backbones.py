@@ -2,16 +2,24 @@
 
 :func:`build_backbone` builds a :class:`Backbone` of one of the kinds in :data:`KINDS`:
 
-========================  ==================================================================
-kind                      layer (see :mod:`probkit.neural.layers`)
-========================  ==================================================================
-``"mamba"``               :class:`~probkit.neural.layers.MambaLayer` (selective SSM block)
-``"rwkv"``                :class:`~probkit.neural.layers.RWKV6Layer` (time-mix + channel-mix)
-``"mambaout"``            :class:`~probkit.neural.layers.GatedCNNLayer` (alias ``"gated_cnn"``)
-``"transformer"``         :class:`~probkit.neural.layers.TransformerLayer` (causal or not)
-``"s4d"``                 :class:`~probkit.neural.layers.S4DLayer` (diagonal LTI SSM block)
-``"gru"``, ``"lstm"``     :class:`~probkit.neural.layers.GRULayer`, ``LSTMLayer``
-========================  ==================================================================
+=================  ==================================================  ====================
+kind               layer (:mod:`probkit.neural.layers`)                parameters, d=128 x4
+=================  ==================================================  ====================
+``"mamba"``        :class:`~probkit.neural.layers.MambaLayer`           466,560
+``"rwkv"``         :class:`~probkit.neural.layers.RWKV6Layer`           588,928
+``"mambaout"``     :class:`~probkit.neural.layers.GatedCNNLayer`        530,216
+``"transformer"``  :class:`~probkit.neural.layers.TransformerLayer`     525,440 (rotary)
+``"s4d"``          :class:`~probkit.neural.layers.S4DLayer`             526,976
+``"gru"``          :class:`~probkit.neural.layers.GRULayer`             462,976
+``"lstm"``         :class:`~probkit.neural.layers.LSTMLayer`            595,072
+=================  ==================================================  ====================
+
+(``"gated_cnn"`` is an alias of ``"mambaout"``.)  The default widths of every kind were
+chosen so that a layer costs about ``7-9 d_model^2`` parameters (counts above: d_model 128,
+4 layers, default options; each layer module documents its formula), so backbones of
+different kinds with the same ``d_model`` and ``n_layers`` are comparable;
+:func:`d_model_for_budget` picks, for any kind, the ``d_model`` whose count is closest to a
+parameter budget, for comparisons at equal size.
 
 Every backbone is ``final_norm(layer_n(... layer_1(x)))`` with an RMSNorm at the end; each
 layer is a pre-norm residual block.  A backbone does not embed tokens or project outputs: it
@@ -344,9 +352,24 @@ def build_backbone(kind, d_model, n_layers, **kw):
     n_layers : int
         Number of layers.
     **kw
-        Options of the kind's layer (see :mod:`probkit.neural.layers`); every kind takes
-        ``dropout`` (default 0).  ``"gru"``/``"lstm"``: ``hidden_size`` (default
-        ``d_model``).
+        Options of the kind's layer; every kind takes ``dropout`` (default 0, on each
+        residual branch).  Unknown options raise ``TypeError``.
+
+        * ``"mamba"``: ``d_state=16, expand=2, d_conv=4, dt_rank=ceil(d_model/16),
+          dt_min=1e-3, dt_max=1e-1, backend="auto"`` (:class:`~.layers.MambaLayer`);
+        * ``"rwkv"``: ``n_heads`` (default ``d_model // 64``, or 1), ``ffn_ratio=1.0``,
+          ``mix_rank``, ``decay_rank``, ``backend="auto"`` (:class:`~.layers.RWKV6Layer`);
+        * ``"mambaout"``: ``expansion=8/3, conv_ratio=1.0, conv_width=4``
+          (:class:`~.layers.GatedCNNLayer`);
+        * ``"transformer"``: ``n_heads=4, causal=True, positional="rotary"`` (or
+          ``"learned"``), ``max_len=1024`` (learned positions only), ``mlp_ratio=2.0,
+          rotary_base=10000.0`` (:class:`~.layers.TransformerLayer`);
+        * ``"s4d"``: ``d_state=64, expand=2, init="lin"`` (or ``"inv"``), ``dt_min=1e-3,
+          dt_max=1e-1`` (:class:`~.layers.S4DLayer`);
+        * ``"gru"``, ``"lstm"``: ``hidden_size=d_model``.
+
+        ``backend`` selects the :mod:`probkit.neural.ops` implementation (``"auto"``: Triton
+        on CUDA, the chunked torch path otherwise and always for float64).
 
     Returns
     -------

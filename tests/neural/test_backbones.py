@@ -273,6 +273,18 @@ def test_d_model_for_budget_picks_the_closest_width(kind):
     assert all(abs(counts[d] - budget) <= abs(c - budget) for c in counts.values())
 
 
+def test_documented_parameter_counts():
+    # the table in probkit.neural.backbones' docstring (d_model 128, 4 layers, defaults)
+    documented = {"mamba": 466_560, "rwkv": 588_928, "mambaout": 530_216, "transformer": 525_440,
+                  "s4d": 526_976, "gru": 462_976, "lstm": 595_072}
+    with torch.device("meta"):
+        counts = {k: count_parameters(build_backbone(k, 128, 4)) for k in documented}
+    assert counts == documented
+    import probkit.neural.backbones as module
+    for count in documented.values():
+        assert f"{count:,}" in module.__doc__
+
+
 def test_map_state_selects_batch_entries():
     net = make("lstm")
     x = randn(3, 4, D_MODEL)
