@@ -129,6 +129,9 @@ class Backbone(nn.Module):
         if x.shape[-1] != self.d_model:
             raise ValueError(f"{name} must have last dimension d_model={self.d_model}, "
                              f"got shape {tuple(x.shape)}")
+        if ndim == 3 and x.shape[1] == 0:
+            raise ValueError(f"{name} must have at least one position (L >= 1), "
+                             f"got shape {tuple(x.shape)}")
 
     def _check_lengths(self, lengths, x):
         if lengths is None:

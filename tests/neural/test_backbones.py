@@ -228,6 +228,8 @@ def test_bad_inputs_name_the_argument():
     net = make("gru")
     with pytest.raises(ValueError, match=r"x must have last dimension d_model=16"):
         net(randn(2, 3, 5))
+    with pytest.raises(ValueError, match=r"x must have at least one position"):
+        net(randn(2, 0, D_MODEL))
     with pytest.raises(ValueError, match=r"x must be 3-D"):
         net(randn(3, D_MODEL))
     with pytest.raises(TypeError, match="x must have a floating-point dtype"):
