@@ -1,1 +1,12 @@
 """Neural sequence models for probkit (selective state spaces, RWKV, convolutions)."""
+
+from .backbones import KINDS, Backbone, build_backbone, count_parameters, d_model_for_budget, map_state
+
+__all__ = [
+    "KINDS",
+    "Backbone",
+    "build_backbone",
+    "count_parameters",
+    "d_model_for_budget",
+    "map_state",
+]

@@ -1,0 +1,27 @@
+"""Layers of the neural sequence backbones (pre-norm residual blocks with a recurrent step).
+
+Each layer maps a residual stream ``(batch, L, d_model)`` to one of the same shape; causal
+layers also run one position at a time with ``init_state`` / ``step`` (states are tuples of
+batch-first tensors).  :func:`probkit.neural.build_backbone` stacks them.
+"""
+
+from .base import RMSNorm, SequenceLayer
+from .gated_cnn import GatedCNNLayer
+from .mamba import MambaLayer
+from .recurrent import GRULayer, LSTMLayer
+from .rwkv import RWKV6Layer
+from .s4d import S4D, S4DLayer
+from .transformer import TransformerLayer
+
+__all__ = [
+    "RMSNorm",
+    "SequenceLayer",
+    "MambaLayer",
+    "RWKV6Layer",
+    "GatedCNNLayer",
+    "TransformerLayer",
+    "S4D",
+    "S4DLayer",
+    "GRULayer",
+    "LSTMLayer",
+]
