@@ -14,11 +14,13 @@ Examples
 """
 
 from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
-from probkit.mixture import GaussianMixture, MixtureModel
+from probkit.mixture import BayesianGaussianMixture, BayesianMixture, GaussianMixture, MixtureModel
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGaussianMixture",
+    "BayesianMixture",
     "CategoricalHMM",
     "GMMHMM",
     "GaussianHMM",

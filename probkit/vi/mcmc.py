@@ -9,6 +9,7 @@ Pyro's enumeration, so NUTS only moves the continuous parameters.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from pyro.infer import MCMC, NUTS, config_enumerate
 from pyro.infer.autoguide.initialization import init_to_value
 
@@ -75,12 +76,15 @@ def run_nuts(model, data=None, *, num_samples=500, warmup_steps=None, num_chains
                   target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, jit_compile=False,
                   init_strategy=init_to_value(values=dict(init_values or {})))
     seed = seed_from(random_state)
+    chains = []
     with pyro_lock, torch_threads(1), forked_rng(seed), ParamScope():
-        mcmc = MCMC(kernel, num_samples=int(num_samples), warmup_steps=int(warmup), num_chains=int(num_chains),
-                    disable_progbar=not verbose, mp_context=None,
-                    chain_method="sequential")
-        mcmc.run(*args, **kwargs)
-        samples = mcmc.get_samples()
+        # Chains run one after the other (Pyro's multi-chain mode would fork processes).
+        for _ in range(int(num_chains)):
+            mcmc = MCMC(kernel, num_samples=int(num_samples), warmup_steps=int(warmup), num_chains=1,
+                        disable_progbar=not verbose)
+            mcmc.run(*args, **kwargs)
+            chains.append(mcmc.get_samples())
+    samples = {name: torch.cat([c[name] for c in chains], 0) for name in chains[0]}
     out = {}
     for name, value in samples.items():
         arr = value.detach().cpu().numpy()
