@@ -13,7 +13,7 @@ Examples
 (1, 2)
 """
 
-from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
+from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM, VariationalHMM
 from probkit.mixture import BayesianGaussianMixture, BayesianMixture, GaussianMixture, MixtureModel
 
 __version__ = "0.1.0"
@@ -29,5 +29,6 @@ __all__ = [
     "MixtureModel",
     "MultinomialHMM",
     "PoissonHMM",
+    "VariationalHMM",
     "__version__",
 ]

@@ -25,6 +25,7 @@ from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
+from probkit.vi._pyro import torch_threads
 from probkit.vi._weights import (
     check_weight_prior,
     expected_log_weights,
@@ -419,11 +420,16 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         X, x = data
         resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
         resp_t = torch.as_tensor(resp, dtype=x.dtype, device=x.device)
-        self._post = self._mstep(self._summarize(x, resp_t))
+        stats = self._summarize(x, resp_t)
+        with torch_threads(1):
+            self._post = self._mstep(stats)
 
     def _em_expectation(self, data):
         X, x = data
-        comps, const = self._expected_terms(self._post, self._d, self._shift_cpu)
+        # The (K, d, d) algebra runs on one thread (see probkit.vi.torch_threads); the row
+        # blocks below keep torch's thread pool.
+        with torch_threads(1):
+            comps, const = self._expected_terms(self._post, self._d, self._shift_cpu)
         stats = None
         sum_r_log_r = torch.zeros((), dtype=x.dtype, device=x.device)
         with torch.no_grad():
@@ -434,8 +440,9 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
                 resp = torch.exp(log_resp)
                 sum_r_log_r = sum_r_log_r + torch.where(resp > 0, resp * log_resp, torch.zeros_like(resp)).sum()
                 stats = add_stats(stats, comps._summarize(xb, resp))
-        new_post = self._mstep(stats)
-        bound = self._bound(new_post, sum_r_log_r, x.shape[0])
+        with torch_threads(1):
+            new_post = self._mstep(stats)
+            bound = self._bound(new_post, sum_r_log_r, x.shape[0])
         return EStepResult(log_likelihood=bound, n_samples=float(x.shape[0]), stats=new_post)
 
     def _em_maximization(self, stats):

@@ -27,7 +27,7 @@ from torch.distributions import constraints
 from probkit.vi.mcmc import run_nuts
 from probkit.vi.svi import fit_svi
 
-__all__ = ["GaussianMixtureSVI"]
+__all__ = ["EMISSION_KINDS", "GaussianMixtureSVI", "HMMSVI", "HMM_FORMULATIONS"]
 
 
 class Wishart(dist.Wishart):
@@ -41,6 +41,17 @@ class Wishart(dist.Wishart):
 
     def rsample(self, sample_shape=torch.Size()):
         return self._bartlett_sampling(torch.Size(sample_shape))
+
+
+def _bartlett_factor(diag_chi2, offdiag, d):
+    """Lower-triangular ``A`` with ``A_ii = sqrt(chi2_i)`` and ``offdiag`` below the diagonal (row-major)."""
+    A = torch.diag_embed(torch.sqrt(diag_chi2))
+    if d > 1:
+        lower = torch.zeros_like(A)
+        rows, cols = torch.tril_indices(d, d, -1)
+        lower[..., rows, cols] = offdiag
+        A = A + lower
+    return A
 
 
 def _stick_log_weights(v):
@@ -204,10 +215,7 @@ class GaussianMixtureSVI:
     # ------------------------------------------------------------------ NUTS
     def _bartlett_precision(self, diag_chi2, offdiag):
         d = self.d
-        A = torch.diag_embed(torch.sqrt(diag_chi2))
-        if d > 1:
-            rows, cols = torch.tril_indices(d, d, -1)
-            A = A.index_put((..., rows, cols), offdiag)
+        A = _bartlett_factor(diag_chi2, offdiag, d)
         LA = self.w0_tril.to(A.dtype) @ A
         return LA @ LA.mT
 
@@ -266,3 +274,309 @@ class GaussianMixtureSVI:
             w = torch.as_tensor(raw["weights"])
         w = w / w.sum(-1, keepdim=True)
         return {"weights": w.numpy(), "means": raw["mean"], "precisions": (0.5 * (prec + prec.mT)).numpy()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hidden Markov models
+# ---------------------------------------------------------------------------------------------
+
+HMM_FORMULATIONS = ("discrete_hmm", "markov", "probkit")
+EMISSION_KINDS = ("gaussian_full", "gaussian_diag", "categorical", "poisson")
+
+
+class HMMSVI:
+    """The Bayesian HMM of :class:`~probkit.VariationalHMM` as a Pyro model, with a conjugate guide.
+
+    ``startprob ~ Dirichlet``, each row of ``transmat ~ Dirichlet``, per-state emission
+    parameters from their conjugate priors; the state paths are summed out exactly. Three
+    formulations of that sum (``formulation``):
+
+    ``"discrete_hmm"``
+        Pyro's :class:`~pyro.distributions.DiscreteHMM` distribution (a parallel-scan
+        forward algorithm over the time axis, vectorised over sequences).
+    ``"markov"``
+        A ``pyro.markov`` loop over time with the state of each step enumerated by
+        ``TraceEnum_ELBO`` (the textbook Pyro HMM; one sample site per step).
+    ``"probkit"``
+        A ``pyro.factor`` holding :func:`probkit.inference.hmm_log_likelihood` (the padded,
+        differentiable forward recursion).
+
+    Padding steps (sequences shorter than the longest) have their emissions masked out;
+    with normalised transition rows they contribute nothing.
+
+    Parameters
+    ----------
+    kind : {"gaussian_full", "gaussian_diag", "categorical", "poisson"}
+    start_prior : Tensor (K,)
+    trans_prior : Tensor (K, K)
+    emission_prior : dict of Tensor
+        ``gaussian_full``: ``loc`` (K, d), ``mean_precision`` (K,), ``degrees_of_freedom`` (K,),
+        ``covariance`` (K, d, d) (the Wishart inverse scale); ``gaussian_diag``: ``loc``,
+        ``mean_precision``, ``concentration``, ``rate`` (K, d) of Normal-Gamma priors;
+        ``categorical``: ``concentration`` (K, M); ``poisson``: ``concentration``, ``rate`` (K, d).
+    formulation : {"discrete_hmm", "markov", "probkit"}, default="discrete_hmm"
+
+    Examples
+    --------
+    >>> import torch
+    >>> spec = HMMSVI("poisson", torch.ones(2), torch.ones(2, 2),
+    ...               {"concentration": torch.ones(2, 1), "rate": torch.ones(2, 1)})
+    >>> x = torch.tensor([[[0.0], [3.0], [4.0]]])
+    >>> import pyro.poutine as poutine
+    >>> tr = poutine.trace(spec.model).get_trace(x, torch.tensor([3]), torch.ones(1, 3, dtype=torch.bool))
+    >>> tr.nodes["transmat"]["value"].shape, tr.nodes["obs"]["fn"].event_shape
+    (torch.Size([2, 2]), torch.Size([3, 1]))
+    """
+
+    def __init__(self, kind, start_prior, trans_prior, emission_prior, formulation="discrete_hmm"):
+        if kind not in EMISSION_KINDS:
+            raise ValueError(f"unknown emission kind {kind!r}; expected one of {EMISSION_KINDS}")
+        if formulation not in HMM_FORMULATIONS:
+            raise ValueError(f"unknown HMM formulation {formulation!r}; expected one of {HMM_FORMULATIONS}")
+        self.kind = kind
+        self.formulation = formulation
+        self.start_prior = torch.as_tensor(start_prior, dtype=torch.float64)
+        self.trans_prior = torch.as_tensor(trans_prior, dtype=torch.float64)
+        self.k = self.start_prior.shape[0]
+        self.ep = {name: torch.as_tensor(v, dtype=torch.float64) for name, v in emission_prior.items()}
+        if kind == "gaussian_full":
+            cov = self.ep["covariance"]
+            w0 = torch.linalg.inv(cov)
+            self.w0_tril = torch.linalg.cholesky(0.5 * (w0 + w0.mT))
+
+    # ------------------------------------------------------------------ emissions
+    def _sample_emission_prior(self, bartlett=False):
+        ep, kind = self.ep, self.kind
+        if kind == "gaussian_full":
+            d = ep["loc"].shape[-1]
+            if bartlett:
+                dfs = ep["degrees_of_freedom"].unsqueeze(-1) - torch.arange(d, dtype=torch.float64)
+                c = pyro.sample("bartlett_diag", dist.Chi2(dfs).to_event(1))
+                off = None
+                if d > 1:
+                    off = pyro.sample("bartlett_offdiag", dist.Normal(
+                        torch.zeros(self.k, d * (d - 1) // 2, dtype=torch.float64), 1.0).to_event(1))
+                prec = self.bartlett_precision(c, off)
+            else:
+                prec = pyro.sample("precision", Wishart(ep["degrees_of_freedom"], scale_tril=self.w0_tril))
+            mu = pyro.sample("mean", dist.MultivariateNormal(
+                ep["loc"], precision_matrix=ep["mean_precision"][:, None, None] * prec))
+            return {"mean": mu, "precision": prec}
+        if kind == "gaussian_diag":
+            tau = pyro.sample("precision", dist.Gamma(ep["concentration"], ep["rate"]).to_event(1))
+            mu = pyro.sample("mean", dist.Normal(ep["loc"], torch.rsqrt(ep["mean_precision"] * tau)).to_event(1))
+            return {"mean": mu, "precision": tau}
+        if kind == "categorical":
+            return {"probs": pyro.sample("emissionprob", dist.Dirichlet(ep["concentration"]))}
+        return {"rate": pyro.sample("rate", dist.Gamma(ep["concentration"], ep["rate"]).to_event(1))}
+
+    def bartlett_precision(self, diag_chi2, offdiag):
+        d = self.ep["loc"].shape[-1]
+        A = _bartlett_factor(diag_chi2, offdiag, d)
+        LA = self.w0_tril @ A
+        return LA @ LA.mT
+
+    def observation_dist(self, params):
+        """The per-state emission distribution, batch (K,)."""
+        kind = self.kind
+        if kind == "gaussian_full":
+            cov = torch.linalg.inv(params["precision"])
+            return dist.MultivariateNormal(params["mean"], scale_tril=torch.linalg.cholesky(0.5 * (cov + cov.mT)))
+        if kind == "gaussian_diag":
+            return dist.Normal(params["mean"], torch.rsqrt(params["precision"])).to_event(1)
+        if kind == "categorical":
+            return dist.Categorical(probs=params["probs"])
+        return dist.Poisson(params["rate"]).to_event(1)
+
+    def _obs_for_states(self, params, z):
+        kind = self.kind
+        if kind == "gaussian_full":
+            cov = torch.linalg.inv(params["precision"])
+            tril = torch.linalg.cholesky(0.5 * (cov + cov.mT))
+            return dist.MultivariateNormal(Vindex(params["mean"])[..., z, :], scale_tril=Vindex(tril)[..., z, :, :])
+        if kind == "gaussian_diag":
+            return dist.Normal(Vindex(params["mean"])[..., z, :],
+                               torch.rsqrt(Vindex(params["precision"])[..., z, :])).to_event(1)
+        if kind == "categorical":
+            return dist.Categorical(probs=Vindex(params["probs"])[..., z, :])
+        return dist.Poisson(Vindex(params["rate"])[..., z, :]).to_event(1)
+
+    # ------------------------------------------------------------------ model
+    def model(self, x, lengths, mask, batch_size=None, bartlett=False, formulation=None):
+        """``x`` padded (B, T[, d]), ``lengths`` (B,), ``mask`` (B, T) True on real steps."""
+        formulation = self.formulation if formulation is None else formulation
+        k = self.k
+        start = pyro.sample("startprob", dist.Dirichlet(self.start_prior))
+        with pyro.plate("states", k):
+            trans = pyro.sample("transmat", dist.Dirichlet(self.trans_prior))
+            params = self._sample_emission_prior(bartlett=bartlett)
+        with pyro.plate("sequences", x.shape[0], subsample_size=batch_size) as idx:
+            xb, mb = x[idx], mask[idx]
+            if formulation == "markov":
+                self._markov(xb, mb, start, trans, params)
+                return
+            obs = self.observation_dist(params)
+            if formulation == "discrete_hmm":
+                obs = obs.mask(mb.unsqueeze(-1))
+                pyro.sample("obs", dist.DiscreteHMM(torch.log(start), torch.log(trans), obs), obs=xb)
+            else:
+                from probkit.inference import hmm_log_likelihood
+
+                event = 0 if self.kind == "categorical" else 1
+                log_emis = obs.log_prob(xb.unsqueeze(-1 - event))
+                pyro.factor("obs", hmm_log_likelihood(torch.log(start), torch.log(trans), log_emis, lengths[idx]))
+
+    def _markov(self, xb, mb, start, trans, params):
+        z = None
+        for t in pyro.markov(range(xb.shape[1])):
+            probs = start if z is None else Vindex(trans)[..., z, :]
+            z = pyro.sample(f"z_{t}", dist.Categorical(probs), infer={"enumerate": "parallel"})
+            with pyro.poutine.mask(mask=mb[:, t]):
+                pyro.sample(f"x_{t}", self._obs_for_states(params, z), obs=xb[:, t])
+
+    # ------------------------------------------------------------------ guide
+    def guide(self, x, lengths, mask, batch_size=None, bartlett=False, formulation=None):
+        """Dirichlet start and rows, conjugate emissions; mean-parametrised (see :class:`GaussianMixtureSVI`)."""
+        init = self._init
+        kind = self.kind
+        s_mean = pyro.param("start_mean", init["start_mean"], constraint=constraints.simplex)
+        s_total = pyro.param("start_total", init["start_total"], constraint=constraints.positive)
+        t_mean = pyro.param("trans_mean", init["trans_mean"], constraint=constraints.simplex)
+        t_total = pyro.param("trans_total", init["trans_total"], constraint=constraints.positive)
+        pyro.sample("startprob", dist.Dirichlet(s_mean * s_total))
+        if kind == "gaussian_full":
+            d = init["means"].shape[-1]
+            m = pyro.param("means", init["means"])
+            kappa = pyro.param("mean_precision", init["mean_precision"], constraint=constraints.positive)
+            nu = pyro.param("degrees_of_freedom", init["degrees_of_freedom"], constraint=constraints.greater_than(d - 1.0))
+            prec_tril = pyro.param("precision_tril", init["precision_tril"], constraint=constraints.lower_cholesky)
+        elif kind == "gaussian_diag":
+            m = pyro.param("means", init["means"])
+            kappa = pyro.param("mean_precision", init["mean_precision"], constraint=constraints.positive)
+            tau_mean = pyro.param("precision_mean", init["precision_mean"], constraint=constraints.positive)
+            tau_conc = pyro.param("precision_concentration", init["precision_concentration"],
+                                  constraint=constraints.positive)
+        elif kind == "categorical":
+            e_mean = pyro.param("emission_mean", init["emission_mean"], constraint=constraints.simplex)
+            e_total = pyro.param("emission_total", init["emission_total"], constraint=constraints.positive)
+        else:
+            r_mean = pyro.param("rate_mean", init["rate_mean"], constraint=constraints.positive)
+            r_conc = pyro.param("rate_concentration", init["rate_concentration"], constraint=constraints.positive)
+        with pyro.plate("states", self.k):
+            pyro.sample("transmat", dist.Dirichlet(t_mean * t_total.unsqueeze(-1)))
+            if kind == "gaussian_full":
+                prec = pyro.sample("precision", Wishart(nu, scale_tril=prec_tril / torch.sqrt(nu)[:, None, None]))
+                pyro.sample("mean", dist.MultivariateNormal(m, precision_matrix=kappa[:, None, None] * prec))
+            elif kind == "gaussian_diag":
+                tau = pyro.sample("precision", dist.Gamma(tau_conc, tau_conc / tau_mean).to_event(1))
+                pyro.sample("mean", dist.Normal(m, torch.rsqrt(kappa * tau)).to_event(1))
+            elif kind == "categorical":
+                pyro.sample("emissionprob", dist.Dirichlet(e_mean * e_total.unsqueeze(-1)))
+            else:
+                pyro.sample("rate", dist.Gamma(r_conc, r_conc / r_mean).to_event(1))
+
+    # ------------------------------------------------------------------ posterior <-> guide parameters
+    def guide_init(self, start_conc, trans_conc, emission):
+        """Guide parameters from Dirichlet concentrations and the emission posterior's parameters."""
+        start_conc = torch.as_tensor(start_conc, dtype=torch.float64)
+        trans_conc = torch.as_tensor(trans_conc, dtype=torch.float64)
+        init = {"start_mean": start_conc / start_conc.sum(), "start_total": start_conc.sum(),
+                "trans_mean": trans_conc / trans_conc.sum(-1, keepdim=True), "trans_total": trans_conc.sum(-1)}
+        e = {name: torch.as_tensor(v, dtype=torch.float64) for name, v in emission.items()}
+        if self.kind == "gaussian_full":
+            nu = e["degrees_of_freedom"]
+            e_prec = nu[:, None, None] * torch.linalg.inv(e["covariance"])
+            init.update(means=e["loc"], mean_precision=e["mean_precision"], degrees_of_freedom=nu,
+                        precision_tril=torch.linalg.cholesky(0.5 * (e_prec + e_prec.mT)))
+        elif self.kind == "gaussian_diag":
+            init.update(means=e["loc"], mean_precision=e["mean_precision"].expand_as(e["loc"]).clone(),
+                        precision_mean=e["concentration"] / e["rate"], precision_concentration=e["concentration"])
+        elif self.kind == "categorical":
+            alpha = e["concentration"]
+            init.update(emission_mean=alpha / alpha.sum(-1, keepdim=True), emission_total=alpha.sum(-1))
+        else:
+            init.update(rate_mean=e["concentration"] / e["rate"], rate_concentration=e["concentration"])
+        return {k: v.detach().clone() for k, v in init.items()}
+
+    def posterior_params(self, params):
+        """``(start_conc, trans_conc, emission posterior parameters)`` from fitted guide parameters."""
+        p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
+        start = p["start_mean"] * p["start_total"]
+        trans = p["trans_mean"] * p["trans_total"].unsqueeze(-1)
+        if self.kind == "gaussian_full":
+            nu = p["degrees_of_freedom"]
+            e_prec = p["precision_tril"] @ p["precision_tril"].mT
+            psi = nu[:, None, None] * torch.linalg.inv(e_prec)
+            em = {"loc": p["means"], "mean_precision": p["mean_precision"], "degrees_of_freedom": nu,
+                  "covariance": 0.5 * (psi + psi.mT)}
+        elif self.kind == "gaussian_diag":
+            em = {"loc": p["means"], "mean_precision": p["mean_precision"],
+                  "concentration": p["precision_concentration"],
+                  "rate": p["precision_concentration"] / p["precision_mean"]}
+        elif self.kind == "categorical":
+            em = {"concentration": p["emission_mean"] * p["emission_total"].unsqueeze(-1)}
+        else:
+            em = {"concentration": p["rate_concentration"], "rate": p["rate_concentration"] / p["rate_mean"]}
+        return start, trans, em
+
+    def fit(self, x, lengths, mask, init, *, num_steps, lr, batch_size=None, num_particles=1, tol=None,
+            random_state=None, verbose=0):
+        """SVI from the guide parameters ``init``; returns the :class:`SVIResult`."""
+        self._init = init
+        loss = "TraceEnum_ELBO" if self.formulation == "markov" else "Trace_ELBO"
+        try:
+            optim = {"lr": lr, "lrd": 0.1 ** (1.0 / num_steps)}
+            return fit_svi(self.model, self.guide, {"x": x, "lengths": lengths, "mask": mask, "batch_size": batch_size},
+                           num_steps=num_steps, optim=optim, loss=loss, num_particles=num_particles,
+                           max_plate_nesting=1, tol=tol, window=100, random_state=random_state, verbose=verbose,
+                           desc="VariationalHMM(svi)")
+        finally:
+            del self._init
+
+    def nuts_init(self, start_conc, trans_conc, emission):
+        """Initial values (posterior means) of the NUTS model's sites."""
+        start_conc = torch.as_tensor(start_conc, dtype=torch.float64)
+        trans_conc = torch.as_tensor(trans_conc, dtype=torch.float64)
+        values = {"startprob": start_conc / start_conc.sum(), "transmat": trans_conc / trans_conc.sum(-1, keepdim=True)}
+        e = {name: torch.as_tensor(v, dtype=torch.float64) for name, v in emission.items()}
+        if self.kind == "gaussian_full":
+            d = e["loc"].shape[-1]
+            prec = e["degrees_of_freedom"][:, None, None] * torch.linalg.inv(e["covariance"])
+            Linv = torch.linalg.inv(self.w0_tril)
+            inner = Linv @ prec @ Linv.mT
+            A = torch.linalg.cholesky(0.5 * (inner + inner.mT))
+            values["bartlett_diag"] = torch.diagonal(A, dim1=-2, dim2=-1) ** 2
+            if d > 1:
+                rows, cols = torch.tril_indices(d, d, -1)
+                values["bartlett_offdiag"] = A[..., rows, cols]
+            values["mean"] = e["loc"]
+        elif self.kind == "gaussian_diag":
+            values["precision"] = e["concentration"] / e["rate"]
+            values["mean"] = e["loc"]
+        elif self.kind == "categorical":
+            alpha = e["concentration"]
+            values["emissionprob"] = alpha / alpha.sum(-1, keepdim=True)
+        else:
+            values["rate"] = e["concentration"] / e["rate"]
+        return values
+
+    def sample_posterior(self, x, lengths, mask, init_values, *, num_samples, warmup_steps=None, random_state=None,
+                         verbose=0):
+        """NUTS draws of ``startprob``, ``transmat`` and the emission parameters (states summed out)."""
+        bartlett = self.kind == "gaussian_full"
+        raw = run_nuts(self.model, {"x": x, "lengths": lengths, "mask": mask, "bartlett": bartlett,
+                                    "formulation": "discrete_hmm"},
+                       num_samples=num_samples, warmup_steps=warmup_steps, max_plate_nesting=1,
+                       random_state=random_state, verbose=verbose, init_values=init_values)
+        out = {"startprob": raw["startprob"], "transmat": raw["transmat"]}
+        if bartlett:
+            off = torch.as_tensor(raw["bartlett_offdiag"]) if "bartlett_offdiag" in raw else None
+            prec = self.bartlett_precision(torch.as_tensor(raw["bartlett_diag"]), off)
+            out.update(mean=raw["mean"], precision=(0.5 * (prec + prec.mT)).numpy())
+        elif self.kind == "gaussian_diag":
+            out.update(mean=raw["mean"], precision=raw["precision"])
+        elif self.kind == "categorical":
+            out["emissionprob"] = raw["emissionprob"]
+        else:
+            out["rate"] = raw["rate"]
+        return out

@@ -329,7 +329,16 @@ def fit_svi(model, guide, data=None, *, num_steps=1000, optim=None, loss="Trace_
         t0 = time.perf_counter()
         with progress_bar(int(num_steps), verbose, desc) as bar:
             for step in range(1, int(num_steps) + 1):
-                value = svi.step(*args, **kwargs)
+                try:
+                    value = svi.step(*args, **kwargs)
+                except ValueError as exc:
+                    # Pyro's argument validation reports NaN parameters of a distribution.
+                    if "nan" not in str(exc).lower():
+                        raise
+                    raise FloatingPointError(
+                        f"{desc}: NaN appeared in the model or guide at step {step} ({str(exc).splitlines()[0]}); "
+                        "lower the learning rate or check the data for extreme values"
+                    ) from exc
                 if not math.isfinite(value):
                     raise FloatingPointError(
                         f"{desc}: the ELBO became {value} at step {step}; lower the learning rate, check the "
