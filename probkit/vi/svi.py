@@ -331,13 +331,20 @@ def fit_svi(model, guide, data=None, *, num_steps=1000, optim=None, loss="Trace_
             for step in range(1, int(num_steps) + 1):
                 try:
                     value = svi.step(*args, **kwargs)
+                except torch.linalg.LinAlgError as exc:
+                    raise FloatingPointError(
+                        f"{desc}: a matrix of the model or guide stopped being positive definite at step {step} "
+                        f"({str(exc).splitlines()[0]}); lower the learning rate or check the data for extreme values"
+                    ) from exc
                 except ValueError as exc:
-                    # Pyro's argument validation reports NaN parameters of a distribution.
-                    if "nan" not in str(exc).lower():
+                    # Pyro's argument validation reports NaN (or otherwise invalid) parameters
+                    # of a distribution: the parameters left their domain during the previous step.
+                    text = str(exc).lower()
+                    if "nan" not in text and "invalid values" not in text:
                         raise
                     raise FloatingPointError(
-                        f"{desc}: NaN appeared in the model or guide at step {step} ({str(exc).splitlines()[0]}); "
-                        "lower the learning rate or check the data for extreme values"
+                        f"{desc}: invalid (NaN) values appeared in the model or guide at step {step} "
+                        f"({str(exc).splitlines()[0]}); lower the learning rate or check the data for extreme values"
                     ) from exc
                 if not math.isfinite(value):
                     raise FloatingPointError(
