@@ -382,19 +382,26 @@ class VariationalHMM(BaseHMM):
 
     # ------------------------------------------------------------------ VB-EM hooks
     def _init_posteriors(self, data, random_state):
-        """Initial posteriors: hmmlearn's scaled random Dirichlet draws for start and transitions;
-        emissions from a k-means clustering (Gaussian, Poisson) or a scaled Dirichlet draw (categorical)."""
+        """Initial posteriors: the priors plus uniform expected counts for the start (one per
+        sequence) and transitions (``n / K`` per row); emissions from a k-means clustering
+        (Gaussian, Poisson) or random ``Dirichlet(1)`` rows scaled by ``n / K`` (categorical).
+
+        hmmlearn draws the start and transition counts from sparse ``Dirichlet(1/K)``
+        distributions scaled by ``n / K``; with k-means emissions that can lock VB-EM into a
+        spurious solution in which two states alternate (seen on three well-separated Gaussian
+        clusters), so probkit starts from uniform counts and lets the emissions break the symmetry.
+        """
         k = self.n_components
         fam, priors = self._fam, self._priors
         x = data.x
         n = x.shape[0]
         post = {}
         if self._needs_init("s", "startprob_posterior_"):
-            post["startprob"] = Dirichlet(concentration=random_state.dirichlet(np.full(k, 1.0 / k)) * len(data.lengths))
+            post["startprob"] = Dirichlet(concentration=self.startprob_prior_ + len(data.lengths) / k)
         else:
             post["startprob"] = Dirichlet(concentration=np.asarray(self.startprob_posterior_, dtype=np.float64))
         if self._needs_init("t", "transmat_posterior_"):
-            post["transmat"] = Dirichlet(concentration=random_state.dirichlet(np.full(k, 1.0 / k), size=k) * n / k)
+            post["transmat"] = Dirichlet(concentration=self.transmat_prior_ + (n - len(data.lengths)) / k ** 2)
         else:
             post["transmat"] = Dirichlet(concentration=np.asarray(self.transmat_posterior_, dtype=np.float64))
         kind = self._kind
@@ -404,7 +411,7 @@ class VariationalHMM(BaseHMM):
             post["emission"] = self._emission_posterior_from_attributes()
         elif kind == "categorical":
             m = self.n_symbols_
-            draw = random_state.dirichlet(np.full(m, 1.0 / m), size=k) * n / k
+            draw = random_state.dirichlet(np.ones(m), size=k) * n / k
             post["emission"] = Dirichlet(concentration=np.maximum(draw, 1e-10)[:, None, :])
         else:
             labels = KMeans(n_clusters=k, random_state=random_state, n_init=10).fit(data.X).labels_

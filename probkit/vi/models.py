@@ -417,8 +417,14 @@ class HMMSVI:
                 return
             obs = self.observation_dist(params)
             if formulation == "discrete_hmm":
+                # Pyro's DiscreteHMM draws the state of the first step from initial @ transition
+                # (its initial distribution is of a step before the data); a first transition
+                # whose every row is the start distribution makes it the usual HMM.
+                T = xb.shape[1]
+                log_trans = torch.log(trans)
+                steps = torch.cat([torch.log(start).expand(1, k, k), log_trans.expand(T - 1, k, k)], 0)
                 obs = obs.mask(mb.unsqueeze(-1))
-                pyro.sample("obs", dist.DiscreteHMM(torch.log(start), torch.log(trans), obs), obs=xb)
+                pyro.sample("obs", dist.DiscreteHMM(torch.zeros_like(start), steps, obs), obs=xb)
             else:
                 from probkit.inference import hmm_log_likelihood
 

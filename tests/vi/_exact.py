@@ -91,3 +91,29 @@ def hmm_log_evidence(sequences, k, start_prior, trans_prior, emission_log_margin
         lp += sum(emission_log_marginal(j, X[path == j]) for j in range(k))
         terms.append(lp)
     return float(logsumexp(terms))
+
+
+def normal_gamma_log_marginal(x, m0, kappa0, a0, b0):
+    """log p(x) of scalars x under x_i ~ N(mu, 1/tau), tau ~ Gamma(a0, rate b0), mu | tau ~ N(m0, 1/(kappa0 tau))."""
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    if n == 0:
+        return 0.0
+    xbar = x.mean()
+    kn = kappa0 + n
+    an = a0 + 0.5 * n
+    bn = b0 + 0.5 * ((x - xbar) ** 2).sum() + 0.5 * kappa0 * n * (xbar - m0) ** 2 / kn
+    return float(gammaln(an) - gammaln(a0) + a0 * np.log(b0) - an * np.log(bn) + 0.5 * np.log(kappa0 / kn)
+                 - 0.5 * n * np.log(2 * np.pi))
+
+
+def hmm_path_log_likelihood(log_start, log_trans, log_emis_rows):
+    """log p(x) of one sequence by summing over all K^T paths (log_emis_rows: (T, K))."""
+    T, K = log_emis_rows.shape
+    scores = []
+    for path in itertools.product(range(K), repeat=T):
+        s = log_start[path[0]] + log_emis_rows[0, path[0]]
+        for t in range(1, T):
+            s += log_trans[path[t - 1], path[t]] + log_emis_rows[t, path[t]]
+        scores.append(s)
+    return float(logsumexp(scores))
