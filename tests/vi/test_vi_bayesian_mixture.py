@@ -36,7 +36,7 @@ def test_parity_with_sklearn(cov_type, weight_type):
     """Same priors, same random_state (same k-means start): same parameters, predictions and iterations."""
     X = blobs(1)
     kw = dict(n_components=4, covariance_type=cov_type, weight_concentration_prior_type=weight_type,
-              random_state=2, max_iter=300, tol=1e-5, mean_precision_prior=0.5, degrees_of_freedom_prior=3.0)
+              random_state=2, max_iter=80, tol=1e-4, mean_precision_prior=0.5, degrees_of_freedom_prior=3.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ref = SkBGM(**kw).fit(X)
@@ -134,19 +134,19 @@ def test_enumerated_elbo_equals_the_marginal_likelihood_for_fixed_parameters():
 
 def test_cavi_and_svi_agree():
     """Same model, same start, two algorithms. Tolerance: weights within 0.03 and the occupied
-    components' means within 0.1 (their posterior sd is about 0.8 / sqrt(50) = 0.11). SVI sums
+    components' means within 0.1 (their posterior sd is about 0.8 / sqrt(20) = 0.18). SVI sums
     z out instead of factorising q(z), so its optimum differs from CAVI's by the posterior
     uncertainty of the assignments, negligible for clusters this far apart; the rest is
     stochastic-optimisation error."""
-    X = blobs(4, n=(40, 30, 25))
+    X = blobs(4, n=(25, 20, 15))
     kw = dict(n_components=3, weight_concentration_prior_type="dirichlet_distribution", random_state=0, reg_covar=0.0)
     cavi = BayesianGaussianMixture(tol=1e-8, max_iter=300, **kw).fit(X)
-    svi = BayesianGaussianMixture(inference="svi", num_steps=400, learning_rate=0.02, svi_tol=0.0, **kw).fit(X)
+    svi = BayesianGaussianMixture(inference="svi", num_steps=250, learning_rate=0.03, svi_tol=0.0, **kw).fit(X)
     np.testing.assert_allclose(svi.weights_, cavi.weights_, atol=0.03)
     np.testing.assert_allclose(svi.means_, cavi.means_, atol=0.1)
     np.testing.assert_allclose(svi.precisions_, cavi.precisions_, rtol=0.15, atol=0.1)
     np.testing.assert_array_equal(svi.predict(X), cavi.predict(X))
-    assert len(svi.elbo_history_) == svi.n_iter_ == 400
+    assert len(svi.elbo_history_) == svi.n_iter_ == 250
     # both bound the same evidence; the enumerated bound is at least as tight at the optimum
     assert abs(svi.lower_bound_ - cavi.lower_bound_) < 0.01 * abs(cavi.lower_bound_)
 
@@ -159,10 +159,10 @@ def test_nuts_reference_against_cavi():
     X = np.r_[rng.normal(-3, 0.7, (20, 1)), rng.normal(3, 0.7, (16, 1))]
     kw = dict(n_components=2, weight_concentration_prior_type="dirichlet_distribution", random_state=0, reg_covar=0.0)
     cavi = BayesianGaussianMixture(tol=1e-8, max_iter=200, **kw).fit(X)
-    nuts = BayesianGaussianMixture(inference="nuts", num_samples=150, warmup_steps=100, **kw).fit(X)
+    nuts = BayesianGaussianMixture(inference="nuts", num_samples=100, warmup_steps=60, **kw).fit(X)
     draws = nuts.posterior_samples_["means"][:, :, 0]   # (S, 2)
     vi_sd = np.sqrt(cavi.covariances_[:, 0, 0] / cavi.mean_precision_)
-    # Monte Carlo standard error of 150 draws is ~0.1 sd; allow 0.4 sd.
+    # Monte Carlo standard error of 100 (correlated) draws is ~0.15 sd; allow 0.4 sd.
     assert np.all(np.abs(draws.mean(0) - cavi.means_[:, 0]) < 0.4 * draws.std(0))
     assert np.all(vi_sd < 1.3 * draws.std(0)) and np.all(vi_sd > 0.5 * draws.std(0))
     np.testing.assert_allclose(nuts.weights_, cavi.weights_, atol=0.08)

@@ -200,7 +200,7 @@ def test_normal_wishart_svi_matches_the_exact_posterior():
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     start = {"conc": t(exact.weight_concentration_), "kappa": t(exact.mean_precision_) / 2,
              "means": t(exact.means_) + 0.5, "nu": t(exact.degrees_of_freedom_) / 2, "cov": t(exact.covariances_) * 2}
-    res = spec.fit(torch.as_tensor(X), start, num_steps=800, lr=0.05, random_state=0)
+    res = spec.fit(torch.as_tensor(X), start, num_steps=400, lr=0.08, random_state=0)
     post = spec.posterior(res)
     prec = np.linalg.inv(post["cov"].numpy())
     np.testing.assert_allclose(prec, exact.precisions_, rtol=0.1, atol=0.05)

@@ -35,13 +35,13 @@ def normal_guide(x):
 
 @pytest.mark.parametrize("loss", ["Trace_ELBO", "TraceMeanField_ELBO", "TraceEnum_ELBO"])
 def test_normal_normal_posterior_within_tolerance(loss):
-    # Tolerance: 1500 decaying-rate steps of a 2-parameter guide; the stochastic error of the
-    # optimum is a few percent of the posterior sd (measured ~1%).
-    res = fit_svi(normal_model, normal_guide, X, num_steps=1500, optim={"lr": 0.05, "lrd": 0.1 ** (1 / 1500)},
-                  loss=loss, random_state=0, max_plate_nesting=1)
-    assert abs(res.params["loc"] - POST_MEAN) < 0.1 * POST_SD
-    assert abs(res.params["scale"] - POST_SD) < 0.1 * POST_SD
-    assert res.n_steps == 1500 and len(res.elbo_history) == 1500
+    # Tolerance 0.15 posterior sd: 600 decaying-rate steps with 4 particles leave an error of a
+    # few percent of the posterior sd (Adam's jitter around the optimum).
+    res = fit_svi(normal_model, normal_guide, X, num_steps=600, optim={"lr": 0.08, "lrd": 0.05 ** (1 / 600)},
+                  loss=loss, num_particles=4, vectorize_particles=True, random_state=0, max_plate_nesting=1)
+    assert abs(res.params["loc"] - POST_MEAN) < 0.15 * POST_SD
+    assert abs(res.params["scale"] - POST_SD) < 0.15 * POST_SD
+    assert res.n_steps == 600 and len(res.elbo_history) == 600
     # the ELBO never exceeds the exact log evidence; at the optimum it equals it (conjugate, exact family)
     cov = SIGMA**2 * np.eye(len(X)) + np.ones((len(X), len(X)))
     log_evidence = -0.5 * (len(X) * math.log(2 * math.pi) + np.linalg.slogdet(cov)[1]
@@ -51,9 +51,10 @@ def test_normal_normal_posterior_within_tolerance(loss):
 
 
 def test_autoguides_normal_lowrank_delta():
-    common = dict(num_steps=800, optim={"lr": 0.05, "lrd": 0.1 ** (1 / 800)}, random_state=1)
-    normal = fit_svi(normal_model, "normal", X, **common)
-    assert abs(normal.params["AutoNormal.locs.mu"] - POST_MEAN) < 0.1 * POST_SD
+    common = dict(num_steps=500, optim={"lr": 0.08, "lrd": 0.05 ** (1 / 500)}, random_state=1)
+    normal = fit_svi(normal_model, "normal", X, num_particles=4, vectorize_particles=True, max_plate_nesting=1,
+                     **common)
+    assert abs(normal.params["AutoNormal.locs.mu"] - POST_MEAN) < 0.15 * POST_SD
     delta = fit_svi(normal_model, "delta", X, **common)
     assert abs(delta.params["AutoDelta.mu"] - POST_MEAN) < 1e-2  # MAP = posterior mean here
     lowrank = fit_svi(normal_model, "lowrank", X, guide_kwargs={"rank": 1}, **common)
@@ -73,7 +74,7 @@ def test_vectorised_particles_and_subsampling():
             pyro.sample("obs", dist.Normal(mu, SIGMA), obs=x[idx])
 
     # Mini-batches of 3 rows out of 6 give an unbiased (noisier) ELBO: same optimum.
-    sub = fit_svi(sub_model, normal_guide, X, num_steps=1500, optim={"lr": 0.03, "lrd": 0.05 ** (1 / 1500)},
+    sub = fit_svi(sub_model, normal_guide, X, num_steps=1000, optim={"lr": 0.05, "lrd": 0.02 ** (1 / 1000)},
                   random_state=0)
     assert abs(sub.params["loc"] - POST_MEAN) < 0.25 * POST_SD
 
