@@ -31,6 +31,22 @@ def _dirichlet_expected_log(alpha):
     return torch.digamma(alpha) - torch.digamma(alpha.sum(-1, keepdim=True))
 
 
+def _dirichlet_kl(alpha, alpha0):
+    """``KL(Dir(alpha) || Dir(alpha0))`` along the last axis, summed (0 for a single category)."""
+    total = alpha.sum(-1)
+    return float((torch.lgamma(total) - torch.lgamma(alpha0.sum(-1)) - (torch.lgamma(alpha) - torch.lgamma(alpha0)).sum(-1)
+                  + ((alpha - alpha0) * (torch.digamma(alpha) - torch.digamma(total).unsqueeze(-1))).sum(-1)).sum())
+
+
+def _as_dirichlet(alpha):
+    """A Dirichlet over the rows of ``alpha``; ``None`` for a single state (probability one, no density)."""
+    return Dirichlet(concentration=alpha) if alpha.shape[-1] >= 2 else None
+
+
+def _t64(a):
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
 def _broadcast(value, shape, name):
     try:
         arr = np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), shape))
@@ -112,11 +128,12 @@ class VariationalHMM(BaseHMM):
     ----------
     posterior_ : dict
         ``"startprob"``: :class:`~probkit.distributions.Dirichlet`; ``"transmat"``: a
-        Dirichlet with batch (K,) (one per row); ``"emission"``: NormalWishart (full),
-        NormalGamma (diag, batch (K, d)), Dirichlet (categorical, batch (K, 1)) or Gamma
-        (poisson, batch (K, d)).
+        Dirichlet with batch (K,) (one per row) -- ``None`` for a single state, whose
+        probabilities are one; ``"emission"``: NormalWishart (full), NormalGamma (diag,
+        batch (K, d)), Dirichlet (categorical, batch (K, 1)) or Gamma (poisson, batch (K, d)).
     prior_ : dict
-        The priors, same keys and types.
+        The priors: Dirichlet concentrations (tensors) of the start and the rows, and the
+        emission prior distribution.
     startprob_posterior_, transmat_posterior_ : ndarray
         Dirichlet concentrations (hmmlearn's names); likewise ``means_posterior_``,
         ``beta_posterior_``, ``dof_posterior_``, ``scale_posterior_`` (Gaussian),
@@ -284,8 +301,7 @@ class VariationalHMM(BaseHMM):
             rate = _positive_array(self.lambdas_weight, (k, d), "lambdas_weight", 1.0 / mean)
             self.lambdas_prior_, self.lambdas_weight_ = shape, rate
             emission = Gamma(concentration=shape, rate=rate)
-        return {"startprob": Dirichlet(concentration=start), "transmat": Dirichlet(concentration=trans),
-                "emission": emission}
+        return {"startprob": _t64(start), "transmat": _t64(trans), "emission": emission}
 
     # ------------------------------------------------------------------ posterior <-> attributes
     def _emission_posterior_from_attributes(self):
@@ -307,9 +323,9 @@ class VariationalHMM(BaseHMM):
 
     def _set_posterior_attributes(self, post):
         start, trans, em = post["startprob"], post["transmat"], post["emission"]
-        self.posterior_ = post
-        self.startprob_posterior_ = start.concentration.astype(np.float64)
-        self.transmat_posterior_ = trans.concentration.astype(np.float64)
+        self.posterior_ = {"startprob": _as_dirichlet(start), "transmat": _as_dirichlet(trans), "emission": em}
+        self.startprob_posterior_ = to_numpy(start).astype(np.float64)
+        self.transmat_posterior_ = to_numpy(trans).astype(np.float64)
         self.startprob_ = self.startprob_posterior_ / self.startprob_posterior_.sum()
         self.transmat_ = self.transmat_posterior_ / self.transmat_posterior_.sum(1, keepdims=True)
         kind = self._kind
@@ -397,13 +413,13 @@ class VariationalHMM(BaseHMM):
         n = x.shape[0]
         post = {}
         if self._needs_init("s", "startprob_posterior_"):
-            post["startprob"] = Dirichlet(concentration=self.startprob_prior_ + len(data.lengths) / k)
+            post["startprob"] = _t64(self.startprob_prior_ + len(data.lengths) / k)
         else:
-            post["startprob"] = Dirichlet(concentration=np.asarray(self.startprob_posterior_, dtype=np.float64))
+            post["startprob"] = _t64(self.startprob_posterior_)
         if self._needs_init("t", "transmat_posterior_"):
-            post["transmat"] = Dirichlet(concentration=self.transmat_prior_ + (n - len(data.lengths)) / k ** 2)
+            post["transmat"] = _t64(self.transmat_prior_ + (n - len(data.lengths)) / k ** 2)
         else:
-            post["transmat"] = Dirichlet(concentration=np.asarray(self.transmat_posterior_, dtype=np.float64))
+            post["transmat"] = _t64(self.transmat_posterior_)
         kind = self._kind
         e_attr = {"gaussian_full": "means_posterior_", "gaussian_diag": "means_posterior_",
                   "categorical": "emissionprob_posterior_", "poisson": "lambdas_posterior_"}[kind]
@@ -429,13 +445,13 @@ class VariationalHMM(BaseHMM):
         x = data.x
         dtype, device = x.dtype, x.device
         xd = x.to(torch.float64).cpu()
-        log_start = _dirichlet_expected_log(post["startprob"].torch_params()["concentration"])
-        log_trans = _dirichlet_expected_log(post["transmat"].torch_params()["concentration"])
+        log_start = _dirichlet_expected_log(post["startprob"])
+        log_trans = _dirichlet_expected_log(post["transmat"])
         log_emis = fam.expected_log_likelihood(post["emission"], xd)
         fb = forward_backward(log_start.to(dtype=dtype, device=device), log_trans.to(dtype=dtype, device=device),
                               log_emis.to(dtype=dtype, device=device), data.lengths,
                               implementation="scaling" if self.implementation == "scaling" else "log")
-        kl = (float(post["startprob"]._kl(priors["startprob"])) + float(post["transmat"]._kl(priors["transmat"]).sum())
+        kl = (_dirichlet_kl(post["startprob"], priors["startprob"]) + _dirichlet_kl(post["transmat"], priors["transmat"])
               + float(fam.kl(post["emission"], priors["emission"]).sum()))
         bound = float(fb.log_likelihood.sum()) - kl
         stats = {"start": fb.expected_start.to(torch.float64).cpu(),
@@ -446,9 +462,9 @@ class VariationalHMM(BaseHMM):
     def _em_maximization(self, stats):
         post, priors = dict(self._post), self._priors
         if "s" in self.params:
-            post["startprob"] = Dirichlet(concentration=priors["startprob"].torch_params()["concentration"] + stats["start"])
+            post["startprob"] = priors["startprob"] + stats["start"]
         if "t" in self.params:
-            post["transmat"] = Dirichlet(concentration=priors["transmat"].torch_params()["concentration"] + stats["trans"])
+            post["transmat"] = priors["transmat"] + stats["trans"]
         if "e" in self.params:
             post["emission"] = self._fam.posterior(stats["emission"], priors["emission"])
         self._post = post
@@ -531,8 +547,7 @@ class VariationalHMM(BaseHMM):
             em = {name: v.expand(k, *v.shape[1:]) if v.shape[:1] == (k,) else v for name, v in em.items()}
         elif self._kind == "categorical":
             em = {"concentration": em["concentration"][:, 0, :]}
-        return HMMSVI(self._kind, priors["startprob"].torch_params()["concentration"],
-                      priors["transmat"].torch_params()["concentration"], em, formulation=self.hmm_formulation)
+        return HMMSVI(self._kind, priors["startprob"], priors["transmat"], em, formulation=self.hmm_formulation)
 
     @staticmethod
     def _emission_params(post_em, kind):
@@ -551,8 +566,7 @@ class VariationalHMM(BaseHMM):
             emission = Dirichlet(concentration=em["concentration"][:, None, :])
         else:
             emission = Gamma(**em)
-        return {"startprob": Dirichlet(concentration=start), "transmat": Dirichlet(concentration=trans),
-                "emission": emission}
+        return {"startprob": start, "transmat": trans, "emission": emission}
 
     def _fit_svi(self, data, random_state):
         for name, minimum in (("num_steps", 1), ("num_particles", 1)):
@@ -565,8 +579,7 @@ class VariationalHMM(BaseHMM):
             raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         init = self._init_posteriors(data, random_state)
         spec = self._spec()
-        guide_init = spec.guide_init(init["startprob"].torch_params()["concentration"],
-                                     init["transmat"].torch_params()["concentration"],
+        guide_init = spec.guide_init(init["startprob"], init["transmat"],
                                      self._emission_params(init["emission"], self._kind))
         x, lengths, mask = self._padded(data)
         batch = None if self.batch_size is None else min(int(self.batch_size), x.shape[0])
@@ -588,8 +601,7 @@ class VariationalHMM(BaseHMM):
         self._fit_vem(data, random_state)
         spec = self._spec()
         post = self.posterior_
-        init_values = spec.nuts_init(post["startprob"].torch_params()["concentration"],
-                                     post["transmat"].torch_params()["concentration"],
+        init_values = spec.nuts_init(_t64(self.startprob_posterior_), _t64(self.transmat_posterior_),
                                      self._emission_params(post["emission"], self._kind))
         x, lengths, mask = self._padded(data)
         samples = spec.sample_posterior(x, lengths, mask, init_values, num_samples=int(self.num_samples),
@@ -624,8 +636,12 @@ class VariationalHMM(BaseHMM):
             return draws
         post = self.posterior_
         gen = torch_generator(rng)
-        start = post["startprob"].sample(n_draws, gen)
-        trans = post["transmat"].sample(n_draws, gen)
+        def dirichlet_draws(alpha):
+            g = rng.gamma(np.broadcast_to(alpha, (n_draws, *alpha.shape)))
+            return g / g.sum(-1, keepdims=True)
+
+        start = dirichlet_draws(np.asarray(self.startprob_posterior_, dtype=np.float64))
+        trans = dirichlet_draws(np.asarray(self.transmat_posterior_, dtype=np.float64))
         em = post["emission"]
         if kind == "gaussian_full":
             mean, prec = em.sample(n_draws, gen)
