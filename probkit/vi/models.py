@@ -17,6 +17,8 @@ unconstrained transforms (torch has no bijection onto positive-definite matrices
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -38,6 +40,13 @@ class Wishart(dist.Wishart):
     again inside a correction loop, with a warning; here a draw is just the Bartlett
     decomposition, reparameterised through the chi-square (gamma) draws.
     """
+
+    def __init__(self, *args, **kwargs):
+        # torch warns about degrees of freedom in (d - 1, d) at construction; such values are
+        # legitimate here (the prior of an empty component) and sampling handles them.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Low df values detected")
+            super().__init__(*args, **kwargs)
 
     def rsample(self, sample_shape=torch.Size()):
         return self._bartlett_sampling(torch.Size(sample_shape))
