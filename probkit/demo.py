@@ -1,4 +1,5 @@
-"""The main job: model selection for mixtures on real data shipped with probkit.
+"""The main job: model selection for mixtures on real data shipped with probkit, and
+variational inference (a Dirichlet-process mixture; a Bayesian HMM checked against NUTS).
 
 Run with ``make demo`` or ``python -m probkit.demo --output-dir demo_output``. Prints a
 report and writes figures into the output directory.
@@ -13,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from probkit import BayesianGaussianMixture, GaussianMixture, MixtureModel
+from probkit import BayesianGaussianMixture, GaussianMixture, MixtureModel, VariationalHMM
 from probkit.datasets import load_earthquakes, load_old_faithful
 
 
@@ -172,6 +173,54 @@ def old_faithful_dirichlet_process(output_dir, plt):
         print(f"  figure: {path}")
 
 
+def earthquake_hmm_vi_vs_nuts(output_dir, plt):
+    """A two-state Poisson HMM of the earthquake counts: variational Bayes EM against NUTS.
+
+    NUTS samples the exact posterior of the rates and transition probabilities (the state
+    paths summed out by the forward algorithm); the variational posterior is compared with it.
+    """
+    years, counts = load_earthquakes()
+    X = counts.reshape(-1, 1).astype(float)
+    print("\nPoisson HMM of the earthquake counts: variational Bayes against NUTS")
+    t0 = time.perf_counter()
+    vem = VariationalHMM(2, emission="poisson", n_init=3, random_state=0).fit(X)
+    t_vem = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    nuts = VariationalHMM(2, emission="poisson", inference="nuts", num_samples=200, warmup_steps=100,
+                          random_state=0).fit(X)
+    t_nuts = time.perf_counter() - t0
+    a, b = vem.lambdas_posterior_
+    draws = nuts.posterior_samples_["rate"][:, :, 0]
+    order = np.argsort(a[:, 0] / b[:, 0])
+    print(f"  VB-EM {vem.n_iter_} iterations in {t_vem:.2f} s; NUTS 200 draws (+100 warm-up) in {t_nuts:.1f} s")
+    for k in order:
+        print(f"  state rate: VB {a[k, 0] / b[k, 0]:.2f} +- {np.sqrt(a[k, 0]) / b[k, 0]:.2f}   "
+              f"NUTS {draws[:, k].mean():.2f} +- {draws[:, k].std():.2f}")
+    stay_vb = np.diag(vem.transmat_)[order]
+    stay_nuts = np.diag(nuts.posterior_samples_["transmat"].mean(0))[order]
+    print(f"  probability of staying in a state: VB {np.round(stay_vb, 3).tolist()}, NUTS {np.round(stay_nuts, 3).tolist()}")
+    print(f"  posterior-predictive log-likelihood of the series: VB {vem.score(X):.2f}, NUTS {nuts.score(X):.2f}")
+    if plt is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        states = vem.predict(X)
+        axes[0].plot(years, counts, "k.-", lw=0.7, label="major earthquakes")
+        axes[0].plot(years, vem.lambdas_[states, 0], "r-", lw=2, label="rate of the decoded state (VB)")
+        axes[0].set_xlabel("year")
+        axes[0].legend(fontsize=8)
+        for k, colour in zip(order, ("tab:blue", "tab:orange")):
+            axes[1].hist(draws[:, k], bins=30, density=True, alpha=0.5, color=colour)
+            grid = np.linspace(draws[:, k].min() - 2, draws[:, k].max() + 2, 200)
+            from scipy import stats
+
+            axes[1].plot(grid, stats.gamma(a[k, 0], scale=1 / b[k, 0]).pdf(grid), color=colour)
+        axes[1].set_xlabel("state rate (histogram: NUTS; line: variational Gamma posterior)")
+        fig.tight_layout()
+        path = os.path.join(output_dir, "earthquakes_hmm_vi_vs_nuts.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        print(f"  figure: {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="probkit demo: mixtures (and more) on real data")
     parser.add_argument("--output-dir", default="demo_output", help="where figures are written")
@@ -188,6 +237,7 @@ def main(argv=None):
     old_faithful_gmm(args.output_dir, plt)
     earthquake_poisson_mixture(args.output_dir, plt)
     old_faithful_dirichlet_process(args.output_dir, plt)
+    earthquake_hmm_vi_vs_nuts(args.output_dir, plt)
 
 
 if __name__ == "__main__":
