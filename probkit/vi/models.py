@@ -41,15 +41,16 @@ class Wishart(dist.Wishart):
     decomposition, reparameterised through the chi-square (gamma) draws.
     """
 
-    def __init__(self, *args, **kwargs):
-        # torch warns about degrees of freedom in (d - 1, d) at construction; such values are
-        # legitimate here (the prior of an empty component) and sampling handles them.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Low df values detected")
-            super().__init__(*args, **kwargs)
-
     def rsample(self, sample_shape=torch.Size()):
         return self._bartlett_sampling(torch.Size(sample_shape))
+
+
+def _wishart(df, **kwargs):
+    """:class:`Wishart` built without torch's warning for degrees of freedom in (d - 1, d):
+    such values are legitimate here (the prior of an empty component) and sampling handles them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Low df values detected")
+        return Wishart(df, **kwargs)
 
 
 def _bartlett_factor(diag_chi2, offdiag, d):
@@ -136,7 +137,7 @@ class GaussianMixtureSVI:
             if self.dp:
                 v = pyro.sample("sticks", dist.Beta(torch.ones((), dtype=dtype),
                                                     torch.tensor(self.weight_prior, dtype=dtype)))
-            prec = pyro.sample("precision", Wishart(torch.tensor(self.nu0, dtype=dtype), scale_tril=self.w0_tril))
+            prec = pyro.sample("precision", _wishart(torch.tensor(self.nu0, dtype=dtype), scale_tril=self.w0_tril))
             mu = pyro.sample("mean", dist.MultivariateNormal(self.m0, precision_matrix=self.kappa0 * prec))
         if self.dp:
             log_pi = _stick_log_weights(v)
@@ -171,7 +172,7 @@ class GaussianMixtureSVI:
         with pyro.plate("components", k):
             if self.dp:
                 pyro.sample("sticks", dist.Beta(mean_v * total_v, (1 - mean_v) * total_v))
-            prec = pyro.sample("precision", Wishart(nu, scale_tril=prec_tril / torch.sqrt(nu)[:, None, None]))
+            prec = pyro.sample("precision", _wishart(nu, scale_tril=prec_tril / torch.sqrt(nu)[:, None, None]))
             pyro.sample("mean", dist.MultivariateNormal(m, precision_matrix=kappa[:, None, None] * prec))
         if not self.dp:
             pyro.sample("weights", dist.Dirichlet(mean_w * total_w))
@@ -367,7 +368,7 @@ class HMMSVI:
                         torch.zeros(self.k, d * (d - 1) // 2, dtype=torch.float64), 1.0).to_event(1))
                 prec = self.bartlett_precision(c, off)
             else:
-                prec = pyro.sample("precision", Wishart(ep["degrees_of_freedom"], scale_tril=self.w0_tril))
+                prec = pyro.sample("precision", _wishart(ep["degrees_of_freedom"], scale_tril=self.w0_tril))
             mu = pyro.sample("mean", dist.MultivariateNormal(
                 ep["loc"], precision_matrix=ep["mean_precision"][:, None, None] * prec))
             return {"mean": mu, "precision": prec}
@@ -480,7 +481,7 @@ class HMMSVI:
         with pyro.plate("states", self.k):
             pyro.sample("transmat", dist.Dirichlet(t_mean * t_total.unsqueeze(-1)))
             if kind == "gaussian_full":
-                prec = pyro.sample("precision", Wishart(nu, scale_tril=prec_tril / torch.sqrt(nu)[:, None, None]))
+                prec = pyro.sample("precision", _wishart(nu, scale_tril=prec_tril / torch.sqrt(nu)[:, None, None]))
                 pyro.sample("mean", dist.MultivariateNormal(m, precision_matrix=kappa[:, None, None] * prec))
             elif kind == "gaussian_diag":
                 tau = pyro.sample("precision", dist.Gamma(tau_conc, tau_conc / tau_mean).to_event(1))
