@@ -113,12 +113,22 @@ class GaussianMixtureSVI:
         self.w0_tril = torch.linalg.cholesky(self.w0)
 
     # ------------------------------------------------------------------ model
+    def _log_weights(self, w):
+        """``log pi`` shaped ``(*particles, 1, K)``: batch dimensions left of the data plate.
+
+        Sticks are drawn inside the component plate (shape ``(*particles, K)``); Dirichlet
+        weights outside every plate (``(K,)``, or ``(P, 1, K)`` with vectorised particles).
+        """
+        if self.dp:
+            return _stick_log_weights(w).unsqueeze(-2)
+        log_pi = torch.log(w)
+        return log_pi if log_pi.dim() >= 2 else log_pi.unsqueeze(0)
+
     def _data_part(self, x, log_pi, mu, prec, batch_size):
         # Leading dims of the global sites (vectorised particles) move left of the data plate.
         cov = torch.linalg.inv(prec)
         scale_tril = torch.linalg.cholesky(0.5 * (cov + cov.mT)).unsqueeze(-4)
         mu = mu.unsqueeze(-3)
-        log_pi = log_pi.unsqueeze(-2)
         n = x.shape[0]
         with pyro.plate("data", n, subsample_size=batch_size) as idx:
             z = pyro.sample("assignment", dist.Categorical(logits=log_pi), infer={"enumerate": "parallel"})
@@ -139,11 +149,8 @@ class GaussianMixtureSVI:
                                                     torch.tensor(self.weight_prior, dtype=dtype)))
             prec = pyro.sample("precision", _wishart(torch.tensor(self.nu0, dtype=dtype), scale_tril=self.w0_tril))
             mu = pyro.sample("mean", dist.MultivariateNormal(self.m0, precision_matrix=self.kappa0 * prec))
-        if self.dp:
-            log_pi = _stick_log_weights(v)
-        else:
-            pi = pyro.sample("weights", dist.Dirichlet(torch.full((k,), self.weight_prior, dtype=dtype)))
-            log_pi = torch.log(pi)
+        log_pi = self._log_weights(v if self.dp else pyro.sample(
+            "weights", dist.Dirichlet(torch.full((k,), self.weight_prior, dtype=dtype))))
         self._data_part(x, log_pi, mu, prec, batch_size)
 
     def guide(self, x, batch_size=None):
@@ -245,11 +252,8 @@ class GaussianMixtureSVI:
                                   dist.Normal(torch.zeros(d * (d - 1) // 2, dtype=dtype), 1.0).to_event(1))
             prec = self._bartlett_precision(c, off)
             mu = pyro.sample("mean", dist.MultivariateNormal(self.m0, precision_matrix=self.kappa0 * prec))
-        if self.dp:
-            log_pi = _stick_log_weights(v)
-        else:
-            log_pi = torch.log(pyro.sample("weights", dist.Dirichlet(torch.full((k,), self.weight_prior,
-                                                                                dtype=dtype))))
+        log_pi = self._log_weights(v if self.dp else pyro.sample(
+            "weights", dist.Dirichlet(torch.full((k,), self.weight_prior, dtype=dtype))))
         self._data_part(x, log_pi, mu, prec, None)
 
     def _nuts_init(self, post):

@@ -192,7 +192,9 @@ def test_predictive_log_prob_is_the_student_t_mixture():
 def test_two_svi_models_in_one_process_and_sklearn_tools():
     X = blobs(5, n=(20, 15, 15))[np.random.RandomState(0).permutation(50)]
     a = BayesianGaussianMixture(n_components=2, inference="svi", num_steps=30, random_state=0).fit(X)
-    b = BayesianGaussianMixture(n_components=3, inference="svi", num_steps=30, random_state=0).fit(X + 100.0)
+    # (b also exercises mini-batches of rows and vectorised particles)
+    b = BayesianGaussianMixture(n_components=3, inference="svi", num_steps=30, batch_size=20, num_particles=2,
+                                weight_concentration_prior_type="dirichlet_distribution", random_state=0).fit(X + 100.0)
     assert a.means_.shape == (2, 2) and b.means_.shape == (3, 2)
     assert np.all(b.means_ > 90) and np.all(a.means_ < 10)
     assert len(pyro.get_param_store()) == 0
