@@ -4,6 +4,11 @@
     The Bayesian Gaussian mixture of :class:`~probkit.BayesianGaussianMixture`
     (full covariances): Dirichlet or truncated stick-breaking weights, Normal-Wishart
     components, assignments summed out by enumeration.
+:class:`HMMSVI`
+    The Bayesian HMM of :class:`~probkit.VariationalHMM`: Dirichlet start and transition
+    rows, conjugate emissions (Gaussian full/diagonal, categorical, Poisson), the state
+    paths summed out by Pyro's ``DiscreteHMM``, a ``pyro.markov`` enumeration, or probkit's
+    differentiable forward recursion.
 
 Guides keep the conjugate families of the coordinate-ascent posterior (Dirichlet/Beta,
 Wishart, normal given the precision), so SVI optimises over the same variational

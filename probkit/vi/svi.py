@@ -117,8 +117,8 @@ def make_elbo(loss="Trace_ELBO", *, num_particles=1, vectorize_particles=False, 
         return loss
     key = _loss_key(loss)
     if key not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(n for n in ('Trace_ELBO', 'TraceEnum_ELBO', 'TraceMeanField_ELBO'))} "
-                         "or a pyro.infer.ELBO instance")
+        raise ValueError(f"unknown loss {loss!r}; expected one of ['Trace_ELBO', 'TraceEnum_ELBO', "
+                         "'TraceMeanField_ELBO'] or a pyro.infer.ELBO instance")
     if not isinstance(num_particles, (int, np.integer)) or num_particles < 1:
         raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
     nesting = float("inf") if max_plate_nesting is None else int(max_plate_nesting)
