@@ -44,6 +44,14 @@ class Wishart(dist.Wishart):
     "singular" (the negation is missing), so every valid draw is thrown away and drawn
     again inside a correction loop, with a warning; here a draw is just the Bartlett
     decomposition, reparameterised through the chi-square (gamma) draws.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = Wishart(torch.tensor(5.0), scale_tril=torch.eye(2))
+    >>> draws = w.rsample((4000,))
+    >>> bool(torch.allclose(draws.mean(0), 5.0 * torch.eye(2), atol=0.3))
+    True
     """
 
     def rsample(self, sample_shape=torch.Size()):

@@ -212,6 +212,15 @@ class SVIResult:
         The guide that was optimised.
     seconds : float
         Wall time of the optimisation loop.
+
+    Examples
+    --------
+    >>> import torch, pyro, pyro.distributions as dist
+    >>> def model():
+    ...     pyro.sample("z", dist.Normal(0.0, 1.0))
+    >>> res = fit_svi(model, "delta", num_steps=20, random_state=0)
+    >>> res.n_steps, res.elbo_history.shape, sorted(res.params)
+    (20, (20,), ['AutoDelta.z'])
     """
 
     params: dict
