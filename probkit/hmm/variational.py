@@ -106,7 +106,8 @@ class VariationalHMM(BaseHMM):
         Poisson: shape and rate of the Gamma prior of each rate (1 and ``1 / mean(X)``).
     algorithm, random_state, n_iter, tol, n_init, verbose, implementation
         As in :class:`~probkit.GaussianHMM` (``n_iter=100``, ``tol=1e-6`` as hmmlearn's
-        variational models). ``tol`` applies to the total lower bound.
+        variational models). ``tol`` applies to the total lower bound; ``n_iter``, ``tol`` and
+        ``n_init`` are VB-EM's (SVI has ``num_steps`` and ``svi_tol``).
     params, init_params : str, default="ste"
         Posteriors updated / initialised: ``s`` start, ``t`` transitions, ``e`` emissions.
         Posteriors not initialised are read from the fitted attributes (e.g. set by hand).

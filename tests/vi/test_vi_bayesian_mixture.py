@@ -1,6 +1,5 @@
 """BayesianGaussianMixture and BayesianMixture: scikit-learn parity, exact evidence, CAVI vs SVI vs NUTS."""
 
-import math
 import pickle
 import warnings
 

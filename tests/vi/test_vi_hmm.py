@@ -1,7 +1,6 @@
 """VariationalHMM: hmmlearn parity, exact evidence, the enumerated ELBO, VB-EM vs SVI vs NUTS, bad input."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pyro
