@@ -170,6 +170,7 @@ def test_nuts_reference_against_cavi():
     assert nuts.predict(X).tolist() == cavi.predict(X).tolist()
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_predictive_log_prob_is_the_student_t_mixture():
     """One component: the predictive density integrates the Normal-Wishart posterior; check it
     against a Monte Carlo average of normal densities over posterior draws."""

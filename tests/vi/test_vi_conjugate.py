@@ -72,6 +72,7 @@ def test_one_component_vb_is_the_exact_posterior(name):
     np.testing.assert_allclose(dp.lower_bound_, log_evidence + stick_breaking_log_prob([len(X)], 0.7), rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_normal_wishart_evidence_against_scipy():
     _, X, prior = CASES["gaussian"]
     bgm = BayesianGaussianMixture(n_components=1, weight_concentration_prior_type="dirichlet_distribution",
@@ -183,6 +184,7 @@ def test_svi_reaches_the_exact_conjugate_posteriors():
     assert abs(p["pi_total"] / alpha_exact.sum() - 1) < 0.15
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_normal_wishart_svi_matches_the_exact_posterior():
     """The Normal-Wishart guide of BayesianGaussianMixture(inference="svi"), started away from the
     answer (degrees of freedom halved, covariance doubled, mean shifted), against the exact posterior.

@@ -33,6 +33,7 @@ def normal_guide(x):
     pyro.sample("mu", dist.Normal(loc, scale))
 
 
+@pytest.mark.filterwarnings("ignore:TraceEnum_ELBO found no sample sites configured for enumeration")
 @pytest.mark.parametrize("loss", ["Trace_ELBO", "TraceMeanField_ELBO", "TraceEnum_ELBO"])
 def test_normal_normal_posterior_within_tolerance(loss):
     # Tolerance 0.15 posterior sd: 600 decaying-rate steps with 4 particles leave an error of a
