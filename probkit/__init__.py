@@ -13,14 +13,16 @@ Examples
 (1, 2)
 """
 
-from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
+from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM, VariationalHMM
 from probkit.io import load
-from probkit.mixture import GaussianMixture, MixtureModel
+from probkit.mixture import BayesianGaussianMixture, BayesianMixture, GaussianMixture, MixtureModel
 from probkit.utils.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesianGaussianMixture",
+    "BayesianMixture",
     "CategoricalHMM",
     "GMMHMM",
     "GaussianHMM",
@@ -29,6 +31,7 @@ __all__ = [
     "MixtureModel",
     "MultinomialHMM",
     "PoissonHMM",
+    "VariationalHMM",
     "__version__",
     "get_num_threads",
     "load",

@@ -7,7 +7,18 @@ import warnings
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from probkit import GMMHMM, HMM, CategoricalHMM, GaussianHMM, GaussianMixture, MixtureModel, PoissonHMM
+from probkit import (
+    GMMHMM,
+    HMM,
+    BayesianGaussianMixture,
+    BayesianMixture,
+    CategoricalHMM,
+    GaussianHMM,
+    GaussianMixture,
+    MixtureModel,
+    PoissonHMM,
+    VariationalHMM,
+)
 
 ESTIMATORS = [
     GaussianMixture(),
@@ -21,6 +32,11 @@ ESTIMATORS = [
     HMM(emission="gaussian"),
     PoissonHMM(),
     CategoricalHMM(),
+    BayesianGaussianMixture(),
+    BayesianGaussianMixture(n_components=2, covariance_type="diag", weight_concentration_prior_type="dirichlet_distribution"),
+    BayesianMixture(family="normal", n_components=2),
+    VariationalHMM(2),
+    VariationalHMM(2, covariance_type="diag"),
 ]
 
 # The checks feed real-valued random data. Count and symbol models reject non-integer X

@@ -2,7 +2,8 @@
 
 ``GaussianHMM``, ``GMMHMM``, ``CategoricalHMM``, ``MultinomialHMM``, ``PoissonHMM`` and
 ``HMM(emission=...)`` for any probkit family share one base (:class:`BaseHMM`), one EM
-engine and the forward-backward kernels of :mod:`probkit.inference`.
+engine and the forward-backward kernels of :mod:`probkit.inference`; ``VariationalHMM``
+is their Bayesian counterpart (variational Bayes EM, Pyro SVI or NUTS).
 """
 
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
@@ -10,6 +11,7 @@ from probkit.hmm.discrete import CategoricalHMM, MultinomialHMM, PoissonHMM
 from probkit.hmm.gaussian import GaussianHMM
 from probkit.hmm.generic import HMM
 from probkit.hmm.gmm import GMMHMM
+from probkit.hmm.variational import VariationalHMM
 
 __all__ = ["BaseHMM", "CategoricalHMM", "EmptyStateWarning", "GMMHMM", "GaussianHMM", "HMM", "MultinomialHMM",
-           "PoissonHMM"]
+           "PoissonHMM", "VariationalHMM"]

@@ -1,0 +1,704 @@
+"""VariationalHMM: Bayesian HMMs fitted by variational Bayes EM or Pyro SVI, or sampled by NUTS."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart
+from probkit.em.engine import EStepResult, run_em
+from probkit.hmm._base import BaseHMM
+from probkit.hmm.discrete import _CountEmission, _integer_X
+from probkit.hmm.gaussian import _GaussianEmission
+from probkit.inference import forward_backward, forward_filter, pad_sequences
+from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.utils._array import to_numpy
+from probkit.utils.random import check_random_state, torch_generator
+from probkit.vi._pyro import torch_threads
+from probkit.vi.conjugate import ConjugateFamily
+
+__all__ = ["VariationalHMM"]
+
+EMISSIONS = ("gaussian", "categorical", "poisson")
+INFERENCE_METHODS = ("vem", "svi", "nuts")
+GAUSSIAN_COVARIANCE_TYPES = ("full", "diag")
+
+
+def _dirichlet_expected_log(alpha):
+    return torch.digamma(alpha) - torch.digamma(alpha.sum(-1, keepdim=True))
+
+
+def _dirichlet_kl(alpha, alpha0):
+    """``KL(Dir(alpha) || Dir(alpha0))`` along the last axis, summed (0 for a single category)."""
+    total = alpha.sum(-1)
+    return float((torch.lgamma(total) - torch.lgamma(alpha0.sum(-1)) - (torch.lgamma(alpha) - torch.lgamma(alpha0)).sum(-1)
+                  + ((alpha - alpha0) * (torch.digamma(alpha) - torch.digamma(total).unsqueeze(-1))).sum(-1)).sum())
+
+
+def _as_dirichlet(alpha):
+    """A Dirichlet over the rows of ``alpha``; ``None`` for a single state (probability one, no density)."""
+    return Dirichlet(concentration=alpha) if alpha.shape[-1] >= 2 else None
+
+
+def _t64(a):
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def _broadcast(value, shape, name):
+    try:
+        arr = np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), shape))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must broadcast to shape {shape}, got shape {np.shape(value)}") from exc
+    return arr
+
+
+def _positive_array(value, shape, name, default):
+    arr = _broadcast(default if value is None else value, shape, name)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive and finite (a concentration, precision or scale), got {value!r}")
+    return arr
+
+
+class VariationalHMM(BaseHMM):
+    """Bayesian hidden Markov model: Dirichlet priors on the start and transition rows,
+    conjugate priors on the emissions, fitted by variational Bayes.
+
+    ``inference="vem"`` is variational Bayes EM (as hmmlearn's ``VariationalGaussianHMM``
+    and ``VariationalCategoricalHMM``): the posterior ``q(states) q(start) q(transitions)
+    q(emissions)`` is updated in closed form. The E-step is the forward-backward kernel of
+    :mod:`probkit.inference` run on sub-normalised parameters -- ``exp(E[log startprob])``,
+    ``exp(E[log transmat])`` and ``exp(E[log p(x | state)])`` -- whose log-likelihood ``log Z``
+    gives the exact evidence lower bound ``log Z - KL(q(start)||p) - sum KL(q(rows)||p) -
+    sum KL(q(emissions)||p)``; the M-step adds the expected counts to the priors. It runs on
+    the EM engine (``n_iter``, ``tol``, ``n_init`` as in :class:`~probkit.GaussianHMM`).
+
+    ``inference="svi"`` maximises the ELBO of the same model with Pyro: the guide keeps the
+    conjugate families, the state paths are summed out exactly (``hmm_formulation``),
+    sequences can be subsampled (``batch_size``); it starts from the same initial posterior
+    as VB-EM. ``inference="nuts"`` samples the exact posterior with NUTS (paths summed out),
+    started at a VB-EM posterior mean; for small data, as a reference.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of states.
+    emission : {"gaussian", "categorical", "poisson"}, default="gaussian"
+    covariance_type : {"full", "diag"}, default="full"
+        Gaussian emissions: ``full`` has Normal-Wishart priors (hmmlearn's model);
+        ``diag`` has independent Normal-Gamma priors per feature (a proper diagonal model;
+        hmmlearn's ``diag`` instead uses the log-determinant expectation of a full Wishart).
+    inference : {"vem", "svi", "nuts"}, default="vem"
+    startprob_prior, transmat_prior : float or array-like, optional
+        Dirichlet concentrations; ``1 / n_components`` by default (hmmlearn's).
+    means_prior, beta_prior, dof_prior, scale_prior : optional
+        Gaussian priors with hmmlearn's names and defaults: prior means (data mean), their
+        precision scale ``beta`` (1), the degrees of freedom (``n_features``) and the
+        Wishart inverse scale (``1e-3 I``; per-feature ``1e-3`` for ``diag``, a Gamma(dof/2,
+        scale/2) on each precision).
+    emissionprob_prior : float or array-like, optional
+        Categorical: Dirichlet concentration of each emission row (``1 / n_symbols``).
+    n_features : int, optional
+        Categorical: number of symbols (inferred from the data).
+    lambdas_prior, lambdas_weight : float or array-like, optional
+        Poisson: shape and rate of the Gamma prior of each rate (1 and ``1 / mean(X)``).
+    algorithm, random_state, n_iter, tol, n_init, verbose, implementation
+        As in :class:`~probkit.GaussianHMM` (``n_iter=100``, ``tol=1e-6`` as hmmlearn's
+        variational models). ``tol`` applies to the total lower bound; ``n_iter``, ``tol`` and
+        ``n_init`` are VB-EM's (SVI has ``num_steps`` and ``svi_tol``).
+    params, init_params : str, default="ste"
+        Posteriors updated / initialised: ``s`` start, ``t`` transitions, ``e`` emissions.
+        Posteriors not initialised are read from the fitted attributes (e.g. set by hand).
+    num_steps, learning_rate, batch_size, num_particles, svi_tol
+        SVI: maximum steps, ClippedAdam learning rate (decayed tenfold over ``num_steps``),
+        sequences per step (all by default), guide samples per step, and the relative
+        change of the mean ELBO over windows of 100 steps that stops the fit.
+    hmm_formulation : {"discrete_hmm", "markov", "probkit"}, default="discrete_hmm"
+        SVI: how Pyro sums out the state paths (see :class:`probkit.vi.models.HMMSVI`);
+        ``discrete_hmm`` was the fastest in ``benchmarks/bench_vi.py``.
+    num_samples, warmup_steps
+        NUTS draws kept and adaptation steps.
+    n_predictive_samples : int, default=100
+        Posterior draws averaged by :meth:`score`.
+    device, dtype
+        Compute device and precision of VB-EM (CPU float64 by default).
+
+    Attributes
+    ----------
+    posterior_ : dict
+        ``"startprob"``: :class:`~probkit.distributions.Dirichlet`; ``"transmat"``: a
+        Dirichlet with batch (K,) (one per row) -- ``None`` for a single state, whose
+        probabilities are one; ``"emission"``: NormalWishart (full), NormalGamma (diag,
+        batch (K, d)), Dirichlet (categorical, batch (K, 1)) or Gamma (poisson, batch (K, d)).
+    prior_ : dict
+        The priors: Dirichlet concentrations (tensors) of the start and the rows, and the
+        emission prior distribution.
+    startprob_posterior_, transmat_posterior_ : ndarray
+        Dirichlet concentrations (hmmlearn's names); likewise ``means_posterior_``,
+        ``beta_posterior_``, ``dof_posterior_``, ``scale_posterior_`` (Gaussian),
+        ``emissionprob_posterior_`` (categorical), and the ``*_prior_`` arrays.
+    startprob_, transmat_ : ndarray
+        Posterior means (used by :meth:`decode`, :meth:`predict`, :meth:`sample`).
+    means_, covars_ (Gaussian), emissionprob_ (categorical), lambdas_ (Poisson)
+        Emission parameters at the posterior means (``covars_ = scale / dof``, as hmmlearn).
+    elbo_history_ : ndarray
+        The lower bound after each VB-EM iteration, or the ELBO estimate of each SVI step.
+    lower_bound_ : float
+        Final lower bound (VB-EM), or mean ELBO over the last 50 SVI steps.
+    monitor_ : ConvergenceMonitor
+        VB-EM only.
+    posterior_samples_ : dict of ndarray
+        NUTS only: ``startprob`` (S, K), ``transmat`` (S, K, K) and the emission parameters.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit import GaussianHMM, VariationalHMM
+    >>> gen = GaussianHMM(2, covariance_type="diag")
+    >>> gen.startprob_ = np.array([0.5, 0.5])
+    >>> gen.transmat_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> gen.means_ = np.array([[0.0], [4.0]])
+    >>> gen.covars_ = np.array([[1.0], [1.0]])
+    >>> X, Z = gen.sample(400, random_state=0)
+    >>> vh = VariationalHMM(n_components=2, random_state=0).fit(X, lengths=[200, 200])
+    >>> np.round(np.sort(vh.means_[:, 0]), 1)
+    array([-0.2,  4. ])
+    >>> bool(np.all(np.diff(vh.elbo_history_) > -1e-8))   # the bound never decreases
+    True
+    >>> vh.posterior_["transmat"].batch_shape
+    torch.Size([2])
+    """
+
+    _emission_letters = "e"
+
+    def __init__(self, n_components=1, emission="gaussian", *, covariance_type="full", inference="vem",
+                 startprob_prior=None, transmat_prior=None, means_prior=None, beta_prior=None, dof_prior=None,
+                 scale_prior=None, emissionprob_prior=None, n_features=None, lambdas_prior=None, lambdas_weight=None,
+                 algorithm="viterbi", random_state=None, n_iter=100, tol=1e-6, n_init=1, verbose=False,
+                 params="ste", init_params="ste", implementation="log", num_steps=1000, learning_rate=0.05,
+                 batch_size=None, num_particles=1, svi_tol=1e-4, hmm_formulation="discrete_hmm", num_samples=200,
+                 warmup_steps=None, n_predictive_samples=100, device=None, dtype=None):
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior, transmat_prior=transmat_prior,
+                         algorithm=algorithm, random_state=random_state, n_iter=n_iter, tol=tol, n_init=n_init,
+                         verbose=verbose, params=params, init_params=init_params, implementation=implementation,
+                         device=device, dtype=dtype)
+        self.emission = emission
+        self.covariance_type = covariance_type
+        self.inference = inference
+        self.means_prior = means_prior
+        self.beta_prior = beta_prior
+        self.dof_prior = dof_prior
+        self.scale_prior = scale_prior
+        self.emissionprob_prior = emissionprob_prior
+        self.n_features = n_features
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+        self.num_steps = num_steps
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.num_particles = num_particles
+        self.svi_tol = svi_tol
+        self.hmm_formulation = hmm_formulation
+        self.num_samples = num_samples
+        self.warmup_steps = warmup_steps
+        self.n_predictive_samples = n_predictive_samples
+
+    # ------------------------------------------------------------------ options and data
+    def _check_options(self):
+        if self.emission not in EMISSIONS:
+            raise ValueError(f"emission must be one of {EMISSIONS}, got {self.emission!r}")
+        if self.emission == "gaussian" and self.covariance_type not in GAUSSIAN_COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {GAUSSIAN_COVARIANCE_TYPES} for VariationalHMM, "
+                             f"got {self.covariance_type!r}")
+        if self.inference not in INFERENCE_METHODS:
+            raise ValueError(f"inference must be one of {INFERENCE_METHODS}, got {self.inference!r}")
+        from probkit.vi.models import HMM_FORMULATIONS
+
+        if self.hmm_formulation not in HMM_FORMULATIONS:
+            raise ValueError(f"hmm_formulation must be one of {HMM_FORMULATIONS}, got {self.hmm_formulation!r}")
+        if self.missing != "error":
+            raise ValueError("VariationalHMM does not marginalise missing values (missing='error' only)")
+        super()._check_options()
+
+    @property
+    def _kind(self):
+        if self.emission == "gaussian":
+            return f"gaussian_{self.covariance_type}"
+        return self.emission
+
+    def _family(self):
+        return ConjugateFamily({"gaussian_full": "gaussian", "gaussian_diag": "normal", "categorical": "categorical",
+                                "poisson": "poisson"}[self._kind])
+
+    def _validate_emission_X(self, X, reset, allow_nan):
+        if self.emission == "gaussian":
+            return self._validate_X(X, reset=reset)
+        X = _integer_X(self, X, reset)
+        if self.emission == "categorical":
+            if X.shape[1] != 1:
+                raise ValueError(f"X must have shape (n_samples, 1) of symbols for categorical emissions, got {X.shape}")
+            m = self.n_features if reset else self._n_symbols()
+            if m is not None and X.max() >= m:
+                raise ValueError(f"X holds symbol {int(X.max())} but the model emits symbols 0 .. {m - 1}")
+        return X
+
+    def _n_symbols(self):
+        if hasattr(self, "emissionprob_posterior_"):
+            return np.asarray(self.emissionprob_posterior_).shape[1]
+        return self.n_features
+
+    # ------------------------------------------------------------------ priors
+    def _resolve_priors(self, data):
+        """The priors as probkit distributions (and their hmmlearn-named arrays)."""
+        k = self.n_components
+        X = data.X
+        n, d = X.shape
+        start = _positive_array(self.startprob_prior, (k,), "startprob_prior", 1.0 / k)
+        trans = _positive_array(self.transmat_prior, (k, k), "transmat_prior", 1.0 / k)
+        self.startprob_prior_, self.transmat_prior_ = start, trans
+        kind = self._kind
+        if kind.startswith("gaussian"):
+            means = _broadcast(X.mean(0) if self.means_prior is None else self.means_prior, (k, d), "means_prior")
+            if not np.all(np.isfinite(means)):
+                raise ValueError("means_prior contains NaN or infinity")
+            beta = _positive_array(self.beta_prior, (k,), "beta_prior", 1.0)
+            dof = _broadcast(float(d) if self.dof_prior is None else self.dof_prior, (k,), "dof_prior")
+            if kind == "gaussian_full":
+                if not np.all(dof > d - 1):
+                    raise ValueError(f"dof_prior must be greater than n_features - 1 = {d - 1}, got {self.dof_prior!r}")
+                scale = np.broadcast_to(1e-3 * np.eye(d), (k, d, d)) if self.scale_prior is None else \
+                    _broadcast(self.scale_prior, (k, d, d), "scale_prior")
+                scale = np.array(scale)
+                if not np.all(np.isfinite(scale)) or not np.allclose(scale, np.transpose(scale, (0, 2, 1))) or \
+                        np.any(np.linalg.eigvalsh(scale) <= 0):
+                    raise ValueError("scale_prior must hold symmetric positive-definite matrices")
+                emission = NormalWishart(loc=means, mean_precision=beta, degrees_of_freedom=dof, covariance=scale)
+            else:
+                if not np.all(dof > 0):
+                    raise ValueError(f"dof_prior must be positive for covariance_type='diag', got {self.dof_prior!r}")
+                scale = _positive_array(self.scale_prior, (k, d), "scale_prior", 1e-3)
+                emission = NormalGamma(loc=means, mean_precision=np.repeat(beta[:, None], d, 1),
+                                       concentration=np.repeat(0.5 * dof[:, None], d, 1), rate=0.5 * scale)
+            self.means_prior_, self.beta_prior_, self.dof_prior_, self.scale_prior_ = means, beta, dof, scale
+        elif kind == "categorical":
+            if self.n_features is not None:
+                m = int(self.n_features)
+            elif hasattr(self, "emissionprob_posterior_") and "e" not in self.init_params:
+                m = np.asarray(self.emissionprob_posterior_).shape[1]
+            else:
+                m = int(X.max()) + 1
+            if m < int(X.max()) + 1:
+                raise ValueError(f"X holds symbol {int(X.max())} but the model has {m} symbols")
+            alpha = _positive_array(self.emissionprob_prior, (k, m), "emissionprob_prior", 1.0 / m)
+            self.emissionprob_prior_ = alpha
+            self.n_symbols_ = m
+            emission = Dirichlet(concentration=alpha[:, None, :])
+        else:
+            mean = np.maximum(X.mean(0), 1e-3)
+            shape = _positive_array(self.lambdas_prior, (k, d), "lambdas_prior", 1.0)
+            rate = _positive_array(self.lambdas_weight, (k, d), "lambdas_weight", 1.0 / mean)
+            self.lambdas_prior_, self.lambdas_weight_ = shape, rate
+            emission = Gamma(concentration=shape, rate=rate)
+        return {"startprob": _t64(start), "transmat": _t64(trans), "emission": emission}
+
+    # ------------------------------------------------------------------ posterior <-> attributes
+    def _emission_posterior_from_attributes(self):
+        kind = self._kind
+        if kind == "gaussian_full":
+            return NormalWishart(loc=self.means_posterior_, mean_precision=self.beta_posterior_,
+                                 degrees_of_freedom=self.dof_posterior_, covariance=self.scale_posterior_)
+        if kind == "gaussian_diag":
+            d = np.asarray(self.means_posterior_).shape[1]
+            beta = np.asarray(self.beta_posterior_, dtype=np.float64)
+            beta = np.repeat(beta[:, None], d, 1) if beta.ndim == 1 else beta
+            dof = np.asarray(self.dof_posterior_, dtype=np.float64)
+            dof = np.repeat(dof[:, None], d, 1) if dof.ndim == 1 else dof
+            return NormalGamma(loc=self.means_posterior_, mean_precision=beta, concentration=0.5 * dof,
+                               rate=0.5 * np.asarray(self.scale_posterior_, dtype=np.float64))
+        if kind == "categorical":
+            return Dirichlet(concentration=np.asarray(self.emissionprob_posterior_, dtype=np.float64)[:, None, :])
+        return Gamma(concentration=self.lambdas_posterior_[0], rate=self.lambdas_posterior_[1])
+
+    def _set_posterior_attributes(self, post):
+        start, trans, em = post["startprob"], post["transmat"], post["emission"]
+        self.posterior_ = {"startprob": _as_dirichlet(start), "transmat": _as_dirichlet(trans), "emission": em}
+        self.startprob_posterior_ = to_numpy(start).astype(np.float64)
+        self.transmat_posterior_ = to_numpy(trans).astype(np.float64)
+        self.startprob_ = self.startprob_posterior_ / self.startprob_posterior_.sum()
+        self.transmat_ = self.transmat_posterior_ / self.transmat_posterior_.sum(1, keepdims=True)
+        kind = self._kind
+        if kind == "gaussian_full":
+            self.means_posterior_ = em.loc
+            self.beta_posterior_ = em.mean_precision
+            self.dof_posterior_ = em.degrees_of_freedom
+            self.scale_posterior_ = em.covariance
+            self.means_ = em.loc
+            self.covars_ = em.covariance / em.degrees_of_freedom[:, None, None]
+        elif kind == "gaussian_diag":
+            self.means_posterior_ = em.loc
+            self.beta_posterior_ = em.mean_precision
+            self.dof_posterior_ = 2.0 * em.concentration
+            self.scale_posterior_ = 2.0 * em.rate
+            self.means_ = em.loc
+            self.covars_ = em.rate / em.concentration
+        elif kind == "categorical":
+            alpha = em.concentration[:, 0, :]
+            self.emissionprob_posterior_ = alpha
+            self.emissionprob_ = alpha / alpha.sum(1, keepdims=True)
+            self.n_symbols_ = alpha.shape[1]
+        else:
+            self.lambdas_posterior_ = (em.concentration, em.rate)
+            self.lambdas_ = em.concentration / em.rate
+
+    # ------------------------------------------------------------------ plug-in emission model (decode, sample)
+    def _check_emission(self):
+        kind = self._kind
+        needed = {"gaussian_full": ("means_", "covars_"), "gaussian_diag": ("means_", "covars_"),
+                  "categorical": ("emissionprob_",), "poisson": ("lambdas_",)}[kind]
+        for name in needed:
+            if not hasattr(self, name):
+                raise ValueError(f"VariationalHMM({self.emission}) needs {name} (fit first)")
+
+    def _emission_model(self, device, dtype):
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+        kind = self._kind
+        if kind.startswith("gaussian"):
+            means = t(self.means_)
+            return _GaussianEmission(means, t(self.covars_), self.covariance_type,
+                                     torch.zeros(means.shape[1], dtype=dtype, device=device))
+        from probkit.distributions import Categorical, Poisson
+
+        if kind == "categorical":
+            return _CountEmission(BatchedComponents(Categorical(probs=t(self.emissionprob_))), squeeze=True)
+        return _CountEmission(FeatureProductComponents(Poisson(rate=t(self.lambdas_))))
+
+    def _sample_emissions(self, states, rng):
+        kind = self._kind
+        if kind == "gaussian_full":
+            chol = np.linalg.cholesky(np.asarray(self.covars_))
+            eps = rng.standard_normal((len(states), chol.shape[1]))
+            return np.asarray(self.means_)[states] + np.einsum("nij,nj->ni", chol[states], eps)
+        if kind == "gaussian_diag":
+            sd = np.sqrt(np.asarray(self.covars_))
+            return np.asarray(self.means_)[states] + sd[states] * rng.standard_normal((len(states), sd.shape[1]))
+        if kind == "categorical":
+            cdf = np.cumsum(np.asarray(self.emissionprob_), axis=1)
+            return (cdf[states] > rng.rand(len(states))[:, None]).argmax(1).reshape(-1, 1)
+        return rng.poisson(np.asarray(self.lambdas_)[states]).astype(np.float64)
+
+    def _emission_n_parameters(self):
+        k = self.n_components
+        kind = self._kind
+        d = np.asarray(getattr(self, "means_", np.zeros((k, 1)))).shape[1] if kind.startswith("gaussian") else 0
+        return {"e": {"gaussian_full": k * (d + d * (d + 1) // 2), "gaussian_diag": 2 * k * d,
+                      "categorical": k * (getattr(self, "n_symbols_", 1) - 1),
+                      "poisson": k * np.asarray(getattr(self, "lambdas_", np.zeros((k, 1)))).shape[1]}[kind]}
+
+    # ------------------------------------------------------------------ VB-EM hooks
+    def _init_posteriors(self, data, random_state):
+        """Initial posteriors: the priors plus uniform expected counts for the start (one per
+        sequence) and transitions (``n / K`` per row); emissions from a k-means clustering
+        (Gaussian, Poisson) or random ``Dirichlet(1)`` rows scaled by ``n / K`` (categorical).
+
+        hmmlearn draws the start and transition counts from sparse ``Dirichlet(1/K)``
+        distributions scaled by ``n / K``; with k-means emissions that can lock VB-EM into a
+        spurious solution in which two states alternate (seen on three well-separated Gaussian
+        clusters), so probkit starts from uniform counts and lets the emissions break the symmetry.
+        """
+        k = self.n_components
+        fam, priors = self._fam, self._priors
+        x = data.x
+        n = x.shape[0]
+        post = {}
+        if self._needs_init("s", "startprob_posterior_"):
+            post["startprob"] = _t64(self.startprob_prior_ + len(data.lengths) / k)
+        else:
+            post["startprob"] = _t64(self.startprob_posterior_)
+        if self._needs_init("t", "transmat_posterior_"):
+            post["transmat"] = _t64(self.transmat_prior_ + (n - len(data.lengths)) / k ** 2)
+        else:
+            post["transmat"] = _t64(self.transmat_posterior_)
+        kind = self._kind
+        e_attr = {"gaussian_full": "means_posterior_", "gaussian_diag": "means_posterior_",
+                  "categorical": "emissionprob_posterior_", "poisson": "lambdas_posterior_"}[kind]
+        if not self._needs_init("e", e_attr):
+            post["emission"] = self._emission_posterior_from_attributes()
+        elif kind == "categorical":
+            m = self.n_symbols_
+            draw = random_state.dirichlet(np.ones(m), size=k) * n / k
+            post["emission"] = Dirichlet(concentration=np.maximum(draw, 1e-10)[:, None, :])
+        else:
+            labels = KMeans(n_clusters=k, random_state=random_state, n_init=10).fit(data.X).labels_
+            resp = torch.zeros(n, k, dtype=torch.float64)
+            resp[torch.arange(n), torch.as_tensor(labels)] = 1.0
+            xd = x.to(torch.float64).cpu()
+            post["emission"] = fam.posterior(fam.summarize(xd, resp), priors["emission"])
+        return post
+
+    def _em_initialize(self, data, random_state):
+        self._post = self._init_posteriors(data, random_state)
+
+    def _em_expectation(self, data):
+        post, priors, fam = self._post, self._priors, self._fam
+        x = data.x
+        dtype, device = x.dtype, x.device
+        xd = x.to(torch.float64).cpu()
+        log_start = _dirichlet_expected_log(post["startprob"])
+        log_trans = _dirichlet_expected_log(post["transmat"])
+        log_emis = fam.expected_log_likelihood(post["emission"], xd)
+        fb = forward_backward(log_start.to(dtype=dtype, device=device), log_trans.to(dtype=dtype, device=device),
+                              log_emis.to(dtype=dtype, device=device), data.lengths,
+                              implementation="scaling" if self.implementation == "scaling" else "log")
+        kl = (_dirichlet_kl(post["startprob"], priors["startprob"]) + _dirichlet_kl(post["transmat"], priors["transmat"])
+              + float(fam.kl(post["emission"], priors["emission"]).sum()))
+        bound = float(fb.log_likelihood.sum()) - kl
+        stats = {"start": fb.expected_start.to(torch.float64).cpu(),
+                 "trans": fb.expected_transitions.to(torch.float64).cpu(),
+                 "emission": fam.summarize(xd, fb.posteriors.to(torch.float64).cpu())}
+        return EStepResult(log_likelihood=bound, n_samples=float(x.shape[0]), stats=stats)
+
+    def _em_maximization(self, stats):
+        post, priors = dict(self._post), self._priors
+        if "s" in self.params:
+            post["startprob"] = priors["startprob"] + stats["start"]
+        if "t" in self.params:
+            post["transmat"] = priors["transmat"] + stats["trans"]
+        if "e" in self.params:
+            post["emission"] = self._fam.posterior(stats["emission"], priors["emission"])
+        self._post = post
+
+    def _em_get_state(self):
+        return dict(self._post)
+
+    def _em_set_state(self, state):
+        self._post = state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, *, lengths=None):
+        """Fit the variational posterior (VB-EM or SVI) or sample the posterior (NUTS).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Sequences stacked along the first axis.
+        y : None
+            Unused; passing sequence lengths here is an error (use ``lengths=``).
+        lengths : array-like of int, optional
+            Lengths of the sequences in ``X``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fit_y(X, y)
+        self._check_options()
+        data = self._validate_sequences(X, lengths, reset=True, training=True)
+        self._priors = self._resolve_priors(data)
+        self.prior_ = self._priors
+        self._fam = self._family()
+        if self.emission == "categorical":
+            from probkit.distributions import Categorical
+
+            self._fam.template = Categorical(n_categories=self.n_symbols_)
+        random_state = check_random_state(self.random_state)
+        try:
+            if self.inference == "vem":
+                self._fit_vem(data, random_state)
+            elif self.inference == "svi":
+                self._fit_svi(data, random_state)
+            else:
+                self._fit_nuts(data, random_state)
+        finally:
+            for name in ("_post", "_priors", "_fam"):
+                self.__dict__.pop(name, None)
+        return self
+
+    def _fit_vem(self, data, random_state):
+        # Every torch operation of VB-EM is small (K x K, K x d x d); on one thread they avoid the
+        # OpenMP start-up that made a batched 2 x 2 Cholesky take 13 ms instead of 2 us on a busy
+        # two-core machine. The forward-backward kernel (numba) keeps its own threads.
+        with torch.no_grad(), torch_threads(1):
+            result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init,
+                            random_state=random_state, objective="total", verbose=self.verbose,
+                            desc=type(self).__name__, signed_gain=True, warn_not_converged=False)
+        self._set_posterior_attributes(self._post)
+        self.monitor_ = result.monitor
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.lower_bound_ = result.objective
+        self.elbo_history_ = np.asarray(result.history, dtype=np.float64)
+
+    def _padded(self, data):
+        x = torch.as_tensor(data.X, dtype=torch.float64)
+        if self.emission == "categorical":
+            x = x[:, 0]
+        padded, mask = pad_sequences(x, data.lengths)
+        return padded, torch.as_tensor(np.asarray(data.lengths)), mask
+
+    def _spec(self):
+        from probkit.vi.models import HMMSVI
+
+        priors = self._priors
+        em = priors["emission"].torch_params()
+        k = self.n_components
+        if self._kind == "gaussian_full":
+            em = {name: v.expand(k, *v.shape[1:]) if v.shape[:1] == (k,) else v for name, v in em.items()}
+        elif self._kind == "categorical":
+            em = {"concentration": em["concentration"][:, 0, :]}
+        return HMMSVI(self._kind, priors["startprob"], priors["transmat"], em, formulation=self.hmm_formulation)
+
+    @staticmethod
+    def _emission_params(post_em, kind):
+        p = post_em.torch_params()
+        if kind == "categorical":
+            return {"concentration": p["concentration"][:, 0, :]}
+        return dict(p)
+
+    def _posterior_from_spec(self, start, trans, em):
+        kind = self._kind
+        if kind == "gaussian_full":
+            emission = NormalWishart(**em)
+        elif kind == "gaussian_diag":
+            emission = NormalGamma(**em)
+        elif kind == "categorical":
+            emission = Dirichlet(concentration=em["concentration"][:, None, :])
+        else:
+            emission = Gamma(**em)
+        return {"startprob": start, "transmat": trans, "emission": emission}
+
+    def _fit_svi(self, data, random_state):
+        for name, minimum in (("num_steps", 1), ("num_particles", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+        init = self._init_posteriors(data, random_state)
+        spec = self._spec()
+        guide_init = spec.guide_init(init["startprob"], init["transmat"],
+                                     self._emission_params(init["emission"], self._kind))
+        x, lengths, mask = self._padded(data)
+        batch = None if self.batch_size is None else min(int(self.batch_size), x.shape[0])
+        result = spec.fit(x, lengths, mask, guide_init, num_steps=int(self.num_steps), lr=float(self.learning_rate),
+                          batch_size=batch, num_particles=int(self.num_particles), tol=self.svi_tol,
+                          random_state=random_state, verbose=self.verbose)
+        start, trans, em = spec.posterior_params(result.params)
+        self._set_posterior_attributes(self._posterior_from_spec(start, trans, em))
+        self.svi_result_ = result
+        self.elbo_history_ = result.elbo_history
+        self.lower_bound_ = result.elbo
+        self.n_iter_ = result.n_steps
+        self.converged_ = result.converged
+
+    def _fit_nuts(self, data, random_state):
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, (int, np.integer)) or \
+                self.num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
+        self._fit_vem(data, random_state)
+        spec = self._spec()
+        post = self.posterior_
+        init_values = spec.nuts_init(_t64(self.startprob_posterior_), _t64(self.transmat_posterior_),
+                                     self._emission_params(post["emission"], self._kind))
+        x, lengths, mask = self._padded(data)
+        samples = spec.sample_posterior(x, lengths, mask, init_values, num_samples=int(self.num_samples),
+                                        warmup_steps=self.warmup_steps, random_state=random_state,
+                                        verbose=self.verbose)
+        self.posterior_samples_ = samples
+        self.startprob_ = samples["startprob"].mean(0)
+        self.transmat_ = samples["transmat"].mean(0)
+        kind = self._kind
+        if kind == "gaussian_full":
+            self.means_ = samples["mean"].mean(0)
+            cov = np.linalg.inv(samples["precision"].mean(0))
+            self.covars_ = 0.5 * (cov + np.transpose(cov, (0, 2, 1)))
+        elif kind == "gaussian_diag":
+            self.means_ = samples["mean"].mean(0)
+            self.covars_ = 1.0 / samples["precision"].mean(0)
+        elif kind == "categorical":
+            self.emissionprob_ = samples["emissionprob"].mean(0)
+        else:
+            self.lambdas_ = samples["rate"].mean(0)
+
+    # ------------------------------------------------------------------ posterior predictive
+    def _parameter_draws(self, n_draws, rng):
+        """``n_draws`` parameter sets from the posterior (NUTS draws, or samples of ``q``)."""
+        kind = self._kind
+        if hasattr(self, "posterior_samples_") and self.inference == "nuts":
+            s = self.posterior_samples_
+            idx = np.arange(len(s["startprob"]))
+            draws = []
+            for i in idx[np.linspace(0, len(idx) - 1, min(n_draws, len(idx))).astype(int)]:
+                draws.append({name: v[i] for name, v in s.items()})
+            return draws
+        post = self.posterior_
+        gen = torch_generator(rng)
+        def dirichlet_draws(alpha):
+            g = rng.gamma(np.broadcast_to(alpha, (n_draws, *alpha.shape)))
+            return g / g.sum(-1, keepdims=True)
+
+        start = dirichlet_draws(np.asarray(self.startprob_posterior_, dtype=np.float64))
+        trans = dirichlet_draws(np.asarray(self.transmat_posterior_, dtype=np.float64))
+        em = post["emission"]
+        if kind == "gaussian_full":
+            mean, prec = em.sample(n_draws, gen)
+            ems = [{"mean": mean[i], "precision": prec[i]} for i in range(n_draws)]
+        elif kind == "gaussian_diag":
+            mean, tau = em.sample(n_draws, gen)
+            ems = [{"mean": mean[i], "precision": tau[i]} for i in range(n_draws)]
+        elif kind == "categorical":
+            probs = em.sample(n_draws, gen)[:, :, 0, :]
+            ems = [{"emissionprob": probs[i]} for i in range(n_draws)]
+        else:
+            rate = em.sample(n_draws, gen)
+            ems = [{"rate": rate[i]} for i in range(n_draws)]
+        return [dict(startprob=start[i], transmat=trans[i], **ems[i]) for i in range(n_draws)]
+
+    def _log_emission_for(self, draw, x):
+        kind = self._kind
+        xt = torch.as_tensor(x, dtype=torch.float64)
+        if kind == "gaussian_full":
+            cov = np.linalg.inv(draw["precision"])
+            d = torch.distributions.MultivariateNormal(torch.as_tensor(draw["mean"]),
+                                                       covariance_matrix=torch.as_tensor(0.5 * (cov + cov.swapaxes(-1, -2))))
+            return d.log_prob(xt.unsqueeze(1))
+        if kind == "gaussian_diag":
+            d = torch.distributions.Normal(torch.as_tensor(draw["mean"]), torch.as_tensor(draw["precision"]) ** -0.5)
+            return d.log_prob(xt.unsqueeze(1)).sum(-1)
+        if kind == "categorical":
+            return torch.log(torch.as_tensor(draw["emissionprob"]))[:, xt[:, 0].long()].T
+        d = torch.distributions.Poisson(torch.as_tensor(draw["rate"]))
+        return d.log_prob(xt.unsqueeze(1)).sum(-1)
+
+    def score(self, X, y=None, *, lengths=None):
+        """Posterior-predictive log-likelihood of the sequences: ``log E_posterior[p(X | theta)]``.
+
+        A Monte Carlo average over ``n_predictive_samples`` parameter draws (from ``q``, or
+        from the NUTS draws), each scored exactly by the forward algorithm:
+        ``logsumexp_s log p(X | theta_s) - log S``. The draws are seeded by ``random_state``.
+        (:meth:`score_samples` and :meth:`decode` use the posterior-mean parameters.)
+
+        Returns
+        -------
+        float
+        """
+        data = self._prepare_predict(X, lengths)
+        n_draws = self.n_predictive_samples
+        if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+            raise ValueError(f"n_predictive_samples must be a positive integer, got {n_draws!r}")
+        rng = check_random_state(self.random_state)
+        values = []
+        with torch.no_grad():
+            for draw in self._parameter_draws(int(n_draws), rng):
+                with np.errstate(divide="ignore"):
+                    log_start = np.log(np.asarray(draw["startprob"], dtype=np.float64))
+                    log_trans = np.log(np.asarray(draw["transmat"], dtype=np.float64))
+                log_emis = self._log_emission_for(draw, data.X)
+                res = forward_filter(log_start, log_trans, log_emis, data.lengths)
+                values.append(float(res.log_likelihood.sum()))
+        v = np.asarray(values)
+        return float(np.logaddexp.reduce(v) - math.log(len(v)))
