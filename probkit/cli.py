@@ -423,7 +423,10 @@ def _cmd_fit(args):
     print(f"fitted {args.model} ({type(model).__name__}, {args.n_components} components) on {len(X)} rows x "
           f"{X.shape[1]} columns ({', '.join(names)})"
           + (f" in {len(lengths)} sequences" if lengths is not None else ""))
-    print(f"log-likelihood {total:.4f}, BIC {model.bic(X, **kw):.2f}, iterations {n_iter}, "
+    # Variational models report their evidence lower bound instead of an information criterion.
+    criterion = (f"BIC {model.bic(X, **kw):.2f}" if hasattr(model, "bic")
+                 else f"evidence lower bound {model.lower_bound_:.4f}")
+    print(f"log-likelihood {total:.4f}, {criterion}, iterations {n_iter}, "
           f"converged {getattr(model, 'converged_', None)}")
     print(f"saved {path}")
     if args.plot:

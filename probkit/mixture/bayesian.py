@@ -819,13 +819,20 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
+    def _fitted_family(self):
+        """The conjugate family of the fitted model (rebuilt from ``family``; not stored, so it need not be saved)."""
+        from probkit.vi.conjugate import ConjugateFamily
+
+        fam = ConjugateFamily(self.family)
+        if fam.name == "Categorical":
+            fam.template = type(fam.template)(n_categories=self.prior_.n_categories)
+        return fam
+
     def _validate(self, X, reset):
         from probkit.vi.conjugate import ConjugateFamily
 
         X = self._validate_X(X, reset=reset, ensure_min_samples=2 if reset else 1)
-        fam = ConjugateFamily(self.family)
-        if not reset and fam.name == "Categorical":
-            fam.template = type(fam.template)(n_categories=self.prior_.n_categories)
+        fam = ConjugateFamily(self.family) if reset else self._fitted_family()
         x = fam.as_data(X)
         return X, x, fam
 
@@ -915,7 +922,6 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
         self.weight_concentration_ = _conc_to_numpy(self._conc)
         self.weights_ = weights_from_concentration(self.weight_concentration_, self.weight_concentration_prior_type)
         self.posterior_ = self._posterior
-        self._family_ = fam
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.objective
@@ -927,7 +933,7 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
     def components_(self):
         """The likelihood family at each component's posterior mean (one distribution per component)."""
         self._check_fitted(["posterior_"])
-        point = self._family_.point_estimate(self.posterior_)
+        point = self._fitted_family().point_estimate(self.posterior_)
         out = []
         for k in range(self.n_components):
             params = {name: v[k] for name, v in point.torch_params().items()}
@@ -939,7 +945,7 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
         _, x, fam = self._validate(X, reset=False)
         conc = _as_tensor_conc(self.weight_concentration_, torch.float64, None)
         with torch.no_grad():
-            return self._rho(x, self._family_, conc, self.posterior_)
+            return self._rho(x, fam, conc, self.posterior_)
 
     def predict_proba(self, X):
         """``softmax_k E_q[log pi_k + log p(x | theta_k)]`` for each row: (n_samples, n_components)."""
@@ -956,4 +962,35 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
     def score(self, X, y=None):
         """Mean of :meth:`score_samples`."""
         return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the mixture at the posterior means of weights and components.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : None, int or RandomState, optional
+            Defaults to the estimator's ``random_state``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Samples grouped by component.
+        y : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        self._check_fitted(["posterior_"])
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample.")
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
+        gen = torch_generator(rng)
+        components = self.components_
+        parts, labels = [], []
+        with torch.no_grad():
+            for k, c in enumerate(counts):
+                if c > 0:
+                    parts.append(components[k]._sample((int(c),), gen).reshape(int(c), -1))
+                    labels.append(np.full(c, k, dtype=int))
+        return to_numpy(torch.cat(parts, 0)), np.concatenate(labels)
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import probkit
-from probkit import (GMMHMM, HMM, CategoricalHMM, GaussianHMM, GaussianMixture, MixtureModel, MultinomialHMM,
-                     PoissonHMM)
+from probkit import (GMMHMM, HMM, BayesianGaussianMixture, BayesianMixture, CategoricalHMM, GaussianHMM,
+                     GaussianMixture, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
 from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type
@@ -43,6 +43,13 @@ CASES = {
     "poisson-hmm": (lambda: PoissonHMM(2, random_state=0), X_COUNTS),
     "hmm-gamma-class": (lambda: HMM(emission=Gamma, n_components=2, random_state=0), X_POS),
     "hmm-poisson-name": (lambda: HMM(emission="poisson", n_components=2, random_state=0), X_COUNTS),
+    "bayesian-gmm-dp": (lambda: BayesianGaussianMixture(n_components=3, random_state=0), X_REAL),
+    "bayesian-gmm-diag": (lambda: BayesianGaussianMixture(n_components=2, covariance_type="diag",
+                                                          weight_concentration_prior_type="dirichlet_distribution",
+                                                          random_state=0), X_REAL),
+    "bayesian-mixture-poisson": (lambda: BayesianMixture(family="poisson", n_components=3, random_state=0), X_COUNTS),
+    "variational-hmm-gaussian": (lambda: VariationalHMM(2, emission="gaussian", random_state=0), X_REAL),
+    "variational-hmm-categorical": (lambda: VariationalHMM(2, emission="categorical", random_state=0), X_SYMBOLS),
 }
 
 
