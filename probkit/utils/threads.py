@@ -8,7 +8,10 @@ Two kinds of parallelism, two settings:
   when the cores are shared with other work. Measured on the 2-core development machine
   while other jobs ran: a diagonal GaussianMixture fit (N=200,000, D=8, K=16, 20
   iterations) took 40.4 s with 2 torch threads and 1.1 s with 1 (full covariance:
-  3.5 s and 2.4 s). Raise it with :func:`set_num_threads` on a dedicated machine.
+  3.5 s and 2.4 s). On the same machine when idle, 2 threads gained little for the
+  diagonal fit (0.64 s vs 0.74 s) and 1.7x for the full one (1.48 s vs 2.57 s). A
+  slowdown of 1.7x at worst against one of 37x at worst: one thread is the default;
+  raise it with :func:`set_num_threads` on a dedicated machine.
 * **worker threads** that run independent blocks of sequences through the compiled
   HMM kernels. They release the GIL and share nothing, so they stay efficient under
   load; by default one per CPU core.
