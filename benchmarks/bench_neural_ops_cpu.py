@@ -84,7 +84,6 @@ def make_inputs(L, seed=0):
 
 def build(impl, L, chunk=None):
     """Return (fn(*tensors) -> y of shape (batch, dim, L), tensors)."""
-    import torch
     import torch.nn.functional as F
 
     u, delta, A, B, C, D = make_inputs(L)

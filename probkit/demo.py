@@ -2,7 +2,8 @@
 variational inference (a Dirichlet-process mixture; a Bayesian HMM checked against NUTS).
 
 Run with ``make demo`` or ``python -m probkit.demo --output-dir demo_output``. Prints a
-report and writes figures into the output directory.
+report and writes figures into the output directory. ``PROBKIT_FAST=1`` (used by the test
+suite) runs every section with few restarts and draws.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import time
 import warnings
 
 import numpy as np
+
+# Fewer restarts, SVI steps and NUTS draws when the test suite runs the demo.
+FAST = bool(os.environ.get("PROBKIT_FAST"))
+N_INIT = 1 if FAST else None
 
 from probkit import (
     BayesianGaussianMixture,
@@ -39,7 +44,7 @@ def old_faithful_gmm(output_dir, plt):
     for ct in ["full", "tied", "diag", "spherical"]:
         xs, ys = [], []
         for k in range(1, 7):
-            gm = GaussianMixture(k, covariance_type=ct, n_init=3, random_state=0).fit(X)
+            gm = GaussianMixture(k, covariance_type=ct, n_init=N_INIT or 3, random_state=0).fit(X)
             bic = gm.bic(X)
             xs.append(k)
             ys.append(bic)
@@ -83,7 +88,7 @@ def earthquake_poisson_mixture(output_dir, plt):
     for k in range(1, 5):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fits[k] = MixtureModel(family="poisson", n_components=k, n_init=5, random_state=0).fit(X)
+            fits[k] = MixtureModel(family="poisson", n_components=k, n_init=N_INIT or 5, random_state=0).fit(X)
     bics = {k: m.bic(X) for k, m in fits.items()}
     k = min(bics, key=bics.get)
     m = fits[k]
@@ -113,7 +118,7 @@ def old_faithful_regimes(output_dir, plt):
     """Gaussian HMM on the sequence of eruptions: short/long regimes and how they alternate."""
     X, names = load_old_faithful()
     print("\nOld Faithful as a sequence: a Gaussian HMM over consecutive eruptions")
-    fits = {k: GaussianHMM(k, covariance_type="full", n_iter=500, tol=1e-6, n_init=5, random_state=0).fit(X)
+    fits = {k: GaussianHMM(k, covariance_type="full", n_iter=500, tol=1e-6, n_init=N_INIT or 5, random_state=0).fit(X)
             for k in range(1, 5)}
     bics = {k: m.bic(X) for k, m in fits.items()}
     k = min(bics, key=bics.get)
@@ -140,6 +145,9 @@ def old_faithful_regimes(output_dir, plt):
         plot_transition_matrix(model.transmat_[np.ix_(order, order)], ax=axes[1])
         fig.tight_layout()
         path = os.path.join(output_dir, "old_faithful_hmm_states.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        print(f"  figure: {path}")
 def old_faithful_dirichlet_process(output_dir, plt):
     """A Dirichlet-process mixture chooses the number of components of Old Faithful by itself.
 
@@ -151,9 +159,9 @@ def old_faithful_dirichlet_process(output_dir, plt):
     from types import SimpleNamespace
 
     X, names = load_old_faithful()
-    print(f"\nDirichlet-process mixture on Old Faithful: up to 10 components, variational inference")
+    print("\nDirichlet-process mixture on Old Faithful: up to 10 components, variational inference")
     t0 = time.perf_counter()
-    cavi = BayesianGaussianMixture(n_components=10, weight_concentration_prior=0.1, n_init=5, max_iter=500,
+    cavi = BayesianGaussianMixture(n_components=10, weight_concentration_prior=0.1, n_init=N_INIT or 5, max_iter=500,
                                    tol=1e-6, random_state=0).fit(X)
     t_cavi = time.perf_counter() - t0
     active = np.flatnonzero(cavi.weights_ > 0.01)
@@ -165,18 +173,18 @@ def old_faithful_dirichlet_process(output_dir, plt):
               f"sd ({sd[0]:.2f}, {sd[1]:.1f})")
     counts = {}
     for gamma in (0.01, 1.0, 100.0):
-        m = BayesianGaussianMixture(n_components=10, weight_concentration_prior=gamma, n_init=3, max_iter=500,
+        m = BayesianGaussianMixture(n_components=10, weight_concentration_prior=gamma, n_init=N_INIT or 3, max_iter=500,
                                     tol=1e-6, random_state=0).fit(X)
         counts[gamma] = int((m.weights_ > 0.01).sum())
     print("  components used by concentration gamma: " + ", ".join(f"{g:g}: {c}" for g, c in counts.items()))
     t0 = time.perf_counter()
-    svi = BayesianGaussianMixture(n_components=10, weight_concentration_prior=0.1, inference="svi", num_steps=400,
+    svi = BayesianGaussianMixture(n_components=10, weight_concentration_prior=0.1, inference="svi", num_steps=40 if FAST else 400,
                                   learning_rate=0.03, svi_tol=0.0, random_state=0).fit(X)
     t_svi = time.perf_counter() - t0
     print(f"  SVI (Pyro, TraceEnum_ELBO) from the k-means start: {svi.n_iter_} steps in {t_svi:.1f} s, mean ELBO of "
           f"the last 50 steps {svi.lower_bound_:.2f}; {int((svi.weights_ > 0.01).sum())} components above 1% "
           "(gradient steps empty spare components slowly)")
-    refined = copy.deepcopy(cavi).set_params(inference="svi", warm_start=True, num_steps=200, learning_rate=0.005,
+    refined = copy.deepcopy(cavi).set_params(inference="svi", warm_start=True, num_steps=20 if FAST else 200, learning_rate=0.005,
                                              svi_tol=0.0).fit(X)
     print(f"  SVI warm-started at the CAVI posterior: mean ELBO {refined.lower_bound_:.2f} >= CAVI bound "
           f"{cavi.lower_bound_:.2f} (summing the assignments out is tighter than a factorised q(z))")
@@ -221,7 +229,7 @@ def earthquake_poisson_hmm(output_dir, plt):
     years, counts = load_earthquakes()
     X = counts.reshape(-1, 1)
     print("\nMajor earthquakes as a Poisson HMM (the series is autocorrelated, not just over-dispersed)")
-    fits = {k: PoissonHMM(k, n_iter=1000, tol=1e-8, n_init=10, random_state=0).fit(X) for k in range(1, 5)}
+    fits = {k: PoissonHMM(k, n_iter=1000, tol=1e-8, n_init=N_INIT or 10, random_state=0).fit(X) for k in range(1, 5)}
     for kk, m in fits.items():
         published = PUBLISHED_POISSON_HMM_LOGLIK.get(kk)
         note = f" (published: {published:.2f})" if published is not None else ""
@@ -241,6 +249,9 @@ def earthquake_poisson_hmm(output_dir, plt):
         ax.set_title(f"{k}-state Poisson HMM, Viterbi path")
         fig.tight_layout()
         path = os.path.join(output_dir, "earthquakes_poisson_hmm.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        print(f"  figure: {path}")
 def earthquake_hmm_vi_vs_nuts(output_dir, plt):
     """A two-state Poisson HMM of the earthquake counts: variational Bayes EM against NUTS.
 
@@ -251,10 +262,11 @@ def earthquake_hmm_vi_vs_nuts(output_dir, plt):
     X = counts.reshape(-1, 1).astype(float)
     print("\nPoisson HMM of the earthquake counts: variational Bayes against NUTS")
     t0 = time.perf_counter()
-    vem = VariationalHMM(2, emission="poisson", n_init=3, random_state=0).fit(X)
+    vem = VariationalHMM(2, emission="poisson", n_init=N_INIT or 3, random_state=0).fit(X)
     t_vem = time.perf_counter() - t0
     t0 = time.perf_counter()
-    nuts = VariationalHMM(2, emission="poisson", inference="nuts", num_samples=200, warmup_steps=100,
+    nuts = VariationalHMM(2, emission="poisson", inference="nuts", num_samples=20 if FAST else 200,
+                          warmup_steps=20 if FAST else 100,
                           random_state=0).fit(X)
     t_nuts = time.perf_counter() - t0
     a, b = vem.lambdas_posterior_

@@ -21,7 +21,6 @@ from probkit.base import ProbkitEstimator
 from probkit.em.engine import EStepResult, run_em
 from probkit.inference import forward_backward, forward_filter, sample_markov_chain, viterbi
 from probkit.utils._array import to_numpy
-from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_stochastic

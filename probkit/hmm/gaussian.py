@@ -319,7 +319,7 @@ class GaussianHMM(BaseHMM):
         self.covars_ = covars
 
     def _sample_emissions(self, states, rng):
-        k, d = self.n_components, self.n_features
+        d = self.n_features
         means = np.asarray(self.means_, dtype=np.float64)
         chol = np.linalg.cholesky(self.full_covars_)
         eps = rng.standard_normal((len(states), d))

@@ -18,7 +18,7 @@ from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight
 
-__all__ = ["BaseMixture", "mixture_estep"]
+__all__ = ["BaseMixture", "mixture_estep", "sample_mixture"]
 
 # Rows per E-step block: bounds the (rows, K, d) temporaries of the batched
 # log-density and statistics products, so peak memory does not grow with n_samples * K.
@@ -75,6 +75,49 @@ def mixture_estep(components, log_weights, x, weight=None, chunk_size=DEFAULT_CH
             resp_sum = rs if resp_sum is None else resp_sum + rs
             stats = add_stats(stats, components.summarize(xb, resp))
     return total_ll, resp_sum, stats
+
+
+def sample_mixture(weights, sample_member, n_samples, random_state, device=None):
+    """Draw ``n_samples`` from a mixture, grouped by component (scikit-learn's layout).
+
+    Parameters
+    ----------
+    weights : numpy.ndarray of shape (K,)
+        Mixture weights (normalised here).
+    sample_member : callable
+        ``sample_member(k, n, generator)`` returns ``n`` draws of component ``k`` as a tensor.
+    n_samples : int
+    random_state : None, int or RandomState
+        Draws the component counts and seeds the torch generator of the components' draws.
+    device : torch.device, optional
+        Device of the components' parameters (the generator must live there).
+
+    Returns
+    -------
+    X : numpy.ndarray of shape (n_samples, n_features)
+    y : numpy.ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> from probkit.distributions import Poisson
+    >>> rates = [1.0, 50.0]
+    >>> X, y = sample_mixture(np.array([0.5, 0.5]), lambda k, n, g: Poisson(rate=rates[k])._sample((n,), g), 6, 0)
+    >>> X.shape, sorted(set(y.tolist()))
+    ((6, 1), [0, 1])
+    """
+    if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample.")
+    rng = check_random_state(random_state)
+    weights = np.asarray(weights, dtype=np.float64)
+    counts = rng.multinomial(n_samples, weights / weights.sum())
+    gen = torch_generator(rng, device=device)
+    parts, labels = [], []
+    with torch.no_grad():
+        for k, c in enumerate(counts):
+            if c > 0:
+                parts.append(sample_member(k, int(c), gen).reshape(int(c), -1))
+                labels.append(np.full(c, k, dtype=int))
+    return to_numpy(torch.cat(parts, 0)), np.concatenate(labels)
 
 
 class BaseMixture(DensityMixin, ProbkitEstimator):
@@ -273,22 +316,9 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
             Component labels.
         """
         self._check_fitted()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(
-                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample."
-            )
-        rng = check_random_state(self.random_state if random_state is None else random_state)
         weights, components = self._components_from_attributes()
-        counts = rng.multinomial(n_samples, to_numpy(weights).astype(np.float64) / float(weights.sum()))
-        gen = torch_generator(rng, device=weights.device)
-        parts, labels = [], []
-        with torch.no_grad():
-            for k, c in enumerate(counts):
-                if c > 0:
-                    parts.append(components.sample_member(k, int(c), gen))
-                    labels.append(np.full(c, k, dtype=int))
-        X = to_numpy(torch.cat(parts, 0))
-        return X, np.concatenate(labels)
+        return sample_mixture(to_numpy(weights), components.sample_member, n_samples,
+                              self.random_state if random_state is None else random_state, device=weights.device)
 
     def _n_parameters(self):
         weights, components = self._components_from_attributes()

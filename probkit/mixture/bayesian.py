@@ -22,9 +22,10 @@ from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
+from probkit.mixture._base import sample_mixture
 from probkit.mixture._components import add_stats
 from probkit.utils._array import to_numpy
-from probkit.utils.random import check_random_state, torch_generator
+from probkit.utils.random import check_random_state
 from probkit.vi._pyro import torch_threads
 from probkit.vi._weights import (
     check_weight_prior,
@@ -729,25 +730,23 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         y : ndarray of shape (n_samples,)
         """
         self._check_fitted(["weights_", "means_", "covariances_"])
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample.")
-        rng = check_random_state(self.random_state if random_state is None else random_state)
-        counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
-        dist = MultivariateNormal(mean=self.means_, covariance=self.covariances_, covariance_type=self.covariance_type)
-        gen = torch_generator(rng)
-        parts, labels = [], []
-        for k, c in enumerate(counts):
-            if c > 0:
-                params = {"mean": dist._params["mean"][k], "covariance": dist._params["covariance"]
-                          if self.covariance_type == "tied" else dist._params["covariance"][k]}
-                member = MultivariateNormal(**params, covariance_type="full" if self.covariance_type == "tied"
-                                            else self.covariance_type)
-                if self.covariance_type == "spherical":
-                    member = MultivariateNormal(mean=params["mean"], covariance=params["covariance"] * torch.ones(
-                        self.means_.shape[1], dtype=torch.float64), covariance_type="diag")
-                parts.append(member._sample((int(c),), gen))
-                labels.append(np.full(c, k, dtype=int))
-        return to_numpy(torch.cat(parts, 0)), np.concatenate(labels)
+        ct = self.covariance_type
+        d = self.means_.shape[1]
+        means = torch.as_tensor(self.means_, dtype=torch.float64)
+        covs = torch.as_tensor(self.covariances_, dtype=torch.float64)
+
+        def member(k, n, gen):
+            if ct == "tied":
+                dist = MultivariateNormal(mean=means[k], covariance=covs, covariance_type="full")
+            elif ct == "spherical":
+                dist = MultivariateNormal(mean=means[k], covariance=covs[k] * torch.ones(d, dtype=torch.float64),
+                                          covariance_type="diag")
+            else:
+                dist = MultivariateNormal(mean=means[k], covariance=covs[k], covariance_type=ct)
+            return dist._sample((n,), gen)
+
+        return sample_mixture(self.weights_, member, n_samples,
+                              self.random_state if random_state is None else random_state)
 
 
 class BayesianMixture(DensityMixin, ProbkitEstimator):
@@ -980,17 +979,7 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
             Component labels.
         """
         self._check_fitted(["posterior_"])
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample.")
-        rng = check_random_state(self.random_state if random_state is None else random_state)
-        counts = rng.multinomial(n_samples, self.weights_ / self.weights_.sum())
-        gen = torch_generator(rng)
         components = self.components_
-        parts, labels = [], []
-        with torch.no_grad():
-            for k, c in enumerate(counts):
-                if c > 0:
-                    parts.append(components[k]._sample((int(c),), gen).reshape(int(c), -1))
-                    labels.append(np.full(c, k, dtype=int))
-        return to_numpy(torch.cat(parts, 0)), np.concatenate(labels)
+        return sample_mixture(self.weights_, lambda k, n, gen: components[k]._sample((n,), gen), n_samples,
+                              self.random_state if random_state is None else random_state)
 

@@ -166,12 +166,6 @@ class MixtureModel(BaseMixture):
         self.component_model_.validate(x, "X")
         return x
 
-    def sample(self, n_samples=1, random_state=None):
-        X, y = super().sample(n_samples, random_state)
-        if X.ndim == 1:
-            X = X.reshape(-1, 1)
-        return X, y
-
     @property
     def n_components_(self):
         """Number of fitted components."""
