@@ -4,7 +4,8 @@ Accepted layouts of ``X``
 -------------------------
 Real-valued features (``vocab_size=None``):
 
-* a list of arrays, one per sequence, each ``(L_i, D)`` (or ``(L_i,)`` for ``D = 1``);
+* a list of arrays (or tensors), one per sequence, each ``(L_i, D)`` (or ``(L_i,)``
+  for ``D = 1``);
 * a padded 3-D array ``(N, L, D)``, with ``lengths`` (``N`` ints in ``[1, L]``) giving
   the valid prefix of each row (default: all ``L`` steps);
 * a 2-D array ``(N, D)``: scikit-learn's tabular layout, read as ``N`` sequences of
@@ -19,7 +20,9 @@ Integer tokens (``vocab_size`` given):
 * a 1-D array: one long sequence (:class:`~probkit.neural.SequenceDensity` cuts it into
   windows).
 
-Torch tensors are accepted wherever arrays are. Values past a sequence's length are
+Torch tensors are accepted wherever arrays are. Nested Python lists are read as numpy
+reads them: a regular nesting is the array it forms (so ``X.tolist()`` means the same
+as ``X``), a ragged one is a list of sequences. Values past a sequence's length are
 ignored (they may be anything, NaN included).
 """
 
@@ -41,11 +44,22 @@ def _to_numpy(a):
 
 
 def _is_sequence_list(X):
+    """A list of arrays/tensors, or a ragged nested list: one sequence per element.
+
+    Nested Python lists that numpy reads as a regular array are that array (a 2-D
+    table, a padded 3-D array, or one 1-D token sequence), as in scikit-learn.
+    """
     if not isinstance(X, (list, tuple)):
         return False
     if len(X) == 0:
         return True
-    return not all(np.ndim(_to_numpy(x)) == 0 for x in X)
+    if any(isinstance(x, (np.ndarray, torch.Tensor)) and np.ndim(x) >= 1 for x in X):
+        return True
+    try:
+        arr = np.asarray(X)
+    except ValueError:  # ragged
+        return True
+    return arr.dtype == object and arr.ndim == 1
 
 
 def _check_lengths(lengths, n, max_len, name="lengths"):

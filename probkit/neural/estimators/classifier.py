@@ -119,6 +119,8 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
         self
         """
         self._check_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         padded, lens = self._check_X(X, lengths, reset=True)
         y = column_or_1d(np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y), warn=True)
         check_classification_targets(y)
@@ -172,7 +174,8 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
         -------
         ndarray of shape (N,)
         """
-        return self.classes_[np.argmax(self.predict_log_proba(X, lengths=lengths), axis=1)]
+        log_proba = self.predict_log_proba(X, lengths=lengths)
+        return self.classes_[np.argmax(log_proba, axis=1)]
 
     def score(self, X, y, sample_weight=None, *, lengths=None):
         """Accuracy on ``(X, y)``.

@@ -114,6 +114,8 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
         self._check_params()
         if self.loss not in ("squared_error", "gaussian"):
             raise ValueError(f"loss must be 'squared_error' or 'gaussian', got {self.loss!r}")
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         padded, lens = self._check_X(X, lengths, reset=True)
         y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
