@@ -32,7 +32,8 @@ import math
 import torch
 from torch import nn
 
-from .layers import GRULayer, LSTMLayer, RMSNorm, SequenceLayer
+from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, MambaLayer, RMSNorm, RWKV6Layer,
+                     S4DLayer, SequenceLayer, TransformerLayer)
 from .layers.base import check_positive_int
 
 __all__ = [
@@ -232,6 +233,45 @@ class Backbone(nn.Module):
 # ---------------------------------------------------------------------- registry
 
 
+def _mamba(d_model, n_layers, *, d_state=16, expand=2, d_conv=4, dt_rank=None, dt_min=1e-3,
+           dt_max=1e-1, dropout=0.0, backend="auto"):
+    return [MambaLayer(d_model, d_state=d_state, expand=expand, d_conv=d_conv, dt_rank=dt_rank,
+                       dt_min=dt_min, dt_max=dt_max, dropout=dropout, backend=backend)
+            for _ in range(n_layers)]
+
+
+def _rwkv(d_model, n_layers, *, n_heads=None, ffn_ratio=1.0, mix_rank=None, decay_rank=None,
+          dropout=0.0, backend="auto"):
+    return [RWKV6Layer(d_model, n_heads=n_heads, ffn_ratio=ffn_ratio, mix_rank=mix_rank,
+                       decay_rank=decay_rank, layer_id=i, n_layers=n_layers, dropout=dropout,
+                       backend=backend)
+            for i in range(n_layers)]
+
+
+def _gated_cnn(d_model, n_layers, *, expansion=8 / 3, conv_ratio=1.0, conv_width=4, dropout=0.0):
+    return [GatedCNNLayer(d_model, expansion=expansion, conv_ratio=conv_ratio,
+                          conv_width=conv_width, dropout=dropout)
+            for _ in range(n_layers)]
+
+
+def _transformer(d_model, n_layers, *, n_heads=4, causal=True, positional="rotary",
+                 max_len=1024, mlp_ratio=2.0, rotary_base=10000.0, dropout=0.0):
+    n_heads = check_positive_int(n_heads, "n_heads")
+    if d_model % n_heads:
+        raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+    return [TransformerLayer(d_model, n_heads=n_heads, causal=causal, positional=positional,
+                             max_len=max_len if positional == "learned" and i == 0 else None,
+                             mlp_ratio=mlp_ratio, rotary_base=rotary_base, dropout=dropout)
+            for i in range(n_layers)]
+
+
+def _s4d(d_model, n_layers, *, d_state=64, expand=2, init="lin", dt_min=1e-3, dt_max=1e-1,
+         dropout=0.0):
+    return [S4DLayer(d_model, d_state=d_state, expand=expand, init=init, dt_min=dt_min,
+                     dt_max=dt_max, dropout=dropout)
+            for _ in range(n_layers)]
+
+
 def _gru(d_model, n_layers, *, hidden_size=None, dropout=0.0):
     return [GRULayer(d_model, hidden_size=hidden_size, dropout=dropout) for _ in range(n_layers)]
 
@@ -242,10 +282,15 @@ def _lstm(d_model, n_layers, *, hidden_size=None, dropout=0.0):
 
 #: kind -> function ``(d_model, n_layers, **kw) -> list of layers``
 _FACTORIES = {
+    "mamba": _mamba,
+    "rwkv": _rwkv,
+    "mambaout": _gated_cnn,
+    "transformer": _transformer,
+    "s4d": _s4d,
     "gru": _gru,
     "lstm": _lstm,
 }
-_ALIASES = {}
+_ALIASES = {"gated_cnn": "mambaout"}
 
 #: names accepted by :func:`build_backbone` (aliases included)
 KINDS = tuple(sorted(set(_FACTORIES) | set(_ALIASES)))

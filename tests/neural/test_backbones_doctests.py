@@ -9,6 +9,11 @@ MODULES = [
     "probkit.neural.backbones",
     "probkit.neural.layers.base",
     "probkit.neural.layers.recurrent",
+    "probkit.neural.layers.mamba",
+    "probkit.neural.layers.rwkv",
+    "probkit.neural.layers.gated_cnn",
+    "probkit.neural.layers.transformer",
+    "probkit.neural.layers.s4d",
 ]
 
 

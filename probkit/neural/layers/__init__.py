@@ -6,11 +6,22 @@ batch-first tensors).  :func:`probkit.neural.build_backbone` stacks them.
 """
 
 from .base import RMSNorm, SequenceLayer
+from .gated_cnn import GatedCNNLayer
+from .mamba import MambaLayer
 from .recurrent import GRULayer, LSTMLayer
+from .rwkv import RWKV6Layer
+from .s4d import S4D, S4DLayer
+from .transformer import TransformerLayer
 
 __all__ = [
     "RMSNorm",
     "SequenceLayer",
+    "MambaLayer",
+    "RWKV6Layer",
+    "GatedCNNLayer",
+    "TransformerLayer",
+    "S4D",
+    "S4DLayer",
     "GRULayer",
     "LSTMLayer",
 ]

@@ -1,0 +1,205 @@
+"""S4D: diagonal linear time-invariant state space layer (Gu, Gupta, Goel & Re, 2022).
+
+Per channel, a complex diagonal SSM with ``n = d_state / 2`` modes (each standing for a
+conjugate pair, hence the real output ``2 Re(.)``), discretised by zero-order hold with a
+learned step ``dt = exp(log_dt)``::
+
+    A_bar = exp(dt A)       B_bar = (exp(dt A) - 1) / A        (B = 1, folded into C)
+    s_t   = A_bar * s_{t-1} + B_bar * u_t
+    y_t   = 2 Re(sum_n C_n s_t[n]) + D u_t
+
+Convolution mode (training): the kernel ``K_l = 2 Re(sum_n C_n B_bar_n A_bar_n ** l)``,
+``l < L`` (a Vandermonde product), is applied by FFT, ``y = irfft(rfft(u) rfft(K)) + D u``
+with zero padding to ``2 L`` so the circular convolution is causal.  Recurrent mode
+(:meth:`S4D.step`) runs the recurrence; both give the same outputs.
+
+``A = -exp(log_A_real) + i A_imag`` with the S4D-Lin (``A_n = -1/2 + i pi n``) or S4D-Inv
+(``A_n = -1/2 + i (N / pi) (N / (2 n + 1) - 1)``, ``N = d_state``) initialisation;
+``C`` standard complex normal; ``log_dt`` uniform in ``[log dt_min, log dt_max]``;
+``D`` standard normal.
+
+The layer (:class:`S4DLayer`) wraps the SSM in a gated block, ``x + dropout(block(norm(x)))``::
+
+    u, z = split(in_proj(h))                    # E = expand * d_model channels each
+    out  = out_proj(gelu(S4D(u)) * sigmoid(z))  # GLU-style gate
+
+Parameters per layer (``d = d_model``, ``n = d_state / 2``, projections without bias):
+``2 d E + E d + E (4 n + 2) + d`` (= ``131,712`` for ``d = 128`` with the defaults
+``expand = 2``, ``d_state = 64``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int, log_uniform_
+
+__all__ = ["S4D", "S4DLayer"]
+
+INITS = ("lin", "inv")
+
+
+class S4D(nn.Module):
+    r"""Diagonal state space convolution over ``channels`` independent channels.
+
+    Parameters
+    ----------
+    channels : int
+    d_state : int, default 64
+        Real state size ``N``; even, stored as ``N / 2`` complex modes.
+    init : {"lin", "inv"}, default "lin"
+        S4D-Lin or S4D-Inv initialisation of ``A``.
+    dt_min, dt_max : float, default 1e-3, 1e-1
+        Range of the log-uniform initial steps.
+
+    Notes
+    -----
+    ``forward(u)`` takes ``(batch, channels, L)``; :meth:`step` takes ``(batch, channels)`` and
+    a state of shape ``(batch, channels, N / 2, 2)`` (real and imaginary parts of the complex
+    modes).  Memory of the convolution mode: the ``(channels, N / 2, L)`` complex
+    Vandermonde matrix.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probkit.neural.layers import S4D
+    >>> _ = torch.manual_seed(0)
+    >>> ssm = S4D(3, d_state=8).double()
+    >>> u = torch.randn(2, 3, 6, dtype=torch.float64)
+    >>> state, ys = ssm.init_state(2), []
+    >>> for t in range(6):
+    ...     y, state = ssm.step(u[..., t], state)
+    ...     ys.append(y)
+    >>> torch.allclose(torch.stack(ys, -1), ssm(u), atol=1e-12)
+    True
+    """
+
+    def __init__(self, channels, d_state=64, init="lin", dt_min=1e-3, dt_max=1e-1):
+        super().__init__()
+        self.channels = check_positive_int(channels, "channels")
+        d_state = check_positive_int(d_state, "d_state")
+        if d_state % 2:
+            raise ValueError(f"d_state must be even (conjugate pairs), got {d_state}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        self.d_state, self.init = d_state, init
+        n = d_state // 2
+        modes = torch.arange(n, dtype=torch.float32)
+        if init == "lin":
+            imag = math.pi * modes
+        else:
+            imag = d_state / math.pi * (d_state / (2 * modes + 1) - 1)
+        self.log_dt = nn.Parameter(log_uniform_(torch.empty(self.channels), dt_min, dt_max).log())
+        self.log_A_real = nn.Parameter(torch.full((self.channels, n), math.log(0.5)))
+        self.A_imag = nn.Parameter(imag.repeat(self.channels, 1))
+        # complex standard normal: real and imaginary parts with variance 1/2
+        self.C = nn.Parameter(torch.randn(self.channels, n, 2) * math.sqrt(0.5))
+        self.D = nn.Parameter(torch.randn(self.channels))
+
+    def _discrete(self, dtype):
+        """``(dt A, A_bar, B_bar, C)``, each complex ``(channels, n)``, float64 for float64."""
+        real = dtype if dtype == torch.float64 else torch.float32
+        A = torch.complex(-torch.exp(self.log_A_real.to(real)), self.A_imag.to(real))
+        dtA = torch.exp(self.log_dt.to(real))[:, None] * A
+        A_bar = torch.exp(dtA)
+        return dtA, A_bar, (A_bar - 1) / A, torch.view_as_complex(self.C.to(real))
+
+    def kernel(self, L, dtype=torch.float32):
+        """Convolution kernel ``K`` of shape ``(channels, L)``: ``y = K * u + D u``."""
+        dtA, _, B_bar, C = self._discrete(dtype)
+        steps = torch.arange(L, device=dtA.device, dtype=dtA.real.dtype)
+        powers = torch.exp(dtA[..., None] * steps)  # A_bar ** l, (channels, n, L)
+        return 2 * torch.einsum("cn,cnl->cl", C * B_bar, powers).real
+
+    def forward(self, u):
+        L = u.shape[-1]
+        K = self.kernel(L, u.dtype)
+        real = K.dtype
+        uf = torch.fft.rfft(u.to(real), n=2 * L)
+        y = torch.fft.irfft(uf * torch.fft.rfft(K, n=2 * L), n=2 * L)[..., :L]
+        return (y + self.D.to(real)[:, None] * u.to(real)).to(u.dtype)
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        """Zero state ``(batch, channels, N / 2, 2)``."""
+        device = self.D.device if device is None else device
+        dtype = self.D.dtype if dtype is None else dtype
+        real = dtype if dtype == torch.float64 else torch.float32
+        return torch.zeros(batch_size, self.channels, self.d_state // 2, 2, device=device, dtype=real)
+
+    def step(self, u_t, state):
+        """One step: ``u_t`` ``(batch, channels)`` -> ``(y_t, new_state)``."""
+        _, A_bar, B_bar, C = self._discrete(u_t.dtype)
+        real = A_bar.real.dtype
+        uu = u_t.to(real)
+        s = A_bar * torch.view_as_complex(state.to(real).contiguous()) + B_bar * uu[..., None]
+        y = 2 * (s * C).sum(-1).real + self.D.to(real) * uu
+        return y.to(u_t.dtype), torch.view_as_real(s).to(state.dtype)
+
+
+class S4DLayer(SequenceLayer):
+    r"""Pre-norm residual S4D block: ``out_proj(gelu(S4D(u)) * sigmoid(z))``.
+
+    Parameters
+    ----------
+    d_model : int
+        Width of the residual stream.
+    d_state : int, default 64
+        Real state size per channel (``d_state / 2`` complex modes).
+    expand : int, default 2
+        SSM channels ``E = expand * d_model``.
+    init : {"lin", "inv"}, default "lin"
+        S4D-Lin or S4D-Inv initialisation.
+    dt_min, dt_max : float, default 1e-3, 1e-1
+    dropout : float, default 0.0
+        Dropout on the block's output before the residual addition.
+
+    Notes
+    -----
+    ``forward`` uses the FFT convolution, :meth:`step` the recurrence.  State: ``(ssm_state,)``
+    of shape ``(batch, E, d_state / 2, 2)`` (real and imaginary parts; float32 for 16-bit
+    models).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from probkit.neural.layers import S4DLayer
+    >>> _ = torch.manual_seed(0)
+    >>> layer = S4DLayer(8, d_state=4, init="inv")
+    >>> layer(torch.randn(2, 5, 8)).shape
+    torch.Size([2, 5, 8])
+    >>> layer.init_state(2)[0].shape
+    torch.Size([2, 16, 2, 2])
+    """
+
+    def __init__(self, d_model, d_state=64, expand=2, init="lin", dt_min=1e-3, dt_max=1e-1,
+                 dropout=0.0):
+        super().__init__(check_positive_int(d_model, "d_model"))
+        self.expand = check_positive_int(expand, "expand")
+        E = self.expand * self.d_model
+        self.norm = RMSNorm(self.d_model)
+        self.in_proj = nn.Linear(self.d_model, 2 * E, bias=False)
+        self.ssm = S4D(E, d_state=d_state, init=init, dt_min=dt_min, dt_max=dt_max)
+        self.out_proj = nn.Linear(E, self.d_model, bias=False)
+        self.dropout = nn.Dropout(check_dropout(dropout))
+
+    def forward(self, x, lengths=None):
+        u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)
+        y = self.ssm(u.transpose(1, 2)).transpose(1, 2)
+        return x + self.dropout(self.out_proj(F.gelu(y) * torch.sigmoid(z)))
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        """Zero state ``(ssm_state,)``, ``(batch, E, d_state / 2, 2)``."""
+        device, dtype = self._device_dtype(device, dtype)
+        return (self.ssm.init_state(batch_size, device, dtype),)
+
+    def step(self, x_t, state):
+        """One position: ``x_t`` ``(batch, d_model)`` -> ``(y_t, (ssm_state,))``."""
+        u, z = self.in_proj(self.norm(x_t)).chunk(2, dim=-1)
+        y, ssm_state = self.ssm.step(u, state[0])
+        return x_t + self.dropout(self.out_proj(F.gelu(y) * torch.sigmoid(z))), (ssm_state,)
