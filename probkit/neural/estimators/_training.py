@@ -576,7 +576,7 @@ def train_module(module, loss_fn, data, *, val_data=None, validation_fraction=0.
                         loss, w = _unpack_loss(loss_fn(model, batch))
                     if not torch.isfinite(loss.detach()):
                         raise FloatingPointError(
-                            f"the training loss became {float(loss)} at epoch {epoch}, step {step}; lower lr, "
+                            f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step}; lower lr, "
                             "clip gradients or check the data")
                     optimizer.zero_grad(set_to_none=True)
                     if scaler is not None:
