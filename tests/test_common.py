@@ -19,6 +19,13 @@ from probkit import (
     PoissonHMM,
     VariationalHMM,
 )
+from probkit.neural import SequenceClassifier, SequenceDensity, SequenceRegressor
+
+# Neural sequence estimators: a 2-D X is N one-step sequences of D features (see
+# probkit.neural.estimators._data). Tiny GRU backbones keep the checks fast. The density
+# runs in float64: in float32, batched matrix products round differently with the batch
+# size (~1e-7 relative), above the tolerance of check_methods_subset_invariance.
+_NEURAL = dict(backbone="gru", d_model=16, n_layers=1, max_epochs=30, lr=1e-2, random_state=0)
 
 ESTIMATORS = [
     GaussianMixture(),
@@ -37,6 +44,9 @@ ESTIMATORS = [
     BayesianMixture(family="normal", n_components=2),
     VariationalHMM(2),
     VariationalHMM(2, covariance_type="diag"),
+    SequenceClassifier(**_NEURAL),
+    SequenceRegressor(**_NEURAL),
+    SequenceDensity(**_NEURAL, dtype="float64"),
 ]
 
 # The checks feed real-valued random data. Count and symbol models reject non-integer X

@@ -1,6 +1,8 @@
 """Neural sequence models for probkit (selective state spaces, RWKV, convolutions)."""
 
 from .backbones import KINDS, Backbone, build_backbone, count_parameters, d_model_for_budget, map_state
+from .estimators import (SequenceClassifier, SequenceDensity, SequenceRegressor, TrainingHistory,
+                         train_module)
 
 __all__ = [
     "KINDS",
@@ -9,4 +11,10 @@ __all__ = [
     "count_parameters",
     "d_model_for_budget",
     "map_state",
+    # estimators and their training loop
+    "SequenceClassifier",
+    "SequenceDensity",
+    "SequenceRegressor",
+    "TrainingHistory",
+    "train_module",
 ]
