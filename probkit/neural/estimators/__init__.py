@@ -9,9 +9,11 @@ return numpy arrays.
 from ._training import TensorData, TrainingHistory, evaluate_loss, seeded, train_module
 from .classifier import SequenceClassifier
 from .density import SequenceDensity
+from .neural_hmm import NeuralHMM
 from .regressor import SequenceRegressor
 
 __all__ = [
+    "NeuralHMM",
     "SequenceClassifier",
     "SequenceDensity",
     "SequenceRegressor",
