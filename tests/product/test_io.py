@@ -157,6 +157,42 @@ def test_neural_round_trip_is_exact(name, tmp_path):
         np.testing.assert_array_equal(again.predict(X, return_std=True)[1], est.predict(X, return_std=True)[1])
 
 
+def _latent_neural_cases():
+    """Neural latent-variable models: ``(make, X, lengths)``."""
+    from probkit.neural import NeuralHMM
+
+    rng = np.random.RandomState(0)
+    kw = dict(backbone="gru", d_model=8, n_layers=1, max_epochs=3, random_state=0)
+    return {
+        "neural-hmm-gaussian": (lambda: NeuralHMM(2, neural_transitions=True, **kw), X_REAL, [30, 50]),
+        "neural-hmm-poisson-f64": (lambda: NeuralHMM(2, emission="poisson", dtype="float64", **kw), X_COUNTS,
+                                   [40, 40]),
+        "neural-hmm-categorical": (lambda: NeuralHMM(2, emission="categorical", init="random", **kw),
+                                   rng.randint(0, 4, size=(40, 1)), None),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_latent_neural_cases()))
+def test_neural_latent_round_trip_is_exact(name, tmp_path):
+    make, X, lengths = _latent_neural_cases()[name]
+    est = make().fit(X, lengths=lengths)
+    again = probkit.load(est.save(tmp_path / "lvm.pk"))
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    for key, value in _public_state(est).items():
+        if key not in ("module_", "init_hmm_"):
+            _assert_same(value, getattr(again, key))
+    for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
+    assert "torch/module_.pt" in zipfile.ZipFile(tmp_path / "lvm.pk").namelist()
+    for method in ("predict", "predict_proba", "score_samples"):
+        np.testing.assert_array_equal(getattr(again, method)(X, lengths), getattr(est, method)(X, lengths))
+    assert again.score(X, lengths=lengths) == est.score(X, lengths=lengths)
+    for a, b in zip(est.sample(6, random_state=2), again.sample(6, random_state=2)):
+        np.testing.assert_array_equal(a, b)
+    if est.init_hmm_ is not None:
+        np.testing.assert_array_equal(again.init_hmm_.predict(X, lengths), est.init_hmm_.predict(X, lengths))
+
+
 def test_every_exported_estimator_has_a_round_trip_case():
     import probkit.neural
 
@@ -164,6 +200,7 @@ def test_every_exported_estimator_has_a_round_trip_case():
                 if isinstance(getattr(mod, n), type) and issubclass(getattr(mod, n), ProbkitEstimator)}
     covered = {type(make()) for make, _ in CASES.values()}
     covered |= {type(make()) for make, _, _ in _neural_cases().values()}
+    covered |= {type(make()) for make, _, _ in _latent_neural_cases().values()}
     missing = sorted(c.__name__ for c in exported - covered)
     assert not missing, f"add save/load cases to tests/product/test_io.py for {missing}"
 
