@@ -19,7 +19,7 @@ from probkit import (
     PoissonHMM,
     VariationalHMM,
 )
-from probkit.neural import NeuralHMM, SequenceClassifier, SequenceDensity, SequenceRegressor
+from probkit.neural import DeepStateSpaceModel, NeuralHMM, SequenceClassifier, SequenceDensity, SequenceRegressor
 
 # Neural sequence estimators: a 2-D X is N one-step sequences of D features (see
 # probkit.neural.estimators._data). Tiny GRU backbones keep the checks fast. The density
@@ -48,6 +48,7 @@ ESTIMATORS = [
     SequenceRegressor(**_NEURAL),
     SequenceDensity(**_NEURAL, dtype="float64"),
     NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, max_epochs=5, random_state=0),
+    DeepStateSpaceModel(d_model=8, hidden_dim=8, max_epochs=5, random_state=0),
 ]
 
 # The checks feed real-valued random data. Count and symbol models reject non-integer X
@@ -81,7 +82,7 @@ _SEQUENCE_CONTEXT = {
 def expected_failed_checks(estimator):
     if isinstance(estimator, (PoissonHMM, CategoricalHMM)):
         return _INTEGER_ONLY
-    if isinstance(estimator, NeuralHMM):
+    if isinstance(estimator, (NeuralHMM, DeepStateSpaceModel)):
         return _SEQUENCE_CONTEXT
     return {}
 

@@ -159,7 +159,7 @@ def test_neural_round_trip_is_exact(name, tmp_path):
 
 def _latent_neural_cases():
     """Neural latent-variable models: ``(make, X, lengths)``."""
-    from probkit.neural import NeuralHMM
+    from probkit.neural import DeepStateSpaceModel, NeuralHMM
 
     rng = np.random.RandomState(0)
     kw = dict(backbone="gru", d_model=8, n_layers=1, max_epochs=3, random_state=0)
@@ -169,6 +169,10 @@ def _latent_neural_cases():
                                    [40, 40]),
         "neural-hmm-categorical": (lambda: NeuralHMM(2, emission="categorical", init="random", **kw),
                                    rng.randint(0, 4, size=(40, 1)), None),
+        "deep-ssm-latent-backbone": (lambda: DeepStateSpaceModel(2, backbone="gru", d_model=8, hidden_dim=8,
+                                                                 max_epochs=3, random_state=0), X_REAL, [30, 50]),
+        "deep-ssm-poisson": (lambda: DeepStateSpaceModel(1, emission="poisson", d_model=8, hidden_dim=8,
+                                                         max_epochs=3, random_state=0), X_COUNTS, None),
     }
 
 
@@ -176,6 +180,8 @@ def _latent_neural_cases():
 def test_neural_latent_round_trip_is_exact(name, tmp_path):
     make, X, lengths = _latent_neural_cases()[name]
     est = make().fit(X, lengths=lengths)
+    if not hasattr(est, "predict"):     # DeepStateSpaceModel
+        return _check_deep_ssm_round_trip(est, X, lengths, tmp_path)
     again = probkit.load(est.save(tmp_path / "lvm.pk"))
     assert type(again) is type(est) and again.get_params() == est.get_params()
     for key, value in _public_state(est).items():
@@ -191,6 +197,22 @@ def test_neural_latent_round_trip_is_exact(name, tmp_path):
         np.testing.assert_array_equal(a, b)
     if est.init_hmm_ is not None:
         np.testing.assert_array_equal(again.init_hmm_.predict(X, lengths), est.init_hmm_.predict(X, lengths))
+
+
+def _check_deep_ssm_round_trip(est, X, lengths, tmp_path):
+    again = probkit.load(est.save(tmp_path / "dssm.pk"))
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    for key, value in _public_state(est).items():
+        if key != "module_":
+            _assert_same(value, getattr(again, key))
+    for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
+    np.testing.assert_array_equal(again.transform(X, lengths), est.transform(X, lengths))
+    for bound in ("elbo", "iwae"):
+        assert again.score(X, lengths=lengths, bound=bound) == est.score(X, lengths=lengths, bound=bound)
+    np.testing.assert_array_equal(again.forecast(X, 3, lengths=lengths), est.forecast(X, 3, lengths=lengths))
+    for a, b in zip(est.sample(6, random_state=2), again.sample(6, random_state=2)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_every_exported_estimator_has_a_round_trip_case():

@@ -8,11 +8,13 @@ return numpy arrays.
 
 from ._training import TensorData, TrainingHistory, evaluate_loss, seeded, train_module
 from .classifier import SequenceClassifier
+from .deep_ssm import DeepStateSpaceModel
 from .density import SequenceDensity
 from .neural_hmm import NeuralHMM
 from .regressor import SequenceRegressor
 
 __all__ = [
+    "DeepStateSpaceModel",
     "NeuralHMM",
     "SequenceClassifier",
     "SequenceDensity",

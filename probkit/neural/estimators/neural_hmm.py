@@ -158,6 +158,19 @@ class _HMMData:
         return {"x_in": self.x_in[index, :n], "x_obs": self.x_obs[index, :n], "lengths": lengths}
 
 
+def _check_fit_y(X, y, lengths):
+    """``fit(X, y)`` with sequence lengths in the ``y`` slot is a mistake worth naming."""
+    if y is None or lengths is not None:
+        return
+    try:
+        n_y, n = len(y), (X.shape[0] if hasattr(X, "shape") else len(X))
+    except TypeError:
+        return
+    if n_y != n:
+        raise TypeError("fit(X, y) got a second argument that is not one value per row of X; pass sequence "
+                        "lengths as fit(X, lengths=lengths)")
+
+
 def _is_list_of_arrays(X):
     return isinstance(X, (list, tuple)) and len(X) > 0 and all(
         isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim >= 1 for x in X)
@@ -483,10 +496,7 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         -------
         self
         """
-        if y is not None and lengths is None and np.ndim(y) == 1 and \
-                len(y) != (X.shape[0] if hasattr(X, "shape") else len(X)):
-            raise TypeError("fit(X, y) got a second argument that is not one value per row of X; pass sequence "
-                            "lengths as fit(X, lengths=lengths)")
+        _check_fit_y(X, y, lengths)
         self._check_params()
         X, lengths = self._validate(X, lengths, reset=True)
         if X.shape[0] < max(2, self.n_components):
