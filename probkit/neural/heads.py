@@ -40,6 +40,11 @@ __all__ = ["CategoricalHead", "GaussianHead", "MixtureGaussianHead", "make_head"
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _wide(t):
+    """Half-precision outputs (autocast) are widened to float32 for the likelihood computations."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _check_temperature(temperature):
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
@@ -92,13 +97,13 @@ class CategoricalHead(nn.Module):
 
     def log_prob(self, out, y):
         """``log p(y)`` for integer targets ``y`` of shape ``out.shape[:-1]``."""
-        logp = F.log_softmax(out.float(), dim=-1)
-        return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1).to(out.dtype)
+        logp = F.log_softmax(_wide(out), dim=-1)
+        return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
 
     def probs(self, out, temperature=1.0):
         """Class probabilities ``(..., n_classes)``, optionally tempered (``softmax(logits / T)``)."""
         t = _check_temperature(temperature)
-        return F.softmax(out.float() / t, dim=-1).to(out.dtype)
+        return F.softmax(_wide(out) / t, dim=-1)
 
     def sample(self, out, *, temperature=1.0, generator=None):
         """Draw classes ``(...)`` from ``softmax(logits / temperature)``."""
@@ -175,6 +180,7 @@ class GaussianHead(nn.Module):
 
     def log_prob(self, out, y):
         """``log N(y | mean, diag(scale^2))`` summed over the ``n_outputs`` dimensions."""
+        out = _wide(out)
         mu, sigma = self.mean(out), self.scale(out)
         z = (y - mu) / sigma
         return (-0.5 * z * z - torch.log(sigma) - 0.5 * _LOG_2PI).sum(-1)
@@ -248,7 +254,7 @@ class MixtureGaussianHead(nn.Module):
 
     def log_prob(self, out, y):
         """``log sum_k w_k N(y | mu_k, diag(sigma_k^2))``."""
-        logits, mu, sigma = self._split(out)
+        logits, mu, sigma = self._split(_wide(out))
         z = (y.unsqueeze(-2) - mu) / sigma
         comp = (-0.5 * z * z - torch.log(sigma) - 0.5 * _LOG_2PI).sum(-1)
         return torch.logsumexp(F.log_softmax(logits, dim=-1) + comp, dim=-1)

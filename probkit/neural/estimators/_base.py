@@ -224,9 +224,21 @@ _FITTED_ATTRS = """n_features_in_ : int
         Epoch whose weights were restored (None without early stopping)."""
 
 
+_TRAINING_NOTES = """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
+    warm-up then cosine (or linear) decay of the learning rate, early stopping on a
+    validation split with restore of the best epoch, autocast on CUDA. Inside a
+    ``torch.distributed`` process group of several processes (e.g. a script launched
+    with ``torchrun`` that called :func:`probkit.distributed.init_distributed`), ``fit``
+    trains data-parallel: the network is wrapped with
+    :func:`probkit.distributed.wrap_ddp`, each rank takes its share of every epoch's
+    mini-batches from the same shuffled order (every rank passes the full data), and
+    all ranks end with the same weights."""
+
+
 def fill_doc(cls):
     """Substitute the shared parameter sections into ``cls.__doc__``."""
     cls.__doc__ = (cls.__doc__.replace("%(model_params)s", _MODEL_PARAMS)
                    .replace("%(training_params)s", _TRAINING_PARAMS)
-                   .replace("%(fitted_attrs)s", _FITTED_ATTRS))
+                   .replace("%(fitted_attrs)s", _FITTED_ATTRS)
+                   .replace("%(training_notes)s", _TRAINING_NOTES))
     return cls

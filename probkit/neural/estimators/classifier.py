@@ -54,6 +54,8 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
     ``X[:, :, None]``). With ``vocab_size``, a list of 1-D integer arrays or a padded
     ``(N, L)`` integer array.
 
+    %(training_notes)s
+
     Examples
     --------
     Is the sequence's mean positive? Sequences of 4 to 11 steps, 2 features:

@@ -62,6 +62,8 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
     Real-valued data are standardised per feature; log-densities are reported in the
     original units.
 
+    %(training_notes)s
+
     Examples
     --------
     A character model of a repeated phrase learns it almost perfectly:
@@ -165,8 +167,8 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         def loss_fn(model, batch):
             x, lb = batch["x"], batch["lengths"]
             out = model(x, lb)
-            mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lb[:, None]).to(out.dtype)
             lp = unwrap(model).head.log_prob(out, x)
+            mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lb[:, None]).to(lp.dtype)
             n = mask.sum()
             return -(lp * mask).sum() / n, n
 

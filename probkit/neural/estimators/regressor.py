@@ -48,6 +48,8 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
     -----
     ``X`` layouts as in :class:`SequenceClassifier`; ``y`` is ``(N,)`` or ``(N, k)``.
 
+    %(training_notes)s
+
     Examples
     --------
     The mean of a noisy sequence, from sequences of 3 to 9 steps:
