@@ -175,11 +175,13 @@ def test_recovers_switching_autoregression_that_a_classical_hmm_cannot():
     assert max(agree, 1 - agree) > 0.9
 
 
-def test_sampling_with_step_is_an_exact_draw_from_the_model():
+@pytest.mark.parametrize("backbone", ["gru", "mamba", "rwkv", "transformer", "s4d", "mambaout", "lstm"])
+def test_sampling_with_step_is_an_exact_draw_from_the_model(backbone):
     """Empirical frequencies of all 2**3 sequences of 3 binary symbols vs exp(score) of each."""
     rng = np.random.RandomState(0)
     X = rng.randint(0, 2, size=(40, 1))
-    est = NeuralHMM(2, emission="categorical", neural_transitions=True, max_epochs=1, **TINY).fit(X)
+    est = NeuralHMM(2, emission="categorical", neural_transitions=True, max_epochs=1, backbone=backbone,
+                    d_model=8, n_layers=1, random_state=0).fit(X)
     _randomise_heads(est.module_, torch.Generator().manual_seed(3))
     seqs = np.array(list(itertools.product([0, 1], repeat=3)))
     probs = np.exp([est.score(s[:, None]) for s in seqs])

@@ -735,7 +735,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         params = self.module_.emission_params(z)
         return params[0]
 
-    def _roll(self, z, state, n_steps, gen, particles_first):
+    def _roll(self, z, state, n_steps, gen):
         """Continue latent paths ``z`` (R, latent_dim) with backbone ``state`` for ``n_steps``; returns (zs, xs)."""
         net = self.module_
         zs, xs, means = [], [], []
@@ -785,12 +785,12 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
                 z1 = loc + scale * torch.randn(loc.shape, dtype=loc.dtype, device=loc.device, generator=gen)
                 x1 = self._emit(z1, gen)
                 if n > 1:
-                    zs, xs, _ = self._roll(z1, state, n - 1, gen, True)
+                    zs, xs, _ = self._roll(z1, state, n - 1, gen)
                     zs, xs = torch.cat([z1[:, None], zs], 1), torch.cat([x1[:, None], xs], 1)
                 else:
                     zs, xs = z1[:, None], x1[:, None]
             else:
-                zs, xs, _ = self._roll(z0, None, n, gen, True)
+                zs, xs, _ = self._roll(z0, None, n, gen)
         X = self._to_obs_units(xs.double().cpu().numpy().reshape(b * n, -1))
         return X, zs.double().cpu().numpy().reshape(b * n, -1)
 
@@ -848,7 +848,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
                         state = _where_state(t < lens_rep, new, state)
                         e = net.z_encoder(zr[:, t])
                     # the state has read z_{<T}; the roll's first step feeds z_T
-                _, xs, mu = self._roll(z_last, state, n_steps, gen, True)
+                _, xs, mu = self._roll(z_last, state, n_steps, gen)
                 means.append(mu.reshape(k, b, n_steps, -1).mean(0).double().cpu().numpy())
                 samples.append(xs.reshape(k, b, n_steps, -1).double().cpu().numpy())
         mean = self._to_obs_units(np.concatenate(means, 0))

@@ -800,10 +800,5 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
             net = self._make_net()
         return net.to(device=device, dtype=dtype).eval()
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
-
 
 NeuralHMM.__doc__ = NeuralHMM.__doc__.replace("%(training_params)s", _TRAINING_PARAMS)
