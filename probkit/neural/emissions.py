@@ -13,14 +13,12 @@ The linear map starts at zero, so a fresh head -- or one whose features are cons
 zero -- *is* the classical HMM with the static parameters, and a head initialised
 from a fitted classical HMM (:meth:`EmissionHead.set_static`) starts from its solution.
 
-=========================  =============================  ========================  =========================
-head                       observation ``x_t``             static parameters         family (``_log_prob``)
-=========================  =============================  ========================  =========================
-:class:`GaussianEmission`  real vector ``(D,)``            ``loc``, ``log_scale``    :class:`~probkit.distributions.Normal`,
-                                                           ``(K, D)``                diagonal
-:class:`PoissonEmission`   count vector ``(D,)``           ``log_rate`` ``(K, D)``   :class:`~probkit.distributions.Poisson`
-:class:`CategoricalEmission`  one symbol in ``[0, V)``     ``logits`` ``(K, V)``     categorical
-=========================  =============================  ========================  =========================
+* :class:`GaussianEmission` -- real vectors ``(D,)``; static ``loc`` and ``log_scale``
+  ``(K, D)``; diagonal :class:`~probkit.distributions.Normal` densities.
+* :class:`PoissonEmission` -- count vectors ``(D,)``; static ``log_rate`` ``(K, D)``;
+  :class:`~probkit.distributions.Poisson` densities.
+* :class:`CategoricalEmission` -- one symbol in ``[0, V)``; static ``logits`` ``(K, V)``;
+  categorical log-probabilities.
 
 All learnable work happens in ``forward`` (so ``DistributedDataParallel`` sees it);
 ``log_prob``, ``select`` and ``sample`` are parameter-free functions of its output.

@@ -622,9 +622,10 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
     def _check_particles(n_particles):
         return check_positive_int(n_particles, "n_particles")
 
-    def _generator(self, random_state):
+    def _generator(self, random_state, none_is_zero=True):
+        """A torch generator seeded from ``random_state`` (None: seed 0, or fresh entropy)."""
         p = next(self.module_.parameters())
-        rs = 0 if random_state is None else random_state
+        rs = 0 if (random_state is None and none_is_zero) else random_state
         return torch.Generator(device=p.device).manual_seed(_seed_from(check_random_state(rs)))
 
     @limit_torch_threads
@@ -773,7 +774,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         b = check_positive_int(n_sequences, "n_sequences")
         net = self.module_
         p = next(net.parameters())
-        gen = self._generator(self.random_state if random_state is None else random_state)
+        gen = self._generator(self.random_state if random_state is None else random_state, none_is_zero=False)
         with torch.no_grad():
             z0 = torch.zeros(b, net.latent_dim, dtype=p.dtype, device=p.device)
             state = None
