@@ -10,7 +10,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["load_earthquakes", "load_old_faithful", "load_tinyshakespeare"]
+__all__ = ["load_earthquakes", "load_old_faithful", "load_sunspots", "load_tinyshakespeare"]
 
 
 def _path(name):
@@ -54,6 +54,29 @@ def load_earthquakes():
     with _path("earthquakes_1900_2006.csv").open("r") as f:
         data = np.loadtxt(f, delimiter=",", skiprows=1, dtype=np.int64)
     return data[:, 0], data[:, 1]
+
+
+def load_sunspots():
+    """Yearly mean sunspot numbers (the original Wolf/Zurich series), 1700-2008.
+
+    The classic non-linear, quasi-periodic (about 11 years) series of time-series
+    textbooks. Values of the version-1 series (before the 2015 recalibration); see
+    ``probkit/datasets/data/README.md`` for provenance.
+
+    Returns
+    -------
+    years : numpy.ndarray of shape (309,), integer
+    sunspots : numpy.ndarray of shape (309,), float
+
+    Examples
+    --------
+    >>> years, sunspots = load_sunspots()
+    >>> int(years[0]), int(years[-1]), round(float(sunspots.mean()), 3)
+    (1700, 2008, 49.752)
+    """
+    with _path("sunspots_yearly_1700_2008.csv").open("r") as f:
+        data = np.loadtxt(f, delimiter=",", skiprows=1)
+    return data[:, 0].astype(np.int64), data[:, 1]
 
 
 def load_tinyshakespeare():

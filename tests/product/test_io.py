@@ -109,10 +109,120 @@ def test_round_trip_is_exact(name, tmp_path):
     np.testing.assert_array_equal(s1[1], s2[1])
 
 
+def _neural_cases():
+    from probkit.neural import SequenceClassifier, SequenceDensity, SequenceRegressor
+
+    rng = np.random.RandomState(0)
+    seqs = [rng.normal(size=(rng.randint(2, 7), 2)) for _ in range(24)]
+    labels = np.array(["a", "b", "c"])[np.arange(24) % 3]
+    tokens = [rng.randint(0, 5, size=rng.randint(2, 9)) for _ in range(16)]
+    kw = dict(backbone="gru", d_model=8, n_layers=1, max_epochs=3, random_state=0)
+    return {
+        "sequence-classifier": (lambda: SequenceClassifier(**kw, bidirectional=True), seqs, labels),
+        "sequence-classifier-tokens": (lambda: SequenceClassifier(**kw, vocab_size=5, pooling="last"), tokens,
+                                       np.arange(16) % 2),
+        "sequence-regressor-gaussian": (lambda: SequenceRegressor(**kw, loss="gaussian"), seqs,
+                                        rng.normal(size=(24, 2))),
+        "sequence-density-tokens": (lambda: SequenceDensity(**kw, vocab_size=5), tokens, None),
+        "sequence-density-mixture": (lambda: SequenceDensity(**kw, head="mixture", n_components=2,
+                                                             dtype="float64"), seqs, None),
+    }
+
+
+NEURAL_CASES = sorted(_neural_cases())
+
+
+@pytest.mark.parametrize("name", NEURAL_CASES)
+def test_neural_round_trip_is_exact(name, tmp_path):
+    make, X, y = _neural_cases()[name]
+    est = make().fit(X, y) if y is not None else make().fit(X)
+    again = probkit.load(est.save(tmp_path / "net.pk"))
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    for key, value in _public_state(est).items():
+        if key != "module_":
+            _assert_same(value, getattr(again, key))
+    for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
+    assert "torch/module_.pt" in zipfile.ZipFile(tmp_path / "net.pk").namelist()
+    if y is not None:
+        np.testing.assert_array_equal(again.predict(X), est.predict(X))
+        assert again.score(X, y) == est.score(X, y)
+    else:
+        np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+        np.testing.assert_array_equal(again.sample(3, n_steps=4, random_state=1),
+                                      est.sample(3, n_steps=4, random_state=1))
+    if hasattr(est, "predict_proba"):
+        np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+    if getattr(est, "loss", None) == "gaussian":
+        np.testing.assert_array_equal(again.predict(X, return_std=True)[1], est.predict(X, return_std=True)[1])
+
+
+def _latent_neural_cases():
+    """Neural latent-variable models: ``(make, X, lengths)``."""
+    from probkit.neural import DeepStateSpaceModel, NeuralHMM
+
+    rng = np.random.RandomState(0)
+    kw = dict(backbone="gru", d_model=8, n_layers=1, max_epochs=3, random_state=0)
+    return {
+        "neural-hmm-gaussian": (lambda: NeuralHMM(2, neural_transitions=True, **kw), X_REAL, [30, 50]),
+        "neural-hmm-poisson-f64": (lambda: NeuralHMM(2, emission="poisson", dtype="float64", **kw), X_COUNTS,
+                                   [40, 40]),
+        "neural-hmm-categorical": (lambda: NeuralHMM(2, emission="categorical", init="random", **kw),
+                                   rng.randint(0, 4, size=(40, 1)), None),
+        "deep-ssm-latent-backbone": (lambda: DeepStateSpaceModel(2, backbone="gru", d_model=8, hidden_dim=8,
+                                                                 max_epochs=3, random_state=0), X_REAL, [30, 50]),
+        "deep-ssm-poisson": (lambda: DeepStateSpaceModel(1, emission="poisson", d_model=8, hidden_dim=8,
+                                                         max_epochs=3, random_state=0), X_COUNTS, None),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_latent_neural_cases()))
+def test_neural_latent_round_trip_is_exact(name, tmp_path):
+    make, X, lengths = _latent_neural_cases()[name]
+    est = make().fit(X, lengths=lengths)
+    if not hasattr(est, "predict"):     # DeepStateSpaceModel
+        return _check_deep_ssm_round_trip(est, X, lengths, tmp_path)
+    again = probkit.load(est.save(tmp_path / "lvm.pk"))
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    for key, value in _public_state(est).items():
+        if key not in ("module_", "init_hmm_"):
+            _assert_same(value, getattr(again, key))
+    for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
+    assert "torch/module_.pt" in zipfile.ZipFile(tmp_path / "lvm.pk").namelist()
+    for method in ("predict", "predict_proba", "score_samples"):
+        np.testing.assert_array_equal(getattr(again, method)(X, lengths), getattr(est, method)(X, lengths))
+    assert again.score(X, lengths=lengths) == est.score(X, lengths=lengths)
+    for a, b in zip(est.sample(6, random_state=2), again.sample(6, random_state=2)):
+        np.testing.assert_array_equal(a, b)
+    if est.init_hmm_ is not None:
+        np.testing.assert_array_equal(again.init_hmm_.predict(X, lengths), est.init_hmm_.predict(X, lengths))
+
+
+def _check_deep_ssm_round_trip(est, X, lengths, tmp_path):
+    again = probkit.load(est.save(tmp_path / "dssm.pk"))
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    for key, value in _public_state(est).items():
+        if key != "module_":
+            _assert_same(value, getattr(again, key))
+    for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
+    np.testing.assert_array_equal(again.transform(X, lengths), est.transform(X, lengths))
+    for bound in ("elbo", "iwae"):
+        assert again.score(X, lengths=lengths, bound=bound) == est.score(X, lengths=lengths, bound=bound)
+    np.testing.assert_array_equal(again.forecast(X, 3, lengths=lengths), est.forecast(X, 3, lengths=lengths))
+    for a, b in zip(est.sample(6, random_state=2), again.sample(6, random_state=2)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_every_exported_estimator_has_a_round_trip_case():
-    exported = {getattr(probkit, n) for n in probkit.__all__ if isinstance(getattr(probkit, n), type)
-                and issubclass(getattr(probkit, n), ProbkitEstimator)}
+    import probkit.neural
+
+    exported = {getattr(mod, n) for mod in (probkit, probkit.neural) for n in mod.__all__
+                if isinstance(getattr(mod, n), type) and issubclass(getattr(mod, n), ProbkitEstimator)}
     covered = {type(make()) for make, _ in CASES.values()}
+    covered |= {type(make()) for make, _, _ in _neural_cases().values()}
+    covered |= {type(make()) for make, _, _ in _latent_neural_cases().values()}
     missing = sorted(c.__name__ for c in exported - covered)
     assert not missing, f"add save/load cases to tests/product/test_io.py for {missing}"
 

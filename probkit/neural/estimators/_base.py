@@ -1,0 +1,244 @@
+"""Shared machinery of the sequence estimators (validation, training, batched evaluation, I/O)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from probkit.base import ProbkitEstimator
+
+from ._data import SequenceData, check_positive_int, check_sequences
+from ._network import POOLINGS, SequenceNet
+from ._training import seeded, train_module
+
+
+def unwrap(model):
+    """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+class _SequenceEstimator(ProbkitEstimator):
+    """Base of SequenceClassifier, SequenceRegressor and SequenceDensity (not public).
+
+    Subclasses define ``_make_head()``, the loss and their public methods; this class
+    validates inputs, standardises real features, builds and trains the network and
+    runs it over batches.
+    """
+
+    _default_dtype = torch.float32
+    _autoregressive = False
+
+    # ------------------------------------------------------------------ parameters
+    def _check_params(self):
+        check_positive_int(self.d_model, "d_model")
+        check_positive_int(self.n_layers, "n_layers")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.max_epochs, "max_epochs")
+        check_positive_int(self.patience, "patience")
+        if self.vocab_size is not None:
+            check_positive_int(self.vocab_size, "vocab_size")
+        if self.backbone_kwargs is not None and not isinstance(self.backbone_kwargs, dict):
+            raise ValueError(f"backbone_kwargs must be a dict or None, got {self.backbone_kwargs!r}")
+        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if not self._autoregressive and self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+
+    @property
+    def _tokens(self):
+        return self.vocab_size is not None
+
+    # ------------------------------------------------------------------ inputs
+    def _check_X(self, X, lengths=None, *, reset, one_long=False, name="X"):
+        """Validate ``X`` into ``(padded numpy, lengths numpy)``; record or check the feature count."""
+        if not reset:
+            check_is_fitted(self)
+        padded, lens = check_sequences(X, lengths, vocab_size=self.vocab_size, name=name, one_long=one_long)
+        n_features = 1 if self._tokens else padded.shape[2]
+        if reset:
+            self.n_features_in_ = n_features
+        elif n_features != self.n_features_in_:
+            raise ValueError(f"{name} has {n_features} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        return padded, lens
+
+    def _fit_standardizer(self, padded, lens):
+        if self._tokens:
+            return
+        mask = np.arange(padded.shape[1])[None, :] < lens[:, None]
+        valid = padded[mask]
+        self._x_mean = valid.mean(0)
+        scale = valid.std(0)
+        self._x_scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self._x_mean)), scale, 1.0)
+
+    def _to_tensor(self, padded, device, dtype):
+        """Inputs as a tensor on ``device``: int64 tokens, or standardised features in ``dtype``."""
+        if self._tokens:
+            return torch.as_tensor(padded, dtype=torch.long, device=device)
+        z = (padded - self._x_mean) / self._x_scale
+        return torch.as_tensor(z, dtype=dtype, device=device)
+
+    # ------------------------------------------------------------------ network
+    def _make_net(self):
+        kw = {"vocab_size": self.vocab_size} if self._tokens else {"n_features": self.n_features_in_}
+        if self._autoregressive:
+            kw["autoregressive"] = True
+        else:
+            kw.update(pooling=self.pooling, bidirectional=self.bidirectional)
+        return SequenceNet(self.backbone, self.d_model, self.n_layers, self._make_head(),
+                           backbone_kwargs=self.backbone_kwargs, **kw)
+
+    def _build_and_train(self, data, loss_fn):
+        """Seeded initialisation, then :func:`train_module` with the estimator's settings."""
+        device, dtype = self._compute_setup()
+        rs = check_random_state(self.random_state)
+        init_seed, train_seed = (int(s) for s in rs.randint(0, 2**31 - 1, size=2))
+        with seeded(init_seed, device):
+            net = self._make_net()
+        net = net.to(device=device, dtype=dtype)
+        use_val = bool(self.early_stopping) and self.validation_fraction > 0
+        history = train_module(
+            net, loss_fn, data, validation_fraction=self.validation_fraction if use_val else 0.0,
+            batch_size=self.batch_size, max_epochs=self.max_epochs, lr=self.lr, weight_decay=self.weight_decay,
+            clip_grad_norm=self.clip_grad_norm, schedule=self.schedule, warmup=self.warmup,
+            early_stopping=bool(self.early_stopping), patience=self.patience, restore_best=True,
+            random_state=train_seed, device=device, mixed_precision=self.mixed_precision,
+            verbose=self.verbose, desc=type(self).__name__)
+        self.module_ = net.eval()
+        self.history_ = history.as_dict()
+        self.n_iter_ = history.n_epochs
+        self.best_epoch_ = history.best_epoch
+        return self
+
+    def _outputs(self, x, lens, fn=None):
+        """Run the fitted network over batches (sorted by length) and return the outputs in input order.
+
+        ``fn(out, x_batch, lengths_batch)`` post-processes each batch (default: identity).
+        Results are concatenated on the CPU.
+        """
+        device = next(self.module_.parameters()).device
+        lens_t = torch.as_tensor(lens, dtype=torch.long)
+        order = torch.argsort(lens_t, stable=True)
+        data = SequenceData(x, lens_t.to(x.device))
+        chunks = []
+        self.module_.eval()
+        with torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                b = data.batch(order[start:start + self.batch_size].to(x.device))
+                xb, lb = b["x"].to(device), b["lengths"].to(device)
+                out = self.module_(xb, lb)
+                chunks.append((fn(out, xb, lb) if fn is not None else out).cpu())
+        res = torch.cat(chunks, 0)
+        inv = torch.empty_like(order)
+        inv[order] = torch.arange(len(order))
+        return res[inv]
+
+    # ------------------------------------------------------------------ persistence / tags
+    def _io_build_module(self, name):
+        if name != "module_":
+            raise ValueError(f"{type(self).__name__} has no module attribute {name!r}")
+        device, dtype = self._compute_setup()
+        with seeded(0):
+            net = self._make_net()
+        return net.to(device=device, dtype=dtype).eval()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+
+# Parameter documentation shared by the three estimators (substituted into their docstrings).
+_MODEL_PARAMS = """backbone : str, default="mamba"
+        Backbone kind of :func:`probkit.neural.build_backbone`: "mamba", "rwkv",
+        "mambaout" (gated CNN), "transformer", "s4d", "gru" or "lstm" (the kinds of
+        :data:`probkit.neural.KINDS`).
+    d_model : int, default=64
+        Width of the backbone.
+    n_layers : int, default=2
+        Number of backbone layers.
+    backbone_kwargs : dict, optional
+        Further options of the backbone (e.g. ``{"n_heads": 4}`` for the transformer).
+    vocab_size : int, optional
+        When given, ``X`` holds integer tokens in ``[0, vocab_size)`` (embedded) instead
+        of real-valued features."""
+
+_TRAINING_PARAMS = """batch_size : int, default=32
+        Sequences per mini-batch (training and prediction).
+    max_epochs : int, default=100
+        Passes over the training data.
+    lr : float, default=1e-3
+        Peak learning rate of AdamW.
+    weight_decay : float, default=0.01
+        Decoupled weight decay (on weight matrices and embeddings).
+    clip_grad_norm : float or None, default=1.0
+        Global gradient-norm clipping.
+    schedule : {"cosine", "linear", "constant"}, default="cosine"
+        Learning-rate decay after the warm-up.
+    warmup : float or int, default=0.05
+        Linear warm-up: fraction of all steps (float) or number of steps (int).
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the sequences, stop when the validation loss
+        has not improved for ``patience`` epochs and restore the best epoch's weights.
+        False trains on all sequences for ``max_epochs``.
+    validation_fraction : float, default=0.1
+        Share of the sequences held out when ``early_stopping`` (at least one, and only
+        with two or more sequences).
+    patience : int, default=10
+        Epochs without improvement before stopping.
+    mixed_precision : {"auto", True, False, "bf16", "fp16"}, default="auto"
+        Autocast on CUDA (bfloat16 where supported); ignored on the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, the validation split and the shuffling; with an int,
+        fits on the CPU are reproducible.
+    device : str or torch.device, optional
+        "cpu" (default), "cuda", "cuda:1", or "auto" (CUDA when available). On the
+        CPU, fitting and prediction run with probkit's intra-op thread setting
+        (:func:`probkit.set_num_threads`, default one thread: small sequence models are
+        dominated by per-operation overheads, and OpenMP barriers stall when the cores
+        are shared; raise it for wide models on a dedicated machine).
+    dtype : str or torch.dtype, optional
+        Parameter dtype; default float32.
+    verbose : int, default=0
+        1 shows a progress bar over epochs with the training and validation losses
+        (tqdm); 2 also one over the batches of each epoch."""
+
+_FITTED_ATTRS = """n_features_in_ : int
+        Features per time step (1 for tokens).
+    module_ : SequenceNet
+        The trained torch module (encoder, backbone, head).
+    history_ : dict
+        The :class:`~probkit.neural.TrainingHistory` of the fit as a dict: per-epoch
+        ``train_loss``, ``val_loss``, ``lr``, ``epoch_time``, and ``best_epoch``,
+        ``n_steps``, ``stop_reason``.
+    n_iter_ : int
+        Epochs run.
+    best_epoch_ : int or None
+        Epoch whose weights were restored (None without early stopping)."""
+
+
+_TRAINING_NOTES = """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
+    warm-up then cosine (or linear) decay of the learning rate, early stopping on a
+    validation split with restore of the best epoch, autocast on CUDA. Inside a
+    ``torch.distributed`` process group of several processes (e.g. a script launched
+    with ``torchrun`` that called :func:`probkit.distributed.init_distributed`), ``fit``
+    trains data-parallel: the network is wrapped with
+    :func:`probkit.distributed.wrap_ddp`, each rank takes its share of every epoch's
+    mini-batches from the same shuffled order (every rank passes the full data), and
+    all ranks end with the same weights."""
+
+
+def fill_doc(cls):
+    """Substitute the shared parameter sections into ``cls.__doc__``."""
+    cls.__doc__ = (cls.__doc__.replace("%(model_params)s", _MODEL_PARAMS)
+                   .replace("%(training_params)s", _TRAINING_PARAMS)
+                   .replace("%(fitted_attrs)s", _FITTED_ATTRS)
+                   .replace("%(training_notes)s", _TRAINING_NOTES))
+    return cls

@@ -1,0 +1,650 @@
+"""One training loop for every neural model of probkit.
+
+:func:`train_module` fits any ``torch.nn.Module`` by minimising a loss that the caller
+computes on a mini-batch, with AdamW, gradient clipping, a learning-rate schedule
+(linear warm-up, then cosine or linear decay), early stopping on a validation split
+with restore of the best epoch, mixed precision on CUDA, data-parallel training under
+``torch.distributed`` and a progress bar. The sequence estimators of
+:mod:`probkit.neural` use it, and so can any model that can write its loss as a
+function of a batch.
+
+The data protocol
+-----------------
+``data`` (and ``val_data``) is either
+
+* an object with ``__len__()`` (number of items) and ``batch(index)``, where ``index``
+  is a 1-D ``torch.LongTensor`` of item numbers, returning the batch in any form the
+  loss understands (tensors, possibly nested in tuples, lists or dicts); or
+* a tensor, numpy array, or a tuple/list of them with a common first dimension
+  (wrapped in :class:`TensorData`; a batch is then the tuple of row slices).
+
+Every tensor of a batch is moved to ``device`` by the loop.
+
+The loss closure
+----------------
+``loss_fn(model, batch)`` returns the mean loss over the batch as a scalar tensor, or a
+pair ``(mean_loss, weight)`` where ``weight`` is the number of units the mean is taken
+over (e.g. valid time steps); epoch losses are then weighted averages. ``model`` is the
+module being trained -- wrapped in ``DistributedDataParallel`` when a process group is
+active -- so the loss must reach the parameters through ``model(...)`` (``forward``)
+for gradients to be synchronised.
+
+Determinism
+-----------
+Given an integer ``random_state`` the run is reproducible on the CPU: shuffling and the
+validation split draw from a ``torch.Generator`` seeded with it, and the global torch
+RNG (dropout, ...) is seeded inside :func:`torch.random.fork_rng`, so the caller's
+global RNG state is left untouched. Seed the module's initialisation yourself, e.g.
+by building it inside :func:`seeded`.
+
+Distributed training
+--------------------
+When a ``torch.distributed`` process group with more than one process is initialised
+(e.g. the script runs under ``torchrun`` and called
+:func:`probkit.distributed.init_distributed`), the module is wrapped with
+:func:`probkit.distributed.wrap_ddp`; every rank draws the same shuffled order and
+takes every ``world_size``-th item of it (the order is truncated to a multiple of
+``world_size`` so that all ranks run the same number of steps), gradients are averaged
+by DDP, and training and validation losses are summed over the ranks, so that every
+rank takes the same early-stopping decisions and restores the same best state. Each
+rank must hold the full data set (or at least the same item numbering).
+
+Examples
+--------
+>>> import torch
+>>> X = torch.randn(256, 3)
+>>> y = X @ torch.tensor([1.0, -2.0, 0.5])
+>>> net = torch.nn.Linear(3, 1)
+>>> def loss(model, batch):
+...     xb, yb = batch
+...     return ((model(xb).squeeze(-1) - yb) ** 2).mean()
+>>> hist = train_module(net, loss, (X, y), batch_size=64, max_epochs=30, lr=0.05, random_state=0,
+...                     num_threads=1)
+>>> hist.train_loss[-1] < 1e-2
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["TensorData", "TrainingHistory", "evaluate_loss", "seeded", "train_module"]
+
+
+# ---------------------------------------------------------------------------- helpers
+def _seed_from(random_state):
+    """An integer seed from ``None``, an int, a ``numpy.random.RandomState`` or a ``torch.Generator``."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
+    if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state) & 0x7FFFFFFFFFFF
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    if isinstance(random_state, torch.Generator):
+        return int(torch.randint(0, 2**31 - 1, (1,), generator=random_state).item())
+    raise ValueError(f"random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, "
+                     f"got {random_state!r}")
+
+
+@contextlib.contextmanager
+def seeded(random_state, device=None):
+    """Run a block with the global torch RNG seeded, restoring the caller's RNG state after.
+
+    Use it to make a module's initialisation reproducible without disturbing the rest
+    of the program.
+
+    Parameters
+    ----------
+    random_state : None, int, numpy.random.RandomState or torch.Generator
+    device : torch.device or str, optional
+        A CUDA device whose RNG is also forked and seeded.
+
+    Examples
+    --------
+    >>> with seeded(0):
+    ...     a = torch.nn.Linear(2, 2).weight.clone()
+    >>> with seeded(0):
+    ...     b = torch.nn.Linear(2, 2).weight.clone()
+    >>> bool(torch.equal(a, b))
+    True
+    """
+    seed = _seed_from(random_state)
+    device = torch.device(device) if device is not None else None
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield seed
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(_to_device(b, device) for b in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+class TensorData:
+    """Tensors (or arrays) sharing their first dimension, batched by row.
+
+    Parameters
+    ----------
+    *tensors : torch.Tensor or numpy.ndarray
+        Numpy arrays are converted with ``torch.as_tensor``.
+
+    Examples
+    --------
+    >>> data = TensorData(torch.arange(10.0), torch.arange(10))
+    >>> len(data)
+    10
+    >>> data.batch(torch.tensor([1, 3]))
+    (tensor([1., 3.]), tensor([1, 3]))
+    """
+
+    def __init__(self, *tensors):
+        if not tensors:
+            raise ValueError("TensorData needs at least one tensor")
+        self.tensors = tuple(torch.as_tensor(t) for t in tensors)
+        n = self.tensors[0].shape[0] if self.tensors[0].dim() else None
+        if n is None or any(t.dim() == 0 or t.shape[0] != n for t in self.tensors):
+            raise ValueError("all tensors of the data must share their first dimension, got shapes "
+                             f"{[tuple(t.shape) for t in self.tensors]}")
+        self._n = int(n)
+
+    def __len__(self):
+        return self._n
+
+    def batch(self, index):
+        """The rows ``index`` of every tensor, as a tuple."""
+        return tuple(t[index] for t in self.tensors)
+
+
+def _as_data(data, name):
+    if data is None:
+        return None
+    if hasattr(data, "batch") and hasattr(data, "__len__"):
+        return data
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        return TensorData(data)
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in data):
+        return TensorData(*data)
+    raise TypeError(f"{name} must have __len__() and batch(index), or be a tensor/array or a tuple of them; "
+                    f"got {type(data).__name__}")
+
+
+class _Subset:
+    def __init__(self, data, index):
+        self.data, self.index = data, index
+
+    def __len__(self):
+        return len(self.index)
+
+    def batch(self, index):
+        return self.data.batch(self.index[index])
+
+
+@dataclass
+class TrainingHistory:
+    """What :func:`train_module` did, epoch by epoch.
+
+    Attributes
+    ----------
+    train_loss : list of float
+        Mean training loss of each epoch (weighted by the loss closure's weights).
+    val_loss : list of float
+        Validation loss after each epoch (empty without validation data).
+    lr : list of float
+        Learning rate at the end of each epoch.
+    epoch_time : list of float
+        Wall-clock seconds of each epoch (including validation).
+    best_epoch : int or None
+        Epoch (0-based) with the lowest validation loss, whose state was restored; ``None``
+        without validation data.
+    best_val_loss : float or None
+    n_epochs : int
+        Epochs run (the last one may be partial when ``max_steps``/``max_time`` ended it).
+    n_steps : int
+        Optimiser steps taken.
+    stop_reason : str
+        ``"max_epochs"``, ``"early_stopping"``, ``"max_steps"``, ``"max_time"`` or ``"callback"``.
+
+    Examples
+    --------
+    >>> TrainingHistory(train_loss=[1.0, 0.5]).as_dict()["train_loss"]
+    [1.0, 0.5]
+    """
+
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    epoch_time: list = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    n_epochs: int = 0
+    n_steps: int = 0
+    stop_reason: str = "max_epochs"
+
+    def as_dict(self):
+        """The history as a plain dict (lists of floats), e.g. to store on an estimator."""
+        return asdict(self)
+
+
+def _unpack_loss(out):
+    if isinstance(out, (tuple, list)):
+        if len(out) != 2:
+            raise ValueError("loss_fn must return a scalar tensor or a pair (mean_loss, weight)")
+        loss, weight = out
+        weight = float(weight.detach().sum()) if isinstance(weight, torch.Tensor) else float(weight)
+    else:
+        loss, weight = out, 1.0
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise ValueError("loss_fn must return the mean loss of the batch as a scalar tensor")
+    return loss, weight
+
+
+def _distributed():
+    from probkit.distributed import is_distributed
+
+    if not is_distributed():
+        return None
+    import torch.distributed as dist
+
+    return dist
+
+
+def _all_reduce_sums(values, device, dist):
+    """Sum a list of floats over the ranks (no-op without a process group)."""
+    if dist is None:
+        return values
+    dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def _batches(order, batch_size):
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def evaluate_loss(module, loss_fn, data, *, batch_size=256, device=None, autocast=None):
+    """Weighted mean of ``loss_fn`` over ``data`` in evaluation mode, without gradients.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    loss_fn : callable
+        ``loss_fn(module, batch)`` as for :func:`train_module`.
+    data : data object, tensor or tuple of tensors
+        See the module docstring.
+    batch_size : int, default=256
+    device : torch.device or str, optional
+        Where batches are moved (default: the module's device).
+    autocast : dict, optional
+        Keyword arguments of ``torch.autocast`` (mixed precision).
+
+    Returns
+    -------
+    sum_loss : float
+        Sum over batches of ``mean_loss * weight``.
+    sum_weight : float
+
+    Examples
+    --------
+    >>> net = torch.nn.Linear(2, 1)
+    >>> with torch.no_grad():
+    ...     _ = net.weight.zero_(), net.bias.fill_(1.0)
+    >>> evaluate_loss(net, lambda m, b: (m(b[0]).pow(2).mean(), len(b[0])), torch.zeros(10, 2))
+    (10.0, 10.0)
+    """
+    data = _as_data(data, "data")
+    if device is None:
+        p = next(iter(module.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+    was_training = module.training
+    module.eval()
+    total, weight = 0.0, 0.0
+    try:
+        with torch.no_grad():
+            for idx in _batches(torch.arange(len(data)), batch_size):
+                batch = _to_device(data.batch(idx), device)
+                ctx = torch.autocast(**autocast) if autocast else contextlib.nullcontext()
+                with ctx:
+                    loss, w = _unpack_loss(loss_fn(module, batch))
+                total += float(loss) * w
+                weight += w
+    finally:
+        module.train(was_training)
+    return total, weight
+
+
+def _lr_lambda(schedule, total_steps, warmup_steps, min_lr_ratio):
+    def factor(step):
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        span = max(1, total_steps - warmup_steps)
+        p = min(1.0, (step - warmup_steps) / span)
+        if schedule == "cosine":
+            return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+        return 1.0 - (1.0 - min_lr_ratio) * p
+
+    return factor
+
+
+def _mixed_precision(mode, device):
+    """``(autocast kwargs or None, use GradScaler)``; CUDA only."""
+    if mode not in ("auto", True, False, "bf16", "fp16", None):
+        raise ValueError(f"mixed_precision must be 'auto', True, False, 'bf16' or 'fp16', got {mode!r}")
+    if device.type != "cuda" or mode in (False, None):
+        return None, False
+    if mode == "fp16" or (mode in ("auto", True) and not torch.cuda.is_bf16_supported()):
+        return {"device_type": "cuda", "dtype": torch.float16}, True
+    return {"device_type": "cuda", "dtype": torch.bfloat16}, False
+
+
+def _check_positive_int(value, name, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def _param_groups(module, weight_decay):
+    """Weight decay on matrices and embeddings only (not on biases, norms, 1-D gains)."""
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def train_module(module, loss_fn, data, *, val_data=None, validation_fraction=0.0, batch_size=32, max_epochs=10,
+                 max_steps=None, max_time=None, lr=1e-3, weight_decay=0.01, betas=(0.9, 0.999),
+                 clip_grad_norm=1.0, schedule="cosine", warmup=0.0, min_lr_ratio=0.0, early_stopping=True,
+                 patience=10, tol=0.0, restore_best=True, shuffle=True, random_state=None, device=None,
+                 mixed_precision="auto", eval_batch_size=None, callback=None, num_threads=None, verbose=0,
+                 desc="train"):
+    """Fit ``module`` by AdamW on ``loss_fn`` over mini-batches of ``data``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Trained in place; moved to ``device`` if given.
+    loss_fn : callable
+        ``loss_fn(model, batch) -> mean_loss`` or ``(mean_loss, weight)`` (module docstring).
+    data : data object, tensor, array or tuple of them
+        Training items (module docstring).
+    val_data : same, optional
+        Validation items. Without them, ``validation_fraction`` of ``data`` is held out.
+    validation_fraction : float in [0, 1), default=0.0
+        Share of ``data`` held out for validation when ``val_data`` is None (at least one
+        item, and only when ``data`` has at least two).
+    batch_size : int, default=32
+    max_epochs : int, default=10
+    max_steps : int, optional
+        Stop after this many optimiser steps (a fixed compute budget); the schedule then
+        spans ``min(max_steps, max_epochs * steps_per_epoch)`` steps.
+    max_time : float, optional
+        Stop after the step that exceeds this many seconds (not reproducible).
+    lr : float, default=1e-3
+        Peak learning rate.
+    weight_decay : float, default=0.01
+        AdamW decoupled weight decay, applied to parameters with two or more dimensions.
+    betas : tuple of float, default=(0.9, 0.999)
+    clip_grad_norm : float or None, default=1.0
+        Clip the global gradient norm; ``None`` disables clipping.
+    schedule : {"cosine", "linear", "constant"}, default="cosine"
+        Decay after warm-up, per optimiser step, down to ``min_lr_ratio * lr``.
+    warmup : float or int, default=0.0
+        Linear warm-up: a fraction of the total steps (float in [0, 1)) or a step count (int).
+    min_lr_ratio : float, default=0.0
+        Final learning rate as a fraction of ``lr``.
+    early_stopping : bool, default=True
+        Stop when the monitored loss (validation if any, else training) has not improved
+        by more than ``tol`` for ``patience`` epochs.
+    patience : int, default=10
+    tol : float, default=0.0
+    restore_best : bool, default=True
+        With validation data, load the state of the epoch with the lowest validation loss
+        at the end.
+    shuffle : bool, default=True
+    random_state : None, int, numpy.random.RandomState or torch.Generator
+        Seeds shuffling, the validation split and the global torch RNG during training.
+    device : str or torch.device, optional
+        Default: the device of the module's parameters.
+    mixed_precision : {"auto", True, False, "bf16", "fp16"}, default="auto"
+        ``torch.autocast`` on CUDA ("auto"/True: bfloat16 where supported, else float16
+        with a gradient scaler). Ignored on the CPU, where training runs in the module's
+        dtype.
+    eval_batch_size : int, optional
+        Batch size of validation passes (default ``batch_size``).
+    callback : callable, optional
+        ``callback(epoch, history, module)`` after each epoch; returning True stops training.
+    num_threads : int, optional
+        torch intra-op threads during training (restored after); default: leave torch's
+        setting. One thread is often fastest for small models on shared CPUs.
+    verbose : int, default=0
+        1: a progress bar over epochs with the losses; 2: also a bar over the batches.
+    desc : str, default="train"
+        Label of the progress bar.
+
+    Returns
+    -------
+    TrainingHistory
+
+    Raises
+    ------
+    FloatingPointError
+        The training loss became NaN or infinite (lower ``lr`` or check the data).
+
+    Examples
+    --------
+    Fit a logistic regression with a held-out 20 % and early stopping:
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(200, 2, generator=g)
+    >>> y = (X[:, 0] > 0).long()
+    >>> net = torch.nn.Linear(2, 2)
+    >>> loss = lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1])
+    >>> h = train_module(net, loss, (X, y), validation_fraction=0.2, batch_size=64, max_epochs=20, lr=0.1,
+    ...                  random_state=0, num_threads=1)
+    >>> h.best_epoch is not None and h.val_loss[h.best_epoch] == min(h.val_loss)
+    True
+    """
+    data = _as_data(data, "data")
+    val_data = _as_data(val_data, "val_data")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable: loss_fn(model, batch) -> loss")
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    eval_batch_size = _check_positive_int(eval_batch_size, "eval_batch_size", allow_none=True) or batch_size
+    max_epochs = _check_positive_int(max_epochs, "max_epochs")
+    max_steps = _check_positive_int(max_steps, "max_steps", allow_none=True)
+    patience = _check_positive_int(patience, "patience")
+    if not (isinstance(validation_fraction, numbers.Real) and 0.0 <= validation_fraction < 1.0):
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
+    if not (isinstance(lr, numbers.Real) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if not (isinstance(weight_decay, numbers.Real) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, numbers.Real) and clip_grad_norm > 0):
+        raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
+    if schedule not in ("cosine", "linear", "constant"):
+        raise ValueError(f"schedule must be 'cosine', 'linear' or 'constant', got {schedule!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Real) or warmup < 0 or \
+            (not isinstance(warmup, numbers.Integral) and warmup >= 1):
+        raise ValueError(f"warmup must be a fraction in [0, 1) or a number of steps, got {warmup!r}")
+    if not (isinstance(min_lr_ratio, numbers.Real) and 0.0 <= min_lr_ratio <= 1.0):
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
+    if max_time is not None and not (isinstance(max_time, numbers.Real) and max_time > 0):
+        raise ValueError(f"max_time must be a positive number of seconds or None, got {max_time!r}")
+    n_items = len(data)
+    if n_items < 1:
+        raise ValueError("data holds no items to train on")
+
+    if device is None:
+        p = next(iter(module.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
+    module.to(device)
+    autocast, use_scaler = _mixed_precision(mixed_precision, device)
+    dist = _distributed()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist is not None else (0, 1)
+
+    seed = _seed_from(random_state)
+    gen = torch.Generator().manual_seed(seed)
+
+    # validation split
+    train_index = torch.arange(n_items)
+    if val_data is None and validation_fraction > 0 and n_items >= 2:
+        perm = torch.randperm(n_items, generator=gen)
+        n_val = min(n_items - 1, max(1, int(round(validation_fraction * n_items))))
+        val_data = _Subset(data, perm[:n_val].sort().values)
+        train_index = perm[n_val:].sort().values
+    n_train = len(train_index)
+    per_rank = n_train // world if world > 1 else n_train
+    if per_rank < 1:
+        raise ValueError(f"{n_train} training items cannot be shared by {world} processes")
+    steps_per_epoch = math.ceil(per_rank / batch_size)
+    total_steps = max_epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    warmup_steps = int(warmup) if isinstance(warmup, numbers.Integral) else int(round(warmup * total_steps))
+
+    from probkit.distributed import wrap_ddp
+
+    model = wrap_ddp(module)
+    optimizer = torch.optim.AdamW(_param_groups(module, float(weight_decay)), lr=float(lr), betas=tuple(betas))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(schedule, total_steps, warmup_steps, float(min_lr_ratio)))
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    history = TrainingHistory()
+    best_state, best_monitor, bad_epochs = None, math.inf, 0
+    show = bool(verbose) and rank == 0
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_epochs, desc=desc, unit="epoch", leave=True)
+    start_time = time.perf_counter()
+    step = 0
+    stop = None
+    devices = [device] if device.type == "cuda" else []
+    from probkit.utils.threads import _torch_threads
+
+    if num_threads is not None:
+        num_threads = _check_positive_int(num_threads, "num_threads")
+    try:
+        with torch.random.fork_rng(devices=devices), _torch_threads(num_threads):
+            torch.manual_seed(seed + 1)
+            module.train()
+            for epoch in range(max_epochs):
+                t0 = time.perf_counter()
+                order = train_index[torch.randperm(n_train, generator=gen)] if shuffle else train_index
+                if world > 1:
+                    order = order[: per_rank * world][rank::world]
+                loss_sum, weight_sum = 0.0, 0.0
+                batches = _batches(order, batch_size)
+                if show and verbose >= 2:
+                    from tqdm.auto import tqdm
+
+                    batches = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False)
+                for idx in batches:
+                    batch = _to_device(data.batch(idx), device)
+                    ctx = torch.autocast(**autocast) if autocast else contextlib.nullcontext()
+                    with ctx:
+                        loss, w = _unpack_loss(loss_fn(model, batch))
+                    if not torch.isfinite(loss.detach()):
+                        raise FloatingPointError(
+                            f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step}; lower lr, "
+                            "clip gradients or check the data")
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(optimizer)
+                    else:
+                        loss.backward()
+                    if clip_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(params, float(clip_grad_norm))
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    loss_sum += float(loss.detach()) * w
+                    weight_sum += w
+                    if max_steps is not None and step >= max_steps:
+                        stop = "max_steps"
+                    elif max_time is not None:
+                        over = float(time.perf_counter() - start_time > max_time)
+                        if _all_reduce_sums([over], device, dist)[0] > 0:
+                            stop = "max_time"
+                    if stop:
+                        break
+                loss_sum, weight_sum = _all_reduce_sums([loss_sum, weight_sum], device, dist)
+                history.train_loss.append(loss_sum / max(weight_sum, 1e-300))
+                monitor = history.train_loss[-1]
+                if val_data is not None:
+                    val_index = torch.arange(len(val_data))
+                    if world > 1:
+                        val_index = val_index[rank::world]
+                    v_sum, v_w = evaluate_loss(model, loss_fn, _Subset(val_data, val_index),
+                                               batch_size=eval_batch_size, device=device, autocast=autocast)
+                    v_sum, v_w = _all_reduce_sums([v_sum, v_w], device, dist)
+                    history.val_loss.append(v_sum / max(v_w, 1e-300))
+                    monitor = history.val_loss[-1]
+                history.lr.append(float(optimizer.param_groups[0]["lr"]))
+                history.epoch_time.append(time.perf_counter() - t0)
+                history.n_epochs = epoch + 1
+                history.n_steps = step
+                improved = monitor < best_monitor - tol
+                if math.isfinite(monitor) and (improved or best_monitor == math.inf):
+                    best_monitor, bad_epochs = monitor, 0
+                    if val_data is not None:
+                        history.best_epoch, history.best_val_loss = epoch, monitor
+                        if restore_best:
+                            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    bad_epochs += 1
+                if bar is not None:
+                    post = {"loss": f"{history.train_loss[-1]:.4g}"}
+                    if history.val_loss:
+                        post["val"] = f"{history.val_loss[-1]:.4g}"
+                    bar.set_postfix(post)
+                    bar.update(1)
+                if stop is None and early_stopping and bad_epochs >= patience:
+                    stop = "early_stopping"
+                if stop is None and callback is not None and callback(epoch, history, module):
+                    stop = "callback"
+                if stop:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    history.stop_reason = stop or "max_epochs"
+    if best_state is not None and history.best_epoch is not None and history.best_epoch != history.n_epochs - 1:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history

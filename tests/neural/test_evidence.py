@@ -1,0 +1,99 @@
+"""Tiny versions of the evidence runs (full runs: examples/plot_neural_*.py).
+
+* generation state: constant size for the recurrent backbones, a growing cache for the
+  transformer (the reason its generation cost per token grows with the context);
+* induction heads: Mamba trained on short sequences recalls on 4x longer ones;
+* MambaOut on digits: the gated CNN classifies image patch sequences well above chance.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import nn
+
+from probkit.neural import KINDS, SequenceClassifier, build_backbone, train_module
+from probkit.neural.estimators import seeded
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def state_numel(state):
+    if isinstance(state, torch.Tensor):
+        return state.numel()
+    return sum(state_numel(s) for s in state)
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "gated_cnn"])
+def test_generation_state_is_constant_except_for_the_transformer_cache(kind):
+    torch.manual_seed(0)
+    net = build_backbone(kind, 8, 2, **({"n_heads": 2} if kind in ("transformer", "rwkv") else {})).eval()
+    state = net.init_state(1)
+    sizes = []
+    with torch.no_grad():
+        for _ in range(12):
+            _, state = net.step(torch.randn(1, 8), state)
+            sizes.append(state_numel(state))
+    if kind == "transformer":
+        # keys and values of every layer: 2 layers x 2 (k, v) x d_model numbers per position
+        assert np.all(np.diff(sizes) == 2 * 2 * 8)
+    else:
+        assert len(set(sizes)) == 1
+
+
+class TokenNet(nn.Module):
+    def __init__(self, kind, vocab, n_out, positions, **kw):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 16)
+        self.backbone = build_backbone(kind, 16, 2, **kw)
+        self.out = nn.Linear(16, n_out)
+        self.positions = positions
+
+    def forward(self, x):
+        return self.out(self.backbone(self.embed(x))[:, -self.positions:])
+
+
+def fit_tokens(kind, x, y, positions, n_out, steps, lr, **kw):
+    with seeded(0):
+        net = TokenNet(kind, int(x.max()) + 1, n_out, positions, **kw)
+    train_module(net, lambda m, b: F.cross_entropy(m(b[0]).flatten(0, 1), b[1].reshape(-1)), (x, y),
+                 batch_size=32, max_epochs=1, max_steps=steps, lr=lr, warmup=0.05, early_stopping=False,
+                 random_state=0)
+    return net
+
+
+def induction(n, length, seed, vocab=8):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, vocab, (n, length), generator=g)
+    pos = torch.randint(0, length - 2, (n,), generator=g)
+    ans = torch.randint(0, vocab, (n,), generator=g)
+    x[torch.arange(n), pos] = vocab
+    x[torch.arange(n), pos + 1] = ans
+    x[:, -1] = vocab
+    return x, ans[:, None]
+
+
+def test_induction_heads_mamba_extrapolates_to_longer_sequences():
+    x, y = induction(32 * 400, 16, seed=0)
+    net = fit_tokens("mamba", x, y, 1, 8, steps=400, lr=1e-2, d_state=8)
+    for length in (16, 64):
+        xt, yt = induction(300, length, seed=1)
+        with torch.no_grad():
+            acc = float((net(xt).argmax(-1) == yt).float().mean())
+        assert acc > 0.9, (length, acc)
+
+
+def test_gated_cnn_classifies_digit_patches():
+    digits = load_digits()
+    X = (digits.images / 16.0).reshape(-1, 4, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(-1, 16, 4)
+    y = digits.target
+    clf = SequenceClassifier(backbone="mambaout", d_model=16, n_layers=2, max_epochs=8, lr=1e-2, batch_size=64,
+                             early_stopping=False, random_state=0).fit(X[:600], y[:600])
+    assert clf.score(X[1200:1500], y[1200:1500]) > 0.7         # chance: 0.1
