@@ -137,8 +137,8 @@ for name, (accs, n_params, secs) in results.items():
           f"{secs / len(SEEDS):8.1f}s")
 gap = 100 * (np.mean(results["Transformer, bidirectional"][0]) - np.mean(results["Transformer, causal"][0]))
 print(f"causal vs bidirectional transformer: {gap:+.2f} points for bidirectional")
-print(f"Gated CNN minus Mamba: {100 * (np.mean(results['Gated CNN (MambaOut)'][0]) - np.mean(results['Mamba'][0])):+.2f} "
-      "points")
+diff = 100 * (np.mean(results["Gated CNN (MambaOut)"][0]) - np.mean(results["Mamba"][0]))
+print(f"Gated CNN minus Mamba: {diff:+.2f} points")
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.8))
