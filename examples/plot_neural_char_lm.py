@@ -102,6 +102,7 @@ axes[0].bar(names, [results[k]["bpc"] for k in names], color="tab:blue")
 for i, k in enumerate(names):
     axes[0].text(i, results[k]["bpc"] + 0.02, f"{results[k]['bpc']:.2f}", ha="center")
 axes[0].set_ylabel("bits per character (held out)")
+axes[0].tick_params(axis="x", rotation=30)
 axes[0].set_ylim(0, max(results[k]["bpc"] for k in names) * 1.15)
 axes[0].set_title(f"~{BUDGET // 1000}k-parameter backbones, one pass over {len(train) // 1000}k characters")
 for k in names:

@@ -150,9 +150,9 @@ ax.barh(range(len(names)), means, xerr=errs, color=colors)
 ax.set_yticks(range(len(names)), [f"{n} ({results[n][1] / 1000:.0f}k)" for n in names])
 ax.invert_yaxis()
 lo = min(means) - 3
-ax.set_xlim(max(0, lo), 100)
-for i, m in enumerate(means):
-    ax.text(m + 0.2, i, f"{m:.1f}", va="center")
+ax.set_xlim(max(0, lo), 101)
+for i, (m, e) in enumerate(zip(means, errs)):
+    ax.text(m + e + 0.15, i, f"{m:.1f}", va="center")
 ax.set_xlabel(f"test accuracy (%), mean over {len(SEEDS)} seed(s)")
 ax.set_title("load_digits as 16 patch tokens: token mixers and CNN references")
 fig.tight_layout()
