@@ -2,16 +2,24 @@
 
 :func:`build_backbone` builds a :class:`Backbone` of one of the kinds in :data:`KINDS`:
 
-========================  ==================================================================
-kind                      layer (see :mod:`probkit.neural.layers`)
-========================  ==================================================================
-``"mamba"``               :class:`~probkit.neural.layers.MambaLayer` (selective SSM block)
-``"rwkv"``                :class:`~probkit.neural.layers.RWKV6Layer` (time-mix + channel-mix)
-``"mambaout"``            :class:`~probkit.neural.layers.GatedCNNLayer` (alias ``"gated_cnn"``)
-``"transformer"``         :class:`~probkit.neural.layers.TransformerLayer` (causal or not)
-``"s4d"``                 :class:`~probkit.neural.layers.S4DLayer` (diagonal LTI SSM block)
-``"gru"``, ``"lstm"``     :class:`~probkit.neural.layers.GRULayer`, ``LSTMLayer``
-========================  ==================================================================
+=================  ==================================================  ====================
+kind               layer (:mod:`probkit.neural.layers`)                parameters, d=128 x4
+=================  ==================================================  ====================
+``"mamba"``        :class:`~probkit.neural.layers.MambaLayer`           466,560
+``"rwkv"``         :class:`~probkit.neural.layers.RWKV6Layer`           588,928
+``"mambaout"``     :class:`~probkit.neural.layers.GatedCNNLayer`        530,216
+``"transformer"``  :class:`~probkit.neural.layers.TransformerLayer`     525,440 (rotary)
+``"s4d"``          :class:`~probkit.neural.layers.S4DLayer`             526,976
+``"gru"``          :class:`~probkit.neural.layers.GRULayer`             462,976
+``"lstm"``         :class:`~probkit.neural.layers.LSTMLayer`            595,072
+=================  ==================================================  ====================
+
+(``"gated_cnn"`` is an alias of ``"mambaout"``.)  The default widths of every kind were
+chosen so that a layer costs about ``7-9 d_model^2`` parameters (counts above: d_model 128,
+4 layers, default options; each layer module documents its formula), so backbones of
+different kinds with the same ``d_model`` and ``n_layers`` are comparable;
+:func:`d_model_for_budget` picks, for any kind, the ``d_model`` whose count is closest to a
+parameter budget, for comparisons at equal size.
 
 Every backbone is ``final_norm(layer_n(... layer_1(x)))`` with an RMSNorm at the end; each
 layer is a pre-norm residual block.  A backbone does not embed tokens or project outputs: it
@@ -121,6 +129,9 @@ class Backbone(nn.Module):
         if x.shape[-1] != self.d_model:
             raise ValueError(f"{name} must have last dimension d_model={self.d_model}, "
                              f"got shape {tuple(x.shape)}")
+        if ndim == 3 and x.shape[1] == 0:
+            raise ValueError(f"{name} must have at least one position (L >= 1), "
+                             f"got shape {tuple(x.shape)}")
 
     def _check_lengths(self, lengths, x):
         if lengths is None:
@@ -139,12 +150,12 @@ class Backbone(nn.Module):
     def _check_causal(self, what):
         if not self.causal:
             raise RuntimeError(
-                f"{what}() needs a causal backbone, but this {self.kind} backbone is "
+                f"{what} needs a causal backbone, but this {self.kind} backbone is "
                 "bidirectional (its outputs depend on later positions); build it with "
                 "causal=True for recurrent generation")
 
     # ------------------------------------------------------------------ API
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, return_state=False):
         """Map ``x`` of shape ``(batch, L, d_model)`` to features of the same shape.
 
         Parameters
@@ -156,16 +167,41 @@ class Backbone(nn.Module):
             padding.  Causal backbones need no mask (their outputs at valid positions never
             see later padding), so only the bidirectional transformer uses it, to mask
             padded keys.  Outputs at padded positions are unspecified.
+        return_state : bool, default False
+            Also return the recurrent state after the last position ``L - 1`` (causal
+            backbones only), e.g. to process a prompt in parallel and continue with
+            :meth:`step`.  For a right-padded batch this state has seen the padding too.
 
         Returns
         -------
-        Tensor, shape (batch, L, d_model)
+        y : Tensor, shape (batch, L, d_model)
+        state : tuple
+            Only with ``return_state=True``; the format of :meth:`init_state`.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from probkit.neural import build_backbone
+        >>> _ = torch.manual_seed(0)
+        >>> net = build_backbone("mamba", d_model=8, n_layers=2).double()
+        >>> x = torch.randn(1, 7, 8, dtype=torch.float64)
+        >>> _, state = net(x[:, :5], return_state=True)      # prompt in parallel
+        >>> y5, state = net.step(x[:, 5], state)             # then one step at a time
+        >>> torch.allclose(y5, net(x)[:, 5], atol=1e-12)
+        True
         """
         self._check_x(x, "x", 3)
         lengths = self._check_lengths(lengths, x)
+        if not return_state:
+            for layer in self.layers:
+                x = layer(x, lengths)
+            return self.norm(x)
+        self._check_causal("forward(return_state=True)")
+        state = []
         for layer in self.layers:
-            x = layer(x, lengths)
-        return self.norm(x)
+            x, s = layer(x, lengths, return_state=True)
+            state.append(s)
+        return self.norm(x), tuple(state)
 
     def init_state(self, batch_size, device=None, dtype=None):
         """State before the first position (causal backbones only).
@@ -181,7 +217,7 @@ class Backbone(nn.Module):
         tuple
             One tuple of batch-first tensors per layer (see the layers' classes).
         """
-        self._check_causal("init_state")
+        self._check_causal("init_state()")
         batch_size = check_positive_int(batch_size, "batch_size")
         return tuple(layer.init_state(batch_size, device=device, dtype=dtype)
                      for layer in self.layers)
@@ -218,7 +254,7 @@ class Backbone(nn.Module):
         >>> torch.allclose(torch.stack(ys, 1), net(x), rtol=1e-10, atol=1e-12)
         True
         """
-        self._check_causal("step")
+        self._check_causal("step()")
         self._check_x(x_t, "x_t", 2)
         if not isinstance(state, (tuple, list)) or len(state) != self.n_layers:
             raise ValueError(f"state must be a tuple of {self.n_layers} per-layer states "
@@ -319,9 +355,24 @@ def build_backbone(kind, d_model, n_layers, **kw):
     n_layers : int
         Number of layers.
     **kw
-        Options of the kind's layer (see :mod:`probkit.neural.layers`); every kind takes
-        ``dropout`` (default 0).  ``"gru"``/``"lstm"``: ``hidden_size`` (default
-        ``d_model``).
+        Options of the kind's layer; every kind takes ``dropout`` (default 0, on each
+        residual branch).  Unknown options raise ``TypeError``.
+
+        * ``"mamba"``: ``d_state=16, expand=2, d_conv=4, dt_rank=ceil(d_model/16),
+          dt_min=1e-3, dt_max=1e-1, backend="auto"`` (:class:`~.layers.MambaLayer`);
+        * ``"rwkv"``: ``n_heads`` (default ``d_model // 64``, or 1), ``ffn_ratio=1.0``,
+          ``mix_rank``, ``decay_rank``, ``backend="auto"`` (:class:`~.layers.RWKV6Layer`);
+        * ``"mambaout"``: ``expansion=8/3, conv_ratio=1.0, conv_width=4``
+          (:class:`~.layers.GatedCNNLayer`);
+        * ``"transformer"``: ``n_heads=4, causal=True, positional="rotary"`` (or
+          ``"learned"``), ``max_len=1024`` (learned positions only), ``mlp_ratio=2.0,
+          rotary_base=10000.0`` (:class:`~.layers.TransformerLayer`);
+        * ``"s4d"``: ``d_state=64, expand=2, init="lin"`` (or ``"inv"``), ``dt_min=1e-3,
+          dt_max=1e-1`` (:class:`~.layers.S4DLayer`);
+        * ``"gru"``, ``"lstm"``: ``hidden_size=d_model``.
+
+        ``backend`` selects the :mod:`probkit.neural.ops` implementation (``"auto"``: Triton
+        on CUDA, the chunked torch path otherwise and always for float64).
 
     Returns
     -------

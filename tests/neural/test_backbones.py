@@ -98,6 +98,23 @@ def test_step_reproduces_forward(kind, L):
 
 
 @pytest.mark.parametrize("kind", CAUSAL)
+@pytest.mark.parametrize("prompt", [1, 6])
+def test_forward_state_continues_with_step(kind, prompt):
+    net = make(kind)
+    x = randn(2, 9, D_MODEL, seed=4)
+    full = net(x)
+    y, state = net(x[:, :prompt], return_state=True)
+    torch.testing.assert_close(y, full[:, :prompt], rtol=1e-10, atol=1e-12)
+    _, stepped_state = run_steps(net, x[:, :prompt])
+    for a, b in zip(leaves(state), leaves(stepped_state)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for t in range(prompt, 9):
+        y_t, state = net.step(x[:, t], state)
+        torch.testing.assert_close(y_t, full[:, t], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", CAUSAL)
 def test_step_does_not_modify_input_state(kind):
     net = make(kind)
     assert net.causal
@@ -211,6 +228,8 @@ def test_bad_inputs_name_the_argument():
     net = make("gru")
     with pytest.raises(ValueError, match=r"x must have last dimension d_model=16"):
         net(randn(2, 3, 5))
+    with pytest.raises(ValueError, match=r"x must have at least one position"):
+        net(randn(2, 0, D_MODEL))
     with pytest.raises(ValueError, match=r"x must be 3-D"):
         net(randn(3, D_MODEL))
     with pytest.raises(TypeError, match="x must have a floating-point dtype"):
@@ -254,6 +273,18 @@ def test_d_model_for_budget_picks_the_closest_width(kind):
     counts = {m: count_parameters(build_backbone(kind, m, 2, **kw))
               for m in (d - step, d, d + step) if m > 0}
     assert all(abs(counts[d] - budget) <= abs(c - budget) for c in counts.values())
+
+
+def test_documented_parameter_counts():
+    # the table in probkit.neural.backbones' docstring (d_model 128, 4 layers, defaults)
+    documented = {"mamba": 466_560, "rwkv": 588_928, "mambaout": 530_216, "transformer": 525_440,
+                  "s4d": 526_976, "gru": 462_976, "lstm": 595_072}
+    with torch.device("meta"):
+        counts = {k: count_parameters(build_backbone(k, 128, 4)) for k in documented}
+    assert counts == documented
+    import probkit.neural.backbones as module
+    for count in documented.values():
+        assert f"{count:,}" in module.__doc__
 
 
 def test_map_state_selects_batch_entries():

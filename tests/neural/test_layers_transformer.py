@@ -110,6 +110,8 @@ def test_bidirectional_has_no_step():
         net.init_state(2)
     with pytest.raises(RuntimeError, match="causal"):
         net.step(torch.zeros(2, 8), ((),))
+    with pytest.raises(RuntimeError, match=r"forward\(return_state=True\) needs a causal"):
+        net(torch.zeros(1, 3, 8), return_state=True)
     with pytest.raises(RuntimeError, match="causal=True"):
         net.layers[0].init_state(1)
 

@@ -57,10 +57,11 @@ class RMSNorm(nn.Module):
 class SequenceLayer(nn.Module):
     """Base class of the backbone layers (pre-norm residual blocks).
 
-    Subclasses implement ``forward(x, lengths=None)`` on ``(batch, L, d_model)`` inputs and,
-    when ``causal`` is true, ``init_state`` and ``step``; running ``step`` over the positions
-    of a sequence from ``init_state`` gives the same outputs as ``forward`` on the whole
-    sequence.
+    Subclasses implement ``forward(x, lengths=None, return_state=False)`` on
+    ``(batch, L, d_model)`` inputs and, when ``causal`` is true, ``init_state`` and ``step``;
+    running ``step`` over the positions of a sequence from ``init_state`` gives the same
+    outputs as ``forward`` on the whole sequence, and ``forward(..., return_state=True)``
+    also returns the state after the last position (to continue with ``step``).
 
     Parameters
     ----------

@@ -89,10 +89,12 @@ class GatedCNNLayer(SequenceLayer):
         return torch.split(self.fc1(h), [self.hidden, self.hidden - self.conv_channels,
                                          self.conv_channels], dim=-1)
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, return_state=False):
         g, i, c = self._split(self.norm(x))
-        c = causal_conv1d(c.transpose(1, 2), self.conv_weight, self.conv_bias).transpose(1, 2)
-        return x + self.dropout(self.fc2(F.gelu(g) * torch.cat([i, c], dim=-1)))
+        c, conv_state = causal_conv1d(c.transpose(1, 2), self.conv_weight, self.conv_bias,
+                                      return_final_state=True)
+        out = x + self.dropout(self.fc2(F.gelu(g) * torch.cat([i, c.transpose(1, 2)], dim=-1)))
+        return (out, (conv_state,)) if return_state else out
 
     def init_state(self, batch_size, device=None, dtype=None):
         """Zero convolution state ``(conv_state,)``, ``(batch, C, conv_width - 1)``."""

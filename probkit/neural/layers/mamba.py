@@ -122,15 +122,17 @@ class MambaLayer(SequenceLayer):
         dt, B, C = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.linear(dt, self.dt_proj.weight), B, C
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, return_state=False):
         u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)  # (batch, L, E) each
-        u = causal_conv1d(u.transpose(1, 2), self.conv_weight, self.conv_bias, activation="silu")
+        u, conv_state = causal_conv1d(u.transpose(1, 2), self.conv_weight, self.conv_bias,
+                                      activation="silu", return_final_state=True)
         delta, B, C = self._ssm_inputs(u.transpose(1, 2))
-        y = selective_scan(u, delta.transpose(1, 2), -torch.exp(self.A_log), B.transpose(1, 2),
-                           C.transpose(1, 2), self.D, z.transpose(1, 2),
-                           delta_bias=self.dt_proj.bias, delta_softplus=True,
-                           backend=op_backend(self.backend, u))
-        return x + self.dropout(self.out_proj(y.transpose(1, 2)))
+        y, ssm_state = selective_scan(
+            u, delta.transpose(1, 2), -torch.exp(self.A_log), B.transpose(1, 2),
+            C.transpose(1, 2), self.D, z.transpose(1, 2), delta_bias=self.dt_proj.bias,
+            delta_softplus=True, return_last_state=True, backend=op_backend(self.backend, u))
+        out = x + self.dropout(self.out_proj(y.transpose(1, 2)))
+        return (out, (conv_state, ssm_state)) if return_state else out
 
     def init_state(self, batch_size, device=None, dtype=None):
         """Zero states ``(conv_state (batch, E, d_conv - 1), ssm_state (batch, E, N))``."""

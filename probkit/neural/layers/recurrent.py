@@ -33,9 +33,13 @@ class _RNNLayer(SequenceLayer):
         self.proj = nn.Linear(self.hidden_size, self.d_model)
         self.dropout = nn.Dropout(check_dropout(dropout))
 
-    def forward(self, x, lengths=None):
-        h, _ = self.rnn(self.norm(x))
-        return x + self.dropout(self.proj(h))
+    def forward(self, x, lengths=None, return_state=False):
+        h, last = self.rnn(self.norm(x))
+        y = x + self.dropout(self.proj(h))
+        if not return_state:
+            return y
+        last = last if isinstance(last, tuple) else (last,)
+        return y, tuple(s[0] for s in last)
 
     def _zeros(self, batch_size, device, dtype):
         device, dtype = self._device_dtype(device, dtype)

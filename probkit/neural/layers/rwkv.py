@@ -181,17 +181,19 @@ class RWKV6Layer(SequenceLayer):
         return t.view(b, L, self.n_heads, self.head_size).transpose(1, 2)
 
     # ------------------------------------------------------------ API
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, return_state=False):
         b, L, d = x.shape
         zeros = x.new_zeros(b, d)
         h = self.norm1(x)
         r, k, v, g, w = self._tmix_inputs(h, _shift(h, zeros))
-        o = wkv6(self._heads(r), self._heads(k), self._heads(v), self._heads(w), self.bonus,
-                 backend=op_backend(self.backend, x))
+        o, wkv_state = wkv6(self._heads(r), self._heads(k), self._heads(v), self._heads(w),
+                            self.bonus, return_last_state=True,
+                            backend=op_backend(self.backend, x))
         o = o.transpose(1, 2).reshape(b, L, d)
         x = x + self.dropout(self._tmix_output(o, g))
-        h = self.norm2(x)
-        return x + self.dropout(self._cmix(h, _shift(h, zeros)))
+        h2 = self.norm2(x)
+        out = x + self.dropout(self._cmix(h2, _shift(h2, zeros)))
+        return (out, (h[:, -1], wkv_state, h2[:, -1])) if return_state else out
 
     def init_state(self, batch_size, device=None, dtype=None):
         """Zero states ``(shift_tmix (batch, d), wkv_state (batch, H, K, K), shift_cmix (batch, d))``."""

@@ -159,7 +159,9 @@ class TransformerLayer(SequenceLayer):
         x = x + self.dropout(self.out(attn.transpose(1, 2).reshape(b, L, self.d_model)))
         return x + self.dropout(self.mlp_out(F.gelu(self.mlp_in(self.norm2(x)))))
 
-    def forward(self, x, lengths=None):
+    def forward(self, x, lengths=None, return_state=False):
+        if return_state:
+            self._require_causal()
         b, L, _ = x.shape
         if self.position_table is not None:
             if L > self.max_len:
@@ -177,7 +179,8 @@ class TransformerLayer(SequenceLayer):
         attn = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal,
             dropout_p=self.p_dropout if self.training else 0.0)
-        return self._finish(x, attn)
+        out = self._finish(x, attn)
+        return (out, (k, v)) if return_state else out
 
     def _require_causal(self):
         if not self.causal:
