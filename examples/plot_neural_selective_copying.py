@@ -11,7 +11,7 @@ S4D) cannot select them by a fixed convolution; Mamba's input-dependent step siz
 
 Small scale on a CPU (the paper: sequences of 4096, 16 tokens, 400k steps): 2-layer
 models with ``d_model=32``, 8 data tokens from a vocabulary of 8 among 64 positions,
-then 8 markers; 1000 steps of 32 fresh sequences with the shared training loop
+then 8 markers; 2400 steps of 32 fresh sequences with the shared training loop
 (:func:`probkit.neural.train_module`), the same budget for both models. The score is
 the token accuracy on held-out sequences; chance is 1/8.
 """
@@ -39,7 +39,7 @@ torch.set_num_threads(1)   # small models: one thread avoids OpenMP stalls on sh
 L = 32 if FAST else 64             # positions holding noise and the data tokens
 N_COPY, VOCAB = 8, 8               # data tokens to copy, drawn from 1..VOCAB
 NOISE, MARK = 0, VOCAB + 1         # noise token, marker token
-STEPS = 16 if FAST else 1000       # optimiser steps (batch 32), the same for every model
+STEPS = 16 if FAST else 2400       # optimiser steps (batch 32), the same for every model
 BATCH = 32
 MODELS = {"Mamba": ("mamba", {"d_state": 8}), "S4D": ("s4d", {"d_state": 8})}
 

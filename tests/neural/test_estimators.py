@@ -266,6 +266,12 @@ def test_recurrent_step_reproduces_the_autoregressive_forward(kind):
             outs.append((o, state))
     stepped = torch.stack([o for o, _ in outs], 1)
     torch.testing.assert_close(stepped, full, rtol=1e-7, atol=1e-9)
+    # reading a prompt in parallel gives the next output and the state of the step loop
+    with torch.no_grad():
+        out, primed = net.prime(x[:, :3])
+        torch.testing.assert_close(out, full[:, 3], rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(net.step(x[:, 3], primed)[0], full[:, 4], rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(net.prime(None, batch_size=2)[0], full[:, 0], rtol=1e-7, atol=1e-9)
 
 
 def test_bidirectional_summaries_see_the_future_and_causal_ones_do_not():

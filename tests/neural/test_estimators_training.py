@@ -195,6 +195,20 @@ def test_mixed_precision_is_ignored_on_cpu():
     assert next(net.parameters()).dtype == torch.float32 and len(h.train_loss) == 2
 
 
+def test_weight_decay_skips_vectors_and_flagged_parameters():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    net[1].weight._no_weight_decay = True
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+    # zero gradients: only decoupled weight decay moves parameters
+    train_module(net, lambda m, b: (m(b[0]) * 0).sum(), torch.zeros(4, 2), max_epochs=1, batch_size=4, lr=0.1,
+                 weight_decay=0.5, schedule="constant", random_state=0)
+    assert torch.allclose(net[0].weight, torch.full((2, 2), 0.95))
+    for p in (net[0].bias, net[1].weight, net[1].bias):
+        assert torch.equal(p, torch.ones_like(p))
+
+
 def test_num_threads_is_restored():
     X, y = regression_data(8)
     before = torch.get_num_threads()

@@ -87,7 +87,8 @@ def _check_lengths(lengths, n, max_len, name="lengths"):
 def _check_tokens(values, vocab_size, name):
     if values.size == 0:
         return values.astype(np.int64)
-    if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+    numeric = np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
+    if values.dtype == bool or not numeric:
         raise ValueError(f"{name} must hold integer tokens, got dtype {values.dtype}")
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)):

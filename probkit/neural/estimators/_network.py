@@ -156,6 +156,20 @@ class SequenceNet(nn.Module):
         """Backbone state before the first position (autoregressive models)."""
         return self.backbone.init_state(batch_size, device=device, dtype=dtype)
 
+    def prime(self, prompt=None, batch_size=None):
+        """Read the start vector and a prompt ``(B, P[, D])`` in one parallel pass.
+
+        Returns the head output for the position after the prompt and the backbone state
+        there, as the same number of :meth:`step` calls would.
+        """
+        if prompt is None:
+            e = self.start.expand(batch_size, 1, self.start.shape[0])
+        else:
+            e = self.encoder(prompt)
+            e = torch.cat([self.start.to(e.dtype).expand(e.shape[0], 1, e.shape[-1]), e], dim=1)
+        y, state = self.backbone(e, return_state=True)
+        return self.head(y[:, -1]), state
+
     def step(self, x_prev, state, batch_size=None):
         """Head output for the next position given the previous symbol ``x_prev``.
 

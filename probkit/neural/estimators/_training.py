@@ -366,11 +366,12 @@ def _check_positive_int(value, name, allow_none=False):
 
 
 def _param_groups(module, weight_decay):
-    """Weight decay on matrices and embeddings only (not on biases, norms, 1-D gains)."""
+    """Weight decay on matrices and embeddings only: not on 1-D parameters (biases, norm gains)
+    nor on parameters flagged ``p._no_weight_decay = True`` (e.g. an SSM's ``A_log``)."""
     decay, no_decay = [], []
     for p in module.parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
+            (decay if p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -408,7 +409,8 @@ def train_module(module, loss_fn, data, *, val_data=None, validation_fraction=0.
     lr : float, default=1e-3
         Peak learning rate.
     weight_decay : float, default=0.01
-        AdamW decoupled weight decay, applied to parameters with two or more dimensions.
+        AdamW decoupled weight decay, applied to parameters with two or more dimensions
+        except those with an attribute ``_no_weight_decay = True``.
     betas : tuple of float, default=(0.9, 0.999)
     clip_grad_norm : float or None, default=1.0
         Clip the global gradient norm; ``None`` disables clipping.

@@ -263,11 +263,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         out_steps = []
         net.eval()
         with torch.no_grad():
-            state = net.init_state(batch_size, device=p.device, dtype=p.dtype)
-            out, state = net.step(None, state, batch_size=batch_size)
-            if prompt_t is not None:
-                for t in range(prompt_t.shape[1]):
-                    out, state = net.step(prompt_t[:, t], state)
+            out, state = net.prime(prompt_t, batch_size=batch_size)
             for i in range(n_steps):
                 x = net.head.sample(out, temperature=float(temperature), generator=gen)
                 out_steps.append(x)
@@ -281,9 +277,10 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
     def generate(self, prompt=None, n_steps=100, *, temperature=1.0, random_state=None):
         """Continue ``prompt`` by sampling ``n_steps`` symbols, one recurrent ``step()`` at a time.
 
-        The prompt is fed through the backbone's recurrent form (constant memory for
-        the recurrent backbones, a growing key/value cache for the transformer), then
-        each new symbol is drawn from the head and fed back.
+        The prompt is read in one parallel pass that also returns the backbone's
+        recurrent state; then each new symbol is drawn from the head and fed back
+        through the backbone's ``step()`` (constant memory for the recurrent backbones,
+        a growing key/value cache for the transformer).
 
         Parameters
         ----------
