@@ -16,7 +16,8 @@ Two kinds of parallelism, two settings:
   HMM kernels. They release the GIL and share nothing, so they stay efficient under
   load; by default one per CPU core.
 
-Neural estimators do not use these settings (their work is large matrix products).
+The neural estimators use the intra-op setting too during ``fit`` and ``predict`` on the
+CPU (a GRU step measured 2 ms with one thread and 195 ms with two on the busy machine).
 """
 
 from __future__ import annotations

@@ -266,3 +266,17 @@ def test_ddp_on_two_processes_matches_one_process_with_twice_the_batch(tmp_path)
 
 if __name__ == "__main__":
     _ddp_worker(sys.argv[1])
+
+
+def test_ssm_dynamics_parameters_are_not_weight_decayed():
+    from probkit.neural import build_backbone
+    from probkit.neural.estimators._training import _param_groups
+
+    for kind, names in (("mamba", ("A_log", "D", "dt_proj.bias")), ("s4d", ("log_dt", "log_A_real", "A_imag"))):
+        net = build_backbone(kind, d_model=8, n_layers=1)
+        decayed = {id(p) for p in _param_groups(net, 0.1)[0]["params"]}
+        exempt = [n for n, p in net.named_parameters() if n.endswith(names) and id(p) not in decayed]
+        flagged = [n for n, p in net.named_parameters() if n.endswith(names)]
+        assert flagged and exempt == flagged, (kind, flagged, exempt)
+        # the projections are still decayed
+        assert any(id(p) in decayed for n, p in net.named_parameters() if n.endswith("weight") and p.dim() >= 2)

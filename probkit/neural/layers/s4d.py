@@ -100,6 +100,9 @@ class S4D(nn.Module):
         # complex standard normal: real and imaginary parts with variance 1/2
         self.C = nn.Parameter(torch.randn(self.channels, n, 2) * math.sqrt(0.5))
         self.D = nn.Parameter(torch.randn(self.channels))
+        # Decay would shrink the step sizes and pull the poles towards the imaginary axis.
+        for p in (self.log_dt, self.log_A_real, self.A_imag):
+            p._no_weight_decay = True
 
     def _discrete(self, dtype):
         """``(dt A, A_bar, B_bar, C)``, each complex ``(channels, n)``, float64 for float64."""
