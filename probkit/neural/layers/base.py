@@ -10,6 +10,7 @@ states can be indexed, concatenated or reordered along the batch with plain tens
 
 from __future__ import annotations
 
+import abc
 import math
 import operator
 
@@ -54,7 +55,7 @@ class RMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
-class SequenceLayer(nn.Module):
+class SequenceLayer(nn.Module, metaclass=abc.ABCMeta):
     """Base class of the backbone layers (pre-norm residual blocks).
 
     Subclasses implement ``forward(x, lengths=None, return_state=False)`` on
@@ -93,13 +94,13 @@ class SequenceLayer(nn.Module):
             dtype = ref.dtype if ref is not None else torch.get_default_dtype()
         return device, dtype
 
-    def init_state(self, batch_size, device=None, dtype=None):  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def init_state(self, batch_size, device=None, dtype=None):
         """Return the state before the first position: a tuple of batch-first tensors."""
-        raise NotImplementedError
 
-    def step(self, x_t, state):  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def step(self, x_t, state):
         """Process one position: ``x_t`` is ``(batch, d_model)``; return ``(y_t, new_state)``."""
-        raise NotImplementedError
 
 
 def check_positive_int(value, name):
