@@ -58,6 +58,10 @@ def resolve_family(family, **options):
         return getattr(dists, cls_name)(**{**DEFAULT_OPTIONS.get(cls_name, {}), **options})
     if inspect.isclass(family) and issubclass(family, ExponentialFamily):
         return family(**{**DEFAULT_OPTIONS.get(family.__name__, {}), **options})
+    from probkit.distributions.independent import Independent
+
+    if isinstance(family, Independent):
+        return Independent([resolve_family(c) for c in family.components])
     if isinstance(family, ExponentialFamily):
         return type(family)(**family._options())
     if hasattr(family, "_summarize") and hasattr(family, "from_stats"):

@@ -6,10 +6,11 @@ import numpy as np
 import torch
 
 from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.independent import Independent
 from probkit.distributions.registry import resolve_family
 from probkit.em.init import initial_responsibilities
 from probkit.hmm._base import BaseHMM
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.mixture._components import BatchedComponents, FeatureProductComponents, _map_dist
 from probkit.mixture.mixture_model import INIT_SMOOTHING
 from probkit.utils.random import torch_generator
 
@@ -38,7 +39,8 @@ class HMM(BaseHMM):
         Initial assignment of rows to states from which the emissions are first fitted
         (blended with uniform weight as in :class:`MixtureModel`).
     missing : {"error", "marginalize"}, default="error"
-        ``"marginalize"`` (scalar families over several columns): NaN values drop out.
+        ``"marginalize"`` (scalar families over several columns, and ``Independent``
+        products of families): NaN values drop out of the likelihood and the statistics.
 
     Attributes
     ----------
@@ -87,7 +89,10 @@ class HMM(BaseHMM):
             template = self._template()
         except (ValueError, TypeError):
             return False
-        return isinstance(template, ExponentialFamily) and template.event_ndim == 0
+        # Scalar families (a product over the columns) and Independent products of families
+        # evaluate each feature separately, so a missing feature can drop out.
+        return isinstance(template, Independent) or (
+            isinstance(template, ExponentialFamily) and template.event_ndim == 0)
 
     def _validate_emission_X(self, X, reset, allow_nan):
         X = self._validate_X(X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan" if allow_nan else True)
@@ -124,10 +129,8 @@ class HMM(BaseHMM):
             raise ValueError(f"emission_ must have batch shape ({self.n_components}, ...), got {tuple(dist.batch_shape)}")
 
     def _emission_model(self, device, dtype):
-        dist = self.emission_
-        params = {k: v.to(device=device, dtype=dtype) for k, v in dist.torch_params().items()}
-        comps = self._components(dist._new(**params))
-        return _GenericEmission(comps)
+        dist = _map_dist(self.emission_, lambda v: v.to(device=device, dtype=dtype))
+        return _GenericEmission(self._components(dist))
 
     def _init_emission(self, data, random_state):
         if not self._needs_init("e", "emission_"):
@@ -143,6 +146,8 @@ class HMM(BaseHMM):
             comps = FeatureProductComponents.from_responsibilities(template, data.x, resp_t, data.observed)
         else:
             x = data.x[:, 0] if (isinstance(template, ExponentialFamily) and template.event_ndim == 0) else data.x
+            if data.observed is not None:
+                x = _with_nan(x, data.observed)
             comps = BatchedComponents.from_responsibilities(template, x, resp_t)
         self.emission_ = comps.dist
 
@@ -172,18 +177,28 @@ class HMM(BaseHMM):
         return {"e": self.emission_._n_free_parameters_total()}
 
 
+def _with_nan(x, observed):
+    """Missing entries back as NaN: Independent treats NaN as a feature to marginalise out."""
+    return torch.where(observed, x, torch.full_like(x, float("nan")))
+
+
 class _GenericEmission:
     def __init__(self, components):
         self.components = components
         self.squeeze = isinstance(components, BatchedComponents) and not isinstance(
             components, FeatureProductComponents) and components.dist.event_ndim == 0
 
+    def _rows(self, x, observed):
+        if observed is not None:
+            x = _with_nan(x, observed)
+        return x[:, 0] if self.squeeze else x
+
     def log_prob(self, x, observed=None):
         if isinstance(self.components, FeatureProductComponents):
             return self.components.log_prob(x, observed)
-        return self.components.log_prob(x[:, 0] if self.squeeze else x)
+        return self.components.log_prob(self._rows(x, observed))
 
     def summarize(self, x, post, observed=None):
         if isinstance(self.components, FeatureProductComponents):
             return self.components.summarize(x, post, observed)
-        return self.components.summarize(x[:, 0] if self.squeeze else x, post)
+        return self.components.summarize(self._rows(x, observed), post)

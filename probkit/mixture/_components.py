@@ -32,6 +32,50 @@ def _empty_mask(count, total):
     return count <= 1e-12 * total
 
 
+def _member(dist, index):
+    """Batch member ``index`` of ``dist`` (an Independent product member by member)."""
+    from probkit.distributions.independent import Independent
+
+    if isinstance(dist, Independent):
+        return Independent([_member(c, index) for c in dist.components])
+    params = {}
+    for name, value in dist.torch_params().items():
+        event_nd = dist._param_event_ndims.get(name, 0)
+        params[name] = value[index] if value.ndim - event_nd >= 1 else value
+    opts = dist._options()
+    if getattr(dist, "covariance_type", None) == "tied":
+        opts = dict(opts, covariance_type="full")
+    return type(dist)(**params, **opts)
+
+
+def _map_dist(dist, fn):
+    """A distribution of the same family with ``fn`` applied to every parameter tensor."""
+    from probkit.distributions.independent import Independent
+
+    if isinstance(dist, Independent):
+        return Independent([_map_dist(c, fn) for c in dist.components])
+    return dist._new(**{k: fn(v) for k, v in dist.torch_params().items()})
+
+
+def _keep_members(fitted, previous, empty, k):
+    """``fitted`` with the batch members flagged in ``empty`` replaced by those of ``previous``."""
+    from probkit.distributions.independent import Independent
+
+    if isinstance(fitted, Independent):
+        return Independent([_keep_members(f, p, empty, k) for f, p in zip(fitted.components, previous.components)])
+    params = {}
+    old = previous.torch_params()
+    for name, new_value in fitted.torch_params().items():
+        event_nd = fitted._param_event_ndims.get(name, 0)
+        old_value = old[name]
+        if new_value.ndim - event_nd >= 1 and new_value.shape[0] == k and old_value.shape == new_value.shape:
+            mask = empty.reshape(empty.shape + (1,) * (new_value.ndim - empty.ndim))
+            params[name] = torch.where(mask, old_value, new_value)
+        else:
+            params[name] = new_value
+    return fitted._new(**params)
+
+
 class BatchedComponents:
     """K components of one family held as one batched distribution.
 
@@ -104,16 +148,7 @@ class BatchedComponents:
             mask = empty.reshape(empty.shape + (1,) * (value.ndim - empty.ndim))
             safe[name] = torch.where(mask, total, value)
         fitted = self.dist.from_stats(SufficientStats(stats.family, safe, stats.meta))
-        params = {}
-        old = self.dist.torch_params()
-        for name, new_value in fitted.torch_params().items():
-            event_nd = fitted._param_event_ndims.get(name, 0)
-            old_value = old[name]
-            if new_value.ndim - event_nd >= 1 and new_value.shape[0] == k and old_value.shape == new_value.shape:
-                mask = empty.reshape(empty.shape + (1,) * (new_value.ndim - empty.ndim))
-                params[name] = torch.where(mask, old_value, new_value)
-            else:
-                params[name] = new_value
+        kept = _keep_members(fitted, self.dist, empty, k)
         if warn:
             idx = torch.nonzero(empty.reshape(k, -1).any(1)).flatten().tolist()
             warnings.warn(
@@ -122,18 +157,11 @@ class BatchedComponents:
                 EmptyComponentWarning,
                 stacklevel=3,
             )
-        return BatchedComponents(fitted._new(**params))
+        return BatchedComponents(kept)
 
     def member(self, index):
         """The distribution of component ``index`` alone."""
-        params = {}
-        for name, value in self.dist.torch_params().items():
-            event_nd = self.dist._param_event_ndims.get(name, 0)
-            params[name] = value[index] if value.ndim - event_nd >= 1 else value
-        opts = self.dist._options()
-        if getattr(self.dist, "covariance_type", None) == "tied":
-            opts = dict(opts, covariance_type="full")
-        return type(self.dist)(**params, **opts)
+        return _member(self.dist, index)
 
     def sample_member(self, index, n, generator):
         return self.member(index)._sample((n,), generator)
@@ -143,8 +171,7 @@ class BatchedComponents:
         return self.dist._n_free_parameters_total()
 
     def to(self, device=None, dtype=None):
-        params = {k: v.to(device=device, dtype=dtype) for k, v in self.dist.torch_params().items()}
-        return BatchedComponents(self.dist._new(**params))
+        return BatchedComponents(_map_dist(self.dist, lambda v: v.to(device=device, dtype=dtype)))
 
 
 class ComponentList:

@@ -244,6 +244,40 @@ def test_missing_features_are_marginalised(name):
     assert np.all(np.diff(fitted.monitor_.history) > -1e-8)
 
 
+def test_missing_features_of_an_independent_product_are_marginalised():
+    from probkit.distributions import Independent, Poisson
+
+    rng = np.random.RandomState(12)
+    k = 2
+    model = HMM(emission=Independent([Normal(), Poisson()]), n_components=k, missing="marginalize")
+    model.startprob_, model.transmat_ = chain(rng, k)
+    loc, scale, rate = rng.normal(0, 2, k), rng.uniform(0.5, 2, k), rng.uniform(1, 8, k)
+    model.emission_ = Independent([Normal(loc=loc, scale=scale), Poisson(rate=rate)])
+    X, _ = model.sample(sum(LENGTHS), random_state=4)
+    X = X.astype(float)
+    X[0, 1] = np.nan
+    X[4, 0] = np.nan
+    X[7, :] = np.nan
+
+    def log_emis(seq):
+        out = np.zeros((len(seq), k))
+        for j in range(k):
+            normal = stats.norm(loc[j], scale[j]).logpdf(seq[:, 0])
+            counts = stats.poisson(rate[j]).logpmf(seq[:, 1])
+            out[:, j] = np.where(np.isnan(seq[:, 0]), 0, normal) + np.where(np.isnan(seq[:, 1]), 0, counts)
+        return out
+
+    truth = brute(model, log_emis, X, LENGTHS)
+    np.testing.assert_allclose(model.score(X, lengths=LENGTHS), truth["ll"], rtol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), truth["post"], atol=1e-10)
+    fitted = HMM(emission=Independent([Normal(), Poisson()]), n_components=k, missing="marginalize",
+                 n_iter=15, tol=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted.fit(np.vstack([X] * 20), lengths=LENGTHS * 20)
+    assert np.all(np.diff(fitted.monitor_.history) > -1e-8)
+
+
 def test_missing_values_are_an_error_by_default():
     model, _ = CASES["gaussian-diag"](np.random.RandomState(0))
     X, _ = model.sample(10, random_state=0)
