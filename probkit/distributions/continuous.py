@@ -6,6 +6,7 @@ import torch
 
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import LOG_2PI, ExponentialFamily
+from probkit.distributions.normal import _GaussianOfTransform
 
 __all__ = ["Beta", "Exponential", "LogNormal"]
 
@@ -263,7 +264,7 @@ class Beta(ExponentialFamily):
                 + (b1 - b2) * torch.digamma(b1) + (a2 - a1 + b2 - b1) * torch.digamma(a1 + b1))
 
 
-class LogNormal(ExponentialFamily):
+class LogNormal(_GaussianOfTransform):
     """Log-normal distribution: ``log x ~ N(loc, scale**2)`` on ``x > 0``.
 
     ``T(x) = (log x, (log x)**2)``, natural parameters ``(loc / scale**2, -1 / (2 scale**2))``,
@@ -289,97 +290,27 @@ class LogNormal(ExponentialFamily):
     (2.0, 1.0)
     """
 
-    param_names = ("loc", "scale")
-    _param_event_ndims = {"loc": 0, "scale": 0}
     support_description = "positive reals"
-
-    def __init__(self, loc=None, scale=None, min_scale=0.0):
-        if min_scale < 0:
-            raise ValueError(f"min_scale must be non-negative, got {min_scale}")
-        self.min_scale = float(min_scale)
-        self._set_params(loc=loc, scale=scale)
-
-    def _options(self):
-        return {"min_scale": self.min_scale}
-
-    def _check_params(self):
-        if bool((self._params["scale"] <= 0).any()):
-            raise ValueError("LogNormal: scale must be positive")
-
-    @property
-    def conjugate_prior_family(self):
-        from probkit.distributions.priors import NormalGamma
-
-        return NormalGamma
+    _stat_names = ("log_x", "log_x_sq")
+    _transform = staticmethod(torch.log)
 
     def _validate_support(self, x, name="X"):
         _check_positive_support(x, name, "LogNormal")
 
     def _log_prob(self, x):
-        loc, scale = self._params["loc"], self._params["scale"]
         log_x = torch.log(x)
-        z = (log_x - loc) / scale
-        return -0.5 * z * z - torch.log(scale) - log_x - 0.5 * LOG_2PI
-
-    def _sufficient_statistics(self, x):
-        log_x = torch.log(x)
-        return {"log_x": log_x, "log_x_sq": log_x * log_x}
-
-    def _natural_parameters(self):
-        loc, scale = self._params["loc"], self._params["scale"]
-        var = scale * scale
-        return {"log_x": (loc / var).expand(self._batch_shape), "log_x_sq": (-0.5 / var).expand(self._batch_shape)}
-
-    @classmethod
-    def _params_from_natural(cls, eta, options):
-        var = -0.5 / eta["log_x_sq"]
-        return {"loc": eta["log_x"] * var, "scale": torch.sqrt(var)}
-
-    def _log_partition(self):
-        loc, scale = self._params["loc"], self._params["scale"]
-        return (0.5 * loc * loc / (scale * scale) + torch.log(scale)).expand(self._batch_shape)
+        return self._gaussian_log_prob(log_x) - log_x
 
     def _log_base_measure(self, x):
         return -torch.log(x) - 0.5 * LOG_2PI
 
-    def _mean_parameters(self):
-        loc, scale = self._params["loc"], self._params["scale"]
-        return {"log_x": loc.expand(self._batch_shape),
-                "log_x_sq": (loc * loc + scale * scale).expand(self._batch_shape)}
-
-    def _params_from_mean(self, mean, stats=None):
-        loc = mean["log_x"]
-        var = torch.clamp(mean["log_x_sq"] - loc * loc, min=0.0)
-        scale = torch.clamp(torch.sqrt(var), min=self.min_scale)
-        if bool((scale <= 0).any()):
-            raise ValueError("LogNormal: the data have zero spread; set min_scale > 0 to fit a degenerate sample")
-        return {"loc": loc, "scale": scale}
-
     def _sample(self, shape, gen):
-        loc, scale = self._params["loc"], self._params["scale"]
-        eps = torch.randn(*shape, *self._batch_shape, dtype=loc.dtype, device=loc.device, generator=gen)
-        return torch.exp(loc + scale * eps)
+        return torch.exp(self._standard_normal(shape, gen))
 
     def _entropy(self):
         loc, scale = self._params["loc"], self._params["scale"]
         return (loc + 0.5 + 0.5 * LOG_2PI + torch.log(scale)).expand(self._batch_shape)
 
-    def _kl(self, other):
-        # Invariant under the bijection x -> log x: the KL of the underlying normals.
-        m1, s1 = self._params["loc"], self._params["scale"]
-        m2, s2 = other._params["loc"], other._params["scale"]
-        return torch.log(s2 / s1) + (s1 * s1 + (m1 - m2) ** 2) / (2 * s2 * s2) - 0.5
-
-    # conjugate prior: NormalGamma over (loc, 1 / scale**2) of log x
-    def _posterior(self, stats, prior):
-        return prior._update(stats["count"], stats["log_x"], stats["log_x_sq"])
-
-    def _map_params(self, post):
-        loc, precision = post._mode()
-        return {"loc": loc, "scale": torch.rsqrt(precision)}
-
     def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
         # Evidence of log x under the normal model, plus the Jacobian -sum(log x).
-        return (post._log_normalizer() - prior._log_normalizer() - 0.5 * LOG_2PI * stats["count"]
-                - torch.log(x).sum())
+        return super()._log_marginal_likelihood(x, stats, prior) - torch.log(x).sum()

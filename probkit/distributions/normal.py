@@ -9,7 +9,111 @@ from probkit.distributions.base import LOG_2PI, ExponentialFamily
 __all__ = ["Normal"]
 
 
-class Normal(ExponentialFamily):
+class _GaussianOfTransform(ExponentialFamily):
+    """Shared core of families where ``g(x) ~ N(loc, scale**2)`` for a fixed bijection ``g``.
+
+    Subclasses set the names of the two sufficient statistics (``g(x)`` and ``g(x)**2``)
+    and ``_transform``; the statistics, natural and mean parameters, MLE, KL and the
+    NormalGamma conjugate updates are those of the normal model of ``g(x)``. What depends
+    on ``x`` itself (Jacobian, sampling, entropy, support) is in the subclasses.
+    """
+
+    param_names = ("loc", "scale")
+    _param_event_ndims = {"loc": 0, "scale": 0}
+    event_ndim = 0
+    _stat_names = ("x", "xx")
+
+    def __init__(self, loc=None, scale=None, min_scale=0.0):
+        if min_scale < 0:
+            raise ValueError(f"min_scale must be non-negative, got {min_scale}")
+        self.min_scale = float(min_scale)
+        self._set_params(loc=loc, scale=scale)
+
+    @staticmethod
+    def _transform(x):
+        return x
+
+    def _options(self):
+        return {"min_scale": self.min_scale}
+
+    def _check_params(self):
+        if bool((self._params["scale"] <= 0).any()):
+            raise ValueError(f"{type(self).__name__}: scale must be positive")
+
+    @property
+    def conjugate_prior_family(self):
+        from probkit.distributions.priors import NormalGamma
+
+        return NormalGamma
+
+    def _gaussian_log_prob(self, y):
+        loc, scale = self._params["loc"], self._params["scale"]
+        z = (y - loc) / scale
+        return -0.5 * z * z - torch.log(scale) - 0.5 * LOG_2PI
+
+    def _sufficient_statistics(self, x):
+        y = self._transform(x)
+        first, second = self._stat_names
+        return {first: y, second: y * y}
+
+    def _natural_parameters(self):
+        loc, scale = self._params["loc"], self._params["scale"]
+        var = scale * scale
+        first, second = self._stat_names
+        return {first: (loc / var).expand(self._batch_shape), second: (-0.5 / var).expand(self._batch_shape)}
+
+    @classmethod
+    def _params_from_natural(cls, eta, options):
+        first, second = cls._stat_names
+        var = -0.5 / eta[second]
+        return {"loc": eta[first] * var, "scale": torch.sqrt(var)}
+
+    def _log_partition(self):
+        loc, scale = self._params["loc"], self._params["scale"]
+        return (0.5 * loc * loc / (scale * scale) + torch.log(scale)).expand(self._batch_shape)
+
+    def _mean_parameters(self):
+        loc, scale = self._params["loc"], self._params["scale"]
+        first, second = self._stat_names
+        return {first: loc.expand(self._batch_shape), second: (loc * loc + scale * scale).expand(self._batch_shape)}
+
+    def _params_from_mean(self, mean, stats=None):
+        first, second = self._stat_names
+        loc = mean[first]
+        var = torch.clamp(mean[second] - loc * loc, min=0.0)
+        scale = torch.clamp(torch.sqrt(var), min=self.min_scale)
+        if bool((scale <= 0).any()):
+            raise ValueError(
+                f"{type(self).__name__}: the data have zero spread; set min_scale > 0 to fit a degenerate sample"
+            )
+        return {"loc": loc, "scale": scale}
+
+    def _standard_normal(self, shape, gen):
+        loc, scale = self._params["loc"], self._params["scale"]
+        eps = torch.randn(*shape, *self._batch_shape, dtype=loc.dtype, device=loc.device, generator=gen)
+        return loc + scale * eps
+
+    def _kl(self, other):
+        # The KL of the underlying normals (invariant under the bijection g).
+        m1, s1 = self._params["loc"], self._params["scale"]
+        m2, s2 = other._params["loc"], other._params["scale"]
+        return torch.log(s2 / s1) + (s1 * s1 + (m1 - m2) ** 2) / (2 * s2 * s2) - 0.5
+
+    # conjugate prior: NormalGamma over (loc, 1 / scale**2) of g(x)
+    def _posterior(self, stats, prior):
+        first, second = self._stat_names
+        return prior._update(stats["count"], stats[first], stats[second])
+
+    def _map_params(self, post):
+        loc, precision = post._mode()
+        return {"loc": loc, "scale": torch.rsqrt(precision)}
+
+    def _log_marginal_likelihood(self, x, stats, prior):
+        post = self._posterior(stats, prior)
+        return post._log_normalizer() - prior._log_normalizer() - 0.5 * LOG_2PI * stats["count"]
+
+
+class Normal(_GaussianOfTransform):
     """Univariate normal distribution ``N(loc, scale**2)``.
 
     Sufficient statistics ``T(x) = (x, x**2)``; natural parameters
@@ -35,91 +139,14 @@ class Normal(ExponentialFamily):
     {'loc': array(2.), 'scale': array(1.)}
     """
 
-    param_names = ("loc", "scale")
-    _param_event_ndims = {"loc": 0, "scale": 0}
-    event_ndim = 0
-
-    def __init__(self, loc=None, scale=None, min_scale=0.0):
-        if min_scale < 0:
-            raise ValueError(f"min_scale must be non-negative, got {min_scale}")
-        self.min_scale = float(min_scale)
-        self._set_params(loc=loc, scale=scale)
-
-    def _options(self):
-        return {"min_scale": self.min_scale}
-
-    def _check_params(self):
-        if bool((self._params["scale"] <= 0).any()):
-            raise ValueError("Normal: scale must be positive")
-
-    @property
-    def conjugate_prior_family(self):
-        from probkit.distributions.priors import NormalGamma
-
-        return NormalGamma
-
-    # tensor core
     def _log_prob(self, x):
-        loc, scale = self._params["loc"], self._params["scale"]
-        z = (x - loc) / scale
-        return -0.5 * z * z - torch.log(scale) - 0.5 * LOG_2PI
-
-    def _sufficient_statistics(self, x):
-        return {"x": x, "xx": x * x}
-
-    def _natural_parameters(self):
-        loc, scale = self._params["loc"], self._params["scale"]
-        var = scale * scale
-        return {"x": (loc / var).expand(self._batch_shape), "xx": (-0.5 / var).expand(self._batch_shape)}
-
-    @classmethod
-    def _params_from_natural(cls, eta, options):
-        var = -0.5 / eta["xx"]
-        return {"loc": eta["x"] * var, "scale": torch.sqrt(var)}
-
-    def _log_partition(self):
-        loc, scale = self._params["loc"], self._params["scale"]
-        return (0.5 * loc * loc / (scale * scale) + torch.log(scale)).expand(self._batch_shape)
+        return self._gaussian_log_prob(x)
 
     def _log_base_measure(self, x):
         return torch.full_like(x, -0.5 * LOG_2PI)
 
-    def _mean_parameters(self):
-        loc, scale = self._params["loc"], self._params["scale"]
-        return {"x": loc.expand(self._batch_shape), "xx": (loc * loc + scale * scale).expand(self._batch_shape)}
-
-    def _params_from_mean(self, mean, stats=None):
-        loc = mean["x"]
-        var = torch.clamp(mean["xx"] - loc * loc, min=0.0)
-        scale = torch.clamp(torch.sqrt(var), min=self.min_scale)
-        if bool((scale <= 0).any()):
-            raise ValueError(
-                "Normal: the data have zero variance; set min_scale > 0 to fit a degenerate sample"
-            )
-        return {"loc": loc, "scale": scale}
-
     def _sample(self, shape, gen):
-        loc, scale = self._params["loc"], self._params["scale"]
-        eps = torch.randn(*shape, *self._batch_shape, dtype=loc.dtype, device=loc.device, generator=gen)
-        return loc + scale * eps
+        return self._standard_normal(shape, gen)
 
     def _entropy(self):
         return (0.5 + 0.5 * LOG_2PI + torch.log(self._params["scale"])).expand(self._batch_shape)
-
-    def _kl(self, other):
-        m1, s1 = self._params["loc"], self._params["scale"]
-        m2, s2 = other._params["loc"], other._params["scale"]
-        return torch.log(s2 / s1) + (s1 * s1 + (m1 - m2) ** 2) / (2 * s2 * s2) - 0.5
-
-    # conjugate prior: NormalGamma over (loc, precision)
-    def _posterior(self, stats, prior):
-        return prior._update(stats["count"], stats["x"], stats["xx"])
-
-    def _map_params(self, post):
-        loc, precision = post._mode()
-        return {"loc": loc, "scale": torch.rsqrt(precision)}
-
-    def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        return post._log_normalizer() - prior._log_normalizer() - 0.5 * LOG_2PI * stats["count"]
-
