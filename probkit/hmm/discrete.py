@@ -51,7 +51,42 @@ class _CountEmission:
         return self.components.summarize(self._x(x), post)
 
 
-class CategoricalHMM(BaseHMM):
+class _EmissionProbHMM(BaseHMM):
+    """Shared part of the HMMs whose emissions are a probability table ``emissionprob_``
+    (categorical symbols, multinomial counts): validation, random initialisation and the
+    Dirichlet-MAP M-step on the expected counts."""
+
+    _emission_letters = "e"
+
+    def _check_emission_probs(self, n_columns, what):
+        """Check ``emissionprob_``: shape ``(n_components, n_columns)`` and stochastic rows."""
+        if not hasattr(self, "emissionprob_"):
+            raise ValueError(f"{type(self).__name__} needs emissionprob_ (fit, or set it by hand)")
+        e = np.asarray(self.emissionprob_, dtype=np.float64)
+        if e.ndim != 2 or e.shape[0] != self.n_components:
+            raise ValueError(f"emissionprob_ must have shape ({self.n_components}, {what}), got {e.shape}")
+        if n_columns is not None and e.shape[1] != n_columns:
+            raise ValueError(f"emissionprob_ has {e.shape[1]} columns but the model expects {n_columns} {what}")
+        check_stochastic(e, "emissionprob_")
+
+    def _init_emission_probs(self, n_columns, random_state):
+        if self._needs_init("e", "emissionprob_"):
+            e = random_state.rand(self.n_components, n_columns)
+            self.emissionprob_ = e / e.sum(1, keepdims=True)
+
+    def _mstep_emission(self, stats, post_sum):
+        if "e" not in self.params:
+            return
+        counts = to_numpy(stats["x"])
+        prior = np.asarray(self.emissionprob_prior, dtype=np.float64)
+        e = np.maximum(prior - 1 + counts, 0)
+        self.emissionprob_ = _normalize_rows(e, np.asarray(self.emissionprob_), "emissionprob_")
+
+    def _emission_n_parameters(self):
+        return {"e": self.n_components * (np.asarray(self.emissionprob_).shape[1] - 1)}
+
+
+class CategoricalHMM(_EmissionProbHMM):
     """HMM with categorical emissions: each step emits one symbol, an integer from 0 to ``n_features - 1``.
 
     ``X`` has shape ``(n_samples, 1)`` of non-negative integers, as in hmmlearn.
@@ -90,8 +125,6 @@ class CategoricalHMM(BaseHMM):
     array([0.1, 0.8])
     """
 
-    _emission_letters = "e"
-
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
                  params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -117,33 +150,16 @@ class CategoricalHMM(BaseHMM):
         return X
 
     def _check_emission(self):
-        if not hasattr(self, "emissionprob_"):
-            raise ValueError("CategoricalHMM needs emissionprob_ (fit, or set it by hand)")
-        e = np.asarray(self.emissionprob_, dtype=np.float64)
-        if e.ndim != 2 or e.shape[0] != self.n_components:
-            raise ValueError(f"emissionprob_ must have shape ({self.n_components}, n_symbols), got {e.shape}")
-        if self.n_features is not None and e.shape[1] != self.n_features:
-            raise ValueError(f"emissionprob_ has {e.shape[1]} symbols but n_features={self.n_features}")
-        check_stochastic(e, "emissionprob_")
+        self._check_emission_probs(self.n_features, "symbols")
 
     def _init_emission(self, data, random_state):
         m = self.n_features if self.n_features is not None else int(data.X.max()) + 1
-        if self._needs_init("e", "emissionprob_"):
-            e = random_state.rand(self.n_components, m)
-            self.emissionprob_ = e / e.sum(1, keepdims=True)
+        self._init_emission_probs(m, random_state)
         self.n_symbols_ = np.asarray(self.emissionprob_).shape[1]
 
     def _emission_model(self, device, dtype):
         probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
         return _CountEmission(BatchedComponents(Categorical(probs=probs)), squeeze=True)
-
-    def _mstep_emission(self, stats, post_sum):
-        if "e" not in self.params:
-            return
-        counts = to_numpy(stats["x"])
-        prior = np.asarray(self.emissionprob_prior, dtype=np.float64)
-        e = np.maximum(prior - 1 + counts, 0)
-        self.emissionprob_ = _normalize_rows(e, np.asarray(self.emissionprob_), "emissionprob_")
 
     def _sample_emissions(self, states, rng):
         cdf = np.cumsum(np.asarray(self.emissionprob_), axis=1)
@@ -151,11 +167,8 @@ class CategoricalHMM(BaseHMM):
         symbols = (cdf[states] > u[:, None]).argmax(1)
         return symbols.reshape(-1, 1)
 
-    def _emission_n_parameters(self):
-        return {"e": self.n_components * (self._n_symbols() - 1)}
 
-
-class MultinomialHMM(BaseHMM):
+class MultinomialHMM(_EmissionProbHMM):
     """HMM with multinomial emissions: each step is a vector of counts over ``n_features`` categories.
 
     Parameters
@@ -185,8 +198,6 @@ class MultinomialHMM(BaseHMM):
     5
     """
 
-    _emission_letters = "e"
-
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1,
                  verbose=False, params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -206,19 +217,10 @@ class MultinomialHMM(BaseHMM):
         return X
 
     def _check_emission(self):
-        if not hasattr(self, "emissionprob_"):
-            raise ValueError("MultinomialHMM needs emissionprob_ (fit, or set it by hand)")
-        e = np.asarray(self.emissionprob_, dtype=np.float64)
-        if e.ndim != 2 or e.shape[0] != self.n_components:
-            raise ValueError(f"emissionprob_ must have shape ({self.n_components}, n_features), got {e.shape}")
-        if hasattr(self, "n_features_in_") and e.shape[1] != self.n_features_in_:
-            raise ValueError(f"emissionprob_ has {e.shape[1]} categories but X has {self.n_features_in_} columns")
-        check_stochastic(e, "emissionprob_")
+        self._check_emission_probs(getattr(self, "n_features_in_", None), "categories")
 
     def _init_emission(self, data, random_state):
-        if self._needs_init("e", "emissionprob_"):
-            e = random_state.rand(self.n_components, data.X.shape[1])
-            self.emissionprob_ = e / e.sum(1, keepdims=True)
+        self._init_emission_probs(data.X.shape[1], random_state)
 
     def _emission_model(self, device, dtype):
         from probkit.distributions import Multinomial
@@ -226,24 +228,12 @@ class MultinomialHMM(BaseHMM):
         probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
         return _CountEmission(BatchedComponents(Multinomial(probs=probs)))
 
-    def _mstep_emission(self, stats, post_sum):
-        if "e" not in self.params:
-            return
-        counts = to_numpy(stats["x"])
-        prior = np.asarray(self.emissionprob_prior, dtype=np.float64)
-        e = np.maximum(prior - 1 + counts, 0)
-        self.emissionprob_ = _normalize_rows(e, np.asarray(self.emissionprob_), "emissionprob_")
-
     def _sample_emissions(self, states, rng):
         if self.n_trials is None:
             raise ValueError("sampling a MultinomialHMM needs n_trials")
         trials = np.broadcast_to(np.asarray(self.n_trials), (len(states),))
         e = np.asarray(self.emissionprob_)
         return np.stack([rng.multinomial(int(n), e[s]) for n, s in zip(trials, states)])
-
-    def _emission_n_parameters(self):
-        e = np.asarray(self.emissionprob_)
-        return {"e": self.n_components * (e.shape[1] - 1)}
 
 
 class PoissonHMM(BaseHMM):
