@@ -16,6 +16,18 @@ from ._network import POOLINGS, SequenceNet
 from ._training import seeded, train_module
 
 
+def check_training_options(est):
+    """Validate the training options every neural estimator shares (named in the errors)."""
+    for name in ("d_model", "n_layers", "batch_size", "max_epochs", "patience"):
+        check_positive_int(getattr(est, name), name)
+    if not (isinstance(est.lr, numbers.Real) and est.lr > 0):
+        raise ValueError(f"lr must be a positive number, got {est.lr!r}")
+    if not (isinstance(est.validation_fraction, numbers.Real) and 0 <= est.validation_fraction < 1):
+        raise ValueError(f"validation_fraction must be in [0, 1), got {est.validation_fraction!r}")
+    if est.backbone_kwargs is not None and not isinstance(est.backbone_kwargs, dict):
+        raise ValueError(f"backbone_kwargs must be a dict or None, got {est.backbone_kwargs!r}")
+
+
 def unwrap(model):
     """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
@@ -34,19 +46,9 @@ class _SequenceEstimator(ProbkitEstimator):
 
     # ------------------------------------------------------------------ parameters
     def _check_params(self):
-        check_positive_int(self.d_model, "d_model")
-        check_positive_int(self.n_layers, "n_layers")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.max_epochs, "max_epochs")
-        check_positive_int(self.patience, "patience")
+        check_training_options(self)
         if self.vocab_size is not None:
             check_positive_int(self.vocab_size, "vocab_size")
-        if self.backbone_kwargs is not None and not isinstance(self.backbone_kwargs, dict):
-            raise ValueError(f"backbone_kwargs must be a dict or None, got {self.backbone_kwargs!r}")
-        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1):
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
         if not self._autoregressive and self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 

@@ -65,7 +65,7 @@ from probkit.neural.backbones import KINDS
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_nonnegative_integers
 
-from ._base import _TRAINING_PARAMS, unwrap
+from ._base import _TRAINING_PARAMS, check_training_options, unwrap
 from ._data import check_positive_int
 from ._network import build_checked_backbone, reverse_within
 from ._training import _seed_from, seeded, train_module
@@ -450,8 +450,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_params(self):
-        for name in ("latent_dim", "d_model", "n_layers", "hidden_dim", "n_particles", "batch_size", "max_epochs",
-                     "patience"):
+        check_training_options(self)
+        for name in ("latent_dim", "hidden_dim", "n_particles"):
             check_positive_int(getattr(self, name), name)
         if self.backbone is not None and (not isinstance(self.backbone, str) or self.backbone.lower() not in KINDS):
             raise ValueError(f"backbone={self.backbone!r} is not a known backbone; choose None or one of "
@@ -467,14 +467,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
             raise ValueError(f"kl_annealing must be in [0, 1), got {self.kl_annealing!r}")
         if not (isinstance(self.kl_start, numbers.Real) and 0 < self.kl_start <= 1):
             raise ValueError(f"kl_start must be in (0, 1], got {self.kl_start!r}")
-        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1):
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
-        for name in ("backbone_kwargs", "guide_backbone_kwargs"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, dict):
-                raise ValueError(f"{name} must be a dict or None, got {value!r}")
+        if self.guide_backbone_kwargs is not None and not isinstance(self.guide_backbone_kwargs, dict):
+            raise ValueError(f"guide_backbone_kwargs must be a dict or None, got {self.guide_backbone_kwargs!r}")
 
     def _validate(self, X, lengths, *, reset):
         if _is_list_of_arrays(X):

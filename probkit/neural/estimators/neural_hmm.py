@@ -35,7 +35,6 @@ model is a classical HMM, and ``init="hmm"`` starts from a fitted
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import torch
@@ -52,7 +51,7 @@ from probkit.neural.emissions import EMISSIONS, make_emission
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_nonnegative_integers
 
-from ._base import _TRAINING_PARAMS, unwrap
+from ._base import _TRAINING_PARAMS, check_training_options, unwrap
 from ._data import check_positive_int
 from ._network import build_checked_backbone
 from ._training import _seed_from, seeded, train_module
@@ -320,11 +319,7 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
             raise ValueError(f"unknown emission {self.emission!r}; choose one of {', '.join(EMISSIONS)}")
         if not isinstance(self.backbone, str) or self.backbone.lower() not in KINDS:
             raise ValueError(f"backbone={self.backbone!r} is not a known backbone; choose one of {', '.join(KINDS)}")
-        check_positive_int(self.d_model, "d_model")
-        check_positive_int(self.n_layers, "n_layers")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.max_epochs, "max_epochs")
-        check_positive_int(self.patience, "patience")
+        check_training_options(self)
         check_positive_int(self.hmm_n_iter, "hmm_n_iter")
         if self.init not in _INITS:
             raise ValueError(f"init must be one of {_INITS}, got {self.init!r}")
@@ -334,12 +329,6 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
             check_positive_int(self.train_window, "train_window")
         if self.n_symbols is not None:
             check_positive_int(self.n_symbols, "n_symbols")
-        if self.backbone_kwargs is not None and not isinstance(self.backbone_kwargs, dict):
-            raise ValueError(f"backbone_kwargs must be a dict or None, got {self.backbone_kwargs!r}")
-        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.validation_fraction, numbers.Real) and 0 <= self.validation_fraction < 1):
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
 
     @property
     def _family(self):
