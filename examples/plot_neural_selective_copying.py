@@ -140,10 +140,10 @@ ax.axhline(95, color="tab:green", ls="--", label="95 %")
 ax.set_ylim(0, 102)
 for steps in np.cumsum([n for _, n in PHASES])[:-1]:
     ax.axvline(steps, color="gray", ls="--", lw=1)
-ax.set_xlabel(f"training steps (batch 32, fresh sequences; length {PHASES[0][0]} + {N_COPY}, "
+ax.set_xlabel(f"training steps of 32 fresh sequences\n(length {PHASES[0][0]} + {N_COPY}, "
               f"then {L} + {N_COPY} after the dashed line)")
 ax.set_ylabel("token accuracy, held out,\nat the current length (%)")
 ax.set_title(f"Selective copying, L={L + N_COPY}, {N_COPY} tokens, 2 layers")
-ax.legend(loc="center right")
+ax.legend(loc="lower center")
 fig.tight_layout()
 fig.savefig(os.path.join(OUT, "neural_selective_copying.png"), dpi=100)
