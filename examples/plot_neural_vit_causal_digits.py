@@ -50,6 +50,7 @@ if FAST:
 idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=0.3, stratify=labels, random_state=0)
 SEEDS = [0, 1] if FAST else list(range(8))
 EPOCHS = 2 if FAST else 150
+N_LAYERS = 2
 
 
 def to_patches(x):
@@ -77,10 +78,10 @@ class ShiftedDigits:
 class TinyViT(nn.Module):
     """Linear patch embedding, a transformer backbone, mean pooling, a linear classifier."""
 
-    def __init__(self, causal, d_model=32):
+    def __init__(self, causal, d_model=32, n_layers=N_LAYERS):
         super().__init__()
         self.embed = nn.Linear(4, d_model)
-        self.backbone = build_backbone("transformer", d_model, 2, n_heads=4, causal=causal,
+        self.backbone = build_backbone("transformer", d_model, n_layers, n_heads=4, causal=causal,
                                        positional="learned", max_len=16)
         self.classify = nn.Linear(d_model, 10)
 
@@ -152,6 +153,6 @@ for ax, values, sign, label in [(axes[0], acc, 1, "test accuracy (%)"), (axes[1]
 axes[0].set_title("per seed (blue: bidirectional better)")
 axes[1].set_title("per seed (blue: bidirectional better)")
 axes[0].legend()
-fig.suptitle(f"2-layer transformer on load_digits (16 patch tokens, {n_params / 1000:.0f}k parameters)")
+fig.suptitle(f"{N_LAYERS}-layer transformer on load_digits (16 patch tokens, {n_params / 1000:.0f}k parameters)")
 fig.tight_layout()
 fig.savefig(os.path.join(OUT, "neural_vit_causal_digits.png"), dpi=100)
