@@ -51,11 +51,14 @@ idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=0.3, st
 SEEDS = [0, 1] if FAST else list(range(8))
 EPOCHS = 2 if FAST else 150
 N_LAYERS = 2
+PATCH = (2, 2)           # patch height and width in pixels: 16 tokens of 4 pixels
+N_TOKENS, PATCH_SIZE = (8 // PATCH[0]) * (8 // PATCH[1]), PATCH[0] * PATCH[1]
 
 
 def to_patches(x):
-    """(N, 8, 8) images -> (N, 16, 4): 2x2 patches in raster order."""
-    return x.reshape(-1, 4, 2, 4, 2).permute(0, 1, 3, 2, 4).reshape(-1, 16, 4)
+    """(N, 8, 8) images -> (N, N_TOKENS, PATCH_SIZE): patches in raster order."""
+    (ph, pw) = PATCH
+    return x.reshape(-1, 8 // ph, ph, 8 // pw, pw).permute(0, 1, 3, 2, 4).reshape(-1, N_TOKENS, PATCH_SIZE)
 
 
 class ShiftedDigits:
@@ -80,9 +83,9 @@ class TinyViT(nn.Module):
 
     def __init__(self, causal, d_model=32, n_layers=N_LAYERS):
         super().__init__()
-        self.embed = nn.Linear(4, d_model)
+        self.embed = nn.Linear(PATCH_SIZE, d_model)
         self.backbone = build_backbone("transformer", d_model, n_layers, n_heads=4, causal=causal,
-                                       positional="learned", max_len=16)
+                                       positional="learned", max_len=N_TOKENS)
         self.classify = nn.Linear(d_model, 10)
 
     def forward(self, patches):
@@ -153,6 +156,7 @@ for ax, values, sign, label in [(axes[0], acc, 1, "test accuracy (%)"), (axes[1]
 axes[0].set_title("per seed (blue: bidirectional better)")
 axes[1].set_title("per seed (blue: bidirectional better)")
 axes[0].legend()
-fig.suptitle(f"{N_LAYERS}-layer transformer on load_digits (16 patch tokens, {n_params / 1000:.0f}k parameters)")
+fig.suptitle(f"{N_LAYERS}-layer transformer on load_digits ({N_TOKENS} tokens of {PATCH[0]}x{PATCH[1]} pixels, "
+             f"{n_params / 1000:.0f}k parameters)")
 fig.tight_layout()
 fig.savefig(os.path.join(OUT, "neural_vit_causal_digits.png"), dpi=100)
