@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
 
 __all__ = ["INIT_METHODS", "initial_responsibilities"]
 
@@ -37,6 +36,8 @@ def initial_responsibilities(X, n_components, method, random_state):
     >>> R.sum(1).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
+    from sklearn.cluster import KMeans, kmeans_plusplus  # slow to import; needed at fit time only
+
     n_samples = X.shape[0]
     if method == "kmeans":
         resp = np.zeros((n_samples, n_components), dtype=X.dtype)

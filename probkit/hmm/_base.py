@@ -22,6 +22,7 @@ from probkit.em.engine import EStepResult, run_em
 from probkit.inference import forward_backward, forward_filter, sample_markov_chain, viterbi
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
+from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_stochastic
 
@@ -195,15 +196,6 @@ class BaseHMM(ProbkitEstimator):
             label_mask = torch.as_tensor(mask, dtype=dtype, device=device)
         return HMMData(X=X, x=x, lengths=lengths, observed=observed, label_mask=label_mask)
 
-    def _check_fit_y(self, X, y):
-        if y is not None:
-            n = X.shape[0] if hasattr(X, "shape") else len(X)
-            if np.ndim(y) != 1 or len(y) != n:
-                raise TypeError(
-                    "fit(X, y) got a second argument that is not one value per row of X; pass sequence lengths "
-                    "as fit(X, lengths=lengths) (probkit keeps the y slot for scikit-learn tooling)"
-                )
-
     def _check(self):
         """Validate the parameters (fitted or set by hand) before they are used."""
         k = self.n_components
@@ -325,7 +317,7 @@ class BaseHMM(ProbkitEstimator):
         -------
         self
         """
-        self._check_fit_y(X, y)
+        check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels, training=True)
         random_state = check_random_state(self.random_state)
@@ -348,18 +340,29 @@ class BaseHMM(ProbkitEstimator):
     def score(self, X, y=None, *, lengths=None):
         """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Sequences stacked along the first axis.
+        y : None
+            Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.
+        lengths : array-like of int, optional
+            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+
         Returns
         -------
         log_likelihood : float
         """
+        check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)
         with torch.no_grad():
             result = forward_filter(*self._log_start_trans(data.x.device, data.x.dtype), self._log_emission(data),
                                     data.lengths)
         return float(result.log_likelihood.sum())
 
+    @keyword_lengths
     @limit_torch_threads
-    def score_samples(self, X, lengths=None):
+    def score_samples(self, X, *, lengths=None):
         """One-step predictive log-likelihood of each row, ``log p(x_t | x_1..x_{t-1})``.
 
         The rows of a sequence sum to its log-likelihood. (hmmlearn's ``score_samples``
@@ -384,8 +387,9 @@ class BaseHMM(ProbkitEstimator):
                 out = torch.logsumexp(torch.log(predicted) + log_emis, dim=1)
         return to_numpy(out)
 
+    @keyword_lengths
     @limit_torch_threads
-    def predict_proba(self, X, lengths=None, *, state_labels=None):
+    def predict_proba(self, X, *, lengths=None, state_labels=None):
         """Posterior probability of each state at each step (forward-backward smoothing).
 
         Returns
@@ -397,8 +401,9 @@ class BaseHMM(ProbkitEstimator):
             fb = self._forward_backward(data)
         return to_numpy(fb.posteriors)
 
+    @keyword_lengths
     @limit_torch_threads
-    def decode(self, X, lengths=None, algorithm=None, *, state_labels=None):
+    def decode(self, X, *, lengths=None, algorithm=None, state_labels=None):
         """Most likely state sequence.
 
         Parameters
@@ -433,14 +438,15 @@ class BaseHMM(ProbkitEstimator):
             with np.errstate(divide="ignore"):
                 return float(torch.log(best.values).sum()), to_numpy(best.indices).astype(np.int64)
 
-    def predict(self, X, lengths=None, *, state_labels=None):
+    @keyword_lengths
+    def predict(self, X, *, lengths=None, state_labels=None):
         """Most likely state of each step, decoded with ``algorithm``.
 
         Returns
         -------
         state_sequence : numpy.ndarray of shape (n_samples,)
         """
-        return self.decode(X, lengths, state_labels=state_labels)[1]
+        return self.decode(X, lengths=lengths, state_labels=state_labels)[1]
 
     @limit_torch_threads
     def sample(self, n_samples=1, random_state=None, currstate=None):
@@ -493,11 +499,13 @@ class BaseHMM(ProbkitEstimator):
         counts.update(self._emission_n_parameters())
         return counts
 
-    def aic(self, X, lengths=None):
+    @keyword_lengths
+    def aic(self, X, *, lengths=None):
         """Akaike information criterion: ``-2 log L + 2 n_free_parameters`` (lower is better)."""
         return -2 * self.score(X, lengths=lengths) + 2 * sum(self._n_parameters().values())
 
-    def bic(self, X, lengths=None):
+    @keyword_lengths
+    def bic(self, X, *, lengths=None):
         """Bayesian information criterion: ``-2 log L + n_free_parameters log(n_samples)`` (lower is better)."""
         n = X.shape[0] if hasattr(X, "shape") else len(X)
         return -2 * self.score(X, lengths=lengths) + sum(self._n_parameters().values()) * np.log(n)

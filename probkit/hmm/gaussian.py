@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
@@ -230,6 +229,7 @@ class GaussianHMM(BaseHMM):
             )
         self._stats_shift = np.nanmean(X, axis=0)
         if self._needs_init("m", "means_"):
+            from sklearn.cluster import KMeans  # slow to import; needed at fit time only
             km = KMeans(n_clusters=self.n_components, random_state=random_state, n_init=10).fit(complete)
             self.means_ = km.cluster_centers_
         if self._needs_init("c", "covars_"):

@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
@@ -177,6 +176,7 @@ class GMMHMM(BaseHMM):
         if self._needs_init("w", "weights_"):
             self.weights_ = np.full((k, m), 1.0 / m)
         if self._needs_init("m", "means_"):
+            from sklearn.cluster import KMeans  # slow to import; needed at fit time only
             labels = KMeans(n_clusters=k, random_state=random_state, n_init=10).fit_predict(X)
             means = []
             for label in range(k):

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart
 from probkit.em.engine import EStepResult, run_em
@@ -17,7 +16,9 @@ from probkit.inference import forward_backward, forward_filter, pad_sequences
 from probkit.mixture._components import BatchedComponents, FeatureProductComponents
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
-from probkit.vi._pyro import torch_threads
+from probkit.utils.sequences import check_y_slot
+from probkit.utils.threads import torch_threads
+from probkit.vi._options import HMM_FORMULATIONS
 from probkit.vi.conjugate import ConjugateFamily
 
 __all__ = ["VariationalHMM"]
@@ -215,8 +216,6 @@ class VariationalHMM(BaseHMM):
                              f"got {self.covariance_type!r}")
         if self.inference not in INFERENCE_METHODS:
             raise ValueError(f"inference must be one of {INFERENCE_METHODS}, got {self.inference!r}")
-        from probkit.vi.models import HMM_FORMULATIONS
-
         if self.hmm_formulation not in HMM_FORMULATIONS:
             raise ValueError(f"hmm_formulation must be one of {HMM_FORMULATIONS}, got {self.hmm_formulation!r}")
         if self.missing != "error":
@@ -431,6 +430,7 @@ class VariationalHMM(BaseHMM):
             draw = random_state.dirichlet(np.ones(m), size=k) * n / k
             post["emission"] = Dirichlet(concentration=np.maximum(draw, 1e-10)[:, None, :])
         else:
+            from sklearn.cluster import KMeans  # slow to import; needed at fit time only
             labels = KMeans(n_clusters=k, random_state=random_state, n_init=10).fit(data.X).labels_
             resp = torch.zeros(n, k, dtype=torch.float64)
             resp[torch.arange(n), torch.as_tensor(labels)] = 1.0
@@ -493,7 +493,7 @@ class VariationalHMM(BaseHMM):
         -------
         self
         """
-        self._check_fit_y(X, y)
+        check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, training=True)
         self._priors = self._resolve_priors(data)
@@ -682,10 +682,18 @@ class VariationalHMM(BaseHMM):
         ``logsumexp_s log p(X | theta_s) - log S``. The draws are seeded by ``random_state``.
         (:meth:`score_samples` and :meth:`decode` use the posterior-mean parameters.)
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.
+        lengths : array-like of int, optional
+
         Returns
         -------
         float
         """
+        check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)
         n_draws = self.n_predictive_samples
         if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:

@@ -26,7 +26,7 @@ from probkit.mixture._base import sample_mixture
 from probkit.mixture._components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
-from probkit.vi._pyro import torch_threads
+from probkit.utils.threads import torch_threads
 from probkit.vi._weights import (
     check_weight_prior,
     expected_log_weights,

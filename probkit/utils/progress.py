@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
-
 
 def progress_bar(total, verbose, desc):
     """Return a tqdm bar when ``verbose`` >= 2 (or ``verbose=True`` with ``total`` large), else a no-op bar.
@@ -24,5 +22,7 @@ def progress_bar(total, verbose, desc):
     >>> with progress_bar(3, verbose=False, desc="EM") as bar:
     ...     bar.update(1)
     """
+    from tqdm.auto import tqdm  # imported when a fit runs, not with probkit
+
     show = int(verbose) >= 2 or (bool(verbose) and total > 50)
     return tqdm(total=total, desc=desc, disable=not show, leave=False)

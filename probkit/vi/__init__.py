@@ -21,22 +21,25 @@ Examples
 (True, [])
 """
 
-from probkit.vi._pyro import ParamScope, forked_rng, torch_threads
-from probkit.vi.conjugate import CONJUGATE_FAMILIES, ConjugateFamily
-from probkit.vi.mcmc import run_nuts
-from probkit.vi.svi import GUIDES, LOSSES, SVIResult, fit_svi, make_elbo, make_guide
+from probkit.utils._lazy import lazy_exports
 
-__all__ = [
-    "CONJUGATE_FAMILIES",
-    "ConjugateFamily",
-    "GUIDES",
-    "LOSSES",
-    "ParamScope",
-    "SVIResult",
-    "fit_svi",
-    "forked_rng",
-    "make_elbo",
-    "make_guide",
-    "run_nuts",
-    "torch_threads",
-]
+# Pyro is imported by the first use of a name that needs it, so the classical estimators
+# (which use only the conjugate helpers) work where Pyro is not installed.
+_EXPORTS = {
+    "CONJUGATE_FAMILIES": "probkit.vi.conjugate",
+    "ConjugateFamily": "probkit.vi.conjugate",
+    "GUIDES": "probkit.vi.svi",
+    "LOSSES": "probkit.vi.svi",
+    "ParamScope": "probkit.vi._pyro",
+    "SVIResult": "probkit.vi.svi",
+    "fit_svi": "probkit.vi.svi",
+    "forked_rng": "probkit.utils.random",
+    "make_elbo": "probkit.vi.svi",
+    "make_guide": "probkit.vi.svi",
+    "run_nuts": "probkit.vi.mcmc",
+    "torch_threads": "probkit.utils.threads",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

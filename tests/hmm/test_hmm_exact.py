@@ -176,11 +176,11 @@ def test_score_posteriors_viterbi_equal_enumeration(name):
     X, _ = model.sample(sum(LENGTHS), random_state=1)
     truth = brute(model, log_emis, X, LENGTHS)
     np.testing.assert_allclose(model.score(X, lengths=LENGTHS), truth["ll"], rtol=1e-10)
-    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), truth["post"], atol=1e-10)
-    log_prob, path = model.decode(X, LENGTHS, algorithm="viterbi")
+    np.testing.assert_allclose(model.predict_proba(X, lengths=LENGTHS), truth["post"], atol=1e-10)
+    log_prob, path = model.decode(X, lengths=LENGTHS, algorithm="viterbi")
     np.testing.assert_allclose(log_prob, truth["best"], rtol=1e-10)
     # score_samples: one-step predictive terms, summing to each sequence's log-likelihood
-    per_row = model.score_samples(X, LENGTHS)
+    per_row = model.score_samples(X, lengths=LENGTHS)
     np.testing.assert_allclose([per_row[:5].sum(), per_row[5:].sum()], truth["seq_ll"], rtol=1e-10)
 
 
@@ -193,7 +193,7 @@ def test_state_labels_constrain_posteriors_and_paths(name):
     truth = brute(model, log_emis, X, LENGTHS, labels=labels)
     post = model.predict_proba(X, LENGTHS, state_labels=labels)
     np.testing.assert_allclose(post, truth["post"], atol=1e-10)
-    log_prob, path = model.decode(X, LENGTHS, state_labels=labels)
+    log_prob, path = model.decode(X, lengths=LENGTHS, state_labels=labels)
     np.testing.assert_allclose(log_prob, truth["best"], rtol=1e-10)
     assert np.all(path[labels >= 0] == labels[labels >= 0])
     assert np.all(model.predict(X, LENGTHS, state_labels=labels)[labels >= 0] == labels[labels >= 0])
@@ -235,7 +235,7 @@ def test_missing_features_are_marginalised(name):
 
     truth = brute(model, log_emis_observed, X, LENGTHS)
     np.testing.assert_allclose(model.score(X, lengths=LENGTHS), truth["ll"], rtol=1e-10)
-    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), truth["post"], atol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(X, lengths=LENGTHS), truth["post"], atol=1e-10)
     # EM runs on the incomplete data and never decreases the likelihood
     fitted = type(model)(**model.get_params()).set_params(n_iter=15, tol=0, random_state=0)
     with warnings.catch_warnings():
@@ -269,7 +269,7 @@ def test_missing_features_of_an_independent_product_are_marginalised():
 
     truth = brute(model, log_emis, X, LENGTHS)
     np.testing.assert_allclose(model.score(X, lengths=LENGTHS), truth["ll"], rtol=1e-10)
-    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), truth["post"], atol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(X, lengths=LENGTHS), truth["post"], atol=1e-10)
     fitted = HMM(emission=Independent([Normal(), Poisson()]), n_components=k, missing="marginalize",
                  n_iter=15, tol=0, random_state=0)
     with warnings.catch_warnings():

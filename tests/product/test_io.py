@@ -191,12 +191,12 @@ def test_neural_latent_round_trip_is_exact(name, tmp_path):
         assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
     assert "torch/module_.pt" in zipfile.ZipFile(tmp_path / "lvm.pk").namelist()
     for method in ("predict", "predict_proba", "score_samples"):
-        np.testing.assert_array_equal(getattr(again, method)(X, lengths), getattr(est, method)(X, lengths))
+        np.testing.assert_array_equal(getattr(again, method)(X, lengths=lengths), getattr(est, method)(X, lengths=lengths))
     assert again.score(X, lengths=lengths) == est.score(X, lengths=lengths)
     for a, b in zip(est.sample(6, random_state=2), again.sample(6, random_state=2)):
         np.testing.assert_array_equal(a, b)
     if est.init_hmm_ is not None:
-        np.testing.assert_array_equal(again.init_hmm_.predict(X, lengths), est.init_hmm_.predict(X, lengths))
+        np.testing.assert_array_equal(again.init_hmm_.predict(X, lengths=lengths), est.init_hmm_.predict(X, lengths=lengths))
 
 
 def _check_deep_ssm_round_trip(est, X, lengths, tmp_path):
@@ -207,7 +207,7 @@ def _check_deep_ssm_round_trip(est, X, lengths, tmp_path):
             _assert_same(value, getattr(again, key))
     for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
         assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
-    np.testing.assert_array_equal(again.transform(X, lengths), est.transform(X, lengths))
+    np.testing.assert_array_equal(again.transform(X, lengths=lengths), est.transform(X, lengths=lengths))
     for bound in ("elbo", "iwae"):
         assert again.score(X, lengths=lengths, bound=bound) == est.score(X, lengths=lengths, bound=bound)
     np.testing.assert_array_equal(again.forecast(X, 3, lengths=lengths), est.forecast(X, 3, lengths=lengths))

@@ -78,8 +78,8 @@ def test_gaussian_full_parity_with_hmmlearn():
     # (the first bound is about -5e9 from hmmlearn's broad initial posterior: compare relatively)
     np.testing.assert_allclose(offset, -0.5 * X.size * np.log(2 * np.pi), rtol=0,
                                atol=1e-8 + 1e-12 * np.abs(ref.monitor_.history).max())
-    np.testing.assert_array_equal(ours.predict(X, lengths), ref.predict(X, lengths))
-    np.testing.assert_allclose(ours.predict_proba(X, lengths), ref.predict_proba(X, lengths), atol=1e-8)
+    np.testing.assert_array_equal(ours.predict(X, lengths=lengths), ref.predict(X, lengths=lengths))
+    np.testing.assert_allclose(ours.predict_proba(X, lengths=lengths), ref.predict_proba(X, lengths=lengths), atol=1e-8)
 
 
 def test_categorical_parity_with_hmmlearn():
@@ -98,7 +98,7 @@ def test_categorical_parity_with_hmmlearn():
     for name in names:
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-8, err_msg=name)
     np.testing.assert_allclose(ours.elbo_history_, ref.monitor_.history, rtol=1e-10)
-    np.testing.assert_array_equal(ours.predict(X, lengths), ref.predict(X, lengths))
+    np.testing.assert_array_equal(ours.predict(X, lengths=lengths), ref.predict(X, lengths=lengths))
 
 
 # ---------------------------------------------------------------------------------------------- the bound
@@ -201,7 +201,7 @@ def test_vem_and_svi_agree():
     svi = VariationalHMM(inference="svi", num_steps=400, learning_rate=0.05, svi_tol=0.0, **kw).fit(X, lengths=lengths)
     np.testing.assert_allclose(svi.means_, vem.means_, atol=0.1)
     np.testing.assert_allclose(svi.transmat_, vem.transmat_, atol=0.05)
-    assert np.mean(svi.predict(X, lengths) == vem.predict(X, lengths)) >= 0.98
+    assert np.mean(svi.predict(X, lengths=lengths) == vem.predict(X, lengths=lengths)) >= 0.98
     assert abs(svi.lower_bound_ - vem.lower_bound_) < 0.01 * abs(vem.lower_bound_)
     assert svi.elbo_history_.shape == (400,)
     for key in ("startprob", "transmat", "emission"):
@@ -248,7 +248,7 @@ def test_svi_isolation_clone_pickle():
     again = clone(a).fit(X, lengths=lengths)
     np.testing.assert_allclose(again.transmat_, a.transmat_)
     restored = pickle.loads(pickle.dumps(a))
-    np.testing.assert_array_equal(restored.predict(X, lengths), a.predict(X, lengths))
+    np.testing.assert_array_equal(restored.predict(X, lengths=lengths), a.predict(X, lengths=lengths))
     sub = VariationalHMM(2, emission="categorical", inference="svi", num_steps=20, batch_size=1,
                          random_state=0).fit(X, lengths=lengths)
     assert np.isfinite(sub.elbo_history_).all()

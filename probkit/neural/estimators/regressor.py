@@ -8,6 +8,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from probkit.neural.heads import GaussianHead
+from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import _SequenceEstimator, fill_doc, unwrap
@@ -159,6 +160,7 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
         k = self.n_outputs_
         return out[:, :k].numpy(), out[:, k:].numpy()
 
+    @keyword_lengths
     def predict(self, X, *, lengths=None, return_std=False):
         """Predicted targets (means of the Gaussian head).
 
