@@ -191,12 +191,12 @@ def test_state_labels_constrain_posteriors_and_paths(name):
     X, _ = model.sample(sum(LENGTHS), random_state=2)
     labels = np.array([-1, 2, -1, -1, 0, 1, -1, -1, -1])
     truth = brute(model, log_emis, X, LENGTHS, labels=labels)
-    post = model.predict_proba(X, LENGTHS, state_labels=labels)
+    post = model.predict_proba(X, lengths=LENGTHS, state_labels=labels)
     np.testing.assert_allclose(post, truth["post"], atol=1e-10)
     log_prob, path = model.decode(X, lengths=LENGTHS, state_labels=labels)
     np.testing.assert_allclose(log_prob, truth["best"], rtol=1e-10)
     assert np.all(path[labels >= 0] == labels[labels >= 0])
-    assert np.all(model.predict(X, LENGTHS, state_labels=labels)[labels >= 0] == labels[labels >= 0])
+    assert np.all(model.predict(X, lengths=LENGTHS, state_labels=labels)[labels >= 0] == labels[labels >= 0])
 
 
 @pytest.mark.parametrize("name", ["gaussian-diag", "gaussian-spherical", "poisson", "generic-normal-product"])
