@@ -36,6 +36,8 @@ import numpy as np
 __all__ = ["MODELS", "CLIError", "ModelSpec", "main", "read_csv"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+#: Iteration limit of ``probkit fit`` when ``--max-iter`` is not given.
+CLI_MAX_ITER = 200
 _MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
 _DELIMITERS = ",;\t|"
 
@@ -395,8 +397,9 @@ def _cmd_fit(args):
     params = dict(spec.fixed)
     params["n_components"] = args.n_components
     params["random_state"] = args.random_state
-    if args.max_iter is not None:
-        params[spec.iter_param] = args.max_iter
+    # hmmlearn's default of 10 iterations rarely reaches convergence; the command line,
+    # where nobody inspects monitor_, runs up to CLI_MAX_ITER unless told otherwise.
+    params[spec.iter_param] = CLI_MAX_ITER if args.max_iter is None else args.max_iter
     if args.tol is not None:
         params["tol"] = args.tol
     for name in spec.options:
@@ -426,12 +429,21 @@ def _cmd_fit(args):
     # Variational models report their evidence lower bound instead of an information criterion.
     criterion = (f"BIC {model.bic(X, **kw):.2f}" if hasattr(model, "bic")
                  else f"evidence lower bound {model.lower_bound_:.4f}")
-    print(f"log-likelihood {total:.4f}, {criterion}, iterations {n_iter}, "
-          f"converged {getattr(model, 'converged_', None)}")
+    print(f"log-likelihood {total:.4f}, {criterion}, iterations {n_iter}, {_convergence_text(model, spec)}")
     print(f"saved {path}")
     if args.plot:
         _plot_model(model, X, lengths, names, args.plot)
     return EXIT_OK
+
+
+def _convergence_text(model, spec):
+    """'converged' only when the tolerance was met; otherwise how far the objective still moved."""
+    if getattr(model, "converged_", False):
+        return "converged"
+    monitor = getattr(model, "monitor_", None)
+    gain = getattr(monitor, "gain", math.nan)
+    still = f" (the objective still changed by {gain:+.4g} in the last iteration)" if math.isfinite(gain) else ""
+    return f"NOT converged{still}; rerun with a larger --max-iter"
 
 
 def _cmd_score(args):
@@ -608,7 +620,8 @@ def build_parser():
                    help="Gaussian models: covariance shape (default: the model's own)")
     p.add_argument("--n-mix", type=int, metavar="M", help="gmm-hmm: Gaussian components per state")
     p.add_argument("--n-init", type=int, metavar="N", help="number of restarts; the best is kept")
-    p.add_argument("--max-iter", type=int, metavar="N", help="maximum EM iterations (default: the model's own)")
+    p.add_argument("--max-iter", "--n-iter", dest="max_iter", type=int, metavar="N",
+                   help=f"maximum EM iterations (default: {CLI_MAX_ITER})")
     p.add_argument("--tol", type=float, help="convergence threshold (default: the model's own)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
     p.add_argument("--plot", metavar="FIG.png", help="also draw the fit (needs matplotlib)")

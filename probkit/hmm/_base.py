@@ -9,7 +9,6 @@ Subclasses describe their emission model through a few hooks (see :class:`BaseHM
 from __future__ import annotations
 
 import string
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_stochastic
+from probkit.utils._warnings import warn_user
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
 
@@ -54,11 +54,10 @@ def _normalize_rows(counts, previous, name):
     empty = (sums == 0).reshape(-1)
     out = np.where(sums > 0, counts / np.where(sums > 0, sums, 1.0), previous)
     if empty.any():
-        warnings.warn(
+        warn_user(
             f"{name}: {int(empty.sum())} row(s) received no expected counts and kept their previous values "
             "(a state that is never visited)",
-            EmptyStateWarning,
-            stacklevel=4,
+            EmptyStateWarning
         )
     return out
 
@@ -324,7 +323,6 @@ class BaseHMM(ProbkitEstimator):
         result = run_em(
             self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init, random_state=random_state,
             objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True,
-            warn_not_converged=False,
         )
         self.monitor_ = result.monitor
         self.n_iter_ = result.n_iter

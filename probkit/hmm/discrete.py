@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from sklearn.utils.validation import validate_data
@@ -14,6 +12,7 @@ from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
 from probkit.mixture._components import BatchedComponents, FeatureProductComponents
 from probkit.utils._array import to_numpy
 from probkit.utils.validation import check_nonnegative_integers, check_stochastic
+from probkit.utils._warnings import warn_user
 
 __all__ = ["CategoricalHMM", "MultinomialHMM", "PoissonHMM"]
 
@@ -319,8 +318,8 @@ class PoissonHMM(BaseHMM):
         empty = den <= 0
         lam = np.where(empty, self.lambdas_, (a + sx) / np.where(empty, 1.0, den))
         if empty.any():
-            warnings.warn(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
-                          "previous rates", EmptyStateWarning, stacklevel=3)
+            warn_user(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
+                      "previous rates", EmptyStateWarning)
         if np.any(lam <= 0):
             # An all-zero feature gives rate 0; keep it strictly positive so log-rates stay finite.
             lam = np.maximum(lam, np.finfo(np.float64).tiny)

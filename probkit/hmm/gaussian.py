@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -11,6 +9,7 @@ from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
 from probkit.utils._array import to_numpy
+from probkit.utils._warnings import warn_user
 
 __all__ = ["GaussianHMM", "full_covariances"]
 
@@ -313,8 +312,8 @@ class GaussianHMM(BaseHMM):
         else:
             covars = old_covars
         if np.any(empty):
-            warnings.warn(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
-                          "previous emission parameters", EmptyStateWarning, stacklevel=3)
+            warn_user(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
+                      "previous emission parameters", EmptyStateWarning)
         self.means_ = means
         self.covars_ = covars
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -11,6 +9,7 @@ from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
 from probkit.hmm.gaussian import full_covariances
 from probkit.utils._array import to_numpy
+from probkit.utils._warnings import warn_user
 
 __all__ = ["GMMHMM"]
 
@@ -218,8 +217,8 @@ class GMMHMM(BaseHMM):
         if "c" in self.params:
             self.covars_ = self._floor(self._covariance_update(gs, nkm, sx, shift, lam, mu0, empty))
         if empty.any():
-            warnings.warn("some mixture components received no data and kept their previous parameters",
-                          EmptyStateWarning, stacklevel=3)
+            warn_user("some mixture components received no data and kept their previous parameters",
+                      EmptyStateWarning)
 
     def _floor(self, covars):
         """Add ``min_covar`` to every variance, so a component fitted to one point stays valid."""

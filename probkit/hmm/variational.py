@@ -17,6 +17,7 @@ from probkit.mixture._components import BatchedComponents, FeatureProductCompone
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.sequences import check_y_slot
+from probkit.utils.validation import check_stochastic
 from probkit.utils.threads import torch_threads
 from probkit.vi._options import HMM_FORMULATIONS
 from probkit.vi.conjugate import ConjugateFamily
@@ -412,14 +413,10 @@ class VariationalHMM(BaseHMM):
         x = data.x
         n = x.shape[0]
         post = {}
-        if self._needs_init("s", "startprob_posterior_"):
-            post["startprob"] = _t64(self.startprob_prior_ + len(data.lengths) / k)
-        else:
-            post["startprob"] = _t64(self.startprob_posterior_)
-        if self._needs_init("t", "transmat_posterior_"):
-            post["transmat"] = _t64(self.transmat_prior_ + (n - len(data.lengths)) / k ** 2)
-        else:
-            post["transmat"] = _t64(self.transmat_posterior_)
+        n_seq = len(data.lengths)
+        post["startprob"] = self._initial_dirichlet("s", "startprob", self.startprob_prior_ + n_seq / k, (k,))
+        post["transmat"] = self._initial_dirichlet("t", "transmat", self.transmat_prior_ + (n - n_seq) / k ** 2,
+                                                   (k, k))
         kind = self._kind
         e_attr = {"gaussian_full": "means_posterior_", "gaussian_diag": "means_posterior_",
                   "categorical": "emissionprob_posterior_", "poisson": "lambdas_posterior_"}[kind]
@@ -437,6 +434,38 @@ class VariationalHMM(BaseHMM):
             xd = x.to(torch.float64).cpu()
             post["emission"] = fam.posterior(fam.summarize(xd, resp), priors["emission"])
         return post
+
+    def _initial_dirichlet(self, letter, name, default, shape):
+        """Initial Dirichlet concentrations of ``startprob``/``transmat`` (rows of ``shape``).
+
+        With ``letter`` in ``init_params`` (or nothing set), ``default``. Otherwise the
+        fitted posterior ``<name>_posterior_``, unless the point estimate ``<name>_`` was
+        set by hand since (it differs from the posterior's mean): then the hand-set values,
+        validated as GaussianHMM validates them, become the posterior's mean with the same
+        total concentration per row.
+        """
+        if letter in self.init_params:
+            return _t64(default)
+        point = getattr(self, f"{name}_", None)
+        posterior = getattr(self, f"{name}_posterior_", None)
+        if posterior is not None:
+            posterior = np.asarray(posterior, dtype=np.float64)
+            if posterior.shape != shape:
+                raise ValueError(f"{name}_posterior_ must have shape {shape}, got {posterior.shape}")
+            mean = posterior / posterior.sum(-1, keepdims=True)
+            if point is None or np.array_equal(np.asarray(point, dtype=np.float64), mean):
+                return _t64(posterior)
+            strength = posterior.sum(-1, keepdims=True)
+        elif point is None:
+            return _t64(default)
+        else:
+            strength = np.asarray(default, dtype=np.float64).sum(-1, keepdims=True)
+        point = np.asarray(point, dtype=np.float64)
+        if point.shape != shape:
+            raise ValueError(f"{name}_ must have shape {shape}, got {point.shape}")
+        check_stochastic(point, f"{name}_")
+        # a zero probability stays (numerically) impossible: Dirichlet concentrations must be positive
+        return _t64(np.maximum(point * strength, 1e-300))
 
     def _em_initialize(self, data, random_state):
         self._post = self._init_posteriors(data, random_state)
@@ -523,7 +552,7 @@ class VariationalHMM(BaseHMM):
         with torch.no_grad(), torch_threads(1):
             result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init,
                             random_state=random_state, objective="total", verbose=self.verbose,
-                            desc=type(self).__name__, signed_gain=True, warn_not_converged=False)
+                            desc=type(self).__name__, signed_gain=True)
         self._set_posterior_attributes(self._post)
         self.monitor_ = result.monitor
         self.n_iter_ = result.n_iter

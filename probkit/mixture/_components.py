@@ -11,11 +11,10 @@ Two implementations of one small protocol (``log_prob``, ``summarize``, ``refit`
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from probkit.distributions.base import ExponentialFamily, SufficientStats
+from probkit.utils._warnings import warn_user
 
 __all__ = ["BatchedComponents", "CollapsedComponentWarning", "ComponentList", "EmptyComponentWarning"]
 
@@ -151,11 +150,10 @@ class BatchedComponents:
         kept = _keep_members(fitted, self.dist, empty, k)
         if warn:
             idx = torch.nonzero(empty.reshape(k, -1).any(1)).flatten().tolist()
-            warnings.warn(
+            warn_user(
                 f"component(s) {idx} received no weight in this E-step and kept their previous "
                 "parameters; consider fewer components or another initialisation",
-                EmptyComponentWarning,
-                stacklevel=3,
+                EmptyComponentWarning
             )
         return BatchedComponents(kept)
 
@@ -226,10 +224,9 @@ class ComponentList:
         if len(empty) == len(self.dists):
             raise ValueError("every component received zero weight: the data have no mass")
         if empty and warn:
-            warnings.warn(
+            warn_user(
                 f"component(s) {empty} received no weight in this E-step and kept their previous parameters",
-                EmptyComponentWarning,
-                stacklevel=3,
+                EmptyComponentWarning
             )
         return ComponentList(new)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -11,6 +9,7 @@ from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, prec
 from probkit.mixture._base import BaseMixture
 from probkit.mixture._components import BatchedComponents, CollapsedComponentWarning
 from probkit.utils._array import to_numpy
+from probkit.utils._warnings import warn_user
 
 __all__ = ["GaussianMixture"]
 
@@ -212,12 +211,11 @@ class GaussianMixture(BaseMixture):
         collapsed = np.flatnonzero(np.atleast_1d(smallest) <= 2 * self.reg_covar)
         if collapsed.size:
             which = "the tied covariance" if self.covariance_type == "tied" else f"component(s) {collapsed.tolist()}"
-            warnings.warn(
+            warn_user(
                 f"{which} collapsed onto (nearly) identical points: the data add at most reg_covar={self.reg_covar} "
                 "of variance in some direction, so only reg_covar keeps the covariance positive definite; "
                 "consider fewer components or rescaling the data",
-                CollapsedComponentWarning,
-                stacklevel=4,
+                CollapsedComponentWarning
             )
 
     def fit_predict(self, X, y=None, sample_weight=None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def progress_bar(total, verbose, desc):
     """Return a tqdm bar when ``verbose`` >= 2 (or ``verbose=True`` with ``total`` large), else a no-op bar.
@@ -26,3 +28,23 @@ def progress_bar(total, verbose, desc):
 
     show = int(verbose) >= 2 or (bool(verbose) and total > 50)
     return tqdm(total=total, desc=desc, disable=not show, leave=False)
+
+
+def write_line(text, file=None):
+    """Print one line of progress to standard error without breaking an open tqdm bar.
+
+    Examples
+    --------
+    >>> import io
+    >>> out = io.StringIO()
+    >>> write_line("iteration 1", file=out)
+    >>> out.getvalue()
+    'iteration 1\\n'
+    """
+    file = sys.stderr if file is None else file
+    if "tqdm" in sys.modules:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=file)
+    else:
+        print(text, file=file)

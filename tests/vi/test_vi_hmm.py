@@ -288,3 +288,23 @@ def test_bad_data():
         vh.predict(np.array([[0], [5]]))
     with pytest.raises(ValueError, match="symbol"):
         VariationalHMM(2, emission="categorical", n_features=2).fit(Xc, lengths=lc)
+
+
+def test_hand_set_start_and_transitions_are_validated_and_used():
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(0, 1, (60, 1)), rng.normal(6, 1, (60, 1))]
+    bad = VariationalHMM(2, init_params="", n_iter=1, random_state=0)
+    bad.transmat_ = np.array([[0.5, 0.6], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="transmat_ must sum to 1"):
+        bad.fit(X)
+    wrong_shape = VariationalHMM(2, init_params="", n_iter=1, random_state=0)
+    wrong_shape.startprob_ = np.ones(3) / 3
+    with pytest.raises(ValueError, match=r"startprob_ must have shape \(2,\)"):
+        wrong_shape.fit(X)
+    # a left-to-right chain set by hand stays left-to-right: its structural zeros are kept
+    model = VariationalHMM(2, init_params="e", params="e", n_iter=5, random_state=0)
+    model.startprob_ = np.array([1.0, 0.0])
+    model.transmat_ = np.array([[0.95, 0.05], [0.0, 1.0]])
+    model.fit(X)
+    np.testing.assert_allclose(model.transmat_, [[0.95, 0.05], [0.0, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(model.startprob_, [1.0, 0.0], atol=1e-12)
