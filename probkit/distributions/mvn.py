@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from probkit.distributions.base import LOG_2PI, ExponentialFamily, SufficientStats
+from probkit.utils._linalg import cholesky
 
 __all__ = ["MultivariateNormal", "COVARIANCE_TYPES"]
 
@@ -331,7 +332,7 @@ class MultivariateNormal(ExponentialFamily):
     def _covariance_cholesky(self):
         cov = self._params["covariance"]
         if self.covariance_type in ("full", "tied"):
-            return torch.linalg.cholesky(cov)
+            return cholesky(cov, "the covariance of MultivariateNormal")
         return torch.sqrt(cov)
 
     def _sample(self, shape, gen):

@@ -22,6 +22,7 @@ from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import LOG_2PI, ExponentialFamily, kl_divergence
 from probkit.utils._array import is_tensor, to_numpy
 from probkit.utils.random import torch_generator
+from probkit.utils._linalg import cholesky
 
 __all__ = ["NormalGamma", "NormalWishart"]
 
@@ -389,7 +390,7 @@ class NormalWishart(_ParameterisedPrior):
     def _cov_chol(self):
         chol = self._cache.get("cov_chol")
         if chol is None:
-            chol = torch.linalg.cholesky(self._params["covariance"])
+            chol = cholesky(self._params["covariance"], f"the covariance of {type(self).__name__}")
             self._cache["cov_chol"] = chol
         return chol
 
@@ -521,7 +522,7 @@ class NormalWishart(_ParameterisedPrior):
         d = m.shape[-1]
         shape = (int(n_samples), *self._batch_shape)
         with torch.no_grad():
-            L = torch.linalg.cholesky(self._scale_matrix())
+            L = cholesky(self._scale_matrix(), f"the scale matrix of {type(self).__name__}")
             dof = nu.expand(shape).unsqueeze(-1) - torch.arange(d, dtype=m.dtype, device=m.device)
             diag = torch.sqrt(2.0 * standard_gamma((0.5 * dof).contiguous(), gen))
             A = torch.randn(*shape, d, d, dtype=m.dtype, device=m.device, generator=gen).tril(-1)
@@ -530,7 +531,7 @@ class NormalWishart(_ParameterisedPrior):
             precision = LA @ LA.mT
             precision = 0.5 * (precision + precision.mT)
             # mean = m + (κΛ)^{-1/2} z: with Λ = C C^T, solve C^T y = z / sqrt(κ).
-            C = torch.linalg.cholesky(precision)
+            C = cholesky(precision, f"a precision drawn from {type(self).__name__}")
             z = torch.randn(*shape, d, 1, dtype=m.dtype, device=m.device, generator=gen)
             y = torch.linalg.solve_triangular(C.mT, z, upper=True).squeeze(-1)
             mean = m + y * torch.rsqrt(kappa).unsqueeze(-1)

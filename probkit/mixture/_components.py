@@ -75,6 +75,20 @@ def _keep_members(fitted, previous, empty, k):
     return fitted._new(**params)
 
 
+def _pooled_for_empty(stats, empty):
+    """``stats`` with the members flagged in ``empty`` given the statistics of all members pooled."""
+    shared = set(stats.meta.get("shared_fields", ()))
+    safe = {}
+    for name, value in stats.fields.items():
+        if name in shared:
+            safe[name] = value
+            continue
+        total = value.sum(0, keepdim=True).expand_as(value)
+        mask = empty.reshape(empty.shape + (1,) * (value.ndim - empty.ndim))
+        safe[name] = torch.where(mask, total, value)
+    return SufficientStats(stats.family, safe, stats.meta)
+
+
 class BatchedComponents:
     """K components of one family held as one batched distribution.
 
@@ -106,9 +120,23 @@ class BatchedComponents:
 
     @classmethod
     def from_responsibilities(cls, template, x, resp):
-        """Fit K components of ``template``'s family to ``x`` weighted by ``resp`` (n, K)."""
+        """Fit K components of ``template``'s family to ``x`` weighted by ``resp`` (n, K).
+
+        A component with no weight (fewer distinct points than components, as with
+        duplicated rows) starts as the fit to all the data, with an
+        :class:`EmptyComponentWarning`; its mixture weight is then zero.
+        """
         stats = template._summarize(x, resp)
-        return cls(template.from_stats(stats))
+        count = stats["count"]
+        empty = _empty_mask(count, count.sum())
+        if not bool(empty.any()):
+            return cls(template.from_stats(stats))
+        if bool(empty.all()):
+            raise ValueError("every component received zero weight: the data have no mass")
+        idx = torch.nonzero(empty.reshape(count.shape[0], -1).any(1)).flatten().tolist()
+        warn_user(f"component(s) {idx} received no data at initialisation (the data may hold fewer distinct "
+                  "points than components); they start as a fit to all the data", EmptyComponentWarning)
+        return cls(template.from_stats(_pooled_for_empty(stats, empty)))
 
     def log_prob(self, x):
         """Log-likelihood of each row under each component: (n, K) tensor."""
@@ -135,18 +163,9 @@ class BatchedComponents:
             return BatchedComponents(self.dist.from_stats(stats))
         if bool(empty.all()):
             raise ValueError("every component received zero weight: the data have no mass")
-        shared = set(stats.meta.get("shared_fields", ()))
-        safe = {}
-        for name, value in stats.fields.items():
-            if name in shared:
-                safe[name] = value
-                continue
-            # Any valid placeholder works here: the fitted values of empty components are
-            # replaced by their previous parameters below.
-            total = value.sum(0, keepdim=True).expand_as(value)
-            mask = empty.reshape(empty.shape + (1,) * (value.ndim - empty.ndim))
-            safe[name] = torch.where(mask, total, value)
-        fitted = self.dist.from_stats(SufficientStats(stats.family, safe, stats.meta))
+        # Any valid placeholder works here: the fitted values of empty components are
+        # replaced by their previous parameters below.
+        fitted = self.dist.from_stats(_pooled_for_empty(stats, empty))
         kept = _keep_members(fitted, self.dist, empty, k)
         if warn:
             idx = torch.nonzero(empty.reshape(k, -1).any(1)).flatten().tolist()
@@ -200,7 +219,18 @@ class ComponentList:
 
     @classmethod
     def from_responsibilities(cls, templates, x, resp):
-        return cls([t.from_stats(t._summarize(x, resp[:, k])) for k, t in enumerate(templates)])
+        total = resp.sum()
+        dists, empty = [], []
+        for k, t in enumerate(templates):
+            weight = resp[:, k]
+            if float(weight.sum()) <= 1e-12 * float(total):
+                empty.append(k)
+                weight = resp.sum(1)  # starts as the fit to all the data, with zero mixture weight
+            dists.append(t.from_stats(t._summarize(x, weight)))
+        if empty:
+            warn_user(f"component(s) {empty} received no data at initialisation (the data may hold fewer distinct "
+                      "points than components); they start as a fit to all the data", EmptyComponentWarning)
+        return cls(dists)
 
     def log_prob(self, x):
         return torch.stack([d._log_prob(x) for d in self.dists], dim=1)

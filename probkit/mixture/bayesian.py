@@ -27,6 +27,7 @@ from probkit.mixture._components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
+from probkit.utils._linalg import cholesky
 from probkit.vi._weights import (
     check_weight_prior,
     expected_log_weights,
@@ -288,6 +289,32 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
             self.degrees_of_freedom_prior_ = float(dof)
         self.covariance_prior_ = self._check_covariance_prior(X)
 
+    def _default_covariance_prior(self, X):
+        """The data covariance (scikit-learn's default), with ``reg_covar`` added where it is singular.
+
+        A constant column, collinear columns, duplicated rows or fewer rows than features
+        make the data covariance singular; the Wishart prior built on it would be improper
+        (its normaliser, part of ``lower_bound_``, infinite). scikit-learn regularises the
+        component covariances with ``reg_covar``; the prior gets the same treatment, and
+        only when needed, so that regular data give scikit-learn's posteriors exactly.
+        """
+        ct = self.covariance_type
+        reg = float(self.reg_covar)
+        if ct in ("full", "tied"):
+            cov = np.atleast_2d(np.cov(X.T))
+            if np.linalg.eigvalsh(cov).min() <= 0:
+                if reg <= 0:
+                    raise ValueError("the data covariance is singular (a constant column, collinear columns or "
+                                     "too few distinct rows); set reg_covar > 0 or pass a covariance_prior")
+                cov = cov + reg * np.eye(cov.shape[0])
+            return cov
+        var = np.var(X, axis=0, ddof=1)
+        if np.any(var <= 0):
+            if reg <= 0:
+                raise ValueError("some column of X is constant; set reg_covar > 0 or pass a covariance_prior")
+            var = np.where(var > 0, var, reg)
+        return var if ct == "diag" else float(var.mean())
+
     def _check_covariance_prior(self, X):
         d = X.shape[1]
         ct = self.covariance_type
@@ -295,8 +322,7 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         if cp is None:
             if X.shape[0] < 2:
                 raise ValueError("the default covariance_prior (the data covariance) needs at least 2 samples")
-            return {"full": np.atleast_2d(np.cov(X.T)), "tied": np.atleast_2d(np.cov(X.T)),
-                    "diag": np.var(X, axis=0, ddof=1), "spherical": float(np.var(X, axis=0, ddof=1).mean())}[ct]
+            return self._default_covariance_prior(X)
         if ct == "spherical":
             return _check_positive(cp, "covariance_prior", allow_none=False)
         arr = np.asarray(cp, dtype=np.float64)
@@ -321,7 +347,7 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         ct = self.covariance_type
         d = self._d
         if ct in ("full", "tied"):
-            L = torch.linalg.cholesky(cov)
+            L = cholesky(cov, "a covariance of BayesianGaussianMixture")
             return 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) + d * torch.log(nu)
         if ct == "diag":
             return torch.log(cov).sum(-1) + d * torch.log(nu)
@@ -698,7 +724,7 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         psi = torch.as_tensor(self.covariances_, dtype=x.dtype) * nu[:, None, None]
         df = nu - d + 1
         scale = ((kappa + 1) / (kappa * df))[:, None, None] * psi
-        L = torch.linalg.cholesky(scale)
+        L = cholesky(scale, "the scale of a Student-t predictive of BayesianGaussianMixture")
         diff = x.unsqueeze(1) - torch.as_tensor(self.means_, dtype=x.dtype)  # (n, K, d)
         y = torch.linalg.solve_triangular(L.unsqueeze(0).expand(x.shape[0], -1, -1, -1), diff.unsqueeze(-1),
                                           upper=False).squeeze(-1)
