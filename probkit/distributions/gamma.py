@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.base import ExponentialFamily, _PositiveSupport
 
 __all__ = ["Gamma"]
 
@@ -30,7 +30,7 @@ def _inverse_digamma_gap(s, tol=1e-12, max_iter=100):
     return torch.exp(log_a)
 
 
-class Gamma(ExponentialFamily):
+class Gamma(_PositiveSupport, ExponentialFamily):
     """Gamma distribution with shape ``concentration`` and inverse scale ``rate``.
 
     ``T(x) = (log x, x)``, natural parameters ``(concentration - 1, -rate)``,

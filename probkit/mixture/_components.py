@@ -202,17 +202,44 @@ class ComponentList:
 
     @classmethod
     def from_responsibilities(cls, templates, x, resp):
-        return cls([t.from_stats(t._summarize(x, resp[:, k])) for k, t in enumerate(templates)])
+        fitted = []
+        for k, t in enumerate(templates):
+            # A component starts from the samples inside its support only.
+            mask = t._support_mask(x)
+            weight = resp[:, k] if mask is None else resp[:, k] * mask.to(resp.dtype)
+            fitted.append(t.from_stats(t._masked_summarize(x, weight)))
+        return cls(fitted)
 
     def log_prob(self, x):
-        return torch.stack([d._log_prob(x) for d in self.dists], dim=1)
+        # Samples outside a component's (continuous) support have zero density under it.
+        return torch.stack([d._masked_log_prob_pairs(x) for d in self.dists], dim=1)
 
     def summarize(self, x, resp):
-        return [d._summarize(x, resp[:, k]) for k, d in enumerate(self.dists)]
+        return [d._masked_summarize(x, resp[:, k]) for k, d in enumerate(self.dists)]
+
+    @staticmethod
+    def check_support(dists, x, name="X"):
+        """Raise ``ValueError`` unless every sample lies in the support of at least one component.
+
+        Families with a strict support (see ``ExponentialFamily._support_mask``) must accept
+        every sample; a sample outside a restricted continuous support is left to the others.
+        """
+        covered = None
+        for d in dists:
+            mask = d._support_mask(x)
+            if mask is None:
+                d._validate_support(x, name)
+                return
+            covered = mask if covered is None else covered | mask
+        if not bool(covered.all()):
+            row = int(torch.nonzero(~covered)[0])
+            supports = ", ".join(f"{type(d).__name__} ({d.support_description})" for d in dists)
+            raise ValueError(
+                f"{name} has {int((~covered).sum())} sample(s) outside the support of every component "
+                f"(first: row {row}); the components are {supports}")
 
     def validate(self, x, name="X"):
-        for d in self.dists:
-            d._validate_support(x, name)
+        self.check_support(self.dists, x, name)
 
     def refit(self, stats, warn=True):
         total = sum(float(s["count"]) for s in stats)

@@ -119,8 +119,10 @@ class MixtureModel(BaseMixture):
         data.x = self._event_view(data.x, first, listed)
         # A scalar family over several columns is a product of that family over the columns.
         self._feature_product = not listed and self._is_scalar(first) and data.x.ndim == 2
-        for t in templates if listed else [templates]:
-            t._validate_support(data.x, "X")
+        if listed:
+            ComponentList.check_support(templates, data.x, "X")
+        else:
+            templates._validate_support(data.x, "X")
         self._templates_cache = templates
 
     # ------------------------------------------------------------------ hooks
