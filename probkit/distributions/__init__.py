@@ -20,6 +20,7 @@ from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
 from probkit.distributions.normal import Normal
 from probkit.distributions.poisson import Poisson
 from probkit.distributions.priors import NormalGamma, NormalWishart
+from probkit.distributions.student_t import MultivariateStudentT, StudentT
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -36,10 +37,12 @@ __all__ = [
     "LogNormal",
     "Multinomial",
     "MultivariateNormal",
+    "MultivariateStudentT",
     "Normal",
     "NormalGamma",
     "NormalWishart",
     "Poisson",
+    "StudentT",
     "SufficientStats",
     "kl_divergence",
 ]

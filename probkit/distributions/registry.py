@@ -23,11 +23,16 @@ FAMILY_NAMES = {
     "beta": "Beta",
     "dirichlet": "Dirichlet",
     "lognormal": "LogNormal",
+    "student_t": "StudentT",
+    "t": "StudentT",
+    "multivariate_t": "MultivariateStudentT",
+    "multivariate_student_t": "MultivariateStudentT",
+    "mvt": "MultivariateStudentT",
 }
 
 # Defaults that differ from the class's own when a family is named in an estimator: a
 # Gaussian component gets scikit-learn's covariance regularisation.
-DEFAULT_OPTIONS = {"MultivariateNormal": {"reg_covar": 1e-6}}
+DEFAULT_OPTIONS = {"MultivariateNormal": {"reg_covar": 1e-6}, "MultivariateStudentT": {"reg_covar": 1e-6}}
 
 
 def resolve_family(family, **options):

@@ -332,6 +332,12 @@ class FeatureProductComponents(BatchedComponents):
         n = x.shape[0]
         mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
         fields = {"count": resp.T @ mask}
+        if getattr(dist, "latent_statistics", False) and dist.is_fitted:
+            # Expected complete-data statistics (Student t): one value per row, component and feature.
+            for name, t in dist._sufficient_statistics(x.unsqueeze(1)).items():
+                masked = t * mask.reshape(n, 1, d, *([1] * (t.ndim - 3)))
+                fields[name] = torch.einsum("nk,nk...->k...", resp, masked)
+            return SufficientStats(type(dist).__name__, fields, dist._stats_meta())
         for name, t in dist._sufficient_statistics(x).items():
             extra = t.shape[2:]
             masked = t * mask.reshape(n, d, *([1] * len(extra)))
