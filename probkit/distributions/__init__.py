@@ -17,6 +17,7 @@ from probkit.distributions.discrete import Bernoulli, Binomial, Geometric, Multi
 from probkit.distributions.gamma import Gamma
 from probkit.distributions.independent import Independent
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
+from probkit.distributions.negative_binomial import NegativeBinomial
 from probkit.distributions.normal import Normal
 from probkit.distributions.poisson import Poisson
 from probkit.distributions.priors import NormalGamma, NormalWishart
@@ -38,6 +39,7 @@ __all__ = [
     "Multinomial",
     "MultivariateNormal",
     "MultivariateStudentT",
+    "NegativeBinomial",
     "Normal",
     "NormalGamma",
     "NormalWishart",

@@ -23,6 +23,8 @@ FAMILY_NAMES = {
     "beta": "Beta",
     "dirichlet": "Dirichlet",
     "lognormal": "LogNormal",
+    "negative_binomial": "NegativeBinomial",
+    "negbin": "NegativeBinomial",
     "student_t": "StudentT",
     "t": "StudentT",
     "multivariate_t": "MultivariateStudentT",
