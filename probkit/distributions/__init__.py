@@ -22,6 +22,7 @@ from probkit.distributions.normal import Normal
 from probkit.distributions.poisson import Poisson
 from probkit.distributions.priors import NormalGamma, NormalWishart
 from probkit.distributions.student_t import MultivariateStudentT, StudentT
+from probkit.distributions.von_mises import VonMises
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -46,5 +47,6 @@ __all__ = [
     "Poisson",
     "StudentT",
     "SufficientStats",
+    "VonMises",
     "kl_divergence",
 ]

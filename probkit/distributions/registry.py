@@ -30,6 +30,8 @@ FAMILY_NAMES = {
     "multivariate_t": "MultivariateStudentT",
     "multivariate_student_t": "MultivariateStudentT",
     "mvt": "MultivariateStudentT",
+    "von_mises": "VonMises",
+    "vonmises": "VonMises",
 }
 
 # Defaults that differ from the class's own when a family is named in an estimator: a
