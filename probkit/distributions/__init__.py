@@ -17,6 +17,7 @@ from probkit.distributions.discrete import Bernoulli, Binomial, Geometric, Multi
 from probkit.distributions.gamma import Gamma
 from probkit.distributions.independent import Independent
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
+from probkit.distributions.laplace import Laplace
 from probkit.distributions.negative_binomial import NegativeBinomial
 from probkit.distributions.normal import Normal
 from probkit.distributions.poisson import Poisson
@@ -36,6 +37,7 @@ __all__ = [
     "Gamma",
     "Geometric",
     "Independent",
+    "Laplace",
     "LogNormal",
     "Multinomial",
     "MultivariateNormal",

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from scipy import optimize, special
 
+from probkit.distributions._latent import summarize_expected_statistics
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.discrete import _beta_mode, _beta_prior_class, _lbeta
@@ -139,14 +140,7 @@ class NegativeBinomial(ExponentialFamily):
     def _summarize(self, x, w):
         if not (self.latent_statistics and self.is_fitted):
             return super()._summarize(x, w)
-        from probkit.distributions.base import SufficientStats
-
-        n = x.shape[0]
-        stats = self._sufficient_statistics(x.reshape(n, *([1] * len(self._batch_shape))))
-        wb = w.reshape(n, *w.shape[1:], *([1] * (stats["lam"].ndim - w.ndim)))
-        fields = {"count": wb.expand(torch.broadcast_shapes(wb.shape, stats["lam"].shape)).sum(0)}
-        fields.update({k: (wb * v).sum(0) for k, v in stats.items()})
-        return SufficientStats(type(self).__name__, fields, self._stats_meta())
+        return summarize_expected_statistics(self, x, w)
 
     def _natural_parameters(self):
         return {"x": torch.log1p(-self._params["probs"]).expand(self._batch_shape)}

@@ -23,6 +23,7 @@ FAMILY_NAMES = {
     "beta": "Beta",
     "dirichlet": "Dirichlet",
     "lognormal": "LogNormal",
+    "laplace": "Laplace",
     "negative_binomial": "NegativeBinomial",
     "negbin": "NegativeBinomial",
     "student_t": "StudentT",

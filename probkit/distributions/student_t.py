@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from probkit.distributions._latent import summarize_expected_statistics
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily, SufficientStats
+from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
 from probkit.utils.validation import check_sample_weight
@@ -171,17 +172,7 @@ class _ScaleMixtureT(ExponentialFamily):
     def _summarize(self, x, w):
         if not self.is_fitted:
             return super()._summarize(x, w)
-        n = x.shape[0]
-        stats = self._sufficient_statistics(self._pair_view(x))
-        u = stats["u"]
-        # One weight per sample and batch member (responsibilities), or one per sample.
-        wb = w.reshape(n, *w.shape[1:], *([1] * (u.ndim - w.ndim)))
-        flat = torch.broadcast_shapes(wb.shape, u.shape)
-        fields = {"count": wb.expand(flat).sum(0)}
-        for name, t in stats.items():
-            ww = wb.reshape(wb.shape + (1,) * (t.ndim - u.ndim))
-            fields[name] = (ww * t).sum(0)
-        return SufficientStats(type(self).__name__, fields, self._stats_meta())
+        return summarize_expected_statistics(self, x, w)
 
     def _mle_params(self, stats):
         count = stats["count"]
