@@ -24,6 +24,7 @@ from probkit.distributions.poisson import Poisson
 from probkit.distributions.priors import NormalGamma, NormalWishart
 from probkit.distributions.student_t import MultivariateStudentT, StudentT
 from probkit.distributions.von_mises import VonMises
+from probkit.distributions.wishart import InverseWishart, Wishart
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -37,6 +38,7 @@ __all__ = [
     "Gamma",
     "Geometric",
     "Independent",
+    "InverseWishart",
     "Laplace",
     "LogNormal",
     "Multinomial",
@@ -50,5 +52,6 @@ __all__ = [
     "StudentT",
     "SufficientStats",
     "VonMises",
+    "Wishart",
     "kl_divergence",
 ]
