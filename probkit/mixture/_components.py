@@ -225,13 +225,16 @@ class ComponentList:
         every sample; a sample outside a restricted continuous support is left to the others.
         """
         covered = None
+        strict = False
         for d in dists:
             mask = d._support_mask(x)
             if mask is None:
+                # Its support must hold every sample, so it covers them all.
                 d._validate_support(x, name)
-                return
-            covered = mask if covered is None else covered | mask
-        if not bool(covered.all()):
+                strict = True
+            else:
+                covered = mask if covered is None else covered | mask
+        if not strict and not bool(covered.all()):
             row = int(torch.nonzero(~covered)[0])
             supports = ", ".join(f"{type(d).__name__} ({d.support_description})" for d in dists)
             raise ValueError(
