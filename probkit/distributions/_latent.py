@@ -49,3 +49,39 @@ def summarize_expected_statistics(dist, x, w):
     for name, t in stats.items():
         fields[name] = (wb.reshape(wb.shape + (1,) * (t.ndim - wb.ndim)) * t).sum(0)
     return SufficientStats(type(dist).__name__, fields, dist._stats_meta())
+
+
+class ExpectedStatisticsMixin:
+    """``summarize`` and ``sufficient_statistics`` of a family with expected complete-data statistics.
+
+    With parameters (and ``latent_statistics`` true) the statistics are expectations under
+    the current parameters, one per sample and batch member; without parameters the
+    family's own start statistics are summed as usual.
+    """
+
+    latent_statistics = True
+
+    def _uses_expectations(self):
+        return self.is_fitted and self.latent_statistics
+
+    def _summarize(self, x, w):
+        if self._uses_expectations():
+            return summarize_expected_statistics(self, x, w)
+        return super()._summarize(x, w)
+
+    def sufficient_statistics(self, X):
+        """Per-sample statistics: with parameters, the expected complete-data statistics of every
+        sample under every batch member, shape ``(n, *batch_shape, ...)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from probkit.distributions import Laplace
+        >>> Laplace(loc=[0.0, 1.0], scale=1.0).sufficient_statistics(np.array([2.0, 3.0]))["abs_dev"]
+        array([[2., 1.],
+               [3., 2.]])
+        """
+        x = self._prepare_X(X)
+        if self._uses_expectations():
+            x = x.reshape(x.shape[0], *([1] * len(self._batch_shape)), *x.shape[1:])
+        return {k: self._out(v, X) for k, v in self._sufficient_statistics(x).items()}

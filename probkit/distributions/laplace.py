@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probkit.distributions._latent import summarize_expected_statistics
+from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions.base import ExponentialFamily
 from probkit.utils.validation import check_sample_weight
 
@@ -50,7 +50,7 @@ def weighted_median(x, weights):
     return float(x[j])
 
 
-class Laplace(ExponentialFamily):
+class Laplace(ExpectedStatisticsMixin, ExponentialFamily):
     """Laplace distribution with density ``exp(-|x - loc| / scale) / (2 scale)``.
 
     Not an exponential family (the location enters through ``|x - loc|``). The weighted
@@ -88,7 +88,6 @@ class Laplace(ExponentialFamily):
     _param_event_ndims = {"loc": 0, "scale": 0}
     support_description = "the real line"
     conjugate_prior_family = None
-    latent_statistics = True
 
     def __init__(self, loc=None, scale=None, min_scale=0.0):
         if not min_scale >= 0:
@@ -138,11 +137,6 @@ class Laplace(ExponentialFamily):
         if not self.is_fitted:
             return {"shift": None}
         return {"shift": self._params["loc"].expand(self._batch_shape)}
-
-    def _summarize(self, x, w):
-        if not self.is_fitted:
-            return super()._summarize(x, w)
-        return summarize_expected_statistics(self, x, w)
 
     def _mle_params(self, stats):
         count, u, ux, uxx = stats["count"], stats["u"], stats["ux"], stats["uxx"]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import optimize, special
 
-from probkit.distributions._latent import summarize_expected_statistics
+from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.discrete import _beta_mode, _beta_prior_class, _lbeta
@@ -34,7 +34,7 @@ def _series_support(r, p):
     return torch.arange(upper + 1, dtype=r.dtype, device=r.device).reshape(-1, *([1] * r.ndim))
 
 
-class NegativeBinomial(ExponentialFamily):
+class NegativeBinomial(ExpectedStatisticsMixin, ExponentialFamily):
     """Negative binomial distribution over counts ``0, 1, 2, ...``: failures before ``total_count`` successes.
 
     ``P(x) = Gamma(x + r) / (Gamma(r) x!) * p**r * (1 - p)**x`` with ``r = total_count > 0``
@@ -136,11 +136,6 @@ class NegativeBinomial(ExponentialFamily):
         shape = x + r
         return {"x": x * torch.ones_like(shape), "xx": x * x * torch.ones_like(shape),
                 "lam": shape * (1 - p), "log_lam": torch.digamma(shape) + torch.log1p(-p)}
-
-    def _summarize(self, x, w):
-        if not (self.latent_statistics and self.is_fitted):
-            return super()._summarize(x, w)
-        return summarize_expected_statistics(self, x, w)
 
     def _natural_parameters(self):
         return {"x": torch.log1p(-self._params["probs"]).expand(self._batch_shape)}

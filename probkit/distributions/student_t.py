@@ -31,7 +31,7 @@ import torch
 from scipy import optimize, special
 from sklearn.exceptions import ConvergenceWarning
 
-from probkit.distributions._latent import summarize_expected_statistics
+from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.gamma import _inverse_digamma_gap
@@ -93,7 +93,7 @@ def _t_log_normalizer(df, p):
     return torch.lgamma(0.5 * (df + p)) - torch.lgamma(0.5 * df) - 0.5 * p * torch.log(df * math.pi)
 
 
-class _ScaleMixtureT(ExponentialFamily):
+class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
     """What the univariate and multivariate t share: the latent scales, the EM fit and ``df``.
 
     Subclasses define ``_dimension``, ``_centred_maha(x) -> (x - loc, delta)`` for ``x``
@@ -103,8 +103,6 @@ class _ScaleMixtureT(ExponentialFamily):
 
     support_description = "the real line"
     conjugate_prior_family = None
-    # The statistics depend on the current parameters (expected complete-data statistics).
-    latent_statistics = True
 
     def _init_options(self, fixed_df, initial_df, tol, max_iter):
         if fixed_df is not None and not (np.isfinite(fixed_df) and fixed_df > 0):
@@ -158,10 +156,6 @@ class _ScaleMixtureT(ExponentialFamily):
         e_log_u = torch.digamma(0.5 * (df + p)) - torch.log(0.5 * (df + delta))
         return diff, u, e_log_u
 
-    def _pair_view(self, x):
-        n = x.shape[0]
-        return x.reshape(n, *([1] * len(self._batch_shape)), *x.shape[1:])
-
     def _sufficient_statistics(self, x):
         """Per-sample complete-data statistics.
 
@@ -176,29 +170,11 @@ class _ScaleMixtureT(ExponentialFamily):
         return {"u": u, "ux": u.reshape(u.shape + (1,) * self.event_ndim) * diff,
                 "uxx": self._outer(diff, u), "log_u_minus_u": e_log_u - u}
 
-    def sufficient_statistics(self, X):
-        """Expected complete-data statistics of each sample, under each batch member.
-
-        Returns
-        -------
-        dict of arrays of shape ``(n, *batch_shape, ...)`` (``(n, ...)`` without parameters);
-        see :meth:`_sufficient_statistics` for the fields.
-        """
-        x = self._prepare_X(X)
-        if self.is_fitted:
-            x = self._pair_view(x)
-        return {k: self._out(v, X) for k, v in self._sufficient_statistics(x).items()}
-
     def _stats_meta(self):
         if not self.is_fitted:
             return {"shift": None}
         loc = self._params["loc"]
         return {"shift": loc.expand(torch.Size((*self._batch_shape, *loc.shape[loc.ndim - self.event_ndim:])))}
-
-    def _summarize(self, x, w):
-        if not self.is_fitted:
-            return super()._summarize(x, w)
-        return summarize_expected_statistics(self, x, w)
 
     def _mle_params(self, stats):
         count = stats["count"]
