@@ -206,6 +206,9 @@ class ComponentList:
         for k, t in enumerate(templates):
             # A component starts from the samples inside its support only.
             mask = t._support_mask(x)
+            if mask is not None and not bool(mask.any()):
+                raise ValueError(f"no sample lies in the support of component {k} "
+                                 f"({type(t).__name__}: {t.support_description})")
             weight = resp[:, k] if mask is None else resp[:, k] * mask.to(resp.dtype)
             fitted.append(t.from_stats(t._masked_summarize(x, weight)))
         return cls(fitted)

@@ -150,6 +150,8 @@ def test_several_restricted_supports_and_the_all_outside_error():
         mm.predict(np.array([[-1.0]]))
     with pytest.raises(ValueError, match="outside the support of every component"):
         mm.score_samples(np.array([[0.5], [-1.0]]))
+    with pytest.raises(ValueError, match="no sample lies in the support of component 1"):
+        MixtureModel(components=[Normal(), Gamma()]).fit(-x)
     # discrete families stay strict (counts cannot be mixed with densities)
     with pytest.raises(ValueError, match="integer"):
         MixtureModel(components=[Normal(), "poisson"]).fit(np.array([[0.5], [1.0], [2.0]]))
