@@ -20,6 +20,7 @@ import torch
 
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import LOG_2PI, ExponentialFamily, kl_divergence
+from probkit.distributions.wishart import _multi_digamma, wishart_bartlett
 from probkit.utils._array import is_tensor, to_numpy
 from probkit.utils.random import torch_generator
 from probkit.utils._linalg import cholesky
@@ -315,12 +316,6 @@ def _multi_lgamma(x, d):
     return torch.mvlgamma(x, d)
 
 
-def _multi_digamma(x, d):
-    """``sum_{i=1..d} digamma(x + (1 - i) / 2)``, elementwise in ``x``."""
-    offsets = torch.arange(d, dtype=x.dtype, device=x.device) * 0.5
-    return torch.digamma(x.unsqueeze(-1) - offsets).sum(-1)
-
-
 class NormalWishart(_ParameterisedPrior):
     """Normal-Wishart distribution over a mean vector and a precision matrix ``Λ``.
 
@@ -522,14 +517,8 @@ class NormalWishart(_ParameterisedPrior):
         d = m.shape[-1]
         shape = (int(n_samples), *self._batch_shape)
         with torch.no_grad():
-            L = cholesky(self._scale_matrix(), f"the scale matrix of {type(self).__name__}")
-            dof = nu.expand(shape).unsqueeze(-1) - torch.arange(d, dtype=m.dtype, device=m.device)
-            diag = torch.sqrt(2.0 * standard_gamma((0.5 * dof).contiguous(), gen))
-            A = torch.randn(*shape, d, d, dtype=m.dtype, device=m.device, generator=gen).tril(-1)
-            A = A + torch.diag_embed(diag)
-            LA = L @ A
-            precision = LA @ LA.mT
-            precision = 0.5 * (precision + precision.mT)
+            precision = wishart_bartlett(nu, cholesky(self._scale_matrix(), f"the scale matrix of {type(self).__name__}"),
+                                         shape, gen)
             # mean = m + (κΛ)^{-1/2} z: with Λ = C C^T, solve C^T y = z / sqrt(κ).
             C = cholesky(precision, f"a precision drawn from {type(self).__name__}")
             z = torch.randn(*shape, d, 1, dtype=m.dtype, device=m.device, generator=gen)

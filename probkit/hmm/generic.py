@@ -7,7 +7,7 @@ import torch
 
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.independent import Independent
-from probkit.distributions.registry import resolve_family
+from probkit.distributions.registry import matrix_rows, resolve_family
 from probkit.em.init import initial_responsibilities
 from probkit.hmm._base import BaseHMM
 from probkit.mixture._components import BatchedComponents, FeatureProductComponents, _map_dist
@@ -100,7 +100,10 @@ class HMM(BaseHMM):
         finite = X if not allow_nan else np.where(np.isnan(X), np.nanmax(X, axis=0, initial=0.0), X)
         view = finite[:, 0] if (isinstance(template, ExponentialFamily) and template.event_ndim == 0
                                 and X.shape[1] == 1) else finite
-        template._validate_support(torch.as_tensor(view), "X")
+        view = torch.as_tensor(view)
+        if isinstance(template, ExponentialFamily) and template.event_ndim == 2:
+            view = matrix_rows(view)
+        template._validate_support(view, "X")
         return X
 
     def _components(self, dist):
@@ -146,6 +149,8 @@ class HMM(BaseHMM):
             comps = FeatureProductComponents.from_responsibilities(template, data.x, resp_t, data.observed)
         else:
             x = data.x[:, 0] if (isinstance(template, ExponentialFamily) and template.event_ndim == 0) else data.x
+            if isinstance(template, ExponentialFamily) and template.event_ndim == 2:
+                x = matrix_rows(x)
             if data.observed is not None:
                 x = _with_nan(x, data.observed)
             comps = BatchedComponents.from_responsibilities(template, x, resp_t)
@@ -187,10 +192,13 @@ class _GenericEmission:
         self.components = components
         self.squeeze = isinstance(components, BatchedComponents) and not isinstance(
             components, FeatureProductComponents) and components.dist.event_ndim == 0
+        self.matrices = isinstance(components, BatchedComponents) and components.dist.event_ndim == 2
 
     def _rows(self, x, observed):
         if observed is not None:
             x = _with_nan(x, observed)
+        if self.matrices:
+            return matrix_rows(x)
         return x[:, 0] if self.squeeze else x
 
     def log_prob(self, x, observed=None):

@@ -220,27 +220,58 @@ class ComponentList:
     @classmethod
     def from_responsibilities(cls, templates, x, resp):
         total = resp.sum()
-        dists, empty = [], []
+        fitted, empty = [], []
         for k, t in enumerate(templates):
+            # A component starts from the samples inside its support only.
+            mask = t._support_mask(x)
+            if mask is not None and not bool(mask.any()):
+                raise ValueError(f"no sample lies in the support of component {k} "
+                                 f"({type(t).__name__}: {t.support_description})")
             weight = resp[:, k]
             if float(weight.sum()) <= 1e-12 * float(total):
                 empty.append(k)
                 weight = resp.sum(1)  # starts as the fit to all the data, with zero mixture weight
-            dists.append(t.from_stats(t._summarize(x, weight)))
+            if mask is not None:
+                weight = weight * mask.to(resp.dtype)
+            fitted.append(t.from_stats(t._masked_summarize(x, weight)))
         if empty:
             warn_user(f"component(s) {empty} received no data at initialisation (the data may hold fewer distinct "
                       "points than components); they start as a fit to all the data", EmptyComponentWarning)
-        return cls(dists)
+        return cls(fitted)
 
     def log_prob(self, x):
-        return torch.stack([d._log_prob(x) for d in self.dists], dim=1)
+        # Samples outside a component's (continuous) support have zero density under it.
+        return torch.stack([d._masked_log_prob_pairs(x) for d in self.dists], dim=1)
 
     def summarize(self, x, resp):
-        return [d._summarize(x, resp[:, k]) for k, d in enumerate(self.dists)]
+        return [d._masked_summarize(x, resp[:, k]) for k, d in enumerate(self.dists)]
+
+    @staticmethod
+    def check_support(dists, x, name="X"):
+        """Raise ``ValueError`` unless every sample lies in the support of at least one component.
+
+        Families with a strict support (see ``ExponentialFamily._support_mask``) must accept
+        every sample; a sample outside a restricted continuous support is left to the others.
+        """
+        covered = None
+        strict = False
+        for d in dists:
+            mask = d._support_mask(x)
+            if mask is None:
+                # Its support must hold every sample, so it covers them all.
+                d._validate_support(x, name)
+                strict = True
+            else:
+                covered = mask if covered is None else covered | mask
+        if not strict and not bool(covered.all()):
+            row = int(torch.nonzero(~covered)[0])
+            supports = ", ".join(f"{type(d).__name__} ({d.support_description})" for d in dists)
+            raise ValueError(
+                f"{name} has {int((~covered).sum())} sample(s) outside the support of every component "
+                f"(first: row {row}); the components are {supports}")
 
     def validate(self, x, name="X"):
-        for d in self.dists:
-            d._validate_support(x, name)
+        self.check_support(self.dists, x, name)
 
     def refit(self, stats, warn=True):
         total = sum(float(s["count"]) for s in stats)
@@ -332,6 +363,12 @@ class FeatureProductComponents(BatchedComponents):
         n = x.shape[0]
         mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
         fields = {"count": resp.T @ mask}
+        if getattr(dist, "latent_statistics", False) and dist.is_fitted:
+            # Expected complete-data statistics (Student t): one value per row, component and feature.
+            for name, t in dist._sufficient_statistics(x.unsqueeze(1)).items():
+                masked = t * mask.reshape(n, 1, d, *([1] * (t.ndim - 3)))
+                fields[name] = torch.einsum("nk,nk...->k...", resp, masked)
+            return SufficientStats(type(dist).__name__, fields, dist._stats_meta())
         for name, t in dist._sufficient_statistics(x).items():
             extra = t.shape[2:]
             masked = t * mask.reshape(n, d, *([1] * len(extra)))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from probkit.distributions.base import ExponentialFamily
-from probkit.distributions.registry import resolve_family
+from probkit.distributions.registry import matrix_rows, resolve_family
 from probkit.mixture._base import BaseMixture
 from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
 
@@ -102,7 +102,9 @@ class MixtureModel(BaseMixture):
         return isinstance(template, ExponentialFamily) and template.event_ndim == 0
 
     def _event_view(self, x, template, listed):
-        """Samples as the family sees them: one column squeezed for a scalar family."""
+        """Samples as the family sees them: one column squeezed for a scalar family, rows as matrices for a matrix family."""
+        if isinstance(template, ExponentialFamily) and template.event_ndim == 2:
+            return matrix_rows(x)
         if self._is_scalar(template) and (listed or x.shape[1] == 1):
             if x.shape[1] != 1:
                 raise ValueError(
@@ -119,8 +121,10 @@ class MixtureModel(BaseMixture):
         data.x = self._event_view(data.x, first, listed)
         # A scalar family over several columns is a product of that family over the columns.
         self._feature_product = not listed and self._is_scalar(first) and data.x.ndim == 2
-        for t in templates if listed else [templates]:
-            t._validate_support(data.x, "X")
+        if listed:
+            ComponentList.check_support(templates, data.x, "X")
+        else:
+            templates._validate_support(data.x, "X")
         self._templates_cache = templates
 
     # ------------------------------------------------------------------ hooks
