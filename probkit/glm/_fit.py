@@ -236,8 +236,10 @@ def profile_total_count(y, mu, weights):
     """The maximum-likelihood negative-binomial ``total_count`` for fixed means ``mu``.
 
     The score in ``r``, ``sum_i w_i (digamma(y_i + r) - digamma(r) + log(r / (r + mu_i))
-    + (mu_i - y_i) / (r + mu_i))``, is solved on ``log r`` by Brent's method; counts that are
-    not over-dispersed give the upper bound (the Poisson limit).
+    + (mu_i - y_i) / (r + mu_i))``, is solved on ``log r`` by Brent's method. As
+    ``r -> infinity`` it behaves as ``-sum_i w_i ((y_i - mu_i)**2 - y_i) / (2 r**2)``, which
+    decides the Poisson limit without evaluating the score where its terms cancel: counts
+    that are not over-dispersed give the upper bound.
 
     Examples
     --------
@@ -249,16 +251,24 @@ def profile_total_count(y, mu, weights):
     """
     keep = weights > 0
     y, mu, w = y[keep], mu[keep], weights[keep]
+    low_r, high_r = _TOTAL_COUNT_BOUNDS
+    if float(w @ ((y - mu) ** 2 - y)) <= 0:
+        return high_r
 
     def score(log_r):
         r = math.exp(log_r)
-        return float(w @ (special.digamma(y + r) - special.digamma(r) + np.log(r / (r + mu)) + (mu - y) / (r + mu)))
+        return float(w @ (special.digamma(y + r) - special.digamma(r) - np.log1p(mu / r) + (mu - y) / (r + mu)))
 
-    low, high = (math.log(b) for b in _TOTAL_COUNT_BOUNDS)
-    if score(high) >= 0:
-        return _TOTAL_COUNT_BOUNDS[1]
+    low = math.log(low_r)
     if score(low) <= 0:
-        return _TOTAL_COUNT_BOUNDS[0]
+        return low_r
+    # Below 1e6 the score's terms are evaluated accurately enough for its sign; beyond, the
+    # asymptotic form above says it is negative.
+    high = math.log(1e6)
+    if score(high) >= 0:
+        high = math.log(high_r)
+        if score(high) >= 0:
+            return high_r
     return math.exp(optimize.brentq(score, low, high, xtol=1e-13, rtol=4 * np.finfo(float).eps, maxiter=500))
 
 
