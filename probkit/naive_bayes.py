@@ -136,7 +136,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
     array([5.01, 5.94, 6.59])
     >>> counts = (X * 2).round().astype(int)
     >>> NaiveBayes(family="multinomial", alpha=1.0).fit(counts, y).predict_proba(counts[:1]).round(3)
-    array([[0.935, 0.046, 0.019]])
+    array([[0.968, 0.025, 0.007]])
     """
 
     def __init__(self, family="normal", alpha=1.0, var_smoothing=1e-9, feature_prior=None, class_prior=None,

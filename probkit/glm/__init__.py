@@ -12,7 +12,7 @@ Examples
 >>> from probkit.glm import GeneralizedLinearModel
 >>> X = np.arange(6.0).reshape(-1, 1)
 >>> GeneralizedLinearModel(family="poisson").fit(X, [1, 1, 2, 3, 5, 8]).coef_.round(3)
-array([0.418])
+array([0.463])
 """
 
 from probkit.glm._classifier import GeneralizedLinearClassifier

@@ -58,7 +58,7 @@ class MultinomialLoss:
     >>> X = np.array([[0.0], [1.0], [2.0]]); labels = np.array([0, 1, 2])
     >>> free = np.ones((3, 2), bool); free[0] = False
     >>> loss = MultinomialLoss(Design(X, True), labels, np.ones(3), None, 3, free)
-    >>> round(loss.value(np.zeros(4)), 6) == round(np.log(3), 6)
+    >>> bool(np.isclose(loss.value(np.zeros(4)), np.log(3)))  # uniform probabilities
     True
     """
 

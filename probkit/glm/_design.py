@@ -124,7 +124,7 @@ def check_full_rank(design, weights, context, gram=None):
     ...     check_full_rank(Design(X, True), np.ones(3), "set alpha > 0")
     ... except ValueError as exc:
     ...     print(str(exc)[:52])
-    the design matrix is rank-deficient: rank 2 < 3 coef
+    the design matrix is rank-deficient: rank 2 < 3 colu
     """
     rows = weights > 0
     n_rows = int(rows.sum())

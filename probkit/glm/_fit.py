@@ -43,7 +43,7 @@ class GLMLoss:
     >>> loss = GLMLoss(Design(X, True), y, np.ones(3), np.zeros(3), resolve_glm_family("poisson"), LogLink())
     >>> f, grad, hess = loss(np.zeros(2))
     >>> grad.round(4)
-    array([-1.3333, -2.    ])
+    array([-1.3333, -2.3333])
     """
 
     def __init__(self, design, y, weights, offset, family, link):
@@ -196,7 +196,7 @@ def fit_glm(design, y, weights, offset, family, link, *, alpha, l1_ratio, tol, m
     >>> res = fit_glm(Design(X, True), y, np.ones(4), None, resolve_glm_family("poisson"), LogLink(),
     ...               alpha=0.0, l1_ratio=0.0, tol=1e-10, max_iter=100)
     >>> res.converged, res.theta.round(4)
-    (True, array([-0.0647,  0.4621]))
+    (True, array([-0.1452,  0.5262]))
     """
     l2, l1 = penalty_vectors(design.n_columns, design.fit_intercept, alpha, l1_ratio)
     if family.estimate_total_count:

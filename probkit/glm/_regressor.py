@@ -143,11 +143,11 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
     >>> y = rng.poisson(np.exp(0.5 + X @ [0.3, -0.2]))
     >>> glm = GeneralizedLinearModel(family="poisson").fit(X, y)
     >>> glm.coef_.round(2), round(glm.intercept_, 2)
-    (array([ 0.29, -0.24]), 0.48)
+    (array([ 0.39, -0.16]), 0.53)
     >>> glm.bse_.round(3)
-    array([0.026, 0.026])
+    array([0.033, 0.033])
     >>> round(glm.score(X, y), 3)  # D^2, the fraction of deviance explained
-    0.157
+    0.209
     """
 
     def __init__(self, family="normal", link="canonical", alpha=0.0, l1_ratio=0.0, fit_intercept=True, tol=1e-8,
