@@ -92,7 +92,7 @@ _MAX_DEPTH = 200
 # Subpackages searched for estimator and distribution classes named in a file that are
 # not imported yet (imported only if they exist in this installation).
 _CLASS_PACKAGES = ("probkit", "probkit.distributions", "probkit.mixture", "probkit.hmm", "probkit.vi",
-                   "probkit.neural")
+                   "probkit.neural", "probkit.glm", "probkit.naive_bayes")
 
 
 class ModelFileError(ValueError):

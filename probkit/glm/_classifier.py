@@ -186,6 +186,14 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         self.max_iter = max_iter
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        try:
+            tags.classifier_tags.multi_class = _classifier_family(self.family) != "bernoulli"
+        except ValueError:
+            pass
+        return tags
+
     def _binary_link(self):
         return resolve_link(self.link, BinomialFamily())
 
@@ -220,7 +228,8 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
             raise ValueError("the classifier needs positive sample_weight in at least 2 classes; got 1 class with "
                              "positive weight")
         if kind == "bernoulli" and K > 2:
-            raise ValueError(f"family='bernoulli' models two classes, got {K}; use family='multinomial'")
+            raise ValueError(f"Only binary classification is supported with family='bernoulli' (got {K} classes); "
+                             "use family='multinomial'")
         if K > 2 and self.link.lower() not in ("canonical", "logit", "softmax"):
             raise ValueError(f"the softmax model of {K} classes has only its canonical link, got link={self.link!r}")
         off = self._check_offset(offset, X.shape[0], K)
@@ -411,7 +420,8 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_log_proba(X, offset=offset), axis=1)]
+        logp = self.predict_log_proba(X, offset=offset)
+        return self.classes_[np.argmax(logp, axis=1)]
 
     def deviance(self, X, y, sample_weight=None, *, offset=None):
         """``-2 sum_i w_i log p(y_i | x_i)``: twice the weighted cross-entropy of labelled data.

@@ -163,6 +163,8 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
 
     # ------------------------------------------------------------------ setup
     def _family_and_link(self, fitted=False):
+        if fitted:
+            self._check_fitted()
         family = resolve_glm_family(self.family)
         if fitted and family.estimate_total_count:
             family = NegativeBinomialFamily(self.total_count_)
@@ -242,7 +244,6 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
 
     # ------------------------------------------------------------------ prediction
     def _linear_predictor(self, X, offset=None, exposure=None):
-        self._check_fitted()
         _, link = self._family_and_link(fitted=True)
         X = self._validate_X(X, reset=False, dtype=np.float64)
         eta = X @ self.coef_ + self.intercept_

@@ -90,7 +90,7 @@ def test_invalid_parameters_and_families():
         (GeneralizedLinearModel(family="poisson", link="cubic"), "not available"),
         (GeneralizedLinearModel(family="negative_binomial"), "use link='log'"),
         (GeneralizedLinearClassifier(family="poisson"), "not a family of class labels"),
-        (GeneralizedLinearClassifier(family="bernoulli"), "models two classes, got 3"),
+        (GeneralizedLinearClassifier(family="bernoulli"), "Only binary classification is supported.*got 3 classes"),
         (GeneralizedLinearClassifier(link="probit"), "only its canonical link"),
     ]
     y3 = np.arange(8) % 3
