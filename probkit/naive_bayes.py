@@ -349,7 +349,10 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
             raise ValueError(f"feature {j} has zero variance in a class (from {n} sample{'s' if n != 1 else ''}) "
                              "and every feature is constant, so var_smoothing adds nothing; set var_smoothing > 0 on "
                              "data with spread")
-        return Normal(loc=mean + float(self._shift[j]), scale=torch.sqrt(var))
+        offset = float(self._shift[j])
+        if stats.meta.get("shift") is not None:  # a family that accumulates about its own centre
+            offset += float(stats.meta["shift"])
+        return Normal(loc=mean + offset, scale=torch.sqrt(var))
 
     def _set_class_prior(self, class_count):
         K = len(self.classes_)
