@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from probkit.base import ProbkitEstimator, _tensor_to_numpy
+from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["NaiveBayes"]
@@ -166,6 +167,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         return X
 
     # ------------------------------------------------------------------ fitting
+    @limit_torch_threads
     def fit(self, X, y, sample_weight=None):
         """Fit the class probabilities and the class-conditional distributions.
 
@@ -184,6 +186,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
                 delattr(self, name)
         return self._fit(X, y, sample_weight, classes=None, first=True)
 
+    @limit_torch_threads
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Add a batch of rows: the statistics accumulate and the parameters are refitted from them.
 
@@ -371,6 +374,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
             self.class_log_prior_ = np.log(prior)
 
     # ------------------------------------------------------------------ prediction
+    @limit_torch_threads
     def predict_joint_log_proba(self, X):
         """``log pi_k + log p_k(x)`` for every row and class, shape (n_samples, n_classes).
 

@@ -20,6 +20,7 @@ from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
 from probkit.glm._links import resolve_link
 from probkit.glm._regressor import check_glm_params
 from probkit.glm._solver import penalized_newton
+from probkit.glm._threads import limit_blas_threads
 from probkit.utils._warnings import user_stacklevel
 from probkit.utils.validation import check_sample_weight
 
@@ -198,6 +199,7 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         return resolve_link(self.link, BinomialFamily())
 
     # ------------------------------------------------------------------ fit
+    @limit_blas_threads
     def fit(self, X, y, sample_weight=None, *, offset=None):
         """Fit the coefficients to labelled data.
 

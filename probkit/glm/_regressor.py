@@ -14,6 +14,7 @@ from probkit.glm._design import Design
 from probkit.glm._families import NegativeBinomialFamily, resolve_glm_family
 from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
 from probkit.glm._links import resolve_link
+from probkit.glm._threads import limit_blas_threads
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["GeneralizedLinearModel"]
@@ -189,6 +190,7 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
         return X, y, w
 
     # ------------------------------------------------------------------ fit
+    @limit_blas_threads
     def fit(self, X, y, sample_weight=None, *, offset=None, exposure=None):
         """Fit the coefficients (maximum likelihood, or the penalised estimate) and the fit statistics.
 
