@@ -55,6 +55,22 @@ class GLMLoss:
         self.family = family
         self.link = link
         self.canonical = link == family.canonical_link()
+        self._last = (None, None)  # (theta bytes, (eta, mu, f)) of the last evaluation
+
+    def _evaluate(self, theta):
+        """``(eta, mu, f)`` at ``theta`` (``mu`` None outside the domain); the line search's last
+        evaluation is the next step's point, so it is kept."""
+        key = theta.tobytes()
+        if self._last[0] == key:
+            return self._last[1]
+        eta = self.eta(theta)
+        mu = self._mu(eta)
+        f = math.inf
+        if mu is not None:
+            f = 0.5 * float(self.weights @ self.deviances(eta, mu)) / self.total_weight
+            f = f if math.isfinite(f) else math.inf
+        self._last = (key, (eta, mu, f))
+        return eta, mu, f
 
     def eta(self, theta):
         eta = self.design.linear(theta)
@@ -72,12 +88,7 @@ class GLMLoss:
             return self.family.unit_deviance(self.y, mu, eta, self.link)
 
     def value(self, theta):
-        eta = self.eta(theta)
-        mu = self._mu(eta)
-        if mu is None:
-            return math.inf
-        f = 0.5 * float(self.weights @ self.deviances(eta, mu)) / self.total_weight
-        return f if math.isfinite(f) else math.inf
+        return self._evaluate(theta)[2]
 
     def irls_weights(self, eta, mu):
         """``(s, h)``: the score factor ``w (y - mu) mu' / V`` and the Fisher weight ``w mu'**2 / V``."""
@@ -92,11 +103,9 @@ class GLMLoss:
         return s, np.maximum(h, 0.0)
 
     def __call__(self, theta):
-        eta = self.eta(theta)
-        mu = self._mu(eta)
-        if mu is None:
+        eta, mu, f = self._evaluate(theta)
+        if mu is None or not math.isfinite(f):
             return math.inf, None, None
-        f = 0.5 * float(self.weights @ self.deviances(eta, mu)) / self.total_weight
         s, h = self.irls_weights(eta, mu)
         grad = -self.design.rmatvec(s) / self.total_weight
         hess = self.design.gram(h) / self.total_weight
