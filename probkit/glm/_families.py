@@ -225,6 +225,8 @@ class BinomialFamily(GLMFamily):
         return mu * (1.0 - mu)
 
     def unit_deviance(self, y, mu, eta=None, link=None):
+        if eta is not None and not self.proportions:
+            return -2.0 * link.log_outcome(eta, y)  # 0/1 outcomes: the saturated model has likelihood 1
         if eta is not None:
             log_mu, log1m_mu = link.log_inverse(eta), link.log1m_inverse(eta)
         else:

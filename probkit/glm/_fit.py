@@ -365,7 +365,7 @@ def glm_statistics(design, y, weights, offset, fit, *, alpha):
                  llf=llf, aic=-2 * llf + 2 * k, bic=-2 * llf + k * math.log(nobs), n_params=k)
     stats["bse"] = None
     if alpha == 0 and math.isfinite(dispersion):
-        if fit.hess is not None:
+        if fit.hess is not None and not family.estimate_total_count:
             info = fit.hess * loss.total_weight  # the Fisher information at the final coefficients
         else:
             info = design.gram(loss.irls_weights(eta, mu)[1])

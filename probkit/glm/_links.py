@@ -58,6 +58,10 @@ class Link:
         """``log(1 - mu)``."""
         return np.log1p(-self.inverse(eta))
 
+    def log_outcome(self, eta, y):
+        """``log mu`` where ``y`` is 1 and ``log(1 - mu)`` where it is 0: the Bernoulli log-likelihood."""
+        return np.where(y > 0, self.log_inverse(eta), self.log1m_inverse(eta))
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 
@@ -143,6 +147,10 @@ class LogitLink(Link):
     def log1m_inverse(self, eta):
         return special.log_expit(-eta)
 
+    def log_outcome(self, eta, y):
+        # symmetric: 1 - expit(eta) = expit(-eta)
+        return special.log_expit(np.where(y > 0, eta, -eta))
+
 
 class ProbitLink(Link):
     """``eta = Phi^{-1}(mu)``, the standard normal quantile: probit regression.
@@ -172,6 +180,10 @@ class ProbitLink(Link):
 
     def log1m_inverse(self, eta):
         return special.log_ndtr(-np.asarray(eta))
+
+    def log_outcome(self, eta, y):
+        # symmetric: 1 - Phi(eta) = Phi(-eta)
+        return special.log_ndtr(np.where(y > 0, eta, -np.asarray(eta)))
 
 
 class CLogLogLink(Link):
