@@ -120,12 +120,35 @@ class NormalFamily(GLMFamily):
         return Normal(loc=mu, scale=np.sqrt(dispersion) * np.ones_like(mu))
 
 
-class PoissonFamily(GLMFamily):
+class _CountFamily(GLMFamily):
+    """Families of counts: non-negative integer responses, positive means."""
+
+    positive_response = True
+
+    def check_y(self, y, name="y"):
+        if np.any(y < 0):
+            raise ValueError(f"{name} must hold non-negative integer counts for the {self.name} family; found "
+                             f"negative values such as {y[y < 0][0]:g}")
+        frac = y != np.round(y)
+        if np.any(frac):
+            raise ValueError(f"{name} must hold non-negative integer counts for the {self.name} family; found "
+                             f"non-integer values such as {y[frac][0]:g}")
+
+    def start_mu(self, y, ybar):
+        return 0.5 * (y + ybar) + 0.1 * (ybar == 0)
+
+    def valid_mu(self, mu):
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def _log_mu(self, mu, eta, link):
+        return link.log_inverse(eta) if eta is not None else np.log(mu)
+
+
+class PoissonFamily(_CountFamily):
     """Counts: ``V(mu) = mu``, ``d = 2 (y log(y / mu) - y + mu)``, canonical link log."""
 
     name = "poisson"
     allowed_links = frozenset({"log", "identity"})
-    positive_response = True
 
     def canonical_link(self):
         return LogLink()
@@ -134,17 +157,7 @@ class PoissonFamily(GLMFamily):
         return mu
 
     def unit_deviance(self, y, mu, eta=None, link=None):
-        log_mu = link.log_inverse(eta) if eta is not None else np.log(mu)
-        return 2.0 * (special.xlogy(y, y) - y * log_mu - y + mu)
-
-    def check_y(self, y, name="y"):
-        _check_counts(y, name, self.name)
-
-    def start_mu(self, y, ybar):
-        return 0.5 * (y + ybar) + 0.1 * (ybar == 0)
-
-    def valid_mu(self, mu):
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return 2.0 * (special.xlogy(y, y) - y * self._log_mu(mu, eta, link) - y + mu)
 
     def distribution(self, mu, dispersion=1.0):
         from probkit.distributions import Poisson
@@ -275,7 +288,7 @@ class BinomialFamily(GLMFamily):
         return f"BinomialFamily(proportions={self.proportions})"
 
 
-class NegativeBinomialFamily(GLMFamily):
+class NegativeBinomialFamily(_CountFamily):
     """Over-dispersed counts with ``total_count`` r: ``V(mu) = mu + mu**2 / r``.
 
     ``d = 2 (y log(y / mu) - (y + r) log((y + r) / (mu + r)))``; the canonical link is
@@ -284,7 +297,6 @@ class NegativeBinomialFamily(GLMFamily):
 
     name = "negative_binomial"
     allowed_links = frozenset({"log", "identity", "negative_binomial"})
-    positive_response = True
 
     def __init__(self, total_count):
         self.total_count = float(total_count)
@@ -297,17 +309,8 @@ class NegativeBinomialFamily(GLMFamily):
 
     def unit_deviance(self, y, mu, eta=None, link=None):
         r = self.total_count
-        log_mu = link.log_inverse(eta) if eta is not None else np.log(mu)
-        return 2.0 * (special.xlogy(y, y) - y * log_mu - (y + r) * (np.log(y + r) - np.log(mu + r)))
-
-    def check_y(self, y, name="y"):
-        _check_counts(y, name, self.name)
-
-    def start_mu(self, y, ybar):
-        return 0.5 * (y + ybar) + 0.1 * (ybar == 0)
-
-    def valid_mu(self, mu):
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+        return 2.0 * (special.xlogy(y, y) - y * self._log_mu(mu, eta, link)
+                      - (y + r) * (np.log(y + r) - np.log(mu + r)))
 
     def distribution(self, mu, dispersion=1.0):
         from probkit.distributions import NegativeBinomial
@@ -317,16 +320,6 @@ class NegativeBinomialFamily(GLMFamily):
 
     def __repr__(self):
         return f"NegativeBinomialFamily(total_count={self.total_count!r})"
-
-
-def _check_counts(y, name, family):
-    if np.any(y < 0):
-        raise ValueError(f"{name} must hold non-negative integer counts for the {family} family; found "
-                         f"negative values such as {y[y < 0][0]:g}")
-    frac = y != np.round(y)
-    if np.any(frac):
-        raise ValueError(f"{name} must hold non-negative integer counts for the {family} family; found "
-                         f"non-integer values such as {y[frac][0]:g}")
 
 
 #: Families by name; "negative_binomial" estimates total_count unless a fixed one is given.
