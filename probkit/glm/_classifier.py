@@ -425,6 +425,23 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         logp = self.predict_log_proba(X, offset=offset)
         return self.classes_[np.argmax(logp, axis=1)]
 
+    def score(self, X, y, sample_weight=None, *, offset=None):
+        """Accuracy: the (weighted) fraction of rows whose predicted class is ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight, offset : array-like, optional
+
+        Returns
+        -------
+        float
+        """
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(X, offset=offset), sample_weight=sample_weight))
+
     def deviance(self, X, y, sample_weight=None, *, offset=None):
         """``-2 sum_i w_i log p(y_i | x_i)``: twice the weighted cross-entropy of labelled data.
 
