@@ -52,15 +52,29 @@ class ProbkitEstimator(BaseEstimator):
         ``reset=True`` (in ``fit``) records ``n_features_in_``; ``reset=False`` checks it.
         """
         X = _tensor_to_numpy(X)
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=dtype,
-            ensure_min_samples=ensure_min_samples,
-            ensure_all_finite=ensure_all_finite,
-            allow_nd=allow_nd,
-        )
+        try:
+            X = validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=dtype,
+                ensure_min_samples=ensure_min_samples,
+                ensure_all_finite=ensure_all_finite,
+                allow_nd=allow_nd,
+            )
+        except ValueError as exc:
+            hint = self._missing_values_hint()
+            if hint and "contains NaN" in str(exc):
+                raise ValueError(f"Input X contains NaN. {hint}") from None
+            raise
+        if isinstance(X, np.ndarray) and not X.flags.writeable:
+            # torch warns on read-only arrays (pandas' copy-on-write values, memory maps): copy once here
+            X = np.array(X)
+        return X
+
+    def _missing_values_hint(self):
+        """What to say when ``X`` holds NaN and the estimator refuses it (``None``: scikit-learn's text)."""
+        return None
 
     def _check_fitted(self, attributes=None):
         check_is_fitted(self, attributes)

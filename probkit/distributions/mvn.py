@@ -98,6 +98,13 @@ class MultivariateNormal(ExponentialFamily):
     def _options(self):
         return {"covariance_type": self.covariance_type, "reg_covar": self.reg_covar, "stats_shift": self.stats_shift}
 
+    def centered(self, center):
+        """This family with its statistics accumulated about ``center`` (see ``stats_shift``)."""
+        shift = torch.as_tensor(center, dtype=torch.float64)
+        if not bool(torch.isfinite(shift).all()):
+            return self
+        return type(self)(**{**self._options(), "stats_shift": shift})
+
     @property
     def n_features(self):
         self._require_params()
@@ -373,14 +380,7 @@ class MultivariateNormal(ExponentialFamily):
 
     # conjugate prior (full covariance): NormalWishart over (mean, precision)
     def _posterior(self, stats, prior):
-        shift = stats.meta.get("shift")
-        sum_x, sum_xx, count = stats["x"], stats["xx"], stats["count"]
-        if shift is not None:
-            s = shift.to(sum_x.dtype)
-            sum_xx = sum_xx + s.unsqueeze(-1) * sum_x.unsqueeze(-2) + sum_x.unsqueeze(-1) * s.unsqueeze(-2) \
-                + count[..., None, None] * s.unsqueeze(-1) * s.unsqueeze(-2)
-            sum_x = sum_x + count.unsqueeze(-1) * s
-        return prior._update(count, sum_x, sum_xx)
+        return prior._update(stats["count"], stats["x"], stats["xx"], shift=stats.meta.get("shift"))
 
     def _map_params(self, post):
         mean, precision = post._mode()

@@ -160,6 +160,17 @@ class BaseHMM(ProbkitEstimator):
     def _marginalizes_missing(self):
         return self._supports_missing
 
+    def _missing_values_hint(self):
+        if self.missing == "marginalize":
+            return None
+        if self._marginalizes_missing():
+            return (f"{type(self).__name__} can sum missing values out of the likelihood: pass missing='marginalize'"
+                    " (a NaN then contributes nothing to the likelihood or the statistics of its feature), or "
+                    "impute them first.")
+        return (f"{type(self).__name__} with these options cannot sum missing values out (missing='marginalize' "
+                "needs a per-feature emission: diagonal or spherical GaussianHMM, PoissonHMM, or HMM with a scalar "
+                "family or an Independent product); impute them first or drop those rows.")
+
     def _validate_sequences(self, X, lengths, *, reset, state_labels=None, training=False):
         allow_nan = self.missing == "marginalize"
         X = self._validate_emission_X(X, reset=reset, allow_nan=allow_nan)

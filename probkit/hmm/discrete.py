@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.utils.validation import validate_data
 
 from probkit.distributions.categorical import Categorical
 from probkit.distributions.poisson import Poisson
@@ -18,10 +17,7 @@ __all__ = ["CategoricalHMM", "MultinomialHMM", "PoissonHMM"]
 
 
 def _integer_X(estimator, X, reset, name="X", allow_nan=False):
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    X = validate_data(estimator, X, reset=reset, dtype=None,
-                      ensure_all_finite="allow-nan" if allow_nan else True)
+    X = estimator._validate_X(X, reset=reset, dtype=None, ensure_all_finite="allow-nan" if allow_nan else True)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
     finite = X[~np.isnan(X)] if (allow_nan and X.dtype.kind == "f") else X

@@ -145,6 +145,12 @@ class HMM(BaseHMM):
         resp = initial_responsibilities(filled, k, self.init, random_state)
         resp = (1 - INIT_SMOOTHING) * resp + INIT_SMOOTHING / k
         resp_t = torch.as_tensor(resp, dtype=data.x.dtype, device=data.x.device)
+        # statistics accumulated about the data's mean keep their digits on data far from 0
+        center = torch.as_tensor(np.nanmean(X, axis=0) if np.isnan(X).any() else X.mean(0), dtype=torch.float64)
+        if isinstance(template, ExponentialFamily) and template.event_ndim == 0 and X.shape[1] == 1:
+            center = center[0]
+        if not (isinstance(template, ExponentialFamily) and template.event_ndim == 2):
+            template = template.centered(center)
         if self._is_product(template, X.shape[1]):
             comps = FeatureProductComponents.from_responsibilities(template, data.x, resp_t, data.observed)
         else:

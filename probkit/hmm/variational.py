@@ -527,7 +527,7 @@ class VariationalHMM(BaseHMM):
         data = self._validate_sequences(X, lengths, reset=True, training=True)
         self._priors = self._resolve_priors(data)
         self.prior_ = self._priors
-        self._fam = self._family()
+        self._fam = self._family().center_on(data.x)
         if self.emission == "categorical":
             from probkit.distributions import Categorical
 

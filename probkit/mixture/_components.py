@@ -369,7 +369,7 @@ class FeatureProductComponents(BatchedComponents):
                 masked = t * mask.reshape(n, 1, d, *([1] * (t.ndim - 3)))
                 fields[name] = torch.einsum("nk,nk...->k...", resp, masked)
             return SufficientStats(type(dist).__name__, fields, dist._stats_meta())
-        for name, t in dist._sufficient_statistics(x).items():
+        for name, t in dist._statistics_for_sums(x).items():
             extra = t.shape[2:]
             masked = t * mask.reshape(n, d, *([1] * len(extra)))
             fields[name] = (resp.T @ masked.reshape(n, -1)).reshape(k, d, *extra)

@@ -18,6 +18,16 @@ __all__ = ["MixtureModel"]
 INIT_SMOOTHING = 0.1
 
 
+def _centered(templates, data):
+    """Templates whose statistics are accumulated about the data's (weighted) mean (see ``centered``)."""
+    x = data.x
+    w = data.weight
+    center = (x.mean(0) if w is None else (w.reshape(-1, *([1] * (x.ndim - 1))) * x).sum(0) / w.sum()).detach().cpu()
+    if isinstance(templates, list):
+        return [t.centered(center) for t in templates]
+    return templates.centered(center)
+
+
 class MixtureModel(BaseMixture):
     """Finite mixture of exponential-family distributions, fitted by EM.
 
@@ -137,7 +147,7 @@ class MixtureModel(BaseMixture):
         resp_t = torch.as_tensor(resp, dtype=data.x.dtype, device=data.x.device)
         if data.weight is not None:
             resp_t = resp_t * data.weight.unsqueeze(1)
-        templates = self._templates_cache
+        templates = _centered(self._templates_cache, data)
         if isinstance(templates, list):
             self._components = ComponentList.from_responsibilities(templates, data.x, resp_t)
         elif self._feature_product:
