@@ -31,7 +31,10 @@ def _n_rows(X):
     try:
         n = len(X)
     except TypeError:
-        return set()
+        try:
+            return {int(np.asarray(X).shape[0])}
+        except (ValueError, TypeError, IndexError):
+            return set()
     if isinstance(X, (list, tuple)) and n and all(hasattr(x, "shape") and len(x.shape) >= 1 for x in X):
         return {n, sum(int(x.shape[0]) for x in X)}
     return {n}
@@ -68,7 +71,13 @@ def check_y_slot(estimator, method, X, y):
         return
     owner = estimator if isinstance(estimator, str) else type(estimator).__name__
     accepted = _n_rows(X)
-    shape = np.shape(y) if not hasattr(y, "shape") else tuple(y.shape)
+    if hasattr(y, "shape") and hasattr(y, "ndim"):
+        shape = tuple(y.shape)
+    else:
+        try:
+            shape = np.asarray(y).shape  # __array__ only: scikit-learn's checks pass array-likes that refuse more
+        except (ValueError, TypeError):
+            raise _second_argument_error(owner, method) from None
     if len(shape) == 2 and shape[1] == 1:
         shape = shape[:1]
     if len(shape) != 1 or shape[0] not in accepted:
