@@ -239,7 +239,7 @@ def test_warm_start_continues_identically_after_load(tmp_path):
 
 
 def test_distribution_attributes_round_trip():
-    est = GaussianMixture(1)
+    est = GaussianMixture(1).fit(X_REAL)  # fitted: a loaded estimator that looks fitted is validated
     est.extra_ = [Independent([Normal().fit(X_REAL[:, 0]), Poisson().fit(X_COUNTS[:, 0])]),
                   MultivariateNormal(covariance_type="diag", reg_covar=1e-3), Gamma]
     again = loads(dumps(est))
@@ -364,12 +364,14 @@ def test_no_code_runs_from_a_malicious_file(model_bytes, tmp_path):
         meta["model"]["state"]["__class__"] = meta["model"]["state"].pop("means_")
     with pytest.raises(ModelFileError, match="invalid attribute name '__class__'"):
         loads(_rewrite(model_bytes, edit_meta=dunder))
-    # A pickle in place of a torch state dict.
-    pt = pickle.dumps(_Boom(str(marker)))
-    assert not marker.exists()
+    # A pickle in place of a torch state dict, bare or inside a torch archive.
     from probkit.io import _Reader
-    with pytest.raises(ModelFileError, match="unreadable"):
-        _Reader({"torch/module_.pt": pt}, "evil").get_state_dict("torch/module_.pt")
+    buf = io.BytesIO()
+    torch.save({"weight": _Boom(str(marker))}, buf)
+    for pt, refusal in [(pickle.dumps(_Boom(str(marker))), "not a torch zip archive"), (buf.getvalue(), "unreadable")]:
+        assert not marker.exists()
+        with pytest.raises(ModelFileError, match=refusal):
+            _Reader({"torch/module_.pt": pt}, "evil").get_state_dict("torch/module_.pt")
     assert not marker.exists()
 
 
