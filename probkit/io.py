@@ -101,6 +101,7 @@ import re
 import stat
 import struct
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -328,7 +329,7 @@ def _lookup_class(root, name, module, what):
         _import_class_packages()
         found = _probkit_classes(root, name)
     if not found:
-        raise ModelFileError(f"the file names {what} {name!r}, which is not a probkit {what} known to this "
+        raise ModelFileError(f"the file names {what} {name[:100]!r}, which is not a probkit {what} known to this "
                              "installation (written by a newer probkit or another package?)")
     for cls in found:
         if cls.__module__ == module:
@@ -361,7 +362,7 @@ def _lookup_distribution(name, module):
     for root in _distribution_roots():
         if _probkit_classes(root, name):
             return _lookup_class(root, name, module, "distribution")
-    raise ModelFileError(f"the file names distribution {name!r}, which is not a probkit distribution known to "
+    raise ModelFileError(f"the file names distribution {name[:100]!r}, which is not a probkit distribution known to "
                          "this installation")
 
 
@@ -779,24 +780,62 @@ def _restore_module(est, name, ref, r):
     build = _class_hook(est, "_io_build_module")
     if build is None:
         raise ModelFileError(f"{r.source} is corrupted: {cls.__name__} has no torch module {name!r}", path=r.source)
-    accepts_device = "device" in inspect.signature(build).parameters
-    template = build(est, name, device=torch.device("meta")) if accepts_device else None
-    if template is not None:
+    state_dict = r.get_state_dict(ref)    # bounded by the member's size
+    # Edited parameters (n_layers = 10**6) must not make even the meta build create millions of modules.
+    budget = _RegistrationBudget(8 * len(state_dict) + 1024, f"{cls.__name__}.{name}", r.source)
+    if "device" in inspect.signature(build).parameters:
+        with budget:
+            template = build(est, name, device=torch.device("meta"))
         # The weights the constructor parameters imply must fit in the member that holds them.
-        size = r.member_size(ref)
-        needed = _module_bytes(template)
+        size, needed = r.member_size(ref), _module_bytes(template)
         if size is not None and needed > size:
             raise ModelFileError(
                 f"{r.source} is corrupted: {cls.__name__}.{name} built from the saved parameters needs "
                 f"{needed:,} bytes of weights, but {ref} holds {size:,} bytes (edited parameters?)",
                 path=r.source, attribute=name)
-    state_dict = r.get_state_dict(ref)
-    module = build(est, name) if template is None else None
-    _check_state_dict(state_dict, template if template is not None else module, f"{cls.__name__}.{name}", r)
-    if module is None:
-        module = build(est, name)
+        _check_state_dict(state_dict, template, f"{cls.__name__}.{name}", r)
+        with budget:
+            module = build(est, name)
+    else:  # a hook that cannot build on the meta device: build it for real, then compare
+        with budget:
+            module = build(est, name)
+        _check_state_dict(state_dict, module, f"{cls.__name__}.{name}", r)
     module.load_state_dict(state_dict)
     return module
+
+
+class _RegistrationBudget:
+    """Refuse (ModelFileError) a module build that registers more than ``limit`` parameters, buffers and
+    submodules in this thread: a module that large cannot match a state dict of the member's size."""
+
+    def __init__(self, limit, what, source):
+        self.limit, self.what, self.source = limit, what, source
+
+    def _error(self):
+        return ModelFileError(f"{self.source} is corrupted: building {self.what} from the saved parameters creates "
+                              f"more than {self.limit:,} parameters and submodules, far more than its state dict "
+                              "holds (edited parameters?)", path=self.source)
+
+    def _count(self, module, name, value):
+        if value is not None and threading.get_ident() == self.thread:
+            self.count += 1
+            if self.count > self.limit:
+                self.exceeded = True
+                raise self._error()
+
+    def __enter__(self):
+        self.thread, self.count, self.exceeded = threading.get_ident(), 0, False
+        hooks = torch.nn.modules.module
+        self.handles = [hooks.register_module_parameter_registration_hook(self._count),
+                        hooks.register_module_buffer_registration_hook(self._count),
+                        hooks.register_module_module_registration_hook(self._count)]
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        for handle in self.handles:
+            handle.remove()
+        if exc_type is not None and self.exceeded:  # whatever the builder wrapped our refusal in
+            raise self._error() from None
 
 
 def _module_bytes(module):
@@ -943,6 +982,8 @@ def _load_checked(fileobj, expected, source):
     try:
         return _load_archive(fileobj, expected, source)
     except ModelFileError as exc:
+        if source not in str(exc):  # raised by a helper that does not know the file
+            raise ModelFileError(f"{source}: {exc}", path=source, attribute=exc.attribute) from None
         if exc.path is None:
             exc.path = source
         raise
@@ -1313,11 +1354,12 @@ def load(path, expected=None):
         fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}", path=path) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ModelFileError(f"cannot read model file {path}: it is {_file_kind(mode)}, not a regular file",
+                             path=path)
     with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ModelFileError(f"cannot read model file {path}: it is {_file_kind(mode)}, not a regular file",
-                                 path=path)
         return _load_checked(f, expected, path)
 
 

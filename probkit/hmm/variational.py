@@ -374,12 +374,14 @@ class VariationalHMM(BaseHMM):
         elif kind == "poisson":
             if not np.all(np.isfinite(values)) or np.any(values <= 0):
                 raise ValueError("lambdas_ must be positive and finite")
+        elif not np.all(np.isfinite(values)):
+            raise ValueError("means_ must be finite")
         else:
-            try:  # the distribution checks finiteness, symmetry and positive definiteness
+            try:  # the distribution checks the covariances' shape, finiteness, symmetry and positive definiteness
                 MultivariateNormal(mean=values, covariance=np.asarray(self.covars_, dtype=np.float64),
                                    covariance_type="full" if kind == "gaussian_full" else "diag")
             except ValueError as exc:
-                raise ValueError(f"means_ and covars_ do not define Gaussians: {exc}") from None
+                raise ValueError(f"covars_ are not valid covariances: {exc}") from None
 
     def _io_check_state(self):
         """Also check the posterior attributes (used to continue fitting) of a model restored by probkit.load."""

@@ -638,6 +638,9 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         _check_shape(means, (k, d), "means_")
         for name in ("covariances_", "precisions_cholesky_", "precisions_"):
             _check_shape(getattr(self, name), _precision_shape(ct, k, d), name)
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        if ct in ("full", "tied") and not np.allclose(cov, np.swapaxes(cov, -1, -2)):
+            raise ValueError("covariances_ must be symmetric")
         try:
             precision_cholesky(torch.as_tensor(np.asarray(self.covariances_, dtype=np.float64)), ct)
         except ValueError as exc:

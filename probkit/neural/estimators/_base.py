@@ -47,12 +47,12 @@ def build_net_for_loading(est, name, device=None):
 
 def check_standardizer(mean, scale, n_features, names=("_x_mean", "_x_scale")):
     """Check restored standardisation statistics: shape ``(n_features,)``, finite means, positive finite scales."""
-    mean, scale = np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
-    if mean.shape != (n_features,) or scale.shape != (n_features,):
-        raise ValueError(f"{names[0]} and {names[1]} must have shape ({n_features},), got {mean.shape} and "
-                         f"{scale.shape}")
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
-        raise ValueError(f"{names[0]} must be finite and {names[1]} positive and finite")
+    for name, value, positive in ((names[0], mean, False), (names[1], scale, True)):
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape != (n_features,):
+            raise ValueError(f"{name} must have shape ({n_features},), got {value.shape}")
+        if not np.all(np.isfinite(value)) or (positive and np.any(value <= 0)):
+            raise ValueError(f"{name} must be {'positive and ' if positive else ''}finite")
 
 
 def unwrap(model):
