@@ -21,10 +21,11 @@ Cases:
     The same classifier with every weight of its torch state dict set to NaN (manifest
     updated to match).
 
-Run (compare a checkout of main with this one)::
+Run (compare a checkout of an older probkit with this one; ``LABEL=PATH``)::
 
+    git archive <old commit> | tar -x -C /tmp/old
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
-        python benchmarks/bench_io_hostile.py --tree /path/to/main --tree .
+        python benchmarks/bench_io_hostile.py --tree before=/tmp/old --tree after=.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def measure(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tree", action="append", required=True,
-                        help="checkout whose probkit loads the files (repeat to compare)")
+                        help="[LABEL=]PATH of a checkout whose probkit loads the files (repeat to compare)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -161,8 +162,10 @@ def main():
         print(f"OMP/MKL/OPENBLAS threads = {threads}; peak = rise of resident memory during load (MiB)\n")
         print("| tree | case | file size | outcome | seconds | peak MiB |")
         print("|---|---|---|---|---|---|")
-        for tree in args.tree:
+        for spec in args.tree:
+            label, _, tree = spec.rpartition("=")
             tree = os.path.abspath(tree)
+            label = label or tree
             for case, path in paths.items():
                 env = dict(os.environ, PYTHONPATH=tree)
                 out = subprocess.run([sys.executable, here, "--tree", tree, "--child", path], cwd=tree, env=env,
@@ -173,7 +176,7 @@ def main():
                 else:
                     row = json.loads(out.stdout.strip().splitlines()[-1])
                 size = os.path.getsize(path)
-                print(f"| {tree} | {case} | {size / 1e6:.2f} MB | {row['outcome']} | {row['seconds']:.2f} | "
+                print(f"| {label} | {case} | {size / 1e6:.2f} MB | {row['outcome']} | {row['seconds']:.2f} | "
                       f"{row['peak_mib']:.0f} |", flush=True)
 
 
