@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import warnings
 import zipfile
 
@@ -16,7 +17,7 @@ from probkit import (GMMHMM, HMM, BayesianGaussianMixture, BayesianMixture, Cate
                      GaussianMixture, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
-from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type
+from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type, save
 
 RNG = np.random.RandomState(0)
 X_REAL = np.r_[RNG.normal(0, 1, (40, 2)), RNG.normal(4, 1, (40, 2))]
@@ -472,3 +473,70 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "m.pk"
     GaussianMixture(2).save(path)
     assert os.listdir(tmp_path) == ["m.pk"]
+
+
+# ---------------------------------------------------------------------------- saving safely
+def test_save_ignores_a_planted_temporary_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    path = tmp_path / "model.pk"
+    planted = tmp_path / f"model.pk.tmp-{os.getpid()}"     # the name a predictable temp file would take
+    planted.symlink_to(victim)
+    save(probkit.GaussianHMM(2), path)
+    assert victim.read_text() == "precious" and planted.is_symlink()
+    assert stat.S_ISREG(os.lstat(path).st_mode) and load(path).n_components == 2
+
+
+def _special_files(folder):
+    fifo = folder / "fifo.pk"
+    os.mkfifo(fifo)
+    made = {"a named pipe": fifo, "a directory": folder / "dir.pk"}
+    made["a directory"].mkdir()
+    link = folder / "link.pk"
+    link.symlink_to(folder / "elsewhere.pk")
+    made["a symbolic link"] = link
+    try:  # the device /dev/full is (only root may create device nodes)
+        os.mknod(folder / "full.pk", 0o600 | stat.S_IFCHR, os.makedev(1, 7))
+        made["a character device"] = folder / "full.pk"
+    except (PermissionError, OSError):
+        pass
+    return made
+
+
+def test_save_never_replaces_anything_but_a_regular_file(tmp_path):
+    for kind, path in _special_files(tmp_path).items():
+        mode = os.lstat(path).st_mode
+        with pytest.raises(ValueError, match=f"is {kind}, not a regular file"):
+            save(probkit.GaussianHMM(2), path)
+        assert os.lstat(path).st_mode == mode
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_failed_save_removes_its_temporary_file_and_names_the_path(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-folder" / "model.pk"
+    with pytest.raises(FileNotFoundError) as info:
+        save(probkit.GaussianHMM(2), missing)
+    assert info.value.filename == str(missing) and ".tmp" not in str(info.value)
+
+    path = tmp_path / "model.pk"
+    save(probkit.GaussianHMM(3), path)
+    before = path.read_bytes()
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device", src)
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError) as info:
+        save(probkit.GaussianHMM(2), path)
+    assert info.value.errno == 28 and info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == ["model.pk"] and path.read_bytes() == before
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "model.pk"
+    save(probkit.GaussianHMM(2), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+    os.chmod(path, 0o640)
+    save(probkit.GaussianHMM(2), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
