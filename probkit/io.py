@@ -151,7 +151,7 @@ _MAX_JSON_DEPTH = 3 * _MAX_DEPTH + 8
 _READ_CHUNK = 1 << 20
 # Largest .npy header numpy writes or reads (numpy's max_header_size) plus the preamble.
 _NPY_HEADER_LIMIT = 10_000 + 12
-_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # Subpackages searched for estimator and distribution classes named in a file that are
 # not imported yet (imported only if they exist in this installation).
 _CLASS_PACKAGES = ("probkit", "probkit.distributions", "probkit.mixture", "probkit.hmm", "probkit.vi",
@@ -481,7 +481,7 @@ class _Reader:
 
     def _member(self, ref, pattern, what):
         if not isinstance(ref, str) or not pattern.fullmatch(ref) or ref not in self.members:
-            raise self._corrupt(f"missing or invalid {what} member {ref!r}")
+            raise self._corrupt(f"missing or invalid {what} member {str(ref)[:100]!r}")
         return self.members[ref]
 
     def get_array(self, ref):
@@ -761,7 +761,8 @@ def _decode_estimator(node, r, depth=0):
     names = list(state_nodes) + list(module_refs)
     bad = [n for n in names if not (isinstance(n, str) and n.isidentifier() and not n.startswith("__"))]
     if bad:
-        raise ModelFileError(f"{r.source} is corrupted: invalid attribute name {bad[0]!r}", path=r.source)
+        raise ModelFileError(f"{r.source} is corrupted: invalid attribute name {str(bad[0])[:100]!r}",
+                             path=r.source)
     hidden = [n for n in names if _shadows_class_member(cls, n)]
     if hidden:
         raise ModelFileError(f"{r.source} is corrupted: attribute {hidden[0]!r} would replace a method or "

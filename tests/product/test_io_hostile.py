@@ -314,6 +314,14 @@ def test_invalid_restored_parameters_are_refused_naming_the_attribute(tmp_path, 
     assert info.value.path == str(path) and info.value.attribute == attribute
 
 
+@pytest.mark.parametrize("attribute", ["_io_check_state", "predict", "n_features"])
+def test_restored_attributes_cannot_replace_methods(hmm_bytes, attribute):
+    # A distribution class is a callable value: as an instance attribute it would stand in for the method.
+    normal = {"__probkit__": "distribution_class", "name": "Normal", "module": "probkit.distributions.normal"}
+    data = _edit_meta(hmm_bytes, lambda m: m["model"]["state"].update({attribute: normal}))
+    assert _refusal(data, "would replace a method or property").attribute == attribute
+
+
 @functools.lru_cache(maxsize=None)
 def _neural(name):
     """A fitted neural estimator of test_io's cases (fitted once; the tests only read it)."""
