@@ -66,9 +66,10 @@ The loader first calls it with ``device="meta"``, where it must build the module
 the meta device without allocating (a hook without a ``device`` argument skips that
 pre-check: its module is built for real before the shapes are compared).
 
-*Validation*: after restoring, the loader calls ``_io_check_state()`` of an estimator
-that holds fitted attributes (names ending in ``_``); it raises ``ValueError`` for
-parameters that are invalid, as a hand-set parameter would be refused.
+*Validation*: after restoring, the loader calls the estimator's ``_io_check_state()``,
+which raises ``ValueError`` for parameters that are invalid, as hand-set parameters
+would be refused (and checks nothing while the attribute that every use of the model
+needs, such as ``weights_`` or ``module_``, is absent: the state of an unfinished fit).
 
 *New value types* (a fitted attribute of a class the encoder does not know) are added
 with :func:`register_type`.
@@ -872,14 +873,10 @@ def _check_state_dict(state, template, where, r):
                                      path=r.source, attribute=where.split(".")[-1])
 
 
-def _fitted_names(est):
-    return [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]
-
-
 def _check_restored(est, source, names):
-    """Run the estimator's checks of hand-set parameters on what was restored (fitted estimators only)."""
+    """Run the estimator's checks of hand-set parameters on what was restored."""
     check = _class_hook(est, "_io_check_state")
-    if check is None or not _fitted_names(est):
+    if check is None:
         return
     try:
         check(est)

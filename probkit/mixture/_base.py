@@ -173,8 +173,11 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
         """Check fitted attributes restored by :func:`probkit.load`, as hand-set parameters are checked.
 
         The components are rebuilt (their distributions check their parameters) and
-        ``weights_`` must hold one probability per component.
+        ``weights_`` must hold one probability per component. Nothing is checked before
+        ``weights_`` exists (fit sets it last; every use of the model needs it).
         """
+        if not hasattr(self, "weights_"):
+            return
         _, components = self._components_from_attributes()
         k = self._n_components_effective()
         weights = np.asarray(self.weights_, dtype=np.float64)

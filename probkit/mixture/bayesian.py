@@ -632,6 +632,8 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         from probkit.mixture.gaussian_mixture import _check_shape, _precision_shape
         from probkit.utils.validation import check_stochastic
 
+        if not hasattr(self, "weights_"):  # fit sets it last; every use of the model needs it
+            return
         k, ct = self.n_components, self.covariance_type
         means = np.asarray(self.means_, dtype=np.float64)
         d = getattr(self, "n_features_in_", means.shape[-1] if means.ndim == 2 else -1)
@@ -994,6 +996,8 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
 
         ``posterior_`` and ``prior_`` are distributions, which checked their parameters when rebuilt.
         """
+        if not hasattr(self, "weights_"):  # fit sets it last; every use of the model needs it
+            return
         k = self.n_components
         _check_fitted_weights(self, k)
         batch = tuple(self.posterior_.batch_shape)

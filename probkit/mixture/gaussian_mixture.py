@@ -197,6 +197,8 @@ class GaussianMixture(BaseMixture):
         return weights, BatchedComponents(dist)
 
     def _io_check_state(self):
+        if not hasattr(self, "weights_"):
+            return
         k, ct = self.n_components, self.covariance_type
         means = np.asarray(self.means_, dtype=np.float64)
         d = getattr(self, "n_features_in_", means.shape[-1] if means.ndim == 2 else -1)

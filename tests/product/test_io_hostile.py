@@ -128,9 +128,15 @@ def _refusal(data, match=None, source="hostile.pk"):
     return info.value
 
 
+@functools.lru_cache(maxsize=None)
+def _saved(name):
+    """The saved bytes of test_io's fitted case ``name`` (fitted once)."""
+    return dumps(_fit(name)[0])
+
+
 @pytest.fixture(scope="module")
 def hmm_bytes():
-    return dumps(_fit("gaussian-hmm")[0])
+    return _saved("gaussian-hmm")
 
 
 def _array_ref(meta, attr):
@@ -305,9 +311,8 @@ VALIDATION_CASES = [
 @pytest.mark.parametrize("name,attribute,change", VALIDATION_CASES,
                          ids=[f"{n}-{a}" for n, a, _ in VALIDATION_CASES])
 def test_invalid_restored_parameters_are_refused_naming_the_attribute(tmp_path, name, attribute, change):
-    est, X = _fit(name)
     path = tmp_path / "model.pk"
-    path.write_bytes(_with_array(dumps(est), attribute, change))
+    path.write_bytes(_with_array(_saved(name), attribute, change))
     with pytest.raises(ModelFileError) as info:
         load(path)
     assert str(path) in str(info.value) and attribute in str(info.value)

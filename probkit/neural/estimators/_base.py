@@ -174,7 +174,7 @@ class _SequenceEstimator(ProbkitEstimator):
 
     def _io_check_state(self):
         """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
-        if not self._tokens:
+        if hasattr(self, "module_") and not self._tokens:
             check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
 
     def __sklearn_tags__(self):

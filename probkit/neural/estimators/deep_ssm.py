@@ -857,7 +857,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
 
     def _io_check_state(self):
         """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
-        check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
+        if hasattr(self, "module_"):
+            check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
 
 
 DeepStateSpaceModel.__doc__ = DeepStateSpaceModel.__doc__.replace("%(training_params)s", _TRAINING_PARAMS)

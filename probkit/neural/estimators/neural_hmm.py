@@ -787,6 +787,8 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
         from probkit.utils.validation import check_stochastic
 
+        if not hasattr(self, "module_"):
+            return
         if self._family != "categorical":
             check_standardizer(self._x_mean, self._x_scale, self._n_outputs())
         k = self.n_components

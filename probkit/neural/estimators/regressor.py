@@ -203,7 +203,8 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
 
     def _io_check_state(self):
         super()._io_check_state()
-        check_standardizer(self._y_mean, self._y_scale, self.n_outputs_, ("_y_mean", "_y_scale"))
+        if hasattr(self, "module_"):
+            check_standardizer(self._y_mean, self._y_scale, self.n_outputs_, ("_y_mean", "_y_scale"))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
