@@ -228,6 +228,11 @@ class BaseHMM(ProbkitEstimator):
         self._check_options()
         self._check()
 
+    def _io_check_state(self):
+        """Check parameters restored by :func:`probkit.load` as hand-set ones are checked (once any is set)."""
+        if hasattr(self, "startprob_") or hasattr(self, "transmat_"):
+            self._check_fitted_or_set()
+
     # ------------------------------------------------------------------ E-step pieces
     def _log_start_trans(self, device, dtype):
         with np.errstate(divide="ignore"):

@@ -155,6 +155,8 @@ class GMMHMM(BaseHMM):
         if covars.shape != shape:
             raise ValueError(f"covars_ must have shape {shape} for covariance_type={self.covariance_type!r}, "
                              f"got {covars.shape}")
+        if not np.all(np.isfinite(means)) or not np.all(np.isfinite(covars)):
+            raise ValueError("means_ and covars_ must be finite")
         if self.covariance_type in ("full", "tied"):
             if np.any(np.linalg.eigvalsh(covars.reshape(-1, d, d)) <= 0):
                 raise ValueError("covars_ must be positive definite")

@@ -361,6 +361,43 @@ class VariationalHMM(BaseHMM):
         for name in needed:
             if not hasattr(self, name):
                 raise ValueError(f"VariationalHMM({self.emission}) needs {name} (fit first)")
+        from probkit.distributions.mvn import MultivariateNormal
+        from probkit.utils.validation import check_stochastic
+
+        k = self.n_components
+        name = {"categorical": "emissionprob_", "poisson": "lambdas_"}.get(kind, "means_")
+        values = np.asarray(getattr(self, name), dtype=np.float64)
+        if values.ndim != 2 or values.shape[0] != k:
+            raise ValueError(f"{name} must have shape ({k}, n_features), got {values.shape}")
+        if kind == "categorical":
+            check_stochastic(values, name)
+        elif kind == "poisson":
+            if not np.all(np.isfinite(values)) or np.any(values <= 0):
+                raise ValueError("lambdas_ must be positive and finite")
+        elif not np.all(np.isfinite(values)):
+            raise ValueError("means_ must be finite")
+        else:
+            try:  # the distribution checks the covariances' shape, finiteness, symmetry and positive definiteness
+                MultivariateNormal(mean=values, covariance=np.asarray(self.covars_, dtype=np.float64),
+                                   covariance_type="full" if kind == "gaussian_full" else "diag")
+            except ValueError as exc:
+                raise ValueError(f"covars_ are not valid covariances: {exc}") from None
+
+    def _io_check_state(self):
+        """Also check the posterior attributes (used to continue fitting) of a model restored by probkit.load."""
+        super()._io_check_state()
+        if not hasattr(self, "startprob_posterior_"):
+            return
+        k = self.n_components
+        for name, shape in (("startprob_posterior_", (k,)), ("transmat_posterior_", (k, k))):
+            alpha = np.asarray(getattr(self, name), dtype=np.float64)
+            if alpha.shape != shape or not np.all(np.isfinite(alpha)) or np.any(alpha <= 0):
+                raise ValueError(f"{name} must hold positive finite concentrations of shape {shape}")
+        try:
+            self._emission_posterior_from_attributes()
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            names = [n for n in vars(self) if n.endswith("_posterior_") and not n.startswith(("startprob", "transmat"))]
+            raise ValueError(f"the emission posterior ({', '.join(names)}) is invalid: {exc}") from None
 
     def _emission_model(self, device, dtype):
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731

@@ -16,7 +16,7 @@ from probkit.mixture._components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_sample_weight
+from probkit.utils.validation import check_sample_weight, check_stochastic
 
 __all__ = ["BaseMixture", "mixture_estep", "sample_mixture"]
 
@@ -168,6 +168,24 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
 
     def _n_components_effective(self):
         return self.n_components
+
+    def _io_check_state(self):
+        """Check fitted attributes restored by :func:`probkit.load`, as hand-set parameters are checked.
+
+        The components are rebuilt (their distributions check their parameters) and
+        ``weights_`` must hold one probability per component. Nothing is checked before
+        ``weights_`` exists (fit sets it last; every use of the model needs it).
+        """
+        if not hasattr(self, "weights_"):
+            return
+        _, components = self._components_from_attributes()
+        k = self._n_components_effective()
+        weights = np.asarray(self.weights_, dtype=np.float64)
+        if weights.shape != (k,) or components.n_components != k:
+            raise ValueError(f"weights_ and the components must number n_components={k}, got weights_ of shape "
+                             f"{weights.shape} and {components.n_components} components")
+        _, dtype = self._compute_setup()
+        check_stochastic(weights, "weights_", atol=max(1e-8, 100 * torch.finfo(dtype).eps))
 
     # ------------------------------------------------------------------ EM hooks
     def _em_initialize(self, data, random_state):

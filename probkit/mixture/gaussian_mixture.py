@@ -195,6 +195,25 @@ class GaussianMixture(BaseMixture):
         )
         return weights, BatchedComponents(dist)
 
+    def _io_check_state(self):
+        if not hasattr(self, "weights_"):
+            return
+        k, ct = self.n_components, self.covariance_type
+        means = np.asarray(self.means_, dtype=np.float64)
+        d = getattr(self, "n_features_in_", means.shape[-1] if means.ndim == 2 else -1)
+        _check_shape(means, (k, d), "means_")
+        cov = _check_shape(self.covariances_, _precision_shape(ct, k, d), "covariances_")
+        for name in ("precisions_cholesky_", "precisions_"):
+            if hasattr(self, name):
+                _check_shape(getattr(self, name), _precision_shape(ct, k, d), name)
+        if ct in ("full", "tied") and not np.allclose(cov, np.swapaxes(cov, -1, -2)):
+            raise ValueError("covariances_ must be symmetric")
+        try:
+            precision_cholesky(torch.as_tensor(cov), ct)
+        except ValueError as exc:
+            raise ValueError(f"covariances_ must be positive definite: {exc}") from None
+        super()._io_check_state()
+
     def _warn_collapsed(self):
         """Warn about components whose data contribute (almost) no variance in some direction.
 

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import warnings
 import zipfile
 
@@ -16,7 +17,7 @@ from probkit import (GMMHMM, HMM, BayesianGaussianMixture, BayesianMixture, Cate
                      GaussianMixture, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
-from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type
+from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type, save
 
 RNG = np.random.RandomState(0)
 X_REAL = np.r_[RNG.normal(0, 1, (40, 2)), RNG.normal(4, 1, (40, 2))]
@@ -239,7 +240,7 @@ def test_warm_start_continues_identically_after_load(tmp_path):
 
 
 def test_distribution_attributes_round_trip():
-    est = GaussianMixture(1)
+    est = GaussianMixture(1).fit(X_REAL)  # fitted: a loaded estimator that looks fitted is validated
     est.extra_ = [Independent([Normal().fit(X_REAL[:, 0]), Poisson().fit(X_COUNTS[:, 0])]),
                   MultivariateNormal(covariance_type="diag", reg_covar=1e-3), Gamma]
     again = loads(dumps(est))
@@ -364,12 +365,14 @@ def test_no_code_runs_from_a_malicious_file(model_bytes, tmp_path):
         meta["model"]["state"]["__class__"] = meta["model"]["state"].pop("means_")
     with pytest.raises(ModelFileError, match="invalid attribute name '__class__'"):
         loads(_rewrite(model_bytes, edit_meta=dunder))
-    # A pickle in place of a torch state dict.
-    pt = pickle.dumps(_Boom(str(marker)))
-    assert not marker.exists()
+    # A pickle in place of a torch state dict, bare or inside a torch archive.
     from probkit.io import _Reader
-    with pytest.raises(ModelFileError, match="unreadable"):
-        _Reader({"torch/module_.pt": pt}, "evil").get_state_dict("torch/module_.pt")
+    buf = io.BytesIO()
+    torch.save({"weight": _Boom(str(marker))}, buf)
+    for pt, refusal in [(pickle.dumps(_Boom(str(marker))), "not a torch zip archive"), (buf.getvalue(), "unreadable")]:
+        assert not marker.exists()
+        with pytest.raises(ModelFileError, match=refusal):
+            _Reader({"torch/module_.pt": pt}, "evil").get_state_dict("torch/module_.pt")
     assert not marker.exists()
 
 
@@ -470,3 +473,70 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "m.pk"
     GaussianMixture(2).save(path)
     assert os.listdir(tmp_path) == ["m.pk"]
+
+
+# ---------------------------------------------------------------------------- saving safely
+def test_save_ignores_a_planted_temporary_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    path = tmp_path / "model.pk"
+    planted = tmp_path / f"model.pk.tmp-{os.getpid()}"     # the name a predictable temp file would take
+    planted.symlink_to(victim)
+    save(probkit.GaussianHMM(2), path)
+    assert victim.read_text() == "precious" and planted.is_symlink()
+    assert stat.S_ISREG(os.lstat(path).st_mode) and load(path).n_components == 2
+
+
+def _special_files(folder):
+    fifo = folder / "fifo.pk"
+    os.mkfifo(fifo)
+    made = {"a named pipe": fifo, "a directory": folder / "dir.pk"}
+    made["a directory"].mkdir()
+    link = folder / "link.pk"
+    link.symlink_to(folder / "elsewhere.pk")
+    made["a symbolic link"] = link
+    try:  # the device /dev/full is (only root may create device nodes)
+        os.mknod(folder / "full.pk", 0o600 | stat.S_IFCHR, os.makedev(1, 7))
+        made["a character device"] = folder / "full.pk"
+    except (PermissionError, OSError):
+        pass
+    return made
+
+
+def test_save_never_replaces_anything_but_a_regular_file(tmp_path):
+    for kind, path in _special_files(tmp_path).items():
+        mode = os.lstat(path).st_mode
+        with pytest.raises(ValueError, match=f"is {kind}, not a regular file"):
+            save(probkit.GaussianHMM(2), path)
+        assert os.lstat(path).st_mode == mode
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_failed_save_removes_its_temporary_file_and_names_the_path(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-folder" / "model.pk"
+    with pytest.raises(FileNotFoundError) as info:
+        save(probkit.GaussianHMM(2), missing)
+    assert info.value.filename == str(missing) and ".tmp" not in str(info.value)
+
+    path = tmp_path / "model.pk"
+    save(probkit.GaussianHMM(3), path)
+    before = path.read_bytes()
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device", src)
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError) as info:
+        save(probkit.GaussianHMM(2), path)
+    assert info.value.errno == 28 and info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == ["model.pk"] and path.read_bytes() == before
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "model.pk"
+    save(probkit.GaussianHMM(2), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+    os.chmod(path, 0o640)
+    save(probkit.GaussianHMM(2), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
