@@ -247,14 +247,14 @@ SCENARIOS = {"agreement": scenario_agreement, "fail_inside": scenario_fail_insid
              "fail_outside": scenario_fail_outside}
 
 
-def launch(args, env=None, world_size=2):
-    """Start ``world_size`` ranks of this module with ``args`` on a free port; the processes, in rank order.
+def launch(args, env=None, world_size=2, module="tests.product._dist_worker"):
+    """Start ``world_size`` ranks of ``module`` with ``args`` on a free port; the processes, in rank order.
 
     Their stdout and stderr go, merged, to a pipe.
     """
     base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world_size),
                 OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
-    return [subprocess.Popen([sys.executable, "-m", "tests.product._dist_worker", *args], cwd=ROOT,
+    return [subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
                              env=dict(base, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for r in range(world_size)]
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from probkit import GaussianMixture
-from probkit.distributed import (_model_differences, _model_fingerprint, all_reduce_estep, distributed_em,
-                                 init_distributed, shard_rows, shard_sequences, wrap_ddp)
+from probkit.distributed import (all_reduce_estep, distributed_em, init_distributed, shard_rows, shard_sequences,
+                                 wrap_ddp)
 from probkit.em.engine import EStepResult
 from tests.product._dist_worker import (ddp_train, gmm_default, gmm_explicit, hmm_default, hmm_explicit, launch,
                                         make_data, results)
@@ -250,6 +250,8 @@ def test_init_distributed_checks_the_timeout():
 
 
 def test_model_fingerprints_compare_values_not_objects():
+    from probkit.distributed import _model_differences, _model_fingerprint
+
     def fingerprint(**params):
         model = GaussianMixture(3, means_init=np.arange(6.0).reshape(3, 2), **params)
         model.n_features_in_ = 2
