@@ -11,8 +11,9 @@ has exited:
     Rank 1 fails before it enters ``distributed_em()``; rank 0 waits inside until the
     timeout given to ``init_distributed``.
 
-Reported: seconds from rank 1's failure to rank 0's exit, and to the exit of both ranks
-(rank 1 is released as soon as rank 0 has exited); medians over ``--repeats`` runs (one
+Reported: seconds from rank 1's failure until rank 0 raises, until rank 0 has exited, and
+until both have exited (rank 1 is released as soon as rank 0 has exited); medians over
+``--repeats`` runs (one
 run for ``fail_outside`` with the default timeout, which takes that long by design). Also
 the price of the agreement in a healthy fit: one all-reduce of a flag before each
 collective operation, against the all-reduce of the statistics it precedes.
@@ -45,7 +46,7 @@ STATS_SIZE = 16 * (1 + 8 + 64) + 2
 
 
 def one_run(scenario, timeout):
-    """(rank 0 exit, both exited) in seconds after rank 1's failure."""
+    """(rank 0 raised, rank 0 exited, both exited) in seconds after rank 1's failure."""
     with tempfile.TemporaryDirectory() as folder:
         release = os.path.join(folder, "release")
         env = {"PROBKIT_DIST_RELEASE": release, "PROBKIT_DIST_READY_DIR": folder}
@@ -57,10 +58,11 @@ def one_run(scenario, timeout):
         open(release, "w").close()
         failed_log = procs[1].communicate(timeout=120)[0]
         both_exit = time.time()
-    failed_at = next(r["t"] for r in results(failed_log) if r.get("event") == "failed")
     if procs[0].returncode == 0 or procs[1].returncode == 0 or "RankFailedError" not in waiting_log:
         raise RuntimeError(f"unexpected outcome of {scenario}:\n{waiting_log[-2000:]}\n{failed_log[-2000:]}")
-    return rank0_exit - failed_at, both_exit - failed_at
+    failed_at = next(r["t"] for r in results(failed_log) if r.get("event") == "failed")
+    raised_at = next(r["t"] for r in results(waiting_log) if r.get("event") == "raised")
+    return raised_at - failed_at, rank0_exit - failed_at, both_exit - failed_at
 
 
 def measure_agreement_cost(blocks=7, calls=300):
@@ -98,15 +100,17 @@ def main():
     if not args.quick:
         cases.append(("fail_outside", None, 1))
     print(f"torch {torch.__version__}, 2 gloo processes on one machine, OMP/MKL/OpenBLAS threads = 1, "
-          f"{os.cpu_count()} CPUs")
-    print("| rank 1 fails | timeout | rank 0 exits after (s) | both exited after (s) | runs |")
-    print("|---|---|---|---|---|")
+          f"{os.cpu_count()} CPUs, load average at the start {os.getloadavg()[0]:.1f}")
+    print("| rank 1 fails | timeout | rank 0 raises after (s) | rank 0 exited after (s) | both exited after (s) "
+          "| runs |")
+    print("|---|---|---|---|---|---|")
     for scenario, timeout, repeats in cases:
         runs = [one_run(scenario, timeout) for _ in range(repeats)]
         shown = f"{timeout:g} s" if timeout is not None else f"default ({default / 60:g} min)"
         where = "inside `distributed_em()`" if scenario == "fail_inside" else "before `distributed_em()`"
-        print(f"| {where} | {shown} | {statistics.median(r[0] for r in runs):.2f} | "
-              f"{statistics.median(r[1] for r in runs):.2f} | {repeats} |", flush=True)
+        medians = " | ".join(f"{statistics.median(r[i] for r in runs):.2f}" for i in range(3))
+        print(f"| {where} | {shown} | {medians} | {repeats} |", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     procs = launch([], module="benchmarks.bench_distributed_failure")
     logs = [p.communicate(timeout=600)[0] for p in procs]
     if any(p.returncode for p in procs):

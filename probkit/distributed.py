@@ -26,6 +26,16 @@ explicit initial parameters (``means_init``/``weights_init``/``precisions_init``
 parameters with ``init_params=""`` for HMMs): distributed and single-process EM then
 agree to floating-point tolerance (sums are taken in another order).
 
+**Failures.** The processes fail together rather than wait for each other. Each fit
+first checks that every rank has the same estimator class, constructor parameters and
+number of features (``ValueError`` naming what differs). Before every collective
+operation, and when leaving the block, the ranks agree on whether one of them raised: a
+rank whose code failed inside :func:`distributed_em` reports its exception there, and the
+others raise :class:`RankFailedError` naming it. A process that stops taking part without
+reporting (it failed before the block and stayed alive, or hangs) makes the others fail
+after the ``timeout`` of :func:`init_distributed` (:data:`DEFAULT_TIMEOUT`, 5 minutes),
+which then destroy their process group.
+
 Launching
 ---------
 ``torchrun --nproc_per_node=4 fit_script.py`` starts 4 processes on one machine; each calls
@@ -115,10 +125,6 @@ def _free_port():
 #: :func:`init_distributed`'s ``timeout``). torch's own default for gloo is 30 minutes.
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=5)
 
-# The timeout of the group init_distributed created (None: the group was created elsewhere).
-_group_timeout = None
-
-
 def _check_timeout(timeout):
     if isinstance(timeout, datetime.timedelta):
         seconds = timeout.total_seconds()
@@ -134,6 +140,16 @@ def _check_timeout(timeout):
 def _describe_timeout(timeout):
     seconds = timeout.total_seconds()
     return f"{seconds / 60:g} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g} s"
+
+
+def _group_timeout(group, device):
+    """The timeout ``group``'s collectives run with, or None where torch does not tell."""
+    dist = _dist()
+    try:
+        pg = dist.group.WORLD if group is None else group
+        return pg._get_backend(device).options._timeout
+    except (AttributeError, RuntimeError):  # private torch API: only the error message uses it
+        return None
 
 
 def init_distributed(backend=None, timeout=DEFAULT_TIMEOUT):
@@ -169,7 +185,6 @@ def init_distributed(backend=None, timeout=DEFAULT_TIMEOUT):
     >>> import torch.distributed
     >>> torch.distributed.destroy_process_group()
     """
-    global _group_timeout
     timeout = _check_timeout(timeout)
     dist = _dist()
     if dist.is_initialized():
@@ -183,7 +198,6 @@ def init_distributed(backend=None, timeout=DEFAULT_TIMEOUT):
     else:
         dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
                                 world_size=1, timeout=timeout)
-    _group_timeout = timeout
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -555,8 +569,9 @@ class _FailureAgreement:
             collective(*args, group=self.group, **kwargs)
         except RuntimeError as exc:
             self.broken = True
-            waited = (f"{_describe_timeout(_group_timeout)} (the timeout given to init_distributed)"
-                      if _group_timeout is not None else "the process group's timeout")
+            timeout = _group_timeout(self.group, self.device)
+            waited = ("the process group's timeout" if timeout is None else
+                      f"{_describe_timeout(timeout)} (the process group's timeout, see init_distributed)")
             raise RankFailedError(
                 f"rank {self.rank}: a collective operation of distributed EM failed ({exc}). Another process has "
                 f"exited, or stopped taking part (it failed outside distributed_em()) and did not answer within "
@@ -600,7 +615,9 @@ class _FailureAgreement:
         """Raise ValueError on every rank if the ranks' estimators or numbers of features differ."""
         if self.world_size == 1:
             return
-        digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).digest()
+        # The printed values are left out: equal values may print differently (dicts in another order).
+        compared = {**fingerprint, "params": {k: digest for k, (digest, _) in fingerprint["params"].items()}}
+        digest = hashlib.sha256(json.dumps(compared, sort_keys=True).encode()).digest()
         mine = torch.frombuffer(bytearray(digest), dtype=torch.uint8).to(self.device)
         digests = [torch.empty_like(mine) for _ in range(self.world_size)]
         self.run(self.dist.all_gather, digests, mine)

@@ -2,6 +2,7 @@
 
 import datetime
 import subprocess
+import time
 import warnings
 
 import numpy as np
@@ -165,7 +166,7 @@ def test_distributed_em_needs_a_process_group():
 def agreement():
     """Rank outcomes of the "agreement" scenario: (return code, output, {step: record})."""
     procs = launch(["--scenario", "agreement"])
-    logs = _wait_all(procs, 180, "the agreement scenario")
+    logs = _wait_all(procs, 300, "the agreement scenario")
     return [(p.returncode, log, {r["step"]: r for r in results(log)}) for p, log in zip(procs, logs)]
 
 
@@ -210,6 +211,12 @@ def _fail_and_stay_alive(tmp_path, scenario, env=None):
     release = tmp_path / "release"
     procs = launch(["--scenario", scenario],
                    env={"PROBKIT_DIST_RELEASE": str(release), "PROBKIT_DIST_READY_DIR": str(tmp_path), **(env or {})})
+    # Imports can be slow on a loaded machine; the limit below counts from joining the group.
+    deadline = time.monotonic() + 300
+    while not ((tmp_path / "ready0").exists() and (tmp_path / "ready1").exists()):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.05)
     try:
         waiting_log = procs[0].communicate(timeout=HANG_LIMIT)[0]
     except subprocess.TimeoutExpired:
@@ -235,7 +242,7 @@ def test_a_rank_failing_outside_and_staying_alive_stops_the_others_after_the_tim
     waiting_log, failed_log = _fail_and_stay_alive(tmp_path, "fail_outside", env={"PROBKIT_DIST_TIMEOUT": "5"})
     assert "OSError: could not read the shard of rank 1" in failed_log
     assert "RankFailedError: rank 0: a collective operation of distributed EM failed" in waiting_log
-    assert "did not answer within 5 s (the timeout given to init_distributed)" in waiting_log
+    assert "did not answer within 5 s (the process group's timeout, see init_distributed)" in waiting_log
 
 
 def test_init_distributed_checks_the_timeout():
