@@ -531,7 +531,7 @@ def _model_differences(fingerprints, ranks):
         entries = [f["params"].get(name, ["", "<missing>"]) for f in fingerprints]
         if len({digest for digest, _ in entries}) > 1:
             shown = [text for _, text in entries]
-            if len(set(shown)) == 1:  # equal when printed, different in fact (e.g. 1 and 1.0)
+            if len(set(shown)) == 1:  # printed alike, different in fact (e.g. long arrays cut short)
                 shown = [f"value {i + 1} ({text})" for i, text in enumerate(shown)]
             found.append(f"parameter {name} differs: {_by_rank(shown, ranks)}")
     return found
@@ -572,11 +572,22 @@ class _FailureAgreement:
             timeout = _group_timeout(self.group, self.device)
             waited = ("the process group's timeout" if timeout is None else
                       f"{_describe_timeout(timeout)} (the process group's timeout, see init_distributed)")
+            self._tear_down()
             raise RankFailedError(
                 f"rank {self.rank}: a collective operation of distributed EM failed ({exc}). Another process has "
                 f"exited, or stopped taking part (it failed outside distributed_em()) and did not answer within "
-                f"{waited}; see its log. The process group of this rank is destroyed."
+                f"{waited}; see its log. This rank's process group has been destroyed."
             ) from exc
+
+    def _tear_down(self):
+        """Destroy the group, so that no later collective of this process waits on it.
+
+        gloo then fails the collectives that other processes wait in with this one at once.
+        """
+        try:
+            self.dist.destroy_process_group(self.group)
+        except Exception:  # noqa: BLE001 - the group is unusable already; the collective's error is the one to show
+            pass
 
     def _global_rank(self, i):
         return i if self.group is None else self.dist.get_global_rank(self.group, i)
@@ -643,19 +654,13 @@ class _FailureAgreement:
         return False
 
     def fail(self, exc):
-        """``exc`` leaves the block on this rank: tell the other ranks, or tear the group down."""
+        """``exc`` leaves the block on this rank: tell the other ranks at their next collective."""
         if (not self.broken and not self._already_agreed(exc) and isinstance(exc, Exception)
                 and self.world_size > 1):
             try:
                 self.agree(failure=exc)
-            except RankFailedError as lost:
+            except RankFailedError as lost:  # the group is torn down: the others fail at once or at their timeout
                 exc.add_note(f"distributed EM: the other ranks could not be told: {lost}")
-        if self.broken:
-            try:
-                if self.dist.is_initialized():
-                    self.dist.destroy_process_group(self.group)
-            except Exception:  # noqa: BLE001 - the group is already unusable; the original error matters
-                pass
 
 
 @contextlib.contextmanager
