@@ -16,13 +16,25 @@ Forward, three launches:
    ``dt o x`` (``tl.dot``), plus ``exp(cs) o (C S_0^T)`` (``tl.dot``), the D skip and the
    ``silu(z)`` gate.
 
-Backward, three launches: ``_chunk_dstate_kernel`` forms each chunk's contribution
-``(exp(cs) o g)^T C`` to the adjoint state; ``_state_pass_kernel`` in reverse turns them
-into the adjoint leaving each chunk (and ``d initial_state``); ``_chunk_bwd_kernel``
-recomputes the chunk's matrices and forms every gradient with six ``tl.dot`` products (the
-formulas are those of :mod:`._ssd_cpu`).  ``dB`` and ``dC`` are stored per head and summed
-over the heads of a group on the host; ``dA``, ``dD`` and ``d dt_bias`` are stored per
-program and summed on the host (no atomics, deterministic).
+Backward, five launches, each program again one (chunk, batch x head) except the state
+passing:
+
+1. with a gate, ``_chunk_scan_kernel`` in its ``GATE_BWD`` mode recomputes the output before
+   the gate and stores ``dz`` and the gradient before the gate ``g`` (float32), which the
+   other kernels read (so none of them carries the gate);
+2. ``_chunk_dstate_kernel``: each chunk's contribution ``(exp(cs) o g)^T C`` to the adjoint
+   of the state entering it;
+3. ``_state_pass_kernel`` in reverse turns them into the adjoint leaving each chunk (and the
+   gradient of ``initial_state``);
+4. ``_chunk_bwd_dx_kernel``: ``du = M^T g + w o (B dS^T)`` (``M = C B^T o exp(seg)``), hence
+   ``dx`` and ``dD``, and the terms of ``d cs`` without ``C B^T``;
+5. ``_chunk_bwd_dbc_kernel``: ``dM = g u^T``, hence ``dB``, ``dC`` and the rest of ``d cs``,
+   whose reverse cumulative sum gives ``d dt``, ``dA`` and ``d dt_bias``.
+
+The formulas are those of :mod:`._ssd_cpu`; splitting the backward in two chunk kernels keeps
+each within the register file (``benchmarks/sass_ssd.py``).  ``dB`` and ``dC`` are stored per
+head and summed over the heads of a group on the host; ``dA``, ``dD`` and ``d dt_bias`` are
+stored per program and summed on the host (no atomics, deterministic).
 
 All arithmetic is float32.  ``tl.dot`` runs at ``DOT_PRECISION`` (``"ieee"``: exact float32
 products; ``"tf32"`` trades about three decimal digits for tensor-core speed).  Tile sizes
@@ -134,10 +146,14 @@ def _state_pass_kernel(
 @triton.jit
 def _chunk_scan_kernel(
     x_ptr, z_ptr, B_ptr, C_ptr, D_ptr, A_ptr, dtv_ptr, cs_ptr, states_ptr, out_ptr,
+    g_ptr, gy_ptr,
     L, H, G, P, N, nchunks,
     T: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr,
-    HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, DOT_PREC: tl.constexpr,
+    HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, GATE_BWD: tl.constexpr,
+    DOT_PREC: tl.constexpr,
 ):
+    """Outputs of a chunk; with ``GATE_BWD`` (backward, with a gate) it recomputes the output
+    before the gate and stores ``dz`` into ``out`` and the gradient before the gate into ``gy``."""
     c = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
     pid_b = pid_bh // H
@@ -171,19 +187,28 @@ def _chunk_scan_kernel(
         else:
             Dv = tl.load(D_ptr + h + offs_p * 0).to(tl.float32)
         y += x * Dv[None, :]
-    if HAS_Z:
+    if GATE_BWD:
         zz = tl.load(z_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
-        y = y * zz * sigmoid(zz)
-    tl.store(out_ptr + xo, y.to(out_ptr.dtype.element_ty), mask=mtp)
+        sz = sigmoid(zz)
+        gg = tl.load(g_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
+        tl.store(out_ptr + xo, (gg * y * sz * (1.0 + zz * (1.0 - sz))).to(out_ptr.dtype.element_ty),
+                 mask=mtp)
+        tl.store(gy_ptr + xo, gg * zz * sz, mask=mtp)
+    else:
+        if HAS_Z:
+            zz = tl.load(z_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
+            y = y * zz * sigmoid(zz)
+        tl.store(out_ptr + xo, y.to(out_ptr.dtype.element_ty), mask=mtp)
 
 
 @triton.jit
 def _chunk_dstate_kernel(
-    g_ptr, z_ptr, C_ptr, cs_ptr, dstates_ptr,
+    g_ptr, C_ptr, cs_ptr, dstates_ptr,
     L, H, G, P, N, nchunks,
-    T: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr, HAS_Z: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    T: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
+    """A chunk's contribution ``(exp(cs) o g)^T C`` to the adjoint of the state entering it
+    (``g``: the gradient of the output before the gate)."""
     c = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
     pid_b = pid_bh // H
@@ -199,9 +224,6 @@ def _chunk_dstate_kernel(
     mtp = mt[:, None] & mp[None, :]
     xo = ((pid_b * L + offs_t[:, None]) * H + h) * P + offs_p[None, :]
     gy = tl.load(g_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
-    if HAS_Z:
-        zz = tl.load(z_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
-        gy = gy * zz * sigmoid(zz)
     Ct = tl.load(C_ptr + ((pid_b * L + offs_t[:, None]) * G + grp) * N + offs_n[None, :],
                  mask=mt[:, None] & mn[None, :], other=0.0).to(tl.float32)
     local = tl.dot(tl.trans(gy * tl.exp(cs)[:, None]), Ct, input_precision=DOT_PREC)
@@ -210,15 +232,15 @@ def _chunk_dstate_kernel(
 
 
 @triton.jit
-def _chunk_bwd_kernel(
-    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, g_ptr,
-    dtv_ptr, cs_ptr, states_ptr, dstates_ptr,
-    dx_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
-    L, H, G, P, N, nchunks, lo, hi,
+def _chunk_bwd_dx_kernel(
+    x_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, dtv_ptr, cs_ptr, states_ptr, dstates_ptr,
+    dx_ptr, part_ptr, dD_ptr,
+    L, H, G, P, N, nchunks,
     T: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr,
-    HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, CLAMP: tl.constexpr, DOT_PREC: tl.constexpr,
+    HAS_D: tl.constexpr, D_PER_P: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
+    """Backward, part 1: ``du`` -> ``dx``, ``dD``; stores ``x . du`` and the terms of ``d cs``
+    that do not involve ``C B^T`` for part 2 (``g``: the gradient before the gate)."""
     c = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
     pid_b = pid_bh // H
@@ -231,13 +253,9 @@ def _chunk_bwd_kernel(
     mp = offs_p < P
     offs_n = tl.arange(0, NP)
     mn = offs_n < N
-    Ah = tl.load(A_ptr + h).to(tl.float32)
-    raw, _ = _dt_block(dt_ptr, bias_ptr, offs_t, mt, h, L, H, pid_b, lo, hi,
-                       HAS_BIAS, SOFTPLUS, CLAMP)
     dt = tl.load(dtv_ptr + pid_bh * nchunks * T + offs_t)
     cs = tl.load(cs_ptr + pid_bh * nchunks * T + offs_t)
-    a = dt * Ah
-    Lm = _segsum_exp(a, T)
+    a = dt * tl.load(A_ptr + h).to(tl.float32)
     ecs = tl.exp(cs)
     w = tl.exp(tl.cumsum(a, axis=0, reverse=True) - a)
     dec = tl.exp(tl.sum(tl.where(idx == T - 1, cs, 0.0), axis=0))
@@ -254,46 +272,83 @@ def _chunk_bwd_kernel(
     dS = tl.load(dstates_ptr + so, mask=mpn, other=0.0)
     gy = tl.load(g_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
     u = x * dt[:, None]
-    CB = tl.dot(Ct, tl.trans(Bt), input_precision=DOT_PREC)
-    M = CB * Lm
+    M = tl.dot(Ct, tl.trans(Bt), input_precision=DOT_PREC) * _segsum_exp(a, T)
     CS = tl.dot(Ct, tl.trans(S0), input_precision=DOT_PREC)  # (T, PP)
     if HAS_D:
         if D_PER_P:
             Dv = tl.load(D_ptr + h * P + offs_p, mask=mp, other=0.0).to(tl.float32)
         else:
             Dv = tl.load(D_ptr + h + offs_p * 0).to(tl.float32)
-    if HAS_Z:
-        y = tl.dot(M, u, input_precision=DOT_PREC) + CS * ecs[:, None]
-        if HAS_D:
-            y += x * Dv[None, :]
-        zz = tl.load(z_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
-        sz = sigmoid(zz)
-        tl.store(dz_ptr + xo, (gy * y * sz * (1.0 + zz * (1.0 - sz))).to(dz_ptr.dtype.element_ty),
-                 mask=mtp)
-        gy = gy * zz * sz
     BdS = tl.dot(Bt, tl.trans(dS), input_precision=DOT_PREC)  # (T, PP)
     du = tl.dot(tl.trans(M), gy, input_precision=DOT_PREC) + w[:, None] * BdS
-    dML = tl.dot(gy, tl.trans(u), input_precision=DOT_PREC) * Lm  # (T, T)
-    dCt = tl.dot(dML, Bt, input_precision=DOT_PREC) + \
-        tl.dot(gy * ecs[:, None], S0, input_precision=DOT_PREC)
-    dBt = tl.dot(tl.trans(dML), Ct, input_precision=DOT_PREC) + \
-        tl.dot(u * w[:, None], dS, input_precision=DOT_PREC)
-    ho = ((pid_b * L + offs_t[:, None]) * H + h) * N + offs_n[None, :]  # per-head dB, dC
-    tl.store(dB_ptr + ho, dBt, mask=mtn)
-    tl.store(dC_ptr + ho, dCt, mask=mtn)
-    dseg = dML * CB
-    dww = tl.sum(u * BdS, axis=1) * w
-    last = tl.sum(dww, axis=0) + dec * tl.sum(tl.sum(S0 * dS, axis=1), axis=0)
-    dcs = tl.sum(dseg, axis=1) - tl.sum(dseg, axis=0) + ecs * tl.sum(gy * CS, axis=1) - dww
-    dcs += tl.where(idx == T - 1, last, 0.0)
-    da = tl.cumsum(dcs, axis=0, reverse=True)
     dx = du * dt[:, None]
     if HAS_D:
         dx += gy * Dv[None, :]
         tl.store(dD_ptr + (pid_bh * nchunks + c) * PP + offs_p, tl.sum(gy * x, axis=0))
     tl.store(dx_ptr + xo, dx.to(dx_ptr.dtype.element_ty), mask=mtp)
-    ddt = tl.sum(x * du, axis=1) + Ah * da
+    dww = tl.sum(u * BdS, axis=1) * w  # d w_s * w_s
+    last = tl.sum(dww, axis=0) + dec * tl.sum(tl.sum(S0 * dS, axis=1), axis=0)
+    dcs = ecs * tl.sum(gy * CS, axis=1) - dww + tl.where(idx == T - 1, last, 0.0)
+    tl.store(part_ptr + pid_bh * nchunks * T + offs_t, tl.sum(x * du, axis=1))
+    tl.store(part_ptr + (tl.num_programs(1) + pid_bh) * nchunks * T + offs_t, dcs)
+
+
+@triton.jit
+def _chunk_bwd_dbc_kernel(
+    x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, bias_ptr, g_ptr, dtv_ptr, cs_ptr,
+    states_ptr, dstates_ptr, part_ptr,
+    ddt_ptr, dB_ptr, dC_ptr, dA_ptr, dbias_ptr,
+    L, H, G, P, N, nchunks, lo, hi,
+    T: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CLAMP: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Backward, part 2: ``dB``, ``dC`` (per head), the rest of ``d cs`` and with it ``d dt``,
+    ``dA`` and ``d dt_bias``."""
+    c = tl.program_id(0)
+    pid_bh = tl.program_id(1).to(tl.int64)
+    pid_b = pid_bh // H
+    h = pid_bh % H
+    grp = h // (H // G)
+    offs_t = c * T + tl.arange(0, T)
+    mt = offs_t < L
+    offs_p = tl.arange(0, PP)
+    mp = offs_p < P
+    offs_n = tl.arange(0, NP)
+    mn = offs_n < N
+    Ah = tl.load(A_ptr + h).to(tl.float32)
+    dt = tl.load(dtv_ptr + pid_bh * nchunks * T + offs_t)
+    cs = tl.load(cs_ptr + pid_bh * nchunks * T + offs_t)
+    a = dt * Ah
+    Lm = _segsum_exp(a, T)
+    w = tl.exp(tl.cumsum(a, axis=0, reverse=True) - a)
+    mtp = mt[:, None] & mp[None, :]
+    mtn = mt[:, None] & mn[None, :]
+    mpn = mp[:, None] & mn[None, :]
+    xo = ((pid_b * L + offs_t[:, None]) * H + h) * P + offs_p[None, :]
+    bo = ((pid_b * L + offs_t[:, None]) * G + grp) * N + offs_n[None, :]
+    so = ((pid_bh * nchunks + c) * P + offs_p[:, None]) * N + offs_n[None, :]
+    u = tl.load(x_ptr + xo, mask=mtp, other=0.0).to(tl.float32) * dt[:, None]
+    Bt = tl.load(B_ptr + bo, mask=mtn, other=0.0).to(tl.float32)
+    Ct = tl.load(C_ptr + bo, mask=mtn, other=0.0).to(tl.float32)
+    gy = tl.load(g_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
+    dML = tl.dot(gy, tl.trans(u), input_precision=DOT_PREC) * Lm  # (T, T)
+    ho = ((pid_b * L + offs_t[:, None]) * H + h) * N + offs_n[None, :]  # per-head dB, dC
+    S0 = tl.load(states_ptr + so, mask=mpn, other=0.0)
+    dCt = tl.dot(dML, Bt, input_precision=DOT_PREC) + \
+        tl.dot(gy * tl.exp(cs)[:, None], S0, input_precision=DOT_PREC)
+    tl.store(dC_ptr + ho, dCt, mask=mtn)
+    dS = tl.load(dstates_ptr + so, mask=mpn, other=0.0)
+    dBt = tl.dot(tl.trans(dML), Ct, input_precision=DOT_PREC) + \
+        tl.dot(u * w[:, None], dS, input_precision=DOT_PREC)
+    tl.store(dB_ptr + ho, dBt, mask=mtn)
+    dseg = dML * tl.dot(Ct, tl.trans(Bt), input_precision=DOT_PREC)
+    dcs = tl.sum(dseg, axis=1) - tl.sum(dseg, axis=0) + \
+        tl.load(part_ptr + (tl.num_programs(1) + pid_bh) * nchunks * T + offs_t)
+    da = tl.cumsum(dcs, axis=0, reverse=True)
     tl.store(dA_ptr + pid_bh * nchunks + c, tl.sum(dt * da, axis=0))
+    ddt = tl.load(part_ptr + pid_bh * nchunks * T + offs_t) + Ah * da
+    raw, _ = _dt_block(dt_ptr, bias_ptr, offs_t, mt, h, L, H, pid_b, lo, hi,
+                       HAS_BIAS, SOFTPLUS, CLAMP)
     if SOFTPLUS:
         ddt = ddt * sigmoid(raw)
     if CLAMP:
@@ -314,8 +369,10 @@ def _config(chunk):
         T, wf, wb = CONFIG_OVERRIDE
         return max(16, next_pow2(T if chunk is None else chunk)), wf, wb
     if chunk is None:
-        chunk = 16 if interpreting() else 64
-    return max(16, next_pow2(chunk)), 4, 8
+        chunk = 16 if interpreting() else 32
+    # T = 32 with 8 warps: no kernel spills registers at headdim 64, N 64 with exact float32
+    # dots (benchmarks/sass_ssd.py); T = 64 or 4 warps spill in the backward
+    return max(16, next_pow2(chunk)), 8, 8
 
 
 def _limits(dt_limit):
@@ -360,10 +417,10 @@ def ssd_fwd(x, dt, A, B, C, D, z, dt_bias, softplus, dt_limit, h0, chunk, save_f
         T=T, BLOCK=BLOCK, HAS_INIT=h0 is not None, REVERSE=False, num_warps=4)
     _chunk_scan_kernel[(nc, b * H)](
         x, z if z is not None else dummy, B, C, D if D is not None else dummy, A,
-        dtcs[0], dtcs[1], states, out,
+        dtcs[0], dtcs[1], states, out, dummy, dummy,
         L, H, G, P, N, nc,
         T=T, PP=PP, NP=NP, HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2,
-        HAS_Z=z is not None, DOT_PREC=DOT_PRECISION, num_warps=wf)
+        HAS_Z=z is not None, GATE_BWD=False, DOT_PREC=DOT_PRECISION, num_warps=wf)
     if x.dtype == torch.float64:
         final = final.double()
     return out, final, ((states, dtcs) if save_for_backward else None), T
@@ -384,9 +441,20 @@ def ssd_bwd(gout, gfinal, x, dt, A, B, C, D, z, dt_bias, softplus, dt_limit, sav
     dstates = torch.empty((b * H, nc, P, N), **f32)
     dh0 = torch.empty((b, H, P, N), **f32)
     dummy = dh0
+    hasD, D_per_p = D is not None, D is not None and D.dim() == 2
+    dz = None
+    if z is not None:  # dz, and the gradient before the gate that the other kernels use
+        dz = torch.empty_like(z)
+        gy = torch.empty((b, L, H, P), **f32)
+        _chunk_scan_kernel[(nc, b * H)](
+            x, z, B, C, D if hasD else dummy, A, dtcs[0], dtcs[1], states, dz, gout, gy,
+            L, H, G, P, N, nc,
+            T=T, PP=PP, NP=NP, HAS_D=hasD, D_PER_P=D_per_p, HAS_Z=True, GATE_BWD=True,
+            DOT_PREC=DOT_PRECISION, num_warps=wf)
+    else:
+        gy = gout
     _chunk_dstate_kernel[(nc, b * H)](
-        gout, z if z is not None else dummy, C, dtcs[1], dstates,
-        L, H, G, P, N, nc, T=T, PP=PP, NP=NP, HAS_Z=z is not None, DOT_PREC=DOT_PRECISION,
+        gy, C, dtcs[1], dstates, L, H, G, P, N, nc, T=T, PP=PP, NP=NP, DOT_PREC=DOT_PRECISION,
         num_warps=wf)
     PN = P * N
     BLOCK = min(1024, next_pow2(PN))
@@ -395,21 +463,23 @@ def ssd_bwd(gout, gfinal, x, dt, A, B, C, D, z, dt_bias, softplus, dt_limit, sav
         T=T, BLOCK=BLOCK, HAS_INIT=gfinal is not None, REVERSE=True, num_warps=4)
     dx = torch.empty_like(x)
     ddt = torch.empty_like(dt)
-    dz = torch.empty_like(z) if z is not None else dummy
     dBh = torch.empty((b, L, H, N), **f32)
     dCh = torch.empty((b, L, H, N), **f32)
+    part = torch.empty((2, b * H, nc * T), **f32)
     dA = torch.empty((b * H, nc), **f32)
-    dD = torch.empty((b * H, nc, PP), **f32) if D is not None else dummy
+    dD = torch.empty((b * H, nc, PP), **f32) if hasD else dummy
     dbias = torch.empty((b * H, nc), **f32) if dt_bias is not None else dummy
     clamp, lo, hi = _limits(dt_limit)
-    _chunk_bwd_kernel[(nc, b * H)](
-        x, dt, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-        dt_bias if dt_bias is not None else dummy, gout, dtcs[0], dtcs[1], states, dstates,
-        dx, ddt, dz, dBh, dCh, dA, dD, dbias,
+    _chunk_bwd_dx_kernel[(nc, b * H)](
+        x, A, B, C, D if hasD else dummy, gy, dtcs[0], dtcs[1], states, dstates, dx, part, dD,
+        L, H, G, P, N, nc,
+        T=T, PP=PP, NP=NP, HAS_D=hasD, D_PER_P=D_per_p, DOT_PREC=DOT_PRECISION, num_warps=wb)
+    _chunk_bwd_dbc_kernel[(nc, b * H)](
+        x, dt, A, B, C, dt_bias if dt_bias is not None else dummy, gy, dtcs[0], dtcs[1],
+        states, dstates, part, ddt, dBh, dCh, dA, dbias,
         L, H, G, P, N, nc, lo, hi,
-        T=T, PP=PP, NP=NP, HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2,
-        HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(softplus),
-        CLAMP=clamp, DOT_PREC=DOT_PRECISION, num_warps=wb)
+        T=T, PP=PP, NP=NP, HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(softplus), CLAMP=clamp,
+        DOT_PREC=DOT_PRECISION, num_warps=wb)
     k = H // G
     dB = dBh.view(b, L, G, k, N).sum(3)
     dC = dCh.view(b, L, G, k, N).sum(3)
@@ -420,5 +490,5 @@ def ssd_bwd(gout, gfinal, x, dt, A, B, C, D, z, dt_bias, softplus, dt_limit, sav
         if D.dim() == 1:
             dDs = dDs.sum(-1)
     dbs = dbias.view(b, H, nc).sum((0, 2)) if dt_bias is not None else None
-    return (dx, ddt, dA, dB, dC, dDs, dz if z is not None else None, dbs,
+    return (dx, ddt, dA, dB, dC, dDs, dz, dbs,
             dh0 if need_h0_grad else None)
