@@ -12,7 +12,8 @@ Problem: batch 2, 4 heads x headdim 64 (= 256 channels), N 64, one B/C group, fl
 "fwd" runs under ``torch.no_grad()``; "fwd+bwd" is a forward with autograd and the backward of
 a fixed random linear loss to x, dt, A, B, C, D and dt_bias.  The implementations of one
 (L, mode) are timed in alternation (one call of each per round, after one warm-up round);
-the table gives the medians.  The thread count is set through ``OMP_NUM_THREADS``,
+the table gives the medians of wall-clock time and, in brackets, of process CPU time (less
+sensitive to other jobs on a shared machine).  The thread count is set through ``OMP_NUM_THREADS``,
 ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` before torch is imported, and with
 ``torch.set_num_threads``, the same for every implementation, and printed in the header.
 
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+import time
 
 
 def _parse():
@@ -48,7 +51,6 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import torch  # noqa: E402
 
-from _common import alternate  # noqa: E402
 from probkit.neural.ops import ssd  # noqa: E402
 
 BATCH, HEADS, HEADDIM, N, GROUPS = 2, 4, 64, 64, 1
@@ -97,6 +99,20 @@ def runner(fn, xs, mode, gw):
     return once
 
 
+def alternate_timed(funcs, repeats):
+    """Medians of wall-clock and process CPU time, one call of each function per round."""
+    wall = {n: [] for n in funcs}
+    cpu = {n: [] for n in funcs}
+    for _ in range(repeats):
+        for n, f in funcs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            wall[n].append(time.perf_counter() - t0)
+            cpu[n].append(time.process_time() - c0)
+    return ({n: statistics.median(v) for n, v in wall.items()},
+            {n: statistics.median(v) for n, v in cpu.items()})
+
+
 def fmt(s):
     return f"{s * 1e3:.0f} ms" if s < 1 else f"{s:.2f} s"
 
@@ -127,11 +143,11 @@ def main(args):
             funcs = {n: runner(impls[n], xs, mode, gw) for n in names}
             for f in funcs.values():  # warm-up round
                 f()
-            med, _ = alternate(funcs, args.repeats)
-            row = f"| {L} | {mode} | " + " | ".join(fmt(med[n]) for n in names)
-            row += f" | {med['recurrence'] / med['cpu']:.1f}x"
+            med, cpu = alternate_timed(funcs, args.repeats)
+            row = f"| {L} | {mode} | " + " | ".join(f"{fmt(med[n])} ({fmt(cpu[n])})" for n in names)
+            row += f" | {med['recurrence'] / med['cpu']:.1f}x ({cpu['recurrence'] / cpu['cpu']:.1f}x)"
             if "transformers" in names:
-                row += f" | {med['transformers'] / med['cpu']:.1f}x"
+                row += f" | {med['transformers'] / med['cpu']:.1f}x ({cpu['transformers'] / cpu['cpu']:.1f}x)"
             row += " |"
             print(row, flush=True)
 
