@@ -84,6 +84,24 @@ def _segsum_exp(a, T: tl.constexpr):
 
 
 @triton.jit
+def _chunk_program(H, G):
+    """(chunk, batch * nheads + head, batch, head, group) of a chunk program."""
+    c = tl.program_id(0)
+    pid_bh = tl.program_id(1).to(tl.int64)
+    h = pid_bh % H
+    return c, pid_bh, pid_bh // H, h, h // (H // G)
+
+
+@triton.jit
+def _chunk_offsets(c, L, P, N, T: tl.constexpr, PP: tl.constexpr, NP: tl.constexpr):
+    """Positions, head channels and state indices of a chunk program, with their masks."""
+    offs_t = c * T + tl.arange(0, T)
+    offs_p = tl.arange(0, PP)
+    offs_n = tl.arange(0, NP)
+    return offs_t, offs_t < L, offs_p, offs_p < P, offs_n, offs_n < N
+
+
+@triton.jit
 def _chunk_state_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, bias_ptr, dtv_ptr, cs_ptr, states_ptr,
     L, H, G, P, N, nchunks, lo, hi,
@@ -91,15 +109,8 @@ def _chunk_state_kernel(
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CLAMP: tl.constexpr,
     DOT_PREC: tl.constexpr,
 ):
-    c = tl.program_id(0)
-    pid_bh = tl.program_id(1).to(tl.int64)
-    pid_b = pid_bh // H
-    h = pid_bh % H
-    grp = h // (H // G)
-    offs_t = c * T + tl.arange(0, T)
-    mt = offs_t < L
-    offs_p = tl.arange(0, PP)
-    offs_n = tl.arange(0, NP)
+    c, pid_bh, pid_b, h, grp = _chunk_program(H, G)
+    offs_t, mt, offs_p, mp, offs_n, mn = _chunk_offsets(c, L, P, N, T, PP, NP)
     _, dt = _dt_block(dt_ptr, bias_ptr, offs_t, mt, h, L, H, pid_b, lo, hi,
                       HAS_BIAS, SOFTPLUS, CLAMP)
     a = dt * tl.load(A_ptr + h).to(tl.float32)
@@ -108,12 +119,12 @@ def _chunk_state_kernel(
     tl.store(cs_ptr + pid_bh * nchunks * T + offs_t, cs)
     w = tl.exp(tl.cumsum(a, axis=0, reverse=True) - a)  # exp(sum_{r > s} a_r)
     x = tl.load(x_ptr + ((pid_b * L + offs_t[:, None]) * H + h) * P + offs_p[None, :],
-                mask=mt[:, None] & (offs_p[None, :] < P), other=0.0).to(tl.float32)
+                mask=mt[:, None] & mp[None, :], other=0.0).to(tl.float32)
     Bt = tl.load(B_ptr + ((pid_b * L + offs_t[:, None]) * G + grp) * N + offs_n[None, :],
-                 mask=mt[:, None] & (offs_n[None, :] < N), other=0.0).to(tl.float32)
+                 mask=mt[:, None] & mn[None, :], other=0.0).to(tl.float32)
     local = tl.dot(tl.trans(x * (dt * w)[:, None]), Bt, input_precision=DOT_PREC)  # (PP, NP)
     tl.store(states_ptr + ((pid_bh * nchunks + c) * P + offs_p[:, None]) * N + offs_n[None, :],
-             local, mask=(offs_p[:, None] < P) & (offs_n[None, :] < N))
+             local, mask=mp[:, None] & mn[None, :])
 
 
 @triton.jit
@@ -154,17 +165,8 @@ def _chunk_scan_kernel(
 ):
     """Outputs of a chunk; with ``GATE_BWD`` (backward, with a gate) it recomputes the output
     before the gate and stores ``dz`` into ``out`` and the gradient before the gate into ``gy``."""
-    c = tl.program_id(0)
-    pid_bh = tl.program_id(1).to(tl.int64)
-    pid_b = pid_bh // H
-    h = pid_bh % H
-    grp = h // (H // G)
-    offs_t = c * T + tl.arange(0, T)
-    mt = offs_t < L
-    offs_p = tl.arange(0, PP)
-    mp = offs_p < P
-    offs_n = tl.arange(0, NP)
-    mn = offs_n < N
+    c, pid_bh, pid_b, h, grp = _chunk_program(H, G)
+    offs_t, mt, offs_p, mp, offs_n, mn = _chunk_offsets(c, L, P, N, T, PP, NP)
     dt = tl.load(dtv_ptr + pid_bh * nchunks * T + offs_t)
     cs = tl.load(cs_ptr + pid_bh * nchunks * T + offs_t)
     a = dt * tl.load(A_ptr + h).to(tl.float32)
@@ -209,17 +211,8 @@ def _chunk_dstate_kernel(
 ):
     """A chunk's contribution ``(exp(cs) o g)^T C`` to the adjoint of the state entering it
     (``g``: the gradient of the output before the gate)."""
-    c = tl.program_id(0)
-    pid_bh = tl.program_id(1).to(tl.int64)
-    pid_b = pid_bh // H
-    h = pid_bh % H
-    grp = h // (H // G)
-    offs_t = c * T + tl.arange(0, T)
-    mt = offs_t < L
-    offs_p = tl.arange(0, PP)
-    mp = offs_p < P
-    offs_n = tl.arange(0, NP)
-    mn = offs_n < N
+    c, pid_bh, pid_b, h, grp = _chunk_program(H, G)
+    offs_t, mt, offs_p, mp, offs_n, mn = _chunk_offsets(c, L, P, N, T, PP, NP)
     cs = tl.load(cs_ptr + pid_bh * nchunks * T + offs_t)
     mtp = mt[:, None] & mp[None, :]
     xo = ((pid_b * L + offs_t[:, None]) * H + h) * P + offs_p[None, :]
@@ -241,18 +234,9 @@ def _chunk_bwd_dx_kernel(
 ):
     """Backward, part 1: ``du`` -> ``dx``, ``dD``; stores ``x . du`` and the terms of ``d cs``
     that do not involve ``C B^T`` for part 2 (``g``: the gradient before the gate)."""
-    c = tl.program_id(0)
-    pid_bh = tl.program_id(1).to(tl.int64)
-    pid_b = pid_bh // H
-    h = pid_bh % H
-    grp = h // (H // G)
+    c, pid_bh, pid_b, h, grp = _chunk_program(H, G)
+    offs_t, mt, offs_p, mp, offs_n, mn = _chunk_offsets(c, L, P, N, T, PP, NP)
     idx = tl.arange(0, T)
-    offs_t = c * T + idx
-    mt = offs_t < L
-    offs_p = tl.arange(0, PP)
-    mp = offs_p < P
-    offs_n = tl.arange(0, NP)
-    mn = offs_n < N
     dt = tl.load(dtv_ptr + pid_bh * nchunks * T + offs_t)
     cs = tl.load(cs_ptr + pid_bh * nchunks * T + offs_t)
     a = dt * tl.load(A_ptr + h).to(tl.float32)
@@ -304,17 +288,8 @@ def _chunk_bwd_dbc_kernel(
 ):
     """Backward, part 2: ``dB``, ``dC`` (per head), the rest of ``d cs`` and with it ``d dt``,
     ``dA`` and ``d dt_bias``."""
-    c = tl.program_id(0)
-    pid_bh = tl.program_id(1).to(tl.int64)
-    pid_b = pid_bh // H
-    h = pid_bh % H
-    grp = h // (H // G)
-    offs_t = c * T + tl.arange(0, T)
-    mt = offs_t < L
-    offs_p = tl.arange(0, PP)
-    mp = offs_p < P
-    offs_n = tl.arange(0, NP)
-    mn = offs_n < N
+    c, pid_bh, pid_b, h, grp = _chunk_program(H, G)
+    offs_t, mt, offs_p, mp, offs_n, mn = _chunk_offsets(c, L, P, N, T, PP, NP)
     Ah = tl.load(A_ptr + h).to(tl.float32)
     dt = tl.load(dtv_ptr + pid_bh * nchunks * T + offs_t)
     cs = tl.load(cs_ptr + pid_bh * nchunks * T + offs_t)
