@@ -203,7 +203,7 @@ def test_options_from_a_transformers_config():
                        layer_norm_epsilon=1e-6, time_step_limit=(0.0, float("inf")))
     opts = hf_mamba2_layer_options(cfg)
     assert opts == dict(d_model=32, d_state=16, expand=2, headdim=16, ngroups=2, d_conv=3,
-                        chunk_size=64, dt_limit=None, bias=True, conv_bias=True, norm_eps=1e-6)
+                        dt_limit=None, bias=True, conv_bias=True, norm_eps=1e-6)
     layer = Mamba2Layer(**opts)
     assert layer.nheads == 4 and layer.norm.eps == layer.out_norm.eps == 1e-6
     bad = cfg.to_dict()

@@ -201,7 +201,7 @@ def test_triton_matches_float64_reference(name, case, softplus, limit):
 def test_triton_chunk_sizes_agree():
     inputs = make_inputs(4, b=1, L=40, H=2, P=4, G=1, N=4, D="head", z=True,
                          dtype=torch.float32, device=dev_for("triton"))
-    outs = [ssd(**inputs, dt_softplus=True, backend="triton", chunk_size=c) for c in (16, 32)]
+    outs = [ssd(**inputs, dt_softplus=True, backend="triton", chunk_size=c) for c in (16, 32, 128)]
     ref = ssd(**inputs, dt_softplus=True, backend="reference")
     for o in outs:
         assert rel_err(o, ref) <= 1e-5

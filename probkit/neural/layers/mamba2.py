@@ -257,8 +257,9 @@ def hf_mamba2_layer_options(config):
     ----------
     config : transformers.Mamba2Config or dict
         Read: ``hidden_size, state_size, expand, head_dim, num_heads, n_groups,
-        conv_kernel, chunk_size, use_bias, use_conv_bias, layer_norm_epsilon,
-        time_step_limit, hidden_act``.
+        conv_kernel, use_bias, use_conv_bias, layer_norm_epsilon, time_step_limit,
+        hidden_act``.  The config's ``chunk_size`` is not carried over: the chunk length
+        changes only the speed of the scan, and each backend has its own default.
 
     Returns
     -------
@@ -276,7 +277,7 @@ def hf_mamba2_layer_options(config):
     --------
     >>> from probkit.neural.layers import hf_mamba2_layer_options
     >>> cfg = dict(hidden_size=16, state_size=8, expand=2, head_dim=8, num_heads=4, n_groups=2,
-    ...            conv_kernel=4, chunk_size=256, use_bias=False, use_conv_bias=True,
+    ...            conv_kernel=4, use_bias=False, use_conv_bias=True,
     ...            layer_norm_epsilon=1e-5, time_step_limit=(0.0, float("inf")), hidden_act="silu")
     >>> opts = hf_mamba2_layer_options(cfg)
     >>> opts["d_model"], opts["headdim"], opts["ngroups"], opts["dt_limit"]
@@ -297,8 +298,7 @@ def hf_mamba2_layer_options(config):
     dt_limit = None if (lo <= 0.0 and hi == math.inf) else (lo, hi)
     return dict(d_model=d_model, d_state=int(_cfg(config, "state_size")), expand=expand,
                 headdim=headdim, ngroups=int(_cfg(config, "n_groups")),
-                d_conv=int(_cfg(config, "conv_kernel")), chunk_size=int(_cfg(config, "chunk_size")),
-                dt_limit=dt_limit, bias=bool(_cfg(config, "use_bias")),
+                d_conv=int(_cfg(config, "conv_kernel")), dt_limit=dt_limit, bias=bool(_cfg(config, "use_bias")),
                 conv_bias=bool(_cfg(config, "use_conv_bias")),
                 norm_eps=float(_cfg(config, "layer_norm_epsilon")))
 

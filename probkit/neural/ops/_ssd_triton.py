@@ -345,6 +345,8 @@ def _config(chunk):
         return max(16, next_pow2(T if chunk is None else chunk)), wf, wb
     if chunk is None:
         chunk = 16 if interpreting() else 32
+    # whole (T, T) tiles live in registers: longer chunks would not fit
+    chunk = min(chunk, 64)
     # T = 32 with 8 warps: no kernel spills registers at headdim 64, N 64 with exact float32
     # dots (benchmarks/sass_ssd.py); T = 64 or 4 warps spill in the backward
     return max(16, next_pow2(chunk)), 8, 8

@@ -231,7 +231,7 @@ def ssd(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limi
         otherwise; ``"reference"`` is the per-step loop.
     chunk_size : int, optional
         Steps per chunk: default 64 (at most ``L``) for ``cpu``; for ``triton`` rounded up to
-        a power of two, at least 16 (default 32 on GPU, 16 under the interpreter).  Results
+        a power of two in [16, 64] (default 32 on GPU, 16 under the interpreter).  Results
         do not depend on it beyond rounding.
 
     Returns
