@@ -51,6 +51,8 @@ API_MODULES = [
     ("probkit.hmm", "Hidden Markov models"),
     ("probkit.vi", "Variational inference"),
     ("probkit.neural", "Neural sequence models"),
+    ("probkit.neural.layers", "Neural sequence layers"),
+    ("probkit.neural.ops", "Neural sequence operators"),
     ("probkit.distributions", "Distributions"),
     ("probkit.em.engine", "The EM engine"),
     ("probkit.inference", "HMM inference kernels"),
