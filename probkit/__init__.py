@@ -16,6 +16,7 @@ Examples
 from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM, VariationalHMM
 from probkit.io import load
 from probkit.mixture import BayesianGaussianMixture, BayesianMixture, GaussianMixture, MixtureModel
+from probkit.ssm import LinearGaussianSSM
 from probkit.utils.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "GaussianHMM",
     "GaussianMixture",
     "HMM",
+    "LinearGaussianSSM",
     "MixtureModel",
     "MultinomialHMM",
     "PoissonHMM",
