@@ -114,6 +114,8 @@ MODELS = {
                                  sequential=True, iter_param="n_iter", options=("n_init",)),
     "poisson-hmm": ModelSpec("probkit.hmm:PoissonHMM", "hidden Markov model with Poisson emissions for counts",
                              sequential=True, iter_param="n_iter", options=("n_init",)),
+    "linear-gaussian-ssm": ModelSpec("probkit.ssm:LinearGaussianSSM", "linear-Gaussian state-space model "
+                                     "(Kalman filter; -k = state dimension)", sequential=True, iter_param="n_iter"),
 }
 
 
@@ -365,7 +367,7 @@ def _load_model(path, command, needs):
 def _is_sequential(model):
     from probkit.hmm._base import BaseHMM
 
-    return isinstance(model, BaseHMM) or hasattr(model, "startprob_")
+    return isinstance(model, BaseHMM) or hasattr(model, "startprob_") or hasattr(model, "transition_matrix_")
 
 
 def _model_data(model, args, model_path):

@@ -34,6 +34,7 @@ backend always computes every step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -42,6 +43,7 @@ import torch
 
 from probkit.inference._checks import as_float_tensor, check_choice
 from probkit.inference.padded import pad_sequences, unpad_sequences
+from probkit.utils.threads import _torch_threads
 from probkit.utils.validation import check_lengths
 
 try:  # numba is a declared dependency; the torch backend keeps working without it.
@@ -605,13 +607,23 @@ def kalman_smoother(observations, params, *, inputs=None, lengths=None, backend=
     return _smoother_validated(y, params, u, lengths, backend=chosen, steady_state_tol=tol)
 
 
+def _small_op_threads(like):
+    """One torch thread for the per-step CPU ops of the torch backend.
+
+    Each step runs a few tiny batched products; handing them to torch's OpenMP pool costs
+    more than the arithmetic, and far more when other processes share the cores.
+    """
+    return _torch_threads(1) if like.device.type == "cpu" else contextlib.nullcontext()
+
+
 def _filter_validated(y, params, u, lengths, *, backend="auto", steady_state_tol=DEFAULT_STEADY_STATE_TOL):
     """:func:`kalman_filter` on inputs that are already checked (tensors of one dtype and device)."""
     chosen = _resolve_backend(backend, y, u, *params[:6])
     if chosen == "numba":
         arrays, _ = _filter_numba(y, params, u, lengths, steady_state_tol)
         return KalmanFilterResult(*_as_result(arrays, y))
-    seq_ll, padded, valid = _filter_torch(y, params, u, lengths)
+    with _small_op_threads(y):
+        seq_ll, padded, valid = _filter_torch(y, params, u, lengths)
     return KalmanFilterResult(seq_ll, *(unpad_sequences(a, lengths) for a in padded))
 
 
@@ -622,8 +634,9 @@ def _smoother_validated(y, params, u, lengths, *, backend="auto", steady_state_t
         filtered, extra = _filter_numba(y, params, u, lengths, steady_state_tol)
         smoothed = _smoother_numba(filtered, extra, lengths, steady_state_tol)
         return KalmanSmootherResult(KalmanFilterResult(*_as_result(filtered, y)), *_as_result(smoothed, y))
-    seq_ll, padded, valid = _filter_torch(y, params, u, lengths)
-    smoothed = _smoother_torch(padded, params, lengths)
+    with _small_op_threads(y):
+        seq_ll, padded, valid = _filter_torch(y, params, u, lengths)
+        smoothed = _smoother_torch(padded, params, lengths)
     filt = KalmanFilterResult(seq_ll, *(unpad_sequences(a, lengths) for a in padded))
     return KalmanSmootherResult(filt, *(unpad_sequences(a, lengths) for a in smoothed))
 
