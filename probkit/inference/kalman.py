@@ -559,7 +559,8 @@ def kalman_filter(observations, params, *, inputs=None, lengths=None, backend="a
     Examples
     --------
     A random walk observed with unit noise: the first filtered mean is the average of
-    the prior mean 0 and the observation 2.
+    the prior mean 0 and the observation 2 (variance 1/2); the missing second value only
+    adds the step variance (1.5); the third update gives ``2.5 / (2.5 + 1)``.
 
     >>> import numpy as np
     >>> params = LinearGaussianParams(np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.zeros(1), np.eye(1))
@@ -567,7 +568,7 @@ def kalman_filter(observations, params, *, inputs=None, lengths=None, backend="a
     >>> res.filtered_means[:, 0]
     tensor([1.0000, 1.0000, 1.0000], dtype=torch.float64)
     >>> res.filtered_covariances[:, 0, 0]
-    tensor([0.5000, 1.5000, 0.6000], dtype=torch.float64)
+    tensor([0.5000, 1.5000, 0.7143], dtype=torch.float64)
     >>> res.step_log_likelihood[1].item()
     0.0
     """
@@ -600,7 +601,7 @@ def kalman_smoother(observations, params, *, inputs=None, lengths=None, backend=
     >>> res.smoothed_means[:, 0]
     tensor([1.0000, 1.0000, 1.0000], dtype=torch.float64)
     >>> res.lag_one_covariances[:, 0, 0]
-    tensor([0.0000, 0.4000, 0.6000], dtype=torch.float64)
+    tensor([0.0000, 0.2857, 0.4286], dtype=torch.float64)
     """
     tol = _check_tol(steady_state_tol)
     y, params, u, lengths, chosen = _prepare(observations, params, inputs, lengths, backend)
