@@ -436,3 +436,23 @@ def test_unstable_transition_matrix_is_reported():
         est.sample(5000, random_state=0)
     # a short sample of an unstable model is still well defined
     assert np.isfinite(est.sample(20, random_state=0)[0]).all()
+
+
+def test_command_line_sample_and_hmm_only_commands(tmp_path, capsys):
+    from probkit.cli import main
+
+    est = hand_set(random_model(2, 2, seed=5))
+    est.n_features_in_ = 2
+    model_path = est.save(tmp_path / "hand.pk")
+    out_path = tmp_path / "sample.csv"
+    assert main(["sample", str(model_path), "-n", "30", "--random-state", "4", "-o", str(out_path)]) == 0
+    table = np.loadtxt(out_path, delimiter=",", skiprows=1)
+    X, states = est.sample(30, random_state=4)
+    np.testing.assert_allclose(table, np.hstack([X, states]), rtol=1e-15)
+    data = tmp_path / "series.csv"
+    np.savetxt(data, X, delimiter=",")
+    capsys.readouterr()
+    assert main(["decode", str(model_path), str(data)]) == 1
+    assert "decode needs a model with discrete states" in capsys.readouterr().err
+    assert main(["fit", "linear-gaussian-ssm", str(data), "--plot", str(tmp_path / "p.png")]) == 1
+    assert "--plot needs a model with discrete states" in capsys.readouterr().err
