@@ -136,8 +136,8 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         ``C``, ``d`` feedthrough matrix ``D``, ``q`` transition covariance ``Q``, ``r``
         observation covariance ``R``, ``m`` initial state mean ``m0``, ``p`` initial
         state covariance ``P0``. A parameter missing from ``params`` stays at its initial
-        (or hand-set) value; one missing from ``init_params`` must be set by hand before
-        ``fit`` (unless the model has no such parameter, as ``B`` and ``D`` without inputs).
+        (or hand-set) value; one missing from ``init_params`` keeps the value set by hand
+        before ``fit`` (and is initialised from the data only if it has none).
     reg_covar : float, default=1e-6
         Added to the diagonal of ``Q``, ``R`` and ``P0`` after each M-step, so they stay
         positive definite.

@@ -456,3 +456,21 @@ def test_command_line_sample_and_hmm_only_commands(tmp_path, capsys):
     assert "decode needs a model with discrete states" in capsys.readouterr().err
     assert main(["fit", "linear-gaussian-ssm", str(data), "--plot", str(tmp_path / "p.png")]) == 1
     assert "--plot needs a model with discrete states" in capsys.readouterr().err
+
+
+def test_torch_backend_fit_equals_compiled_fit(monkeypatch):
+    # The device (CUDA) code path, run on the CPU: same EM trajectory as the numba kernels.
+    import probkit.inference.kalman as kalman
+
+    rng = np.random.RandomState(0)
+    X = data_with_missing(160, 3, seed=2, frac=0.2)
+    u = rng.normal(size=(160, 1))
+    kwargs = dict(n_iter=4, tol=0.0, observation_covariance_type="full", random_state=0)
+    compiled = fit_quietly(LinearGaussianSSM(2, **kwargs), X, lengths=[100, 60], inputs=u)
+    monkeypatch.setattr(kalman, "_resolve_backend", lambda backend, *tensors: "torch")
+    padded = fit_quietly(LinearGaussianSSM(2, **kwargs), X, lengths=[100, 60], inputs=u)
+    np.testing.assert_allclose(padded.monitor_.history, compiled.monitor_.history, rtol=1e-10)
+    for name in ATTRS.values():
+        np.testing.assert_allclose(getattr(padded, name), getattr(compiled, name), atol=1e-8)
+    np.testing.assert_allclose(padded.predict(X, [100, 60], inputs=u), compiled.predict(X, [100, 60], inputs=u),
+                               atol=1e-8)
