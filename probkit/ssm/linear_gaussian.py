@@ -637,10 +637,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         means : numpy.ndarray of shape (n_samples, n_components)
         covariances : numpy.ndarray of shape (n_samples, n_components, n_components)
         """
-        data = self._prepare(X, lengths, inputs)
-        with torch.no_grad():
-            res = self._filter(data)
-        return to_numpy(res.filtered_means), to_numpy(res.filtered_covariances)
+        return self._state_moments(X, lengths, inputs, smoothed=False)
 
     @limit_torch_threads
     def smooth(self, X, lengths=None, *, inputs=None):
@@ -651,10 +648,16 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         means : numpy.ndarray of shape (n_samples, n_components)
         covariances : numpy.ndarray of shape (n_samples, n_components, n_components)
         """
+        return self._state_moments(X, lengths, inputs, smoothed=True)
+
+    def _state_moments(self, X, lengths, inputs, smoothed):
         data = self._prepare(X, lengths, inputs)
         with torch.no_grad():
-            res = self._smooth(data)
-        return to_numpy(res.smoothed_means), to_numpy(res.smoothed_covariances)
+            if smoothed:
+                res = self._smooth(data)
+                return to_numpy(res.smoothed_means), to_numpy(res.smoothed_covariances)
+            res = self._filter(data)
+        return to_numpy(res.filtered_means), to_numpy(res.filtered_covariances)
 
     def fit_transform(self, X, y=None, *, lengths=None, inputs=None):
         """Fit, then return the smoothed state means of ``X`` (see :meth:`transform`).
