@@ -349,12 +349,15 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
                        first_rows=torch.as_tensor(ends - lengths, device=device),
                        last_rows=torch.as_tensor(ends - 1, device=device))
 
-    def _check_fit_y(self, n, y):
+    def _check_y_slot(self, n, y, method):
+        """``y`` is scikit-learn's slot (ignored); sequence lengths or inputs there are an error."""
         if y is not None:
             y = np.asarray(y)
             if y.ndim != 1 or y.shape[0] != n:
-                raise TypeError("fit(X, y) got a second argument that is not one value per row of X; pass sequence "
-                                "lengths as fit(X, lengths=lengths) and inputs as fit(X, inputs=inputs)")
+                raise TypeError(f"{type(self).__name__}.{method}(X, ...) got a second positional argument that is not "
+                                f"one value per row of X; pass sequence lengths by keyword, {method}(X, "
+                                "lengths=lengths), and inputs as inputs=inputs (probkit keeps the second slot for "
+                                "scikit-learn's y)")
 
     def _tensor_params(self, data, params=None):
         params = self._params() if params is None else params
@@ -574,7 +577,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         """
         self._check_options()
         data = self._validate_sequences(X, lengths, inputs, reset=True, training=True)
-        self._check_fit_y(data.X.shape[0], y)
+        self._check_y_slot(data.X.shape[0], y, "fit")
         random_state = check_random_state(self.random_state)
         result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=1, random_state=random_state,
                         objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True)
@@ -610,11 +613,12 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         log_likelihood : float
         """
         data = self._prepare(X, lengths, inputs)
+        self._check_y_slot(data.X.shape[0], y, "score")
         with torch.no_grad():
             return float(self._filter(data).log_likelihood.sum())
 
     @limit_torch_threads
-    def score_samples(self, X, lengths=None, *, inputs=None):
+    def score_samples(self, X, *, lengths=None, inputs=None):
         """One-step predictive log-density of each row, ``log p(y_t | y_1..t-1)``.
 
         The rows of a sequence sum to its log-likelihood; a row with every entry missing
@@ -629,7 +633,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
             return to_numpy(self._filter(data).step_log_likelihood)
 
     @limit_torch_threads
-    def filter(self, X, lengths=None, *, inputs=None):
+    def filter(self, X, *, lengths=None, inputs=None):
         """Filtered state moments ``x_t | y_1..t`` (Kalman filter).
 
         Returns
@@ -640,7 +644,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         return self._state_moments(X, lengths, inputs, smoothed=False)
 
     @limit_torch_threads
-    def smooth(self, X, lengths=None, *, inputs=None):
+    def smooth(self, X, *, lengths=None, inputs=None):
         """Smoothed state moments ``x_t | y_1..T`` (Rauch-Tung-Striebel smoother).
 
         Returns
@@ -666,19 +670,19 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         -------
         states : numpy.ndarray of shape (n_samples, n_components)
         """
-        return self.fit(X, y, lengths=lengths, inputs=inputs).transform(X, lengths, inputs=inputs)
+        return self.fit(X, y, lengths=lengths, inputs=inputs).transform(X, lengths=lengths, inputs=inputs)
 
-    def transform(self, X, lengths=None, *, inputs=None):
+    def transform(self, X, *, lengths=None, inputs=None):
         """Smoothed state means ``E[x_t | y_1..T]``.
 
         Returns
         -------
         states : numpy.ndarray of shape (n_samples, n_components)
         """
-        return self.smooth(X, lengths, inputs=inputs)[0]
+        return self.smooth(X, lengths=lengths, inputs=inputs)[0]
 
     @limit_torch_threads
-    def predict(self, X, lengths=None, *, inputs=None):
+    def predict(self, X, *, lengths=None, inputs=None):
         """Smoothed observation means ``E[y_t | y_1..T] = C E[x_t | y_1..T] + D u_t``.
 
         The denoised signal at observed entries and the imputation of missing ones (a
@@ -714,7 +718,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         return to_numpy(out)
 
     @limit_torch_threads
-    def forecast(self, X, n_steps, lengths=None, *, inputs=None, future_inputs=None):
+    def forecast(self, X, n_steps, *, lengths=None, inputs=None, future_inputs=None):
         """Predict the next ``n_steps`` observations after the end of every sequence.
 
         Parameters
@@ -840,7 +844,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
             total -= n * n
         return total
 
-    def aic(self, X, lengths=None, *, inputs=None):
+    def aic(self, X, *, lengths=None, inputs=None):
         """Akaike information criterion ``-2 log L + 2 k`` (lower is better).
 
         ``k`` counts the entries of the parameters in ``params``, less ``n^2`` when the
@@ -848,7 +852,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         """
         return -2 * self.score(X, lengths=lengths, inputs=inputs) + 2 * self._n_parameters()
 
-    def bic(self, X, lengths=None, *, inputs=None):
+    def bic(self, X, *, lengths=None, inputs=None):
         """Bayesian information criterion ``-2 log L + k log(n_samples)`` (lower is better); ``k`` as in :meth:`aic`."""
         n = X.shape[0] if hasattr(X, "shape") else len(X)
         return -2 * self.score(X, lengths=lengths, inputs=inputs) + self._n_parameters() * np.log(n)

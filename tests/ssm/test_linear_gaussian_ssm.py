@@ -264,7 +264,7 @@ def test_forecast_equals_dense_conditioning_for_each_sequence():
     y = data_with_missing(sum(lengths), p, seed=61)
     u = np.random.RandomState(62).normal(size=(sum(lengths), m))
     future = np.random.RandomState(63).normal(size=(len(lengths) * H, m))
-    means, covs = est.forecast(y, H, lengths, inputs=u, future_inputs=future)
+    means, covs = est.forecast(y, H, lengths=lengths, inputs=u, future_inputs=future)
     assert means.shape == (len(lengths) * H, p) and covs.shape == (len(lengths) * H, p, p)
     start = 0
     for s, T in enumerate(lengths):
@@ -335,7 +335,7 @@ def test_save_load_round_trip(tmp_path):
     assert type(loaded) is LinearGaussianSSM and loaded.get_params() == est.get_params()
     for name in ATTRS.values():
         np.testing.assert_array_equal(getattr(loaded, name), getattr(est, name))
-    np.testing.assert_array_equal(loaded.predict(X, [70, 50], inputs=u), est.predict(X, [70, 50], inputs=u))
+    np.testing.assert_array_equal(loaded.predict(X, lengths=[70, 50], inputs=u), est.predict(X, lengths=[70, 50], inputs=u))
     assert loaded.score(X, lengths=[70, 50], inputs=u) == est.score(X, lengths=[70, 50], inputs=u)
     assert loaded.monitor_.history == est.monitor_.history
 
@@ -382,8 +382,14 @@ def test_bad_input_raises_clear_errors():
         est.score(X, lengths=[2, 2])
     with pytest.raises(ValueError, match="Input X contains infinity"):
         est.score(np.full((6, 2), np.inf))
-    with pytest.raises(TypeError, match="pass sequence lengths as fit"):
+    with pytest.raises(TypeError, match="pass sequence lengths by keyword"):
         LinearGaussianSSM(1).fit(X, [3, 3])
+    with pytest.raises(TypeError, match="pass sequence lengths by keyword"):
+        est.score(X, [3, 3])
+    assert est.score(X, np.zeros(6), lengths=[3, 3]) == est.score(X, lengths=[3, 3])  # scikit-learn's y: ignored
+    for method in (est.predict, est.transform, est.score_samples, est.filter, est.smooth, est.bic):
+        with pytest.raises(TypeError):
+            method(X, [3, 3])
     with pytest.raises(ValueError, match="n_samples = 1"):
         LinearGaussianSSM(1).fit(np.zeros((1, 2)))
     with pytest.raises(ValueError, match="no observed entry"):
@@ -472,5 +478,6 @@ def test_torch_backend_fit_equals_compiled_fit(monkeypatch):
     np.testing.assert_allclose(padded.monitor_.history, compiled.monitor_.history, rtol=1e-10)
     for name in ATTRS.values():
         np.testing.assert_allclose(getattr(padded, name), getattr(compiled, name), atol=1e-8)
-    np.testing.assert_allclose(padded.predict(X, [100, 60], inputs=u), compiled.predict(X, [100, 60], inputs=u),
+    np.testing.assert_allclose(padded.predict(X, lengths=[100, 60], inputs=u),
+                               compiled.predict(X, lengths=[100, 60], inputs=u),
                                atol=1e-8)
