@@ -108,14 +108,6 @@ class LinearGaussianParams(NamedTuple):
     input_matrix: object = None
     feedthrough_matrix: object = None
 
-    @property
-    def n_inputs(self):
-        """Number of input columns ``m`` (0 without inputs)."""
-        for value in (self.input_matrix, self.feedthrough_matrix):
-            if value is not None:
-                return int(np.shape(value)[1]) if np.ndim(value) == 2 else 0
-        return 0
-
 
 class KalmanFilterResult(NamedTuple):
     """Result of :func:`kalman_filter` (tensors, sequences stacked).
@@ -357,7 +349,7 @@ def _np64(t):
     return np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())
 
 
-def _offset_rows(u, matrix, n_samples, size):
+def _offset_rows(u, matrix, size):
     if u is None:
         return np.zeros((0, size))
     return np.ascontiguousarray(_np64(u) @ _np64(matrix).T)
@@ -370,8 +362,8 @@ def _filter_numba(y, params, u, lengths, tol):
     offsets = _offsets(lengths)
     bounds = _block_bounds(offsets, n)
     y64 = _np64(y)
-    state_offset = _offset_rows(u, params.input_matrix, N, n)
-    obs_offset = _offset_rows(u, params.feedthrough_matrix, N, p)
+    state_offset = _offset_rows(u, params.input_matrix, n)
+    obs_offset = _offset_rows(u, params.feedthrough_matrix, p)
     pred_mean = np.empty((N, n))
     pred_cov = np.empty((N, n, n))
     filt_mean = np.empty((N, n))
@@ -485,7 +477,7 @@ def _filter_torch(y, params, u, lengths):
         filt_cov[:, t] = P_f
         step_ll[:, t] = torch.where(active, ll, torch.zeros((), dtype=dtype, device=device))
     seq_ll = step_ll.sum(1)
-    return seq_ll, (step_ll, pred_mean, pred_cov, filt_mean, filt_cov), valid
+    return seq_ll, (step_ll, pred_mean, pred_cov, filt_mean, filt_cov)
 
 
 def _smoother_torch(padded_filter, params, lengths):
@@ -624,7 +616,7 @@ def _filter_validated(y, params, u, lengths, *, backend="auto", steady_state_tol
         arrays, _ = _filter_numba(y, params, u, lengths, steady_state_tol)
         return KalmanFilterResult(*_as_result(arrays, y))
     with _small_op_threads(y):
-        seq_ll, padded, valid = _filter_torch(y, params, u, lengths)
+        seq_ll, padded = _filter_torch(y, params, u, lengths)
     return KalmanFilterResult(seq_ll, *(unpad_sequences(a, lengths) for a in padded))
 
 
@@ -636,7 +628,7 @@ def _smoother_validated(y, params, u, lengths, *, backend="auto", steady_state_t
         smoothed = _smoother_numba(filtered, extra, lengths, steady_state_tol)
         return KalmanSmootherResult(KalmanFilterResult(*_as_result(filtered, y)), *_as_result(smoothed, y))
     with _small_op_threads(y):
-        seq_ll, padded, valid = _filter_torch(y, params, u, lengths)
+        seq_ll, padded = _filter_torch(y, params, u, lengths)
         smoothed = _smoother_torch(padded, params, lengths)
     filt = KalmanFilterResult(seq_ll, *(unpad_sequences(a, lengths) for a in padded))
     return KalmanSmootherResult(filt, *(unpad_sequences(a, lengths) for a in smoothed))

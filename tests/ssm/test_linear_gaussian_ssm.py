@@ -304,14 +304,12 @@ def test_float32_and_torch_inputs():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
-    model = random_model(3, 2, m=1, seed=90)
     X = data_with_missing(300, 2, seed=91)
     u = np.random.RandomState(92).normal(size=(300, 1))
     cpu = fit_quietly(LinearGaussianSSM(3, n_iter=3, random_state=0), X, inputs=u, lengths=[100, 200])
     gpu = fit_quietly(LinearGaussianSSM(3, n_iter=3, random_state=0, device="cuda"), X, inputs=u, lengths=[100, 200])
     np.testing.assert_allclose(gpu.transition_matrix_, cpu.transition_matrix_, atol=1e-8)
     np.testing.assert_allclose(gpu.score(X, inputs=u, lengths=[100, 200]), cpu.score(X, inputs=u, lengths=[100, 200]))
-    del model
 
 
 def test_information_criteria_count_free_parameters():
