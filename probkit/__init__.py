@@ -28,6 +28,7 @@ _EXPORTS = {
     "GaussianHMM": "probkit.hmm",
     "GaussianMixture": "probkit.mixture",
     "HMM": "probkit.hmm",
+    "LinearGaussianSSM": "probkit.ssm",
     "MixtureModel": "probkit.mixture",
     "MultinomialHMM": "probkit.hmm",
     "PoissonHMM": "probkit.hmm",
