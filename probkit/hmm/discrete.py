@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from probkit.distributions.categorical import Categorical
-from probkit.distributions.poisson import Poisson
 from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.hmm._emissions import CountEmission
 from probkit.utils._array import to_numpy
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
 from probkit.utils._warnings import warn_user
+from probkit.utils.validation import check_nonnegative_integers, check_stochastic
 
 __all__ = ["CategoricalHMM", "MultinomialHMM", "PoissonHMM"]
 
@@ -25,33 +22,13 @@ def _integer_X(estimator, X, reset, name="X", allow_nan=False):
     return X.astype(np.float64)
 
 
-class _CountEmission:
-    """Adapts a component model to the HMM emission protocol (masking missing values when asked)."""
-
-    def __init__(self, components, squeeze=False):
-        self.components = components
-        self.squeeze = squeeze
-
-    def _x(self, x):
-        return x[:, 0] if self.squeeze else x
-
-    def log_prob(self, x, observed=None):
-        if observed is not None:
-            return self.components.log_prob(x, observed)
-        return self.components.log_prob(self._x(x))
-
-    def summarize(self, x, post, observed=None):
-        if observed is not None:
-            return self.components.summarize(x, post, observed)
-        return self.components.summarize(self._x(x), post)
-
-
 class _EmissionProbHMM(BaseHMM):
     """Shared part of the HMMs whose emissions are a probability table ``emissionprob_``
     (categorical symbols, multinomial counts): validation, random initialisation and the
     Dirichlet-MAP M-step on the expected counts."""
 
     _emission_letters = "e"
+    _numpy_emissions = True
 
     def _check_emission_probs(self, n_columns, what, ndim=2):
         """Check ``emissionprob_``: shape ``(n_components, [n_features_in_,] n_columns)``, stochastic rows."""
@@ -172,11 +149,8 @@ class CategoricalHMM(_EmissionProbHMM):
         self._init_emission_probs(m, random_state, n_tables=None if columns == 1 else columns)
         self.n_symbols_ = np.asarray(self.emissionprob_).shape[-1]
 
-    def _emission_model(self, device, dtype):
-        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
-        if probs.ndim == 3:
-            return _CountEmission(FeatureProductComponents(Categorical(probs=probs)))
-        return _CountEmission(BatchedComponents(Categorical(probs=probs)), squeeze=True)
+    def _emission_model(self, like):
+        return CountEmission("categorical", self._as_like(self.emissionprob_, like))
 
     def _sample_emissions(self, states, rng):
         e = np.asarray(self.emissionprob_)
@@ -240,11 +214,8 @@ class MultinomialHMM(_EmissionProbHMM):
     def _init_emission(self, data, random_state):
         self._init_emission_probs(data.X.shape[1], random_state)
 
-    def _emission_model(self, device, dtype):
-        from probkit.distributions import Multinomial
-
-        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
-        return _CountEmission(BatchedComponents(Multinomial(probs=probs)))
+    def _emission_model(self, like):
+        return CountEmission("multinomial", self._as_like(self.emissionprob_, like))
 
     def _sample_emissions(self, states, rng):
         if self.n_trials is None:
@@ -287,6 +258,7 @@ class PoissonHMM(BaseHMM):
 
     _emission_letters = "l"
     _supports_missing = True
+    _numpy_emissions = True
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
                  lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
@@ -322,9 +294,8 @@ class PoissonHMM(BaseHMM):
                                                size=(self.n_components, data.X.shape[1]))
             self.lambdas_ = np.maximum(self.lambdas_, 1e-6)
 
-    def _emission_model(self, device, dtype):
-        rates = torch.as_tensor(np.asarray(self.lambdas_, dtype=np.float64), dtype=dtype, device=device)
-        return _CountEmission(FeatureProductComponents(Poisson(rate=rates)))
+    def _emission_model(self, like):
+        return CountEmission("poisson", self._as_like(self.lambdas_, like))
 
     def _mstep_emission(self, stats, post_sum):
         if "l" not in self.params:

@@ -10,6 +10,7 @@ from probkit.distributions.independent import Independent
 from probkit.distributions.registry import matrix_rows, resolve_family
 from probkit.em.init import initial_responsibilities
 from probkit.hmm._base import BaseHMM
+from probkit.hmm._emissions import ComponentEmission, with_nan
 from probkit.mixture._components import BatchedComponents, FeatureProductComponents, _map_dist
 from probkit.mixture.mixture_model import INIT_SMOOTHING
 from probkit.utils.random import torch_generator
@@ -131,9 +132,9 @@ class HMM(BaseHMM):
         if len(dist.batch_shape) < 1 or dist.batch_shape[0] != self.n_components:
             raise ValueError(f"emission_ must have batch shape ({self.n_components}, ...), got {tuple(dist.batch_shape)}")
 
-    def _emission_model(self, device, dtype):
-        dist = _map_dist(self.emission_, lambda v: v.to(device=device, dtype=dtype))
-        return _GenericEmission(self._components(dist))
+    def _emission_model(self, like):
+        dist = _map_dist(self.emission_, lambda v: v.to(device=like.device, dtype=like.dtype))
+        return ComponentEmission(self._components(dist))
 
     def _init_emission(self, data, random_state):
         if not self._needs_init("e", "emission_"):
@@ -158,7 +159,7 @@ class HMM(BaseHMM):
             if isinstance(template, ExponentialFamily) and template.event_ndim == 2:
                 x = matrix_rows(x)
             if data.observed is not None:
-                x = _with_nan(x, data.observed)
+                x = with_nan(x, data.observed)
             comps = BatchedComponents.from_responsibilities(template, x, resp_t)
         self.emission_ = comps.dist
 
@@ -187,32 +188,3 @@ class HMM(BaseHMM):
     def _emission_n_parameters(self):
         return {"e": self.emission_._n_free_parameters_total()}
 
-
-def _with_nan(x, observed):
-    """Missing entries back as NaN: Independent treats NaN as a feature to marginalise out."""
-    return torch.where(observed, x, torch.full_like(x, float("nan")))
-
-
-class _GenericEmission:
-    def __init__(self, components):
-        self.components = components
-        self.squeeze = isinstance(components, BatchedComponents) and not isinstance(
-            components, FeatureProductComponents) and components.dist.event_ndim == 0
-        self.matrices = isinstance(components, BatchedComponents) and components.dist.event_ndim == 2
-
-    def _rows(self, x, observed):
-        if observed is not None:
-            x = _with_nan(x, observed)
-        if self.matrices:
-            return matrix_rows(x)
-        return x[:, 0] if self.squeeze else x
-
-    def log_prob(self, x, observed=None):
-        if isinstance(self.components, FeatureProductComponents):
-            return self.components.log_prob(x, observed)
-        return self.components.log_prob(self._rows(x, observed))
-
-    def summarize(self, x, post, observed=None):
-        if isinstance(self.components, FeatureProductComponents):
-            return self.components.summarize(x, post, observed)
-        return self.components.summarize(self._rows(x, observed), post)

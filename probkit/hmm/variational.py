@@ -10,10 +10,9 @@ import torch
 from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart
 from probkit.em.engine import EStepResult, run_em
 from probkit.hmm._base import BaseHMM
-from probkit.hmm.discrete import _CountEmission, _integer_X
-from probkit.hmm.gaussian import _GaussianEmission
+from probkit.hmm._emissions import CountEmission, GaussianEmission
+from probkit.hmm.discrete import _integer_X
 from probkit.inference import forward_backward, forward_filter, pad_sequences
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.sequences import check_y_slot
@@ -399,18 +398,15 @@ class VariationalHMM(BaseHMM):
             names = [n for n in vars(self) if n.endswith("_posterior_") and not n.startswith(("startprob", "transmat"))]
             raise ValueError(f"the emission posterior ({', '.join(names)}) is invalid: {exc}") from None
 
-    def _emission_model(self, device, dtype):
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+    def _emission_model(self, like):
         kind = self._kind
         if kind.startswith("gaussian"):
-            means = t(self.means_)
-            return _GaussianEmission(means, t(self.covars_), self.covariance_type,
-                                     torch.zeros(means.shape[1], dtype=dtype, device=device))
-        from probkit.distributions import Categorical, Poisson
-
+            means = self._as_like(self.means_, like)
+            return GaussianEmission(means, self._as_like(self.covars_, like), self.covariance_type,
+                                    self._as_like(np.zeros(means.shape[1]), like))
         if kind == "categorical":
-            return _CountEmission(BatchedComponents(Categorical(probs=t(self.emissionprob_))), squeeze=True)
-        return _CountEmission(FeatureProductComponents(Poisson(rate=t(self.lambdas_))))
+            return CountEmission("categorical", self._as_like(self.emissionprob_, like))
+        return CountEmission("poisson", self._as_like(self.lambdas_, like))
 
     def _sample_emissions(self, states, rng):
         kind = self._kind
