@@ -648,7 +648,7 @@ def _torch_dtype(name):
 # ---------------------------------------------------------------------------- built-in types
 def _register_builtin_types():
     from probkit.distributions.independent import Independent
-    from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
+    from probkit.components import BatchedComponents, ComponentList, FeatureProductComponents
     from probkit.utils.monitor import ConvergenceMonitor
 
     roots = _distribution_roots()

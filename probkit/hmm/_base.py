@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 import torch
 from scipy import linalg
 from sklearn.exceptions import NotFittedError
 
-from probkit.base import ProbkitEstimator
+from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
 from probkit.em.engine import EStepResult, run_em
 from probkit.inference import sample_markov_chain
 from probkit.inference._lazy_numba import numba_backend
@@ -25,7 +26,7 @@ from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_stochastic
+from probkit.utils.validation import check_nonnegative_integers, check_stochastic
 from probkit.utils._warnings import warn_user
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
@@ -123,6 +124,23 @@ class BaseHMM(ProbkitEstimator):
     ``_sample_emissions``, ``_emission_n_parameters``.
     """
 
+    _parameter_constraints = {
+        "n_components": positive_int,
+        "startprob_prior": ["array-like", Real],
+        "transmat_prior": ["array-like", Real],
+        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
+        "random_state": ["random_state"],
+        "n_iter": non_negative_int,
+        "tol": [Real],
+        "n_init": positive_int,
+        "verbose": ["verbose"],
+        "params": [str],
+        "init_params": [str],
+        "implementation": [StrOptions(set(IMPLEMENTATIONS))],
+        "missing": [StrOptions(set(MISSING_MODES))],
+        **COMPUTE_CONSTRAINTS,
+    }
+
     _emission_letters = ""
     _supports_missing = False
     #: Whether the emission model also runs on numpy arrays (the CPU float64 fast path).
@@ -150,29 +168,16 @@ class BaseHMM(ProbkitEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_options(self):
-        k = self.n_components
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_components must be a positive integer, got {k!r}")
-        if self.algorithm not in DECODER_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {self.algorithm!r}")
-        if self.implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
-        if self.missing not in MISSING_MODES:
-            raise ValueError(f"missing must be one of {MISSING_MODES}, got {self.missing!r}")
+        """The constraints (``_parameter_constraints``), then what depends on several parameters."""
+        self._validate_params()
         if self.missing == "marginalize" and not self._marginalizes_missing():
             raise ValueError(
                 f"missing='marginalize' is not supported by {type(self).__name__} with these options; "
                 "it needs a per-feature emission (diag/spherical Gaussian, Poisson, or a product family)"
             )
-        if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 0:
-            raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
-        if not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
-            raise ValueError(f"n_init must be a positive integer, got {self.n_init!r}")
         allowed = set("st" + self._emission_letters)
         for name in ("params", "init_params"):
             value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be a string of parameter letters, got {type(value).__name__}")
             if value != string.ascii_letters:
                 unknown = sorted(set(value) - allowed)
                 if unknown:
@@ -182,6 +187,15 @@ class BaseHMM(ProbkitEstimator):
 
     def _marginalizes_missing(self):
         return self._supports_missing
+
+    def _validate_counts_X(self, X, reset, allow_nan=False):
+        """Rows of counts or symbols: non-negative integers (NaN where missing, if allowed), as float64."""
+        X = self._validate_X(X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan" if allow_nan else True)
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"X must be numeric, got dtype {X.dtype}")
+        finite = X[~np.isnan(X)] if (allow_nan and X.dtype.kind == "f") else X
+        check_nonnegative_integers(finite, "X")
+        return X.astype(np.float64)
 
     def _missing_values_hint(self):
         if self.missing == "marginalize":

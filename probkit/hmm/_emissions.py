@@ -24,7 +24,7 @@ from scipy.special import gammaln
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import MultivariateNormal
 from probkit.distributions.registry import matrix_rows
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.components import BatchedComponents, FeatureProductComponents
 
 __all__ = ["ComponentEmission", "CountEmission", "GMMEmission", "GaussianEmission", "with_nan"]
 

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 
+from probkit.base import Interval
 from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
 from probkit.hmm._emissions import CountEmission
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
+from probkit.utils.validation import check_stochastic
 
 __all__ = ["CategoricalHMM", "MultinomialHMM", "PoissonHMM"]
-
-
-def _integer_X(estimator, X, reset, name="X", allow_nan=False):
-    X = estimator._validate_X(X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan" if allow_nan else True)
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
-    finite = X[~np.isnan(X)] if (allow_nan and X.dtype.kind == "f") else X
-    check_nonnegative_integers(finite, name)
-    return X.astype(np.float64)
 
 
 class _EmissionProbHMM(BaseHMM):
@@ -27,6 +21,10 @@ class _EmissionProbHMM(BaseHMM):
     (categorical symbols, multinomial counts): validation, random initialisation and the
     Dirichlet-MAP M-step on the expected counts."""
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emissionprob_prior": ["array-like", Real],
+    }
     _emission_letters = "e"
     _numpy_emissions = True
 
@@ -113,6 +111,11 @@ class CategoricalHMM(_EmissionProbHMM):
     array([0.1, 0.8])
     """
 
+    _parameter_constraints = {
+        **_EmissionProbHMM._parameter_constraints,
+        "n_features": [None, Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
                  params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -129,7 +132,7 @@ class CategoricalHMM(_EmissionProbHMM):
         return self.n_features
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        X = _integer_X(self, X, reset)
+        X = self._validate_counts_X(X, reset)
         m = self._n_symbols()
         if m is not None and X.max() >= m:
             raise ValueError(f"X holds symbol {int(X.max())} but the model emits symbols 0 .. {m - 1}")
@@ -190,6 +193,11 @@ class MultinomialHMM(_EmissionProbHMM):
     5
     """
 
+    _parameter_constraints = {
+        **_EmissionProbHMM._parameter_constraints,
+        "n_trials": [None, "array-like", Integral],
+    }
+
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1,
                  verbose=False, params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -201,7 +209,7 @@ class MultinomialHMM(_EmissionProbHMM):
         self.emissionprob_prior = emissionprob_prior
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        X = _integer_X(self, X, reset)
+        X = self._validate_counts_X(X, reset)
         if self.n_trials is not None:
             totals = X.sum(1)
             if not np.all(totals == np.asarray(self.n_trials)):
@@ -256,6 +264,11 @@ class PoissonHMM(BaseHMM):
     array([15.4, 26. ])
     """
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "lambdas_prior": ["array-like", Real],
+        "lambdas_weight": ["array-like", Real],
+    }
     _emission_letters = "l"
     _supports_missing = True
     _numpy_emissions = True
@@ -271,7 +284,7 @@ class PoissonHMM(BaseHMM):
         self.lambdas_weight = lambdas_weight
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        return _integer_X(self, X, reset, allow_nan=allow_nan)
+        return self._validate_counts_X(X, reset, allow_nan=allow_nan)
 
     def _check_emission(self):
         if not hasattr(self, "lambdas_"):

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import torch
 
 from probkit.distributions.base import LOG_2PI
-from probkit.distributions.mvn import COVARIANCE_TYPES
+from probkit.base import StrOptions, non_negative_real
+from probkit.distributions.mvn import COVARIANCE_TYPES, covariance_shape, full_covariances, n_covariance_parameters
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
 from probkit.hmm._emissions import GaussianEmission
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 
-__all__ = ["GaussianHMM", "full_covariances"]
-
-
-def full_covariances(covars, covariance_type, n_components, n_features):
-    """Expand compact covariances to full matrices of shape (n_components, d, d).
-
-    Examples
-    --------
-    >>> full_covariances(np.array([[1.0, 2.0]]), "diag", 1, 2)
-    array([[[1., 0.],
-            [0., 2.]]])
-    """
-    covars = np.asarray(covars, dtype=np.float64)
-    if covariance_type == "full":
-        return covars
-    if covariance_type == "tied":
-        return np.repeat(covars[None], n_components, axis=0)
-    if covariance_type == "diag":
-        return np.stack([np.diag(c) for c in covars])
-    return covars[:, None, None] * np.eye(n_features)[None]
-
-
-def _compact_shape(covariance_type, k, d):
-    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+__all__ = ["GaussianHMM"]
 
 
 class GaussianHMM(BaseHMM):
@@ -95,6 +75,15 @@ class GaussianHMM(BaseHMM):
     array([-0.1,  4.9])
     """
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "min_covar": non_negative_real,
+        "means_prior": ["array-like", Real],
+        "means_weight": ["array-like", Real],
+        "covars_prior": ["array-like", Real],
+        "covars_weight": ["array-like", Real],
+    }
     _emission_letters = "mc"
     _numpy_emissions = True
 
@@ -114,11 +103,6 @@ class GaussianHMM(BaseHMM):
         self.covars_weight = covars_weight
 
     # ------------------------------------------------------------------ hooks
-    def _check_options(self):
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
-        super()._check_options()
-
     def _marginalizes_missing(self):
         return self.covariance_type in ("diag", "spherical")
 
@@ -146,7 +130,7 @@ class GaussianHMM(BaseHMM):
         if hasattr(self, "n_features_in_") and d != self.n_features_in_:
             raise ValueError(f"means_ has {d} features but the model was fitted on {self.n_features_in_}")
         covars = np.asarray(self.covars_, dtype=np.float64)
-        shape = _compact_shape(self.covariance_type, k, d)
+        shape = covariance_shape(self.covariance_type, k, d)
         if covars.shape != shape:
             raise ValueError(
                 f"covars_ must have shape {shape} for covariance_type={self.covariance_type!r}, got {covars.shape}"
@@ -279,5 +263,4 @@ class GaussianHMM(BaseHMM):
 
     def _emission_n_parameters(self):
         k, d = self.n_components, self.n_features
-        return {"m": k * d, "c": {"spherical": k, "diag": k * d, "full": k * d * (d + 1) // 2,
-                                  "tied": d * (d + 1) // 2}[self.covariance_type]}
+        return {"m": k * d, "c": n_covariance_parameters(self.covariance_type, k, d)}

@@ -8,11 +8,11 @@ import torch
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.independent import Independent
 from probkit.distributions.registry import matrix_rows, resolve_family
-from probkit.em.init import initial_responsibilities
+from probkit.base import StrOptions
+from probkit.em.init import INIT_METHODS, INIT_SMOOTHING, initial_responsibilities
 from probkit.hmm._base import BaseHMM
 from probkit.hmm._emissions import ComponentEmission, with_nan
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents, _map_dist
-from probkit.mixture.mixture_model import INIT_SMOOTHING
+from probkit.components import BatchedComponents, FeatureProductComponents, map_dist
 from probkit.utils.random import torch_generator
 
 __all__ = ["HMM"]
@@ -65,6 +65,12 @@ class HMM(BaseHMM):
     """
 
     _emission_letters = "e"
+
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emission": "no_validation",  # resolved (and checked) by the family registry
+        "init": [StrOptions(set(INIT_METHODS))],
+    }
 
     def __init__(self, emission=None, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, init="kmeans",
                  algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params="ste",
@@ -133,7 +139,7 @@ class HMM(BaseHMM):
             raise ValueError(f"emission_ must have batch shape ({self.n_components}, ...), got {tuple(dist.batch_shape)}")
 
     def _emission_model(self, like):
-        dist = _map_dist(self.emission_, lambda v: v.to(device=like.device, dtype=like.dtype))
+        dist = map_dist(self.emission_, lambda v: v.to(device=like.device, dtype=like.dtype))
         return ComponentEmission(self._components(dist))
 
     def _init_emission(self, data, random_state):

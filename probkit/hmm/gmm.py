@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import torch
 
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
+from probkit.base import StrOptions, non_negative_real, positive_int
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
 from probkit.hmm._emissions import GMMEmission
-from probkit.hmm.gaussian import full_covariances
+from probkit.distributions.mvn import full_covariances
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 
@@ -66,6 +69,17 @@ class GMMHMM(BaseHMM):
     ((2, 2), (2, 2, 1))
     """
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "n_mix": positive_int,
+        "min_covar": non_negative_real,
+        "weights_prior": ["array-like", Real],
+        "means_prior": ["array-like", Real],
+        "means_weight": ["array-like", Real],
+        "covars_prior": [None, "array-like", Real],
+        "covars_weight": [None, "array-like", Real],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+    }
     _emission_letters = "wmc"
 
     def __init__(self, n_components=1, n_mix=1, min_covar=1e-3, startprob_prior=1.0, transmat_prior=1.0,
@@ -85,13 +99,6 @@ class GMMHMM(BaseHMM):
         self.covars_prior = covars_prior
         self.covars_weight = covars_weight
         self.covariance_type = covariance_type
-
-    def _check_options(self):
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
-        if not isinstance(self.n_mix, (int, np.integer)) or self.n_mix < 1:
-            raise ValueError(f"n_mix must be a positive integer, got {self.n_mix!r}")
-        super()._check_options()
 
     def _validate_emission_X(self, X, reset, allow_nan):
         return self._validate_X(X, reset=reset)

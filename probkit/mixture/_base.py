@@ -12,7 +12,7 @@ from sklearn.base import DensityMixin
 from probkit.base import ProbkitEstimator
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
-from probkit.mixture._components import add_stats
+from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads

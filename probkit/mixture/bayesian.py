@@ -23,7 +23,7 @@ from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, prec
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import sample_mixture
-from probkit.mixture._components import add_stats
+from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads

@@ -7,7 +7,7 @@ import torch
 
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents, CollapsedComponentWarning
+from probkit.components import BatchedComponents, CollapsedComponentWarning
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 
