@@ -45,6 +45,12 @@ class _SymbolInput:
                 self.n_features = np.shape(getattr(self, name))[1]
 
     def fit(self, X, lengths=None):
+        """Estimate the parameters by EM from integer symbols ``X`` of shape (n_samples, 1).
+
+        Returns
+        -------
+        self
+        """
         X = self._hmmlearn_X(X)
         self._check_and_set_n_features(X)
         return super().fit(X, lengths)
@@ -291,6 +297,12 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
             self.n_features = np.shape(self.emissionprob_)[1]
 
     def fit(self, X, lengths=None):
+        """Estimate the parameters by EM from count vectors ``X`` (``n_trials`` set from them if None).
+
+        Returns
+        -------
+        self
+        """
         X = self._hmmlearn_X(X)
         self._check_and_set_n_features(X)
         return super().fit(X, lengths)
@@ -301,6 +313,13 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
         return super()._init(X, lengths)
 
     def sample(self, n_samples=1, random_state=None, currstate=None):
+        """Draw ``n_samples`` count vectors of one sequence (all rows need one ``n_trials``).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        state_sequence : ndarray of shape (n_samples,)
+        """
         trials = self.n_trials
         if trials is None or np.ndim(trials) == 0:
             return super().sample(n_samples, random_state, currstate)

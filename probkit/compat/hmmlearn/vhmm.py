@@ -200,6 +200,12 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
         self.n_features = n_features
 
     def fit(self, X, lengths=None):
+        """Fit the variational posterior by VB-EM (hmmlearn's signature: ``lengths`` positional).
+
+        Returns
+        -------
+        self
+        """
         X = self._hmmlearn_X(X)
         self._check_and_set_n_features(X)
         super().fit(X, lengths)
