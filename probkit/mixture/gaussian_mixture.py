@@ -22,10 +22,10 @@ _SKLEARN_ILL_DEFINED = (
 )
 
 
-def _check_shape(value, shape, name):
+def _check_shape(value, shape, name, hint=""):
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape != tuple(shape):
-        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}")
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}{hint}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"The parameter '{name}' contains NaN or infinity")
     return arr
@@ -141,7 +141,7 @@ class GaussianMixture(BaseMixture):
             _check_shape(self.means_init, (k, d), "means")
         if self.precisions_init is not None:
             prec = _check_shape(self.precisions_init, _precision_shape(self.covariance_type, k, d),
-                                f"{self.covariance_type} precision")
+                                f"{self.covariance_type} precision", hint=" (precisions_init)")
             if self.covariance_type in ("full", "tied"):
                 mats = prec.reshape(-1, d, d)
                 for m in mats:
