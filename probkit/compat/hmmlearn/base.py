@@ -117,6 +117,9 @@ class _HMMLearnAPI:
     #: Whether ``init_params`` is handled by hmmlearn's recipe in :meth:`_init` (then probkit
     #: receives ``init_params=""`` and reads every starting value from the attributes).
     _hmmlearn_initialises = False
+    #: Whether ``fit`` and ``_init`` check ``X`` with :meth:`_check_and_set_n_features` first
+    #: (hmmlearn's input rules for symbols and counts).
+    _checks_input_on_fit = False
 
     def _hmmlearn_setup(self):
         """The end of every compat ``__init__``: hmmlearn creates ``monitor_`` with the model."""
@@ -208,6 +211,8 @@ class _HMMLearnAPI:
     def _init(self, X, lengths=None):
         """Initialise the parameters named in ``init_params`` (and any not set) from ``X``, as ``fit`` does."""
         X = self._hmmlearn_X(X)
+        if self._checks_input_on_fit:
+            self._check_and_set_n_features(X)
         lengths = self._hmmlearn_lengths(lengths)
         with self._probkit_call():
             self._check_options()
@@ -241,6 +246,8 @@ class _HMMLearnAPI:
         self
         """
         X = self._hmmlearn_X(X)
+        if self._checks_input_on_fit:
+            self._check_and_set_n_features(X)
         monitor = self.__dict__.get("monitor_")
         if monitor is None:
             monitor = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)

@@ -25,6 +25,8 @@ class _SymbolInput:
     variational twin): ``fit`` refuses non-integer arrays and sets ``n_features`` (the
     alphabet size) when it was not given."""
 
+    _checks_input_on_fit = True
+
     def _check_and_set_n_features(self, X):
         """Check ``X`` holds non-negative integer symbols below ``n_features`` (or set ``n_features``)."""
         X = np.asarray(X)
@@ -43,22 +45,6 @@ class _SymbolInput:
         for name in ("emissionprob_posterior_", "emissionprob_"):
             if self.n_features is None and hasattr(self, name):
                 self.n_features = np.shape(getattr(self, name))[1]
-
-    def fit(self, X, lengths=None):
-        """Estimate the parameters by EM from integer symbols ``X`` of shape (n_samples, 1).
-
-        Returns
-        -------
-        self
-        """
-        X = self._hmmlearn_X(X)
-        self._check_and_set_n_features(X)
-        return super().fit(X, lengths)
-
-    def _init(self, X, lengths=None):
-        X = self._hmmlearn_X(X)
-        self._check_and_set_n_features(X)
-        return super()._init(X, lengths)
 
 
 class GaussianHMM(_HMMLearnAPI, _FullCovarsView, _hmm.GaussianHMM):
@@ -281,6 +267,8 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
                          implementation=implementation)
         self._hmmlearn_setup()
 
+    _checks_input_on_fit = True
+
     def _check_and_set_n_features(self, X):
         """Check ``X`` holds non-negative integer counts summing to ``n_trials`` (or set ``n_trials``)."""
         X = np.asarray(X)
@@ -295,22 +283,6 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
     def _sync_n_features(self):
         if hasattr(self, "emissionprob_"):
             self.n_features = np.shape(self.emissionprob_)[1]
-
-    def fit(self, X, lengths=None):
-        """Estimate the parameters by EM from count vectors ``X`` (``n_trials`` set from them if None).
-
-        Returns
-        -------
-        self
-        """
-        X = self._hmmlearn_X(X)
-        self._check_and_set_n_features(X)
-        return super().fit(X, lengths)
-
-    def _init(self, X, lengths=None):
-        X = self._hmmlearn_X(X)
-        self._check_and_set_n_features(X)
-        return super()._init(X, lengths)
 
     def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw ``n_samples`` count vectors of one sequence (all rows need one ``n_trials``).

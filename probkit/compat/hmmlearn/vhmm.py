@@ -180,6 +180,8 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
                          init_params=init_params, implementation=implementation)
         self._hmmlearn_setup()
 
+    _checks_input_on_fit = True
+
     def _check_options(self):
         if self.covariance_type in ("tied", "spherical"):
             raise ValueError(f"VariationalGaussianHMM(covariance_type={self.covariance_type!r}) is not available: "
@@ -206,8 +208,6 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
         -------
         self
         """
-        X = self._hmmlearn_X(X)
-        self._check_and_set_n_features(X)
         super().fit(X, lengths)
         if self.covariance_type == "diag":
             # probkit's diagonal posterior has a precision scale and degrees of freedom per feature;
