@@ -1,4 +1,4 @@
-"""hmmlearn 0.3.3's ``hmmlearn/tests/test_categorical_hmm.py``, run on probkit.compat.hmmlearn (see _hmmlearn.py)."""
+"""hmmlearn 0.3.3's own ``test_categorical_hmm.py``, run on probkit (see _hmmlearn.py)."""
 
 from tests.compat._hmmlearn import load
 

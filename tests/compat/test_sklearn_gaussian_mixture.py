@@ -1,4 +1,4 @@
-"""scikit-learn's ``sklearn/mixture/tests/test_gaussian_mixture.py``, run on probkit's mixtures (see _sklearn_mixture.py)."""
+"""scikit-learn's own ``test_gaussian_mixture.py``, run on probkit (see _sklearn_mixture.py)."""
 
 from tests.compat._sklearn_mixture import load
 

@@ -188,10 +188,14 @@ class _HMMLearnAPI:
         """Set ``n_features`` from the parameters, as hmmlearn's ``_check`` does (no-op by default)."""
 
     # ------------------------------------------------------------------ hmmlearn's hooks
+    @staticmethod
+    def _warn_overwrite(code, name):
+        _log.warning("Even though the %r attribute is set, it will be overwritten during initialization "
+                     "because 'init_params' contains %r", name, code)
+
     def _needs_init(self, code, name):
         if code in self.init_params and hasattr(self, name):
-            _log.warning("Even though the %r attribute is set, it will be overwritten during initialization "
-                         "because 'init_params' contains %r", name, code)
+            self._warn_overwrite(code, name)
         return super()._needs_init(code, name)
 
     def _n_fit_scalars(self):

@@ -12,7 +12,6 @@ handed to probkit's VB-EM.
 
 from __future__ import annotations
 
-import logging
 import numbers
 
 import numpy as np
@@ -28,8 +27,6 @@ from probkit.utils.random import check_random_state
 
 __all__ = ["VariationalCategoricalHMM", "VariationalGaussianHMM"]
 
-_log = logging.getLogger(__name__)
-
 
 def _t64(a):
     return torch.as_tensor(np.asarray(a, dtype=np.float64))
@@ -42,11 +39,10 @@ class _VariationalAPI(_HMMLearnAPI):
     _hmmlearn_initialises = True
 
     def _hmmlearn_needs_init(self, code, name):
-        init_params = self._hmmlearn_letters()[1]
-        if code in init_params:
+        # hmmlearn's rule with the user's letters (probkit itself runs with init_params="")
+        if code in self._hmmlearn_letters()[1]:
             if hasattr(self, name):
-                _log.warning("Even though the %r attribute is set, it will be overwritten during initialization "
-                             "because 'init_params' contains %r", name, code)
+                self._warn_overwrite(code, name)
             return True
         return not hasattr(self, name)
 
