@@ -62,6 +62,9 @@ API_MODULES = [
     ("probkit.distributed", "Distributed fitting"),
     ("probkit.plotting", "Plotting"),
     ("probkit.datasets", "Data sets"),
+    ("probkit.compat.hmmlearn.hmm", "hmmlearn compatibility: hmm"),
+    ("probkit.compat.hmmlearn.vhmm", "hmmlearn compatibility: vhmm"),
+    ("probkit.compat.hmmlearn.base", "hmmlearn compatibility: base"),
     ("probkit.cli", "Command line"),
 ]
 

@@ -570,7 +570,13 @@ class BaseHMM(ProbkitEstimator):
         -------
         numpy.ndarray of shape (n_components,)
         """
-        self._check_fitted_or_set()
+        # Only transmat_ is needed (hmmlearn asks no more), so a chain without emissions works too.
+        if not hasattr(self, "transmat_"):
+            raise NotFittedError(f"this {type(self).__name__} has no transmat_: call fit or set it by hand")
+        k = self.n_components
+        if np.shape(self.transmat_) != (k, k):
+            raise ValueError(f"transmat_ must have shape ({k}, {k}), got {np.shape(self.transmat_)}")
+        check_stochastic(np.asarray(self.transmat_, dtype=np.float64), "transmat_")
         vals, vecs = linalg.eig(np.asarray(self.transmat_).T)
         vec = np.real_if_close(vecs[:, np.argmax(vals.real)])
         vec = np.real(vec)

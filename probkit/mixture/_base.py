@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
+from sklearn.exceptions import ConvergenceWarning
 
 from probkit.base import ProbkitEstimator
 from probkit.em.engine import EStepResult, run_em
@@ -262,7 +264,12 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
             objective="mean",
             verbose=self.verbose,
             desc=type(self).__name__,
+            warn_not_converged=False,
         )
+        if not result.converged and self.max_iter > 0:
+            # scikit-learn's wording (its users filter on it)
+            warnings.warn("Best performing initialization did not converge. Try different init parameters, or "
+                          "increase max_iter, tol, or check for degenerate data.", ConvergenceWarning, stacklevel=3)
         self._set_attributes(self._weights_t, self._components)
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter

@@ -301,7 +301,9 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
             if isinstance(dof, bool) or not isinstance(dof, (int, float, np.integer, np.floating)) or not np.isfinite(dof):
                 raise ValueError(f"degrees_of_freedom_prior must be a number > n_features - 1, got {dof!r}")
             if dof <= d - 1.0:
-                raise ValueError(f"degrees_of_freedom_prior must be greater than n_features - 1 = {d - 1}, got {dof!r}")
+                # scikit-learn's wording first (its users match it)
+                raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got "
+                                 f"{dof:.3f}: it must be greater than n_features - 1")
             self.degrees_of_freedom_prior_ = float(dof)
         self.covariance_prior_ = self._check_covariance_prior(X)
 
