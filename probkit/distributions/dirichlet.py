@@ -55,7 +55,7 @@ def dirichlet_expected_log(concentration):
 
     Examples
     --------
-    >>> dirichlet_expected_log(torch.tensor([1.0, 1.0])).tolist()   # digamma(1) - digamma(2)
+    >>> dirichlet_expected_log(torch.tensor([1.0, 1.0], dtype=torch.float64)).tolist()
     [-1.0, -1.0]
     """
     return torch.digamma(concentration) - torch.digamma(concentration.sum(-1, keepdim=True))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
-from sklearn.exceptions import ConvergenceWarning
 
 from probkit.base import ProbkitEstimator
 from probkit.em.engine import EStepResult, run_em
@@ -120,6 +118,10 @@ def sample_mixture(weights, sample_member, n_samples, random_state, device=None)
                 parts.append(sample_member(k, int(c), gen).reshape(int(c), -1))
                 labels.append(np.full(c, k, dtype=int))
     return to_numpy(torch.cat(parts, 0)), np.concatenate(labels)
+
+# scikit-learn's sentence, which its users filter warnings on
+_SKLEARN_NOT_CONVERGED = ("Best performing initialization did not converge. Try different init parameters, or "
+                          "increase max_iter, tol, or check for degenerate data.")
 
 
 class BaseMixture(DensityMixin, ProbkitEstimator):
@@ -264,12 +266,8 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
             objective="mean",
             verbose=self.verbose,
             desc=type(self).__name__,
-            warn_not_converged=False,
+            warning_lead=_SKLEARN_NOT_CONVERGED,
         )
-        if not result.converged and self.max_iter > 0:
-            # scikit-learn's wording (its users filter on it)
-            warnings.warn("Best performing initialization did not converge. Try different init parameters, or "
-                          "increase max_iter, tol, or check for degenerate data.", ConvergenceWarning, stacklevel=3)
         self._set_attributes(self._weights_t, self._components)
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter

@@ -95,6 +95,11 @@ class ConvergenceMonitor(_ProbkitConvergenceMonitor):
         self.history.append(log_prob)
         self.iter += 1
 
+    def _reset(self):
+        """Forget the recorded iterations (hmmlearn calls this at the start of every fit)."""
+        self.iter = 0
+        self.history = []
+
     @property
     def converged(self):
         """Whether ``n_iter`` iterations ran or the last gain is below ``tol`` (signed)."""
@@ -295,7 +300,7 @@ class _HMMLearnAPI:
         posteriors : ndarray of shape (n_samples, n_components)
         """
         with self._probkit_call():
-            return super().predict_proba(self._hmmlearn_X(X), lengths)
+            return super().predict_proba(self._hmmlearn_X(X), lengths=lengths)
 
     def decode(self, X, lengths=None, algorithm=None):
         """Most likely state sequence, by ``algorithm`` ("viterbi" or "map", default ``self.algorithm``).
@@ -306,7 +311,7 @@ class _HMMLearnAPI:
         state_sequence : ndarray of shape (n_samples,)
         """
         with self._probkit_call():
-            return super().decode(self._hmmlearn_X(X), lengths, algorithm)
+            return super().decode(self._hmmlearn_X(X), lengths=lengths, algorithm=algorithm)
 
     def predict(self, X, lengths=None):
         """Most likely state of each step (decoded with ``self.algorithm``).
@@ -341,12 +346,12 @@ class _HMMLearnAPI:
     def aic(self, X, lengths=None):
         """Akaike information criterion of the model on ``X`` (lower is better)."""
         with self._probkit_call():
-            return super().aic(self._hmmlearn_X(X), lengths)
+            return super().aic(self._hmmlearn_X(X), lengths=lengths)
 
     def bic(self, X, lengths=None):
         """Bayesian information criterion of the model on ``X`` (lower is better)."""
         with self._probkit_call():
-            return super().bic(self._hmmlearn_X(X), lengths)
+            return super().bic(self._hmmlearn_X(X), lengths=lengths)
 
 
 class _CallbackEmission:
@@ -435,7 +440,7 @@ class BaseHMM(_HMMLearnAPI, _ProbkitBaseHMM):
     def _check_emission(self):
         pass
 
-    def _emission_model(self, device, dtype):
+    def _emission_model(self, like):
         return _CallbackEmission(self)
 
     def _init_emission(self, data, random_state):
