@@ -30,9 +30,9 @@ import math
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 
-from probkit.distributions import Dirichlet, MultivariateNormal
+from probkit.distributions import MultivariateNormal
 from probkit.distributions.base import SufficientStats
 from probkit.inference._lazy_numba import numba_backend
 from probkit.utils.random import check_random_state, torch_generator
@@ -70,12 +70,35 @@ def _concentration(value, shape, name, default):
     return arr
 
 
-def _dirichlet_draw(alpha, gen):
+def _log_standard_gamma(shape, rng):
+    """``log G`` for ``G ~ Gamma(shape, 1)``, accurate for tiny shapes where ``G`` underflows.
+
+    Shapes below one use ``G(a) = G(a + 1) U^(1 / a)`` (Marsaglia and Tsang), in logs.
+    """
+    shape = np.asarray(shape, dtype=np.float64)
+    small = shape < 1.0
+    g = rng.standard_gamma(np.where(small, shape + 1.0, shape))
+    u = rng.random_sample(shape.shape)
+    with np.errstate(divide="ignore"):
+        return np.log(g) + np.where(small, np.log(u) / shape, 0.0)
+
+
+def _dirichlet_draw(alpha, rng):
     """One draw of each row of Dirichlet(alpha); a single category has probability one."""
-    alpha = torch.as_tensor(alpha, dtype=torch.float64)
+    alpha = np.asarray(alpha, dtype=np.float64)
     if alpha.shape[-1] == 1:
-        return np.ones(tuple(alpha.shape))
-    return Dirichlet(concentration=alpha).sample(1, gen)[0]
+        return np.ones(alpha.shape)
+    log_g = _log_standard_gamma(alpha, rng)
+    log_g -= log_g.max(axis=-1, keepdims=True)
+    g = np.exp(log_g)
+    return g / g.sum(axis=-1, keepdims=True)
+
+
+def _logsumexp_rows(a):
+    top = a.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return (top + np.log(np.exp(a - top).sum(axis=1, keepdims=True)))[:, 0]
 
 
 class _Components:
@@ -94,19 +117,33 @@ class _Components:
     def posterior(self, resp):
         return self.fam.posterior(self.fam.summarize(self.x, resp), self.prior)
 
-    def draw(self, post, gen):
-        """Likelihood parameters (numpy, batch (K[, d])) drawn from the posterior ``post``."""
+    def draw(self, post, rng, gen):
+        """Likelihood parameters (numpy, batch (K[, d])) drawn from the posterior ``post``.
+
+        Gamma, Beta and Dirichlet posteriors are drawn with ``rng`` (numpy's gamma sampler,
+        in logs for small shapes); the Normal-Wishart with its own Bartlett sampler and ``gen``.
+        """
         name = self.fam.name
+        p = {k: v.detach().cpu().numpy() for k, v in post.torch_params().items()}
         if name in ("Normal", "LogNormal"):
-            mu, tau = post.sample(1, gen)
-            return {"loc": mu[0], "scale": 1.0 / np.sqrt(tau[0])}
+            shape = np.broadcast_shapes(*(v.shape for v in p.values()))
+            a, b = np.broadcast_to(p["concentration"], shape), np.broadcast_to(p["rate"], shape)
+            tau = np.exp(_log_standard_gamma(a, rng)) / b
+            loc = p["loc"] + rng.standard_normal(shape) / np.sqrt(p["mean_precision"] * tau)
+            return {"loc": loc, "scale": 1.0 / np.sqrt(tau)}
         if name == "MultivariateNormal":
             mean, precision = post.sample(1, gen)
             cov = np.linalg.inv(precision[0])
             return {"mean": mean[0], "covariance": 0.5 * (cov + np.swapaxes(cov, -1, -2))}
         if name in ("Poisson", "Exponential"):
-            return {"rate": post.sample(1, gen)[0]}
-        return {"probs": post.sample(1, gen)[0]}  # Dirichlet (Categorical, Multinomial) or Beta
+            a = np.broadcast_to(p["concentration"], np.broadcast_shapes(p["concentration"].shape, p["rate"].shape))
+            return {"rate": np.exp(_log_standard_gamma(a, rng)) / p["rate"]}
+        if name in ("Categorical", "Multinomial"):
+            return {"probs": _dirichlet_draw(p["concentration"], rng)}
+        shape = np.broadcast_shapes(p["concentration1"].shape, p["concentration0"].shape)
+        log1 = _log_standard_gamma(np.broadcast_to(p["concentration1"], shape), rng)
+        log0 = _log_standard_gamma(np.broadcast_to(p["concentration0"], shape), rng)
+        return {"probs": 1.0 / (1.0 + np.exp(log0 - log1))}  # Beta as a ratio of gammas
 
     def distribution(self, params):
         t = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
@@ -234,11 +271,11 @@ def gibbs_mixture(X, family, n_components, *, weight_concentration=1.0, prior=No
                     z = cache.z
                 resp = np.zeros((n, k))
                 resp[np.arange(n), z] = 1.0
-                weights = _dirichlet_draw(alpha + resp.sum(0), gen)
-                params = comps.draw(comps.posterior(torch.from_numpy(resp)), gen)
+                weights = _dirichlet_draw(alpha + resp.sum(0), rng)
+                params = comps.draw(comps.posterior(torch.from_numpy(resp)), rng, gen)
                 with np.errstate(divide="ignore"):
                     log_r = np.log(weights)[None, :] + comps.log_likelihood(params)
-                log_lik = float(logsumexp(log_r, axis=1).sum())
+                log_lik = float(_logsumexp_rows(log_r).sum())
                 if not collapsed:
                     z = _categorical_draw(log_r, rng)
                 if it >= warmup and (it - warmup) % thin == thin - 1:
@@ -384,7 +421,7 @@ def gibbs_hmm(X, emission, n_components, *, lengths=None, startprob_prior=None, 
             for it in range(warmup + n_samples * thin):
                 if z is not None:
                     params = _hmm_parameter_draw(params, z, starts, same_sequence, start_prior, trans_prior, comps,
-                                                 update, gen, k)
+                                                 update, rng, gen, k)
                 with np.errstate(divide="ignore"):
                     log_start = np.ascontiguousarray(np.log(params["startprob"]))
                     log_trans = np.ascontiguousarray(np.log(params["transmat"]))
@@ -436,19 +473,19 @@ def _check_hmm_init(init, fam, comps_k, n_features, needed):
     return {"startprob": start, "transmat": trans, "emission": params}
 
 
-def _hmm_parameter_draw(params, z, starts, same_sequence, start_prior, trans_prior, comps, update, gen, k):
+def _hmm_parameter_draw(params, z, starts, same_sequence, start_prior, trans_prior, comps, update, rng, gen, k):
     new = dict(params) if params is not None else {}
     if "s" in update or params is None:
         counts = np.bincount(z[starts], minlength=k).astype(np.float64)
-        new["startprob"] = _dirichlet_draw(start_prior + counts, gen)
+        new["startprob"] = _dirichlet_draw(start_prior + counts, rng)
     if "t" in update or params is None:
         counts = np.zeros((k, k))
         np.add.at(counts, (z[:-1][same_sequence[1:]], z[1:][same_sequence[1:]]), 1.0)
-        new["transmat"] = _dirichlet_draw(trans_prior + counts, gen)
+        new["transmat"] = _dirichlet_draw(trans_prior + counts, rng)
     if "e" in update or params is None:
         resp = np.zeros((z.shape[0], k))
         resp[np.arange(z.shape[0]), z] = 1.0
-        new["emission"] = comps.draw(comps.posterior(torch.from_numpy(resp)), gen)
+        new["emission"] = comps.draw(comps.posterior(torch.from_numpy(resp)), rng, gen)
     return new
 
 
