@@ -79,6 +79,24 @@ def _check_real(value, name, low=None, high=None, low_open=False):
     return float(value)
 
 
+def _expected_log(concentration):
+    """``E[log p]`` under ``Dirichlet(concentration)`` along the last axis (zero for one category: ``p = 1``)."""
+    conc = np.asarray(concentration, dtype=np.float64)
+    if conc.shape[-1] < 2 or conc.shape[0] == 0:
+        return np.zeros_like(conc)
+    return Dirichlet(concentration=torch.as_tensor(conc))._mean_parameters()["log_x"].numpy()
+
+
+def _kl_from_symmetric(concentration, prior):
+    """``sum_rows KL(Dirichlet(row) || Dirichlet(prior, ..., prior))`` (zero for one category)."""
+    conc = np.asarray(concentration, dtype=np.float64)
+    if conc.shape[-1] < 2 or conc.shape[0] == 0:
+        return 0.0
+    q = Dirichlet(concentration=torch.as_tensor(conc))
+    p = Dirichlet(concentration=torch.full((conc.shape[-1],), float(prior), dtype=torch.float64))
+    return float(q._kl(p).sum())
+
+
 @functools.lru_cache(maxsize=8)
 def _categorical_family(n_words):
     """The words of a topic: a categorical over ``n_words`` symbols with its Dirichlet conjugate prior."""
@@ -125,17 +143,17 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
         return csr, dtype
 
     # ------------------------------------------------------------------ topics as conjugate posteriors
-    def _topic_posterior(self):
-        """``q(beta) = Dirichlet(components_)``, one Dirichlet per topic."""
-        return Dirichlet(concentration=torch.as_tensor(self.components_, dtype=torch.float64))
-
     def _set_components(self, components):
         """Store ``lambda`` and ``exp(E[log beta])``: the expected log-probabilities of a
         categorical under its Dirichlet posterior (:meth:`ConjugateFamily.expected_natural`)."""
-        post = Dirichlet(concentration=torch.as_tensor(components, dtype=torch.float64))
-        expected_log = _categorical_family(post.n_categories).expected_natural(post)[0]["x"]
-        self.components_ = np.asarray(components, dtype=np.float64)
-        self.exp_dirichlet_component_ = np.exp(expected_log.numpy())
+        components = np.asarray(components, dtype=np.float64)
+        if components.shape[1] >= 2:
+            post = Dirichlet(concentration=torch.as_tensor(components))
+            expected_log = _categorical_family(components.shape[1]).expected_natural(post)[0]["x"].numpy()
+        else:  # a one-word vocabulary: every topic emits that word with probability one
+            expected_log = np.zeros_like(components)
+        self.components_ = components
+        self.exp_dirichlet_component_ = np.exp(expected_log)
 
     # ------------------------------------------------------------------ E-step
     def _e_step(self, X, *, gamma_init, want_stats):
@@ -183,20 +201,15 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
         with ``sub_sampling``), as scikit-learn's ``_approx_bound``.
         """
         kern = _kernels()
-        n_docs, k = gamma.shape
+        n_docs = gamma.shape[0]
         with torch.no_grad(), torch_threads(1):
-            q_theta = Dirichlet(concentration=torch.as_tensor(gamma, dtype=torch.float64))
-            q_beta = self._topic_posterior()
-            e_log_theta = q_theta._mean_parameters()["log_x"].numpy()
-            e_log_beta_t = np.ascontiguousarray(q_beta._mean_parameters()["log_x"].numpy().T)
+            e_log_theta = _expected_log(gamma)
+            e_log_beta_t = np.ascontiguousarray(_expected_log(self.components_).T)
             words = kern.word_bound_block(X.indptr.astype(np.int64), X.indices.astype(np.int64),
                                           np.ascontiguousarray(X.data, dtype=np.float64), e_log_theta,
                                           e_log_beta_t, 0, n_docs)
-            prior_theta = Dirichlet(concentration=torch.full((k,), self.doc_topic_prior_, dtype=torch.float64))
-            kl_theta = float(q_theta._kl(prior_theta).sum()) if n_docs else 0.0
-            prior_beta = Dirichlet(concentration=torch.full((self.components_.shape[1],), self.topic_word_prior_,
-                                                            dtype=torch.float64))
-            kl_beta = float(q_beta._kl(prior_beta).sum())
+            kl_theta = _kl_from_symmetric(gamma, self.doc_topic_prior_)
+            kl_beta = _kl_from_symmetric(self.components_, self.topic_word_prior_)
         score = words - kl_theta
         if sub_sampling:
             score *= float(self.total_samples) / n_docs
@@ -378,8 +391,8 @@ class LatentDirichletAllocation(_BaseLDA):
     max_doc_update_iter : int, default=100
         Most local iterations per document and E-step.
     n_jobs : int, optional
-        Threads over documents in the E-step (``None``: one; ``-1``: all cores). Results do
-        not depend on it.
+        Threads over documents in the E-step (``None``: one; ``-1``: all cores). Results
+        depend on it only through the order of floating-point sums.
     verbose : int, default=0
     random_state : None, int or RandomState
         Seeds the initial ``lambda`` and the initial ``gamma`` of every training E-step,
@@ -477,13 +490,15 @@ class LatentDirichletAllocation(_BaseLDA):
         gamma_init = self.random_state_.gamma(_INIT_SHAPE, _INIT_SCALE, (X.shape[0], self.n_components))
         with torch.no_grad(), torch_threads(1):
             _, expected_counts = self._e_step(X, gamma_init=gamma_init, want_stats=True)
-            prior = Dirichlet(concentration=torch.full((X.shape[1],), self.topic_word_prior_, dtype=torch.float64))
-            if batch_update:
-                stats = torch.as_tensor(expected_counts)
+            if batch_update and X.shape[1] >= 2:
                 # The conjugate update of a categorical's Dirichlet from (expected) counts.
-                post = _categorical_family(X.shape[1]).posterior(SufficientStats("Categorical", {"count": stats.sum(1), "x": stats}),
-                                                prior)
+                prior = Dirichlet(concentration=torch.full((X.shape[1],), self.topic_word_prior_, dtype=torch.float64))
+                stats = torch.as_tensor(expected_counts)
+                post = _categorical_family(X.shape[1]).posterior(
+                    SufficientStats("Categorical", {"count": stats.sum(1), "x": stats}), prior)
                 components = post.torch_params()["concentration"].numpy()
+            elif batch_update:
+                components = self.topic_word_prior_ + expected_counts
             else:
                 rho = (self.learning_offset + self.n_batch_iter_) ** (-self.learning_decay)
                 ratio = float(total_samples) / X.shape[0]
