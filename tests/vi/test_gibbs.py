@@ -17,7 +17,7 @@ from scipy.special import gammaln
 
 from probkit.distributions import Dirichlet, Gamma, NormalGamma, Poisson
 from probkit.inference import brute_force_hmm
-from probkit.vi import ess, gibbs_hmm, gibbs_mixture, mcse
+from probkit.vi import ess, gibbs_hmm, gibbs_mixture, mcse, rhat
 
 RNG = np.random.RandomState(0)
 
@@ -196,14 +196,14 @@ def test_full_bayesian_hmm_matches_enumeration():
     assert abs(rate_first.mean() - exact_rate) < 3 * mcse(rate_first)
 
 
-@pytest.mark.slow(reason="NUTS with Pyro on 107 steps takes about a minute on two busy cores")
+@pytest.mark.slow(reason="NUTS (Pyro) on the 107-year HMM takes one to several minutes on two shared cores")
 def test_earthquake_hmm_gibbs_agrees_with_nuts():
     from probkit import VariationalHMM
     from probkit.datasets import load_earthquakes
 
     _, counts = load_earthquakes()
     X = counts.reshape(-1, 1).astype(float)
-    nuts = VariationalHMM(2, emission="poisson", inference="nuts", num_samples=300, warmup_steps=150,
+    nuts = VariationalHMM(2, emission="poisson", inference="nuts", num_samples=150, warmup_steps=75,
                           random_state=0).fit(X)
     prior = nuts.prior_
     gibbs = gibbs_hmm(X, "poisson", 2, startprob_prior=nuts.startprob_prior_, transmat_prior=nuts.transmat_prior_,
@@ -222,7 +222,7 @@ def test_earthquake_hmm_gibbs_agrees_with_nuts():
     for g, n in ((g_rate, n_rate), (g_stay, n_stay)):
         tol = 4 * np.sqrt(mcse(g) ** 2 + mcse(n) ** 2)
         assert np.all(np.abs(g.mean(axis=(0, 1)) - n.mean(axis=(0, 1))) < tol)
-    assert np.all(gibbs.rhat("rate") < 1.05)
+    assert np.all(rhat(g_rate) < 1.05)  # chains agree once labels are ordered
 
 
 def test_hmm_argument_errors():
