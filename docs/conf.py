@@ -51,6 +51,7 @@ API_MODULES = [
     ("probkit.hmm", "Hidden Markov models"),
     ("probkit.ssm", "State-space models"),
     ("probkit.vi", "Variational inference"),
+    ("probkit.topics", "Topic models"),
     ("probkit.neural", "Neural sequence models"),
     ("probkit.neural.layers", "Neural sequence layers"),
     ("probkit.neural.ops", "Neural sequence operators"),
