@@ -246,6 +246,20 @@ class ExponentialFamily:
     def _new(self, **params):
         return type(self)(**params, **self._options())
 
+    def centered(self, center):
+        """This (unfitted) family with its statistics accumulated about ``center``, a point near the data.
+
+        Families whose fit subtracts large squared terms (the normal models) override it so
+        that data far from the origin keep their precision; the others return ``self``.
+
+        Examples
+        --------
+        >>> from probkit.distributions import Normal, Poisson
+        >>> Normal().centered(1e8).stats_shift.item(), Poisson().centered(3.0) is not None
+        (100000000.0, True)
+        """
+        return self
+
     # ------------------------------------------------------------------ introspection
     @property
     def is_fitted(self):
@@ -506,9 +520,14 @@ class ExponentialFamily:
                 raise ValueError("weights must be finite and non-negative")
         return self._summarize(x, w)
 
+    def _statistics_for_sums(self, x):
+        """The statistics that :meth:`summarize` adds up: ``T(x)``, or ``T`` about ``stats_shift``
+        for families that accumulate about a reference point (see :meth:`centered`)."""
+        return self._sufficient_statistics(x)
+
     def _summarize(self, x, w):
         """Tensor core of :meth:`summarize`: ``x`` (n, *event), ``w`` (n, *batch)."""
-        stats = self._sufficient_statistics(x)
+        stats = self._statistics_for_sums(x)
         n = x.shape[0]
         wb = w.reshape(n, -1)
         fields = {"count": w.sum(0)}

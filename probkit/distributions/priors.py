@@ -149,19 +149,22 @@ class NormalGamma(_ParameterisedPrior):
         return p["loc"], p["mean_precision"], p["concentration"], p["rate"]
 
     # ------------------------------------------------------------------ conjugate machinery
-    def _update(self, count, sum_x, sum_xx):
+    def _update(self, count, sum_x, sum_xx, shift=None):
         """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x**2``.
 
         ``rate_n = rate + (S + kappa n / (kappa + n) (xbar - m)**2) / 2`` with the scatter
         ``S = sum x**2 - n xbar**2`` (clamped at 0 against rounding), a sum of non-negative
         terms rather than the difference ``sum x**2 + kappa m**2 - kappa_n m_n**2``; batch
-        members with ``count = 0`` keep the prior.
+        members with ``count = 0`` keep the prior. With ``shift``, the sums are of
+        ``x - shift`` (statistics accumulated about a point near the data), so that ``S``
+        is computed from small numbers.
         """
         m, kappa, a, b = self._unpack()
         kappa_n = kappa + count
-        loc_n = (kappa * m + sum_x) / kappa_n
-        mean_x = _safe_div(sum_x, count)
-        scatter = torch.clamp(sum_xx - mean_x * sum_x, min=0.0)
+        centred = _safe_div(sum_x, count)
+        scatter = torch.clamp(sum_xx - centred * sum_x, min=0.0)
+        mean_x = centred if shift is None else centred + shift.to(centred)
+        loc_n = (kappa * m + count * mean_x) / kappa_n
         shrink = kappa * count / kappa_n * (mean_x - m) ** 2
         return NormalGamma(loc=loc_n, mean_precision=kappa_n, concentration=a + 0.5 * count,
                            rate=b + 0.5 * (scatter + shrink))
@@ -406,18 +409,20 @@ class NormalWishart(_ParameterisedPrior):
         return (y.squeeze(-1) ** 2).sum(-1)
 
     # ------------------------------------------------------------------ conjugate machinery
-    def _update(self, count, sum_x, sum_xx):
-        """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x x^T`` (raw).
+    def _update(self, count, sum_x, sum_xx, shift=None):
+        """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x x^T``.
 
         ``covariance_n = covariance + S + κ n / (κ + n) (xbar - m)(xbar - m)^T`` with the
         centred scatter ``S = sum x x^T - n xbar xbar^T``; batch members with ``count = 0``
-        keep the prior.
+        keep the prior. With ``shift``, the sums are of ``x - shift`` (statistics accumulated
+        about a point near the data), so that ``S`` is computed from small numbers.
         """
         m, kappa, nu, cov = self._unpack()
         kappa_n = kappa + count
-        loc_n = (kappa.unsqueeze(-1) * m + sum_x) / kappa_n.unsqueeze(-1)
-        mean_x = _safe_div(sum_x, count.unsqueeze(-1))
-        scatter = sum_xx - mean_x.unsqueeze(-1) * sum_x.unsqueeze(-2)
+        centred = _safe_div(sum_x, count.unsqueeze(-1))
+        scatter = sum_xx - centred.unsqueeze(-1) * sum_x.unsqueeze(-2)
+        mean_x = centred if shift is None else centred + shift.to(centred)
+        loc_n = (kappa.unsqueeze(-1) * m + count.unsqueeze(-1) * mean_x) / kappa_n.unsqueeze(-1)
         diff = mean_x - m
         shrink = (kappa * count / kappa_n)[..., None, None] * diff.unsqueeze(-1) * diff.unsqueeze(-2)
         cov_n = cov + scatter + shrink

@@ -66,7 +66,7 @@ from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_nonnegative_integers
 
-from ._base import _TRAINING_PARAMS, check_training_options, unwrap
+from ._base import _TRAINING_PARAMS, build_net_for_loading, check_standardizer, check_training_options, unwrap
 from ._data import check_positive_int
 from ._network import build_checked_backbone, reverse_within
 from probkit.utils.random import seed_from
@@ -858,13 +858,13 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         return mean, self._to_obs_units(np.concatenate(samples, 1))
 
     # ------------------------------------------------------------------ persistence / tags
-    def _io_build_module(self, name):
-        if name != "module_":
-            raise ValueError(f"{type(self).__name__} has no module attribute {name!r}")
-        device, dtype = self._compute_setup()
-        with seeded(0):
-            net = self._make_net()
-        return net.to(device=device, dtype=dtype).eval()
+    def _io_build_module(self, name, device=None):
+        return build_net_for_loading(self, name, device)
+
+    def _io_check_state(self):
+        """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
+        if hasattr(self, "module_"):
+            check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
 
 
 DeepStateSpaceModel.__doc__ = DeepStateSpaceModel.__doc__.replace("%(training_params)s", _TRAINING_PARAMS)

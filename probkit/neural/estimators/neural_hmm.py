@@ -52,7 +52,7 @@ from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_nonnegative_integers
 
-from ._base import _TRAINING_PARAMS, check_training_options, unwrap
+from ._base import _TRAINING_PARAMS, build_net_for_loading, check_standardizer, check_training_options, unwrap
 from ._data import check_positive_int
 from ._network import build_checked_backbone
 from probkit.utils.random import seed_from
@@ -776,13 +776,23 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         return X, Z
 
     # ------------------------------------------------------------------ persistence / tags
-    def _io_build_module(self, name):
-        if name != "module_":
-            raise ValueError(f"{type(self).__name__} has no module attribute {name!r}")
-        device, dtype = self._compute_setup()
-        with seeded(0):
-            net = self._make_net()
-        return net.to(device=device, dtype=dtype).eval()
+    def _io_build_module(self, name, device=None):
+        return build_net_for_loading(self, name, device)
+
+    def _io_check_state(self):
+        """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
+        from probkit.utils.validation import check_stochastic
+
+        if not hasattr(self, "module_"):
+            return
+        if self._family != "categorical":
+            check_standardizer(self._x_mean, self._x_scale, self._n_outputs())
+        k = self.n_components
+        for name, shape in (("startprob_", (k,)), ("transmat_", (k, k))):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+            check_stochastic(value, name, atol=1e-6)
 
 
 NeuralHMM.__doc__ = NeuralHMM.__doc__.replace("%(training_params)s", _TRAINING_PARAMS)

@@ -47,12 +47,12 @@ def _member(dist, index):
     return type(dist)(**params, **opts)
 
 
-def _map_dist(dist, fn):
+def map_dist(dist, fn):
     """A distribution of the same family with ``fn`` applied to every parameter tensor."""
     from probkit.distributions.independent import Independent
 
     if isinstance(dist, Independent):
-        return Independent([_map_dist(c, fn) for c in dist.components])
+        return Independent([map_dist(c, fn) for c in dist.components])
     return dist._new(**{k: fn(v) for k, v in dist.torch_params().items()})
 
 
@@ -188,7 +188,7 @@ class BatchedComponents:
         return self.dist._n_free_parameters_total()
 
     def to(self, device=None, dtype=None):
-        return BatchedComponents(_map_dist(self.dist, lambda v: v.to(device=device, dtype=dtype)))
+        return BatchedComponents(map_dist(self.dist, lambda v: v.to(device=device, dtype=dtype)))
 
 
 class ComponentList:
@@ -369,7 +369,7 @@ class FeatureProductComponents(BatchedComponents):
                 masked = t * mask.reshape(n, 1, d, *([1] * (t.ndim - 3)))
                 fields[name] = torch.einsum("nk,nk...->k...", resp, masked)
             return SufficientStats(type(dist).__name__, fields, dist._stats_meta())
-        for name, t in dist._sufficient_statistics(x).items():
+        for name, t in dist._statistics_for_sums(x).items():
             extra = t.shape[2:]
             masked = t * mask.reshape(n, d, *([1] * len(extra)))
             fields[name] = (resp.T @ masked.reshape(n, -1)).reshape(k, d, *extra)
