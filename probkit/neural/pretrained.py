@@ -255,9 +255,10 @@ class _Weights:
     def __init__(self, tensors, prefix, dtype, ignore=()):
         self.dtype = dtype
         self.tensors = dict(tensors)
-        # checkpoints of the base model (e.g. GPT2Model) store the keys without the prefix
+        # checkpoints of the base model (e.g. GPT-2's own) store its keys without the prefix
         if prefix and not any(k.startswith(prefix) for k in self.tensors):
-            self.tensors = {prefix + k: v for k, v in self.tensors.items()}
+            self.tensors = {(k if k.startswith(("lm_head.", "head.")) else prefix + k): v
+                            for k, v in self.tensors.items()}
         self.used = set()
         self.ignore = [re.compile(p) for p in ignore]
 
