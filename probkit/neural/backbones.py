@@ -117,7 +117,22 @@ class Backbone(nn.Module):
         output layer): ``load_pretrained(path, **kw).backbone``.
 
         See :func:`probkit.neural.load_pretrained` for the architectures read and the
-        options; its example builds a checkpoint and loads it.
+        options.
+
+        Examples
+        --------
+        >>> import tempfile, torch
+        >>> import transformers
+        >>> from probkit.neural import Backbone
+        >>> cfg = transformers.GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=32,
+        ...                               vocab_size=50, bos_token_id=0, eos_token_id=0)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     transformers.GPT2LMHeadModel(cfg).save_pretrained(folder)
+        ...     net = Backbone.from_pretrained(folder)
+        >>> net.kind, net.n_layers, type(net.norm).__name__
+        ('transformer', 2, 'LayerNorm')
+        >>> net(torch.randn(1, 5, 16)).shape
+        torch.Size([1, 5, 16])
         """
         from .pretrained import load_pretrained
 

@@ -64,8 +64,9 @@ def make_norm(norm, d_model, eps=1e-6):
     Examples
     --------
     >>> from probkit.neural.layers import make_norm
-    >>> make_norm("layer", 4, eps=1e-5)
-    LayerNorm((4,), eps=1e-05, elementwise_affine=True)
+    >>> norm = make_norm("layer", 4, eps=1e-5)
+    >>> type(norm).__name__, norm.eps, norm.bias.shape
+    ('LayerNorm', 1e-05, torch.Size([4]))
     """
     if norm == "rms":
         return RMSNorm(d_model, eps=eps)

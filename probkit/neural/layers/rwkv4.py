@@ -13,7 +13,8 @@ Time mixing (``A = attention_size`` channels)::
             / (sum_{i<t} e^{-(t-1-i) e^{decay} + k_i}     + e^{first + k_t})
     out = W_o (r * wkv)
 
-computed with a running maximum of the exponents (so no ``exp`` overflows).
+by :func:`~probkit.neural.ops.wkv4` (log-decay ``w = -exp(decay)``, bonus ``first``), which
+keeps a running maximum of the exponents (so no ``exp`` overflows).
 
 Channel mixing (hidden width ``F``)::
 
@@ -28,53 +29,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import SequenceLayer, check_dropout, check_positive_int, make_norm
+from ..ops import wkv4, wkv4_step
+from .base import SequenceLayer, check_dropout, check_positive_int, make_norm, op_backend
 
-__all__ = ["RWKV4Layer", "wkv4_step"]
-
-#: initial value of the running maximum of the exponents (``exp`` of it is 0)
-_NO_MAX = -1e38
-
-
-def wkv4_step(k_t, v_t, time_decay, time_first, state):
-    """One position of the WKV-4 recurrence with a running maximum.
-
-    Parameters
-    ----------
-    k_t, v_t : Tensor of shape (batch, A)
-        Key and value at the position.
-    time_decay, time_first : Tensor of shape (A,)
-        The decay is ``exp(time_decay)`` per step; ``time_first`` is the bonus of the
-        current position.
-    state : (num, den, max) tensors of shape (batch, A)
-        ``num * exp(max)`` and ``den * exp(max)`` are the decayed sums of ``e^k v`` and
-        ``e^k`` over the earlier positions.
-
-    Returns
-    -------
-    wkv_t : Tensor of shape (batch, A)
-    state : the updated ``(num, den, max)``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from probkit.neural.layers.rwkv4 import wkv4_step
-    >>> k, v = torch.zeros(1, 2), torch.tensor([[1.0, 2.0]])
-    >>> state = (torch.zeros(1, 2), torch.zeros(1, 2), torch.full((1, 2), -1e38))
-    >>> wkv, state = wkv4_step(k, v, torch.zeros(2), torch.zeros(2), state)
-    >>> wkv                                     # the first position sees only itself
-    tensor([[1., 2.]])
-    """
-    num, den, mx = state
-    k_t = k_t.to(num.dtype)
-    v_t = v_t.to(num.dtype)
-    top = torch.maximum(mx, k_t + time_first)
-    e_old, e_new = torch.exp(mx - top), torch.exp(k_t + time_first - top)
-    wkv = (e_old * num + e_new * v_t) / (e_old * den + e_new)
-    decayed = mx - torch.exp(time_decay)
-    top = torch.maximum(decayed, k_t)
-    e_old, e_new = torch.exp(decayed - top), torch.exp(k_t - top)
-    return wkv, (e_old * num + e_new * v_t, e_old * den + e_new, top)
+__all__ = ["RWKV4Layer"]
 
 
 class RWKV4Layer(SequenceLayer):
@@ -96,17 +54,17 @@ class RWKV4Layer(SequenceLayer):
         normalises the embeddings).
     dropout : float, default 0.0
         Dropout on each sublayer's output before its residual addition.
+    backend : {"auto", "cpu", "reference", "triton"}, default "auto"
+        Backend of :func:`probkit.neural.ops.wkv4`.
 
     Notes
     -----
     Initialisation: the mixing coefficients 0.5, ``time_decay`` from -5 to 1 over the
     channels (per-step decay factors from 0.993 to 0.066), ``time_first`` 0.5, the output
-    projections zero (the layer starts as the identity), the rest torch's default.  The
-    layer exists to run RWKV-4 checkpoints; :meth:`forward` runs the recurrence position
-    by position (the checkpoint's own CPU form).
+    projections zero (the layer starts as the identity), the rest torch's default.
 
-    State: ``(shift_tmix (batch, d), num, den, max (batch, A), shift_cmix (batch, d))``;
-    the WKV entries are at least float32.
+    State: ``(shift_tmix (batch, d), wkv_state (batch, 3, A), shift_cmix (batch, d))``, the
+    WKV state as in :func:`~probkit.neural.ops.wkv4` (at least float32).
 
     Examples
     --------
@@ -124,7 +82,7 @@ class RWKV4Layer(SequenceLayer):
     """
 
     def __init__(self, d_model, attention_size=None, ffn_hidden=None, norm="layer", norm_eps=1e-5,
-                 input_norm=False, dropout=0.0):
+                 input_norm=False, dropout=0.0, backend="auto"):
         super().__init__(check_positive_int(d_model, "d_model"))
         d = self.d_model
         A = self.attention_size = check_positive_int(d if attention_size is None else attention_size,
@@ -151,6 +109,7 @@ class RWKV4Layer(SequenceLayer):
         self.ffn_receptance = nn.Linear(d, d, bias=False)
         nn.init.zeros_(self.ffn_value.weight)
         self.dropout = nn.Dropout(check_dropout(dropout))
+        self.backend = backend
 
     def _tmix_inputs(self, h, p):
         def mix(m):
@@ -164,11 +123,6 @@ class RWKV4Layer(SequenceLayer):
         r = torch.sigmoid(self.ffn_receptance(h * self.cmix_r + p * (1 - self.cmix_r)))
         return r * self.ffn_value(k)
 
-    def _wkv_state(self, batch_size, device, dtype):
-        wdtype = torch.promote_types(dtype, torch.float32)
-        zeros = torch.zeros(batch_size, self.attention_size, device=device, dtype=wdtype)
-        return (zeros, zeros.clone(), torch.full_like(zeros, _NO_MAX))
-
     def forward(self, x, lengths=None, return_state=False):
         b, L, d = x.shape
         if self.input_norm is not None:
@@ -176,34 +130,31 @@ class RWKV4Layer(SequenceLayer):
         zeros = x.new_zeros(b, 1, d)
         h = self.norm1(x)
         k, v, r = self._tmix_inputs(h, torch.cat([zeros, h[:, :-1]], dim=1))
-        state = self._wkv_state(b, x.device, x.dtype)
-        decay, first = self.time_decay.to(state[0].dtype), self.time_first.to(state[0].dtype)
-        wkv = []
-        for t in range(L):
-            w_t, state = wkv4_step(k[:, t], v[:, t], decay, first, state)
-            wkv.append(w_t)
-        wkv = torch.stack(wkv, dim=1).to(x.dtype)
+        wkv, wkv_state = wkv4(-torch.exp(self.time_decay), self.time_first, k, v,
+                              return_last_state=True, backend=op_backend(self.backend, x))
         x = x + self.dropout(self.output(r * wkv))
         h2 = self.norm2(x)
         out = x + self.dropout(self._cmix(h2, torch.cat([zeros, h2[:, :-1]], dim=1)))
-        return (out, (h[:, -1], *state, h2[:, -1])) if return_state else out
+        return (out, (h[:, -1], wkv_state, h2[:, -1])) if return_state else out
 
     def init_state(self, batch_size, device=None, dtype=None):
-        """Zero shifts, empty WKV sums: ``(shift_tmix, num, den, max, shift_cmix)``."""
+        """Zero shifts and the empty WKV state: ``(shift_tmix, wkv_state, shift_cmix)``."""
         device, dtype = self._device_dtype(device, dtype)
         shift = torch.zeros(batch_size, self.d_model, device=device, dtype=dtype)
-        return (shift, *self._wkv_state(batch_size, device, dtype), shift.clone())
+        wkv_state = torch.zeros(batch_size, 3, self.attention_size, device=device,
+                                dtype=torch.promote_types(dtype, torch.float32))
+        wkv_state[:, 2] = -1e38  # the log-scale of empty sums
+        return (shift, wkv_state, shift.clone())
 
     def step(self, x_t, state):
         """One position: ``x_t`` ``(batch, d_model)`` -> ``(y_t, new_state)``."""
-        shift_tmix, num, den, mx, shift_cmix = state
+        shift_tmix, wkv_state, shift_cmix = state
         if self.input_norm is not None:
             x_t = self.input_norm(x_t)
         h = self.norm1(x_t)
         k, v, r = self._tmix_inputs(h, shift_tmix)
-        wkv, (num, den, mx) = wkv4_step(k, v, self.time_decay.to(num.dtype),
-                                        self.time_first.to(num.dtype), (num, den, mx))
+        wkv, wkv_state = wkv4_step(-torch.exp(self.time_decay), self.time_first, k, v, wkv_state)
         x_t = x_t + self.dropout(self.output(r * wkv.to(x_t.dtype)))
         h2 = self.norm2(x_t)
         y_t = x_t + self.dropout(self._cmix(h2, shift_cmix))
-        return y_t, (h, num, den, mx, h2)
+        return y_t, (h, wkv_state, h2)
