@@ -229,7 +229,11 @@ def _read_tensors(path):
     for name in files:
         file = os.path.join(path, name)
         if name.endswith(".safetensors"):
-            from safetensors.torch import load_file
+            try:
+                from safetensors.torch import load_file
+            except ImportError:
+                raise ImportError(f"reading {name} needs the safetensors package "
+                                  "(pip install safetensors, or probkit[hf])") from None
 
             part = load_file(file, device="cpu")
         else:
