@@ -14,6 +14,8 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from probkit.neural import Backbone, NeuralHMM, SequenceClassifier, load_pretrained  # noqa: E402
 from probkit.neural.layers import Mamba2Layer, MambaLayer, RWKV4Layer, TransformerLayer  # noqa: E402
 
+from test_layers_common import step_all  # noqa: E402
+
 VOCAB = 50
 
 
@@ -73,11 +75,7 @@ def assert_greedy(logits, sequence, prompt_length):
 
 
 def step_logits(lm, ids):
-    state, out = lm.init_state(ids.shape[0]), []
-    for t in range(ids.shape[1]):
-        logits, state = lm.step(ids[:, t], state)
-        out.append(logits)
-    return torch.stack(out, 1)
+    return step_all(lm, ids)[0]  # lm.step over the token ids from lm.init_state
 
 
 @pytest.mark.parametrize("arch", ARCHS)
