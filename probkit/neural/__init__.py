@@ -12,6 +12,9 @@ _EXPORTS = {
     "count_parameters": "probkit.neural.backbones",
     "d_model_for_budget": "probkit.neural.backbones",
     "map_state": "probkit.neural.backbones",
+    # local Hugging Face checkpoints
+    "PretrainedLM": "probkit.neural.pretrained",
+    "load_pretrained": "probkit.neural.pretrained",
     # estimators and their training loop
     "DeepStateSpaceModel": "probkit.neural.estimators.deep_ssm",
     "NeuralHMM": "probkit.neural.estimators.neural_hmm",

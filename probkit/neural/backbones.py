@@ -41,8 +41,8 @@ import math
 import torch
 from torch import nn
 
-from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RMSNorm,
-                     RWKV6Layer, S4DLayer, SequenceLayer, TransformerLayer)
+from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RWKV6Layer,
+                     S4DLayer, SequenceLayer, TransformerLayer, make_norm)
 from .layers.base import check_positive_int
 
 __all__ = [
@@ -66,6 +66,10 @@ class Backbone(nn.Module):
         The layers, all with the same ``d_model``.
     kind : str, default "custom"
         Name recorded in :attr:`kind` (the :func:`build_backbone` kind).
+    norm : {"rms", "layer"}, default "rms"
+        The final norm: RMSNorm, or LayerNorm with a bias (as in GPT-2 and RWKV checkpoints).
+    norm_eps : float, default 1e-6
+        Epsilon of the final norm.
 
     Attributes
     ----------
@@ -91,7 +95,7 @@ class Backbone(nn.Module):
     torch.Size([3, 5, 8])
     """
 
-    def __init__(self, layers, kind="custom"):
+    def __init__(self, layers, kind="custom", norm="rms", norm_eps=1e-6):
         super().__init__()
         layers = list(layers)
         if not layers:
@@ -105,7 +109,34 @@ class Backbone(nn.Module):
         self.kind = str(kind)
         self.d_model = widths.pop()
         self.layers = nn.ModuleList(layers)
-        self.norm = RMSNorm(self.d_model)
+        self.norm = make_norm(norm, self.d_model, norm_eps)
+
+    @classmethod
+    def from_pretrained(cls, path, **kw):
+        """The backbone of a local Hugging Face checkpoint directory (no token embedding or
+        output layer): ``load_pretrained(path, **kw).backbone``.
+
+        See :func:`probkit.neural.load_pretrained` for the architectures read and the
+        options.
+
+        Examples
+        --------
+        >>> import tempfile, torch
+        >>> import transformers
+        >>> from probkit.neural import Backbone
+        >>> cfg = transformers.GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=32,
+        ...                               vocab_size=50, bos_token_id=0, eos_token_id=0)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     transformers.GPT2LMHeadModel(cfg).save_pretrained(folder)
+        ...     net = Backbone.from_pretrained(folder)
+        >>> net.kind, net.n_layers, type(net.norm).__name__
+        ('transformer', 2, 'LayerNorm')
+        >>> net(torch.randn(1, 5, 16)).shape
+        torch.Size([1, 5, 16])
+        """
+        from .pretrained import load_pretrained
+
+        return load_pretrained(path, **kw).backbone
 
     @property
     def n_layers(self):
@@ -271,9 +302,10 @@ class Backbone(nn.Module):
 
 
 def _mamba(d_model, n_layers, *, d_state=16, expand=2, d_conv=4, dt_rank=None, dt_min=1e-3,
-           dt_max=1e-1, dropout=0.0, backend="auto"):
+           dt_max=1e-1, dropout=0.0, bias=False, conv_bias=True, norm_eps=1e-6, backend="auto"):
     return [MambaLayer(d_model, d_state=d_state, expand=expand, d_conv=d_conv, dt_rank=dt_rank,
-                       dt_min=dt_min, dt_max=dt_max, dropout=dropout, backend=backend)
+                       dt_min=dt_min, dt_max=dt_max, dropout=dropout, bias=bias,
+                       conv_bias=conv_bias, norm_eps=norm_eps, backend=backend)
             for _ in range(n_layers)]
 
 
@@ -304,13 +336,15 @@ def _gated_cnn(d_model, n_layers, *, expansion=8 / 3, conv_ratio=1.0, conv_width
 
 
 def _transformer(d_model, n_layers, *, n_heads=4, causal=True, positional="rotary",
-                 max_len=1024, mlp_ratio=2.0, rotary_base=10000.0, dropout=0.0):
+                 max_len=1024, mlp_ratio=2.0, rotary_base=10000.0, dropout=0.0, bias=False,
+                 norm="rms", norm_eps=1e-6, activation="gelu"):
     n_heads = check_positive_int(n_heads, "n_heads")
     if d_model % n_heads:
         raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
     return [TransformerLayer(d_model, n_heads=n_heads, causal=causal, positional=positional,
                              max_len=max_len if positional == "learned" and i == 0 else None,
-                             mlp_ratio=mlp_ratio, rotary_base=rotary_base, dropout=dropout)
+                             mlp_ratio=mlp_ratio, rotary_base=rotary_base, dropout=dropout,
+                             bias=bias, norm=norm, norm_eps=norm_eps, activation=activation)
             for i in range(n_layers)]
 
 
@@ -373,7 +407,8 @@ def build_backbone(kind, d_model, n_layers, **kw):
         residual branch).  Unknown options raise ``TypeError``.
 
         * ``"mamba"``: ``d_state=16, expand=2, d_conv=4, dt_rank=ceil(d_model/16),
-          dt_min=1e-3, dt_max=1e-1, backend="auto"`` (:class:`~.layers.MambaLayer`);
+          dt_min=1e-3, dt_max=1e-1, bias=False, conv_bias=True, norm_eps=1e-6,
+          backend="auto"`` (:class:`~.layers.MambaLayer`);
         * ``"mamba2"``: ``d_state=64, expand=2, headdim=gcd(64, expand*d_model), ngroups=1,
           d_conv=4, chunk_size, dt_min=1e-3, dt_max=1e-1, dt_init_floor=1e-4, dt_limit,
           A_init_range=(1, 16), bias=False, conv_bias=True, norm_eps=1e-5, backend="auto"``
@@ -384,7 +419,8 @@ def build_backbone(kind, d_model, n_layers, **kw):
           (:class:`~.layers.GatedCNNLayer`);
         * ``"transformer"``: ``n_heads=4, causal=True, positional="rotary"`` (or
           ``"learned"``), ``max_len=1024`` (learned positions only), ``mlp_ratio=2.0,
-          rotary_base=10000.0`` (:class:`~.layers.TransformerLayer`);
+          rotary_base=10000.0, bias=False, norm="rms"`` (or ``"layer"``), ``norm_eps=1e-6,
+          activation="gelu"`` (or ``"gelu_tanh"``) (:class:`~.layers.TransformerLayer`);
         * ``"s4d"``: ``d_state=64, expand=2, init="lin"`` (or ``"inv"``), ``dt_min=1e-3,
           dt_max=1e-1`` (:class:`~.layers.S4DLayer`);
         * ``"gru"``, ``"lstm"``: ``hidden_size=d_model``.

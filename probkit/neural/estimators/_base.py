@@ -185,10 +185,13 @@ class _SequenceEstimator(ProbkitEstimator):
 
 
 # Parameter documentation shared by the three estimators (substituted into their docstrings).
-_MODEL_PARAMS = """backbone : str, default="mamba"
+_MODEL_PARAMS = """backbone : str or Backbone, default="mamba"
         Backbone kind of :func:`probkit.neural.build_backbone`: "mamba", "rwkv",
         "mambaout" (gated CNN), "transformer", "s4d", "gru" or "lstm" (the kinds of
-        :data:`probkit.neural.KINDS`).
+        :data:`probkit.neural.KINDS`), or a :class:`~probkit.neural.backbones.Backbone`
+        module to start from (e.g. a loaded checkpoint's,
+        :func:`probkit.neural.load_pretrained`): ``d_model`` must be its width, its own
+        layers are used (``n_layers`` is not) and a copy is trained.
     d_model : int, default=64
         Width of the backbone.
     n_layers : int, default=2

@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
-from probkit.neural.backbones import KINDS, build_backbone
+from probkit.neural.backbones import KINDS, Backbone, build_backbone
 
 __all__ = ["SequenceNet", "pool", "reverse_within"]
 
@@ -67,7 +69,19 @@ def pool(h, lengths, how):
 
 
 def build_checked_backbone(kind, d_model, n_layers, backbone_kwargs):
-    """``build_backbone`` with error messages that name the estimator's arguments."""
+    """``build_backbone`` with error messages that name the estimator's arguments.
+
+    A :class:`~probkit.neural.backbones.Backbone` given as ``kind`` (e.g. a loaded checkpoint's)
+    is copied, so that training never changes the estimator's parameter; its ``n_layers`` is its own.
+    """
+    if isinstance(kind, Backbone):
+        if d_model != kind.d_model:
+            raise ValueError(f"d_model={d_model!r} must equal the width of the given backbone "
+                             f"module; pass d_model={kind.d_model}")
+        if backbone_kwargs:
+            raise ValueError(f"backbone_kwargs={backbone_kwargs!r} only apply to a backbone built "
+                             "by kind; the given Backbone module is used as it is")
+        return copy.deepcopy(kind)
     if not isinstance(kind, str) or kind.lower() not in KINDS:
         raise ValueError(f"backbone={kind!r} is not a known backbone; choose one of {', '.join(KINDS)}")
     try:
@@ -83,8 +97,8 @@ class SequenceNet(nn.Module):
 
     Parameters
     ----------
-    backbone : str
-        Kind for :func:`~probkit.neural.build_backbone`.
+    backbone : str or Backbone
+        Kind for :func:`~probkit.neural.build_backbone`, or a backbone module (copied).
     d_model, n_layers : int
     head : torch.nn.Module
         A head of :mod:`probkit.neural.heads`.

@@ -46,7 +46,7 @@ from torch import nn
 
 from probkit.base import ProbkitEstimator
 from probkit.inference import forward_backward_padded, forward_filter_padded, hmm_log_likelihood, viterbi_padded
-from probkit.neural.backbones import KINDS
+from probkit.neural.backbones import KINDS, Backbone
 from probkit.neural.emissions import EMISSIONS, make_emission
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
@@ -75,8 +75,8 @@ class NeuralHMMNet(nn.Module):
         Hidden states ``K``.
     n_outputs : int
         Features per step (Gaussian, Poisson) or alphabet size (categorical).
-    backbone : str
-        Kind for :func:`~probkit.neural.build_backbone`; must be causal.
+    backbone : str or Backbone
+        Kind for :func:`~probkit.neural.build_backbone`, or a backbone module (copied); must be causal.
     d_model, n_layers : int
     backbone_kwargs : dict, optional
     neural_transitions : bool, default=False
@@ -182,9 +182,12 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
     emission : {"gaussian", "poisson", "categorical"}, default="gaussian"
         Emission family: diagonal Gaussian over real vectors, independent Poisson
         counts, or one categorical symbol per step (``X`` of shape ``(n_samples, 1)``).
-    backbone : str, default="mamba"
+    backbone : str or Backbone, default="mamba"
         Causal backbone kind of :func:`probkit.neural.build_backbone` ("mamba", "rwkv",
-        "mambaout", "transformer", "s4d", "gru", "lstm").
+        "mambaout", "transformer", "s4d", "gru", "lstm"), or a causal
+        :class:`~probkit.neural.backbones.Backbone` module to start from (e.g. a loaded
+        checkpoint's, :func:`probkit.neural.load_pretrained`; ``d_model`` must be its
+        width, its own layers are used and a copy is trained).
     d_model : int, default=64
         Width of the backbone.
     n_layers : int, default=2
@@ -307,7 +310,8 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         check_positive_int(self.n_components, "n_components")
         if not isinstance(self.emission, str) or self.emission.lower() not in EMISSIONS:
             raise ValueError(f"unknown emission {self.emission!r}; choose one of {', '.join(EMISSIONS)}")
-        if not isinstance(self.backbone, str) or self.backbone.lower() not in KINDS:
+        if not isinstance(self.backbone, Backbone) and (
+                not isinstance(self.backbone, str) or self.backbone.lower() not in KINDS):
             raise ValueError(f"backbone={self.backbone!r} is not a known backbone; choose one of {', '.join(KINDS)}")
         check_training_options(self)
         check_positive_int(self.hmm_n_iter, "hmm_n_iter")

@@ -17,7 +17,9 @@ import operator
 import torch
 from torch import nn
 
-__all__ = ["RMSNorm", "SequenceLayer"]
+__all__ = ["RMSNorm", "SequenceLayer", "make_norm"]
+
+NORMS = ("rms", "layer")
 
 
 class RMSNorm(nn.Module):
@@ -53,6 +55,24 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self):
         return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def make_norm(norm, d_model, eps=1e-6):
+    """A normalisation over the last dimension: ``"rms"`` (:class:`RMSNorm`, the default of
+    every layer) or ``"layer"`` (:class:`torch.nn.LayerNorm` with a bias, as in GPT-2 and RWKV).
+
+    Examples
+    --------
+    >>> from probkit.neural.layers import make_norm
+    >>> norm = make_norm("layer", 4, eps=1e-5)
+    >>> type(norm).__name__, norm.eps, norm.bias.shape
+    ('LayerNorm', 1e-05, torch.Size([4]))
+    """
+    if norm == "rms":
+        return RMSNorm(d_model, eps=eps)
+    if norm == "layer":
+        return nn.LayerNorm(d_model, eps=eps)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
 class SequenceLayer(nn.Module, metaclass=abc.ABCMeta):

@@ -58,6 +58,12 @@ class MambaLayer(SequenceLayer):
         Range of the initial step sizes ``softplus(dt_proj.bias)``.
     dropout : float, default 0.0
         Dropout on the block's output before the residual addition.
+    bias : bool, default False
+        Biases in ``in_proj`` and ``out_proj`` (``use_bias`` of ``transformers``' Mamba).
+    conv_bias : bool, default True
+        Bias in the convolution.
+    norm_eps : float, default 1e-6
+        Epsilon of the input RMSNorm (``transformers``' Mamba uses 1e-5).
     backend : {"auto", "cpu", "reference", "triton"}, default "auto"
         Backend of :func:`probkit.neural.ops.selective_scan` (``"auto"``: Triton on CUDA,
         the chunked torch path otherwise and for float64).
@@ -87,7 +93,8 @@ class MambaLayer(SequenceLayer):
     """
 
     def __init__(self, d_model, d_state=16, expand=2, d_conv=4, dt_rank=None, dt_min=1e-3,
-                 dt_max=1e-1, dropout=0.0, backend="auto"):
+                 dt_max=1e-1, dropout=0.0, bias=False, conv_bias=True, norm_eps=1e-6,
+                 backend="auto"):
         super().__init__(check_positive_int(d_model, "d_model"))
         self.d_state = check_positive_int(d_state, "d_state")
         self.expand = check_positive_int(expand, "expand")
@@ -100,11 +107,12 @@ class MambaLayer(SequenceLayer):
         self.backend = backend
         d, E, N, R = self.d_model, self.expand * self.d_model, self.d_state, self.dt_rank
         self.d_inner = E
-        self.norm = RMSNorm(d)
-        self.in_proj = nn.Linear(d, 2 * E, bias=False)
+        self.norm = RMSNorm(d, eps=norm_eps)
+        self.in_proj = nn.Linear(d, 2 * E, bias=bool(bias))
         bound = 1.0 / math.sqrt(self.d_conv)
         self.conv_weight = nn.Parameter(torch.empty(E, self.d_conv).uniform_(-bound, bound))
-        self.conv_bias = nn.Parameter(torch.empty(E).uniform_(-bound, bound))
+        self.conv_bias = (nn.Parameter(torch.empty(E).uniform_(-bound, bound))
+                          if conv_bias else None)
         self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
         self.dt_proj = nn.Linear(R, E, bias=True)
         with torch.no_grad():
@@ -117,7 +125,7 @@ class MambaLayer(SequenceLayer):
         # and the step sizes towards softplus(0)), as in the Mamba reference training setup.
         for p in (self.A_log, self.D, self.dt_proj.bias):
             p._no_weight_decay = True
-        self.out_proj = nn.Linear(E, d, bias=False)
+        self.out_proj = nn.Linear(E, d, bias=bool(bias))
         self.dropout = nn.Dropout(check_dropout(dropout))
 
     def _ssm_inputs(self, u):

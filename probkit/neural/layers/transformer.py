@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
+from .base import SequenceLayer, check_dropout, check_positive_int, make_norm
 
 __all__ = ["TransformerLayer", "apply_rotary"]
 
 POSITIONALS = ("rotary", "learned")
+#: MLP activations: exact GELU, or its tanh approximation (GPT-2's ``gelu_new``)
+ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}
 
 
 def apply_rotary(x, positions, base=10000.0):
@@ -85,6 +87,14 @@ class TransformerLayer(SequenceLayer):
     dropout : float, default 0.0
         Dropout on each sublayer's output before its residual addition (and on the
         attention weights in training).
+    bias : bool, default False
+        Biases in the four projections (GPT-2 has them).
+    norm : {"rms", "layer"}, default "rms"
+        RMSNorm, or LayerNorm with a bias (GPT-2), before each sublayer.
+    norm_eps : float, default 1e-6
+        Epsilon of the two norms.
+    activation : {"gelu", "gelu_tanh"}, default "gelu"
+        MLP activation: exact GELU or its tanh approximation (GPT-2).
 
     Notes
     -----
@@ -111,7 +121,8 @@ class TransformerLayer(SequenceLayer):
     """
 
     def __init__(self, d_model, n_heads=4, causal=True, positional="rotary", max_len=None,
-                 mlp_ratio=2.0, rotary_base=10000.0, dropout=0.0):
+                 mlp_ratio=2.0, rotary_base=10000.0, dropout=0.0, bias=False, norm="rms",
+                 norm_eps=1e-6, activation="gelu"):
         super().__init__(check_positive_int(d_model, "d_model"))
         d = self.d_model
         self.n_heads = check_positive_int(n_heads, "n_heads")
@@ -127,6 +138,9 @@ class TransformerLayer(SequenceLayer):
             raise TypeError(f"causal must be a bool, got {causal!r}")
         if not mlp_ratio > 0:
             raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
         self.causal = causal
         self.positional = positional
         self.rotary_base = float(rotary_base)
@@ -136,12 +150,13 @@ class TransformerLayer(SequenceLayer):
             self.max_len = check_positive_int(max_len, "max_len")
             self.position_table = nn.Parameter(torch.empty(self.max_len, d).normal_(0.0, 0.02))
         hidden = max(1, int(mlp_ratio * d))
-        self.norm1 = RMSNorm(d)
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.out = nn.Linear(d, d, bias=False)
-        self.norm2 = RMSNorm(d)
-        self.mlp_in = nn.Linear(d, hidden, bias=False)
-        self.mlp_out = nn.Linear(hidden, d, bias=False)
+        bias = bool(bias)
+        self.norm1 = make_norm(norm, d, norm_eps)
+        self.qkv = nn.Linear(d, 3 * d, bias=bias)
+        self.out = nn.Linear(d, d, bias=bias)
+        self.norm2 = make_norm(norm, d, norm_eps)
+        self.mlp_in = nn.Linear(d, hidden, bias=bias)
+        self.mlp_out = nn.Linear(hidden, d, bias=bias)
         self.dropout = nn.Dropout(self.p_dropout)
 
     def _qkv(self, h, positions):
@@ -157,7 +172,8 @@ class TransformerLayer(SequenceLayer):
     def _finish(self, x, attn):
         b, _, L, _ = attn.shape
         x = x + self.dropout(self.out(attn.transpose(1, 2).reshape(b, L, self.d_model)))
-        return x + self.dropout(self.mlp_out(F.gelu(self.mlp_in(self.norm2(x)))))
+        act = ACTIVATIONS[self.activation]
+        return x + self.dropout(self.mlp_out(act(self.mlp_in(self.norm2(x)))))
 
     def forward(self, x, lengths=None, return_state=False):
         if return_state:
