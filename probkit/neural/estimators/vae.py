@@ -159,7 +159,7 @@ class VAENet(nn.Module):
         return base.to_event(1)
 
     def log_weights(self, x_in, x_obs, eps):
-        """``log p(x, z_k) - log q(z_k | x)`` with ``z_k = mu(x) + s(x) * eps_k``: (K, B) for ``eps`` (K, n_components)."""
+        """``log p(x, z_k) - log q(z_k | x)``, ``z_k = mu(x) + s(x) * eps_k``: (K, B) for ``eps`` (K, n_components)."""
         loc, scale = self.encode(x_in)
         z = loc + scale * eps[:, None, :]
         prior = dist.Normal(torch.zeros_like(loc), 1.0).to_event(1)
