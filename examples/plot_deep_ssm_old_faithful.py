@@ -7,9 +7,10 @@ length, waiting time to the next eruption) in which short and long eruptions ten
 alternate. A :class:`probkit.neural.DeepStateSpaceModel` explains it by a continuous
 two-dimensional latent state with a neural transition and emission; its amortised
 guide reads the coming eruptions backwards with a GRU. It is fitted by maximising the
-ELBO on windows of the first 200 eruptions (with KL annealing, and early stopping on
-held-out windows) and compared with a three-state :class:`probkit.GaussianHMM` on the
-last 72:
+ELBO on overlapping windows of the first 200 eruptions (25 eruptions every 5, with KL
+annealing, and early stopping on a fifth of the windows) and compared with a
+three-state :class:`probkit.GaussianHMM`, fitted on the same 200 eruptions, on the last
+72:
 
 * one-step-ahead forecasts: for every test eruption, the model sees all eruptions
   before it and predicts the next one (root mean squared error per feature);
@@ -19,6 +20,17 @@ last 72:
 
 The figure shows the training ELBO per step, the posterior latent path (the guide's
 means) over the whole series, and the forecasts of the waiting times.
+
+Why overlapping windows: cut into 8 disjoint windows with a quarter held out for early
+stopping, the DSSM learned from 150 of the 200 eruptions (the HMM from all 200), and its
+latent state restarted from ``z_0 = 0`` every 25 steps. It then trailed the HMM's
+held-out likelihood (ELBO -4.41, IWAE -4.36 nats per eruption against -4.15). Training
+longer did not help (one window per step: -4.41). Windows every 5 eruptions, which use
+every eruption in several positions, do: single seeds reach ELBOs from -4.36 to -4.10
+(every one beats the HMM's forecasts), and the best of five restarts by training ELBO --
+as the HMM keeps the best of its five -- gives ELBO -4.10, IWAE -3.97 (per-seed numbers in
+``benchmarks/RESULTS.md``). The validation windows overlap training ones, so early
+stopping is only a guard against divergence here; the test eruptions are never seen.
 """
 
 import os
@@ -43,11 +55,20 @@ os.makedirs(OUT, exist_ok=True)
 X, names = load_old_faithful()
 n_train = 200
 X_train, X_test = X[:n_train], X[n_train:]
-windows = [X_train[i:i + 25] for i in range(0, n_train, 25)]
+windows = [X_train[i:i + 25] for i in range(0, n_train - 24, 5)]   # 36 overlapping windows
 
-ds = DeepStateSpaceModel(latent_dim=2, guide_backbone="gru", d_model=16, hidden_dim=16, batch_size=4, lr=1e-2,
-                         max_epochs=15 if FAST else 300, validation_fraction=0.25, patience=30,
-                         random_state=0).fit(windows)
+
+def fit_dssm(seed):
+    return DeepStateSpaceModel(latent_dim=2, guide_backbone="gru", d_model=16, hidden_dim=16, batch_size=4, lr=1e-2,
+                               max_epochs=15 if FAST else 300, validation_fraction=0.2, patience=30,
+                               random_state=seed).fit(windows)
+
+
+# five restarts, as the HMM gets (n_init=5), kept by the ELBO of the training eruptions
+restarts = [fit_dssm(seed) for seed in range(1 if FAST else 5)]
+train_elbo = [m.score(X_train, n_particles=64) for m in restarts]
+ds = restarts[int(np.argmax(train_elbo))]
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     hmm = GaussianHMM(3, covariance_type="full", n_iter=30 if FAST else 200, n_init=1 if FAST else 5,
@@ -65,6 +86,7 @@ def rmse(pred):
 
 b = ds.bounds(X_test, n_particles=256)
 n_test = len(X_test)
+print(f"training ELBO per eruption of the restarts: {np.round(train_elbo, 3)}")
 print(f"trained {ds.n_iter_} epochs (best {ds.best_epoch_}); final training ELBO per step "
       f"{ds.elbo_history_[-1]:.3f} (standardised units)")
 print(f"one-step forecast RMSE (eruption min, waiting min): DSSM {np.round(rmse(dssm_pred), 3)}, "

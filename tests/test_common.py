@@ -26,7 +26,7 @@ from probkit import (
     PoissonHMM,
     VariationalHMM,
 )
-from probkit.neural import DeepStateSpaceModel, NeuralHMM, SequenceClassifier, SequenceDensity, SequenceRegressor
+from probkit.neural import VAE, DeepStateSpaceModel, NeuralHMM, SequenceClassifier, SequenceDensity, SequenceRegressor
 
 # Neural sequence estimators: a 2-D X is N one-step sequences of D features (see
 # probkit.neural.estimators._data). Tiny GRU backbones keep the checks fast. The density
@@ -62,6 +62,8 @@ ESTIMATORS = [
     SequenceDensity(**_NEURAL, dtype="float64"),
     NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, max_epochs=5, random_state=0),
     DeepStateSpaceModel(d_model=8, hidden_dim=8, max_epochs=5, random_state=0),
+    # float64: per-row results must not depend on the batch a row is computed in
+    VAE(encoder_layers=(8,), decoder_layers=(8,), max_epochs=5, random_state=0, dtype="float64"),
     GeneralizedLinearModel(),
     GeneralizedLinearModel(family="gamma", link="log", alpha=0.1),
     GeneralizedLinearModel(family="poisson"),

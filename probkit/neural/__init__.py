@@ -22,6 +22,7 @@ _EXPORTS = {
     "SequenceDensity": "probkit.neural.estimators.density",
     "SequenceRegressor": "probkit.neural.estimators.regressor",
     "TrainingHistory": "probkit.neural.estimators._training",
+    "VAE": "probkit.neural.estimators.vae",
     "train_module": "probkit.neural.estimators._training",
 }
 

@@ -17,6 +17,7 @@ _EXPORTS = {
     "SequenceRegressor": "probkit.neural.estimators.regressor",
     "TensorData": "probkit.neural.estimators._training",
     "TrainingHistory": "probkit.neural.estimators._training",
+    "VAE": "probkit.neural.estimators.vae",
     "evaluate_loss": "probkit.neural.estimators._training",
     "seeded": "probkit.neural.estimators._training",
     "train_module": "probkit.neural.estimators._training",
