@@ -28,6 +28,7 @@ _EXPORTS = {
     "GaussianHMM": "probkit.hmm",
     "GaussianMixture": "probkit.mixture",
     "HMM": "probkit.hmm",
+    "HSMM": "probkit.hsmm",
     "MixtureModel": "probkit.mixture",
     "MultinomialHMM": "probkit.hmm",
     "PoissonHMM": "probkit.hmm",

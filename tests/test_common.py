@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from probkit import (
     GMMHMM,
     HMM,
+    HSMM,
     BayesianGaussianMixture,
     BayesianMixture,
     CategoricalHMM,
@@ -37,6 +38,8 @@ ESTIMATORS = [
     GMMHMM(2, n_mix=2),
     HMM(emission="normal", n_components=2),
     HMM(emission="gaussian"),
+    HSMM(emission="gaussian", n_components=2, max_duration=5),
+    HSMM(emission="normal", n_components=1, duration="categorical", max_duration=4),
     PoissonHMM(),
     CategoricalHMM(),
     BayesianGaussianMixture(),
