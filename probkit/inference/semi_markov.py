@@ -55,6 +55,7 @@ tensors. Results carry no gradient.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from typing import NamedTuple
@@ -65,6 +66,7 @@ import torch
 from probkit.inference._checks import as_float_tensor, check_log_values, concatenated_inputs
 from probkit.inference.concatenated import resolve_backend
 from probkit.inference.padded import pad_sequences, unpad_sequences
+from probkit.utils.threads import torch_threads
 
 __all__ = [
     "ExpandedHMM",
@@ -241,6 +243,16 @@ def _backend(backend, *tensors):
     return chosen
 
 
+def _torch_context(like):
+    """No gradients, and one intra-op thread on the CPU: the recursions make many small
+    calls per step, which torch's thread pool slows down by an order of magnitude."""
+    threads = torch_threads(1) if like.device.type == "cpu" else contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    stack.enter_context(threads)
+    return stack
+
+
 def _np64(t):
     return np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())
 
@@ -291,7 +303,7 @@ def semi_markov_forward(log_startprob, log_transmat, log_duration, log_emission,
         loglik, predictive, _ = _numba().forward(_np64(ls), _np64(lt), _np64(ld), _np64(lsurv), _np64(le), lengths,
                                                  censored)
         return SemiMarkovForward(_out(loglik, le), _out(predictive, le))
-    with torch.no_grad():
+    with _torch_context(le):
         fwd = _torch_forward(ls, lt, ld, le, lengths, censored)
     return SemiMarkovForward(fwd["loglik"], fwd["predictive"])
 
@@ -331,7 +343,7 @@ def semi_markov_forward_backward(log_startprob, log_transmat, log_duration, log_
         loglik, post, seg_start = _out(loglik, le), _out(post, le), _out(seg_start, le)
         xi, completed, cens = _out(xi, le), _out(completed, le), _out(cens, le)
     else:
-        with torch.no_grad():
+        with _torch_context(le):
             loglik, post, seg_start, xi, completed, cens = _torch_forward_backward(ls, lt, ld, le, lengths, censored)
     starts = torch.as_tensor(np.concatenate([[0], np.cumsum(lengths)[:-1]]), device=le.device)
     return SemiMarkovPosteriors(loglik, post, seg_start, seg_start[starts].sum(0), xi,
@@ -382,7 +394,7 @@ def semi_markov_viterbi(log_startprob, log_transmat, log_duration, log_emission,
                                                  censored)
         return SemiMarkovViterbi(_out(log_prob, le), torch.from_numpy(path).to(le.device),
                                  torch.from_numpy(first).to(le.device))
-    with torch.no_grad():
+    with _torch_context(le):
         return _torch_viterbi(ls, lt, ld, lsurv, le, lengths, censored)
 
 
@@ -656,6 +668,13 @@ def brute_force_semi_markov(log_startprob, log_transmat, log_duration, log_emiss
     def window(j, a, b):  # emissions of state j over steps a..b-1, summed directly
         return float(np.sum(le[a:b, j]))
 
+    # count before enumerating: ways[t] = number of (state, duration) segmentations of t steps
+    ways = [1] + [0] * n_steps
+    for t in range(1, n_steps + 1):
+        ways[t] = n_states * sum(ways[t - d] for d in range(1, min(max_dur, t) + 1))
+    if ways[n_steps] > _MAX_SEGMENTATIONS:
+        raise ValueError(f"{ways[n_steps]} segmentations to enumerate; the oracle is for tiny problems "
+                         f"(at most {_MAX_SEGMENTATIONS})")
     compositions = []
 
     def split(remaining, parts):
@@ -666,10 +685,6 @@ def brute_force_semi_markov(log_startprob, log_transmat, log_duration, log_emiss
             split(remaining - d, parts + [d])
 
     split(n_steps, [])
-    n_total = sum(n_states ** len(c) for c in compositions)
-    if n_total > _MAX_SEGMENTATIONS:
-        raise ValueError(f"{n_total} segmentations to enumerate; the oracle is for tiny problems "
-                         f"(at most {_MAX_SEGMENTATIONS})")
     scores, segmentations = [], []
     for durations in compositions:
         for states in itertools.product(range(n_states), repeat=len(durations)):
