@@ -16,9 +16,9 @@ The M-step maximises the expected complete-data log-likelihood of the *truncated
 ``sum_d c_d log p(d)``, exactly: a one-parameter family with ``T(x) = x`` on the finite
 support ``0 .. D - 1`` (Poisson, geometric, negative binomial with fixed ``r``) is an
 exponential family whose maximum is the root of ``E[x] = mean of the counts``, monotone in
-the natural parameter; the two-parameter negative binomial is climbed from the current
-parameters (L-BFGS-B on ``log r`` and ``log(1 - p)``) and kept only if it improves, so EM
-never decreases the likelihood.
+the natural parameter; the two-parameter negative binomial maximises the profile
+likelihood over ``log r`` (bounded Brent, the exact root in ``log(1 - p)`` for each ``r``)
+and keeps the previous parameters if they are better, so EM never decreases the likelihood.
 """
 
 from __future__ import annotations
@@ -167,22 +167,10 @@ def _nb_log_base(r, max_duration):
     return log_rising - special.gammaln(x + 1), d_rising
 
 
-def _nb_objective(params, counts):
-    """Minus the truncated negative binomial's expected log-likelihood and its gradient in (log r, eta)."""
-    log_r, eta = params
-    r = math.exp(log_r)
-    x = np.arange(counts.shape[0], dtype=np.float64)
-    log_base, d_base = _nb_log_base(r, counts.shape[0])
-    a = log_base + eta * x
-    top = a.max()
-    w = np.exp(a - top)
-    z = w.sum()
-    p = w / z
-    total = counts.sum()
-    value = counts @ a - total * (top + math.log(z))
-    grad_eta = counts @ x - total * (p @ x)
-    grad_log_r = r * (counts @ d_base - total * (p @ d_base))
-    return -value, -np.array([grad_log_r, grad_eta])
+def _ef_value(log_base, eta, counts):
+    """Expected log-likelihood ``sum_x c_x log p(x)`` of ``p(x) ~ exp(log_base(x) + eta x)`` on ``0..D-1``."""
+    a = log_base + eta * np.arange(log_base.shape[0])
+    return float(counts @ a - counts.sum() * special.logsumexp(a))
 
 
 def _eta_bounds_prob():
@@ -208,28 +196,23 @@ def _fit_row(template, counts, previous, max_duration):
     if fixed is not None:
         eta = _moment_root(_nb_log_base(fixed, max_duration)[0], mean, low, high)
         return {"total_count": fixed, "probs": -math.expm1(eta)}
-    # Two parameters: climb from the previous values (or from the untruncated fit) and keep the best.
-    bounds = [(math.log(TOTAL_COUNT_BOUNDS[0]), math.log(TOTAL_COUNT_BOUNDS[1])), (low, high)]
-    starts = []
+    # Two parameters: the profile likelihood over log r (eta at its exact optimum for each r),
+    # maximised by bounded Brent; kept only if it beats the previous parameters.
+    def profile(log_r):
+        log_base = _nb_log_base(math.exp(log_r), max_duration)[0]
+        eta = _moment_root(log_base, mean, low, high)
+        return _ef_value(log_base, eta, counts), eta
+
+    bounds = (math.log(TOTAL_COUNT_BOUNDS[0]), math.log(TOTAL_COUNT_BOUNDS[1]))
+    res = optimize.minimize_scalar(lambda u: -profile(u)[0], bounds=bounds, method="bounded",
+                                   options={"xatol": 1e-8})
+    log_r = float(res.x)
+    value, eta = profile(log_r)
     if previous is not None:
-        starts.append(np.array([math.log(previous["total_count"]), math.log1p(-previous["probs"])]))
-    if mean > 0:
-        excess = float(counts @ (x * x) / counts.sum()) - mean * mean - mean
-        r0 = mean * mean / excess if excess > 0 else TOTAL_COUNT_BOUNDS[1]
-        r0 = min(max(r0, TOTAL_COUNT_BOUNDS[0]), TOTAL_COUNT_BOUNDS[1])
-        starts.append(np.array([math.log(r0), math.log1p(-r0 / (r0 + mean))]))
-    else:
-        starts.append(np.array([0.0, low]))
-    best, best_value = None, math.inf
-    for start in starts:
-        start = np.clip(start, [b[0] for b in bounds], [b[1] for b in bounds])
-        value0 = _nb_objective(start, counts)[0]
-        if value0 < best_value:
-            best, best_value = start, value0
-        res = optimize.minimize(_nb_objective, start, args=(counts,), jac=True, method="L-BFGS-B", bounds=bounds)
-        if np.all(np.isfinite(res.x)) and res.fun < best_value:
-            best, best_value = res.x, res.fun
-    return {"total_count": math.exp(best[0]), "probs": -math.expm1(best[1])}
+        r_old, p_old = float(previous["total_count"]), float(previous["probs"])
+        if _ef_value(_nb_log_base(r_old, max_duration)[0], math.log1p(-p_old), counts) > value:
+            return {"total_count": r_old, "probs": p_old}
+    return {"total_count": math.exp(log_r), "probs": -math.expm1(eta)}
 
 
 def _row_params(dist, k):

@@ -107,6 +107,12 @@ class EmissionFamily:
         """The M-step: new distributions; a state without weight keeps its parameters (with a warning)."""
         return self.components(dist).refit(stats).dist
 
+    def n_features(self, dist):
+        """Columns of ``X`` that ``dist`` models (the width of one of its draws, flattened)."""
+        with torch.no_grad():
+            draw = self.components(dist).sample_member(0, 1, torch.Generator().manual_seed(0))
+        return int(np.prod(draw.shape[1:]))
+
     def sample(self, dist, states, rng):
         """One row per entry of ``states`` drawn from that state's distribution, (n, n_features) numpy."""
         comps = self.components(dist)

@@ -295,7 +295,12 @@ class HSMM(ProbkitEstimator):
         if training and values.shape[0] < max(2, self.n_components):
             raise ValueError(f"Expected n_samples >= max(2, n_components) to fit but got n_components = "
                              f"{self.n_components}, n_samples = {values.shape[0]}")
-        self._emission_family().validate(values)
+        family = self._emission_family()
+        if reset and hasattr(self, "emission_") and not (training and "e" in self.init_params):
+            width = family.n_features(self.emission_)
+            if values.shape[1] != width:
+                raise ValueError(f"X has {values.shape[1]} features, but emission_ models {width}")
+        family.validate(values)
         device, dtype = self._compute_setup()
         return _Sequences(X=values, x=torch.as_tensor(values, dtype=dtype, device=device),
                           lengths=np.asarray(batch.lengths, dtype=np.int64))
