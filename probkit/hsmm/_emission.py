@@ -6,7 +6,7 @@ scalar family given several columns is a product over the columns (features inde
 given the state), held as one distribution with batch shape ``(K, n_features)``; vector
 families (``MultivariateNormal``, ``Multinomial``, ``Dirichlet``, ``Independent``) model
 whole rows; matrix families (``Wishart``) read each row as a flattened matrix. The
-component models of :mod:`probkit.mixture._components` do the batched work.
+component models of :mod:`probkit.components` do the batched work.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.registry import matrix_rows, resolve_family
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents, _map_dist
+from probkit.components import BatchedComponents, FeatureProductComponents, map_dist
 from probkit.utils.random import torch_generator
 
 __all__ = ["EmissionFamily"]
@@ -93,7 +93,7 @@ class EmissionFamily:
 
     def on(self, dist, device, dtype):
         """``dist`` with its parameters on ``device`` in ``dtype``."""
-        return _map_dist(dist, lambda v: v.to(device=device, dtype=dtype))
+        return map_dist(dist, lambda v: v.to(device=device, dtype=dtype))
 
     def log_prob(self, dist, x):
         """(n, K) log-densities of the rows of ``x`` under the K states."""

@@ -18,7 +18,7 @@ from probkit.hsmm._durations import (fit_durations, n_duration_parameters, resol
                                      truncated_log_pmf)
 from probkit.hsmm._emission import EmissionFamily
 from probkit.inference.semi_markov import semi_markov_forward, semi_markov_forward_backward, semi_markov_viterbi
-from probkit.mixture._components import EmptyComponentWarning, _map_dist
+from probkit.components import EmptyComponentWarning, map_dist
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 from probkit.utils.random import check_random_state
@@ -363,7 +363,7 @@ class HSMM(ProbkitEstimator):
 
     @staticmethod
     def _to_host(dist):
-        return _map_dist(dist, lambda v: v.detach().to(device="cpu", dtype=torch.float64))
+        return map_dist(dist, lambda v: v.detach().to(device="cpu", dtype=torch.float64))
 
     def _em_expectation(self, data):
         family = self._emission_family()
