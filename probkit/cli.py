@@ -116,6 +116,9 @@ MODELS = {
                                  sequential=True, iter_param="n_iter", options=("n_init",)),
     "poisson-hmm": ModelSpec("probkit.hmm:PoissonHMM", "hidden Markov model with Poisson emissions for counts",
                              sequential=True, iter_param="n_iter", options=("n_init",)),
+    "gaussian-hsmm": ModelSpec("probkit.hsmm:HSMM", "hidden semi-Markov model: Gaussian emissions (one variance "
+                               "per column), Poisson state durations of 1..50 steps", sequential=True,
+                               iter_param="n_iter", options=("n_init",), fixed={"emission": "normal"}),
     "linear-gaussian-ssm": ModelSpec("probkit.ssm:LinearGaussianSSM", "linear-Gaussian state-space model "
                                      "(Kalman filter; -k = state dimension)", sequential=True, iter_param="n_iter"),
 }
