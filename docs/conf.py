@@ -49,6 +49,7 @@ API_MODULES = [
     ("probkit", "Estimators (top level)"),
     ("probkit.mixture", "Mixtures"),
     ("probkit.hmm", "Hidden Markov models"),
+    ("probkit.hsmm", "Hidden semi-Markov models"),
     ("probkit.ssm", "State-space models"),
     ("probkit.vi", "Variational inference"),
     ("probkit.topics", "Topic models"),
