@@ -21,6 +21,7 @@ from probkit.utils._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ARHMM": "probkit.hmm",
     "BayesianGaussianMixture": "probkit.mixture",
     "BayesianMixture": "probkit.mixture",
     "CategoricalHMM": "probkit.hmm",
