@@ -215,6 +215,11 @@ class ARHMM(BaseHMM):
 
     def _validate_sequences(self, X, lengths, *, reset, state_labels=None, training=False):
         data = super()._validate_sequences(X, lengths, reset=reset, state_labels=state_labels, training=training)
+        if hasattr(self, "intercepts_") and not (training and "a" in self.init_params):
+            width = np.shape(self.intercepts_)[-1]
+            if data.X.shape[1] != width:
+                raise ValueError(f"X has {data.X.shape[1]} features, but the model's intercepts_ and coefs_ model "
+                                 f"{width}")
         # The emission model reads augmented rows [y, lags, 1], centred on the training mean
         # (the regression is unchanged; the statistics keep their digits far from the origin).
         if training or not hasattr(self, "_center"):
@@ -297,7 +302,17 @@ class ARHMM(BaseHMM):
             if self._needs_init("a", "coefs_"):
                 self._set_from_centered(weights)
             if self._needs_init("c", "covars_"):
-                self.covars_ = covars
+                self.covars_ = self._checked_fit(covars)
+
+    def _checked_fit(self, covars):
+        """Fitted noise covariances, or a clear error if a state's regression left no residual."""
+        singular = (np.linalg.eigvalsh(covars).min(1) <= 0) if self.covariance_type == "full" \
+            else (covars.min(1) <= 0)
+        if np.any(singular):
+            raise ValueError(f"the fitted noise covariance of state(s) {np.flatnonzero(singular).tolist()} is not "
+                             "positive definite (the regression fits its data exactly: fewer weighted steps than "
+                             f"regressors, or collinear data); increase reg_covar (now {self.reg_covar})")
+        return covars
 
     def _regression(self, stats, d, weights=None):
         """Weighted least squares per state (given ``weights``, only the covariances)."""
@@ -331,13 +346,7 @@ class ARHMM(BaseHMM):
         if "a" in self.params:
             self._set_from_centered(weights)
         if "c" in self.params:
-            if self.covariance_type == "full" and np.any(np.linalg.eigvalsh(covars) <= 0):
-                raise ValueError("a fitted noise covariance is not positive definite (a state fits its data "
-                                 "exactly); increase reg_covar")
-            if self.covariance_type == "diag" and np.any(covars <= 0):
-                raise ValueError("a fitted noise variance is zero (a state fits its data exactly); increase "
-                                 "reg_covar")
-            self.covars_ = covars
+            self.covars_ = self._checked_fit(covars)
 
     # ------------------------------------------------------------------ sampling
     def _sample_emissions(self, states, rng):
