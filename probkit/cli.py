@@ -116,6 +116,9 @@ MODELS = {
                                  sequential=True, iter_param="n_iter", options=("n_init",)),
     "poisson-hmm": ModelSpec("probkit.hmm:PoissonHMM", "hidden Markov model with Poisson emissions for counts",
                              sequential=True, iter_param="n_iter", options=("n_init",)),
+    "autoregressive-hmm": ModelSpec("probkit.hmm:ARHMM", "hidden Markov model whose states are linear Gaussian "
+                                    "autoregressions of order 1 (switching AR)", sequential=True,
+                                    iter_param="n_iter", options=("n_init",)),
     "gaussian-hsmm": ModelSpec("probkit.hsmm:HSMM", "hidden semi-Markov model: Gaussian emissions (one variance "
                                "per column), Poisson state durations of 1..50 steps", sequential=True,
                                iter_param="n_iter", options=("n_init",), fixed={"emission": "normal"}),

@@ -299,3 +299,31 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="reg_covar"):
         # a state with fewer steps than regressors fits them exactly: zero residual variance
         ARHMM(n_components=1, order=4, reg_covar=0.0, n_iter=1).fit(X[:5])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_torch_path_in_float32_agrees_with_the_float64_numpy_path(covariance_type):
+    rng = np.random.default_rng(11)
+    model = random_model(rng, k=3, d=2, p=2, covariance_type=covariance_type)
+    X = model.sample(400, random_state=1)[0]
+    single = ARHMM(n_components=3, order=2, covariance_type=covariance_type, dtype="float32")
+    for name in ("startprob_", "transmat_", "coefs_", "intercepts_", "covars_"):
+        setattr(single, name, getattr(model, name))
+    # float32 log-densities carry ~1e-7 relative error per step; summed over 400 steps
+    assert single.score(X) == pytest.approx(model.score(X), rel=1e-5)
+    np.testing.assert_allclose(single.predict_proba(X), model.predict_proba(X), atol=1e-3)
+
+
+def test_autoregressive_hmm_from_the_command_line_is_the_python_model(tmp_path, capsys):
+    from probkit.cli import main
+    from probkit.datasets import load_old_faithful
+
+    X, names = load_old_faithful()
+    data = tmp_path / "faithful.csv"
+    np.savetxt(data, X, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
+    code = main(["fit", "autoregressive-hmm", str(data), "-k", "2", "--max-iter", "30", "-o", str(tmp_path / "a.pk")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    api = ARHMM(n_components=2, n_iter=30, random_state=0).fit(X)
+    assert f"log-likelihood {api.score(X):.4f}" in out
+    np.testing.assert_array_equal(probkit.load(tmp_path / "a.pk").coefs_, api.coefs_)

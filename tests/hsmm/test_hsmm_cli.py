@@ -32,3 +32,4 @@ def test_fit_then_decode_in_a_fresh_process_gives_the_python_api_states(tmp_path
     assert proc.returncode == 0, proc.stderr
     states = np.loadtxt(proc.stdout.splitlines()[1:], delimiter=",", ndmin=2)[:, -1].astype(int)
     np.testing.assert_array_equal(states, api.predict(X[:, :1]))
+
