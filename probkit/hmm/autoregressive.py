@@ -190,21 +190,11 @@ class ARHMM(BaseHMM):
                  transmat_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1,
                  verbose=False, params="stac", init_params="stac", implementation="scaling", device=None,
                  dtype=None):
-        # BaseHMM's parameters without ``missing`` (scikit-learn: __init__ sets parameters only)
-        self.n_components = n_components
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.device = device
-        self.dtype = dtype
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior, transmat_prior=transmat_prior,
+                         algorithm=algorithm, random_state=random_state, n_iter=n_iter, tol=tol, n_init=n_init,
+                         verbose=verbose, params=params, init_params=init_params, implementation=implementation,
+                         device=device, dtype=dtype)
+        del self.missing  # not a parameter here (__init__ sets parameters only): the class attribute applies
         self.order = order
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
