@@ -21,6 +21,7 @@ from probkit.utils._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ARHMM": "probkit.hmm",
     "BayesianGaussianMixture": "probkit.mixture",
     "BayesianMixture": "probkit.mixture",
     "CategoricalHMM": "probkit.hmm",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "GeneralizedLinearClassifier": "probkit.glm",
     "GeneralizedLinearModel": "probkit.glm",
     "HMM": "probkit.hmm",
+    "HSMM": "probkit.hsmm",
     "LatentDirichletAllocation": "probkit.topics",
     "LinearGaussianSSM": "probkit.ssm",
     "MixtureModel": "probkit.mixture",

@@ -120,6 +120,12 @@ MODELS = {
                                  sequential=True, iter_param="n_iter", options=("n_init",)),
     "poisson-hmm": ModelSpec("probkit.hmm:PoissonHMM", "hidden Markov model with Poisson emissions for counts",
                              sequential=True, iter_param="n_iter", options=("n_init",)),
+    "autoregressive-hmm": ModelSpec("probkit.hmm:ARHMM", "hidden Markov model whose states are linear Gaussian "
+                                    "autoregressions of order 1 (switching AR)", sequential=True,
+                                    iter_param="n_iter", options=("n_init",)),
+    "gaussian-hsmm": ModelSpec("probkit.hsmm:HSMM", "hidden semi-Markov model: Gaussian emissions (one variance "
+                               "per column), Poisson state durations of 1..50 steps", sequential=True,
+                               iter_param="n_iter", options=("n_init",), fixed={"emission": "normal"}),
     "glm-poisson": ModelSpec("probkit.glm:GeneralizedLinearModel", "Poisson regression of a --target count column",
                              supervised=True, options=("alpha",), fixed={"family": "poisson"}),
     "glm-negative-binomial": ModelSpec("probkit.glm:GeneralizedLinearModel",

@@ -16,6 +16,11 @@ Two APIs over the same mathematics:
 :func:`brute_force_hmm` enumerates all paths of a short sequence; the tests use it as
 ground truth.
 
+Explicit-duration (hidden semi-Markov) models have their own kernels in
+:mod:`probkit.inference.semi_markov`: :func:`semi_markov_forward`,
+:func:`semi_markov_forward_backward`, :func:`semi_markov_viterbi`, the equivalent HMM
+(:func:`semi_markov_as_hmm`) and an enumeration oracle (:func:`brute_force_semi_markov`).
+
 Conventions
 -----------
 Inputs are log-probabilities (numpy arrays or torch tensors); outputs are torch tensors
@@ -118,16 +123,34 @@ from probkit.inference.padded import (
     viterbi_padded,
 )
 from probkit.inference.sampling import sample_markov_chain, sample_posterior_paths
+from probkit.inference.semi_markov import (
+    ExpandedHMM,
+    SemiMarkovBruteForce,
+    SemiMarkovForward,
+    SemiMarkovPosteriors,
+    SemiMarkovViterbi,
+    brute_force_semi_markov,
+    semi_markov_as_hmm,
+    semi_markov_forward,
+    semi_markov_forward_backward,
+    semi_markov_viterbi,
+)
 
 __all__ = [
     "BruteForceResult",
+    "ExpandedHMM",
     "FilterResult",
     "ForwardBackwardResult",
     "ForwardFilter",
     "PaddedForwardBackwardResult",
     "PaddedViterbiResult",
+    "SemiMarkovBruteForce",
+    "SemiMarkovForward",
+    "SemiMarkovPosteriors",
+    "SemiMarkovViterbi",
     "ViterbiResult",
     "brute_force_hmm",
+    "brute_force_semi_markov",
     "forward_backward",
     "forward_backward_padded",
     "forward_filter",
@@ -136,6 +159,10 @@ __all__ = [
     "pad_sequences",
     "sample_markov_chain",
     "sample_posterior_paths",
+    "semi_markov_as_hmm",
+    "semi_markov_forward",
+    "semi_markov_forward_backward",
+    "semi_markov_viterbi",
     "unpad_sequences",
     "viterbi",
     "viterbi_padded",
