@@ -148,6 +148,22 @@ def store_rows(base, rows, t0, L, mrow, val, BLOCK: tl.constexpr, TT: tl.constex
 
 
 @triton.jit
+def sum_rows(x, BLOCK: tl.constexpr, K: tl.constexpr, LOG_BLOCK: tl.constexpr):
+    """Sum of a ``(BLOCK, K)`` tile over its rows, as a ``(K,)`` tensor (``BLOCK = 2**LOG_BLOCK``).
+
+    Written as repeated halving (reshape, split, add).  For a tile whose rows are spread
+    over lanes, the first split makes Triton re-lay the tile out once through shared memory
+    so that each thread holds whole columns; the additions then run in registers.  That is
+    about one shared-memory access and one add per element, where ``tl.sum`` would spend
+    ``LOG_BLOCK`` shuffles and adds per element.
+    """
+    for lev in tl.static_range(LOG_BLOCK):
+        a, b = tl.split(tl.permute(tl.reshape(x, [2, BLOCK >> (lev + 1), K]), [1, 2, 0]))
+        x = a + b
+    return tl.reshape(x, [K])
+
+
+@triton.jit
 def load_steps(base, t0, L, TT: tl.constexpr, MASKED: tl.constexpr):
     """``base[t0 : t0 + TT]`` as a 1-D tensor (a row shared by every channel of a block)."""
     t = t0 + tl.arange(0, TT)
