@@ -133,6 +133,17 @@ def test_cpu_path_float64_is_exact(name, case, softplus):
         assert rel_err(got[k], ref[k]) <= 1e-12, k
 
 
+@pytest.mark.parametrize("B,C", [("g2", "var"), ("const", "g2")])
+def test_triton_float64_inputs_are_computed_in_float64(B, C):
+    inputs = make_inputs(13, b=2, d=4, L=11, N=3, B=B, C=C, D=True, z=True, bias=True, h0=True,
+                         device=dev_for("triton"))
+    ref = run(inputs, "reference", True)
+    got = run(inputs, "triton", True, chunk=4)
+    for k in ref:
+        assert got[k].dtype == torch.float64, k
+        assert rel_err(got[k], ref[k]) <= 1e-11, (k, rel_err(got[k], ref[k]))
+
+
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_inputs(backend, dtype):
