@@ -252,8 +252,8 @@ def scan_cases():
             out.append(("scan fwd", f"{dn}, {what}", S._scan_fwd_kernel, S._fwd.configs, args,
                         meta, lambda m, c: m["TT"] * m["N"], 1))
             if ckpt:
-                TT = meta["TT"]
-                ck = _meta((b, triton.cdiv(L, TT), N, d), torch.float32)
+                TT = meta["CK"]
+                ck = _meta((b, triton.cdiv(L, TT), d, N), torch.float32)
                 calls = capture(S, ["_bwd"], lambda: S.scan_bwd(
                     u, None, u, delta, A, B, C, D, zz, bias, True, ck, TT, need_h0_grad=False))
                 args, meta = calls["_bwd"][0]

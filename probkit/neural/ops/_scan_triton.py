@@ -7,23 +7,25 @@ channel in that channel's thread (16-byte vector loads, lanes across channels), 
 ``N`` states of the channel are ``N`` registers of the same thread.  The recurrence
 ``h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t`` is therefore a plain sequential loop in
 registers (``TT x N`` steps, unrolled), the contraction ``C_t . h_t`` is an in-thread
-multiply-add, and no shuffle, shared-memory access or barrier is needed: threads never
-talk to each other in the forward.  ``B_t`` and ``C_t`` rows are the same for every channel of
-a group and come in as broadcast vector loads.  ``h`` (``(batch, dim, L, N)``) never reaches
-memory; with gradients the forward stores the state at the start of every tile,
-``(batch, L / TT, N, dim)`` fp32 (``1 / TT`` of the state history, coalesced along dim).
+multiply-add, and the forward needs no shuffle and no barrier: threads never exchange data
+in its main loop.  ``B_t`` and ``C_t`` rows are the same for every channel of a group and
+come in as broadcast vector loads.  ``h`` (``(batch, dim, L, N)``) never reaches memory;
+with gradients the forward stores the state every ``CK`` steps (the backward's tile),
+``(batch, L / CK, dim, N)`` in the compute dtype.
 
-The backward walks the tiles last to first.  Per tile and state index it recomputes the
-tile's states from the stored tile-start state (one exponential per element, reused by the
-adjoint), runs the adjoint ``lam_t = g_t C_t + exp(dt_{t+1} A) lam_{t+1}`` backwards in the
-same registers, and forms every gradient in registers.  ``dA``, ``dD``, ``d delta_bias`` and
-time-invariant ``dB``/``dC`` accumulate per channel over the sequence and are summed over
-the batch on the host.  Time-varying ``dB``/``dC`` (one value per (batch, group, n, t)) are
-first summed over the program's channels (the only cross-thread operation: a warp
-reduction) and then added with one relaxed atomic per value into an fp32 buffer.
+The backward walks its tiles of ``CK`` steps last to first.  Per tile it loops over the
+states two at a time (a runtime loop, so registers and compile time do not grow with
+``N``), recomputes the tile's states from the stored start state (one exponential per
+element, reused by the adjoint), runs the adjoint ``lam_t = g_t C_t + exp(dt_{t+1} A)
+lam_{t+1}`` backwards in the same registers, and forms every gradient in registers.  The
+per-(channel, state) carries (adjoint, ``dA``, time-invariant ``dB``/``dC``) live in
+``(batch, N, dim)`` buffers read and written once per tile.  Time-varying ``dB``/``dC``
+(one value per (batch, group, n, t)) are summed over the program's channels by
+:func:`._triton_utils.sum_rows` (one transposition through shared memory, then in-register
+adds) and added with one relaxed atomic per value into an fp32 buffer.
 
 All arithmetic is fp32 for fp32/bf16/fp16 inputs and fp64 for fp64 inputs.  Launch
-configurations (warps, tile length, pipeline stages) are autotuned per (dim, N, dtype).
+configurations (warps, pipeline stages) are autotuned per (dim, N, tile, dtype).
 """
 
 from __future__ import annotations
@@ -62,16 +64,17 @@ def _configs(log_warps, stages=(1, 2)):
 @triton.jit
 def _fwd_tile(t0, h, A2, Bc, Cc, Dv, bv, u_ptr, delta_ptr, z_ptr, out_ptr, ckpt_ptr,
               B_row, C_row, rows, md, offs_d, offs_n, L, dim, one, ckpt_off, sBn, sCn,
-              N: tl.constexpr, BLOCK_D: tl.constexpr, TT: tl.constexpr, VU: tl.constexpr,
-              B_CONST: tl.constexpr, C_CONST: tl.constexpr, HAS_D: tl.constexpr,
-              HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-              SAVE_CKPT: tl.constexpr, CT: tl.constexpr, MASKED: tl.constexpr):
+              N: tl.constexpr, BLOCK_D: tl.constexpr, TT: tl.constexpr, CK: tl.constexpr,
+              VU: tl.constexpr, B_CONST: tl.constexpr, C_CONST: tl.constexpr,
+              HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+              SOFTPLUS: tl.constexpr, SAVE_CKPT: tl.constexpr, CT: tl.constexpr,
+              MASKED: tl.constexpr):
     offs_t = tl.arange(0, TT)
     steps = t0 + offs_t
-    if SAVE_CKPT:  # state before this tile, coalesced along dim (layout (b, tile, n, dim))
-        for n in tl.static_range(N):
-            tl.store(ckpt_ptr + ckpt_off + n * dim + offs_d * one,
-                     tl.reduce(tl.where(offs_n[:, None] == n, h, -0.0), 0, add), mask=md)
+    if SAVE_CKPT:
+        if t0 % CK == 0:  # state before every CK steps, (b, t0 / CK, dim, N): 16-byte vectors
+            tl.store(ckpt_ptr + ckpt_off + offs_d[None, :] * N + offs_n[:, None], h,
+                     mask=md[None, :] & (offs_n < N)[:, None])
     uu = load_rows(u_ptr, rows, t0, L, md, BLOCK_D, TT, VU, MASKED).to(CT)
     dl = load_rows(delta_ptr, rows, t0, L, md, BLOCK_D, TT, VU, MASKED).to(CT)
     if HAS_BIAS:
@@ -124,8 +127,8 @@ def _scan_fwd_kernel(
     out_ptr, last_ptr, ckpt_ptr,
     dim, L, dgB, dgC, ntiles, one, sBb, sBg, sBn, sCb, sCg, sCn,
     N: tl.constexpr, NP: tl.constexpr, LOG_CAP: tl.constexpr, TT: tl.constexpr,
-    VU: tl.constexpr, B_CONST: tl.constexpr, C_CONST: tl.constexpr, HAS_D: tl.constexpr,
-    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    CK: tl.constexpr, VU: tl.constexpr, B_CONST: tl.constexpr, C_CONST: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, SAVE_CKPT: tl.constexpr, CT: tl.constexpr, LOGW: tl.constexpr,
 ):
     BLOCK_D: tl.constexpr = 1 << min(5 + LOGW, LOG_CAP)
@@ -171,15 +174,15 @@ def _scan_fwd_kernel(
     for t0 in range(0, L_full, TT):
         h = _fwd_tile(t0, h, A2, Bc, Cc, Dv, bv, u_ptr, delta_ptr, z_ptr, out_ptr, ckpt_ptr,
                       B_row, C_row, rows, md, offs_d, offs_n, L, dim, one,
-                      (pid_b * ntiles + t0 // TT) * N * dim, sBn, sCn,
-                      N, BLOCK_D, TT, VU, B_CONST, C_CONST, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                      SAVE_CKPT, CT, False)
+                      (pid_b * ntiles + t0 // CK) * N * dim, sBn, sCn,
+                      N, BLOCK_D, TT, CK, VU, B_CONST, C_CONST, HAS_D, HAS_Z, HAS_BIAS,
+                      SOFTPLUS, SAVE_CKPT, CT, False)
     if L_full < L:
         h = _fwd_tile(L_full, h, A2, Bc, Cc, Dv, bv, u_ptr, delta_ptr, z_ptr, out_ptr,
                       ckpt_ptr, B_row, C_row, rows, md, offs_d, offs_n, L, dim, one,
-                      (pid_b * ntiles + L_full // TT) * N * dim, sBn, sCn,
-                      N, BLOCK_D, TT, VU, B_CONST, C_CONST, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                      SAVE_CKPT, CT, True)
+                      (pid_b * ntiles + L_full // CK) * N * dim, sBn, sCn,
+                      N, BLOCK_D, TT, CK, VU, B_CONST, C_CONST, HAS_D, HAS_Z, HAS_BIAS,
+                      SOFTPLUS, SAVE_CKPT, CT, True)
     for n in tl.static_range(N):
         tl.store(last_ptr + pid_b * dim * N + offs_d * N * one + n,
                  tl.reduce(tl.where(offs_n[:, None] == n, h, -0.0), 0, add), mask=md)
@@ -254,7 +257,7 @@ def _bwd_tile(t0, dDa, dba, Dv, bv,
             else:
                 Cn = tl.load(C_row + n * sCn + steps).to(CT)[None, :]
             # recompute the tile's states from its start state: h_{t-1} (hp) and h_t (hs)
-            hn = tl.load(ckpt_ptr + ckpt_off + n * dim + offs_d * one, mask=ok, other=0.0).to(CT)
+            hn = tl.load(ckpt_ptr + ckpt_off + offs_d * N + n, mask=ok, other=0.0).to(CT)
             a = tl.exp2(dt * a2n[:, None])
             x = dtu * Bn
             hp = x
@@ -454,32 +457,32 @@ def _compute_dtype(*ts):
 
 
 def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk, save_for_backward):
-    """Run the forward kernel.  Returns ``(out, last_state, tile_start_states, tile)``."""
+    """Run the forward kernel.  Returns ``(out, last_state, checkpoints, interval)``."""
     u, delta, A, B, C, D, z, delta_bias, h0 = _prep(u, delta, A, B, C, D, z, delta_bias, h0)
     b, d, L = u.shape
     N = A.shape[1]
     ct = _compute_dtype(u, delta, A, B, C, D, z, delta_bias, h0)
     B_const, dgB, sB = _bc_info(B, d)
     C_const, dgC, sC = _bc_info(C, d)
-    TT = _tile(chunk, u.dtype)
-    ntiles = triton.cdiv(L, TT)
+    CK = _tile(chunk, u.dtype)  # checkpoint interval = the backward's tile
+    TT = min(CK, vector_width(u, delta, z))  # the forward's tile: one 16-byte vector per row
+    ntiles = triton.cdiv(L, CK)
     dev = u.device
     out = torch.empty((b, d, L), dtype=u.dtype, device=dev)
     last = torch.empty((b, d, N), dtype=ct, device=dev)
-    ckpt = torch.empty((b, ntiles, N, d), dtype=ct, device=dev) if save_for_backward else last
+    ckpt = torch.empty((b, ntiles, d, N), dtype=ct, device=dev) if save_for_backward else last
     dummy = last
     log_cap = _log_cap(d, B_const, dgB, C_const, dgC)
     args = (u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, h0 if h0 is not None else dummy,
             out, last, ckpt, d, L, dgB, dgC, ntiles, 1, *sB, *sC)
-    meta = dict(N=N, NP=next_pow2(N), LOG_CAP=log_cap, TT=TT,
-                VU=min(TT, vector_width(u, delta, z)),
+    meta = dict(N=N, NP=next_pow2(N), LOG_CAP=log_cap, TT=TT, CK=CK, VU=TT,
                 B_CONST=B_const, C_CONST=C_const, HAS_D=D is not None, HAS_Z=z is not None,
                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_H0=h0 is not None,
                 SAVE_CKPT=bool(save_for_backward), CT=tl_dtype(ct))
     _launch(_fwd, _scan_fwd_kernel, "fwd",
             lambda k: (b, triton.cdiv(d, 1 << min(5 + k, log_cap))), args, meta)
-    return out, last, (ckpt if save_for_backward else None), TT
+    return out, last, (ckpt if save_for_backward else None), CK
 
 
 def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, chunk,
