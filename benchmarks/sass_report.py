@@ -192,13 +192,12 @@ def _kind(op, mods):
     return None
 
 
-def loop_counts(text, inner_trips=1):
+def loop_counts(text, inner_trips=(1,)):
     """Dynamic instruction counts of one iteration of the main loop.
 
-    The main loop is the backward branch spanning the most code.  Loops nested in it run
-    ``inner_trips`` times per iteration (the kernels here have at most one nested loop level:
-    the state loop of the scan backward).  Returns ``(instructions, Counter by kind,
-    Counter by opcode)``.
+    The main loop is the backward branch spanning the most code.  A loop nested ``k`` levels
+    inside it runs ``inner_trips[k - 1]`` times per iteration of its parent (averages when
+    the trip count varies).  Returns ``(instructions, Counter by kind, Counter by opcode)``.
     """
     ins, labels = parse_sass(text)
     spans = []
@@ -212,11 +211,14 @@ def loop_counts(text, inner_trips=1):
         raise RuntimeError("no loop found in the SASS")
     lo, hi = max(spans, key=lambda s: s[1] - s[0])
     inner = [(a, b) for a, b in spans if lo <= a and b <= hi and (a, b) != (lo, hi)]
-    kinds, ops, total = collections.Counter(), collections.Counter(), 0
+    kinds, ops, total = collections.Counter(), collections.Counter(), 0.0
     for addr, op, mods, args in ins:
         if not lo <= addr <= hi:
             continue
-        w = inner_trips if any(a <= addr <= b for a, b in inner) else 1
+        depth = sum(1 for a, b in inner if a <= addr <= b)
+        w = 1.0
+        for k in range(depth):
+            w *= inner_trips[min(k, len(inner_trips) - 1)]
         total += w
         ops[op] += w
         k = _kind(op, mods)
@@ -239,31 +241,79 @@ def scan_cases():
     out = []
     for dtype in (torch.float32, torch.bfloat16):
         dn = "fp32" if dtype == torch.float32 else "bf16"
-        for with_z, ckpt in ((False, False), (True, True)):
-            u, delta, z = (_meta((b, d, L), dtype) for _ in range(3))
-            A = _meta((d, N), torch.float32)
-            B, C = _meta((b, N, L), dtype), _meta((b, N, L), dtype)
-            D, bias = _meta((d,), torch.float32), _meta((d,), torch.float32)
+        u, delta, z = (_meta((b, d, L), dtype) for _ in range(3))
+        A = _meta((d, N), torch.float32)
+        B, C = _meta((b, N, L), dtype), _meta((b, N, L), dtype)
+        D, bias = _meta((d,), torch.float32), _meta((d,), torch.float32)
+        for with_z, ckpt in ((False, False), (False, True), (True, True)):
             zz = z if with_z else None
             calls = capture(S, ["_fwd"], lambda: S.scan_fwd(
                 u, delta, A, B, C, D, zz, bias, True, None, None, save_for_backward=ckpt))
             args, meta = calls["_fwd"][0]
-            what = "z, checkpoints" if ckpt else "no z, inference"
+            what = ("z" if with_z else "no z") + (", checkpoints" if ckpt else ", inference")
             out.append(("scan fwd", f"{dn}, {what}", S._scan_fwd_kernel, S._fwd.configs, args,
-                        meta, lambda m, c: m["TT"] * m["N"], 1))
+                        meta, lambda m, c: m["TT"] * m["N"], (1,)))
             if ckpt:
-                TT = meta["CK"]
-                ck = _meta((b, triton.cdiv(L, TT), d, N), torch.float32)
+                CK = meta["CK"]
+                ck = _meta((b, triton.cdiv(L, CK), d, N), torch.float32)
                 calls = capture(S, ["_bwd"], lambda: S.scan_bwd(
-                    u, None, u, delta, A, B, C, D, zz, bias, True, ck, TT, need_h0_grad=False))
+                    u, None, u, delta, A, B, C, D, zz, bias, True, ck, CK, need_h0_grad=False))
                 args, meta = calls["_bwd"][0]
-                out.append(("scan bwd", f"{dn}, z", S._scan_bwd_kernel, S._bwd.configs, args,
-                            meta, lambda m, c: m["TT"] * m["N"], triton.cdiv(N, 2)))
+                out.append(("scan bwd", f"{dn}, {'z' if with_z else 'no z'}", S._scan_bwd_kernel,
+                            S._bwd.configs, args, meta, lambda m, c: m["TT"] * m["N"],
+                            (triton.cdiv(N, 2),)))
+    return out
+
+
+def wkv_cases():
+    from probkit.neural.ops import _wkv_triton as W
+
+    out = []
+    plain = triton.Config({}, num_warps=4, num_stages=3)  # Triton's launch defaults
+
+    def threads(c):
+        return 32 * c.num_warps
+
+    # RWKV-4: one (batch, step, channel) per thread and step
+    b, L, C = 8, 4096, 2048
+    w, u = _meta((C,), torch.float32), _meta((C,), torch.float32)
+    k, v = _meta((b, L, C), torch.float32), _meta((b, L, C), torch.float32)
+    for hist in (False, True):
+        calls = capture(W, ["_wkv4_fwd_kernel"], lambda: W.wkv4_fwd(w, u, k, v, None, hist))
+        args, meta = calls["_wkv4_fwd_kernel"][0]
+        out.append(("wkv4 fwd", "fp32, state history" if hist else "fp32, inference",
+                    W._wkv4_fwd_kernel, [plain], args, meta,
+                    lambda m, c: m["BLOCK_C"] / threads(c), (1,)))
+    hist = _meta((b, L, 3, C), torch.float32)
+    calls = capture(W, ["_wkv4_bwd_kernel"], lambda: W.wkv4_bwd(w, u, k, v, k, hist, k, None))
+    args, meta = calls["_wkv4_bwd_kernel"][0]
+    out.append(("wkv4 bwd", "fp32", W._wkv4_bwd_kernel, [plain], args, meta,
+                lambda m, c: m["BLOCK_C"] / threads(c), (1,)))
+    # RWKV-6: one (batch, head, step, k, v) state entry per thread and step
+    b, H, L, K = 8, 32, 4096, 64
+    r, kk, vv, ww = (_meta((b, H, L, K), torch.float32) for _ in range(4))
+    uu = _meta((H, K), torch.float32)
+    for ck in (False, True):
+        calls = capture(W, ["_wkv6_fwd_kernel"],
+                        lambda: W.wkv6_fwd(r, kk, vv, ww, uu, None, save_chunks=ck))
+        args, meta = calls["_wkv6_fwd_kernel"][0]
+        out.append(("wkv6 fwd", "fp32, chunk states" if ck else "fp32, inference",
+                    W._wkv6_fwd_kernel, [plain], args, meta,
+                    lambda m, c: m["KP"] * m["BLOCK_V"] / threads(c), (1,)))
+    sub, nsub = W._wkv6_chunks(L)
+    ckm = _meta((b, H, triton.cdiv(L, sub * nsub), K, K), torch.float32)
+    calls = capture(W, ["_wkv6_bwd_kernel"],
+                    lambda: W.wkv6_bwd(r, kk, vv, ww, uu, ckm, vv, None))
+    args, meta = calls["_wkv6_bwd_kernel"][0]
+    # per chunk: NSUB sub-chunks, each re-stepping on average (NSUB - 1) / 2 sub-chunks
+    out.append(("wkv6 bwd", "fp32", W._wkv6_bwd_kernel, [plain], args, meta,
+                lambda m, c: m["SUB"] * m["NSUB"] * m["KP"] * m["BLOCK_V"] / threads(c),
+                (nsub, (nsub - 1) / 2 * sub)))
     return out
 
 
 def all_cases():
-    return scan_cases()
+    return scan_cases() + wkv_cases()
 
 
 # --------------------------------------------------------------------------- report
@@ -288,6 +338,8 @@ def analyse(case):
             mufu=kinds["mufu"] / el, gmem=kinds["gmem"] / el, local=kinds["local"] / el,
             top=", ".join(f"{o} {c / el:.2f}" for o, c in ops.most_common(6)),
             compile_s=time.time() - t0))
+        print(f"  {op} / {variant} / {rows[-1]['config']}: {time.time() - t0:.0f} s",
+              file=sys.stderr)
     return rows
 
 
@@ -317,6 +369,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results_sass.md"),
                     help="markdown file to write ('-' for none)")
+    ap.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results_sass.json"),
+                    help="JSON file of the rows ('-' for none); gpu_ops.py reads it for its "
+                         "projections")
     ap.add_argument("--only", default=None, help="substring of 'op variant' to keep")
     args = ap.parse_args()
     rows = []
@@ -333,6 +388,11 @@ def main():
     text = table(rows)
     print(header)
     print(text)
+    if args.json != "-":
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(dict(triton=triton.__version__, ptxas=ptxas, rows=rows), f, indent=1)
     if args.out != "-":
         with open(args.out, "w") as f:
             f.write("# Static sm_90a analysis of the Triton kernels\n\n")

@@ -131,7 +131,8 @@ def _scan_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, SAVE_CKPT: tl.constexpr, CT: tl.constexpr, LOGW: tl.constexpr,
 ):
-    BLOCK_D: tl.constexpr = 1 << min(5 + LOGW, LOG_CAP)
+    # (a conditional expression, not min(): inside kernels min() is tl.minimum)
+    BLOCK_D: tl.constexpr = 1 << ((5 + LOGW) if 5 + LOGW < LOG_CAP else LOG_CAP)
     pid_b = tl.program_id(0).to(tl.int64)
     d0 = tl.program_id(1) * BLOCK_D
     offs_d = d0 + tl.arange(0, BLOCK_D)
@@ -351,7 +352,7 @@ def _scan_bwd_kernel(
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     CT: tl.constexpr, LOGW: tl.constexpr,
 ):
-    LOG_BD: tl.constexpr = min(5 + LOGW, LOG_CAP)
+    LOG_BD: tl.constexpr = (5 + LOGW) if 5 + LOGW < LOG_CAP else LOG_CAP
     BLOCK_D: tl.constexpr = 1 << LOG_BD
     G: tl.constexpr = 2 if N > 1 else 1  # states whose dB/dC shares are summed together
     pid_b = tl.program_id(0).to(tl.int64)
@@ -433,6 +434,12 @@ def _prep(*ts):
     return [None if t is None else t.contiguous() for t in ts]
 
 
+def _widen(X):
+    """B or C in at least fp32: a (batch, [G,] N, L) row is re-read for every channel block,
+    so converting it once here is cheaper than unpacking 16-bit values per element."""
+    return X.float() if X.dtype in (torch.bfloat16, torch.float16) else X
+
+
 def default_tile(dtype):
     """Steps per tile (and checkpoint interval) used when ``chunk_size`` is not given."""
     return 4 if dtype == torch.float64 else 8
@@ -458,7 +465,8 @@ def _compute_dtype(*ts):
 
 def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk, save_for_backward):
     """Run the forward kernel.  Returns ``(out, last_state, checkpoints, interval)``."""
-    u, delta, A, B, C, D, z, delta_bias, h0 = _prep(u, delta, A, B, C, D, z, delta_bias, h0)
+    u, delta, A, B, C, D, z, delta_bias, h0 = _prep(u, delta, A, _widen(B), _widen(C), D, z,
+                                                    delta_bias, h0)
     b, d, L = u.shape
     N = A.shape[1]
     ct = _compute_dtype(u, delta, A, B, C, D, z, delta_bias, h0)
@@ -488,7 +496,8 @@ def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk, save_for_
 def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, chunk,
              need_h0_grad=False):
     """Run the backward kernel.  Returns ``(du, ddelta, dA, dB, dC, dD, dz, dbias, dh0)``."""
-    gout, u, delta, B, C, D, z, delta_bias = _prep(gout, u, delta, B, C, D, z, delta_bias)
+    gout, u, delta, B, C, D, z, delta_bias = _prep(gout, u, delta, _widen(B), _widen(C), D, z,
+                                                   delta_bias)
     b, d, L = u.shape
     N = A.shape[1]
     ct = ckpt.dtype

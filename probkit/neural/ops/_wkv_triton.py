@@ -324,7 +324,7 @@ def _wkv6_blocks(K, V, for_backward):
 
 def _wkv6_chunks(L):
     """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state."""
-    return (4, 2) if interpreting() else (16, 4)
+    return (4, 2) if interpreting() else (8, 8)
 
 
 def wkv6_fwd(r, k, v, w, u, state0, save_chunks=False):
