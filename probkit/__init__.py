@@ -4,6 +4,9 @@ Exponential-family distributions, mixtures and hidden Markov models fitted by on
 engine, variational inference with Pyro, and neural sequence models, all on a torch
 compute core with numpy in and out.
 
+The names below are imported on first use, so ``import probkit`` is cheap and Pyro is
+loaded only by the variational estimators.
+
 Examples
 --------
 >>> import numpy as np
@@ -13,27 +16,30 @@ Examples
 (1, 2)
 """
 
-from probkit.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM, VariationalHMM
-from probkit.io import load
-from probkit.mixture import BayesianGaussianMixture, BayesianMixture, GaussianMixture, MixtureModel
-from probkit.utils.threads import get_num_threads, set_num_threads
+from probkit.utils._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BayesianGaussianMixture",
-    "BayesianMixture",
-    "CategoricalHMM",
-    "GMMHMM",
-    "GaussianHMM",
-    "GaussianMixture",
-    "HMM",
-    "MixtureModel",
-    "MultinomialHMM",
-    "PoissonHMM",
-    "VariationalHMM",
-    "__version__",
-    "get_num_threads",
-    "load",
-    "set_num_threads",
-]
+_EXPORTS = {
+    "BayesianGaussianMixture": "probkit.mixture",
+    "BayesianMixture": "probkit.mixture",
+    "CategoricalHMM": "probkit.hmm",
+    "CollapsedGibbsLDA": "probkit.topics",
+    "GMMHMM": "probkit.hmm",
+    "GaussianHMM": "probkit.hmm",
+    "GaussianMixture": "probkit.mixture",
+    "HMM": "probkit.hmm",
+    "LatentDirichletAllocation": "probkit.topics",
+    "LinearGaussianSSM": "probkit.ssm",
+    "MixtureModel": "probkit.mixture",
+    "MultinomialHMM": "probkit.hmm",
+    "PoissonHMM": "probkit.hmm",
+    "VariationalHMM": "probkit.hmm",
+    "get_num_threads": "probkit.utils.threads",
+    "load": "probkit.io",
+    "set_num_threads": "probkit.utils.threads",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted([*_EXPORTS, "__version__"])

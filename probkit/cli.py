@@ -36,6 +36,8 @@ import numpy as np
 __all__ = ["MODELS", "CLIError", "ModelSpec", "main", "read_csv"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+#: Iteration limit of ``probkit fit`` when ``--max-iter`` is not given.
+CLI_MAX_ITER = 200
 _MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
 _DELIMITERS = ",;\t|"
 
@@ -114,6 +116,8 @@ MODELS = {
                                  sequential=True, iter_param="n_iter", options=("n_init",)),
     "poisson-hmm": ModelSpec("probkit.hmm:PoissonHMM", "hidden Markov model with Poisson emissions for counts",
                              sequential=True, iter_param="n_iter", options=("n_init",)),
+    "linear-gaussian-ssm": ModelSpec("probkit.ssm:LinearGaussianSSM", "linear-Gaussian state-space model "
+                                     "(Kalman filter; -k = state dimension)", sequential=True, iter_param="n_iter"),
 }
 
 
@@ -365,7 +369,21 @@ def _load_model(path, command, needs):
 def _is_sequential(model):
     from probkit.hmm._base import BaseHMM
 
-    return isinstance(model, BaseHMM) or hasattr(model, "startprob_")
+    return isinstance(model, BaseHMM) or hasattr(model, "startprob_") or _continuous_states(model)
+
+
+def _continuous_states(model):
+    """A state-space model (instance or class): its hidden states are vectors, not the labels HMM commands
+    print and plot."""
+    from probkit.ssm import LinearGaussianSSM
+
+    return isinstance(model, LinearGaussianSSM) or (isinstance(model, type) and issubclass(model, LinearGaussianSSM))
+
+
+def _no_discrete_states(model, what):
+    if _continuous_states(model):
+        raise CLIError(f"{what} needs a model with discrete states (an HMM); {type(model).__name__} has continuous "
+                       "states: use its transform/predict/forecast methods in Python")
 
 
 def _model_data(model, args, model_path):
@@ -389,14 +407,17 @@ def _seq_kwargs(model, lengths):
 def _cmd_fit(args):
     spec = MODELS[args.model]
     cls = spec.load()
+    if args.plot:
+        _no_discrete_states(cls, "--plot")
     X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna, args.sequence_column)
     if lengths is not None and not spec.sequential:
         raise CLIError(f"--sequence-column applies to hidden Markov models; {args.model} treats rows as independent")
     params = dict(spec.fixed)
     params["n_components"] = args.n_components
     params["random_state"] = args.random_state
-    if args.max_iter is not None:
-        params[spec.iter_param] = args.max_iter
+    # hmmlearn's default of 10 iterations rarely reaches convergence; the command line,
+    # where nobody inspects monitor_, runs up to CLI_MAX_ITER unless told otherwise.
+    params[spec.iter_param] = CLI_MAX_ITER if args.max_iter is None else args.max_iter
     if args.tol is not None:
         params["tol"] = args.tol
     for name in spec.options:
@@ -426,12 +447,21 @@ def _cmd_fit(args):
     # Variational models report their evidence lower bound instead of an information criterion.
     criterion = (f"BIC {model.bic(X, **kw):.2f}" if hasattr(model, "bic")
                  else f"evidence lower bound {model.lower_bound_:.4f}")
-    print(f"log-likelihood {total:.4f}, {criterion}, iterations {n_iter}, "
-          f"converged {getattr(model, 'converged_', None)}")
+    print(f"log-likelihood {total:.4f}, {criterion}, iterations {n_iter}, {_convergence_text(model, spec)}")
     print(f"saved {path}")
     if args.plot:
         _plot_model(model, X, lengths, names, args.plot)
     return EXIT_OK
+
+
+def _convergence_text(model, spec):
+    """'converged' only when the tolerance was met; otherwise how far the objective still moved."""
+    if getattr(model, "converged_", False):
+        return "converged"
+    monitor = getattr(model, "monitor_", None)
+    gain = getattr(monitor, "gain", math.nan)
+    still = f" (the objective still changed by {gain:+.4g} in the last iteration)" if math.isfinite(gain) else ""
+    return f"NOT converged{still}; rerun with a larger --max-iter"
 
 
 def _cmd_score(args):
@@ -448,6 +478,7 @@ def _cmd_score(args):
 
 def _cmd_decode(args):
     model = _load_model(args.model, "decode", ("predict",))
+    _no_discrete_states(model, "decode")
     X, names, lengths = _model_data(model, args, args.model)
     kw = _seq_kwargs(model, lengths)
     states = model.predict(X, **kw)
@@ -469,11 +500,18 @@ def _cmd_sample(args):
     model = _load_model(args.model, "sample", ("sample",))
     if args.n_samples < 1:
         raise CLIError(f"-n must be a positive number of rows, got {args.n_samples}")
+    if args.plot:
+        _no_discrete_states(model, "--plot")
     X, labels = model.sample(args.n_samples, random_state=args.random_state)
     X = np.asarray(X).reshape(args.n_samples, -1)
     names = [str(c) for c in getattr(model, "cli_columns_", [])] or [f"x{j}" for j in range(X.shape[1])]
     if len(names) != X.shape[1]:
         names = [f"x{j}" for j in range(X.shape[1])]
+    if _continuous_states(model):  # one column per state dimension
+        states = np.asarray(labels)
+        _write_csv(args.output, names + [f"state{j}" for j in range(states.shape[1])],
+                   [[_fmt(v) for v in row] + [_fmt(v) for v in z] for row, z in zip(X, states)])
+        return EXIT_OK
     _write_csv(args.output, names + ["state"], [[_fmt(v) for v in row] + [int(z)] for row, z in zip(X, labels)])
     if args.plot:
         _plot_decoded(model, X, np.asarray(labels), None, names, args.plot)
@@ -608,7 +646,8 @@ def build_parser():
                    help="Gaussian models: covariance shape (default: the model's own)")
     p.add_argument("--n-mix", type=int, metavar="M", help="gmm-hmm: Gaussian components per state")
     p.add_argument("--n-init", type=int, metavar="N", help="number of restarts; the best is kept")
-    p.add_argument("--max-iter", type=int, metavar="N", help="maximum EM iterations (default: the model's own)")
+    p.add_argument("--max-iter", "--n-iter", dest="max_iter", type=int, metavar="N",
+                   help=f"maximum EM iterations (default: {CLI_MAX_ITER})")
     p.add_argument("--tol", type=float, help="convergence threshold (default: the model's own)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
     p.add_argument("--plot", metavar="FIG.png", help="also draw the fit (needs matplotlib)")

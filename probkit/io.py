@@ -20,6 +20,35 @@ allow-lists (probkit estimators, probkit distributions and the value types in
 file written by a newer format version, a truncated or corrupted file and a file that
 is not a probkit model are refused with a :class:`ModelFileError`.
 
+Hostile files
+-------------
+A file from an untrusted source can also try to exhaust memory or smuggle in values
+that make the model compute garbage. The loader therefore
+
+* checks every zip entry before inflating anything: no duplicate names, no encryption,
+  only stored or deflated members, ``meta.json`` at most :data:`MAX_META_BYTES`, each
+  member's size equal to the one the manifest records, every member listed in the
+  manifest and referenced by the model, and all members together at most
+  :data:`MAX_INFLATION_RATIO` times the size of the file; members are then read in
+  bounded chunks, so a zip header that lies about a size cannot inflate more than it
+  declared;
+* parses ``meta.json`` strictly: UTF-8, no ``NaN``/``Infinity`` literals or numbers
+  that overflow, no duplicate keys, at most :data:`MAX_META_CONTAINERS` objects and
+  arrays, bounded nesting;
+* reads arrays only after checking that the ``.npy`` header's shape and dtype fit the
+  member's size, and torch state dicts only from an uncompressed torch archive;
+* builds a torch module on the ``meta`` device first (nothing is allocated) and
+  compares its parameter shapes with the state dict, so edited constructor parameters
+  (a larger ``d_model``) cannot make it allocate a large network; weights must be
+  finite;
+* validates the restored estimator with its own checks of hand-set parameters
+  (``_io_check_state``: finite values, stochastic rows of probability tables,
+  positive definite covariances, shapes consistent with ``n_components`` and the
+  feature count).
+
+Every failure is a :class:`ModelFileError` that names the file (and the attribute,
+where one is at fault).
+
 Extending the format
 --------------------
 *Estimators* need nothing: every instance attribute that is not a constructor
@@ -30,9 +59,17 @@ methods ``_io_get_state`` / ``_io_set_state`` of :class:`probkit.base.ProbkitEst
 can be overridden where that is not enough.
 
 *Torch modules* (``torch.nn.Module`` attributes of neural estimators) are stored as
-state dicts; when loading, the estimator's ``_io_build_module(name)`` must return a
-freshly constructed module of the right architecture (from the constructor
+state dicts; when loading, the estimator's ``_io_build_module(name, device=None)`` must
+return a freshly constructed module of the right architecture (from the constructor
 parameters and the attributes already restored), into which the state dict is loaded.
+The loader first calls it with ``device="meta"``, where it must build the module on
+the meta device without allocating (a hook without a ``device`` argument skips that
+pre-check: its module is built for real before the shapes are compared).
+
+*Validation*: after restoring, the loader calls the estimator's ``_io_check_state()``,
+which raises ``ValueError`` for parameters that are invalid, as hand-set parameters
+would be refused (and checks nothing while the attribute that every use of the model
+needs, such as ``weights_`` or ``module_``, is absent: the state of an unfinished fit).
 
 *New value types* (a fitted attribute of a class the encoder does not know) are added
 with :func:`register_type`.
@@ -56,12 +93,19 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import io
 import json
 import math
 import os
 import re
+import stat
+import struct
+import tempfile
+import threading
 import zipfile
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,6 +115,9 @@ import torch
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MAX_INFLATION_RATIO",
+    "MAX_META_BYTES",
+    "MAX_META_CONTAINERS",
     "ModelFileError",
     "TYPE_REGISTRY",
     "dumps",
@@ -85,14 +132,31 @@ FORMAT_NAME = "probkit-model"
 #: Version of the file layout written by this probkit; files with a larger version are refused.
 FORMAT_VERSION = 1
 
+#: Largest ``meta.json`` (inflated bytes) that :func:`load` reads and :func:`dumps` writes.
+#: Everything large (arrays, tensors, state dicts) lives in its own binary member, so the
+#: metadata of real models stays far below this.
+MAX_META_BYTES = 8 * 2**20
+#: Most JSON objects and arrays that ``meta.json`` may hold (bounds the memory its parsing takes).
+MAX_META_CONTAINERS = 250_000
+#: The members of a model file may inflate to at most this many times the file's size
+#: (probkit writes them uncompressed; the limit only matters for recompressed files).
+MAX_INFLATION_RATIO = 100
+
 _TAG = "__probkit__"
 _ARRAY_MEMBER = re.compile(r"arrays/[0-9]{1,9}\.npy")
 _TORCH_MEMBER = re.compile(r"torch/[A-Za-z0-9_]{1,200}\.pt")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_DEPTH = 200
+# JSON nesting of a value nested _MAX_DEPTH deep (a tagged node and its item list per level).
+_MAX_JSON_DEPTH = 3 * _MAX_DEPTH + 8
+_READ_CHUNK = 1 << 20
+# Largest .npy header numpy writes or reads (numpy's max_header_size) plus the preamble.
+_NPY_HEADER_LIMIT = 10_000 + 12
+_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # Subpackages searched for estimator and distribution classes named in a file that are
 # not imported yet (imported only if they exist in this installation).
 _CLASS_PACKAGES = ("probkit", "probkit.distributions", "probkit.mixture", "probkit.hmm", "probkit.vi",
-                   "probkit.neural")
+                   "probkit.neural", "probkit.topics")
 
 
 class ModelFileError(ValueError):
@@ -105,7 +169,19 @@ class ModelFileError(ValueError):
     ... except ModelFileError as exc:
     ...     print(exc)
     <bytes> is not a probkit model file (not a zip archive; truncated or corrupted?)
+
+    Attributes
+    ----------
+    path : str or None
+        The file (or the ``source`` given to :func:`loads`) that was refused.
+    attribute : str or None
+        The estimator attribute found invalid, when the file is refused for one.
     """
+
+    def __init__(self, message, *, path=None, attribute=None):
+        super().__init__(message)
+        self.path = path
+        self.attribute = attribute
 
 
 @dataclass(frozen=True)
@@ -254,7 +330,7 @@ def _lookup_class(root, name, module, what):
         _import_class_packages()
         found = _probkit_classes(root, name)
     if not found:
-        raise ModelFileError(f"the file names {what} {name!r}, which is not a probkit {what} known to this "
+        raise ModelFileError(f"the file names {what} {name[:100]!r}, which is not a probkit {what} known to this "
                              "installation (written by a newer probkit or another package?)")
     for cls in found:
         if cls.__module__ == module:
@@ -287,7 +363,7 @@ def _lookup_distribution(name, module):
     for root in _distribution_roots():
         if _probkit_classes(root, name):
             return _lookup_class(root, name, module, "distribution")
-    raise ModelFileError(f"the file names distribution {name!r}, which is not a probkit distribution known to "
+    raise ModelFileError(f"the file names distribution {name[:100]!r}, which is not a probkit distribution known to "
                          "this installation")
 
 
@@ -399,23 +475,21 @@ class _Reader:
     def _corrupt(self, what):
         return ModelFileError(f"{self.source} is corrupted: {what}")
 
+    def member_size(self, ref):
+        """The size the manifest records for member ``ref`` (None when unknown)."""
+        size = getattr(self.members, "size", None)
+        return size(ref) if size is not None and isinstance(ref, str) and ref in self.members else None
+
+    def _member(self, ref, pattern, what):
+        if not isinstance(ref, str) or not pattern.fullmatch(ref) or ref not in self.members:
+            raise self._corrupt(f"missing or invalid {what} member {str(ref)[:100]!r}")
+        return self.members[ref]
+
     def get_array(self, ref):
-        if not isinstance(ref, str) or not _ARRAY_MEMBER.fullmatch(ref) or ref not in self.members:
-            raise self._corrupt(f"missing or invalid array member {ref!r}")
-        try:
-            return np.load(io.BytesIO(self.members[ref]), allow_pickle=False)
-        except ValueError as exc:
-            raise self._corrupt(f"array {ref} cannot be read without pickle ({exc})") from None
-        except Exception as exc:  # noqa: BLE001 - any parse failure is a corrupted member
-            raise self._corrupt(f"array {ref} is unreadable ({type(exc).__name__}: {exc})") from None
+        return _read_npy(self._member(ref, _ARRAY_MEMBER, "array"), ref, self._corrupt)
 
     def get_state_dict(self, ref):
-        if not isinstance(ref, str) or not _TORCH_MEMBER.fullmatch(ref) or ref not in self.members:
-            raise self._corrupt(f"missing or invalid torch member {ref!r}")
-        try:
-            return torch.load(io.BytesIO(self.members[ref]), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - weights_only refuses anything but tensors and containers
-            raise self._corrupt(f"torch state {ref} is unreadable ({type(exc).__name__}: {exc})") from None
+        return _read_state_dict(self._member(ref, _TORCH_MEMBER, "torch"), ref, self._corrupt)
 
     def decode(self, node, _depth=0):
         if _depth > _MAX_DEPTH:
@@ -496,6 +570,70 @@ class _Reader:
         raise self._corrupt(f"unknown value tag {kind!r}")
 
 
+# Array dtypes a model file may hold: booleans, numbers, strings, dates (never objects or records).
+_NPY_KINDS = frozenset("biufcUSMm")
+
+
+def _read_npy(blob, ref, corrupt):
+    """An array from ``.npy`` bytes, after checking that the header's shape and dtype fit the bytes."""
+    head = io.BytesIO(bytes(blob[:_NPY_HEADER_LIMIT]))
+    try:
+        version = np.lib.format.read_magic(head)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(head)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(head)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, TypeError, SyntaxError, OverflowError, EOFError, struct.error) as exc:
+        raise corrupt(f"array {ref} has an invalid header ({exc})") from None
+    if dtype.hasobject:
+        raise corrupt(f"array {ref} cannot be read without pickle (it holds Python objects)")
+    if dtype.kind not in _NPY_KINDS or dtype.itemsize == 0 or dtype.fields is not None or dtype.subdtype is not None:
+        raise corrupt(f"array {ref} has an unsupported dtype {dtype}")
+    count = math.prod(shape)
+    offset = head.tell()
+    if any(d < 0 for d in shape) or offset + count * dtype.itemsize != len(blob):
+        raise corrupt(f"array {ref} declares shape {shape} of {dtype}, which does not match its "
+                      f"{len(blob) - offset} bytes of data")
+    flat = np.frombuffer(blob, dtype=dtype, count=count, offset=offset)
+    if fortran_order:
+        return np.array(flat.reshape(shape[::-1]).transpose())
+    return flat.reshape(shape).copy()
+
+
+def _read_state_dict(blob, ref, corrupt):
+    """A torch state dict from a torch archive, read with ``weights_only=True`` (no pickle code runs).
+
+    The archive must be a zip of uncompressed records (what ``torch.save`` writes), so
+    reading it takes no more memory than its size.
+    """
+    if not bytes(blob[:4]) == b"PK\x03\x04":
+        raise corrupt(f"torch state {ref} is not a torch zip archive")
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as inner:
+            infos = inner.infolist()
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a corrupted member
+        raise corrupt(f"torch state {ref} is unreadable ({type(exc).__name__}: {exc})") from None
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise corrupt(f"torch state {ref} holds duplicate records")
+    if any(info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 for info in infos) or \
+            sum(info.file_size for info in infos) > len(blob):
+        raise corrupt(f"torch state {ref} holds compressed, encrypted or oversized records")
+    try:
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - weights_only refuses anything but tensors and containers
+        raise corrupt(f"torch state {ref} is unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise corrupt(f"torch state {ref} is not a state dict")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor) or value.layout != torch.strided or \
+                value.is_quantized or value.dtype not in _TORCH_DTYPES.values():
+            raise corrupt(f"torch state {ref} holds {key!r}, which is not a plain tensor")
+    return state
+
+
 _TORCH_DTYPES = {name: getattr(torch, name) for name in (
     "float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
     "complex64", "complex128")}
@@ -510,7 +648,7 @@ def _torch_dtype(name):
 # ---------------------------------------------------------------------------- built-in types
 def _register_builtin_types():
     from probkit.distributions.independent import Independent
-    from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
+    from probkit.components import BatchedComponents, ComponentList, FeatureProductComponents
     from probkit.utils.monitor import ConvergenceMonitor
 
     roots = _distribution_roots()
@@ -596,28 +734,162 @@ def _encode_estimator(est, w, depth=0):
                    state=encoded_state, modules=modules)
 
 
+def _shadows_class_member(cls, name):
+    """Whether an instance attribute ``name`` would hide a method, property or class of ``cls``."""
+    try:
+        member = inspect.getattr_static(cls, name)
+    except AttributeError:
+        return False
+    return callable(member) or hasattr(type(member), "__get__")
+
+
+def _class_hook(est, name):
+    """A hook method looked up on the class (so a restored attribute cannot stand in for it)."""
+    return getattr(type(est), name, None)
+
+
 def _decode_estimator(node, r, depth=0):
     cls = _lookup_class(_estimator_root(), str(node["name"]), str(node.get("module", "")), "estimator")
-    params = node["params"]
-    if not isinstance(params, dict):
-        raise ValueError("estimator params must be an object")
+    params, state_nodes, module_refs = node["params"], node["state"], node.get("modules", {})
+    if not all(isinstance(x, dict) for x in (params, state_nodes, module_refs)):
+        raise ValueError("estimator params, state and modules must be objects")
     params = {k: r.decode(v, depth) for k, v in params.items()}
     try:
         est = cls(**params)
     except TypeError as exc:
         raise ModelFileError(f"{r.source}: the saved parameters do not fit {cls.__name__} in this probkit "
-                             f"version ({exc})") from None
-    names = list(node["state"]) + list(node.get("modules", {}))
+                             f"version ({exc})", path=r.source) from None
+    names = list(state_nodes) + list(module_refs)
     bad = [n for n in names if not (isinstance(n, str) and n.isidentifier() and not n.startswith("__"))]
     if bad:
-        raise ModelFileError(f"{r.source} is corrupted: invalid attribute name {bad[0]!r}")
-    state = {k: r.decode(v, depth) for k, v in node["state"].items()}
-    est._io_set_state(state)
-    for name, ref in node.get("modules", {}).items():
-        module = est._io_build_module(name)
-        module.load_state_dict(r.get_state_dict(ref))
-        setattr(est, name, module)
+        raise ModelFileError(f"{r.source} is corrupted: invalid attribute name {str(bad[0])[:100]!r}",
+                             path=r.source)
+    hidden = [n for n in names if _shadows_class_member(cls, n)]
+    if hidden:
+        raise ModelFileError(f"{r.source} is corrupted: attribute {hidden[0]!r} would replace a method or "
+                             f"property of {cls.__name__}", path=r.source, attribute=hidden[0])
+    state = {k: r.decode(v, depth) for k, v in state_nodes.items()}
+    _class_hook(est, "_io_set_state")(est, state)
+    for name, ref in module_refs.items():
+        setattr(est, name, _restore_module(est, name, ref, r))
+    _check_restored(est, r.source, names)
     return est
+
+
+def _restore_module(est, name, ref, r):
+    """Build ``est``'s torch module ``name`` and load the state dict ``ref`` into it, checking shapes first."""
+    cls = type(est)
+    build = _class_hook(est, "_io_build_module")
+    if build is None:
+        raise ModelFileError(f"{r.source} is corrupted: {cls.__name__} has no torch module {name!r}", path=r.source)
+    state_dict = r.get_state_dict(ref)    # bounded by the member's size
+    # Edited parameters (n_layers = 10**6) must not make even the meta build create millions of modules.
+    budget = _RegistrationBudget(8 * len(state_dict) + 1024, f"{cls.__name__}.{name}", r.source)
+    if "device" in inspect.signature(build).parameters:
+        with budget:
+            template = build(est, name, device=torch.device("meta"))
+        # The weights the constructor parameters imply must fit in the member that holds them.
+        size, needed = r.member_size(ref), _module_bytes(template)
+        if size is not None and needed > size:
+            raise ModelFileError(
+                f"{r.source} is corrupted: {cls.__name__}.{name} built from the saved parameters needs "
+                f"{needed:,} bytes of weights, but {ref} holds {size:,} bytes (edited parameters?)",
+                path=r.source, attribute=name)
+        _check_state_dict(state_dict, template, f"{cls.__name__}.{name}", r)
+        with budget:
+            module = build(est, name)
+    else:  # a hook that cannot build on the meta device: build it for real, then compare
+        with budget:
+            module = build(est, name)
+        _check_state_dict(state_dict, module, f"{cls.__name__}.{name}", r)
+    module.load_state_dict(state_dict)
+    return module
+
+
+class _RegistrationBudget:
+    """Refuse (ModelFileError) a module build that registers more than ``limit`` parameters, buffers and
+    submodules in this thread: a module that large cannot match a state dict of the member's size."""
+
+    def __init__(self, limit, what, source):
+        self.limit, self.what, self.source = limit, what, source
+
+    def _error(self):
+        return ModelFileError(f"{self.source} is corrupted: building {self.what} from the saved parameters creates "
+                              f"more than {self.limit:,} parameters and submodules, far more than its state dict "
+                              "holds (edited parameters?)", path=self.source)
+
+    def _count(self, module, name, value):
+        if value is not None and threading.get_ident() == self.thread:
+            self.count += 1
+            if self.count > self.limit:
+                self.exceeded = True
+                raise self._error()
+
+    def __enter__(self):
+        self.thread, self.count, self.exceeded = threading.get_ident(), 0, False
+        hooks = torch.nn.modules.module
+        self.handles = [hooks.register_module_parameter_registration_hook(self._count),
+                        hooks.register_module_buffer_registration_hook(self._count),
+                        hooks.register_module_module_registration_hook(self._count)]
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        for handle in self.handles:
+            handle.remove()
+        if exc_type is not None and self.exceeded:  # whatever the builder wrapped our refusal in
+            raise self._error() from None
+
+
+def _module_bytes(module):
+    """Bytes of a module's distinct parameters and persistent buffers (their state dict's data)."""
+    keys = set(module.state_dict(keep_vars=True))
+    total = sum(p.numel() * p.element_size() for p in module.parameters())
+    total += sum(b.numel() * b.element_size() for n, b in module.named_buffers() if n in keys)
+    return total
+
+
+def _check_state_dict(state, template, where, r):
+    """Same keys and shapes as ``template``'s state dict; parameters finite, buffers free of NaN."""
+    expected = template.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelFileError(f"{r.source} is corrupted: the state dict of {where} does not fit its architecture "
+                             f"({detail})", path=r.source, attribute=where.split(".")[-1])
+    parameters = {n for n, _ in template.named_parameters(remove_duplicate=False)}
+    for key, want in expected.items():
+        got = state[key]
+        if got.shape != want.shape or (got.dtype != want.dtype and not
+                                       (got.is_floating_point() and want.is_floating_point())):
+            raise ModelFileError(
+                f"{r.source} is corrupted: {where}: {key} has shape {tuple(got.shape)} ({got.dtype}) in the file, "
+                f"but the saved parameters give shape {tuple(want.shape)} ({want.dtype})",
+                path=r.source, attribute=where.split(".")[-1])
+        if got.is_floating_point() or got.is_complex():
+            bad = ~torch.isfinite(got) if key in parameters else torch.isnan(got)
+            if bool(bad.any()):
+                raise ModelFileError(f"{r.source} is corrupted: {where}: {key} contains NaN or infinity",
+                                     path=r.source, attribute=where.split(".")[-1])
+
+
+def _check_restored(est, source, names):
+    """Run the estimator's checks of hand-set parameters on what was restored."""
+    check = _class_hook(est, "_io_check_state")
+    if check is None:
+        return
+    try:
+        check(est)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the checks means the parameters are invalid
+        message = str(exc)
+        found = [(m.start(), n) for n in names if (m := re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])",
+                                                                  message))]
+        attribute = min(found)[1] if found else None
+        what = f"{type(est).__name__}.{attribute}" if attribute else f"the parameters of {type(est).__name__}"
+        raise ModelFileError(f"{source} holds invalid values: {what} fails the estimator's checks "
+                             f"({type(exc).__name__}: {message})", path=source, attribute=attribute) from None
 
 
 # ---------------------------------------------------------------------------- public API
@@ -664,9 +936,14 @@ def dumps(estimator):
         "model": tree,
         "manifest": manifest,
     }
+    meta_bytes = json.dumps(meta, indent=1, allow_nan=False).encode("utf-8")
+    beyond = _meta_limits_exceeded(meta_bytes)
+    if beyond:
+        raise ValueError(f"cannot save this {type(estimator).__name__}: {beyond}, so probkit.load would refuse the "
+                         "file; keep long sequences in numpy arrays, which are stored outside meta.json")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("meta.json", json.dumps(meta, indent=1, allow_nan=False))
+        zf.writestr("meta.json", meta_bytes)
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()
@@ -693,25 +970,46 @@ def loads(data, expected=None, *, source="<bytes>"):
     >>> loads(dumps(PoissonHMM(3))).n_components
     3
     """
-    _register_once()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    return _load_checked(io.BytesIO(data), expected, source)
+
+
+def _load_checked(fileobj, expected, source):
+    """:func:`_load_archive`, with every failure turned into a :class:`ModelFileError` naming ``source``."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ModelFileError(
-            f"{source} is not a probkit model file (not a zip archive; truncated or corrupted?)") from None
-    members = {}
+        return _load_archive(fileobj, expected, source)
+    except ModelFileError as exc:
+        if source not in str(exc):  # raised by a helper that does not know the file
+            raise ModelFileError(f"{source}: {exc}", path=source, attribute=exc.attribute) from None
+        if exc.path is None:
+            exc.path = source
+        raise
+    except RecursionError:
+        raise ModelFileError(f"{source} is corrupted: the metadata nests too deeply", path=source) from None
+    except MemoryError:
+        raise ModelFileError(f"{source} cannot be loaded: it needs more memory than is available",
+                             path=source) from None
+    except Exception as exc:  # noqa: BLE001 - a hostile file may break any step; the caller sees one error type
+        raise ModelFileError(f"{source} is corrupted or unreadable ({type(exc).__name__}: {exc})",
+                             path=source) from exc
+
+
+def _load_archive(fileobj, expected, source):
+    _register_once()
+    archive_size = fileobj.seek(0, io.SEEK_END)
+    fileobj.seek(0)
+    try:
+        zf = zipfile.ZipFile(fileobj)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
+            NotImplementedError, OverflowError) as exc:
+        detail = "" if isinstance(exc, zipfile.BadZipFile) else f": {type(exc).__name__}: {exc}"
+        raise ModelFileError(f"{source} is not a probkit model file (not a zip archive; truncated or "
+                             f"corrupted?{detail})") from None
     with zf:
-        names = zf.namelist()
-        if "meta.json" not in names:
-            raise ModelFileError(f"{source} is not a probkit model file (no meta.json)")
-        try:
-            meta_bytes = zf.read("meta.json")
-        except (zipfile.BadZipFile, OSError, EOFError, _zlib_error()) as exc:
-            raise ModelFileError(f"{source} is corrupted: meta.json cannot be read ({exc})") from None
-        try:
-            meta = json.loads(meta_bytes.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ModelFileError(f"{source} is corrupted: meta.json is not valid JSON ({exc})") from None
+        infos = _check_entries(zf, archive_size, source)
+        meta_info = infos["meta.json"]
+        meta = _parse_meta(_read_member(zf, meta_info, meta_info.file_size, source), source)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise ModelFileError(f"{source} is not a probkit model file (meta.json has no "
                                  f"format={FORMAT_NAME!r})")
@@ -724,45 +1022,206 @@ def loads(data, expected=None, *, source="<bytes>"):
                 f"{meta.get('probkit_version', '?')}); this probkit reads versions up to {FORMAT_VERSION}: "
                 "upgrade probkit to load it"
             )
-        manifest = meta.get("manifest")
-        if not isinstance(manifest, dict):
-            raise ModelFileError(f"{source} is corrupted: no manifest")
-        for name, entry in manifest.items():
-            if name not in names:
-                raise ModelFileError(f"{source} is truncated or corrupted: member {name!r} is missing")
-            try:
-                blob = zf.read(name)
-            except (zipfile.BadZipFile, OSError, EOFError, _zlib_error()) as exc:
-                raise ModelFileError(f"{source} is corrupted: member {name!r} cannot be read ({exc})") from None
-            if not isinstance(entry, dict) or len(blob) != entry.get("size") or \
-                    hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
-                raise ModelFileError(f"{source} is corrupted: member {name!r} does not match its checksum")
-            members[name] = blob
-    reader = _Reader(members, source)
-    tree = meta.get("model")
-    if not isinstance(tree, dict) or tree.get(_TAG) != "estimator":
-        raise ModelFileError(f"{source} is corrupted: no estimator in meta.json")
-    if expected is not None:
-        cls = _lookup_class(_estimator_root(), str(tree.get("name")), str(tree.get("module", "")), "estimator")
-        if not issubclass(cls, expected):
-            raise ModelFileError(f"{source} holds a {cls.__name__}, but a {_kind_names(expected)} is expected here")
+        tree = meta.get("model")
+        if not isinstance(tree, dict) or tree.get(_TAG) != "estimator":
+            raise ModelFileError(f"{source} is corrupted: no estimator in meta.json")
+        manifest = _check_manifest(meta.get("manifest"), tree, infos, source)
+        if expected is not None:
+            cls = _lookup_class(_estimator_root(), str(tree.get("name")), str(tree.get("module", "")), "estimator")
+            if not issubclass(cls, expected):
+                raise ModelFileError(f"{source} holds a {cls.__name__}, but a {_kind_names(expected)} is expected "
+                                     "here")
+        return _Reader(_ArchiveMembers(zf, infos, manifest, source), source).decode(tree)
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
+
+
+def _file_kind(mode):
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _check_entries(zf, archive_size, source):
+    """The archive's entries by name, after the checks that need no inflating."""
+    entries = zf.infolist()
+    if "meta.json" not in {info.filename for info in entries}:
+        raise ModelFileError(f"{source} is not a probkit model file (no meta.json)")
+    infos, total = {}, 0
+    for info in entries:
+        name = info.filename
+        if name in infos:
+            raise ModelFileError(f"{source} is corrupted: it holds two members named {name!r}")
+        if name != "meta.json" and not (_ARRAY_MEMBER.fullmatch(name) or _TORCH_MEMBER.fullmatch(name)):
+            raise ModelFileError(f"{source} is corrupted: member {name!r} is not part of a probkit model")
+        if info.flag_bits & 0x1:
+            raise ModelFileError(f"{source} is corrupted: member {name!r} is encrypted")
+        if info.compress_type not in _ZIP_METHODS:
+            raise ModelFileError(f"{source} is corrupted: member {name!r} uses compression method "
+                                 f"{info.compress_type}; probkit reads stored or deflated members only")
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise ModelFileError(f"{source} is corrupted: member {name!r} is stored uncompressed but its sizes "
+                                 f"differ ({info.file_size} and {info.compress_size})")
+        infos[name] = info
+        total += info.file_size
+    meta_size = infos["meta.json"].file_size
+    if meta_size > MAX_META_BYTES:
+        raise ModelFileError(f"{source} is refused: its meta.json inflates to {meta_size:,} bytes, more than "
+                             f"MAX_META_BYTES ({MAX_META_BYTES:,})")
+    limit = max(MAX_INFLATION_RATIO * archive_size, 1 << 20)
+    if total > limit:
+        raise ModelFileError(f"{source} is refused: its members inflate to {total:,} bytes, more than "
+                             f"MAX_INFLATION_RATIO ({MAX_INFLATION_RATIO}) times the file's {archive_size:,} bytes")
+    return infos
+
+
+def _read_member(zf, info, size, source, sha256=None):
+    """Inflate one member in bounded chunks: never more than ``size`` bytes, whatever its header says."""
+    name, digest, chunks, total = info.filename, hashlib.sha256(), [], 0
     try:
-        return reader.decode(tree)
+        with zf.open(info) as f:
+            while True:
+                chunk = f.read(min(_READ_CHUNK, size + 1 - total))
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > size:
+                    raise ModelFileError(f"{source} is corrupted: member {name!r} inflates to more than the "
+                                         f"{size:,} bytes it declares")
+                digest.update(chunk)
+                chunks.append(chunk)
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
+            struct.error, OverflowError) as exc:
+        raise ModelFileError(f"{source} is corrupted: member {name!r} cannot be read ({exc})") from None
+    if total != size or (sha256 is not None and digest.hexdigest() != sha256):
+        raise ModelFileError(f"{source} is corrupted: member {name!r} does not match its checksum")
+    return b"".join(chunks)
+
+
+def _meta_limits_exceeded(raw):
+    """Why the ``meta.json`` bytes ``raw`` are beyond the limits (None when they are within)."""
+    if len(raw) > MAX_META_BYTES:
+        return f"its metadata takes {len(raw):,} bytes, more than MAX_META_BYTES ({MAX_META_BYTES:,})"
+    # Counts brackets inside strings too: an upper bound, computed without parsing.
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > MAX_META_CONTAINERS:
+        return (f"its metadata holds up to {containers:,} JSON objects and arrays, more than MAX_META_CONTAINERS "
+                f"({MAX_META_CONTAINERS:,})")
+    return None
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} overflows a float")
+    return value
+
+
+def _unique_keys(pairs):
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {duplicate[:80]!r}")
+    return obj
+
+
+def _parse_meta(raw, source):
+    beyond = _meta_limits_exceeded(raw)
+    if beyond:
+        raise ModelFileError(f"{source} is refused: {beyond}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{source} is corrupted: meta.json is not UTF-8 ({exc})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                          object_pairs_hook=_unique_keys)
     except RecursionError:
-        raise ModelFileError(f"{source} is corrupted: the metadata nests too deeply") from None
+        raise ModelFileError(f"{source} is corrupted: meta.json nests too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError and the refusals above
+        raise ModelFileError(f"{source} is corrupted: meta.json is not valid JSON ({exc})") from None
 
 
-def _zlib_error():
-    import zlib
+def _is_member_name(value):
+    return isinstance(value, str) and bool(_ARRAY_MEMBER.fullmatch(value) or _TORCH_MEMBER.fullmatch(value))
 
-    return zlib.error
+
+def _member_refs(tree, source):
+    """Member names the model tree refers to (walked without recursion, depth bounded)."""
+    refs, stack = set(), [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_JSON_DEPTH:
+            raise ModelFileError(f"{source} is corrupted: the metadata nests too deeply")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+        elif _is_member_name(node):
+            refs.add(node)
+    return refs
+
+
+def _check_manifest(manifest, tree, infos, source):
+    """The manifest, after checking it against the zip entries and the members the model refers to."""
+    if not isinstance(manifest, dict):
+        raise ModelFileError(f"{source} is corrupted: no manifest")
+    for name, entry in manifest.items():
+        size = entry.get("size") if isinstance(entry, dict) else None
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if not _is_member_name(name) or not isinstance(size, int) or isinstance(size, bool) or size < 0 or \
+                not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise ModelFileError(f"{source} is corrupted: invalid manifest entry for {name[:80]!r}")
+        if name not in infos:
+            raise ModelFileError(f"{source} is truncated or corrupted: member {name!r} is missing")
+        if infos[name].file_size != size:
+            raise ModelFileError(f"{source} is corrupted: member {name!r} inflates to {infos[name].file_size:,} "
+                                 f"bytes by its zip header, but the manifest records {size:,}")
+    unlisted = sorted(set(infos) - set(manifest) - {"meta.json"})
+    if unlisted:
+        raise ModelFileError(f"{source} is corrupted: member {unlisted[0]!r} is not listed in the manifest")
+    unused = sorted(set(manifest) - _member_refs(tree, source))
+    if unused:
+        raise ModelFileError(f"{source} is corrupted: member {unused[0]!r} is not referenced by the model")
+    return manifest
+
+
+class _ArchiveMembers(Mapping):
+    """The binary members of an open model file, each inflated (bounded) and verified when first asked for."""
+
+    def __init__(self, zf, infos, manifest, source):
+        self._zf, self._infos, self._manifest, self._source = zf, infos, manifest, source
+
+    def __getitem__(self, name):
+        entry = self._manifest[name]
+        return _read_member(self._zf, self._infos[name], entry["size"], self._source, entry["sha256"])
+
+    def __iter__(self):
+        return iter(self._manifest)
+
+    def __len__(self):
+        return len(self._manifest)
+
+    def size(self, name):
+        """The size the manifest records for ``name``."""
+        return self._manifest[name]["size"]
 
 
 def save(estimator, path):
     """Write ``estimator`` to ``path`` (see the module docstring for the format).
 
-    The file is written to a temporary name beside ``path`` and renamed, so an
-    interrupted save never leaves a half-written model under ``path``.
+    The file is written to a new temporary file beside ``path`` (created exclusively,
+    so nothing planted there can redirect the write) and renamed over ``path``, so an
+    interrupted save never leaves a half-written model under ``path``. An existing
+    ``path`` is replaced only if it is a regular file (never a device, a named pipe, a
+    directory or a symbolic link).
 
     Parameters
     ----------
@@ -774,6 +1233,13 @@ def save(estimator, path):
     str
         The path written.
 
+    Raises
+    ------
+    ValueError
+        ``path`` exists and is not a regular file.
+    OSError
+        The file cannot be written (the error names ``path``).
+
     Examples
     --------
     >>> import os, tempfile
@@ -784,19 +1250,71 @@ def save(estimator, path):
     """
     path = os.fspath(path)
     data = dumps(estimator)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    existing = _existing_regular_file(path)
+    folder = os.path.dirname(path) or os.curdir
     try:
-        with open(tmp, "wb") as f:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _save_error(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file private (0600): give it the mode the replaced file had, or the usual one.
+        os.chmod(tmp, stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask())
+        _existing_regular_file(path)  # again, right before replacing
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise _save_error(path, exc) from None
+        raise
     return path
+
+
+def _existing_regular_file(path):
+    """``os.lstat(path)`` if ``path`` is a regular file, None if it does not exist; refuse anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _save_error(path, exc) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"cannot save the model to {path}: it exists and is {_file_kind(st.st_mode)}, not a regular "
+                         "file, so it is not replaced")
+    return st
+
+
+def _save_error(path, exc):
+    if exc.errno is None:
+        return OSError(f"cannot save the model to {path}: {exc}")
+    return OSError(exc.errno, f"cannot save the model: {exc.strerror or os.strerror(exc.errno)}", path)
+
+
+def _umask():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # the portable way to read it
+    os.umask(mask)
+    return mask
 
 
 def load(path, expected=None):
     """Load an estimator saved with :meth:`ProbkitEstimator.save <probkit.base.ProbkitEstimator.save>`.
+
+    Files from untrusted sources are safe to load: no code in the file runs, memory
+    use is bounded by the file's size, and corrupted or hostile content is refused (see
+    the module docstring, "Hostile files").
 
     Parameters
     ----------
@@ -813,8 +1331,9 @@ def load(path, expected=None):
     Raises
     ------
     ModelFileError
-        The file is missing or unreadable, not a probkit model, truncated or corrupted,
-        written by a newer format version, or of another kind than ``expected``.
+        The file is missing or unreadable, not a regular file, not a probkit model,
+        truncated, corrupted or hostile, holds invalid parameters, was written by a
+        newer format version, or is of another kind than ``expected``.
 
     Examples
     --------
@@ -827,12 +1346,19 @@ def load(path, expected=None):
     True
     """
     path = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        # Non-blocking, so opening a named pipe returns at once (and is then refused).
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from None
-    return loads(data, expected, source=path)
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}", path=path) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ModelFileError(f"cannot read model file {path}: it is {_file_kind(mode)}, not a regular file",
+                             path=path)
+    with os.fdopen(fd, "rb") as f:
+        return _load_checked(f, expected, path)
 
 
 _REGISTERED = False

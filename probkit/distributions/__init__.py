@@ -17,9 +17,14 @@ from probkit.distributions.discrete import Bernoulli, Binomial, Geometric, Multi
 from probkit.distributions.gamma import Gamma
 from probkit.distributions.independent import Independent
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
+from probkit.distributions.laplace import Laplace
+from probkit.distributions.negative_binomial import NegativeBinomial
 from probkit.distributions.normal import Normal
 from probkit.distributions.poisson import Poisson
 from probkit.distributions.priors import NormalGamma, NormalWishart
+from probkit.distributions.student_t import MultivariateStudentT, StudentT
+from probkit.distributions.von_mises import VonMises
+from probkit.distributions.wishart import InverseWishart, Wishart
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -33,13 +38,20 @@ __all__ = [
     "Gamma",
     "Geometric",
     "Independent",
+    "InverseWishart",
+    "Laplace",
     "LogNormal",
     "Multinomial",
     "MultivariateNormal",
+    "MultivariateStudentT",
+    "NegativeBinomial",
     "Normal",
     "NormalGamma",
     "NormalWishart",
     "Poisson",
+    "StudentT",
     "SufficientStats",
+    "VonMises",
+    "Wishart",
     "kl_divergence",
 ]

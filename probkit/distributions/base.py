@@ -246,6 +246,20 @@ class ExponentialFamily:
     def _new(self, **params):
         return type(self)(**params, **self._options())
 
+    def centered(self, center):
+        """This (unfitted) family with its statistics accumulated about ``center``, a point near the data.
+
+        Families whose fit subtracts large squared terms (the normal models) override it so
+        that data far from the origin keep their precision; the others return ``self``.
+
+        Examples
+        --------
+        >>> from probkit.distributions import Normal, Poisson
+        >>> Normal().centered(1e8).stats_shift.item(), Poisson().centered(3.0) is not None
+        (100000000.0, True)
+        """
+        return self
+
     # ------------------------------------------------------------------ introspection
     @property
     def is_fitted(self):
@@ -348,6 +362,53 @@ class ExponentialFamily:
 
     def _validate_support(self, x, name="X"):
         """Raise ``ValueError`` if ``x`` lies outside the support. Subclasses override."""
+
+    # ------------------------------------------------------------------ zero density outside the support
+    def _support_mask(self, x):
+        """Which samples of ``x`` (shape ``(n, *event)``) lie inside the support, or ``None``.
+
+        Continuous families whose support is a region of the space the others share (Gamma,
+        LogNormal and Exponential on the positive reals, Beta on ``[0, 1]``, Wishart on positive
+        definite matrices) return a boolean ``(n,)`` mask: their density is zero outside it,
+        so in a mixture of several families such a sample has ``-inf`` log-density under that
+        component and is explained by the others. ``None`` means every sample must be valid:
+        families over the whole space, and discrete families, whose data type (counts,
+        categories) is part of the model and whose masses cannot be mixed with densities.
+        """
+        return None
+
+    def _support_placeholder(self, x):
+        """One sample inside the support (event shape), used in place of samples outside it."""
+        raise NotImplementedError(f"{type(self).__name__} has no restricted support")
+
+    def _replace_outside_support(self, x):
+        """``(x with samples outside the support replaced by a placeholder, mask)``; mask is None if all inside."""
+        mask = self._support_mask(x)
+        if mask is None or bool(mask.all()):
+            return x, None
+        keep = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
+        return torch.where(keep, x, self._support_placeholder(x).to(x.dtype)), mask
+
+    def _masked_log_prob_pairs(self, x):
+        """:meth:`_log_prob_pairs` with ``-inf`` for samples outside a restricted support."""
+        safe, mask = self._replace_outside_support(x)
+        lp = self._log_prob_pairs(safe)
+        if mask is None:
+            return lp
+        outside = ~mask.reshape(mask.shape + (1,) * (lp.ndim - 1))
+        return lp.masked_fill(outside, -math.inf)
+
+    def _masked_summarize(self, x, w):
+        """:meth:`_summarize` seeing only samples inside the support (those outside must have zero weight)."""
+        safe, mask = self._replace_outside_support(x)
+        if mask is None:
+            return self._summarize(x, w)
+        outside = ~mask.reshape(mask.shape + (1,) * (w.ndim - 1))
+        if bool((w.masked_select(outside.expand_as(w)) != 0).any()):
+            raise ValueError(
+                f"samples outside the support of {type(self).__name__} ({self.support_description}) "
+                "have positive weight")
+        return self._summarize(safe, w)
 
     def _out(self, value, like):
         return value if is_tensor(like) else to_numpy(value)
@@ -459,9 +520,14 @@ class ExponentialFamily:
                 raise ValueError("weights must be finite and non-negative")
         return self._summarize(x, w)
 
+    def _statistics_for_sums(self, x):
+        """The statistics that :meth:`summarize` adds up: ``T(x)``, or ``T`` about ``stats_shift``
+        for families that accumulate about a reference point (see :meth:`centered`)."""
+        return self._sufficient_statistics(x)
+
     def _summarize(self, x, w):
         """Tensor core of :meth:`summarize`: ``x`` (n, *event), ``w`` (n, *batch)."""
-        stats = self._sufficient_statistics(x)
+        stats = self._statistics_for_sums(x)
         n = x.shape[0]
         wb = w.reshape(n, -1)
         fields = {"count": w.sum(0)}
@@ -594,6 +660,17 @@ class ExponentialFamily:
             prod = t * e
             total = total + (prod.sum(dim=tuple(range(-stat_nd, 0))) if stat_nd else prod)
         return total
+
+
+class _PositiveSupport:
+    """Mixin of continuous families on the positive reals: zero density at ``x <= 0`` in
+    mixtures of several families (see :meth:`ExponentialFamily._support_mask`)."""
+
+    def _support_mask(self, x):
+        return x > 0
+
+    def _support_placeholder(self, x):
+        return torch.ones((), dtype=x.dtype, device=x.device)
 
 
 def kl_divergence(p, q):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import LOG_2PI, ExponentialFamily
+from probkit.distributions.base import LOG_2PI, ExponentialFamily, _PositiveSupport
 from probkit.distributions.normal import _GaussianOfTransform
 
 __all__ = ["Beta", "Exponential", "LogNormal"]
@@ -16,7 +16,7 @@ def _check_positive_support(x, name, family):
         raise ValueError(f"{name} must be strictly positive for {family} (found values <= 0)")
 
 
-class Exponential(ExponentialFamily):
+class Exponential(_PositiveSupport, ExponentialFamily):
     """Exponential distribution with density ``rate * exp(-rate * x)`` on ``x > 0``.
 
     ``T(x) = x``, natural parameter ``-rate``, log-partition ``-log(rate)``. Conjugate
@@ -208,6 +208,12 @@ class Beta(ExponentialFamily):
         if bool((x < 0).any()) or bool((x > 1).any()):
             raise ValueError(f"{name} must lie in [0, 1] for Beta (found values outside)")
 
+    def _support_mask(self, x):
+        return (x >= 0) & (x <= 1)
+
+    def _support_placeholder(self, x):
+        return torch.full((), 0.5, dtype=x.dtype, device=x.device)
+
     def _log_prob(self, x):
         a, b = self._params["concentration1"], self._params["concentration0"]
         return torch.xlogy(a - 1, x) + torch.xlogy(b - 1, 1 - x) - _lbeta(a, b)
@@ -264,7 +270,7 @@ class Beta(ExponentialFamily):
                 + (b1 - b2) * torch.digamma(b1) + (a2 - a1 + b2 - b1) * torch.digamma(a1 + b1))
 
 
-class LogNormal(_GaussianOfTransform):
+class LogNormal(_PositiveSupport, _GaussianOfTransform):
     """Log-normal distribution: ``log x ~ N(loc, scale**2)`` on ``x > 0``.
 
     ``T(x) = (log x, (log x)**2)``, natural parameters ``(loc / scale**2, -1 / (2 scale**2))``,

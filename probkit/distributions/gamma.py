@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.base import ExponentialFamily, _PositiveSupport
 
 __all__ = ["Gamma"]
 
@@ -30,7 +32,7 @@ def _inverse_digamma_gap(s, tol=1e-12, max_iter=100):
     return torch.exp(log_a)
 
 
-class Gamma(ExponentialFamily):
+class Gamma(_PositiveSupport, ExponentialFamily):
     """Gamma distribution with shape ``concentration`` and inverse scale ``rate``.
 
     ``T(x) = (log x, x)``, natural parameters ``(concentration - 1, -rate)``,
@@ -38,12 +40,18 @@ class Gamma(ExponentialFamily):
     shape solves ``log a - digamma(a) = log mean(x) - mean(log x)`` by Newton's method.
     Gamma is also the conjugate prior of the Poisson rate and the exponential rate.
 
+    With the shape known (``fixed_concentration``) the family is ``T(x) = x`` in the rate,
+    the MLE is ``rate = a / mean(x)`` and the conjugate prior of the rate is again a
+    :class:`Gamma`: ``Gamma(c, d)`` becomes ``Gamma(c + a n, d + sum(x))``.
+
     Parameters
     ----------
     concentration : float or array-like, optional
         Shape ``a > 0``.
     rate : float or array-like, optional
         Rate ``b > 0`` (mean ``a / b``).
+    fixed_concentration : float, optional
+        A known shape: fits estimate the rate only, under an optional Gamma prior.
 
     Examples
     --------
@@ -55,18 +63,53 @@ class Gamma(ExponentialFamily):
     >>> fit = Gamma().fit(x)
     >>> bool(abs(float(fit.concentration) - 3.0) < 0.1)
     True
+    >>> known_shape = Gamma(fixed_concentration=2.0)
+    >>> post = known_shape.posterior(np.array([1.0, 3.0]), Gamma(concentration=1.0, rate=1.0))
+    >>> float(post.concentration), float(post.rate)
+    (5.0, 5.0)
     """
 
     param_names = ("concentration", "rate")
     _param_event_ndims = {"concentration": 0, "rate": 0}
     support_description = "positive reals"
 
-    def __init__(self, concentration=None, rate=None):
+    def __init__(self, concentration=None, rate=None, *, fixed_concentration=None):
+        if fixed_concentration is not None and not (math.isfinite(fixed_concentration) and fixed_concentration > 0):
+            raise ValueError(f"fixed_concentration must be a positive number or None, got {fixed_concentration!r}")
+        self.fixed_concentration = None if fixed_concentration is None else float(fixed_concentration)
         self._set_params(concentration=concentration, rate=rate)
+
+    def _options(self):
+        return {} if self.fixed_concentration is None else {"fixed_concentration": self.fixed_concentration}
 
     def _check_params(self):
         if bool((self._params["concentration"] <= 0).any()) or bool((self._params["rate"] <= 0).any()):
             raise ValueError("Gamma: concentration and rate must be positive")
+        if self.fixed_concentration is not None and not bool((self._params["concentration"] == self.fixed_concentration).all()):
+            raise ValueError(f"Gamma: concentration differs from fixed_concentration={self.fixed_concentration}")
+
+    @property
+    def conjugate_prior_family(self):
+        return Gamma if self.fixed_concentration is not None else None
+
+    # conjugate prior (known shape a): Gamma(c, d) on the rate
+    def _posterior(self, stats, prior):
+        p = prior.torch_params()
+        return Gamma(concentration=p["concentration"] + self.fixed_concentration * stats["count"],
+                     rate=p["rate"] + stats["x"])
+
+    def _map_params(self, post):
+        p = post.torch_params()
+        mode = torch.clamp(p["concentration"] - 1.0, min=0.0) / p["rate"]
+        rate = torch.clamp(mode, min=torch.finfo(mode.dtype).tiny)
+        return {"concentration": torch.full_like(rate, self.fixed_concentration), "rate": rate}
+
+    def _log_marginal_likelihood(self, x, stats, prior):
+        a = self.fixed_concentration
+        c, d = prior._params["concentration"], prior._params["rate"]
+        c_n, d_n = c + a * stats["count"], d + stats["x"]
+        return ((a - 1) * torch.log(x).sum() - x.shape[0] * math.lgamma(a)
+                + torch.lgamma(c_n) - c_n * torch.log(d_n) - torch.lgamma(c) + c * torch.log(d))
 
     def _validate_support(self, x, name="X"):
         if bool((x <= 0).any()):
@@ -101,6 +144,9 @@ class Gamma(ExponentialFamily):
 
     def _params_from_mean(self, mean, stats=None):
         m, mlog = mean["x"], mean["log_x"]
+        if self.fixed_concentration is not None:
+            a = torch.full_like(m, self.fixed_concentration)
+            return {"concentration": a, "rate": a / m}
         s = torch.log(m) - mlog
         if bool((s <= 0).any()):
             raise ValueError("Gamma: the sample has no spread (all values equal); the shape MLE diverges")

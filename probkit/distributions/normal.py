@@ -23,10 +23,11 @@ class _GaussianOfTransform(ExponentialFamily):
     event_ndim = 0
     _stat_names = ("x", "xx")
 
-    def __init__(self, loc=None, scale=None, min_scale=0.0):
+    def __init__(self, loc=None, scale=None, min_scale=0.0, stats_shift=None):
         if min_scale < 0:
             raise ValueError(f"min_scale must be non-negative, got {min_scale}")
         self.min_scale = float(min_scale)
+        self.stats_shift = None if stats_shift is None else torch.as_tensor(stats_shift, dtype=torch.float64)
         self._set_params(loc=loc, scale=scale)
 
     @staticmethod
@@ -34,7 +35,43 @@ class _GaussianOfTransform(ExponentialFamily):
         return x
 
     def _options(self):
-        return {"min_scale": self.min_scale}
+        return {"min_scale": self.min_scale, "stats_shift": self.stats_shift}
+
+    def centered(self, center):
+        """This family with its statistics accumulated about ``center`` (a point near the data).
+
+        ``sum g(x)**2 - n mean**2`` cancels catastrophically when the data sit far from the
+        origin (an offset of 1e8 leaves no digit of a unit variance); about a nearby point
+        the scatter is computed from small numbers. Fitted values do not depend on it.
+        """
+        shift = self._transform(torch.as_tensor(center, dtype=torch.float64))
+        if not bool(torch.isfinite(shift).all()):
+            return self
+        return type(self)(**{**self._options(), "stats_shift": shift})
+
+    def _shift_like(self, t):
+        return None if self.stats_shift is None else self.stats_shift.to(dtype=t.dtype, device=t.device)
+
+    def _statistics_for_sums(self, x):
+        shift = self._shift_like(x)
+        if shift is None:
+            return self._sufficient_statistics(x)
+        y = self._transform(x) - shift
+        first, second = self._stat_names
+        return {first: y, second: y * y}
+
+    def _stats_meta(self):
+        return {} if self.stats_shift is None else {"shift": self.stats_shift}
+
+    def _mle_params(self, stats):
+        shift = stats.meta.get("shift")
+        if shift is None:
+            return super()._mle_params(stats)
+        first, second = self._stat_names
+        count = stats.count
+        centred = stats[first] / count
+        var = torch.clamp(stats[second] / count - centred * centred, min=0.0)
+        return self._finish_params(centred + shift.to(centred), var)
 
     def _check_params(self):
         if bool((self._params["scale"] <= 0).any()):
@@ -80,7 +117,9 @@ class _GaussianOfTransform(ExponentialFamily):
     def _params_from_mean(self, mean, stats=None):
         first, second = self._stat_names
         loc = mean[first]
-        var = torch.clamp(mean[second] - loc * loc, min=0.0)
+        return self._finish_params(loc, torch.clamp(mean[second] - loc * loc, min=0.0))
+
+    def _finish_params(self, loc, var):
         scale = torch.clamp(torch.sqrt(var), min=self.min_scale)
         if bool((scale <= 0).any()):
             raise ValueError(
@@ -102,7 +141,7 @@ class _GaussianOfTransform(ExponentialFamily):
     # conjugate prior: NormalGamma over (loc, 1 / scale**2) of g(x)
     def _posterior(self, stats, prior):
         first, second = self._stat_names
-        return prior._update(stats["count"], stats[first], stats[second])
+        return prior._update(stats["count"], stats[first], stats[second], shift=stats.meta.get("shift"))
 
     def _map_params(self, post):
         loc, precision = post._mode()

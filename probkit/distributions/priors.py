@@ -20,8 +20,10 @@ import torch
 
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import LOG_2PI, ExponentialFamily, kl_divergence
+from probkit.distributions.wishart import _multi_digamma, wishart_bartlett
 from probkit.utils._array import is_tensor, to_numpy
 from probkit.utils.random import torch_generator
+from probkit.utils._linalg import cholesky
 
 __all__ = ["NormalGamma", "NormalWishart"]
 
@@ -147,19 +149,22 @@ class NormalGamma(_ParameterisedPrior):
         return p["loc"], p["mean_precision"], p["concentration"], p["rate"]
 
     # ------------------------------------------------------------------ conjugate machinery
-    def _update(self, count, sum_x, sum_xx):
+    def _update(self, count, sum_x, sum_xx, shift=None):
         """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x**2``.
 
         ``rate_n = rate + (S + kappa n / (kappa + n) (xbar - m)**2) / 2`` with the scatter
         ``S = sum x**2 - n xbar**2`` (clamped at 0 against rounding), a sum of non-negative
         terms rather than the difference ``sum x**2 + kappa m**2 - kappa_n m_n**2``; batch
-        members with ``count = 0`` keep the prior.
+        members with ``count = 0`` keep the prior. With ``shift``, the sums are of
+        ``x - shift`` (statistics accumulated about a point near the data), so that ``S``
+        is computed from small numbers.
         """
         m, kappa, a, b = self._unpack()
         kappa_n = kappa + count
-        loc_n = (kappa * m + sum_x) / kappa_n
-        mean_x = _safe_div(sum_x, count)
-        scatter = torch.clamp(sum_xx - mean_x * sum_x, min=0.0)
+        centred = _safe_div(sum_x, count)
+        scatter = torch.clamp(sum_xx - centred * sum_x, min=0.0)
+        mean_x = centred if shift is None else centred + shift.to(centred)
+        loc_n = (kappa * m + count * mean_x) / kappa_n
         shrink = kappa * count / kappa_n * (mean_x - m) ** 2
         return NormalGamma(loc=loc_n, mean_precision=kappa_n, concentration=a + 0.5 * count,
                            rate=b + 0.5 * (scatter + shrink))
@@ -314,12 +319,6 @@ def _multi_lgamma(x, d):
     return torch.mvlgamma(x, d)
 
 
-def _multi_digamma(x, d):
-    """``sum_{i=1..d} digamma(x + (1 - i) / 2)``, elementwise in ``x``."""
-    offsets = torch.arange(d, dtype=x.dtype, device=x.device) * 0.5
-    return torch.digamma(x.unsqueeze(-1) - offsets).sum(-1)
-
-
 class NormalWishart(_ParameterisedPrior):
     """Normal-Wishart distribution over a mean vector and a precision matrix ``Λ``.
 
@@ -389,7 +388,7 @@ class NormalWishart(_ParameterisedPrior):
     def _cov_chol(self):
         chol = self._cache.get("cov_chol")
         if chol is None:
-            chol = torch.linalg.cholesky(self._params["covariance"])
+            chol = cholesky(self._params["covariance"], f"the covariance of {type(self).__name__}")
             self._cache["cov_chol"] = chol
         return chol
 
@@ -410,18 +409,20 @@ class NormalWishart(_ParameterisedPrior):
         return (y.squeeze(-1) ** 2).sum(-1)
 
     # ------------------------------------------------------------------ conjugate machinery
-    def _update(self, count, sum_x, sum_xx):
-        """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x x^T`` (raw).
+    def _update(self, count, sum_x, sum_xx, shift=None):
+        """Posterior after observations with weighted sums ``count``, ``sum x``, ``sum x x^T``.
 
         ``covariance_n = covariance + S + κ n / (κ + n) (xbar - m)(xbar - m)^T`` with the
         centred scatter ``S = sum x x^T - n xbar xbar^T``; batch members with ``count = 0``
-        keep the prior.
+        keep the prior. With ``shift``, the sums are of ``x - shift`` (statistics accumulated
+        about a point near the data), so that ``S`` is computed from small numbers.
         """
         m, kappa, nu, cov = self._unpack()
         kappa_n = kappa + count
-        loc_n = (kappa.unsqueeze(-1) * m + sum_x) / kappa_n.unsqueeze(-1)
-        mean_x = _safe_div(sum_x, count.unsqueeze(-1))
-        scatter = sum_xx - mean_x.unsqueeze(-1) * sum_x.unsqueeze(-2)
+        centred = _safe_div(sum_x, count.unsqueeze(-1))
+        scatter = sum_xx - centred.unsqueeze(-1) * sum_x.unsqueeze(-2)
+        mean_x = centred if shift is None else centred + shift.to(centred)
+        loc_n = (kappa.unsqueeze(-1) * m + count.unsqueeze(-1) * mean_x) / kappa_n.unsqueeze(-1)
         diff = mean_x - m
         shrink = (kappa * count / kappa_n)[..., None, None] * diff.unsqueeze(-1) * diff.unsqueeze(-2)
         cov_n = cov + scatter + shrink
@@ -521,16 +522,10 @@ class NormalWishart(_ParameterisedPrior):
         d = m.shape[-1]
         shape = (int(n_samples), *self._batch_shape)
         with torch.no_grad():
-            L = torch.linalg.cholesky(self._scale_matrix())
-            dof = nu.expand(shape).unsqueeze(-1) - torch.arange(d, dtype=m.dtype, device=m.device)
-            diag = torch.sqrt(2.0 * standard_gamma((0.5 * dof).contiguous(), gen))
-            A = torch.randn(*shape, d, d, dtype=m.dtype, device=m.device, generator=gen).tril(-1)
-            A = A + torch.diag_embed(diag)
-            LA = L @ A
-            precision = LA @ LA.mT
-            precision = 0.5 * (precision + precision.mT)
+            precision = wishart_bartlett(nu, cholesky(self._scale_matrix(), f"the scale matrix of {type(self).__name__}"),
+                                         shape, gen)
             # mean = m + (κΛ)^{-1/2} z: with Λ = C C^T, solve C^T y = z / sqrt(κ).
-            C = torch.linalg.cholesky(precision)
+            C = cholesky(precision, f"a precision drawn from {type(self).__name__}")
             z = torch.randn(*shape, d, 1, dtype=m.dtype, device=m.device, generator=gen)
             y = torch.linalg.solve_triangular(C.mT, z, upper=True).squeeze(-1)
             mean = m + y * torch.rsqrt(kappa).unsqueeze(-1)

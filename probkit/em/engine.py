@@ -28,12 +28,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from sklearn.exceptions import ConvergenceWarning
 
+from probkit.utils._warnings import warn_user
 from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.progress import progress_bar
 
@@ -141,7 +141,8 @@ def em_hooks(all_reduce=None, after_init=None):
 
 def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_start=False,
            initial_objective=-math.inf, objective="mean", verbose=0, desc="EM",
-           all_reduce=None, monitor_factory=ConvergenceMonitor, warn_not_converged=True, signed_gain=False):
+           all_reduce=None, monitor_factory=ConvergenceMonitor, warn_not_converged=True, signed_gain=False,
+           warning_lead=None):
     """Run EM ``n_init`` times on ``model`` and leave it in the state of the best run.
 
     Parameters
@@ -169,12 +170,15 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
         ``all_reduce(estep) -> estep``: sums statistics and log-likelihood over processes
         (distributed EM); ``None`` for a single process.
     monitor_factory : callable, default=ConvergenceMonitor
-        ``monitor_factory(tol, max_iter, verbose)``.
+        ``monitor_factory(tol, max_iter, verbose, signed)``.
     warn_not_converged : bool, default=True
         Emit a ``ConvergenceWarning`` when the best run did not converge.
     signed_gain : bool, default=False
         ``False``: converged when ``|gain| < tol`` (scikit-learn). ``True``: converged when
         ``gain < tol``, so a (numerical) decrease also stops the fit (hmmlearn).
+    warning_lead : str, optional
+        A sentence put before the ``ConvergenceWarning``'s account of the stop (a peer's
+        wording that users filter on).
 
     Returns
     -------
@@ -203,7 +207,7 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
             model._em_initialize(data, random_state)
         if after_init is not None:
             after_init(model)
-        monitor = monitor_factory(tol, max_iter, verbose)
+        monitor = monitor_factory(tol, max_iter, verbose, signed_gain)
         value = initial_objective if warm_start else -math.inf
         converged = False
         n_iter = 0
@@ -230,10 +234,10 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
     if best_state is not None:
         model._em_set_state(best_state)
     if warn_not_converged and not best.converged and max_iter > 0:
-        warnings.warn(
-            f"{desc} did not converge in {max_iter} iterations (last gain above tol={tol}); "
-            "increase max_iter/n_iter or tol, try other initial parameters, or check for degenerate data",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+        gain = best.monitor.gain if best.monitor is not None else math.nan
+        last = (f"the last gain of the objective was {gain:.4g}, above tol={tol}" if math.isfinite(gain)
+                else "one iteration measures no gain")
+        detail = (f"{desc} did not converge in {max_iter} iteration{'s' if max_iter > 1 else ''}: {last}; "
+                  "increase max_iter/n_iter or tol, try other initial parameters, or check for degenerate data")
+        warn_user(f"{warning_lead} ({detail})" if warning_lead else detail, ConvergenceWarning)
     return best

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
 
-__all__ = ["INIT_METHODS", "initial_responsibilities"]
+__all__ = ["INIT_METHODS", "INIT_SMOOTHING", "initial_responsibilities"]
+
+# Initial hard assignments are blended with this much uniform weight (by the models fitted
+# from responsibilities of any family) so that every component starts from all of the data:
+# a Gamma or Normal fitted to a cluster of equal values would otherwise be degenerate.
+INIT_SMOOTHING = 0.1
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -37,6 +41,8 @@ def initial_responsibilities(X, n_components, method, random_state):
     >>> R.sum(1).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
+    from sklearn.cluster import KMeans, kmeans_plusplus  # slow to import; needed at fit time only
+
     n_samples = X.shape[0]
     if method == "kmeans":
         resp = np.zeros((n_samples, n_components), dtype=X.dtype)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
+from probkit.base import Interval, StrOptions, positive_int
 from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart
+from probkit.distributions.dirichlet import dirichlet_expected_log
 from probkit.em.engine import EStepResult, run_em
 from probkit.hmm._base import BaseHMM
-from probkit.hmm.discrete import _CountEmission, _integer_X
-from probkit.hmm.gaussian import _GaussianEmission
+from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
-from probkit.vi._pyro import torch_threads
+from probkit.utils.sequences import check_y_slot
+from probkit.utils.validation import check_stochastic
+from probkit.utils.threads import torch_threads
+from probkit.vi._options import HMM_FORMULATIONS
 from probkit.vi.conjugate import ConjugateFamily
 
 __all__ = ["VariationalHMM"]
@@ -27,15 +30,11 @@ INFERENCE_METHODS = ("vem", "svi", "nuts")
 GAUSSIAN_COVARIANCE_TYPES = ("full", "diag")
 
 
-def _dirichlet_expected_log(alpha):
-    return torch.digamma(alpha) - torch.digamma(alpha.sum(-1, keepdim=True))
-
-
 def _dirichlet_kl(alpha, alpha0):
-    """``KL(Dir(alpha) || Dir(alpha0))`` along the last axis, summed (0 for a single category)."""
-    total = alpha.sum(-1)
-    return float((torch.lgamma(total) - torch.lgamma(alpha0.sum(-1)) - (torch.lgamma(alpha) - torch.lgamma(alpha0)).sum(-1)
-                  + ((alpha - alpha0) * (torch.digamma(alpha) - torch.digamma(total).unsqueeze(-1))).sum(-1)).sum())
+    """``KL(Dir(alpha) || Dir(alpha0))`` over the rows, summed (0 for a single category)."""
+    if alpha.shape[-1] < 2:
+        return 0.0
+    return float(Dirichlet(concentration=alpha).kl_divergence(Dirichlet(concentration=alpha0.expand_as(alpha))).sum())
 
 
 def _as_dirichlet(alpha):
@@ -207,18 +206,27 @@ class VariationalHMM(BaseHMM):
         self.n_predictive_samples = n_predictive_samples
 
     # ------------------------------------------------------------------ options and data
-    def _check_options(self):
-        if self.emission not in EMISSIONS:
-            raise ValueError(f"emission must be one of {EMISSIONS}, got {self.emission!r}")
-        if self.emission == "gaussian" and self.covariance_type not in GAUSSIAN_COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {GAUSSIAN_COVARIANCE_TYPES} for VariationalHMM, "
-                             f"got {self.covariance_type!r}")
-        if self.inference not in INFERENCE_METHODS:
-            raise ValueError(f"inference must be one of {INFERENCE_METHODS}, got {self.inference!r}")
-        from probkit.vi.models import HMM_FORMULATIONS
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emission": [StrOptions(set(EMISSIONS))],
+        "covariance_type": [StrOptions(set(GAUSSIAN_COVARIANCE_TYPES))],
+        "inference": [StrOptions(set(INFERENCE_METHODS))],
+        **{name: [None, "array-like", Real] for name in (
+            "startprob_prior", "transmat_prior", "means_prior", "beta_prior", "dof_prior", "scale_prior",
+            "emissionprob_prior", "lambdas_prior", "lambdas_weight")},
+        "n_features": [None, Interval(Integral, 1, None, closed="left")],
+        "num_steps": positive_int,
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "num_particles": positive_int,
+        "svi_tol": [None, Real],
+        "hmm_formulation": [StrOptions(set(HMM_FORMULATIONS))],
+        "num_samples": positive_int,
+        "warmup_steps": [None, Interval(Integral, 0, None, closed="left")],
+        "n_predictive_samples": positive_int,
+    }
 
-        if self.hmm_formulation not in HMM_FORMULATIONS:
-            raise ValueError(f"hmm_formulation must be one of {HMM_FORMULATIONS}, got {self.hmm_formulation!r}")
+    def _check_options(self):
         if self.missing != "error":
             raise ValueError("VariationalHMM does not marginalise missing values (missing='error' only)")
         super()._check_options()
@@ -236,7 +244,7 @@ class VariationalHMM(BaseHMM):
     def _validate_emission_X(self, X, reset, allow_nan):
         if self.emission == "gaussian":
             return self._validate_X(X, reset=reset)
-        X = _integer_X(self, X, reset)
+        X = self._validate_counts_X(X, reset)
         if self.emission == "categorical":
             if X.shape[1] != 1:
                 raise ValueError(f"X must have shape (n_samples, 1) of symbols for categorical emissions, got {X.shape}")
@@ -361,19 +369,53 @@ class VariationalHMM(BaseHMM):
         for name in needed:
             if not hasattr(self, name):
                 raise ValueError(f"VariationalHMM({self.emission}) needs {name} (fit first)")
+        from probkit.distributions.mvn import MultivariateNormal
+        from probkit.utils.validation import check_stochastic
 
-    def _emission_model(self, device, dtype):
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+        k = self.n_components
+        name = {"categorical": "emissionprob_", "poisson": "lambdas_"}.get(kind, "means_")
+        values = np.asarray(getattr(self, name), dtype=np.float64)
+        if values.ndim != 2 or values.shape[0] != k:
+            raise ValueError(f"{name} must have shape ({k}, n_features), got {values.shape}")
+        if kind == "categorical":
+            check_stochastic(values, name)
+        elif kind == "poisson":
+            if not np.all(np.isfinite(values)) or np.any(values <= 0):
+                raise ValueError("lambdas_ must be positive and finite")
+        elif not np.all(np.isfinite(values)):
+            raise ValueError("means_ must be finite")
+        else:
+            try:  # the distribution checks the covariances' shape, finiteness, symmetry and positive definiteness
+                MultivariateNormal(mean=values, covariance=np.asarray(self.covars_, dtype=np.float64),
+                                   covariance_type="full" if kind == "gaussian_full" else "diag")
+            except ValueError as exc:
+                raise ValueError(f"covars_ are not valid covariances: {exc}") from None
+
+    def _io_check_state(self):
+        """Also check the posterior attributes (used to continue fitting) of a model restored by probkit.load."""
+        super()._io_check_state()
+        if not hasattr(self, "startprob_posterior_"):
+            return
+        k = self.n_components
+        for name, shape in (("startprob_posterior_", (k,)), ("transmat_posterior_", (k, k))):
+            alpha = np.asarray(getattr(self, name), dtype=np.float64)
+            if alpha.shape != shape or not np.all(np.isfinite(alpha)) or np.any(alpha <= 0):
+                raise ValueError(f"{name} must hold positive finite concentrations of shape {shape}")
+        try:
+            self._emission_posterior_from_attributes()
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            names = [n for n in vars(self) if n.endswith("_posterior_") and not n.startswith(("startprob", "transmat"))]
+            raise ValueError(f"the emission posterior ({', '.join(names)}) is invalid: {exc}") from None
+
+    def _emission_model(self, like):
         kind = self._kind
         if kind.startswith("gaussian"):
-            means = t(self.means_)
-            return _GaussianEmission(means, t(self.covars_), self.covariance_type,
-                                     torch.zeros(means.shape[1], dtype=dtype, device=device))
-        from probkit.distributions import Categorical, Poisson
-
+            means = self._as_like(self.means_, like)
+            return GaussianEmission(means, self._as_like(self.covars_, like), self.covariance_type,
+                                    self._as_like(np.zeros(means.shape[1]), like))
         if kind == "categorical":
-            return _CountEmission(BatchedComponents(Categorical(probs=t(self.emissionprob_))), squeeze=True)
-        return _CountEmission(FeatureProductComponents(Poisson(rate=t(self.lambdas_))))
+            return CountEmission("categorical", self._as_like(self.emissionprob_, like))
+        return CountEmission("poisson", self._as_like(self.lambdas_, like))
 
     def _sample_emissions(self, states, rng):
         kind = self._kind
@@ -413,14 +455,10 @@ class VariationalHMM(BaseHMM):
         x = data.x
         n = x.shape[0]
         post = {}
-        if self._needs_init("s", "startprob_posterior_"):
-            post["startprob"] = _t64(self.startprob_prior_ + len(data.lengths) / k)
-        else:
-            post["startprob"] = _t64(self.startprob_posterior_)
-        if self._needs_init("t", "transmat_posterior_"):
-            post["transmat"] = _t64(self.transmat_prior_ + (n - len(data.lengths)) / k ** 2)
-        else:
-            post["transmat"] = _t64(self.transmat_posterior_)
+        n_seq = len(data.lengths)
+        post["startprob"] = self._initial_dirichlet("s", "startprob", self.startprob_prior_ + n_seq / k, (k,))
+        post["transmat"] = self._initial_dirichlet("t", "transmat", self.transmat_prior_ + (n - n_seq) / k ** 2,
+                                                   (k, k))
         kind = self._kind
         e_attr = {"gaussian_full": "means_posterior_", "gaussian_diag": "means_posterior_",
                   "categorical": "emissionprob_posterior_", "poisson": "lambdas_posterior_"}[kind]
@@ -431,12 +469,45 @@ class VariationalHMM(BaseHMM):
             draw = random_state.dirichlet(np.ones(m), size=k) * n / k
             post["emission"] = Dirichlet(concentration=np.maximum(draw, 1e-10)[:, None, :])
         else:
+            from sklearn.cluster import KMeans  # slow to import; needed at fit time only
             labels = KMeans(n_clusters=k, random_state=random_state, n_init=10).fit(data.X).labels_
             resp = torch.zeros(n, k, dtype=torch.float64)
             resp[torch.arange(n), torch.as_tensor(labels)] = 1.0
             xd = x.to(torch.float64).cpu()
             post["emission"] = fam.posterior(fam.summarize(xd, resp), priors["emission"])
         return post
+
+    def _initial_dirichlet(self, letter, name, default, shape):
+        """Initial Dirichlet concentrations of ``startprob``/``transmat`` (rows of ``shape``).
+
+        With ``letter`` in ``init_params`` (or nothing set), ``default``. Otherwise the
+        fitted posterior ``<name>_posterior_``, unless the point estimate ``<name>_`` was
+        set by hand since (it differs from the posterior's mean): then the hand-set values,
+        validated as GaussianHMM validates them, become the posterior's mean with the same
+        total concentration per row.
+        """
+        if letter in self.init_params:
+            return _t64(default)
+        point = getattr(self, f"{name}_", None)
+        posterior = getattr(self, f"{name}_posterior_", None)
+        if posterior is not None:
+            posterior = np.asarray(posterior, dtype=np.float64)
+            if posterior.shape != shape:
+                raise ValueError(f"{name}_posterior_ must have shape {shape}, got {posterior.shape}")
+            mean = posterior / posterior.sum(-1, keepdims=True)
+            if point is None or np.array_equal(np.asarray(point, dtype=np.float64), mean):
+                return _t64(posterior)
+            strength = posterior.sum(-1, keepdims=True)
+        elif point is None:
+            return _t64(default)
+        else:
+            strength = np.asarray(default, dtype=np.float64).sum(-1, keepdims=True)
+        point = np.asarray(point, dtype=np.float64)
+        if point.shape != shape:
+            raise ValueError(f"{name}_ must have shape {shape}, got {point.shape}")
+        check_stochastic(point, f"{name}_")
+        # a zero probability stays (numerically) impossible: Dirichlet concentrations must be positive
+        return _t64(np.maximum(point * strength, 1e-300))
 
     def _em_initialize(self, data, random_state):
         self._post = self._init_posteriors(data, random_state)
@@ -446,8 +517,8 @@ class VariationalHMM(BaseHMM):
         x = data.x
         dtype, device = x.dtype, x.device
         xd = x.to(torch.float64).cpu()
-        log_start = _dirichlet_expected_log(post["startprob"])
-        log_trans = _dirichlet_expected_log(post["transmat"])
+        log_start = dirichlet_expected_log(post["startprob"])
+        log_trans = dirichlet_expected_log(post["transmat"])
         log_emis = fam.expected_log_likelihood(post["emission"], xd)
         fb = forward_backward(log_start.to(dtype=dtype, device=device), log_trans.to(dtype=dtype, device=device),
                               log_emis.to(dtype=dtype, device=device), data.lengths,
@@ -493,12 +564,12 @@ class VariationalHMM(BaseHMM):
         -------
         self
         """
-        self._check_fit_y(X, y)
+        check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, training=True)
         self._priors = self._resolve_priors(data)
         self.prior_ = self._priors
-        self._fam = self._family()
+        self._fam = self._family().center_on(data.x)
         if self.emission == "categorical":
             from probkit.distributions import Categorical
 
@@ -523,7 +594,7 @@ class VariationalHMM(BaseHMM):
         with torch.no_grad(), torch_threads(1):
             result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init,
                             random_state=random_state, objective="total", verbose=self.verbose,
-                            desc=type(self).__name__, signed_gain=True, warn_not_converged=False)
+                            desc=type(self).__name__, signed_gain=True)
         self._set_posterior_attributes(self._post)
         self.monitor_ = result.monitor
         self.n_iter_ = result.n_iter
@@ -570,14 +641,6 @@ class VariationalHMM(BaseHMM):
         return {"startprob": start, "transmat": trans, "emission": emission}
 
     def _fit_svi(self, data, random_state):
-        for name, minimum in (("num_steps", 1), ("num_particles", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         init = self._init_posteriors(data, random_state)
         spec = self._spec()
         guide_init = spec.guide_init(init["startprob"], init["transmat"],
@@ -596,9 +659,6 @@ class VariationalHMM(BaseHMM):
         self.converged_ = result.converged
 
     def _fit_nuts(self, data, random_state):
-        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, (int, np.integer)) or \
-                self.num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
         self._fit_vem(data, random_state)
         spec = self._spec()
         post = self.posterior_
@@ -682,14 +742,21 @@ class VariationalHMM(BaseHMM):
         ``logsumexp_s log p(X | theta_s) - log S``. The draws are seeded by ``random_state``.
         (:meth:`score_samples` and :meth:`decode` use the posterior-mean parameters.)
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.
+        lengths : array-like of int, optional
+
         Returns
         -------
         float
         """
+        check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)
+        self._validate_params()
         n_draws = self.n_predictive_samples
-        if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
-            raise ValueError(f"n_predictive_samples must be a positive integer, got {n_draws!r}")
         rng = check_random_state(self.random_state)
         values = []
         with torch.no_grad():

@@ -172,24 +172,39 @@ def _forward_scaled_one(prior, trans_t, emis, shift, lo, hi, alpha):
 
 
 @_jit()
+def _row_shift(log_emission, t):
+    """Largest log emission of step ``t`` (0 when all are -inf): see ``_forward_log_one``."""
+    m = log_emission[t, 0]
+    for k in range(1, log_emission.shape[1]):
+        v = log_emission[t, k]
+        m = v if v > m else m
+    return 0.0 if m == _NEG_INF else m
+
+
+@_jit()
 def _forward_log_one(log_prior, log_trans_t, log_emission, lo, hi, log_alpha, tmp):
     """Log-space forward pass; ``log_alpha`` rows are normalised log filtered probabilities.
 
     ``log_trans_t`` is the transposed log transition matrix (``[j, i]`` = i -> j) so the
-    inner loop is contiguous. Returns the log-likelihood, -inf when the sequence is
-    impossible (its ``log_alpha`` rows from that step on are then -inf).
+    inner loop is contiguous. Each step's log emissions are shifted by their maximum,
+    which is added back to the log-likelihood: the recursion then works with numbers near
+    zero, where float64 resolves them (emissions of -1e11 would otherwise leave filtered
+    probabilities wrong in the sixth digit). Returns the log-likelihood, -inf when the
+    sequence is impossible (its ``log_alpha`` rows from that step on are then -inf).
     """
     n_states = log_trans_t.shape[0]
+    shift = _row_shift(log_emission, lo)
     for j in range(n_states):
-        tmp[j] = log_prior[j] + log_emission[lo, j]
+        tmp[j] = log_prior[j] + (log_emission[lo, j] - shift)
     z = _logsumexp_vec(tmp)
     if z == _NEG_INF:
         log_alpha[lo:hi, :] = _NEG_INF
         return _NEG_INF
     for j in range(n_states):
         log_alpha[lo, j] = tmp[j] - z
-    total = z
+    total = z + shift
     for t in range(lo + 1, hi):
+        shift = _row_shift(log_emission, t)
         for j in range(n_states):
             m = _NEG_INF
             for i in range(n_states):
@@ -201,14 +216,14 @@ def _forward_log_one(log_prior, log_trans_t, log_emission, lo, hi, log_alpha, tm
                 s = 0.0
                 for i in range(n_states):
                     s += math.exp(log_alpha[t - 1, i] + log_trans_t[j, i] - m)
-                tmp[j] = m + math.log(s) + log_emission[t, j]
+                tmp[j] = m + math.log(s) + (log_emission[t, j] - shift)
         z = _logsumexp_vec(tmp)
         if z == _NEG_INF:
             log_alpha[t:hi, :] = _NEG_INF
             return _NEG_INF
         for j in range(n_states):
             log_alpha[t, j] = tmp[j] - z
-        total += z
+        total += z + shift
     return total
 
 
@@ -277,8 +292,9 @@ def _backward_log_one(log_trans, log_emission, lo, hi, log_alpha, post, xi_sum, 
         lb[j] = 0.0
         post[hi - 1, j] = math.exp(log_alpha[hi - 1, j])
     for t in range(hi - 2, lo - 1, -1):
+        shift = _row_shift(log_emission, t + 1)  # any per-step constant cancels in the normalisation
         for j in range(n_states):
-            lw[j] = log_emission[t + 1, j] + lb[j]
+            lw[j] = (log_emission[t + 1, j] - shift) + lb[j]
         for i in range(n_states):
             for j in range(n_states):
                 tmp[j] = log_trans[i, j] + lw[j]

@@ -77,10 +77,21 @@ def _propagate_back(w, trans_t):
     return torch.bmm(trans_t, w.unsqueeze(-1)).squeeze(-1)
 
 
-def _shifted_emission(log_emission):
-    """exp(log_emission - rowmax) and the row maxima (0 for all -inf rows), both detached-shift."""
+def _emission_shift(log_emission):
+    """Row maxima of the log emissions (0 for all -inf rows), detached.
+
+    Subtracting a per-step constant leaves every posterior unchanged and moves the
+    log-likelihood by that constant, whose gradient then cancels exactly; working with
+    shifted rows keeps the recursions' magnitudes near zero, where float64 resolves them
+    (an emission of -1e17 would otherwise erase differences of order one).
+    """
     shift = log_emission.detach().amax(dim=-1)
-    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    return torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+
+
+def _shifted_emission(log_emission):
+    """exp(log_emission - rowmax) and the row maxima (see :func:`_emission_shift`)."""
+    shift = _emission_shift(log_emission)
     return torch.exp(log_emission - shift.unsqueeze(-1)), shift
 
 
@@ -140,6 +151,8 @@ def forward_log(log_startprob, log_transmat, log_emission, mask, all_full):
     """
     layout = transition_layout(log_transmat)
     batch, n_steps, _ = log_emission.shape
+    shift = _emission_shift(log_emission)
+    log_emission = log_emission - shift.unsqueeze(-1)
     v = log_startprob + log_emission[:, 0]
     z = safe_logsumexp(v, -1)
     log_norms = [z]
@@ -153,7 +166,7 @@ def forward_log(log_startprob, log_transmat, log_emission, mask, all_full):
         new_la = _safe_subtract(v, z)
         la = new_la if all_full else torch.where(mask[:, t, None], new_la, la)
         las.append(la)
-    log_norms = torch.stack(log_norms, dim=1)
+    log_norms = torch.stack(log_norms, dim=1) + shift
     log_norms = torch.where(mask, log_norms, torch.zeros_like(log_norms))
     return torch.stack(las, dim=1), log_norms.sum(dim=1)
 
@@ -277,6 +290,7 @@ def backward_log(log_transmat, log_emission, log_alpha, mask, all_full):
     """
     layout = transition_layout(log_transmat)
     batch, n_steps, n_states = log_alpha.shape
+    log_emission = log_emission - _emission_shift(log_emission).unsqueeze(-1)
     maskf = mask.to(log_alpha.dtype)
     lb = torch.zeros_like(log_alpha[:, 0])
     posteriors = [None] * n_steps

@@ -20,10 +20,7 @@ from probkit.inference._checks import (
     concatenated_inputs,
 )
 
-try:  # numba is a declared dependency; the torch backend keeps working without it.
-    from probkit.inference import _numba_backend as _nb
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    _nb = None
+from probkit.inference._lazy_numba import numba_backend
 
 _IMPLEMENTATIONS = ("scaling", "log")
 _BACKENDS = ("auto", "numba", "torch")
@@ -87,17 +84,15 @@ def resolve_backend(backend, *tensors):
     """
     check_choice(backend, "backend", _BACKENDS)
     if backend == "numba":
-        if _nb is None:
+        if numba_backend() is None:
             raise ValueError("backend='numba' was requested but numba is not installed")
         return "numba"
     if backend == "torch":
         return "torch"
-    if _nb is None:
-        return "torch"
     for t in tensors:
         if t.device.type != "cpu" or t.requires_grad:
             return "torch"
-    return "numba"
+    return "torch" if numba_backend() is None else "numba"
 
 
 def _to_numpy64(t):
@@ -166,15 +161,21 @@ def forward_backward(
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_backward(ls, lt, le, lengths, implementation, backend)
+
+
+def _forward_backward(ls, lt, le, lengths, implementation, backend="auto"):
+    """:func:`forward_backward` on checked inputs (tensors, lengths an int64 array): no validation."""
     chosen = resolve_backend(backend, ls, lt, le)
     if chosen == "numba":
-        loglik, post, xi, start, _ = _nb.forward_backward(
+        loglik, post, xi, start, _ = numba_backend().forward_backward(
             _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
         )
         return ForwardBackwardResult(_out(loglik, le), _out(post, le), _out(xi, le), _out(start, le))
-    padded_le, _ = _padded.pad_sequences(le, lengths)
-    res = _padded.forward_backward_padded(ls, lt, padded_le, lengths, implementation=implementation)
-    posteriors = _padded.unpad_sequences(res.posteriors, lengths)
+    padded_le, _ = _padded._pad_trusted(le, lengths)
+    res = _padded._forward_backward_batch(_padded._trusted_batch(ls, lt, padded_le, lengths), implementation,
+                                          padded_le.dtype)
+    posteriors = _padded._unpad_trusted(res.posteriors, lengths)
     return ForwardBackwardResult(
         res.log_likelihood,
         posteriors,
@@ -210,13 +211,18 @@ def viterbi(log_startprob, log_transmat, log_emission, lengths=None, *, backend=
     tensor([-2.9596], dtype=torch.float64)
     """
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    return _viterbi(ls, lt, le, lengths, backend)
+
+
+def _viterbi(ls, lt, le, lengths, backend="auto"):
+    """:func:`viterbi` on checked inputs: no validation."""
     chosen = resolve_backend(backend, ls, lt, le)
     if chosen == "numba":
-        log_prob, path = _nb.viterbi(_to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths)
+        log_prob, path = numba_backend().viterbi(_to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths)
         return ViterbiResult(_out(log_prob, le), torch.from_numpy(path).to(le.device))
-    padded_le, _ = _padded.pad_sequences(le, lengths)
-    res = _padded.viterbi_padded(ls, lt, padded_le, lengths)
-    return ViterbiResult(res.log_prob, _padded.unpad_sequences(res.paths, lengths))
+    padded_le, _ = _padded._pad_trusted(le, lengths)
+    res = _padded._viterbi_batch(_padded._trusted_batch(ls, lt, padded_le, lengths), padded_le.dtype)
+    return ViterbiResult(res.log_prob, _padded._unpad_trusted(res.paths, lengths))
 
 
 def forward_filter(
@@ -252,15 +258,21 @@ def forward_filter(
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_filter(ls, lt, le, lengths, implementation, backend)
+
+
+def _forward_filter(ls, lt, le, lengths, implementation, backend="auto"):
+    """:func:`forward_filter` on checked inputs: no validation."""
     chosen = resolve_backend(backend, ls, lt, le)
     if chosen == "numba":
-        loglik, filtered, _ = _nb.forward(
+        loglik, filtered, _ = numba_backend().forward(
             _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
         )
         return FilterResult(_out(loglik, le), _out(filtered, le))
-    padded_le, _ = _padded.pad_sequences(le, lengths)
-    loglik, filtered = _padded.forward_filter_padded(ls, lt, padded_le, lengths, implementation=implementation)
-    return FilterResult(loglik, _padded.unpad_sequences(filtered, lengths))
+    padded_le, _ = _padded._pad_trusted(le, lengths)
+    loglik, filtered = _padded._forward_filter_batch(_padded._trusted_batch(ls, lt, padded_le, lengths),
+                                                     implementation, padded_le.dtype)
+    return FilterResult(loglik, _padded._unpad_trusted(filtered, lengths))
 
 
 class ForwardFilter:
@@ -312,13 +324,13 @@ class ForwardFilter:
                 f"log_transmat must have shape ({n_states}, {n_states}) to match log_startprob, "
                 f"got {tuple(lt.shape)}"
             )
-        if _nb is None:  # pragma: no cover
+        if numba_backend() is None:  # pragma: no cover
             raise ImportError("ForwardFilter needs numba")
         self.implementation = implementation
         self.n_states = n_states
         self._log_start = _to_numpy64(ls)
         self._log_trans = _to_numpy64(lt)
-        self._use_log = implementation == "log" or not _nb.scaled_forward_is_exact(np.exp(self._log_trans))
+        self._use_log = implementation == "log" or not numba_backend().scaled_forward_is_exact(np.exp(self._log_trans))
         self.reset()
 
     def reset(self):
@@ -370,7 +382,7 @@ class ForwardFilter:
         if self.log_likelihood == -np.inf:
             filtered = np.zeros((n_new, self.n_states))
         else:
-            loglik, filtered, status = _nb.forward(
+            loglik, filtered, status = numba_backend().forward(
                 self._log_prior(),
                 self._log_trans,
                 _to_numpy64(le2),

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 import torch
 
-from probkit.inference import _numba_backend as _nb
+from probkit.inference._lazy_numba import numba_backend
 from probkit.inference._checks import as_float_tensor, concatenated_inputs
 from probkit.utils.random import check_random_state
 from probkit.utils.validation import check_stochastic
@@ -74,9 +74,9 @@ def sample_posterior_paths(log_startprob, log_transmat, log_emission, lengths=No
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
     to64 = lambda t: np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())  # noqa: E731
     log_trans = to64(lt)
-    _, filtered, status = _nb.forward(to64(ls), log_trans, to64(le), lengths, use_log=False, keep_log=True)
+    _, filtered, status = numba_backend().forward(to64(ls), log_trans, to64(le), lengths, use_log=False, keep_log=True)
     uniforms = _uniforms(random_state, (n_paths, le.shape[0]))
-    paths = _nb.backward_sample(log_trans, lengths, filtered, status, uniforms)
+    paths = numba_backend().backward_sample(log_trans, lengths, filtered, status, uniforms)
     return torch.from_numpy(paths).to(le.device)
 
 
@@ -120,5 +120,5 @@ def sample_markov_chain(startprob, transmat, n_steps, random_state=None):
     start_np = np.ascontiguousarray(check_stochastic(start, "startprob"), dtype=np.float64)
     trans_np = np.ascontiguousarray(check_stochastic(trans, "transmat"), dtype=np.float64)
     uniforms = _uniforms(random_state, (n_steps,))
-    states = _nb.markov_chain(start_np, trans_np, uniforms)
+    states = numba_backend().markov_chain(start_np, trans_np, uniforms)
     return torch.from_numpy(states).to(trans.device)

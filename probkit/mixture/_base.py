@@ -12,11 +12,11 @@ from sklearn.base import DensityMixin
 from probkit.base import ProbkitEstimator
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
-from probkit.mixture._components import add_stats
+from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_sample_weight
+from probkit.utils.validation import check_sample_weight, check_stochastic
 
 __all__ = ["BaseMixture", "mixture_estep", "sample_mixture"]
 
@@ -119,6 +119,10 @@ def sample_mixture(weights, sample_member, n_samples, random_state, device=None)
                 labels.append(np.full(c, k, dtype=int))
     return to_numpy(torch.cat(parts, 0)), np.concatenate(labels)
 
+# scikit-learn's sentence, which its users filter warnings on
+_SKLEARN_NOT_CONVERGED = ("Best performing initialization did not converge. Try different init parameters, or "
+                          "increase max_iter, tol, or check for degenerate data.")
+
 
 class BaseMixture(DensityMixin, ProbkitEstimator):
     """Base class of EM-fitted mixtures: the E-step, M-step, prediction and sampling.
@@ -168,6 +172,24 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
 
     def _n_components_effective(self):
         return self.n_components
+
+    def _io_check_state(self):
+        """Check fitted attributes restored by :func:`probkit.load`, as hand-set parameters are checked.
+
+        The components are rebuilt (their distributions check their parameters) and
+        ``weights_`` must hold one probability per component. Nothing is checked before
+        ``weights_`` exists (fit sets it last; every use of the model needs it).
+        """
+        if not hasattr(self, "weights_"):
+            return
+        _, components = self._components_from_attributes()
+        k = self._n_components_effective()
+        weights = np.asarray(self.weights_, dtype=np.float64)
+        if weights.shape != (k,) or components.n_components != k:
+            raise ValueError(f"weights_ and the components must number n_components={k}, got weights_ of shape "
+                             f"{weights.shape} and {components.n_components} components")
+        _, dtype = self._compute_setup()
+        check_stochastic(weights, "weights_", atol=max(1e-8, 100 * torch.finfo(dtype).eps))
 
     # ------------------------------------------------------------------ EM hooks
     def _em_initialize(self, data, random_state):
@@ -244,6 +266,7 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
             objective="mean",
             verbose=self.verbose,
             desc=type(self).__name__,
+            warning_lead=_SKLEARN_NOT_CONVERGED,
         )
         self._set_attributes(self._weights_t, self._components)
         self.converged_ = result.converged

@@ -23,10 +23,11 @@ from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, prec
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import sample_mixture
-from probkit.mixture._components import add_stats
+from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
-from probkit.vi._pyro import torch_threads
+from probkit.utils.threads import torch_threads
+from probkit.utils._linalg import cholesky
 from probkit.vi._weights import (
     check_weight_prior,
     expected_log_weights,
@@ -70,6 +71,22 @@ def _conc_to_numpy(conc):
     if isinstance(conc, tuple):
         return tuple(to_numpy(c).astype(np.float64) for c in conc)
     return to_numpy(conc).astype(np.float64)
+
+
+def _check_fitted_weights(est, k):
+    """``weight_concentration_`` positive with ``k`` entries (per part), ``weights_`` a probability vector."""
+    from probkit.utils.validation import check_stochastic
+
+    if hasattr(est, "weight_concentration_"):
+        conc = est.weight_concentration_
+        for part in conc if isinstance(conc, tuple) else (conc,):
+            part = np.asarray(part, dtype=np.float64)
+            if part.shape != (k,) or not np.all(np.isfinite(part)) or np.any(part <= 0):
+                raise ValueError(f"weight_concentration_ must hold positive finite values of shape ({k},)")
+    weights = np.asarray(est.weights_, dtype=np.float64)
+    if weights.shape != (k,):
+        raise ValueError(f"weights_ must have shape ({k},), got {weights.shape}")
+    check_stochastic(weights, "weights_", atol=1e-6)
 
 
 class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
@@ -284,9 +301,37 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
             if isinstance(dof, bool) or not isinstance(dof, (int, float, np.integer, np.floating)) or not np.isfinite(dof):
                 raise ValueError(f"degrees_of_freedom_prior must be a number > n_features - 1, got {dof!r}")
             if dof <= d - 1.0:
-                raise ValueError(f"degrees_of_freedom_prior must be greater than n_features - 1 = {d - 1}, got {dof!r}")
+                # scikit-learn's wording first (its users match it)
+                raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got "
+                                 f"{dof:.3f}: it must be greater than n_features - 1")
             self.degrees_of_freedom_prior_ = float(dof)
         self.covariance_prior_ = self._check_covariance_prior(X)
+
+    def _default_covariance_prior(self, X):
+        """The data covariance (scikit-learn's default), with ``reg_covar`` added where it is singular.
+
+        A constant column, collinear columns, duplicated rows or fewer rows than features
+        make the data covariance singular; the Wishart prior built on it would be improper
+        (its normaliser, part of ``lower_bound_``, infinite). scikit-learn regularises the
+        component covariances with ``reg_covar``; the prior gets the same treatment, and
+        only when needed, so that regular data give scikit-learn's posteriors exactly.
+        """
+        ct = self.covariance_type
+        reg = float(self.reg_covar)
+        if ct in ("full", "tied"):
+            cov = np.atleast_2d(np.cov(X.T))
+            if np.linalg.eigvalsh(cov).min() <= 0:
+                if reg <= 0:
+                    raise ValueError("the data covariance is singular (a constant column, collinear columns or "
+                                     "too few distinct rows); set reg_covar > 0 or pass a covariance_prior")
+                cov = cov + reg * np.eye(cov.shape[0])
+            return cov
+        var = np.var(X, axis=0, ddof=1)
+        if np.any(var <= 0):
+            if reg <= 0:
+                raise ValueError("some column of X is constant; set reg_covar > 0 or pass a covariance_prior")
+            var = np.where(var > 0, var, reg)
+        return var if ct == "diag" else float(var.mean())
 
     def _check_covariance_prior(self, X):
         d = X.shape[1]
@@ -295,8 +340,7 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         if cp is None:
             if X.shape[0] < 2:
                 raise ValueError("the default covariance_prior (the data covariance) needs at least 2 samples")
-            return {"full": np.atleast_2d(np.cov(X.T)), "tied": np.atleast_2d(np.cov(X.T)),
-                    "diag": np.var(X, axis=0, ddof=1), "spherical": float(np.var(X, axis=0, ddof=1).mean())}[ct]
+            return self._default_covariance_prior(X)
         if ct == "spherical":
             return _check_positive(cp, "covariance_prior", allow_none=False)
         arr = np.asarray(cp, dtype=np.float64)
@@ -321,7 +365,7 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         ct = self.covariance_type
         d = self._d
         if ct in ("full", "tied"):
-            L = torch.linalg.cholesky(cov)
+            L = cholesky(cov, "a covariance of BayesianGaussianMixture")
             return 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1) + d * torch.log(nu)
         if ct == "diag":
             return torch.log(cov).sum(-1) + d * torch.log(nu)
@@ -611,6 +655,42 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
     def _is_sampled(self):
         return hasattr(self, "posterior_samples_") and not hasattr(self, "mean_precision_")
 
+    def _io_check_state(self):
+        """Check fitted attributes restored by :func:`probkit.load`, as hand-set parameters are checked."""
+        from probkit.mixture.gaussian_mixture import _check_shape, _precision_shape
+        from probkit.utils.validation import check_stochastic
+
+        if not hasattr(self, "weights_"):  # fit sets it last; every use of the model needs it
+            return
+        k, ct = self.n_components, self.covariance_type
+        means = np.asarray(self.means_, dtype=np.float64)
+        d = getattr(self, "n_features_in_", means.shape[-1] if means.ndim == 2 else -1)
+        _check_shape(means, (k, d), "means_")
+        for name in ("covariances_", "precisions_cholesky_", "precisions_"):
+            _check_shape(getattr(self, name), _precision_shape(ct, k, d), name)
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        if ct in ("full", "tied") and not np.allclose(cov, np.swapaxes(cov, -1, -2)):
+            raise ValueError("covariances_ must be symmetric")
+        try:
+            precision_cholesky(torch.as_tensor(np.asarray(self.covariances_, dtype=np.float64)), ct)
+        except ValueError as exc:
+            raise ValueError(f"covariances_ must be positive definite: {exc}") from None
+        _check_fitted_weights(self, k)
+        if self._is_sampled():
+            draws = self.posterior_samples_
+            w = _check_shape(draws["weights"], (len(draws["weights"]), k), "posterior_samples_['weights']")
+            check_stochastic(w, "posterior_samples_['weights']", atol=1e-6)
+            _check_shape(draws["means"], (len(w), k, d), "posterior_samples_['means']")
+            prec = _check_shape(draws["precisions"], (len(w), k, d, d), "posterior_samples_['precisions']")
+            if bool((torch.linalg.cholesky_ex(torch.as_tensor(prec)).info != 0).any()):
+                raise ValueError("posterior_samples_['precisions'] must be positive definite")
+            return
+        kappa = _check_shape(self.mean_precision_, (k,), "mean_precision_")
+        dof = _check_shape(self.degrees_of_freedom_, () if ct == "tied" else (k,), "degrees_of_freedom_")
+        if np.any(kappa <= 0) or np.any(dof <= d - 1):
+            raise ValueError(f"mean_precision_ must be positive and degrees_of_freedom_ greater than "
+                             f"n_features - 1 = {d - 1}")
+
     def _estimate_weighted_log_prob(self, x):
         """``E_q[log pi_k + log N(x | mean_k, precision_k)]`` for every row and component (scikit-learn's)."""
         with torch.no_grad(), torch_threads(1):
@@ -698,7 +778,7 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         psi = torch.as_tensor(self.covariances_, dtype=x.dtype) * nu[:, None, None]
         df = nu - d + 1
         scale = ((kappa + 1) / (kappa * df))[:, None, None] * psi
-        L = torch.linalg.cholesky(scale)
+        L = cholesky(scale, "the scale of a Student-t predictive of BayesianGaussianMixture")
         diff = x.unsqueeze(1) - torch.as_tensor(self.means_, dtype=x.dtype)  # (n, K, d)
         y = torch.linalg.solve_triangular(L.unsqueeze(0).expand(x.shape[0], -1, -1, -1), diff.unsqueeze(-1),
                                           upper=False).squeeze(-1)
@@ -938,6 +1018,19 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
             params = {name: v[k] for name, v in point.torch_params().items()}
             out.append(type(point)(**params, **point._options()))
         return out
+
+    def _io_check_state(self):
+        """Check fitted attributes restored by :func:`probkit.load`, as hand-set parameters are checked.
+
+        ``posterior_`` and ``prior_`` are distributions, which checked their parameters when rebuilt.
+        """
+        if not hasattr(self, "weights_"):  # fit sets it last; every use of the model needs it
+            return
+        k = self.n_components
+        _check_fitted_weights(self, k)
+        batch = tuple(self.posterior_.batch_shape)
+        if not batch or batch[0] != k:
+            raise ValueError(f"posterior_ must have batch shape ({k}, ...), got {batch}")
 
     def _weighted(self, X):
         self._check_fitted(["posterior_"])

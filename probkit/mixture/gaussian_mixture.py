@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
-from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
+from probkit.distributions.mvn import _ILL_DEFINED, COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents, CollapsedComponentWarning
+from probkit.components import BatchedComponents, CollapsedComponentWarning
 from probkit.utils._array import to_numpy
+from probkit.utils._warnings import warn_user
 
 __all__ = ["GaussianMixture"]
 
+# scikit-learn's wording, which its users match in their error handling
+_SKLEARN_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical covariance "
+    "(for instance caused by singleton or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
 
-def _check_shape(value, shape, name):
+
+def _check_shape(value, shape, name, hint=""):
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape != tuple(shape):
-        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}")
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}{hint}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"The parameter '{name}' contains NaN or infinity")
     return arr
@@ -133,7 +139,8 @@ class GaussianMixture(BaseMixture):
         if self.means_init is not None:
             _check_shape(self.means_init, (k, d), "means")
         if self.precisions_init is not None:
-            prec = _check_shape(self.precisions_init, _precision_shape(self.covariance_type, k, d), "precisions")
+            prec = _check_shape(self.precisions_init, _precision_shape(self.covariance_type, k, d),
+                                f"{self.covariance_type} precision", hint=" (precisions_init)")
             if self.covariance_type in ("full", "tied"):
                 mats = prec.reshape(-1, d, d)
                 for m in mats:
@@ -162,6 +169,12 @@ class GaussianMixture(BaseMixture):
         template = self._template(data)
         d = x.shape[1]
         if resp is not None:
+            empty = resp.sum(0) <= 0
+            if bool(empty.any()):
+                # A component the initialisation leaves empty (k-means on duplicated rows) starts from
+                # the whole data with a negligible weight, as scikit-learn's 10 * eps does.
+                resp = resp.clone()
+                resp[:, empty] = 10 * torch.finfo(resp.dtype).eps / x.shape[0]
             comps = BatchedComponents.from_responsibilities(template, x, resp)
             weights = resp.sum(0) / data.total_weight
             mean, cov = comps.dist._params["mean"], comps.dist._params["covariance"]
@@ -196,6 +209,25 @@ class GaussianMixture(BaseMixture):
         )
         return weights, BatchedComponents(dist)
 
+    def _io_check_state(self):
+        if not hasattr(self, "weights_"):
+            return
+        k, ct = self.n_components, self.covariance_type
+        means = np.asarray(self.means_, dtype=np.float64)
+        d = getattr(self, "n_features_in_", means.shape[-1] if means.ndim == 2 else -1)
+        _check_shape(means, (k, d), "means_")
+        cov = _check_shape(self.covariances_, _precision_shape(ct, k, d), "covariances_")
+        for name in ("precisions_cholesky_", "precisions_"):
+            if hasattr(self, name):
+                _check_shape(getattr(self, name), _precision_shape(ct, k, d), name)
+        if ct in ("full", "tied") and not np.allclose(cov, np.swapaxes(cov, -1, -2)):
+            raise ValueError("covariances_ must be symmetric")
+        try:
+            precision_cholesky(torch.as_tensor(cov), ct)
+        except ValueError as exc:
+            raise ValueError(f"covariances_ must be positive definite: {exc}") from None
+        super()._io_check_state()
+
     def _warn_collapsed(self):
         """Warn about components whose data contribute (almost) no variance in some direction.
 
@@ -212,16 +244,20 @@ class GaussianMixture(BaseMixture):
         collapsed = np.flatnonzero(np.atleast_1d(smallest) <= 2 * self.reg_covar)
         if collapsed.size:
             which = "the tied covariance" if self.covariance_type == "tied" else f"component(s) {collapsed.tolist()}"
-            warnings.warn(
+            warn_user(
                 f"{which} collapsed onto (nearly) identical points: the data add at most reg_covar={self.reg_covar} "
                 "of variance in some direction, so only reg_covar keeps the covariance positive definite; "
                 "consider fewer components or rescaling the data",
-                CollapsedComponentWarning,
-                stacklevel=4,
+                CollapsedComponentWarning
             )
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        labels = super().fit_predict(X, y, sample_weight=sample_weight)
+        try:
+            labels = super().fit_predict(X, y, sample_weight=sample_weight)
+        except ValueError as exc:
+            if str(exc) == _ILL_DEFINED:
+                raise ValueError(_SKLEARN_ILL_DEFINED) from exc
+            raise
         self._warn_collapsed()
         return labels
 

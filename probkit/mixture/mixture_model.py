@@ -6,16 +6,23 @@ import numpy as np
 import torch
 
 from probkit.distributions.base import ExponentialFamily
-from probkit.distributions.registry import resolve_family
+from probkit.distributions.registry import matrix_rows, resolve_family
+from probkit.em.init import INIT_SMOOTHING
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
+from probkit.components import BatchedComponents, ComponentList, FeatureProductComponents
 
 __all__ = ["MixtureModel"]
 
-# Initial hard assignments are blended with this much uniform weight so that every
-# component starts from all of the data (a Gamma or Normal fitted to a cluster of equal
-# values would otherwise be degenerate).
-INIT_SMOOTHING = 0.1
+
+
+def _centered(templates, data):
+    """Templates whose statistics are accumulated about the data's (weighted) mean (see ``centered``)."""
+    x = data.x
+    w = data.weight
+    center = (x.mean(0) if w is None else (w.reshape(-1, *([1] * (x.ndim - 1))) * x).sum(0) / w.sum()).detach().cpu()
+    if isinstance(templates, list):
+        return [t.centered(center) for t in templates]
+    return templates.centered(center)
 
 
 class MixtureModel(BaseMixture):
@@ -37,7 +44,8 @@ class MixtureModel(BaseMixture):
         A scalar family given for several columns is a product of that family over the
         columns (the features are independent within a component, e.g. a Poisson rate per
         feature); vector families (``"gaussian"``, ``"multinomial"``, ...) model all
-        columns jointly.
+        columns jointly. Omitted (and no ``components``): ``"gaussian"``, a full-covariance
+        multivariate normal.
     n_components : int, default=1
         Ignored when ``components`` is given (its length is used).
     components : list of distributions, optional
@@ -80,13 +88,14 @@ class MixtureModel(BaseMixture):
 
     # ------------------------------------------------------------------ validation
     def _templates(self):
-        if (self.family is None) == (self.components is None):
-            raise ValueError("give exactly one of family= (one family for all components) or components= (a list)")
+        if self.family is not None and self.components is not None:
+            raise ValueError("give one of family= (one family for all components) or components= (a list), not both")
         if self.components is not None:
             if not isinstance(self.components, (list, tuple)) or not self.components:
                 raise ValueError("components must be a non-empty list of distributions")
             return [resolve_family(c) for c in self.components]
-        return resolve_family(self.family)
+        # no family given: a full-covariance Gaussian, the mixture everybody means by default
+        return resolve_family("gaussian" if self.family is None else self.family)
 
     def _n_components_effective(self):
         if isinstance(self.components, (list, tuple)):
@@ -102,7 +111,9 @@ class MixtureModel(BaseMixture):
         return isinstance(template, ExponentialFamily) and template.event_ndim == 0
 
     def _event_view(self, x, template, listed):
-        """Samples as the family sees them: one column squeezed for a scalar family."""
+        """Samples as the family sees them: one column squeezed for a scalar family, rows as matrices for a matrix family."""
+        if isinstance(template, ExponentialFamily) and template.event_ndim == 2:
+            return matrix_rows(x)
         if self._is_scalar(template) and (listed or x.shape[1] == 1):
             if x.shape[1] != 1:
                 raise ValueError(
@@ -119,8 +130,10 @@ class MixtureModel(BaseMixture):
         data.x = self._event_view(data.x, first, listed)
         # A scalar family over several columns is a product of that family over the columns.
         self._feature_product = not listed and self._is_scalar(first) and data.x.ndim == 2
-        for t in templates if listed else [templates]:
-            t._validate_support(data.x, "X")
+        if listed:
+            ComponentList.check_support(templates, data.x, "X")
+        else:
+            templates._validate_support(data.x, "X")
         self._templates_cache = templates
 
     # ------------------------------------------------------------------ hooks
@@ -133,7 +146,7 @@ class MixtureModel(BaseMixture):
         resp_t = torch.as_tensor(resp, dtype=data.x.dtype, device=data.x.device)
         if data.weight is not None:
             resp_t = resp_t * data.weight.unsqueeze(1)
-        templates = self._templates_cache
+        templates = _centered(self._templates_cache, data)
         if isinstance(templates, list):
             self._components = ComponentList.from_responsibilities(templates, data.x, resp_t)
         elif self._feature_product:

@@ -1,23 +1,27 @@
-"""Neural sequence models for probkit (selective state spaces, RWKV, convolutions)."""
+"""Neural sequence models for probkit (selective state spaces, RWKV, convolutions).
 
-from .backbones import KINDS, Backbone, build_backbone, count_parameters, d_model_for_budget, map_state
-from .estimators import DeepStateSpaceModel, NeuralHMM
-from .estimators import (SequenceClassifier, SequenceDensity, SequenceRegressor, TrainingHistory,
-                         train_module)
+Names are imported on first use; :class:`DeepStateSpaceModel` needs Pyro, the rest do not.
+"""
 
-__all__ = [
-    "KINDS",
-    "Backbone",
-    "build_backbone",
-    "count_parameters",
-    "d_model_for_budget",
-    "map_state",
+from probkit.utils._lazy import lazy_exports
+
+_EXPORTS = {
+    "KINDS": "probkit.neural.backbones",
+    "Backbone": "probkit.neural.backbones",
+    "build_backbone": "probkit.neural.backbones",
+    "count_parameters": "probkit.neural.backbones",
+    "d_model_for_budget": "probkit.neural.backbones",
+    "map_state": "probkit.neural.backbones",
     # estimators and their training loop
-    "DeepStateSpaceModel",
-    "NeuralHMM",
-    "SequenceClassifier",
-    "SequenceDensity",
-    "SequenceRegressor",
-    "TrainingHistory",
-    "train_module",
-]
+    "DeepStateSpaceModel": "probkit.neural.estimators.deep_ssm",
+    "NeuralHMM": "probkit.neural.estimators.neural_hmm",
+    "SequenceClassifier": "probkit.neural.estimators.classifier",
+    "SequenceDensity": "probkit.neural.estimators.density",
+    "SequenceRegressor": "probkit.neural.estimators.regressor",
+    "TrainingHistory": "probkit.neural.estimators._training",
+    "train_module": "probkit.neural.estimators._training",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
+import sys
 
 
 def progress_bar(total, verbose, desc):
@@ -25,4 +25,41 @@ def progress_bar(total, verbose, desc):
     ...     bar.update(1)
     """
     show = int(verbose) >= 2 or (bool(verbose) and total > 50)
-    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm  # imported when a bar is shown, not with probkit
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+class _NoBar:
+    """What a hidden bar needs to be: a context manager with ``update`` (a disabled tqdm costs more)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        pass
+
+
+def write_line(text, file=None):
+    """Print one line of progress to standard error without breaking an open tqdm bar.
+
+    Examples
+    --------
+    >>> import io
+    >>> out = io.StringIO()
+    >>> write_line("iteration 1", file=out)
+    >>> out.getvalue()
+    'iteration 1\\n'
+    """
+    file = sys.stderr if file is None else file
+    if "tqdm" in sys.modules:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=file)
+    else:
+        print(text, file=file)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["get_num_threads", "set_num_threads", "limit_torch_threads", "worker_threads"]
+__all__ = ["get_num_threads", "set_num_threads", "limit_torch_threads", "torch_threads", "worker_threads"]
 
 _settings = {"intra_op": 1, "workers": None}
 
@@ -63,13 +63,29 @@ def get_num_threads():
     return dict(_settings)
 
 
+_CPU_COUNT = os.cpu_count() or 1  # read once: os.cpu_count() costs tens of microseconds per call
+
+
 def worker_threads():
     """Number of worker threads for independent blocks of sequences."""
-    return _settings["workers"] or os.cpu_count() or 1
+    return _settings["workers"] or _CPU_COUNT
 
 
 @contextmanager
-def _torch_threads(n):
+def torch_threads(n):
+    """Run the block with ``torch.set_num_threads(n)``, then restore the previous count.
+
+    ``None`` changes nothing.
+
+    Examples
+    --------
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
     if n is None or torch.get_num_threads() == n:
         yield
         return
@@ -96,7 +112,7 @@ def limit_torch_threads(method):
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with _torch_threads(_settings["intra_op"]):
+        with torch_threads(_settings["intra_op"]):
             return method(*args, **kwargs)
 
     return wrapper

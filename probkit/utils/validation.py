@@ -32,15 +32,22 @@ def check_finite(x, name="X"):
     return x
 
 
-def check_lengths(lengths, n_samples, name="lengths"):
-    """Validate the lengths of concatenated sequences.
+def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, max_length=None):
+    """Validate sequence lengths: the one checker every sequence input goes through.
 
     Parameters
     ----------
     lengths : None or array-like of int
-        Lengths of the sequences stacked in ``X``; ``None`` means one sequence.
-    n_samples : int
-        Number of rows of ``X``.
+        Positive integers. ``None`` means one sequence of ``n_samples`` rows (or, with
+        ``max_length``, every sequence of ``max_length`` steps).
+    n_samples : int, optional
+        Concatenated rows: the lengths must sum to it.
+    name : str, default="lengths"
+        Named in error messages.
+    n_sequences : int, optional
+        Padded rows: one length per sequence.
+    max_length : int, optional
+        Padded rows: no length above the padded length.
 
     Returns
     -------
@@ -54,26 +61,37 @@ def check_lengths(lengths, n_samples, name="lengths"):
     Traceback (most recent call last):
     ...
     ValueError: lengths must sum to the number of samples in X (5), got sum 4
+    >>> check_lengths([4, 1], name="valid_lengths", n_sequences=2, max_length=4)
+    array([4, 1])
     """
     if lengths is None:
-        return np.array([n_samples], dtype=np.int64)
-    arr = _as_numpy(lengths)
+        if n_samples is not None:
+            return np.array([n_samples], dtype=np.int64)
+        return np.full(n_sequences, max_length, dtype=np.int64)
+    try:
+        arr = _as_numpy(lengths)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a 1-D array of sequence lengths, got {type(lengths).__name__}") from None
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of sequence lengths, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must hold at least one sequence length")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must hold integers, got {arr}")
+            raise ValueError(f"{name} must hold integers, got {arr[:5].tolist()}")
     elif arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
     if np.any(arr <= 0):
-        raise ValueError(f"{name} must be positive; got {arr[arr <= 0][:5].tolist()}")
-    if int(arr.sum()) != n_samples:
+        raise ValueError(f"{name} must be positive (empty sequences are not allowed); got {arr[arr <= 0][:5].tolist()}")
+    if n_samples is not None and int(arr.sum()) != n_samples:
         raise ValueError(
             f"{name} must sum to the number of samples in X ({n_samples}), got sum {int(arr.sum())}"
         )
+    if n_sequences is not None and arr.shape[0] != n_sequences:
+        raise ValueError(f"{name} must have one entry per sequence ({n_sequences}), got {arr.shape[0]}")
+    if max_length is not None and np.any(arr > max_length):
+        raise ValueError(f"{name} must not exceed the padded length {max_length}; got {arr[arr > max_length][:5].tolist()}")
     return arr
 
 
@@ -131,7 +149,7 @@ def check_nonnegative_integers(x, name="X"):
             )
     if np.any(arr < 0):
         raise ValueError(
-            f"{name} must hold non-negative integer counts; found negative values such as "
+            f"Negative values in data passed to {name}: it must hold non-negative integer counts; found "
             f"{arr[arr < 0].flat[0]}"
         )
     return x

@@ -10,6 +10,11 @@
 * :class:`ConjugateFamily` -- the expectations that closed-form variational Bayes needs
   for each conjugate exponential family (used by the Bayesian mixtures and the
   variational HMM).
+* MCMC beyond NUTS, without Pyro: Gibbs samplers of the conjugate models
+  (:func:`gibbs_mixture`, :func:`gibbs_hmm`, :func:`gibbs_lda`), adaptive random-walk
+  Metropolis for small custom models (:func:`random_walk_metropolis`), their common
+  :class:`MCMCResult` and the diagnostics :func:`rhat`, :func:`ess`, :func:`mcse`
+  (rank-normalised split R-hat and effective sample sizes of Vehtari et al. 2021).
 
 The estimators built on these are :class:`probkit.BayesianGaussianMixture`,
 :class:`probkit.BayesianMixture` and :class:`probkit.VariationalHMM`.
@@ -21,22 +26,33 @@ Examples
 (True, [])
 """
 
-from probkit.vi._pyro import ParamScope, forked_rng, torch_threads
-from probkit.vi.conjugate import CONJUGATE_FAMILIES, ConjugateFamily
-from probkit.vi.mcmc import run_nuts
-from probkit.vi.svi import GUIDES, LOSSES, SVIResult, fit_svi, make_elbo, make_guide
+from probkit.utils._lazy import lazy_exports
 
-__all__ = [
-    "CONJUGATE_FAMILIES",
-    "ConjugateFamily",
-    "GUIDES",
-    "LOSSES",
-    "ParamScope",
-    "SVIResult",
-    "fit_svi",
-    "forked_rng",
-    "make_elbo",
-    "make_guide",
-    "run_nuts",
-    "torch_threads",
-]
+# Pyro is imported by the first use of a name that needs it, so the classical estimators
+# (which use only the conjugate helpers) work where Pyro is not installed.
+_EXPORTS = {
+    "CONJUGATE_FAMILIES": "probkit.vi.conjugate",
+    "ConjugateFamily": "probkit.vi.conjugate",
+    "GUIDES": "probkit.vi.svi",
+    "LOSSES": "probkit.vi.svi",
+    "MCMCResult": "probkit.vi.mcmc_result",
+    "ParamScope": "probkit.vi._pyro",
+    "SVIResult": "probkit.vi.svi",
+    "fit_svi": "probkit.vi.svi",
+    "ess": "probkit.vi.diagnostics",
+    "forked_rng": "probkit.utils.random",
+    "gibbs_hmm": "probkit.vi.gibbs",
+    "gibbs_lda": "probkit.vi.gibbs",
+    "gibbs_mixture": "probkit.vi.gibbs",
+    "make_elbo": "probkit.vi.svi",
+    "make_guide": "probkit.vi.svi",
+    "mcse": "probkit.vi.diagnostics",
+    "random_walk_metropolis": "probkit.vi.mh",
+    "rhat": "probkit.vi.diagnostics",
+    "run_nuts": "probkit.vi.mcmc",
+    "torch_threads": "probkit.utils.threads",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

@@ -4,7 +4,7 @@ Pyro keeps one process-wide parameter store (``pyro.get_param_store()``), and
 ``pyro.set_rng_seed`` reseeds the global generators of ``random``, numpy and torch. An
 estimator that used them directly would share parameters with every other Pyro model in
 the process (two fits would overwrite each other's ``"loc"``) and would disturb the
-random streams of unrelated code. The two context managers here prevent both:
+random streams of unrelated code. The context manager here prevents the first:
 
 * :class:`ParamScope` -- an estimator-owned parameter store. Entering it saves the
   contents of the global store, empties it and loads the scope's own parameters;
@@ -13,22 +13,22 @@ random streams of unrelated code. The two context managers here prevent both:
   (``pyro.nn.module`` imports it by name), so the store's *contents* are swapped, not
   the object. A process-wide re-entrant lock serialises scopes, so fits running in
   several threads of one process take turns instead of mixing their parameters.
-* :func:`forked_rng` -- seeds ``random``, numpy and torch from an integer for the
-  duration of a block and restores their previous states afterwards, so a fit with
-  ``random_state=0`` is reproducible and leaves the caller's random streams untouched.
+
+Pyro draws its randomness from the global generators of ``random``, numpy and torch;
+:func:`probkit.utils.random.forked_rng` seeds them for the duration of a fit and restores
+them afterwards, so a fit with ``random_state=0`` is reproducible and leaves the caller's
+random streams untouched.
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
 import threading
 
 import numpy as np
 import pyro
 import torch
 
-__all__ = ["ParamScope", "forked_rng", "pyro_lock", "torch_threads"]
+__all__ = ["ParamScope", "model_args", "pyro_lock"]
 
 #: Serialises every use of Pyro's global parameter store by probkit (re-entrant: a fit
 #: may call a helper that enters a scope again).
@@ -126,65 +126,27 @@ class ParamScope:
         return f"ParamScope({self.names()})"
 
 
-@contextlib.contextmanager
-def forked_rng(seed):
-    """Seed ``random``, numpy and torch (CPU) with ``seed`` inside the block, then restore them.
+def model_args(data):
+    """Positional and keyword arguments of a Pyro model from ``data``; numpy arrays become tensors.
 
-    Parameters
-    ----------
-    seed : int or None
-        ``None`` leaves the generators untouched (nothing is restored either).
+    ``None`` gives no arguments, a dict keyword arguments, a tuple or list positional ones,
+    anything else one positional argument.
 
     Examples
     --------
-    >>> import torch
-    >>> before = torch.get_rng_state()
-    >>> with forked_rng(0):
-    ...     a = torch.rand(1)
-    >>> with forked_rng(0):
-    ...     b = torch.rand(1)
-    >>> bool(a == b), bool(torch.equal(before, torch.get_rng_state()))
-    (True, True)
+    >>> import numpy as np
+    >>> model_args({"x": np.zeros(2)})
+    ((), {'x': tensor([0., 0.], dtype=torch.float64)})
     """
-    if seed is None:
-        yield
-        return
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    torch_state = torch.get_rng_state()
-    try:
-        pyro.set_rng_seed(int(seed))
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
+    def conv(v):
+        if isinstance(v, np.ndarray):
+            return torch.as_tensor(np.ascontiguousarray(v))
+        return v
 
-
-@contextlib.contextmanager
-def torch_threads(n):
-    """Run the block with ``torch.set_num_threads(n)`` and restore the previous count afterwards.
-
-    Pyro's steps are made of many small tensor operations, for which torch's intra-op
-    thread pool costs more than it gains: an SVI step of a small mixture took 0.35 s with
-    2 threads and 0.03 s with 1 on a loaded 2-core machine. ``None`` changes nothing.
-
-    Examples
-    --------
-    >>> import torch
-    >>> before = torch.get_num_threads()
-    >>> with torch_threads(1):
-    ...     torch.get_num_threads()
-    1
-    >>> torch.get_num_threads() == before
-    True
-    """
-    if n is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(int(n))
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    if data is None:
+        return (), {}
+    if isinstance(data, dict):
+        return (), {k: conv(v) for k, v in data.items()}
+    if isinstance(data, (tuple, list)):
+        return tuple(conv(v) for v in data), {}
+    return (conv(data),), {}

@@ -128,11 +128,22 @@ class ConjugateFamily:
         if self.name == "Categorical" and self.template.n_categories is None:
             self.template = Categorical(n_categories=int(x.max()) + 1)
         self.template._validate_support(x, "X")
+        self.center_on(x)
         return x
+
+    def center_on(self, x):
+        """Accumulate statistics about the mean of ``x`` (n, d): data far from the origin keep their digits.
+
+        Only the normal families change (see :meth:`ExponentialFamily.centered`); a scalar
+        family gets one centre per column.
+        """
+        if self.name in ("Normal", "LogNormal", "MultivariateNormal"):
+            self.template = self.template.centered(x.detach().to(torch.float64).cpu().mean(0))
+        return self
 
     def _stats(self, x):
         # (n, d, *s) for a scalar family over d columns, (n, *s) for a vector family
-        return self.template._sufficient_statistics(x)
+        return self.template._statistics_for_sums(x)
 
     def summarize(self, x, resp):
         """Weighted statistics per component: ``resp`` (n, K) -> SufficientStats with batch (K[, d])."""
@@ -144,7 +155,7 @@ class ConjugateFamily:
             for key, t in self._stats(x).items():
                 extra = t.shape[2:]
                 fields[key] = (resp.T @ t.reshape(n, -1)).reshape(k, d, *extra)
-            return SufficientStats(self.name, fields)
+            return SufficientStats(self.name, fields, self.template._stats_meta())
         return self.template._summarize(x, resp)
 
     # ------------------------------------------------------------------ priors
@@ -257,11 +268,13 @@ class ConjugateFamily:
 
     def expected_log_likelihood(self, post, x):
         """``E_q[log p(x_n | theta_k)]`` for every row and component: (n, K)."""
-        eta, e_a = self.expected_natural(post)
-        stats = self._stats(x)
         n = x.shape[0]
         k = post._batch_shape[0]
         base = self.template._log_base_measure(x)
+        if self.name in ("Normal", "LogNormal", "MultivariateNormal"):
+            return base.reshape(n, -1).sum(1, keepdim=True) + self._expected_gaussian_log_kernel(post, x)
+        eta, e_a = self.expected_natural(post)
+        stats = self.template._sufficient_statistics(x)
         out = base.reshape(n, -1).sum(1, keepdim=True) - e_a.reshape(k, -1).sum(1).unsqueeze(0)
         for key, t in stats.items():
             e = eta[key]
@@ -271,6 +284,30 @@ class ConjugateFamily:
                 continue
             out = out + t.reshape(n, -1) @ e.reshape(k, -1).T
         return out
+
+    def _expected_gaussian_log_kernel(self, post, x):
+        """``E_q[log N(g(x) | mu, precision)]`` without the base measure, in centred form.
+
+        ``E[<eta, T(x)>] - E[A]`` expands ``x**2`` and cancels catastrophically for data far
+        from the origin; ``-1/2 E[tau] (y - m)**2 - 1/(2 kappa) + E[log tau]/2`` (and its
+        matrix form) does not.
+        """
+        p = post._params
+        if self.name == "MultivariateNormal":
+            m, kappa, nu = p["loc"], p["mean_precision"], p["degrees_of_freedom"]
+            d = m.shape[-1]
+            e_prec = nu[..., None, None] * post._scale_matrix()
+            diff = x.unsqueeze(1) - m  # (n, K, d)
+            quad = torch.einsum("nkd,kde,nke->nk", diff, e_prec.expand(m.shape[0], d, d), diff)
+            const = 0.5 * (post._expected_log_det() - d / kappa)
+            return const.reshape(1, -1) - 0.5 * quad
+        m, kappa, a, b = p["loc"], p["mean_precision"], p["concentration"], p["rate"]
+        shape = post._batch_shape  # (K, d)
+        e_tau = (a / b).expand(shape)
+        const = (0.5 * (_dg(a) - torch.log(b)) - 0.5 / kappa).expand(shape).sum(-1)
+        y = self.template._transform(x)  # (n, d)
+        diff = y.unsqueeze(1) - m.expand(shape)
+        return const.unsqueeze(0) - 0.5 * (e_tau * diff * diff).sum(-1)
 
     def point_estimate(self, post):
         """The likelihood family at the posterior means of its mean-like parameters (batched)."""

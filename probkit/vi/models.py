@@ -31,6 +31,7 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
+from probkit.vi._options import HMM_FORMULATIONS
 from probkit.vi.mcmc import run_nuts
 from probkit.vi.svi import fit_svi
 
@@ -307,7 +308,6 @@ class GaussianMixtureSVI:
 # Hidden Markov models
 # ---------------------------------------------------------------------------------------------
 
-HMM_FORMULATIONS = ("discrete_hmm", "markov", "probkit")
 EMISSION_KINDS = ("gaussian_full", "gaussian_diag", "categorical", "poisson")
 
 

@@ -176,11 +176,11 @@ def test_score_posteriors_viterbi_equal_enumeration(name):
     X, _ = model.sample(sum(LENGTHS), random_state=1)
     truth = brute(model, log_emis, X, LENGTHS)
     np.testing.assert_allclose(model.score(X, lengths=LENGTHS), truth["ll"], rtol=1e-10)
-    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), truth["post"], atol=1e-10)
-    log_prob, path = model.decode(X, LENGTHS, algorithm="viterbi")
+    np.testing.assert_allclose(model.predict_proba(X, lengths=LENGTHS), truth["post"], atol=1e-10)
+    log_prob, path = model.decode(X, lengths=LENGTHS, algorithm="viterbi")
     np.testing.assert_allclose(log_prob, truth["best"], rtol=1e-10)
     # score_samples: one-step predictive terms, summing to each sequence's log-likelihood
-    per_row = model.score_samples(X, LENGTHS)
+    per_row = model.score_samples(X, lengths=LENGTHS)
     np.testing.assert_allclose([per_row[:5].sum(), per_row[5:].sum()], truth["seq_ll"], rtol=1e-10)
 
 
@@ -191,12 +191,12 @@ def test_state_labels_constrain_posteriors_and_paths(name):
     X, _ = model.sample(sum(LENGTHS), random_state=2)
     labels = np.array([-1, 2, -1, -1, 0, 1, -1, -1, -1])
     truth = brute(model, log_emis, X, LENGTHS, labels=labels)
-    post = model.predict_proba(X, LENGTHS, state_labels=labels)
+    post = model.predict_proba(X, lengths=LENGTHS, state_labels=labels)
     np.testing.assert_allclose(post, truth["post"], atol=1e-10)
-    log_prob, path = model.decode(X, LENGTHS, state_labels=labels)
+    log_prob, path = model.decode(X, lengths=LENGTHS, state_labels=labels)
     np.testing.assert_allclose(log_prob, truth["best"], rtol=1e-10)
     assert np.all(path[labels >= 0] == labels[labels >= 0])
-    assert np.all(model.predict(X, LENGTHS, state_labels=labels)[labels >= 0] == labels[labels >= 0])
+    assert np.all(model.predict(X, lengths=LENGTHS, state_labels=labels)[labels >= 0] == labels[labels >= 0])
 
 
 @pytest.mark.parametrize("name", ["gaussian-diag", "gaussian-spherical", "poisson", "generic-normal-product"])
@@ -235,7 +235,7 @@ def test_missing_features_are_marginalised(name):
 
     truth = brute(model, log_emis_observed, X, LENGTHS)
     np.testing.assert_allclose(model.score(X, lengths=LENGTHS), truth["ll"], rtol=1e-10)
-    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), truth["post"], atol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(X, lengths=LENGTHS), truth["post"], atol=1e-10)
     # EM runs on the incomplete data and never decreases the likelihood
     fitted = type(model)(**model.get_params()).set_params(n_iter=15, tol=0, random_state=0)
     with warnings.catch_warnings():
@@ -269,7 +269,7 @@ def test_missing_features_of_an_independent_product_are_marginalised():
 
     truth = brute(model, log_emis, X, LENGTHS)
     np.testing.assert_allclose(model.score(X, lengths=LENGTHS), truth["ll"], rtol=1e-10)
-    np.testing.assert_allclose(model.predict_proba(X, LENGTHS), truth["post"], atol=1e-10)
+    np.testing.assert_allclose(model.predict_proba(X, lengths=LENGTHS), truth["post"], atol=1e-10)
     fitted = HMM(emission=Independent([Normal(), Poisson()]), n_components=k, missing="marginalize",
                  n_iter=15, tol=0, random_state=0)
     with warnings.catch_warnings():
@@ -440,3 +440,22 @@ def test_predict_before_fit_and_feature_mismatch():
     cat = CategoricalHMM(2, random_state=0).fit(np.array([[0], [1], [2], [1]] * 5))
     with pytest.raises(ValueError, match="symbol"):
         cat.predict(np.array([[5]]))
+
+
+def test_categorical_hmm_over_several_symbol_columns_equals_enumeration():
+    from probkit import CategoricalHMM
+    from probkit.inference.brute_force import brute_force_hmm
+
+    rng = np.random.RandomState(3)
+    model = CategoricalHMM(2)
+    model.startprob_ = np.array([0.6, 0.4])
+    model.transmat_ = np.array([[0.7, 0.3], [0.2, 0.8]])
+    model.emissionprob_ = rng.dirichlet(np.ones(3), size=(2, 2))  # (states, columns, symbols)
+    X = rng.randint(0, 3, size=(5, 2))
+    # the columns are independent given the state: the emission is the product of the two tables
+    log_emis = np.log(model.emissionprob_[:, 0, X[:, 0]].T * model.emissionprob_[:, 1, X[:, 1]].T)
+    truth = brute_force_hmm(np.log(model.startprob_), np.log(model.transmat_), log_emis)
+    np.testing.assert_allclose(model.score(X), truth.log_likelihood, rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(X), truth.posteriors, atol=1e-12)
+    samples, _ = model.sample(50, random_state=0)
+    assert samples.shape == (50, 2) and samples.max() <= 2

@@ -38,16 +38,16 @@ def set_params(models, **params):
 
 def assert_same_inference(ref, ours, X, lengths):
     np.testing.assert_allclose(ours.score(X, lengths=lengths), ref.score(X, lengths), rtol=1e-8)
-    np.testing.assert_allclose(ours.predict_proba(X, lengths), ref.predict_proba(X, lengths), rtol=1e-8, atol=1e-12)
-    lp_ref, path_ref = ref.decode(X, lengths)
-    lp_ours, path_ours = ours.decode(X, lengths)
+    np.testing.assert_allclose(ours.predict_proba(X, lengths=lengths), ref.predict_proba(X, lengths=lengths), rtol=1e-8, atol=1e-12)
+    lp_ref, path_ref = ref.decode(X, lengths=lengths)
+    lp_ours, path_ours = ours.decode(X, lengths=lengths)
     np.testing.assert_allclose(lp_ours, lp_ref, rtol=1e-8)
     # Paths may differ only where two paths are exactly tied; their log-probabilities agree above.
     assert (path_ours == path_ref).mean() > 0.9
     # hmmlearn's "map" log_prob sums the posterior probabilities themselves; probkit returns
     # the log of the chosen states' posterior probabilities, computed here from hmmlearn's posteriors.
-    post_ref = ref.predict_proba(X, lengths)
-    lp_map, map_ours = ours.decode(X, lengths, algorithm="map")
+    post_ref = ref.predict_proba(X, lengths=lengths)
+    lp_map, map_ours = ours.decode(X, lengths=lengths, algorithm="map")
     np.testing.assert_allclose(lp_map, np.log(post_ref.max(1)).sum(), rtol=1e-8)
     np.testing.assert_array_equal(map_ours, post_ref.argmax(1))
 

@@ -108,9 +108,9 @@ def test_categorical_hmm_estimator_with_hand_set_parameters():
     filt = forward_filter(log_start, log_trans, log_emission, lengths)
     assert filt.log_likelihood.sum().item() == pytest.approx(model.score(X, lengths), rel=RTOL)
     res = forward_backward(log_start, log_trans, log_emission, lengths)
-    np.testing.assert_allclose(res.posteriors.numpy(), model.predict_proba(X, lengths), rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(res.posteriors.numpy(), model.predict_proba(X, lengths=lengths), rtol=RTOL, atol=1e-12)
     vit = viterbi(log_start, log_trans, log_emission, lengths)
-    log_prob, path = model.decode(X, lengths, algorithm="viterbi")
+    log_prob, path = model.decode(X, lengths=lengths, algorithm="viterbi")
     assert vit.log_prob.sum().item() == pytest.approx(log_prob, rel=RTOL)
     # Discrete emissions produce exact ties between paths (same factors, different order),
     # so compare the paths by their joint probability: both must be optimal.

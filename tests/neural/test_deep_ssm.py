@@ -148,7 +148,7 @@ def test_forecast_transform_and_sample_shapes_and_reproducibility():
     assert mean.shape == (2, 4, 2) and samples.shape == (7, 2, 4, 2)
     np.testing.assert_allclose(mean, ds.forecast(X[:30], 4, lengths=[10, 20], n_particles=7))
     assert ds.transform([X[:10], X[10:30]]).shape == (30, 2)
-    assert ds.transform(X[:30], [10, 20], n_particles=5).shape == (30, 2)
+    assert ds.transform(X[:30], lengths=[10, 20], n_particles=5).shape == (30, 2)
     S, Z = ds.sample(5, random_state=3, n_sequences=2)
     assert S.shape == (10, 2) and Z.shape == (10, 2)
     np.testing.assert_array_equal(S, ds.sample(5, random_state=3, n_sequences=2)[0])

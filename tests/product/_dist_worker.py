@@ -1,17 +1,36 @@
 """Worker of tests/product/test_distributed.py: one rank of a 2-process gloo group.
 
-Run as ``python -m tests.product._dist_worker OUT_DIR`` with torchrun's environment
-variables set (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); writes ``OUT_DIR/rank<r>.npz``.
+Run with torchrun's environment variables set (RANK, WORLD_SIZE, MASTER_ADDR,
+MASTER_PORT), or start both ranks with :func:`launch`:
+
+``python -m tests.product._dist_worker OUT_DIR``
+    Fits on this rank's shard and writes ``OUT_DIR/rank<r>.npz``.
+``python -m tests.product._dist_worker --scenario NAME``
+    A failure scenario (:data:`SCENARIOS`); prints one JSON line per outcome, prefixed
+    with ``RESULT``. ``PROBKIT_DIST_TIMEOUT`` (seconds) is passed to ``init_distributed``,
+    which the ranks call together once each has created its file in the folder
+    ``PROBKIT_DIST_READY_DIR`` (when given); a rank that fails and "stays alive" waits
+    until the file ``PROBKIT_DIST_RELEASE`` exists (at most ``LINGER_CAP`` seconds), then
+    exits with its exception.
 """
 
+import json
+import os
+import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
 import torch
 
 from probkit import HMM, GaussianHMM, GaussianMixture
-from probkit.distributed import distributed_em, init_distributed, shard_rows, shard_sequences, wrap_ddp
+from probkit.distributed import (_free_port, distributed_em, init_distributed, shard_rows, shard_sequences,
+                                 wrap_ddp)
+from probkit.io import register_estimator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LINGER_CAP = 600.0  # beyond the default timeout, for the benchmark; the tests release it sooner
 
 
 def make_data():
@@ -108,5 +127,152 @@ def main(out_dir):
     torch.distributed.destroy_process_group()
 
 
+# ---------------------------------------------------------------------------- failure scenarios
+def _report(**fields):
+    print("RESULT " + json.dumps(fields), flush=True)
+
+
+def _init():
+    ready = os.environ.get("PROBKIT_DIST_READY_DIR")
+    if ready:
+        # Joining the group is bounded by the timeout too: start it together, however slow the imports were.
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        open(os.path.join(ready, f"ready{rank}"), "w").close()
+        deadline = time.monotonic() + LINGER_CAP
+        while time.monotonic() < deadline and not all(
+                os.path.exists(os.path.join(ready, f"ready{r}")) for r in range(world_size)):
+            time.sleep(0.02)
+    timeout = os.environ.get("PROBKIT_DIST_TIMEOUT")
+    if timeout is None:
+        return init_distributed(backend="gloo")
+    return init_distributed(backend="gloo", timeout=float(timeout))
+
+
+def _linger():
+    """Keep this failed process alive (like a script that caught the error) until released."""
+    release = os.environ.get("PROBKIT_DIST_RELEASE")
+    deadline = time.monotonic() + LINGER_CAP
+    while time.monotonic() < deadline and not (release and os.path.exists(release)):
+        time.sleep(0.02)
+
+
+_estep_calls = [0]
+
+
+@register_estimator
+class EStepFailsOnRankOne(GaussianMixture):
+    """A GaussianMixture whose third E-step raises on rank 1 (a failure in the middle of EM)."""
+
+    def _em_expectation(self, data):
+        _estep_calls[0] += 1
+        if torch.distributed.get_rank() == 1 and _estep_calls[0] == 3:
+            raise FloatingPointError("E-step 3 failed on rank 1")
+        return super()._em_expectation(data)
+
+
+def _step(name, rank, fn):
+    try:
+        value = fn()
+    except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+        _report(step=name, rank=rank, error=type(exc).__name__, message=str(exc))
+    else:
+        _report(step=name, rank=rank, error=None, value=value)
+
+
+def scenario_agreement():
+    """Failures every rank hears of at a collective; the group stays usable after each."""
+    warnings.simplefilter("ignore")
+    rank, _ = _init()
+    X = shard_rows(make_data()["X_mix"])
+
+    def fit(model, data=X):
+        with distributed_em():
+            return model.fit(data).means_.tolist()
+
+    # Rank 0 fits 4 components, rank 1 fits 3.
+    _step("params", rank, lambda: fit(GaussianMixture(4 - rank, max_iter=5, random_state=0)))
+
+    def estep():
+        _estep_calls[0] = 0
+        return fit(EStepFailsOnRankOne(3, max_iter=10, tol=0.0, random_state=0))
+
+    _step("estep", rank, estep)
+
+    def after_fit():
+        with distributed_em():
+            means = GaussianMixture(3, max_iter=5, random_state=0).fit(X).means_.tolist()
+            if rank == 1:
+                raise OSError("could not write the model file on rank 1")
+        return means
+
+    _step("after_fit", rank, after_fit)
+    _step("usable", rank, lambda: fit(GaussianMixture(3, max_iter=5, tol=0.0, random_state=0)))
+    # Rank 0 has 2 columns, rank 1 has 1; not caught, so the process exits with it.
+    fit(GaussianMixture(3, max_iter=5, random_state=0), X[:, :2 - rank])
+
+
+def scenario_fail_inside():
+    """Rank 1's shard fails validation inside distributed_em(); rank 1 then stays alive."""
+    rank, _ = _init()
+    X = shard_rows(make_data()["X_mix"]).copy()
+    if rank == 1:
+        X[5, 0] = np.nan
+    try:
+        with distributed_em():
+            if rank == 1:
+                _report(event="failed", rank=rank, t=time.time())
+            GaussianMixture(3, max_iter=5, random_state=0).fit(X)
+    except Exception:
+        if rank == 1:
+            _linger()
+        else:
+            _report(event="raised", rank=rank, t=time.time())
+        raise
+
+
+def scenario_fail_outside():
+    """Rank 1 fails before it enters distributed_em() and stays alive; rank 0 waits inside."""
+    rank, _ = _init()
+    X = shard_rows(make_data()["X_mix"])
+    if rank == 1:
+        try:
+            _report(event="failed", rank=rank, t=time.time())
+            raise OSError("could not read the shard of rank 1")
+        except OSError:
+            _linger()
+            raise
+    try:
+        with distributed_em():
+            GaussianMixture(3, max_iter=5, random_state=0).fit(X)
+    except Exception:
+        _report(event="raised", rank=rank, t=time.time())
+        raise
+
+
+SCENARIOS = {"agreement": scenario_agreement, "fail_inside": scenario_fail_inside,
+             "fail_outside": scenario_fail_outside}
+
+
+def launch(args, env=None, world_size=2, module="tests.product._dist_worker"):
+    """Start ``world_size`` ranks of ``module`` with ``args`` on a free port; the processes, in rank order.
+
+    Their stdout and stderr go, merged, to a pipe.
+    """
+    base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world_size),
+                OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+    return [subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
+                             env=dict(base, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for r in range(world_size)]
+
+
+def results(log):
+    """The RESULT records printed in a worker's output."""
+    return [json.loads(line[len("RESULT "):]) for line in log.splitlines() if line.startswith("RESULT ")]
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--scenario":
+        torch.set_num_threads(1)
+        SCENARIOS[sys.argv[2]]()
+    else:
+        main(sys.argv[1])

@@ -218,3 +218,14 @@ def test_unfitted_model_file_and_directory_paths(tmp_path, capsys):
     assert code == 1 and "cannot read model file" in err
     code, _, err = run(["fit", "gaussian-mixture", tmp_path], capsys)
     assert code == 1 and "it is a directory" in err
+
+
+def test_fit_reports_convergence_only_when_the_tolerance_was_met(faithful_csv, tmp_path, capsys):
+    path, X = faithful_csv
+    code, out, err = run(["fit", "gaussian-hmm", path, "-k", 3, "--n-iter", 3, "-o", tmp_path / "a.pk"], capsys)
+    assert code == 0, err
+    assert "NOT converged" in out and "did not converge in 3 iterations" in err
+    # the default limit is high enough for this data set to converge
+    code, out, err = run(["fit", "gaussian-hmm", path, "-k", 3, "-o", tmp_path / "b.pk"], capsys)
+    assert code == 0 and "iterations" in out and ", converged" in out and "NOT" not in out
+    assert probkit.load(tmp_path / "b.pk").converged_

@@ -1,42 +1,43 @@
-"""Distributed EM over 2 local gloo processes equals single-process EM from the same start."""
+"""Distributed EM over 2 local gloo processes: equals single-process EM from the same start, and fails loudly."""
 
-import os
+import datetime
 import subprocess
-import sys
+import time
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
+from probkit import GaussianMixture
 from probkit.distributed import (all_reduce_estep, distributed_em, init_distributed, shard_rows, shard_sequences,
                                  wrap_ddp)
 from probkit.em.engine import EStepResult
-from tests.product._dist_worker import ddp_train, gmm_default, gmm_explicit, hmm_default, hmm_explicit, make_data
+from tests.product._dist_worker import (ddp_train, gmm_default, gmm_explicit, hmm_default, hmm_explicit, launch,
+                                        make_data, results)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RTOL, ATOL = 1e-8, 1e-9
+# Far beyond what a failure takes to reach every rank here, far below gloo's own 30 minutes.
+HANG_LIMIT = 60
+
+
+def _wait_all(procs, timeout, what):
+    logs = []
+    for p in procs:
+        try:
+            logs.append(p.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"{what} still running after {timeout} s")
+    return logs
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    from probkit.distributed import _free_port
-
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE="2",
-               OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.product._dist_worker", str(out)], cwd=ROOT,
-                              env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for r in range(2)]
-    logs = []
-    for p in procs:
-        try:
-            logs.append(p.communicate(timeout=240)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail("distributed workers timed out")
-    for p, log in zip(procs, logs):
+    procs = launch([str(out)])
+    for p, log in zip(procs, _wait_all(procs, 240, "distributed workers")):
         assert p.returncode == 0, log[-3000:]
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(2)]
 
@@ -158,3 +159,127 @@ def test_distributed_em_needs_a_process_group():
     with pytest.raises(RuntimeError, match="init_distributed"):
         with distributed_em():
             pass
+
+
+# ---------------------------------------------------------------------------- failing loudly
+@pytest.fixture(scope="module")
+def agreement():
+    """Rank outcomes of the "agreement" scenario: (return code, output, {step: record})."""
+    procs = launch(["--scenario", "agreement"])
+    logs = _wait_all(procs, 300, "the agreement scenario")
+    return [(p.returncode, log, {r["step"]: r for r in results(log)}) for p, log in zip(procs, logs)]
+
+
+def test_ranks_with_different_parameters_or_features_fail_together_naming_them(agreement):
+    for rc, log, steps in agreement:
+        # GaussianMixture(4) on rank 0, GaussianMixture(3) on rank 1.
+        assert steps["params"]["error"] == "ValueError", log[-3000:]
+        assert "parameter n_components differs: 4 on rank 0; 3 on rank 1" in steps["params"]["message"]
+        # The last fit gives rank 0 two columns and rank 1 one, uncaught: the process exits with it.
+        assert rc != 0
+        assert "ValueError: distributed EM needs the same estimator" in log
+        assert "number of features (columns of each rank's X) differs: 2 on rank 0; 1 on rank 1" in log
+
+
+def test_a_failure_inside_distributed_em_raises_on_every_rank(agreement):
+    (_, log0, r0), (_, log1, r1) = agreement
+    # Rank 1's third E-step raises: rank 0, waiting to sum the statistics, hears of it.
+    assert (r1["estep"]["error"], r1["estep"]["message"]) == ("FloatingPointError", "E-step 3 failed on rank 1")
+    assert r0["estep"]["error"] == "RankFailedError", log0[-3000:]
+    assert "rank 1 raised FloatingPointError: E-step 3 failed on rank 1" in r0["estep"]["message"]
+    # Rank 1 raises after its last collective: rank 0 hears of it when leaving the block.
+    assert r1["after_fit"]["error"] == "OSError", log1[-3000:]
+    assert r0["after_fit"]["error"] == "RankFailedError"
+    assert "rank 1 raised OSError: could not write the model file on rank 1" in r0["after_fit"]["message"]
+
+
+def test_the_group_still_fits_correctly_after_the_failures(agreement, data):
+    (_, log0, r0), (_, log1, r1) = agreement
+    assert r0["usable"]["error"] is None and r1["usable"]["error"] is None, log0[-3000:] + log1[-3000:]
+    # Single-process EM on all rows from rank 0's initialisation (on its own shard).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = GaussianMixture(3, max_iter=0, random_state=0).fit(shard_rows(data["X_mix"], 0, 2))
+        single = GaussianMixture(3, max_iter=5, tol=0.0, random_state=0, weights_init=start.weights_,
+                                 means_init=start.means_, precisions_init=start.precisions_).fit(data["X_mix"])
+    for r in (r0, r1):
+        _close(np.array(r["usable"]["value"]), single.means_)
+
+
+def _fail_and_stay_alive(tmp_path, scenario, env=None):
+    """Rank 1 fails and stays alive until rank 0 has exited; both outputs."""
+    release = tmp_path / "release"
+    procs = launch(["--scenario", scenario],
+                   env={"PROBKIT_DIST_RELEASE": str(release), "PROBKIT_DIST_READY_DIR": str(tmp_path), **(env or {})})
+    # Imports can be slow on a loaded machine; the limit below counts from joining the group.
+    deadline = time.monotonic() + 300
+    while not ((tmp_path / "ready0").exists() and (tmp_path / "ready1").exists()):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.05)
+    try:
+        waiting_log = procs[0].communicate(timeout=HANG_LIMIT)[0]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail(f"rank 0 still waits for the failed rank 1 after {HANG_LIMIT} s")
+    assert procs[1].poll() is None  # rank 0 finished without rank 1 exiting
+    release.touch()
+    failed_log = _wait_all(procs[1:], HANG_LIMIT, "the failed rank 1")[0]
+    assert procs[0].returncode != 0 and procs[1].returncode != 0
+    return waiting_log, failed_log
+
+
+def test_a_rank_failing_inside_and_staying_alive_stops_the_others_at_once(tmp_path):
+    # The default timeout (minutes): rank 0 is told at its next collective, not by a timeout.
+    waiting_log, failed_log = _fail_and_stay_alive(tmp_path, "fail_inside")
+    assert "ValueError: Input X contains NaN" in failed_log
+    assert "RankFailedError: rank 0: distributed EM stopped because rank 1 raised ValueError: Input X contains NaN" \
+        in waiting_log
+
+
+def test_a_rank_failing_outside_and_staying_alive_stops_the_others_after_the_timeout(tmp_path):
+    waiting_log, failed_log = _fail_and_stay_alive(tmp_path, "fail_outside", env={"PROBKIT_DIST_TIMEOUT": "5"})
+    assert "OSError: could not read the shard of rank 1" in failed_log
+    assert "RankFailedError: rank 0: a collective operation of distributed EM failed" in waiting_log
+    assert "did not answer within 5 s (the process group's timeout, see init_distributed)" in waiting_log
+
+
+def test_init_distributed_checks_the_timeout():
+    for bad in (0, -1.0, float("inf"), float("nan"), datetime.timedelta(0)):
+        with pytest.raises(ValueError, match="timeout must be a positive, finite number of seconds"):
+            init_distributed(backend="gloo", timeout=bad)
+    for bad in ("60", True, None):
+        with pytest.raises(TypeError, match="timeout must be a number of seconds or a datetime.timedelta"):
+            init_distributed(backend="gloo", timeout=bad)
+    assert init_distributed(backend="gloo", timeout=datetime.timedelta(seconds=30)) == (0, 1)
+    torch.distributed.destroy_process_group()
+
+
+def test_model_fingerprints_compare_values_not_objects():
+    from probkit.distributed import _model_differences, _model_fingerprint
+
+    def fingerprint(**params):
+        model = GaussianMixture(3, means_init=np.arange(6.0).reshape(3, 2), **params)
+        model.n_features_in_ = 2
+        return _model_fingerprint(model)
+
+    base = fingerprint()
+    # Equal values in new objects, and the parameters each rank may set for itself, agree.
+    assert fingerprint(random_state=5, verbose=2, verbose_interval=3, device="cpu") == base
+    assert _model_differences([base, fingerprint()], [0, 1]) == []
+    other = GaussianMixture(3, covariance_type="diag", means_init=np.arange(6.0).reshape(3, 2) + 1)
+    other.n_features_in_ = 3
+    assert _model_differences([base, _model_fingerprint(other), base], [0, 1, 2]) == [
+        "the number of features (columns of each rank's X) differs: 2 on ranks 0, 2; 3 on rank 1",
+        "parameter covariance_type differs: 'full' on ranks 0, 2; 'diag' on rank 1",
+        "parameter means_init differs: array([[0., 1.], [2., 3.], [4., 5.]]) on ranks 0, 2; "
+        "array([[1., 2.], [3., 4.], [5., 6.]]) on rank 1",
+    ]
+    # Values that print alike (a long array shortened) but differ are told apart.
+    last_differs = np.zeros((20, 2))
+    last_differs[-1, -1] = 1.0
+    long = [GaussianMixture(20, means_init=m) for m in (np.zeros((20, 2)), last_differs)]
+    (message,) = _model_differences([_model_fingerprint(m) for m in long], [0, 1])
+    assert message.startswith("parameter means_init differs: value 1 (array([[0., 0.], ")
+    assert "on rank 0; value 2 (array([[0., 0.], " in message and message.endswith(") on rank 1")

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import warnings
 import zipfile
 
@@ -13,10 +14,10 @@ import torch
 
 import probkit
 from probkit import (GMMHMM, HMM, BayesianGaussianMixture, BayesianMixture, CategoricalHMM, GaussianHMM,
-                     GaussianMixture, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
+                     GaussianMixture, LinearGaussianSSM, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
-from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type
+from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type, save
 
 RNG = np.random.RandomState(0)
 X_REAL = np.r_[RNG.normal(0, 1, (40, 2)), RNG.normal(4, 1, (40, 2))]
@@ -50,6 +51,7 @@ CASES = {
     "bayesian-mixture-poisson": (lambda: BayesianMixture(family="poisson", n_components=3, random_state=0), X_COUNTS),
     "variational-hmm-gaussian": (lambda: VariationalHMM(2, emission="gaussian", random_state=0), X_REAL),
     "variational-hmm-categorical": (lambda: VariationalHMM(2, emission="categorical", random_state=0), X_SYMBOLS),
+    "linear-gaussian-ssm": (lambda: LinearGaussianSSM(2, observation_covariance_type="full", random_state=0), X_REAL),
 }
 
 
@@ -101,7 +103,8 @@ def test_round_trip_is_exact(name, tmp_path):
             assert again.get_params()[key] == value
     _assert_same(_public_state(est), _public_state(again))
     np.testing.assert_array_equal(again.predict(X), est.predict(X))
-    np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+    if hasattr(est, "predict_proba"):  # not a state-space model's (its states are continuous)
+        np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
     np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
     assert again.score(X) == est.score(X)
     s1, s2 = est.sample(5, random_state=3), again.sample(5, random_state=3)
@@ -191,12 +194,12 @@ def test_neural_latent_round_trip_is_exact(name, tmp_path):
         assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
     assert "torch/module_.pt" in zipfile.ZipFile(tmp_path / "lvm.pk").namelist()
     for method in ("predict", "predict_proba", "score_samples"):
-        np.testing.assert_array_equal(getattr(again, method)(X, lengths), getattr(est, method)(X, lengths))
+        np.testing.assert_array_equal(getattr(again, method)(X, lengths=lengths), getattr(est, method)(X, lengths=lengths))
     assert again.score(X, lengths=lengths) == est.score(X, lengths=lengths)
     for a, b in zip(est.sample(6, random_state=2), again.sample(6, random_state=2)):
         np.testing.assert_array_equal(a, b)
     if est.init_hmm_ is not None:
-        np.testing.assert_array_equal(again.init_hmm_.predict(X, lengths), est.init_hmm_.predict(X, lengths))
+        np.testing.assert_array_equal(again.init_hmm_.predict(X, lengths=lengths), est.init_hmm_.predict(X, lengths=lengths))
 
 
 def _check_deep_ssm_round_trip(est, X, lengths, tmp_path):
@@ -207,12 +210,39 @@ def _check_deep_ssm_round_trip(est, X, lengths, tmp_path):
             _assert_same(value, getattr(again, key))
     for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
         assert k1 == k2 and torch.equal(v1, v2) and v1.dtype == v2.dtype
-    np.testing.assert_array_equal(again.transform(X, lengths), est.transform(X, lengths))
+    np.testing.assert_array_equal(again.transform(X, lengths=lengths), est.transform(X, lengths=lengths))
     for bound in ("elbo", "iwae"):
         assert again.score(X, lengths=lengths, bound=bound) == est.score(X, lengths=lengths, bound=bound)
     np.testing.assert_array_equal(again.forecast(X, 3, lengths=lengths), est.forecast(X, 3, lengths=lengths))
     for a, b in zip(est.sample(6, random_state=2), again.sample(6, random_state=2)):
         np.testing.assert_array_equal(a, b)
+
+
+def _topic_cases():
+    """Topic models (transformers: no predict or sample): ``(make, X)``."""
+    from probkit import CollapsedGibbsLDA, LatentDirichletAllocation
+
+    return {
+        "lda-batch": (lambda: LatentDirichletAllocation(3, max_iter=3, random_state=0), X_COUNTS),
+        "lda-online": (lambda: LatentDirichletAllocation(2, learning_method="online", batch_size=20, max_iter=2,
+                                                         random_state=0), X_COUNTS),
+        "lda-gibbs": (lambda: CollapsedGibbsLDA(2, n_samples=10, warmup=10, random_state=0), X_COUNTS),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_topic_cases()))
+def test_topic_model_round_trip_is_exact(name, tmp_path):
+    make, X = _topic_cases()[name]
+    est = make().fit(X)
+    again = probkit.load(est.save(tmp_path / "topics.pk"))
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    state, state_again = _public_state(est), _public_state(again)
+    if "random_state_" in state:  # the generator of online learning travels with the model
+        for a, b in zip(state.pop("random_state_").get_state(), state_again.pop("random_state_").get_state()):
+            np.testing.assert_array_equal(a, b)
+    _assert_same(state, state_again)
+    np.testing.assert_array_equal(again.transform(X), est.transform(X))
+    assert again.score(X) == est.score(X) and again.perplexity(X) == est.perplexity(X)
 
 
 def test_every_exported_estimator_has_a_round_trip_case():
@@ -223,6 +253,7 @@ def test_every_exported_estimator_has_a_round_trip_case():
     covered = {type(make()) for make, _ in CASES.values()}
     covered |= {type(make()) for make, _, _ in _neural_cases().values()}
     covered |= {type(make()) for make, _, _ in _latent_neural_cases().values()}
+    covered |= {type(make()) for make, _ in _topic_cases().values()}
     missing = sorted(c.__name__ for c in exported - covered)
     assert not missing, f"add save/load cases to tests/product/test_io.py for {missing}"
 
@@ -239,7 +270,7 @@ def test_warm_start_continues_identically_after_load(tmp_path):
 
 
 def test_distribution_attributes_round_trip():
-    est = GaussianMixture(1)
+    est = GaussianMixture(1).fit(X_REAL)  # fitted: a loaded estimator that looks fitted is validated
     est.extra_ = [Independent([Normal().fit(X_REAL[:, 0]), Poisson().fit(X_COUNTS[:, 0])]),
                   MultivariateNormal(covariance_type="diag", reg_covar=1e-3), Gamma]
     again = loads(dumps(est))
@@ -364,12 +395,14 @@ def test_no_code_runs_from_a_malicious_file(model_bytes, tmp_path):
         meta["model"]["state"]["__class__"] = meta["model"]["state"].pop("means_")
     with pytest.raises(ModelFileError, match="invalid attribute name '__class__'"):
         loads(_rewrite(model_bytes, edit_meta=dunder))
-    # A pickle in place of a torch state dict.
-    pt = pickle.dumps(_Boom(str(marker)))
-    assert not marker.exists()
+    # A pickle in place of a torch state dict, bare or inside a torch archive.
     from probkit.io import _Reader
-    with pytest.raises(ModelFileError, match="unreadable"):
-        _Reader({"torch/module_.pt": pt}, "evil").get_state_dict("torch/module_.pt")
+    buf = io.BytesIO()
+    torch.save({"weight": _Boom(str(marker))}, buf)
+    for pt, refusal in [(pickle.dumps(_Boom(str(marker))), "not a torch zip archive"), (buf.getvalue(), "unreadable")]:
+        assert not marker.exists()
+        with pytest.raises(ModelFileError, match=refusal):
+            _Reader({"torch/module_.pt": pt}, "evil").get_state_dict("torch/module_.pt")
     assert not marker.exists()
 
 
@@ -470,3 +503,70 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "m.pk"
     GaussianMixture(2).save(path)
     assert os.listdir(tmp_path) == ["m.pk"]
+
+
+# ---------------------------------------------------------------------------- saving safely
+def test_save_ignores_a_planted_temporary_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    path = tmp_path / "model.pk"
+    planted = tmp_path / f"model.pk.tmp-{os.getpid()}"     # the name a predictable temp file would take
+    planted.symlink_to(victim)
+    save(probkit.GaussianHMM(2), path)
+    assert victim.read_text() == "precious" and planted.is_symlink()
+    assert stat.S_ISREG(os.lstat(path).st_mode) and load(path).n_components == 2
+
+
+def _special_files(folder):
+    fifo = folder / "fifo.pk"
+    os.mkfifo(fifo)
+    made = {"a named pipe": fifo, "a directory": folder / "dir.pk"}
+    made["a directory"].mkdir()
+    link = folder / "link.pk"
+    link.symlink_to(folder / "elsewhere.pk")
+    made["a symbolic link"] = link
+    try:  # the device /dev/full is (only root may create device nodes)
+        os.mknod(folder / "full.pk", 0o600 | stat.S_IFCHR, os.makedev(1, 7))
+        made["a character device"] = folder / "full.pk"
+    except (PermissionError, OSError):
+        pass
+    return made
+
+
+def test_save_never_replaces_anything_but_a_regular_file(tmp_path):
+    for kind, path in _special_files(tmp_path).items():
+        mode = os.lstat(path).st_mode
+        with pytest.raises(ValueError, match=f"is {kind}, not a regular file"):
+            save(probkit.GaussianHMM(2), path)
+        assert os.lstat(path).st_mode == mode
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_failed_save_removes_its_temporary_file_and_names_the_path(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-folder" / "model.pk"
+    with pytest.raises(FileNotFoundError) as info:
+        save(probkit.GaussianHMM(2), missing)
+    assert info.value.filename == str(missing) and ".tmp" not in str(info.value)
+
+    path = tmp_path / "model.pk"
+    save(probkit.GaussianHMM(3), path)
+    before = path.read_bytes()
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device", src)
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError) as info:
+        save(probkit.GaussianHMM(2), path)
+    assert info.value.errno == 28 and info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == ["model.pk"] and path.read_bytes() == before
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "model.pk"
+    save(probkit.GaussianHMM(2), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+    os.chmod(path, 0o640)
+    save(probkit.GaussianHMM(2), path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640

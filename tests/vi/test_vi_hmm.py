@@ -78,8 +78,8 @@ def test_gaussian_full_parity_with_hmmlearn():
     # (the first bound is about -5e9 from hmmlearn's broad initial posterior: compare relatively)
     np.testing.assert_allclose(offset, -0.5 * X.size * np.log(2 * np.pi), rtol=0,
                                atol=1e-8 + 1e-12 * np.abs(ref.monitor_.history).max())
-    np.testing.assert_array_equal(ours.predict(X, lengths), ref.predict(X, lengths))
-    np.testing.assert_allclose(ours.predict_proba(X, lengths), ref.predict_proba(X, lengths), atol=1e-8)
+    np.testing.assert_array_equal(ours.predict(X, lengths=lengths), ref.predict(X, lengths=lengths))
+    np.testing.assert_allclose(ours.predict_proba(X, lengths=lengths), ref.predict_proba(X, lengths=lengths), atol=1e-8)
 
 
 def test_categorical_parity_with_hmmlearn():
@@ -98,7 +98,7 @@ def test_categorical_parity_with_hmmlearn():
     for name in names:
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-8, err_msg=name)
     np.testing.assert_allclose(ours.elbo_history_, ref.monitor_.history, rtol=1e-10)
-    np.testing.assert_array_equal(ours.predict(X, lengths), ref.predict(X, lengths))
+    np.testing.assert_array_equal(ours.predict(X, lengths=lengths), ref.predict(X, lengths=lengths))
 
 
 # ---------------------------------------------------------------------------------------------- the bound
@@ -201,7 +201,7 @@ def test_vem_and_svi_agree():
     svi = VariationalHMM(inference="svi", num_steps=400, learning_rate=0.05, svi_tol=0.0, **kw).fit(X, lengths=lengths)
     np.testing.assert_allclose(svi.means_, vem.means_, atol=0.1)
     np.testing.assert_allclose(svi.transmat_, vem.transmat_, atol=0.05)
-    assert np.mean(svi.predict(X, lengths) == vem.predict(X, lengths)) >= 0.98
+    assert np.mean(svi.predict(X, lengths=lengths) == vem.predict(X, lengths=lengths)) >= 0.98
     assert abs(svi.lower_bound_ - vem.lower_bound_) < 0.01 * abs(vem.lower_bound_)
     assert svi.elbo_history_.shape == (400,)
     for key in ("startprob", "transmat", "emission"):
@@ -248,17 +248,17 @@ def test_svi_isolation_clone_pickle():
     again = clone(a).fit(X, lengths=lengths)
     np.testing.assert_allclose(again.transmat_, a.transmat_)
     restored = pickle.loads(pickle.dumps(a))
-    np.testing.assert_array_equal(restored.predict(X, lengths), a.predict(X, lengths))
+    np.testing.assert_array_equal(restored.predict(X, lengths=lengths), a.predict(X, lengths=lengths))
     sub = VariationalHMM(2, emission="categorical", inference="svi", num_steps=20, batch_size=1,
                          random_state=0).fit(X, lengths=lengths)
     assert np.isfinite(sub.elbo_history_).all()
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(inference="gibbs"), "inference must be one of"),
-    (dict(emission="student"), "emission must be one of"),
-    (dict(covariance_type="tied"), "covariance_type must be one of"),
-    (dict(hmm_formulation="scan"), "hmm_formulation must be one of"),
+    (dict(inference="gibbs"), "The .inference. parameter of VariationalHMM must be a str among"),
+    (dict(emission="student"), "The .emission. parameter of VariationalHMM"),
+    (dict(covariance_type="tied"), "The .covariance_type. parameter of VariationalHMM"),
+    (dict(hmm_formulation="scan"), "The .hmm_formulation. parameter of VariationalHMM"),
     (dict(startprob_prior=-1.0), "startprob_prior must be positive"),
     (dict(transmat_prior=np.ones((3, 3))), "transmat_prior must broadcast"),
     (dict(dof_prior=0.5), "dof_prior must be greater than n_features - 1"),
@@ -288,3 +288,23 @@ def test_bad_data():
         vh.predict(np.array([[0], [5]]))
     with pytest.raises(ValueError, match="symbol"):
         VariationalHMM(2, emission="categorical", n_features=2).fit(Xc, lengths=lc)
+
+
+def test_hand_set_start_and_transitions_are_validated_and_used():
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(0, 1, (60, 1)), rng.normal(6, 1, (60, 1))]
+    bad = VariationalHMM(2, init_params="", n_iter=1, random_state=0)
+    bad.transmat_ = np.array([[0.5, 0.6], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="transmat_ must sum to 1"):
+        bad.fit(X)
+    wrong_shape = VariationalHMM(2, init_params="", n_iter=1, random_state=0)
+    wrong_shape.startprob_ = np.ones(3) / 3
+    with pytest.raises(ValueError, match=r"startprob_ must have shape \(2,\)"):
+        wrong_shape.fit(X)
+    # a left-to-right chain set by hand stays left-to-right: its structural zeros are kept
+    model = VariationalHMM(2, init_params="e", params="e", n_iter=5, random_state=0)
+    model.startprob_ = np.array([1.0, 0.0])
+    model.transmat_ = np.array([[0.95, 0.05], [0.0, 1.0]])
+    model.fit(X)
+    np.testing.assert_allclose(model.transmat_, [[0.95, 0.05], [0.0, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(model.startprob_, [1.0, 0.0], atol=1e-12)

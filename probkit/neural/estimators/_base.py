@@ -28,6 +28,33 @@ def check_training_options(est):
         raise ValueError(f"backbone_kwargs must be a dict or None, got {est.backbone_kwargs!r}")
 
 
+def build_net_for_loading(est, name, device=None):
+    """``est``'s network freshly initialised, for :mod:`probkit.io` to load a saved state dict into.
+
+    ``device="meta"`` builds it on the meta device, allocating nothing: the loader
+    compares the file's tensor shapes with it before it builds the real network.
+    """
+    if name != "module_":
+        raise ValueError(f"{type(est).__name__} has no module attribute {name!r}")
+    own_device, dtype = est._compute_setup()
+    if device is not None and torch.device(device).type == "meta":
+        with torch.device("meta"):
+            return est._make_net().to(dtype=dtype)
+    with seeded(0):
+        net = est._make_net()
+    return net.to(device=own_device, dtype=dtype).eval()
+
+
+def check_standardizer(mean, scale, n_features, names=("_x_mean", "_x_scale")):
+    """Check restored standardisation statistics: shape ``(n_features,)``, finite means, positive finite scales."""
+    for name, value, positive in ((names[0], mean, False), (names[1], scale, True)):
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape != (n_features,):
+            raise ValueError(f"{name} must have shape ({n_features},), got {value.shape}")
+        if not np.all(np.isfinite(value)) or (positive and np.any(value <= 0)):
+            raise ValueError(f"{name} must be {'positive and ' if positive else ''}finite")
+
+
 def unwrap(model):
     """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
@@ -142,13 +169,13 @@ class _SequenceEstimator(ProbkitEstimator):
         return res[inv]
 
     # ------------------------------------------------------------------ persistence / tags
-    def _io_build_module(self, name):
-        if name != "module_":
-            raise ValueError(f"{type(self).__name__} has no module attribute {name!r}")
-        device, dtype = self._compute_setup()
-        with seeded(0):
-            net = self._make_net()
-        return net.to(device=device, dtype=dtype).eval()
+    def _io_build_module(self, name, device=None):
+        return build_net_for_loading(self, name, device)
+
+    def _io_check_state(self):
+        """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
+        if hasattr(self, "module_") and not self._tokens:
+            check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

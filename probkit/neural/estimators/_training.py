@@ -75,38 +75,25 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from probkit.utils.random import forked_rng, seed_from
+from probkit.utils.threads import torch_threads
+
 __all__ = ["TensorData", "TrainingHistory", "evaluate_loss", "seeded", "train_module"]
 
 
 # ---------------------------------------------------------------------------- helpers
-def _seed_from(random_state):
-    """An integer seed from ``None``, an int, a ``numpy.random.RandomState`` or a ``torch.Generator``."""
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
-    if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state) & 0x7FFFFFFFFFFF
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**31 - 1))
-    if isinstance(random_state, torch.Generator):
-        return int(torch.randint(0, 2**31 - 1, (1,), generator=random_state).item())
-    raise ValueError(f"random_state must be None, an int, a numpy RandomState/Generator or a torch.Generator, "
-                     f"got {random_state!r}")
-
-
-@contextlib.contextmanager
 def seeded(random_state, device=None):
-    """Run a block with the global torch RNG seeded, restoring the caller's RNG state after.
+    """Run a block with the global generators seeded, restoring the caller's state after.
 
-    Use it to make a module's initialisation reproducible without disturbing the rest
-    of the program.
+    :func:`probkit.utils.random.forked_rng` for one (CUDA) device: it makes a module's
+    initialisation reproducible without disturbing the rest of the program.
 
     Parameters
     ----------
     random_state : None, int, numpy.random.RandomState or torch.Generator
+        Turned into a seed by :func:`probkit.utils.random.seed_from`.
     device : torch.device or str, optional
-        A CUDA device whose RNG is also forked and seeded.
+        A CUDA device whose generator is also forked and seeded.
 
     Examples
     --------
@@ -117,12 +104,7 @@ def seeded(random_state, device=None):
     >>> bool(torch.equal(a, b))
     True
     """
-    seed = _seed_from(random_state)
-    device = torch.device(device) if device is not None else None
-    devices = [device] if device is not None and device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield seed
+    return forked_rng(random_state, devices=() if device is None else (device,))
 
 
 def _to_device(batch, device):
@@ -511,7 +493,7 @@ def train_module(module, loss_fn, data, *, val_data=None, validation_fraction=0.
     dist = _distributed()
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist is not None else (0, 1)
 
-    seed = _seed_from(random_state)
+    seed = seed_from(random_state)
     gen = torch.Generator().manual_seed(seed)
 
     # validation split
@@ -552,12 +534,10 @@ def train_module(module, loss_fn, data, *, val_data=None, validation_fraction=0.
     step = 0
     stop = None
     devices = [device] if device.type == "cuda" else []
-    from probkit.utils.threads import _torch_threads
-
     if num_threads is not None:
         num_threads = _check_positive_int(num_threads, "num_threads")
     try:
-        with torch.random.fork_rng(devices=devices), _torch_threads(num_threads):
+        with torch.random.fork_rng(devices=devices), torch_threads(num_threads):
             torch.manual_seed(seed + 1)
             module.train()
             for epoch in range(max_epochs):

@@ -10,6 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from probkit.neural.heads import CategoricalHead
+from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import _SequenceEstimator, fill_doc
@@ -141,6 +142,7 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
         return self._build_and_train(data, loss_fn)
 
     @limit_torch_threads
+    @keyword_lengths
     def predict_log_proba(self, X, *, lengths=None):
         """Log-probabilities of the classes, shape (N, n_classes)."""
         check_is_fitted(self)
@@ -150,6 +152,7 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
                             lambda o, xb, lb: F.log_softmax(o.double(), dim=-1))
         return out.numpy()
 
+    @keyword_lengths
     def predict_proba(self, X, *, lengths=None):
         """Class probabilities, shape (N, n_classes); columns follow ``classes_``.
 
@@ -164,6 +167,7 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
         """
         return np.exp(self.predict_log_proba(X, lengths=lengths))
 
+    @keyword_lengths
     def predict(self, X, *, lengths=None):
         """Most probable class of each sequence.
 

@@ -62,14 +62,17 @@ from torch.distributions import constraints
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Normal, Poisson
 from probkit.neural.backbones import KINDS
+from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_nonnegative_integers
 
-from ._base import _TRAINING_PARAMS, check_training_options, unwrap
+from ._base import _TRAINING_PARAMS, build_net_for_loading, check_standardizer, check_training_options, unwrap
 from ._data import check_positive_int
 from ._network import build_checked_backbone, reverse_within
-from ._training import _seed_from, seeded, train_module
-from .neural_hmm import _check_fit_y, _is_list_of_arrays
+from probkit.utils.random import seed_from
+
+from ._training import seeded, train_module
+from .neural_hmm import _is_list_of_arrays
 
 __all__ = ["DSSMNet", "DeepStateSpaceModel"]
 
@@ -550,7 +553,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         -------
         self
         """
-        _check_fit_y(X, y, lengths)
+        check_y_slot(self, "fit", X, y)
         self._check_params()
         X, lengths = self._validate(X, lengths, reset=True)
         if X.shape[0] < 2:
@@ -620,9 +623,10 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         """A torch generator seeded from ``random_state`` (None: seed 0, or fresh entropy)."""
         p = next(self.module_.parameters())
         rs = 0 if (random_state is None and none_is_zero) else random_state
-        return torch.Generator(device=p.device).manual_seed(_seed_from(check_random_state(rs)))
+        return torch.Generator(device=p.device).manual_seed(seed_from(check_random_state(rs)))
 
     @limit_torch_threads
+    @keyword_lengths
     def bounds(self, X, *, lengths=None, n_particles=64, random_state=None):
         """ELBO and importance-weighted bound of each sequence, from the same guide paths.
 
@@ -679,6 +683,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         -------
         float
         """
+        check_y_slot(self, "score", X, y)
         if bound not in ("elbo", "iwae"):
             raise ValueError(f"bound must be 'elbo' or 'iwae', got {bound!r}")
         n_particles = (16 if bound == "elbo" else 64) if n_particles is None else n_particles
@@ -686,7 +691,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         return float(b[bound].sum() / b["lengths"].sum())
 
     @limit_torch_threads
-    def transform(self, X, lengths=None, *, n_particles=None, random_state=None):
+    @keyword_lengths
+    def transform(self, X, *, lengths=None, n_particles=None, random_state=None):
         """Posterior means of the latent path under the guide.
 
         Parameters
@@ -852,13 +858,13 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, ProbkitEstimator):
         return mean, self._to_obs_units(np.concatenate(samples, 1))
 
     # ------------------------------------------------------------------ persistence / tags
-    def _io_build_module(self, name):
-        if name != "module_":
-            raise ValueError(f"{type(self).__name__} has no module attribute {name!r}")
-        device, dtype = self._compute_setup()
-        with seeded(0):
-            net = self._make_net()
-        return net.to(device=device, dtype=dtype).eval()
+    def _io_build_module(self, name, device=None):
+        return build_net_for_loading(self, name, device)
+
+    def _io_check_state(self):
+        """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
+        if hasattr(self, "module_"):
+            check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
 
 
 DeepStateSpaceModel.__doc__ = DeepStateSpaceModel.__doc__.replace("%(training_params)s", _TRAINING_PARAMS)

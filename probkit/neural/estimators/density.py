@@ -11,11 +11,12 @@ from sklearn.base import DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from probkit.neural.heads import make_head
+from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import _SequenceEstimator, fill_doc, unwrap
 from ._data import SequenceData, check_positive_int, check_sequences, windows
-from ._training import _seed_from
+from probkit.utils.random import seed_from
 
 __all__ = ["SequenceDensity"]
 
@@ -155,6 +156,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         -------
         self
         """
+        check_y_slot(self, "fit", X, y)
         self._check_params()
         check_positive_int(self.window, "window")
         check_positive_int(self.n_components, "n_components")
@@ -190,6 +192,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
 
         return self._outputs(self._to_tensor(padded, p.device, p.dtype), lens, per_step).numpy(), lens
 
+    @keyword_lengths
     def score_samples(self, X, *, lengths=None):
         """Log-likelihood ``log p(x_{1:T})`` of each sequence, in nats.
 
@@ -222,6 +225,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         -------
         float
         """
+        check_y_slot(self, "score", X, y)
         lp, lens = self._step_log_probs(X, lengths)
         return float(lp.sum() / lens.sum())
 
@@ -259,7 +263,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         n_steps = check_positive_int(n_steps, "n_steps")
         net = self.module_
         p = next(net.parameters())
-        gen = torch.Generator(device=p.device).manual_seed(_seed_from(random_state))
+        gen = torch.Generator(device=p.device).manual_seed(seed_from(random_state))
         out_steps = []
         net.eval()
         with torch.no_grad():

@@ -48,13 +48,16 @@ from probkit.base import ProbkitEstimator
 from probkit.inference import forward_backward_padded, forward_filter_padded, hmm_log_likelihood, viterbi_padded
 from probkit.neural.backbones import KINDS
 from probkit.neural.emissions import EMISSIONS, make_emission
+from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_lengths, check_nonnegative_integers
 
-from ._base import _TRAINING_PARAMS, check_training_options, unwrap
+from ._base import _TRAINING_PARAMS, build_net_for_loading, check_standardizer, check_training_options, unwrap
 from ._data import check_positive_int
 from ._network import build_checked_backbone
-from ._training import _seed_from, seeded, train_module
+from probkit.utils.random import seed_from
+
+from ._training import seeded, train_module
 
 __all__ = ["NeuralHMM", "NeuralHMMNet"]
 
@@ -154,19 +157,6 @@ class _HMMData:
         lengths = self.lengths[index]
         n = int(lengths.max())
         return {"x_in": self.x_in[index, :n], "x_obs": self.x_obs[index, :n], "lengths": lengths}
-
-
-def _check_fit_y(X, y, lengths):
-    """``fit(X, y)`` with sequence lengths in the ``y`` slot is a mistake worth naming."""
-    if y is None or lengths is not None:
-        return
-    try:
-        n_y, n = len(y), (X.shape[0] if hasattr(X, "shape") else len(X))
-    except TypeError:
-        return
-    if n_y != n:
-        raise TypeError("fit(X, y) got a second argument that is not one value per row of X; pass sequence "
-                        "lengths as fit(X, lengths=lengths)")
 
 
 def _is_list_of_arrays(X):
@@ -484,7 +474,7 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         -------
         self
         """
-        _check_fit_y(X, y, lengths)
+        check_y_slot(self, "fit", X, y)
         self._check_params()
         X, lengths = self._validate(X, lengths, reset=True)
         if X.shape[0] < max(2, self.n_components):
@@ -589,8 +579,10 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         -------
         float
         """
+        check_y_slot(self, "score", X, y)
         return self._total_log_likelihood(X, lengths)[0]
 
+    @keyword_lengths
     def score_per_step(self, X, *, lengths=None):
         """Mean log-likelihood per time step: :meth:`score` divided by ``n_samples``.
 
@@ -610,7 +602,8 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         return total / n_steps
 
     @limit_torch_threads
-    def score_samples(self, X, lengths=None):
+    @keyword_lengths
+    def score_samples(self, X, *, lengths=None):
         """One-step predictive log-likelihood of each row, ``log p(x_t | x_1, ..., x_{t-1})``.
 
         The rows of a sequence sum to its log-likelihood.
@@ -643,7 +636,8 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         return self._concat(parts) + self._log_jacobian()
 
     @limit_torch_threads
-    def predict_proba(self, X, lengths=None):
+    @keyword_lengths
+    def predict_proba(self, X, *, lengths=None):
         """Posterior probability of each state at each step, ``p(z_t = k | x_{1:T})``.
 
         Parameters
@@ -663,7 +657,8 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         return self._concat(parts)
 
     @limit_torch_threads
-    def decode(self, X, lengths=None, algorithm=None):
+    @keyword_lengths
+    def decode(self, X, *, lengths=None, algorithm=None):
         """Most likely state sequence.
 
         Parameters
@@ -698,7 +693,8 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         with np.errstate(divide="ignore"):
             return float(np.log(best).sum()), post.argmax(1).astype(np.int64)
 
-    def predict(self, X, lengths=None):
+    @keyword_lengths
+    def predict(self, X, *, lengths=None):
         """Most likely state of each step, decoded with ``algorithm``.
 
         Parameters
@@ -710,7 +706,7 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.decode(X, lengths)[1]
+        return self.decode(X, lengths=lengths)[1]
 
     # ------------------------------------------------------------------ sampling
     @limit_torch_threads
@@ -741,7 +737,7 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         b = check_positive_int(n_sequences, "n_sequences")
         net = self.module_
         p = next(net.parameters())
-        seed = _seed_from(check_random_state(self.random_state if random_state is None else random_state))
+        seed = seed_from(check_random_state(self.random_state if random_state is None else random_state))
         gen = torch.Generator(device=p.device).manual_seed(seed)
         family = self._family
         xs, zs = [], []
@@ -780,13 +776,23 @@ class NeuralHMM(DensityMixin, ProbkitEstimator):
         return X, Z
 
     # ------------------------------------------------------------------ persistence / tags
-    def _io_build_module(self, name):
-        if name != "module_":
-            raise ValueError(f"{type(self).__name__} has no module attribute {name!r}")
-        device, dtype = self._compute_setup()
-        with seeded(0):
-            net = self._make_net()
-        return net.to(device=device, dtype=dtype).eval()
+    def _io_build_module(self, name, device=None):
+        return build_net_for_loading(self, name, device)
+
+    def _io_check_state(self):
+        """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
+        from probkit.utils.validation import check_stochastic
+
+        if not hasattr(self, "module_"):
+            return
+        if self._family != "categorical":
+            check_standardizer(self._x_mean, self._x_scale, self._n_outputs())
+        k = self.n_components
+        for name, shape in (("startprob_", (k,)), ("transmat_", (k, k))):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+            check_stochastic(value, name, atol=1e-6)
 
 
 NeuralHMM.__doc__ = NeuralHMM.__doc__.replace("%(training_params)s", _TRAINING_PARAMS)

@@ -8,9 +8,10 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from probkit.neural.heads import GaussianHead
+from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import _SequenceEstimator, fill_doc, unwrap
+from ._base import _SequenceEstimator, check_standardizer, fill_doc, unwrap
 from ._data import SequenceData
 
 __all__ = ["SequenceRegressor"]
@@ -159,6 +160,7 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
         k = self.n_outputs_
         return out[:, :k].numpy(), out[:, k:].numpy()
 
+    @keyword_lengths
     def predict(self, X, *, lengths=None, return_std=False):
         """Predicted targets (means of the Gaussian head).
 
@@ -200,6 +202,11 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
         from sklearn.metrics import r2_score
 
         return float(r2_score(y, self.predict(X, lengths=lengths), sample_weight=sample_weight))
+
+    def _io_check_state(self):
+        super()._io_check_state()
+        if hasattr(self, "module_"):
+            check_standardizer(self._y_mean, self._y_scale, self.n_outputs_, ("_y_mean", "_y_scale"))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -11,11 +11,10 @@ Two implementations of one small protocol (``log_prob``, ``summarize``, ``refit`
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from probkit.distributions.base import ExponentialFamily, SufficientStats
+from probkit.utils._warnings import warn_user
 
 __all__ = ["BatchedComponents", "CollapsedComponentWarning", "ComponentList", "EmptyComponentWarning"]
 
@@ -48,12 +47,12 @@ def _member(dist, index):
     return type(dist)(**params, **opts)
 
 
-def _map_dist(dist, fn):
+def map_dist(dist, fn):
     """A distribution of the same family with ``fn`` applied to every parameter tensor."""
     from probkit.distributions.independent import Independent
 
     if isinstance(dist, Independent):
-        return Independent([_map_dist(c, fn) for c in dist.components])
+        return Independent([map_dist(c, fn) for c in dist.components])
     return dist._new(**{k: fn(v) for k, v in dist.torch_params().items()})
 
 
@@ -74,6 +73,20 @@ def _keep_members(fitted, previous, empty, k):
         else:
             params[name] = new_value
     return fitted._new(**params)
+
+
+def _pooled_for_empty(stats, empty):
+    """``stats`` with the members flagged in ``empty`` given the statistics of all members pooled."""
+    shared = set(stats.meta.get("shared_fields", ()))
+    safe = {}
+    for name, value in stats.fields.items():
+        if name in shared:
+            safe[name] = value
+            continue
+        total = value.sum(0, keepdim=True).expand_as(value)
+        mask = empty.reshape(empty.shape + (1,) * (value.ndim - empty.ndim))
+        safe[name] = torch.where(mask, total, value)
+    return SufficientStats(stats.family, safe, stats.meta)
 
 
 class BatchedComponents:
@@ -107,9 +120,23 @@ class BatchedComponents:
 
     @classmethod
     def from_responsibilities(cls, template, x, resp):
-        """Fit K components of ``template``'s family to ``x`` weighted by ``resp`` (n, K)."""
+        """Fit K components of ``template``'s family to ``x`` weighted by ``resp`` (n, K).
+
+        A component with no weight (fewer distinct points than components, as with
+        duplicated rows) starts as the fit to all the data, with an
+        :class:`EmptyComponentWarning`; its mixture weight is then zero.
+        """
         stats = template._summarize(x, resp)
-        return cls(template.from_stats(stats))
+        count = stats["count"]
+        empty = _empty_mask(count, count.sum())
+        if not bool(empty.any()):
+            return cls(template.from_stats(stats))
+        if bool(empty.all()):
+            raise ValueError("every component received zero weight: the data have no mass")
+        idx = torch.nonzero(empty.reshape(count.shape[0], -1).any(1)).flatten().tolist()
+        warn_user(f"component(s) {idx} received no data at initialisation (the data may hold fewer distinct "
+                  "points than components); they start as a fit to all the data", EmptyComponentWarning)
+        return cls(template.from_stats(_pooled_for_empty(stats, empty)))
 
     def log_prob(self, x):
         """Log-likelihood of each row under each component: (n, K) tensor."""
@@ -136,26 +163,16 @@ class BatchedComponents:
             return BatchedComponents(self.dist.from_stats(stats))
         if bool(empty.all()):
             raise ValueError("every component received zero weight: the data have no mass")
-        shared = set(stats.meta.get("shared_fields", ()))
-        safe = {}
-        for name, value in stats.fields.items():
-            if name in shared:
-                safe[name] = value
-                continue
-            # Any valid placeholder works here: the fitted values of empty components are
-            # replaced by their previous parameters below.
-            total = value.sum(0, keepdim=True).expand_as(value)
-            mask = empty.reshape(empty.shape + (1,) * (value.ndim - empty.ndim))
-            safe[name] = torch.where(mask, total, value)
-        fitted = self.dist.from_stats(SufficientStats(stats.family, safe, stats.meta))
+        # Any valid placeholder works here: the fitted values of empty components are
+        # replaced by their previous parameters below.
+        fitted = self.dist.from_stats(_pooled_for_empty(stats, empty))
         kept = _keep_members(fitted, self.dist, empty, k)
         if warn:
             idx = torch.nonzero(empty.reshape(k, -1).any(1)).flatten().tolist()
-            warnings.warn(
+            warn_user(
                 f"component(s) {idx} received no weight in this E-step and kept their previous "
                 "parameters; consider fewer components or another initialisation",
-                EmptyComponentWarning,
-                stacklevel=3,
+                EmptyComponentWarning
             )
         return BatchedComponents(kept)
 
@@ -171,7 +188,7 @@ class BatchedComponents:
         return self.dist._n_free_parameters_total()
 
     def to(self, device=None, dtype=None):
-        return BatchedComponents(_map_dist(self.dist, lambda v: v.to(device=device, dtype=dtype)))
+        return BatchedComponents(map_dist(self.dist, lambda v: v.to(device=device, dtype=dtype)))
 
 
 class ComponentList:
@@ -202,17 +219,59 @@ class ComponentList:
 
     @classmethod
     def from_responsibilities(cls, templates, x, resp):
-        return cls([t.from_stats(t._summarize(x, resp[:, k])) for k, t in enumerate(templates)])
+        total = resp.sum()
+        fitted, empty = [], []
+        for k, t in enumerate(templates):
+            # A component starts from the samples inside its support only.
+            mask = t._support_mask(x)
+            if mask is not None and not bool(mask.any()):
+                raise ValueError(f"no sample lies in the support of component {k} "
+                                 f"({type(t).__name__}: {t.support_description})")
+            weight = resp[:, k]
+            if float(weight.sum()) <= 1e-12 * float(total):
+                empty.append(k)
+                weight = resp.sum(1)  # starts as the fit to all the data, with zero mixture weight
+            if mask is not None:
+                weight = weight * mask.to(resp.dtype)
+            fitted.append(t.from_stats(t._masked_summarize(x, weight)))
+        if empty:
+            warn_user(f"component(s) {empty} received no data at initialisation (the data may hold fewer distinct "
+                      "points than components); they start as a fit to all the data", EmptyComponentWarning)
+        return cls(fitted)
 
     def log_prob(self, x):
-        return torch.stack([d._log_prob(x) for d in self.dists], dim=1)
+        # Samples outside a component's (continuous) support have zero density under it.
+        return torch.stack([d._masked_log_prob_pairs(x) for d in self.dists], dim=1)
 
     def summarize(self, x, resp):
-        return [d._summarize(x, resp[:, k]) for k, d in enumerate(self.dists)]
+        return [d._masked_summarize(x, resp[:, k]) for k, d in enumerate(self.dists)]
+
+    @staticmethod
+    def check_support(dists, x, name="X"):
+        """Raise ``ValueError`` unless every sample lies in the support of at least one component.
+
+        Families with a strict support (see ``ExponentialFamily._support_mask``) must accept
+        every sample; a sample outside a restricted continuous support is left to the others.
+        """
+        covered = None
+        strict = False
+        for d in dists:
+            mask = d._support_mask(x)
+            if mask is None:
+                # Its support must hold every sample, so it covers them all.
+                d._validate_support(x, name)
+                strict = True
+            else:
+                covered = mask if covered is None else covered | mask
+        if not strict and not bool(covered.all()):
+            row = int(torch.nonzero(~covered)[0])
+            supports = ", ".join(f"{type(d).__name__} ({d.support_description})" for d in dists)
+            raise ValueError(
+                f"{name} has {int((~covered).sum())} sample(s) outside the support of every component "
+                f"(first: row {row}); the components are {supports}")
 
     def validate(self, x, name="X"):
-        for d in self.dists:
-            d._validate_support(x, name)
+        self.check_support(self.dists, x, name)
 
     def refit(self, stats, warn=True):
         total = sum(float(s["count"]) for s in stats)
@@ -226,10 +285,9 @@ class ComponentList:
         if len(empty) == len(self.dists):
             raise ValueError("every component received zero weight: the data have no mass")
         if empty and warn:
-            warnings.warn(
+            warn_user(
                 f"component(s) {empty} received no weight in this E-step and kept their previous parameters",
-                EmptyComponentWarning,
-                stacklevel=3,
+                EmptyComponentWarning
             )
         return ComponentList(new)
 
@@ -305,7 +363,13 @@ class FeatureProductComponents(BatchedComponents):
         n = x.shape[0]
         mask = torch.ones_like(x) if observed is None else observed.to(x.dtype)
         fields = {"count": resp.T @ mask}
-        for name, t in dist._sufficient_statistics(x).items():
+        if getattr(dist, "latent_statistics", False) and dist.is_fitted:
+            # Expected complete-data statistics (Student t): one value per row, component and feature.
+            for name, t in dist._sufficient_statistics(x.unsqueeze(1)).items():
+                masked = t * mask.reshape(n, 1, d, *([1] * (t.ndim - 3)))
+                fields[name] = torch.einsum("nk,nk...->k...", resp, masked)
+            return SufficientStats(type(dist).__name__, fields, dist._stats_meta())
+        for name, t in dist._statistics_for_sums(x).items():
             extra = t.shape[2:]
             masked = t * mask.reshape(n, d, *([1] * len(extra)))
             fields[name] = (resp.T @ masked.reshape(n, -1)).reshape(k, d, *extra)
