@@ -1,23 +1,32 @@
-"""Static Hopper (sm_90a) analysis of every shipped Triton kernel configuration; no GPU needed.
+"""Static Hopper (sm_90a) analysis of the Triton kernels, with a roofline projection; no GPU.
 
-    PYTHONPATH=. python benchmarks/sass_report.py [--out benchmarks/results_sass.md]
+    PYTHONPATH=. python benchmarks/sass_report.py [--all] [--all-configs] [--only TEXT]
 
-Each kernel is launched through its own host wrapper with ``meta``-device tensors of the
-benchmark shapes (nothing is allocated or run): the wrapper's arguments are captured, given
-the specialisation Triton's JIT would give them (16-byte alignment, divisibility by 16,
-unit values), and compiled offline for ``GPUTarget("cuda", 90, 32)`` once per configuration
-of the kernel's autotuner.  ``ptxas`` (the one bundled with Triton) reports registers and
-spills; ``nvdisasm`` gives the SASS, in which the hottest loop (the backward branch with the
-largest body) is located.  Its instructions are counted per element processed by one thread
-in one iteration, where an element is one ``(batch, channel, step, state)`` update for the
-selective scan, one ``(batch, channel, step)`` step for RWKV-4 and one
-``(batch, head, step, k, v)`` state entry for RWKV-6.  Columns: all instructions, warp
-shuffles (SHFL), shared-memory instructions (LDS/STS/LDSM/STSM/atomics on shared), barriers
-(BAR), MUFU (exp2/log2/rcp), global memory instructions, local-memory (spill) traffic.
+Kernels: the selective scan (forward, forward with checkpoints, backward), RWKV-4 and
+RWKV-6 (forward, forward with saved states, backward) and the SSD of Mamba-2 (three forward
+and four or five backward launches).  Each host wrapper is called with ``meta``-device
+tensors of the benchmark shapes (``benchmarks/_kernel_model.py``: nothing is allocated or
+run) and its launches are captured, given the specialisation Triton's JIT would give the
+arguments (16-byte alignment, divisibility by 16, unit values), and compiled offline for
+``GPUTarget("cuda", 90, 32)``.  ``ptxas -v`` (the one bundled with Triton) reports registers
+and spills; ``nvdisasm`` gives the SASS.  In a kernel with a loop the hottest loop (the
+backward branch spanning the most code) is counted once per iteration, nested loops times
+their trip counts; a straight-line kernel (the SSD chunk kernels) is counted whole.  Counts
+are per element (the ``unit`` column) processed by one thread: all instructions, warp
+shuffles (SHFL), shared-memory instructions (LDS/STS/LDSM/STSM/shared atomics), barriers
+(BAR), MUFU (exp2/log2/rcp), global memory instructions; "spill B" is ptxas's spill bytes.
 
-The loop body is counted once per iteration; branches inside it (predicated stores of the
-last partial tile are outside it) count as executed.  Static counts say nothing about
-memory stalls: timings come from ``benchmarks/gpu_ops.py`` on a device.
+Roofline projection of each launch on an H200 (132 SMs at 1.98 GHz, 4.8 TB/s):
+``max(memory, issue, MUFU)`` with memory = bytes / 4.8 TB/s (the compulsory-traffic count of
+``_kernel_model``), issue = instructions x elements / (132 x 4 x 32 per clock), MUFU = MUFU
+instructions x elements / (132 x 16 per clock).  Latency, occupancy and memory stalls are
+not modelled: the projection is what the instruction stream and the traffic allow at best,
+and ``benchmarks/gpu_ops.py`` measures on a device how close the kernels get.
+
+By default one launch configuration per kernel (``REPORT_CONFIG``; the autotuner picks
+among ``--all-configs`` on the device) and the variants without ``z`` (``--all``: with
+``z``, and the SSD in bf16, too).  Writes ``benchmarks/results_sass.md`` and
+``benchmarks/results_sass.json`` (read by ``gpu_ops.py`` for its projected column).
 """
 
 from __future__ import annotations
@@ -39,42 +48,23 @@ import triton  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 from triton.backends.compiler import BaseBackend, GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+import _kernel_model as M  # noqa: E402
+
 TARGET = GPUTarget("cuda", 90, 32)
+# the launch configuration reported per autotuned kernel (log2 warps, stages)
+REPORT_CONFIG = {"scan fwd": dict(LOGW=1, num_stages=1), "scan bwd": dict(LOGW=1, num_stages=1)}
 TARGETS = {  # per-element budgets from the design notes (None: no target)
     "scan fwd": dict(instr=15, comm=1.0),
     "scan bwd": dict(instr=45, comm=None),
 }
 
 
-# --------------------------------------------------------------------------- capture
-
-
-class _Recorder:
-    """Stands in for a launcher: ``rec[grid](*args, **meta)`` stores the call."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __getitem__(self, grid):
-        return lambda *args, **meta: self.calls.append((args, meta))
-
-
-def capture(module, names, host_call):
-    """Run ``host_call()`` with the launchers ``module.<names>`` replaced by recorders."""
-    saved = {n: getattr(module, n) for n in names}
-    recs = {n: _Recorder() for n in names}
-    try:
-        for n in names:
-            setattr(module, n, recs[n])
-        host_call()
-    finally:
-        for n, v in saved.items():
-            setattr(module, n, v)
-    return {n: r.calls for n, r in recs.items()}
+# --------------------------------------------------------------------------- compile
 
 
 def _specialise(arg, specialize, align):
@@ -227,120 +217,86 @@ def loop_counts(text, inner_trips=(1,)):
     return total, kinds, ops
 
 
+
+
+def whole_counts(text):
+    """Instruction counts of a straight-line kernel, every instruction once."""
+    ins, _ = parse_sass(text)
+    kinds, ops = collections.Counter(), collections.Counter()
+    for addr, op, mods, args in ins:
+        if op == "NOP":  # alignment padding
+            continue
+        ops[op] += 1
+        k = _kind(op, mods)
+        if k:
+            kinds[k] += 1
+    return sum(ops.values()), kinds, ops
+
+
 # --------------------------------------------------------------------------- cases
 
 
-def _meta(shape, dtype):
-    return torch.empty(shape, dtype=dtype, device="meta")
-
-
-def scan_cases():
-    from probkit.neural.ops import _scan_triton as S
-
-    b, d, L, N = 8, 2048, 4096, 16
+def launches(everything):
+    """(pass name, [Launch]) pairs; a pass is what one call of the op runs."""
     out = []
     for dtype in (torch.float32, torch.bfloat16):
-        dn = "fp32" if dtype == torch.float32 else "bf16"
-        u, delta, z = (_meta((b, d, L), dtype) for _ in range(3))
-        A = _meta((d, N), torch.float32)
-        B, C = _meta((b, N, L), dtype), _meta((b, N, L), dtype)
-        D, bias = _meta((d,), torch.float32), _meta((d,), torch.float32)
-        for with_z, ckpt in ((False, False), (False, True), (True, True)):
-            zz = z if with_z else None
-            calls = capture(S, ["_fwd"], lambda: S.scan_fwd(
-                u, delta, A, B, C, D, zz, bias, True, None, None, save_for_backward=ckpt))
-            args, meta = calls["_fwd"][0]
-            what = ("z" if with_z else "no z") + (", checkpoints" if ckpt else ", inference")
-            out.append(("scan fwd", f"{dn}, {what}", S._scan_fwd_kernel, S._fwd.configs, args,
-                        meta, lambda m, c: m["TT"] * m["N"], (1,)))
-            if ckpt:
-                CK = meta["CK"]
-                ck = _meta((b, triton.cdiv(L, CK), d, N), torch.float32)
-                calls = capture(S, ["_bwd"], lambda: S.scan_bwd(
-                    u, None, u, delta, A, B, C, D, zz, bias, True, ck, CK, need_h0_grad=False))
-                args, meta = calls["_bwd"][0]
-                out.append(("scan bwd", f"{dn}, {'z' if with_z else 'no z'}", S._scan_bwd_kernel,
-                            S._bwd.configs, args, meta, lambda m, c: m["TT"] * m["N"],
-                            (triton.cdiv(N, 2),)))
+        for with_z in ((False, True) if everything else (False,)):
+            p = M.scan_launches(dtype, with_z)
+            out.append((f"scan fwd {M.pass_variant(dtype, with_z)}", p["fwd"]))
+            out.append((f"scan fwd+bwd {M.pass_variant(dtype, with_z)}",
+                        p["fwd train"] + p["bwd"]))
+    for fn in (M.wkv4_launches, M.wkv6_launches):
+        p = fn()
+        name = p["fwd"][0].op.split()[0]
+        out.append((f"{name} fwd {M.pass_variant(torch.float32, False)}", p["fwd"]))
+        out.append((f"{name} fwd+bwd {M.pass_variant(torch.float32, False)}",
+                    p["fwd train"] + p["bwd"]))
+    for dtype in ((torch.float32, torch.bfloat16) if everything else (torch.float32,)):
+        p = M.ssd_launches(dtype, with_z=True)
+        out.append((f"ssd fwd {M.pass_variant(dtype, True)}", p["fwd"]))
+        out.append((f"ssd fwd+bwd {M.pass_variant(dtype, True)}", p["fwd"] + p["bwd"]))
     return out
 
 
-def wkv_cases():
-    from probkit.neural.ops import _wkv_triton as W
-
-    out = []
-    plain = triton.Config({}, num_warps=4, num_stages=3)  # Triton's launch defaults
-
-    def threads(c):
-        return 32 * c.num_warps
-
-    # RWKV-4: one (batch, step, channel) per thread and step
-    b, L, C = 8, 4096, 2048
-    w, u = _meta((C,), torch.float32), _meta((C,), torch.float32)
-    k, v = _meta((b, L, C), torch.float32), _meta((b, L, C), torch.float32)
-    for hist in (False, True):
-        calls = capture(W, ["_wkv4_fwd_kernel"], lambda: W.wkv4_fwd(w, u, k, v, None, hist))
-        args, meta = calls["_wkv4_fwd_kernel"][0]
-        out.append(("wkv4 fwd", "fp32, state history" if hist else "fp32, inference",
-                    W._wkv4_fwd_kernel, [plain], args, meta,
-                    lambda m, c: m["BLOCK_C"] / threads(c), (1,)))
-    hist = _meta((b, L, 3, C), torch.float32)
-    calls = capture(W, ["_wkv4_bwd_kernel"], lambda: W.wkv4_bwd(w, u, k, v, k, hist, k, None))
-    args, meta = calls["_wkv4_bwd_kernel"][0]
-    out.append(("wkv4 bwd", "fp32", W._wkv4_bwd_kernel, [plain], args, meta,
-                lambda m, c: m["BLOCK_C"] / threads(c), (1,)))
-    # RWKV-6: one (batch, head, step, k, v) state entry per thread and step
-    b, H, L, K = 8, 32, 4096, 64
-    r, kk, vv, ww = (_meta((b, H, L, K), torch.float32) for _ in range(4))
-    uu = _meta((H, K), torch.float32)
-    for ck in (False, True):
-        calls = capture(W, ["_wkv6_fwd_kernel"],
-                        lambda: W.wkv6_fwd(r, kk, vv, ww, uu, None, save_chunks=ck))
-        args, meta = calls["_wkv6_fwd_kernel"][0]
-        out.append(("wkv6 fwd", "fp32, chunk states" if ck else "fp32, inference",
-                    W._wkv6_fwd_kernel, [plain], args, meta,
-                    lambda m, c: m["KP"] * m["BLOCK_V"] / threads(c), (1,)))
-    sub, nsub = W._wkv6_chunks(L)
-    ckm = _meta((b, H, triton.cdiv(L, sub * nsub), K, K), torch.float32)
-    calls = capture(W, ["_wkv6_bwd_kernel"],
-                    lambda: W.wkv6_bwd(r, kk, vv, ww, uu, ckm, vv, None))
-    args, meta = calls["_wkv6_bwd_kernel"][0]
-    # per chunk: NSUB sub-chunks, each re-stepping on average (NSUB - 1) / 2 sub-chunks
-    out.append(("wkv6 bwd", "fp32", W._wkv6_bwd_kernel, [plain], args, meta,
-                lambda m, c: m["SUB"] * m["NSUB"] * m["KP"] * m["BLOCK_V"] / threads(c),
-                (nsub, (nsub - 1) / 2 * sub)))
-    return out
-
-
-def all_cases():
-    return scan_cases() + wkv_cases()
+def configs_of(ln, all_configs):
+    if all_configs or ln.op not in REPORT_CONFIG:
+        return ln.configs
+    want = REPORT_CONFIG[ln.op]
+    return [c for c in ln.configs if c.kwargs.get("LOGW") == want["LOGW"]
+            and c.num_stages == want["num_stages"]] or ln.configs[:1]
 
 
 # --------------------------------------------------------------------------- report
 
 
-def analyse(case):
-    op, variant, kernel, configs, args, meta, per_thread, inner_trips = case
-    rows = []
-    for cfg in configs:
-        t0 = time.time()
-        k = compile_call(kernel, args, meta, cfg)
-        regs, spill_st, spill_ld = ptxas_resources(k)
-        n, kinds, ops = loop_counts(disassemble(k), inner_trips)
-        m = dict(meta)
-        m.update(cfg.kwargs)
-        el = per_thread(m, cfg)
-        rows.append(dict(
-            op=op, variant=variant, config=", ".join(f"{k}={v}" for k, v in cfg.kwargs.items())
-            + f", warps={cfg.num_warps}, stages={cfg.num_stages}", regs=regs,
-            spill=spill_st + spill_ld, elements=el, instr=n / el,
-            shfl=kinds["shfl"] / el, smem=kinds["smem"] / el, bar=kinds["bar"] / el,
-            mufu=kinds["mufu"] / el, gmem=kinds["gmem"] / el, local=kinds["local"] / el,
-            top=", ".join(f"{o} {c / el:.2f}" for o, c in ops.most_common(6)),
-            compile_s=time.time() - t0))
-        print(f"  {op} / {variant} / {rows[-1]['config']}: {time.time() - t0:.0f} s",
-              file=sys.stderr)
-    return rows
+def analyse(ln, cfg):
+    t0 = time.time()
+    k = compile_call(ln.kernel, ln.args, ln.meta, cfg)
+    regs, spill_st, spill_ld = ptxas_resources(k)
+    sass = disassemble(k)
+    n, kinds, ops = whole_counts(sass) if ln.straight else loop_counts(sass, ln.inner_trips)
+    m = dict(ln.meta)
+    m.update(cfg.kwargs)
+    el = ln.per_thread(m, cfg)
+    row = dict(
+        op=ln.op, variant=ln.variant, config=", ".join(f"{a}={b}" for a, b in cfg.kwargs.items())
+        + (", " if cfg.kwargs else "") + f"warps={cfg.num_warps}, stages={cfg.num_stages}",
+        regs=regs, spill=spill_st + spill_ld, unit=ln.unit, per_thread=el, instr=n / el,
+        shfl=kinds["shfl"] / el, smem=kinds["smem"] / el, bar=kinds["bar"] / el,
+        mufu=kinds["mufu"] / el, gmem=kinds["gmem"] / el, local=kinds["local"] / el,
+        top=", ".join(f"{o} {c / el:.2f}" for o, c in ops.most_common(6)),
+        elements=ln.elements, bytes=ln.bytes, bytes_per_el=ln.bytes / ln.elements)
+    clk = M.H200_CLOCK * M.H200_SMS
+    row["mem_us"] = M.memory_bound_s(ln.bytes) * 1e6
+    row["issue_us"] = row["instr"] * ln.elements / (clk * M.ISSUE_PER_CLK_SM) * 1e6
+    row["mufu_us"] = row["mufu"] * ln.elements / (clk * M.EXP_PER_CLK_SM) * 1e6
+    row["proj_us"] = max(row["mem_us"], row["issue_us"], row["mufu_us"])
+    row["bound"] = max(("memory", row["mem_us"]), ("issue", row["issue_us"]),
+                       ("MUFU", row["mufu_us"]), key=lambda x: x[1])[0]
+    row["compile_s"] = time.time() - t0
+    print(f"  {ln.op} / {ln.variant} / {row['config']}: {row['compile_s']:.0f} s",
+          file=sys.stderr, flush=True)
+    return row
 
 
 def verdict(r):
@@ -353,15 +309,37 @@ def verdict(r):
     return "yes" if ok else "**no**"
 
 
-def table(rows):
-    head = ("| op | variant | config | regs | spill B | elem/thread/iter | instr/elem | SHFL | "
-            "shared | BAR | MUFU | global | target met | top opcodes per element |")
-    lines = [head, "|" + "---|" * 14]
+def kernel_table(rows):
+    lines = ["| op | variant | config | regs | spill B | unit | per thread/iter | instr | SHFL "
+             "| shared | BAR | MUFU | global | target met | top opcodes per element |",
+             "|" + "---|" * 15]
     for r in rows:
         lines.append(
             f"| {r['op']} | {r['variant']} | {r['config']} | {r['regs']} | {r['spill']} | "
-            f"{r['elements']:g} | {r['instr']:.2f} | {r['shfl']:.2f} | {r['smem']:.2f} | "
-            f"{r['bar']:.3f} | {r['mufu']:.2f} | {r['gmem']:.2f} | {verdict(r)} | {r['top']} |")
+            f"{r['unit']} | {r['per_thread']:g} | {r['instr']:.2f} | {r['shfl']:.2f} | "
+            f"{r['smem']:.2f} | {r['bar']:.3f} | {r['mufu']:.2f} | {r['gmem']:.2f} | "
+            f"{verdict(r)} | {r['top']} |")
+    return "\n".join(lines)
+
+
+def roofline_table(rows):
+    lines = ["| op | variant | config | bytes/element | MB moved | memory µs | issue µs | "
+             "MUFU µs | projected µs | bound by |", "|" + "---|" * 10]
+    for r in rows:
+        lines.append(
+            f"| {r['op']} | {r['variant']} | {r['config']} | {r['bytes_per_el']:.3f} | "
+            f"{r['bytes'] / 1e6:.0f} | {r['mem_us']:.0f} | {r['issue_us']:.0f} | "
+            f"{r['mufu_us']:.0f} | {r['proj_us']:.0f} | {r['bound']} |")
+    return "\n".join(lines)
+
+
+def pass_table(passes):
+    lines = ["| pass | launches | MB moved | memory bound µs (4.8 TB/s) | projected µs | "
+             "projected / memory bound |", "|---|---|---|---|---|---|"]
+    for name, p in passes.items():
+        lines.append(f"| {name} | {p['launches']} | {p['bytes'] / 1e6:.0f} | "
+                     f"{p['mem_us']:.0f} | {p['proj_us']:.0f} | "
+                     f"{p['proj_us'] / p['mem_us']:.2f} |")
     return "\n".join(lines)
 
 
@@ -372,27 +350,43 @@ def main():
     ap.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results_sass.json"),
                     help="JSON file of the rows ('-' for none); gpu_ops.py reads it for its "
                          "projections")
-    ap.add_argument("--only", default=None, help="substring of 'op variant' to keep")
+    ap.add_argument("--only", default=None, help="substring of the pass name to keep")
+    ap.add_argument("--all", action="store_true", help="every variant (z, bf16 SSD) too")
+    ap.add_argument("--all-configs", action="store_true",
+                    help="every configuration of the autotuned kernels")
     args = ap.parse_args()
-    rows = []
-    for case in all_cases():
-        if args.only and args.only not in f"{case[0]} {case[1]}":
+    rows, passes, done = [], {}, {}
+    for name, lns in launches(args.all):
+        if args.only and args.only not in name:
             continue
-        rows += analyse(case)
-        print(f"compiled {case[0]} / {case[1]}", file=sys.stderr)
+        best = []
+        for ln in lns:
+            key = (ln.op, ln.variant)
+            if key not in done:  # a launch shared by two passes is compiled once
+                done[key] = [analyse(ln, c) for c in configs_of(ln, args.all_configs)]
+                rows += done[key]
+            best.append(min(done[key], key=lambda r: r["proj_us"]))
+        passes[name] = dict(launches=len(lns), bytes=sum(b["bytes"] for b in best),
+                            mem_us=sum(b["mem_us"] for b in best),
+                            proj_us=sum(b["proj_us"] for b in best))
     ptxas = subprocess.run([_tool("ptxas"), "--version"], capture_output=True,
                            text=True).stdout.strip().splitlines()[-1]
-    header = (f"Triton {triton.__version__}, target sm_90a, {ptxas}; shapes: selective scan "
-              "B=8, L=4096, dim=2048, N=16; RWKV-4 B=8, L=4096, C=2048; RWKV-6 B=8, H=32, "
-              "L=4096, K=V=64.")
-    text = table(rows)
+    header = (f"Triton {triton.__version__}, target sm_90a, {ptxas}.  Shapes: selective scan "
+              "B=8, L=4096, dim=2048, N=16 (D, delta_bias, softplus); RWKV-4 B=8, L=4096, "
+              "C=2048; RWKV-6 B=8, H=32, L=4096, K=V=64; SSD B=8, L=4096, 32 heads x "
+              "headdim 64, N=64, one group (D, z, dt_bias, softplus).")
+    text = ("### Per kernel: registers, spills, instructions per element\n\n"
+            + kernel_table(rows) + "\n\n### Per kernel: traffic and roofline (H200)\n\n"
+            + roofline_table(rows) + "\n\n### Per pass: projected time at the roofline\n\n"
+            + pass_table(passes))
     print(header)
     print(text)
     if args.json != "-":
         import json
 
         with open(args.json, "w") as f:
-            json.dump(dict(triton=triton.__version__, ptxas=ptxas, rows=rows), f, indent=1)
+            json.dump(dict(triton=triton.__version__, ptxas=ptxas, rows=rows, passes=passes),
+                      f, indent=1)
     if args.out != "-":
         with open(args.out, "w") as f:
             f.write("# Static sm_90a analysis of the Triton kernels\n\n")

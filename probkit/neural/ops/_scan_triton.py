@@ -450,10 +450,15 @@ def _tile(chunk, dtype):
 
 
 def _log_cap(d, B_const, dgB, C_const, dgC):
-    """log2 of the largest block of channels inside one B group and one C group."""
+    """log2 of the largest block of channels inside one B group and one C group.
+
+    A block reads one row of a time-varying B (C) for all its channels, so it must not
+    straddle two groups; with a single group (``dg == d``) any block does (the last one is
+    masked), whatever ``d`` is.
+    """
     cap = 1024
     for const, dg in ((B_const, dgB), (C_const, dgC)):
-        if not const:
+        if not const and dg != d:
             cap = largest_pow2_divisor(dg, cap)
     return (min(cap, next_pow2(d))).bit_length() - 1
 
