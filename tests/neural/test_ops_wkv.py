@@ -209,6 +209,41 @@ def test_wkv6_triton_dw_exact_when_strong_decay_follows_weak():
     assert (dw - dw_ref)[strong].abs().max() <= 1e-5 * scale
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
+                         ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("op", ["wkv4", "wkv6"])
+def test_triton_awkward_shapes(op, dtype):
+    # channels (RWKV-4) and value columns (RWKV-6) 20: two blocks of 16 under the
+    # interpreter, the second holding 4; L 13: odd, a multiple of no chunk; K 5: padded to 8.
+    # 16-bit inputs are compared on their rounded values.
+    if op == "wkv4":
+        xs, fn = wkv4_inputs(14, b=2, L=13, C=20, state=True, device=dev_for("triton")), wkv4_fn
+    else:
+        xs = wkv6_inputs(14, b=1, H=2, L=13, K=5, V=20, state=True, device=dev_for("triton"))
+        fn = wkv6_fn
+    if dtype != torch.float32:
+        xs = [None if x is None else x.to(dtype).double() for x in xs]
+    ref = grads_of(fn("reference"), _prep(xs, torch.float64))
+    got = grads_of(fn("triton"), _prep(xs, dtype))
+    assert got[0].dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert torch.isfinite(a).all(), i
+        assert rel_err(a, b) <= tol, (i, rel_err(a, b))
+
+
+@pytest.mark.parametrize("op", ["wkv4", "wkv6"])
+def test_triton_gradcheck(op):
+    # finite differences of the Triton forward against the Triton backward, float64
+    # (gradcheck's fast mode: one random projection of the Jacobian per input)
+    if op == "wkv4":
+        xs, fn = wkv4_inputs(15, b=1, L=5, C=3, state=True, device=dev_for("triton")), wkv4_fn
+    else:
+        xs = wkv6_inputs(15, b=1, H=1, L=5, K=2, V=3, state=True, device=dev_for("triton"))
+        fn = wkv6_fn
+    assert torch.autograd.gradcheck(fn("triton"), _prep(xs, torch.float64), fast_mode=True)
+
+
 @pytest.mark.parametrize("op", ["wkv4", "wkv6"])
 def test_triton_float64_inputs_are_computed_in_float64(op):
     if op == "wkv4":

@@ -32,7 +32,7 @@ def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, hist_ptr
     if HAS_S0:
         aa = tl.load(s0_ptr + sbase, mask=mc, other=0.0).to(CT)
         bb = tl.load(s0_ptr + sbase + Cn, mask=mc, other=0.0).to(CT)
-        pp = tl.load(s0_ptr + sbase + 2 * Cn, mask=mc, other=-1e38).to(CT)
+        pp = tl.load(s0_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(CT)  # masked: unused
     else:
         aa = tl.zeros([BLOCK_C], dtype=CT)
         bb = tl.zeros([BLOCK_C], dtype=CT)
