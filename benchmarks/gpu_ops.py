@@ -26,13 +26,12 @@ failed (nothing is timed), 2 no CUDA device.
    ``benchmarks/results_sass.json`` (static sm_90a analysis) when present.
 4. ``DIR/gpu_ops.json`` (everything) and ``DIR/gpu_ops.md`` (the tables).
 
-Bytes counted for the selective scan (element size e of u): forward reads u, delta (and z),
-B, C and writes the output, 3 (4) * B*dim*L*e; with gradients it also writes the state every
-CK steps (B*dim*N*L/CK fp32).  The backward reads u, delta, dout (z), B, C and those states,
-writes du, ddelta (dz), and read-modify-writes the fp32 dB, dC rows.  The per-(channel,
-state) carries of the backward (about 1 KiB per 32 channels) stay in cache and are not
-counted.  Exponentials: one exp(dt A) per (batch, channel, step, state) per pass; the
-backward recomputes them once.
+Bytes moved: the compulsory traffic of the launches each pass makes, counted by
+``benchmarks/_kernel_model.py`` from the launches themselves (every distinct tensor argument
+once, in-place buffers twice; the same count as ``sass_report.py``'s roofline).  SSD (Mamba-2,
+B=8, L=4096, 32 heads x headdim 64, N=64, z, D, dt_bias, softplus) is checked and timed too,
+against its chunked torch path (``backend="cpu"``) on the same GPU.  Exponentials: one
+exp(dt A) per (batch, channel, step, state) per scan pass; the backward recomputes them once.
 """
 
 from __future__ import annotations
@@ -50,17 +49,20 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-NOMINAL_BW = 4.8e12  # bytes/s, H200 datasheet
+import _kernel_model as M  # noqa: E402
+
+NOMINAL_BW = M.NOMINAL_BW
 # sizes: the benchmark, or (--tiny) a dry run of every code path through Triton's CPU
 # interpreter (TRITON_INTERPRET=1) on a machine without a GPU
 SIZES = dict(scan=(8, 2048, 16), scan_L=4096, scan_L_quick=1024, sweep=(1024, 2048),
              sweep_quick=(256, 512), big_case=(2, 256, 1024, 16), wkv4=(8, 2048),
-             wkv6=(8, 32, 64), copy=1 << 28, exp=(1 << 24, 256, 1024))
-TINY = dict(scan=(2, 64, 4), scan_L=48, scan_L_quick=48, sweep=(24,), sweep_quick=(24,),
-            big_case=(1, 32, 40, 4), wkv4=(2, 16), wkv6=(1, 2, 8), copy=1 << 12,
-            exp=(1 << 10, 4, 256))
-EXP_PER_CLK_SM = 16  # MUFU.EX2 results per clock per SM (Hopper)
+             wkv6=(8, 32, 64), ssd=(8, 32, 64, 64), copy=1 << 28, exp=(1 << 24, 256, 1024))
+TINY = dict(scan=(1, 40, 3), scan_L=20, scan_L_quick=20, sweep=(12,), sweep_quick=(12,),
+            big_case=(1, 32, 40, 4), wkv4=(1, 20), wkv6=(1, 1, 4), ssd=(1, 2, 4, 4),
+            copy=1 << 12, exp=(1 << 10, 4, 256))
+EXP_PER_CLK_SM = M.EXP_PER_CLK_SM
 TARGETS = dict(fwd=1.5, fwdbwd=2.5, vs_mambapy=5.0)
 
 
@@ -89,12 +91,12 @@ def poison(dev, nbytes=1 << 30):
 
 def events_time(fn, warmup, reps):
     """Median milliseconds of ``fn()`` with CUDA events, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    if not torch.cuda.is_available():  # --tiny dry run on CPU: wall clock
+    if not torch.cuda.is_available():  # --tiny dry run on CPU: one call, wall clock
         t0 = time.perf_counter()
         fn()
         return (time.perf_counter() - t0) * 1e3
+    for _ in range(warmup):
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(reps):
@@ -148,6 +150,37 @@ def scan_run(x, backend, dtype=None, grads=True, chunk=None, seed=7):
     return res
 
 
+def ssd_inputs(b, L, H, P, G, N, dev, dtype, z=True, h0=False, gen=None):
+    g = gen or torch.Generator(device="cpu").manual_seed(0)
+
+    def r(*s):
+        return torch.randn(*s, generator=g, dtype=torch.float64)
+
+    x = dict(x=r(b, L, H, P), dt=r(b, L, H) * 0.5 - 1.0, A=-torch.exp(r(H) * 0.5),
+             B=r(b, L, G, N), C=r(b, L, G, N), D=r(H), z=r(b, L, H, P) if z else None,
+             dt_bias=r(H) * 0.3, initial_state=r(b, H, P, N) if h0 else None)
+    return {k: (None if v is None else v.to(dev, dtype)) for k, v in x.items()}
+
+
+def ssd_run(x, backend, dtype=None, grads=True, seed=7):
+    """SSD output, last state and (with ``grads``) the gradient of a random linear loss."""
+    from probkit.neural.ops import ssd
+
+    xs = {k: (None if v is None else (v if dtype is None else v.to(dtype)).clone()
+              .requires_grad_(grads)) for k, v in x.items()}
+    out, last = ssd(**xs, dt_softplus=True, return_last_state=True, backend=backend)
+    res = {"out": out, "last": last}
+    if grads:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        wo = torch.randn(out.shape, generator=g, dtype=torch.float64).to(out.device)
+        wl = torch.randn(last.shape, generator=g, dtype=torch.float64).to(out.device)
+        names = [k for k, v in xs.items() if v is not None]
+        gr = torch.autograd.grad((out.double() * wo).sum() + (last.double() * wl).sum(),
+                                 [xs[k] for k in names])
+        res.update({"d" + k: v for k, v in zip(names, gr)})
+    return res
+
+
 # --------------------------------------------------------------------------- 1. correctness
 
 
@@ -180,7 +213,7 @@ def correctness(dev, quick):
         for i, (b, d, L, N, opt) in enumerate(cases):
             x64 = scan_inputs(b, d, L, N, dev, torch.float64, gen=gen, **opt)
             ref = scan_run(x64, "reference")
-            for chunk in ((None, 16) if i != 4 else (None,)):
+            for chunk in ((None, 16) if i != 4 and SIZES is not TINY else (None,)):
                 poison(dev)
                 check(f"scan fp32 case{i} chunk={chunk}", scan_run(x64, "triton",
                       torch.float32, chunk=chunk), ref, 1e-5)
@@ -253,6 +286,20 @@ def correctness(dev, quick):
         else:
             poison(dev)
             check(f"{name} fp64", wkv_run(fn, xs, "triton", torch.float64), ref, 1e-10)
+    ssd_cases = [  # (b, L, H, P, G, N, options)
+        (2, 300 if SIZES is not TINY else 37, 4, 64 if SIZES is not TINY else 3, 2,
+         64 if SIZES is not TINY else 5, dict(z=True, h0=True)),
+        (1, 129 if SIZES is not TINY else 20, 3, 20, 3, 17, dict(z=False, h0=False)),
+    ]
+    for i, (b, L, H, P, G, N, opt) in enumerate(ssd_cases):
+        x64 = ssd_inputs(b, L, H, P, G, N, dev, torch.float64, gen=gen, **opt)
+        ref = ssd_run(x64, "reference")
+        poison(dev)
+        check(f"ssd fp32 case{i}", ssd_run(x64, "triton", torch.float32), ref, 2e-5)
+        xb = {k: (None if v is None else v.bfloat16().double()) for k, v in x64.items()}
+        poison(dev)
+        check(f"ssd bf16 case{i}", ssd_run(xb, "triton", torch.bfloat16),
+              ssd_run(xb, "reference"), 1e-2)
     return failures, worst
 
 
@@ -292,14 +339,10 @@ def exp_rate(dev):
 # --------------------------------------------------------------------------- 3. timings
 
 
-def scan_bytes(b, d, L, N, e, ck, with_z, training):
-    """(forward bytes, backward bytes) moved through device memory, as in the docstring."""
-    io = b * d * L * e
-    bc = 2 * b * N * L * 4
-    fwd = (3 + with_z) * io + bc
-    ckpt = b * d * N * math.ceil(L / ck) * 4 if training else 0
-    bwd = (5 + 2 * with_z) * io + bc + ckpt + 2 * 2 * b * N * L * 4
-    return fwd + ckpt, bwd
+def pass_bytes(passes):
+    """(inference forward bytes, forward-with-saving + backward bytes) of the model's passes."""
+    return M.pass_bytes(passes["fwd"]), M.pass_bytes(passes.get("fwd train", passes["fwd"])
+                                                      + passes["bwd"])
 
 
 def mambapy_fns(x):
@@ -326,15 +369,13 @@ def mambapy_fns(x):
     return run, args
 
 
-def time_scan(dev, dtype, L, reps, ck_default, with_mambapy, with_reference, with_z=False):
+def time_scan(dev, dtype, L, reps, with_mambapy, with_reference, with_z=False):
     from probkit.neural.ops import selective_scan
 
     b, d, N = SIZES["scan"]
     x = scan_inputs(b, d, L, N, dev, dtype, z=with_z)
     x = {k: v for k, v in x.items() if v is not None}
-    e = torch.tensor([], dtype=dtype).element_size()
-    fwd_b, bwd_b = scan_bytes(b, d, L, N, e, ck_default, with_z, True)
-    inf_b, _ = scan_bytes(b, d, L, N, e, ck_default, with_z, False)
+    inf_b, fb_b = pass_bytes(M.scan_launches(dtype, with_z, b, d, L, N))
     n_exp = b * d * L * N
     xg = {k: v.clone().requires_grad_() for k, v in x.items()}
     gy = torch.randn(b, d, L, device=dev, dtype=dtype)
@@ -347,10 +388,11 @@ def time_scan(dev, dtype, L, reps, ck_default, with_mambapy, with_reference, wit
         y = selective_scan(**xg, delta_softplus=True, backend="triton")
         torch.autograd.grad(y, list(xg.values()), gy)
 
-    rows = [dict(impl="triton", dtype=str(dtype)[6:], L=L, z=with_z, pass_="fwd",
+    rows = [dict(impl="triton", kernel="scan", dtype=str(dtype)[6:], L=L, z=with_z, pass_="fwd",
                  ms=events_time(fwd, 3, reps), bytes=inf_b, exps=n_exp),
-            dict(impl="triton", dtype=str(dtype)[6:], L=L, z=with_z, pass_="fwd+bwd",
-                 ms=events_time(fb, 2, reps), bytes=fwd_b + bwd_b, exps=2 * n_exp)]
+            dict(impl="triton", kernel="scan", dtype=str(dtype)[6:], L=L, z=with_z,
+                 pass_="fwd+bwd",
+                 ms=events_time(fb, 2, reps), bytes=fb_b, exps=2 * n_exp)]
     if with_mambapy:
         mp = mambapy_fns(x)
         if mp is None:
@@ -372,7 +414,7 @@ def time_scan(dev, dtype, L, reps, ck_default, with_mambapy, with_reference, wit
                              bytes=inf_b, exps=n_exp))
             rows.append(dict(impl="mambapy pscan", dtype=str(dtype)[6:], L=L, z=with_z,
                              pass_="fwd+bwd", ms=events_time(mfb, 1, max(3, reps // 4)),
-                             bytes=fwd_b + bwd_b, exps=2 * n_exp))
+                             bytes=fb_b, exps=2 * n_exp))
             torch.cuda.empty_cache()
     if with_reference:
         def rfwd():
@@ -386,7 +428,7 @@ def time_scan(dev, dtype, L, reps, ck_default, with_mambapy, with_reference, wit
         rows.append(dict(impl="reference loop", dtype=str(dtype)[6:], L=L, z=with_z,
                          pass_="fwd", ms=events_time(rfwd, 1, 2), bytes=inf_b, exps=n_exp))
         rows.append(dict(impl="reference loop", dtype=str(dtype)[6:], L=L, z=with_z,
-                         pass_="fwd+bwd", ms=events_time(rfb, 1, 2), bytes=fwd_b + bwd_b,
+                         pass_="fwd+bwd", ms=events_time(rfb, 1, 2), bytes=fb_b,
                          exps=2 * n_exp))
     del x, xg, gy
     torch.cuda.empty_cache()
@@ -405,13 +447,15 @@ def time_wkv(dev, quick, reps):
     xs = [w, u, k, v]
     xg = [t.clone().requires_grad_() for t in xs]
     gy = torch.randn(b, L, C, device=dev)
-    rows.append(dict(impl="triton wkv4", dtype="float32", L=L, z=False, pass_="fwd",
-                     ms=events_time(lambda: wkv4(*xs, backend="triton"), 2, reps),
-                     bytes=3 * b * L * C * 4, exps=4 * b * L * C))
-    rows.append(dict(impl="triton wkv4", dtype="float32", L=L, z=False, pass_="fwd+bwd",
+    inf_b, fb_b = pass_bytes(M.wkv4_launches(b, L, C))
+    rows.append(dict(impl="triton wkv4", kernel="wkv4", dtype="float32", L=L, z=False,
+                     pass_="fwd", ms=events_time(lambda: wkv4(*xs, backend="triton"), 2, reps),
+                     bytes=inf_b, exps=4 * b * L * C))
+    rows.append(dict(impl="triton wkv4", kernel="wkv4", dtype="float32", L=L, z=False,
+                     pass_="fwd+bwd",
                      ms=events_time(lambda: torch.autograd.grad(wkv4(*xg, backend="triton"),
                                                                 xg, gy), 2, reps),
-                     bytes=(3 + 3 + 3 + 5) * b * L * C * 4, exps=10 * b * L * C))
+                     bytes=fb_b, exps=10 * b * L * C))
     b, H, K = SIZES["wkv6"]
     r, kk, vv = (torch.randn(b, H, L, K, generator=g).to(dev) for _ in range(3))
     ww = -torch.exp(torch.randn(b, H, L, K, generator=g)).to(dev)
@@ -419,50 +463,72 @@ def time_wkv(dev, quick, reps):
     xs = [r, kk, vv, ww, uu]
     xg = [t.clone().requires_grad_() for t in xs]
     go = torch.randn(b, H, L, K, device=dev)
-    io = b * H * L * K * 4
-    rows.append(dict(impl="triton wkv6", dtype="float32", L=L, z=False, pass_="fwd",
-                     ms=events_time(lambda: wkv6(*xs, backend="triton"), 2, reps),
-                     bytes=5 * io, exps=b * H * L * K))
-    rows.append(dict(impl="triton wkv6", dtype="float32", L=L, z=False, pass_="fwd+bwd",
+    inf_b, fb_b = pass_bytes(M.wkv6_launches(b, H, L, K))
+    rows.append(dict(impl="triton wkv6", kernel="wkv6", dtype="float32", L=L, z=False,
+                     pass_="fwd", ms=events_time(lambda: wkv6(*xs, backend="triton"), 2, reps),
+                     bytes=inf_b, exps=b * H * L * K))
+    rows.append(dict(impl="triton wkv6", kernel="wkv6", dtype="float32", L=L, z=False,
+                     pass_="fwd+bwd",
                      ms=events_time(lambda: torch.autograd.grad(wkv6(*xg, backend="triton"),
                                                                 xg, go), 1, max(3, reps // 4)),
-                     bytes=17 * io, exps=3 * b * H * L * K))
+                     bytes=fb_b, exps=3 * b * H * L * K))
+    return rows
+
+
+def time_ssd(dev, dtype, L, reps):
+    """SSD forward and forward+backward: the Triton kernels and the chunked torch path."""
+    from probkit.neural.ops import ssd
+
+    b, H, P, N = SIZES["ssd"]
+    x = ssd_inputs(b, L, H, P, 1, N, dev, dtype)
+    x = {k: v for k, v in x.items() if v is not None}
+    xg = {k: v.clone().requires_grad_() for k, v in x.items()}
+    gy = torch.randn(b, L, H, P, device=dev, dtype=dtype)
+    inf_b, fb_b = pass_bytes(M.ssd_launches(dtype, True, b, L, H, P, N, 1))
+    # exponentials: the (T x T) decay matrix of every chunk and head (T = 32), formed by the
+    # forward's chunk kernel and again by three backward kernels
+    n_exp = b * L * H * 32
+    rows = []
+    for impl, backend in (("triton ssd", "triton"), ("ssd torch chunked (cpu path)", "cpu")):
+        def fwd(backend=backend):
+            with torch.no_grad():
+                return ssd(**x, dt_softplus=True, backend=backend)
+
+        def fb(backend=backend):
+            y = ssd(**xg, dt_softplus=True, backend=backend)
+            torch.autograd.grad(y, list(xg.values()), gy)
+
+        n = reps if backend == "triton" else max(3, reps // 4)
+        for pass_, fn, nbytes in (("fwd", fwd, inf_b), ("fwd+bwd", fb, fb_b)):
+            rows.append(dict(impl=impl, kernel="ssd" if backend == "triton" else None,
+                             dtype=str(dtype)[6:], L=L, z=True, pass_=pass_,
+                             ms=events_time(fn, 2, n), bytes=nbytes,
+                             exps=n_exp * (1 if pass_ == "fwd" else 4)))
+    del x, xg, gy
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
     return rows
 
 
 def projections():
-    """Static per-element figures of benchmarks/results_sass.json (config with fewest instr)."""
+    """Per-pass projections of benchmarks/results_sass.json (static sm_90a analysis)."""
     path = os.path.join(ROOT, "benchmarks", "results_sass.json")
     if not os.path.exists(path):
         return {}
     with open(path) as f:
-        rows = json.load(f)["rows"]
-    best = {}
-    for r in rows:
-        key = (r["op"], r["variant"])
-        if key not in best or r["instr"] < best[key]["instr"]:
-            best[key] = r
-    return best
+        return json.load(f).get("passes", {})
 
 
-def projected_ms(row, proj, sms, clock):
-    """max(issue, MUFU, memory) time from the static counts, for selective-scan rows."""
-    if not row["impl"] == "triton":
+def projected_ms(row, proj):
+    """The static roofline projection of the row's pass, scaled from the analysed shape by
+    the bytes moved (both grow linearly with L); None without one."""
+    if row.get("kernel") is None:
         return None
-    dt = "fp32" if row["dtype"] == "float32" else "bf16"
-    z = "z" if row["z"] else "no z"
-    keys = [("scan fwd", f"{dt}, {z}, inference")] if row["pass_"] == "fwd" else \
-        [("scan fwd", f"{dt}, {z}, checkpoints"), ("scan bwd", f"{dt}, {z}")]
-    if not all(k in proj for k in keys):
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[row["dtype"]]
+    p = proj.get(f"{row['kernel']} {row['pass_']} {M.pass_variant(dtype, row['z'])}")
+    if p is None:
         return None
-    el = row["exps"] / (1 if row["pass_"] == "fwd" else 2)
-    t = 0.0
-    for k in keys:
-        p = proj[k]
-        issue = p["instr"] * el / (sms * 4 * 32 * clock)  # 4 warp instructions/clock/SM
-        mufu = p["mufu"] * el / (sms * EXP_PER_CLK_SM * clock)
-        t += max(issue, mufu)
-    return max(t, row["bytes"] / NOMINAL_BW) * 1e3
+    return p["proj_us"] * 1e-3 * row["bytes"] / p["bytes"]
 
 
 # --------------------------------------------------------------------------- main
@@ -515,27 +581,25 @@ def main():
             json.dump(result, f, indent=1)
         return 1
     bw, er = copy_bandwidth(dev), exp_rate(dev)
-    clock = 1.98e9  # H200 boost clock, for the nominal exponential floor and projections
+    clock = M.H200_CLOCK  # for the nominal exponential floor
     nominal_exp = sms * EXP_PER_CLK_SM * clock
     log(f"## ceilings: copy {bw / 1e12:.2f} TB/s (nominal {NOMINAL_BW / 1e12:.1f}), exp2 "
         f"{er / 1e12:.2f} T/s (nominal {nominal_exp / 1e12:.2f})")
-    from probkit.neural.ops._scan_triton import default_tile
-
     rows = []
     main_L = SIZES["scan_L_quick" if args.quick else "scan_L"]
     for dtype in (torch.float32, torch.bfloat16):
-        ck = default_tile(dtype)
-        rows += time_scan(dev, dtype, main_L, args.reps, ck, with_mambapy=True,
+        rows += time_scan(dev, dtype, main_L, args.reps, with_mambapy=True,
                           with_reference=dtype == torch.float32)
         log(f"  timed scan {dtype} L={main_L} ({time.time() - t_start:.0f} s)")
-    rows += time_scan(dev, torch.float32, main_L, args.reps, default_tile(torch.float32),
-                      False, False, with_z=True)
+    rows += time_scan(dev, torch.float32, main_L, args.reps, False, False, with_z=True)
     for L in SIZES["sweep_quick" if args.quick else "sweep"]:
         for dtype in (torch.float32, torch.bfloat16):
-            rows += time_scan(dev, dtype, L, args.reps, default_tile(dtype), dtype ==
-                              torch.float32, False)
+            rows += time_scan(dev, dtype, L, args.reps, dtype == torch.float32, False)
     log(f"  timed the L sweep ({time.time() - t_start:.0f} s)")
     rows += time_wkv(dev, args.quick, args.reps)
+    for dtype in (torch.float32, torch.bfloat16):
+        rows += time_ssd(dev, dtype, main_L, args.reps)
+    log(f"  timed RWKV and SSD ({time.time() - t_start:.0f} s)")
     proj = projections()
     for r in rows:
         t = r["ms"] * 1e-3
@@ -545,7 +609,7 @@ def main():
         r["x_mem_bound"] = t * 1e3 / r["mem_bound_ms"]
         r["x_exp_floor"] = t * 1e3 / r["exp_floor_ms"]
         r["x_bound"] = t * 1e3 / max(r["mem_bound_ms"], r["exp_floor_ms"])
-        r["projected_ms"] = projected_ms(r, proj, sms, clock)
+        r["projected_ms"] = projected_ms(r, proj)
     # the targets, for the main rows
     verdict = {}
     for r in rows:
@@ -573,7 +637,8 @@ def main():
     md = (f"# gpu_ops on {info['device']}\n\n{info}\n\nCeilings: copy {bw / 1e12:.2f} TB/s, "
           f"exp2 {er / 1e12:.2f} T/s (nominal {nominal_exp / 1e12:.2f}).  Selective scan: "
           "B=8, dim=2048, N=16, D + delta_bias + softplus; RWKV-4 B=8, C=2048; RWKV-6 B=8, "
-          f"H=32, K=V=64.  Wall time {elapsed:.0f} s.\n\n{table}\n\nTargets:\n{targets}\n")
+          "H=32, K=V=64; SSD B=8, 32 heads x headdim 64, N=64, z, D, dt_bias, softplus.  "
+          f"Wall time {elapsed:.0f} s.\n\n{table}\n\nTargets:\n{targets}\n")
     log("\n" + table + "\n\nTargets:\n" + targets + f"\n\nwall time {elapsed:.0f} s")
     result.update(ceilings=dict(copy_Bps=bw, exp_per_s=er, nominal_exp_per_s=nominal_exp),
                   rows=rows, targets=verdict, wall_s=elapsed)
