@@ -130,14 +130,12 @@ def scan_inputs(b, d, L, N, dev, dtype, B="var", C="var", z=False, D=True, bias=
     return {k: (None if v is None else v.to(dev, dtype)) for k, v in x.items()}
 
 
-def scan_run(x, backend, dtype=None, grads=True, chunk=None, seed=7):
-    """Output, last state and (with ``grads``) the gradient of a random linear loss."""
-    from probkit.neural.ops import selective_scan
-
+def outputs_and_grads(op, x, dtype=None, grads=True, seed=7, **kw):
+    """``op(**x, return_last_state=True, **kw)``'s output, last state and (with ``grads``)
+    the gradients of a random linear loss of both, with ``x`` cast to ``dtype``."""
     xs = {k: (None if v is None else (v if dtype is None else v.to(dtype)).clone()
               .requires_grad_(grads)) for k, v in x.items()}
-    out, last = selective_scan(**xs, delta_softplus=True, return_last_state=True,
-                               backend=backend, chunk_size=chunk)
+    out, last = op(**xs, return_last_state=True, **kw)
     res = {"out": out, "last": last}
     if grads:
         g = torch.Generator(device="cpu").manual_seed(seed)
@@ -148,6 +146,14 @@ def scan_run(x, backend, dtype=None, grads=True, chunk=None, seed=7):
                                  [xs[k] for k in names])
         res.update({"d" + k: v for k, v in zip(names, gr)})
     return res
+
+
+def scan_run(x, backend, dtype=None, grads=True, chunk=None, seed=7):
+    """Selective scan: output, last state and (with ``grads``) the input gradients."""
+    from probkit.neural.ops import selective_scan
+
+    return outputs_and_grads(selective_scan, x, dtype, grads, seed, delta_softplus=True,
+                             backend=backend, chunk_size=chunk)
 
 
 def ssd_inputs(b, L, H, P, G, N, dev, dtype, z=True, h0=False, gen=None):
@@ -163,22 +169,10 @@ def ssd_inputs(b, L, H, P, G, N, dev, dtype, z=True, h0=False, gen=None):
 
 
 def ssd_run(x, backend, dtype=None, grads=True, seed=7):
-    """SSD output, last state and (with ``grads``) the gradient of a random linear loss."""
+    """SSD: output, last state and (with ``grads``) the input gradients."""
     from probkit.neural.ops import ssd
 
-    xs = {k: (None if v is None else (v if dtype is None else v.to(dtype)).clone()
-              .requires_grad_(grads)) for k, v in x.items()}
-    out, last = ssd(**xs, dt_softplus=True, return_last_state=True, backend=backend)
-    res = {"out": out, "last": last}
-    if grads:
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        wo = torch.randn(out.shape, generator=g, dtype=torch.float64).to(out.device)
-        wl = torch.randn(last.shape, generator=g, dtype=torch.float64).to(out.device)
-        names = [k for k, v in xs.items() if v is not None]
-        gr = torch.autograd.grad((out.double() * wo).sum() + (last.double() * wl).sum(),
-                                 [xs[k] for k in names])
-        res.update({"d" + k: v for k, v in zip(names, gr)})
-    return res
+    return outputs_and_grads(ssd, x, dtype, grads, seed, dt_softplus=True, backend=backend)
 
 
 # --------------------------------------------------------------------------- 1. correctness

@@ -309,38 +309,37 @@ def verdict(r):
     return "yes" if ok else "**no**"
 
 
-def kernel_table(rows):
-    lines = ["| op | variant | config | regs | spill B | unit | per thread/iter | instr | SHFL "
-             "| shared | BAR | MUFU | global | target met | top opcodes per element |",
-             "|" + "---|" * 15]
-    for r in rows:
-        lines.append(
-            f"| {r['op']} | {r['variant']} | {r['config']} | {r['regs']} | {r['spill']} | "
-            f"{r['unit']} | {r['per_thread']:g} | {r['instr']:.2f} | {r['shfl']:.2f} | "
-            f"{r['smem']:.2f} | {r['bar']:.3f} | {r['mufu']:.2f} | {r['gmem']:.2f} | "
-            f"{verdict(r)} | {r['top']} |")
+def markdown_table(columns, rows):
+    """A markdown table: ``columns`` are (title, function of a row giving the cell text)."""
+    lines = ["| " + " | ".join(t for t, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(f(r) for _, f in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def roofline_table(rows):
-    lines = ["| op | variant | config | bytes/element | MB moved | memory µs | issue µs | "
-             "MUFU µs | projected µs | bound by |", "|" + "---|" * 10]
-    for r in rows:
-        lines.append(
-            f"| {r['op']} | {r['variant']} | {r['config']} | {r['bytes_per_el']:.3f} | "
-            f"{r['bytes'] / 1e6:.0f} | {r['mem_us']:.0f} | {r['issue_us']:.0f} | "
-            f"{r['mufu_us']:.0f} | {r['proj_us']:.0f} | {r['bound']} |")
-    return "\n".join(lines)
+def _col(key, fmt="{}"):
+    return lambda r: fmt.format(r[key])
 
 
-def pass_table(passes):
-    lines = ["| pass | launches | MB moved | memory bound µs (4.8 TB/s) | projected µs | "
-             "projected / memory bound |", "|---|---|---|---|---|---|"]
-    for name, p in passes.items():
-        lines.append(f"| {name} | {p['launches']} | {p['bytes'] / 1e6:.0f} | "
-                     f"{p['mem_us']:.0f} | {p['proj_us']:.0f} | "
-                     f"{p['proj_us'] / p['mem_us']:.2f} |")
-    return "\n".join(lines)
+KERNEL_COLUMNS = [
+    ("op", _col("op")), ("variant", _col("variant")), ("config", _col("config")),
+    ("regs", _col("regs")), ("spill B", _col("spill")), ("unit", _col("unit")),
+    ("per thread/iter", _col("per_thread", "{:g}")), ("instr", _col("instr", "{:.2f}")),
+    ("SHFL", _col("shfl", "{:.2f}")), ("shared", _col("smem", "{:.2f}")),
+    ("BAR", _col("bar", "{:.3f}")), ("MUFU", _col("mufu", "{:.2f}")),
+    ("global", _col("gmem", "{:.2f}")), ("target met", verdict),
+    ("top opcodes per element", _col("top"))]
+ROOFLINE_COLUMNS = [
+    ("op", _col("op")), ("variant", _col("variant")), ("config", _col("config")),
+    ("bytes/element", _col("bytes_per_el", "{:.3f}")),
+    ("MB moved", lambda r: f"{r['bytes'] / 1e6:.0f}"), ("memory µs", _col("mem_us", "{:.0f}")),
+    ("issue µs", _col("issue_us", "{:.0f}")), ("MUFU µs", _col("mufu_us", "{:.0f}")),
+    ("projected µs", _col("proj_us", "{:.0f}")), ("bound by", _col("bound"))]
+PASS_COLUMNS = [
+    ("pass", _col("name")), ("launches", _col("launches")),
+    ("MB moved", lambda p: f"{p['bytes'] / 1e6:.0f}"),
+    ("memory bound µs (4.8 TB/s)", _col("mem_us", "{:.0f}")),
+    ("projected µs", _col("proj_us", "{:.0f}")),
+    ("projected / memory bound", lambda p: f"{p['proj_us'] / p['mem_us']:.2f}")]
 
 
 def main():
@@ -376,9 +375,11 @@ def main():
               "C=2048; RWKV-6 B=8, H=32, L=4096, K=V=64; SSD B=8, L=4096, 32 heads x "
               "headdim 64, N=64, one group (D, z, dt_bias, softplus).")
     text = ("### Per kernel: registers, spills, instructions per element\n\n"
-            + kernel_table(rows) + "\n\n### Per kernel: traffic and roofline (H200)\n\n"
-            + roofline_table(rows) + "\n\n### Per pass: projected time at the roofline\n\n"
-            + pass_table(passes))
+            + markdown_table(KERNEL_COLUMNS, rows)
+            + "\n\n### Per kernel: traffic and roofline (H200)\n\n"
+            + markdown_table(ROOFLINE_COLUMNS, rows)
+            + "\n\n### Per pass: projected time at the roofline\n\n"
+            + markdown_table(PASS_COLUMNS, [dict(p, name=n) for n, p in passes.items()]))
     print(header)
     print(text)
     if args.json != "-":

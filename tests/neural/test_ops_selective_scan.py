@@ -179,11 +179,7 @@ def test_triton_awkward_shapes(B, C, dtype, chunk):
         assert rel_err(got[k], ref[k]) <= tol, (k, rel_err(got[k], ref[k]))
 
 
-def test_triton_gradcheck():
-    # finite differences of the Triton forward against the Triton backward, float64
-    # (gradcheck's fast mode: one random projection of the Jacobian per input)
-    inputs = make_inputs(19, b=1, d=3, L=7, N=3, C="const", D=True, z=True, bias=True,
-                         h0=True, device=dev_for("triton"))
+def gradcheck_scan(inputs, backend, chunk, fast_mode=False):
     names = [k for k in ORDER if inputs[k] is not None]
 
     def f(*args):
@@ -191,11 +187,19 @@ def test_triton_gradcheck():
         return selective_scan(kw["u"], kw["delta"], kw["A"], kw["B"], kw["C"], D=kw.get("D"),
                               z=kw.get("z"), delta_bias=kw.get("delta_bias"),
                               delta_softplus=True, return_last_state=True,
-                              initial_state=kw.get("initial_state"), backend="triton",
-                              chunk_size=4)
+                              initial_state=kw.get("initial_state"), backend=backend,
+                              chunk_size=chunk)
 
     args = [inputs[k].clone().requires_grad_() for k in names]
-    assert torch.autograd.gradcheck(f, args, fast_mode=True)
+    return torch.autograd.gradcheck(f, args, fast_mode=fast_mode)
+
+
+def test_triton_gradcheck():
+    # finite differences of the Triton forward against the Triton backward, float64
+    # (gradcheck's fast mode: one random projection of the Jacobian per input)
+    inputs = make_inputs(19, b=1, d=3, L=7, N=3, C="const", D=True, z=True, bias=True,
+                         h0=True, device=dev_for("triton"))
+    assert gradcheck_scan(inputs, "triton", 4, fast_mode=True)
 
 
 @pytest.mark.parametrize("case", [
@@ -204,19 +208,7 @@ def test_triton_gradcheck():
     dict(b=2, d=2, L=5, N=2, B="const", C="g2", z=True),
 ])
 def test_cpu_gradcheck(case):
-    inputs = make_inputs(11, **case)
-    names = [k for k in ORDER if inputs[k] is not None]
-
-    def f(*args):
-        kw = dict(zip(names, args))
-        return selective_scan(kw["u"], kw["delta"], kw["A"], kw["B"], kw["C"], D=kw.get("D"),
-                              z=kw.get("z"), delta_bias=kw.get("delta_bias"),
-                              delta_softplus=True, return_last_state=True,
-                              initial_state=kw.get("initial_state"), backend="cpu",
-                              chunk_size=3)
-
-    args = [inputs[k].clone().requires_grad_() for k in names]
-    assert torch.autograd.gradcheck(f, args)
+    assert gradcheck_scan(make_inputs(11, **case), "cpu", 3)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
