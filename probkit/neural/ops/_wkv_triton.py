@@ -15,30 +15,32 @@ import torch
 import triton
 import triton.language as tl
 
-from ._triton_utils import interpreting, next_pow2
+from ._common import compute_dtype
+from ._triton_utils import add, interpreting, next_pow2, tl_dtype
 
 
 @triton.jit
 def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, hist_ptr, L, Cn,
-                     HAS_S0: tl.constexpr, SAVE_HIST: tl.constexpr, BLOCK_C: tl.constexpr):
+                     HAS_S0: tl.constexpr, SAVE_HIST: tl.constexpr, BLOCK_C: tl.constexpr,
+                     CT: tl.constexpr):
     pid_b = tl.program_id(0).to(tl.int64)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mc = offs_c < Cn
-    w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
-    u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(CT)
+    u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(CT)
     sbase = pid_b * 3 * Cn + offs_c
     if HAS_S0:
-        aa = tl.load(s0_ptr + sbase, mask=mc, other=0.0).to(tl.float32)
-        bb = tl.load(s0_ptr + sbase + Cn, mask=mc, other=0.0).to(tl.float32)
-        pp = tl.load(s0_ptr + sbase + 2 * Cn, mask=mc, other=-1e38).to(tl.float32)
+        aa = tl.load(s0_ptr + sbase, mask=mc, other=0.0).to(CT)
+        bb = tl.load(s0_ptr + sbase + Cn, mask=mc, other=0.0).to(CT)
+        pp = tl.load(s0_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(CT)  # masked: unused
     else:
-        aa = tl.zeros([BLOCK_C], dtype=tl.float32)
-        bb = tl.zeros([BLOCK_C], dtype=tl.float32)
-        pp = tl.full([BLOCK_C], -1e38, dtype=tl.float32)
+        aa = tl.zeros([BLOCK_C], dtype=CT)
+        bb = tl.zeros([BLOCK_C], dtype=CT)
+        pp = tl.full([BLOCK_C], -1e38, dtype=CT)
     base = pid_b * L * Cn + offs_c
     for t in range(0, L):
-        kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
-        vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(CT)
+        vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(CT)
         if SAVE_HIST:  # state before step t, for the backward
             hoff = (pid_b * L + t) * 3 * Cn + offs_c
             tl.store(hist_ptr + hoff, aa, mask=mc)
@@ -62,83 +64,60 @@ def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, hist_ptr
     tl.store(sT_ptr + sbase + 2 * Cn, pp, mask=mc)
 
 
-@triton.jit
-def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, H, L, K, V,
-                     HAS_S0: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr):
-    pid_bh = tl.program_id(0).to(tl.int64)
-    head = pid_bh % H
-    offs_k = tl.arange(0, KP)
-    mk = offs_k < K
-    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
-    mv = offs_v < V
-    mkv = mk[:, None] & mv[None, :]
-    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(tl.float32)
-    soff = pid_bh * K * V + offs_k[:, None] * V + offs_v[None, :]
-    if HAS_S0:
-        S = tl.load(s0_ptr + soff, mask=mkv, other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([KP, BLOCK_V], dtype=tl.float32)
-    kbase = pid_bh * L * K + offs_k
-    vbase = pid_bh * L * V + offs_v
-    for t in range(0, L):
-        rt = tl.load(r_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        kt = tl.load(k_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        wt = tl.load(w_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
-        kv = kt[:, None] * vt[None, :]
-        o = tl.sum(rt[:, None] * (S + uu[:, None] * kv), axis=0)
-        tl.store(o_ptr + vbase + t * V, o.to(o_ptr.dtype.element_ty), mask=mv)
-        S = tl.exp(wt)[:, None] * S + kv
-    tl.store(sT_ptr + soff, S, mask=mkv)
+def _wkv4_block(Cn):
+    return min(16 if interpreting() else 128, next_pow2(Cn))
 
 
 def wkv4_fwd(w, u, k, v, state0, save_history=False):
-    """Forward of RWKV-4 WKV; returns ``(y, last_state[, history])`` with fp32 states.
+    """Forward of RWKV-4 WKV; returns ``(y, last_state[, history])``.
 
-    ``history`` (with ``save_history``) is ``(batch, L, 3, C)``: the state before each step.
+    States are fp32 (fp64 when an input is fp64).  ``history`` (with ``save_history``) is
+    ``(batch, L, 3, C)``: the state before each step.
     """
     w, u, k, v = (t.contiguous() for t in (w, u, k, v))
+    ct = compute_dtype(w, u, k, v, state0)
     b, L, Cn = k.shape
     y = torch.empty((b, L, Cn), dtype=v.dtype, device=k.device)
-    sT = torch.empty((b, 3, Cn), dtype=torch.float32, device=k.device)
-    hist = torch.empty((b, L, 3, Cn), dtype=torch.float32, device=k.device) if save_history else sT
-    BC = min(16 if interpreting() else 128, next_pow2(Cn))
+    sT = torch.empty((b, 3, Cn), dtype=ct, device=k.device)
+    hist = torch.empty((b, L, 3, Cn), dtype=ct, device=k.device) if save_history else sT
+    BC = _wkv4_block(Cn)
     s0 = state0.contiguous() if state0 is not None else sT
     _wkv4_fwd_kernel[(b, triton.cdiv(Cn, BC))](w, u, k, v, s0, y, sT, hist, L, Cn,
                                                 HAS_S0=state0 is not None,
-                                                SAVE_HIST=bool(save_history), BLOCK_C=BC)
+                                                SAVE_HIST=bool(save_history), BLOCK_C=BC,
+                                                CT=tl_dtype(ct))
     return (y, sT, hist) if save_history else (y, sT)
 
 
 @triton.jit
 def _wkv4_bwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, y_ptr, hist_ptr, gy_ptr, gsT_ptr,
                      gk_ptr, gv_ptr, gw_ptr, gu_ptr, gs0_ptr, L, Cn,
-                     HAS_GST: tl.constexpr, BLOCK_C: tl.constexpr):
+                     HAS_GST: tl.constexpr, BLOCK_C: tl.constexpr, CT: tl.constexpr):
     # Reverse mode of the running-maximum step itself (so it agrees with differentiating the
     # reference loop, including the log-scale pp of the returned state).  Every factor is an
     # exp of a non-positive number or a ratio bounded by construction: nothing overflows.
     pid_b = tl.program_id(0).to(tl.int64)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mc = offs_c < Cn
-    w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
-    u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(CT)
+    u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(CT)
     sbase = pid_b * 3 * Cn + offs_c
     if HAS_GST:
-        gaa = tl.load(gsT_ptr + sbase, mask=mc, other=0.0).to(tl.float32)
-        gbb = tl.load(gsT_ptr + sbase + Cn, mask=mc, other=0.0).to(tl.float32)
-        gpp = tl.load(gsT_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(tl.float32)
+        gaa = tl.load(gsT_ptr + sbase, mask=mc, other=0.0).to(CT)
+        gbb = tl.load(gsT_ptr + sbase + Cn, mask=mc, other=0.0).to(CT)
+        gpp = tl.load(gsT_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(CT)
     else:
-        gaa = tl.zeros([BLOCK_C], dtype=tl.float32)
-        gbb = tl.zeros([BLOCK_C], dtype=tl.float32)
-        gpp = tl.zeros([BLOCK_C], dtype=tl.float32)
-    gw = tl.zeros([BLOCK_C], dtype=tl.float32)
-    gu = tl.zeros([BLOCK_C], dtype=tl.float32)
+        gaa = tl.zeros([BLOCK_C], dtype=CT)
+        gbb = tl.zeros([BLOCK_C], dtype=CT)
+        gpp = tl.zeros([BLOCK_C], dtype=CT)
+    gw = tl.zeros([BLOCK_C], dtype=CT)
+    gu = tl.zeros([BLOCK_C], dtype=CT)
     base = pid_b * L * Cn + offs_c
     for i in range(0, L):
         t = L - 1 - i
-        kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
-        vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
-        g = tl.load(gy_ptr + base + t * Cn, mask=mc, other=0.0).to(tl.float32)
+        kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(CT)
+        vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(CT)
+        g = tl.load(gy_ptr + base + t * Cn, mask=mc, other=0.0).to(CT)
         hoff = (pid_b * L + t) * 3 * Cn + offs_c
         aa = tl.load(hist_ptr + hoff, mask=mc, other=0.0)
         bb = tl.load(hist_ptr + hoff + Cn, mask=mc, other=1.0)
@@ -193,87 +172,48 @@ def wkv4_bwd(w, u, k, v, y, hist, gy, gsT):
     """Gradients ``(dw, du, dk, dv, dstate0)`` of RWKV-4 WKV from the saved state history."""
     w, u, k, v, gy = (t.contiguous() for t in (w, u, k, v, gy))
     b, L, Cn = k.shape
-    f32 = dict(dtype=torch.float32, device=k.device)
+    ct = hist.dtype
+    f32 = dict(dtype=ct, device=k.device)
     gk = torch.empty((b, L, Cn), dtype=k.dtype, device=k.device)
     gv = torch.empty((b, L, Cn), dtype=v.dtype, device=k.device)
     gw = torch.empty((b, Cn), **f32)
     gu = torch.empty((b, Cn), **f32)
     gs0 = torch.empty((b, 3, Cn), **f32)
-    BC = min(16 if interpreting() else 128, next_pow2(Cn))
+    BC = _wkv4_block(Cn)
     gst = gsT.contiguous() if gsT is not None else gs0
     _wkv4_bwd_kernel[(b, triton.cdiv(Cn, BC))](w, u, k, v, y, hist, gy, gst, gk, gv, gw, gu,
                                                 gs0, L, Cn, HAS_GST=gsT is not None,
-                                                BLOCK_C=BC)
+                                                BLOCK_C=BC, CT=tl_dtype(ct))
     return gw.sum(0), gu.sum(0), gk, gv, gs0
 
 
-def wkv6_fwd(r, k, v, w, u, state0):
-    """Forward of RWKV-6 WKV; returns ``(o, last_state)`` with an fp32 state."""
-    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
-    b, H, L, K = r.shape
-    V = v.shape[-1]
-    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
-    sT = torch.empty((b, H, K, V), dtype=torch.float32, device=r.device)
-    KP = next_pow2(K)
-    BV = min(next_pow2(V), 16 if interpreting() else max(16, 4096 // KP))
-    s0 = state0.contiguous() if state0 is not None else sT
-    _wkv6_fwd_kernel[(b * H, triton.cdiv(V, BV))](r, k, v, w, u, s0, o, sT, H, L, K, V,
-                                                   HAS_S0=state0 is not None, KP=KP, BLOCK_V=BV)
-    return o, sT
 
-
-# ----------------------------------------------------------------------------- RWKV-6 backward
+# ----------------------------------------------------------------------------- RWKV-6
 #
-# With G_t = dLoss/dS_t (the adjoint of the state after step t), going backwards
+# State S_t = diag(exp(w_t)) S_{t-1} + k_t v_t^T (K x V per head), o_t = r_t^T (S_{t-1} +
+# diag(u) k_t v_t^T).  One program owns a (K, BLOCK_V) slice of one head's state.
+#
+# Backward.  With G_t = dLoss/dS_t (the adjoint of the state after step t), going backwards
 #     G_{t-1} = diag(exp(w_t)) G_t + r_t do_t^T,        G_{L-1} = dLoss/dS_last,
 # and the state parts of the gradients are
-#     dr_t = S_{t-1} do_t,   dk_t = G_t v_t,   dv_t = G_t^T k_t,   dS_0 = G_{-1}.
+#     dr_t = S_{t-1} do_t,  dk_t = G_t v_t,  dv_t = G_t^T k_t,  dS_0 = G_{-1},
+#     dw_t = exp(w_t) * rowsum(G_t * S_{t-1})        (a product of bounded factors: exact).
 # The bonus adds  dr_t += u k_t (v_t.do_t),  dk_t += u r_t (v_t.do_t),  dv_t += (r_t.(u k_t)) do_t,
-# du = sum_t r_t k_t (v_t.do_t).  For the log-decays, every state S_m is a sum of terms
-# exp(Lam_m - Lam_s) k_s v_s^T (Lam = inclusive cumulative w), so
-#     dLoss/dLam_m = r_{m+1} * dr_{m+1} - k_m * dk_m  (state parts)  [+ rowsum(S_L * dS_L) at m = L-1]
-# and dw_t = sum_{m >= t} dLoss/dLam_m, a reverse cumulative sum.  Its terms cancel, so a
-# cumulative sum over the whole sequence would lose accuracy as L grows; instead it runs only
-# inside chunks of CH steps and is anchored at each chunk start s by the exact value
-# dw_s = exp(w_s) * rowsum(G_s * S_{s-1}), with S_{s-1} saved by kernel 1 every CH steps.
-# Kernel 1 walks forward in time (recomputing S) for dr; kernel 2 walks backward for G, dk, dv
-# and the anchors.  Partial sums over V blocks (dr, dk, anchors) use fp32 atomic adds.
+# du = sum_t r_t k_t (v_t.do_t), formed on the host.  dw needs G_t and S_{t-1} at the same
+# step, one walking backwards and the other forwards: the forward saves S every CHUNK steps;
+# the backward kernel walks the chunks last to first and each chunk's sub-chunks of SUB steps
+# last to first, recomputes S up to the sub-chunk from the chunk's saved state, keeps the SUB
+# states S_{t-1} of the sub-chunk in registers, then steps G back through the sub-chunk
+# forming dr, dk, dv, dw from both.  (A reverse cumulative sum of r.dr - k.dk, the usual
+# identity for dw, cancels catastrophically when a strong decay follows a weak one.)
+# Partial sums over V blocks (dr, dk, dw) are added with relaxed fp32 atomics.
 
 
 @triton.jit
-def _wkv6_bwd_dr_kernel(k_ptr, v_ptr, w_ptr, do_ptr, s0_ptr, dr_ptr, sT_ptr, ck_ptr, H, L, K, V,
-                        nch, CH, HAS_S0: tl.constexpr, KP: tl.constexpr,
-                        BLOCK_V: tl.constexpr):
-    pid_bh = tl.program_id(0).to(tl.int64)
-    offs_k = tl.arange(0, KP)
-    mk = offs_k < K
-    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
-    mv = offs_v < V
-    mkv = mk[:, None] & mv[None, :]
-    soff = pid_bh * K * V + offs_k[:, None] * V + offs_v[None, :]
-    if HAS_S0:
-        S = tl.load(s0_ptr + soff, mask=mkv, other=0.0).to(tl.float32)
-    else:
-        S = tl.zeros([KP, BLOCK_V], dtype=tl.float32)
-    kbase = pid_bh * L * K + offs_k
-    vbase = pid_bh * L * V + offs_v
-    for t in range(0, L):
-        kt = tl.load(k_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        wt = tl.load(w_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
-        dot = tl.load(do_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
-        tl.atomic_add(dr_ptr + kbase + t * K, tl.sum(S * dot[None, :], axis=1), mask=mk)
-        if t % CH == 0:  # S_{t-1} at a chunk start, for the dw anchors
-            tl.store(ck_ptr + (pid_bh * nch + t // CH) * K * V + offs_k[:, None] * V
-                     + offs_v[None, :], S, mask=mkv)
-        S = tl.exp(wt)[:, None] * S + kt[:, None] * vt[None, :]
-    tl.store(sT_ptr + soff, S, mask=mkv)
-
-
-@triton.jit
-def _wkv6_bwd_dkv_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, dk_ptr, dv_ptr,
-                         ds0_ptr, ck_ptr, anc_ptr, H, L, K, V, nch, CH,
-                         HAS_DST: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr):
+def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, ck_ptr,
+                     H, L, K, V, CHUNK,
+                     HAS_S0: tl.constexpr, SAVE_CK: tl.constexpr, KP: tl.constexpr,
+                     BLOCK_V: tl.constexpr, CT: tl.constexpr):
     pid_bh = tl.program_id(0).to(tl.int64)
     head = pid_bh % H
     offs_k = tl.arange(0, KP)
@@ -281,72 +221,157 @@ def _wkv6_bwd_dkv_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, dk_
     offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
     mv = offs_v < V
     mkv = mk[:, None] & mv[None, :]
-    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(tl.float32)
-    soff = pid_bh * K * V + offs_k[:, None] * V + offs_v[None, :]
-    if HAS_DST:
-        G = tl.load(dsT_ptr + soff, mask=mkv, other=0.0).to(tl.float32)
+    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(CT)
+    soff = offs_k[:, None] * V + offs_v[None, :]
+    if HAS_S0:
+        S = tl.load(s0_ptr + pid_bh * K * V + soff, mask=mkv, other=0.0).to(CT)
     else:
-        G = tl.zeros([KP, BLOCK_V], dtype=tl.float32)
+        S = tl.zeros([KP, BLOCK_V], dtype=CT)
     kbase = pid_bh * L * K + offs_k
     vbase = pid_bh * L * V + offs_v
-    for i in range(0, L):
-        t = L - 1 - i
-        rt = tl.load(r_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        kt = tl.load(k_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        wt = tl.load(w_ptr + kbase + t * K, mask=mk, other=0.0).to(tl.float32)
-        vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
-        dot = tl.load(do_ptr + vbase + t * V, mask=mv, other=0.0).to(tl.float32)
-        tl.atomic_add(dk_ptr + kbase + t * K, tl.sum(G * vt[None, :], axis=1), mask=mk)
-        dv = tl.sum(G * kt[:, None], axis=0) + tl.sum(rt * uu * kt, axis=0) * dot
-        tl.store(dv_ptr + vbase + t * V, dv.to(dv_ptr.dtype.element_ty), mask=mv)
-        if t % CH == 0:  # exact dw_t = exp(w_t) rowsum(G_t * S_{t-1}) at chunk starts
-            Sp = tl.load(ck_ptr + (pid_bh * nch + t // CH) * K * V + offs_k[:, None] * V
-                         + offs_v[None, :], mask=mkv, other=0.0)
-            tl.atomic_add(anc_ptr + (pid_bh * nch + t // CH) * K + offs_k,
-                          tl.exp(wt) * tl.sum(G * Sp, axis=1), mask=mk)
-        G = tl.exp(wt)[:, None] * G + rt[:, None] * dot[None, :]
-    tl.store(ds0_ptr + soff, G, mask=mkv)
+    nch = tl.cdiv(L, CHUNK)
+    for t in range(0, L):
+        if SAVE_CK:
+            if t % CHUNK == 0:  # state before each chunk, for the backward
+                tl.store(ck_ptr + (pid_bh * nch + t // CHUNK) * K * V + soff, S, mask=mkv)
+        rt = tl.load(r_ptr + kbase + t * K, mask=mk, other=0.0).to(CT)
+        kt = tl.load(k_ptr + kbase + t * K, mask=mk, other=0.0).to(CT)
+        wt = tl.load(w_ptr + kbase + t * K, mask=mk, other=0.0).to(CT)
+        vt = tl.load(v_ptr + vbase + t * V, mask=mv, other=0.0).to(CT)
+        kv = kt[:, None] * vt[None, :]
+        o = tl.reduce(rt[:, None] * (S + uu[:, None] * kv), 0, add)
+        tl.store(o_ptr + vbase + t * V, o.to(o_ptr.dtype.element_ty), mask=mv)
+        S = tl.exp(wt)[:, None] * S + kv
+    tl.store(sT_ptr + pid_bh * K * V + soff, S, mask=mkv)
 
 
-def wkv6_bwd(r, k, v, w, u, state0, do, dsT, chunk=None):
+@triton.jit
+def _wkv6_bwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, ck_ptr,
+                     dr_ptr, dk_ptr, dv_ptr, dw_ptr, ds0_ptr, H, L, K, V,
+                     HAS_DST: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr,
+                     SUB: tl.constexpr, NSUB: tl.constexpr, CT: tl.constexpr):
+    CHUNK: tl.constexpr = SUB * NSUB
+    pid_bh = tl.program_id(0).to(tl.int64)
+    head = pid_bh % H
+    offs_k = tl.arange(0, KP)
+    mk = offs_k < K
+    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    mv = offs_v < V
+    mkv = mk[:, None] & mv[None, :]
+    offs_s = tl.arange(0, SUB)
+    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(CT)
+    soff = offs_k[:, None] * V + offs_v[None, :]
+    if HAS_DST:
+        G = tl.load(dsT_ptr + pid_bh * K * V + soff, mask=mkv, other=0.0).to(CT)
+    else:
+        G = tl.zeros([KP, BLOCK_V], dtype=CT)
+    kbase = pid_bh * L * K + offs_k
+    vbase = pid_bh * L * V + offs_v
+    nch = tl.cdiv(L, CHUNK)
+    for ci in range(0, nch):
+        c = nch - 1 - ci
+        for si in range(0, NSUB):
+            sub = NSUB - 1 - si
+            S = tl.load(ck_ptr + (pid_bh * nch + c) * K * V + soff, mask=mkv, other=0.0).to(CT)
+            for t in range(c * CHUNK, c * CHUNK + sub * SUB):  # up to the sub-chunk
+                # (masks built as tensors: loop indices are plain ints under the interpreter)
+                mkt = mk & (offs_k * 0 + t < L)
+                mvt = mv & (offs_v * 0 + t < L)
+                kt = tl.load(k_ptr + kbase + t * K, mask=mkt, other=0.0).to(CT)
+                wt = tl.load(w_ptr + kbase + t * K, mask=mkt, other=0.0).to(CT)
+                vt = tl.load(v_ptr + vbase + t * V, mask=mvt, other=0.0).to(CT)
+                S = tl.exp(wt)[:, None] * S + kt[:, None] * vt[None, :]
+            t0 = c * CHUNK + sub * SUB
+            Ss = tl.zeros([SUB, KP, BLOCK_V], dtype=CT)  # S_{t-1} for the sub-chunk's steps
+            for j in tl.static_range(SUB):
+                mkt = mk & (offs_k * 0 + (t0 + j) < L)
+                mvt = mv & (offs_v * 0 + (t0 + j) < L)
+                Ss = tl.where((offs_s == j)[:, None, None], S[None, :, :], Ss)
+                kt = tl.load(k_ptr + kbase + (t0 + j) * K, mask=mkt, other=0.0).to(CT)
+                wt = tl.load(w_ptr + kbase + (t0 + j) * K, mask=mkt, other=0.0).to(CT)
+                vt = tl.load(v_ptr + vbase + (t0 + j) * V, mask=mvt, other=0.0).to(CT)
+                S = tl.exp(wt)[:, None] * S + kt[:, None] * vt[None, :]
+            for i in tl.static_range(SUB):
+                j = SUB - 1 - i
+                t = t0 + j
+                mkt = mk & (offs_k * 0 + t < L)
+                mvt = mv & (offs_v * 0 + t < L)
+                rt = tl.load(r_ptr + kbase + t * K, mask=mkt, other=0.0).to(CT)
+                kt = tl.load(k_ptr + kbase + t * K, mask=mkt, other=0.0).to(CT)
+                ew = tl.exp(tl.load(w_ptr + kbase + t * K, mask=mkt, other=0.0).to(CT))
+                vt = tl.load(v_ptr + vbase + t * V, mask=mvt, other=0.0).to(CT)
+                dot = tl.load(do_ptr + vbase + t * V, mask=mvt, other=0.0).to(CT)
+                Sp = tl.reduce(tl.where((offs_s == j)[:, None, None], Ss, -0.0), 0, add)
+                tl.atomic_add(dr_ptr + kbase + t * K, tl.reduce(Sp * dot[None, :], 1, add),
+                              mask=mkt, sem="relaxed")
+                tl.atomic_add(dw_ptr + kbase + t * K, ew * tl.reduce(G * Sp, 1, add),
+                              mask=mkt, sem="relaxed")
+                tl.atomic_add(dk_ptr + kbase + t * K, tl.reduce(G * vt[None, :], 1, add),
+                              mask=mkt, sem="relaxed")
+                dv = tl.reduce(G * kt[:, None], 0, add) \
+                    + tl.reduce(rt * uu * kt, 0, add) * dot
+                tl.store(dv_ptr + vbase + t * V, dv.to(dv_ptr.dtype.element_ty), mask=mvt)
+                G = ew[:, None] * G + rt[:, None] * dot[None, :]
+    tl.store(ds0_ptr + pid_bh * K * V + soff, G, mask=mkv)
+
+
+def _wkv6_blocks(K, V, for_backward):
+    """(KP, BLOCK_V): the state slice of one program."""
+    KP = next_pow2(K)
+    cap = 16 if interpreting() else (1024 if for_backward else 4096) // KP
+    return KP, max(1, min(next_pow2(V), cap))
+
+
+def _wkv6_chunks(L):
+    """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state."""
+    return (4, 2) if interpreting() else (8, 8)
+
+
+def wkv6_fwd(r, k, v, w, u, state0, save_chunks=False):
+    """Forward of RWKV-6 WKV; returns ``(o, last_state, chunk_states)``.
+
+    The state is fp32 (fp64 when an input is fp64).  With ``save_chunks`` the state before
+    every ``SUB * NSUB`` steps is kept for the backward, ``(batch, heads, n_chunks, K, V)``.
+    """
+    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
+    ct = compute_dtype(r, k, v, w, u, state0)
+    b, H, L, K = r.shape
+    V = v.shape[-1]
+    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
+    sT = torch.empty((b, H, K, V), dtype=ct, device=r.device)
+    KP, BV = _wkv6_blocks(K, V, False)
+    sub, nsub = _wkv6_chunks(L)
+    chunk = sub * nsub
+    ck = (torch.empty((b, H, triton.cdiv(L, chunk), K, V), dtype=ct, device=r.device)
+          if save_chunks else sT)
+    s0 = state0.contiguous() if state0 is not None else sT
+    _wkv6_fwd_kernel[(b * H, triton.cdiv(V, BV))](
+        r, k, v, w, u, s0, o, sT, ck, H, L, K, V, chunk, HAS_S0=state0 is not None,
+        SAVE_CK=bool(save_chunks), KP=KP, BLOCK_V=BV, CT=tl_dtype(ct))
+    return o, sT, (ck if save_chunks else None)
+
+
+def wkv6_bwd(r, k, v, w, u, ck, do, dsT):
     """Gradients ``(dr, dk, dv, dw, du, ds0)`` of RWKV-6 WKV (see the derivation above)."""
     r, k, v, w, u, do = (t.contiguous() for t in (r, k, v, w, u, do))
     b, H, L, K = r.shape
     V = v.shape[-1]
-    dev = r.device
-    f32 = dict(dtype=torch.float32, device=dev)
-    KP = next_pow2(K)
-    BV = min(next_pow2(V), 16 if interpreting() else max(16, 2048 // KP))
-    CH = chunk or (8 if interpreting() else 64)
-    nch = triton.cdiv(L, CH)
-    grid = (b * H, triton.cdiv(V, BV))
-    dr_s = torch.zeros((b, H, L, K), **f32)
-    sT = torch.empty((b, H, K, V), **f32)
-    ck = torch.empty((b, H, nch, K, V), **f32)
-    s0 = state0.contiguous() if state0 is not None else sT
-    _wkv6_bwd_dr_kernel[grid](k, v, w, do, s0, dr_s, sT, ck, H, L, K, V, nch, CH,
-                              HAS_S0=state0 is not None, KP=KP, BLOCK_V=BV)
-    dk_s = torch.zeros((b, H, L, K), **f32)
-    dv = torch.empty((b, H, L, V), dtype=v.dtype, device=dev)
-    ds0 = torch.empty((b, H, K, V), **f32)
-    anchors = torch.zeros((b, H, nch, K), **f32)
+    ct = ck.dtype
+    acc = dict(dtype=ct, device=r.device)
+    KP, BV = _wkv6_blocks(K, V, True)
+    sub, nsub = _wkv6_chunks(L)
+    dr_s = torch.zeros((b, H, L, K), **acc)
+    dk_s = torch.zeros((b, H, L, K), **acc)
+    dw = torch.zeros((b, H, L, K), **acc)
+    dv = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
+    ds0 = torch.empty((b, H, K, V), **acc)
     dsTc = dsT.contiguous() if dsT is not None else ds0
-    _wkv6_bwd_dkv_kernel[grid](r, k, v, w, u, do, dsTc, dk_s, dv, ds0, ck, anchors, H, L, K, V,
-                               nch, CH, HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV)
-    rf, kf, uf = r.float(), k.float(), u.float()[None, :, None, :]
-    vdo = (v.float() * do.float()).sum(-1, keepdim=True)
+    _wkv6_bwd_kernel[(b * H, triton.cdiv(V, BV))](
+        r, k, v, w, u, do, dsTc, ck, dr_s, dk_s, dv, dw, ds0, H, L, K, V,
+        HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV, SUB=sub, NSUB=nsub, CT=tl_dtype(ct))
+    rf, kf, uf = r.to(ct), k.to(ct), u.to(ct)[None, :, None, :]
+    vdo = (v.to(ct) * do.to(ct)).sum(-1, keepdim=True)
     dr = dr_s + uf * kf * vdo
     dk = dk_s + uf * rf * vdo
     du = (rf * kf * vdo).sum((0, 2))
-    # dLoss/dLam_m, summed backwards inside each chunk and anchored at the next chunk start
-    x = -kf.double() * dk_s.double()
-    x[:, :, :-1] += rf[:, :, 1:].double() * dr_s[:, :, 1:].double()
-    if dsT is not None:
-        x[:, :, -1] += (sT.double() * dsT.double()).sum(-1)
-    x = torch.nn.functional.pad(x, (0, 0, 0, nch * CH - L)).view(b, H, nch, CH, K)
-    nxt = torch.zeros((b, H, nch, 1, K), dtype=torch.float64, device=dev)
-    nxt[:, :, :-1, 0] = anchors[:, :, 1:].double()
-    dw = x.flip(3).cumsum(3).flip(3) + nxt
-    dw[:, :, :, 0] = anchors.double()  # chunk starts: the exact value itself
-    dw = dw.view(b, H, nch * CH, K)[:, :, :L]
     return dr, dk, dv, dw, du, ds0

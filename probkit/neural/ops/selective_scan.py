@@ -9,7 +9,8 @@ Three implementations share the semantics documented in :func:`selective_scan`:
     the states at chunk starts and recomputes inside chunks; runs on any torch device;
 ``triton``
     fused Triton kernels (:mod:`._scan_triton`, imported lazily) for the forward and the
-    backward; on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1``.
+    backward, one channel per thread with its states in registers; on CUDA tensors, or on
+    CPU tensors under ``TRITON_INTERPRET=1``.
 
 The ``cpu`` and ``triton`` paths sit behind one :class:`torch.autograd.Function`.
 """
@@ -173,8 +174,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         tensors when ``TRITON_INTERPRET=1`` was set before import).
     chunk_size : int, optional
         Time steps per chunk for the ``cpu`` path (default: 16 to 128, about 2**18 elements
-        per ``(chunk, batch, dim, N)`` block) and the ``triton`` path (default 32 on GPU;
-        rounded up to a power of two).  Results do not depend on it beyond rounding.
+        per ``(chunk, batch, dim, N)`` block); for the ``triton`` path the steps each thread
+        holds in registers, which is also the interval at which the forward saves the
+        state for the backward (default 8, 4 for float64; rounded up to a power of two, at
+        most 32).  Results do not depend on it beyond rounding.
 
     Returns
     -------

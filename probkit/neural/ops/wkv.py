@@ -12,9 +12,10 @@ Backends (``backend=`` argument): ``"reference"`` (per-step loop), ``"cpu"`` (ch
 differentiated by autograd, runs on any device), ``"triton"`` (recurrent Triton kernels),
 ``"auto"`` (Triton on CUDA, else ``"cpu"``).  The Triton backwards are Triton kernels too
 (see :mod:`._wkv_triton`): for RWKV-4 the forward saves the per-step state history and one
-reverse-time kernel differentiates the running-maximum step; for RWKV-6 two recurrent
-kernels (forward time for dr, reverse time for dk, dv, dS0) plus a cumulative-sum identity
-for dw.
+reverse-time kernel differentiates the running-maximum step; for RWKV-6 the forward saves the
+state every 64 steps and one reverse-time kernel recomputes the states of each 16-step
+sub-chunk in registers next to the adjoint, so every gradient, ``dw`` included, is a product
+of bounded factors.  All backends compute in float64 when an input is float64.
 """
 
 from __future__ import annotations
@@ -74,18 +75,21 @@ class _WKV6Triton(torch.autograd.Function):
     def forward(ctx, r, k, v, w, u, state0):
         from ._wkv_triton import wkv6_fwd
 
-        ctx.save_for_backward(r, k, v, w, u, state0)
+        need = any(ctx.needs_input_grad)
+        o, sT, ck = wkv6_fwd(r, k, v, w, u, state0, save_chunks=need)
         ctx.set_materialize_grads(False)
-        return wkv6_fwd(r, k, v, w, u, state0)
+        if need:
+            ctx.save_for_backward(r, k, v, w, u, state0, ck)
+        return o, sT
 
     @staticmethod
     def backward(ctx, do, dsT):
         from ._wkv_triton import wkv6_bwd
 
-        r, k, v, w, u, state0 = ctx.saved_tensors
+        r, k, v, w, u, state0, ck = ctx.saved_tensors
         if do is None:
             do = torch.zeros_like(v)
-        grads = wkv6_bwd(r, k, v, w, u, state0, do, dsT)
+        grads = wkv6_bwd(r, k, v, w, u, ck, do, dsT)
         dr, dk, dv, dw, du = (g.to(x.dtype) for g, x in zip(grads[:5], (r, k, v, w, u)))
         return dr, dk, dv, dw, du, None if state0 is None else grads[5].to(state0.dtype)
 
@@ -374,7 +378,8 @@ def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="au
     -----
     The ``cpu`` path forms float64 pairwise decay differences inside a chunk: memory
     ``O(batch * heads * L * chunk_size * K)``.  The ``triton`` path keeps the ``(K, V)``
-    state in registers; its backward saves the state every 64 steps.
+    state in registers; with gradients its forward saves the state every 64 steps
+    (``(batch, heads, L / 64, K, V)``).
 
     Examples
     --------
