@@ -313,7 +313,7 @@ def main(argv=None):
         import matplotlib.pyplot as plt
     except ImportError:
         plt = None
-        print("matplotlib is not installed: figures are skipped (pip install probkit[plot])")
+        print("matplotlib is not installed: figures are skipped (pip install matplotlib)")
     old_faithful_gmm(args.output_dir, plt)
     earthquake_poisson_mixture(args.output_dir, plt)
     old_faithful_regimes(args.output_dir, plt)
