@@ -23,6 +23,7 @@ from probkit.inference._checks import (
     padded_inputs,
 )
 from probkit.utils.validation import check_lengths
+from probkit.inference._numpy_io import numpy_out_for_numpy_in
 
 _IMPLEMENTATIONS = ("scaling", "log")
 
@@ -143,6 +144,7 @@ def _log_likelihood(batch, implementation, chunk_size=None):
     return _detach_impossible(loglik)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def hmm_log_likelihood(
     log_startprob, log_transmat, log_emission, lengths=None, *, implementation="scaling", chunk_size=None
 ):
@@ -206,6 +208,7 @@ def hmm_log_likelihood(
     return _log_likelihood(batch, implementation, chunk_size).to(out_dtype)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def forward_backward_padded(log_startprob, log_transmat, log_emission, lengths=None, *, implementation="scaling"):
     """Posterior marginals and expected transition counts of padded sequences.
 
@@ -258,6 +261,7 @@ def _forward_backward_log(batch):
     return loglik, posteriors * possible[:, None, None], expected * possible[:, None, None]
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def forward_filter_padded(log_startprob, log_transmat, log_emission, lengths=None, *, implementation="scaling"):
     """Filtered distributions p(z_t | x_1..t) of padded sequences.
 
@@ -295,6 +299,7 @@ def forward_filter_padded(log_startprob, log_transmat, log_emission, lengths=Non
     return _detach_impossible(loglik).to(out_dtype), filtered.to(out_dtype)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def viterbi_padded(log_startprob, log_transmat, log_emission, lengths=None):
     """Most probable state paths of padded sequences (batched max-product recursion).
 
@@ -323,6 +328,7 @@ def viterbi_padded(log_startprob, log_transmat, log_emission, lengths=None):
     return PaddedViterbiResult(log_prob.to(out_dtype), paths)
 
 
+@numpy_out_for_numpy_in("X")
 def pad_sequences(X, lengths, fill=0.0):
     """Split concatenated sequences into a padded batch.
 
@@ -346,11 +352,11 @@ def pad_sequences(X, lengths, fill=0.0):
     --------
     >>> padded, mask = pad_sequences([[1.0], [2.0], [3.0]], lengths=[2, 1])
     >>> padded[..., 0]
-    tensor([[1., 2.],
-            [3., 0.]], dtype=torch.float64)
+    array([[1., 2.],
+           [3., 0.]])
     >>> mask
-    tensor([[ True,  True],
-            [ True, False]])
+    array([[ True,  True],
+           [ True, False]])
     """
     X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(X))
     if X.ndim < 1:
@@ -365,6 +371,7 @@ def pad_sequences(X, lengths, fill=0.0):
     return padded, mask
 
 
+@numpy_out_for_numpy_in("padded")
 def unpad_sequences(padded, lengths):
     """Concatenate the real steps of a padded batch (inverse of :func:`pad_sequences`).
 
