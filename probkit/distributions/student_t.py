@@ -24,7 +24,6 @@ Statistics summarised by a distribution without parameters (the first step of EM
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -36,6 +35,7 @@ from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
+from probkit.utils._warnings import warn_user
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["MultivariateStudentT", "StudentT"]
@@ -235,8 +235,8 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
             if done:
                 break
         else:
-            warnings.warn(f"{type(self).__name__}.fit: EM did not reach tol={self.tol} in max_iter={self.max_iter} "
-                          "iterations", ConvergenceWarning, stacklevel=2)
+            warn_user(f"{type(self).__name__}.fit: EM did not reach tol={self.tol} in max_iter={self.max_iter} "
+                      "iterations", ConvergenceWarning)
         self._params = current._params
         self._batch_shape = current._batch_shape
         self._cache = current._cache
