@@ -144,14 +144,13 @@ if os.environ.get("PROBKIT_DOCS_BUILDER") == "doctest":
     suppress_warnings_doctest = ["toc.excluded", "toc.not_readable", "ref.doc"]
 else:
     suppress_warnings_doctest = []
+# No names are provided to the pages' snippets: each page imports what it uses, so a
+# reader can paste it. The setup only keeps the build from writing model files into the
+# checkout and from printing the warnings a pasted snippet would show.
 doctest_global_setup = """
-import os, tempfile, warnings
-import numpy as np
-import probkit
-warnings.simplefilter("ignore")
-HAS_VI = __import__("importlib").util.find_spec("probkit.vi") is not None
-HAS_NEURAL_ESTIMATORS = hasattr(__import__("importlib").import_module("probkit"), "NeuralHMM")
-os.chdir(tempfile.mkdtemp())
+import os as _os, tempfile as _tempfile, warnings as _warnings
+_warnings.simplefilter("ignore")
+_os.chdir(_tempfile.mkdtemp())
 """
 
 # ---------------------------------------------------------------------------- gallery
