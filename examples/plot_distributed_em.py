@@ -85,9 +85,11 @@ def launch():
     print(f"largest difference in the means, distributed vs single process: {diff:.2e}")
     print(f"largest difference in the covariances: {np.abs(dist['covariances'] - single.covariances_).max():.2e}")
 
+    # sphinx_gallery_start_ignore
     import matplotlib
 
     matplotlib.use("Agg")
+    # sphinx_gallery_end_ignore
     import matplotlib.pyplot as plt
 
     from probkit.plotting import plot_curve, plot_mixture_2d
