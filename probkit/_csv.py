@@ -44,8 +44,8 @@ class CSVError(ValueError):
 
     Examples
     --------
-    >>> str(CSVError("data.csv is empty"))
-    'data.csv is empty'
+    >>> isinstance(CSVError("data.csv, line 3: 1 fields where the header has 2"), ValueError)
+    True
     """
 
 
@@ -172,7 +172,7 @@ def _select(names, path, spec, default=None):
         elif item.lstrip("-").isdigit() and -len(names) <= int(item) < len(names):
             chosen.append(int(item) % len(names))
         else:
-            raise CSVError(f"{path} has no column {printable(item)!r}; its columns are "
+            raise CSVError(f"{path} has no column '{printable(item)}'; its columns are "
                            f"{', '.join(printable(n) for n in names)}")
     if not chosen:
         raise CSVError("--columns selects no column")
@@ -230,11 +230,11 @@ def _cells_to_numbers(rows, lines, indices, path, head):
                 others = [d for d in DELIMITERS if d != delimiter and d in cell]
                 if others:
                     hint = f" (is the delimiter {others[0]!r}? pass --delimiter)"
-                raise CSVError(f"{path}, line {lines[i]}, column {printable(head.names[j])!r}: "
-                               f"{printable(cell)!r} is not a number{hint}") from None
+                raise CSVError(f"{path}, line {lines[i]}, column '{printable(head.names[j])}': "
+                               f"'{printable(cell)}' is not a number{hint}") from None
             if not math.isfinite(value):
-                raise CSVError(f"{path}, line {lines[i]}, column {printable(head.names[j])!r}: "
-                               f"{printable(cell)!r} is not a finite number")
+                raise CSVError(f"{path}, line {lines[i]}, column '{printable(head.names[j])}': "
+                               f"'{printable(cell)}' is not a finite number")
             out[i, k] = value
     return out
 
@@ -318,7 +318,7 @@ def read_numeric_csv(path, columns=None, delimiter=None, dropna=False, sequence_
     if columns is None and default is None and seq_idx is not None:
         indices = [j for j in indices if j != seq_idx]
     if seq_idx is not None and seq_idx in indices:
-        raise CSVError(f"column {printable(names[seq_idx])!r} is the sequence column and cannot also be a feature")
+        raise CSVError(f"column '{printable(names[seq_idx])}' is the sequence column and cannot also be a feature")
     if not indices:
         raise CSVError(f"{path} has no feature column left to model")
 
@@ -336,7 +336,7 @@ def read_numeric_csv(path, columns=None, delimiter=None, dropna=False, sequence_
         if not dropna:
             i, k = np.argwhere(missing)[0]
             raise CSVError(f"{path}: {int(missing.any(1).sum())} row(s) have empty or NaN cells (first: line "
-                           f"{lines[i]}, column {printable(names[indices[k]])!r}); clean them or pass --dropna")
+                           f"{lines[i]}, column '{printable(names[indices[k]])}'); clean them or pass --dropna")
         keep = ~missing.any(1)
         if not keep.any():
             raise CSVError(f"{path}: every row has an empty or NaN cell; nothing left after --dropna")

@@ -5,26 +5,14 @@ the same seed (the same autoguide, so the same trajectory).
 """
 
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import autoguide
 
 from probkit.vi import fit_svi
 from probkit.vi.svi import make_guide
-
-X = torch.tensor([1.3, 0.7, 1.1, 0.9, 1.6, 1.2], dtype=torch.float64)
-SIGMA = 0.5
-POST_PREC = 1.0 + len(X) / SIGMA**2
-POST_MEAN = float(X.sum() / SIGMA**2 / POST_PREC)
-POST_SD = POST_PREC**-0.5
-
-
-def model(x):
-    mu = pyro.sample("mu", dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0))
-    with pyro.plate("data", len(x)):
-        pyro.sample("obs", dist.Normal(mu, SIGMA), obs=x)
+from tests.vi.test_vi_runner import POST_MEAN, POST_SD, X
+from tests.vi.test_vi_runner import normal_model as model
 
 
 COMMON = dict(num_steps=400, optim={"lr": 0.08, "lrd": 0.05 ** (1 / 400)}, random_state=1)
