@@ -282,7 +282,7 @@ def _cmd_fit(args):
     if args.tol is not None:
         params["tol"] = args.tol
     if args.verbose:
-        # 1: a progress bar over the iterations (and one line per iteration); 2: every line
+        # the estimator's own progress: a line per iteration, and a tqdm bar over long fits
         params["verbose"] = args.verbose
     for name in spec.options:
         value = getattr(args, name, None)
@@ -626,8 +626,8 @@ def build_parser():
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
     p.add_argument("--plot", metavar="FIG.png", help="also draw the fit (needs matplotlib)")
     p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="report reading and fitting on standard error, with a progress bar over the "
-                        "iterations (-vv: also one line per iteration)")
+                   help="report reading and fitting on standard error: the objective of every iteration "
+                        "under a progress bar (the estimator's verbose=1; -vv: verbose=2)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=_cmd_fit)
 
