@@ -23,10 +23,10 @@ import tempfile
 
 # page (relative to the HTML root) -> strings its rendered DOM must contain
 PAGES = {
-    "index.html": ["earthquakes_poisson_hmm.png", "GaussianHMM", "Getting started"],
+    "index.html": ["_images/earthquakes_poisson_hmm", "GaussianHMM", "Getting started"],
     "auto_examples/plot_old_faithful_hmm.html": ["Results of the full run", "full settings",
-                                                 "gallery_outputs/old_faithful_hmm.png", "P(long after short)"],
-    "auto_examples/plot_neural_char_lm.html": ["Results of the full run", "bits/char", "fast mode"],
+                                                 "_images/old_faithful_hmm.png", "P(long after short)"],
+    "auto_examples/plot_neural_char_lm.html": ["Results of the full run", "bits/char", "<table", "fast mode"],
 }
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--no-first-run"]
