@@ -28,7 +28,7 @@ DOCS = os.path.join(ROOT, "docs")
 def build(builder, out, **env):
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder, DOCS, str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
         env=dict(os.environ, PYTHONPATH=ROOT, PROBKIT_DOCS_GALLERY="skip", PROBKIT_FAST="1", MPLBACKEND="Agg", **env),
     )
     assert proc.returncode == 0, f"sphinx -b {builder} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
