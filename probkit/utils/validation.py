@@ -149,7 +149,7 @@ def check_nonnegative_integers(x, name="X"):
             )
     if np.any(arr < 0):
         raise ValueError(
-            f"{name} must hold non-negative integer counts; found negative values such as "
+            f"Negative values in data passed to {name}: it must hold non-negative integer counts; found "
             f"{arr[arr < 0].flat[0]}"
         )
     return x
