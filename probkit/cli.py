@@ -359,7 +359,8 @@ def _convergence_text(model, spec):
     monitor = getattr(model, "monitor_", None)
     gain = getattr(monitor, "gain", math.nan)
     still = f" (the objective still changed by {gain:+.4g} in the last iteration)" if math.isfinite(gain) else ""
-    return f"NOT converged{still}; rerun with a larger --max-iter"
+    flag = "--n-iter" if spec.iter_param == "n_iter" else "--max-iter"
+    return f"NOT converged{still}; rerun with a larger {flag}"
 
 
 def _cmd_score(args):
@@ -441,7 +442,8 @@ def changed_params(model):
 
 # Fitted values `info` shows: scalars first, then the parameter arrays.
 _INFO_SCALARS = ("n_features_in_", "n_iter_", "converged_", "lower_bound_")
-_INFO_ARRAYS = ("weights_", "means_", "startprob_", "transmat_", "lambdas_", "emissionprob_")
+_INFO_ARRAYS = ("weights_", "means_", "startprob_", "transmat_", "lambdas_", "emissionprob_", "transition_matrix_",
+                "observation_matrix_")
 
 
 def _cmd_info(args):

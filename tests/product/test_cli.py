@@ -225,10 +225,31 @@ def test_fit_reports_convergence_only_when_the_tolerance_was_met(faithful_csv, t
     code, out, err = run(["fit", "gaussian-hmm", path, "-k", 3, "--n-iter", 3, "-o", tmp_path / "a.pk"], capsys)
     assert code == 0, err
     assert "NOT converged" in out and "did not converge in 3 iterations" in err
+    assert "rerun with a larger --n-iter" in out  # an HMM's limit under hmmlearn's name
+    code, out, err = run(["fit", "gaussian-mixture", path, "-k", 3, "--max-iter", 1, "--tol", 0,
+                          "-o", tmp_path / "c.pk"], capsys)
+    assert code == 0 and "rerun with a larger --max-iter" in out
     # the default limit is high enough for this data set to converge
     code, out, err = run(["fit", "gaussian-hmm", path, "-k", 3, "-o", tmp_path / "b.pk"], capsys)
     assert code == 0 and "iterations" in out and ", converged" in out and "NOT" not in out
     assert probkit.load(tmp_path / "b.pk").converged_
+
+
+def test_a_state_space_model_file_loads_in_a_fresh_process(faithful_csv, tmp_path, capsys):
+    """`probkit info` runs in a new interpreter, where only probkit's top level is imported:
+    the file's class must be found in the subpackage that defines it (here probkit.ssm)."""
+    import json
+
+    path, X = faithful_csv
+    model_path = tmp_path / "lds.pk"
+    assert run(["fit", "linear-gaussian-ssm", path, "-k", 2, "--n-iter", 3, "-o", model_path], capsys)[0] == 0
+    proc = subprocess.run([sys.executable, "-m", "probkit", "info", str(model_path), "--json"],
+                          capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["class"] == "LinearGaussianSSM"
+    np.testing.assert_allclose(info["fitted"]["transition_matrix_"], probkit.load(model_path).transition_matrix_)
 
 
 # ---------------------------------------------------------------------------- first-hour conveniences
