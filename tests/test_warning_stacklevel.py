@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 import probkit
-from probkit import GaussianHMM, GaussianMixture
+from probkit import GaussianHMM, GaussianMixture, LinearGaussianSSM
 from probkit.distributions import StudentT
 
 PACKAGE = os.path.dirname(os.path.abspath(probkit.__file__))
@@ -41,6 +41,7 @@ def test_convergence_warnings_point_at_the_callers_line():
         lambda: GaussianMixture(3, max_iter=1, random_state=0).fit(X),
         lambda: GaussianHMM(3, n_iter=1, random_state=0).fit(X),
         lambda: StudentT(max_iter=1).fit(X[:, 0]),
+        lambda: LinearGaussianSSM(1, n_iter=2, random_state=0).fit(X),
     ]
     for case in cases:
         with warnings.catch_warnings(record=True) as caught:

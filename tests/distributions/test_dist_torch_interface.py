@@ -130,3 +130,21 @@ def test_multivariate_normal_takes_torch_keyword_names():
         MultivariateNormal(mean=[0.0], covariance=[[1.0]], covariance_matrix=[[1.0]])
     with pytest.raises(ValueError, match="full covariance"):
         MultivariateNormal(loc=[0.0], covariance_matrix=[[1.0]], covariance_type="diag")
+
+
+def test_multivariate_student_t_moments():
+    from probkit.distributions import MultivariateStudentT
+
+    shape = np.array([[2.0, 0.6], [0.6, 1.0]])
+    d = MultivariateStudentT(df=[6.0, 1.5, 0.8], loc=[[1.0, -2.0], [0.0, 0.0], [3.0, 3.0]], scale_matrix=shape)
+    # each coordinate is a univariate t with the same df, its loc and scale sqrt(shape[j, j])
+    for j in range(2):
+        marginal = stats.t(6.0, [1.0, -2.0][j], np.sqrt(shape[j, j]))
+        np.testing.assert_allclose(d.mean[0, j], marginal.mean())
+        np.testing.assert_allclose(d.variance[0, j], marginal.var())
+    assert np.all(np.isinf(d.variance[1])) and np.all(d.mean[1] == 0.0)      # 1 < df <= 2
+    assert np.all(np.isnan(d.mean[2])) and np.all(np.isnan(d.variance[2]))   # df <= 1
+    np.testing.assert_allclose(d.stddev[0], np.sqrt(d.variance[0]))
+    draws = MultivariateStudentT(df=6.0, loc=[1.0, -2.0], scale_matrix=shape).sample(200_000, random_state=0)
+    np.testing.assert_allclose(draws.mean(0), [1.0, -2.0], atol=0.02)
+    np.testing.assert_allclose(draws.var(0), d.variance[0], rtol=0.05)

@@ -153,3 +153,18 @@ def test_class_pages_write_out_inherited_parameters(html_site):
     text = (html_site / "api" / "generated" / "probkit.GaussianMixture.html").read_text()
     for method in ["fit", "predict", "score", "bic", "aic", "sample"]:
         assert f'id="probkit.GaussianMixture.{method}"' in text, method
+
+
+# ---------------------------------------------------------------------------- a browser's view
+def test_pages_render_in_a_headless_browser(html_site, tmp_path):
+    """docs/render_check.py in Chromium: the index shows its figure, a gallery page its committed
+    full-run output. CI machines without Chromium skip this (the script is documented for people)."""
+    import shutil
+
+    if not any(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")):
+        pytest.skip("no Chromium on PATH (apt-get install -y chromium)")
+    proc = subprocess.run([sys.executable, os.path.join(DOCS, "render_check.py"), "--html", str(html_site),
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shots = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert "index.png" in shots and any(s.startswith("auto_examples__") for s in shots)
