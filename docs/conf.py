@@ -58,6 +58,8 @@ API_MODULES = [
     ("probkit.neural.layers", "Neural layers"),
     ("probkit.neural.ops", "Neural ops (selective scan, WKV, causal convolution)"),
     ("probkit.distributions", "Distributions"),
+    ("probkit.components", "Mixture and HMM components"),
+    ("probkit.base", "Estimator base class"),
     ("probkit.em", "The EM engine"),
     ("probkit.em.engine", "The EM engine's hooks"),
     ("probkit.inference", "HMM inference kernels"),
@@ -83,6 +85,13 @@ def _available(name):
         return importlib.util.find_spec(name) is not None and importlib.import_module(name) is not None
     except ImportError:
         return False
+
+
+def _foreign(obj):
+    """A class or function another library defines and a probkit module re-exports (scikit-learn's
+    ``Interval`` in :mod:`probkit.base`): that library documents it."""
+    module = getattr(obj, "__module__", None) if callable(obj) else None
+    return module is not None and module.split(".")[0] != "probkit"
 
 
 def public_members(cls):
@@ -135,7 +144,8 @@ def write_api_pages():
     documented = {}
     for name, title in available:
         module = importlib.import_module(name)
-        members = [m for m in getattr(module, "__all__", []) if not m.startswith("_") and m != "__version__"]
+        members = [m for m in getattr(module, "__all__", []) if not m.startswith("_") and m != "__version__"
+                   and not _foreign(getattr(module, m, None))]
         lines = [f".. _api-{name}:", "", title, "=" * len(title), "", f".. automodule:: {name}", "   :no-members:",
                  "   :no-index:", ""]
         also = [documented[id(getattr(module, m))] for m in members

@@ -92,7 +92,11 @@ def public_modules():
 def exported(module_name):
     module = importlib.import_module(module_name)
     names = module._EXPORTS if module_name == "probkit" else getattr(module, "__all__", [])
-    return {n: getattr(module, n) for n in names if not n.startswith("_")}
+    # re-exports of another library's classes (scikit-learn's Interval in probkit.base) are
+    # documented by that library
+    return {n: getattr(module, n) for n in names if not n.startswith("_")
+            and not (callable(getattr(module, n)) and not getattr(getattr(module, n), "__module__", "probkit")
+                     .startswith("probkit"))}
 
 
 def expected_members(cls):
