@@ -441,3 +441,33 @@ def test_clean_files_take_the_fast_path(tmp_path, monkeypatch):
     Y, names, _ = csvmod.read_numeric_csv(str(path))
     np.testing.assert_array_equal(Y, X)
     assert names == ["a", "b", "c"]
+
+
+def test_regression_models_report_in_json_and_escape_column_names(tmp_path, capsys):
+    import json
+
+    from probkit.glm import GeneralizedLinearModel
+
+    years, counts = load_earthquakes()
+    x = (years - 1950.0) / 50.0
+    path = tmp_path / "quakes.csv"
+    with open(path, "w") as f:
+        f.write("count,ye\x1b[31mar\n" + "".join(f"{c},{float(v)!r}\n" for v, c in zip(x, counts)))
+    model_path = tmp_path / "glm.pk"
+    code, out, err = run(["fit", "glm-poisson", path, "--target", "count", "--json", "-v", "-o", model_path], capsys)
+    assert code == 0, err
+    fitted = json.loads(out)
+    api = GeneralizedLinearModel("poisson").fit(x[:, None], counts)
+    assert fitted["target"] == "count" and fitted["columns"] == ["ye\x1b[31mar"] and fitted["n_rows"] == len(x)
+    np.testing.assert_allclose(fitted["aic"], api.aic_, rtol=1e-10)
+    np.testing.assert_allclose(fitted["deviance_explained"], api.score(x[:, None], counts), rtol=1e-10)
+    assert "read " in err and "\x1b" not in err and "ye\\x1b[31mar" in err  # progress on stderr, escaped
+    code, out, _ = run(["fit", "glm-poisson", path, "--target", "count", "-o", model_path], capsys)
+    assert code == 0 and "\x1b" not in out and "ye\\x1b[31mar" in out
+    code, out, _ = run(["score", model_path, path, "--json"], capsys)
+    scored = json.loads(out)
+    np.testing.assert_allclose(scored["deviance"], api.deviance(x[:, None], counts), rtol=1e-10)
+    code, out, _ = run(["info", model_path, "--json"], capsys)
+    info = json.loads(out)
+    assert info["target"] == "count"
+    np.testing.assert_allclose(info["fitted"]["coef_"], api.coef_, rtol=1e-10)
