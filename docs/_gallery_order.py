@@ -1,5 +1,5 @@
-"""Order of the example gallery: the basic models first (mixtures, HMMs, then state-space and topic
-models), the neural ones last.
+"""Order of the example gallery: the basic models first (mixtures, HMMs, then state-space, topic and
+regression models), the neural ones last.
 
 Examples not named here (new ones) sort by file name between the basic and the neural
 groups; any file whose name mentions ``neural`` or ``deep`` joins the neural group.
@@ -14,6 +14,7 @@ FIRST = [
     "plot_shakespeare_categorical_hmm.py",
     "plot_sunspots_lds.py",
     "plot_lda_shakespeare.py",
+    "plot_glm_earthquakes.py",
     "plot_save_load_and_cli.py",
     "plot_distributed_em.py",
 ]
