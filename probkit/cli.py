@@ -170,13 +170,19 @@ def read_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=N
 
     Examples
     --------
+    A bad cell is one line for the terminal, with the line and the column:
+
     >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
+    >>> path = os.path.join(tempfile.mkdtemp(), "counts.csv")
     >>> with open(path, "w") as f:
-    ...     _ = f.write("id;x;y\\n1;0.5;2\\n1;1.5;3\\n2;2.5;4\\n")
-    >>> X, names, lengths = read_csv(path, sequence_column="id")
-    >>> X.tolist(), names, lengths.tolist()
-    ([[0.5, 2.0], [1.5, 3.0], [2.5, 4.0]], ['x', 'y'], [2, 1])
+    ...     _ = f.write("year,count\\n1900,13\\n1901,\\n")
+    >>> read_csv(path, columns="count", dropna=True)[0].ravel().tolist()
+    [13.0]
+    >>> try:
+    ...     read_csv(path)
+    ... except CLIError as exc:
+    ...     print(str(exc).split(": ", 1)[1])
+    1 row(s) have empty or NaN cells (first: line 3, column 'count'); clean them or pass --dropna
     """
     try:
         return read_numeric_csv(path, columns, delimiter, dropna, sequence_column, default_columns)
