@@ -34,8 +34,8 @@ demo: install-demo
 test: install-test
 	$(PY) -m pytest -n 2 -q tests probkit --doctest-modules
 
-# Runs every docstring and user-guide example (doctest builder) and every gallery example
-# (full settings; PROBKIT_FAST=1 make docs for a quick build), then writes the HTML site.
+# Runs every user-guide example (doctest builder), then writes the HTML site. The gallery
+# pages show committed full-run outputs (docs/update_gallery_outputs.py makes them).
 docs: install-docs
 	PROBKIT_DOCS_BUILDER=doctest $(PY) -m sphinx -W --keep-going -q -b doctest docs docs/_build/doctest
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html

@@ -36,9 +36,11 @@ stopping is only a guard against divergence here; the test eruptions are never s
 import os
 import warnings
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -48,9 +50,11 @@ from probkit.datasets import load_old_faithful  # noqa: E402
 from probkit.neural import DeepStateSpaceModel  # noqa: E402
 
 torch.set_num_threads(1)   # small sequential models: one thread is fastest and avoids OpenMP stalls
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 X, names = load_old_faithful()
 n_train = 200
@@ -121,4 +125,21 @@ ax.set_ylabel("waiting (min)")
 ax.set_title("one-step-ahead forecasts on the test eruptions")
 ax.legend(ncol=3)
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "deep_ssm_old_faithful.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_deep_ssm_old_faithful`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/deep_ssm_old_faithful.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/deep_ssm_old_faithful.png
+#    :alt: figure of plot_deep_ssm_old_faithful.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/deep_ssm_old_faithful.png'

@@ -28,9 +28,11 @@ from probkit import GaussianMixture
 from probkit.datasets import load_old_faithful
 from probkit.distributed import distributed_em, init_distributed, shard_rows
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 N_PROCESSES = 2
 try:
     SCRIPT = os.path.abspath(__file__)
@@ -83,9 +85,11 @@ def launch():
     print(f"largest difference in the means, distributed vs single process: {diff:.2e}")
     print(f"largest difference in the covariances: {np.abs(dist['covariances'] - single.covariances_).max():.2e}")
 
+    # sphinx_gallery_start_ignore
     import matplotlib
 
     matplotlib.use("Agg")
+    # sphinx_gallery_end_ignore
     import matplotlib.pyplot as plt
 
     from probkit.plotting import plot_curve, plot_mixture_2d
@@ -102,10 +106,27 @@ def launch():
                         label=f"rows of rank {r}")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
+    # sphinx_gallery_start_ignore
     fig.savefig(os.path.join(OUT, "distributed_em.png"), dpi=100)
+    # sphinx_gallery_end_ignore
 
 
 if __name__ == "__main__" and "LOCAL_RANK" in os.environ:
     worker(sys.argv[1])
 else:
     launch()
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_distributed_em`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/distributed_em.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/distributed_em.png
+#    :alt: figure of plot_distributed_em.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/distributed_em.png'

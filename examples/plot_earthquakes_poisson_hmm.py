@@ -13,9 +13,11 @@ of each year (Viterbi) and its posterior probability (forward-backward).
 import os
 import warnings
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -23,9 +25,11 @@ from probkit import PoissonHMM  # noqa: E402
 from probkit.datasets import load_earthquakes  # noqa: E402
 from probkit.plotting import plot_convergence, plot_posteriors, plot_states, plot_transition_matrix  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 years, counts = load_earthquakes()
 X = counts.reshape(-1, 1)
@@ -63,4 +67,21 @@ plot_posteriors(proba, ax=ax2, time=years)
 plot_transition_matrix(model.transmat_[np.ix_(order, order)], ax=fig.add_subplot(3, 2, 5))
 plot_convergence(model, ax=fig.add_subplot(3, 2, 6))
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "earthquakes_poisson_hmm.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_earthquakes_poisson_hmm`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/earthquakes_poisson_hmm.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/earthquakes_poisson_hmm.png
+#    :alt: figure of plot_earthquakes_poisson_hmm.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/earthquakes_poisson_hmm.png'

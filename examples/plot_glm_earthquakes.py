@@ -19,9 +19,11 @@ discriminative softmax GLM.
 import os
 import warnings
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
@@ -31,9 +33,11 @@ from probkit import GeneralizedLinearClassifier, GeneralizedLinearModel, NaiveBa
 from probkit.datasets import load_earthquakes  # noqa: E402
 from probkit.distributions import Gamma  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 # %%
 # Poisson and negative-binomial GLMs of the counts on time (in 50-year units from 1950).
@@ -115,4 +119,21 @@ ax.imshow(mosaic, cmap="gray_r")
 ax.set_axis_off()
 ax.set_title("multinomial naive Bayes: pixel probabilities per digit", fontsize=9)
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "glm_earthquakes.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_glm_earthquakes`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/glm_earthquakes.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/glm_earthquakes.png
+#    :alt: figure of plot_glm_earthquakes.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/glm_earthquakes.png'

@@ -14,18 +14,22 @@ words of each topic of the chosen model.
 import os
 import time
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from probkit import LatentDirichletAllocation  # noqa: E402
 from probkit.topics import shakespeare_speeches  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 X, vocab = shakespeare_speeches(speeches_per_document=3, min_df=5, max_df=0.05)
 vocab = np.array(vocab)
@@ -77,4 +81,21 @@ for i, j in enumerate(shown):
     ax.set_yticklabels(vocab[words])
     ax.set_title(f"topic {j} ({share[j]:.0%} of words)")
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "lda_shakespeare.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_lda_shakespeare`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/lda_shakespeare.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/lda_shakespeare.png
+#    :alt: figure of plot_lda_shakespeare.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/lda_shakespeare.png'

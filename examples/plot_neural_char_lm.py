@@ -18,9 +18,11 @@ import math
 import os
 import time
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -28,9 +30,11 @@ import torch  # noqa: E402
 from probkit.datasets import load_tinyshakespeare  # noqa: E402
 from probkit.neural import SequenceDensity, count_parameters, d_model_for_budget  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 torch.set_num_threads(1)   # small models: one thread avoids OpenMP stalls on shared cores
 
 text = load_tinyshakespeare()
@@ -115,4 +119,24 @@ axes[1].set_ylabel("ms per generated character")
 axes[1].set_title("generation cost per step")
 axes[1].legend(ncol=2, fontsize=8)
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "neural_char_lm.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# The documentation does not run this script (its full settings take minutes to hours on
+# a CPU). These are the numbers of its recorded full run:
+#
+# .. include:: /gallery_outputs/neural_char_lm.results.md
+#    :parser: myst_parser.sphinx_
+#
+# The figure below comes from **fast mode** (``PROBKIT_FAST=1``: tiny settings, numbers near
+# chance). It shows what the script draws, not the results above.
+#
+# .. image:: /gallery_outputs/neural_char_lm.png
+#    :alt: figure of plot_neural_char_lm.py in fast mode
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/neural_char_lm.png'

@@ -23,9 +23,11 @@ seen while fitting. (On 220 training points the smallest backbones generalise be
 import os
 import warnings
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -36,9 +38,11 @@ from probkit.neural import NeuralHMM  # noqa: E402
 from probkit.plotting import plot_states  # noqa: E402
 
 torch.set_num_threads(1)   # small sequential models: one thread is fastest and avoids OpenMP stalls
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 years, sunspots = load_sunspots()
 x = np.sqrt(sunspots)[:, None]
@@ -80,4 +84,21 @@ axes[2].set_ylabel("log p(x_t | x_<t)")
 axes[2].set_title("test years: one-step predictive log-density")
 axes[2].legend()
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "neural_hmm_sunspots.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_neural_hmm_sunspots`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/neural_hmm_sunspots.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/neural_hmm_sunspots.png
+#    :alt: figure of plot_neural_hmm_sunspots.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/neural_hmm_sunspots.png'

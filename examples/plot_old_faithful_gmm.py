@@ -10,9 +10,11 @@ keep the model with the lowest Bayesian information criterion
 
 import os
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -20,9 +22,11 @@ from probkit import GaussianMixture  # noqa: E402
 from probkit.datasets import load_old_faithful  # noqa: E402
 from probkit.plotting import plot_criterion, plot_mixture_2d  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 X, names = load_old_faithful()
 max_k = 3 if FAST else 6
@@ -54,4 +58,21 @@ axes[0].set_title("BIC by number of components")
 plot_mixture_2d(gm, X, ax=axes[1], feature_names=names)
 axes[1].set_title(f"{k} components ({covariance_type})")
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "old_faithful_gmm.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_old_faithful_gmm`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/old_faithful_gmm.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/old_faithful_gmm.png
+#    :alt: figure of plot_old_faithful_gmm.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/old_faithful_gmm.png'

@@ -13,9 +13,11 @@ it decodes the same states as the Python API.
 import os
 import tempfile
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -24,9 +26,11 @@ from probkit.cli import main  # noqa: E402
 from probkit.datasets import load_earthquakes  # noqa: E402
 from probkit.plotting import plot_states  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 work = tempfile.mkdtemp()
 
 years, counts = load_earthquakes()
@@ -57,4 +61,21 @@ fig, ax = plt.subplots(figsize=(10, 3.5))
 plot_states(counts, cli_states, ax=ax, time=years, ylabel="major earthquakes")
 ax.set_title("states decoded by `probkit decode`")
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "save_load_and_cli.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_save_load_and_cli`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/save_load_and_cli.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/save_load_and_cli.png
+#    :alt: figure of plot_save_load_and_cli.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/save_load_and_cli.png'

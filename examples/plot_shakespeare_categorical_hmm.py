@@ -10,9 +10,11 @@ vowels (and the space), the other the consonants. Each state ``k`` has a distrib
 
 import os
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -20,9 +22,11 @@ from probkit import CategoricalHMM  # noqa: E402
 from probkit.datasets import load_tinyshakespeare  # noqa: E402
 from probkit.plotting import plot_transition_matrix  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 text = load_tinyshakespeare()
 letters = "".join(c if c.isalpha() else " " for c in text.lower())
@@ -49,4 +53,21 @@ axes[0].set_ylabel("emission probability")
 axes[0].legend()
 plot_transition_matrix(model.transmat_, ax=axes[1])
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "shakespeare_categorical_hmm.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_shakespeare_categorical_hmm`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/shakespeare_categorical_hmm.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/shakespeare_categorical_hmm.png
+#    :alt: figure of plot_shakespeare_categorical_hmm.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/shakespeare_categorical_hmm.png'

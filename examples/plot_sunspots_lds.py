@@ -22,18 +22,22 @@ the model.
 import os
 import warnings
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from probkit import GaussianHMM, LinearGaussianSSM  # noqa: E402
 from probkit.datasets import load_sunspots  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 years, sunspots = load_sunspots()
 y = np.sqrt(sunspots)[:, None]  # a common variance-stabilising transform
@@ -90,4 +94,21 @@ axes[1].set_ylabel("sqrt(sunspots)")
 axes[1].set_title("a missing decade filled in by the Kalman smoother")
 axes[1].legend(loc="upper left", fontsize=8)
 fig.tight_layout()
+# sphinx_gallery_start_ignore
 fig.savefig(os.path.join(OUT, "sunspots_lds.png"), dpi=100)
+# sphinx_gallery_end_ignore
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_sunspots_lds`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/sunspots_lds.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/sunspots_lds.png
+#    :alt: figure of plot_sunspots_lds.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/sunspots_lds.png'

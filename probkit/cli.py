@@ -7,6 +7,12 @@ Run ``probkit --help`` (or ``python -m probkit --help``) for the commands, and
     probkit decode model.pk data.csv -o states.csv --plot states.png
     probkit score model.pk data.csv
     probkit sample model.pk -n 200 -o samples.csv
+    probkit info model.pk
+
+``probkit fit -v`` reports progress on standard error (a bar over the EM iterations);
+``--json`` makes ``fit``, ``score`` and ``info`` print one JSON object instead of text;
+``probkit datasets`` lists the CSV files shipped with probkit (``probkit datasets
+old_faithful -o faithful.csv`` writes one to try the commands on).
 
 Errors in the input (a missing file, a non-numeric or empty cell, a wrong number of
 columns, a model file of the wrong kind) end the command with a one-line message on
@@ -23,23 +29,26 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import importlib
-import io
+import inspect
+import json
 import math
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MODELS", "CLIError", "ModelSpec", "main", "read_csv"]
+from probkit._csv import CSVError, printable, read_numeric_csv
+
+__all__ = ["MODELS", "CLIError", "ModelSpec", "build_parser", "changed_params", "main", "read_csv"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 #: Iteration limit of ``probkit fit`` when ``--max-iter`` is not given.
 CLI_MAX_ITER = 200
-_MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
-_DELIMITERS = ",;\t|"
 
 
 class CLIError(Exception):
@@ -145,208 +154,46 @@ MODELS = {
 
 
 # ---------------------------------------------------------------------------- CSV input
-@dataclass
-class _Table:
-    """A parsed CSV file: numeric columns (NaN where a cell is empty) and their names."""
-
-    names: list
-    columns: list  # list of lists of str (raw cells)
-    path: str
-    n_rows: int
-    header: bool
-
-    def line(self, i):
-        """Line number in the file of data row ``i`` (0-based)."""
-        return i + (2 if self.header else 1)
-
-
-def _read_text(path):
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise CLIError(f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise CLIError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw.startswith(b"PK\x03\x04"):
-        raise CLIError(f"{path} is a zip archive (a probkit model file?), not a CSV data file")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise CLIError(f"{path} is not a text (UTF-8) CSV file") from None
-
-
-def _is_number(cell):
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _guess_delimiter(lines):
-    best, best_score = ",", -1
-    for d in _DELIMITERS:
-        counts = [line.count(d) for line in lines if line.strip()]
-        if counts and min(counts) > 0 and len(set(counts)) == 1:
-            score = counts[0]
-            if score > best_score:
-                best, best_score = d, score
-    return best
-
-
-def _parse_table(text, path, delimiter=None):
-    lines = text.splitlines()
-    if not any(line.strip() for line in lines):
-        raise CLIError(f"{path} is empty")
-    if delimiter is None:
-        delimiter = _guess_delimiter([line for line in lines[:50] if line.strip()])
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r and any(c.strip() for c in r)]
-    first = [c.strip() for c in rows[0]]
-    has_header = not all(_is_number(c) or c.lower() in _MISSING for c in first)
-    names = first if has_header else [f"column{j}" for j in range(len(first))]
-    body = rows[1:] if has_header else rows
-    if not body:
-        raise CLIError(f"{path} has a header ({delimiter.join(first)}) but no data rows")
-    width = len(names)
-    for i, row in enumerate(body):
-        if len(row) != width:
-            line_no = i + (2 if has_header else 1)
-            where = "header" if has_header else "first row"
-            raise CLIError(f"{path}, line {line_no}: {len(row)} fields where the {where} has {width} "
-                           "(wrong --delimiter?)")
-    columns = [[row[j].strip() for row in body] for j in range(width)]
-    return _Table(names=names, columns=columns, path=path, n_rows=len(body), header=has_header), delimiter
-
-
-def _select(table, spec, n_expected=None, default=None):
-    """Indices of the chosen columns (names or 0-based indices, comma-separated)."""
-    if spec is None:
-        if default is not None and all(name in table.names for name in default):
-            return [table.names.index(name) for name in default]
-        return list(range(len(table.names)))
-    chosen = []
-    for item in [s.strip() for s in spec.split(",") if s.strip()]:
-        if item in table.names:
-            chosen.append(table.names.index(item))
-        elif item.lstrip("-").isdigit() and -len(table.names) <= int(item) < len(table.names):
-            chosen.append(int(item) % len(table.names))
-        else:
-            raise CLIError(f"{table.path} has no column {item!r}; its columns are {', '.join(table.names)}")
-    if not chosen:
-        raise CLIError("--columns selects no column")
-    return chosen
-
-
-def _to_numbers(table, indices, delimiter):
-    out = np.empty((table.n_rows, len(indices)))
-    for k, j in enumerate(indices):
-        for i, cell in enumerate(table.columns[j]):
-            if cell.lower() in _MISSING:
-                out[i, k] = np.nan
-                continue
-            try:
-                out[i, k] = float(cell)
-            except ValueError:
-                hint = ""
-                others = [d for d in _DELIMITERS if d != delimiter and d in cell]
-                if others:
-                    hint = f" (is the delimiter {others[0]!r}? pass --delimiter)"
-                raise CLIError(f"{table.path}, line {table.line(i)}, column {table.names[j]!r}: {cell!r} is not "
-                               f"a number{hint}") from None
-            if not math.isfinite(out[i, k]):
-                raise CLIError(f"{table.path}, line {table.line(i)}, column {table.names[j]!r}: {cell!r} is not "
-                               "a finite number")
-    return out
-
-
 def read_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=None, default_columns=None):
-    """Read numeric columns of a CSV file for the CLI.
-
-    The delimiter is detected among ``, ; TAB |`` unless given; a first row with a
-    non-numeric cell is a header. Empty cells (and ``nan``, ``NA``, ``null``) are an
-    error unless ``dropna`` drops their rows.
+    """Read numeric columns of a CSV file for the CLI (:func:`probkit._csv.read_numeric_csv`, errors as CLIError).
 
     Parameters
     ----------
     path : str
         File name, or ``"-"`` for standard input.
     columns : str, optional
-        Comma-separated column names or 0-based indices (default: every column except
-        the sequence column).
+        Comma-separated column names or 0-based indices.
     delimiter : str, optional
     dropna : bool, default=False
     sequence_column : str, optional
-        Column whose value names the sequence of each row; consecutive rows with the
-        same value form one sequence.
     default_columns : list of str, optional
-        Columns to use when ``columns`` is not given and the file has them all (the
-        columns a model was fitted on).
 
     Returns
     -------
     X : numpy.ndarray of shape (n_rows, n_columns)
     names : list of str
     lengths : numpy.ndarray of int or None
-        Sequence lengths when ``sequence_column`` is given.
 
     Examples
     --------
+    A bad cell is one line for the terminal, with the line and the column:
+
     >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
+    >>> path = os.path.join(tempfile.mkdtemp(), "counts.csv")
     >>> with open(path, "w") as f:
-    ...     _ = f.write("id;x;y\\n1;0.5;2\\n1;1.5;3\\n2;2.5;4\\n")
-    >>> X, names, lengths = read_csv(path, sequence_column="id")
-    >>> X.tolist(), names, lengths.tolist()
-    ([[0.5, 2.0], [1.5, 3.0], [2.5, 4.0]], ['x', 'y'], [2, 1])
+    ...     _ = f.write("year,count\\n1900,13\\n1901,\\n")
+    >>> read_csv(path, columns="count", dropna=True)[0].ravel().tolist()
+    [13.0]
+    >>> try:
+    ...     read_csv(path)
+    ... except CLIError as exc:
+    ...     print(str(exc).split(": ", 1)[1])
+    1 row(s) have empty or NaN cells (first: line 3, column 'count'); clean them or pass --dropna
     """
-    text = _read_text(path)
-    if delimiter is not None and len(delimiter) != 1:
-        delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
-        if len(delimiter) != 1:
-            raise CLIError(f"--delimiter must be one character, got {delimiter!r}")
-    table, delimiter = _parse_table(text, path, delimiter)
-    seq_idx = None
-    if sequence_column is not None:
-        seq_idx = _select(table, sequence_column)
-        if len(seq_idx) != 1:
-            raise CLIError("--sequence-column names one column")
-        seq_idx = seq_idx[0]
-    default = [n for n in default_columns] if default_columns is not None else None
-    indices = _select(table, columns, default=default)
-    if columns is None and default is None and seq_idx is not None:
-        indices = [j for j in indices if j != seq_idx]
-    if seq_idx is not None and seq_idx in indices:
-        raise CLIError(f"column {table.names[seq_idx]!r} is the sequence column and cannot also be a feature")
-    if not indices:
-        raise CLIError(f"{path} has no feature column left to model")
-    X = _to_numbers(table, indices, delimiter)
-    keep = np.ones(len(X), dtype=bool)
-    missing = np.isnan(X)
-    if missing.any():
-        if not dropna:
-            i, k = np.argwhere(missing)[0]
-            raise CLIError(f"{path}: {int(missing.any(1).sum())} row(s) have empty or NaN cells (first: line "
-                           f"{table.line(i)}, column {table.names[indices[k]]!r}); clean them or pass --dropna")
-        keep = ~missing.any(1)
-        if not keep.any():
-            raise CLIError(f"{path}: every row has an empty or NaN cell; nothing left after --dropna")
-    X = X[keep]
-    lengths = None
-    if seq_idx is not None:
-        ids = [v for v, k in zip(table.columns[seq_idx], keep) if k]
-        lengths = []
-        for j, v in enumerate(ids):
-            if j > 0 and v == ids[j - 1]:
-                lengths[-1] += 1
-            else:
-                lengths.append(1)
-        lengths = np.asarray(lengths, dtype=np.int64)
-    return X, [table.names[j] for j in indices], lengths
+    try:
+        return read_numeric_csv(path, columns, delimiter, dropna, sequence_column, default_columns)
+    except CSVError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _write_csv(path, header, rows):
@@ -411,16 +258,37 @@ def _no_discrete_states(model, what):
 
 def _model_data(model, args, model_path):
     default = list(getattr(model, "cli_columns_", [])) or None
-    X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna,
-                                 getattr(args, "sequence_column", None), default_columns=default)
+    X, names, lengths = _read_data(args, default_columns=default)
     if lengths is not None and not _is_sequential(model):
         raise CLIError("--sequence-column applies to hidden Markov models only")
     expected = getattr(model, "n_features_in_", None)
     if expected is not None and X.shape[1] != expected:
-        fitted_on = f" ({', '.join(default)})" if default else ""
+        fitted_on = f" ({_names_text(default)})" if default else ""
         raise CLIError(f"{model_path} expects {expected} feature column(s){fitted_on} but {args.data} gives "
-                       f"{X.shape[1]} ({', '.join(names)}); choose them with --columns")
+                       f"{X.shape[1]} ({_names_text(names)}); choose them with --columns")
     return X, names, lengths
+
+
+def _read_data(args, default_columns=None):
+    t0 = time.perf_counter()
+    X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna,
+                                 getattr(args, "sequence_column", None), default_columns=default_columns)
+    if getattr(args, "verbose", 0):
+        _progress(f"read {args.data}: {X.shape[0]} rows x {X.shape[1]} columns ({_names_text(names)})"
+                  + (f" in {len(lengths)} sequences" if lengths is not None else "")
+                  + f" in {time.perf_counter() - t0:.1f} s")
+    return X, names, lengths
+
+
+def _progress(text):
+    from probkit.utils.progress import write_line
+
+    write_line(text)
+
+
+def _names_text(names):
+    """Column names for the terminal: control characters escaped."""
+    return ", ".join(printable(n) for n in names)
 
 
 def _supervised_data(path, target, columns, delimiter, dropna):
@@ -456,6 +324,23 @@ def _seq_kwargs(model, lengths):
     return {"lengths": lengths} if _is_sequential(model) and lengths is not None else {}
 
 
+def _emit_json(obj):
+    print(json.dumps(obj, indent=2, allow_nan=False, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
+
+
+def _finite_or_none(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def _cmd_fit(args):
     spec = MODELS[args.model]
     cls = spec.load()
@@ -463,7 +348,7 @@ def _cmd_fit(args):
         return _fit_supervised(args, spec, cls)
     if args.plot:
         _no_discrete_states(cls, "--plot")
-    X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna, args.sequence_column)
+    X, names, lengths = _read_data(args)
     if lengths is not None and not spec.sequential:
         raise CLIError(f"--sequence-column applies to hidden Markov models; {args.model} treats rows as independent")
     params = dict(spec.fixed)
@@ -474,6 +359,9 @@ def _cmd_fit(args):
     params[spec.iter_param] = CLI_MAX_ITER if args.max_iter is None else args.max_iter
     if args.tol is not None:
         params["tol"] = args.tol
+    if args.verbose:
+        # the estimator's own progress: a line per iteration, and a tqdm bar over long fits
+        params["verbose"] = args.verbose
     for name in spec.options:
         value = getattr(args, name, None)
         if value is not None:
@@ -484,9 +372,15 @@ def _cmd_fit(args):
     if spec.target.endswith(":CategoricalHMM"):
         X = X.astype(np.int64) if np.all(X == np.round(X)) else X
     model = cls(**params)
+    if args.verbose:
+        _progress(f"fitting {type(model).__name__} with {args.n_components} components "
+                  f"(at most {params[spec.iter_param]} iterations"
+                  + (f", {params['n_init']} starts" if params.get("n_init", 1) > 1 else "") + ")")
+    t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X, **({"lengths": lengths} if spec.sequential and lengths is not None else {}))
+    seconds = time.perf_counter() - t0
     for w in caught:
         if issubclass(w.category, (UserWarning, RuntimeWarning)) and not issubclass(w.category, DeprecationWarning):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -495,14 +389,24 @@ def _cmd_fit(args):
     kw = {"lengths": lengths} if spec.sequential and lengths is not None else {}
     total = model.score(X, **kw) * (1 if spec.sequential else len(X))
     n_iter = getattr(model, "n_iter_", None)
-    print(f"fitted {args.model} ({type(model).__name__}, {args.n_components} components) on {len(X)} rows x "
-          f"{X.shape[1]} columns ({', '.join(names)})"
-          + (f" in {len(lengths)} sequences" if lengths is not None else ""))
-    # Variational models report their evidence lower bound instead of an information criterion.
-    criterion = (f"BIC {model.bic(X, **kw):.2f}" if hasattr(model, "bic")
-                 else f"evidence lower bound {model.lower_bound_:.4f}")
-    print(f"log-likelihood {total:.4f}, {criterion}, iterations {n_iter}, {_convergence_text(model, spec)}")
-    print(f"saved {path}")
+    bic = model.bic(X, **kw) if hasattr(model, "bic") else None
+    if args.json:
+        _emit_json({"command": "fit", "model": args.model, "class": type(model).__name__,
+                    "n_components": args.n_components, "n_rows": int(len(X)), "n_columns": int(X.shape[1]),
+                    "columns": list(names), "n_sequences": None if lengths is None else int(len(lengths)),
+                    "log_likelihood": _finite_or_none(total), "bic": None if bic is None else _finite_or_none(bic),
+                    "lower_bound": None if bic is not None else _finite_or_none(model.lower_bound_),
+                    "n_iter": None if n_iter is None else int(n_iter),
+                    "converged": bool(getattr(model, "converged_", False)), "seconds": round(seconds, 3),
+                    "saved": str(path)})
+    else:
+        print(f"fitted {args.model} ({type(model).__name__}, {args.n_components} components) on {len(X)} rows x "
+              f"{X.shape[1]} columns ({_names_text(names)})"
+              + (f" in {len(lengths)} sequences" if lengths is not None else ""))
+        # Variational models report their evidence lower bound instead of an information criterion.
+        criterion = f"BIC {bic:.2f}" if bic is not None else f"evidence lower bound {model.lower_bound_:.4f}"
+        print(f"log-likelihood {total:.4f}, {criterion}, iterations {n_iter}, {_convergence_text(model, spec)}")
+        print(f"saved {path}")
     if args.plot:
         _plot_model(model, X, lengths, names, args.plot)
     return EXIT_OK
@@ -518,7 +422,11 @@ def _fit_supervised(args, spec, cls):
     for name in ("covariance_type", "n_mix", "n_init", "plot"):
         if getattr(args, name, None) is not None:
             raise CLIError(f"--{name.replace('_', '-')} does not apply to {args.model}")
+    t0 = time.perf_counter()
     X, y, names, target = _supervised_data(args.data, args.target, args.columns, args.delimiter, args.dropna)
+    if args.verbose:
+        _progress(f"read {args.data}: {X.shape[0]} rows, target {printable(str(target))}, {X.shape[1]} feature "
+                  f"column(s) ({_names_text(names)}) in {time.perf_counter() - t0:.1f} s")
     params = dict(spec.fixed)
     if args.max_iter is not None and "max_iter" in cls().get_params():
         params["max_iter"] = args.max_iter
@@ -533,22 +441,35 @@ def _fit_supervised(args, spec, cls):
     model = cls(**params)
     if is_classifier(model):
         y = _class_labels(y)
+    if args.verbose:
+        _progress(f"fitting {type(model).__name__} of {printable(str(target))}")
+    t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(X, y)
+    seconds = time.perf_counter() - t0
     for w in caught:
         if issubclass(w.category, (UserWarning, RuntimeWarning)) and not issubclass(w.category, DeprecationWarning):
             print(f"warning: {w.message}", file=sys.stderr)
     model.cli_columns_ = np.asarray(names, dtype=str)
     model.cli_target_ = str(target)
     path = model.save(args.output)
-    print(f"fitted {args.model} ({type(model).__name__}) of {target} on {len(X)} rows x {X.shape[1]} columns "
-          f"({', '.join(names)})")
+    score = model.score(X, y)
+    if args.json:
+        _emit_json({"command": "fit", "model": args.model, "class": type(model).__name__, "target": str(target),
+                    "n_rows": int(len(X)), "n_columns": int(X.shape[1]), "columns": list(names),
+                    "accuracy" if is_classifier(model) else "deviance_explained": _finite_or_none(score),
+                    "aic": _finite_or_none(model.aic_) if hasattr(model, "aic_") else None,
+                    "deviance": _finite_or_none(model.deviance_) if hasattr(model, "deviance_") else None,
+                    "seconds": round(seconds, 3), "saved": str(path)})
+        return EXIT_OK
+    print(f"fitted {args.model} ({type(model).__name__}) of {printable(str(target))} on {len(X)} rows x "
+          f"{X.shape[1]} columns ({_names_text(names)})")
     if hasattr(model, "coef_"):
         print(_coefficient_table(model, names))
     metric = "accuracy" if is_classifier(model) else "D^2 (deviance explained)"
     extra = f", AIC {model.aic_:.2f}, deviance {model.deviance_:.4f}" if hasattr(model, "aic_") else ""
-    print(f"{metric} {model.score(X, y):.4f}{extra}")
+    print(f"{metric} {score:.4f}{extra}")
     print(f"saved {path}")
     return EXIT_OK
 
@@ -565,7 +486,8 @@ def _coefficient_table(model, names):
         entries = [("intercept", intercept[k], None if ibse is None else ibse[k])]
         entries += [(n, coef[k, j], None if bse is None else bse[k, j]) for j, n in enumerate(names)]
         for name, value, se in entries:
-            rows.append(f"  {label}{name:<20} {value: .6g}" + ("" if se is None else f"  (se {se:.4g})"))
+            se_text = "" if se is None else f"  (se {se:.4g})"
+            rows.append(f"  {label}{printable(str(name)):<20} {value: .6g}{se_text}")
     return "coefficients:\n" + "\n".join(rows)
 
 
@@ -576,7 +498,8 @@ def _convergence_text(model, spec):
     monitor = getattr(model, "monitor_", None)
     gain = getattr(monitor, "gain", math.nan)
     still = f" (the objective still changed by {gain:+.4g} in the last iteration)" if math.isfinite(gain) else ""
-    return f"NOT converged{still}; rerun with a larger --max-iter"
+    flag = "--n-iter" if spec.iter_param == "n_iter" else "--max-iter"
+    return f"NOT converged{still}; rerun with a larger {flag}"
 
 
 def _cmd_score(args):
@@ -587,16 +510,29 @@ def _cmd_score(args):
 
         if is_classifier(model):
             y = _class_labels(y)
-            print(f"accuracy {model.score(X, y):.6f} over {len(X)} rows")
+            score = model.score(X, y)
+            if args.json:
+                _emit_json({"command": "score", "class": type(model).__name__, "n_rows": int(len(X)),
+                            "accuracy": _finite_or_none(score)})
+            else:
+                print(f"accuracy {score:.6f} over {len(X)} rows")
         else:
-            print(f"D^2 (deviance explained) {model.score(X, y):.6f}, deviance {model.deviance(X, y):.6f} over "
-                  f"{len(X)} rows")
+            score, deviance = model.score(X, y), model.deviance(X, y)
+            if args.json:
+                _emit_json({"command": "score", "class": type(model).__name__, "n_rows": int(len(X)),
+                            "deviance_explained": _finite_or_none(score), "deviance": _finite_or_none(deviance)})
+            else:
+                print(f"D^2 (deviance explained) {score:.6f}, deviance {deviance:.6f} over {len(X)} rows")
         return EXIT_OK
     X, _, lengths = _model_data(model, args, args.model)
     kw = _seq_kwargs(model, lengths)
     per_row = model.score_samples(X, **kw) if hasattr(model, "score_samples") else None
     total = float(np.sum(per_row)) if per_row is not None else model.score(X, **kw)
-    print(f"log-likelihood {total:.6f} over {len(X)} rows (mean {total / len(X):.6f} per row)")
+    if args.json:
+        _emit_json({"command": "score", "class": type(model).__name__, "n_rows": int(len(X)),
+                    "log_likelihood": _finite_or_none(total), "mean_per_row": _finite_or_none(total / len(X))})
+    else:
+        print(f"log-likelihood {total:.6f} over {len(X)} rows (mean {total / len(X):.6f} per row)")
     if args.output:
         _write_csv(args.output, ["log_likelihood"], [[_fmt(v)] for v in per_row])
     return EXIT_OK
@@ -667,6 +603,31 @@ def _cmd_sample(args):
     return EXIT_OK
 
 
+def changed_params(model):
+    """The constructor parameters of ``model`` that differ from the class defaults.
+
+    Examples
+    --------
+    >>> from probkit import GaussianHMM
+    >>> changed_params(GaussianHMM(3, covariance_type="full"))
+    {'covariance_type': 'full', 'n_components': 3}
+    """
+    defaults = {name: p.default for name, p in inspect.signature(type(model).__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    changed = {}
+    for name, value in sorted(model.get_params(deep=False).items()):
+        default = defaults.get(name, inspect.Parameter.empty)
+        if default is inspect.Parameter.empty or type(value) is not type(default) or repr(value) != repr(default):
+            changed[name] = value
+    return changed
+
+
+# Fitted values `info` shows: scalars first, then the parameter arrays.
+_INFO_SCALARS = ("n_features_in_", "n_iter_", "converged_", "lower_bound_")
+_INFO_ARRAYS = ("weights_", "means_", "startprob_", "transmat_", "lambdas_", "emissionprob_", "transition_matrix_",
+                "observation_matrix_", "classes_", "coef_", "intercept_", "bse_")
+
+
 def _cmd_info(args):
     from probkit.io import ModelFileError, load
 
@@ -674,21 +635,82 @@ def _cmd_info(args):
         model = load(args.model)
     except ModelFileError as exc:
         raise CLIError(str(exc)) from None
+    cols = [str(c) for c in getattr(model, "cli_columns_", [])]
+    params = changed_params(model)
+    scalars = {name: getattr(model, name).item() if isinstance(getattr(model, name), np.generic)
+               else getattr(model, name) for name in _INFO_SCALARS if hasattr(model, name)}
+    arrays = {name: np.asarray(getattr(model, name)) for name in _INFO_ARRAYS if hasattr(model, name)}
+    if args.json:
+        _emit_json({"command": "info", "class": type(model).__name__, "columns": cols,
+                    "target": None if getattr(model, "cli_target_", None) is None else str(model.cli_target_),
+                    "params": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                               for k, v in params.items()},
+                    "fitted": {**scalars, **{k: v.tolist() for k, v in arrays.items()}}})
+        return EXIT_OK
     print(f"{type(model).__name__}  (saved by probkit's model format)")
-    cols = list(getattr(model, "cli_columns_", []))
     if cols:
-        print(f"  columns: {', '.join(cols)}")
-    for name, value in sorted(model.get_params(deep=False).items()):
-        print(f"  {name} = {value!r}")
+        print(f"  columns: {_names_text(cols)}")
     if getattr(model, "cli_target_", None):
-        print(f"  target: {model.cli_target_}")
-    for name in ("weights_", "means_", "startprob_", "transmat_", "lambdas_", "emissionprob_", "classes_", "coef_",
-                 "intercept_", "bse_"):
-        if hasattr(model, name):
-            print(f"  {name} =\n" + "\n".join("    " + line for line in
-                                               np.array2string(np.asarray(getattr(model, name)), precision=4)
-                                               .splitlines()))
+        print(f"  target: {printable(str(model.cli_target_))}")
+    print("  parameters (other than the defaults): "
+          + (", ".join(f"{k}={v!r}" for k, v in params.items()) if params else "none"))
+    if scalars:
+        print("  fitted: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in scalars.items()))
+    else:
+        print("  not fitted")
+    for name, value in arrays.items():
+        print(f"  {name} =\n" + "\n".join("    " + line for line in
+                                           np.array2string(value, precision=4).splitlines()))
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- bundled data
+def _dataset_files():
+    from probkit import datasets
+
+    folder = os.path.join(os.path.dirname(datasets.__file__), "data")
+    return {name[:-len(".csv")]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
+            if name.endswith(".csv")}
+
+
+def _cmd_datasets(args):
+    files = _dataset_files()
+    if args.name is None:
+        for name, path in files.items():
+            with open(path) as f:
+                header = f.readline().strip()
+                n_rows = sum(1 for line in f if line.strip())
+            print(f"{name:<28} {n_rows:>5} rows  columns: {header}")
+        return EXIT_OK
+    if args.name not in files:
+        raise CLIError(f"no bundled data set {args.name!r}{_did_you_mean(args.name, files)}; "
+                       f"choose from {', '.join(files)}")
+    with open(files[args.name]) as f:
+        text = f.read()
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        try:
+            with open(args.output, "w") as f:
+                f.write(text)
+        except OSError as exc:
+            raise CLIError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _did_you_mean(word, choices):
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_name(word):
+    """argparse type of MODEL: a known name, or a usage error suggesting the closest one."""
+    if word in MODELS:
+        return word
+    raise argparse.ArgumentTypeError(f"invalid choice: {word!r}{_did_you_mean(word, MODELS)}; "
+                                     f"choose from {', '.join(MODELS)}")
 
 
 # ---------------------------------------------------------------------------- plots
@@ -710,24 +732,35 @@ def _plot_model(model, X, lengths, names, path):
         return _plot_decoded(model, X, states, lengths, names, path)
     fig, ax = plt.subplots(figsize=(6, 4.5))
     if hasattr(model, "means_") and X.shape[1] >= 2 and hasattr(model, "covariances_"):
-        plotting.plot_mixture_2d(model, X, ax=ax, feature_names=names)
+        plotting.plot_mixture_2d(model, X, ax=ax, feature_names=[printable(n) for n in names])
     else:
-        plotting.plot_mixture_density(model, X[:, 0], ax=ax, feature_name=names[0])
+        plotting.plot_mixture_density(model, X[:, 0], ax=ax, feature_name=printable(names[0]))
     _save(fig, path, plt)
 
 
 def _plot_decoded(model, X, states, lengths, names, path):
+    """One panel per column, steps coloured by state; one legend, outside the data."""
     plotting = _plot_module()
     plt = plotting._plt()
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    plotting.plot_states(X[:, 0], states, ax=ax, ylabel=names[0] if names else None)
+    n_columns = X.shape[1]
+    fig, axes = plt.subplots(n_columns, 1, figsize=(10, 1.2 + 2.2 * n_columns), sharex=True, squeeze=False)
+    n_states = int(getattr(model, "n_components", int(np.max(states)) + 1))
+    for j, ax in enumerate(axes[:, 0]):
+        label = printable(names[j]) if names and j < len(names) else f"column {j}"
+        plotting.plot_states(X[:, j], states, ax=ax, ylabel=label, legend=None,
+                             state_names=[f"state {k}" for k in range(n_states)])
+        if j < n_columns - 1:
+            ax.set_xlabel("")
+    axes[-1, 0].set_xlabel("row")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.995, 0.98), fontsize=8, frameon=False)
     _save(fig, path, plt)
 
 
 def _save(fig, path, plt):
     try:
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     except (OSError, ValueError) as exc:
         raise CLIError(f"cannot write the plot {path}: {exc}") from None
     finally:
@@ -737,7 +770,7 @@ def _save(fig, path, plt):
 
 # ---------------------------------------------------------------------------- parser
 _EPILOG = """\
-Typical session:
+Typical session (probkit datasets old_faithful -o faithful.csv writes a file to try it on):
   probkit fit gaussian-hmm prices.csv --n-components 3 --columns return -o model.pk
   probkit decode model.pk prices.csv -o states.csv --plot states.png
   probkit score model.pk prices.csv
@@ -747,7 +780,8 @@ Typical session:
 CSV files: one row per observation, numbers only (a header row is detected), the
 delimiter (, ; tab |) is detected unless --delimiter is given. For hidden Markov
 models, rows are one sequence in time order, or several sequences marked by
---sequence-column. Empty cells are an error unless --dropna.
+--sequence-column. Empty cells are an error unless --dropna. Add -v to fit for
+progress on standard error, --json to fit, score and info for machine-readable output.
 
 Models (probkit fit MODEL ...):
 """ + "\n".join(f"  {name:<27} {spec.summary}" for name, spec in MODELS.items())
@@ -790,7 +824,7 @@ def build_parser():
                                    "format; load it in Python with probkit.load).",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="Models:\n" + "\n".join(f"  {n:<27} {s.summary}" for n, s in MODELS.items()))
-    p.add_argument("model", choices=list(MODELS), metavar="MODEL", help="one of: " + ", ".join(MODELS))
+    p.add_argument("model", type=_model_name, metavar="MODEL", help="one of: " + ", ".join(MODELS))
     p.add_argument("data", metavar="DATA.csv", help="CSV file ('-' for standard input)")
     p.add_argument("-k", "--n-components", type=int, default=2, metavar="K",
                    help="number of mixture components or hidden states (default: 2)")
@@ -801,7 +835,8 @@ def build_parser():
     p.add_argument("--n-mix", type=int, metavar="M", help="gmm-hmm: Gaussian components per state")
     p.add_argument("--n-init", type=int, metavar="N", help="number of restarts; the best is kept")
     p.add_argument("--max-iter", "--n-iter", dest="max_iter", type=int, metavar="N",
-                   help=f"maximum EM iterations (default: {CLI_MAX_ITER})")
+                   help=f"maximum EM iterations; --n-iter is the same option under hmmlearn's name "
+                        f"(default: {CLI_MAX_ITER})")
     p.add_argument("--tol", type=float, help="convergence threshold (default: the model's own)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
     p.add_argument("--target", metavar="COL",
@@ -810,6 +845,10 @@ def build_parser():
     p.add_argument("--alpha", type=float, metavar="A", help="regression and classification models: L2 penalty "
                    "strength (default: 0, maximum likelihood)")
     p.add_argument("--plot", metavar="FIG.png", help="also draw the fit (needs matplotlib)")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="report reading and fitting on standard error: the objective of every iteration "
+                        "under a progress bar (the estimator's verbose=1; -vv: verbose=2)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("score", help="log-likelihood of data under a saved model",
@@ -818,6 +857,7 @@ def build_parser():
     p.add_argument("model", metavar="MODEL.pk")
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="per-row log-likelihoods ('-' for standard output)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     _data_options(p)
     p.set_defaults(func=_cmd_score)
 
@@ -828,7 +868,7 @@ def build_parser():
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument("-o", "--output", metavar="STATES.csv", help="where to write (default: standard output)")
     p.add_argument("--proba", action="store_true", help="also write the posterior probability of every state")
-    p.add_argument("--plot", metavar="FIG.png", help="draw the first column coloured by state (needs matplotlib)")
+    p.add_argument("--plot", metavar="FIG.png", help="draw every column coloured by state (needs matplotlib)")
     _data_options(p)
     p.set_defaults(func=_cmd_decode)
 
@@ -843,9 +883,18 @@ def build_parser():
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("info", help="show what a saved model holds",
-                       description="Print the class, parameters and main fitted values of MODEL.")
+                       description="Print the class, the parameters set to other than their defaults and the "
+                                   "main fitted values of MODEL.")
     p.add_argument("model", metavar="MODEL.pk")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("datasets", help="list the bundled data sets, or write one as CSV",
+                       description="Without NAME, list the CSV data sets shipped with probkit; with NAME, write "
+                                   "that file (to try the commands: probkit datasets old_faithful -o faithful.csv).")
+    p.add_argument("name", nargs="?", metavar="NAME", help="data set to write")
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: standard output)")
+    p.set_defaults(func=_cmd_datasets)
     return parser
 
 
@@ -867,7 +916,7 @@ def main(argv=None):
         return EXIT_USAGE
     try:
         return args.func(args)
-    except CLIError as exc:
+    except (CLIError, CSVError) as exc:
         print(f"probkit {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # e.g. `probkit sample model.pk | head`

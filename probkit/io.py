@@ -157,7 +157,7 @@ _ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # not imported yet (imported only if they exist in this installation).
 _CLASS_PACKAGES = ("probkit", "probkit.distributions", "probkit.mixture", "probkit.hmm", "probkit.vi",
                    "probkit.neural", "probkit.glm", "probkit.naive_bayes", "probkit.topics", "probkit.hsmm",
-                   "probkit.ssm")
+                   "probkit.ssm", "probkit.compat.hmmlearn")
 
 
 class ModelFileError(ValueError):

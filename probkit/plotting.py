@@ -1,4 +1,5 @@
-"""Matplotlib helpers for probkit models (matplotlib is an optional dependency: ``pip install probkit[plot]``).
+"""Matplotlib helpers for probkit models (matplotlib is an optional dependency: ``pip install matplotlib``,
+or ``pip install -e ".[plot]"`` in a probkit checkout).
 
 Every function draws on ``ax`` (a new figure when omitted) and returns the Axes, so
 plots compose into subplots. Without matplotlib each raises an ``ImportError`` that
@@ -40,8 +41,8 @@ def _plt():
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
         raise ImportError(
-            "probkit.plotting needs matplotlib; install it with `pip install probkit[plot]` "
-            "or `pip install matplotlib`"
+            "probkit.plotting needs matplotlib; install it with `pip install matplotlib` "
+            "(or `pip install -e '.[plot]'` in a probkit checkout)"
         ) from exc
     return plt
 
@@ -55,6 +56,22 @@ def _new_axes(ax, figsize):
 
 def _state_color(plt, k):
     return plt.cm.tab10(int(k) % 10)
+
+
+def _display_order(order, n_states, what="order"):
+    """``order`` checked as a permutation of the states (identity when None), and its inverse.
+
+    ``order[i]`` is the state drawn in position ``i`` (colour ``i``, name ``state_names[i]``).
+    """
+    if order is None:
+        ident = np.arange(n_states)
+        return ident, ident
+    order = np.asarray(order)
+    if order.ndim != 1 or len(order) != n_states or not np.array_equal(np.sort(order), np.arange(n_states)):
+        raise ValueError(f"{what} must be a permutation of the {n_states} state indices, got {order.tolist()}")
+    position = np.empty(n_states, dtype=int)
+    position[order] = np.arange(n_states)
+    return order.astype(int), position
 
 
 def _covariance_matrices(model):
@@ -72,7 +89,7 @@ def _covariance_matrices(model):
     return np.stack([np.eye(d) * c for c in cov])
 
 
-def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1.0, 2.0)):
+def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1.0, 2.0), order=None):
     """Scatter ``X`` coloured by component, with each Gaussian component's covariance ellipses.
 
     Parameters
@@ -87,6 +104,10 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
     feature_names : list of str, optional
     n_std : tuple of float
         Ellipse radii in standard deviations.
+    order : sequence of int, optional
+        Display order of the components: component ``order[i]`` gets colour ``i``. Pass
+        the same order to :func:`plot_states` and :func:`plot_transition_matrix` so that a
+        state keeps its colour in every panel (e.g. ``np.argsort(model.means_[:, 0])``).
 
     Returns
     -------
@@ -96,7 +117,8 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
     --------
     >>> from probkit import GaussianMixture
     >>> X = np.random.RandomState(0).normal(size=(50, 2))
-    >>> ax = plot_mixture_2d(GaussianMixture(2, random_state=0).fit(X), X)
+    >>> model = GaussianMixture(2, random_state=0).fit(X)
+    >>> ax = plot_mixture_2d(model, X, order=np.argsort(model.means_[:, 0]))
     """
     plt = _plt()
     from matplotlib.patches import Ellipse
@@ -104,11 +126,13 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
     X = np.asarray(X)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))
-    labels = model.predict(X)
+    _, position = _display_order(order, len(model.means_))
+    labels = position[np.asarray(model.predict(X)).astype(int)]
     i, j = dims
-    ax.scatter(X[:, i], X[:, j], c=labels, s=10, cmap="tab10", vmin=0, vmax=9, alpha=0.7)
+    ax.scatter(X[:, i], X[:, j], c=labels % 10, s=10, cmap="tab10", vmin=0, vmax=9, alpha=0.7)
     covs = _covariance_matrices(model)
-    for k, (mean, cov) in enumerate(zip(model.means_, covs)):
+    for component, (mean, cov) in enumerate(zip(model.means_, covs)):
+        k = position[component]
         sub = cov[np.ix_([i, j], [i, j])]
         vals, vecs = np.linalg.eigh(sub)
         angle = np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1]))
@@ -239,7 +263,8 @@ def plot_mixture_density(model, x, ax=None, feature_name=None, n_grid=400, bins=
     return ax
 
 
-def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=None, shade=True):
+def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=None, shade=True, order=None,
+                legend="best"):
     """A series (one feature over time) with each step coloured by its decoded hidden state.
 
     Parameters
@@ -252,8 +277,15 @@ def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=Non
         x-axis values (default: 0 .. n_steps - 1).
     ylabel : str, optional
     state_names : list of str, optional
+        Names in display order (``state_names[i]`` names state ``order[i]``).
     shade : bool, default=True
         Shade the background of each run of one state.
+    order : sequence of int, optional
+        Display order of the states: state ``order[i]`` gets colour ``i`` (default: the
+        state indices as they are). Use the same order in every panel of a figure.
+    legend : {"best", "outside", None}, default="best"
+        Where the legend goes: inside the axes, to the right of them, or nowhere (take
+        the handles with ``ax.get_legend_handles_labels()`` for a figure legend).
 
     Returns
     -------
@@ -261,19 +293,28 @@ def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=Non
 
     Examples
     --------
-    >>> ax = plot_states([1.0, 1.2, 5.0, 5.1, 0.9], [0, 0, 1, 1, 0])
+    >>> ax = plot_states([1.0, 1.2, 5.0, 5.1, 0.9], [1, 1, 0, 0, 1], order=[1, 0],
+    ...                  state_names=["low", "high"], legend="outside")
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['low', 'high']
     """
     plt, ax = _new_axes(ax, (9, 3.5))
     y = np.asarray(series, dtype=np.float64).reshape(-1)
     z = np.asarray(states).reshape(-1).astype(int)
     if len(y) != len(z):
         raise ValueError(f"series has {len(y)} steps but states has {len(z)}")
+    if legend not in ("best", "outside", None):
+        raise ValueError(f"legend must be 'best', 'outside' or None, got {legend!r}")
     t = np.arange(len(y)) if time is None else np.asarray(time)
+    n_states = max(int(z.max()) + 1 if len(z) else 0, len(order) if order is not None else 0,
+                   len(state_names) if state_names is not None else 0)
+    _, position = _display_order(order, n_states)
+    z = position[z]  # display positions from here on
     ax.plot(t, y, color="0.6", lw=0.8, zorder=1)
     present = np.unique(z)
     for k in present:
         mask = z == k
-        name = state_names[k] if state_names is not None else f"state {k}"
+        name = state_names[k] if state_names is not None else f"state {order[k] if order is not None else k}"
         ax.scatter(t[mask], y[mask], s=12, color=_state_color(plt, k), label=name, zorder=2)
     if shade and len(t) > 1:
         change = np.flatnonzero(np.diff(z)) + 1
@@ -287,11 +328,14 @@ def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=Non
     ax.set_xlabel("time" if time is None else "")
     if ylabel:
         ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, loc="best", ncol=min(len(present), 4))
+    if legend == "best":
+        ax.legend(fontsize=8, loc="best", ncol=min(len(present), 4))
+    elif legend == "outside":
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     return ax
 
 
-def plot_posteriors(proba, ax=None, time=None, state_names=None):
+def plot_posteriors(proba, ax=None, time=None, state_names=None, order=None):
     """Posterior probability of each hidden state over time, as stacked areas.
 
     Parameters
@@ -301,6 +345,9 @@ def plot_posteriors(proba, ax=None, time=None, state_names=None):
     ax : matplotlib Axes, optional
     time : array-like of shape (n_steps,), optional
     state_names : list of str, optional
+        Names in display order.
+    order : sequence of int, optional
+        Display order of the states (see :func:`plot_states`).
 
     Returns
     -------
@@ -314,8 +361,10 @@ def plot_posteriors(proba, ax=None, time=None, state_names=None):
     p = np.asarray(proba, dtype=np.float64)
     if p.ndim != 2:
         raise ValueError(f"proba must have shape (n_steps, n_states), got {p.shape}")
+    order, _ = _display_order(order, p.shape[1])
+    p = p[:, order]
     t = np.arange(len(p)) if time is None else np.asarray(time)
-    labels = state_names or [f"state {k}" for k in range(p.shape[1])]
+    labels = state_names or [f"state {k}" for k in order]
     ax.stackplot(t, p.T, colors=[_state_color(plt, k) for k in range(p.shape[1])], labels=labels, alpha=0.8)
     ax.set_ylim(0, 1)
     ax.set_xlim(t[0], t[-1])
@@ -324,7 +373,7 @@ def plot_posteriors(proba, ax=None, time=None, state_names=None):
     return ax
 
 
-def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, cmap="Blues"):
+def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, cmap="Blues", order=None):
     """Heatmap of a transition matrix (row: from, column: to).
 
     Parameters
@@ -335,6 +384,9 @@ def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, c
     annotate : bool, default=True
         Write each probability in its cell.
     cmap : str, default="Blues"
+    order : sequence of int, optional
+        Display order of the states: rows and columns are permuted to it (see
+        :func:`plot_states`).
 
     Returns
     -------
@@ -348,8 +400,10 @@ def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, c
     A = np.asarray(getattr(transmat, "transmat_", transmat), dtype=np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"a transition matrix must be square, got shape {A.shape}")
+    order, _ = _display_order(order, len(A))
+    A = A[np.ix_(order, order)]
     im = ax.imshow(A, cmap=cmap, vmin=0, vmax=1)
-    names = state_names or [str(k) for k in range(len(A))]
+    names = state_names or [str(k) for k in order]
     ax.set_xticks(range(len(A)), names)
     ax.set_yticks(range(len(A)), names)
     ax.set_xlabel("to state")

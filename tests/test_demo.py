@@ -23,5 +23,12 @@ def test_demo_runs_and_writes_every_figure(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in FIGURES:
         assert (tmp_path / name).stat().st_size > 10_000, name
-    # the Poisson HMM reproduces the published maximum likelihood of the 2-state model
+    # the Poisson HMM reproduces the published maximum likelihoods (Zucchini & MacDonald) of 2 and 3 states
     assert "2 states: log-likelihood -341.88 (published: -341.88)" in proc.stdout
+    assert "3 states: log-likelihood -328.53 (published: -328.53)" in proc.stdout
+    # the report says what ran, and even the short NUTS chain moves (a stuck chain has spread 0.00)
+    assert "NUTS 40 draws (+40 warm-up)" in proc.stdout
+    spreads = [float(line.rsplit("+-", 1)[1]) for line in proc.stdout.splitlines() if "NUTS" in line and "+-" in line]
+    assert len(spreads) == 2 and min(spreads) > 0.1, spreads
+    # NUTS shows its progress (Pyro's bar) on standard error
+    assert "Sample" in proc.stderr or "Warmup" in proc.stderr

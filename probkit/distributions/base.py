@@ -438,23 +438,129 @@ class ExponentialFamily:
         return self._log_prob(xb)
 
     def sample(self, n_samples=1, random_state=None):
-        """Draw ``n_samples`` independent samples from every batch member.
+        """Draw independent samples from every batch member.
 
         Parameters
         ----------
-        n_samples : int, default=1
+        n_samples : int or tuple of int, default=1
+            An int ``n`` draws ``n`` samples (scikit-learn's convention). A tuple or
+            ``torch.Size`` is a ``sample_shape`` as in ``torch.distributions``: the result
+            has shape ``sample_shape + batch_shape + event_shape``, and ``()`` draws one
+            sample without a leading axis.
         random_state : None, int, numpy.random.RandomState or torch.Generator
 
         Returns
         -------
         samples : numpy.ndarray of shape (n_samples, *batch_shape, *event_shape)
+            Or ``(*sample_shape, *batch_shape, *event_shape)``. Always numpy; for tensors
+            (and reparameterised samples) use ``to_torch().sample()`` / ``rsample()``.
+
+        Examples
+        --------
+        >>> from probkit.distributions import Normal
+        >>> d = Normal(loc=[0.0, 10.0], scale=1.0)
+        >>> d.sample(5, random_state=0).shape, d.sample((4, 3), random_state=0).shape, d.sample(()).shape
+        ((5, 2), (4, 3, 2), (2,))
         """
         self._require_params()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        if isinstance(n_samples, (tuple, list, torch.Size)):
+            shape = tuple(n_samples)
+            if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape):
+                raise ValueError(f"sample_shape must be a tuple of non-negative integers, got {n_samples!r}")
+            shape = tuple(int(n) for n in shape)
+        elif isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer or a tuple (a sample_shape), got {n_samples!r}")
+        else:
+            shape = (int(n_samples),)
+        total = int(np.prod(shape)) if shape else 1
         gen = torch_generator(random_state, device=self.device)
         with torch.no_grad():
-            return to_numpy(self._sample((int(n_samples),), gen))
+            draws = self._sample((max(total, 1),), gen)
+        draws = draws[:total] if total == 0 else draws
+        return to_numpy(draws.reshape(*shape, *draws.shape[1:]))
+
+    # ------------------------------------------------------------------ torch.distributions interface
+    def to_torch(self):
+        """The matching ``torch.distributions`` object, with the same (live) parameter tensors.
+
+        Its ``log_prob`` broadcasts a value of shape ``(..., *batch_shape, *event_shape)``
+        against the batch (torch's convention), where probkit's :meth:`log_prob` scores
+        every sample under every batch member.
+
+        Raises
+        ------
+        NotImplementedError
+            For families torch does not have (``InverseWishart``, ``MultivariateStudentT``,
+            ``Independent`` products of mixed families, the priors).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from probkit.distributions import Gamma
+        >>> d = Gamma(concentration=2.0, rate=3.0)
+        >>> t = d.to_torch()
+        >>> type(t).__name__, bool(torch.isclose(t.log_prob(torch.tensor(0.5, dtype=torch.float64)),
+        ...                                      torch.as_tensor(d.log_prob([0.5])[0])))
+        ('Gamma', True)
+        """
+        self._require_params()
+        make = _TORCH_EQUIVALENTS.get(type(self).__name__)
+        if make is None:
+            raise NotImplementedError(f"torch.distributions has no counterpart of {type(self).__name__}")
+        return make(self)
+
+    @property
+    def mean(self):
+        """Mean of each batch member, shape ``batch_shape + event_shape`` (numpy), as ``torch.distributions``' ``mean``.
+
+        Examples
+        --------
+        >>> from probkit.distributions import Poisson
+        >>> Poisson(rate=[1.5, 4.0]).mean
+        array([1.5, 4. ])
+        """
+        return self._torch_moment("mean")
+
+    @property
+    def variance(self):
+        """Variance of each batch member (element-wise for vectors), as ``torch.distributions``' ``variance``.
+
+        Examples
+        --------
+        >>> from probkit.distributions import Normal
+        >>> Normal(loc=0.0, scale=2.0).variance
+        array(4.)
+        """
+        return self._torch_moment("variance")
+
+    @property
+    def stddev(self):
+        """Standard deviation of each batch member: ``sqrt(variance)``.
+
+        Examples
+        --------
+        >>> from probkit.distributions import Exponential
+        >>> Exponential(rate=0.5).stddev
+        array(2.)
+        """
+        return np.asarray(np.sqrt(self.variance))
+
+    def _torch_moment(self, name):
+        # MultivariateNormal's parameter ``mean`` is also this property; the parameter is what it returns.
+        if name in type(self).param_names:
+            return to_numpy(self._params[name]) if self.is_fitted else self.__getattr__(name)
+        if type(self).__name__ == "Categorical":  # torch leaves these NaN; the index's moments are well defined
+            probs = self._params["probs"]
+            k = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+            mean = (probs * k).sum(-1)
+            return to_numpy(mean if name == "mean" else (probs * k ** 2).sum(-1) - mean ** 2)
+        try:
+            dist = self.to_torch()
+        except NotImplementedError:
+            raise NotImplementedError(f"{type(self).__name__} has no {name} here (no torch.distributions "
+                                      "counterpart to take it from)") from None
+        with torch.no_grad():
+            return to_numpy(getattr(dist, name))
 
     def sufficient_statistics(self, X):
         """The sufficient statistics ``T(x)`` of each sample, as a dict of arrays of shape ``(n, *stat_shape)``."""
@@ -690,3 +796,61 @@ def kl_divergence(p, q):
 
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+def _torch_mvn(d):
+    p = d.torch_params()
+    mean, cov = p["mean"], p["covariance"]
+    ct = d.covariance_type
+    if ct == "diag":
+        cov = torch.diag_embed(cov)
+    elif ct == "spherical":
+        eye = torch.eye(mean.shape[-1], dtype=mean.dtype, device=mean.device)
+        cov = cov[..., None, None] * eye
+    elif ct == "tied":
+        cov = cov.expand(*mean.shape[:-1], *cov.shape)
+    return torch.distributions.MultivariateNormal(loc=mean, covariance_matrix=cov)
+
+
+def _tp(d, *names):
+    p = d.torch_params()
+    return [p[n] for n in names]
+
+
+def _torch_categorical(d):
+    return torch.distributions.Categorical(probs=d.torch_params()["probs"])
+
+
+def _torch_multinomial(d):
+    if d.total_count is None:
+        raise NotImplementedError("a Multinomial without a fixed total_count has no torch counterpart")
+    return torch.distributions.Multinomial(total_count=int(d.total_count), probs=d.torch_params()["probs"])
+
+
+def _torch_negative_binomial(d):
+    r, p = _tp(d, "total_count", "probs")
+    # torch counts the successes of probability `probs` before total_count failures: probkit's 1 - p.
+    return torch.distributions.NegativeBinomial(total_count=r, probs=1 - p)
+
+
+# Family name -> constructor of the torch.distributions object with the same law.
+_TORCH_EQUIVALENTS = {
+    "Normal": lambda d: torch.distributions.Normal(*_tp(d, "loc", "scale")),
+    "LogNormal": lambda d: torch.distributions.LogNormal(*_tp(d, "loc", "scale")),
+    "Laplace": lambda d: torch.distributions.Laplace(*_tp(d, "loc", "scale")),
+    "StudentT": lambda d: torch.distributions.StudentT(*_tp(d, "df", "loc", "scale")),
+    "Exponential": lambda d: torch.distributions.Exponential(*_tp(d, "rate")),
+    "Gamma": lambda d: torch.distributions.Gamma(*_tp(d, "concentration", "rate")),
+    "Beta": lambda d: torch.distributions.Beta(*_tp(d, "concentration1", "concentration0")),
+    "VonMises": lambda d: torch.distributions.VonMises(*_tp(d, "loc", "concentration")),
+    "Dirichlet": lambda d: torch.distributions.Dirichlet(*_tp(d, "concentration")),
+    "Poisson": lambda d: torch.distributions.Poisson(*_tp(d, "rate")),
+    "Bernoulli": lambda d: torch.distributions.Bernoulli(probs=_tp(d, "probs")[0]),
+    "Binomial": lambda d: torch.distributions.Binomial(total_count=d.total_count, probs=_tp(d, "probs")[0]),
+    "Geometric": lambda d: torch.distributions.Geometric(probs=_tp(d, "probs")[0]),
+    "Categorical": _torch_categorical,
+    "Multinomial": _torch_multinomial,
+    "NegativeBinomial": _torch_negative_binomial,
+    "MultivariateNormal": _torch_mvn,
+    "Wishart": lambda d: torch.distributions.Wishart(df=_tp(d, "df")[0], covariance_matrix=_tp(d, "scale_matrix")[0]),
+}

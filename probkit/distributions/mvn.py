@@ -136,6 +136,10 @@ class MultivariateNormal(ExponentialFamily):
         Reference point the sufficient statistics are accumulated about. Centring on a
         point near the data (the EM engine uses the data mean) avoids the cancellation of
         ``E[x x^T] - mean mean^T`` when the data sit far from the origin.
+    loc, covariance_matrix : array-like, optional
+        ``torch.distributions.MultivariateNormal``'s names, accepted for ``mean`` and
+        ``covariance`` (a ``covariance_matrix`` is a full covariance). ``mean`` and
+        ``covariance`` remain the attribute names; :meth:`to_torch` gives the torch object.
 
     Examples
     --------
@@ -147,12 +151,29 @@ class MultivariateNormal(ExponentialFamily):
     >>> fit = MultivariateNormal(covariance_type="diag").fit(X)
     >>> fit.covariance.shape
     (2,)
+
+    torch's keyword names work too:
+
+    >>> MultivariateNormal(loc=[1.0, 2.0], covariance_matrix=np.eye(2)).mean
+    array([1., 2.])
     """
 
     param_names = ("mean", "covariance")
     event_ndim = 1
 
-    def __init__(self, mean=None, covariance=None, covariance_type="full", reg_covar=0.0, stats_shift=None):
+    def __init__(self, mean=None, covariance=None, covariance_type="full", reg_covar=0.0, stats_shift=None, *,
+                 loc=None, covariance_matrix=None):
+        if loc is not None:
+            if mean is not None:
+                raise TypeError("give the mean as mean= or as loc= (torch's name), not both")
+            mean = loc
+        if covariance_matrix is not None:
+            if covariance is not None:
+                raise TypeError("give the covariance as covariance= or as covariance_matrix= (torch's name), not both")
+            if covariance_type != "full":
+                raise ValueError(f"covariance_matrix is a full covariance; covariance_type={covariance_type!r} "
+                                 "takes covariance=")
+            covariance = covariance_matrix
         check_covariance_type(covariance_type)
         if not reg_covar >= 0:
             raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")

@@ -24,7 +24,6 @@ Statistics summarised by a distribution without parameters (the first step of EM
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -36,6 +35,8 @@ from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
+from probkit.utils._array import to_numpy
+from probkit.utils._warnings import warn_user
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["MultivariateStudentT", "StudentT"]
@@ -235,8 +236,8 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
             if done:
                 break
         else:
-            warnings.warn(f"{type(self).__name__}.fit: EM did not reach tol={self.tol} in max_iter={self.max_iter} "
-                          "iterations", ConvergenceWarning, stacklevel=2)
+            warn_user(f"{type(self).__name__}.fit: EM did not reach tol={self.tol} in max_iter={self.max_iter} "
+                      "iterations", ConvergenceWarning)
         self._params = current._params
         self._batch_shape = current._batch_shape
         self._cache = current._cache
@@ -423,6 +424,35 @@ class MultivariateStudentT(_ScaleMixtureT):
         """Dimension ``d`` of a sample."""
         self._require_params()
         return self._params["loc"].shape[-1]
+
+    @property
+    def mean(self):
+        """``loc`` where ``df > 1``; NaN where the mean does not exist (as ``torch.distributions.StudentT``).
+
+        Examples
+        --------
+        >>> MultivariateStudentT(df=[0.5, 3.0], loc=[[1.0, 2.0], [3.0, 4.0]], scale_matrix=np.eye(2)).mean
+        array([[nan, nan],
+               [ 3.,  4.]])
+        """
+        self._require_params()
+        loc, df = self._params["loc"], self._params["df"]
+        return to_numpy(torch.where((df > 1).unsqueeze(-1), loc, torch.full_like(loc, math.nan)))
+
+    @property
+    def variance(self):
+        """Marginal variances ``df / (df - 2) * diag(scale_matrix)``; infinite for ``1 < df <= 2``, NaN for ``df <= 1``.
+
+        Examples
+        --------
+        >>> MultivariateStudentT(df=4.0, loc=[0.0, 0.0], scale_matrix=[[1.0, 0.5], [0.5, 3.0]]).variance
+        array([2., 6.])
+        """
+        self._require_params()
+        df = self._params["df"].unsqueeze(-1)
+        scale = torch.diagonal(self._params["scale_matrix"], dim1=-2, dim2=-1)
+        var = torch.where(df > 2, df / (df - 2).clamp_min(1e-300) * scale, torch.full_like(scale, math.inf))
+        return to_numpy(torch.where(df > 1, var, torch.full_like(scale, math.nan)))
 
     def _check_params(self):
         self._check_df()

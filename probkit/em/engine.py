@@ -170,7 +170,9 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
         ``all_reduce(estep) -> estep``: sums statistics and log-likelihood over processes
         (distributed EM); ``None`` for a single process.
     monitor_factory : callable, default=ConvergenceMonitor
-        ``monitor_factory(tol, max_iter, verbose, signed)``.
+        ``monitor_factory(tol, max_iter, verbose, signed)``, called once per
+        initialisation (``None``: the default). A monitor with an ``end_run(converged)``
+        method is told when its initialisation ends.
     warn_not_converged : bool, default=True
         Emit a ``ConvergenceWarning`` when the best run did not converge.
     signed_gain : bool, default=False
@@ -207,7 +209,7 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
             model._em_initialize(data, random_state)
         if after_init is not None:
             after_init(model)
-        monitor = monitor_factory(tol, max_iter, verbose, signed_gain)
+        monitor = (monitor_factory or ConvergenceMonitor)(tol, max_iter, verbose, signed_gain)
         value = initial_objective if warm_start else -math.inf
         converged = False
         n_iter = 0
@@ -225,6 +227,8 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
                 if (gain if signed_gain else abs(gain)) < tol:
                     converged = True
                     break
+        if hasattr(monitor, "end_run"):
+            monitor.end_run(converged)
         if max_iter == 0:
             n_iter = 0
         if best is None or value > best.objective or best.objective == -math.inf:

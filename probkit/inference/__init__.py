@@ -23,8 +23,10 @@ Explicit-duration (hidden semi-Markov) models have their own kernels in
 
 Conventions
 -----------
-Inputs are log-probabilities (numpy arrays or torch tensors); outputs are torch tensors
-with the dtype and device of ``log_emission``. ``-inf`` encodes a zero probability
+Inputs are log-probabilities (numpy arrays or torch tensors). Numpy in, numpy out: when
+no array argument is a tensor the results are numpy arrays (as from the estimators);
+when one is, they are torch tensors with the dtype and device of ``log_emission`` (and
+autograd where the function is differentiable). ``-inf`` encodes a zero probability
 (structural zeros of left-right models, emissions masked out by partial supervision)
 and never produces NaN, neither in results nor in gradients. NaN and ``+inf`` inputs
 are rejected with ``ValueError``. A sequence whose probability is exactly zero gets

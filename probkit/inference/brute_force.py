@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from probkit.inference._checks import concatenated_inputs
+from probkit.inference._numpy_io import numpy_out_for_numpy_in
 
 # Enumerating more paths than this is a mistake, not a test.
 _MAX_PATHS = 2_000_000
@@ -42,6 +43,7 @@ class BruteForceResult(NamedTuple):
     best_log_prob: float
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def brute_force_hmm(log_startprob, log_transmat, log_emission):
     """Enumerate all K^T state paths of one short sequence.
 

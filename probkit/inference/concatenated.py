@@ -21,6 +21,7 @@ from probkit.inference._checks import (
 )
 
 from probkit.inference._lazy_numba import numba_backend
+from probkit.inference._numpy_io import numpy_out_for_numpy_in
 
 _IMPLEMENTATIONS = ("scaling", "log")
 _BACKENDS = ("auto", "numba", "torch")
@@ -104,6 +105,7 @@ def _out(array, like):
     return torch.from_numpy(array).to(dtype=like.dtype, device=like.device)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def forward_backward(
     log_startprob,
     log_transmat,
@@ -140,8 +142,8 @@ def forward_backward(
     -------
     ForwardBackwardResult
         ``log_likelihood`` (n_seq,), ``posteriors`` (n_samples, K),
-        ``expected_transitions`` (K, K) and ``expected_start`` (K,), as tensors with the
-        dtype and device of ``log_emission``. A sequence whose probability is exactly
+        ``expected_transitions`` (K, K) and ``expected_start`` (K,): numpy arrays for
+        numpy input, tensors with the dtype and device of ``log_emission`` for tensor input. A sequence whose probability is exactly
         zero gets ``log_likelihood = -inf``, zero posteriors and contributes nothing to
         the expected counts; no NaN is ever produced from -inf inputs.
 
@@ -152,9 +154,9 @@ def forward_backward(
     >>> log_trans = np.log([[0.7, 0.3], [0.2, 0.8]])
     >>> log_emission = np.log([[0.9, 0.2], [0.1, 0.8], [0.5, 0.5], [0.9, 0.1]])
     >>> res = forward_backward(log_start, log_trans, log_emission, lengths=[3, 1])
-    >>> res.log_likelihood
-    tensor([-2.2064, -0.5447], dtype=torch.float64)
-    >>> torch.allclose(res.posteriors.sum(1), torch.ones(4, dtype=torch.float64))
+    >>> res.log_likelihood.round(4)
+    array([-2.2064, -0.5447])
+    >>> bool(np.allclose(res.posteriors.sum(1), 1.0))
     True
     >>> round(float(res.expected_transitions.sum()), 12)  # 2 transitions in sequence 1
     2.0
@@ -184,6 +186,7 @@ def _forward_backward(ls, lt, le, lengths, implementation, backend="auto"):
     )
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def viterbi(log_startprob, log_transmat, log_emission, lengths=None, *, backend="auto"):
     """Most probable state path of every sequence (Viterbi algorithm).
 
@@ -206,9 +209,9 @@ def viterbi(log_startprob, log_transmat, log_emission, lengths=None, *, backend=
     >>> res = viterbi(np.log([0.6, 0.4]), np.log([[0.7, 0.3], [0.2, 0.8]]),
     ...               np.log([[0.9, 0.2], [0.1, 0.8], [0.5, 0.5]]))
     >>> res.path
-    tensor([0, 1, 1])
-    >>> res.log_prob
-    tensor([-2.9596], dtype=torch.float64)
+    array([0, 1, 1])
+    >>> res.log_prob.round(4)
+    array([-2.9596])
     """
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
     return _viterbi(ls, lt, le, lengths, backend)
@@ -225,6 +228,7 @@ def _viterbi(ls, lt, le, lengths, backend="auto"):
     return ViterbiResult(res.log_prob, _padded._unpad_trusted(res.paths, lengths))
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def forward_filter(
     log_startprob,
     log_transmat,
@@ -252,9 +256,9 @@ def forward_filter(
     >>> import numpy as np
     >>> res = forward_filter(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.1, 0.9]]),
     ...                      np.log([[0.8, 0.2], [0.8, 0.2]]))
-    >>> res.filtered
-    tensor([[0.8000, 0.2000],
-            [0.9193, 0.0807]], dtype=torch.float64)
+    >>> res.filtered.round(4)
+    array([[0.8   , 0.2   ],
+           [0.9193, 0.0807]])
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
@@ -294,7 +298,7 @@ class ForwardFilter:
     log_likelihood : float
         log p(x_1..t) of everything seen since construction or :meth:`reset`
         (-inf once the observations became impossible).
-    filtered_ : Tensor (K,) or None
+    filtered_ : numpy.ndarray or Tensor (K,) or None
         p(z_t | x_1..t) of the last step seen (None before the first update).
     n_steps_ : int
         Number of steps seen.
@@ -304,10 +308,10 @@ class ForwardFilter:
     >>> import numpy as np
     >>> f = ForwardFilter(np.log([0.5, 0.5]), np.log([[0.9, 0.1], [0.1, 0.9]]))
     >>> f.update(np.log([0.8, 0.2]))
-    tensor([0.8000, 0.2000], dtype=torch.float64)
-    >>> f.update(np.log([[0.8, 0.2], [0.3, 0.7]]))
-    tensor([[0.9193, 0.0807],
-            [0.6851, 0.3149]], dtype=torch.float64)
+    array([0.8, 0.2])
+    >>> f.update(np.log([[0.8, 0.2], [0.3, 0.7]])).round(4)
+    array([[0.9193, 0.0807],
+           [0.6851, 0.3149]])
     >>> f.n_steps_, round(f.log_likelihood, 4)
     (3, -2.1388)
     """
@@ -366,9 +370,10 @@ class ForwardFilter:
 
         Returns
         -------
-        Tensor (K,) or (m, K)
-            p(z_t | x_1..t) for those steps (zeros once the observations are impossible),
-            in the dtype and on the device of ``log_emission_t``.
+        numpy.ndarray or Tensor, (K,) or (m, K)
+            p(z_t | x_1..t) for those steps (zeros once the observations are impossible):
+            a tensor in the dtype and on the device of ``log_emission_t`` when it is one,
+            a numpy array otherwise.
         """
         le = check_log_values(as_float_tensor(log_emission_t, "log_emission_t"), "log_emission_t")
         single = le.ndim == 1
@@ -399,6 +404,8 @@ class ForwardFilter:
                 with np.errstate(under="ignore"):
                     filtered = np.exp(filtered)
         self.n_steps_ += n_new
-        out = _out(np.ascontiguousarray(filtered), le2)
+        # numpy in, numpy out (float64); a tensor in gets a tensor of its dtype and device
+        out = _out(np.ascontiguousarray(filtered), le2) if isinstance(log_emission_t, torch.Tensor) \
+            else np.ascontiguousarray(filtered)
         self.filtered_ = out[-1]
         return out[0] if single else out

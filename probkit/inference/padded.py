@@ -22,6 +22,7 @@ from probkit.inference._checks import (
     padded_inputs,
 )
 from probkit.utils.validation import check_lengths
+from probkit.inference._numpy_io import numpy_out_for_numpy_in
 
 _IMPLEMENTATIONS = ("scaling", "log")
 
@@ -151,6 +152,7 @@ def _log_likelihood(batch, implementation, chunk_size=None):
     return _detach_impossible(loglik)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def hmm_log_likelihood(
     log_startprob, log_transmat, log_emission, lengths=None, *, implementation="scaling", chunk_size=None
 ):
@@ -214,6 +216,7 @@ def hmm_log_likelihood(
     return _log_likelihood(batch, implementation, chunk_size).to(out_dtype)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def forward_backward_padded(log_startprob, log_transmat, log_emission, lengths=None, *, implementation="scaling"):
     """Posterior marginals and expected transition counts of padded sequences.
 
@@ -270,6 +273,7 @@ def _forward_backward_log(batch):
     return loglik, posteriors * possible[:, None, None], expected * possible[:, None, None]
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def forward_filter_padded(log_startprob, log_transmat, log_emission, lengths=None, *, implementation="scaling"):
     """Filtered distributions p(z_t | x_1..t) of padded sequences.
 
@@ -311,6 +315,7 @@ def _forward_filter_batch(batch, implementation, out_dtype):
     return _detach_impossible(loglik).to(out_dtype), filtered.to(out_dtype)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def viterbi_padded(log_startprob, log_transmat, log_emission, lengths=None):
     """Most probable state paths of padded sequences (batched max-product recursion).
 
@@ -359,6 +364,7 @@ def _unpad_trusted(padded, lengths):
     return padded[mask]
 
 
+@numpy_out_for_numpy_in("X")
 def pad_sequences(X, lengths, fill=0.0):
     """Split concatenated sequences into a padded batch.
 
@@ -382,11 +388,11 @@ def pad_sequences(X, lengths, fill=0.0):
     --------
     >>> padded, mask = pad_sequences([[1.0], [2.0], [3.0]], lengths=[2, 1])
     >>> padded[..., 0]
-    tensor([[1., 2.],
-            [3., 0.]], dtype=torch.float64)
+    array([[1., 2.],
+           [3., 0.]])
     >>> mask
-    tensor([[ True,  True],
-            [ True, False]])
+    array([[ True,  True],
+           [ True, False]])
     """
     X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(X))
     if X.ndim < 1:
@@ -394,6 +400,7 @@ def pad_sequences(X, lengths, fill=0.0):
     return _pad_trusted(X, check_lengths(lengths, X.shape[0], name="lengths"), fill)
 
 
+@numpy_out_for_numpy_in("padded")
 def unpad_sequences(padded, lengths):
     """Concatenate the real steps of a padded batch (inverse of :func:`pad_sequences`).
 

@@ -17,6 +17,7 @@ from probkit.inference._lazy_numba import numba_backend
 from probkit.inference._checks import as_float_tensor, concatenated_inputs
 from probkit.utils.random import check_random_state
 from probkit.utils.validation import check_stochastic
+from probkit.inference._numpy_io import numpy_out_for_numpy_in
 
 
 def _uniforms(random_state, shape):
@@ -35,6 +36,7 @@ def _check_count(value, name):
     return int(value)
 
 
+@numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def sample_posterior_paths(log_startprob, log_transmat, log_emission, lengths=None, n_paths=1, random_state=None):
     """Draw state paths from p(z | x) by forward filtering, backward sampling.
 
@@ -66,7 +68,7 @@ def sample_posterior_paths(log_startprob, log_transmat, log_emission, lengths=No
     ...                                np.log([[0.99, 0.01], [0.01, 0.99], [0.99, 0.01]]),
     ...                                n_paths=3, random_state=0)
     >>> paths.shape, paths.dtype
-    (torch.Size([3, 3]), torch.int64)
+    ((3, 3), dtype('int64'))
     >>> bool(((paths == 0) | (paths == 1)).all())
     True
     """
@@ -80,6 +82,7 @@ def sample_posterior_paths(log_startprob, log_transmat, log_emission, lengths=No
     return torch.from_numpy(paths).to(le.device)
 
 
+@numpy_out_for_numpy_in("startprob", "transmat")
 def sample_markov_chain(startprob, transmat, n_steps, random_state=None):
     """Sample a state sequence from a Markov chain.
 
@@ -107,7 +110,7 @@ def sample_markov_chain(startprob, transmat, n_steps, random_state=None):
     --------
     >>> states = sample_markov_chain([1.0, 0.0], [[0.0, 1.0], [1.0, 0.0]], 5)
     >>> states
-    tensor([0, 1, 0, 1, 0])
+    array([0, 1, 0, 1, 0])
     """
     n_steps = _check_count(n_steps, "n_steps")
     start = as_float_tensor(startprob, "startprob")

@@ -14,6 +14,7 @@ from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.components import add_stats
 from probkit.utils._array import to_numpy
+from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight, check_stochastic
@@ -343,6 +344,7 @@ class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
             objective="mean",
             verbose=self.verbose,
             desc=type(self).__name__,
+            monitor_factory=mixture_monitor_factory(self.verbose, getattr(self, "verbose_interval", 10)),
             warning_lead=_SKLEARN_NOT_CONVERGED,
         )
         self._set_attributes(self._weights_t, self._components)

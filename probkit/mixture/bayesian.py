@@ -24,6 +24,7 @@ from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import MixtureDensityMixin
 from probkit.components import add_stats
 from probkit.utils._array import to_numpy
+from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.utils._linalg import cholesky
@@ -150,8 +151,11 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         Continue from the previous fit's posterior (CAVI iterations or SVI steps); an SVI fit
         can so start from a CAVI one (``set_params(inference="svi")``).
     verbose : int, default=0
+        CAVI: scikit-learn's progress lines on standard error (1: ``Initialization k``,
+        ``Iteration n`` every ``verbose_interval`` iterations, the outcome; 2: with time
+        lapses, lower-bound changes and a progress bar). SVI and NUTS: a progress bar.
     verbose_interval : int, default=10
-        Kept for scikit-learn compatibility.
+        Iterations between two progress lines.
     inference : {"cavi", "svi", "nuts"}, default="cavi"
     num_steps : int, default=2000
         SVI: maximum optimisation steps.
@@ -575,7 +579,8 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
             result = run_em(self, (X, x), max_iter=self.max_iter, tol=self.tol, n_init=self.n_init,
                             random_state=random_state, warm_start=warm,
                             initial_objective=self.lower_bound_ if warm else -math.inf, objective="total",
-                            verbose=self.verbose, desc=type(self).__name__)
+                            verbose=self.verbose, desc=type(self).__name__,
+                            monitor_factory=mixture_monitor_factory(self.verbose, self.verbose_interval))
         self._set_attributes(self._post)
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
@@ -940,7 +945,9 @@ class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
                 result = run_em(self, self._data, max_iter=self.max_iter, tol=self.tol, n_init=self.n_init,
                                 random_state=random_state, warm_start=warm,
                                 initial_objective=self.lower_bound_ if warm else -math.inf, objective="total",
-                                verbose=self.verbose, desc=type(self).__name__)
+                                verbose=self.verbose, desc=type(self).__name__,
+                                monitor_factory=mixture_monitor_factory(self.verbose,
+                                                                        getattr(self, "verbose_interval", 10)))
         finally:
             del self._data
         self.weight_concentration_ = _conc_to_numpy(self._conc)

@@ -52,9 +52,11 @@ class GaussianMixture(BaseMixture):
     warm_start : bool, default=False
         Continue from the previous fit's parameters.
     verbose : int, default=0
-        1 prints the objective per iteration; 2 also shows a progress bar.
+        scikit-learn's progress lines on standard error: 1 prints ``Initialization k``,
+        ``Iteration n`` every ``verbose_interval`` iterations and whether the start
+        converged; 2 adds the time lapse, the change of the lower bound and a progress bar.
     verbose_interval : int, default=10
-        Kept for scikit-learn compatibility.
+        Iterations between two progress lines.
     device : str or torch.device, optional
         Compute device (``"cpu"``, ``"cuda"``); CPU by default.
     dtype : str or torch.dtype, optional

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 
 
 class ConvergenceMonitor:
@@ -102,3 +103,88 @@ class ConvergenceMonitor:
             return False
         gain = self.gain
         return (gain if self.signed else abs(gain)) < self.tol
+
+
+class MixtureVerboseMonitor(ConvergenceMonitor):
+    """A monitor that prints scikit-learn's mixture progress lines.
+
+    ``verbose=1``: ``Initialization 0``, ``  Iteration 10`` every ``verbose_interval``
+    iterations, ``Initialization converged.``; ``verbose=2`` adds the time since the last
+    line, the change of the objective and the final lower bound, in scikit-learn's words.
+    Lines go to standard error through :func:`probkit.utils.progress.write_line`, so they
+    do not break a progress bar. Build one per initialisation with
+    :func:`mixture_monitor_factory`.
+
+    Examples
+    --------
+    >>> import io
+    >>> out = io.StringIO()
+    >>> m = MixtureVerboseMonitor(1e-3, 100, verbose=1, init_index=0, verbose_interval=2, file=out)
+    >>> for value in [-3.0, -2.5, -2.4999]:
+    ...     m.report(value)
+    >>> m.end_run(converged=True)
+    >>> print(out.getvalue(), end="")
+    Initialization 0
+      Iteration 2
+    Initialization converged.
+    """
+
+    def __init__(self, tol, n_iter, verbose=1, signed=False, *, init_index=0, verbose_interval=10, file=None):
+        super().__init__(tol, n_iter, verbose=False, signed=signed)
+        self.level = int(verbose)
+        self.init_index = init_index
+        self.verbose_interval = max(1, int(verbose_interval))
+        self.file = file
+        self._start = self._last = time.perf_counter()
+        self._write(f"Initialization {init_index}")
+
+    def _write(self, text):
+        from probkit.utils.progress import write_line
+
+        write_line(text, file=self.file)
+
+    def report(self, value):
+        """Record the objective of one iteration; print every ``verbose_interval`` iterations."""
+        super().report(value)
+        if self.iter % self.verbose_interval:
+            return
+        if self.level >= 2:
+            now = time.perf_counter()
+            change = self.gain if len(self.history) >= 2 else self.history[-1]
+            self._write(f"  Iteration {self.iter}\t time lapse {now - self._last:.5f}s\t ll change {change:.5f}")
+            self._last = now
+        else:
+            self._write(f"  Iteration {self.iter}")
+
+    def end_run(self, converged):
+        """Print the end of one initialisation (called by the EM engine)."""
+        message = "converged" if converged else "did not converge"
+        if self.level >= 2:
+            lower_bound = self.history[-1] if self.history else float("nan")
+            self._write(f"Initialization {message}. time lapse {time.perf_counter() - self._start:.5f}s\t "
+                        f"lower bound {lower_bound:.5f}.")
+        else:
+            self._write(f"Initialization {message}.")
+
+
+def mixture_monitor_factory(verbose, verbose_interval=10):
+    """A ``monitor_factory`` for :func:`probkit.em.engine.run_em` printing scikit-learn's mixture lines.
+
+    Returns ``None`` (the engine's default, silent monitor) when ``verbose`` is 0.
+
+    Examples
+    --------
+    >>> mixture_monitor_factory(0) is None
+    True
+    """
+    if not verbose:
+        return None
+    counter = {"runs": 0}
+
+    def factory(tol, n_iter, verbose_, signed):
+        monitor = MixtureVerboseMonitor(tol, n_iter, verbose, signed, init_index=counter["runs"],
+                                        verbose_interval=verbose_interval)
+        counter["runs"] += 1
+        return monitor
+
+    return factory

@@ -36,6 +36,7 @@ must sit outside the subsampled plate.
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
 from dataclasses import dataclass, field
@@ -118,12 +119,29 @@ def _hide_enumerated(msg):
     return msg["type"] == "sample" and bool(msg.get("infer", {}).get("enumerate"))
 
 
+def _autoguide_classes():
+    """Pyro's autoguide classes by name (``AutoNormal``, ``AutoDelta``, ...) that build from a model alone."""
+    out = {}
+    for name in dir(autoguide):
+        cls = getattr(autoguide, name)
+        if (isinstance(cls, type) and issubclass(cls, autoguide.AutoGuide) and name.startswith("Auto")
+                and cls not in (autoguide.AutoGuide, autoguide.AutoGuideList, autoguide.AutoContinuous,
+                                autoguide.AutoCallable)):
+            out[name] = cls
+    return out
+
+
 def make_guide(guide, model, *, enumerated=False, **kwargs):
-    """Resolve a guide: a callable is returned as is, a name becomes an autoguide of ``model``.
+    """Resolve a guide: a callable is returned as is, a name or an autoguide class becomes an autoguide of ``model``.
 
     Parameters
     ----------
-    guide : callable or {"normal", "diag_normal", "multivariate_normal", "lowrank", "delta"}
+    guide : callable, autoguide class or str
+        Short names ``"normal"``, ``"diag_normal"``, ``"multivariate_normal"``,
+        ``"lowrank"``, ``"delta"``; Pyro's class names (``"AutoNormal"``,
+        ``"AutoDiagonalNormal"``, ``"AutoLowRankMultivariateNormal"``, ...); an autoguide
+        class itself (``pyro.infer.autoguide.AutoNormal``); or a guide function / built
+        autoguide, used as is.
     model : callable
     enumerated : bool, default=False
         Hide the model's enumerated sites from the autoguide (for ``TraceEnum_ELBO``).
@@ -134,19 +152,39 @@ def make_guide(guide, model, *, enumerated=False, **kwargs):
     Examples
     --------
     >>> import pyro, pyro.distributions as dist
+    >>> from pyro.infer.autoguide import AutoDelta
     >>> def model():
     ...     pyro.sample("x", dist.Normal(0.0, 1.0))
     >>> type(make_guide("lowrank", model)).__name__
     'AutoLowRankMultivariateNormal'
+    >>> type(make_guide("AutoNormal", model)).__name__, type(make_guide(AutoDelta, model)).__name__
+    ('AutoNormal', 'AutoDelta')
     """
-    if callable(guide) and not isinstance(guide, str):
+    if isinstance(guide, type):
+        if not issubclass(guide, autoguide.AutoGuide):
+            raise TypeError(f"guide classes must be Pyro autoguides (pyro.infer.autoguide), got {guide.__name__}")
+        cls = guide
+    elif callable(guide) and not isinstance(guide, str):
         if kwargs:
-            raise TypeError("guide keyword arguments apply to autoguides given by name, not to a callable guide")
+            raise TypeError("guide keyword arguments apply to autoguides given by name or class, not to a "
+                            "callable guide")
         return guide
-    if not isinstance(guide, str) or guide.lower() not in GUIDES:
-        raise ValueError(f"unknown guide {guide!r}; expected a callable or one of {sorted(GUIDES)}")
+    elif isinstance(guide, str):
+        classes = _autoguide_classes()
+        cls = GUIDES.get(guide.lower()) or classes.get(guide)
+        if cls is None:
+            by_lower = {name.lower(): c for name, c in classes.items()}
+            cls = by_lower.get(guide.lower())
+        if cls is None:
+            close = difflib.get_close_matches(guide, sorted(GUIDES) + sorted(classes), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown guide {guide!r}{hint}; expected a callable, a pyro.infer.autoguide class or "
+                             f"name ({', '.join(sorted(classes))}) or one of {sorted(GUIDES)}")
+    else:
+        raise ValueError(f"unknown guide {guide!r}; expected a callable, a pyro.infer.autoguide class or name, or "
+                         f"one of {sorted(GUIDES)}")
     target = poutine.block(model, hide_fn=_hide_enumerated) if enumerated else model
-    return GUIDES[guide.lower()](target, **kwargs)
+    return cls(target, **kwargs)
 
 
 def _make_optim(optim):

@@ -51,7 +51,8 @@ def test_poisson_hmm_converged_fit_is_silent():
 
 
 def test_verbose_prints_a_header_and_no_nan(capsys):
-    GaussianMixture(2, max_iter=3, verbose=1, tol=0, random_state=0).fit(X)
+    # the HMMs print this table; the mixtures print scikit-learn's lines (tests/mixture/test_mixture_verbose.py)
+    GaussianHMM(2, n_iter=3, verbose=1, tol=0, random_state=0).fit(X)
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].split() == ["iteration", "objective", "gain"]
     assert len(err) == 4 and "nan" not in "\n".join(err)

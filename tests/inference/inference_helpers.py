@@ -72,3 +72,12 @@ def assert_close_with_inf(actual, expected, rtol=1e-10, atol=1e-12):
     np.testing.assert_array_equal(np.isneginf(actual), np.isneginf(expected))
     finite = np.isfinite(expected)
     np.testing.assert_allclose(actual[finite], expected[finite], rtol=rtol, atol=atol)
+
+
+def as_numpy(value):
+    """A result as a numpy array: the kernels return numpy for numpy input and tensors for tensor input."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from probkit import GaussianHMM
 from probkit.inference import forward_backward
+from inference_helpers import as_numpy  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)
@@ -36,15 +37,15 @@ def test_posteriors_are_normalised_for_any_emission_magnitude(n_states, lengths,
         for implementation in ("log", "scaling"):
             res = forward_backward(log_start, log_trans, log_emission, lengths, implementation=implementation,
                                    backend=backend)
-            post = res.posteriors.numpy()
+            post = as_numpy(res.posteriors)
             np.testing.assert_allclose(post.sum(1), 1.0, rtol=0, atol=1e-12)
             np.testing.assert_allclose(res.expected_transitions.sum().item(), n - len(lengths), rtol=1e-12,
                                        atol=1e-12)
             results[backend, implementation] = res
     ref = results["numba", "scaling"]
     for res in results.values():
-        np.testing.assert_allclose(res.posteriors.numpy(), ref.posteriors.numpy(), rtol=0, atol=1e-9)
-        np.testing.assert_allclose(res.log_likelihood.numpy(), ref.log_likelihood.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(as_numpy(res.posteriors), as_numpy(ref.posteriors), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(as_numpy(res.log_likelihood), as_numpy(ref.log_likelihood), rtol=1e-12)
 
 
 @pytest.mark.parametrize("implementation", ["log", "scaling"])

@@ -11,6 +11,7 @@ from probkit.inference import (
     hmm_log_likelihood,
     pad_sequences,
 )
+from inference_helpers import as_numpy  # noqa: E402
 
 IMPLEMENTATIONS = ["scaling", "log"]
 
@@ -18,7 +19,7 @@ IMPLEMENTATIONS = ["scaling", "log"]
 def _batch(rng, n_states, lengths, **options):
     log_start, log_trans, log_emission = random_hmm(rng, n_states, lengths, **options)
     padded, mask = pad_sequences(log_emission, lengths)
-    return torch.as_tensor(log_start), torch.as_tensor(log_trans), padded, mask
+    return torch.as_tensor(log_start), torch.as_tensor(log_trans), torch.as_tensor(padded), mask
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -71,15 +72,15 @@ def test_gradient_identities(implementation):
     padded, mask = pad_sequences(log_emission, lengths)
     ls = torch.as_tensor(log_start).requires_grad_()
     lt = torch.as_tensor(log_trans).requires_grad_()
-    le = padded.clone().requires_grad_()
+    le = torch.as_tensor(padded).clone().requires_grad_()
     hmm_log_likelihood(ls, lt, le, lengths, implementation=implementation).sum().backward()
     ref = forward_backward(log_start, log_trans, log_emission, lengths, backend="numba")
     for grad in (ls.grad, lt.grad, le.grad):
         assert torch.isfinite(grad).all()
-    np.testing.assert_allclose(le.grad[mask].numpy(), ref.posteriors.numpy(), atol=1e-12)
+    np.testing.assert_allclose(as_numpy(le.grad[mask]), as_numpy(ref.posteriors), atol=1e-12)
     assert not le.grad[~mask].any()  # padding does not influence the likelihood
-    np.testing.assert_allclose(lt.grad.numpy(), ref.expected_transitions.numpy(), atol=1e-12)
-    np.testing.assert_allclose(ls.grad.numpy(), ref.expected_start.numpy(), atol=1e-12)
+    np.testing.assert_allclose(as_numpy(lt.grad), as_numpy(ref.expected_transitions), atol=1e-12)
+    np.testing.assert_allclose(as_numpy(ls.grad), as_numpy(ref.expected_start), atol=1e-12)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)

@@ -9,6 +9,7 @@ from probkit.inference import forward_backward, forward_filter, viterbi
 hmmlearn = pytest.importorskip("hmmlearn")
 from hmmlearn import _hmmc  # noqa: E402
 from hmmlearn.hmm import CategoricalHMM  # noqa: E402
+from inference_helpers import as_numpy  # noqa: E402
 
 RTOL = 1e-8
 
@@ -59,11 +60,11 @@ def test_forward_backward_matches_hmmlearn_scaling_kernels(backend, implementati
     log_start, log_trans, log_emission = random_hmm(rng, 5, lengths)
     loglik, post, xi = _hmmlearn_scaling(log_start, log_trans, log_emission, lengths)
     res = forward_backward(log_start, log_trans, log_emission, lengths, implementation=implementation, backend=backend)
-    np.testing.assert_allclose(res.log_likelihood.numpy(), loglik, rtol=RTOL)
-    np.testing.assert_allclose(res.posteriors.numpy(), post, rtol=RTOL, atol=1e-12)
-    np.testing.assert_allclose(res.expected_transitions.numpy(), xi, rtol=RTOL)
+    np.testing.assert_allclose(as_numpy(res.log_likelihood), loglik, rtol=RTOL)
+    np.testing.assert_allclose(as_numpy(res.posteriors), post, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(as_numpy(res.expected_transitions), xi, rtol=RTOL)
     starts = np.cumsum([0] + lengths[:-1])
-    np.testing.assert_allclose(res.expected_start.numpy(), post[starts].sum(0), rtol=RTOL)
+    np.testing.assert_allclose(as_numpy(res.expected_start), post[starts].sum(0), rtol=RTOL)
 
 
 def test_forward_backward_matches_hmmlearn_log_kernels_with_emissions_near_minus_1e4():
@@ -74,9 +75,9 @@ def test_forward_backward_matches_hmmlearn_log_kernels_with_emissions_near_minus
     loglik, post, xi = _hmmlearn_log(log_start, log_trans, log_emission, lengths)
     for implementation in ["scaling", "log"]:
         res = forward_backward(log_start, log_trans, log_emission, lengths, implementation=implementation)
-        np.testing.assert_allclose(res.log_likelihood.numpy(), loglik, rtol=1e-12)
-        np.testing.assert_allclose(res.posteriors.numpy(), post, rtol=RTOL, atol=1e-12)
-        np.testing.assert_allclose(res.expected_transitions.numpy(), xi, rtol=RTOL)
+        np.testing.assert_allclose(as_numpy(res.log_likelihood), loglik, rtol=1e-12)
+        np.testing.assert_allclose(as_numpy(res.posteriors), post, rtol=RTOL, atol=1e-12)
+        np.testing.assert_allclose(as_numpy(res.expected_transitions), xi, rtol=RTOL)
 
 
 # K = 8 and 19 exercise the register-blocked max-plus kernel (blocks of 8 states) and
@@ -91,7 +92,7 @@ def test_viterbi_matches_hmmlearn(backend, n_states, structural_zeros):
     for s, seq in enumerate(split(log_emission, lengths)):
         log_prob, path = _hmmc.viterbi(np.exp(log_start), np.exp(log_trans), seq)
         assert res.log_prob[s].item() == pytest.approx(log_prob, rel=RTOL)
-        np.testing.assert_array_equal(split(res.path.numpy(), lengths)[s], path)
+        np.testing.assert_array_equal(split(as_numpy(res.path), lengths)[s], path)
 
 
 def test_categorical_hmm_estimator_with_hand_set_parameters():
@@ -108,18 +109,18 @@ def test_categorical_hmm_estimator_with_hand_set_parameters():
     filt = forward_filter(log_start, log_trans, log_emission, lengths)
     assert filt.log_likelihood.sum().item() == pytest.approx(model.score(X, lengths), rel=RTOL)
     res = forward_backward(log_start, log_trans, log_emission, lengths)
-    np.testing.assert_allclose(res.posteriors.numpy(), model.predict_proba(X, lengths=lengths), rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(as_numpy(res.posteriors), model.predict_proba(X, lengths=lengths), rtol=RTOL, atol=1e-12)
     vit = viterbi(log_start, log_trans, log_emission, lengths)
     log_prob, path = model.decode(X, lengths=lengths, algorithm="viterbi")
     assert vit.log_prob.sum().item() == pytest.approx(log_prob, rel=RTOL)
     # Discrete emissions produce exact ties between paths (same factors, different order),
     # so compare the paths by their joint probability: both must be optimal.
-    for s, (ours, theirs) in enumerate(zip(split(vit.path.numpy(), lengths), split(path, lengths))):
+    for s, (ours, theirs) in enumerate(zip(split(as_numpy(vit.path), lengths), split(path, lengths))):
         seq = split(log_emission, lengths)[s]
         assert _log_joint(log_start, log_trans, seq, ours) == pytest.approx(
             _log_joint(log_start, log_trans, seq, theirs), rel=1e-12
         )
-    assert (vit.path.numpy() == path).mean() > 0.95
+    assert (as_numpy(vit.path) == path).mean() > 0.95
 
 
 def _log_joint(log_start, log_trans, log_emission, path):

@@ -19,6 +19,7 @@ from probkit.inference import (
     viterbi_padded,
 )
 from probkit.inference import _numba_backend, _numba_kernels, _torch_kernels
+from inference_helpers import as_numpy  # noqa: E402
 
 
 def _all_results(log_start, log_trans, log_emission, lengths, combos):
@@ -31,10 +32,10 @@ def _all_results(log_start, log_trans, log_emission, lengths, combos):
 
 
 def _assert_same(a, b, rtol=1e-9, atol=1e-12):
-    assert_close_with_inf(a.log_likelihood.numpy(), b.log_likelihood.numpy(), rtol=rtol)
-    np.testing.assert_allclose(a.posteriors.numpy(), b.posteriors.numpy(), rtol=rtol, atol=atol)
-    np.testing.assert_allclose(a.expected_transitions.numpy(), b.expected_transitions.numpy(), rtol=rtol, atol=atol)
-    np.testing.assert_allclose(a.expected_start.numpy(), b.expected_start.numpy(), rtol=rtol, atol=atol)
+    assert_close_with_inf(as_numpy(a.log_likelihood), as_numpy(b.log_likelihood), rtol=rtol)
+    np.testing.assert_allclose(as_numpy(a.posteriors), as_numpy(b.posteriors), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(as_numpy(a.expected_transitions), as_numpy(b.expected_transitions), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(as_numpy(a.expected_start), as_numpy(b.expected_start), rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize(
@@ -65,15 +66,15 @@ def test_viterbi_and_filter_backends_agree():
     lengths = [150, 2, 60]
     params = random_hmm(rng, 6, lengths, structural_zeros=True, masked_emissions=True)
     a, b = viterbi(*params, lengths, backend="numba"), viterbi(*params, lengths, backend="torch")
-    np.testing.assert_array_equal(a.path.numpy(), b.path.numpy())
-    np.testing.assert_allclose(a.log_prob.numpy(), b.log_prob.numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(as_numpy(a.path), as_numpy(b.path))
+    np.testing.assert_allclose(as_numpy(a.log_prob), as_numpy(b.log_prob), rtol=1e-12)
     f = {
         (be, im): forward_filter(*params, lengths, backend=be, implementation=im)
         for be, im in [("numba", "scaling"), ("numba", "log"), ("torch", "scaling")]
     }
     for res in f.values():
-        np.testing.assert_allclose(res.log_likelihood.numpy(), f[("numba", "log")].log_likelihood.numpy(), rtol=1e-10)
-        np.testing.assert_allclose(res.filtered.numpy(), f[("numba", "log")].filtered.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(as_numpy(res.log_likelihood), as_numpy(f[("numba", "log")].log_likelihood), rtol=1e-10)
+        np.testing.assert_allclose(as_numpy(res.filtered), as_numpy(f[("numba", "log")].filtered), rtol=1e-9, atol=1e-12)
 
 
 def _dynamic_range_model():
@@ -94,12 +95,12 @@ def test_fallback_recovers_states_flushed_by_underflow(backend, implementation):
     expected = brute_force_many(log_start, log_trans, log_emission, [4])
     assert expected["log_likelihood"][0] == pytest.approx(np.log(0.5) - 2400.0, rel=1e-14)
     res = forward_backward(log_start, log_trans, log_emission, implementation=implementation, backend=backend)
-    np.testing.assert_allclose(res.log_likelihood.numpy(), expected["log_likelihood"], rtol=1e-13)
-    np.testing.assert_allclose(res.posteriors.numpy(), expected["posteriors"], atol=1e-14)
-    np.testing.assert_allclose(res.expected_transitions.numpy(), expected["expected_transitions"], atol=1e-14)
+    np.testing.assert_allclose(as_numpy(res.log_likelihood), expected["log_likelihood"], rtol=1e-13)
+    np.testing.assert_allclose(as_numpy(res.posteriors), expected["posteriors"], atol=1e-14)
+    np.testing.assert_allclose(as_numpy(res.expected_transitions), expected["expected_transitions"], atol=1e-14)
     filt = forward_filter(log_start, log_trans, log_emission, implementation=implementation, backend=backend)
-    np.testing.assert_allclose(filt.log_likelihood.numpy(), expected["log_likelihood"], rtol=1e-13)
-    np.testing.assert_allclose(filt.filtered[-1].numpy(), [0.0, 1.0], atol=1e-14)
+    np.testing.assert_allclose(as_numpy(filt.log_likelihood), expected["log_likelihood"], rtol=1e-13)
+    np.testing.assert_allclose(as_numpy(filt.filtered[-1]), [0.0, 1.0], atol=1e-14)
 
 
 def test_fallback_is_actually_taken_by_the_scaled_kernels():
@@ -128,14 +129,14 @@ def test_emissions_near_minus_1e4_match_enumeration(backend):
     assert np.all(expected["log_likelihood"] < -3e4)
     for implementation in ["scaling", "log"]:
         res = forward_backward(*params, lengths, implementation=implementation, backend=backend)
-        np.testing.assert_allclose(res.log_likelihood.numpy(), expected["log_likelihood"], rtol=1e-13)
-        np.testing.assert_allclose(res.posteriors.numpy(), expected["posteriors"], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(as_numpy(res.log_likelihood), expected["log_likelihood"], rtol=1e-13)
+        np.testing.assert_allclose(as_numpy(res.posteriors), expected["posteriors"], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(
-            res.expected_transitions.numpy(), expected["expected_transitions"], rtol=1e-9, atol=1e-12
+            as_numpy(res.expected_transitions), expected["expected_transitions"], rtol=1e-9, atol=1e-12
         )
     vit = viterbi(*params, lengths, backend=backend)
-    np.testing.assert_array_equal(vit.path.numpy(), expected["best_path"])
-    np.testing.assert_allclose(vit.log_prob.numpy(), expected["best_log_prob"], rtol=1e-13)
+    np.testing.assert_array_equal(as_numpy(vit.path), expected["best_path"])
+    np.testing.assert_allclose(as_numpy(vit.log_prob), expected["best_log_prob"], rtol=1e-13)
 
 
 def test_million_step_sequence_is_finite_and_matches_log_space():
@@ -147,10 +148,10 @@ def test_million_step_sequence_is_finite_and_matches_log_space():
     ll = scaled.log_likelihood.item()
     assert np.isfinite(ll) and ll < -9e9  # about -1e4 per step
     assert ll == pytest.approx(exact.log_likelihood.item(), rel=1e-12)
-    assert torch.isfinite(scaled.posteriors).all()
-    np.testing.assert_allclose(scaled.posteriors.numpy(), exact.posteriors.numpy(), rtol=1e-8, atol=1e-10)
+    assert np.isfinite(scaled.posteriors).all()
+    np.testing.assert_allclose(as_numpy(scaled.posteriors), as_numpy(exact.posteriors), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(
-        scaled.expected_transitions.numpy(), exact.expected_transitions.numpy(), rtol=1e-8
+        as_numpy(scaled.expected_transitions), as_numpy(exact.expected_transitions), rtol=1e-8
     )
     assert scaled.expected_transitions.sum().item() == pytest.approx(n_steps - 1, rel=1e-10)
     vit = viterbi(log_start, log_trans, log_emission)
@@ -169,7 +170,7 @@ def test_threaded_blocks_give_the_same_results_as_one_block(monkeypatch):
     offsets = _numba_backend._offsets(np.array(lengths))
     assert len(_numba_backend._block_bounds(offsets, 4)) == 4
     _assert_same(forward_backward(*params, lengths), one_block, rtol=1e-13)
-    np.testing.assert_array_equal(viterbi(*params, lengths).path.numpy(), one_vit.path.numpy())
+    np.testing.assert_array_equal(as_numpy(viterbi(*params, lengths).path), as_numpy(one_vit.path))
 
 
 def test_padded_matches_concatenated_with_per_sequence_parameters():
@@ -188,8 +189,8 @@ def test_padded_matches_concatenated_with_per_sequence_parameters():
         for b, length in enumerate(lengths):
             ref = forward_backward(starts[b], transes[b], emissions[b])
             assert res.log_likelihood[b].item() == pytest.approx(ref.log_likelihood.item(), rel=1e-12)
-            np.testing.assert_allclose(res.posteriors[b, :length].numpy(), ref.posteriors.numpy(), atol=1e-12)
-            np.testing.assert_allclose(res.expected_transitions[b].numpy(), ref.expected_transitions.numpy(), atol=1e-12)
+            np.testing.assert_allclose(as_numpy(res.posteriors[b, :length]), as_numpy(ref.posteriors), atol=1e-12)
+            np.testing.assert_allclose(as_numpy(res.expected_transitions[b]), as_numpy(ref.expected_transitions), atol=1e-12)
         # Time-varying form with every step's matrix equal to the sequence's own matrix.
         varying = log_trans[:, None].expand(-1, padded.shape[1], -1, -1)
         res_t = forward_backward_padded(log_start, varying, padded, lengths, implementation=implementation)
@@ -197,14 +198,14 @@ def test_padded_matches_concatenated_with_per_sequence_parameters():
     vit = viterbi_padded(log_start, log_trans, padded, lengths)
     for b, length in enumerate(lengths):
         ref = viterbi(starts[b], transes[b], emissions[b])
-        np.testing.assert_array_equal(vit.paths[b, :length].numpy(), ref.path.numpy())
+        np.testing.assert_array_equal(as_numpy(vit.paths[b, :length]), as_numpy(ref.path))
     assert (vit.paths[~mask] == -1).all()
 
 
 def _assert_same_padded(a, b):
-    np.testing.assert_allclose(a.log_likelihood.numpy(), b.log_likelihood.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(a.posteriors.numpy(), b.posteriors.numpy(), atol=1e-12)
-    np.testing.assert_allclose(a.expected_transitions.numpy(), b.expected_transitions.numpy(), atol=1e-12)
+    np.testing.assert_allclose(as_numpy(a.log_likelihood), as_numpy(b.log_likelihood), rtol=1e-12)
+    np.testing.assert_allclose(as_numpy(a.posteriors), as_numpy(b.posteriors), atol=1e-12)
+    np.testing.assert_allclose(as_numpy(a.expected_transitions), as_numpy(b.expected_transitions), atol=1e-12)
 
 
 def _enumerate_time_varying(log_start, log_trans_t, log_emission):
@@ -245,9 +246,9 @@ def test_time_varying_transitions_match_enumeration(implementation):
     for b, length in enumerate(lengths):
         loglik, post, xi, best = _enumerate_time_varying(log_start[b], log_trans[b], log_emission[b, :length])
         assert res.log_likelihood[b].item() == pytest.approx(loglik, rel=1e-12)
-        np.testing.assert_allclose(res.posteriors[b, :length].numpy(), post, atol=1e-12)
-        np.testing.assert_allclose(res.expected_transitions[b].numpy(), xi, atol=1e-12)
-        np.testing.assert_array_equal(vit.paths[b, :length].numpy(), best)
+        np.testing.assert_allclose(as_numpy(res.posteriors[b, :length]), post, atol=1e-12)
+        np.testing.assert_allclose(as_numpy(res.expected_transitions[b]), xi, atol=1e-12)
+        np.testing.assert_array_equal(as_numpy(vit.paths[b, :length]), best)
         assert hmm_log_likelihood(
             log_start, log_trans, log_emission, lengths, implementation=implementation
         )[b].item() == pytest.approx(loglik, rel=1e-12)
@@ -259,12 +260,12 @@ def test_padded_filter_and_pad_roundtrip():
     params = random_hmm(rng, 3, lengths, masked_emissions=True)
     padded, mask = pad_sequences(params[2], lengths, fill=-7.0)
     assert padded.shape == (3, 6, 3) and (padded[~mask] == -7.0).all()
-    np.testing.assert_array_equal(unpad_sequences(padded, lengths).numpy(), params[2])
+    np.testing.assert_array_equal(as_numpy(unpad_sequences(padded, lengths)), params[2])
     ref = forward_filter(*params, lengths)
     for implementation in ["scaling", "log"]:
         ll, filtered = forward_filter_padded(params[0], params[1], padded, lengths, implementation=implementation)
-        np.testing.assert_allclose(ll.numpy(), ref.log_likelihood.numpy(), rtol=1e-12)
-        np.testing.assert_allclose(unpad_sequences(filtered, lengths).numpy(), ref.filtered.numpy(), atol=1e-12)
+        np.testing.assert_allclose(as_numpy(ll), as_numpy(ref.log_likelihood), rtol=1e-12)
+        np.testing.assert_allclose(as_numpy(unpad_sequences(filtered, lengths)), as_numpy(ref.filtered), atol=1e-12)
         assert not filtered[~mask].any()
 
 
@@ -277,13 +278,13 @@ def test_float32_inputs_give_float32_outputs_close_to_float64():
         res32 = forward_backward(*params32, lengths, backend=backend)
         res64 = forward_backward(*params64, lengths, backend=backend)
         assert res32.posteriors.dtype == torch.float32 and res32.log_likelihood.dtype == torch.float32
-        np.testing.assert_allclose(res32.log_likelihood.numpy(), res64.log_likelihood.numpy(), rtol=1e-5)
-        np.testing.assert_allclose(res32.posteriors.numpy(), res64.posteriors.numpy(), atol=1e-4)
+        np.testing.assert_allclose(as_numpy(res32.log_likelihood), as_numpy(res64.log_likelihood), rtol=1e-5)
+        np.testing.assert_allclose(as_numpy(res32.posteriors), as_numpy(res64.posteriors), atol=1e-4)
     padded, _ = pad_sequences(params32[2], lengths)
     ll = hmm_log_likelihood(params32[0], params32[1], padded, lengths)
     assert ll.dtype == torch.float32
-    np.testing.assert_allclose(ll.numpy(), res64.log_likelihood.numpy(), rtol=1e-5)
-    split(params32[2].numpy(), lengths)  # the helper works on float32 too
+    np.testing.assert_allclose(as_numpy(ll), as_numpy(res64.log_likelihood), rtol=1e-5)
+    split(as_numpy(params32[2]), lengths)  # the helper works on float32 too
 
 
 def _isolated_state_model():
@@ -326,11 +327,11 @@ def test_forward_only_paths_are_exact_on_the_isolated_state_model(backend, imple
     expected = brute_force_many(log_start, log_trans, log_emission, [4])
     assert expected["log_likelihood"][0] == pytest.approx(np.log(0.5) - 800.0, rel=1e-12)
     filt = forward_filter(log_start, log_trans, log_emission, implementation=implementation, backend=backend)
-    np.testing.assert_allclose(filt.log_likelihood.numpy(), expected["log_likelihood"], rtol=1e-13)
-    np.testing.assert_allclose(filt.filtered[-1].numpy(), [0.0, 1.0], atol=1e-14)
+    np.testing.assert_allclose(as_numpy(filt.log_likelihood), expected["log_likelihood"], rtol=1e-13)
+    np.testing.assert_allclose(as_numpy(filt.filtered[-1]), [0.0, 1.0], atol=1e-14)
     res = forward_backward(log_start, log_trans, log_emission, implementation=implementation, backend=backend)
-    np.testing.assert_allclose(res.log_likelihood.numpy(), expected["log_likelihood"], rtol=1e-13)
-    np.testing.assert_allclose(res.posteriors.numpy(), expected["posteriors"], atol=1e-14)
+    np.testing.assert_allclose(as_numpy(res.log_likelihood), expected["log_likelihood"], rtol=1e-13)
+    np.testing.assert_allclose(as_numpy(res.posteriors), expected["posteriors"], atol=1e-14)
 
 
 def test_padded_forward_only_paths_on_the_isolated_state_model():
@@ -341,7 +342,7 @@ def test_padded_forward_only_paths_on_the_isolated_state_model():
         assert ll.item() == pytest.approx(truth, rel=1e-13)
     ll, filtered = forward_filter_padded(log_start, log_trans, log_emission[None])
     assert ll.item() == pytest.approx(truth, rel=1e-13)
-    np.testing.assert_allclose(filtered[0, -1].numpy(), [0.0, 1.0], atol=1e-14)
+    np.testing.assert_allclose(as_numpy(filtered[0, -1]), [0.0, 1.0], atol=1e-14)
 
 
 CHUNK_CASES = [
@@ -359,7 +360,7 @@ def test_chunked_log_likelihood_matches_step_by_step(options, lengths, chunk_siz
     padded, _ = pad_sequences(log_emission, lengths)
     reference = hmm_log_likelihood(log_start, log_trans, padded, lengths)
     chunked = hmm_log_likelihood(log_start, log_trans, padded, lengths, chunk_size=chunk_size)
-    np.testing.assert_allclose(chunked.numpy(), reference.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(as_numpy(chunked), as_numpy(reference), rtol=1e-12)
     # The chunked scan must really have run (not been bypassed) for a dense model.
     assert _torch_kernels.scaled_forward_is_exact(torch.as_tensor(log_trans))
 
@@ -377,9 +378,9 @@ def test_chunked_log_likelihood_gradients_and_parameter_layouts():
     ref_grads = torch.autograd.grad(ref.sum(), inputs)
     out = hmm_log_likelihood(*inputs, lengths, chunk_size=4)
     grads = torch.autograd.grad(out.sum(), inputs)
-    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(as_numpy(out.detach()), as_numpy(ref.detach()), rtol=1e-12)
     for g, r in zip(grads, ref_grads):
-        np.testing.assert_allclose(g.numpy(), r.numpy(), atol=1e-12)
+        np.testing.assert_allclose(as_numpy(g), as_numpy(r), atol=1e-12)
     small = [x.detach()[:2, :4].clone().requires_grad_() for x in inputs[1:]]
     assert torch.autograd.gradcheck(
         lambda lt, le: hmm_log_likelihood(log_start.detach()[:2], lt, le, [4, 3], chunk_size=2),

@@ -23,6 +23,7 @@ from probkit.inference import (
     viterbi,
     viterbi_padded,
 )
+from inference_helpers import as_numpy  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # ForwardFilter
@@ -36,18 +37,18 @@ def test_online_filter_equals_batch_filter(implementation):
     batch = forward_filter(log_start, log_trans, log_emission)
     online = ForwardFilter(log_start, log_trans, implementation=implementation)
     steps = [online.update(row) for row in log_emission[:25]]
-    assert steps[0].shape == (4,)
+    assert steps[0].shape == (4,) and isinstance(steps[0], np.ndarray)  # numpy in, numpy out
     chunk = online.update(torch.as_tensor(log_emission[25:]))
-    assert chunk.shape == (35, 4)
-    filtered = torch.cat([torch.stack(steps), chunk]).numpy()
-    np.testing.assert_allclose(filtered, batch.filtered.numpy(), rtol=1e-10, atol=1e-13)
+    assert chunk.shape == (35, 4) and isinstance(chunk, torch.Tensor)   # tensor in, tensor out
+    filtered = np.concatenate([np.stack(steps), as_numpy(chunk)])
+    np.testing.assert_allclose(filtered, as_numpy(batch.filtered), rtol=1e-10, atol=1e-13)
     assert online.log_likelihood == pytest.approx(batch.log_likelihood.item(), rel=1e-12)
     assert online.n_steps_ == 60
-    np.testing.assert_allclose(online.filtered_.numpy(), batch.filtered[-1].numpy(), rtol=1e-10)
+    np.testing.assert_allclose(as_numpy(online.filtered_), as_numpy(batch.filtered[-1]), rtol=1e-10)
 
     online.reset()
     assert online.log_likelihood == 0.0 and online.filtered_ is None and online.n_steps_ == 0
-    np.testing.assert_allclose(online.update(log_emission[:10]).numpy(), batch.filtered[:10].numpy(), rtol=1e-10)
+    np.testing.assert_allclose(as_numpy(online.update(log_emission[:10])), as_numpy(batch.filtered[:10]), rtol=1e-10)
 
 
 def test_online_scaling_filter_with_an_isolated_state_stays_exact():
@@ -59,7 +60,7 @@ def test_online_scaling_filter_with_an_isolated_state_stays_exact():
     for _ in range(3):
         last = f.update([-300.0, 0.0])
     assert f.log_likelihood == pytest.approx(np.log(0.5) - 800.0, rel=1e-13)
-    np.testing.assert_allclose(last.numpy(), [0.0, 1.0], atol=1e-14)
+    np.testing.assert_allclose(as_numpy(last), [0.0, 1.0], atol=1e-14)
 
 
 def test_online_filter_after_the_observations_became_impossible():
@@ -158,9 +159,9 @@ def test_strided_inputs_are_accepted():
     for view in (reversed_view, strided):
         ref = forward_backward(log_start, log_trans, np.array(view))
         res = forward_backward(log_start, log_trans, view)
-        np.testing.assert_array_equal(res.posteriors.numpy(), ref.posteriors.numpy())
+        np.testing.assert_array_equal(as_numpy(res.posteriors), as_numpy(ref.posteriors))
         res_t = forward_backward(log_start, log_trans, torch.as_tensor(np.array(view)).T.contiguous().T)
-        np.testing.assert_array_equal(res_t.posteriors.numpy(), ref.posteriors.numpy())
+        np.testing.assert_array_equal(as_numpy(res_t.posteriors), as_numpy(ref.posteriors))
 
 
 def test_integer_and_tensor_inputs_are_accepted():
@@ -168,9 +169,10 @@ def test_integer_and_tensor_inputs_are_accepted():
     res_t = forward_backward(
         torch.as_tensor(GOOD["log_startprob"]), torch.as_tensor(GOOD["log_transmat"]), torch.zeros(4, K, dtype=torch.float64)
     )
-    assert res_np.posteriors.dtype == torch.float64
-    np.testing.assert_allclose(res_np.posteriors.numpy(), 1 / K)
-    np.testing.assert_allclose(res_t.log_likelihood.numpy(), res_np.log_likelihood.numpy())
+    assert isinstance(res_np.posteriors, np.ndarray) and res_np.posteriors.dtype == np.float64
+    assert isinstance(res_t.posteriors, torch.Tensor) and res_t.posteriors.dtype == torch.float64
+    np.testing.assert_allclose(as_numpy(res_np.posteriors), 1 / K)
+    np.testing.assert_allclose(as_numpy(res_t.log_likelihood), as_numpy(res_np.log_likelihood))
 
 
 def test_auto_backend_uses_torch_when_gradients_are_needed():
@@ -178,7 +180,7 @@ def test_auto_backend_uses_torch_when_gradients_are_needed():
     res = forward_backward(GOOD["log_startprob"], GOOD["log_transmat"], log_emission)
     assert res.log_likelihood.requires_grad
     res.log_likelihood.sum().backward()
-    np.testing.assert_allclose(log_emission.grad.numpy(), res.posteriors.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(as_numpy(log_emission.grad), as_numpy(res.posteriors.detach()), atol=1e-12)
     numba_res = forward_backward(GOOD["log_startprob"], GOOD["log_transmat"], log_emission.detach())
     assert not numba_res.log_likelihood.requires_grad
 

@@ -225,7 +225,249 @@ def test_fit_reports_convergence_only_when_the_tolerance_was_met(faithful_csv, t
     code, out, err = run(["fit", "gaussian-hmm", path, "-k", 3, "--n-iter", 3, "-o", tmp_path / "a.pk"], capsys)
     assert code == 0, err
     assert "NOT converged" in out and "did not converge in 3 iterations" in err
+    assert "rerun with a larger --n-iter" in out  # an HMM's limit under hmmlearn's name
+    code, out, err = run(["fit", "gaussian-mixture", path, "-k", 3, "--max-iter", 1, "--tol", 0,
+                          "-o", tmp_path / "c.pk"], capsys)
+    assert code == 0 and "rerun with a larger --max-iter" in out
     # the default limit is high enough for this data set to converge
     code, out, err = run(["fit", "gaussian-hmm", path, "-k", 3, "-o", tmp_path / "b.pk"], capsys)
     assert code == 0 and "iterations" in out and ", converged" in out and "NOT" not in out
     assert probkit.load(tmp_path / "b.pk").converged_
+
+
+def test_a_state_space_model_file_loads_in_a_fresh_process(faithful_csv, tmp_path, capsys):
+    """`probkit info` runs in a new interpreter, where only probkit's top level is imported:
+    the file's class must be found in the subpackage that defines it (here probkit.ssm)."""
+    import json
+
+    path, X = faithful_csv
+    model_path = tmp_path / "lds.pk"
+    assert run(["fit", "linear-gaussian-ssm", path, "-k", 2, "--n-iter", 3, "-o", model_path], capsys)[0] == 0
+    proc = subprocess.run([sys.executable, "-m", "probkit", "info", str(model_path), "--json"],
+                          capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["class"] == "LinearGaussianSSM"
+    np.testing.assert_allclose(info["fitted"]["transition_matrix_"], probkit.load(model_path).transition_matrix_)
+
+
+# ---------------------------------------------------------------------------- first-hour conveniences
+def test_verbose_fit_reports_reading_and_iterations_on_stderr(faithful_csv, tmp_path, capsys):
+    path, X = faithful_csv
+    code, out, err = run(["fit", "gaussian-hmm", path, "-k", 2, "-v", "-o", tmp_path / "m.pk"], capsys)
+    assert code == 0, err
+    assert f"read {path}: 272 rows x 2 columns (eruptions, waiting)" in err
+    assert "fitting GaussianHMM with 2 components (at most 200 iterations)" in err
+    model = probkit.load(tmp_path / "m.pk")
+    # one line per EM iteration, as the estimator's own verbose output prints them
+    assert len([line for line in err.splitlines() if line.strip().split(" ")[0].isdigit()]) == model.n_iter_
+    assert "fitted gaussian-hmm" in out and "read " not in out  # stdout keeps only the summary
+    code, out, quiet = run(["fit", "gaussian-hmm", path, "-k", 2, "-o", tmp_path / "q.pk"], capsys)
+    assert code == 0 and quiet == ""
+
+
+def test_json_output_of_fit_score_and_info_matches_the_api(faithful_csv, tmp_path, capsys):
+    import json
+
+    path, X = faithful_csv
+    model_path = tmp_path / "m.pk"
+    code, out, err = run(["fit", "gaussian-hmm", path, "-k", 2, "--covariance-type", "full", "--n-iter", 60,
+                          "--json", "-o", model_path], capsys)
+    assert code == 0, err
+    fitted = json.loads(out)
+    api = GaussianHMM(2, covariance_type="full", n_iter=60, random_state=0).fit(X)
+    assert fitted["class"] == "GaussianHMM" and fitted["columns"] == ["eruptions", "waiting"]
+    assert fitted["n_rows"] == 272 and fitted["n_iter"] == api.monitor_.iter
+    np.testing.assert_allclose(fitted["log_likelihood"], api.score(X), rtol=1e-10)
+    np.testing.assert_allclose(fitted["bic"], api.bic(X), rtol=1e-10)
+    assert fitted["converged"] == bool(api.converged_) and fitted["saved"] == str(model_path)
+    code, out, _ = run(["score", model_path, path, "--json"], capsys)
+    scored = json.loads(out)
+    np.testing.assert_allclose(scored["log_likelihood"], api.score_samples(X).sum(), rtol=1e-10)
+    np.testing.assert_allclose(scored["mean_per_row"], api.score_samples(X).mean(), rtol=1e-10)
+    code, out, _ = run(["info", model_path, "--json"], capsys)
+    info = json.loads(out)
+    np.testing.assert_allclose(info["fitted"]["transmat_"], api.transmat_, rtol=1e-10)
+    assert info["params"] == {"covariance_type": "full", "n_components": 2, "n_iter": 60, "random_state": 0}
+
+
+def test_n_iter_is_documented_and_limits_the_iterations(faithful_csv, tmp_path, capsys):
+    import json
+
+    assert main(["fit", "--help"]) == 0
+    assert "--n-iter" in capsys.readouterr().out
+    path, _ = faithful_csv
+    code, out, _ = run(["fit", "gaussian-mixture", path, "-k", 3, "--n-iter", 2, "--json", "-o",
+                        tmp_path / "m.pk"], capsys)
+    assert code == 0 and json.loads(out)["n_iter"] == 2
+
+
+@pytest.mark.parametrize("typo, suggestion", [("gausian-hmm", "gaussian-hmm"), ("poisson_mixture", "poisson-mixture"),
+                                              ("gmmhmm", "gmm-hmm")])
+def test_a_mistyped_model_name_suggests_the_closest(typo, suggestion, capsys):
+    assert main(["fit", typo, "d.csv"]) == 2
+    err = capsys.readouterr().err
+    assert f"did you mean '{suggestion}'?" in err and "invalid choice" in err
+
+
+def test_info_lists_only_the_parameters_that_differ_from_the_defaults(faithful_csv, tmp_path, capsys):
+    path, X = faithful_csv
+    model_path = tmp_path / "m.pk"
+    assert run(["fit", "gaussian-hmm", path, "-k", 3, "-o", model_path], capsys)[0] == 0
+    code, out, _ = run(["info", model_path], capsys)
+    assert code == 0
+    listed = out.split("parameters (other than the defaults): ")[1].splitlines()[0]
+    assert listed == "n_components=3, n_iter=200, random_state=0"
+    # a parameter at its default value (GaussianHMM's own, read from its signature) is not listed
+    assert "algorithm" not in out and "covars_prior" not in out
+    model = probkit.load(model_path)
+    assert f"n_iter_={model.n_iter_}" in out and "converged_=" in out and "transmat_ =" in out
+
+
+def test_column_names_with_control_characters_are_printed_escaped(tmp_path, capsys):
+    path = _write(tmp_path, "evil.csv", "\x1b[31mred\x1b[0m,b\x07\n1,2\n3,4\n5,7\n")
+    code, out, err = run(["fit", "gaussian-mixture", path, "-k", 1, "-o", tmp_path / "m.pk"], capsys)
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert "(\\x1b[31mred\\x1b[0m, b\\x07)" in out
+    code, out, _ = run(["info", tmp_path / "m.pk"], capsys)
+    assert "\x1b" not in out and "columns: \\x1b[31mred" in out
+    code, _, err = run(["fit", "gaussian-mixture", path, "--columns", "\x1b[2Jz", "-o", tmp_path / "n.pk"], capsys)
+    assert code == 1 and "\x1b" not in err and "'\\x1b[2Jz'" in err
+
+
+@pytest.mark.parametrize("text, line", [
+    (",,\n,,\n", 1),                      # only empty cells: no header, first data row is line 1
+    ("a,b\n1,2\n,\n3,4\n", 3),            # one row of empty cells
+    ("a,b\n1,2\n\n\n , \n3,4\n", 5),      # blank lines before it count in the line number
+])
+def test_rows_of_empty_cells_give_a_line_numbered_error(text, line, tmp_path, capsys):
+    path = _write(tmp_path, "d.csv", text)
+    code, _, err = run(["fit", "gaussian-mixture", path, "-k", 1, "-o", tmp_path / "m.pk"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"(first: line {line}, column" in err and "--dropna" in err
+
+
+def test_decode_plot_draws_every_column_with_the_legend_outside(tmp_path, capsys, monkeypatch):
+    import probkit.cli as cli
+
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(0, 1, (60, 3)), rng.normal(5, 1, (60, 3))]
+    path = tmp_path / "d.csv"
+    np.savetxt(path, X, delimiter=",", header="u,v,w", comments="")
+    assert run(["fit", "gaussian-hmm", path, "-k", 2, "-o", tmp_path / "m.pk"], capsys)[0] == 0
+    saved = []
+    real_save = cli._save
+
+    def capture(fig, out, plt):
+        fig.canvas.draw()
+        saved.append((fig, [ax.get_ylabel() for ax in fig.axes], fig.legends[:],
+                      [ax.get_window_extent() for ax in fig.axes]))
+        real_save(fig, out, plt)
+
+    monkeypatch.setattr(cli, "_save", capture)
+    assert run(["decode", tmp_path / "m.pk", path, "-o", tmp_path / "s.csv", "--plot", tmp_path / "s.png"],
+               capsys)[0] == 0
+    fig, ylabels, legends, boxes = saved[0]
+    assert ylabels == ["u", "v", "w"]
+    assert len(legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+    legend_box = legends[0].get_window_extent()
+    assert all(legend_box.x0 >= box.x1 for box in boxes)  # right of every panel: no data hidden
+    assert (tmp_path / "s.png").stat().st_size > 5000
+
+
+def test_bundled_data_sets_are_listed_and_written(tmp_path, capsys):
+    code, out, _ = run(["datasets"], capsys)
+    assert code == 0 and "old_faithful" in out and "272 rows" in out
+    target = tmp_path / "faithful.csv"
+    assert run(["datasets", "old_faithful", "-o", target], capsys)[0] == 0
+    X, names, _ = read_csv(str(target))
+    X_ref, names_ref = load_old_faithful()
+    np.testing.assert_array_equal(X, X_ref)
+    assert names == list(names_ref)
+    code, _, err = run(["datasets", "old_faithfull"], capsys)
+    assert code == 1 and "did you mean 'old_faithful'?" in err
+
+
+# ---------------------------------------------------------------------------- the CSV reader's two paths
+CSV_CASES = [
+    "x,y\n1,2\n3,4.5\n-6e2,7\n",
+    "x;y;id\n1;2;a\n3;4;a\n5;6;b\n",          # non-numeric sequence column: careful path only
+    "1\t2\n3\t4\n",                             # no header, tab
+    "x,y\r\n1,2\r\n3,4\r\n",                    # Windows line ends
+    '\ufeff"x","y"\n"1","2"\n3,4\n',            # BOM and quoted cells
+    "x,y\n\n1,2\n\n3,4\n\n",                    # blank lines
+    " x , y \n 1 , 2 \n3,4\n",                  # spaces around cells
+]
+
+
+@pytest.mark.parametrize("text", CSV_CASES)
+def test_fast_and_careful_readers_agree(text, tmp_path, monkeypatch):
+    import probkit._csv as csvmod
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(text.encode("utf-8"))
+    seq = "id" if ";id" in text else None
+    X, names, lengths = csvmod.read_numeric_csv(str(path), sequence_column=seq)
+    monkeypatch.setattr(csvmod, "_fast_body", lambda text, head: None)
+    X2, names2, lengths2 = csvmod.read_numeric_csv(str(path), sequence_column=seq)
+    np.testing.assert_array_equal(X, X2)
+    assert names == names2
+    assert (lengths is None and lengths2 is None) or lengths.tolist() == lengths2.tolist()
+    # the independent truth: Python's csv module and float() on the same text
+    import csv as pycsv
+    import io as pyio
+
+    rows = [r for r in pycsv.reader(pyio.StringIO(text.lstrip("\ufeff")), delimiter=";" if ";" in text else
+                                    "\t" if "\t" in text else ",") if any(c.strip() for c in r)]
+    body = rows[1:] if not rows[0][0].strip().lstrip("-").replace(".", "").isdigit() else rows
+    expected = np.array([[float(c) for c in r[:2]] for r in body])
+    np.testing.assert_array_equal(X, expected)
+
+
+def test_clean_files_take_the_fast_path(tmp_path, monkeypatch):
+    import probkit._csv as csvmod
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(500, 3))
+    path = tmp_path / "d.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c", comments="", fmt="%.17g")
+
+    def refuse(*args):
+        raise AssertionError("the careful reader ran on a clean file")
+
+    monkeypatch.setattr(csvmod, "_careful_body", refuse)
+    Y, names, _ = csvmod.read_numeric_csv(str(path))
+    np.testing.assert_array_equal(Y, X)
+    assert names == ["a", "b", "c"]
+
+
+def test_regression_models_report_in_json_and_escape_column_names(tmp_path, capsys):
+    import json
+
+    from probkit.glm import GeneralizedLinearModel
+
+    years, counts = load_earthquakes()
+    x = (years - 1950.0) / 50.0
+    path = tmp_path / "quakes.csv"
+    with open(path, "w") as f:
+        f.write("count,ye\x1b[31mar\n" + "".join(f"{c},{float(v)!r}\n" for v, c in zip(x, counts)))
+    model_path = tmp_path / "glm.pk"
+    code, out, err = run(["fit", "glm-poisson", path, "--target", "count", "--json", "-v", "-o", model_path], capsys)
+    assert code == 0, err
+    fitted = json.loads(out)
+    api = GeneralizedLinearModel("poisson").fit(x[:, None], counts)
+    assert fitted["target"] == "count" and fitted["columns"] == ["ye\x1b[31mar"] and fitted["n_rows"] == len(x)
+    np.testing.assert_allclose(fitted["aic"], api.aic_, rtol=1e-10)
+    np.testing.assert_allclose(fitted["deviance_explained"], api.score(x[:, None], counts), rtol=1e-10)
+    assert "read " in err and "\x1b" not in err and "ye\\x1b[31mar" in err  # progress on stderr, escaped
+    code, out, _ = run(["fit", "glm-poisson", path, "--target", "count", "-o", model_path], capsys)
+    assert code == 0 and "\x1b" not in out and "ye\\x1b[31mar" in out
+    code, out, _ = run(["score", model_path, path, "--json"], capsys)
+    scored = json.loads(out)
+    np.testing.assert_allclose(scored["deviance"], api.deviance(x[:, None], counts), rtol=1e-10)
+    code, out, _ = run(["info", model_path, "--json"], capsys)
+    info = json.loads(out)
+    assert info["target"] == "count"
+    np.testing.assert_allclose(info["fitted"]["coef_"], api.coef_, rtol=1e-10)

@@ -98,5 +98,5 @@ def test_convergence_reads_each_kind_of_trace(faithful):
 def test_missing_matplotlib_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"pip install probkit\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib"):
         plotting.plot_states([1.0, 2.0], [0, 1])
