@@ -10,7 +10,7 @@ from pyro import poutine
 from sklearn.exceptions import NotFittedError
 
 from probkit.neural import DeepStateSpaceModel
-from probkit.neural.estimators.deep_ssm import DSSMNet
+from probkit.neural.networks import DSSMNet
 
 A, Q, C, R = 0.9, 0.3, np.array([1.0, -0.5]), 0.3
 
