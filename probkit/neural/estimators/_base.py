@@ -26,6 +26,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probkit.base import ProbkitEstimator
@@ -151,10 +152,13 @@ class NeuralEstimator(ProbkitEstimator):
         """
         if not reset:
             self._check_fitted()
+        if sparse.issparse(X):
+            raise TypeError(f"Sparse data was passed for {name}, but dense data is required: sequences are dense "
+                            "arrays. Use '.toarray()' to convert to a dense numpy array.")
         if name == "X":
             validate_data(self, X, reset=reset, skip_check_array=True, ensure_2d=False)   # feature names only
-        if self._step_ndim == 1 and not isinstance(X, (list, tuple)) and np.ndim(X) == 1:
-            raise ValueError(f"{name} is a 1-D array of shape {np.shape(X)}; real-valued sequences have rows of "
+        if self._step_ndim == 1 and len(getattr(X, "shape", ())) == 1:
+            raise ValueError(f"{name} is a 1-D array of shape {tuple(X.shape)}; real-valued sequences have rows of "
                              f"features. Reshape your data: {name}.reshape(-1, 1) is one univariate sequence")
         batch = check_sequences(X, lengths, valid_lengths=valid_lengths, step_ndim=self._step_ndim, name=name)
         values = self._check_values(batch.values, name, reset)
@@ -325,8 +329,8 @@ class SequenceNetEstimator(NeuralEstimator):
         """``y`` as a numpy array with one entry per sequence of ``batch`` (a ``ValueError`` otherwise)."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
-        n_targets = int(np.shape(y)[0]) if np.ndim(y) else 1
+        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        n_targets = int(y.shape[0]) if y.ndim else 1
         if n_targets == batch.n_sequences:
             return y
         one_block = lengths is None and valid_lengths is None and not isinstance(X, (list, tuple))

@@ -114,7 +114,7 @@ class SequenceDensity(DensityMixin, SequenceNetEstimator):
     def _read_windows(self, X, lengths, valid_lengths, *, reset):
         """The checked sequences of ``X``; one long token sequence is cut into windows."""
         batch = self._read(X, lengths, valid_lengths, reset=reset)
-        if self._tokens and lengths is None and not isinstance(X, (list, tuple)) and np.ndim(X) == 1:
+        if self._tokens and lengths is None and len(getattr(X, "shape", ())) == 1:
             batch = SequenceBatch(batch.values, window_lengths(batch.lengths, self.window))
         return batch
 
