@@ -1,4 +1,5 @@
-"""Pyro distributions over whole padded paths, the sample sites of :class:`~probkit.neural.networks.DSSMNet`'s Pyro programs.
+"""Pyro distributions over whole padded paths: the sample sites of the Pyro programs of
+:class:`~probkit.neural.networks.DSSMNet`.
 
 One sample site holds a batch of latent (or observed) paths: batch shape ``(B,)``, event
 shape ``(T, n)``; ``log_prob`` sums the valid steps of each path (a mask for ragged

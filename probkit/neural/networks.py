@@ -417,9 +417,10 @@ def _where_state(keep, new, old):
 
 
 class DSSMNet(nn.Module):
-    """The torch module of :class:`~probkit.neural.DeepStateSpaceModel`: generative model, guide, and the Pyro ELBO as ``forward``.
+    """The torch module of :class:`~probkit.neural.DeepStateSpaceModel`: model, guide, and Pyro's ELBO as ``forward``.
 
-    **The model.** Continuous latent states ``z_t`` (``latent_dim``) with a neural transition and emission,
+    **The model.** Continuous latent states ``z_t`` (``latent_dim``) with a neural transition
+    and emission,
 
     .. math::
 
@@ -441,8 +442,8 @@ class DSSMNet(nn.Module):
     maps ``(z_{t-1}, a_t)`` to the mean and scale of a diagonal Gaussian. Paths are drawn
     one step at a time and reparametrised.
 
-    **Training and bounds.** The model and the guide are Pyro programs (one sample site for the whole latent path,
-    with masks for ragged batches); the loss is Pyro's ELBO estimator
+    **Training and bounds.** The model and the guide are Pyro programs (one sample site for
+    the whole latent path, with masks for ragged batches); the loss is Pyro's ELBO estimator
     (:func:`probkit.vi.make_elbo`: ``Trace_ELBO`` or ``TraceMeanField_ELBO``) on each
     mini-batch, minimised with the shared loop :func:`probkit.neural.train_module` (AdamW,
     clipping, schedule, early stopping on the validation ELBO). KL annealing multiplies

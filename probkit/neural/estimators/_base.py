@@ -232,11 +232,12 @@ class NeuralEstimator(ProbkitEstimator):
         return torch.Generator(device=device).manual_seed(seed)
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, data, fn):
+    def _evaluate(self, data, fn, fixed_layout=True):
         """``fn(batch)`` over every sequence of ``data``; one result per sequence, in input order.
 
-        Batches follow :func:`evaluation_layout` (``batch_size`` rows at a padded length
-        fixed per sequence); ``fn`` returns one row per batch row (a tensor, a tuple of
+        Batches follow :func:`evaluation_layout`: by default ``batch_size`` rows at a padded
+        length fixed per sequence, so that a sequence's results do not depend on the other
+        sequences of the call. ``fn`` returns one row per batch row (a tensor, a tuple of
         tensors, read as tuples of rows, or a list), of which the rows of real sequences
         are kept.
         """
@@ -245,8 +246,8 @@ class NeuralEstimator(ProbkitEstimator):
         device = data.lengths.device
         self.module_.eval()
         with torch.no_grad():
-            for index, length in evaluation_layout(lengths, self.batch_size):
-                out = fn(data.padded_batch(torch.as_tensor(index, device=device), length, self.batch_size))
+            for index, length, rows in evaluation_layout(lengths, self.batch_size, fixed_layout):
+                out = fn(data.padded_batch(torch.as_tensor(index, device=device), length, rows))
                 if isinstance(out, tuple):
                     out = list(zip(*(o.cpu().numpy() for o in out)))
                 elif isinstance(out, torch.Tensor):
@@ -255,9 +256,9 @@ class NeuralEstimator(ProbkitEstimator):
                     results[i] = out[row]
         return results
 
-    def _evaluate_steps(self, data, fn):
+    def _evaluate_steps(self, data, fn, fixed_layout=True):
         """:meth:`_evaluate` for per-step outputs ``(B, L, ...)``: the valid steps, concatenated as the input rows."""
-        parts = self._evaluate(data, fn)
+        parts = self._evaluate(data, fn, fixed_layout)
         lengths = data.lengths.cpu().numpy()
         return np.concatenate([part[:n] for part, n in zip(parts, lengths)], 0)
 

@@ -72,10 +72,10 @@ def check_counts(values, emission, name="X", estimator=None):
     --------
     >>> check_counts([[0, 3]], "poisson").tolist()
     [[0.0, 3.0]]
-    >>> check_counts([[0.5]], "poisson")
+    >>> check_counts([[0.5]], "poisson")   # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: X must hold non-negative integer counts; found non-integer values such as 0.5 (the support of emission='poisson')
+    ValueError: X must hold non-negative integer counts; ... (the support of emission='poisson')
     """
     values = check_array(values, dtype="numeric", ensure_min_samples=1, input_name=name, estimator=estimator)
     values = values.astype(np.float64)
@@ -115,26 +115,36 @@ def padded_length(lengths):
     return np.where((three >= lengths) & (power >= 4), three, power)
 
 
-def evaluation_layout(lengths, batch_size):
-    """The evaluation batches: ``(sequence indices, padded length)`` pairs, in a layout fixed per sequence.
+def evaluation_layout(lengths, batch_size, fixed=True):
+    """The evaluation batches: ``(sequence indices, padded length, rows)`` triples.
 
-    Sequences with the same :func:`padded_length` form batches in input order; every
-    batch is evaluated with ``batch_size`` rows (unused rows are padding) at that length.
-    The shapes a sequence is computed with thus depend on its own length alone, not on
-    the other sequences of the call, and neither do its results: floating-point kernels
-    (matrix products, FFTs) round the same way for the same shapes.
+    ``fixed=True``: a layout fixed per sequence. Sequences with the same
+    :func:`padded_length` form batches in input order, each evaluated with
+    ``batch_size`` rows (unused rows are padding) at that length; the shapes a sequence is
+    computed with depend on its own length alone, not on the other sequences of the call,
+    and neither do its results: floating-point kernels (matrix products, FFTs) round the
+    same way for the same shapes. ``fixed=False``: consecutive sequences in input order,
+    ``batch_size`` at a time, padded to the longest of the batch (for evaluations whose
+    random draws depend on the batch anyway).
 
     Examples
     --------
-    >>> [(idx.tolist(), L) for idx, L in evaluation_layout(np.array([5, 2, 6, 1]), batch_size=8)]
-    [([3], 1), ([1], 2), ([0, 2], 6)]
+    >>> [(idx.tolist(), L, rows) for idx, L, rows in evaluation_layout(np.array([5, 2, 6, 1]), batch_size=8)]
+    [([3], 1, 8), ([1], 2, 8), ([0, 2], 6, 8)]
+    >>> [(idx.tolist(), L, rows) for idx, L, rows in evaluation_layout(np.array([5, 2, 6]), 2, fixed=False)]
+    [([0, 1], 5, 2), ([2], 6, 1)]
     """
+    lengths = np.asarray(lengths)
+    if not fixed:
+        return [(np.arange(start, min(start + batch_size, len(lengths))),
+                 int(lengths[start:start + batch_size].max()), min(batch_size, len(lengths) - start))
+                for start in range(0, len(lengths), batch_size)]
     padded = padded_length(lengths)
     layout = []
     for length in np.unique(padded):
         members = np.flatnonzero(padded == length)
         for start in range(0, len(members), batch_size):
-            layout.append((members[start:start + batch_size], int(length)))
+            layout.append((members[start:start + batch_size], int(length), batch_size))
     return layout
 
 

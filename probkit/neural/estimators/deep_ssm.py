@@ -87,6 +87,10 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
     -----
     %(sequence_forms)s
 
+    The sampled bounds, forecasts and transforms draw their paths batch by batch, so a
+    sequence's draws depend on the other sequences of the call (repeated calls agree); the
+    mean path of :meth:`transform` does not.
+
     Examples
     --------
     A noisy two-dimensional view of a one-dimensional AR(1) state:
@@ -232,7 +236,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
             w = self.module_.log_weights(b["x_in"], b["x_obs"], b["lengths"], k, gen).double()
             return torch.stack([w.mean(0), torch.logsumexp(w, 0) - math.log(k)], -1)
 
-        out = np.array(self._evaluate(data, run))
+        out = np.array(self._evaluate(data, run, fixed_layout=False))        # random draws: batch-dependent
         jac = self._log_jacobian() * batch.lengths
         return {"elbo": out[:, 0] + jac, "iwae": out[:, 1] + jac, "lengths": batch.lengths}
 
@@ -290,7 +294,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
             a = self.module_.summary(b["x_in"], b["lengths"])
             return self.module_.guide_rsample(a, k, gen, mean_path=mean_path).mean(0).double()
 
-        return self._evaluate_steps(data, run)
+        return self._evaluate_steps(data, run, fixed_layout=mean_path)
 
     # ------------------------------------------------------------------ generation
     @limit_torch_threads
@@ -354,7 +358,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
             means, samples = self.module_.forecast(b["x_in"], b["lengths"], n_steps, k, gen)
             return means.double(), samples.transpose(0, 1).double()
 
-        rows = self._evaluate(data, run)
+        rows = self._evaluate(data, run, fixed_layout=False)
         mean = self._to_data_units(np.stack([r[0] for r in rows]))
         if not return_samples:
             return mean
