@@ -239,6 +239,24 @@ def test_layouts_and_sequence_independence():
     assert np.isfinite(win.score(X))
 
 
+def test_the_three_forms_of_the_contract_are_the_same_sequences():
+    rng = np.random.RandomState(7)
+    X = _data("gaussian", rng)
+    lengths = np.array([10, 20, 30])
+    seqs = [X[:10], X[10:30], X[30:]]
+    padded = np.full((3, 30, X.shape[1]), np.nan)
+    for i, s in enumerate(seqs):
+        padded[i, :len(s)] = s
+    forms = [((seqs,), {}), ((X,), {"lengths": lengths}), ((padded,), {"valid_lengths": lengths})]
+    fitted = [NeuralHMM(2, neural_transitions=True, max_epochs=2, **TINY).fit(*a, **k) for a, k in forms]
+    for est in fitted:
+        for a, k in forms:
+            np.testing.assert_array_equal(est.predict_proba(*a, **k), fitted[0].predict_proba(X, lengths=lengths))
+            assert est.score(*a, **k) == fitted[0].score(X, lengths=lengths)
+    with pytest.raises(ValueError, match="give the valid prefix of each row as valid_lengths="):
+        fitted[0].score(padded, lengths=lengths)
+
+
 def test_fits_are_reproducible():
     rng = np.random.RandomState(5)
     X = _data("poisson", rng)
