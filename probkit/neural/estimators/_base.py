@@ -107,7 +107,8 @@ class NeuralEstimator(ProbkitEstimator):
     * ``_standardizes``: whether the inputs are standardised (default True), and
       ``_scaling_source(values)``, the rows the statistics are taken from;
     * ``_scores_standardized``: whether log-densities are computed on standardised values;
-    * ``_model_steps(values)``: the per-step arrays the network reads, by name.
+    * ``_model_steps(values)``: the per-step arrays the network reads, by name (default:
+      ``x_in`` and ``x_obs``).
     """
 
     _default_dtype = torch.float32
@@ -191,8 +192,10 @@ class NeuralEstimator(ProbkitEstimator):
         return -float(np.log(self._x_scale).sum()) if self._scores_standardized else 0.0
 
     def _model_steps(self, values):
-        """The per-step arrays the network reads (default: standardised features as ``"x"``)."""
-        return {"x": self._standardize(values)}
+        """The per-step arrays of the network: ``x_in``, what it reads (the standardised
+        scaling source), and ``x_obs``, what it scores (standardised or in the data's units)."""
+        x_in = self._standardize(self._scaling_source(values))
+        return {"x_in": x_in, "x_obs": x_in if self._scores_standardized else values}
 
     def _sequence_data(self, batch, targets=None, device=None, dtype=None):
         """:class:`SequenceData` of a checked batch in model units (on the fitted network's device by default)."""

@@ -150,11 +150,6 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
     def _scaling_source(self, values):
         return np.log1p(values) if self.emission == "poisson" else values
 
-    def _model_steps(self, values):
-        """``x_in``, what the guide reads (standardised), and ``x_obs``, what the emissions score."""
-        x_in = self._standardize(self._scaling_source(values))
-        return {"x_in": x_in, "x_obs": values if self.emission == "poisson" else x_in}
-
     def _make_net(self):
         return DSSMNet(self.n_features_in_, self.latent_dim, emission=self.emission, backbone=self.backbone,
                        guide_backbone=self.guide_backbone, d_model=self.d_model, n_layers=self.n_layers,

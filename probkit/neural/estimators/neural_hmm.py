@@ -175,15 +175,10 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         return np.log1p(values) if self._family == "poisson" else values
 
     def _model_steps(self, values):
-        """``x_in``, what the backbone reads, and ``x_obs``, what the emissions score."""
-        family = self._family
-        if family == "categorical":
+        if self._family == "categorical":
             tokens = values[:, 0].astype(np.int64)
             return {"x_in": tokens, "x_obs": tokens}
-        if family == "poisson":
-            return {"x_in": self._standardize(np.log1p(values)), "x_obs": values}
-        z = self._standardize(values)
-        return {"x_in": z, "x_obs": z}
+        return super()._model_steps(values)
 
     def _n_outputs(self):
         return self.n_symbols_ if self._family == "categorical" else self.n_features_in_
