@@ -116,6 +116,8 @@ MODELS = {
                                  sequential=True, iter_param="n_iter", options=("n_init",)),
     "poisson-hmm": ModelSpec("probkit.hmm:PoissonHMM", "hidden Markov model with Poisson emissions for counts",
                              sequential=True, iter_param="n_iter", options=("n_init",)),
+    "linear-gaussian-ssm": ModelSpec("probkit.ssm:LinearGaussianSSM", "linear-Gaussian state-space model "
+                                     "(Kalman filter; -k = state dimension)", sequential=True, iter_param="n_iter"),
 }
 
 
@@ -367,7 +369,21 @@ def _load_model(path, command, needs):
 def _is_sequential(model):
     from probkit.hmm._base import BaseHMM
 
-    return isinstance(model, BaseHMM) or hasattr(model, "startprob_")
+    return isinstance(model, BaseHMM) or hasattr(model, "startprob_") or _continuous_states(model)
+
+
+def _continuous_states(model):
+    """A state-space model (instance or class): its hidden states are vectors, not the labels HMM commands
+    print and plot."""
+    from probkit.ssm import LinearGaussianSSM
+
+    return isinstance(model, LinearGaussianSSM) or (isinstance(model, type) and issubclass(model, LinearGaussianSSM))
+
+
+def _no_discrete_states(model, what):
+    if _continuous_states(model):
+        raise CLIError(f"{what} needs a model with discrete states (an HMM); {type(model).__name__} has continuous "
+                       "states: use its transform/predict/forecast methods in Python")
 
 
 def _model_data(model, args, model_path):
@@ -391,6 +407,8 @@ def _seq_kwargs(model, lengths):
 def _cmd_fit(args):
     spec = MODELS[args.model]
     cls = spec.load()
+    if args.plot:
+        _no_discrete_states(cls, "--plot")
     X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna, args.sequence_column)
     if lengths is not None and not spec.sequential:
         raise CLIError(f"--sequence-column applies to hidden Markov models; {args.model} treats rows as independent")
@@ -460,6 +478,7 @@ def _cmd_score(args):
 
 def _cmd_decode(args):
     model = _load_model(args.model, "decode", ("predict",))
+    _no_discrete_states(model, "decode")
     X, names, lengths = _model_data(model, args, args.model)
     kw = _seq_kwargs(model, lengths)
     states = model.predict(X, **kw)
@@ -481,11 +500,18 @@ def _cmd_sample(args):
     model = _load_model(args.model, "sample", ("sample",))
     if args.n_samples < 1:
         raise CLIError(f"-n must be a positive number of rows, got {args.n_samples}")
+    if args.plot:
+        _no_discrete_states(model, "--plot")
     X, labels = model.sample(args.n_samples, random_state=args.random_state)
     X = np.asarray(X).reshape(args.n_samples, -1)
     names = [str(c) for c in getattr(model, "cli_columns_", [])] or [f"x{j}" for j in range(X.shape[1])]
     if len(names) != X.shape[1]:
         names = [f"x{j}" for j in range(X.shape[1])]
+    if _continuous_states(model):  # one column per state dimension
+        states = np.asarray(labels)
+        _write_csv(args.output, names + [f"state{j}" for j in range(states.shape[1])],
+                   [[_fmt(v) for v in row] + [_fmt(v) for v in z] for row, z in zip(X, states)])
+        return EXIT_OK
     _write_csv(args.output, names + ["state"], [[_fmt(v) for v in row] + [int(z)] for row, z in zip(X, labels)])
     if args.plot:
         _plot_decoded(model, X, np.asarray(labels), None, names, args.plot)

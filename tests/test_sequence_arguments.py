@@ -8,7 +8,8 @@ now raises the same TypeError for a second positional argument that is not one v
 import numpy as np
 import pytest
 
-from probkit import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM, VariationalHMM
+from probkit import (GMMHMM, HMM, CategoricalHMM, GaussianHMM, LinearGaussianSSM, MultinomialHMM, PoissonHMM,
+                     VariationalHMM)
 from probkit.neural import DeepStateSpaceModel, NeuralHMM, SequenceClassifier, SequenceDensity, SequenceRegressor
 
 MESSAGE = "pass sequence lengths by keyword"
@@ -27,12 +28,13 @@ CASES = [
     (MultinomialHMM(2, n_trials=None, random_state=0), COUNTS),
     (CategoricalHMM(2, random_state=0), SYMBOLS),
     (VariationalHMM(2, random_state=0), REAL),
+    (LinearGaussianSSM(2, n_iter=2, random_state=0), REAL),
     (NeuralHMM(2, backbone="gru", n_layers=1, **NEURAL), REAL),
     (DeepStateSpaceModel(hidden_dim=4, **NEURAL), REAL),
 ]
 IDS = [type(est).__name__ for est, _ in CASES]
 METHODS = ("predict", "predict_proba", "score_samples", "decode", "aic", "bic", "transform", "score_per_step",
-           "bounds")
+           "bounds", "filter", "smooth")
 
 
 @pytest.fixture(scope="module")

@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from numbers import Integral, Real
 
-from probkit.distributions.categorical import Categorical
-from probkit.distributions.poisson import Poisson
+import numpy as np
+
+from probkit.base import Interval
 from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.hmm._emissions import CountEmission
 from probkit.utils._array import to_numpy
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
 from probkit.utils._warnings import warn_user
+from probkit.utils.validation import check_stochastic
 
 __all__ = ["CategoricalHMM", "MultinomialHMM", "PoissonHMM"]
-
-
-def _integer_X(estimator, X, reset, name="X", allow_nan=False):
-    X = estimator._validate_X(X, reset=reset, dtype=None, ensure_all_finite="allow-nan" if allow_nan else True)
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
-    finite = X[~np.isnan(X)] if (allow_nan and X.dtype.kind == "f") else X
-    check_nonnegative_integers(finite, name)
-    return X.astype(np.float64)
-
-
-class _CountEmission:
-    """Adapts a component model to the HMM emission protocol (masking missing values when asked)."""
-
-    def __init__(self, components, squeeze=False):
-        self.components = components
-        self.squeeze = squeeze
-
-    def _x(self, x):
-        return x[:, 0] if self.squeeze else x
-
-    def log_prob(self, x, observed=None):
-        if observed is not None:
-            return self.components.log_prob(x, observed)
-        return self.components.log_prob(self._x(x))
-
-    def summarize(self, x, post, observed=None):
-        if observed is not None:
-            return self.components.summarize(x, post, observed)
-        return self.components.summarize(self._x(x), post)
 
 
 class _EmissionProbHMM(BaseHMM):
@@ -51,23 +21,30 @@ class _EmissionProbHMM(BaseHMM):
     (categorical symbols, multinomial counts): validation, random initialisation and the
     Dirichlet-MAP M-step on the expected counts."""
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emissionprob_prior": ["array-like", Real],
+    }
     _emission_letters = "e"
+    _numpy_emissions = True
 
-    def _check_emission_probs(self, n_columns, what):
-        """Check ``emissionprob_``: shape ``(n_components, n_columns)`` and stochastic rows."""
+    def _check_emission_probs(self, n_columns, what, ndim=2):
+        """Check ``emissionprob_``: shape ``(n_components, [n_features_in_,] n_columns)``, stochastic rows."""
         if not hasattr(self, "emissionprob_"):
             raise ValueError(f"{type(self).__name__} needs emissionprob_ (fit, or set it by hand)")
         e = np.asarray(self.emissionprob_, dtype=np.float64)
-        if e.ndim != 2 or e.shape[0] != self.n_components:
-            raise ValueError(f"emissionprob_ must have shape ({self.n_components}, {what}), got {e.shape}")
-        if n_columns is not None and e.shape[1] != n_columns:
-            raise ValueError(f"emissionprob_ has {e.shape[1]} columns but the model expects {n_columns} {what}")
+        shape = f"({self.n_components}, {what})" if ndim == 2 else f"({self.n_components}, n_columns, {what})"
+        if e.ndim != ndim or e.shape[0] != self.n_components:
+            raise ValueError(f"emissionprob_ must have shape {shape}, got {e.shape}")
+        if n_columns is not None and e.shape[-1] != n_columns:
+            raise ValueError(f"emissionprob_ has {e.shape[-1]} {what} but the model expects {n_columns}")
         check_stochastic(e, "emissionprob_")
 
-    def _init_emission_probs(self, n_columns, random_state):
+    def _init_emission_probs(self, n_columns, random_state, n_tables=None):
         if self._needs_init("e", "emissionprob_"):
-            e = random_state.rand(self.n_components, n_columns)
-            self.emissionprob_ = e / e.sum(1, keepdims=True)
+            shape = (self.n_components, n_columns) if n_tables is None else (self.n_components, n_tables, n_columns)
+            e = random_state.rand(*shape)
+            self.emissionprob_ = e / e.sum(-1, keepdims=True)
 
     def _mstep_emission(self, stats, post_sum):
         if "e" not in self.params:
@@ -75,16 +52,28 @@ class _EmissionProbHMM(BaseHMM):
         counts = to_numpy(stats["x"])
         prior = np.asarray(self.emissionprob_prior, dtype=np.float64)
         e = np.maximum(prior - 1 + counts, 0)
-        self.emissionprob_ = _normalize_rows(e, np.asarray(self.emissionprob_), "emissionprob_")
+        previous = np.asarray(self.emissionprob_)
+        self.emissionprob_ = _normalize_rows(e.reshape(-1, e.shape[-1]), previous.reshape(-1, e.shape[-1]),
+                                             "emissionprob_").reshape(e.shape)
 
     def _emission_n_parameters(self):
-        return {"e": self.n_components * (np.asarray(self.emissionprob_).shape[1] - 1)}
+        e = np.asarray(self.emissionprob_)
+        return {"e": int(np.prod(e.shape[:-1])) * (e.shape[-1] - 1)}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # scikit-learn's checks then feed non-negative integers (rounded, shifted data)
+        tags.input_tags.positive_only = True
+        tags.input_tags.categorical = True
+        return tags
 
 
 class CategoricalHMM(_EmissionProbHMM):
-    """HMM with categorical emissions: each step emits one symbol, an integer from 0 to ``n_features - 1``.
+    """HMM with categorical emissions: each step emits symbols, integers from 0 to ``n_features - 1``.
 
-    ``X`` has shape ``(n_samples, 1)`` of non-negative integers, as in hmmlearn.
+    ``X`` has shape ``(n_samples, 1)`` of non-negative integers, as in hmmlearn, or
+    ``(n_samples, n_columns)``: several symbols per step, independent given the state (a
+    product of categoricals over the columns, sharing one alphabet size).
 
     Parameters
     ----------
@@ -101,7 +90,9 @@ class CategoricalHMM(_EmissionProbHMM):
     ----------
     startprob_, transmat_, monitor_, n_features_in_
         As in :class:`GaussianHMM` (``n_features_in_`` is 1).
-    emissionprob_ : ndarray of shape (n_components, n_symbols)
+    emissionprob_ : ndarray of shape (n_components, n_symbols), or (n_components, n_columns, n_symbols)
+        One table per state (hmmlearn's shape) for one column of symbols; one per state and
+        column for several columns.
     n_symbols_ : int
         Alphabet size used by the model (hmmlearn stores this in ``n_features``; probkit
         leaves constructor parameters untouched, as scikit-learn requires).
@@ -120,6 +111,11 @@ class CategoricalHMM(_EmissionProbHMM):
     array([0.1, 0.8])
     """
 
+    _parameter_constraints = {
+        **_EmissionProbHMM._parameter_constraints,
+        "n_features": [None, Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
                  params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -132,35 +128,39 @@ class CategoricalHMM(_EmissionProbHMM):
 
     def _n_symbols(self):
         if hasattr(self, "emissionprob_"):
-            return np.asarray(self.emissionprob_).shape[1]
+            return np.asarray(self.emissionprob_).shape[-1]
         return self.n_features
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        X = _integer_X(self, X, reset)
-        if X.shape[1] != 1:
-            raise ValueError(f"X must have shape (n_samples, 1) of symbols for CategoricalHMM, got {X.shape}")
+        X = self._validate_counts_X(X, reset)
         m = self._n_symbols()
         if m is not None and X.max() >= m:
             raise ValueError(f"X holds symbol {int(X.max())} but the model emits symbols 0 .. {m - 1}")
         return X
 
     def _check_emission(self):
-        self._check_emission_probs(self.n_features, "symbols")
+        e = np.asarray(getattr(self, "emissionprob_", np.zeros((0, 0))))
+        self._check_emission_probs(self.n_features, "symbols", ndim=3 if e.ndim == 3 else 2)
+        columns = 1 if e.ndim == 2 else e.shape[1]
+        if hasattr(self, "n_features_in_") and columns != self.n_features_in_:
+            raise ValueError(f"emissionprob_ has tables for {columns} column(s) of symbols but X has "
+                             f"{self.n_features_in_}")
 
     def _init_emission(self, data, random_state):
         m = self.n_features if self.n_features is not None else int(data.X.max()) + 1
-        self._init_emission_probs(m, random_state)
-        self.n_symbols_ = np.asarray(self.emissionprob_).shape[1]
+        columns = data.X.shape[1]
+        self._init_emission_probs(m, random_state, n_tables=None if columns == 1 else columns)
+        self.n_symbols_ = np.asarray(self.emissionprob_).shape[-1]
 
-    def _emission_model(self, device, dtype):
-        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
-        return _CountEmission(BatchedComponents(Categorical(probs=probs)), squeeze=True)
+    def _emission_model(self, like):
+        return CountEmission("categorical", self._as_like(self.emissionprob_, like))
 
     def _sample_emissions(self, states, rng):
-        cdf = np.cumsum(np.asarray(self.emissionprob_), axis=1)
-        u = rng.rand(len(states))
-        symbols = (cdf[states] > u[:, None]).argmax(1)
-        return symbols.reshape(-1, 1)
+        e = np.asarray(self.emissionprob_)
+        tables = e[:, None, :] if e.ndim == 2 else e  # (K, columns, symbols)
+        cdf = np.cumsum(tables[states], axis=-1)
+        u = rng.rand(len(states), tables.shape[1])
+        return (cdf > u[..., None]).argmax(-1)
 
 
 class MultinomialHMM(_EmissionProbHMM):
@@ -193,6 +193,11 @@ class MultinomialHMM(_EmissionProbHMM):
     5
     """
 
+    _parameter_constraints = {
+        **_EmissionProbHMM._parameter_constraints,
+        "n_trials": [None, "array-like", Integral],
+    }
+
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1,
                  verbose=False, params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -204,7 +209,7 @@ class MultinomialHMM(_EmissionProbHMM):
         self.emissionprob_prior = emissionprob_prior
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        X = _integer_X(self, X, reset)
+        X = self._validate_counts_X(X, reset)
         if self.n_trials is not None:
             totals = X.sum(1)
             if not np.all(totals == np.asarray(self.n_trials)):
@@ -217,11 +222,8 @@ class MultinomialHMM(_EmissionProbHMM):
     def _init_emission(self, data, random_state):
         self._init_emission_probs(data.X.shape[1], random_state)
 
-    def _emission_model(self, device, dtype):
-        from probkit.distributions import Multinomial
-
-        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
-        return _CountEmission(BatchedComponents(Multinomial(probs=probs)))
+    def _emission_model(self, like):
+        return CountEmission("multinomial", self._as_like(self.emissionprob_, like))
 
     def _sample_emissions(self, states, rng):
         if self.n_trials is None:
@@ -262,8 +264,14 @@ class PoissonHMM(BaseHMM):
     array([15.4, 26. ])
     """
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "lambdas_prior": ["array-like", Real],
+        "lambdas_weight": ["array-like", Real],
+    }
     _emission_letters = "l"
     _supports_missing = True
+    _numpy_emissions = True
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
                  lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
@@ -276,7 +284,7 @@ class PoissonHMM(BaseHMM):
         self.lambdas_weight = lambdas_weight
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        return _integer_X(self, X, reset, allow_nan=allow_nan)
+        return self._validate_counts_X(X, reset, allow_nan=allow_nan)
 
     def _check_emission(self):
         if not hasattr(self, "lambdas_"):
@@ -299,9 +307,8 @@ class PoissonHMM(BaseHMM):
                                                size=(self.n_components, data.X.shape[1]))
             self.lambdas_ = np.maximum(self.lambdas_, 1e-6)
 
-    def _emission_model(self, device, dtype):
-        rates = torch.as_tensor(np.asarray(self.lambdas_, dtype=np.float64), dtype=dtype, device=device)
-        return _CountEmission(FeatureProductComponents(Poisson(rate=rates)))
+    def _emission_model(self, like):
+        return CountEmission("poisson", self._as_like(self.lambdas_, like))
 
     def _mstep_emission(self, stats, post_sum):
         if "l" not in self.params:
@@ -323,6 +330,13 @@ class PoissonHMM(BaseHMM):
 
     def _sample_emissions(self, states, rng):
         return rng.poisson(np.asarray(self.lambdas_)[states])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # scikit-learn's checks then feed non-negative integers (rounded, shifted data)
+        tags.input_tags.positive_only = True
+        tags.input_tags.categorical = True
+        return tags
 
     def _emission_n_parameters(self):
         lam = np.asarray(self.lambdas_)

@@ -7,15 +7,12 @@ import torch
 
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.registry import matrix_rows, resolve_family
+from probkit.em.init import INIT_SMOOTHING
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
+from probkit.components import BatchedComponents, ComponentList, FeatureProductComponents
 
 __all__ = ["MixtureModel"]
 
-# Initial hard assignments are blended with this much uniform weight so that every
-# component starts from all of the data (a Gamma or Normal fitted to a cluster of equal
-# values would otherwise be degenerate).
-INIT_SMOOTHING = 0.1
 
 
 def _centered(templates, data):
@@ -47,7 +44,8 @@ class MixtureModel(BaseMixture):
         A scalar family given for several columns is a product of that family over the
         columns (the features are independent within a component, e.g. a Poisson rate per
         feature); vector families (``"gaussian"``, ``"multinomial"``, ...) model all
-        columns jointly.
+        columns jointly. Omitted (and no ``components``): ``"gaussian"``, a full-covariance
+        multivariate normal.
     n_components : int, default=1
         Ignored when ``components`` is given (its length is used).
     components : list of distributions, optional
@@ -90,13 +88,14 @@ class MixtureModel(BaseMixture):
 
     # ------------------------------------------------------------------ validation
     def _templates(self):
-        if (self.family is None) == (self.components is None):
-            raise ValueError("give exactly one of family= (one family for all components) or components= (a list)")
+        if self.family is not None and self.components is not None:
+            raise ValueError("give one of family= (one family for all components) or components= (a list), not both")
         if self.components is not None:
             if not isinstance(self.components, (list, tuple)) or not self.components:
                 raise ValueError("components must be a non-empty list of distributions")
             return [resolve_family(c) for c in self.components]
-        return resolve_family(self.family)
+        # no family given: a full-covariance Gaussian, the mixture everybody means by default
+        return resolve_family("gaussian" if self.family is None else self.family)
 
     def _n_components_effective(self):
         if isinstance(self.components, (list, tuple)):

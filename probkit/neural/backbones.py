@@ -6,6 +6,7 @@
 kind               layer (:mod:`probkit.neural.layers`)                parameters, d=128 x4
 =================  ==================================================  ====================
 ``"mamba"``        :class:`~probkit.neural.layers.MambaLayer`           466,560
+``"mamba2"``       :class:`~probkit.neural.layers.Mamba2Layer`          470,192
 ``"rwkv"``         :class:`~probkit.neural.layers.RWKV6Layer`           588,928
 ``"mambaout"``     :class:`~probkit.neural.layers.GatedCNNLayer`        530,216
 ``"transformer"``  :class:`~probkit.neural.layers.TransformerLayer`     525,440 (rotary)
@@ -40,8 +41,8 @@ import math
 import torch
 from torch import nn
 
-from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, MambaLayer, RMSNorm, RWKV6Layer,
-                     S4DLayer, SequenceLayer, TransformerLayer)
+from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RMSNorm,
+                     RWKV6Layer, S4DLayer, SequenceLayer, TransformerLayer)
 from .layers.base import check_positive_int
 from probkit.utils.validation import check_lengths
 
@@ -150,7 +151,7 @@ class Backbone(nn.Module):
         x : Tensor, shape (batch, L, d_model)
             Floating-point inputs.
         lengths : array-like or Tensor of int, shape (batch,), optional
-            Numbers of valid (left-aligned) positions, in ``[1, L]`` (checked by
+            Numbers of valid (left-aligned) positions, in ``[0, L]`` (checked by
             :func:`probkit.utils.validation.check_lengths`); positions ``>= lengths[i]`` are
             padding.  Causal backbones need no mask (their outputs at valid positions never
             see later padding), so only the bidirectional transformer uses it, to mask
@@ -181,7 +182,7 @@ class Backbone(nn.Module):
         self._check_x(x, "x", 3)
         if lengths is not None:
             lengths = torch.as_tensor(check_lengths(lengths, name="lengths", n_sequences=x.shape[0],
-                                                    max_length=x.shape[1]), device=x.device)
+                                                    max_length=x.shape[1], allow_empty=True), device=x.device)
         return self._run(x, lengths, return_state)
 
     def _run(self, x, lengths=None, return_state=False):
@@ -275,6 +276,18 @@ def _mamba(d_model, n_layers, *, d_state=16, expand=2, d_conv=4, dt_rank=None, d
             for _ in range(n_layers)]
 
 
+def _mamba2(d_model, n_layers, *, d_state=64, expand=2, headdim=None, ngroups=1, d_conv=4,
+            chunk_size=None, dt_min=1e-3, dt_max=1e-1, dt_init_floor=1e-4, dt_limit=None,
+            A_init_range=(1.0, 16.0), bias=False, conv_bias=True, norm_eps=1e-5, dropout=0.0,
+            backend="auto"):
+    return [Mamba2Layer(d_model, d_state=d_state, expand=expand, headdim=headdim, ngroups=ngroups,
+                        d_conv=d_conv, chunk_size=chunk_size, dt_min=dt_min, dt_max=dt_max,
+                        dt_init_floor=dt_init_floor, dt_limit=dt_limit, A_init_range=A_init_range,
+                        bias=bias, conv_bias=conv_bias, norm_eps=norm_eps, dropout=dropout,
+                        backend=backend)
+            for _ in range(n_layers)]
+
+
 def _rwkv(d_model, n_layers, *, n_heads=None, ffn_ratio=1.0, mix_rank=None, decay_rank=None,
           dropout=0.0, backend="auto"):
     return [RWKV6Layer(d_model, n_heads=n_heads, ffn_ratio=ffn_ratio, mix_rank=mix_rank,
@@ -318,6 +331,7 @@ def _lstm(d_model, n_layers, *, hidden_size=None, dropout=0.0):
 #: kind -> function ``(d_model, n_layers, **kw) -> list of layers``
 _FACTORIES = {
     "mamba": _mamba,
+    "mamba2": _mamba2,
     "rwkv": _rwkv,
     "mambaout": _gated_cnn,
     "transformer": _transformer,
@@ -347,7 +361,7 @@ def build_backbone(kind, d_model, n_layers, **kw):
     Parameters
     ----------
     kind : str
-        One of :data:`KINDS`: ``"mamba"``, ``"rwkv"``, ``"mambaout"`` (alias
+        One of :data:`KINDS`: ``"mamba"``, ``"mamba2"``, ``"rwkv"``, ``"mambaout"`` (alias
         ``"gated_cnn"``), ``"transformer"``, ``"s4d"``, ``"gru"``, ``"lstm"``.
     d_model : int
         Width of the inputs, outputs and residual stream.
@@ -359,6 +373,10 @@ def build_backbone(kind, d_model, n_layers, **kw):
 
         * ``"mamba"``: ``d_state=16, expand=2, d_conv=4, dt_rank=ceil(d_model/16),
           dt_min=1e-3, dt_max=1e-1, backend="auto"`` (:class:`~.layers.MambaLayer`);
+        * ``"mamba2"``: ``d_state=64, expand=2, headdim=gcd(64, expand*d_model), ngroups=1,
+          d_conv=4, chunk_size, dt_min=1e-3, dt_max=1e-1, dt_init_floor=1e-4, dt_limit,
+          A_init_range=(1, 16), bias=False, conv_bias=True, norm_eps=1e-5, backend="auto"``
+          (:class:`~.layers.Mamba2Layer`);
         * ``"rwkv"``: ``n_heads`` (default ``d_model // 64``, or 1), ``ffn_ratio=1.0``,
           ``mix_rank``, ``decay_rank``, ``backend="auto"`` (:class:`~.layers.RWKV6Layer`);
         * ``"mambaout"``: ``expansion=8/3, conv_ratio=1.0, conv_width=4``

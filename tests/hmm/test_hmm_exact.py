@@ -440,3 +440,22 @@ def test_predict_before_fit_and_feature_mismatch():
     cat = CategoricalHMM(2, random_state=0).fit(np.array([[0], [1], [2], [1]] * 5))
     with pytest.raises(ValueError, match="symbol"):
         cat.predict(np.array([[5]]))
+
+
+def test_categorical_hmm_over_several_symbol_columns_equals_enumeration():
+    from probkit import CategoricalHMM
+    from probkit.inference.brute_force import brute_force_hmm
+
+    rng = np.random.RandomState(3)
+    model = CategoricalHMM(2)
+    model.startprob_ = np.array([0.6, 0.4])
+    model.transmat_ = np.array([[0.7, 0.3], [0.2, 0.8]])
+    model.emissionprob_ = rng.dirichlet(np.ones(3), size=(2, 2))  # (states, columns, symbols)
+    X = rng.randint(0, 3, size=(5, 2))
+    # the columns are independent given the state: the emission is the product of the two tables
+    log_emis = np.log(model.emissionprob_[:, 0, X[:, 0]].T * model.emissionprob_[:, 1, X[:, 1]].T)
+    truth = brute_force_hmm(np.log(model.startprob_), np.log(model.transmat_), log_emis)
+    np.testing.assert_allclose(model.score(X), truth.log_likelihood, rtol=1e-12)
+    np.testing.assert_allclose(model.predict_proba(X), truth.posteriors, atol=1e-12)
+    samples, _ = model.sample(50, random_state=0)
+    assert samples.shape == (50, 2) and samples.max() <= 2

@@ -10,7 +10,7 @@ from scipy.special import logsumexp
 from probkit import GaussianMixture, MixtureModel
 from probkit.distributions import Gamma, MultivariateNormal, Normal, Poisson
 from probkit.em.init import initial_responsibilities
-from probkit.mixture.mixture_model import INIT_SMOOTHING
+from probkit.em.init import INIT_SMOOTHING
 
 
 def numpy_poisson_mixture_em(x, resp, n_iter):
@@ -100,8 +100,7 @@ def test_sample_shapes_and_labels():
     "kwargs, X, error, match",
     [
         ({"family": "zeta"}, np.ones((5, 1)), ValueError, "unknown family"),
-        ({}, np.ones((5, 1)), ValueError, "exactly one of"),
-        ({"family": "poisson", "components": [Poisson()]}, np.ones((5, 1)), ValueError, "exactly one of"),
+        ({"family": "poisson", "components": [Poisson()]}, np.ones((5, 1)), ValueError, "not both"),
         ({"family": "poisson"}, -np.ones((5, 1)), ValueError, "non-negative integer"),
         ({"family": "poisson"}, np.full((5, 1), 0.5), ValueError, "integer"),
         ({"family": "gamma"}, np.zeros((5, 1)), ValueError, "positive"),
@@ -132,3 +131,14 @@ def test_scalar_family_over_several_columns_is_a_product():
     w, comps = mm.weights_, mm.components_
     manual = np.logaddexp(*[np.log(w[k]) + stats.poisson(comps[k].rate).logpmf(X).sum(1) for k in range(2)])
     np.testing.assert_allclose(mm.score_samples(X), manual, rtol=1e-12)
+
+
+def test_default_family_is_a_full_covariance_gaussian():
+    X = np.random.RandomState(0).normal(size=(200, 2)) @ np.array([[1.0, 0.5], [0.0, 1.0]])
+    default = MixtureModel(n_components=1).fit(X)
+    explicit = MixtureModel(family="gaussian", n_components=1).fit(X)
+    np.testing.assert_allclose(default.score_samples(X), explicit.score_samples(X), rtol=0, atol=1e-12)
+    # the maximum-likelihood covariance plus the registry default reg_covar=1e-6 on the diagonal
+    np.testing.assert_allclose(default.components_[0].covariance, np.cov(X.T, bias=True) + 1e-6 * np.eye(2), rtol=1e-10)
+    with pytest.raises(ValueError, match="not both"):
+        MixtureModel(family="normal", components=["normal"]).fit(X)

@@ -17,6 +17,7 @@ D_MODEL = 16
 # options per kind for the tests: float64-capable op backends, several heads
 OPTIONS = {
     "mamba": {"d_state": 4, "backend": "cpu"},
+    "mamba2": {"d_state": 4, "headdim": 8, "ngroups": 2, "chunk_size": 3, "backend": "cpu"},
     "rwkv": {"n_heads": 2, "backend": "cpu"},
     "mambaout": {},
     "transformer": {"n_heads": 2},
@@ -244,8 +245,8 @@ def test_bad_inputs_name_the_argument():
         net(randn(2, 3, D_MODEL), torch.tensor([3]))
     with pytest.raises(ValueError, match="lengths must not exceed the padded length 3"):
         net(randn(2, 3, D_MODEL), torch.tensor([3, 4]))
-    with pytest.raises(ValueError, match="lengths must be positive"):
-        net(randn(2, 3, D_MODEL), torch.tensor([3, 0]))
+    with pytest.raises(ValueError, match="lengths must be non-negative"):
+        net(randn(2, 3, D_MODEL), torch.tensor([3, -1]))
     with pytest.raises(ValueError, match="lengths must hold integers"):
         net(randn(2, 3, D_MODEL), torch.tensor([3.5, 1.0]))
     with pytest.raises(ValueError, match="batch_size"):
@@ -279,7 +280,7 @@ def test_d_model_for_budget_picks_the_closest_width(kind):
 
 def test_documented_parameter_counts():
     # the table in probkit.neural.backbones' docstring (d_model 128, 4 layers, defaults)
-    documented = {"mamba": 466_560, "rwkv": 588_928, "mambaout": 530_216, "transformer": 525_440,
+    documented = {"mamba": 466_560, "mamba2": 470_192, "rwkv": 588_928, "mambaout": 530_216, "transformer": 525_440,
                   "s4d": 526_976, "gru": 462_976, "lstm": 595_072}
     with torch.device("meta"):
         counts = {k: count_parameters(build_backbone(k, 128, 4)) for k in documented}

@@ -8,6 +8,8 @@ batch-first tensors).  :func:`probkit.neural.build_backbone` stacks them.
 from .base import RMSNorm, SequenceLayer
 from .gated_cnn import GatedCNNLayer
 from .mamba import MambaLayer
+from .mamba2 import (Mamba2Layer, hf_mamba2_layer_options, load_hf_mamba2_block_state,
+                     load_hf_mamba2_model_state)
 from .recurrent import GRULayer, LSTMLayer
 from .rwkv import RWKV6Layer
 from .s4d import S4D, S4DLayer
@@ -17,6 +19,10 @@ __all__ = [
     "RMSNorm",
     "SequenceLayer",
     "MambaLayer",
+    "Mamba2Layer",
+    "hf_mamba2_layer_options",
+    "load_hf_mamba2_block_state",
+    "load_hf_mamba2_model_state",
     "RWKV6Layer",
     "GatedCNNLayer",
     "TransformerLayer",

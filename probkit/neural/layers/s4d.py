@@ -1,12 +1,20 @@
 """S4D: diagonal linear time-invariant state space layer (Gu, Gupta, Goel & Re, 2022).
 
 Per channel, a complex diagonal SSM with ``n = d_state / 2`` modes (each standing for a
-conjugate pair, hence the real output ``2 Re(.)``), discretised by zero-order hold with a
-learned step ``dt = exp(log_dt)``::
+conjugate pair, hence the real output ``2 Re(.)``): the continuous system
+``s'(t) = A s(t) + B u(t)``, ``y = 2 Re(C s) + D u`` (``B = 1``, folded into ``C``),
+discretised with a learned step ``dt = exp(log_dt)`` by zero-order hold (``"zoh"``, the
+default, as in S4D) or the bilinear (Tustin) transform (``"bilinear"``, as in S4)::
 
-    A_bar = exp(dt A)       B_bar = (exp(dt A) - 1) / A        (B = 1, folded into C)
+    zoh:       A_bar = exp(dt A)                       B_bar = (exp(dt A) - 1) / A
+    bilinear:  A_bar = (1 + dt A / 2) / (1 - dt A / 2)  B_bar = dt / (1 - dt A / 2)
     s_t   = A_bar * s_{t-1} + B_bar * u_t
     y_t   = 2 Re(sum_n C_n s_t[n]) + D u_t
+
+Both map the open left half-plane into the unit disc, so a stable ``A`` gives a stable
+recurrence; they agree to second order in ``dt A``. (This is the transition equation of
+:class:`probkit.LinearGaussianSSM` without noise, with ``A_bar`` diagonal and ``u`` as the
+input; see the user guide's state-space page.)
 
 Convolution mode (training): the kernel ``K_l = 2 Re(sum_n C_n B_bar_n A_bar_n ** l)``,
 ``l < L`` (a Vandermonde product, see :meth:`S4D.kernel`), is applied by FFT, ``y = irfft(rfft(u) rfft(K)) + D u``
@@ -41,6 +49,7 @@ from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int, log
 __all__ = ["S4D", "S4DLayer"]
 
 INITS = ("lin", "inv")
+DISCRETIZATIONS = ("zoh", "bilinear")
 
 
 class S4D(nn.Module):
@@ -55,6 +64,8 @@ class S4D(nn.Module):
         S4D-Lin or S4D-Inv initialisation of ``A``.
     dt_min, dt_max : float, default 1e-3, 1e-1
         Range of the log-uniform initial steps.
+    discretization : {"zoh", "bilinear"}, default "zoh"
+        Zero-order hold or bilinear (Tustin) transform of the continuous system.
 
     Notes
     -----
@@ -77,7 +88,7 @@ class S4D(nn.Module):
     True
     """
 
-    def __init__(self, channels, d_state=64, init="lin", dt_min=1e-3, dt_max=1e-1):
+    def __init__(self, channels, d_state=64, init="lin", dt_min=1e-3, dt_max=1e-1, discretization="zoh"):
         super().__init__()
         self.channels = check_positive_int(channels, "channels")
         d_state = check_positive_int(d_state, "d_state")
@@ -85,6 +96,9 @@ class S4D(nn.Module):
             raise ValueError(f"d_state must be even (conjugate pairs), got {d_state}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if discretization not in DISCRETIZATIONS:
+            raise ValueError(f"discretization must be one of {DISCRETIZATIONS}, got {discretization!r}")
+        self.discretization = discretization
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         self.d_state, self.init = d_state, init
@@ -105,12 +119,21 @@ class S4D(nn.Module):
             p._no_weight_decay = True
 
     def _discrete(self, dtype):
-        """``(dt A, A_bar, B_bar, C)``, each complex ``(channels, n)``, float64 for float64."""
+        """``(log A_bar, A_bar, B_bar, C)``, each complex ``(channels, n)``, float64 for float64.
+
+        ``A_bar ** l = exp(l log A_bar)`` for integer ``l`` with any branch of the logarithm;
+        ``Re(log A_bar) = log |A_bar| < 0`` for both discretisations.
+        """
         real = dtype if dtype == torch.float64 else torch.float32
         A = torch.complex(-torch.exp(self.log_A_real.to(real)), self.A_imag.to(real))
-        dtA = torch.exp(self.log_dt.to(real))[:, None] * A
-        A_bar = torch.exp(dtA)
-        return dtA, A_bar, (A_bar - 1) / A, torch.view_as_complex(self.C.to(real))
+        dt = torch.exp(self.log_dt.to(real))[:, None]
+        dtA = dt * A
+        if self.discretization == "zoh":
+            A_bar = torch.exp(dtA)
+            return dtA, A_bar, (A_bar - 1) / A, torch.view_as_complex(self.C.to(real))
+        denom = 1 - dtA / 2
+        A_bar = (1 + dtA / 2) / denom
+        return torch.log(A_bar), A_bar, dt / denom, torch.view_as_complex(self.C.to(real))
 
     def kernel(self, L, dtype=torch.float32):
         """Convolution kernel ``K`` of shape ``(channels, L)``: ``y = K * u + D u``.
@@ -121,14 +144,14 @@ class S4D(nn.Module):
         ``channels * n * L`` powers by ``exp`` was ~10x slower on CPU).  ``Re(A) < 0``, so the
         factors never overflow.
         """
-        dtA, _, B_bar, C = self._discrete(dtype)
+        log_A_bar, _, B_bar, C = self._discrete(dtype)
         block = 1 << (max(L - 1, 1).bit_length() // 2)  # about sqrt(L), a power of two
         n_blocks = -(-L // block)
-        real = dtA.real.dtype
-        within = torch.arange(block, device=dtA.device, dtype=real)
-        starts = torch.arange(n_blocks, device=dtA.device, dtype=real) * block
-        inner = torch.exp(dtA[..., None] * within)  # (channels, n, block): A_bar ** r
-        outer = torch.exp(dtA[..., None] * starts) * (C * B_bar)[..., None]  # (channels, n, n_blocks)
+        real = log_A_bar.real.dtype
+        within = torch.arange(block, device=log_A_bar.device, dtype=real)
+        starts = torch.arange(n_blocks, device=log_A_bar.device, dtype=real) * block
+        inner = torch.exp(log_A_bar[..., None] * within)  # (channels, n, block): A_bar ** r
+        outer = torch.exp(log_A_bar[..., None] * starts) * (C * B_bar)[..., None]  # (channels, n, n_blocks)
         K = torch.bmm(outer.transpose(1, 2), inner)  # (channels, n_blocks, block)
         return 2 * K.real.reshape(self.channels, n_blocks * block)[:, :L]
 
@@ -153,8 +176,8 @@ class S4D(nn.Module):
         as in :meth:`kernel` (no ``(channels, n, L)`` tensor is formed).
         """
         b, c, L = u.shape
-        dtA, _, B_bar, _ = self._discrete(u.dtype)
-        real = dtA.real.dtype
+        log_A_bar, _, B_bar, _ = self._discrete(u.dtype)
+        real = log_A_bar.real.dtype
         block = 1 << (max(L - 1, 1).bit_length() // 2)
         n_blocks = -(-L // block)
         # reversed inputs, zero-padded at the far end: m = L - 1 - j = q * block + r
@@ -162,9 +185,9 @@ class S4D(nn.Module):
         u_rev = u_rev.view(b, c, n_blocks, block).permute(1, 0, 2, 3).reshape(c, b * n_blocks, block)
         within = torch.arange(block, device=u.device, dtype=real)
         starts = torch.arange(n_blocks, device=u.device, dtype=real) * block
-        inner = torch.exp(dtA[:, None, :] * within[None, :, None])  # (c, block, n)
+        inner = torch.exp(log_A_bar[:, None, :] * within[None, :, None])  # (c, block, n)
         partial = torch.bmm(u_rev.to(inner.dtype), inner).view(c, b, n_blocks, -1)
-        outer = torch.exp(dtA[:, None, :] * starts[None, :, None])  # (c, n_blocks, n)
+        outer = torch.exp(log_A_bar[:, None, :] * starts[None, :, None])  # (c, n_blocks, n)
         s = (partial * outer[:, None]).sum(2) * B_bar[:, None, :]  # (c, b, n)
         return torch.view_as_real(s.transpose(0, 1).contiguous())
 
@@ -199,6 +222,8 @@ class S4DLayer(SequenceLayer):
     init : {"lin", "inv"}, default "lin"
         S4D-Lin or S4D-Inv initialisation.
     dt_min, dt_max : float, default 1e-3, 1e-1
+    discretization : {"zoh", "bilinear"}, default "zoh"
+        See :class:`S4D`.
     dropout : float, default 0.0
         Dropout on the block's output before the residual addition.
 
@@ -221,13 +246,13 @@ class S4DLayer(SequenceLayer):
     """
 
     def __init__(self, d_model, d_state=64, expand=2, init="lin", dt_min=1e-3, dt_max=1e-1,
-                 dropout=0.0):
+                 dropout=0.0, discretization="zoh"):
         super().__init__(check_positive_int(d_model, "d_model"))
         self.expand = check_positive_int(expand, "expand")
         E = self.expand * self.d_model
         self.norm = RMSNorm(self.d_model)
         self.in_proj = nn.Linear(self.d_model, 2 * E, bias=False)
-        self.ssm = S4D(E, d_state=d_state, init=init, dt_min=dt_min, dt_max=dt_max)
+        self.ssm = S4D(E, d_state=d_state, init=init, dt_min=dt_min, dt_max=dt_max, discretization=discretization)
         self.out_proj = nn.Linear(E, self.d_model, bias=False)
         self.dropout = nn.Dropout(check_dropout(dropout))
 

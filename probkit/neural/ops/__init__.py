@@ -1,4 +1,4 @@
-"""Sequence-model operators: selective scan (Mamba), WKV (RWKV-4/6), causal depthwise conv.
+"""Sequence-model operators: selective scan (Mamba), SSD (Mamba-2), WKV (RWKV-4/6), causal conv.
 
 Every sequence operator has a plain-loop reference (``backend="reference"``), a chunked
 torch path (``backend="cpu"``, runs on any device) and Triton kernels
@@ -9,11 +9,14 @@ Triton is imported only when a Triton kernel is requested.
 
 from .conv import causal_conv1d, causal_conv1d_update
 from .selective_scan import selective_scan, selective_state_update
+from .ssd import ssd, ssd_state_update
 from .wkv import wkv4, wkv4_step, wkv6, wkv6_step
 
 __all__ = [
     "selective_scan",
     "selective_state_update",
+    "ssd",
+    "ssd_state_update",
     "wkv4",
     "wkv4_step",
     "wkv6",
