@@ -158,9 +158,6 @@ class NeuralEstimator(ProbkitEstimator):
                             "arrays. Use '.toarray()' to convert to a dense numpy array.")
         if name == "X":
             validate_data(self, X, reset=reset, skip_check_array=True, ensure_2d=False)   # feature names only
-        if self._step_ndim == 1 and len(getattr(X, "shape", ())) == 1:
-            raise ValueError(f"{name} is a 1-D array of shape {tuple(X.shape)}; real-valued sequences have rows of "
-                             f"features. Reshape your data: {name}.reshape(-1, 1) is one univariate sequence")
         batch = check_sequences(X, lengths, valid_lengths=valid_lengths, step_ndim=self._step_ndim, name=name)
         values = self._check_values(batch.values, name, reset)
         n_features = 1 if self._step_ndim == 0 else values.shape[1]
@@ -345,6 +342,13 @@ class SequenceNetEstimator(NeuralEstimator):
                 "sequences pass a list of arrays, concatenated rows with lengths=, or a padded array with "
                 "valid_lengths=")
         raise ValueError(f"X holds {batch.n_sequences} sequences but y has {n_targets} entries")
+
+    def _score_predictions(self, metric, X, y, sample_weight, lengths, valid_lengths):
+        """``sklearn.metrics.<metric>(y, predict(X), sample_weight=...)`` as a float (the supervised ``score``)."""
+        import sklearn.metrics   # on first use: importing probkit.neural does not load it
+
+        y_pred = self.predict(X, lengths=lengths, valid_lengths=valid_lengths)
+        return float(getattr(sklearn.metrics, metric)(y, y_pred, sample_weight=sample_weight))
 
     def _pooled(self, X, lengths, valid_lengths, fn):
         """``fn(out, batch)`` of the pooled network outputs for every sequence of ``X``, stacked ``(N, ...)``."""

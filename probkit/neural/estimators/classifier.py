@@ -168,7 +168,4 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
         -------
         float
         """
-        from sklearn.metrics import accuracy_score
-
-        y_pred = self.predict(X, lengths=lengths, valid_lengths=valid_lengths)
-        return float(accuracy_score(y, y_pred, sample_weight=sample_weight))
+        return self._score_predictions("accuracy_score", X, y, sample_weight, lengths, valid_lengths)

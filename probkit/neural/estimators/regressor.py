@@ -169,10 +169,7 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
         -------
         float
         """
-        from sklearn.metrics import r2_score
-
-        y_pred = self.predict(X, lengths=lengths, valid_lengths=valid_lengths)
-        return float(r2_score(y, y_pred, sample_weight=sample_weight))
+        return self._score_predictions("r2_score", X, y, sample_weight, lengths, valid_lengths)
 
     def _io_check_state(self):
         super()._io_check_state()
