@@ -173,9 +173,12 @@ class NeuralEstimator(ProbkitEstimator):
         """The rows whose per-feature statistics standardise the inputs."""
         return values
 
-    def _fit_scaling(self, values):
+    def _training_data(self, batch, targets=None):
+        """Fit the standardisation on a checked batch; its :class:`SequenceData` on the compute device."""
         if self._standardizes:
-            self._x_mean, self._x_scale = standardizer(self._scaling_source(values))
+            self._x_mean, self._x_scale = standardizer(self._scaling_source(batch.values))
+        device, dtype = self._compute_setup()
+        return self._sequence_data(batch, targets, device, dtype)
 
     def _standardize(self, values):
         return (values - self._x_mean) / self._x_scale

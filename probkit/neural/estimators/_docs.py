@@ -92,6 +92,8 @@ lengths : array-like of int, optional
 valid_lengths : array-like of int, optional
     Padded array: the valid prefix of each row (the rest is ignored). None: every
     step is valid.""",
+    "tabular_rows": """A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
+(scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.""",
     "sequence_forms": """Sequences enter every method in one of the three forms of probkit's sequence contract
 (:mod:`probkit.utils.sequences`), with the same meaning in every neural estimator:
 

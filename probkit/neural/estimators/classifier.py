@@ -50,8 +50,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     -----
     %(sequence_forms)s
 
-    A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
-    (scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.
+    %(tabular_rows)s
 
     %(training_notes)s
 
@@ -100,9 +99,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
         y = column_or_1d(np.asarray(self._check_targets(batch, y, X, lengths, valid_lengths)), warn=True)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        self._fit_scaling(batch.values)
-        device, dtype = self._compute_setup()
-        data = self._sequence_data(batch, {"y": codes}, device, dtype)
+        data = self._training_data(batch, {"y": codes})
 
         def loss_fn(model, batch):
             logits = model(batch["x"], batch["lengths"])

@@ -177,9 +177,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         batch = self._read(X, lengths, valid_lengths, reset=True)
         if batch.n_samples < 2:
             raise ValueError(f"Expected n_samples >= 2 to fit but got n_samples = {batch.n_samples}")
-        self._fit_scaling(batch.values)
-        device, dtype = self._compute_setup()
-        data = self._sequence_data(batch, device=device, dtype=dtype)
+        data = self._training_data(batch)
         anneal_steps = self.kl_annealing * options.plan(len(data) - options.n_validation(len(data))).total_steps
         counter = {"step": 0}
 

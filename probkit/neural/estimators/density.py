@@ -136,9 +136,7 @@ class SequenceDensity(DensityMixin, SequenceNetEstimator):
         options = self._check_params()
         self.head_ = self._resolve_head()
         batch = self._read_windows(X, lengths, valid_lengths, reset=True)
-        self._fit_scaling(batch.values)
-        device, dtype = self._compute_setup()
-        data = self._sequence_data(batch, device=device, dtype=dtype)
+        data = self._training_data(batch)
 
         def loss_fn(model, batch):
             x, lb = batch["x"], batch["lengths"]

@@ -246,11 +246,9 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         self.emission_ = self._family
         if self._family == "categorical":
             self.n_symbols_ = int(self.n_symbols) if self.n_symbols is not None else int(batch.values.max()) + 1
-        self._fit_scaling(batch.values)
-        train = batch
+        train = batch   # windows: the same rows (and standardisation), shorter sequences
         if self.train_window is not None:
             train = SequenceBatch(batch.values, window_lengths(batch.lengths, int(self.train_window)))
-        device, dtype = self._compute_setup()
 
         def loss_fn(model, b):
             lb = b["lengths"]
@@ -258,7 +256,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
             n = lb.sum()
             return -ll.sum() / n, n
 
-        self._train(options, self._sequence_data(train, device=device, dtype=dtype), loss_fn,
+        self._train(options, self._training_data(train), loss_fn,
                     initialise=lambda net, rs: self._init_static(net, batch, rs))
         self.startprob_, self.transmat_ = self.module_.static_probabilities()
         return self

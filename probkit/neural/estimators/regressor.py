@@ -49,8 +49,7 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     -----
     %(sequence_forms)s
 
-    A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
-    (scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.
+    %(tabular_rows)s
     ``y`` is ``(n_sequences,)`` or ``(n_sequences, k)``.
 
     %(training_notes)s
@@ -108,9 +107,7 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
         y2 = y.reshape(len(y), -1)
         self.n_outputs_ = y2.shape[1]
         self._y_mean, self._y_scale = standardizer(y2)
-        self._fit_scaling(batch.values)
-        device, dtype = self._compute_setup()
-        data = self._sequence_data(batch, {"y": (y2 - self._y_mean) / self._y_scale}, device, dtype)
+        data = self._training_data(batch, {"y": (y2 - self._y_mean) / self._y_scale})
         gaussian = self.loss == "gaussian"
 
         def loss_fn(model, batch):
