@@ -44,6 +44,7 @@ from torch import nn
 from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RWKV6Layer,
                      S4DLayer, SequenceLayer, TransformerLayer, make_norm)
 from .layers.base import check_positive_int
+from probkit.utils.validation import check_lengths
 
 __all__ = [
     "KINDS",
@@ -165,20 +166,6 @@ class Backbone(nn.Module):
             raise ValueError(f"{name} must have at least one position (L >= 1), "
                              f"got shape {tuple(x.shape)}")
 
-    def _check_lengths(self, lengths, x):
-        if lengths is None:
-            return None
-        lengths = torch.as_tensor(lengths, device=x.device)
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
-        b, L = x.shape[:2]
-        if lengths.shape != (b,):
-            raise ValueError(f"lengths must have shape (batch,) = ({b},), got {tuple(lengths.shape)}")
-        if b and (int(lengths.min()) < 0 or int(lengths.max()) > L):
-            raise ValueError(f"lengths must lie in [0, L={L}], got min {int(lengths.min())} "
-                             f"and max {int(lengths.max())}")
-        return lengths
-
     def _check_causal(self, what):
         if not self.causal:
             raise RuntimeError(
@@ -194,8 +181,9 @@ class Backbone(nn.Module):
         ----------
         x : Tensor, shape (batch, L, d_model)
             Floating-point inputs.
-        lengths : Tensor of shape (batch,), optional
-            Numbers of valid (left-aligned) positions; positions ``>= lengths[i]`` are
+        lengths : array-like or Tensor of int, shape (batch,), optional
+            Numbers of valid (left-aligned) positions, in ``[0, L]`` (checked by
+            :func:`probkit.utils.validation.check_lengths`); positions ``>= lengths[i]`` are
             padding.  Causal backbones need no mask (their outputs at valid positions never
             see later padding), so only the bidirectional transformer uses it, to mask
             padded keys.  Outputs at padded positions are unspecified.
@@ -223,7 +211,18 @@ class Backbone(nn.Module):
         True
         """
         self._check_x(x, "x", 3)
-        lengths = self._check_lengths(lengths, x)
+        if lengths is not None:
+            lengths = torch.as_tensor(check_lengths(lengths, name="lengths", n_sequences=x.shape[0],
+                                                    max_length=x.shape[1], allow_empty=True), device=x.device)
+        return self._run(x, lengths, return_state)
+
+    def _run(self, x, lengths=None, return_state=False):
+        """:meth:`forward` without checking its arguments.
+
+        For callers that pass checked inputs (the networks of the neural estimators):
+        ``x`` of shape ``(batch, L, d_model)``, ``lengths`` None or an int64 tensor on
+        ``x``'s device with entries in ``[1, L]``.
+        """
         if not return_state:
             for layer in self.layers:
                 x = layer(x, lengths)

@@ -134,6 +134,27 @@ def _is_sequence_list(X):
     return arr.dtype == object and arr.ndim == 1
 
 
+def _check_not_ambiguous(X, step_ndim, name):
+    """Refuse what no form of the contract describes: object arrays of sequences, and
+    ragged nested lists of scalars where steps are feature vectors.
+
+    Nested lists of scalars are read as an array (``X.tolist()`` means ``X``), so equal
+    rows are the features of one sequence's steps; were ragged rows read as univariate
+    sequences, lengthening one row would change the meaning of the whole input.
+    """
+    if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1 and X.size \
+            and any(np.ndim(x) >= 1 for x in X):
+        raise ValueError(f"{name} is an object array of {X.shape[0]} ragged sequences; pass them as a list of "
+                         f"arrays, list({name}), or concatenated with lengths=")
+    if step_ndim == 1 and isinstance(X, (list, tuple)) and not any(hasattr(x, "shape") for x in X) \
+            and all(isinstance(x, (list, tuple)) and all(np.ndim(v) == 0 for v in x) for x in X) \
+            and len({len(x) for x in X}) > 1:
+        raise ValueError(f"{name} is a ragged nested list of scalars (rows of {sorted({len(x) for x in X})[:5]} "
+                         "values): rows of features must all have the same length. For univariate sequences of "
+                         "different lengths pass a list of arrays (one per sequence), or the concatenated values "
+                         "as a column with lengths=")
+
+
 def check_sequences(X, lengths=None, *, valid_lengths=None, step_ndim=1, name="X"):
     """Read sequences in any of the three forms of the contract into a :class:`SequenceBatch`.
 
@@ -165,6 +186,10 @@ def check_sequences(X, lengths=None, *, valid_lengths=None, step_ndim=1, name="X
     [2, 3]
     >>> check_sequences(np.zeros((2, 4, 2)), valid_lengths=[4, 1]).values.shape
     (5, 2)
+    >>> check_sequences([[1.0, 2.0], [3.0]])       # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X is a ragged nested list of scalars (rows of [1, 2] values): rows of features must all have ...
     >>> check_sequences(np.zeros((2, 4, 2)), lengths=[4, 4])
     Traceback (most recent call last):
     ...
@@ -175,6 +200,7 @@ def check_sequences(X, lengths=None, *, valid_lengths=None, step_ndim=1, name="X
     if hasattr(X, "tocsr") or hasattr(X, "todense"):
         raise TypeError(f"Sparse data was passed for {name}, but dense data is required (sparse input is not "
                         "supported by sequence estimators). Use '.toarray()' to convert to a dense numpy array.")
+    _check_not_ambiguous(X, step_ndim, name)
     if _is_sequence_list(X):
         if lengths is not None or valid_lengths is not None:
             raise ValueError(f"{name} is a list of sequences, which carry their own lengths: drop lengths= and "

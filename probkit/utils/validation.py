@@ -32,7 +32,7 @@ def check_finite(x, name="X"):
     return x
 
 
-def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, max_length=None):
+def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, max_length=None, allow_empty=False):
     """Validate sequence lengths: the one checker every sequence input goes through.
 
     Parameters
@@ -48,6 +48,8 @@ def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, 
         Padded rows: one length per sequence.
     max_length : int, optional
         Padded rows: no length above the padded length.
+    allow_empty : bool, default=False
+        Accept lengths of 0 (padded rows with no valid step, for layers that mask them).
 
     Returns
     -------
@@ -82,7 +84,10 @@ def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, 
     elif arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64)
-    if np.any(arr <= 0):
+    if allow_empty:
+        if np.any(arr < 0):
+            raise ValueError(f"{name} must be non-negative; got {arr[arr < 0][:5].tolist()}")
+    elif np.any(arr <= 0):
         raise ValueError(f"{name} must be positive (empty sequences are not allowed); got {arr[arr <= 0][:5].tolist()}")
     if n_samples is not None and int(arr.sum()) != n_samples:
         raise ValueError(

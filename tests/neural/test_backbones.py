@@ -241,12 +241,14 @@ def test_bad_inputs_name_the_argument():
         net.step(randn(2, 3), net.init_state(2))
     with pytest.raises(ValueError, match="state must be a tuple of 2"):
         net.step(randn(2, D_MODEL), net.init_state(2)[:1])
-    with pytest.raises(ValueError, match="lengths must have shape"):
+    with pytest.raises(ValueError, match=r"lengths must have one entry per sequence \(2\), got 1"):
         net(randn(2, 3, D_MODEL), torch.tensor([3]))
-    with pytest.raises(ValueError, match="lengths must lie in"):
+    with pytest.raises(ValueError, match="lengths must not exceed the padded length 3"):
         net(randn(2, 3, D_MODEL), torch.tensor([3, 4]))
-    with pytest.raises(TypeError, match="lengths must hold integers"):
-        net(randn(2, 3, D_MODEL), torch.tensor([3.0, 1.0]))
+    with pytest.raises(ValueError, match="lengths must be non-negative"):
+        net(randn(2, 3, D_MODEL), torch.tensor([3, -1]))
+    with pytest.raises(ValueError, match="lengths must hold integers"):
+        net(randn(2, 3, D_MODEL), torch.tensor([3.5, 1.0]))
     with pytest.raises(ValueError, match="batch_size"):
         net.init_state(0)
 

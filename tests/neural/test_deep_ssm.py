@@ -10,7 +10,7 @@ from pyro import poutine
 from sklearn.exceptions import NotFittedError
 
 from probkit.neural import DeepStateSpaceModel
-from probkit.neural.estimators.deep_ssm import DSSMNet
+from probkit.neural.networks import DSSMNet
 
 A, Q, C, R = 0.9, 0.3, np.array([1.0, -0.5]), 0.3
 
@@ -158,6 +158,23 @@ def test_forecast_transform_and_sample_shapes_and_reproducibility():
     pois.fit(counts, lengths=[20, 20])
     S, _ = pois.sample(6, random_state=0)
     assert np.all(S >= 0) and np.all(S == np.round(S)) and np.isfinite(pois.score(counts, lengths=[20, 20]))
+
+
+def test_the_three_forms_of_the_contract_are_the_same_sequences():
+    rng = np.random.RandomState(3)
+    X, _ = simulate(rng, 3, 12)
+    lengths = np.array([12, 7, 3])
+    seqs = [X[i, :n] for i, n in enumerate(lengths)]
+    kw = dict(latent_dim=1, d_model=6, hidden_dim=6, max_epochs=2, random_state=0)
+    forms = [((seqs,), {}), ((np.concatenate(seqs),), {"lengths": lengths}), ((X,), {"valid_lengths": lengths})]
+    fitted = [DeepStateSpaceModel(**kw).fit(*a, **k) for a, k in forms]
+    reference = fitted[0].transform(seqs)
+    assert reference.shape == (22, 1)
+    for est in fitted:
+        for a, k in forms:
+            np.testing.assert_array_equal(est.transform(*a, **k), reference)
+            np.testing.assert_array_equal(est.bounds(*a, **k, n_particles=4)["elbo"],
+                                          fitted[0].bounds(seqs, n_particles=4)["elbo"])
 
 
 def test_bad_input_is_refused_with_clear_errors():

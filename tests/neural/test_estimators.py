@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from probkit.neural import KINDS, SequenceClassifier, SequenceDensity, SequenceRegressor
-from probkit.neural.estimators._network import SequenceNet, pool, reverse_within
+from probkit.neural.networks import SequenceNet, pool, reverse_within
 from probkit.neural.heads import CategoricalHead, GaussianHead, MixtureGaussianHead
 
 TINY = dict(backbone="gru", d_model=16, n_layers=1, random_state=0)
@@ -145,25 +145,71 @@ def test_density_scores_are_in_the_units_of_the_data():
 
 
 # ---------------------------------------------------------------------------- layouts
-def test_list_and_padded_layouts_agree_and_padding_is_ignored():
-    seqs, y = sign_task(40)
+def three_forms(seqs):
+    """The same sequences as a list, as concatenated rows with lengths, and padded (NaN past each end)."""
     padded, lengths = pad(seqs, value=np.nan)
+    return [((seqs,), {}), ((np.concatenate(seqs),), {"lengths": lengths}),
+            ((padded,), {"valid_lengths": lengths})]
+
+
+@pytest.mark.parametrize("Est", [SequenceClassifier, SequenceRegressor, SequenceDensity])
+def test_the_three_forms_of_the_contract_give_the_same_model(Est):
+    """A list, concatenated rows with lengths= and a padded array with valid_lengths= are the same sequences."""
+    seqs, y = sign_task(30)
+    y = y.astype(float) if Est is SequenceRegressor else (None if Est is SequenceDensity else y)
+    method = "score_samples" if Est is SequenceDensity else "predict"
+    results = []
+    for args, kw in three_forms(seqs):
+        est = Est(**TINY, max_epochs=2)
+        est.fit(*args, **kw) if y is None else est.fit(*args, y, **kw)
+        results.append([getattr(est, method)(*a, **k) for a, k in three_forms(seqs)])
+    for row in results:
+        for out in row:
+            np.testing.assert_array_equal(out, results[0][0])
+    assert results[0][0].shape[0] == len(seqs)
+
+
+def test_tensors_and_lists_are_read_as_arrays():
+    seqs, y = sign_task(40)
     a = SequenceClassifier(**TINY, max_epochs=3).fit(seqs, y)
-    b = SequenceClassifier(**TINY, max_epochs=3).fit(padded, y, lengths=lengths)
-    np.testing.assert_allclose(a.predict_proba(seqs), b.predict_proba(padded, lengths=lengths), rtol=1e-5,
-                               atol=1e-6)
     t = SequenceClassifier(**TINY, max_epochs=3).fit([torch.as_tensor(s) for s in seqs], torch.as_tensor(y))
-    np.testing.assert_allclose(t.predict_proba(seqs), a.predict_proba(seqs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(t.predict_proba(seqs), a.predict_proba(seqs))
+    X = np.concatenate(seqs)
+    lengths = [len(s) for s in seqs]
+    np.testing.assert_array_equal(a.predict_proba(X.tolist(), lengths=lengths), a.predict_proba(X, lengths=lengths))
 
 
-def test_tabular_2d_input_is_one_step_sequences():
+def test_a_2d_array_without_lengths_is_one_sequence():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(50, 3))
     y = (X[:, 0] > 0).astype(int)
-    clf = SequenceClassifier(**TINY, max_epochs=2).fit(X, y)
-    assert clf.n_features_in_ == 3
-    np.testing.assert_allclose(clf.predict_proba(X), clf.predict_proba(X[:, None, :]), rtol=1e-6)
-    np.testing.assert_allclose(clf.predict_proba(X.tolist()), clf.predict_proba(X), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"X without lengths= is one sequence of 50 steps, but y has 50 entries\. "
+                                         r"For 50 sequences of one step each pass lengths=np\.ones\(50"):
+        SequenceClassifier(**TINY, max_epochs=1).fit(X, y)
+    ones = np.ones(50, dtype=int)
+    clf = SequenceClassifier(**TINY, max_epochs=2).fit(X, y, lengths=ones)
+    assert clf.n_features_in_ == 3 and clf.predict(X, lengths=ones).shape == (50,)
+    np.testing.assert_array_equal(clf.predict_proba(X, lengths=ones), clf.predict_proba(X[:, None, :]))
+    one = clf.predict_proba(X)                                  # one sequence of 50 steps
+    np.testing.assert_array_equal(one, clf.predict_proba([X]))
+    assert one.shape == (1, 2)
+    reg = SequenceRegressor(**TINY, max_epochs=2).fit(X, [1.5])  # one sequence, one target
+    assert reg.predict(X).shape == (1,)
+    lm = SequenceDensity(**TINY, max_epochs=2).fit(X)
+    assert lm.score_samples(X).shape == (1,)
+    np.testing.assert_allclose(lm.score_samples(X, lengths=ones).sum(), lm.score(X, lengths=ones) * 50, rtol=1e-6)
+
+
+def test_predictions_do_not_depend_on_the_other_sequences_of_the_call():
+    """Each sequence is evaluated at shapes fixed by its own length: a subset or a reordering changes nothing."""
+    seqs, y = sign_task(50)
+    reg = SequenceRegressor(**TINY, max_epochs=2, batch_size=8).fit(seqs, y.astype(float))
+    full = reg.predict(seqs)
+    order = np.random.RandomState(1).permutation(50)
+    np.testing.assert_array_equal(reg.predict([seqs[i] for i in order]), full[order])
+    np.testing.assert_array_equal(np.concatenate([reg.predict([s]) for s in seqs[:10]]), full[:10])
+    lm = SequenceDensity(**TINY, max_epochs=2, batch_size=8).fit(seqs)
+    np.testing.assert_array_equal(lm.score_samples(seqs[3:17]), lm.score_samples(seqs)[3:17])
 
 
 def test_one_long_token_sequence_is_cut_into_windows():
@@ -173,6 +219,10 @@ def test_one_long_token_sequence_is_cut_into_windows():
     windows = [tokens[i:i + 20] for i in range(0, 103, 20)]
     np.testing.assert_allclose(lm.score_samples(tokens), lm.score_samples(windows), rtol=1e-6)
     assert np.isclose(lm.score(tokens), lm.score(windows))
+    # with lengths, 1-D tokens are concatenated sequences, modelled whole
+    lengths = [len(w) for w in windows]
+    np.testing.assert_array_equal(lm.score_samples(tokens, lengths=lengths), lm.score_samples(windows))
+    assert lm.score_samples(tokens, lengths=[103]).shape == (1,)
 
 
 # ---------------------------------------------------------------------------- determinism, clone, pickle
@@ -346,14 +396,14 @@ def fitted():
 
 @pytest.mark.parametrize("X, match", [
     (np.zeros(5), "Reshape your data"),                                # 1-D reals
-    (np.zeros((2, 3, 4, 5)), "4 dimensions"),
+    (np.zeros((2, 3, 4, 5)), r"got an array of shape \(2, 3, 4, 5\)"),
     ([np.zeros((3, 2)), np.zeros((0, 2))], "sequence 1 of X is empty"),
     ([], "no sequences"),
-    (np.zeros((0, 3)), "0 sample"),
-    (np.zeros((2, 0, 3)), "length 0"),
-    ([np.zeros((3, 2)), np.zeros((3, 3))], "sequence 1 of X has 3 features but sequence 0 has 2"),
-    ([np.zeros((3, 2)), np.array([[0.0, np.nan]])], "NaN or infinity"),
-    (np.array([[[0.0], [np.inf]]]), "NaN or infinity"),
+    (np.zeros((0, 3)), r"X is empty: shape \(0, 3\)"),
+    (np.zeros((2, 0, 3)), r"X is empty: shape \(2, 0, 3\)"),
+    ([np.zeros((3, 2)), np.zeros((3, 3))], r"sequence 1 of X has steps of shape \(3,\) but sequence 0 has \(2,\)"),
+    ([np.zeros((3, 2)), np.array([[0.0, np.nan]])], "X contains NaN"),
+    (np.array([[[0.0], [np.inf]]]), "X contains infinity"),
     ([np.zeros((3, 2)), np.zeros((3, 2, 1))], r"\(length, n_features\)"),
 ])
 def test_bad_X_is_refused_with_a_clear_message(X, match):
@@ -361,23 +411,38 @@ def test_bad_X_is_refused_with_a_clear_message(X, match):
         SequenceClassifier(**TINY, max_epochs=1).fit(X, np.zeros(len(X) if len(X) else 1))
 
 
+@pytest.mark.parametrize("valid_lengths, match", [
+    ([3, 0], "valid_lengths must be positive"),
+    ([3, 9], "valid_lengths must not exceed the padded length 4"),
+    ([3], r"valid_lengths must have one entry per sequence \(2\), got 1"),
+    ([[3, 3]], "valid_lengths must be a 1-D array"),
+    ([2.5, 3], "valid_lengths must hold integers"),
+])
+def test_bad_valid_lengths_are_refused(valid_lengths, match):
+    with pytest.raises(ValueError, match=match):
+        SequenceClassifier(**TINY, max_epochs=1).fit(np.zeros((2, 4, 1)), [0, 1], valid_lengths=valid_lengths)
+
+
 @pytest.mark.parametrize("lengths, match", [
-    ([3, 0], "lengths must be >= 1"),
-    ([3, 9], "lengths must be <= the padded length 4"),
-    ([3], "lengths has 1 entries but X holds 2"),
-    ([[3, 3]], "lengths must be a 1-D"),
-    ([2.5, 3], "lengths must hold integers"),
+    ([3, 2], r"lengths must sum to the number of samples in X \(6\), got sum 5"),
+    ([6, 0], "lengths must be positive"),
+    ([[3, 3]], "lengths must be a 1-D array"),
 ])
 def test_bad_lengths_are_refused(lengths, match):
     with pytest.raises(ValueError, match=match):
-        SequenceClassifier(**TINY, max_epochs=1).fit(np.zeros((2, 4, 1)), [0, 1], lengths=lengths)
+        SequenceRegressor(**TINY, max_epochs=1).fit(np.zeros((6, 1)), [0.0, 1.0], lengths=lengths)
 
 
-def test_lengths_with_a_list_or_a_table_is_refused():
-    with pytest.raises(ValueError, match="lengths= applies to a padded array"):
+def test_lengths_and_valid_lengths_each_belong_to_their_form():
+    with pytest.raises(ValueError, match="list of sequences, which carry their own lengths"):
         SequenceClassifier(**TINY).fit([np.zeros((2, 1))], [0], lengths=[2])
-    with pytest.raises(ValueError, match=r"lengths= applies to a padded 3-D"):
-        SequenceClassifier(**TINY).fit(np.zeros((2, 1)), [0, 1], lengths=[1, 1])
+    with pytest.raises(ValueError, match="lengths= splits concatenated rows .* give the valid prefix of each row as "
+                                         "valid_lengths="):
+        SequenceClassifier(**TINY).fit(np.zeros((2, 3, 1)), [0, 1], lengths=[3, 3])
+    with pytest.raises(ValueError, match="valid_lengths= applies to a padded"):
+        SequenceClassifier(**TINY).fit(np.zeros((2, 1)), [0, 1], valid_lengths=[1, 1])
+    with pytest.raises(ValueError, match="X holds 2 sequences but y has 3 entries"):
+        SequenceClassifier(**TINY).fit(np.zeros((2, 1)), [0, 1, 1], lengths=[1, 1])
 
 
 @pytest.mark.parametrize("X, match", [
@@ -385,7 +450,7 @@ def test_lengths_with_a_list_or_a_table_is_refused():
     ([np.array([0, -1])], r"outside \[0, vocab_size=4\): min -1"),
     ([np.array([0.5, 1.0])], "integer tokens"),
     ([np.array([0.0, np.nan])], "NaN or infinity"),
-    ([np.zeros((2, 2), dtype=int)], "1-D array of tokens"),
+    ([np.zeros((2, 2), dtype=int)], r"sequence 0 of X must be a \(length,\) array"),
     ([np.array([], dtype=int)], "empty"),
 ])
 def test_bad_tokens_are_refused(X, match):
@@ -434,7 +499,7 @@ def test_feature_count_and_label_errors(fitted):
     clf, seqs, y = fitted["clf"], fitted["seqs"], fitted["y"]
     with pytest.raises(ValueError, match="X has 3 features, but SequenceClassifier is expecting 2 features"):
         clf.predict([np.zeros((4, 3))])
-    with pytest.raises(ValueError, match="X holds 20 sequences but y has 19 labels"):
+    with pytest.raises(ValueError, match="X holds 20 sequences but y has 19 entries"):
         clone(clf).fit(seqs, y[:-1])
     with pytest.raises(ValueError, match="Unknown label type"):
         clone(clf).fit(seqs, np.linspace(0, 1, 20))

@@ -4,6 +4,7 @@ Run as a script (``python tests/neural/test_estimators_training.py OUT``) it is 
 of the 2-process DDP test below.
 """
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from probkit.neural import TrainingHistory, train_module
-from probkit.neural.estimators import TensorData, evaluate_loss, seeded
+from probkit.neural.estimators import TensorData, TrainingOptions, evaluate_loss, run_training, seeded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -186,6 +187,25 @@ def test_bad_data_and_loss():
         train_module(make_net(), mse, (torch.zeros(3, 3), torch.zeros(4)))
     with pytest.raises(ValueError, match="scalar tensor"):
         train_module(make_net(), lambda m, b: m(b[0]), torch.zeros(4, 3))
+
+
+def test_options_object_plans_the_run_that_train_module_runs():
+    X, y = regression_data(50)
+    options = TrainingOptions(batch_size=8, max_epochs=3, validation_fraction=0.2, early_stopping=False, warmup=2)
+    assert options.n_validation(50) == 10 and options.n_validation(1) == 0
+    plan = options.plan(n_train=40)
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (5, 15, 2)
+    h = run_training(make_net(), mse, (X, y), options, random_state=0)
+    assert h.n_steps == plan.total_steps and len(h.val_loss) == 3
+    h2 = train_module(make_net(), mse, (X, y), batch_size=8, max_epochs=3, validation_fraction=0.2,
+                      early_stopping=False, warmup=2, random_state=0)
+    assert h.train_loss == h2.train_loss and h.val_loss == h2.val_loss
+    with pytest.raises(TypeError, match="options must be a TrainingOptions"):
+        run_training(make_net(), mse, (X, y), {"batch_size": 8})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.lr = 1.0
+    with pytest.raises(ValueError, match="cannot be shared by 4 processes"):
+        options.plan(n_train=3, world_size=4)
 
 
 def test_mixed_precision_is_ignored_on_cpu():

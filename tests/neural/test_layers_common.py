@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from probkit.neural.layers import RMSNorm
 from probkit.neural.layers.base import (check_dropout, check_positive_int, inverse_softplus,
-                                        log_uniform_, op_backend)
+                                        log_uniform_)
 
 
 def randn(*shape, seed=1):
@@ -97,7 +97,4 @@ def test_argument_helpers():
     assert check_dropout(0.25) == 0.25
     with pytest.raises(ValueError, match="dropout"):
         check_dropout(1.0)
-    assert op_backend("auto", torch.zeros(1, dtype=torch.float64)) == "cpu"
-    assert op_backend("auto", torch.zeros(1)) == "auto"
-    assert op_backend("reference", torch.zeros(1, dtype=torch.float64)) == "reference"
     assert math.isclose(float(inverse_softplus(torch.tensor(math.log(2.0)))), 0.0, abs_tol=1e-6)

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from probkit import CategoricalHMM, GaussianHMM, PoissonHMM
 from probkit.inference import hmm_log_likelihood
 from probkit.neural import NeuralHMM
-from probkit.neural.estimators.neural_hmm import NeuralHMMNet
+from probkit.neural.networks import NeuralHMMNet
 
 TINY = dict(backbone="gru", d_model=6, n_layers=1, random_state=0)
 
@@ -67,7 +67,11 @@ def test_constant_backbone_output_gives_the_classical_hmm(family, neural_transit
     gen = torch.Generator().manual_seed(0)
     _randomise_heads(net, gen)
     c = torch.randn(net.backbone.d_model, generator=gen, dtype=torch.float64)
-    monkeypatch.setattr(net.backbone, "forward", lambda e, lengths=None: c.expand(*e.shape[:-1], c.shape[0]))
+
+    def constant_features(e, lengths=None, return_state=False):
+        return c.expand(*e.shape[:-1], c.shape[0])
+
+    monkeypatch.setattr(net.backbone, "_run", constant_features)
     twin = _classical_twin(est, c)
     # the loss is the classical forward algorithm's log-likelihood
     assert est.score(X, lengths=lengths) == pytest.approx(twin.score(X, lengths=lengths), rel=1e-12, abs=1e-9)
@@ -90,9 +94,8 @@ def test_training_loss_is_the_negative_marginal_per_step():
     est.fit(X, lengths=[20, 20, 20])
     # the loss of an epoch is in standardised units; the score adds the Jacobian of the standardisation
     from probkit.neural.estimators._training import evaluate_loss
-    from probkit.neural.estimators.neural_hmm import _HMMData
 
-    data = _HMMData(*est._padded(X, np.array([20, 20, 20]), torch.device("cpu"), torch.float64))
+    data = est._sequence_data(est._read(X, lengths=[20, 20, 20], reset=False))
 
     def loss_fn(model, batch):
         ls, lt, le = model(batch["x_in"], batch["x_obs"], batch["lengths"])
@@ -236,6 +239,24 @@ def test_layouts_and_sequence_independence():
     assert np.isfinite(win.score(X))
 
 
+def test_the_three_forms_of_the_contract_are_the_same_sequences():
+    rng = np.random.RandomState(7)
+    X = _data("gaussian", rng)
+    lengths = np.array([10, 20, 30])
+    seqs = [X[:10], X[10:30], X[30:]]
+    padded = np.full((3, 30, X.shape[1]), np.nan)
+    for i, s in enumerate(seqs):
+        padded[i, :len(s)] = s
+    forms = [((seqs,), {}), ((X,), {"lengths": lengths}), ((padded,), {"valid_lengths": lengths})]
+    fitted = [NeuralHMM(2, neural_transitions=True, max_epochs=2, **TINY).fit(*a, **k) for a, k in forms]
+    for est in fitted:
+        for a, k in forms:
+            np.testing.assert_array_equal(est.predict_proba(*a, **k), fitted[0].predict_proba(X, lengths=lengths))
+            assert est.score(*a, **k) == fitted[0].score(X, lengths=lengths)
+    with pytest.raises(ValueError, match="give the valid prefix of each row as valid_lengths="):
+        fitted[0].score(padded, lengths=lengths)
+
+
 def test_fits_are_reproducible():
     rng = np.random.RandomState(5)
     X = _data("poisson", rng)
@@ -264,7 +285,7 @@ def test_bad_input_is_refused_with_clear_errors():
         NeuralHMM(**TINY).fit(X, lengths=[60, 0])
     with pytest.raises(ValueError, match="sequence 1 of X is empty"):
         NeuralHMM(**TINY).fit([X[:5], X[:0]])
-    with pytest.raises(ValueError, match="0 sample"):
+    with pytest.raises(ValueError, match=r"X is empty: shape \(0, 2\)"):
         NeuralHMM(**TINY).fit(np.zeros((0, 2)))
     bad = X.copy()
     bad[3, 1] = np.nan

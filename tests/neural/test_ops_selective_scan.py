@@ -338,6 +338,9 @@ def test_zero_length_and_device_mismatch():
 
 def test_triton_unavailable_is_a_clear_error(monkeypatch):
     assert resolve_backend("auto", torch.device("cpu"), "op") == "cpu"
+    # float64 always takes the torch path (the Triton kernels compute in 16/32-bit floats)
+    assert resolve_backend("auto", torch.device("cuda"), "op", torch.float64) == "cpu"
+    assert resolve_backend("reference", torch.device("cuda"), "op", torch.float64) == "reference"
     if not HAS_CUDA:
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         with pytest.raises(RuntimeError, match="need CUDA tensors"):

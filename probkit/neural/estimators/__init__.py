@@ -1,10 +1,11 @@
 """scikit-learn-style neural sequence estimators and the training loop they share.
 
-:class:`SequenceClassifier`, :class:`SequenceRegressor` and :class:`SequenceDensity`
-take variable-length sequences (a list of arrays, or a padded array with ``lengths=``),
-train a backbone of :func:`probkit.neural.build_backbone` with :func:`train_module`, and
-return numpy arrays. :class:`DeepStateSpaceModel` (the only one that needs Pyro) is
-imported on first use.
+:class:`SequenceClassifier`, :class:`SequenceRegressor`, :class:`SequenceDensity`,
+:class:`NeuralHMM` and :class:`DeepStateSpaceModel` take sequences in any form of
+probkit's sequence contract (a list of arrays, concatenated rows with ``lengths=``, or a
+padded array with ``valid_lengths=``), train a network of :mod:`probkit.neural.networks`
+with :func:`train_module`, and return numpy arrays. Only fitting a
+:class:`DeepStateSpaceModel` needs Pyro.
 """
 
 from probkit.utils._lazy import lazy_exports
@@ -17,8 +18,10 @@ _EXPORTS = {
     "SequenceRegressor": "probkit.neural.estimators.regressor",
     "TensorData": "probkit.neural.estimators._training",
     "TrainingHistory": "probkit.neural.estimators._training",
+    "TrainingOptions": "probkit.neural.estimators._training",
     "VAE": "probkit.neural.estimators.vae",
     "evaluate_loss": "probkit.neural.estimators._training",
+    "run_training": "probkit.neural.estimators._training",
     "seeded": "probkit.neural.estimators._training",
     "train_module": "probkit.neural.estimators._training",
 }

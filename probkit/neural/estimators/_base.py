@@ -1,31 +1,60 @@
-"""Shared machinery of the sequence estimators (validation, training, batched evaluation, I/O)."""
+"""The base of the neural estimators: data handling, scaling, networks, training, evaluation and saving.
+
+:class:`NeuralEstimator` owns everything the five neural estimators share, so that each
+estimator module is only its scikit-learn face (parameters, loss, public methods):
+
+* **input**: :meth:`NeuralEstimator._read` reads ``X`` in any form of the sequence
+  contract (:func:`probkit.utils.sequences.check_sequences`: a list of arrays,
+  concatenated rows with ``lengths=``, a padded array with ``valid_lengths=``), checks
+  the values once (the subclass's support) and records or checks ``n_features_in_``;
+* **scaling**: per-feature standardisation of the inputs (``_x_mean``, ``_x_scale``) and
+  the Jacobian that reports log-densities in the data's units;
+* **networks**: seeded construction, :func:`~probkit.neural.estimators.run_training`
+  with the estimator's :class:`~probkit.neural.estimators.TrainingOptions`, and the hooks
+  of :mod:`probkit.io` (``_io_build_module``, ``_io_check_state``);
+* **evaluation**: fitted networks run over the batches of
+  :func:`~probkit.neural.estimators._data.evaluation_layout`, so a sequence's results do
+  not depend on the other sequences of a call.
+
+:class:`SequenceNetEstimator` adds the :class:`~probkit.neural.networks.SequenceNet`
+of the classifier, regressor and density (tokens or real features, pooling).
+"""
 
 from __future__ import annotations
 
-import numbers
+import dataclasses
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from scipy import sparse
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probkit.base import ProbkitEstimator
+from probkit.neural.networks import POOLINGS, SequenceNet
+from probkit.utils.random import check_random_state, seed_from
+from probkit.utils.sequences import check_sequences
 
-from ._data import SequenceData, check_positive_int, check_sequences
-from ._network import POOLINGS, SequenceNet
-from ._training import seeded, train_module
+from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layout
+from ._training import TrainingOptions, check_positive_int, run_training, seeded
+
+__all__ = ["NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading", "check_standardizer", "store_params",
+           "unwrap"]
 
 
-def check_training_options(est):
-    """Validate the training options every neural estimator shares (named in the errors)."""
-    for name in ("d_model", "n_layers", "batch_size", "max_epochs", "patience"):
-        check_positive_int(getattr(est, name), name)
-    if not (isinstance(est.lr, numbers.Real) and est.lr > 0):
-        raise ValueError(f"lr must be a positive number, got {est.lr!r}")
-    if not (isinstance(est.validation_fraction, numbers.Real) and 0 <= est.validation_fraction < 1):
-        raise ValueError(f"validation_fraction must be in [0, 1), got {est.validation_fraction!r}")
-    if est.backbone_kwargs is not None and not isinstance(est.backbone_kwargs, dict):
-        raise ValueError(f"backbone_kwargs must be a dict or None, got {est.backbone_kwargs!r}")
+def store_params(estimator, arguments):
+    """Store the arguments of ``__init__`` (its ``locals()``) as attributes of the same names, and nothing else.
+
+    Examples
+    --------
+    >>> class Model:
+    ...     def __init__(self, alpha=1.0, *, beta=None):
+    ...         store_params(self, locals())
+    >>> vars(Model(2.0))
+    {'alpha': 2.0, 'beta': None}
+    """
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
 
 
 def build_net_for_loading(est, name, device=None):
@@ -55,65 +84,242 @@ def check_standardizer(mean, scale, n_features, names=("_x_mean", "_x_scale")):
             raise ValueError(f"{name} must be {'positive and ' if positive else ''}finite")
 
 
+def standardizer(values):
+    """Per-column mean and standard deviation of ``values`` (1 where a column is constant)."""
+    mean = values.mean(0)
+    scale = values.std(0)
+    return mean, np.where(scale > 1e-12 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
+
+
 def unwrap(model):
     """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-class _SequenceEstimator(ProbkitEstimator):
-    """Base of SequenceClassifier, SequenceRegressor and SequenceDensity (not public).
+class NeuralEstimator(ProbkitEstimator):
+    """Base of the neural estimators (not public); see the module docstring.
 
-    Subclasses define ``_make_head()``, the loss and their public methods; this class
-    validates inputs, standardises real features, builds and trains the network and
-    runs it over batches.
+    A subclass defines ``_make_net()`` and, where the defaults do not fit:
+
+    * ``_step_ndim``: 1 for feature vectors (default), 0 for integer tokens;
+    * ``_check_model_params()``: its own parameters (the training ones are checked here);
+    * ``_check_values(values, name, reset)``: the support of the concatenated rows;
+    * ``_standardizes``: whether the inputs are standardised (default True), and
+      ``_scaling_source(values)``, the rows the statistics are taken from;
+    * ``_scores_standardized``: whether log-densities are computed on standardised values;
+    * ``_model_steps(values)``: the per-step arrays the network reads, by name (default:
+      ``x_in`` and ``x_obs``).
     """
 
     _default_dtype = torch.float32
-    _autoregressive = False
+    _step_ndim = 1
+    _standardizes = True
+    _scores_standardized = False
 
     # ------------------------------------------------------------------ parameters
+    def _check_model_params(self):
+        """Check the subclass's own parameters (none here)."""
+
     def _check_params(self):
-        check_training_options(self)
-        if self.vocab_size is not None:
-            check_positive_int(self.vocab_size, "vocab_size")
-        if not self._autoregressive and self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        """Check every parameter once; return the :class:`TrainingOptions` of the fit."""
+        for name in ("d_model", "n_layers"):
+            check_positive_int(getattr(self, name), name)
+        if self.backbone_kwargs is not None and not isinstance(self.backbone_kwargs, dict):
+            raise ValueError(f"backbone_kwargs must be a dict or None, got {self.backbone_kwargs!r}")
+        options = TrainingOptions(
+            batch_size=self.batch_size, max_epochs=self.max_epochs, lr=self.lr, weight_decay=self.weight_decay,
+            clip_grad_norm=self.clip_grad_norm, schedule=self.schedule, warmup=self.warmup,
+            validation_fraction=self.validation_fraction, early_stopping=bool(self.early_stopping),
+            patience=self.patience, restore_best=True, mixed_precision=self.mixed_precision, verbose=self.verbose,
+            desc=type(self).__name__)
+        if not self.early_stopping:
+            options = dataclasses.replace(options, validation_fraction=0.0)
+        self._check_model_params()
+        return options
 
-    @property
-    def _tokens(self):
-        return self.vocab_size is not None
+    def _check_fitted(self, attributes=None):
+        check_is_fitted(self, "module_" if attributes is None else attributes)
 
-    # ------------------------------------------------------------------ inputs
-    def _check_X(self, X, lengths=None, *, reset, one_long=False, name="X"):
-        """Validate ``X`` into ``(padded numpy, lengths numpy)``; record or check the feature count."""
+    # ------------------------------------------------------------------ input
+    def _check_values(self, values, name, reset):
+        """The concatenated rows, checked (``reset``: in ``fit``): finite real features as float64."""
+        return check_real_steps(values, name, estimator=self)
+
+    def _read(self, X, lengths=None, valid_lengths=None, *, reset, name="X"):
+        """``X`` in any form of the sequence contract as a checked :class:`~probkit.utils.sequences.SequenceBatch`.
+
+        ``reset=True`` (in ``fit``) records ``n_features_in_`` (and the feature names of a
+        DataFrame); otherwise the estimator must be fitted and the feature count match.
+        """
         if not reset:
-            check_is_fitted(self)
-        padded, lens = check_sequences(X, lengths, vocab_size=self.vocab_size, name=name, one_long=one_long)
-        n_features = 1 if self._tokens else padded.shape[2]
+            self._check_fitted()
+        if sparse.issparse(X):
+            raise TypeError(f"Sparse data was passed for {name}, but dense data is required: sequences are dense "
+                            "arrays. Use '.toarray()' to convert to a dense numpy array.")
+        if name == "X":
+            validate_data(self, X, reset=reset, skip_check_array=True, ensure_2d=False)   # feature names only
+        batch = check_sequences(X, lengths, valid_lengths=valid_lengths, step_ndim=self._step_ndim, name=name)
+        values = self._check_values(batch.values, name, reset)
+        n_features = 1 if self._step_ndim == 0 else values.shape[1]
         if reset:
             self.n_features_in_ = n_features
         elif n_features != self.n_features_in_:
             raise ValueError(f"{name} has {n_features} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input.")
-        return padded, lens
+        return batch.with_values(values)
 
-    def _fit_standardizer(self, padded, lens):
+    # ------------------------------------------------------------------ units
+    def _scaling_source(self, values):
+        """The rows whose per-feature statistics standardise the inputs."""
+        return values
+
+    def _training_data(self, batch, targets=None):
+        """Fit the standardisation on a checked batch; its :class:`SequenceData` on the compute device."""
+        if self._standardizes:
+            self._x_mean, self._x_scale = standardizer(self._scaling_source(batch.values))
+        device, dtype = self._compute_setup()
+        return self._sequence_data(batch, targets, device, dtype)
+
+    def _standardize(self, values):
+        return (values - self._x_mean) / self._x_scale
+
+    def _to_data_units(self, values):
+        """Standardised values (numpy) back in the data's units."""
+        return values * self._x_scale + self._x_mean if self._scores_standardized else values
+
+    def _log_jacobian(self):
+        """Log-density change per step from standardised units to the data's units."""
+        return -float(np.log(self._x_scale).sum()) if self._scores_standardized else 0.0
+
+    def _model_steps(self, values):
+        """The per-step arrays of the network: ``x_in``, what it reads (the standardised
+        scaling source), and ``x_obs``, what it scores (standardised or in the data's units)."""
+        x_in = self._standardize(self._scaling_source(values))
+        return {"x_in": x_in, "x_obs": x_in if self._scores_standardized else values}
+
+    def _sequence_data(self, batch, targets=None, device=None, dtype=None):
+        """:class:`SequenceData` of a checked batch in model units (on the fitted network's device by default)."""
+        if device is None:
+            p = next(self.module_.parameters())
+            device, dtype = p.device, p.dtype
+        return SequenceData.from_batch(batch, self._model_steps(batch.values), device=device, dtype=dtype,
+                                       targets=targets)
+
+    # ------------------------------------------------------------------ training
+    def _train(self, options, data, loss_fn, initialise=None):
+        """Build the network (seeded by ``random_state``), call ``initialise(net, rs)``, train it on ``data``.
+
+        Sets ``module_``, ``history_``, ``n_iter_`` and ``best_epoch_``; returns the history.
+        """
+        device, dtype = self._compute_setup()
+        rs = check_random_state(self.random_state)
+        init_seed, train_seed = (int(s) for s in rs.randint(0, 2**31 - 1, size=2))
+        with seeded(init_seed, device):
+            net = self._make_net()
+        if initialise is not None:
+            initialise(net, rs)
+        net = net.to(device=device, dtype=dtype)
+        history = run_training(net, loss_fn, data, options, random_state=train_seed, device=device)
+        self.module_ = net.eval()
+        self.history_ = history.as_dict()
+        self.n_iter_ = history.n_epochs
+        self.best_epoch_ = history.best_epoch
+        return history
+
+    # ------------------------------------------------------------------ evaluation
+    def _generator(self, random_state, default=None):
+        """A ``torch.Generator`` on the network's device, seeded from ``random_state`` (None: from ``default``)."""
+        self._check_fitted()
+        device = next(self.module_.parameters()).device
+        seed = seed_from(check_random_state(default if random_state is None else random_state))
+        return torch.Generator(device=device).manual_seed(seed)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, data, fn, fixed_layout=True):
+        """``fn(batch)`` over every sequence of ``data``; one result per sequence, in input order.
+
+        Batches follow :func:`evaluation_layout`: by default ``batch_size`` rows at a padded
+        length fixed per sequence, so that a sequence's results do not depend on the other
+        sequences of the call. ``fn`` returns one row per batch row (a tensor, a tuple of
+        tensors, read as tuples of rows, or a list), of which the rows of real sequences
+        are kept.
+        """
+        results = [None] * len(data)
+        lengths = data.lengths.cpu().numpy()
+        device = data.lengths.device
+        self.module_.eval()
+        with torch.no_grad():
+            for index, length, rows in evaluation_layout(lengths, self.batch_size, fixed_layout):
+                out = fn(data.padded_batch(torch.as_tensor(index, device=device), length, rows))
+                if isinstance(out, tuple):
+                    out = list(zip(*(o.cpu().numpy() for o in out)))
+                elif isinstance(out, torch.Tensor):
+                    out = out.cpu().numpy()
+                for row, i in enumerate(index):
+                    results[i] = out[row]
+        return results
+
+    def _evaluate_steps(self, data, fn, fixed_layout=True):
+        """:meth:`_evaluate` for per-step outputs ``(B, L, ...)``: the valid steps, concatenated as the input rows."""
+        parts = self._evaluate(data, fn, fixed_layout)
+        lengths = data.lengths.cpu().numpy()
+        return np.concatenate([part[:n] for part, n in zip(parts, lengths)], 0)
+
+    # ------------------------------------------------------------------ persistence / tags
+    def _io_build_module(self, name, device=None):
+        return build_net_for_loading(self, name, device)
+
+    def _io_check_state(self):
+        """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
+        if hasattr(self, "module_") and self._standardizes:
+            check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class SequenceNetEstimator(NeuralEstimator):
+    """Base of SequenceClassifier, SequenceRegressor and SequenceDensity (not public).
+
+    A :class:`~probkit.neural.networks.SequenceNet` over integer tokens (``vocab_size``)
+    or standardised real features; subclasses define ``_make_head()``, their loss and
+    their public methods.
+    """
+
+    _autoregressive = False
+
+    @property
+    def _tokens(self):
+        return self.vocab_size is not None
+
+    @property
+    def _step_ndim(self):
+        return 0 if self._tokens else 1
+
+    @property
+    def _standardizes(self):
+        return not self._tokens
+
+    @property
+    def _scores_standardized(self):
+        return not self._tokens
+
+    def _check_model_params(self):
+        if self.vocab_size is not None:
+            check_positive_int(self.vocab_size, "vocab_size")
+        if not self._autoregressive and self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+
+    def _check_values(self, values, name, reset):
         if self._tokens:
-            return
-        mask = np.arange(padded.shape[1])[None, :] < lens[:, None]
-        valid = padded[mask]
-        self._x_mean = valid.mean(0)
-        scale = valid.std(0)
-        self._x_scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self._x_mean)), scale, 1.0)
+            return check_tokens(values, self.vocab_size, name)
+        return super()._check_values(values, name, reset)
 
-    def _to_tensor(self, padded, device, dtype):
-        """Inputs as a tensor on ``device``: int64 tokens, or standardised features in ``dtype``."""
-        if self._tokens:
-            return torch.as_tensor(padded, dtype=torch.long, device=device)
-        z = (padded - self._x_mean) / self._x_scale
-        return torch.as_tensor(z, dtype=dtype, device=device)
+    def _model_steps(self, values):
+        return {"x": values if self._tokens else self._standardize(values)}
 
-    # ------------------------------------------------------------------ network
     def _make_net(self):
         kw = {"vocab_size": self.vocab_size} if self._tokens else {"n_features": self.n_features_in_}
         if self._autoregressive:
@@ -123,154 +329,31 @@ class _SequenceEstimator(ProbkitEstimator):
         return SequenceNet(self.backbone, self.d_model, self.n_layers, self._make_head(),
                            backbone_kwargs=self.backbone_kwargs, **kw)
 
-    def _build_and_train(self, data, loss_fn):
-        """Seeded initialisation, then :func:`train_module` with the estimator's settings."""
-        device, dtype = self._compute_setup()
-        rs = check_random_state(self.random_state)
-        init_seed, train_seed = (int(s) for s in rs.randint(0, 2**31 - 1, size=2))
-        with seeded(init_seed, device):
-            net = self._make_net()
-        net = net.to(device=device, dtype=dtype)
-        use_val = bool(self.early_stopping) and self.validation_fraction > 0
-        history = train_module(
-            net, loss_fn, data, validation_fraction=self.validation_fraction if use_val else 0.0,
-            batch_size=self.batch_size, max_epochs=self.max_epochs, lr=self.lr, weight_decay=self.weight_decay,
-            clip_grad_norm=self.clip_grad_norm, schedule=self.schedule, warmup=self.warmup,
-            early_stopping=bool(self.early_stopping), patience=self.patience, restore_best=True,
-            random_state=train_seed, device=device, mixed_precision=self.mixed_precision,
-            verbose=self.verbose, desc=type(self).__name__)
-        self.module_ = net.eval()
-        self.history_ = history.as_dict()
-        self.n_iter_ = history.n_epochs
-        self.best_epoch_ = history.best_epoch
-        return self
+    def _check_targets(self, batch, y, X, lengths, valid_lengths):
+        """``y`` as a numpy array with one entry per sequence of ``batch`` (a ``ValueError`` otherwise)."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        n_targets = int(y.shape[0]) if y.ndim else 1
+        if n_targets == batch.n_sequences:
+            return y
+        one_block = lengths is None and valid_lengths is None and not isinstance(X, (list, tuple))
+        if one_block and batch.n_sequences == 1 and n_targets == batch.n_samples:
+            raise ValueError(
+                f"X without lengths= is one sequence of {batch.n_samples} steps, but y has {n_targets} entries. "
+                f"For {n_targets} sequences of one step each pass lengths=np.ones({n_targets}, dtype=int); for longer "
+                "sequences pass a list of arrays, concatenated rows with lengths=, or a padded array with "
+                "valid_lengths=")
+        raise ValueError(f"X holds {batch.n_sequences} sequences but y has {n_targets} entries")
 
-    def _outputs(self, x, lens, fn=None):
-        """Run the fitted network over batches (sorted by length) and return the outputs in input order.
+    def _score_predictions(self, metric, X, y, sample_weight, lengths, valid_lengths):
+        """``sklearn.metrics.<metric>(y, predict(X), sample_weight=...)`` as a float (the supervised ``score``)."""
+        import sklearn.metrics   # on first use: importing probkit.neural does not load it
 
-        ``fn(out, x_batch, lengths_batch)`` post-processes each batch (default: identity).
-        Results are concatenated on the CPU.
-        """
-        device = next(self.module_.parameters()).device
-        lens_t = torch.as_tensor(lens, dtype=torch.long)
-        order = torch.argsort(lens_t, stable=True)
-        data = SequenceData(x, lens_t.to(x.device))
-        chunks = []
-        self.module_.eval()
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                b = data.batch(order[start:start + self.batch_size].to(x.device))
-                xb, lb = b["x"].to(device), b["lengths"].to(device)
-                out = self.module_(xb, lb)
-                chunks.append((fn(out, xb, lb) if fn is not None else out).cpu())
-        res = torch.cat(chunks, 0)
-        inv = torch.empty_like(order)
-        inv[order] = torch.arange(len(order))
-        return res[inv]
+        y_pred = self.predict(X, lengths=lengths, valid_lengths=valid_lengths)
+        return float(getattr(sklearn.metrics, metric)(y, y_pred, sample_weight=sample_weight))
 
-    # ------------------------------------------------------------------ persistence / tags
-    def _io_build_module(self, name, device=None):
-        return build_net_for_loading(self, name, device)
-
-    def _io_check_state(self):
-        """Check what :func:`probkit.load` restored besides the network (whose weights the loader checks)."""
-        if hasattr(self, "module_") and not self._tokens:
-            check_standardizer(self._x_mean, self._x_scale, self.n_features_in_)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        return tags
-
-
-
-# Parameter documentation shared by the three estimators (substituted into their docstrings).
-_MODEL_PARAMS = """backbone : str or Backbone, default="mamba"
-        Backbone kind of :func:`probkit.neural.build_backbone`: "mamba", "rwkv",
-        "mambaout" (gated CNN), "transformer", "s4d", "gru" or "lstm" (the kinds of
-        :data:`probkit.neural.KINDS`), or a :class:`~probkit.neural.backbones.Backbone`
-        module to start from (e.g. a loaded checkpoint's,
-        :func:`probkit.neural.load_pretrained`): ``d_model`` must be its width, its own
-        layers are used (``n_layers`` is not) and a copy is trained.
-    d_model : int, default=64
-        Width of the backbone.
-    n_layers : int, default=2
-        Number of backbone layers.
-    backbone_kwargs : dict, optional
-        Further options of the backbone (e.g. ``{"n_heads": 4}`` for the transformer).
-    vocab_size : int, optional
-        When given, ``X`` holds integer tokens in ``[0, vocab_size)`` (embedded) instead
-        of real-valued features."""
-
-_TRAINING_PARAMS = """batch_size : int, default=32
-        Sequences per mini-batch (training and prediction).
-    max_epochs : int, default=100
-        Passes over the training data.
-    lr : float, default=1e-3
-        Peak learning rate of AdamW.
-    weight_decay : float, default=0.01
-        Decoupled weight decay (on weight matrices and embeddings).
-    clip_grad_norm : float or None, default=1.0
-        Global gradient-norm clipping.
-    schedule : {"cosine", "linear", "constant"}, default="cosine"
-        Learning-rate decay after the warm-up.
-    warmup : float or int, default=0.05
-        Linear warm-up: fraction of all steps (float) or number of steps (int).
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the sequences, stop when the validation loss
-        has not improved for ``patience`` epochs and restore the best epoch's weights.
-        False trains on all sequences for ``max_epochs``.
-    validation_fraction : float, default=0.1
-        Share of the sequences held out when ``early_stopping`` (at least one, and only
-        with two or more sequences).
-    patience : int, default=10
-        Epochs without improvement before stopping.
-    mixed_precision : {"auto", True, False, "bf16", "fp16"}, default="auto"
-        Autocast on CUDA (bfloat16 where supported); ignored on the CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initialisation, the validation split and the shuffling; with an int,
-        fits on the CPU are reproducible.
-    device : str or torch.device, optional
-        "cpu" (default), "cuda", "cuda:1", or "auto" (CUDA when available). On the
-        CPU, fitting and prediction run with probkit's intra-op thread setting
-        (:func:`probkit.set_num_threads`, default one thread: small sequence models are
-        dominated by per-operation overheads, and OpenMP barriers stall when the cores
-        are shared; raise it for wide models on a dedicated machine).
-    dtype : str or torch.dtype, optional
-        Parameter dtype; default float32.
-    verbose : int, default=0
-        1 shows a progress bar over epochs with the training and validation losses
-        (tqdm); 2 also one over the batches of each epoch."""
-
-_FITTED_ATTRS = """n_features_in_ : int
-        Features per time step (1 for tokens).
-    module_ : SequenceNet
-        The trained torch module (encoder, backbone, head).
-    history_ : dict
-        The :class:`~probkit.neural.TrainingHistory` of the fit as a dict: per-epoch
-        ``train_loss``, ``val_loss``, ``lr``, ``epoch_time``, and ``best_epoch``,
-        ``n_steps``, ``stop_reason``.
-    n_iter_ : int
-        Epochs run.
-    best_epoch_ : int or None
-        Epoch whose weights were restored (None without early stopping)."""
-
-
-_TRAINING_NOTES = """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
-    warm-up then cosine (or linear) decay of the learning rate, early stopping on a
-    validation split with restore of the best epoch, autocast on CUDA. Inside a
-    ``torch.distributed`` process group of several processes (e.g. a script launched
-    with ``torchrun`` that called :func:`probkit.distributed.init_distributed`), ``fit``
-    trains data-parallel: the network is wrapped with
-    :func:`probkit.distributed.wrap_ddp`, each rank takes its share of every epoch's
-    mini-batches from the same shuffled order (every rank passes the full data), and
-    all ranks end with the same weights."""
-
-
-def fill_doc(cls):
-    """Substitute the shared parameter sections into ``cls.__doc__``."""
-    cls.__doc__ = (cls.__doc__.replace("%(model_params)s", _MODEL_PARAMS)
-                   .replace("%(training_params)s", _TRAINING_PARAMS)
-                   .replace("%(fitted_attrs)s", _FITTED_ATTRS)
-                   .replace("%(training_notes)s", _TRAINING_NOTES))
-    return cls
+    def _pooled(self, X, lengths, valid_lengths, fn):
+        """``fn(out, batch)`` of the pooled network outputs for every sequence of ``X``, stacked ``(N, ...)``."""
+        data = self._sequence_data(self._read(X, lengths, valid_lengths, reset=False))
+        return np.stack(self._evaluate(data, lambda b: fn(self.module_(b["x"], b["lengths"]), b)))

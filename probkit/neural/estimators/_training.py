@@ -78,7 +78,8 @@ import torch
 from probkit.utils.random import forked_rng, seed_from
 from probkit.utils.threads import torch_threads
 
-__all__ = ["TensorData", "TrainingHistory", "evaluate_loss", "seeded", "train_module"]
+__all__ = ["TensorData", "TrainingHistory", "TrainingOptions", "evaluate_loss", "run_training", "seeded",
+           "train_module"]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -328,10 +329,8 @@ def _lr_lambda(schedule, total_steps, warmup_steps, min_lr_ratio):
     return factor
 
 
-def _mixed_precision(mode, device):
-    """``(autocast kwargs or None, use GradScaler)``; CUDA only."""
-    if mode not in ("auto", True, False, "bf16", "fp16", None):
-        raise ValueError(f"mixed_precision must be 'auto', True, False, 'bf16' or 'fp16', got {mode!r}")
+def _autocast(mode, device):
+    """``(autocast kwargs or None, use a GradScaler)`` for a checked ``mixed_precision`` mode; CUDA only."""
     if device.type != "cuda" or mode in (False, None):
         return None, False
     if mode == "fp16" or (mode in ("auto", True) and not torch.cuda.is_bf16_supported()):
@@ -339,12 +338,129 @@ def _mixed_precision(mode, device):
     return {"device_type": "cuda", "dtype": torch.bfloat16}, False
 
 
-def _check_positive_int(value, name, allow_none=False):
+def check_positive_int(value, name, allow_none=False):
+    """``value`` as an int; a ``ValueError`` naming ``name`` unless it is a positive integer (or allowed None).
+
+    Examples
+    --------
+    >>> check_positive_int(3, "batch_size")
+    3
+    >>> check_positive_int(0, "batch_size")
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be a positive integer, got 0
+    """
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Optimiser steps of a run: per epoch (on each rank), in all, and of the warm-up."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The settings of a :func:`train_module` run, checked once, when the object is made.
+
+    The fields are the keyword arguments of :func:`train_module` of the same names (see
+    there); a bad value raises a ``ValueError`` naming the field. The neural estimators
+    build one from their parameters and hand it to :func:`run_training`.
+
+    Examples
+    --------
+    >>> options = TrainingOptions(batch_size=16, max_epochs=3, warmup=0.1, validation_fraction=0.2)
+    >>> options.n_validation(100), options.plan(n_train=80)
+    (20, StepPlan(steps_per_epoch=5, total_steps=15, warmup_steps=2))
+    >>> TrainingOptions(lr=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be a positive number, got 0
+    """
+
+    batch_size: int = 32
+    max_epochs: int = 10
+    max_steps: int | None = None
+    max_time: float | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.999)
+    clip_grad_norm: float | None = 1.0
+    schedule: str = "cosine"
+    warmup: float = 0.0
+    min_lr_ratio: float = 0.0
+    validation_fraction: float = 0.0
+    early_stopping: bool = True
+    patience: int = 10
+    tol: float = 0.0
+    restore_best: bool = True
+    shuffle: bool = True
+    mixed_precision: object = "auto"
+    eval_batch_size: int | None = None
+    num_threads: int | None = None
+    verbose: int = 0
+    desc: str = "train"
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        for name in ("batch_size", "max_epochs", "patience"):
+            put(name, check_positive_int(getattr(self, name), name))
+        for name in ("max_steps", "eval_batch_size", "num_threads"):
+            put(name, check_positive_int(getattr(self, name), name, allow_none=True))
+        if not (_is_real(self.validation_fraction) and 0.0 <= self.validation_fraction < 1.0):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if not (_is_real(self.lr) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (_is_real(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.clip_grad_norm is not None and not (_is_real(self.clip_grad_norm) and self.clip_grad_norm > 0):
+            raise ValueError(f"clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}")
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
+        if not _is_real(self.warmup) or self.warmup < 0 or \
+                (not isinstance(self.warmup, numbers.Integral) and self.warmup >= 1):
+            raise ValueError(f"warmup must be a fraction in [0, 1) or a number of steps, got {self.warmup!r}")
+        if not (_is_real(self.min_lr_ratio) and 0.0 <= self.min_lr_ratio <= 1.0):
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.max_time is not None and not (_is_real(self.max_time) and self.max_time > 0):
+            raise ValueError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
+        if not (_is_real(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be >= 0, got {self.tol!r}")
+        if self.mixed_precision not in ("auto", True, False, "bf16", "fp16", None):
+            raise ValueError(f"mixed_precision must be 'auto', True, False, 'bf16' or 'fp16', got "
+                             f"{self.mixed_precision!r}")
+        put("betas", tuple(float(b) for b in self.betas))
+
+    def n_validation(self, n_items):
+        """Items of ``n_items`` held out for validation: the fraction, at least one, none with fewer than two."""
+        if self.validation_fraction <= 0 or n_items < 2:
+            return 0
+        return min(n_items - 1, max(1, int(round(self.validation_fraction * n_items))))
+
+    def plan(self, n_train, world_size=1):
+        """The :class:`StepPlan` for ``n_train`` training items shared by ``world_size`` processes."""
+        per_rank = n_train // world_size
+        if per_rank < 1:
+            raise ValueError(f"{n_train} training items cannot be shared by {world_size} processes")
+        steps_per_epoch = math.ceil(per_rank / self.batch_size)
+        total = self.max_epochs * steps_per_epoch
+        if self.max_steps is not None:
+            total = min(total, self.max_steps)
+        warmup = int(self.warmup) if isinstance(self.warmup, numbers.Integral) else int(round(self.warmup * total))
+        return StepPlan(steps_per_epoch, total, warmup)
 
 
 def _param_groups(module, weight_decay):
@@ -358,6 +474,262 @@ def _param_groups(module, weight_decay):
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
+
+
+class _Optimiser:
+    """AdamW with the warm-up/decay schedule, gradient clipping and (float16) loss scaling."""
+
+    def __init__(self, module, options, plan, use_scaler):
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(_param_groups(module, float(options.weight_decay)), lr=float(options.lr),
+                                           betas=options.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(options.schedule, plan.total_steps, plan.warmup_steps,
+                                       float(options.min_lr_ratio)))
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.clip = None if options.clip_grad_norm is None else float(options.clip_grad_norm)
+
+    @property
+    def lr(self):
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, loss):
+        """Back-propagate ``loss`` and take one optimiser and schedule step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+
+
+class _Cluster:
+    """The processes training together: rank, world size, and sums over the ranks (one process by default)."""
+
+    def __init__(self, device):
+        self.dist = _distributed()
+        self.device = device
+        self.rank, self.world = (self.dist.get_rank(), self.dist.get_world_size()) if self.dist else (0, 1)
+
+    def sum(self, values):
+        return _all_reduce_sums(values, self.device, self.dist)
+
+    def share(self, order, truncate=True):
+        """This rank's items of ``order``: every ``world``-th, from an order cut to a multiple of ``world``."""
+        if self.world == 1:
+            return order
+        if truncate:
+            order = order[: len(order) // self.world * self.world]
+        return order[self.rank::self.world]
+
+
+class _BestEpoch:
+    """Early-stopping bookkeeping: the best monitored loss, epochs without improvement, the best state."""
+
+    def __init__(self, options, validated):
+        self.tol, self.validated = options.tol, validated
+        self.keep_state = options.restore_best and validated
+        self.monitor, self.bad_epochs, self.state = math.inf, 0, None
+
+    def update(self, epoch, monitor, module, history):
+        improved = monitor < self.monitor - self.tol
+        if math.isfinite(monitor) and (improved or self.monitor == math.inf):
+            self.monitor, self.bad_epochs = monitor, 0
+            if self.validated:
+                history.best_epoch, history.best_val_loss = epoch, monitor
+                if self.keep_state:
+                    self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    def restore(self, module, history):
+        if self.state is not None and history.best_epoch is not None and history.best_epoch != history.n_epochs - 1:
+            module.load_state_dict(self.state)
+
+
+class _Progress(contextlib.AbstractContextManager):
+    """tqdm bars on rank 0: one over epochs (verbose >= 1), one over each epoch's batches (verbose >= 2)."""
+
+    def __init__(self, options, rank):
+        self.verbose = options.verbose if rank == 0 else 0
+        self.bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=options.max_epochs, desc=options.desc, unit="epoch", leave=True)
+
+    def batches(self, batches, total, epoch):
+        if self.verbose < 2:
+            return batches
+        from tqdm.auto import tqdm
+
+        return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False)
+
+    def epoch_done(self, history):
+        if self.bar is None:
+            return
+        post = {"loss": f"{history.train_loss[-1]:.4g}"}
+        if history.val_loss:
+            post["val"] = f"{history.val_loss[-1]:.4g}"
+        self.bar.set_postfix(post)
+        self.bar.update(1)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
+def _split(data, val_data, options, generator):
+    """Training item numbers and validation data: ``val_data``, or a held-out share of ``data``."""
+    n_items = len(data)
+    n_val = options.n_validation(n_items) if val_data is None else 0
+    if n_val == 0:
+        return torch.arange(n_items), val_data
+    perm = torch.randperm(n_items, generator=generator)
+    return perm[n_val:].sort().values, _Subset(data, perm[:n_val].sort().values)
+
+
+class _Run:
+    """One training run: the set-up in ``__init__``, then :meth:`fit` loops over the epochs."""
+
+    def __init__(self, module, loss_fn, data, options, *, val_data, random_state, device, callback):
+        if device is None:
+            p = next(iter(module.parameters()), None)
+            device = p.device if p is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        module.to(self.device)
+        self.module, self.loss_fn, self.data, self.options, self.callback = module, loss_fn, data, options, callback
+        self.autocast, use_scaler = _autocast(options.mixed_precision, self.device)
+        self.cluster = _Cluster(self.device)
+        self.seed = seed_from(random_state)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.train_index, self.val_data = _split(data, val_data, options, self.generator)
+        self.plan = options.plan(len(self.train_index), self.cluster.world)
+        from probkit.distributed import wrap_ddp
+
+        self.model = wrap_ddp(module)
+        self.optimiser = _Optimiser(module, options, self.plan, use_scaler)
+        self.step = 0
+        self.start_time = time.perf_counter()
+
+    def _budget_spent(self):
+        """``"max_steps"`` or ``"max_time"`` when that budget is used up (agreed by all ranks), else None."""
+        if self.options.max_steps is not None and self.step >= self.options.max_steps:
+            return "max_steps"
+        if self.options.max_time is not None:
+            over = float(time.perf_counter() - self.start_time > self.options.max_time)
+            if self.cluster.sum([over])[0] > 0:
+                return "max_time"
+        return None
+
+    def train_epoch(self, epoch, progress):
+        """One pass over this rank's share of the shuffled items: ``(mean loss over all ranks, stop reason)``."""
+        index = self.train_index
+        if self.options.shuffle:
+            index = index[torch.randperm(len(index), generator=self.generator)]
+        batches = _batches(self.cluster.share(index), self.options.batch_size)
+        loss_sum, weight_sum, stop = 0.0, 0.0, None
+        for idx in progress.batches(batches, self.plan.steps_per_epoch, epoch):
+            batch = _to_device(self.data.batch(idx), self.device)
+            with torch.autocast(**self.autocast) if self.autocast else contextlib.nullcontext():
+                loss, weight = _unpack_loss(self.loss_fn(self.model, batch))
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError(f"the training loss became {float(loss.detach())} at epoch {epoch}, step "
+                                         f"{self.step}; lower lr, clip gradients or check the data")
+            self.optimiser.step(loss)
+            self.step += 1
+            loss_sum += float(loss.detach()) * weight
+            weight_sum += weight
+            stop = self._budget_spent()
+            if stop:
+                break
+        loss_sum, weight_sum = self.cluster.sum([loss_sum, weight_sum])
+        return loss_sum / max(weight_sum, 1e-300), stop
+
+    def validation_loss(self):
+        """Weighted mean loss over the validation items (each rank evaluates its share)."""
+        index = self.cluster.share(torch.arange(len(self.val_data)), truncate=False)
+        total, weight = evaluate_loss(self.model, self.loss_fn, _Subset(self.val_data, index),
+                                      batch_size=self.options.eval_batch_size or self.options.batch_size,
+                                      device=self.device, autocast=self.autocast)
+        total, weight = self.cluster.sum([total, weight])
+        return total / max(weight, 1e-300)
+
+    def fit(self):
+        options, history = self.options, TrainingHistory()
+        best = _BestEpoch(options, validated=self.val_data is not None)
+        devices = [self.device] if self.device.type == "cuda" else []
+        stop = None
+        with _Progress(options, self.cluster.rank) as progress, torch.random.fork_rng(devices=devices), \
+                torch_threads(options.num_threads):
+            torch.manual_seed(self.seed + 1)
+            self.module.train()
+            for epoch in range(options.max_epochs):
+                t0 = time.perf_counter()
+                train_loss, stop = self.train_epoch(epoch, progress)
+                history.train_loss.append(train_loss)
+                monitor = train_loss
+                if self.val_data is not None:
+                    monitor = self.validation_loss()
+                    history.val_loss.append(monitor)
+                history.lr.append(self.optimiser.lr)
+                history.epoch_time.append(time.perf_counter() - t0)
+                history.n_epochs, history.n_steps = epoch + 1, self.step
+                best.update(epoch, monitor, self.module, history)
+                progress.epoch_done(history)
+                if stop is None and options.early_stopping and best.bad_epochs >= options.patience:
+                    stop = "early_stopping"
+                if stop is None and self.callback is not None and self.callback(epoch, history, self.module):
+                    stop = "callback"
+                if stop:
+                    break
+        history.stop_reason = stop or "max_epochs"
+        best.restore(self.module, history)
+        self.module.eval()
+        return history
+
+
+def run_training(module, loss_fn, data, options, *, val_data=None, random_state=None, device=None, callback=None):
+    """:func:`train_module` with its settings given as one checked :class:`TrainingOptions`.
+
+    Parameters
+    ----------
+    module, loss_fn, data, val_data, random_state, device, callback
+        As in :func:`train_module`.
+    options : TrainingOptions
+
+    Returns
+    -------
+    TrainingHistory
+
+    Examples
+    --------
+    >>> X = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    >>> net = torch.nn.Linear(2, 1)
+    >>> h = run_training(net, lambda m, b: m(b[0]).pow(2).mean(), X, TrainingOptions(max_epochs=2), random_state=0)
+    >>> h.n_epochs, h.n_steps
+    (2, 4)
+    """
+    data = _as_data(data, "data")
+    val_data = _as_data(val_data, "val_data")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable: loss_fn(model, batch) -> loss")
+    if not isinstance(options, TrainingOptions):
+        raise TypeError(f"options must be a TrainingOptions, got {type(options).__name__}")
+    if len(data) < 1:
+        raise ValueError("data holds no items to train on")
+    run = _Run(module, loss_fn, data, options, val_data=val_data, random_state=random_state, device=device,
+               callback=callback)
+    return run.fit()
 
 
 def train_module(module, loss_fn, data, *, val_data=None, validation_fraction=0.0, batch_size=32, max_epochs=10,
@@ -454,179 +826,11 @@ def train_module(module, loss_fn, data, *, val_data=None, validation_fraction=0.
     >>> h.best_epoch is not None and h.val_loss[h.best_epoch] == min(h.val_loss)
     True
     """
-    data = _as_data(data, "data")
-    val_data = _as_data(val_data, "val_data")
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be callable: loss_fn(model, batch) -> loss")
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    eval_batch_size = _check_positive_int(eval_batch_size, "eval_batch_size", allow_none=True) or batch_size
-    max_epochs = _check_positive_int(max_epochs, "max_epochs")
-    max_steps = _check_positive_int(max_steps, "max_steps", allow_none=True)
-    patience = _check_positive_int(patience, "patience")
-    if not (isinstance(validation_fraction, numbers.Real) and 0.0 <= validation_fraction < 1.0):
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
-    if not (isinstance(lr, numbers.Real) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not (isinstance(weight_decay, numbers.Real) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-    if clip_grad_norm is not None and not (isinstance(clip_grad_norm, numbers.Real) and clip_grad_norm > 0):
-        raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
-    if schedule not in ("cosine", "linear", "constant"):
-        raise ValueError(f"schedule must be 'cosine', 'linear' or 'constant', got {schedule!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Real) or warmup < 0 or \
-            (not isinstance(warmup, numbers.Integral) and warmup >= 1):
-        raise ValueError(f"warmup must be a fraction in [0, 1) or a number of steps, got {warmup!r}")
-    if not (isinstance(min_lr_ratio, numbers.Real) and 0.0 <= min_lr_ratio <= 1.0):
-        raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
-    if max_time is not None and not (isinstance(max_time, numbers.Real) and max_time > 0):
-        raise ValueError(f"max_time must be a positive number of seconds or None, got {max_time!r}")
-    n_items = len(data)
-    if n_items < 1:
-        raise ValueError("data holds no items to train on")
-
-    if device is None:
-        p = next(iter(module.parameters()), None)
-        device = p.device if p is not None else torch.device("cpu")
-    device = torch.device(device)
-    module.to(device)
-    autocast, use_scaler = _mixed_precision(mixed_precision, device)
-    dist = _distributed()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist is not None else (0, 1)
-
-    seed = seed_from(random_state)
-    gen = torch.Generator().manual_seed(seed)
-
-    # validation split
-    train_index = torch.arange(n_items)
-    if val_data is None and validation_fraction > 0 and n_items >= 2:
-        perm = torch.randperm(n_items, generator=gen)
-        n_val = min(n_items - 1, max(1, int(round(validation_fraction * n_items))))
-        val_data = _Subset(data, perm[:n_val].sort().values)
-        train_index = perm[n_val:].sort().values
-    n_train = len(train_index)
-    per_rank = n_train // world if world > 1 else n_train
-    if per_rank < 1:
-        raise ValueError(f"{n_train} training items cannot be shared by {world} processes")
-    steps_per_epoch = math.ceil(per_rank / batch_size)
-    total_steps = max_epochs * steps_per_epoch
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
-    warmup_steps = int(warmup) if isinstance(warmup, numbers.Integral) else int(round(warmup * total_steps))
-
-    from probkit.distributed import wrap_ddp
-
-    model = wrap_ddp(module)
-    optimizer = torch.optim.AdamW(_param_groups(module, float(weight_decay)), lr=float(lr), betas=tuple(betas))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(schedule, total_steps, warmup_steps, float(min_lr_ratio)))
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    params = [p for p in module.parameters() if p.requires_grad]
-
-    history = TrainingHistory()
-    best_state, best_monitor, bad_epochs = None, math.inf, 0
-    show = bool(verbose) and rank == 0
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_epochs, desc=desc, unit="epoch", leave=True)
-    start_time = time.perf_counter()
-    step = 0
-    stop = None
-    devices = [device] if device.type == "cuda" else []
-    if num_threads is not None:
-        num_threads = _check_positive_int(num_threads, "num_threads")
-    try:
-        with torch.random.fork_rng(devices=devices), torch_threads(num_threads):
-            torch.manual_seed(seed + 1)
-            module.train()
-            for epoch in range(max_epochs):
-                t0 = time.perf_counter()
-                order = train_index[torch.randperm(n_train, generator=gen)] if shuffle else train_index
-                if world > 1:
-                    order = order[: per_rank * world][rank::world]
-                loss_sum, weight_sum = 0.0, 0.0
-                batches = _batches(order, batch_size)
-                if show and verbose >= 2:
-                    from tqdm.auto import tqdm
-
-                    batches = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False)
-                for idx in batches:
-                    batch = _to_device(data.batch(idx), device)
-                    ctx = torch.autocast(**autocast) if autocast else contextlib.nullcontext()
-                    with ctx:
-                        loss, w = _unpack_loss(loss_fn(model, batch))
-                    if not torch.isfinite(loss.detach()):
-                        raise FloatingPointError(
-                            f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step}; lower lr, "
-                            "clip gradients or check the data")
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.unscale_(optimizer)
-                    else:
-                        loss.backward()
-                    if clip_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(params, float(clip_grad_norm))
-                    if scaler is not None:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    loss_sum += float(loss.detach()) * w
-                    weight_sum += w
-                    if max_steps is not None and step >= max_steps:
-                        stop = "max_steps"
-                    elif max_time is not None:
-                        over = float(time.perf_counter() - start_time > max_time)
-                        if _all_reduce_sums([over], device, dist)[0] > 0:
-                            stop = "max_time"
-                    if stop:
-                        break
-                loss_sum, weight_sum = _all_reduce_sums([loss_sum, weight_sum], device, dist)
-                history.train_loss.append(loss_sum / max(weight_sum, 1e-300))
-                monitor = history.train_loss[-1]
-                if val_data is not None:
-                    val_index = torch.arange(len(val_data))
-                    if world > 1:
-                        val_index = val_index[rank::world]
-                    v_sum, v_w = evaluate_loss(model, loss_fn, _Subset(val_data, val_index),
-                                               batch_size=eval_batch_size, device=device, autocast=autocast)
-                    v_sum, v_w = _all_reduce_sums([v_sum, v_w], device, dist)
-                    history.val_loss.append(v_sum / max(v_w, 1e-300))
-                    monitor = history.val_loss[-1]
-                history.lr.append(float(optimizer.param_groups[0]["lr"]))
-                history.epoch_time.append(time.perf_counter() - t0)
-                history.n_epochs = epoch + 1
-                history.n_steps = step
-                improved = monitor < best_monitor - tol
-                if math.isfinite(monitor) and (improved or best_monitor == math.inf):
-                    best_monitor, bad_epochs = monitor, 0
-                    if val_data is not None:
-                        history.best_epoch, history.best_val_loss = epoch, monitor
-                        if restore_best:
-                            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
-                    bad_epochs += 1
-                if bar is not None:
-                    post = {"loss": f"{history.train_loss[-1]:.4g}"}
-                    if history.val_loss:
-                        post["val"] = f"{history.val_loss[-1]:.4g}"
-                    bar.set_postfix(post)
-                    bar.update(1)
-                if stop is None and early_stopping and bad_epochs >= patience:
-                    stop = "early_stopping"
-                if stop is None and callback is not None and callback(epoch, history, module):
-                    stop = "callback"
-                if stop:
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-    history.stop_reason = stop or "max_epochs"
-    if best_state is not None and history.best_epoch is not None and history.best_epoch != history.n_epochs - 1:
-        module.load_state_dict(best_state)
-    module.eval()
-    return history
+    options = TrainingOptions(
+        batch_size=batch_size, max_epochs=max_epochs, max_steps=max_steps, max_time=max_time, lr=lr,
+        weight_decay=weight_decay, betas=betas, clip_grad_norm=clip_grad_norm, schedule=schedule, warmup=warmup,
+        min_lr_ratio=min_lr_ratio, validation_fraction=validation_fraction, early_stopping=early_stopping,
+        patience=patience, tol=tol, restore_best=restore_best, shuffle=shuffle, mixed_precision=mixed_precision,
+        eval_batch_size=eval_batch_size, num_threads=num_threads, verbose=verbose, desc=desc)
+    return run_training(module, loss_fn, data, options, val_data=val_data, random_state=random_state, device=device,
+                        callback=callback)

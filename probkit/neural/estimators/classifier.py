@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 
 from probkit.neural.heads import CategoricalHead
 from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import _SequenceEstimator, fill_doc
-from ._data import SequenceData
+from ._base import SequenceNetEstimator, store_params
+from ._docs import fill_doc
 
 __all__ = ["SequenceClassifier"]
 
 
 @fill_doc
-class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
+class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     """Classify whole sequences with a neural backbone (Mamba, RWKV, gated CNN, ...).
 
     Each step of a sequence is embedded (a linear map of its features, or a token
@@ -49,11 +48,9 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
 
     Notes
     -----
-    ``X`` may be a list of ``(L_i, D)`` arrays (variable lengths), a padded
-    ``(N, L, D)`` array with ``lengths=``, or a 2-D ``(N, D)`` array read as ``N``
-    sequences of one step (scikit-learn's tabular layout; pass univariate series as
-    ``X[:, :, None]``). With ``vocab_size``, a list of 1-D integer arrays or a padded
-    ``(N, L)`` integer array.
+    %(sequence_forms)s
+
+    %(tabular_rows)s
 
     %(training_notes)s
 
@@ -78,125 +75,94 @@ class SequenceClassifier(ClassifierMixin, _SequenceEstimator):
                  pooling="mean", bidirectional=False, batch_size=32, max_epochs=100, lr=1e-3, weight_decay=0.01,
                  clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True, validation_fraction=0.1,
                  patience=10, mixed_precision="auto", random_state=None, device=None, dtype=None, verbose=0):
-        self.backbone = backbone
-        self.d_model = d_model
-        self.n_layers = n_layers
-        self.backbone_kwargs = backbone_kwargs
-        self.vocab_size = vocab_size
-        self.pooling = pooling
-        self.bidirectional = bidirectional
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.clip_grad_norm = clip_grad_norm
-        self.schedule = schedule
-        self.warmup = warmup
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.mixed_precision = mixed_precision
-        self.random_state = random_state
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+        store_params(self, locals())
 
     def _make_head(self):
         return CategoricalHead(self.d_model, len(self.classes_))
 
     @limit_torch_threads
-    def fit(self, X, y, *, lengths=None):
+    def fit(self, X, y, *, lengths=None, valid_lengths=None):
         """Train on sequences ``X`` with one label each.
 
         Parameters
         ----------
-        X : list of arrays, or array / tensor
-            ``N`` sequences (see Notes of the class).
-        y : array-like of shape (N,)
+        %(sequences)s
+        y : array-like of shape (n_sequences,)
             Class labels.
-        lengths : array-like of int, optional
-            Valid length of each row of a padded ``X``.
 
         Returns
         -------
         self
         """
-        self._check_params()
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        padded, lens = self._check_X(X, lengths, reset=True)
-        y = column_or_1d(np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y), warn=True)
+        options = self._check_params()
+        batch = self._read(X, lengths, valid_lengths, reset=True)
+        y = column_or_1d(np.asarray(self._check_targets(batch, y, X, lengths, valid_lengths)), warn=True)
         check_classification_targets(y)
-        if y.shape[0] != padded.shape[0]:
-            raise ValueError(f"X holds {padded.shape[0]} sequences but y has {y.shape[0]} labels")
         self.classes_, codes = np.unique(y, return_inverse=True)
-        self._fit_standardizer(padded, lens)
-        device, dtype = self._compute_setup()
-        data = SequenceData(self._to_tensor(padded, device, dtype), torch.as_tensor(lens, device=device),
-                            torch.as_tensor(codes, dtype=torch.long, device=device))
+        data = self._training_data(batch, {"y": codes})
 
         def loss_fn(model, batch):
             logits = model(batch["x"], batch["lengths"])
             return F.cross_entropy(logits.float(), batch["y"]), batch["y"].shape[0]
 
-        return self._build_and_train(data, loss_fn)
+        self._train(options, data, loss_fn)
+        return self
 
     @limit_torch_threads
     @keyword_lengths
-    def predict_log_proba(self, X, *, lengths=None):
-        """Log-probabilities of the classes, shape (N, n_classes)."""
-        check_is_fitted(self)
-        padded, lens = self._check_X(X, lengths, reset=False)
-        device, dtype = next(self.module_.parameters()).device, next(self.module_.parameters()).dtype
-        out = self._outputs(self._to_tensor(padded, device, dtype), lens,
-                            lambda o, xb, lb: F.log_softmax(o.double(), dim=-1))
-        return out.numpy()
-
-    @keyword_lengths
-    def predict_proba(self, X, *, lengths=None):
-        """Class probabilities, shape (N, n_classes); columns follow ``classes_``.
+    def predict_log_proba(self, X, *, lengths=None, valid_lengths=None):
+        """Log-probabilities of the classes.
 
         Parameters
         ----------
-        X : list of arrays, or array / tensor
-        lengths : array-like of int, optional
+        %(sequences)s
 
         Returns
         -------
-        ndarray of shape (N, n_classes)
+        ndarray of shape (n_sequences, n_classes)
         """
-        return np.exp(self.predict_log_proba(X, lengths=lengths))
+        return self._pooled(X, lengths, valid_lengths, lambda out, b: F.log_softmax(out.double(), dim=-1))
 
     @keyword_lengths
-    def predict(self, X, *, lengths=None):
+    def predict_proba(self, X, *, lengths=None, valid_lengths=None):
+        """Class probabilities; columns follow ``classes_``.
+
+        Parameters
+        ----------
+        %(sequences)s
+
+        Returns
+        -------
+        ndarray of shape (n_sequences, n_classes)
+        """
+        return np.exp(self.predict_log_proba(X, lengths=lengths, valid_lengths=valid_lengths))
+
+    @keyword_lengths
+    def predict(self, X, *, lengths=None, valid_lengths=None):
         """Most probable class of each sequence.
 
         Parameters
         ----------
-        X : list of arrays, or array / tensor
-        lengths : array-like of int, optional
+        %(sequences)s
 
         Returns
         -------
-        ndarray of shape (N,)
+        ndarray of shape (n_sequences,)
         """
-        log_proba = self.predict_log_proba(X, lengths=lengths)
+        log_proba = self.predict_log_proba(X, lengths=lengths, valid_lengths=valid_lengths)
         return self.classes_[np.argmax(log_proba, axis=1)]
 
-    def score(self, X, y, sample_weight=None, *, lengths=None):
+    def score(self, X, y, sample_weight=None, *, lengths=None, valid_lengths=None):
         """Accuracy on ``(X, y)``.
 
         Parameters
         ----------
-        X : list of arrays, or array / tensor
-        y : array-like of shape (N,)
-        sample_weight : array-like of shape (N,), optional
-        lengths : array-like of int, optional
+        %(sequences)s
+        y : array-like of shape (n_sequences,)
+        sample_weight : array-like of shape (n_sequences,), optional
 
         Returns
         -------
         float
         """
-        from sklearn.metrics import accuracy_score
-
-        return float(accuracy_score(y, self.predict(X, lengths=lengths), sample_weight=sample_weight))
+        return self._score_predictions("accuracy_score", X, y, sample_weight, lengths, valid_lengths)

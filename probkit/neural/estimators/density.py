@@ -8,21 +8,22 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
-from sklearn.utils.validation import check_is_fitted
 
 from probkit.neural.heads import make_head
-from probkit.utils.sequences import check_y_slot, keyword_lengths
+from probkit.utils.random import seed_from
+from probkit.utils.sequences import SequenceBatch, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import _SequenceEstimator, fill_doc, unwrap
-from ._data import SequenceData, check_positive_int, check_sequences, windows
-from probkit.utils.random import seed_from
+from ._base import SequenceNetEstimator, store_params, unwrap
+from ._data import window_lengths
+from ._docs import fill_doc
+from ._training import check_positive_int
 
 __all__ = ["SequenceDensity"]
 
 
 @fill_doc
-class SequenceDensity(DensityMixin, _SequenceEstimator):
+class SequenceDensity(DensityMixin, SequenceNetEstimator):
     r"""Autoregressive sequence model :math:`p(x_{1:T}) = \prod_t p(x_t \mid x_{<t})` on a neural backbone.
 
     The input at step ``t`` is the previous symbol (a learned start vector at ``t = 1``);
@@ -43,7 +44,8 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
     n_components : int, default=5
         Components of the mixture head.
     window : int, default=256
-        Length of the windows a single 1-D token sequence is cut into (fit and score).
+        Length of the windows one long token sequence (a 1-D array without ``lengths``)
+        is cut into (fit and score).
     %(training_params)s
 
     Attributes
@@ -54,14 +56,12 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
 
     Notes
     -----
-    Layouts of ``X``: with ``vocab_size``, a list of 1-D integer arrays, a padded
-    ``(N, L)`` integer array with ``lengths=``, or one long 1-D sequence, cut into
-    consecutive windows of ``window`` tokens that are modelled independently (each
-    starts from the start vector, so its first tokens are predicted with little
-    context). Real-valued steps: a list of ``(L_i, D)`` arrays, a padded ``(N, L, D)``
-    array with ``lengths=``, or a 2-D ``(N, D)`` array of ``N`` one-step sequences.
-    Real-valued data are standardised per feature; log-densities are reported in the
-    original units.
+    %(sequence_forms)s
+
+    One long token sequence, a 1-D array without ``lengths``, is cut into consecutive
+    windows of ``window`` tokens that are modelled independently (each starts from the
+    start vector, so its first tokens are predicted with little context). Real-valued
+    data are standardised per feature; log-densities are reported in the original units.
 
     %(training_notes)s
 
@@ -89,29 +89,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
                  head="auto", n_components=5, window=256, batch_size=32, max_epochs=100, lr=1e-3, weight_decay=0.01,
                  clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True, validation_fraction=0.1,
                  patience=10, mixed_precision="auto", random_state=None, device=None, dtype=None, verbose=0):
-        self.backbone = backbone
-        self.d_model = d_model
-        self.n_layers = n_layers
-        self.backbone_kwargs = backbone_kwargs
-        self.vocab_size = vocab_size
-        self.head = head
-        self.n_components = n_components
-        self.window = window
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.clip_grad_norm = clip_grad_norm
-        self.schedule = schedule
-        self.warmup = warmup
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.mixed_precision = mixed_precision
-        self.random_state = random_state
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+        store_params(self, locals())
 
     # ------------------------------------------------------------------ setup
     def _resolve_head(self):
@@ -128,43 +106,37 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         n_out = self.vocab_size if self._tokens else self.n_features_in_
         return make_head(self.head_, self.d_model, n_out, n_components=self.n_components)
 
-    def _read(self, X, lengths, *, reset, name="X"):
-        """Validated padded inputs; a 1-D token sequence is cut into windows."""
-        padded, lens = self._check_X(X, lengths, reset=reset, one_long=True, name=name)
-        X_np = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
-        if self._tokens and isinstance(X_np, np.ndarray) and X_np.ndim == 1:
-            padded, lens = windows(padded[0], check_positive_int(self.window, "window"))
-        return padded, lens
+    def _check_model_params(self):
+        super()._check_model_params()
+        check_positive_int(self.window, "window")
+        check_positive_int(self.n_components, "n_components")
 
-    def _log_jacobian(self):
-        """log |d z / d x| per step for standardised real features (0 for tokens)."""
-        return 0.0 if self._tokens else -float(np.log(self._x_scale).sum())
+    def _read_windows(self, X, lengths, valid_lengths, *, reset):
+        """The checked sequences of ``X``; one long token sequence is cut into windows."""
+        batch = self._read(X, lengths, valid_lengths, reset=reset)
+        if self._tokens and lengths is None and len(getattr(X, "shape", ())) == 1:
+            batch = SequenceBatch(batch.values, window_lengths(batch.lengths, self.window))
+        return batch
 
     # ------------------------------------------------------------------ fit / score
     @limit_torch_threads
-    def fit(self, X, y=None, *, lengths=None):
+    def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
         """Train on sequences ``X`` (see Notes for the layouts).
 
         Parameters
         ----------
-        X : list of arrays, array or tensor
+        %(sequences)s
         y : ignored
-        lengths : array-like of int, optional
-            Valid length of each row of a padded ``X``.
 
         Returns
         -------
         self
         """
         check_y_slot(self, "fit", X, y)
-        self._check_params()
-        check_positive_int(self.window, "window")
-        check_positive_int(self.n_components, "n_components")
+        options = self._check_params()
         self.head_ = self._resolve_head()
-        padded, lens = self._read(X, lengths, reset=True)
-        self._fit_standardizer(padded, lens)
-        device, dtype = self._compute_setup()
-        data = SequenceData(self._to_tensor(padded, device, dtype), torch.as_tensor(lens, device=device))
+        batch = self._read_windows(X, lengths, valid_lengths, reset=True)
+        data = self._training_data(batch)
 
         def loss_fn(model, batch):
             x, lb = batch["x"], batch["lengths"]
@@ -174,42 +146,40 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
             n = mask.sum()
             return -(lp * mask).sum() / n, n
 
-        return self._build_and_train(data, loss_fn)
+        self._train(options, data, loss_fn)
+        return self
 
     @limit_torch_threads
-    def _step_log_probs(self, X, lengths):
-        """Per-step log-likelihoods ``(N, L_max)`` (0 past each length) and the lengths."""
-        check_is_fitted(self)
-        padded, lens = self._read(X, lengths, reset=False)
-        p = next(self.module_.parameters())
-        head, jac = self.module_.head, self._log_jacobian()
+    def _sequence_log_likelihoods(self, X, lengths, valid_lengths):
+        """``log p(x_{1:T})`` of each sequence (or window) and the lengths."""
+        batch = self._read_windows(X, lengths, valid_lengths, reset=False)
+        head, jacobian = self.module_.head, self._log_jacobian()
 
-        def per_step(out, xb, lb):
-            mask = torch.arange(xb.shape[1], device=xb.device)[None, :] < lb[:, None]
-            lp = head.log_prob(out, xb).double() + jac
-            lp = torch.where(mask, lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
-            return torch.nn.functional.pad(lp, (0, padded.shape[1] - lp.shape[1]))
+        def total(b):
+            x, lb = b["x"], b["lengths"]
+            lp = head.log_prob(self.module_(x, lb), x).double()
+            valid = torch.arange(x.shape[1], device=x.device)[None, :] < lb[:, None]
+            lp = torch.where(valid, lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
+            return lp.sum(1) + jacobian * lb.to(lp.dtype)
 
-        return self._outputs(self._to_tensor(padded, p.device, p.dtype), lens, per_step).numpy(), lens
+        return np.array(self._evaluate(self._sequence_data(batch), total)), batch.lengths
 
     @keyword_lengths
-    def score_samples(self, X, *, lengths=None):
+    def score_samples(self, X, *, lengths=None, valid_lengths=None):
         """Log-likelihood ``log p(x_{1:T})`` of each sequence, in nats.
 
         Parameters
         ----------
-        X : list of arrays, array or tensor
-            As in :meth:`fit` (a 1-D token sequence gives one value per window).
-        lengths : array-like of int, optional
+        %(sequences)s
 
         Returns
         -------
-        ndarray of shape (N,)
+        ndarray of shape (n_sequences,)
+            One value per sequence (per window of one long token sequence).
         """
-        lp, _ = self._step_log_probs(X, lengths)
-        return lp.sum(1)
+        return self._sequence_log_likelihoods(X, lengths, valid_lengths)[0]
 
-    def score(self, X, y=None, *, lengths=None):
+    def score(self, X, y=None, *, lengths=None, valid_lengths=None):
         """Mean log-likelihood per step, in nats (higher is better).
 
         The total log-likelihood of all sequences divided by their total length; for
@@ -217,44 +187,34 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
 
         Parameters
         ----------
-        X : list of arrays, array or tensor
+        %(sequences)s
         y : ignored
-        lengths : array-like of int, optional
 
         Returns
         -------
         float
         """
         check_y_slot(self, "score", X, y)
-        lp, lens = self._step_log_probs(X, lengths)
-        return float(lp.sum() / lens.sum())
+        totals, lens = self._sequence_log_likelihoods(X, lengths, valid_lengths)
+        return float(totals.sum() / lens.sum())
 
     # ------------------------------------------------------------------ generation
     def _prompt(self, prompt):
-        """Validated prompt as a (B, L[, D]) tensor in model units, and whether it was one sequence."""
+        """The prompt as a (B, L[, D]) tensor in model units (None when empty), its batch size, and whether it was
+        one sequence."""
+        arr = prompt.detach().cpu().numpy() if isinstance(prompt, torch.Tensor) else np.asarray(prompt)
+        single = arr.ndim == (1 if self._tokens else 2)
+        if self._tokens and arr.ndim not in (1, 2):
+            raise ValueError(f"prompt must be a 1-D token sequence or a (B, L) batch, got shape {arr.shape}")
+        if not self._tokens and arr.ndim not in (2, 3):
+            raise ValueError(f"prompt must be one (L, D) sequence or a (B, L, D) batch, got shape {arr.shape}")
+        batched = arr[None] if single else arr
+        if batched.shape[1] == 0:
+            return None, batched.shape[0], single
+        batch = self._read(batched, reset=False, name="prompt")
         p = next(self.module_.parameters())
-        if self._tokens:
-            arr = prompt.detach().cpu().numpy() if isinstance(prompt, torch.Tensor) else np.asarray(prompt)
-            single = arr.ndim == 1
-            if arr.ndim not in (1, 2):
-                raise ValueError(f"prompt must be a 1-D token sequence or a (B, L) batch, got shape {arr.shape}")
-            arr2 = arr[None] if single else arr
-            if arr2.shape[1] == 0:
-                return None, arr2.shape[0], single
-            padded, _ = check_sequences(arr2, vocab_size=self.vocab_size, name="prompt")
-        else:
-            arr = prompt.detach().cpu().numpy() if isinstance(prompt, torch.Tensor) else np.asarray(prompt)
-            single = arr.ndim == 2
-            if arr.ndim not in (2, 3):
-                raise ValueError(f"prompt must be one (L, D) sequence or a (B, L, D) batch, got shape {arr.shape}")
-            arr3 = arr[None] if single else arr
-            if arr3.shape[1] == 0:
-                return None, arr3.shape[0], single
-            padded, _ = check_sequences(arr3, name="prompt")
-            if padded.shape[2] != self.n_features_in_:
-                raise ValueError(f"prompt has {padded.shape[2]} features, but {type(self).__name__} is expecting "
-                                 f"{self.n_features_in_} features as input.")
-        return self._to_tensor(padded, p.device, p.dtype), padded.shape[0], single
+        x = batch.with_values(self._model_steps(batch.values)["x"]).padded()
+        return torch.as_tensor(x, dtype=torch.long if self._tokens else p.dtype, device=p.device), len(batch), single
 
     @limit_torch_threads
     def _run(self, prompt_t, batch_size, n_steps, temperature, random_state):
@@ -276,7 +236,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         seq = torch.stack(out_steps, 1).cpu()
         if self._tokens:
             return seq.numpy().astype(np.int64)
-        return seq.double().numpy() * self._x_scale + self._x_mean
+        return self._to_data_units(seq.double().numpy())
 
     def generate(self, prompt=None, n_steps=100, *, temperature=1.0, random_state=None):
         """Continue ``prompt`` by sampling ``n_steps`` symbols, one recurrent ``step()`` at a time.
@@ -304,7 +264,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
             The continuation only: ``(n_steps,)`` / ``(B, n_steps)`` tokens, or
             ``(n_steps, D)`` / ``(B, n_steps, D)`` values.
         """
-        check_is_fitted(self)
+        self._check_fitted()
         if prompt is None:
             prompt_t, batch, single = None, 1, True
         else:
@@ -327,6 +287,6 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         -------
         ndarray of shape (n_samples, n_steps) (tokens) or (n_samples, n_steps, D)
         """
-        check_is_fitted(self)
+        self._check_fitted()
         n_samples = check_positive_int(n_samples, "n_samples")
         return self._run(None, n_samples, n_steps, temperature, random_state)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import RegressorMixin
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array
 
 from probkit.neural.heads import GaussianHead
 from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import _SequenceEstimator, check_standardizer, fill_doc, unwrap
-from ._data import SequenceData
+from ._base import SequenceNetEstimator, check_standardizer, standardizer, store_params, unwrap
+from ._docs import fill_doc
 
 __all__ = ["SequenceRegressor"]
 
 
 @fill_doc
-class SequenceRegressor(RegressorMixin, _SequenceEstimator):
+class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     """Predict one real vector per sequence with a neural backbone (Mamba, RWKV, gated CNN, ...).
 
     Encoder, backbone and pooling as in :class:`SequenceClassifier`; the pooled features
@@ -47,7 +47,10 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
 
     Notes
     -----
-    ``X`` layouts as in :class:`SequenceClassifier`; ``y`` is ``(N,)`` or ``(N, k)``.
+    %(sequence_forms)s
+
+    %(tabular_rows)s
+    ``y`` is ``(n_sequences,)`` or ``(n_sequences, k)``.
 
     %(training_notes)s
 
@@ -71,71 +74,40 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
                  weight_decay=0.01, clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True,
                  validation_fraction=0.1, patience=10, mixed_precision="auto", random_state=None, device=None,
                  dtype=None, verbose=0):
-        self.backbone = backbone
-        self.d_model = d_model
-        self.n_layers = n_layers
-        self.backbone_kwargs = backbone_kwargs
-        self.vocab_size = vocab_size
-        self.pooling = pooling
-        self.bidirectional = bidirectional
-        self.loss = loss
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.clip_grad_norm = clip_grad_norm
-        self.schedule = schedule
-        self.warmup = warmup
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.mixed_precision = mixed_precision
-        self.random_state = random_state
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
+        store_params(self, locals())
 
     def _make_head(self):
         return GaussianHead(self.d_model, self.n_outputs_, learn_scale=self.loss == "gaussian")
 
+    def _check_model_params(self):
+        super()._check_model_params()
+        if self.loss not in ("squared_error", "gaussian"):
+            raise ValueError(f"loss must be 'squared_error' or 'gaussian', got {self.loss!r}")
+
     @limit_torch_threads
-    def fit(self, X, y, *, lengths=None):
+    def fit(self, X, y, *, lengths=None, valid_lengths=None):
         """Train on sequences ``X`` with targets ``y``.
 
         Parameters
         ----------
-        X : list of arrays, or array / tensor
-            ``N`` sequences (see Notes of :class:`SequenceClassifier`).
-        y : array-like of shape (N,) or (N, k)
-        lengths : array-like of int, optional
-            Valid length of each row of a padded ``X``.
+        %(sequences)s
+        y : array-like of shape (n_sequences,) or (n_sequences, k)
 
         Returns
         -------
         self
         """
-        self._check_params()
-        if self.loss not in ("squared_error", "gaussian"):
-            raise ValueError(f"loss must be 'squared_error' or 'gaussian', got {self.loss!r}")
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        padded, lens = self._check_X(X, lengths, reset=True)
-        y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        options = self._check_params()
+        batch = self._read(X, lengths, valid_lengths, reset=True)
+        y = check_array(self._check_targets(batch, y, X, lengths, valid_lengths), ensure_2d=False, dtype=np.float64,
+                        input_name="y")
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
-        if y.shape[0] != padded.shape[0]:
-            raise ValueError(f"X holds {padded.shape[0]} sequences but y has {y.shape[0]} targets")
         self._y_1d = y.ndim == 1
         y2 = y.reshape(len(y), -1)
         self.n_outputs_ = y2.shape[1]
-        self._y_mean = y2.mean(0)
-        scale = y2.std(0)
-        self._y_scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self._y_mean)), scale, 1.0)
-        self._fit_standardizer(padded, lens)
-        device, dtype = self._compute_setup()
-        yz = torch.as_tensor((y2 - self._y_mean) / self._y_scale, dtype=dtype, device=device)
-        data = SequenceData(self._to_tensor(padded, device, dtype), torch.as_tensor(lens, device=device), yz)
+        self._y_mean, self._y_scale = standardizer(y2)
+        data = self._training_data(batch, {"y": (y2 - self._y_mean) / self._y_scale})
         gaussian = self.loss == "gaussian"
 
         def loss_fn(model, batch):
@@ -147,61 +119,54 @@ class SequenceRegressor(RegressorMixin, _SequenceEstimator):
                 loss = (head.mean(out) - batch["y"]).pow(2).sum(-1).mean()
             return loss, batch["y"].shape[0]
 
-        return self._build_and_train(data, loss_fn)
+        self._train(options, data, loss_fn)
+        return self
 
     @limit_torch_threads
-    def _predict_z(self, X, lengths):
-        check_is_fitted(self)
-        padded, lens = self._check_X(X, lengths, reset=False)
-        device, dtype = next(self.module_.parameters()).device, next(self.module_.parameters()).dtype
-        head = self.module_.head
-        out = self._outputs(self._to_tensor(padded, device, dtype), lens,
-                            lambda o, xb, lb: torch.cat([head.mean(o), head.scale(o)], -1).double())
-        k = self.n_outputs_
-        return out[:, :k].numpy(), out[:, k:].numpy()
-
     @keyword_lengths
-    def predict(self, X, *, lengths=None, return_std=False):
+    def predict(self, X, *, lengths=None, valid_lengths=None, return_std=False):
         """Predicted targets (means of the Gaussian head).
 
         Parameters
         ----------
-        X : list of arrays, or array / tensor
-        lengths : array-like of int, optional
+        %(sequences)s
         return_std : bool, default=False
             Also return the predictive standard deviations (``loss="gaussian"`` only).
 
         Returns
         -------
-        y_pred : ndarray of shape (N,) or (N, k)
+        y_pred : ndarray of shape (n_sequences,) or (n_sequences, k)
         y_std : ndarray, same shape (only with ``return_std``)
         """
         if return_std and self.loss != "gaussian":
             raise ValueError("return_std=True needs a model fitted with loss='gaussian'")
-        mean_z, std_z = self._predict_z(X, lengths)
-        mean = mean_z * self._y_scale + self._y_mean
-        std = std_z * self._y_scale
+
+        def mean_and_scale(out, b):
+            head = self.module_.head
+            return torch.cat([head.mean(out), head.scale(out)], -1).double()
+
+        out = self._pooled(X, lengths, valid_lengths, mean_and_scale)
+        k = self.n_outputs_
+        mean = out[:, :k] * self._y_scale + self._y_mean
+        std = out[:, k:] * self._y_scale
         if self._y_1d:
             mean, std = mean[:, 0], std[:, 0]
         return (mean, std) if return_std else mean
 
-    def score(self, X, y, sample_weight=None, *, lengths=None):
+    def score(self, X, y, sample_weight=None, *, lengths=None, valid_lengths=None):
         """Coefficient of determination R^2 of the predictions.
 
         Parameters
         ----------
-        X : list of arrays, or array / tensor
-        y : array-like of shape (N,) or (N, k)
-        sample_weight : array-like of shape (N,), optional
-        lengths : array-like of int, optional
+        %(sequences)s
+        y : array-like of shape (n_sequences,) or (n_sequences, k)
+        sample_weight : array-like of shape (n_sequences,), optional
 
         Returns
         -------
         float
         """
-        from sklearn.metrics import r2_score
-
-        return float(r2_score(y, self.predict(X, lengths=lengths), sample_weight=sample_weight))
+        return self._score_predictions("r2_score", X, y, sample_weight, lengths, valid_lengths)
 
     def _io_check_state(self):
         super()._io_check_state()

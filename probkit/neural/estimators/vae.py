@@ -61,7 +61,7 @@ from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_nonnegative_integers
 
 from ._base import build_net_for_loading, check_standardizer
-from ._data import check_positive_int
+from ._training import check_positive_int
 from ._training import TensorData, seeded, train_module
 
 __all__ = ["VAE", "VAENet"]

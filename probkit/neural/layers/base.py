@@ -144,17 +144,6 @@ def check_dropout(p):
     return p
 
 
-def op_backend(backend, x):
-    """Backend for the :mod:`probkit.neural.ops` calls on ``x``.
-
-    ``"auto"`` becomes ``"cpu"`` for float64 tensors (the Triton kernels handle 16- and
-    32-bit floats only) and is otherwise passed through.
-    """
-    if backend == "auto" and x.dtype == torch.float64:
-        return "cpu"
-    return backend
-
-
 def inverse_softplus(y):
     """``x`` with ``softplus(x) = y`` for ``y > 0``, computed stably as ``y + log(-expm1(-y))``."""
     return y + torch.log(-torch.expm1(-y))

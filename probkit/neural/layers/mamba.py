@@ -34,7 +34,7 @@ from torch import nn
 
 from ..ops import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
 from .base import (RMSNorm, SequenceLayer, check_dropout, check_positive_int, inverse_softplus,
-                   log_uniform_, op_backend)
+                   log_uniform_)
 
 __all__ = ["MambaLayer"]
 
@@ -142,7 +142,7 @@ class MambaLayer(SequenceLayer):
         y, ssm_state = selective_scan(
             u, delta.transpose(1, 2), -torch.exp(self.A_log), B.transpose(1, 2),
             C.transpose(1, 2), self.D, z.transpose(1, 2), delta_bias=self.dt_proj.bias,
-            delta_softplus=True, return_last_state=True, backend=op_backend(self.backend, u))
+            delta_softplus=True, return_last_state=True, backend=self.backend)
         out = x + self.dropout(self.out_proj(y.transpose(1, 2)))
         return (out, (conv_state, ssm_state)) if return_state else out
 

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..ops import causal_conv1d, causal_conv1d_update, ssd, ssd_state_update
 from .base import (RMSNorm, SequenceLayer, check_dropout, check_positive_int, inverse_softplus,
-                   log_uniform_, op_backend)
+                   log_uniform_)
 
 __all__ = ["Mamba2Layer", "hf_mamba2_layer_options", "load_hf_mamba2_block_state",
            "load_hf_mamba2_model_state"]
@@ -209,7 +209,7 @@ class Mamba2Layer(SequenceLayer):
             xs.reshape(b, L, H, P), dt, -torch.exp(self.A_log), B.reshape(b, L, G, N),
             C.reshape(b, L, G, N), D=self.D, z=z.reshape(b, L, H, P), dt_bias=self.dt_bias,
             dt_softplus=True, dt_limit=self.dt_limit, return_last_state=True,
-            backend=op_backend(self.backend, xs), chunk_size=self.chunk_size)
+            backend=self.backend, chunk_size=self.chunk_size)
         out = x + self.dropout(self.out_proj(self.out_norm(y.reshape(b, L, self.d_inner))))
         return (out, (conv_state, ssm_state)) if return_state else out
 

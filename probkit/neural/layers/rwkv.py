@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import wkv6, wkv6_step
-from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int, op_backend
+from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
 
 __all__ = ["RWKV6Layer"]
 
@@ -188,7 +188,7 @@ class RWKV6Layer(SequenceLayer):
         r, k, v, g, w = self._tmix_inputs(h, _shift(h, zeros))
         o, wkv_state = wkv6(self._heads(r), self._heads(k), self._heads(v), self._heads(w),
                             self.bonus, return_last_state=True,
-                            backend=op_backend(self.backend, x))
+                            backend=self.backend)
         o = o.transpose(1, 2).reshape(b, L, d)
         x = x + self.dropout(self._tmix_output(o, g))
         h2 = self.norm2(x)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..ops import wkv4, wkv4_step
-from .base import SequenceLayer, check_dropout, check_positive_int, make_norm, op_backend
+from .base import SequenceLayer, check_dropout, check_positive_int, make_norm
 
 __all__ = ["RWKV4Layer"]
 
@@ -131,7 +131,7 @@ class RWKV4Layer(SequenceLayer):
         h = self.norm1(x)
         k, v, r = self._tmix_inputs(h, torch.cat([zeros, h[:, :-1]], dim=1))
         wkv, wkv_state = wkv4(-torch.exp(self.time_decay), self.time_first, k, v,
-                              return_last_state=True, backend=op_backend(self.backend, x))
+                              return_last_state=True, backend=self.backend)
         x = x + self.dropout(self.output(r * wkv))
         h2 = self.norm2(x)
         out = x + self.dropout(self._cmix(h2, torch.cat([zeros, h2[:, :-1]], dim=1)))

@@ -209,7 +209,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    backend = resolve_backend(backend, u.device, "selective_scan")
+    backend = resolve_backend(backend, u.device, "selective_scan", u.dtype)
     if backend == "reference":
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   return_last_state, initial_state)

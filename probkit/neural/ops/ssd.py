@@ -228,7 +228,7 @@ def ssd(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limi
         State before the first step; gradients flow into it.
     backend : {"auto", "reference", "cpu", "triton"}, default "auto"
         ``"auto"`` uses Triton for CUDA tensors when Triton is installed and ``"cpu"``
-        otherwise; ``"reference"`` is the per-step loop.
+        otherwise and for float64 inputs; ``"reference"`` is the per-step loop.
     chunk_size : int, optional
         Steps per chunk: default 64 (at most ``L``) for ``cpu``; for ``triton`` rounded up to
         a power of two in [16, 64] (default 32 on GPU, 16 under the interpreter).  Results
@@ -266,7 +266,7 @@ def ssd(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limi
     if chunk_size is not None and (isinstance(chunk_size, bool)
                                    or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    backend = resolve_backend(backend, x.device, "ssd")
+    backend = resolve_backend(backend, x.device, "ssd", x.dtype)
     if backend == "reference":
         out, last = _ssd_reference(x, dt, A, B, C, D, z, dt_bias, bool(dt_softplus), limit,
                                    initial_state)

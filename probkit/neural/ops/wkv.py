@@ -227,7 +227,7 @@ def wkv4(w, u, k, v, initial_state=None, return_last_state=False, backend="auto"
     """
     _check_wkv4(w, u, k, v, initial_state, "initial_state")
     T = _check_chunk(chunk_size, 16)
-    backend = resolve_backend(backend, k.device, "wkv4")
+    backend = resolve_backend(backend, k.device, "wkv4", k.dtype)
     if backend == "reference":
         y, s = wkv4_ref(w, u, k, v, initial_state, return_last_state=True)
     elif backend == "cpu":
@@ -398,7 +398,7 @@ def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="au
     """
     _check_wkv6(r, k, v, w, u, initial_state, "initial_state")
     T = _check_chunk(chunk_size, 16)
-    backend = resolve_backend(backend, r.device, "wkv6")
+    backend = resolve_backend(backend, r.device, "wkv6", r.dtype)
     if backend == "reference":
         o, s = wkv6_ref(r, k, v, w, u, initial_state, return_last_state=True)
     elif backend == "cpu":

@@ -1,0 +1,152 @@
+"""Documentation shared by the neural estimators, substituted into their docstrings by :func:`fill_doc`."""
+
+from __future__ import annotations
+
+_TRAINING_ATTRS = """history_ : dict
+    The :class:`~probkit.neural.TrainingHistory` of the fit as a dict: per-epoch
+    ``train_loss`` (the training objective per unit of the loss: step or sequence),
+    ``val_loss``, ``lr``, ``epoch_time``, and ``best_epoch``, ``n_steps``,
+    ``stop_reason``.
+n_iter_ : int
+    Epochs run.
+best_epoch_ : int or None
+    Epoch whose weights were restored (None without early stopping)."""
+
+_FRAGMENTS = {
+    "model_params": """backbone : str or Backbone, default="mamba"
+    Backbone kind of :func:`probkit.neural.build_backbone`: "mamba", "rwkv",
+    "mambaout" (gated CNN), "transformer", "s4d", "gru" or "lstm" (the kinds of
+    :data:`probkit.neural.KINDS`), or a :class:`~probkit.neural.backbones.Backbone`
+    module to start from (e.g. a loaded checkpoint's,
+    :func:`probkit.neural.load_pretrained`): ``d_model`` must be its width, its own
+    layers are used (``n_layers`` is not) and a copy is trained.
+d_model : int, default=64
+    Width of the backbone.
+n_layers : int, default=2
+    Number of backbone layers.
+backbone_kwargs : dict, optional
+    Further options of the backbone (e.g. ``{"n_heads": 4}`` for the transformer).
+vocab_size : int, optional
+    When given, ``X`` holds integer tokens in ``[0, vocab_size)`` (embedded) instead
+    of real-valued features.""",
+    "training_params": """batch_size : int, default=32
+    Sequences per mini-batch in training; in prediction, every sequence is evaluated in
+    a batch of exactly ``batch_size`` rows padded to a length set by its own length, so
+    that its results do not depend on the other sequences of the call.
+max_epochs : int, default=100
+    Passes over the training data.
+lr : float, default=1e-3
+    Peak learning rate of AdamW.
+weight_decay : float, default=0.01
+    Decoupled weight decay (on weight matrices and embeddings).
+clip_grad_norm : float or None, default=1.0
+    Global gradient-norm clipping.
+schedule : {"cosine", "linear", "constant"}, default="cosine"
+    Learning-rate decay after the warm-up.
+warmup : float or int, default=0.05
+    Linear warm-up: fraction of all steps (float) or number of steps (int).
+early_stopping : bool, default=True
+    Hold out ``validation_fraction`` of the sequences, stop when the validation loss
+    has not improved for ``patience`` epochs and restore the best epoch's weights.
+    False trains on all sequences for ``max_epochs``.
+validation_fraction : float, default=0.1
+    Share of the sequences held out when ``early_stopping`` (at least one, and only
+    with two or more sequences).
+patience : int, default=10
+    Epochs without improvement before stopping.
+mixed_precision : {"auto", True, False, "bf16", "fp16"}, default="auto"
+    Autocast on CUDA (bfloat16 where supported); ignored on the CPU.
+random_state : int, RandomState instance or None, default=None
+    Seeds the initialisation, the validation split and the shuffling; with an int,
+    fits on the CPU are reproducible.
+device : str or torch.device, optional
+    "cpu" (default), "cuda", "cuda:1", or "auto" (CUDA when available). On the
+    CPU, fitting and prediction run with probkit's intra-op thread setting
+    (:func:`probkit.set_num_threads`, default one thread: small sequence models are
+    dominated by per-operation overheads, and OpenMP barriers stall when the cores
+    are shared; raise it for wide models on a dedicated machine).
+dtype : str or torch.dtype, optional
+    Parameter dtype; default float32.
+verbose : int, default=0
+    1 shows a progress bar over epochs with the training and validation losses
+    (tqdm); 2 also one over the batches of each epoch.""",
+    "fitted_attrs": """n_features_in_ : int
+    Features per time step (1 for tokens).
+module_ : SequenceNet
+    The trained torch module (encoder, backbone, head).
+""" + _TRAINING_ATTRS,
+    "training_attrs": _TRAINING_ATTRS,
+    "training_notes": """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
+warm-up then cosine (or linear) decay of the learning rate, early stopping on a
+validation split with restore of the best epoch, autocast on CUDA. Inside a
+``torch.distributed`` process group of several processes (e.g. a script launched
+with ``torchrun`` that called :func:`probkit.distributed.init_distributed`), ``fit``
+trains data-parallel: the network is wrapped with
+:func:`probkit.distributed.wrap_ddp`, each rank takes its share of every epoch's
+mini-batches from the same shuffled order (every rank passes the full data), and
+all ranks end with the same weights.""",
+    "sequences": """X : list of arrays, array-like or tensor
+    Sequences, in one of three forms: a list of arrays (one per sequence); rows of
+    all sequences concatenated, with ``lengths``; or a padded array with
+    ``valid_lengths``.
+lengths : array-like of int, optional
+    Concatenated rows: the length of each sequence, summing to the number of rows
+    (hmmlearn's sense). None: the rows are one sequence.
+valid_lengths : array-like of int, optional
+    Padded array: the valid prefix of each row (the rest is ignored). None: every
+    step is valid.""",
+    "tabular_rows": """A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
+(scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.""",
+    "sequence_forms": """Sequences enter every method in one of the three forms of probkit's sequence contract
+(:mod:`probkit.utils.sequences`), with the same meaning in every neural estimator:
+
+* a list of arrays, one per sequence: ``(L_i, n_features)`` real values, or ``(L_i,)``
+  integer tokens;
+* concatenated rows with ``lengths=``: ``(n_samples, n_features)`` (``(n_samples,)``
+  tokens), the lengths summing to ``n_samples``; without ``lengths`` the rows are **one**
+  sequence;
+* a padded array with ``valid_lengths=``: ``(N, L, n_features)`` (``(N, L)`` tokens),
+  the valid prefix of each row (default: all ``L`` steps).""",
+}
+
+
+def _substitute(text):
+    """Replace each ``%(name)s`` line by its fragment, indented as the line it replaces."""
+    if not text:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("%(") and stripped.endswith(")s") and stripped[2:-2] in _FRAGMENTS:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.extend(indent + part if part else part for part in _FRAGMENTS[stripped[2:-2]].split("\n"))
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def fill_doc(cls):
+    """Substitute the shared sections into ``cls.__doc__`` and the docstrings of its own methods.
+
+    A line holding only ``%(name)s`` is replaced by the fragment ``name``, indented as
+    that line.
+
+    Examples
+    --------
+    >>> @fill_doc
+    ... class Model:
+    ...     \"\"\"A model.
+    ...
+    ...     Parameters
+    ...     ----------
+    ...     %(training_params)s
+    ...     \"\"\"
+    >>> "max_epochs : int, default=100" in Model.__doc__
+    True
+    """
+    cls.__doc__ = _substitute(cls.__doc__)
+    for value in vars(cls).values():
+        func = getattr(value, "__func__", value)
+        if callable(func) and getattr(func, "__doc__", None) and "%(" in func.__doc__:
+            func.__doc__ = _substitute(func.__doc__)
+    return cls
