@@ -12,6 +12,7 @@ from .mamba2 import (Mamba2Layer, hf_mamba2_layer_options, load_hf_mamba2_block_
                      load_hf_mamba2_model_state)
 from .recurrent import GRULayer, LSTMLayer
 from .rwkv import RWKV6Layer
+from .rwkv7 import RWKV7Layer
 from .s4d import S4D, S4DLayer
 from .transformer import TransformerLayer
 
@@ -24,6 +25,7 @@ __all__ = [
     "load_hf_mamba2_block_state",
     "load_hf_mamba2_model_state",
     "RWKV6Layer",
+    "RWKV7Layer",
     "GatedCNNLayer",
     "TransformerLayer",
     "S4D",
