@@ -41,12 +41,12 @@ import torch.nn.functional as F
 
 #: largest log-decay sum over one sub-block for which the diagonal blocks are factored
 SAFE_SPAN = {torch.float32: 60.0, torch.float64: 600.0}
-DEFAULT_CHUNK = 64
+DEFAULT_CHUNK = 32
 MAX_SUB = 16
 
 
 def default_chunk(L):
-    """Chunk length of the ``cpu`` path: 64, or ``L`` when the sequence is shorter."""
+    """Chunk length of the ``cpu`` path: 32, or ``L`` when the sequence is shorter."""
     return max(1, min(DEFAULT_CHUNK, L))
 
 
@@ -105,6 +105,149 @@ def pair_matrices(rowv, rowlam, colv, collam, strict_rows, Ts, ct):
     return M * masks.view(R, 1, T, T).to(ct)
 
 
+def _quarter_masks(T, ct, device):
+    """(2T, 2T) mask of the stacked ``[[A_ak, A_ab], [A_rk, A_rb]]``: strict then inclusive rows."""
+    i = torch.arange(T, device=device)
+    strict = (i[:, None] > i[None, :]).repeat(1, 2)
+    incl = (i[:, None] >= i[None, :]).repeat(1, 2)
+    return torch.cat([strict, incl], 0).to(ct)
+
+
+def _quarters(M, T):
+    return M[..., :T, :T], M[..., :T, T:], M[..., T:, :T], M[..., T:, T:]
+
+
+def _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S, inplace=False):
+    """The state passing and the outputs, given the solved ``X = [U_loc | W]``.
+
+    ``N_rb = -A_rb``; ``rh = r o exp(lam)``, ``kt, bt = (k, b) o exp(lam_T - lam)``,
+    ``eT = exp(lam_T)`` ``(..., nc, 1, K)``.  Returns ``(O, final state, U, chunk start
+    states)``; differentiable by autograd unless ``inplace`` (buffers filled chunk by chunk).
+    """
+    V = v.shape[-1]
+    U_loc, W = X[..., :V], X[..., V:]
+    kv = kt.mT @ v
+    if inplace:
+        U, starts = torch.empty_like(U_loc), S.new_empty(S.shape[:2] + (U_loc.shape[2],) + S.shape[2:])
+    Us, sts = [], []
+    # unbind once: indexing chunk by chunk would make autograd write a full-size gradient per chunk
+    for c, (U_c, W_c, kv_c, bt_c, e_c) in enumerate(zip(*(t.unbind(2) for t in (U_loc, W, kv, bt, eT)))):
+        U_c = U_c + W_c @ S
+        if inplace:
+            starts[:, :, c] = S
+            U[:, :, c] = U_c
+        else:
+            sts.append(S)
+            Us.append(U_c)
+        S = torch.addcmul(kv_c, e_c.mT, S) + bt_c.mT @ U_c
+    if not inplace:
+        U, starts = torch.stack(Us, 2), torch.stack(sts, 2)
+    O = A_rk @ v - N_rb @ U + rh @ starts
+    return O, S, U, starts
+
+
+def _decay_factors(wd, ct):
+    """``exp(lex)``, ``exp(lam)``, ``exp(-lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` in ``ct``.
+
+    The exponents are formed in float64 (``wd`` is float64), the exponentials in ``ct``.
+    """
+    lam = torch.cumsum(wd, dim=-2)
+    lam_T = lam[..., -1:, :]
+    return tuple(torch.exp(x.to(ct)) for x in (lam - wd, lam, -lam, lam_T - lam, lam_T))
+
+
+def _reverse_cumsum(x, dim):
+    return x.sum(dim, keepdim=True) - x.cumsum(dim) + x
+
+
+class _OneBlockChunks(torch.autograd.Function):
+    """Chunked RWKV-7 with one factorisation point per chunk, and a hand-written backward.
+
+    Inputs are chunked ``(b, H, nc, T, .)`` (``wd`` float64), ``S0`` ``(b, H, K, V)``.  With
+    ``rows = [a^, r^]``, ``cols = [k^, -b^]`` (``x^ = x o exp(+-lam)``), ``M = rows cols^T``
+    masked holds ``A_ak, -A_ab, A_rk, -A_rb``; ``Inv = (I - A_ab)^{-1}`` (from a triangular
+    solve against the identity) gives ``X = Inv [A_ak V | a^]``.  Backward, chunk adjoints
+    ``dS`` passed from the last chunk to the first: ``dU_c = A_rb^T g + b~ dS_{c+1}``,
+    ``dS_c = e^{lam_T} o dS_{c+1} + r^^T g + W^T dU_c``; then ``dX = [dU | dU S_c^T]`` goes back
+    through the solve (``dR = Inv^T dX``, ``dA_ab = dR X^T``), the four matrices back to
+    ``rows`` and ``cols``, and every ``x^`` to ``x`` and to the cumulative log-decays, whose
+    reverse cumulative sum is ``dw``.
+    """
+
+    @staticmethod
+    def forward(ctx, r, wd, k, v, a, b, S0):
+        ct = r.dtype
+        T, V = r.shape[-2], v.shape[-1]
+        Ea, Er, Ec, Et, eT = _decay_factors(wd, ct)
+        lead = r.shape[:-2]
+        rows, cols = r.new_empty(*lead, 2 * T, r.shape[-1]), r.new_empty(*lead, 2 * T, r.shape[-1])
+        ah, rh = torch.mul(a, Ea, out=rows[..., :T, :]), torch.mul(r, Er, out=rows[..., T:, :])
+        torch.mul(k, Ec, out=cols[..., :T, :])
+        torch.mul(b, Ec, out=cols[..., T:, :]).neg_()
+        kt, bt = k * Et, b * Et
+        M = (rows @ cols.mT).mul_(_quarter_masks(T, ct, r.device))
+        A_ak, N_ab, A_rk, N_rb = _quarters(M, T)
+        eye = torch.eye(T, dtype=ct, device=r.device).expand_as(N_ab)
+        inv = torch.linalg.solve_triangular(N_ab, eye, upper=False, unitriangular=True)
+        X = inv @ torch.cat([A_ak @ v, ah], -1)
+        O, S, U, starts = _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S0, inplace=True)
+        ctx.save_for_backward(v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT)
+        ctx.set_materialize_grads(False)
+        return O, S
+
+    @staticmethod
+    def backward(ctx, gO, gS):
+        v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT = ctx.saved_tensors
+        T, V = v.shape[-2], v.shape[-1]
+        nc = U.shape[2]
+        if gO is None:
+            gO = torch.zeros_like(U)
+        A_ak, N_ab, A_rk, N_rb = _quarters(M, T)
+        ah, rh = rows[..., :T, :], rows[..., T:, :]
+        kh, nbh = cols[..., :T, :], cols[..., T:, :]
+        W = X[..., V:]
+        P = N_rb.mT @ gO  # -dU from the outputs
+        Q = rh.mT @ gO  # dS_c from the outputs
+        dS = torch.zeros_like(starts[:, :, 0]) if gS is None else gS.to(starts.dtype)
+        dSn, dU = torch.empty_like(starts), torch.empty_like(U)
+        for c, (P_c, Q_c, bt_c, W_c, e_c) in zip(range(nc - 1, -1, -1),
+                                                  zip(*(t.unbind(2)[::-1] for t in (P, Q, bt, W, eT)))):
+            dSn[:, :, c] = dS
+            dU_c = bt_c @ dS - P_c
+            dU[:, :, c] = dU_c
+            dS = torch.addcmul(Q_c, e_c.mT, dS) + W_c.mT @ dU_c
+        # through the state passing and the outputs
+        vU = torch.cat([v, U], -2)  # (.., 2T, V)
+        d_kt_bt = vU @ dSn.mT  # [dk~; db~]
+        deT = (dSn * starts).sum(-1).unsqueeze(-2)  # (.., 1, K)
+        d_rh_W = torch.cat([gO, dU], -2) @ starts.mT  # [dr^ from g S_c^T; dW]
+        dX = torch.cat([dU, d_rh_W[..., T:, :]], -1)
+        dR = inv.mT @ dX
+        dR_v = dR[..., :V]
+        # dM of M = [[A_ak, -A_ab], [A_rk, -A_rb]], masked
+        dM = torch.cat([torch.cat([dR_v @ v.mT, -(dR @ X.mT)], -1), gO @ vU.mT], -2)
+        dM[..., T:, T:] *= -1
+        dM.mul_(_quarter_masks(T, dM.dtype, dM.device))
+        dv = kt @ dSn + A_rk.mT @ gO + A_ak.mT @ dR_v
+        drows = dM @ cols
+        dcols = dM.mT @ rows
+        dah = drows[..., :T, :] + dR[..., V:]
+        drh = drows[..., T:, :] + d_rh_W[..., :T, :]
+        dkh, dnbh = dcols[..., :T, :], dcols[..., T:, :]  # dnbh = d(-b^)
+        dkt, dbt = d_kt_bt[..., :T, :], d_kt_bt[..., T:, :]
+        dr, da = drh * Er, dah * Ea
+        dk = torch.addcmul(dkh * Ec, dkt, Et)
+        db = torch.addcmul(dbt * Et, dnbh, Ec, value=-1.0)
+        # d lam of every factor exp(+-lam ...), d lex of a^
+        dlex = dah * ah
+        tail = torch.addcmul(dkt * kt, dbt, bt)  # d(lam_T - lam) of k~ and b~
+        dlam = (drh * rh).addcmul_(dkh, kh, value=-1.0).addcmul_(dnbh, nbh, value=-1.0).sub_(tail).add_(dlex)
+        dlam[..., -1:, :] += tail.sum(-2, keepdim=True) + deT * eT
+        dlam, dlex = dlam.double(), dlex.double()
+        dwd = _reverse_cumsum(dlam, -2) - dlex
+        return dr, dwd, dk, dv, da, db, (dS if ctx.needs_input_grad[6] else None)
+
+
 def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
     """Outputs ``(batch, heads, L, V)`` (in ``ct``) and final state ``(batch, heads, K, V)``."""
     bsz, H, L, K = r.shape
@@ -112,7 +255,6 @@ def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
     dev = r.device
     nc = (L + T - 1) // T
     pad = nc * T - L
-    Ts = T
 
     def chunked(x):  # (b, H, L, d) -> (b, H, nc, T, d), zero padded: padding leaves S unchanged
         x = x.to(ct)
@@ -124,29 +266,18 @@ def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
     # cumulative log-decays in float64: exponents are differences of them, and in float32 a
     # long strong decay would leave only a few correct digits in each difference
     wd = F.pad(w.to(torch.float64), (0, 0, 0, pad)).reshape(bsz, H, nc, T, K)
-    lam = torch.cumsum(wd, dim=-2)  # inclusive, <= 0
-    lex = lam - wd
-    # one factorisation point per chunk when the chunk's total decay allows it
-    if float(-lam[..., -1, :].detach().amin()) > SAFE_SPAN.get(ct, 60.0):
-        Ts = sub_block(T)
-    M = pair_matrices(torch.stack([ac, rc], -3), torch.stack([lex, lam], -3),
-                      torch.stack([kc, bc], -3), lam, (True, False), Ts, ct)
-    A_ak, A_ab, A_rk, A_rb = M[..., 0, 0, :, :], M[..., 0, 1, :, :], M[..., 1, 0, :, :], M[..., 1, 1, :, :]
-    rhs = torch.cat([A_ak @ vc, ac * torch.exp(lex.to(ct))], dim=-1)
-    # (I - A_ab) X = rhs: A_ab is strictly lower, the unit diagonal is implied
-    X = torch.linalg.solve_triangular(-A_ab, rhs, upper=False, unitriangular=True)
-    U_loc, W = X[..., :V], X[..., V:]
-    O_loc = A_rk @ vc + A_rb @ U_loc
-    R_s = rc * torch.exp(lam.to(ct)) + A_rb @ W  # (b, H, nc, T, K)
-    lam_T = lam[..., -1:, :]  # (b, H, nc, 1, K)
-    tail = torch.exp((lam_T - lam).to(ct))
-    kt, bt = (kc * tail).transpose(-1, -2), (bc * tail).transpose(-1, -2)  # (b, H, nc, K, T)
-    trans = torch.diag_embed(torch.exp(lam_T[..., 0, :].to(ct))) + bt @ W  # (b, H, nc, K, K)
-    inject = kt @ vc + bt @ U_loc  # (b, H, nc, K, V)
-    S = torch.zeros(bsz, H, K, V, dtype=ct, device=dev) if state0 is None else state0.to(ct)
-    starts = []
-    for c in range(nc):
-        starts.append(S)
-        S = torch.matmul(trans[:, :, c], S) + inject[:, :, c]
-    o = O_loc + R_s @ torch.stack(starts, dim=2)
+    S0 = torch.zeros(bsz, H, K, V, dtype=ct, device=dev) if state0 is None else state0.to(ct)
+    span = float(-wd.detach().sum(-2).amin())  # largest total log-decay of a chunk
+    if span <= SAFE_SPAN.get(ct, 60.0):
+        o, S = _OneBlockChunks.apply(rc, wd, kc, vc, ac, bc, S0)
+    else:  # sub-blocks (and pairwise diagonal blocks), differentiated by autograd
+        lam = torch.cumsum(wd, dim=-2)
+        lex = lam - wd
+        M = pair_matrices(torch.stack([ac, rc], -3), torch.stack([lex, lam], -3),
+                          torch.stack([kc, bc], -3), lam, (True, False), sub_block(T), ct)
+        Ea, Er, _, Et, eT = _decay_factors(wd, ct)
+        rhs = torch.cat([M[..., 0, 0, :, :] @ vc, ac * Ea], -1)
+        X = torch.linalg.solve_triangular(-M[..., 0, 1, :, :], rhs, upper=False, unitriangular=True)
+        o, S, _, _ = _chunk_core(X, M[..., 1, 0, :, :], -M[..., 1, 1, :, :], rc * Er, kc * Et,
+                                 bc * Et, eT, vc, S0)
     return o.reshape(bsz, H, nc * T, V)[:, :, :L], S

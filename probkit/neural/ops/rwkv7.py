@@ -74,13 +74,14 @@ class _RWKV7Triton(torch.autograd.Function):
 def _reference(r, w, k, v, a, b, state0):
     """The recurrence by a per-step loop (the oracle of the tests)."""
     ct = compute_dtype(r, w, k, v, a, b, state0)
-    bsz, H, L, K = r.shape
+    bsz, H, _, K = r.shape
     V = v.shape[-1]
     rr, ww, kk, vv, aa, bb = (x.to(ct) for x in (r, w, k, v, a, b))
     S = torch.zeros(bsz, H, K, V, dtype=ct, device=r.device) if state0 is None else state0.to(ct)
     outs = []
-    for t in range(L):
-        o, S = _step(S, rr[:, :, t], ww[:, :, t], kk[:, :, t], vv[:, :, t], aa[:, :, t], bb[:, :, t])
+    # unbind once: indexing step by step would make autograd write a full-size gradient per step
+    for step in zip(*(x.unbind(2) for x in (rr, ww, kk, vv, aa, bb))):
+        o, S = _step(S, *step)
         outs.append(o)
     return torch.stack(outs, dim=2), S
 
@@ -142,7 +143,7 @@ def rwkv7(r, w, k, v, a, b, initial_state=None, return_last_state=False, backend
     backend : {"auto", "reference", "cpu", "triton"}, default "auto"
         ``"auto"`` uses Triton for CUDA tensors and ``"cpu"`` otherwise.
     chunk_size : int, optional
-        Steps per chunk of the ``cpu`` path (default 64, at most ``L``); results do not
+        Steps per chunk of the ``cpu`` path (default 32, at most ``L``); results do not
         depend on it beyond rounding.
 
     Returns
