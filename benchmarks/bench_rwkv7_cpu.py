@@ -8,8 +8,8 @@ Problem: batch 2, 4 heads x head size 64 (= 256 channels), float32, RWKV-7's inp
   ``S <- (diag(e^w) + b a^T) S + k v^T`` per time index, differentiated by autograd;
 * ``fla naive`` -- flash-linear-attention's pure-torch ``dplr_recurrence`` (the reference
   loop of its RWKV-7 kernels, autograd), when ``fla`` is installed;
-* ``cpu`` -- ``rwkv7(..., backend="cpu")``: the chunked WY form (chunk 64), autograd through
-  its batched triangular solves and matrix products.
+* ``cpu`` -- ``rwkv7(..., backend="cpu")``: the chunked WY form (chunk 32) with its
+  hand-written backward.
 
 "fwd" runs under ``torch.no_grad()``; "fwd+bwd" is a forward with autograd and the backward of
 a fixed random linear loss to r, w, k, v, a and b.  The implementations of one (L, mode) are
@@ -38,7 +38,7 @@ def _parse():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=32)
     return ap.parse_args()
 
 

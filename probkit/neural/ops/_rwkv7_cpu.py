@@ -39,8 +39,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: largest log-decay sum over one sub-block for which the diagonal blocks are factored
-SAFE_SPAN = {torch.float32: 60.0, torch.float64: 600.0}
+#: largest log-decay sum over a block for which its weights are factored: beyond, float32
+#: factors lose digits (their error grows with the exponents) and float64 ones could overflow
+SAFE_SPAN = {torch.float32: 30.0, torch.float64: 600.0}
 DEFAULT_CHUNK = 32
 MAX_SUB = 16
 
@@ -72,7 +73,7 @@ def pair_matrices(rowv, rowlam, colv, collam, strict_rows, Ts, ct):
     # log-decay just before each sub-block (0 before the first): the factorisation points
     ends = collam[..., Ts - 1::Ts, :]  # (..., ns, K)
     starts = F.pad(ends[..., :-1, :], (0, 0, 1, 0))
-    factored_diag = Ts == 1 or float((starts - ends).detach().amax()) <= SAFE_SPAN.get(ct, 60.0)
+    factored_diag = Ts == 1 or float((starts - ends).detach().amax()) <= SAFE_SPAN.get(ct, 30.0)
     blk = torch.arange(T, device=dev) // Ts
     own = torch.arange(ns, device=dev)[:, None]
     keep = (blk[None, :] <= own) if factored_diag else (blk[None, :] < own)  # (ns, T)
@@ -146,14 +147,22 @@ def _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S, inplace=False):
     return O, S, U, starts
 
 
-def _decay_factors(wd, ct):
+def _decay_factors(lam, ct, one_block):
     """``exp(lex)``, ``exp(lam)``, ``exp(-lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` in ``ct``.
 
-    The exponents are formed in float64 (``wd`` is float64), the exponentials in ``ct``.
+    ``lam`` (float64) is the inclusive cumulative log-decay in each chunk.  One exponential
+    does: ``exp(lex_t) = exp(lam_{t-1})`` and, when the chunk's total decay is within
+    :data:`SAFE_SPAN` (``one_block``), ``exp(-lam) = 1 / exp(lam)`` and ``exp(lam_T - lam) =
+    exp(lam_T) exp(-lam)``; otherwise ``exp(-lam)`` could overflow: it is not formed
+    (``None``) and ``exp(lam_T - lam)`` is an exponential of its own.
     """
-    lam = torch.cumsum(wd, dim=-2)
-    lam_T = lam[..., -1:, :]
-    return tuple(torch.exp(x.to(ct)) for x in (lam - wd, lam, -lam, lam_T - lam, lam_T))
+    Er = torch.exp(lam.to(ct))
+    Ea = F.pad(Er[..., :-1, :], (0, 0, 1, 0), value=1.0)
+    eT = Er[..., -1:, :]
+    if one_block:
+        Ec = torch.reciprocal(Er)
+        return Ea, Er, Ec, eT * Ec, eT
+    return Ea, Er, None, torch.exp((lam[..., -1:, :] - lam).to(ct)), eT
 
 
 def _reverse_cumsum(x, dim):
@@ -163,7 +172,8 @@ def _reverse_cumsum(x, dim):
 class _OneBlockChunks(torch.autograd.Function):
     """Chunked RWKV-7 with one factorisation point per chunk, and a hand-written backward.
 
-    Inputs are chunked ``(b, H, nc, T, .)`` (``wd`` float64), ``S0`` ``(b, H, K, V)``.  With
+    Inputs are chunked ``(b, H, nc, T, .)``, ``S0`` is ``(b, H, K, V)`` and ``lam`` the
+    (float64, not differentiated) cumulative sums of ``w`` inside the chunks.  With
     ``rows = [a^, r^]``, ``cols = [k^, -b^]`` (``x^ = x o exp(+-lam)``), ``M = rows cols^T``
     masked holds ``A_ak, -A_ab, A_rk, -A_rb``; ``Inv = (I - A_ab)^{-1}`` (from a triangular
     solve against the identity) gives ``X = Inv [A_ak V | a^]``.  Backward, chunk adjoints
@@ -175,10 +185,10 @@ class _OneBlockChunks(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, r, wd, k, v, a, b, S0):
+    def forward(ctx, r, w, k, v, a, b, S0, lam):
         ct = r.dtype
         T, V = r.shape[-2], v.shape[-1]
-        Ea, Er, Ec, Et, eT = _decay_factors(wd, ct)
+        Ea, Er, Ec, Et, eT = _decay_factors(lam, ct, one_block=True)
         lead = r.shape[:-2]
         rows, cols = r.new_empty(*lead, 2 * T, r.shape[-1]), r.new_empty(*lead, 2 * T, r.shape[-1])
         ah, rh = torch.mul(a, Ea, out=rows[..., :T, :]), torch.mul(r, Er, out=rows[..., T:, :])
@@ -243,9 +253,8 @@ class _OneBlockChunks(torch.autograd.Function):
         tail = torch.addcmul(dkt * kt, dbt, bt)  # d(lam_T - lam) of k~ and b~
         dlam = (drh * rh).addcmul_(dkh, kh, value=-1.0).addcmul_(dnbh, nbh, value=-1.0).sub_(tail).add_(dlex)
         dlam[..., -1:, :] += tail.sum(-2, keepdim=True) + deT * eT
-        dlam, dlex = dlam.double(), dlex.double()
-        dwd = _reverse_cumsum(dlam, -2) - dlex
-        return dr, dwd, dk, dv, da, db, (dS if ctx.needs_input_grad[6] else None)
+        dw = _reverse_cumsum(dlam, -2).sub_(dlex)
+        return dr, dw, dk, dv, da, db, (dS if ctx.needs_input_grad[6] else None), None
 
 
 def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
@@ -267,15 +276,15 @@ def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
     # long strong decay would leave only a few correct digits in each difference
     wd = F.pad(w.to(torch.float64), (0, 0, 0, pad)).reshape(bsz, H, nc, T, K)
     S0 = torch.zeros(bsz, H, K, V, dtype=ct, device=dev) if state0 is None else state0.to(ct)
-    span = float(-wd.detach().sum(-2).amin())  # largest total log-decay of a chunk
-    if span <= SAFE_SPAN.get(ct, 60.0):
-        o, S = _OneBlockChunks.apply(rc, wd, kc, vc, ac, bc, S0)
+    lam = torch.cumsum(wd.detach(), dim=-2)  # inclusive, <= 0
+    if float(-lam[..., -1, :].amin()) <= SAFE_SPAN.get(ct, 30.0):  # every chunk's total decay
+        o, S = _OneBlockChunks.apply(rc, chunked(w), kc, vc, ac, bc, S0, lam)
     else:  # sub-blocks (and pairwise diagonal blocks), differentiated by autograd
         lam = torch.cumsum(wd, dim=-2)
         lex = lam - wd
         M = pair_matrices(torch.stack([ac, rc], -3), torch.stack([lex, lam], -3),
                           torch.stack([kc, bc], -3), lam, (True, False), sub_block(T), ct)
-        Ea, Er, _, Et, eT = _decay_factors(wd, ct)
+        Ea, Er, _, Et, eT = _decay_factors(lam, ct, one_block=False)
         rhs = torch.cat([M[..., 0, 0, :, :] @ vc, ac * Ea], -1)
         X = torch.linalg.solve_triangular(-M[..., 0, 1, :, :], rhs, upper=False, unitriangular=True)
         o, S, _, _ = _chunk_core(X, M[..., 1, 0, :, :], -M[..., 1, 1, :, :], rc * Er, kc * Et,
