@@ -18,20 +18,18 @@ after which the outputs and the final state of the chunk are matrix products::
     O   = A_rk V + A_rb U + (r o exp(lam)) S_0        A_r*[t, s]: r_t, exp(lam_t - lam_s), s <= t
     S_T = diag(exp(lam_T)) S_0 + (k o exp(lam_T - lam))^T V + (b o exp(lam_T - lam))^T U
 
-With ``W = (I - A_ab)^{-1} (a o exp(lex))`` and ``U_loc = (I - A_ab)^{-1} A_ak V``, neither
-depending on ``S_0``, a chunk maps its entering state affinely, ``S_T = M S_0 + C`` with
-``M = diag(exp(lam_T)) + (b o exp(lam_T - lam))^T W``, and its outputs are
-``O = O_loc + R S_0`` with ``R = r o exp(lam) + A_rb W``.  All of it is computed for every
-chunk at once; only the state passing ``S <- M S + C`` (one ``K x K`` by ``K x V`` product
-per chunk) runs chunk after chunk.
+With ``[U_loc | W] = (I - A_ab)^{-1} [A_ak V | a o exp(lex)]``, computed for every chunk at
+once, a chunk's ``U = U_loc + W S_0``: only that product and the state update run chunk after
+chunk; the outputs are again formed for all chunks at once.
 
-The four ``T x T`` matrices ``A_**`` come from one batched matrix product per sub-block of
-``Ts <= 16`` rows, with no overflow whatever the decay: each weight ``exp(x_t - lam_s)`` is
-factored at the start ``e`` of the row's sub-block, ``exp(x_t - lam_e) exp(lam_e - lam_s)``.
-The row factor is ``<= 1``; so is the column factor for columns in earlier sub-blocks, and in
-the row's own sub-block it is at most ``exp(-(sum of w over Ts steps))``.  When that sum could
-overflow (beyond :data:`SAFE_SPAN`), the diagonal sub-blocks use pairwise ``(Ts, Ts, K)``
-weights instead.  Gradients come from autograd through these operations.
+The four ``T x T`` matrices come from one matrix product ``[a^; r^] [k^; -b^]^T`` of the
+vectors scaled by ``exp(+-lam)``, factored at the chunk start, when the total log-decay of
+every chunk is within :data:`SAFE_SPAN` (always for RWKV-7's decays at the default chunk of
+32); that path has a hand-written backward (:class:`_OneBlockChunks`).  Otherwise the chunk is
+split into sub-blocks of ``Ts <= 16`` steps, each weight ``exp(x_t - lam_s)`` is factored at
+the start of the row's sub-block (both factors bounded), with pairwise ``(Ts, Ts, K)``
+weights inside the diagonal sub-blocks when even a sub-block's decay is too large
+(:func:`pair_matrices`); that path is differentiated by autograd.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ Three implementations share these semantics:
 ``reference``
     a per-step Python loop (float64 for float64 inputs), differentiated by autograd;
 ``cpu``
-    the chunked WY form (:mod:`._rwkv7_cpu`): triangular solves and matrix products inside
-    chunks, the state passed between chunks; differentiated by autograd; runs on any device;
+    the chunked WY form (:mod:`._rwkv7_cpu`): a triangular solve and matrix products inside
+    chunks, the state passed between chunks; hand-written backward (autograd for extreme
+    decays); runs on any device;
 ``triton``
     recurrent Triton kernels (:mod:`._rwkv7_triton`), forward and backward, behind one
     :class:`torch.autograd.Function`; on CUDA tensors, or on CPU tensors under
