@@ -51,6 +51,7 @@ API_MODULES = [
     ("probkit.hmm", "Hidden Markov models"),
     ("probkit.ssm", "State-space models"),
     ("probkit.vi", "Variational inference"),
+    ("probkit.topics", "Topic models"),
     ("probkit.neural", "Neural sequence models"),
     ("probkit.neural.layers", "Neural sequence layers"),
     ("probkit.neural.ops", "Neural sequence operators"),
@@ -62,6 +63,9 @@ API_MODULES = [
     ("probkit.distributed", "Distributed fitting"),
     ("probkit.plotting", "Plotting"),
     ("probkit.datasets", "Data sets"),
+    ("probkit.compat.hmmlearn.hmm", "hmmlearn compatibility: hmm"),
+    ("probkit.compat.hmmlearn.vhmm", "hmmlearn compatibility: vhmm"),
+    ("probkit.compat.hmmlearn.base", "hmmlearn compatibility: base"),
     ("probkit.cli", "Command line"),
 ]
 

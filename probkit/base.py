@@ -7,12 +7,25 @@ torch tensors, outputs are numpy arrays.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probkit.utils._array import resolve_device, resolve_dtype
+
+__all__ = ["COMPUTE_CONSTRAINTS", "Interval", "ProbkitEstimator", "StrOptions", "positive_int", "non_negative_int",
+           "non_negative_real"]
+
+#: Constraint lists shared by many estimators (scikit-learn's declarative vocabulary).
+positive_int = [Interval(Integral, 1, None, closed="left")]
+non_negative_int = [Interval(Integral, 0, None, closed="left")]
+non_negative_real = [Interval(Real, 0, None, closed="left")]
+#: ``device`` and ``dtype`` of estimators that compute with torch (resolved by ``_compute_setup``).
+COMPUTE_CONSTRAINTS = {"device": [None, str, torch.device], "dtype": [None, str, torch.dtype]}
 
 
 def _tensor_to_numpy(X):
@@ -35,6 +48,19 @@ class ProbkitEstimator(BaseEstimator):
     """
 
     _default_dtype = torch.float64
+
+    #: scikit-learn's declarative parameter constraints, checked by :meth:`_validate_params`
+    #: once per ``fit`` (one vocabulary and one error style for every estimator).
+    _parameter_constraints: dict = {}
+
+    def _validate_params(self):
+        """Check the constructor parameters against ``_parameter_constraints``.
+
+        Raises scikit-learn's ``InvalidParameterError`` (a ``ValueError`` and a
+        ``TypeError``) naming the parameter, the estimator and what was expected.
+        """
+        validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False),
+                                       caller_name=type(self).__name__)
 
     #: Instance attributes that :meth:`save` leaves out (caches, optimiser state, ...).
     _io_exclude: tuple = ()

@@ -156,7 +156,7 @@ _ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # Subpackages searched for estimator and distribution classes named in a file that are
 # not imported yet (imported only if they exist in this installation).
 _CLASS_PACKAGES = ("probkit", "probkit.distributions", "probkit.mixture", "probkit.hmm", "probkit.vi",
-                   "probkit.neural")
+                   "probkit.neural", "probkit.topics")
 
 
 class ModelFileError(ValueError):
@@ -648,7 +648,7 @@ def _torch_dtype(name):
 # ---------------------------------------------------------------------------- built-in types
 def _register_builtin_types():
     from probkit.distributions.independent import Independent
-    from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
+    from probkit.components import BatchedComponents, ComponentList, FeatureProductComponents
     from probkit.utils.monitor import ConvergenceMonitor
 
     roots = _distribution_roots()

@@ -7,7 +7,7 @@ import torch
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 
-__all__ = ["Dirichlet", "inverse_digamma"]
+__all__ = ["Dirichlet", "dirichlet_expected_log", "inverse_digamma"]
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -45,6 +45,20 @@ def inverse_digamma(y, tol=1e-14, max_iter=50):
         if done:
             break
     return x
+
+
+def dirichlet_expected_log(concentration):
+    """``E[log p]`` under ``Dirichlet(concentration)`` along the last axis: ``digamma(a) - digamma(sum a)``.
+
+    The expected log-probabilities that variational Bayes plugs in for ``log p`` (a single
+    category gives 0). Tensor in, tensor out.
+
+    Examples
+    --------
+    >>> dirichlet_expected_log(torch.tensor([1.0, 1.0], dtype=torch.float64)).tolist()
+    [-1.0, -1.0]
+    """
+    return torch.digamma(concentration) - torch.digamma(concentration.sum(-1, keepdim=True))
 
 
 class Dirichlet(ExponentialFamily):
@@ -150,7 +164,7 @@ class Dirichlet(ExponentialFamily):
 
     def _mean_parameters(self):
         alpha = self._params["concentration"]
-        mean_log = torch.digamma(alpha) - torch.digamma(alpha.sum(-1, keepdim=True))
+        mean_log = dirichlet_expected_log(alpha)
         return {"log_x": mean_log.expand(*self._batch_shape, alpha.shape[-1])}
 
     def _params_from_mean(self, mean, stats=None):

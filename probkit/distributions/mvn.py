@@ -2,16 +2,84 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from probkit.distributions.base import LOG_2PI, ExponentialFamily, SufficientStats
 from probkit.utils._linalg import cholesky
 
-__all__ = ["MultivariateNormal", "COVARIANCE_TYPES"]
+__all__ = ["COVARIANCE_TYPES", "MultivariateNormal", "check_covariance_type", "covariance_shape", "full_covariances",
+           "n_covariance_parameters", "precision_cholesky"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 _COV_EVENT_NDIM = {"full": 2, "tied": 2, "diag": 1, "spherical": 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# Covariance types: everything that depends on the type string, as functions keyed by it
+# (estimators ask these instead of dispatching on the string themselves).
+# ---------------------------------------------------------------------------------------------
+
+def check_covariance_type(covariance_type, name="covariance_type"):
+    """Return ``covariance_type`` or raise ``ValueError`` naming the allowed values.
+
+    Examples
+    --------
+    >>> check_covariance_type("diag")
+    'diag'
+    >>> check_covariance_type("dense")
+    Traceback (most recent call last):
+    ...
+    ValueError: covariance_type must be one of ('full', 'diag', 'spherical', 'tied'), got 'dense'
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"{name} must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    return covariance_type
+
+
+def covariance_shape(covariance_type, n_components, n_features):
+    """Shape of the covariances (and precisions) of ``n_components`` Gaussians of one type.
+
+    Examples
+    --------
+    >>> [covariance_shape(t, 3, 2) for t in COVARIANCE_TYPES]
+    [(3, 2, 2), (3, 2), (3,), (2, 2)]
+    """
+    k, d = n_components, n_features
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+
+def n_covariance_parameters(covariance_type, n_components, n_features):
+    """Free parameters of the covariances of ``n_components`` Gaussians of one type.
+
+    Examples
+    --------
+    >>> [n_covariance_parameters(t, 3, 2) for t in COVARIANCE_TYPES]
+    [9, 6, 3, 3]
+    """
+    k, d = n_components, n_features
+    return {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d, "spherical": k}[covariance_type]
+
+
+def full_covariances(covariances, covariance_type, n_components, n_features):
+    """Covariances of any type as full matrices, shape ``(n_components, n_features, n_features)`` (numpy).
+
+    Examples
+    --------
+    >>> full_covariances(np.array([[1.0, 2.0]]), "diag", 1, 2)
+    array([[[1., 0.],
+            [0., 2.]]])
+    """
+    cov = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return np.repeat(cov[None], n_components, axis=0)
+    eye = np.eye(n_features)
+    if covariance_type == "diag":
+        return cov[:, :, None] * eye
+    return cov[:, None, None] * eye
 
 _ILL_DEFINED = (
     "the covariance of some component is not positive definite (for instance caused by "
@@ -85,8 +153,7 @@ class MultivariateNormal(ExponentialFamily):
     event_ndim = 1
 
     def __init__(self, mean=None, covariance=None, covariance_type="full", reg_covar=0.0, stats_shift=None):
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+        check_covariance_type(covariance_type)
         if not reg_covar >= 0:
             raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
         self.covariance_type = covariance_type
@@ -239,8 +306,8 @@ class MultivariateNormal(ExponentialFamily):
 
     def _n_free_parameters(self):
         d = self._params["mean"].shape[-1]
-        cov = {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[self.covariance_type]
-        return d + cov
+        # a tied covariance is counted once for the whole batch (_n_free_parameters_total)
+        return d + (0 if self.covariance_type == "tied" else n_covariance_parameters(self.covariance_type, 1, d))
 
     def _n_free_parameters_total(self):
         total = super()._n_free_parameters_total()

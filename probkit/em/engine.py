@@ -141,7 +141,8 @@ def em_hooks(all_reduce=None, after_init=None):
 
 def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_start=False,
            initial_objective=-math.inf, objective="mean", verbose=0, desc="EM",
-           all_reduce=None, monitor_factory=ConvergenceMonitor, warn_not_converged=True, signed_gain=False):
+           all_reduce=None, monitor_factory=ConvergenceMonitor, warn_not_converged=True, signed_gain=False,
+           warning_lead=None):
     """Run EM ``n_init`` times on ``model`` and leave it in the state of the best run.
 
     Parameters
@@ -175,6 +176,9 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
     signed_gain : bool, default=False
         ``False``: converged when ``|gain| < tol`` (scikit-learn). ``True``: converged when
         ``gain < tol``, so a (numerical) decrease also stops the fit (hmmlearn).
+    warning_lead : str, optional
+        A sentence put before the ``ConvergenceWarning``'s account of the stop (a peer's
+        wording that users filter on).
 
     Returns
     -------
@@ -233,9 +237,7 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
         gain = best.monitor.gain if best.monitor is not None else math.nan
         last = (f"the last gain of the objective was {gain:.4g}, above tol={tol}" if math.isfinite(gain)
                 else "one iteration measures no gain")
-        warn_user(
-            f"{desc} did not converge in {max_iter} iteration{'s' if max_iter > 1 else ''}: {last}; increase "
-            "max_iter/n_iter or tol, try other initial parameters, or check for degenerate data",
-            ConvergenceWarning,
-        )
+        detail = (f"{desc} did not converge in {max_iter} iteration{'s' if max_iter > 1 else ''}: {last}; "
+                  "increase max_iter/n_iter or tol, try other initial parameters, or check for degenerate data")
+        warn_user(f"{warning_lead} ({detail})" if warning_lead else detail, ConvergenceWarning)
     return best

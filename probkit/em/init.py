@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INIT_METHODS", "initial_responsibilities"]
+__all__ = ["INIT_METHODS", "INIT_SMOOTHING", "initial_responsibilities"]
+
+# Initial hard assignments are blended with this much uniform weight (by the models fitted
+# from responsibilities of any family) so that every component starts from all of the data:
+# a Gamma or Normal fitted to a cluster of equal values would otherwise be degenerate.
+INIT_SMOOTHING = 0.1
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 import torch
 from scipy import linalg
 from sklearn.exceptions import NotFittedError
 
-from probkit.base import ProbkitEstimator
+from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
 from probkit.em.engine import EStepResult, run_em
-from probkit.inference import forward_backward, forward_filter, sample_markov_chain, viterbi
+from probkit.inference import sample_markov_chain
+from probkit.inference._lazy_numba import numba_backend
+from probkit.inference.concatenated import ForwardBackwardResult, _forward_backward, _forward_filter, _viterbi
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
-from probkit.utils.sequences import check_y_slot, keyword_lengths
+from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_lengths, check_stochastic
+from probkit.utils.validation import check_nonnegative_integers, check_stochastic
 from probkit.utils._warnings import warn_user
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
@@ -39,18 +42,37 @@ class EmptyStateWarning(UserWarning):
 
 @dataclass
 class HMMData:
-    """Validated sequences as the EM hooks see them."""
+    """Validated sequences as the EM hooks see them (checked once per public call).
+
+    ``x``, ``observed`` and ``label_mask`` are numpy arrays on the CPU fast path (float64,
+    numba kernels) and torch tensors on the compute device otherwise.
+    """
 
     X: np.ndarray                  # (n_samples, n_features) numpy, NaN where missing
-    x: torch.Tensor                # the same on the compute device / dtype
+    x: object                      # the same, NaN replaced by 0, as numpy float64 or a torch tensor
     lengths: np.ndarray            # (n_sequences,)
-    observed: torch.Tensor | None  # (n_samples, n_features) bool, None when nothing is missing
-    label_mask: torch.Tensor | None  # (n_samples, K) 0 / -inf from state_labels, None without labels
+    observed: object               # (n_samples, n_features) bool, None when nothing is missing
+    label_mask: object             # (n_samples, K) 0 / -inf from state_labels, None without labels
+
+    @property
+    def numpy(self):
+        return isinstance(self.x, np.ndarray)
+
+
+def _log_probs(p):
+    """``log p`` with ``log 0 = -inf`` (structural zeros), without numpy's divide warning."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.min() > 0:
+        return np.log(p)
+    with np.errstate(divide="ignore"):
+        return np.log(p)
 
 
 def _normalize_rows(counts, previous, name):
     """Normalise rows of non-negative counts; a row with no mass keeps its previous values."""
     sums = counts.sum(-1, keepdims=True)
+    if sums.min() > 0:
+        return counts / sums
     empty = (sums == 0).reshape(-1)
     out = np.where(sums > 0, counts / np.where(sums > 0, sums, 1.0), previous)
     if empty.any():
@@ -102,8 +124,27 @@ class BaseHMM(ProbkitEstimator):
     ``_sample_emissions``, ``_emission_n_parameters``.
     """
 
+    _parameter_constraints = {
+        "n_components": positive_int,
+        "startprob_prior": ["array-like", Real],
+        "transmat_prior": ["array-like", Real],
+        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
+        "random_state": ["random_state"],
+        "n_iter": non_negative_int,
+        "tol": [Real],
+        "n_init": positive_int,
+        "verbose": ["verbose"],
+        "params": [str],
+        "init_params": [str],
+        "implementation": [StrOptions(set(IMPLEMENTATIONS))],
+        "missing": [StrOptions(set(MISSING_MODES))],
+        **COMPUTE_CONSTRAINTS,
+    }
+
     _emission_letters = ""
     _supports_missing = False
+    #: Whether the emission model also runs on numpy arrays (the CPU float64 fast path).
+    _numpy_emissions = False
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, algorithm="viterbi",
                  random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params=string.ascii_letters,
@@ -127,29 +168,16 @@ class BaseHMM(ProbkitEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_options(self):
-        k = self.n_components
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_components must be a positive integer, got {k!r}")
-        if self.algorithm not in DECODER_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {self.algorithm!r}")
-        if self.implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
-        if self.missing not in MISSING_MODES:
-            raise ValueError(f"missing must be one of {MISSING_MODES}, got {self.missing!r}")
+        """The constraints (``_parameter_constraints``), then what depends on several parameters."""
+        self._validate_params()
         if self.missing == "marginalize" and not self._marginalizes_missing():
             raise ValueError(
                 f"missing='marginalize' is not supported by {type(self).__name__} with these options; "
                 "it needs a per-feature emission (diag/spherical Gaussian, Poisson, or a product family)"
             )
-        if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 0:
-            raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
-        if not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
-            raise ValueError(f"n_init must be a positive integer, got {self.n_init!r}")
         allowed = set("st" + self._emission_letters)
         for name in ("params", "init_params"):
             value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be a string of parameter letters, got {type(value).__name__}")
             if value != string.ascii_letters:
                 unknown = sorted(set(value) - allowed)
                 if unknown:
@@ -159,6 +187,15 @@ class BaseHMM(ProbkitEstimator):
 
     def _marginalizes_missing(self):
         return self._supports_missing
+
+    def _validate_counts_X(self, X, reset, allow_nan=False):
+        """Rows of counts or symbols: non-negative integers (NaN where missing, if allowed), as float64."""
+        X = self._validate_X(X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan" if allow_nan else True)
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"X must be numeric, got dtype {X.dtype}")
+        finite = X[~np.isnan(X)] if (allow_nan and X.dtype.kind == "f") else X
+        check_nonnegative_integers(finite, "X")
+        return X.astype(np.float64)
 
     def _missing_values_hint(self):
         if self.missing == "marginalize":
@@ -173,22 +210,29 @@ class BaseHMM(ProbkitEstimator):
 
     def _validate_sequences(self, X, lengths, *, reset, state_labels=None, training=False):
         allow_nan = self.missing == "marginalize"
-        X = self._validate_emission_X(X, reset=reset, allow_nan=allow_nan)
+        batch = check_sequences(X, lengths)
+        X = self._validate_emission_X(batch.values, reset=reset, allow_nan=allow_nan)
         if training and X.shape[0] < max(2, self.n_components):
             raise ValueError(
                 f"Expected n_samples >= max(2, n_components) to fit but got n_components = {self.n_components}, "
                 f"n_samples = {X.shape[0]}"
             )
-        lengths = check_lengths(lengths, X.shape[0])
+        lengths = batch.lengths
         device, dtype = self._compute_setup()
-        x = torch.as_tensor(X, dtype=dtype, device=device)
+        use_numpy = (self._numpy_emissions and device.type == "cpu" and dtype == torch.float64
+                     and numba_backend() is not None)
+        x = np.ascontiguousarray(X, dtype=np.float64) if use_numpy else torch.as_tensor(X, dtype=dtype, device=device)
         observed = None
         if allow_nan:
             # A row with every feature missing is allowed: it constrains only the state chain.
             nan = np.isnan(X)
             if nan.any():
-                observed = torch.as_tensor(~nan, device=device)
-                x = torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=device))
+                if use_numpy:
+                    observed = ~nan
+                    x = np.where(observed, x, 0.0)
+                else:
+                    observed = torch.as_tensor(~nan, device=device)
+                    x = torch.where(observed, x, torch.zeros((), dtype=x.dtype, device=device))
         label_mask = None
         if state_labels is not None:
             labels = np.asarray(state_labels)
@@ -203,7 +247,7 @@ class BaseHMM(ProbkitEstimator):
             known = labels >= 0
             mask[known] = -np.inf
             mask[np.flatnonzero(known), labels[known]] = 0.0
-            label_mask = torch.as_tensor(mask, dtype=dtype, device=device)
+            label_mask = mask if use_numpy else torch.as_tensor(mask, dtype=dtype, device=device)
         return HMMData(X=X, x=x, lengths=lengths, observed=observed, label_mask=label_mask)
 
     def _check(self):
@@ -234,15 +278,17 @@ class BaseHMM(ProbkitEstimator):
             self._check_fitted_or_set()
 
     # ------------------------------------------------------------------ E-step pieces
-    def _log_start_trans(self, device, dtype):
-        with np.errstate(divide="ignore"):
-            log_start = np.log(np.asarray(self.startprob_, dtype=np.float64))
-            log_trans = np.log(np.asarray(self.transmat_, dtype=np.float64))
-        return (torch.as_tensor(log_start, dtype=dtype, device=device),
-                torch.as_tensor(log_trans, dtype=dtype, device=device))
+    @staticmethod
+    def _as_like(a, like):
+        """``a`` as a numpy float64 array (CPU fast path) or a tensor on ``like``'s device and dtype."""
+        a = np.asarray(a, dtype=np.float64)
+        return a if isinstance(like, np.ndarray) else torch.as_tensor(a, dtype=like.dtype, device=like.device)
+
+    def _log_start_trans(self, like):
+        return self._as_like(_log_probs(self.startprob_), like), self._as_like(_log_probs(self.transmat_), like)
 
     def _log_emission(self, data, model=None):
-        model = self._emission_model(data.x.device, data.x.dtype) if model is None else model
+        model = self._emission_model(data.x) if model is None else model
         if data.observed is not None:
             log_emis = model.log_prob(data.x, data.observed)
         else:
@@ -251,11 +297,28 @@ class BaseHMM(ProbkitEstimator):
             log_emis = log_emis + data.label_mask
         return log_emis
 
+    def _use_log(self):
+        return self.implementation == "log"
+
     def _forward_backward(self, data, model=None):
-        log_start, log_trans = self._log_start_trans(data.x.device, data.x.dtype)
+        """Forward-backward on checked data (the kernels' private entry points: no re-validation)."""
+        log_start, log_trans = self._log_start_trans(data.x)
         log_emis = self._log_emission(data, model)
-        return forward_backward(log_start, log_trans, log_emis, data.lengths,
-                                implementation="scaling" if self.implementation == "scaling" else "log")
+        if data.numpy:
+            loglik, post, xi, start, _ = numba_backend().forward_backward(
+                log_start, log_trans, np.ascontiguousarray(log_emis), data.lengths, self._use_log())
+            return ForwardBackwardResult(loglik, post, xi, start)
+        return _forward_backward(log_start, log_trans, log_emis, data.lengths,
+                                 "log" if self._use_log() else "scaling")
+
+    def _forward_filter(self, data, log_emis):
+        log_start, log_trans = self._log_start_trans(data.x)
+        if data.numpy:
+            loglik, filtered, _ = numba_backend().forward(log_start, log_trans, np.ascontiguousarray(log_emis),
+                                                          data.lengths, self._use_log())
+            return loglik, filtered
+        res = _forward_filter(log_start, log_trans, log_emis, data.lengths, "log" if self._use_log() else "scaling")
+        return res.log_likelihood, res.filtered
 
     # ------------------------------------------------------------------ EM hooks
     def _needs_init(self, code, name):
@@ -273,11 +336,11 @@ class BaseHMM(ProbkitEstimator):
         self._check()
 
     def _em_expectation(self, data):
-        model = self._emission_model(data.x.device, data.x.dtype)
+        model = self._emission_model(data.x)
         fb = self._forward_backward(data, model)
-        ll = fb.log_likelihood
-        if not bool(torch.isfinite(ll).all()):
-            bad = int(torch.nonzero(~torch.isfinite(ll))[0])
+        ll = to_numpy(fb.log_likelihood)
+        if not np.isfinite(ll).all():
+            bad = int(np.flatnonzero(~np.isfinite(ll))[0])
             raise ValueError(
                 f"sequence {bad} has zero probability under the current parameters (a structural zero or a "
                 "state label makes it impossible)"
@@ -289,17 +352,18 @@ class BaseHMM(ProbkitEstimator):
             emission_stats = model.summarize(data.x, post)
         stats = {"start": to_numpy(fb.expected_start), "trans": to_numpy(fb.expected_transitions),
                  "emission": emission_stats, "post_sum": post.sum(0)}
-        return EStepResult(log_likelihood=float(ll.sum()), n_samples=float(data.x.shape[0]), stats=stats)
+        return EStepResult(log_likelihood=float(ll.sum()), n_samples=float(data.X.shape[0]), stats=stats)
 
     def _em_maximization(self, stats):
+        # Dirichlet MAP (prior - 1 + expected counts), structural zeros kept
         if "s" in self.params:
+            previous = np.asarray(self.startprob_)
             start = np.maximum(np.asarray(self.startprob_prior, dtype=np.float64) - 1 + stats["start"], 0)
-            start = np.where(np.asarray(self.startprob_) == 0, 0, start)
-            self.startprob_ = _normalize_rows(start, np.asarray(self.startprob_), "startprob_")
+            self.startprob_ = _normalize_rows(start * (previous != 0), previous, "startprob_")
         if "t" in self.params:
+            previous = np.asarray(self.transmat_)
             trans = np.maximum(np.asarray(self.transmat_prior, dtype=np.float64) - 1 + stats["trans"], 0)
-            trans = np.where(np.asarray(self.transmat_) == 0, 0, trans)
-            self.transmat_ = _normalize_rows(trans, np.asarray(self.transmat_), "transmat_")
+            self.transmat_ = _normalize_rows(trans * (previous != 0), previous, "transmat_")
         self._mstep_emission(stats["emission"], stats["post_sum"])
 
     def _em_get_state(self):
@@ -370,9 +434,8 @@ class BaseHMM(ProbkitEstimator):
         check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)
         with torch.no_grad():
-            result = forward_filter(*self._log_start_trans(data.x.device, data.x.dtype), self._log_emission(data),
-                                    data.lengths)
-        return float(result.log_likelihood.sum())
+            loglik, _ = self._forward_filter(data, self._log_emission(data))
+        return float(to_numpy(loglik).sum())
 
     @keyword_lengths
     @limit_torch_threads
@@ -388,18 +451,20 @@ class BaseHMM(ProbkitEstimator):
         """
         data = self._prepare_predict(X, lengths)
         with torch.no_grad():
-            log_start, log_trans = self._log_start_trans(data.x.device, data.x.dtype)
             log_emis = self._log_emission(data)
-            filt = forward_filter(log_start, log_trans, log_emis, data.lengths)
-            filtered = filt.filtered
-            starts = np.concatenate([[0], np.cumsum(data.lengths)[:-1]])
-            # predictive state distribution of each step: start for first steps, else filtered_{t-1} @ A
-            predicted = torch.empty_like(filtered)
-            predicted[1:] = filtered[:-1] @ torch.exp(log_trans)
-            predicted[torch.as_tensor(starts, device=filtered.device)] = torch.exp(log_start)
-            with np.errstate(divide="ignore"):
-                out = torch.logsumexp(torch.log(predicted) + log_emis, dim=1)
-        return to_numpy(out)
+            _, filtered = self._forward_filter(data, log_emis)
+            filtered, log_emis = to_numpy(filtered).astype(np.float64), to_numpy(log_emis).astype(np.float64)
+        start = np.asarray(self.startprob_, dtype=np.float64)
+        starts = np.concatenate([[0], np.cumsum(data.lengths)[:-1]])
+        # predictive state distribution of each step: start for first steps, else filtered_{t-1} @ A
+        predicted = np.empty_like(filtered)
+        predicted[1:] = filtered[:-1] @ np.asarray(self.transmat_, dtype=np.float64)
+        predicted[starts] = start
+        # log sum_k predicted_k exp(log_emis_k), shifted by the row maximum of the emissions
+        shift = np.max(np.where(np.isfinite(log_emis), log_emis, -np.inf), axis=1, keepdims=True)
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+        with np.errstate(divide="ignore", under="ignore"):
+            return np.log((predicted * np.exp(log_emis - shift)).sum(1)) + shift[:, 0]
 
     @keyword_lengths
     @limit_torch_threads
@@ -413,7 +478,7 @@ class BaseHMM(ProbkitEstimator):
         data = self._prepare_predict(X, lengths, state_labels)
         with torch.no_grad():
             fb = self._forward_backward(data)
-        return to_numpy(fb.posteriors)
+        return to_numpy(fb.posteriors).astype(np.float64, copy=False)
 
     @keyword_lengths
     @limit_torch_threads
@@ -444,13 +509,17 @@ class BaseHMM(ProbkitEstimator):
         data = self._prepare_predict(X, lengths, state_labels)
         with torch.no_grad():
             if algorithm == "viterbi":
-                log_start, log_trans = self._log_start_trans(data.x.device, data.x.dtype)
-                result = viterbi(log_start, log_trans, self._log_emission(data), data.lengths)
-                return float(result.log_prob.sum()), to_numpy(result.path).astype(np.int64)
-            post = self._forward_backward(data).posteriors
-            best = post.max(1)
-            with np.errstate(divide="ignore"):
-                return float(torch.log(best.values).sum()), to_numpy(best.indices).astype(np.int64)
+                log_start, log_trans = self._log_start_trans(data.x)
+                log_emis = self._log_emission(data)
+                if data.numpy:
+                    log_prob, path = numba_backend().viterbi(log_start, log_trans, np.ascontiguousarray(log_emis),
+                                                             data.lengths)
+                else:
+                    log_prob, path = _viterbi(log_start, log_trans, log_emis, data.lengths)
+                return float(to_numpy(log_prob).sum()), to_numpy(path).astype(np.int64)
+            post = to_numpy(self._forward_backward(data).posteriors)
+        with np.errstate(divide="ignore"):
+            return float(np.log(post.max(1)).sum()), post.argmax(1).astype(np.int64)
 
     @keyword_lengths
     def predict(self, X, *, lengths=None, state_labels=None):
@@ -501,7 +570,13 @@ class BaseHMM(ProbkitEstimator):
         -------
         numpy.ndarray of shape (n_components,)
         """
-        self._check_fitted_or_set()
+        # Only transmat_ is needed (hmmlearn asks no more), so a chain without emissions works too.
+        if not hasattr(self, "transmat_"):
+            raise NotFittedError(f"this {type(self).__name__} has no transmat_: call fit or set it by hand")
+        k = self.n_components
+        if np.shape(self.transmat_) != (k, k):
+            raise ValueError(f"transmat_ must have shape ({k}, {k}), got {np.shape(self.transmat_)}")
+        check_stochastic(np.asarray(self.transmat_, dtype=np.float64), "transmat_")
         vals, vecs = linalg.eig(np.asarray(self.transmat_).T)
         vec = np.real_if_close(vecs[:, np.argmax(vals.real)])
         vec = np.real(vec)

@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from numbers import Integral, Real
 
-from probkit.distributions.categorical import Categorical
-from probkit.distributions.poisson import Poisson
+import numpy as np
+
+from probkit.base import Interval
 from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
+from probkit.hmm._emissions import CountEmission
 from probkit.utils._array import to_numpy
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
 from probkit.utils._warnings import warn_user
+from probkit.utils.validation import check_stochastic
 
 __all__ = ["CategoricalHMM", "MultinomialHMM", "PoissonHMM"]
-
-
-def _integer_X(estimator, X, reset, name="X", allow_nan=False):
-    X = estimator._validate_X(X, reset=reset, dtype="numeric", ensure_all_finite="allow-nan" if allow_nan else True)
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
-    finite = X[~np.isnan(X)] if (allow_nan and X.dtype.kind == "f") else X
-    check_nonnegative_integers(finite, name)
-    return X.astype(np.float64)
-
-
-class _CountEmission:
-    """Adapts a component model to the HMM emission protocol (masking missing values when asked)."""
-
-    def __init__(self, components, squeeze=False):
-        self.components = components
-        self.squeeze = squeeze
-
-    def _x(self, x):
-        return x[:, 0] if self.squeeze else x
-
-    def log_prob(self, x, observed=None):
-        if observed is not None:
-            return self.components.log_prob(x, observed)
-        return self.components.log_prob(self._x(x))
-
-    def summarize(self, x, post, observed=None):
-        if observed is not None:
-            return self.components.summarize(x, post, observed)
-        return self.components.summarize(self._x(x), post)
 
 
 class _EmissionProbHMM(BaseHMM):
@@ -51,7 +21,12 @@ class _EmissionProbHMM(BaseHMM):
     (categorical symbols, multinomial counts): validation, random initialisation and the
     Dirichlet-MAP M-step on the expected counts."""
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emissionprob_prior": ["array-like", Real],
+    }
     _emission_letters = "e"
+    _numpy_emissions = True
 
     def _check_emission_probs(self, n_columns, what, ndim=2):
         """Check ``emissionprob_``: shape ``(n_components, [n_features_in_,] n_columns)``, stochastic rows."""
@@ -136,6 +111,11 @@ class CategoricalHMM(_EmissionProbHMM):
     array([0.1, 0.8])
     """
 
+    _parameter_constraints = {
+        **_EmissionProbHMM._parameter_constraints,
+        "n_features": [None, Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,
                  n_features=None, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
                  params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -152,7 +132,7 @@ class CategoricalHMM(_EmissionProbHMM):
         return self.n_features
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        X = _integer_X(self, X, reset)
+        X = self._validate_counts_X(X, reset)
         m = self._n_symbols()
         if m is not None and X.max() >= m:
             raise ValueError(f"X holds symbol {int(X.max())} but the model emits symbols 0 .. {m - 1}")
@@ -172,11 +152,8 @@ class CategoricalHMM(_EmissionProbHMM):
         self._init_emission_probs(m, random_state, n_tables=None if columns == 1 else columns)
         self.n_symbols_ = np.asarray(self.emissionprob_).shape[-1]
 
-    def _emission_model(self, device, dtype):
-        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
-        if probs.ndim == 3:
-            return _CountEmission(FeatureProductComponents(Categorical(probs=probs)))
-        return _CountEmission(BatchedComponents(Categorical(probs=probs)), squeeze=True)
+    def _emission_model(self, like):
+        return CountEmission("categorical", self._as_like(self.emissionprob_, like))
 
     def _sample_emissions(self, states, rng):
         e = np.asarray(self.emissionprob_)
@@ -216,6 +193,11 @@ class MultinomialHMM(_EmissionProbHMM):
     5
     """
 
+    _parameter_constraints = {
+        **_EmissionProbHMM._parameter_constraints,
+        "n_trials": [None, "array-like", Integral],
+    }
+
     def __init__(self, n_components=1, n_trials=None, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1,
                  verbose=False, params="ste", init_params="ste", implementation="scaling", device=None, dtype=None):
@@ -227,7 +209,7 @@ class MultinomialHMM(_EmissionProbHMM):
         self.emissionprob_prior = emissionprob_prior
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        X = _integer_X(self, X, reset)
+        X = self._validate_counts_X(X, reset)
         if self.n_trials is not None:
             totals = X.sum(1)
             if not np.all(totals == np.asarray(self.n_trials)):
@@ -240,11 +222,8 @@ class MultinomialHMM(_EmissionProbHMM):
     def _init_emission(self, data, random_state):
         self._init_emission_probs(data.X.shape[1], random_state)
 
-    def _emission_model(self, device, dtype):
-        from probkit.distributions import Multinomial
-
-        probs = torch.as_tensor(np.asarray(self.emissionprob_, dtype=np.float64), dtype=dtype, device=device)
-        return _CountEmission(BatchedComponents(Multinomial(probs=probs)))
+    def _emission_model(self, like):
+        return CountEmission("multinomial", self._as_like(self.emissionprob_, like))
 
     def _sample_emissions(self, states, rng):
         if self.n_trials is None:
@@ -285,8 +264,14 @@ class PoissonHMM(BaseHMM):
     array([15.4, 26. ])
     """
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "lambdas_prior": ["array-like", Real],
+        "lambdas_weight": ["array-like", Real],
+    }
     _emission_letters = "l"
     _supports_missing = True
+    _numpy_emissions = True
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, lambdas_prior=0.0,
                  lambdas_weight=0.0, algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False,
@@ -299,7 +284,7 @@ class PoissonHMM(BaseHMM):
         self.lambdas_weight = lambdas_weight
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        return _integer_X(self, X, reset, allow_nan=allow_nan)
+        return self._validate_counts_X(X, reset, allow_nan=allow_nan)
 
     def _check_emission(self):
         if not hasattr(self, "lambdas_"):
@@ -322,9 +307,8 @@ class PoissonHMM(BaseHMM):
                                                size=(self.n_components, data.X.shape[1]))
             self.lambdas_ = np.maximum(self.lambdas_, 1e-6)
 
-    def _emission_model(self, device, dtype):
-        rates = torch.as_tensor(np.asarray(self.lambdas_, dtype=np.float64), dtype=dtype, device=device)
-        return _CountEmission(FeatureProductComponents(Poisson(rate=rates)))
+    def _emission_model(self, like):
+        return CountEmission("poisson", self._as_like(self.lambdas_, like))
 
     def _mstep_emission(self, stats, post_sum):
         if "l" not in self.params:

@@ -2,92 +2,20 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import torch
 
 from probkit.distributions.base import LOG_2PI
-from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
+from probkit.base import StrOptions, non_negative_real
+from probkit.distributions.mvn import COVARIANCE_TYPES, covariance_shape, full_covariances, n_covariance_parameters
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.hmm._emissions import GaussianEmission
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 
-__all__ = ["GaussianHMM", "full_covariances"]
-
-
-def full_covariances(covars, covariance_type, n_components, n_features):
-    """Expand compact covariances to full matrices of shape (n_components, d, d).
-
-    Examples
-    --------
-    >>> full_covariances(np.array([[1.0, 2.0]]), "diag", 1, 2)
-    array([[[1., 0.],
-            [0., 2.]]])
-    """
-    covars = np.asarray(covars, dtype=np.float64)
-    if covariance_type == "full":
-        return covars
-    if covariance_type == "tied":
-        return np.repeat(covars[None], n_components, axis=0)
-    if covariance_type == "diag":
-        return np.stack([np.diag(c) for c in covars])
-    return covars[:, None, None] * np.eye(n_features)[None]
-
-
-def _compact_shape(covariance_type, k, d):
-    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
-
-
-class _GaussianEmission:
-    """Gaussian emissions of K states: log-densities and statistics (missing values allowed for diag/spherical)."""
-
-    def __init__(self, means, covars, covariance_type, shift):
-        self.covariance_type = covariance_type
-        self.means = means
-        self.covars = covars
-        self.shift = shift
-        if covariance_type in ("full", "tied"):
-            self.mvn = MultivariateNormal(mean=means, covariance=covars, covariance_type=covariance_type)
-
-    def _per_feature_var(self):
-        if self.covariance_type == "diag":
-            return self.covars
-        return self.covars.unsqueeze(1).expand_as(self.means)
-
-    def log_prob(self, x, observed=None):
-        if self.covariance_type in ("full", "tied"):
-            return self.mvn._log_prob_pairs(x)
-        # Per-feature normal log-densities summed over observed features, as matrix products:
-        # sum_d m_nd [-(x_nd - mu_kd)^2 / (2 v_kd) - log(2 pi v_kd) / 2]
-        var = self._per_feature_var()
-        prec = 1.0 / var
-        centre = self.means.mean(0)
-        xc = x - centre
-        mc = self.means - centre
-        half_log_norm = -0.5 * (LOG_2PI + torch.log(var))
-        if observed is None:
-            out = (xc * xc) @ (-0.5 * prec).T
-            out.addmm_(xc, (mc * prec).T)
-            out += (half_log_norm - 0.5 * mc * mc * prec).sum(1)
-            return out
-        mask = observed.to(x.dtype)
-        xm = xc * mask
-        out = (xm * xc) @ (-0.5 * prec).T
-        out.addmm_(xm, (mc * prec).T)
-        out.addmm_(mask, (half_log_norm - 0.5 * mc * mc * prec).T)
-        return out
-
-    def summarize(self, x, post, observed=None):
-        xs = x - self.shift
-        if self.covariance_type in ("full", "tied"):
-            k, d = post.shape[1], x.shape[1]
-            weighted = (post.unsqueeze(-1) * xs.unsqueeze(1)).reshape(x.shape[0], k * d)
-            return {"count": post.sum(0), "x": post.T @ xs, "xx": (weighted.T @ xs).reshape(k, d, d)}
-        if observed is None:
-            count = post.sum(0).unsqueeze(1).expand(-1, x.shape[1])
-            return {"count": count, "x": post.T @ xs, "xx": post.T @ (xs * xs)}
-        mask = observed.to(x.dtype)
-        xm = xs * mask
-        return {"count": post.T @ mask, "x": post.T @ xm, "xx": post.T @ (xm * xs)}
+__all__ = ["GaussianHMM"]
 
 
 class GaussianHMM(BaseHMM):
@@ -147,7 +75,17 @@ class GaussianHMM(BaseHMM):
     array([-0.1,  4.9])
     """
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "min_covar": non_negative_real,
+        "means_prior": ["array-like", Real],
+        "means_weight": ["array-like", Real],
+        "covars_prior": ["array-like", Real],
+        "covars_weight": ["array-like", Real],
+    }
     _emission_letters = "mc"
+    _numpy_emissions = True
 
     def __init__(self, n_components=1, covariance_type="diag", min_covar=1e-3, startprob_prior=1.0,
                  transmat_prior=1.0, means_prior=0, means_weight=0, covars_prior=1e-2, covars_weight=1,
@@ -165,11 +103,6 @@ class GaussianHMM(BaseHMM):
         self.covars_weight = covars_weight
 
     # ------------------------------------------------------------------ hooks
-    def _check_options(self):
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
-        super()._check_options()
-
     def _marginalizes_missing(self):
         return self.covariance_type in ("diag", "spherical")
 
@@ -197,7 +130,7 @@ class GaussianHMM(BaseHMM):
         if hasattr(self, "n_features_in_") and d != self.n_features_in_:
             raise ValueError(f"means_ has {d} features but the model was fitted on {self.n_features_in_}")
         covars = np.asarray(self.covars_, dtype=np.float64)
-        shape = _compact_shape(self.covariance_type, k, d)
+        shape = covariance_shape(self.covariance_type, k, d)
         if covars.shape != shape:
             raise ValueError(
                 f"covars_ must have shape {shape} for covariance_type={self.covariance_type!r}, got {covars.shape}"
@@ -213,11 +146,11 @@ class GaussianHMM(BaseHMM):
         elif np.any(covars <= 0):
             raise ValueError("covars_ must be positive")
 
-    def _emission_model(self, device, dtype):
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+    def _emission_model(self, like):
         shift = getattr(self, "_stats_shift", None)
-        shift = t(shift) if shift is not None else torch.zeros(self.n_features, dtype=dtype, device=device)
-        return _GaussianEmission(t(self.means_), t(self.covars_), self.covariance_type, shift)
+        shift = np.zeros(self.n_features) if shift is None else shift
+        return GaussianEmission(self._as_like(self.means_, like), self._as_like(self.covars_, like),
+                                self.covariance_type, self._as_like(shift, like))
 
     def _init_emission(self, data, random_state):
         X = data.X
@@ -244,10 +177,14 @@ class GaussianHMM(BaseHMM):
             }[self.covariance_type]
 
     def _prior_arrays(self, k, d):
-        means_prior = np.broadcast_to(np.asarray(self.means_prior, dtype=np.float64), (k, d))
+        # scalars stay scalars (numpy broadcasts them in the update); arrays take the (k, d) shape
+        means_prior = np.asarray(self.means_prior, dtype=np.float64)
         w = np.asarray(self.means_weight, dtype=np.float64)
-        means_weight = np.broadcast_to(w.reshape(-1, 1) if w.ndim == 1 else w, (k, d))
-        return means_prior, means_weight
+        if means_prior.ndim:
+            means_prior = np.broadcast_to(means_prior, (k, d))
+        if w.ndim:
+            w = np.broadcast_to(w.reshape(-1, 1) if w.ndim == 1 else w, (k, d))
+        return means_prior, w
 
     def _mstep_emission(self, stats, post_sum):
         k, d = self.n_components, self.n_features
@@ -299,7 +236,7 @@ class GaussianHMM(BaseHMM):
                 outer_sx_m = sx[:, :, None] * mc[:, None, :]
                 scatter = sxx - outer_sx_m - np.transpose(outer_sx_m, (0, 2, 1)) + nk[:, None, None] * (
                     mc[:, :, None] * mc[:, None, :])
-                w_k = means_weight[:, 0]
+                w_k = np.broadcast_to(means_weight, (k, d))[:, 0]
                 c_n = w_k[:, None, None] * meandiff[:, :, None] * meandiff[:, None, :] + scatter
                 cvweight = np.maximum(cw - d, 0)
                 if ct == "tied":
@@ -326,5 +263,4 @@ class GaussianHMM(BaseHMM):
 
     def _emission_n_parameters(self):
         k, d = self.n_components, self.n_features
-        return {"m": k * d, "c": {"spherical": k, "diag": k * d, "full": k * d * (d + 1) // 2,
-                                  "tied": d * (d + 1) // 2}[self.covariance_type]}
+        return {"m": k * d, "c": n_covariance_parameters(self.covariance_type, k, d)}

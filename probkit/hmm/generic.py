@@ -8,10 +8,11 @@ import torch
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.independent import Independent
 from probkit.distributions.registry import matrix_rows, resolve_family
-from probkit.em.init import initial_responsibilities
+from probkit.base import StrOptions
+from probkit.em.init import INIT_METHODS, INIT_SMOOTHING, initial_responsibilities
 from probkit.hmm._base import BaseHMM
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents, _map_dist
-from probkit.mixture.mixture_model import INIT_SMOOTHING
+from probkit.hmm._emissions import ComponentEmission, with_nan
+from probkit.components import BatchedComponents, FeatureProductComponents, map_dist
 from probkit.utils.random import torch_generator
 
 __all__ = ["HMM"]
@@ -64,6 +65,12 @@ class HMM(BaseHMM):
     """
 
     _emission_letters = "e"
+
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emission": "no_validation",  # resolved (and checked) by the family registry
+        "init": [StrOptions(set(INIT_METHODS))],
+    }
 
     def __init__(self, emission=None, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, init="kmeans",
                  algorithm="viterbi", random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params="ste",
@@ -131,9 +138,9 @@ class HMM(BaseHMM):
         if len(dist.batch_shape) < 1 or dist.batch_shape[0] != self.n_components:
             raise ValueError(f"emission_ must have batch shape ({self.n_components}, ...), got {tuple(dist.batch_shape)}")
 
-    def _emission_model(self, device, dtype):
-        dist = _map_dist(self.emission_, lambda v: v.to(device=device, dtype=dtype))
-        return _GenericEmission(self._components(dist))
+    def _emission_model(self, like):
+        dist = map_dist(self.emission_, lambda v: v.to(device=like.device, dtype=like.dtype))
+        return ComponentEmission(self._components(dist))
 
     def _init_emission(self, data, random_state):
         if not self._needs_init("e", "emission_"):
@@ -158,7 +165,7 @@ class HMM(BaseHMM):
             if isinstance(template, ExponentialFamily) and template.event_ndim == 2:
                 x = matrix_rows(x)
             if data.observed is not None:
-                x = _with_nan(x, data.observed)
+                x = with_nan(x, data.observed)
             comps = BatchedComponents.from_responsibilities(template, x, resp_t)
         self.emission_ = comps.dist
 
@@ -187,32 +194,3 @@ class HMM(BaseHMM):
     def _emission_n_parameters(self):
         return {"e": self.emission_._n_free_parameters_total()}
 
-
-def _with_nan(x, observed):
-    """Missing entries back as NaN: Independent treats NaN as a feature to marginalise out."""
-    return torch.where(observed, x, torch.full_like(x, float("nan")))
-
-
-class _GenericEmission:
-    def __init__(self, components):
-        self.components = components
-        self.squeeze = isinstance(components, BatchedComponents) and not isinstance(
-            components, FeatureProductComponents) and components.dist.event_ndim == 0
-        self.matrices = isinstance(components, BatchedComponents) and components.dist.event_ndim == 2
-
-    def _rows(self, x, observed):
-        if observed is not None:
-            x = _with_nan(x, observed)
-        if self.matrices:
-            return matrix_rows(x)
-        return x[:, 0] if self.squeeze else x
-
-    def log_prob(self, x, observed=None):
-        if isinstance(self.components, FeatureProductComponents):
-            return self.components.log_prob(x, observed)
-        return self.components.log_prob(self._rows(x, observed))
-
-    def summarize(self, x, post, observed=None):
-        if isinstance(self.components, FeatureProductComponents):
-            return self.components.summarize(x, post, observed)
-        return self.components.summarize(self._rows(x, observed), post)

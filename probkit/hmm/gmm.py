@@ -2,50 +2,20 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import torch
 
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
+from probkit.base import StrOptions, non_negative_real, positive_int
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
-from probkit.hmm.gaussian import full_covariances
+from probkit.hmm._emissions import GMMEmission
+from probkit.distributions.mvn import full_covariances
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 
 __all__ = ["GMMHMM"]
-
-
-class _GMMEmission:
-    """K states x M mixture components of Gaussians, evaluated as one batch of K*M."""
-
-    def __init__(self, weights, means, covars, covariance_type, shift):
-        self.k, self.m, self.d = means.shape
-        self.log_weights = torch.log(weights)
-        flat_means = means.reshape(self.k * self.m, self.d)
-        if covariance_type == "tied":
-            # One covariance per state, shared by its mixture components.
-            cov = covars.unsqueeze(1).expand(self.k, self.m, self.d, self.d).reshape(-1, self.d, self.d)
-            ct = "full"
-        elif covariance_type == "full":
-            cov, ct = covars.reshape(-1, self.d, self.d), "full"
-        elif covariance_type == "diag":
-            cov, ct = covars.reshape(-1, self.d), "diag"
-        else:
-            cov, ct = covars.reshape(-1), "spherical"
-        self.stats_type = ct if covariance_type != "tied" else "full"
-        self.mvn = MultivariateNormal(mean=flat_means, covariance=cov, covariance_type=ct, stats_shift=shift)
-
-    def _joint(self, x):
-        return self.mvn._log_prob_pairs(x).reshape(x.shape[0], self.k, self.m) + self.log_weights
-
-    def log_prob(self, x):
-        return torch.logsumexp(self._joint(x), dim=2)
-
-    def summarize(self, x, post):
-        joint = self._joint(x)
-        within = torch.softmax(joint, dim=2)          # p(mixture component | state, x)
-        resp = within * post.unsqueeze(2)             # (n, K, M)
-        stats = self.mvn._summarize(x, resp.reshape(x.shape[0], self.k * self.m))
-        return {"mix": resp.sum(0), "gauss": stats}
 
 
 class GMMHMM(BaseHMM):
@@ -99,6 +69,17 @@ class GMMHMM(BaseHMM):
     ((2, 2), (2, 2, 1))
     """
 
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "n_mix": positive_int,
+        "min_covar": non_negative_real,
+        "weights_prior": ["array-like", Real],
+        "means_prior": ["array-like", Real],
+        "means_weight": ["array-like", Real],
+        "covars_prior": [None, "array-like", Real],
+        "covars_weight": [None, "array-like", Real],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+    }
     _emission_letters = "wmc"
 
     def __init__(self, n_components=1, n_mix=1, min_covar=1e-3, startprob_prior=1.0, transmat_prior=1.0,
@@ -118,13 +99,6 @@ class GMMHMM(BaseHMM):
         self.covars_prior = covars_prior
         self.covars_weight = covars_weight
         self.covariance_type = covariance_type
-
-    def _check_options(self):
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
-        if not isinstance(self.n_mix, (int, np.integer)) or self.n_mix < 1:
-            raise ValueError(f"n_mix must be a positive integer, got {self.n_mix!r}")
-        super()._check_options()
 
     def _validate_emission_X(self, X, reset, allow_nan):
         return self._validate_X(X, reset=reset)
@@ -163,11 +137,11 @@ class GMMHMM(BaseHMM):
         elif np.any(covars <= 0):
             raise ValueError("covars_ must be positive")
 
-    def _emission_model(self, device, dtype):
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+    def _emission_model(self, like):
         shift = getattr(self, "_stats_shift", None)
         shift = torch.as_tensor(shift, dtype=torch.float64) if shift is not None else None
-        return _GMMEmission(t(self.weights_), t(self.means_), t(self.covars_), self.covariance_type, shift)
+        return GMMEmission(self._as_like(self.weights_, like), self._as_like(self.means_, like),
+                           self._as_like(self.covars_, like), self.covariance_type, shift)
 
     def _init_emission(self, data, random_state):
         X = data.X

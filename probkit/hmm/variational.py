@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 
+from probkit.base import Interval, StrOptions, positive_int
 from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart
+from probkit.distributions.dirichlet import dirichlet_expected_log
 from probkit.em.engine import EStepResult, run_em
 from probkit.hmm._base import BaseHMM
-from probkit.hmm.discrete import _CountEmission, _integer_X
-from probkit.hmm.gaussian import _GaussianEmission
+from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences
-from probkit.mixture._components import BatchedComponents, FeatureProductComponents
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.sequences import check_y_slot
@@ -29,15 +30,11 @@ INFERENCE_METHODS = ("vem", "svi", "nuts")
 GAUSSIAN_COVARIANCE_TYPES = ("full", "diag")
 
 
-def _dirichlet_expected_log(alpha):
-    return torch.digamma(alpha) - torch.digamma(alpha.sum(-1, keepdim=True))
-
-
 def _dirichlet_kl(alpha, alpha0):
-    """``KL(Dir(alpha) || Dir(alpha0))`` along the last axis, summed (0 for a single category)."""
-    total = alpha.sum(-1)
-    return float((torch.lgamma(total) - torch.lgamma(alpha0.sum(-1)) - (torch.lgamma(alpha) - torch.lgamma(alpha0)).sum(-1)
-                  + ((alpha - alpha0) * (torch.digamma(alpha) - torch.digamma(total).unsqueeze(-1))).sum(-1)).sum())
+    """``KL(Dir(alpha) || Dir(alpha0))`` over the rows, summed (0 for a single category)."""
+    if alpha.shape[-1] < 2:
+        return 0.0
+    return float(Dirichlet(concentration=alpha).kl_divergence(Dirichlet(concentration=alpha0.expand_as(alpha))).sum())
 
 
 def _as_dirichlet(alpha):
@@ -209,16 +206,27 @@ class VariationalHMM(BaseHMM):
         self.n_predictive_samples = n_predictive_samples
 
     # ------------------------------------------------------------------ options and data
+    _parameter_constraints = {
+        **BaseHMM._parameter_constraints,
+        "emission": [StrOptions(set(EMISSIONS))],
+        "covariance_type": [StrOptions(set(GAUSSIAN_COVARIANCE_TYPES))],
+        "inference": [StrOptions(set(INFERENCE_METHODS))],
+        **{name: [None, "array-like", Real] for name in (
+            "startprob_prior", "transmat_prior", "means_prior", "beta_prior", "dof_prior", "scale_prior",
+            "emissionprob_prior", "lambdas_prior", "lambdas_weight")},
+        "n_features": [None, Interval(Integral, 1, None, closed="left")],
+        "num_steps": positive_int,
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "num_particles": positive_int,
+        "svi_tol": [None, Real],
+        "hmm_formulation": [StrOptions(set(HMM_FORMULATIONS))],
+        "num_samples": positive_int,
+        "warmup_steps": [None, Interval(Integral, 0, None, closed="left")],
+        "n_predictive_samples": positive_int,
+    }
+
     def _check_options(self):
-        if self.emission not in EMISSIONS:
-            raise ValueError(f"emission must be one of {EMISSIONS}, got {self.emission!r}")
-        if self.emission == "gaussian" and self.covariance_type not in GAUSSIAN_COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {GAUSSIAN_COVARIANCE_TYPES} for VariationalHMM, "
-                             f"got {self.covariance_type!r}")
-        if self.inference not in INFERENCE_METHODS:
-            raise ValueError(f"inference must be one of {INFERENCE_METHODS}, got {self.inference!r}")
-        if self.hmm_formulation not in HMM_FORMULATIONS:
-            raise ValueError(f"hmm_formulation must be one of {HMM_FORMULATIONS}, got {self.hmm_formulation!r}")
         if self.missing != "error":
             raise ValueError("VariationalHMM does not marginalise missing values (missing='error' only)")
         super()._check_options()
@@ -236,7 +244,7 @@ class VariationalHMM(BaseHMM):
     def _validate_emission_X(self, X, reset, allow_nan):
         if self.emission == "gaussian":
             return self._validate_X(X, reset=reset)
-        X = _integer_X(self, X, reset)
+        X = self._validate_counts_X(X, reset)
         if self.emission == "categorical":
             if X.shape[1] != 1:
                 raise ValueError(f"X must have shape (n_samples, 1) of symbols for categorical emissions, got {X.shape}")
@@ -399,18 +407,15 @@ class VariationalHMM(BaseHMM):
             names = [n for n in vars(self) if n.endswith("_posterior_") and not n.startswith(("startprob", "transmat"))]
             raise ValueError(f"the emission posterior ({', '.join(names)}) is invalid: {exc}") from None
 
-    def _emission_model(self, device, dtype):
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=device)  # noqa: E731
+    def _emission_model(self, like):
         kind = self._kind
         if kind.startswith("gaussian"):
-            means = t(self.means_)
-            return _GaussianEmission(means, t(self.covars_), self.covariance_type,
-                                     torch.zeros(means.shape[1], dtype=dtype, device=device))
-        from probkit.distributions import Categorical, Poisson
-
+            means = self._as_like(self.means_, like)
+            return GaussianEmission(means, self._as_like(self.covars_, like), self.covariance_type,
+                                    self._as_like(np.zeros(means.shape[1]), like))
         if kind == "categorical":
-            return _CountEmission(BatchedComponents(Categorical(probs=t(self.emissionprob_))), squeeze=True)
-        return _CountEmission(FeatureProductComponents(Poisson(rate=t(self.lambdas_))))
+            return CountEmission("categorical", self._as_like(self.emissionprob_, like))
+        return CountEmission("poisson", self._as_like(self.lambdas_, like))
 
     def _sample_emissions(self, states, rng):
         kind = self._kind
@@ -512,8 +517,8 @@ class VariationalHMM(BaseHMM):
         x = data.x
         dtype, device = x.dtype, x.device
         xd = x.to(torch.float64).cpu()
-        log_start = _dirichlet_expected_log(post["startprob"])
-        log_trans = _dirichlet_expected_log(post["transmat"])
+        log_start = dirichlet_expected_log(post["startprob"])
+        log_trans = dirichlet_expected_log(post["transmat"])
         log_emis = fam.expected_log_likelihood(post["emission"], xd)
         fb = forward_backward(log_start.to(dtype=dtype, device=device), log_trans.to(dtype=dtype, device=device),
                               log_emis.to(dtype=dtype, device=device), data.lengths,
@@ -636,14 +641,6 @@ class VariationalHMM(BaseHMM):
         return {"startprob": start, "transmat": trans, "emission": emission}
 
     def _fit_svi(self, data, random_state):
-        for name, minimum in (("num_steps", 1), ("num_particles", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if self.batch_size is not None and (not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
         init = self._init_posteriors(data, random_state)
         spec = self._spec()
         guide_init = spec.guide_init(init["startprob"], init["transmat"],
@@ -662,9 +659,6 @@ class VariationalHMM(BaseHMM):
         self.converged_ = result.converged
 
     def _fit_nuts(self, data, random_state):
-        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, (int, np.integer)) or \
-                self.num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
         self._fit_vem(data, random_state)
         spec = self._spec()
         post = self.posterior_
@@ -761,9 +755,8 @@ class VariationalHMM(BaseHMM):
         """
         check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)
+        self._validate_params()
         n_draws = self.n_predictive_samples
-        if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
-            raise ValueError(f"n_predictive_samples must be a positive integer, got {n_draws!r}")
         rng = check_random_state(self.random_state)
         values = []
         with torch.no_grad():

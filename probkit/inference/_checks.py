@@ -154,34 +154,12 @@ def padded_inputs(log_startprob, log_transmat, log_emission, lengths):
     if lengths is None:
         lengths_t = torch.full((batch,), max_len, dtype=torch.int64, device=device)
     else:
-        arr = check_lengths_padded(lengths, batch, max_len)
+        arr = check_lengths(lengths, name="lengths", n_sequences=batch, max_length=max_len)
         lengths_t = torch.as_tensor(arr, dtype=torch.int64, device=device)
 
     log_startprob = log_startprob.to(device=device, dtype=dtype)
     log_transmat = log_transmat.to(device=device, dtype=dtype)
     return log_startprob, log_transmat, log_emission, lengths_t
-
-
-def check_lengths_padded(lengths, batch, max_len):
-    """Lengths of padded sequences: ``batch`` positive integers, none above ``max_len``."""
-    if isinstance(lengths, torch.Tensor):
-        lengths = lengths.detach().cpu().numpy()
-    arr = np.asarray(lengths)
-    if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"lengths must have shape ({batch},), one length per sequence, got {arr.shape}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"lengths must hold integers, got {arr}")
-    elif arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if np.any(arr <= 0):
-        raise ValueError(f"lengths must be positive; got {arr[arr <= 0][:5].tolist()}")
-    if np.any(arr > max_len):
-        raise ValueError(
-            f"lengths must not exceed the padded length {max_len}; got {arr[arr > max_len][:5].tolist()}"
-        )
-    return arr
 
 
 def check_choice(value, name, choices):

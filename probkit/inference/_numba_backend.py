@@ -33,7 +33,12 @@ def _thread_pool():
         return _pool
 
 
+_ONE_BLOCK = np.array([0, 1], dtype=np.int64)
+
+
 def _offsets(lengths):
+    if len(lengths) == 1:
+        return np.array([0, lengths[0]], dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return offsets
@@ -46,6 +51,8 @@ def _block_bounds(offsets, n_states):
     core unless configured); small problems get one block.
     """
     n_seq = offsets.shape[0] - 1
+    if n_seq == 1:
+        return _ONE_BLOCK
     total = int(offsets[-1])
     n_threads = max(1, worker_threads())
     if n_seq == 1 or n_threads == 1 or total * n_states * n_states < _MIN_WORK_FOR_THREADS:
@@ -83,8 +90,7 @@ def _scaled_emission(log_emission):
 
 
 def _transition_arrays(log_transmat):
-    with np.errstate(under="ignore"):
-        trans = np.exp(log_transmat)
+    trans = np.exp(log_transmat)  # underflow to 0 is the intended result (numpy does not warn on it by default)
     return (
         trans,
         np.ascontiguousarray(trans.T),

@@ -161,15 +161,21 @@ def forward_backward(
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_backward(ls, lt, le, lengths, implementation, backend)
+
+
+def _forward_backward(ls, lt, le, lengths, implementation, backend="auto"):
+    """:func:`forward_backward` on checked inputs (tensors, lengths an int64 array): no validation."""
     chosen = resolve_backend(backend, ls, lt, le)
     if chosen == "numba":
         loglik, post, xi, start, _ = numba_backend().forward_backward(
             _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
         )
         return ForwardBackwardResult(_out(loglik, le), _out(post, le), _out(xi, le), _out(start, le))
-    padded_le, _ = _padded.pad_sequences(le, lengths)
-    res = _padded.forward_backward_padded(ls, lt, padded_le, lengths, implementation=implementation)
-    posteriors = _padded.unpad_sequences(res.posteriors, lengths)
+    padded_le, _ = _padded._pad_trusted(le, lengths)
+    res = _padded._forward_backward_batch(_padded._trusted_batch(ls, lt, padded_le, lengths), implementation,
+                                          padded_le.dtype)
+    posteriors = _padded._unpad_trusted(res.posteriors, lengths)
     return ForwardBackwardResult(
         res.log_likelihood,
         posteriors,
@@ -205,13 +211,18 @@ def viterbi(log_startprob, log_transmat, log_emission, lengths=None, *, backend=
     tensor([-2.9596], dtype=torch.float64)
     """
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    return _viterbi(ls, lt, le, lengths, backend)
+
+
+def _viterbi(ls, lt, le, lengths, backend="auto"):
+    """:func:`viterbi` on checked inputs: no validation."""
     chosen = resolve_backend(backend, ls, lt, le)
     if chosen == "numba":
         log_prob, path = numba_backend().viterbi(_to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths)
         return ViterbiResult(_out(log_prob, le), torch.from_numpy(path).to(le.device))
-    padded_le, _ = _padded.pad_sequences(le, lengths)
-    res = _padded.viterbi_padded(ls, lt, padded_le, lengths)
-    return ViterbiResult(res.log_prob, _padded.unpad_sequences(res.paths, lengths))
+    padded_le, _ = _padded._pad_trusted(le, lengths)
+    res = _padded._viterbi_batch(_padded._trusted_batch(ls, lt, padded_le, lengths), padded_le.dtype)
+    return ViterbiResult(res.log_prob, _padded._unpad_trusted(res.paths, lengths))
 
 
 def forward_filter(
@@ -247,15 +258,21 @@ def forward_filter(
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_filter(ls, lt, le, lengths, implementation, backend)
+
+
+def _forward_filter(ls, lt, le, lengths, implementation, backend="auto"):
+    """:func:`forward_filter` on checked inputs: no validation."""
     chosen = resolve_backend(backend, ls, lt, le)
     if chosen == "numba":
         loglik, filtered, _ = numba_backend().forward(
             _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
         )
         return FilterResult(_out(loglik, le), _out(filtered, le))
-    padded_le, _ = _padded.pad_sequences(le, lengths)
-    loglik, filtered = _padded.forward_filter_padded(ls, lt, padded_le, lengths, implementation=implementation)
-    return FilterResult(loglik, _padded.unpad_sequences(filtered, lengths))
+    padded_le, _ = _padded._pad_trusted(le, lengths)
+    loglik, filtered = _padded._forward_filter_batch(_padded._trusted_batch(ls, lt, padded_le, lengths),
+                                                     implementation, padded_le.dtype)
+    return FilterResult(loglik, _padded._unpad_trusted(filtered, lengths))
 
 
 class ForwardFilter:

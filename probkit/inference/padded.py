@@ -18,7 +18,6 @@ from probkit.inference import _torch_kernels as tk
 from probkit.inference._checks import (
     as_float_tensor,
     check_choice,
-    check_lengths_padded,
     compute_dtype,
     padded_inputs,
 )
@@ -69,7 +68,16 @@ class _Batch(NamedTuple):
 
 
 def _prepare(log_startprob, log_transmat, log_emission, lengths):
-    ls, lt, le, lengths_t = padded_inputs(log_startprob, log_transmat, log_emission, lengths)
+    return _batch(*padded_inputs(log_startprob, log_transmat, log_emission, lengths))
+
+
+def _trusted_batch(ls, lt, le, lengths):
+    """The batch of checked inputs: tensors on one device, ``lengths`` an int64 array (no validation)."""
+    lengths_t = torch.as_tensor(lengths, dtype=torch.int64, device=le.device)
+    return _batch(ls.expand(le.shape[0], -1) if ls.ndim == 1 else ls, lt.to(le), le, lengths_t)
+
+
+def _batch(ls, lt, le, lengths_t):
     dtype = compute_dtype(le.dtype)
     ls, lt, le = ls.to(dtype), lt.to(dtype), le.to(dtype)
     n_steps = le.shape[1]
@@ -233,7 +241,11 @@ def forward_backward_padded(log_startprob, log_transmat, log_emission, lengths=N
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     out_dtype = as_float_tensor(log_emission, "log_emission").dtype
-    batch = _prepare(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_backward_batch(_prepare(log_startprob, log_transmat, log_emission, lengths), implementation,
+                                   out_dtype)
+
+
+def _forward_backward_batch(batch, implementation, out_dtype):
     if implementation == "log":
         loglik, posteriors, expected = _forward_backward_log(batch)
     else:
@@ -280,7 +292,11 @@ def forward_filter_padded(log_startprob, log_transmat, log_emission, lengths=Non
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     out_dtype = as_float_tensor(log_emission, "log_emission").dtype
-    batch = _prepare(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_filter_batch(_prepare(log_startprob, log_transmat, log_emission, lengths), implementation,
+                                 out_dtype)
+
+
+def _forward_filter_batch(batch, implementation, out_dtype):
     if implementation == "log":
         log_alpha, loglik = tk.forward_log(*batch)
         filtered = torch.exp(log_alpha)
@@ -318,9 +334,29 @@ def viterbi_padded(log_startprob, log_transmat, log_emission, lengths=None):
     tensor([[ 0,  1, -1]])
     """
     out_dtype = as_float_tensor(log_emission, "log_emission").dtype
-    batch = _prepare(log_startprob, log_transmat, log_emission, lengths)
+    return _viterbi_batch(_prepare(log_startprob, log_transmat, log_emission, lengths), out_dtype)
+
+
+def _viterbi_batch(batch, out_dtype):
     log_prob, paths = tk.viterbi_log(*batch)
     return PaddedViterbiResult(log_prob.to(out_dtype), paths)
+
+
+def _pad_trusted(X, lengths, fill=0.0):
+    """:func:`pad_sequences` of checked ``lengths`` (an int64 array): no validation."""
+    lengths_t = torch.as_tensor(lengths, device=X.device)
+    n_steps = int(lengths.max())
+    mask = torch.arange(n_steps, device=X.device).unsqueeze(0) < lengths_t.unsqueeze(1)
+    padded = torch.full((len(lengths), n_steps) + tuple(X.shape[1:]), fill, dtype=X.dtype, device=X.device)
+    # Boolean-mask assignment walks the batch row by row, i.e. in concatenation order.
+    return padded.index_put((mask,), X), mask
+
+
+def _unpad_trusted(padded, lengths):
+    """:func:`unpad_sequences` of checked ``lengths``: no validation."""
+    lengths_t = torch.as_tensor(lengths, device=padded.device)
+    mask = torch.arange(padded.shape[1], device=padded.device).unsqueeze(0) < lengths_t.unsqueeze(1)
+    return padded[mask]
 
 
 def pad_sequences(X, lengths, fill=0.0):
@@ -355,14 +391,7 @@ def pad_sequences(X, lengths, fill=0.0):
     X = X if isinstance(X, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(X))
     if X.ndim < 1:
         raise ValueError(f"X must have at least one dimension (samples), got shape {tuple(X.shape)}")
-    lengths_np = check_lengths(lengths, X.shape[0], name="lengths")
-    lengths_t = torch.as_tensor(lengths_np, device=X.device)
-    n_steps = int(lengths_np.max())
-    mask = torch.arange(n_steps, device=X.device).unsqueeze(0) < lengths_t.unsqueeze(1)
-    padded = torch.full((len(lengths_np), n_steps) + tuple(X.shape[1:]), fill, dtype=X.dtype, device=X.device)
-    # Boolean-mask assignment walks the batch row by row, i.e. in concatenation order.
-    padded = padded.index_put((mask,), X)
-    return padded, mask
+    return _pad_trusted(X, check_lengths(lengths, X.shape[0], name="lengths"), fill)
 
 
 def unpad_sequences(padded, lengths):
@@ -387,7 +416,5 @@ def unpad_sequences(padded, lengths):
     padded = padded if isinstance(padded, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(padded))
     if padded.ndim < 2:
         raise ValueError(f"padded must have shape (B, T, ...), got {tuple(padded.shape)}")
-    lengths_np = check_lengths_padded(lengths, padded.shape[0], padded.shape[1])
-    lengths_t = torch.as_tensor(lengths_np, device=padded.device)
-    mask = torch.arange(padded.shape[1], device=padded.device).unsqueeze(0) < lengths_t.unsqueeze(1)
-    return padded[mask]
+    return _unpad_trusted(padded, check_lengths(lengths, name="lengths", n_sequences=padded.shape[0],
+                                                max_length=padded.shape[1]))

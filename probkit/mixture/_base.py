@@ -12,7 +12,7 @@ from sklearn.base import DensityMixin
 from probkit.base import ProbkitEstimator
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
-from probkit.mixture._components import add_stats
+from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads
@@ -118,6 +118,10 @@ def sample_mixture(weights, sample_member, n_samples, random_state, device=None)
                 parts.append(sample_member(k, int(c), gen).reshape(int(c), -1))
                 labels.append(np.full(c, k, dtype=int))
     return to_numpy(torch.cat(parts, 0)), np.concatenate(labels)
+
+# scikit-learn's sentence, which its users filter warnings on
+_SKLEARN_NOT_CONVERGED = ("Best performing initialization did not converge. Try different init parameters, or "
+                          "increase max_iter, tol, or check for degenerate data.")
 
 
 class BaseMixture(DensityMixin, ProbkitEstimator):
@@ -262,6 +266,7 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
             objective="mean",
             verbose=self.verbose,
             desc=type(self).__name__,
+            warning_lead=_SKLEARN_NOT_CONVERGED,
         )
         self._set_attributes(self._weights_t, self._components)
         self.converged_ = result.converged

@@ -23,7 +23,7 @@ from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, prec
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import sample_mixture
-from probkit.mixture._components import add_stats
+from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
@@ -301,7 +301,9 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
             if isinstance(dof, bool) or not isinstance(dof, (int, float, np.integer, np.floating)) or not np.isfinite(dof):
                 raise ValueError(f"degrees_of_freedom_prior must be a number > n_features - 1, got {dof!r}")
             if dof <= d - 1.0:
-                raise ValueError(f"degrees_of_freedom_prior must be greater than n_features - 1 = {d - 1}, got {dof!r}")
+                # scikit-learn's wording first (its users match it)
+                raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got "
+                                 f"{dof:.3f}: it must be greater than n_features - 1")
             self.degrees_of_freedom_prior_ = float(dof)
         self.covariance_prior_ = self._check_covariance_prior(X)
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
+from probkit.distributions.mvn import _ILL_DEFINED, COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents, CollapsedComponentWarning
+from probkit.components import BatchedComponents, CollapsedComponentWarning
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 
 __all__ = ["GaussianMixture"]
 
+# scikit-learn's wording, which its users match in their error handling
+_SKLEARN_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical covariance "
+    "(for instance caused by singleton or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
 
-def _check_shape(value, shape, name):
+
+def _check_shape(value, shape, name, hint=""):
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape != tuple(shape):
-        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}")
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}{hint}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"The parameter '{name}' contains NaN or infinity")
     return arr
@@ -132,7 +139,8 @@ class GaussianMixture(BaseMixture):
         if self.means_init is not None:
             _check_shape(self.means_init, (k, d), "means")
         if self.precisions_init is not None:
-            prec = _check_shape(self.precisions_init, _precision_shape(self.covariance_type, k, d), "precisions")
+            prec = _check_shape(self.precisions_init, _precision_shape(self.covariance_type, k, d),
+                                f"{self.covariance_type} precision", hint=" (precisions_init)")
             if self.covariance_type in ("full", "tied"):
                 mats = prec.reshape(-1, d, d)
                 for m in mats:
@@ -161,6 +169,12 @@ class GaussianMixture(BaseMixture):
         template = self._template(data)
         d = x.shape[1]
         if resp is not None:
+            empty = resp.sum(0) <= 0
+            if bool(empty.any()):
+                # A component the initialisation leaves empty (k-means on duplicated rows) starts from
+                # the whole data with a negligible weight, as scikit-learn's 10 * eps does.
+                resp = resp.clone()
+                resp[:, empty] = 10 * torch.finfo(resp.dtype).eps / x.shape[0]
             comps = BatchedComponents.from_responsibilities(template, x, resp)
             weights = resp.sum(0) / data.total_weight
             mean, cov = comps.dist._params["mean"], comps.dist._params["covariance"]
@@ -238,7 +252,12 @@ class GaussianMixture(BaseMixture):
             )
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        labels = super().fit_predict(X, y, sample_weight=sample_weight)
+        try:
+            labels = super().fit_predict(X, y, sample_weight=sample_weight)
+        except ValueError as exc:
+            if str(exc) == _ILL_DEFINED:
+                raise ValueError(_SKLEARN_ILL_DEFINED) from exc
+            raise
         self._warn_collapsed()
         return labels
 

@@ -7,15 +7,12 @@ import torch
 
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.registry import matrix_rows, resolve_family
+from probkit.em.init import INIT_SMOOTHING
 from probkit.mixture._base import BaseMixture
-from probkit.mixture._components import BatchedComponents, ComponentList, FeatureProductComponents
+from probkit.components import BatchedComponents, ComponentList, FeatureProductComponents
 
 __all__ = ["MixtureModel"]
 
-# Initial hard assignments are blended with this much uniform weight so that every
-# component starts from all of the data (a Gamma or Normal fitted to a cluster of equal
-# values would otherwise be degenerate).
-INIT_SMOOTHING = 0.1
 
 
 def _centered(templates, data):

@@ -24,10 +24,25 @@ def progress_bar(total, verbose, desc):
     >>> with progress_bar(3, verbose=False, desc="EM") as bar:
     ...     bar.update(1)
     """
-    from tqdm.auto import tqdm  # imported when a fit runs, not with probkit
-
     show = int(verbose) >= 2 or (bool(verbose) and total > 50)
-    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm  # imported when a bar is shown, not with probkit
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+class _NoBar:
+    """What a hidden bar needs to be: a context manager with ``update`` (a disabled tqdm costs more)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        pass
 
 
 def write_line(text, file=None):

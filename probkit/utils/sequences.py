@@ -172,6 +172,9 @@ def check_sequences(X, lengths=None, *, valid_lengths=None, step_ndim=1, name="X
     """
     if X is None:
         raise ValueError(f"{name} is None; expected sequences")
+    if hasattr(X, "tocsr") or hasattr(X, "todense"):
+        raise TypeError(f"Sparse data was passed for {name}, but dense data is required (sparse input is not "
+                        "supported by sequence estimators). Use '.toarray()' to convert to a dense numpy array.")
     if _is_sequence_list(X):
         if lengths is not None or valid_lengths is not None:
             raise ValueError(f"{name} is a list of sequences, which carry their own lengths: drop lengths= and "
@@ -221,6 +224,10 @@ def check_sequences(X, lengths=None, *, valid_lengths=None, step_ndim=1, name="X
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty: shape {arr.shape}")
         return SequenceBatch(arr, check_lengths(lengths, arr.shape[0]))
+    if step_ndim == 1 and arr.ndim == 1:
+        raise ValueError(f"Expected 2D array for {name}, got 1D array instead: {arr[:5]!r}. Reshape your data either "
+                         "using array.reshape(-1, 1) if your data has a single feature or array.reshape(1, -1) if it "
+                         "contains a single sample.")
     forms = ("a list of (L_i, n_features) arrays, concatenated rows (n_samples, n_features) with lengths=, or a "
              "padded (N, L, n_features) array with valid_lengths=") if step_ndim == 1 else \
         ("a list of 1-D token arrays, concatenated tokens (n_samples,) with lengths=, or a padded (N, L) array "

@@ -63,9 +63,12 @@ def get_num_threads():
     return dict(_settings)
 
 
+_CPU_COUNT = os.cpu_count() or 1  # read once: os.cpu_count() costs tens of microseconds per call
+
+
 def worker_threads():
     """Number of worker threads for independent blocks of sequences."""
-    return _settings["workers"] or os.cpu_count() or 1
+    return _settings["workers"] or _CPU_COUNT
 
 
 @contextmanager

@@ -10,6 +10,11 @@
 * :class:`ConjugateFamily` -- the expectations that closed-form variational Bayes needs
   for each conjugate exponential family (used by the Bayesian mixtures and the
   variational HMM).
+* MCMC beyond NUTS, without Pyro: Gibbs samplers of the conjugate models
+  (:func:`gibbs_mixture`, :func:`gibbs_hmm`, :func:`gibbs_lda`), adaptive random-walk
+  Metropolis for small custom models (:func:`random_walk_metropolis`), their common
+  :class:`MCMCResult` and the diagnostics :func:`rhat`, :func:`ess`, :func:`mcse`
+  (rank-normalised split R-hat and effective sample sizes of Vehtari et al. 2021).
 
 The estimators built on these are :class:`probkit.BayesianGaussianMixture`,
 :class:`probkit.BayesianMixture` and :class:`probkit.VariationalHMM`.
@@ -30,12 +35,20 @@ _EXPORTS = {
     "ConjugateFamily": "probkit.vi.conjugate",
     "GUIDES": "probkit.vi.svi",
     "LOSSES": "probkit.vi.svi",
+    "MCMCResult": "probkit.vi.mcmc_result",
     "ParamScope": "probkit.vi._pyro",
     "SVIResult": "probkit.vi.svi",
     "fit_svi": "probkit.vi.svi",
+    "ess": "probkit.vi.diagnostics",
     "forked_rng": "probkit.utils.random",
+    "gibbs_hmm": "probkit.vi.gibbs",
+    "gibbs_lda": "probkit.vi.gibbs",
+    "gibbs_mixture": "probkit.vi.gibbs",
     "make_elbo": "probkit.vi.svi",
     "make_guide": "probkit.vi.svi",
+    "mcse": "probkit.vi.diagnostics",
+    "random_walk_metropolis": "probkit.vi.mh",
+    "rhat": "probkit.vi.diagnostics",
     "run_nuts": "probkit.vi.mcmc",
     "torch_threads": "probkit.utils.threads",
 }

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pyro
 import torch
 
-__all__ = ["ParamScope", "pyro_lock"]
+__all__ = ["ParamScope", "model_args", "pyro_lock"]
 
 #: Serialises every use of Pyro's global parameter store by probkit (re-entrant: a fit
 #: may call a helper that enters a scope again).
@@ -123,3 +124,29 @@ class ParamScope:
 
     def __repr__(self):
         return f"ParamScope({self.names()})"
+
+
+def model_args(data):
+    """Positional and keyword arguments of a Pyro model from ``data``; numpy arrays become tensors.
+
+    ``None`` gives no arguments, a dict keyword arguments, a tuple or list positional ones,
+    anything else one positional argument.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model_args({"x": np.zeros(2)})
+    ((), {'x': tensor([0., 0.], dtype=torch.float64)})
+    """
+    def conv(v):
+        if isinstance(v, np.ndarray):
+            return torch.as_tensor(np.ascontiguousarray(v))
+        return v
+
+    if data is None:
+        return (), {}
+    if isinstance(data, dict):
+        return (), {k: conv(v) for k, v in data.items()}
+    if isinstance(data, (tuple, list)):
+        return tuple(conv(v) for v in data), {}
+    return (conv(data),), {}

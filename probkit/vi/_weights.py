@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from probkit.distributions.dirichlet import dirichlet_expected_log
+
 __all__ = ["WEIGHT_PRIOR_TYPES", "check_weight_prior", "expected_log_weights", "log_weight_normaliser",
            "prior_log_normaliser", "weight_kl",
            "weight_posterior", "weights_from_concentration"]
@@ -45,7 +47,7 @@ def expected_log_weights(conc, prior_type):
         log_v = torch.digamma(a) - dsum
         log_1mv = torch.digamma(b) - dsum
         return log_v + torch.cat([torch.zeros(1, dtype=a.dtype, device=a.device), torch.cumsum(log_1mv, 0)[:-1]])
-    return torch.digamma(conc) - torch.digamma(conc.sum())
+    return dirichlet_expected_log(conc)
 
 
 def log_weight_normaliser(conc, prior_type):

@@ -15,8 +15,7 @@ from pyro.infer.autoguide.initialization import init_to_value
 
 from probkit.utils.random import forked_rng
 from probkit.utils.threads import torch_threads
-from probkit.vi._pyro import ParamScope, pyro_lock
-from probkit.vi.svi import _as_args
+from probkit.vi._pyro import ParamScope, model_args, pyro_lock
 
 __all__ = ["run_nuts"]
 
@@ -72,7 +71,7 @@ def run_nuts(model, data=None, *, num_samples=500, warmup_steps=None, num_chains
         raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
     if not isinstance(num_chains, (int, np.integer)) or num_chains < 1:
         raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
-    args, kwargs = _as_args(data)
+    args, kwargs = model_args(data)
     nesting = None if max_plate_nesting is None else int(max_plate_nesting)
     kernel = NUTS(config_enumerate(model, default="parallel"), max_plate_nesting=nesting,
                   target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth, jit_compile=False,

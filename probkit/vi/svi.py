@@ -53,7 +53,7 @@ from probkit.utils.progress import progress_bar
 from probkit.utils.random import check_random_state
 from probkit.utils.random import forked_rng
 from probkit.utils.threads import torch_threads
-from probkit.vi._pyro import ParamScope, pyro_lock
+from probkit.vi._pyro import ParamScope, model_args, pyro_lock
 
 __all__ = ["GUIDES", "LOSSES", "SVIResult", "fit_svi", "make_elbo", "make_guide"]
 
@@ -161,22 +161,6 @@ def _make_optim(optim):
             raise ValueError(f"optim['lr'] must be a positive number, got {lr!r}")
         return pyro.optim.ClippedAdam(args)
     raise TypeError(f"optim must be a dict of ClippedAdam arguments or a pyro.optim optimiser, got {type(optim).__name__}")
-
-
-def _as_args(data):
-    """Positional and keyword arguments of the model from ``data``; numpy arrays become tensors."""
-    def conv(v):
-        if isinstance(v, np.ndarray):
-            return torch.as_tensor(np.ascontiguousarray(v))
-        return v
-
-    if data is None:
-        return (), {}
-    if isinstance(data, dict):
-        return (), {k: conv(v) for k, v in data.items()}
-    if isinstance(data, (tuple, list)):
-        return tuple(conv(v) for v in data), {}
-    return (conv(data),), {}
 
 
 @dataclass
@@ -316,7 +300,7 @@ def fit_svi(model, guide, data=None, *, num_steps=1000, optim=None, loss="Trace_
     if enumerated:
         model = config_enumerate(model, default="parallel")
     pyro_optim = _make_optim(optim)
-    args, kwargs = _as_args(data)
+    args, kwargs = model_args(data)
     scope = ParamScope() if scope is None else scope
     losses = []
     converged = False

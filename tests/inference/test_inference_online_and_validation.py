@@ -208,7 +208,7 @@ def test_padded_api_rejects_bad_shapes(func, args, match):
 
 
 @pytest.mark.parametrize("func", PADDED)
-@pytest.mark.parametrize(("lengths", "match"), [([4, 5], "exceed"), ([4, 0], "positive"), ([4], "shape")])
+@pytest.mark.parametrize(("lengths", "match"), [([4, 5], "exceed"), ([4, 0], "positive"), ([4], "one entry per sequence")])
 def test_padded_api_rejects_bad_lengths(func, lengths, match):
     with pytest.raises(ValueError, match=match):
         func(np.zeros(K), np.zeros((K, K)), np.zeros((2, 4, K)), lengths)

@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from probkit import GaussianMixture
-from probkit.mixture._components import CollapsedComponentWarning, EmptyComponentWarning
+from probkit.components import CollapsedComponentWarning, EmptyComponentWarning
 
 COV_TYPES = ["full", "diag", "spherical", "tied"]
 

@@ -11,7 +11,7 @@ import pytest
 from sklearn import mixture as skm
 
 from probkit import BayesianGaussianMixture, GaussianMixture
-from probkit.mixture._components import EmptyComponentWarning
+from probkit.components import EmptyComponentWarning
 
 RNG = np.random.RandomState(0)
 X1 = RNG.normal(size=50)

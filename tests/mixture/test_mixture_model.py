@@ -10,7 +10,7 @@ from scipy.special import logsumexp
 from probkit import GaussianMixture, MixtureModel
 from probkit.distributions import Gamma, MultivariateNormal, Normal, Poisson
 from probkit.em.init import initial_responsibilities
-from probkit.mixture.mixture_model import INIT_SMOOTHING
+from probkit.em.init import INIT_SMOOTHING
 
 
 def numpy_poisson_mixture_em(x, resp, n_iter):

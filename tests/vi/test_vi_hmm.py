@@ -255,10 +255,10 @@ def test_svi_isolation_clone_pickle():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(inference="gibbs"), "inference must be one of"),
-    (dict(emission="student"), "emission must be one of"),
-    (dict(covariance_type="tied"), "covariance_type must be one of"),
-    (dict(hmm_formulation="scan"), "hmm_formulation must be one of"),
+    (dict(inference="gibbs"), "The .inference. parameter of VariationalHMM must be a str among"),
+    (dict(emission="student"), "The .emission. parameter of VariationalHMM"),
+    (dict(covariance_type="tied"), "The .covariance_type. parameter of VariationalHMM"),
+    (dict(hmm_formulation="scan"), "The .hmm_formulation. parameter of VariationalHMM"),
     (dict(startprob_prior=-1.0), "startprob_prior must be positive"),
     (dict(transmat_prior=np.ones((3, 3))), "transmat_prior must broadcast"),
     (dict(dof_prior=0.5), "dof_prior must be greater than n_features - 1"),

@@ -47,12 +47,12 @@ def _member(dist, index):
     return type(dist)(**params, **opts)
 
 
-def _map_dist(dist, fn):
+def map_dist(dist, fn):
     """A distribution of the same family with ``fn`` applied to every parameter tensor."""
     from probkit.distributions.independent import Independent
 
     if isinstance(dist, Independent):
-        return Independent([_map_dist(c, fn) for c in dist.components])
+        return Independent([map_dist(c, fn) for c in dist.components])
     return dist._new(**{k: fn(v) for k, v in dist.torch_params().items()})
 
 
@@ -188,7 +188,7 @@ class BatchedComponents:
         return self.dist._n_free_parameters_total()
 
     def to(self, device=None, dtype=None):
-        return BatchedComponents(_map_dist(self.dist, lambda v: v.to(device=device, dtype=dtype)))
+        return BatchedComponents(map_dist(self.dist, lambda v: v.to(device=device, dtype=dtype)))
 
 
 class ComponentList:

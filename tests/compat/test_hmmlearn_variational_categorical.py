@@ -1,0 +1,5 @@
+"""hmmlearn 0.3.3's own ``test_variational_categorical.py``, run on probkit (see _hmmlearn.py)."""
+
+from tests.compat._hmmlearn import load
+
+load("test_variational_categorical", globals())
