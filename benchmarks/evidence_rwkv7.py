@@ -16,7 +16,9 @@ Three experiments, each at a scale a 2-core CPU trains in minutes; the numbers g
    Mamba-2, a rotary transformer, and a hybrid of three Mamba-2 layers and one attention
    layer (``build_backbone("hybrid", pattern="MMMA")``).
 
-``PROBKIT_FAST=1`` runs tiny settings in seconds.  Usage::
+``PROBKIT_FAST=1`` runs tiny settings in seconds; ``PROBKIT_EVIDENCE=small`` a reduced run
+for a busy shared machine (shorter curricula and test lengths, a 200k-character slice of the
+play, 20k parameters); the header says which.  Usage::
 
     PYTHONPATH=. python benchmarks/evidence_rwkv7.py [induction] [charlm] [hybrid]
 """
@@ -39,9 +41,10 @@ from probkit.neural import (SequenceDensity, build_backbone, count_parameters, d
 from probkit.neural.estimators import seeded
 
 FAST = os.environ.get("PROBKIT_FAST") == "1"
+SMALL = not FAST and os.environ.get("PROBKIT_EVIDENCE") == "small"
 torch.set_num_threads(1)  # small models: one thread avoids OpenMP stalls on shared cores
 
-VOCAB, TRIGGER, BATCH, N_TEST, WIDTH = 16, 16, 32, (32 if FAST else 128), 32
+VOCAB, TRIGGER, BATCH, N_TEST, WIDTH = 16, 16, 32, (32 if FAST else 64 if SMALL else 128), 32
 
 
 def induction_data(n, length, seed):
@@ -126,15 +129,15 @@ def report_recall(title, models, n_layers, test_lengths):
 
 def rwkv_induction():
     rwkv = {"n_heads": 2}
-    phases = [(16, 10), (32, 10)] if FAST else [(64, 600), (256, 300)]
+    phases = [(16, 10), (32, 10)] if FAST else [(32, 200), (64, 150)] if SMALL else [(64, 600), (256, 300)]
     models = {"RWKV-6": ("rwkv", rwkv, 1e-2, phases), "RWKV-7": ("rwkv7", rwkv, 1e-2, phases)}
-    lengths = [32, 64] if FAST else [256, 512, 1024, 2048]
+    lengths = [32, 64] if FAST else [64, 128, 256, 512] if SMALL else [256, 512, 1024, 2048]
     report_recall(f"Induction heads, RWKV-6 vs RWKV-7 (2 layers, d_model {WIDTH}, chance 6.25 %)",
                   models, 2, lengths)
 
 
 def hybrid_induction():
-    steps = [(16, 20)] if FAST else [(64, 900)]
+    steps = [(16, 20)] if FAST else [(32, 400)] if SMALL else [(64, 900)]
     models = {
         "Mamba-2 x4": ("mamba2", {"d_state": 16, "headdim": 16}, 1e-2, steps),
         "Transformer x4 (rotary)": ("transformer", {"n_heads": 2}, 3e-3, steps),
@@ -142,7 +145,7 @@ def hybrid_induction():
             "hybrid", {"pattern": "MMMA", "layer_kwargs": {"mamba2": {"d_state": 16, "headdim": 16},
                                                            "attention": {"n_heads": 2}}}, 3e-3, steps),
     }
-    lengths = [16, 32, 64] if FAST else [64, 128, 256, 512]
+    lengths = [16, 32, 64] if FAST else [32, 64, 128, 256] if SMALL else [64, 128, 256, 512]
     report_recall(f"Induction heads at up to 8x the training length (4 layers, d_model {WIDTH})",
                   models, 4, lengths)
 
@@ -152,10 +155,10 @@ def char_lm():
     alphabet = sorted(set(text))
     codes = np.array([alphabet.index(c) for c in text], dtype=np.int64)
     split = int(0.9 * len(codes))
-    window = 64 if FAST else 128
-    train = codes[: 64 * window] if FAST else codes[:split]
+    window = 64 if FAST or SMALL else 128
+    train = codes[: 64 * window] if FAST else codes[:200_000] if SMALL else codes[:split]
     test = codes[split: split + (4 if FAST else 100) * window]
-    budget = 6_000 if FAST else 60_000
+    budget = 6_000 if FAST else 20_000 if SMALL else 60_000
     print(f"\n## Character LM on tiny-shakespeare ({len(train):,} training characters, one pass in "
           f"windows of {window}, batches of 32; {len(test):,} held-out characters)\n")
     print("| backbone | d_model | backbone parameters | held-out bits per character | training time |")
@@ -175,7 +178,7 @@ def char_lm():
 
 if __name__ == "__main__":
     which = sys.argv[1:] or ["induction", "charlm", "hybrid"]
-    print(f"# torch {torch.__version__}, 1 thread{', FAST settings' if FAST else ''}")
+    print(f"# torch {torch.__version__}, 1 thread{', FAST settings' if FAST else ', small settings' if SMALL else ''}")
     t_all = time.perf_counter()
     for part in which:
         {"induction": rwkv_induction, "charlm": char_lm, "hybrid": hybrid_induction}[part]()

@@ -23,7 +23,8 @@ from probkit import (
     PoissonHMM,
     VariationalHMM,
 )
-from probkit.neural import DeepStateSpaceModel, NeuralHMM, SequenceClassifier, SequenceDensity, SequenceRegressor
+from probkit.neural import (DeepStateSpaceModel, MaskedSequenceModel, NeuralHMM, SequenceClassifier, SequenceDensity,
+                            SequenceRegressor)
 
 # Neural sequence estimators: a 2-D X is N one-step sequences of D features (see
 # probkit.neural.estimators._data). Tiny GRU backbones keep the checks fast. The density
@@ -57,6 +58,7 @@ ESTIMATORS = [
     SequenceClassifier(**_NEURAL),
     SequenceRegressor(**_NEURAL),
     SequenceDensity(**_NEURAL, dtype="float64"),
+    MaskedSequenceModel(**_NEURAL, dtype="float64"),
     NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, max_epochs=5, random_state=0),
     DeepStateSpaceModel(d_model=8, hidden_dim=8, max_epochs=5, random_state=0),
 ]

@@ -151,22 +151,39 @@ class _SequenceEstimator(ProbkitEstimator):
         ``fn(out, x_batch, lengths_batch)`` post-processes each batch (default: identity).
         Results are concatenated on the CPU.
         """
+        def run(xb, lb):
+            out = self.module_(xb, lb)
+            return fn(out, xb, lb) if fn is not None else out
+
+        return self._map_batches(x, lens, run)
+
+    def _map_batches(self, x, lens, fn, extra=None):
+        """``fn(x_batch, lengths_batch[, extra_batch])`` over batches sorted by length, in input order.
+
+        ``extra`` (optional, first dimension ``N``) is batched with ``x``.  Runs in eval mode
+        without gradients; results are concatenated on the CPU.
+        """
         device = next(self.module_.parameters()).device
         lens_t = torch.as_tensor(lens, dtype=torch.long)
         order = torch.argsort(lens_t, stable=True)
-        data = SequenceData(x, lens_t.to(x.device))
+        data = SequenceData(x, lens_t.to(x.device), extra)
         chunks = []
         self.module_.eval()
         with torch.no_grad():
             for start in range(0, len(order), self.batch_size):
                 b = data.batch(order[start:start + self.batch_size].to(x.device))
-                xb, lb = b["x"].to(device), b["lengths"].to(device)
-                out = self.module_(xb, lb)
-                chunks.append((fn(out, xb, lb) if fn is not None else out).cpu())
+                args = [b["x"].to(device), b["lengths"].to(device)]
+                if extra is not None:
+                    args.append(b["y"].to(device))
+                chunks.append(fn(*args).cpu())
         res = torch.cat(chunks, 0)
         inv = torch.empty_like(order)
         inv[order] = torch.arange(len(order))
         return res[inv]
+
+    def _log_jacobian(self):
+        """log |d z / d x| per step for standardised real features (0 for tokens)."""
+        return 0.0 if self._tokens else -float(np.log(self._x_scale).sum())
 
     # ------------------------------------------------------------------ persistence / tags
     def _io_build_module(self, name, device=None):

@@ -136,10 +136,6 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
             padded, lens = windows(padded[0], check_positive_int(self.window, "window"))
         return padded, lens
 
-    def _log_jacobian(self):
-        """log |d z / d x| per step for standardised real features (0 for tokens)."""
-        return 0.0 if self._tokens else -float(np.log(self._x_scale).sum())
-
     # ------------------------------------------------------------------ fit / score
     @limit_torch_threads
     def fit(self, X, y=None, *, lengths=None):
