@@ -22,7 +22,7 @@ jobs on a shared machine).  The thread count is set through ``OMP_NUM_THREADS``,
 Usage::
 
     python benchmarks/bench_rwkv7_cpu.py                      # 1 thread, L 1024 and 4096
-    python benchmarks/bench_rwkv7_cpu.py --threads 2 --lengths 4096 --repeats 5
+    python benchmarks/bench_rwkv7_cpu.py --threads 2 --lengths 4096 --repeats 5 --skip-fla
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def _parse():
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--chunk", type=int, default=32)
+    ap.add_argument("--skip-fla", action="store_true", help="leave out flash-linear-attention's naive loop")
     return ap.parse_args()
 
 
@@ -69,11 +70,13 @@ def make_inputs(L, seed=0):
     return [r, w, k, v, -kappa, kappa * alpha]
 
 
-def implementations(chunk):
+def implementations(chunk, with_fla=True):
     impls = {
         "recurrence": lambda r, w, k, v, a, b: rwkv7(r, w, k, v, a, b, backend="reference"),
         "cpu": lambda r, w, k, v, a, b: rwkv7(r, w, k, v, a, b, backend="cpu", chunk_size=chunk),
     }
+    if not with_fla:
+        return impls
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -88,7 +91,7 @@ def implementations(chunk):
 
 def main(args):
     torch.set_num_threads(args.threads)
-    impls = implementations(args.chunk)
+    impls = implementations(args.chunk, with_fla=not args.skip_fla)
     names = [n for n in ("recurrence", "fla naive", "cpu") if n in impls]
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads "
           f"(OMP/MKL/OPENBLAS_NUM_THREADS={os.environ['OMP_NUM_THREADS']}), batch {BATCH}, "

@@ -12,6 +12,7 @@ kind               layer (:mod:`probkit.neural.layers`)                parameter
 ``"mambaout"``     :class:`~probkit.neural.layers.GatedCNNLayer`        530,216
 ``"transformer"``  :class:`~probkit.neural.layers.TransformerLayer`     525,440 (rotary)
 ``"s4d"``          :class:`~probkit.neural.layers.S4DLayer`             526,976
+``"s4"``           :class:`~probkit.neural.layers.S4Layer`              478,080 (HiPPO-LegS)
 ``"gru"``          :class:`~probkit.neural.layers.GRULayer`             462,976
 ``"lstm"``         :class:`~probkit.neural.layers.LSTMLayer`            595,072
 ``"hybrid"``       any of the above, following a ``pattern``           484,004 (``"MMMA"``)
@@ -34,8 +35,8 @@ Hybrid stacks
 ``build_backbone("hybrid", d_model, n_layers, pattern=...)`` mixes layer kinds in one stack,
 e.g. Jamba- or Zamba-style Mamba-2 stacks with an occasional attention layer.  ``pattern`` is a
 string of the letters of :data:`PATTERN_LEGEND` (``A`` attention, ``M`` Mamba-2, ``S`` Mamba,
-``R`` RWKV-7, ``W`` RWKV-6, ``C`` gated CNN, ``D`` S4D, ``G`` GRU, ``L`` LSTM) or a sequence of
-kind names; it repeats to ``n_layers`` layers (``"MMMA"`` with 6 layers is ``"MMMAMM"``), and
+``R`` RWKV-7, ``W`` RWKV-6, ``C`` gated CNN, ``D`` S4D, ``H`` S4 (HiPPO-LegS), ``G`` GRU,
+``L`` LSTM) or a sequence of kind names; it repeats to ``n_layers`` layers (``"MMMA"`` with 6 layers is ``"MMMAMM"``), and
 ``layer_kwargs={kind: options}`` sets each kind's options.  The result is a plain
 :class:`Backbone`: one state tuple with an entry per layer, ``step()`` equal to ``forward``,
 usable by every estimator through ``backbone="hybrid"`` and ``backbone_kwargs``.
@@ -56,7 +57,7 @@ import torch
 from torch import nn
 
 from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RMSNorm,
-                     RWKV6Layer, RWKV7Layer, S4DLayer, SequenceLayer, TransformerLayer)
+                     RWKV6Layer, RWKV7Layer, S4DLayer, S4Layer, SequenceLayer, TransformerLayer)
 from .layers.base import check_positive_int
 
 __all__ = [
@@ -338,9 +339,16 @@ def _transformer(d_model, n_layers, *, n_heads=4, causal=True, positional="rotar
 
 
 def _s4d(d_model, n_layers, *, d_state=64, expand=2, init="lin", dt_min=1e-3, dt_max=1e-1,
-         dropout=0.0):
+         discretization="zoh", dropout=0.0):
     return [S4DLayer(d_model, d_state=d_state, expand=expand, init=init, dt_min=dt_min,
-                     dt_max=dt_max, dropout=dropout)
+                     dt_max=dt_max, dropout=dropout, discretization=discretization)
+            for _ in range(n_layers)]
+
+
+def _s4(d_model, n_layers, *, d_state=64, expand=2, dt_min=1e-3, dt_max=1e-1, discretization="bilinear",
+        dropout=0.0):
+    return [S4Layer(d_model, d_state=d_state, expand=expand, dt_min=dt_min, dt_max=dt_max,
+                    dropout=dropout, discretization=discretization)
             for _ in range(n_layers)]
 
 
@@ -369,6 +377,7 @@ _FACTORIES = {
     "mambaout": _gated_cnn,
     "transformer": _transformer,
     "s4d": _s4d,
+    "s4": _s4,
     "gru": _gru,
     "lstm": _lstm,
 }
@@ -385,6 +394,7 @@ PATTERN_LEGEND = {
     "W": "rwkv",  # RWKV-6 (WKV-6)
     "C": "mambaout",  # gated CNN
     "D": "s4d",
+    "H": "s4",  # S4 with the dense HiPPO-LegS matrix
     "G": "gru",
     "L": "lstm",
 }
@@ -488,7 +498,7 @@ def build_backbone(kind, d_model, n_layers, **kw):
     kind : str
         One of :data:`KINDS`: ``"mamba"``, ``"mamba2"``, ``"rwkv"`` (alias ``"rwkv6"``),
         ``"rwkv7"``, ``"mambaout"`` (alias ``"gated_cnn"``), ``"transformer"`` (alias
-        ``"attention"``), ``"s4d"``, ``"gru"``, ``"lstm"``, or ``"hybrid"`` (several kinds).
+        ``"attention"``), ``"s4d"``, ``"s4"``, ``"gru"``, ``"lstm"``, or ``"hybrid"`` (several kinds).
     d_model : int
         Width of the inputs, outputs and residual stream.
     n_layers : int
@@ -515,7 +525,10 @@ def build_backbone(kind, d_model, n_layers, **kw):
           ``"learned"``), ``max_len=1024`` (learned positions only), ``mlp_ratio=2.0,
           rotary_base=10000.0`` (:class:`~.layers.TransformerLayer`);
         * ``"s4d"``: ``d_state=64, expand=2, init="lin"`` (or ``"inv"``), ``dt_min=1e-3,
-          dt_max=1e-1`` (:class:`~.layers.S4DLayer`);
+          dt_max=1e-1``, ``discretization="zoh"`` (or ``"bilinear"``) (:class:`~.layers.S4DLayer`);
+        * ``"s4"``: ``d_state=64, expand=2, dt_min=1e-3, dt_max=1e-1``,
+          ``discretization="bilinear"`` (or ``"zoh"``) (:class:`~.layers.S4Layer`: dense
+          HiPPO-LegS state matrix);
         * ``"gru"``, ``"lstm"``: ``hidden_size=d_model``;
         * ``"hybrid"``: ``pattern`` (default :func:`default_hybrid_pattern`: one attention
           layer in every four, the others Mamba-2), ``layer_kwargs={kind: options}``, ``dropout``

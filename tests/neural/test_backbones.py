@@ -27,6 +27,7 @@ OPTIONS = {
     "transformer_learned": {"n_heads": 4, "positional": "learned", "max_len": 16},
     "bert": {"n_heads": 2, "causal": False},
     "s4d": {"d_state": 8, "init": "inv"},
+    "s4": {"d_state": 6},
     "gru": {},
     "lstm": {"hidden_size": 12},
 }
