@@ -18,9 +18,10 @@ LAYER_KWARGS = {
     "rwkv7": {"n_heads": 2, "chunk_size": 3, "backend": "cpu"},
     "transformer": {"n_heads": 2},
     "s4d": {"d_state": 8},
+    "s4": {"d_state": 6},
     "lstm": {"hidden_size": 12},
 }
-EVERY_KIND = "SMWRCADGLR"  # every letter of the legend, and a second RWKV-7 layer after the others
+EVERY_KIND = "SMWRCADHGLR"  # every letter of the legend, and a second RWKV-7 layer after the others
 
 
 def make(pattern, n_layers=None, seed=0, perturb=0.1, **kw):
@@ -59,7 +60,7 @@ def test_step_equals_forward_with_every_kind(L):
     net = make(EVERY_KIND)
     assert [type(layer).__name__ for layer in net.layers] == [
         "MambaLayer", "Mamba2Layer", "RWKV6Layer", "RWKV7Layer", "GatedCNNLayer", "TransformerLayer",
-        "S4DLayer", "GRULayer", "LSTMLayer", "RWKV7Layer"]
+        "S4DLayer", "S4Layer", "GRULayer", "LSTMLayer", "RWKV7Layer"]
     assert net.causal and net.kind == "hybrid"
     x = randn(2, L, D)
     y = net(x)
