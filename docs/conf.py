@@ -49,6 +49,8 @@ API_MODULES = [
     ("probkit", "Estimators (top level)"),
     ("probkit.mixture", "Mixtures"),
     ("probkit.hmm", "Hidden Markov models"),
+    ("probkit.glm", "Generalised linear models"),
+    ("probkit.naive_bayes", "Naive Bayes"),
     ("probkit.ssm", "State-space models"),
     ("probkit.vi", "Variational inference"),
     ("probkit.topics", "Topic models"),

@@ -66,6 +66,9 @@ class ModelSpec:
         One line for ``--help``.
     sequential : bool
         An HMM (accepts ``--sequence-column``; ``decode`` gives the Viterbi path).
+    supervised : bool
+        A regressor or classifier of the ``--target`` column on the others (``decode``
+        writes its predictions, ``score`` its D^2 or accuracy).
     iter_param : str
         Name of the iteration-limit parameter (``max_iter`` or ``n_iter``).
     options : tuple of str
@@ -82,6 +85,7 @@ class ModelSpec:
     target: str
     summary: str
     sequential: bool = False
+    supervised: bool = False
     iter_param: str = "max_iter"
     options: tuple = ()
     fixed: dict = field(default_factory=dict)
@@ -116,6 +120,19 @@ MODELS = {
                                  sequential=True, iter_param="n_iter", options=("n_init",)),
     "poisson-hmm": ModelSpec("probkit.hmm:PoissonHMM", "hidden Markov model with Poisson emissions for counts",
                              sequential=True, iter_param="n_iter", options=("n_init",)),
+    "glm-poisson": ModelSpec("probkit.glm:GeneralizedLinearModel", "Poisson regression of a --target count column",
+                             supervised=True, options=("alpha",), fixed={"family": "poisson"}),
+    "glm-negative-binomial": ModelSpec("probkit.glm:GeneralizedLinearModel",
+                                       "negative-binomial regression (log link) of over-dispersed counts",
+                                       supervised=True, options=("alpha",),
+                                       fixed={"family": "negative_binomial", "link": "log"}),
+    "glm-gamma": ModelSpec("probkit.glm:GeneralizedLinearModel", "Gamma regression (log link) of a positive --target",
+                           supervised=True, options=("alpha",), fixed={"family": "gamma", "link": "log"}),
+    "logistic-regression": ModelSpec("probkit.glm:GeneralizedLinearClassifier",
+                                     "logistic / softmax regression of a --target class column",
+                                     supervised=True, options=("alpha",)),
+    "naive-bayes": ModelSpec("probkit.naive_bayes:NaiveBayes",
+                             "Gaussian naive Bayes classifier of a --target class column", supervised=True),
     "linear-gaussian-ssm": ModelSpec("probkit.ssm:LinearGaussianSSM", "linear-Gaussian state-space model "
                                      "(Kalman filter; -k = state dimension)", sequential=True, iter_param="n_iter"),
 }
@@ -400,6 +417,35 @@ def _model_data(model, args, model_path):
     return X, names, lengths
 
 
+def _supervised_data(path, target, columns, delimiter, dropna):
+    """Features and the target column, read in one pass (``--dropna`` drops the same rows of both)."""
+    if columns is not None:
+        X, names, _ = read_csv(path, f"{columns},{target}", delimiter, dropna)
+        j = X.shape[1] - 1
+        if names[j] in names[:j]:
+            raise CLIError(f"the --target column {names[j]!r} is also one of the --columns")
+    else:
+        X, names, _ = read_csv(path, None, delimiter, dropna)
+        if target in names:
+            j = names.index(target)
+        elif target.lstrip("-").isdigit() and -len(names) <= int(target) < len(names):
+            j = int(target) % len(names)
+        else:
+            raise CLIError(f"{path} has no column {target!r} for --target; its columns are {', '.join(names)}")
+    if X.shape[1] < 2:
+        raise CLIError(f"{path} has no feature column besides the target {names[j]!r}")
+    y = X[:, j]
+    return np.delete(X, j, axis=1), y, [n for k, n in enumerate(names) if k != j], names[j]
+
+
+def _is_supervised(model):
+    return hasattr(model, "cli_target_")
+
+
+def _class_labels(y):
+    return y.astype(np.int64) if np.all(y == np.round(y)) else y
+
+
 def _seq_kwargs(model, lengths):
     return {"lengths": lengths} if _is_sequential(model) and lengths is not None else {}
 
@@ -407,6 +453,8 @@ def _seq_kwargs(model, lengths):
 def _cmd_fit(args):
     spec = MODELS[args.model]
     cls = spec.load()
+    if spec.supervised or args.target is not None:
+        return _fit_supervised(args, spec, cls)
     if args.plot:
         _no_discrete_states(cls, "--plot")
     X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna, args.sequence_column)
@@ -454,6 +502,67 @@ def _cmd_fit(args):
     return EXIT_OK
 
 
+def _fit_supervised(args, spec, cls):
+    if not spec.supervised:
+        raise CLIError(f"--target applies to regression and classification models; {args.model} models all columns")
+    if args.target is None:
+        raise CLIError(f"{args.model} needs --target COLUMN, the column to predict from the others")
+    if args.sequence_column is not None:
+        raise CLIError(f"--sequence-column applies to hidden Markov models; {args.model} treats rows as independent")
+    for name in ("covariance_type", "n_mix", "n_init", "plot"):
+        if getattr(args, name, None) is not None:
+            raise CLIError(f"--{name.replace('_', '-')} does not apply to {args.model}")
+    X, y, names, target = _supervised_data(args.data, args.target, args.columns, args.delimiter, args.dropna)
+    params = dict(spec.fixed)
+    if args.max_iter is not None and "max_iter" in cls().get_params():
+        params["max_iter"] = args.max_iter
+    if args.tol is not None:
+        params["tol"] = args.tol
+    if args.alpha is not None:
+        if "alpha" not in spec.options:
+            raise CLIError(f"--alpha does not apply to {args.model}")
+        params["alpha"] = args.alpha
+    from sklearn.base import is_classifier
+
+    model = cls(**params)
+    if is_classifier(model):
+        y = _class_labels(y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y)
+    for w in caught:
+        if issubclass(w.category, (UserWarning, RuntimeWarning)) and not issubclass(w.category, DeprecationWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+    model.cli_columns_ = np.asarray(names, dtype=str)
+    model.cli_target_ = str(target)
+    path = model.save(args.output)
+    print(f"fitted {args.model} ({type(model).__name__}) of {target} on {len(X)} rows x {X.shape[1]} columns "
+          f"({', '.join(names)})")
+    if hasattr(model, "coef_"):
+        print(_coefficient_table(model, names))
+    metric = "accuracy" if is_classifier(model) else "D^2 (deviance explained)"
+    extra = f", AIC {model.aic_:.2f}, deviance {model.deviance_:.4f}" if hasattr(model, "aic_") else ""
+    print(f"{metric} {model.score(X, y):.4f}{extra}")
+    print(f"saved {path}")
+    return EXIT_OK
+
+
+def _coefficient_table(model, names):
+    coef = np.atleast_2d(model.coef_)
+    intercept = np.atleast_1d(model.intercept_)
+    bse = None if getattr(model, "bse_", None) is None else np.atleast_2d(model.bse_)
+    ibse = None if getattr(model, "intercept_bse_", None) is None else np.atleast_1d(model.intercept_bse_)
+    classes = getattr(model, "classes_", None)
+    rows = []
+    for k in range(coef.shape[0]):
+        label = "" if classes is None or coef.shape[0] == 1 else f"[{classes[k]}] "
+        entries = [("intercept", intercept[k], None if ibse is None else ibse[k])]
+        entries += [(n, coef[k, j], None if bse is None else bse[k, j]) for j, n in enumerate(names)]
+        for name, value, se in entries:
+            rows.append(f"  {label}{name:<20} {value: .6g}" + ("" if se is None else f"  (se {se:.4g})"))
+    return "coefficients:\n" + "\n".join(rows)
+
+
 def _convergence_text(model, spec):
     """'converged' only when the tolerance was met; otherwise how far the objective still moved."""
     if getattr(model, "converged_", False):
@@ -466,6 +575,17 @@ def _convergence_text(model, spec):
 
 def _cmd_score(args):
     model = _load_model(args.model, "score", ("score",))
+    if _is_supervised(model):
+        X, y = _supervised_model_data(model, args, with_target=True)
+        from sklearn.base import is_classifier
+
+        if is_classifier(model):
+            y = _class_labels(y)
+            print(f"accuracy {model.score(X, y):.6f} over {len(X)} rows")
+        else:
+            print(f"D^2 (deviance explained) {model.score(X, y):.6f}, deviance {model.deviance(X, y):.6f} over "
+                  f"{len(X)} rows")
+        return EXIT_OK
     X, _, lengths = _model_data(model, args, args.model)
     kw = _seq_kwargs(model, lengths)
     per_row = model.score_samples(X, **kw) if hasattr(model, "score_samples") else None
@@ -476,8 +596,31 @@ def _cmd_score(args):
     return EXIT_OK
 
 
+def _supervised_model_data(model, args, with_target):
+    columns = args.columns if args.columns is not None else ",".join(model.cli_columns_)
+    if with_target:
+        X, y, _, _ = _supervised_data(args.data, model.cli_target_, columns, args.delimiter, args.dropna)
+    else:
+        X, _, _ = read_csv(args.data, columns, args.delimiter, args.dropna)
+        y = None
+    if X.shape[1] != model.n_features_in_:
+        raise CLIError(f"{args.model} expects {model.n_features_in_} feature column(s) but {args.data} gives "
+                       f"{X.shape[1]}; choose them with --columns")
+    return X, y
+
+
 def _cmd_decode(args):
     model = _load_model(args.model, "decode", ("predict",))
+    if _is_supervised(model):
+        X, _ = _supervised_model_data(model, args, with_target=False)
+        pred = model.predict(X)
+        header, rows = [f"predicted_{model.cli_target_}"], [[_fmt(v)] for v in pred]
+        if args.proba and hasattr(model, "predict_proba"):
+            proba = model.predict_proba(X)
+            header += [f"p_{c}" for c in model.classes_]
+            rows = [r + [_fmt(p) for p in ps] for r, ps in zip(rows, proba)]
+        _write_csv(args.output, header, rows)
+        return EXIT_OK
     _no_discrete_states(model, "decode")
     X, names, lengths = _model_data(model, args, args.model)
     kw = _seq_kwargs(model, lengths)
@@ -531,7 +674,10 @@ def _cmd_info(args):
         print(f"  columns: {', '.join(cols)}")
     for name, value in sorted(model.get_params(deep=False).items()):
         print(f"  {name} = {value!r}")
-    for name in ("weights_", "means_", "startprob_", "transmat_", "lambdas_", "emissionprob_"):
+    if getattr(model, "cli_target_", None):
+        print(f"  target: {model.cli_target_}")
+    for name in ("weights_", "means_", "startprob_", "transmat_", "lambdas_", "emissionprob_", "classes_", "coef_",
+                 "intercept_", "bse_"):
         if hasattr(model, name):
             print(f"  {name} =\n" + "\n".join("    " + line for line in
                                                np.array2string(np.asarray(getattr(model, name)), precision=4)
@@ -590,6 +736,7 @@ Typical session:
   probkit decode model.pk prices.csv -o states.csv --plot states.png
   probkit score model.pk prices.csv
   probkit sample model.pk -n 500 -o simulated.csv
+  probkit fit glm-poisson claims.csv --target n_claims -o glm.pk   (regression on the other columns)
 
 CSV files: one row per observation, numbers only (a header row is detected), the
 delimiter (, ; tab |) is detected unless --delimiter is given. For hidden Markov
@@ -624,8 +771,9 @@ def build_parser():
 
     parser = argparse.ArgumentParser(
         prog="probkit", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Fit probabilistic models (mixtures, hidden Markov models) to CSV data, then score new "
-                    "data, decode hidden states or simulate from the fitted model.",
+        description="Fit probabilistic models (mixtures, hidden Markov models, GLMs, naive Bayes) to CSV data, "
+                    "then score new data, decode hidden states (or predict a target) or simulate from the fitted "
+                    "model.",
         epilog=_EPILOG)
     parser.add_argument("--version", action="version", version=f"probkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
@@ -650,6 +798,11 @@ def build_parser():
                    help=f"maximum EM iterations (default: {CLI_MAX_ITER})")
     p.add_argument("--tol", type=float, help="convergence threshold (default: the model's own)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
+    p.add_argument("--target", metavar="COL",
+                   help="regression and classification models: the column to predict from the others (the "
+                        "features are --columns, default: every other column)")
+    p.add_argument("--alpha", type=float, metavar="A", help="regression and classification models: L2 penalty "
+                   "strength (default: 0, maximum likelihood)")
     p.add_argument("--plot", metavar="FIG.png", help="also draw the fit (needs matplotlib)")
     p.set_defaults(func=_cmd_fit)
 

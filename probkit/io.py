@@ -156,7 +156,7 @@ _ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 # Subpackages searched for estimator and distribution classes named in a file that are
 # not imported yet (imported only if they exist in this installation).
 _CLASS_PACKAGES = ("probkit", "probkit.distributions", "probkit.mixture", "probkit.hmm", "probkit.vi",
-                   "probkit.neural", "probkit.topics")
+                   "probkit.neural", "probkit.glm", "probkit.naive_bayes", "probkit.topics")
 
 
 class ModelFileError(ValueError):

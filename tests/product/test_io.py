@@ -218,6 +218,42 @@ def _check_deep_ssm_round_trip(est, X, lengths, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _supervised_cases():
+    """Supervised estimators: ``(make, X, y, extra)`` with extra rows for a continued partial_fit."""
+    from probkit import GeneralizedLinearClassifier, GeneralizedLinearModel, NaiveBayes
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(90, 3))
+    counts = rng.poisson(np.exp(0.3 + X @ [0.4, -0.2, 0.1])).astype(float)
+    labels = np.array(["a", "b", "c"])[rng.randint(0, 3, 90)]
+    mixed = np.column_stack([X[:, 0], counts, rng.randint(0, 4, 90)])
+    return {
+        "glm-poisson": (lambda: GeneralizedLinearModel("poisson"), X, counts),
+        "glm-negative-binomial-penalised": (lambda: GeneralizedLinearModel("negative_binomial", link="log",
+                                                                           alpha=0.01, l1_ratio=0.5), X, counts),
+        "glm-classifier-softmax": (lambda: GeneralizedLinearClassifier(), X, labels),
+        "glm-classifier-probit": (lambda: GeneralizedLinearClassifier("bernoulli", link="probit", alpha=0.01), X,
+                                  labels == "a"),
+        "naive-bayes-normal": (lambda: NaiveBayes(), X, labels),
+        "naive-bayes-mixed": (lambda: NaiveBayes([Normal(), "poisson", "categorical"], alpha=0.5), mixed, labels),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_supervised_cases()))
+def test_supervised_round_trip_is_exact(name, tmp_path):
+    make, X, y = _supervised_cases()[name]
+    est = make().fit(X[:60], y[:60])
+    again = probkit.load(est.save(tmp_path / "supervised.pk"))
+    assert type(again) is type(est) and again.get_params().keys() == est.get_params().keys()
+    _assert_same(_public_state(est), _public_state(again))
+    for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
+        if hasattr(est, method):
+            np.testing.assert_array_equal(getattr(again, method)(X), getattr(est, method)(X))
+    assert again.score(X, y) == est.score(X, y)
+    if hasattr(est, "partial_fit"):  # accumulated statistics survive: more rows give the same model
+        est.partial_fit(X[60:], y[60:])
+        again.partial_fit(X[60:], y[60:])
+        np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
 def _topic_cases():
     """Topic models (transformers: no predict or sample): ``(make, X)``."""
     from probkit import CollapsedGibbsLDA, LatentDirichletAllocation
@@ -253,6 +289,7 @@ def test_every_exported_estimator_has_a_round_trip_case():
     covered = {type(make()) for make, _ in CASES.values()}
     covered |= {type(make()) for make, _, _ in _neural_cases().values()}
     covered |= {type(make()) for make, _, _ in _latent_neural_cases().values()}
+    covered |= {type(make()) for make, _, _ in _supervised_cases().values()}
     covered |= {type(make()) for make, _ in _topic_cases().values()}
     missing = sorted(c.__name__ for c in exported - covered)
     assert not missing, f"add save/load cases to tests/product/test_io.py for {missing}"
