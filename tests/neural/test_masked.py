@@ -182,7 +182,7 @@ def test_fill_mask_layouts_and_errors():
         model.fill_mask(seqs, flags)
     with pytest.raises(ValueError, match=r"mask\[1\] must have shape \(2,\)"):
         model.fill_mask(seqs, [np.array([True, False, False]), np.array([True])])
-    with pytest.raises(ValueError, match="head='gaussian' does not fit"):
+    with pytest.raises(ValueError, match="head='gaussian' models real values"):
         MaskedSequenceModel(vocab_size=3, head="gaussian").fit(padded % 3)
 
 

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from probkit.base import ProbkitEstimator
 
-from ._data import SequenceData, check_positive_int, check_sequences
+from ._data import SequenceData, check_positive_int, check_sequences, windows
 from ._network import POOLINGS, SequenceNet
 from ._training import seeded, train_module
 
@@ -96,6 +96,26 @@ class _SequenceEstimator(ProbkitEstimator):
             raise ValueError(f"{name} has {n_features} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input.")
         return padded, lens
+
+    def _read_windowed(self, X, lengths, *, reset, name="X"):
+        """Validated padded inputs; a 1-D token sequence is cut into windows of ``self.window``."""
+        padded, lens = self._check_X(X, lengths, reset=reset, one_long=True, name=name)
+        X_np = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
+        if self._tokens and isinstance(X_np, np.ndarray) and X_np.ndim == 1:
+            padded, lens = windows(padded[0], check_positive_int(self.window, "window"))
+        return padded, lens
+
+    def _resolve_head(self):
+        """The predictive head of per-step models from ``self.head``: "categorical" for tokens,
+        "gaussian" or "mixture" for real values ("auto" picks by ``vocab_size``)."""
+        if self.head not in ("auto", "categorical", "gaussian", "mixture"):
+            raise ValueError(f"head must be 'auto', 'categorical', 'gaussian' or 'mixture', got {self.head!r}")
+        head = self.head if self.head != "auto" else ("categorical" if self._tokens else "gaussian")
+        if head == "categorical" and not self._tokens:
+            raise ValueError("head='categorical' needs vocab_size (the number of distinct tokens)")
+        if head != "categorical" and self._tokens:
+            raise ValueError(f"head={head!r} models real values; with vocab_size set use head='categorical'")
+        return head
 
     def _fit_standardizer(self, padded, lens):
         if self._tokens:

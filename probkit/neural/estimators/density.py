@@ -15,7 +15,7 @@ from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import _SequenceEstimator, fill_doc, unwrap
-from ._data import SequenceData, check_positive_int, check_sequences, windows
+from ._data import SequenceData, check_positive_int, check_sequences
 from probkit.utils.random import seed_from
 
 __all__ = ["SequenceDensity"]
@@ -114,27 +114,9 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ setup
-    def _resolve_head(self):
-        if self.head not in ("auto", "categorical", "gaussian", "mixture"):
-            raise ValueError(f"head must be 'auto', 'categorical', 'gaussian' or 'mixture', got {self.head!r}")
-        head = self.head if self.head != "auto" else ("categorical" if self._tokens else "gaussian")
-        if head == "categorical" and not self._tokens:
-            raise ValueError("head='categorical' needs vocab_size (the number of distinct tokens)")
-        if head != "categorical" and self._tokens:
-            raise ValueError(f"head={head!r} models real values; with vocab_size set use head='categorical'")
-        return head
-
     def _make_head(self):
         n_out = self.vocab_size if self._tokens else self.n_features_in_
         return make_head(self.head_, self.d_model, n_out, n_components=self.n_components)
-
-    def _read(self, X, lengths, *, reset, name="X"):
-        """Validated padded inputs; a 1-D token sequence is cut into windows."""
-        padded, lens = self._check_X(X, lengths, reset=reset, one_long=True, name=name)
-        X_np = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
-        if self._tokens and isinstance(X_np, np.ndarray) and X_np.ndim == 1:
-            padded, lens = windows(padded[0], check_positive_int(self.window, "window"))
-        return padded, lens
 
     # ------------------------------------------------------------------ fit / score
     @limit_torch_threads
@@ -157,7 +139,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
         check_positive_int(self.window, "window")
         check_positive_int(self.n_components, "n_components")
         self.head_ = self._resolve_head()
-        padded, lens = self._read(X, lengths, reset=True)
+        padded, lens = self._read_windowed(X, lengths, reset=True)
         self._fit_standardizer(padded, lens)
         device, dtype = self._compute_setup()
         data = SequenceData(self._to_tensor(padded, device, dtype), torch.as_tensor(lens, device=device))
@@ -176,7 +158,7 @@ class SequenceDensity(DensityMixin, _SequenceEstimator):
     def _step_log_probs(self, X, lengths):
         """Per-step log-likelihoods ``(N, L_max)`` (0 past each length) and the lengths."""
         check_is_fitted(self)
-        padded, lens = self._read(X, lengths, reset=False)
+        padded, lens = self._read_windowed(X, lengths, reset=False)
         p = next(self.module_.parameters())
         head, jac = self.module_.head, self._log_jacobian()
 

@@ -247,28 +247,12 @@ class MaskedSequenceModel(_SequenceEstimator):
         if p_mask + p_rand > 1 + 1e-12:
             raise ValueError(f"mask_token_prob + random_token_prob must be at most 1, got {p_mask} + {p_rand}")
 
-    def _resolve_head(self):
-        if self.head not in ("auto", "categorical", "gaussian", "mixture"):
-            raise ValueError(f"head must be 'auto', 'categorical', 'gaussian' or 'mixture', got {self.head!r}")
-        head = self.head if self.head != "auto" else ("categorical" if self._tokens else "gaussian")
-        if (head == "categorical") != self._tokens:
-            raise ValueError(f"head={head!r} does not fit the inputs: 'categorical' needs vocab_size (tokens), "
-                             "'gaussian' and 'mixture' real values (vocab_size=None)")
-        return head
-
     def _make_net(self):
         kw = {"vocab_size": self.vocab_size} if self._tokens else {"n_features": self.n_features_in_}
         n_out = self.vocab_size if self._tokens else self.n_features_in_
         head = make_head(self.head_, self.d_model, n_out, n_components=self.n_components)
         return SequenceNet(self.backbone, self.d_model, self.n_layers, head, backbone_kwargs=self.backbone_kwargs,
                            pooling=None, bidirectional=True, mask_embedding=True, **kw)
-
-    def _read(self, X, lengths, *, reset, name="X"):
-        padded, lens = self._check_X(X, lengths, reset=reset, one_long=True, name=name)
-        X_np = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else X
-        if self._tokens and isinstance(X_np, np.ndarray) and X_np.ndim == 1:
-            padded, lens = windows(padded[0], check_positive_int(self.window, "window"))
-        return padded, lens
 
     def _masking(self):
         return dict(vocab_size=self.vocab_size, mask_prob=self.mask_prob, mask_token_prob=self.mask_token_prob,
@@ -294,7 +278,7 @@ class MaskedSequenceModel(_SequenceEstimator):
         check_y_slot(self, "fit", X, y)
         self._check_params()
         self.head_ = self._resolve_head()
-        padded, lens = self._read(X, lengths, reset=True)
+        padded, lens = self._read_windowed(X, lengths, reset=True)
         self._fit_standardizer(padded, lens)
         device, dtype = self._compute_setup()
         data = SequenceData(self._to_tensor(padded, device, dtype), torch.as_tensor(lens, device=device))
@@ -355,7 +339,7 @@ class MaskedSequenceModel(_SequenceEstimator):
             ``X`` with the flagged positions filled, in the layout of ``X``.
         """
         check_is_fitted(self)
-        padded, lens = self._read(X, lengths, reset=False)
+        padded, lens = self._read_windowed(X, lengths, reset=False)
         flags = self._read_mask(mask, X, padded, lens)
         p = next(self.module_.parameters())
         x = self._to_tensor(padded, p.device, p.dtype)
@@ -387,7 +371,7 @@ class MaskedSequenceModel(_SequenceEstimator):
     def _pseudo_log_likelihoods(self, X, lengths):
         """Per-position ``log p(x_t | x_{-t})`` ``(N, L_max)`` (0 past each length) and the lengths."""
         check_is_fitted(self)
-        padded, lens = self._read(X, lengths, reset=False)
+        padded, lens = self._read_windowed(X, lengths, reset=False)
         p = next(self.module_.parameters())
         head, jac = self.module_.head, self._log_jacobian()
 
