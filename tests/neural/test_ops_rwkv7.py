@@ -125,6 +125,14 @@ def test_chunked_equals_reference_float64(L, chunk):
     assert_close_all(run(inputs, "cpu", chunk=chunk), run(inputs, "reference"), 1e-12)
 
 
+@pytest.mark.parametrize("block", [1, 2 * 2 * 3 * 5 * 2, 10**9])
+def test_backward_in_blocks_of_chunks_equals_reference(monkeypatch, block):
+    # the backward's per-chunk work in blocks of 1, 2 (the last one shorter) or all 9 chunks
+    monkeypatch.setattr(_rwkv7_cpu, "BLOCK_ELEMENTS", block)
+    inputs = make_inputs(11, b=2, H=2, L=25, K=5, V=4)
+    assert_close_all(run(inputs, "cpu", chunk=3), run(inputs, "reference"), 1e-12)
+
+
 @pytest.mark.parametrize("path", ["one-block", "sub-blocks", "pairwise-diagonal"])
 @pytest.mark.parametrize("kind", ["rwkv7", "generic"])
 def test_chunked_paths_against_reference(monkeypatch, path, kind):

@@ -25,7 +25,8 @@ chunk; the outputs are again formed for all chunks at once.
 The four ``T x T`` matrices come from one matrix product ``[a^; r^] [k^; -b^]^T`` of the
 vectors scaled by ``exp(+-lam)``, factored at the chunk start, when the total log-decay of
 every chunk is within :data:`SAFE_SPAN` (always for RWKV-7's decays at the default chunk of
-32); that path has a hand-written backward (:class:`_OneBlockChunks`).  Otherwise the chunk is
+32); that path has a hand-written backward (:class:`_OneBlockChunks`), whose work after the
+backward state passing runs on blocks of chunks that stay in cache.  Otherwise the chunk is
 split into sub-blocks of ``Ts <= 16`` steps, each weight ``exp(x_t - lam_s)`` is factored at
 the start of the row's sub-block (both factors bounded), with pairwise ``(Ts, Ts, K)``
 weights inside the diagonal sub-blocks when even a sub-block's decay is too large
@@ -42,6 +43,8 @@ import torch.nn.functional as F
 SAFE_SPAN = {torch.float32: 30.0, torch.float64: 600.0}
 DEFAULT_CHUNK = 32
 MAX_SUB = 16
+#: elements per tensor in one block of chunks of the backward (fits in a core's cache)
+BLOCK_ELEMENTS = 1 << 17
 
 
 def default_chunk(L):
@@ -167,6 +170,44 @@ def _reverse_cumsum(x, dim):
     return x.sum(dim, keepdim=True) - x.cumsum(dim) + x
 
 
+def _chunk_grads(mask, v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn):
+    """Gradients to ``r, w, k, v, a, b`` of a block of chunks, given the output gradient
+    ``gO``, the pseudo-value gradients ``dU`` and the state gradients ``dSn`` after each chunk."""
+    T, V = v.shape[-2], v.shape[-1]
+    A_ak, _, A_rk, _ = _quarters(M, T)
+    ah, rh = rows[..., :T, :], rows[..., T:, :]
+    kh, nbh = cols[..., :T, :], cols[..., T:, :]
+    # through the state passing and the outputs
+    vU = torch.cat([v, U], -2)  # (.., 2T, V)
+    d_kt_bt = vU @ dSn.mT  # [dk~; db~]
+    deT = (dSn * starts).sum(-1).unsqueeze(-2)  # (.., 1, K)
+    d_rh_W = torch.cat([gO, dU], -2) @ starts.mT  # [dr^ from g S_c^T; dW]
+    dX = torch.cat([dU, d_rh_W[..., T:, :]], -1)
+    dR = inv.mT @ dX
+    dR_v = dR[..., :V]
+    # dM of M = [[A_ak, -A_ab], [A_rk, -A_rb]], masked
+    dM = torch.cat([torch.cat([dR_v @ v.mT, -(dR @ X.mT)], -1), gO @ vU.mT], -2)
+    dM[..., T:, T:] *= -1
+    dM.mul_(mask)
+    dv = kt @ dSn + A_rk.mT @ gO + A_ak.mT @ dR_v
+    drows = dM @ cols
+    dcols = dM.mT @ rows
+    dah = drows[..., :T, :] + dR[..., V:]
+    drh = drows[..., T:, :] + d_rh_W[..., :T, :]
+    dkh, dnbh = dcols[..., :T, :], dcols[..., T:, :]  # dnbh = d(-b^)
+    dkt, dbt = d_kt_bt[..., :T, :], d_kt_bt[..., T:, :]
+    dr, da = drh * Er, dah * Ea
+    dk = torch.addcmul(dkh * Ec, dkt, Et)
+    db = torch.addcmul(dbt * Et, dnbh, Ec, value=-1.0)
+    # d lam of every factor exp(+-lam ...), d lex of a^
+    dlex = dah * ah
+    tail = torch.addcmul(dkt * kt, dbt, bt)  # d(lam_T - lam) of k~ and b~
+    dlam = (drh * rh).addcmul_(dkh, kh, value=-1.0).addcmul_(dnbh, nbh, value=-1.0).sub_(tail).add_(dlex)
+    dlam[..., -1:, :] += tail.sum(-2, keepdim=True) + deT * eT
+    dw = _reverse_cumsum(dlam, -2).sub_(dlex)
+    return dr, dw, dk, dv, da, db
+
+
 class _OneBlockChunks(torch.autograd.Function):
     """Chunked RWKV-7 with one factorisation point per chunk, and a hand-written backward.
 
@@ -210,10 +251,7 @@ class _OneBlockChunks(torch.autograd.Function):
         nc = U.shape[2]
         if gO is None:
             gO = torch.zeros_like(U)
-        A_ak, N_ab, A_rk, N_rb = _quarters(M, T)
-        ah, rh = rows[..., :T, :], rows[..., T:, :]
-        kh, nbh = cols[..., :T, :], cols[..., T:, :]
-        W = X[..., V:]
+        N_rb, rh, W = M[..., T:, T:], rows[..., T:, :], X[..., V:]
         P = N_rb.mT @ gO  # -dU from the outputs
         Q = rh.mT @ gO  # dS_c from the outputs
         dS = torch.zeros_like(starts[:, :, 0]) if gS is None else gS.to(starts.dtype)
@@ -224,34 +262,14 @@ class _OneBlockChunks(torch.autograd.Function):
             dU_c = bt_c @ dS - P_c
             dU[:, :, c] = dU_c
             dS = torch.addcmul(Q_c, e_c.mT, dS) + W_c.mT @ dU_c
-        # through the state passing and the outputs
-        vU = torch.cat([v, U], -2)  # (.., 2T, V)
-        d_kt_bt = vU @ dSn.mT  # [dk~; db~]
-        deT = (dSn * starts).sum(-1).unsqueeze(-2)  # (.., 1, K)
-        d_rh_W = torch.cat([gO, dU], -2) @ starts.mT  # [dr^ from g S_c^T; dW]
-        dX = torch.cat([dU, d_rh_W[..., T:, :]], -1)
-        dR = inv.mT @ dX
-        dR_v = dR[..., :V]
-        # dM of M = [[A_ak, -A_ab], [A_rk, -A_rb]], masked
-        dM = torch.cat([torch.cat([dR_v @ v.mT, -(dR @ X.mT)], -1), gO @ vU.mT], -2)
-        dM[..., T:, T:] *= -1
-        dM.mul_(_quarter_masks(T, dM.dtype, dM.device))
-        dv = kt @ dSn + A_rk.mT @ gO + A_ak.mT @ dR_v
-        drows = dM @ cols
-        dcols = dM.mT @ rows
-        dah = drows[..., :T, :] + dR[..., V:]
-        drh = drows[..., T:, :] + d_rh_W[..., :T, :]
-        dkh, dnbh = dcols[..., :T, :], dcols[..., T:, :]  # dnbh = d(-b^)
-        dkt, dbt = d_kt_bt[..., :T, :], d_kt_bt[..., T:, :]
-        dr, da = drh * Er, dah * Ea
-        dk = torch.addcmul(dkh * Ec, dkt, Et)
-        db = torch.addcmul(dbt * Et, dnbh, Ec, value=-1.0)
-        # d lam of every factor exp(+-lam ...), d lex of a^
-        dlex = dah * ah
-        tail = torch.addcmul(dkt * kt, dbt, bt)  # d(lam_T - lam) of k~ and b~
-        dlam = (drh * rh).addcmul_(dkh, kh, value=-1.0).addcmul_(dnbh, nbh, value=-1.0).sub_(tail).add_(dlex)
-        dlam[..., -1:, :] += tail.sum(-2, keepdim=True) + deT * eT
-        dw = _reverse_cumsum(dlam, -2).sub_(dlex)
+        # the rest is independent per chunk: blocks of chunks small enough to stay in cache
+        # (the element-wise steps are memory-bound on whole-sequence tensors)
+        per_chunk = v.shape[0] * v.shape[1] * T * max(v.shape[-1], rows.shape[-1])
+        size = max(1, BLOCK_ELEMENTS // per_chunk)
+        mask = _quarter_masks(T, M.dtype, M.device)
+        saved = (v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn)
+        parts = [_chunk_grads(mask, *(t[:, :, s:s + size] for t in saved)) for s in range(0, nc, size)]
+        dr, dw, dk, dv, da, db = (torch.cat(g, 2) if len(g) > 1 else g[0] for g in zip(*parts))
         return dr, dw, dk, dv, da, db, (dS if ctx.needs_input_grad[6] else None), None
 
 
