@@ -201,3 +201,23 @@ def test_real_valued_fill_mask_recovers_a_linear_pattern():
     assert np.array_equal(filled[:, :4], X[:16, :4])
     spread = X[:16, 4].std()
     assert np.sqrt(np.mean((filled[:, 4] - X[:16, 4]) ** 2)) < 0.2 * spread
+
+
+def test_save_load_round_trip_and_keyword_lengths(tmp_path):
+    import probkit
+
+    model, X = _fitted("gru")
+    again = probkit.load(model.save(tmp_path / "mlm.pk"))
+    assert type(again) is MaskedSequenceModel and again.get_params() == model.get_params()
+    np.testing.assert_array_equal(again.score_samples(X), model.score_samples(X))
+    flags = np.zeros(X.shape, dtype=bool)
+    flags[:, ::3] = True
+    np.testing.assert_array_equal(again.fill_mask(X, flags), model.fill_mask(X, flags))
+    # lengths go by keyword: a positional second argument that is not one value per row is refused
+    with pytest.raises(TypeError, match="pass sequence lengths by keyword"):
+        model.score(X, [40, 32])
+    with pytest.raises(TypeError, match="lengths"):
+        model.fit(X, [40, 32])
+    with pytest.raises(TypeError):
+        model.score_samples(X, [9] * 8)
+    np.testing.assert_allclose(model.score_samples(X, lengths=[9] * 8), model.score_samples(X))
