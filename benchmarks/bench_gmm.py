@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    PYTHONPATH=. python benchmarks/bench_gmm.py [--repeats 3]
+    PYTHONPATH=. python benchmarks/bench_gmm.py [--repeats 3] [--threads 1]
 
 Prints a markdown table (times are medians of alternating repeats; memory is the rise of
 the resident high-water mark during one fit, measured in a fresh process per library).
@@ -16,10 +16,11 @@ import sys
 import tempfile
 import warnings
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _threads  # noqa: E402  (first: sets the thread count of both libraries before numpy loads)
+import numpy as np  # noqa: E402
 
 from _common import alternate, peak_increase_in_subprocess, peak_rss_during  # noqa: E402
 
@@ -73,11 +74,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
+    _threads.add_argument(parser)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    import torch
-
-    print(f"torch threads: {torch.get_num_threads()}, {N_ITER} EM iterations, tol=0, same initial parameters\n")
+    _threads.apply()
+    print(f"{_threads.header()}; {N_ITER} EM iterations, tol=0, same initial parameters\n")
     print("| case | sklearn s | probkit s | ratio probkit/sklearn | sklearn peak MiB | probkit peak MiB | max abs diff lower_bound_ |")
     print("|---|---|---|---|---|---|---|")
     for name in args.cases:

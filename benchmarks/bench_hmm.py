@@ -7,22 +7,24 @@ per library.
 
 Run from the repository root:
 
-    PYTHONPATH=. python benchmarks/bench_hmm.py [--repeats 5] [--skip-scaling]
+    PYTHONPATH=. python benchmarks/bench_hmm.py [--repeats 5] [--skip-scaling] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
 import time
 import warnings
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _threads  # noqa: E402  (first: sets the thread count of both libraries before numpy loads)
+import numpy as np  # noqa: E402
 
 from _common import alternate, peak_increase_in_subprocess, peak_rss_during  # noqa: E402
 
@@ -69,6 +71,15 @@ WORKLOADS = {
 }
 
 
+# Small problems (tutorials, model selection over K, n_init): per-call overhead dominates.
+SMALL = {
+    "S1": lambda: gaussian_case(1, 200, 3, 1, "diag"),
+    "S2": lambda: gaussian_case(1, 500, 4, 1, "full"),
+    "S3": lambda: gaussian_case(1, 2000, 4, 2, "full"),
+}
+SMALL_ITER = 20
+
+
 def make_models(kind, init, options, **extra):
     from hmmlearn import hmm as hl
 
@@ -77,7 +88,9 @@ def make_models(kind, init, options, **extra):
     models = {}
     for name, module, impl in (("hmmlearn", hl, {"implementation": "scaling"}), ("probkit", probkit, {})):
         cls = getattr(module, kind)
-        m = cls(len(init["startprob_"]), init_params="", n_iter=N_ITER, tol=-np.inf, **options, **impl, **extra)
+        kwargs = dict(init_params="", n_iter=N_ITER, tol=-np.inf, **options, **impl)
+        kwargs.update(extra)
+        m = cls(len(init["startprob_"]), **kwargs)
         for attr, value in init.items():
             setattr(m, attr, np.array(value, copy=True))
         models[name] = m
@@ -124,6 +137,29 @@ def fit_workloads(repeats):
         diff = abs(fitted["hmmlearn"].monitor_.history[-1] - fitted["probkit"].monitor_.history[-1])
         print(f"| {name} {kind} T={len(X):,} ({len(lengths)} seq) | {med['hmmlearn']:.3f} | {med['probkit']:.3f} | "
               f"{med['probkit'] / med['hmmlearn']:.3f} | {diff:.1e} |", flush=True)
+    print()
+
+
+def small_fits(repeats):
+    print(f"## Small fits: the whole fit call ({SMALL_ITER} iterations, same start; medians of {repeats} "
+          "alternating repeats)\n")
+    print("| workload | hmmlearn ms | probkit ms | ratio |")
+    print("|---|---|---|---|")
+    for name, build in SMALL.items():
+        X, lengths, init, options = build()
+        for m in make_models("GaussianHMM", init, options).values():
+            m.fit(X, lengths=lengths)  # warm-up (numba compilation, imports)
+
+        def fitter(which):
+            def run():
+                m = make_models("GaussianHMM", init, options, n_iter=SMALL_ITER)[which]
+                m.fit(X, lengths=lengths)
+            return run
+
+        med, _ = alternate({"hmmlearn": fitter("hmmlearn"), "probkit": fitter("probkit")}, repeats)
+        print(f"| {name} T={len(X)} K={len(init['startprob_'])} D={X.shape[1]} {options['covariance_type']} | "
+              f"{1e3 * med['hmmlearn']:.1f} | {1e3 * med['probkit']:.1f} | {med['probkit'] / med['hmmlearn']:.3f} |",
+              flush=True)
     print()
 
 
@@ -178,14 +214,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--small-only", action="store_true", help="only the small whole-fit workloads")
+    _threads.add_argument(parser)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    import torch
-
-    import probkit
-
-    print(f"torch intra-op threads during fits: {probkit.get_num_threads()}, cores: {os.cpu_count()}, "
-          f"torch default threads: {torch.get_num_threads()}\n")
+    logging.getLogger("hmmlearn").setLevel(logging.ERROR)  # its per-iteration notes on converged fits
+    _threads.apply()
+    print(f"{_threads.header()}\n")
+    small_fits(max(args.repeats, 15))
+    if args.small_only:
+        return
     fit_workloads(args.repeats)
     score_decode(args.repeats)
     memory()

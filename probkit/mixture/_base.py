@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin
 
-from probkit.base import ProbkitEstimator
+from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, non_negative_real, positive_int
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.components import add_stats
@@ -18,7 +18,7 @@ from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight, check_stochastic
 
-__all__ = ["BaseMixture", "mixture_estep", "sample_mixture"]
+__all__ = ["BaseMixture", "MixtureDensityMixin", "mixture_estep", "sample_mixture"]
 
 # Rows per E-step block: bounds the (rows, K, d) temporaries of the batched
 # log-density and statistics products, so peak memory does not grow with n_samples * K.
@@ -124,7 +124,81 @@ _SKLEARN_NOT_CONVERGED = ("Best performing initialization did not converge. Try 
                           "increase max_iter, tol, or check for degenerate data.")
 
 
-class BaseMixture(DensityMixin, ProbkitEstimator):
+class MixtureDensityMixin(DensityMixin):
+    """Prediction, scoring and sampling of a fitted mixture, written once for every mixture.
+
+    A subclass provides two hooks:
+
+    * ``_weighted_log_prob_draws(X)``: validates ``X`` and returns a tensor of shape
+      ``(n_draws, n_samples, n_components)`` of ``log pi_k + log p(x | theta_k)``: one draw
+      for a point estimate (EM, or the expectations of a variational fit), one per
+      posterior sample for a sampled fit (the predictive averages over draws);
+    * ``_sampling_parts()``: ``(weights, sample_member, device)`` for :func:`sample_mixture`.
+    """
+
+    @limit_torch_threads
+    def score_samples(self, X):
+        """Log-likelihood of each row under the mixture (averaged over posterior draws if sampled).
+
+        Returns
+        -------
+        log_prob : numpy.ndarray of shape (n_samples,)
+        """
+        lp = torch.logsumexp(self._weighted_log_prob_draws(X), dim=-1)
+        if lp.shape[0] == 1:
+            return to_numpy(lp[0])
+        return to_numpy(torch.logsumexp(lp, 0) - math.log(lp.shape[0]))
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row of ``X`` (the mean of :meth:`score_samples`)."""
+        return float(np.mean(self.score_samples(X)))
+
+    @limit_torch_threads
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row (responsibilities).
+
+        Returns
+        -------
+        resp : numpy.ndarray of shape (n_samples, n_components)
+        """
+        return to_numpy(torch.softmax(self._weighted_log_prob_draws(X), dim=-1).mean(0))
+
+    @limit_torch_threads
+    def predict(self, X):
+        """Most probable component of each row.
+
+        Returns
+        -------
+        labels : numpy.ndarray of shape (n_samples,)
+        """
+        lp = self._weighted_log_prob_draws(X)
+        # One draw: the argmax of the log-probabilities (no tie from underflowing probabilities).
+        best = lp[0] if lp.shape[0] == 1 else torch.softmax(lp, dim=-1).mean(0)
+        return to_numpy(best.argmax(1))
+
+    @limit_torch_threads
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : None, int or RandomState, optional
+            Defaults to the estimator's ``random_state`` (scikit-learn's behaviour).
+
+        Returns
+        -------
+        X : numpy.ndarray of shape (n_samples, n_features)
+            Samples grouped by component.
+        y : numpy.ndarray of shape (n_samples,)
+            Component labels.
+        """
+        weights, sample_member, device = self._sampling_parts()
+        return sample_mixture(weights, sample_member, n_samples,
+                              self.random_state if random_state is None else random_state, device=device)
+
+
+class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
     """Base class of EM-fitted mixtures: the E-step, M-step, prediction and sampling.
 
     Subclasses provide ``_check_parameters``, ``_template_components``,
@@ -133,26 +207,29 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
     prediction, scoring, sampling, BIC/AIC) is shared.
     """
 
+    _parameter_constraints = {
+        "n_components": positive_int,
+        "tol": non_negative_real,
+        "max_iter": non_negative_int,
+        "n_init": positive_int,
+        "init_params": [StrOptions(set(INIT_METHODS))],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        **COMPUTE_CONSTRAINTS,
+    }
+
     chunk_size = DEFAULT_CHUNK_SIZE
 
     # ------------------------------------------------------------------ validation
     def _validate_train(self, X, sample_weight):
+        self._validate_params()
         X = self._validate_X(X, reset=True, ensure_min_samples=2)
         k = self._n_components_effective()
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_components must be a positive integer, got {k!r}")
         if X.shape[0] < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {X.shape[0]}"
             )
-        for name in ("tol", "max_iter", "n_init"):
-            value = getattr(self, name)
-            if name == "tol" and not (isinstance(value, (int, float, np.floating)) and value >= 0):
-                raise ValueError(f"tol must be a non-negative number, got {value!r}")
-            if name in ("max_iter", "n_init") and (not isinstance(value, (int, np.integer)) or value < (0 if name == "max_iter" else 1)):
-                raise ValueError(f"{name} must be an integer >= {0 if name == 'max_iter' else 1}, got {value!r}")
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
         device, dtype = self._compute_setup()
         x = torch.as_tensor(X, dtype=dtype, device=device)
         weight = None
@@ -283,65 +360,13 @@ class BaseMixture(DensityMixin, ProbkitEstimator):
                       for s in range(0, x.shape[0], self.chunk_size)]
         return torch.cat(blocks, 0)
 
-    @limit_torch_threads
-    def score_samples(self, X):
-        """Log-likelihood of each row under the mixture.
+    def _weighted_log_prob_draws(self, X):
+        return self._estimate_weighted_log_prob(self._validate_predict(X)).unsqueeze(0)
 
-        Returns
-        -------
-        log_prob : numpy.ndarray of shape (n_samples,)
-        """
-        x = self._validate_predict(X)
-        return to_numpy(torch.logsumexp(self._estimate_weighted_log_prob(x), dim=1))
-
-    def score(self, X, y=None):
-        """Mean log-likelihood per row of ``X``."""
-        return float(np.mean(self.score_samples(X)))
-
-    @limit_torch_threads
-    def predict(self, X):
-        """Most probable component of each row.
-
-        Returns
-        -------
-        labels : numpy.ndarray of shape (n_samples,)
-        """
-        x = self._validate_predict(X)
-        return to_numpy(self._estimate_weighted_log_prob(x).argmax(1))
-
-    @limit_torch_threads
-    def predict_proba(self, X):
-        """Posterior probability of each component for each row (responsibilities).
-
-        Returns
-        -------
-        resp : numpy.ndarray of shape (n_samples, n_components)
-        """
-        x = self._validate_predict(X)
-        wlp = self._estimate_weighted_log_prob(x)
-        return to_numpy(torch.softmax(wlp, dim=1))
-
-    @limit_torch_threads
-    def sample(self, n_samples=1, random_state=None):
-        """Draw samples from the fitted mixture.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : None, int or RandomState, optional
-            Defaults to the estimator's ``random_state`` (scikit-learn's behaviour).
-
-        Returns
-        -------
-        X : numpy.ndarray of shape (n_samples, n_features)
-            Samples grouped by component.
-        y : numpy.ndarray of shape (n_samples,)
-            Component labels.
-        """
+    def _sampling_parts(self):
         self._check_fitted()
         weights, components = self._components_from_attributes()
-        return sample_mixture(to_numpy(weights), components.sample_member, n_samples,
-                              self.random_state if random_state is None else random_state, device=weights.device)
+        return to_numpy(weights), components.sample_member, weights.device
 
     def _n_parameters(self):
         weights, components = self._components_from_attributes()

@@ -15,19 +15,19 @@ import math
 
 import numpy as np
 import torch
-from sklearn.base import DensityMixin
 
 from probkit.base import ProbkitEstimator
 from probkit.distributions.base import LOG_2PI
-from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
+from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
-from probkit.mixture._base import sample_mixture
+from probkit.mixture._base import MixtureDensityMixin
 from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.utils._linalg import cholesky
+from probkit.utils.validation import check_shape, check_stochastic
 from probkit.vi._weights import (
     check_weight_prior,
     expected_log_weights,
@@ -75,8 +75,6 @@ def _conc_to_numpy(conc):
 
 def _check_fitted_weights(est, k):
     """``weight_concentration_`` positive with ``k`` entries (per part), ``weights_`` a probability vector."""
-    from probkit.utils.validation import check_stochastic
-
     if hasattr(est, "weight_concentration_"):
         conc = est.weight_concentration_
         for part in conc if isinstance(conc, tuple) else (conc,):
@@ -89,7 +87,7 @@ def _check_fitted_weights(est, k):
     check_stochastic(weights, "weights_", atol=1e-6)
 
 
-class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
+class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     """Variational Bayesian Gaussian mixture with scikit-learn's API, plus Pyro SVI and NUTS.
 
     The model: mixture weights from a (truncated) Dirichlet process or a Dirichlet
@@ -657,17 +655,14 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
 
     def _io_check_state(self):
         """Check fitted attributes restored by :func:`probkit.load`, as hand-set parameters are checked."""
-        from probkit.mixture.gaussian_mixture import _check_shape, _precision_shape
-        from probkit.utils.validation import check_stochastic
-
         if not hasattr(self, "weights_"):  # fit sets it last; every use of the model needs it
             return
         k, ct = self.n_components, self.covariance_type
         means = np.asarray(self.means_, dtype=np.float64)
         d = getattr(self, "n_features_in_", means.shape[-1] if means.ndim == 2 else -1)
-        _check_shape(means, (k, d), "means_")
+        check_shape(means, (k, d), "means_")
         for name in ("covariances_", "precisions_cholesky_", "precisions_"):
-            _check_shape(getattr(self, name), _precision_shape(ct, k, d), name)
+            check_shape(getattr(self, name), covariance_shape(ct, k, d), name)
         cov = np.asarray(self.covariances_, dtype=np.float64)
         if ct in ("full", "tied") and not np.allclose(cov, np.swapaxes(cov, -1, -2)):
             raise ValueError("covariances_ must be symmetric")
@@ -678,15 +673,15 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         _check_fitted_weights(self, k)
         if self._is_sampled():
             draws = self.posterior_samples_
-            w = _check_shape(draws["weights"], (len(draws["weights"]), k), "posterior_samples_['weights']")
+            w = check_shape(draws["weights"], (len(draws["weights"]), k), "posterior_samples_['weights']")
             check_stochastic(w, "posterior_samples_['weights']", atol=1e-6)
-            _check_shape(draws["means"], (len(w), k, d), "posterior_samples_['means']")
-            prec = _check_shape(draws["precisions"], (len(w), k, d, d), "posterior_samples_['precisions']")
+            check_shape(draws["means"], (len(w), k, d), "posterior_samples_['means']")
+            prec = check_shape(draws["precisions"], (len(w), k, d, d), "posterior_samples_['precisions']")
             if bool((torch.linalg.cholesky_ex(torch.as_tensor(prec)).info != 0).any()):
                 raise ValueError("posterior_samples_['precisions'] must be positive definite")
             return
-        kappa = _check_shape(self.mean_precision_, (k,), "mean_precision_")
-        dof = _check_shape(self.degrees_of_freedom_, () if ct == "tied" else (k,), "degrees_of_freedom_")
+        kappa = check_shape(self.mean_precision_, (k,), "mean_precision_")
+        dof = check_shape(self.degrees_of_freedom_, () if ct == "tied" else (k,), "degrees_of_freedom_")
         if np.any(kappa <= 0) or np.any(dof <= d - 1):
             raise ValueError(f"mean_precision_ must be positive and degrees_of_freedom_ greater than "
                              f"n_features - 1 = {d - 1}")
@@ -708,51 +703,14 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
         with torch.no_grad():
             return dist.log_prob(x[None, :, None, :]) + torch.log(w).unsqueeze(1)
 
-    def predict_proba(self, X):
-        """Posterior probability of each component for each row.
-
-        CAVI/SVI: ``softmax_k E_q[log pi_k + log N(x | theta_k)]`` (scikit-learn's). NUTS: the
-        average over draws of the exact conditional ``p(z = k | x, theta^s)``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components)
-        """
+    def _weighted_log_prob_draws(self, X):
+        """CAVI/SVI: ``E_q[log pi_k + log N(x | theta_k)]`` (scikit-learn's; its logsumexp is a lower
+        bound on the log posterior predictive density, see :meth:`predictive_log_prob`). NUTS: the
+        exact ``log pi_k^s + log N(x | theta_k^s)`` of every draw (the predictive averages over them)."""
         x = self._validate_predict(X)
         if self._is_sampled():
-            return to_numpy(torch.softmax(self._sample_log_probs(x), dim=-1).mean(0))
-        return to_numpy(torch.softmax(self._estimate_weighted_log_prob(x), dim=1))
-
-    def predict(self, X):
-        """Most probable component of each row.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        return np.asarray(self.predict_proba(X)).argmax(1)
-
-    def score_samples(self, X):
-        """Per-row log density.
-
-        CAVI/SVI: scikit-learn's ``logsumexp_k E_q[log pi_k + log N(x | theta_k)]``, a lower
-        bound on the log posterior predictive density (Jensen). NUTS: the Monte Carlo
-        posterior predictive ``log mean_s sum_k pi_k^s N(x | theta_k^s)``. For the exact
-        predictive density of a variational fit see :meth:`predictive_log_prob`.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        x = self._validate_predict(X)
-        if self._is_sampled():
-            lp = torch.logsumexp(self._sample_log_probs(x), dim=-1)
-            return to_numpy(torch.logsumexp(lp, 0) - math.log(lp.shape[0]))
-        return to_numpy(torch.logsumexp(self._estimate_weighted_log_prob(x), dim=1))
-
-    def score(self, X, y=None):
-        """Mean of :meth:`score_samples` over the rows of ``X``."""
-        return float(np.mean(self.score_samples(X)))
+            return self._sample_log_probs(x)
+        return self._estimate_weighted_log_prob(x).unsqueeze(0)
 
     def predictive_log_prob(self, X):
         """Log posterior predictive density ``log p(x | training data)`` of each row.
@@ -795,20 +753,8 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
             e_w = alpha / alpha.sum()
         return to_numpy(torch.logsumexp(log_t + torch.log(e_w), dim=1))
 
-    def sample(self, n_samples=1, random_state=None):
-        """Draw samples from the mixture at the posterior means (as scikit-learn's ``sample``).
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : None, int or RandomState, optional
-            Defaults to the estimator's ``random_state``.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-        """
+    def _sampling_parts(self):
+        """Members at the posterior means (as scikit-learn's ``sample``)."""
         self._check_fitted(["weights_", "means_", "covariances_"])
         ct = self.covariance_type
         d = self.means_.shape[1]
@@ -825,11 +771,10 @@ class BayesianGaussianMixture(DensityMixin, ProbkitEstimator):
                 dist = MultivariateNormal(mean=means[k], covariance=covs[k], covariance_type=ct)
             return dist._sample((n,), gen)
 
-        return sample_mixture(self.weights_, member, n_samples,
-                              self.random_state if random_state is None else random_state)
+        return self.weights_, member, None
 
 
-class BayesianMixture(DensityMixin, ProbkitEstimator):
+class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
     """Variational Bayesian mixture of any conjugate exponential family, fitted by CAVI.
 
     The components share one likelihood family (``family``: Poisson, categorical,
@@ -1039,40 +984,12 @@ class BayesianMixture(DensityMixin, ProbkitEstimator):
         with torch.no_grad():
             return self._rho(x, fam, conc, self.posterior_)
 
-    def predict_proba(self, X):
-        """``softmax_k E_q[log pi_k + log p(x | theta_k)]`` for each row: (n_samples, n_components)."""
-        return to_numpy(torch.softmax(self._weighted(X), dim=1))
+    def _weighted_log_prob_draws(self, X):
+        """``E_q[log pi_k + log p(x | theta_k)]`` (its logsumexp bounds the log predictive density below)."""
+        return self._weighted(X).unsqueeze(0)
 
-    def predict(self, X):
-        """Most probable component of each row."""
-        return to_numpy(self._weighted(X).argmax(1))
-
-    def score_samples(self, X):
-        """``logsumexp_k E_q[log pi_k + log p(x | theta_k)]``, a lower bound on the log predictive density."""
-        return to_numpy(torch.logsumexp(self._weighted(X), dim=1))
-
-    def score(self, X, y=None):
-        """Mean of :meth:`score_samples`."""
-        return float(np.mean(self.score_samples(X)))
-
-    def sample(self, n_samples=1, random_state=None):
-        """Draw samples from the mixture at the posterior means of weights and components.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        random_state : None, int or RandomState, optional
-            Defaults to the estimator's ``random_state``.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-            Samples grouped by component.
-        y : ndarray of shape (n_samples,)
-            Component labels.
-        """
+    def _sampling_parts(self):
+        """Members at the posterior means of the weights and components."""
         self._check_fitted(["posterior_"])
         components = self.components_
-        return sample_mixture(self.weights_, lambda k, n, gen: components[k]._sample((n,), gen), n_samples,
-                              self.random_state if random_state is None else random_state)
-
+        return self.weights_, lambda k, n, gen: components[k]._sample((n,), gen), None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probkit.distributions.mvn import _ILL_DEFINED, COVARIANCE_TYPES, MultivariateNormal, precision_cholesky
+from probkit.distributions.mvn import (_ILL_DEFINED, COVARIANCE_TYPES, MultivariateNormal, covariance_shape,
+                                       precision_cholesky)
 from probkit.mixture._base import BaseMixture
 from probkit.components import BatchedComponents, CollapsedComponentWarning
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
+from probkit.utils.validation import check_shape
 
 __all__ = ["GaussianMixture"]
 
@@ -19,19 +21,6 @@ _SKLEARN_ILL_DEFINED = (
     "(for instance caused by singleton or collapsed samples). Try to decrease the number of components, "
     "increase reg_covar, or scale the input data."
 )
-
-
-def _check_shape(value, shape, name, hint=""):
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}{hint}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"The parameter '{name}' contains NaN or infinity")
-    return arr
-
-
-def _precision_shape(covariance_type, k, d):
-    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
 
 
 class GaussianMixture(BaseMixture):
@@ -128,7 +117,7 @@ class GaussianMixture(BaseMixture):
         if not (isinstance(self.reg_covar, (int, float, np.floating)) and self.reg_covar >= 0):
             raise ValueError(f"reg_covar must be a non-negative number, got {self.reg_covar!r}")
         if self.weights_init is not None:
-            w = _check_shape(self.weights_init, (k,), "weights")
+            w = check_shape(self.weights_init, (k,), "weights")
             if np.any(w < 0) or np.any(w > 1):
                 raise ValueError(
                     f"The parameter 'weights' should be in the range [0, 1], but got max value {w.max():.5f}, "
@@ -137,9 +126,9 @@ class GaussianMixture(BaseMixture):
             if not np.allclose(w.sum(), 1.0, rtol=0, atol=1e-6):
                 raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
         if self.means_init is not None:
-            _check_shape(self.means_init, (k, d), "means")
+            check_shape(self.means_init, (k, d), "means")
         if self.precisions_init is not None:
-            prec = _check_shape(self.precisions_init, _precision_shape(self.covariance_type, k, d),
+            prec = check_shape(self.precisions_init, covariance_shape(self.covariance_type, k, d),
                                 f"{self.covariance_type} precision", hint=" (precisions_init)")
             if self.covariance_type in ("full", "tied"):
                 mats = prec.reshape(-1, d, d)
@@ -215,11 +204,11 @@ class GaussianMixture(BaseMixture):
         k, ct = self.n_components, self.covariance_type
         means = np.asarray(self.means_, dtype=np.float64)
         d = getattr(self, "n_features_in_", means.shape[-1] if means.ndim == 2 else -1)
-        _check_shape(means, (k, d), "means_")
-        cov = _check_shape(self.covariances_, _precision_shape(ct, k, d), "covariances_")
+        check_shape(means, (k, d), "means_")
+        cov = check_shape(self.covariances_, covariance_shape(ct, k, d), "covariances_")
         for name in ("precisions_cholesky_", "precisions_"):
             if hasattr(self, name):
-                _check_shape(getattr(self, name), _precision_shape(ct, k, d), name)
+                check_shape(getattr(self, name), covariance_shape(ct, k, d), name)
         if ct in ("full", "tied") and not np.allclose(cov, np.swapaxes(cov, -1, -2)):
             raise ValueError("covariances_ must be symmetric")
         try:

@@ -95,6 +95,39 @@ def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, 
     return arr
 
 
+def check_shape(value, shape, name, hint=""):
+    """``value`` as a finite float64 array of exactly ``shape`` (scikit-learn's wording).
+
+    Parameters
+    ----------
+    value : array-like
+    shape : tuple of int
+    name : str
+        The parameter's name in the error message.
+    hint : str, optional
+        Appended to the shape error (e.g. which argument to fix).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> check_shape([1.0, 2.0], (2,), "weights")
+    array([1., 2.])
+    >>> check_shape([1.0, 2.0], (3,), "weights")
+    Traceback (most recent call last):
+    ...
+    ValueError: The parameter 'weights' should have the shape of (3,), but got (2,)
+    """
+    arr = _as_numpy(value).astype(np.float64)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}{hint}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"The parameter '{name}' contains NaN or infinity")
+    return arr
+
+
 def check_stochastic(p, name, axis=-1, atol=1e-8):
     """Check that ``p`` is non-negative and sums to one along ``axis``.
 

@@ -55,17 +55,6 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     return (out, h) if return_last_state else out
 
 
-def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
-                               dt_softplus=False):
-    """One step of the selective scan: returns ``(y, new_state)``."""
-    out, h = selective_scan_ref(
-        x.unsqueeze(-1), dt.unsqueeze(-1), A,
-        B if B.dim() == 2 else B.unsqueeze(-1), C if C.dim() == 2 else C.unsqueeze(-1),
-        D, None if z is None else z.unsqueeze(-1), dt_bias, dt_softplus,
-        return_last_state=True, initial_state=state)
-    return out[..., 0], h
-
-
 def wkv4_ref(w, u, k, v, initial_state=None, return_last_state=False):
     """RWKV-4 WKV by a per-step loop in the running-max form.
 
