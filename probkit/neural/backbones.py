@@ -8,14 +8,18 @@ kind               layer (:mod:`probkit.neural.layers`)                parameter
 ``"mamba"``        :class:`~probkit.neural.layers.MambaLayer`           466,560
 ``"mamba2"``       :class:`~probkit.neural.layers.Mamba2Layer`          470,192
 ``"rwkv"``         :class:`~probkit.neural.layers.RWKV6Layer`           588,928
+``"rwkv7"``        :class:`~probkit.neural.layers.RWKV7Layer`           604,672
 ``"mambaout"``     :class:`~probkit.neural.layers.GatedCNNLayer`        530,216
 ``"transformer"``  :class:`~probkit.neural.layers.TransformerLayer`     525,440 (rotary)
 ``"s4d"``          :class:`~probkit.neural.layers.S4DLayer`             526,976
+``"s4"``           :class:`~probkit.neural.layers.S4Layer`              478,080 (HiPPO-LegS)
 ``"gru"``          :class:`~probkit.neural.layers.GRULayer`             462,976
 ``"lstm"``         :class:`~probkit.neural.layers.LSTMLayer`            595,072
+``"hybrid"``       any of the above, following a ``pattern``           484,004 (``"MMMA"``)
 =================  ==================================================  ====================
 
-(``"gated_cnn"`` is an alias of ``"mambaout"``.)  The default widths of every kind were
+(``"gated_cnn"`` is an alias of ``"mambaout"``, ``"rwkv6"`` of ``"rwkv"`` and ``"attention"`` of
+``"transformer"``.)  The default widths of every kind were
 chosen so that a layer costs about ``7-9 d_model^2`` parameters (counts above: d_model 128,
 4 layers, default options; each layer module documents its formula), so backbones of
 different kinds with the same ``d_model`` and ``n_layers`` are comparable;
@@ -25,6 +29,17 @@ parameter budget, for comparisons at equal size.
 Every backbone is ``final_norm(layer_n(... layer_1(x)))`` with an RMSNorm at the end; each
 layer is a pre-norm residual block.  A backbone does not embed tokens or project outputs: it
 maps an already embedded ``(batch, L, d_model)`` sequence to features of the same shape.
+
+Hybrid stacks
+-------------
+``build_backbone("hybrid", d_model, n_layers, pattern=...)`` mixes layer kinds in one stack,
+e.g. Jamba- or Zamba-style Mamba-2 stacks with an occasional attention layer.  ``pattern`` is a
+string of the letters of :data:`PATTERN_LEGEND` (``A`` attention, ``M`` Mamba-2, ``S`` Mamba,
+``R`` RWKV-7, ``W`` RWKV-6, ``C`` gated CNN, ``D`` S4D, ``H`` S4 (HiPPO-LegS), ``G`` GRU,
+``L`` LSTM) or a sequence of kind names; it repeats to ``n_layers`` layers (``"MMMA"`` with 6 layers is ``"MMMAMM"``), and
+``layer_kwargs={kind: options}`` sets each kind's options.  The result is a plain
+:class:`Backbone`: one state tuple with an entry per layer, ``step()`` equal to ``forward``,
+usable by every estimator through ``backbone="hybrid"`` and ``backbone_kwargs``.
 
 State format
 ------------
@@ -41,15 +56,17 @@ import math
 import torch
 from torch import nn
 
-from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RWKV6Layer,
-                     S4DLayer, SequenceLayer, TransformerLayer, make_norm)
+from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RWKV6Layer, RWKV7Layer,
+                     S4DLayer, S4Layer, SequenceLayer, TransformerLayer, make_norm)
 from .layers.base import check_positive_int
 from probkit.utils.validation import check_lengths
 
 __all__ = [
     "KINDS",
+    "PATTERN_LEGEND",
     "Backbone",
     "build_backbone",
+    "default_hybrid_pattern",
     "count_parameters",
     "d_model_for_budget",
     "map_state",
@@ -223,14 +240,15 @@ class Backbone(nn.Module):
         ``x`` of shape ``(batch, L, d_model)``, ``lengths`` None or an int64 tensor on
         ``x``'s device with entries in ``[1, L]``.
         """
+        context = {}  # values shared down the stack during this call (RWKV-7's value residual)
         if not return_state:
             for layer in self.layers:
-                x = layer(x, lengths)
+                x = layer(x, lengths, **_context_kw(layer, context))
             return self.norm(x)
         self._check_causal("forward(return_state=True)")
         state = []
         for layer in self.layers:
-            x, s = layer(x, lengths, return_state=True)
+            x, s = layer(x, lengths, return_state=True, **_context_kw(layer, context))
             state.append(s)
         return self.norm(x), tuple(state)
 
@@ -291,10 +309,16 @@ class Backbone(nn.Module):
             raise ValueError(f"state must be a tuple of {self.n_layers} per-layer states "
                              "(from init_state or step)")
         new_state = []
+        context = {}
         for layer, s in zip(self.layers, state):
-            x_t, s = layer.step(x_t, s)
+            x_t, s = layer.step(x_t, s, **_context_kw(layer, context))
             new_state.append(s)
         return self.norm(x_t), tuple(new_state)
+
+
+def _context_kw(layer, context):
+    """``{"context": context}`` for layers that read values of earlier layers of the stack."""
+    return {"context": context} if getattr(layer, "uses_stack_context", False) else {}
 
 
 # ---------------------------------------------------------------------- registry
@@ -348,9 +372,16 @@ def _transformer(d_model, n_layers, *, n_heads=4, causal=True, positional="rotar
 
 
 def _s4d(d_model, n_layers, *, d_state=64, expand=2, init="lin", dt_min=1e-3, dt_max=1e-1,
-         dropout=0.0):
+         discretization="zoh", dropout=0.0):
     return [S4DLayer(d_model, d_state=d_state, expand=expand, init=init, dt_min=dt_min,
-                     dt_max=dt_max, dropout=dropout)
+                     dt_max=dt_max, dropout=dropout, discretization=discretization)
+            for _ in range(n_layers)]
+
+
+def _s4(d_model, n_layers, *, d_state=64, expand=2, dt_min=1e-3, dt_max=1e-1, discretization="bilinear",
+        dropout=0.0):
+    return [S4Layer(d_model, d_state=d_state, expand=expand, dt_min=dt_min, dt_max=dt_max,
+                    dropout=dropout, discretization=discretization)
             for _ in range(n_layers)]
 
 
@@ -362,18 +393,121 @@ def _lstm(d_model, n_layers, *, hidden_size=None, dropout=0.0):
     return [LSTMLayer(d_model, hidden_size=hidden_size, dropout=dropout) for _ in range(n_layers)]
 
 
+def _rwkv7(d_model, n_layers, *, n_heads=None, ffn_ratio=2.0, decay_rank=None, iclr_rank=None,
+           value_rank=None, gate_rank=None, chunk_size=None, dropout=0.0, backend="auto"):
+    return [RWKV7Layer(d_model, n_heads=n_heads, ffn_ratio=ffn_ratio, decay_rank=decay_rank,
+                       iclr_rank=iclr_rank, value_rank=value_rank, gate_rank=gate_rank, layer_id=i,
+                       n_layers=n_layers, dropout=dropout, backend=backend, chunk_size=chunk_size)
+            for i in range(n_layers)]
+
+
 #: kind -> function ``(d_model, n_layers, **kw) -> list of layers``
 _FACTORIES = {
     "mamba": _mamba,
     "mamba2": _mamba2,
     "rwkv": _rwkv,
+    "rwkv7": _rwkv7,
     "mambaout": _gated_cnn,
     "transformer": _transformer,
     "s4d": _s4d,
+    "s4": _s4,
     "gru": _gru,
     "lstm": _lstm,
 }
-_ALIASES = {"gated_cnn": "mambaout"}
+_ALIASES = {"gated_cnn": "mambaout", "rwkv6": "rwkv", "attention": "transformer"}
+
+# ---------------------------------------------------------------------- hybrid stacks
+
+#: letter of a hybrid ``pattern`` -> layer kind
+PATTERN_LEGEND = {
+    "A": "transformer",  # attention
+    "M": "mamba2",
+    "S": "mamba",  # Mamba-1 selective scan
+    "R": "rwkv7",
+    "W": "rwkv",  # RWKV-6 (WKV-6)
+    "C": "mambaout",  # gated CNN
+    "D": "s4d",
+    "H": "s4",  # S4 with the dense HiPPO-LegS matrix
+    "G": "gru",
+    "L": "lstm",
+}
+
+
+def default_hybrid_pattern(n_layers):
+    """Mamba-2 layers with one attention layer in every four, last of its group of four
+    (the last layer when ``n_layers < 4``): ``"MMMA"``, ``"MMMAMM"``, ``"MA"``, ...
+
+    Examples
+    --------
+    >>> default_hybrid_pattern(8), default_hybrid_pattern(2)
+    ('MMMAMMMA', 'MA')
+    """
+    n_layers = check_positive_int(n_layers, "n_layers")
+    letters = ["A" if i % 4 == 3 else "M" for i in range(n_layers)]
+    if n_layers < 4:
+        letters[-1] = "A"
+    return "".join(letters)
+
+
+def _hybrid_kinds(pattern):
+    """Canonical kinds of a pattern string (letters of PATTERN_LEGEND) or sequence of kind names."""
+    if isinstance(pattern, str):
+        letters = [ch for ch in pattern if not ch.isspace() and ch not in "-_|"]
+        bad = sorted({ch for ch in letters if ch.upper() not in PATTERN_LEGEND})
+        if bad or not letters:
+            legend = ", ".join(f"{k}={v}" for k, v in PATTERN_LEGEND.items())
+            raise ValueError(f"pattern {pattern!r} must be a non-empty string of the letters {legend}"
+                             + (f"; unknown letters {bad}" if bad else ""))
+        return [PATTERN_LEGEND[ch.upper()] for ch in letters]
+    try:
+        names = list(pattern)
+    except TypeError:
+        raise TypeError(f"pattern must be a str of layer letters or a sequence of kind names, "
+                        f"got {type(pattern).__name__}") from None
+    if not names:
+        raise ValueError("pattern must name at least one layer")
+    kinds = []
+    for i, name in enumerate(names):
+        if isinstance(name, str) and name.lower() == "hybrid":
+            raise ValueError("a hybrid pattern cannot contain 'hybrid'")
+        try:
+            kinds.append(_canonical_kind(name))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"pattern[{i}]: {exc}") from None
+    return kinds
+
+
+def _hybrid(d_model, n_layers, *, pattern=None, layer_kwargs=None, dropout=0.0):
+    kinds = _hybrid_kinds(default_hybrid_pattern(n_layers) if pattern is None else pattern)
+    if len(kinds) > n_layers:
+        raise ValueError(f"pattern {pattern!r} describes {len(kinds)} layers but n_layers={n_layers}; "
+                         "n_layers must be at least the pattern's length (the pattern repeats)")
+    order = [kinds[i % len(kinds)] for i in range(n_layers)]
+    options = {}
+    if layer_kwargs is not None:
+        if not isinstance(layer_kwargs, dict):
+            raise TypeError(f"layer_kwargs must be a dict kind -> options, got {type(layer_kwargs).__name__}")
+        for key, kw in layer_kwargs.items():
+            kind = _canonical_kind(key)
+            if kind not in order:
+                raise ValueError(f"layer_kwargs has options for {key!r}, which is not in the stack "
+                                 f"({', '.join(sorted(set(order)))})")
+            if not isinstance(kw, dict):
+                raise TypeError(f"layer_kwargs[{key!r}] must be a dict of options, got {type(kw).__name__}")
+            options[kind] = {**options.get(kind, {}), **kw}
+    built = {}
+    for kind in dict.fromkeys(order):  # each kind's layers from its own factory, in stack order
+        kw = {"dropout": dropout, **options.get(kind, {})}
+        try:
+            built[kind] = iter(_FACTORIES[kind](d_model, order.count(kind), **kw))
+        except TypeError as exc:
+            raise TypeError(f"layer_kwargs[{kind!r}]: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"the {kind!r} layers of the hybrid stack: {exc}") from None
+    return [next(built[kind]) for kind in order]
+
+
+_FACTORIES["hybrid"] = _hybrid
 
 #: names accepted by :func:`build_backbone` (aliases included)
 KINDS = tuple(sorted(set(_FACTORIES) | set(_ALIASES)))
@@ -395,8 +529,9 @@ def build_backbone(kind, d_model, n_layers, **kw):
     Parameters
     ----------
     kind : str
-        One of :data:`KINDS`: ``"mamba"``, ``"mamba2"``, ``"rwkv"``, ``"mambaout"`` (alias
-        ``"gated_cnn"``), ``"transformer"``, ``"s4d"``, ``"gru"``, ``"lstm"``.
+        One of :data:`KINDS`: ``"mamba"``, ``"mamba2"``, ``"rwkv"`` (alias ``"rwkv6"``),
+        ``"rwkv7"``, ``"mambaout"`` (alias ``"gated_cnn"``), ``"transformer"`` (alias
+        ``"attention"``), ``"s4d"``, ``"s4"``, ``"gru"``, ``"lstm"``, or ``"hybrid"`` (several kinds).
     d_model : int
         Width of the inputs, outputs and residual stream.
     n_layers : int
@@ -414,6 +549,10 @@ def build_backbone(kind, d_model, n_layers, **kw):
           (:class:`~.layers.Mamba2Layer`);
         * ``"rwkv"``: ``n_heads`` (default ``d_model // 64``, or 1), ``ffn_ratio=1.0``,
           ``mix_rank``, ``decay_rank``, ``backend="auto"`` (:class:`~.layers.RWKV6Layer`);
+        * ``"rwkv7"``: ``n_heads`` (default ``d_model // 64``, or 1), ``ffn_ratio=2.0``,
+          ``decay_rank``, ``iclr_rank``, ``value_rank``, ``gate_rank``, ``chunk_size``,
+          ``backend="auto"`` (:class:`~.layers.RWKV7Layer`; the later layers mix in the values
+          of the first, RWKV-7's value residual);
         * ``"mambaout"``: ``expansion=8/3, conv_ratio=1.0, conv_width=4``
           (:class:`~.layers.GatedCNNLayer`);
         * ``"transformer"``: ``n_heads=4, causal=True, positional="rotary"`` (or
@@ -421,8 +560,14 @@ def build_backbone(kind, d_model, n_layers, **kw):
           rotary_base=10000.0, bias=False, norm="rms"`` (or ``"layer"``), ``norm_eps=1e-6,
           activation="gelu"`` (or ``"gelu_tanh"``) (:class:`~.layers.TransformerLayer`);
         * ``"s4d"``: ``d_state=64, expand=2, init="lin"`` (or ``"inv"``), ``dt_min=1e-3,
-          dt_max=1e-1`` (:class:`~.layers.S4DLayer`);
-        * ``"gru"``, ``"lstm"``: ``hidden_size=d_model``.
+          dt_max=1e-1``, ``discretization="zoh"`` (or ``"bilinear"``) (:class:`~.layers.S4DLayer`);
+        * ``"s4"``: ``d_state=64, expand=2, dt_min=1e-3, dt_max=1e-1``,
+          ``discretization="bilinear"`` (or ``"zoh"``) (:class:`~.layers.S4Layer`: dense
+          HiPPO-LegS state matrix);
+        * ``"gru"``, ``"lstm"``: ``hidden_size=d_model``;
+        * ``"hybrid"``: ``pattern`` (default :func:`default_hybrid_pattern`: one attention
+          layer in every four, the others Mamba-2), ``layer_kwargs={kind: options}``, ``dropout``
+          (for every layer); see "Hybrid stacks" above.
 
         ``backend`` selects the :mod:`probkit.neural.ops` implementation (``"auto"``: Triton
         on CUDA, the chunked torch path otherwise and always for float64).
@@ -451,6 +596,15 @@ def build_backbone(kind, d_model, n_layers, **kw):
     Traceback (most recent call last):
     ...
     ValueError: unknown backbone kind 'nope'; known kinds: ...
+
+    A hybrid stack, three Mamba-2 layers then one attention layer, repeated:
+
+    >>> net = build_backbone("hybrid", 16, 8, pattern="MMMA",
+    ...                      layer_kwargs={"mamba2": {"d_state": 8}, "attention": {"n_heads": 2}})
+    >>> [type(layer).__name__ for layer in net.layers][:4]
+    ['Mamba2Layer', 'Mamba2Layer', 'Mamba2Layer', 'TransformerLayer']
+    >>> net(torch.randn(4, 10, 16)).shape
+    torch.Size([4, 10, 16])
     """
     name = _canonical_kind(kind)
     d_model = check_positive_int(d_model, "d_model")

@@ -19,11 +19,15 @@ OPTIONS = {
     "mamba": {"d_state": 4, "backend": "cpu"},
     "mamba2": {"d_state": 4, "headdim": 8, "ngroups": 2, "chunk_size": 3, "backend": "cpu"},
     "rwkv": {"n_heads": 2, "backend": "cpu"},
+    "rwkv7": {"n_heads": 2, "backend": "cpu", "chunk_size": 3},
+    "hybrid": {"pattern": "RA", "layer_kwargs": {"rwkv7": {"n_heads": 2, "backend": "cpu"},
+                                                 "attention": {"n_heads": 2}}},
     "mambaout": {},
     "transformer": {"n_heads": 2},
     "transformer_learned": {"n_heads": 4, "positional": "learned", "max_len": 16},
     "bert": {"n_heads": 2, "causal": False},
     "s4d": {"d_state": 8, "init": "inv"},
+    "s4": {"d_state": 6},
     "gru": {},
     "lstm": {"hidden_size": 12},
 }
@@ -281,7 +285,7 @@ def test_d_model_for_budget_picks_the_closest_width(kind):
 def test_documented_parameter_counts():
     # the table in probkit.neural.backbones' docstring (d_model 128, 4 layers, defaults)
     documented = {"mamba": 466_560, "mamba2": 470_192, "rwkv": 588_928, "mambaout": 530_216, "transformer": 525_440,
-                  "s4d": 526_976, "gru": 462_976, "lstm": 595_072}
+                  "s4d": 526_976, "gru": 462_976, "lstm": 595_072, "rwkv7": 604_672, "hybrid": 484_004}
     with torch.device("meta"):
         counts = {k: count_parameters(build_backbone(k, 128, 4)) for k in documented}
     assert counts == documented

@@ -13,6 +13,8 @@ from .mamba2 import (Mamba2Layer, hf_mamba2_layer_options, load_hf_mamba2_block_
 from .recurrent import GRULayer, LSTMLayer
 from .rwkv import RWKV6Layer
 from .rwkv4 import RWKV4Layer
+from .rwkv7 import RWKV7Layer
+from .s4 import S4, S4Layer
 from .s4d import S4D, S4DLayer
 from .transformer import TransformerLayer
 
@@ -27,10 +29,13 @@ __all__ = [
     "load_hf_mamba2_model_state",
     "RWKV4Layer",
     "RWKV6Layer",
+    "RWKV7Layer",
     "GatedCNNLayer",
     "TransformerLayer",
+    "S4",
     "S4D",
     "S4DLayer",
+    "S4Layer",
     "GRULayer",
     "LSTMLayer",
 ]

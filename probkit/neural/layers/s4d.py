@@ -248,11 +248,16 @@ class S4DLayer(SequenceLayer):
     def __init__(self, d_model, d_state=64, expand=2, init="lin", dt_min=1e-3, dt_max=1e-1,
                  dropout=0.0, discretization="zoh"):
         super().__init__(check_positive_int(d_model, "d_model"))
+        self._init_block(expand, dropout, lambda E: S4D(E, d_state=d_state, init=init, dt_min=dt_min,
+                                                        dt_max=dt_max, discretization=discretization))
+
+    def _init_block(self, expand, dropout, make_ssm):
+        """The norm, projections and dropout of the gated block around ``make_ssm(E)``."""
         self.expand = check_positive_int(expand, "expand")
         E = self.expand * self.d_model
         self.norm = RMSNorm(self.d_model)
         self.in_proj = nn.Linear(self.d_model, 2 * E, bias=False)
-        self.ssm = S4D(E, d_state=d_state, init=init, dt_min=dt_min, dt_max=dt_max, discretization=discretization)
+        self.ssm = make_ssm(E)
         self.out_proj = nn.Linear(E, self.d_model, bias=False)
         self.dropout = nn.Dropout(check_dropout(dropout))
 
