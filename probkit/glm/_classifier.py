@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import warnings
 
 import numpy as np
 from scipy import special
@@ -21,7 +20,7 @@ from probkit.glm._links import resolve_link
 from probkit.glm._regressor import check_glm_params
 from probkit.glm._solver import penalized_newton
 from probkit.glm._threads import limit_blas_threads
-from probkit.utils._warnings import user_stacklevel
+from probkit.utils._warnings import warn_user
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["GeneralizedLinearClassifier", "MultinomialLoss"]
@@ -294,9 +293,8 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         if alpha == 0:
             self._check_multinomial_separation(loss, B, result, K)
         if not result.converged:
-            warnings.warn(f"the softmax GLM did not converge in {self.max_iter} iterations (largest gradient entry "
-                          f"{result.optimality:.3g}); increase max_iter", ConvergenceWarning,
-                          stacklevel=user_stacklevel())
+            warn_user(f"the softmax GLM did not converge in {self.max_iter} iterations (largest gradient entry "
+                      f"{result.optimality:.3g}); increase max_iter", ConvergenceWarning)
         # The symmetric form: intercepts (and unpenalised coefficients) summing to zero over classes.
         centred = B.copy()
         if design.fit_intercept:

@@ -7,7 +7,6 @@ Shared by :class:`~probkit.glm.GeneralizedLinearModel` and the binary face of
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from probkit.glm._design import Design, PerfectSeparationError, check_full_rank, find_separation
 from probkit.glm._families import NegativeBinomialFamily
 from probkit.glm._solver import penalized_newton
-from probkit.utils._warnings import user_stacklevel
+from probkit.utils._warnings import warn_user
 
 __all__ = ["GLMFit", "fit_glm", "penalty_vectors"]
 
@@ -217,9 +216,8 @@ def fit_glm(design, y, weights, offset, family, link, *, alpha, l1_ratio, tol, m
     if family.name in ("bernoulli", "binomial") and alpha == 0:
         _check_binary_separation(loss, result)
     if not result.converged:
-        warnings.warn(f"the {family.name} GLM did not converge in {max_iter} iterations (largest gradient entry "
-                      f"{result.optimality:.3g}); increase max_iter", ConvergenceWarning,
-                      stacklevel=user_stacklevel())
+        warn_user(f"the {family.name} GLM did not converge in {max_iter} iterations (largest gradient entry "
+                  f"{result.optimality:.3g}); increase max_iter", ConvergenceWarning)
     return GLMFit(theta=result.theta, family=family, link=link, n_iter=result.n_iter, converged=result.converged,
                   hess=result.hess)
 
@@ -318,8 +316,8 @@ def _fit_negative_binomial(design, y, weights, offset, link, l2, l1, tol, max_it
     family = NegativeBinomialFamily(r)
     family.estimate_total_count = True
     if not converged:
-        warnings.warn(f"the negative-binomial GLM did not converge in {max_iter} rounds of coefficients and "
-                      "total_count; increase max_iter", ConvergenceWarning, stacklevel=user_stacklevel())
+        warn_user(f"the negative-binomial GLM did not converge in {max_iter} rounds of coefficients and "
+                  "total_count; increase max_iter", ConvergenceWarning)
     return GLMFit(theta=theta, family=family, link=link, n_iter=n_iter, converged=converged, hess=result.hess)
 
 

@@ -271,7 +271,7 @@ class ARHMM(BaseHMM):
         p = self.order
         a = np.transpose(weights[:, :, :p * d].reshape(k, d, p, d), (0, 2, 1, 3))
         center = getattr(self, "_center", np.zeros(d))
-        self.coefs_ = a
+        self.coefs_ = np.ascontiguousarray(a)  # a copy laid out as a loaded one (the same BLAS path)
         self.intercepts_ = weights[:, :, -1] - (a.sum(1) - np.eye(d)) @ center
 
     def _emission_model(self, like):
@@ -340,7 +340,7 @@ class ARHMM(BaseHMM):
 
     # ------------------------------------------------------------------ sampling
     def _sample_emissions(self, states, rng):
-        a = np.asarray(self.coefs_, dtype=np.float64)
+        a = np.ascontiguousarray(self.coefs_, dtype=np.float64)
         b = np.asarray(self.intercepts_, dtype=np.float64)
         k, p, d, _ = a.shape
         covars = np.asarray(self.covars_, dtype=np.float64)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import probkit
-from probkit import (GMMHMM, HMM, BayesianGaussianMixture, BayesianMixture, CategoricalHMM, GaussianHMM,
+from probkit import (ARHMM, GMMHMM, HMM, HSMM, BayesianGaussianMixture, BayesianMixture, CategoricalHMM, GaussianHMM,
                      GaussianMixture, LinearGaussianSSM, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
@@ -52,6 +52,9 @@ CASES = {
     "variational-hmm-gaussian": (lambda: VariationalHMM(2, emission="gaussian", random_state=0), X_REAL),
     "variational-hmm-categorical": (lambda: VariationalHMM(2, emission="categorical", random_state=0), X_SYMBOLS),
     "linear-gaussian-ssm": (lambda: LinearGaussianSSM(2, observation_covariance_type="full", random_state=0), X_REAL),
+    "hsmm-negative-binomial": (lambda: HSMM(emission="gaussian", n_components=2, duration="negative_binomial",
+                                            max_duration=10, random_state=0), X_REAL),
+    "arhmm-order-2": (lambda: ARHMM(2, order=2, random_state=0), X_REAL),
 }
 
 
