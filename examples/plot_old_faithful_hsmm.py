@@ -22,18 +22,22 @@ the HMM's geometric runs are adequate for these data.
 import os
 import warnings
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from probkit import HSMM, GaussianHMM  # noqa: E402
 from probkit.datasets import load_old_faithful  # noqa: E402
 
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 X, names = load_old_faithful()
 eruptions = X[:, :1]  # minutes, in time order
@@ -92,3 +96,18 @@ for ax, k, label in zip(axes[1:], order, ["short", "long"]):
     ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(os.path.join(OUT, "old_faithful_hsmm.png"), dpi=100)
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_old_faithful_hsmm`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/old_faithful_hsmm.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/old_faithful_hsmm.png
+#    :alt: figure of plot_old_faithful_hsmm.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/old_faithful_hsmm.png'

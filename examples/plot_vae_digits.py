@@ -21,9 +21,11 @@ projected on their two principal axes, coloured by the digit they show.
 
 import os
 
+# sphinx_gallery_start_ignore
 import matplotlib
 
 matplotlib.use("Agg")
+# sphinx_gallery_end_ignore
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -33,9 +35,11 @@ from sklearn.decomposition import PCA  # noqa: E402
 from probkit.neural import VAE  # noqa: E402
 
 torch.set_num_threads(1)   # small MLPs: one thread is fastest and avoids OpenMP stalls
+# sphinx_gallery_start_ignore
 FAST = os.environ.get("PROBKIT_FAST") == "1"
 OUT = os.environ.get("PROBKIT_EXAMPLES_OUTPUT", ".")
 os.makedirs(OUT, exist_ok=True)
+# sphinx_gallery_end_ignore
 
 digits = load_digits()
 X = (digits.data >= 8).astype(float)
@@ -82,3 +86,18 @@ ax2.set_xlabel("epoch")
 ax2.set_ylabel("ELBO per image (nats)")
 ax2.legend()
 fig.savefig(os.path.join(OUT, "vae_digits.png"), dpi=100)
+
+
+# %%
+# Results of the full run
+# -----------------------
+# What this script printed and drew at its full settings (committed with the
+# documentation; ``python docs/update_gallery_outputs.py plot_vae_digits`` makes them again):
+#
+# .. literalinclude:: /gallery_outputs/vae_digits.txt
+#    :language: text
+#
+# .. image:: /gallery_outputs/vae_digits.png
+#    :alt: figure of plot_vae_digits.py
+#
+# sphinx_gallery_thumbnail_path = 'gallery_outputs/vae_digits.png'
