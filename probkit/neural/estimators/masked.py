@@ -6,13 +6,13 @@ import numbers
 
 import numpy as np
 import torch
-from probkit.neural.heads import make_head
 from probkit.neural.networks import SequenceNet
 from probkit.utils.sequences import SequenceBatch, _is_sequence_list, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import SequenceNetEstimator, store_params, unwrap
 from ._data import SequenceData, window_lengths
+from .density import SequenceDensity
 from ._docs import fill_doc
 from ._training import check_positive_int
 
@@ -229,22 +229,15 @@ class MaskedSequenceModel(SequenceNetEstimator):
         if p_mask + p_rand > 1 + 1e-12:
             raise ValueError(f"mask_token_prob + random_token_prob must be at most 1, got {p_mask} + {p_rand}")
 
-    def _resolve_head(self):
-        if self.head not in ("auto", "categorical", "gaussian", "mixture"):
-            raise ValueError(f"head must be 'auto', 'categorical', 'gaussian' or 'mixture', got {self.head!r}")
-        head = self.head if self.head != "auto" else ("categorical" if self._tokens else "gaussian")
-        if head == "categorical" and not self._tokens:
-            raise ValueError("head='categorical' needs vocab_size (the number of distinct tokens)")
-        if head != "categorical" and self._tokens:
-            raise ValueError(f"head={head!r} models real values; with vocab_size set use head='categorical'")
-        return head
+    # the heads of the autoregressive density, one per position here
+    _resolve_head = SequenceDensity._resolve_head
+    _make_head = SequenceDensity._make_head
 
     def _make_net(self):
         kw = {"vocab_size": self.vocab_size} if self._tokens else {"n_features": self.n_features_in_}
-        n_out = self.vocab_size if self._tokens else self.n_features_in_
-        head = make_head(self.head_, self.d_model, n_out, n_components=self.n_components)
-        return SequenceNet(self.backbone, self.d_model, self.n_layers, head, backbone_kwargs=self.backbone_kwargs,
-                           pooling=None, bidirectional=True, mask_embedding=True, **kw)
+        return SequenceNet(self.backbone, self.d_model, self.n_layers, self._make_head(),
+                           backbone_kwargs=self.backbone_kwargs, pooling=None, bidirectional=True,
+                           mask_embedding=True, **kw)
 
     def _read_windows(self, X, lengths, valid_lengths, *, reset):
         """The checked sequences of ``X`` and the same rows with one long token sequence cut into windows."""
