@@ -29,7 +29,8 @@ from probkit import (
     PoissonHMM,
     VariationalHMM,
 )
-from probkit.neural import VAE, DeepStateSpaceModel, NeuralHMM, SequenceClassifier, SequenceDensity, SequenceRegressor
+from probkit.neural import (VAE, DeepStateSpaceModel, MaskedSequenceModel, NeuralHMM, SequenceClassifier, SequenceDensity,
+                            SequenceRegressor)
 
 # scikit-learn's checks feed tabular data: a 2-D X with one y per row. For the neural
 # per-sequence estimators a 2-D X without lengths= is one sequence, so the checks run them
@@ -90,6 +91,19 @@ class RowsSequenceDensity(SequenceDensity):
         return super().score(X, y, **_rows(X, kw))
 
 
+class RowsMaskedSequenceModel(MaskedSequenceModel):
+    """MaskedSequenceModel with each row of X one sequence (lengths=np.ones(n))."""
+
+    def fit(self, X, y=None, **kw):
+        return super().fit(X, y, **_rows(X, kw))
+
+    def score_samples(self, X, **kw):
+        return super().score_samples(X, **_rows(X, kw))
+
+    def score(self, X, y=None, **kw):
+        return super().score(X, y, **_rows(X, kw))
+
+
 ESTIMATORS = [
     GaussianMixture(),
     GaussianMixture(covariance_type="diag", n_init=2),
@@ -120,6 +134,7 @@ ESTIMATORS = [
     RowsSequenceClassifier(**_NEURAL),
     RowsSequenceRegressor(**_NEURAL),
     RowsSequenceDensity(**_NEURAL),
+    RowsMaskedSequenceModel(**_NEURAL),
     NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, max_epochs=5, random_state=0),
     DeepStateSpaceModel(d_model=8, hidden_dim=8, max_epochs=5, random_state=0),
     # float64: per-row results must not depend on the batch a row is computed in

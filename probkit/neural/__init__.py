@@ -17,6 +17,7 @@ _EXPORTS = {
     "load_pretrained": "probkit.neural.pretrained",
     # estimators and their training loop
     "DeepStateSpaceModel": "probkit.neural.estimators.deep_ssm",
+    "MaskedSequenceModel": "probkit.neural.estimators.masked",
     "NeuralHMM": "probkit.neural.estimators.neural_hmm",
     "SequenceClassifier": "probkit.neural.estimators.classifier",
     "SequenceDensity": "probkit.neural.estimators.density",

@@ -2,7 +2,7 @@
 
 * :class:`SequenceNet` (:class:`~probkit.neural.SequenceClassifier`,
   :class:`~probkit.neural.SequenceRegressor`, :class:`~probkit.neural.SequenceDensity`)
-  runs in one of two modes.
+  (and :class:`~probkit.neural.MaskedSequenceModel`) runs in one of three modes.
 
   - **pooled** (classifier, regressor): ``encoder -> backbone -> pool over time -> head``
     gives one output per sequence. With ``bidirectional=True`` a causal backbone gets a
@@ -12,6 +12,11 @@
     ``x_{t-1}`` (a learned start vector at ``t = 0``), so the head output at ``t`` is the
     predictive distribution ``p(x_t | x_{<t})``; :meth:`SequenceNet.step` runs the same
     computation one position at a time through the backbone's recurrent ``step``.
+  - **per position** (masked model, ``pooling=None``): one head output per position from
+    features of the whole sequence (with ``bidirectional=True`` a causal backbone gets the
+    reversed twin as above, its features added position by position). With
+    ``mask_embedding=True`` the inputs flagged in ``forward(..., masked=)`` are replaced
+    by a learned vector (BERT's ``[MASK]``).
 
 * :class:`NeuralHMMNet` (:class:`~probkit.neural.NeuralHMM`): a causal backbone over the
   previous observations, per-state emission heads (:mod:`probkit.neural.emissions`) and
@@ -109,7 +114,8 @@ def build_checked_backbone(kind, d_model, n_layers, backbone_kwargs):
 
 
 class SequenceNet(nn.Module):
-    """Encoder + backbone + head of the sequence classifier, regressor and density (see the module docstring).
+    """Encoder + backbone + head of the sequence classifier, regressor, density and masked model (see the module
+    docstring).
 
     Parameters
     ----------
@@ -124,10 +130,12 @@ class SequenceNet(nn.Module):
         Integer tokens (embedding encoder); exactly one of ``n_features``/``vocab_size``.
     backbone_kwargs : dict, optional
     autoregressive : bool, default=False
-    pooling : {"mean", "last", "max"}, default="mean"
-        Pooled mode only.
+    pooling : {"mean", "last", "max"} or None, default="mean"
+        Pooled mode; None gives one output per position.
     bidirectional : bool, default=False
-        Pooled mode only.
+        Pooled and per-position modes.
+    mask_embedding : bool, default=False
+        Learn a ``[MASK]`` input vector (see :meth:`forward`).
 
     Examples
     --------
@@ -138,7 +146,8 @@ class SequenceNet(nn.Module):
     """
 
     def __init__(self, backbone, d_model, n_layers, head, *, n_features=None, vocab_size=None,
-                 backbone_kwargs=None, autoregressive=False, pooling="mean", bidirectional=False):
+                 backbone_kwargs=None, autoregressive=False, pooling="mean", bidirectional=False,
+                 mask_embedding=False):
         super().__init__()
         if (n_features is None) == (vocab_size is None):
             raise ValueError("give exactly one of n_features and vocab_size")
@@ -158,10 +167,12 @@ class SequenceNet(nn.Module):
                 raise ValueError(f"an autoregressive model needs a causal backbone; the {backbone!r} backbone built "
                                  f"with backbone_kwargs={backbone_kwargs!r} is bidirectional")
             self.start = nn.Parameter(torch.randn(d_model) * d_model ** -0.5)
-        elif pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        elif pooling is not None and pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS} or None, got {pooling!r}")
         elif bidirectional and self.backbone.causal:
             self.reverse = build_checked_backbone(backbone, d_model, n_layers, kw)
+        # registered only when asked for, so that the other modes' state dicts are unchanged
+        self.mask_embedding = nn.Parameter(torch.randn(d_model) * d_model ** -0.5) if mask_embedding else None
         self.head = head
 
     @property
@@ -169,13 +180,26 @@ class SequenceNet(nn.Module):
         """Whether outputs depend only on the past (True for autoregressive models)."""
         return self.backbone.causal and self.reverse is None
 
-    def forward(self, x, lengths=None):
-        """Head outputs: ``(B, P)`` pooled, or ``(B, L, P)`` autoregressive."""
+    def forward(self, x, lengths=None, masked=None):
+        """Head outputs: ``(B, P)`` pooled, or ``(B, L, P)`` autoregressive and per position.
+
+        ``masked`` (bool ``(B, L)``, needs ``mask_embedding=True``) replaces those inputs'
+        encodings by the learned ``[MASK]`` vector.
+        """
         e = self.encoder(x)
+        if masked is not None:
+            if self.mask_embedding is None:
+                raise ValueError("masked= needs a SequenceNet built with mask_embedding=True")
+            e = torch.where(masked.unsqueeze(-1), self.mask_embedding.to(e.dtype), e)
         if self.autoregressive:
             start = self.start.to(e.dtype).expand(e.shape[0], 1, e.shape[-1])
             e = torch.cat([start, e[:, :-1]], dim=1)
             return self.head(self.backbone._run(e, lengths))
+        if self.pooling is None:
+            h = self.backbone._run(e, lengths)
+            if self.reverse is not None:
+                h = h + reverse_within(self.reverse._run(reverse_within(e, lengths), lengths), lengths)
+            return self.head(h)
         pooled = pool(self.backbone._run(e, lengths), lengths, self.pooling)
         if self.reverse is not None:
             pooled = pooled + pool(self.reverse._run(reverse_within(e, lengths), lengths), lengths, self.pooling)

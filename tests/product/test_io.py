@@ -116,7 +116,7 @@ def test_round_trip_is_exact(name, tmp_path):
 
 
 def _neural_cases():
-    from probkit.neural import SequenceClassifier, SequenceDensity, SequenceRegressor
+    from probkit.neural import MaskedSequenceModel, SequenceClassifier, SequenceDensity, SequenceRegressor
 
     rng = np.random.RandomState(0)
     seqs = [rng.normal(size=(rng.randint(2, 7), 2)) for _ in range(24)]
@@ -132,6 +132,8 @@ def _neural_cases():
         "sequence-density-tokens": (lambda: SequenceDensity(**kw, vocab_size=5), tokens, None),
         "sequence-density-mixture": (lambda: SequenceDensity(**kw, head="mixture", n_components=2,
                                                              dtype="float64"), seqs, None),
+        "masked-sequence-model-tokens": (lambda: MaskedSequenceModel(**kw, vocab_size=5), tokens, None),
+        "masked-sequence-model-gaussian": (lambda: MaskedSequenceModel(**kw), seqs, None),
     }
 
 
@@ -155,8 +157,13 @@ def test_neural_round_trip_is_exact(name, tmp_path):
         assert again.score(X, y) == est.score(X, y)
     else:
         np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+    if hasattr(est, "sample"):
         np.testing.assert_array_equal(again.sample(3, n_steps=4, random_state=1),
                                       est.sample(3, n_steps=4, random_state=1))
+    if hasattr(est, "fill_mask"):
+        flags = [np.arange(len(x)) % 2 == 0 for x in X]
+        for a, b in zip(again.fill_mask(X, flags), est.fill_mask(X, flags)):
+            np.testing.assert_array_equal(a, b)
     if hasattr(est, "predict_proba"):
         np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
     if getattr(est, "loss", None) == "gaussian":

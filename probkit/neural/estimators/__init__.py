@@ -12,6 +12,7 @@ from probkit.utils._lazy import lazy_exports
 
 _EXPORTS = {
     "DeepStateSpaceModel": "probkit.neural.estimators.deep_ssm",
+    "MaskedSequenceModel": "probkit.neural.estimators.masked",
     "NeuralHMM": "probkit.neural.estimators.neural_hmm",
     "SequenceClassifier": "probkit.neural.estimators.classifier",
     "SequenceDensity": "probkit.neural.estimators.density",
