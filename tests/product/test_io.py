@@ -291,6 +291,32 @@ def test_topic_model_round_trip_is_exact(name, tmp_path):
     assert again.score(X) == est.score(X) and again.perplexity(X) == est.perplexity(X)
 
 
+def _vae_cases():
+    """Variational autoencoders: ``(make, X)``."""
+    from probkit.neural import VAE
+
+    rng = np.random.RandomState(0)
+    kw = dict(encoder_layers=(8,), decoder_layers=(8,), max_epochs=3, random_state=0)
+    return {
+        "vae-gaussian": (lambda: VAE(2, **kw), X_REAL),
+        "vae-bernoulli": (lambda: VAE(2, likelihood="bernoulli", **kw), (rng.rand(60, 6) < 0.4).astype(float)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_vae_cases()))
+def test_vae_round_trip_is_exact(name, tmp_path):
+    make, X = _vae_cases()[name]
+    est = make().fit(X)
+    again = probkit.load(est.save(tmp_path / "vae.pk"))
+    assert type(again) is type(est) and again.get_params() == est.get_params()
+    for (k1, v1), (k2, v2) in zip(est.module_.state_dict().items(), again.module_.state_dict().items()):
+        assert k1 == k2
+        torch.testing.assert_close(v1, v2, rtol=0, atol=0)
+    np.testing.assert_array_equal(again.transform(X), est.transform(X))
+    np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(again.sample(5, random_state=0)[0], est.sample(5, random_state=0)[0])
+
+
 def test_every_exported_estimator_has_a_round_trip_case():
     import probkit.neural
 
@@ -301,6 +327,7 @@ def test_every_exported_estimator_has_a_round_trip_case():
     covered |= {type(make()) for make, _, _ in _latent_neural_cases().values()}
     covered |= {type(make()) for make, _, _ in _supervised_cases().values()}
     covered |= {type(make()) for make, _ in _topic_cases().values()}
+    covered |= {type(make()) for make, _ in _vae_cases().values()}
     missing = sorted(c.__name__ for c in exported - covered)
     assert not missing, f"add save/load cases to tests/product/test_io.py for {missing}"
 
