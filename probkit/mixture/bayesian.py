@@ -28,7 +28,7 @@ from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.utils._linalg import cholesky
-from probkit.utils.validation import check_shape, check_stochastic
+from probkit.utils.validation import check_int, check_shape, check_stochastic
 from probkit.vi._weights import (
     check_weight_prior,
     expected_log_weights,
@@ -54,12 +54,6 @@ def _check_positive(value, name, allow_none=True):
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
     return float(value)
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _as_tensor_conc(conc, dtype, device):
@@ -265,7 +259,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     # ------------------------------------------------------------------ validation
     def _check_parameters(self, X):
         n, d = X.shape
-        k = _check_int(self.n_components, "n_components", 1)
+        k = check_int(self.n_components, "n_components", 1)
         if n < k:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
         if self.covariance_type not in COVARIANCE_TYPES:
@@ -279,8 +273,8 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
         if not (isinstance(self.reg_covar, (int, float, np.floating)) and self.reg_covar >= 0):
             raise ValueError(f"reg_covar must be a non-negative number, got {self.reg_covar!r}")
-        _check_int(self.max_iter, "max_iter", 0)
-        _check_int(self.n_init, "n_init", 1)
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
         self.weight_concentration_prior_ = check_weight_prior(self.weight_concentration_prior_type,
@@ -595,10 +589,10 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     def _fit_svi(self, X, x, random_state):
         from probkit.vi.models import GaussianMixtureSVI
 
-        _check_int(self.num_steps, "num_steps", 1)
+        check_int(self.num_steps, "num_steps", 1)
         _check_positive(self.learning_rate, "learning_rate", allow_none=False)
         if self.batch_size is not None:
-            _check_int(self.batch_size, "batch_size", 1)
+            check_int(self.batch_size, "batch_size", 1)
         warm = bool(self.warm_start and hasattr(self, "mean_precision_") and hasattr(self, "converged_")
                     and np.shape(self.means_) == (self.n_components, X.shape[1]))
         # warm start: continue from the current posterior (e.g. a CAVI fit), else the k-means start
@@ -624,7 +618,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     def _fit_nuts(self, X, x, random_state):
         from probkit.vi.models import GaussianMixtureSVI
 
-        _check_int(self.num_samples, "num_samples", 1)
+        check_int(self.num_samples, "num_samples", 1)
         # Start the chain at the CAVI posterior mean (so its labels match a variational fit).
         self._fit_cavi(X, x, random_state)
         spec = GaussianMixtureSVI(
@@ -867,11 +861,11 @@ class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
 
     def _check_params(self, X, x, fam):
         n, d = X.shape
-        k = _check_int(self.n_components, "n_components", 1)
+        k = check_int(self.n_components, "n_components", 1)
         if n < k:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
-        _check_int(self.max_iter, "max_iter", 0)
-        _check_int(self.n_init, "n_init", 1)
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
         if not (isinstance(self.tol, (int, float, np.floating)) and self.tol >= 0):
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
         if self.init_params not in INIT_METHODS:

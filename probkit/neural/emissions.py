@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probkit.distributions import Categorical, Normal, Poisson
+from probkit.utils.validation import check_int
 
 __all__ = ["EMISSIONS", "CategoricalEmission", "EmissionHead", "GaussianEmission", "PoissonEmission",
            "make_emission"]
@@ -56,12 +57,6 @@ EMISSIONS = ("gaussian", "poisson", "categorical")
 
 _LOG_MIN_SCALE = math.log(1e-3)
 _MAX_LOG = 20.0
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class EmissionHead(nn.Module):
@@ -95,9 +90,9 @@ class EmissionHead(nn.Module):
 
     def __init__(self, d_model, n_components, n_outputs):
         super().__init__()
-        self.d_model = _check_positive_int(d_model, "d_model")
-        self.n_components = _check_positive_int(n_components, "n_components")
-        self.n_outputs = _check_positive_int(n_outputs, "n_outputs")
+        self.d_model = check_int(d_model, "d_model")
+        self.n_components = check_int(n_components, "n_components")
+        self.n_outputs = check_int(n_outputs, "n_outputs")
         k, n = self.n_components, self.n_outputs
         self.static = nn.ParameterDict({name: nn.Parameter(torch.zeros(k, n)) for name in self._fields})
         self.proj = nn.Linear(self.d_model, len(self._fields) * k * n)

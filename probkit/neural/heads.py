@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 __all__ = ["CategoricalHead", "GaussianHead", "MixtureGaussianHead", "make_head"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -49,12 +51,6 @@ def _check_temperature(temperature):
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     return float(temperature)
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class CategoricalHead(nn.Module):
@@ -82,8 +78,8 @@ class CategoricalHead(nn.Module):
 
     def __init__(self, d_model, n_classes):
         super().__init__()
-        self.d_model = _check_positive_int(d_model, "d_model")
-        self.n_classes = _check_positive_int(n_classes, "n_classes")
+        self.d_model = check_int(d_model, "d_model")
+        self.n_classes = check_int(n_classes, "n_classes")
         self.proj = nn.Linear(d_model, n_classes)
 
     @property
@@ -149,8 +145,8 @@ class GaussianHead(nn.Module):
 
     def __init__(self, d_model, n_outputs, min_scale=1e-3, learn_scale=True):
         super().__init__()
-        self.d_model = _check_positive_int(d_model, "d_model")
-        self.n_outputs = _check_positive_int(n_outputs, "n_outputs")
+        self.d_model = check_int(d_model, "d_model")
+        self.n_outputs = check_int(n_outputs, "n_outputs")
         if not min_scale > 0:
             raise ValueError(f"min_scale must be positive, got {min_scale!r}")
         self.min_scale = float(min_scale)
@@ -220,9 +216,9 @@ class MixtureGaussianHead(nn.Module):
 
     def __init__(self, d_model, n_outputs, n_components=5, min_scale=1e-3):
         super().__init__()
-        self.d_model = _check_positive_int(d_model, "d_model")
-        self.n_outputs = _check_positive_int(n_outputs, "n_outputs")
-        self.n_components = _check_positive_int(n_components, "n_components")
+        self.d_model = check_int(d_model, "d_model")
+        self.n_outputs = check_int(n_outputs, "n_outputs")
+        self.n_components = check_int(n_components, "n_components")
         if not min_scale > 0:
             raise ValueError(f"min_scale must be positive, got {min_scale!r}")
         self.min_scale = float(min_scale)

@@ -48,6 +48,7 @@ from probkit.distributions.base import SufficientStats
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.vi.conjugate import ConjugateFamily
+from probkit.utils.validation import check_int
 
 __all__ = ["CollapsedGibbsLDA", "LatentDirichletAllocation"]
 
@@ -61,12 +62,6 @@ def _kernels():
     from probkit.topics import _lda_kernels
 
     return _lda_kernels
-
-
-def _check_positive_int(value, name, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_real(value, name, low=None, high=None, low_open=False):
@@ -329,13 +324,13 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
             raise ValueError("exp_dirichlet_component_ must hold positive finite values of the shape of components_")
 
     def _check_common_params(self):
-        _check_positive_int(self.n_components, "n_components")
+        check_int(self.n_components, "n_components")
         for name in ("doc_topic_prior", "topic_word_prior"):
             value = getattr(self, name)
             if value is not None:
                 _check_real(value, name, low=0.0, low_open=True)
         _check_real(self.mean_change_tol, "mean_change_tol", low=0.0)
-        _check_positive_int(self.max_doc_update_iter, "max_doc_update_iter", minimum=0)
+        check_int(self.max_doc_update_iter, "max_doc_update_iter", minimum=0)
 
     def _resolve_priors(self):
         k = self.n_components
@@ -470,8 +465,8 @@ class LatentDirichletAllocation(_BaseLDA):
             raise ValueError(f"learning_method must be one of {LEARNING_METHODS}, got {self.learning_method!r}")
         _check_real(self.learning_decay, "learning_decay", low=0.0, high=1.0)
         _check_real(self.learning_offset, "learning_offset", low=1.0)
-        _check_positive_int(self.max_iter, "max_iter", minimum=0)
-        _check_positive_int(self.batch_size, "batch_size")
+        check_int(self.max_iter, "max_iter", minimum=0)
+        check_int(self.batch_size, "batch_size")
         if isinstance(self.evaluate_every, bool) or not isinstance(self.evaluate_every, numbers.Integral):
             raise ValueError(f"evaluate_every must be an integer, got {self.evaluate_every!r}")
         _check_real(self.total_samples, "total_samples", low=0.0, low_open=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -98,6 +100,45 @@ def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, 
     if max_length is not None and np.any(arr > max_length):
         raise ValueError(f"{name} must not exceed the padded length {max_length}; got {arr[arr > max_length][:5].tolist()}")
     return arr
+
+
+def check_int(value, name, minimum=1, allow_none=False):
+    """``value`` as an int of at least ``minimum``; a ``ValueError`` naming ``name`` otherwise.
+
+    The one integer check of probkit's functions and estimators (booleans are refused).
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The argument's name in the error message.
+    minimum : int, default=1
+    allow_none : bool, default=False
+        Return ``None`` unchanged.
+
+    Returns
+    -------
+    int or None
+
+    Examples
+    --------
+    >>> check_int(3, "n_samples")
+    3
+    >>> check_int(0, "n_samples")
+    Traceback (most recent call last):
+    ...
+    ValueError: n_samples must be a positive integer, got 0
+    >>> check_int(-1, "warmup", minimum=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: warmup must be a non-negative integer, got -1
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
 
 
 def check_shape(value, shape, name, hint=""):

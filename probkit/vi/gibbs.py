@@ -40,7 +40,7 @@ from probkit.utils.threads import torch_threads
 from probkit.utils.validation import check_lengths
 from probkit.vi.conjugate import ConjugateFamily
 from probkit.vi.mcmc_result import MCMCResult
-from probkit.vi.mh import _check_int
+from probkit.utils.validation import check_int
 
 __all__ = ["gibbs_hmm", "gibbs_lda", "gibbs_mixture"]
 
@@ -55,8 +55,8 @@ def _chain_states(random_state, n_chains):
 
 
 def _check_run(n_samples, warmup, thin, n_chains):
-    return (_check_int(n_samples, "n_samples", 1), _check_int(warmup, "warmup", 0), _check_int(thin, "thin", 1),
-            _check_int(n_chains, "n_chains", 1))
+    return (check_int(n_samples, "n_samples", 1), check_int(warmup, "warmup", 0), check_int(thin, "thin", 1),
+            check_int(n_chains, "n_chains", 1))
 
 
 def _concentration(value, shape, name, default):
@@ -177,7 +177,7 @@ def _prepare(X, family, n_components, prior):
     if X.ndim == 1:
         X = X.reshape(-1, 1)
     x = fam.as_data(X)
-    k = _check_int(n_components, "n_components", 1)
+    k = check_int(n_components, "n_components", 1)
     if prior is None:
         prior = fam.default_prior(x)
     prior = fam.check_prior(prior, k, x.shape[1])
@@ -546,7 +546,7 @@ def gibbs_lda(X, n_topics, *, doc_topic_prior=None, topic_word_prior=None, n_sam
     >>> np.round(np.sort(topics[:, :3].sum(1)), 2).tolist()
     [0.01, 0.99]
     """
-    k = _check_int(n_topics, "n_topics", 1)
+    k = check_int(n_topics, "n_topics", 1)
     n_samples, warmup, thin, n_chains = _check_run(n_samples, warmup, thin, n_chains)
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()

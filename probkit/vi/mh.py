@@ -14,20 +14,14 @@ whose stationary distribution is the target.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from probkit.utils.random import check_random_state
 from probkit.vi.mcmc_result import MCMCResult
+from probkit.utils.validation import check_int
 
 __all__ = ["random_walk_metropolis"]
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _evaluate(log_density, points, vectorized):
@@ -105,10 +99,10 @@ def random_walk_metropolis(log_density, initial, *, n_samples=1000, warmup=1000,
     """
     if not callable(log_density):
         raise TypeError(f"log_density must be callable, got {type(log_density).__name__}")
-    n_samples = _check_int(n_samples, "n_samples", 1)
-    warmup = _check_int(warmup, "warmup", 0)
-    n_chains = _check_int(n_chains, "n_chains", 1)
-    thin = _check_int(thin, "thin", 1)
+    n_samples = check_int(n_samples, "n_samples", 1)
+    warmup = check_int(warmup, "warmup", 0)
+    n_chains = check_int(n_chains, "n_chains", 1)
+    thin = check_int(thin, "thin", 1)
     start = np.asarray(initial, dtype=np.float64)
     if start.ndim == 1:
         start = np.repeat(start[None, :], n_chains, axis=0)

@@ -77,6 +77,7 @@ import torch
 
 from probkit.utils.random import forked_rng, seed_from
 from probkit.utils.threads import torch_threads
+from probkit.utils.validation import check_int as check_positive_int  # the one integer check
 
 __all__ = ["TensorData", "TrainingHistory", "TrainingOptions", "evaluate_loss", "run_training", "seeded",
            "train_module"]
@@ -336,25 +337,6 @@ def _autocast(mode, device):
     if mode == "fp16" or (mode in ("auto", True) and not torch.cuda.is_bf16_supported()):
         return {"device_type": "cuda", "dtype": torch.float16}, True
     return {"device_type": "cuda", "dtype": torch.bfloat16}, False
-
-
-def check_positive_int(value, name, allow_none=False):
-    """``value`` as an int; a ``ValueError`` naming ``name`` unless it is a positive integer (or allowed None).
-
-    Examples
-    --------
-    >>> check_positive_int(3, "batch_size")
-    3
-    >>> check_positive_int(0, "batch_size")
-    Traceback (most recent call last):
-    ...
-    ValueError: batch_size must be a positive integer, got 0
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
 
 
 def _is_real(value):
