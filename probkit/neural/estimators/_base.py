@@ -30,11 +30,12 @@ from scipy import sparse
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probkit.base import ProbkitEstimator
+from probkit.neural.heads import make_head
 from probkit.neural.networks import POOLINGS, SequenceNet
 from probkit.utils.random import check_random_state, seed_from
-from probkit.utils.sequences import check_sequences
+from probkit.utils.sequences import SequenceBatch, check_sequences
 
-from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layout
+from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layout, window_lengths
 from ._training import TrainingOptions, check_positive_int, run_training, seeded
 
 __all__ = ["NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading", "check_standardizer", "store_params",
@@ -357,3 +358,31 @@ class SequenceNetEstimator(NeuralEstimator):
         """``fn(out, batch)`` of the pooled network outputs for every sequence of ``X``, stacked ``(N, ...)``."""
         data = self._sequence_data(self._read(X, lengths, valid_lengths, reset=False))
         return np.stack(self._evaluate(data, lambda b: fn(self.module_(b["x"], b["lengths"]), b)))
+
+
+class PerStepSequenceEstimator(SequenceNetEstimator):
+    """Base of the models with one predictive distribution per step (not public).
+
+    SequenceDensity and MaskedSequenceModel: the ``head`` choice by input kind and one long
+    1-D token sequence read as windows of ``self.window`` steps.
+    """
+
+    def _resolve_head(self):
+        if self.head not in ("auto", "categorical", "gaussian", "mixture"):
+            raise ValueError(f"head must be 'auto', 'categorical', 'gaussian' or 'mixture', got {self.head!r}")
+        head = self.head if self.head != "auto" else ("categorical" if self._tokens else "gaussian")
+        if head == "categorical" and not self._tokens:
+            raise ValueError("head='categorical' needs vocab_size (the number of distinct tokens)")
+        if head != "categorical" and self._tokens:
+            raise ValueError(f"head={head!r} models real values; with vocab_size set use head='categorical'")
+        return head
+
+    def _make_head(self):
+        n_out = self.vocab_size if self._tokens else self.n_features_in_
+        return make_head(self.head_, self.d_model, n_out, n_components=self.n_components)
+
+    def _windowed(self, batch, X, lengths):
+        """``batch`` with one long 1-D token sequence (no ``lengths``) cut into windows."""
+        if self._tokens and lengths is None and len(getattr(X, "shape", ())) == 1:
+            return SequenceBatch(batch.values, window_lengths(batch.lengths, self.window))
+        return batch

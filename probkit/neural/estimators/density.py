@@ -9,13 +9,11 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin
 
-from probkit.neural.heads import make_head
 from probkit.utils.random import seed_from
-from probkit.utils.sequences import SequenceBatch, check_y_slot, keyword_lengths
+from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import SequenceNetEstimator, store_params, unwrap
-from ._data import window_lengths
+from ._base import PerStepSequenceEstimator, store_params, unwrap
 from ._docs import fill_doc
 from ._training import check_positive_int
 
@@ -23,7 +21,7 @@ __all__ = ["SequenceDensity"]
 
 
 @fill_doc
-class SequenceDensity(DensityMixin, SequenceNetEstimator):
+class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
     r"""Autoregressive sequence model :math:`p(x_{1:T}) = \prod_t p(x_t \mid x_{<t})` on a neural backbone.
 
     The input at step ``t`` is the previous symbol (a learned start vector at ``t = 1``);
@@ -92,20 +90,6 @@ class SequenceDensity(DensityMixin, SequenceNetEstimator):
         store_params(self, locals())
 
     # ------------------------------------------------------------------ setup
-    def _resolve_head(self):
-        if self.head not in ("auto", "categorical", "gaussian", "mixture"):
-            raise ValueError(f"head must be 'auto', 'categorical', 'gaussian' or 'mixture', got {self.head!r}")
-        head = self.head if self.head != "auto" else ("categorical" if self._tokens else "gaussian")
-        if head == "categorical" and not self._tokens:
-            raise ValueError("head='categorical' needs vocab_size (the number of distinct tokens)")
-        if head != "categorical" and self._tokens:
-            raise ValueError(f"head={head!r} models real values; with vocab_size set use head='categorical'")
-        return head
-
-    def _make_head(self):
-        n_out = self.vocab_size if self._tokens else self.n_features_in_
-        return make_head(self.head_, self.d_model, n_out, n_components=self.n_components)
-
     def _check_model_params(self):
         super()._check_model_params()
         check_positive_int(self.window, "window")
@@ -113,10 +97,7 @@ class SequenceDensity(DensityMixin, SequenceNetEstimator):
 
     def _read_windows(self, X, lengths, valid_lengths, *, reset):
         """The checked sequences of ``X``; one long token sequence is cut into windows."""
-        batch = self._read(X, lengths, valid_lengths, reset=reset)
-        if self._tokens and lengths is None and len(getattr(X, "shape", ())) == 1:
-            batch = SequenceBatch(batch.values, window_lengths(batch.lengths, self.window))
-        return batch
+        return self._windowed(self._read(X, lengths, valid_lengths, reset=reset), X, lengths)
 
     # ------------------------------------------------------------------ fit / score
     @limit_torch_threads

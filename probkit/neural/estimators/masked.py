@@ -7,12 +7,11 @@ import numbers
 import numpy as np
 import torch
 from probkit.neural.networks import SequenceNet
-from probkit.utils.sequences import SequenceBatch, _is_sequence_list, check_y_slot, keyword_lengths
+from probkit.utils.sequences import _is_sequence_list, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import SequenceNetEstimator, store_params, unwrap
-from ._data import SequenceData, window_lengths
-from .density import SequenceDensity
+from ._base import PerStepSequenceEstimator, store_params, unwrap
+from ._data import SequenceData
 from ._docs import fill_doc
 from ._training import check_positive_int
 
@@ -138,7 +137,7 @@ def masked_lm_loss(module, x, lengths, generator, *, vocab_size, mask_prob, mask
 
 
 @fill_doc
-class MaskedSequenceModel(SequenceNetEstimator):
+class MaskedSequenceModel(PerStepSequenceEstimator):
     r"""Masked sequence model (BERT's objective) on a bidirectional neural backbone.
 
     Training hides a random share of each sequence's positions and learns to predict them
@@ -230,8 +229,6 @@ class MaskedSequenceModel(SequenceNetEstimator):
             raise ValueError(f"mask_token_prob + random_token_prob must be at most 1, got {p_mask} + {p_rand}")
 
     # the heads of the autoregressive density, one per position here
-    _resolve_head = SequenceDensity._resolve_head
-    _make_head = SequenceDensity._make_head
 
     def _make_net(self):
         kw = {"vocab_size": self.vocab_size} if self._tokens else {"n_features": self.n_features_in_}
@@ -242,9 +239,7 @@ class MaskedSequenceModel(SequenceNetEstimator):
     def _read_windows(self, X, lengths, valid_lengths, *, reset):
         """The checked sequences of ``X`` and the same rows with one long token sequence cut into windows."""
         batch = self._read(X, lengths, valid_lengths, reset=reset)
-        if self._tokens and lengths is None and len(getattr(X, "shape", ())) == 1:
-            return batch, SequenceBatch(batch.values, window_lengths(batch.lengths, self.window))
-        return batch, batch
+        return batch, self._windowed(batch, X, lengths)
 
     # ------------------------------------------------------------------ fit
     @limit_torch_threads
