@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 
-__all__ = ["Dirichlet", "dirichlet_expected_log", "inverse_digamma"]
+__all__ = ["Dirichlet", "dirichlet_expected_log", "dirichlet_map_rows", "inverse_digamma"]
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -245,3 +246,41 @@ class Dirichlet(ExponentialFamily):
         a_total = a.sum(-1, keepdim=True)
         return (self._log_beta(b) - self._log_beta(a)
                 + ((a - b) * (torch.digamma(a) - torch.digamma(a_total))).sum(-1))
+
+
+def dirichlet_map_rows(previous, counts, prior=1.0):
+    """Rows of probabilities at the Dirichlet MAP ``(prior - 1 + counts)``, normalised.
+
+    The M-step of start and transition probabilities: entries that are zero in
+    ``previous`` stay zero (structural zeros), and a row that receives no mass keeps its
+    previous values.
+
+    Parameters
+    ----------
+    previous : array-like of shape (..., K)
+        The current probabilities.
+    counts : array-like of shape (..., K)
+        Expected counts.
+    prior : float or array-like, default=1.0
+        Dirichlet concentration (1 gives the maximum-likelihood rows).
+
+    Returns
+    -------
+    rows : numpy.ndarray of shape (..., K)
+    n_empty : int
+        Rows that received no mass (kept their previous values).
+
+    Examples
+    --------
+    >>> rows, n_empty = dirichlet_map_rows([[0.5, 0.5], [0.0, 1.0]], [[3.0, 1.0], [2.0, 0.0]])
+    >>> rows.tolist(), n_empty
+    ([[0.75, 0.25], [0.0, 1.0]], 1)
+    """
+    previous = np.asarray(previous, dtype=np.float64)
+    values = np.maximum(np.asarray(prior, dtype=np.float64) - 1 + np.asarray(counts, dtype=np.float64), 0)
+    values = values * (previous != 0)
+    sums = values.sum(-1, keepdims=True)
+    if sums.min() > 0:
+        return values / sums, 0
+    out = np.where(sums > 0, values / np.where(sums > 0, sums, 1.0), previous)
+    return out, int((sums.reshape(-1) == 0).sum())

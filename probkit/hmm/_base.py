@@ -18,6 +18,7 @@ from scipy import linalg
 from sklearn.exceptions import NotFittedError
 
 from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
+from probkit.distributions.dirichlet import dirichlet_map_rows
 from probkit.em.engine import EStepResult, run_em
 from probkit.inference import sample_markov_chain
 from probkit.inference._lazy_numba import numba_backend
@@ -73,15 +74,18 @@ def _normalize_rows(counts, previous, name):
     sums = counts.sum(-1, keepdims=True)
     if sums.min() > 0:
         return counts / sums
-    empty = (sums == 0).reshape(-1)
     out = np.where(sums > 0, counts / np.where(sums > 0, sums, 1.0), previous)
-    if empty.any():
+    _warn_empty_rows(name, int((sums.reshape(-1) == 0).sum()))
+    return out
+
+
+def _warn_empty_rows(name, n_empty):
+    if n_empty:
         warn_user(
-            f"{name}: {int(empty.sum())} row(s) received no expected counts and kept their previous values "
+            f"{name}: {n_empty} row(s) received no expected counts and kept their previous values "
             "(a state that is never visited)",
             EmptyStateWarning
         )
-    return out
 
 
 class BaseHMM(ProbkitEstimator):
@@ -357,13 +361,11 @@ class BaseHMM(ProbkitEstimator):
     def _em_maximization(self, stats):
         # Dirichlet MAP (prior - 1 + expected counts), structural zeros kept
         if "s" in self.params:
-            previous = np.asarray(self.startprob_)
-            start = np.maximum(np.asarray(self.startprob_prior, dtype=np.float64) - 1 + stats["start"], 0)
-            self.startprob_ = _normalize_rows(start * (previous != 0), previous, "startprob_")
+            self.startprob_, n_empty = dirichlet_map_rows(self.startprob_, stats["start"], self.startprob_prior)
+            _warn_empty_rows("startprob_", n_empty)
         if "t" in self.params:
-            previous = np.asarray(self.transmat_)
-            trans = np.maximum(np.asarray(self.transmat_prior, dtype=np.float64) - 1 + stats["trans"], 0)
-            self.transmat_ = _normalize_rows(trans * (previous != 0), previous, "transmat_")
+            self.transmat_, n_empty = dirichlet_map_rows(self.transmat_, stats["trans"], self.transmat_prior)
+            _warn_empty_rows("transmat_", n_empty)
         self._mstep_emission(stats["emission"], stats["post_sum"])
 
     def _em_get_state(self):

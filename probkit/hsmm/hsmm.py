@@ -12,6 +12,7 @@ from sklearn.exceptions import NotFittedError
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Categorical, NegativeBinomial
 from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.dirichlet import dirichlet_map_rows
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.hsmm._durations import (fit_durations, n_duration_parameters, resolve_duration,
@@ -623,13 +624,9 @@ class HSMM(ProbkitEstimator):
 
 
 def _map_rows(previous, counts, prior, name):
-    """Dirichlet-MAP rows from expected counts; zero entries stay zero, a row without mass keeps its values."""
-    previous = np.asarray(previous, dtype=np.float64)
-    values = np.maximum(np.asarray(prior, dtype=np.float64) - 1 + counts, 0)
-    values = np.where(previous == 0, 0, values)
-    sums = values.sum(-1, keepdims=True)
-    out = np.where(sums > 0, values / np.where(sums > 0, sums, 1.0), previous)
-    empty = int((sums.reshape(-1) == 0).sum())
+    """Dirichlet-MAP rows from expected counts (:func:`~probkit.distributions.dirichlet.dirichlet_map_rows`),
+    warning when a row received no mass."""
+    out, empty = dirichlet_map_rows(previous, counts, prior)
     if empty:
         warn_user(f"{name}: {empty} row(s) received no expected counts and kept their previous values "
                   "(a state that is never left or never visited)", EmptyComponentWarning)
