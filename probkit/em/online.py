@@ -33,7 +33,7 @@ from numbers import Real
 
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
-__all__ = ["SCHEDULE_CONSTRAINTS", "StepwiseEM", "blend_stats", "check_schedule", "scale_stats", "step_size"]
+__all__ = ["SCHEDULE_CONSTRAINTS", "FittedSnapshot", "StepwiseEM", "blend_stats", "check_schedule", "scale_stats", "step_size"]
 
 #: Defaults of the step-size schedule (``learning_offset = 2`` as in Liang & Klein 2009).
 DEFAULT_LEARNING_OFFSET = 2.0
@@ -129,8 +129,8 @@ def blend_stats(running, new, rho):
     Examples
     --------
     >>> import numpy as np
-    >>> blend_stats((np.array([0.0, 4.0]), {"x": np.array(1.0)}), (np.array([2.0, 0.0]), {"x": np.array(3.0)}), 0.25)
-    (array([0.5, 3. ]), {'x': 2.0})
+    >>> blend_stats((np.array([0.0, 4.0]), {"x": np.array([1.0])}), (np.array([2.0, 0.0]), {"x": np.array([3.0])}), 0.25)
+    (array([0.5, 3. ]), {'x': array([1.5])})
     """
     if isinstance(running, dict):
         if set(running) != set(new):
@@ -156,8 +156,37 @@ def _inverse_units(units):
     return 1.0 / units
 
 
-def _public_attributes(model):
-    return {key: value for key, value in vars(model).items() if key.endswith("_") and not key.startswith("_")}
+class FittedSnapshot:
+    """The identities of an estimator's fitted attributes, to tell whether they were replaced since.
+
+    A ``fit``, a load or a parameter set by hand replaces attribute objects; comparing
+    identities costs nothing, unlike re-validating the parameters.
+
+    Examples
+    --------
+    >>> class Model:
+    ...     pass
+    >>> model = Model()
+    >>> model.means_ = [0.0]
+    >>> snapshot = FittedSnapshot(model)
+    >>> snapshot.matches(model)
+    True
+    >>> model.means_ = [1.0]
+    >>> snapshot.matches(model)
+    False
+    """
+
+    def __init__(self, model):
+        self._attributes = self._fitted(model)
+
+    @staticmethod
+    def _fitted(model):
+        return {key: value for key, value in vars(model).items() if key.endswith("_") and not key.startswith("_")}
+
+    def matches(self, model):
+        """Whether every fitted attribute of ``model`` is the object it was (and no attribute came or went)."""
+        current = self._fitted(model)
+        return current.keys() == self._attributes.keys() and all(current[k] is v for k, v in self._attributes.items())
 
 
 class StepwiseEM:
@@ -236,7 +265,7 @@ class StepwiseEM:
 
     def bind(self, model):
         """Remember ``model``'s fitted attributes as this state left them."""
-        self._owner = _public_attributes(model)
+        self._owner = FittedSnapshot(model)
 
     def owns(self, model):
         """Whether ``model``'s fitted attributes are still those :meth:`bind` saw.
@@ -244,7 +273,4 @@ class StepwiseEM:
         A ``fit``, a load or a parameter set by hand in between replaces them: the running
         statistics then belong to other parameters and a new online run starts.
         """
-        if self._owner is None:
-            return False
-        current = _public_attributes(model)
-        return current.keys() == self._owner.keys() and all(current[k] is v for k, v in self._owner.items())
+        return self._owner is not None and self._owner.matches(model)

@@ -318,8 +318,10 @@ class BaseHMM(ProbkitEstimator):
         return _forward_backward(log_start, log_trans, log_emis, data.lengths,
                                  "log" if self._use_log() else "scaling")
 
-    def _forward_filter(self, data, log_emis):
-        log_start, log_trans = self._log_start_trans(data.x)
+    def _forward_filter(self, data, log_emis, log_start=None):
+        # log_start: the state distribution of every sequence's first step (startprob_ by default)
+        default_start, log_trans = self._log_start_trans(data.x)
+        log_start = default_start if log_start is None else self._as_like(log_start, data.x)
         if data.numpy:
             loglik, filtered, _ = numba_backend().forward(log_start, log_trans, np.ascontiguousarray(log_emis),
                                                           data.lengths, self._use_log())
@@ -502,6 +504,38 @@ class BaseHMM(ProbkitEstimator):
         state.bind(self)
         self._stepwise = state
         return self
+
+    def filter_stream(self):
+        """A running forward filter: feed observations one at a time (or in blocks of rows).
+
+        ``stream.update(x)`` returns the filtered state probabilities
+        ``p(z_t | x_1..x_t)`` of the new steps and keeps the running log-likelihood
+        ``log p(x_1..x_t)``: the same numbers as the forward pass over the whole sequence
+        (:meth:`score`, :meth:`score_samples`), without keeping the past.
+
+        Returns
+        -------
+        HMMStreamFilter
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from probkit import PoissonHMM
+        >>> model = PoissonHMM(2)
+        >>> model.startprob_ = np.array([0.5, 0.5])
+        >>> model.transmat_ = np.array([[0.9, 0.1], [0.1, 0.9]])
+        >>> model.lambdas_ = np.array([[1.0], [10.0]])
+        >>> stream = model.filter_stream()
+        >>> np.round(stream.update([12]), 4)
+        array([0., 1.])
+        >>> X = np.array([[12], [0], [1]])
+        >>> _ = stream.update(X[1:])
+        >>> bool(np.isclose(stream.log_likelihood, model.score(X)))
+        True
+        """
+        from probkit.hmm._streaming import HMMStreamFilter
+
+        return HMMStreamFilter(self)
 
     def _prepare_predict(self, X, lengths, state_labels=None):
         self._check_fitted_or_set()
