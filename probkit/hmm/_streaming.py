@@ -119,7 +119,14 @@ class HMMStreamFilter:
         data = model._validate_sequences(X, None, reset=reset)
         if reset or not self._checked.matches(model):
             # parameters replaced since the last check (partial_fit, fit, set by hand)
-            model._check_fitted_or_set()
+            try:
+                model._check_fitted_or_set()
+            except ValueError as exc:
+                if not reset:
+                    raise
+                for name in ("n_features_in_", "feature_names_in_"):
+                    model.__dict__.pop(name, None)
+                raise ValueError(f"X does not fit the model's parameters: {exc}") from None
             self._checked = FittedSnapshot(model)
         with np.errstate(divide="ignore"):
             log_predicted = np.log(self.predict_proba())
