@@ -8,6 +8,7 @@ is their Bayesian counterpart (variational Bayes EM, Pyro SVI or NUTS).
 """
 
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.hmm._streaming import HMMStreamFilter
 from probkit.hmm.autoregressive import ARHMM
 from probkit.hmm.discrete import CategoricalHMM, MultinomialHMM, PoissonHMM
 from probkit.hmm.gaussian import GaussianHMM
@@ -15,5 +16,5 @@ from probkit.hmm.generic import HMM
 from probkit.hmm.gmm import GMMHMM
 from probkit.hmm.variational import VariationalHMM
 
-__all__ = ["ARHMM", "BaseHMM", "CategoricalHMM", "EmptyStateWarning", "GMMHMM", "GaussianHMM", "HMM", "MultinomialHMM",
-           "PoissonHMM", "VariationalHMM"]
+__all__ = ["ARHMM", "BaseHMM", "CategoricalHMM", "EmptyStateWarning", "GMMHMM", "GaussianHMM", "HMM", "HMMStreamFilter",
+           "MultinomialHMM", "PoissonHMM", "VariationalHMM"]

@@ -515,7 +515,7 @@ class BaseHMM(ProbkitEstimator):
 
         Returns
         -------
-        HMMStreamFilter
+        probkit.hmm.HMMStreamFilter
 
         Examples
         --------
