@@ -183,10 +183,21 @@ class FittedSnapshot:
     def _fitted(model):
         return {key: value for key, value in vars(model).items() if key.endswith("_") and not key.startswith("_")}
 
+    @staticmethod
+    def _same(a, b):
+        # immutable scalars compare by value: a copy (pickle, deepcopy) does not keep their identity
+        if a is b:
+            return True
+        return type(a) is type(b) and isinstance(a, (int, float, str, bytes)) and a == b
+
     def matches(self, model):
-        """Whether every fitted attribute of ``model`` is the object it was (and no attribute came or went)."""
+        """Whether every fitted attribute of ``model`` is the object it was (and no attribute came or went).
+
+        Immutable scalars (``n_iter_``, ``lower_bound_``) only need the same value.
+        """
         current = self._fitted(model)
-        return current.keys() == self._attributes.keys() and all(current[k] is v for k, v in self._attributes.items())
+        return current.keys() == self._attributes.keys() and all(
+            self._same(current[k], v) for k, v in self._attributes.items())
 
 
 class StepwiseEM:

@@ -150,6 +150,8 @@ class BaseHMM(ProbkitEstimator):
 
     _emission_letters = ""
     _supports_missing = False
+    # The running statistics of partial_fit are not saved: a loaded model starts a new online run.
+    _io_exclude = ("_stepwise",)
     #: Whether the emission model also runs on numpy arrays (the CPU float64 fast path).
     _numpy_emissions = False
 

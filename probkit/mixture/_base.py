@@ -222,6 +222,8 @@ class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
     }
 
     chunk_size = DEFAULT_CHUNK_SIZE
+    # The running statistics of partial_fit are not saved: a loaded model starts a new online run.
+    _io_exclude = ("_stepwise",)
 
     # ------------------------------------------------------------------ validation
     def _validate_train(self, X, sample_weight, reset=True):

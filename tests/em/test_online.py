@@ -397,3 +397,26 @@ def test_step_sizes_and_statistics_helpers():
     np.testing.assert_array_equal(blended["start"], [2.5, 5.0])
     with pytest.raises(ValueError, match="different fields"):
         blend_stats({"a": np.ones(1)}, {"b": np.ones(1)}, 0.5)
+
+
+def test_a_pickled_model_resumes_its_online_run_and_a_saved_one_starts_a_new_one(tmp_path):
+    import pickle
+
+    from probkit import io
+
+    X1, X2, X3 = _blobs(150, 20), _blobs(150, 21), _blobs(150, 22)
+    model = GaussianMixture(3, random_state=0).partial_fit(X1).partial_fit(X2)
+    copy = pickle.loads(pickle.dumps(model))
+    path = tmp_path / "gmm"
+    io.save(model, path)
+    loaded = io.load(path)
+    saved = dict(weights_init=model.weights_, means_init=model.means_, precisions_init=model.precisions_)
+    model.partial_fit(X3)
+    copy.partial_fit(X3)
+    assert copy.n_iter_ == 3
+    _assert_same_params(_gmm_params(copy), _gmm_params(model))
+    # the running statistics are not part of the saved format: the loaded model starts over from its parameters
+    loaded.partial_fit(X3, learning_decay=0.0)
+    assert loaded.n_iter_ == 1
+    truth = _quiet(SkGaussianMixture(3, max_iter=1, **saved).fit, X3)
+    _assert_same_params(_gmm_params(loaded), _gmm_params(truth))
