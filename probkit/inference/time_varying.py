@@ -5,10 +5,12 @@ When the transitions depend on covariates, step :math:`t` has its own matrix
 model needs the pairwise posteriors of every step,
 :math:`\xi_t(i, j) = p(z_{t-1} = i, z_t = j \mid x)`, not only their sum. These functions
 take the sequences stacked as the estimators hold them (``lengths`` in hmmlearn's sense),
-pad them into a batch internally and run the log-sum-exp recursions over all sequences at
-once with numpy in float64, normalising the messages at every step (so the log-likelihood
-is the sum of the per-step log normalisers, which are also the one-step predictive
-log-densities).
+pad them into a batch internally and run the recursions over all sequences at once with
+numpy in float64, normalising the messages at every step (so the log-likelihood is the sum
+of the per-step log normalisers, which are also the one-step predictive log-densities).
+Forward-backward uses normalised linear-space messages and redoes in log space any sequence
+whose normalisers come near underflow (as the kernels of :mod:`probkit.inference` do);
+Viterbi runs in log space.
 
 ``log_transmat`` is ``(n_samples, K, K)``: row ``t`` holds the log transition matrix *into*
 step ``t``; the rows at the first step of each sequence are ignored. A ``(K, K)`` matrix is
@@ -123,7 +125,8 @@ def _forward(log_start, log_trans, log_emis, lengths):
     return log_alpha, log_norm
 
 
-def forward_backward_time_varying(log_startprob, log_transmat, log_emission, lengths=None):
+def forward_backward_time_varying(log_startprob, log_transmat, log_emission, lengths=None, *,
+                                  implementation="scaling"):
     """Posteriors, per-step pairwise posteriors and log-likelihoods with a transition matrix per step.
 
     Parameters
@@ -137,6 +140,10 @@ def forward_backward_time_varying(log_startprob, log_transmat, log_emission, len
         ``log p(x_t | z_t = k)`` of all sequences stacked.
     lengths : array-like of int, optional
         Sequence lengths summing to ``n_samples`` (default: one sequence).
+    implementation : {"scaling", "log"}, default="scaling"
+        "scaling": normalised linear-space messages (one small matrix product per step),
+        with any sequence whose normalisers come near underflow redone in log space, so
+        both give the same results; "log": log-sum-exp recursions throughout (the reference).
 
     Returns
     -------
@@ -161,7 +168,77 @@ def forward_backward_time_varying(log_startprob, log_transmat, log_emission, len
     emis, mask = _padded(log_emis, lengths, 0.0)
     trans, _ = _padded(log_trans.reshape(-1, k * k), lengths, 0.0)
     trans = trans.reshape(trans.shape[0], trans.shape[1], k, k)
-    n_seq, n_steps, _ = emis.shape
+    if implementation not in ("scaling", "log"):
+        raise ValueError(f"implementation must be 'scaling' or 'log', got {implementation!r}")
+    if implementation == "log":
+        log_lik, posteriors, pairwise, log_norm = _log_space(log_start, trans, emis, lengths)
+        failed = np.zeros(len(lengths), dtype=bool)
+    else:
+        log_lik, posteriors, pairwise, log_norm, failed = _scaled(log_start, trans, emis, lengths)
+    if failed.any():
+        index = np.flatnonzero(failed)
+        n_steps = int(lengths[index].max())
+        redo = _log_space(log_start, trans[index, :n_steps], emis[index, :n_steps], lengths[index])
+        log_lik[index] = redo[0]
+        for full, part in zip((posteriors, pairwise, log_norm), redo[1:]):
+            full[index] = 0.0
+            full[index, :n_steps] = part
+    possible = np.isfinite(log_lik)
+    posteriors[~possible] = 0.0
+    pairwise[~possible] = 0.0
+    return TimeVaryingPosteriors(log_lik, posteriors[mask], pairwise[mask], log_norm[mask])
+
+
+# Normalisers below this are redone in log space (a linear representation may have flushed
+# probability that matters later; see probkit.inference's notes on "scaling").
+_SAFE_NORMALISER = 1e-150
+
+
+def _scaled(log_start, trans, emis, lengths):
+    """Normalised linear-space recursions; ``failed`` flags sequences to redo in log space."""
+    n_seq, n_steps, k = emis.shape
+    live = np.arange(n_steps)[None, :] < lengths[:, None]
+    shift = emis.max(2)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    with np.errstate(under="ignore"):
+        e = np.exp(emis - shift[..., None])
+        a = np.exp(trans)
+    alpha = np.zeros((n_seq, n_steps, k))
+    norm = np.ones((n_seq, n_steps))
+    current = np.exp(log_start)[None, :] * e[:, 0]
+    for t in range(n_steps):
+        if t > 0:
+            current = np.matmul(alpha[:, t - 1, None, :], a[:, t])[:, 0] * e[:, t]
+        c = current.sum(1)
+        norm[:, t] = c
+        alpha[:, t] = current / np.where(c > 0, c, 1.0)[:, None]
+    norm = np.where(live, norm, 1.0)
+    failed = ~(norm >= _SAFE_NORMALISER).all(1)
+    beta = np.ones((n_seq, n_steps, k))
+    for t in range(n_steps - 2, -1, -1):
+        nxt = np.matmul(a[:, t + 1], (e[:, t + 1] * beta[:, t + 1])[:, :, None])[:, :, 0]
+        z = nxt.sum(1)
+        inside = t < lengths - 1
+        failed |= inside & ~(z >= _SAFE_NORMALISER)
+        beta[:, t] = np.where(inside[:, None], nxt / np.where(z > 0, z, 1.0)[:, None], 1.0)
+    gamma = alpha * beta
+    z = gamma.sum(2)
+    failed |= ~(np.where(live, z, 1.0) >= _SAFE_NORMALISER).all(1)
+    posteriors = np.where(live[..., None], gamma / np.where(z > 0, z, 1.0)[..., None], 0.0)
+    pairwise = np.zeros((n_seq, n_steps, k, k))
+    if n_steps > 1:
+        xi = alpha[:, :-1, :, None] * a[:, 1:] * (e[:, 1:] * beta[:, 1:])[:, :, None, :]
+        total = xi.sum((2, 3))
+        pairwise[:, 1:] = np.where(live[:, 1:, None, None], xi / np.where(total > 0, total, 1.0)[..., None, None], 0.0)
+    with np.errstate(divide="ignore"):
+        log_norm = np.where(live, np.log(norm) + shift, 0.0)
+    return log_norm.sum(1), posteriors, pairwise, log_norm, failed
+
+
+def _log_space(log_start, trans, emis, lengths):
+    """Log-sum-exp recursions (the reference, and the fallback of :func:`_scaled`)."""
+    n_seq, n_steps, k = emis.shape
+    mask = np.arange(n_steps)[None, :] < lengths[:, None]
     log_alpha, log_norm = _forward(log_start, trans, emis, lengths)
     log_lik = log_norm.sum(1)
     possible = np.isfinite(log_lik)
@@ -173,16 +250,18 @@ def forward_backward_time_varying(log_startprob, log_transmat, log_emission, len
         nxt = nxt - np.where(np.isfinite(shift), shift, 0.0)[:, None]
         log_beta[:, t] = np.where((t < lengths - 1)[:, None], nxt, 0.0)
     log_gamma = log_alpha + log_beta
-    posteriors = np.exp(log_gamma - _logsumexp(log_gamma, axis=2)[..., None])
+    with np.errstate(invalid="ignore"):  # -inf - -inf on impossible sequences, zeroed below
+        posteriors = np.exp(log_gamma - _logsumexp(log_gamma, axis=2)[..., None])
     posteriors = np.where(possible[:, None, None] & mask[..., None], np.nan_to_num(posteriors), 0.0)
     pairwise = np.zeros((n_seq, n_steps, k, k))
     if n_steps > 1:
         log_xi = (log_alpha[:, :-1, :, None] + trans[:, 1:] + (emis[:, 1:] + log_beta[:, 1:])[:, :, None, :])
         flat = log_xi.reshape(n_seq, n_steps - 1, k * k)
-        xi = np.exp(flat - _logsumexp(flat, axis=2)[..., None]).reshape(log_xi.shape)
+        with np.errstate(invalid="ignore"):
+            xi = np.exp(flat - _logsumexp(flat, axis=2)[..., None]).reshape(log_xi.shape)
         keep = possible[:, None] & mask[:, 1:]
         pairwise[:, 1:] = np.where(keep[..., None, None], np.nan_to_num(xi), 0.0)
-    return TimeVaryingPosteriors(log_lik, posteriors[mask], pairwise[mask], log_norm[mask])
+    return log_lik, posteriors, pairwise, log_norm
 
 
 def viterbi_time_varying(log_startprob, log_transmat, log_emission, lengths=None):
