@@ -481,7 +481,7 @@ class InputDrivenHMM(BaseHMM):
         features = np.hstack([y, (y[:, :, None] * u[:, None, :]).reshape(len(y), -1)])
         scale = features.std(0)
         features = (features - features.mean(0)) / np.where(scale > 0, scale, 1.0)
-        labels = KMeans(n_clusters=k, random_state=random_state, n_init=4).fit_predict(features)
+        labels = KMeans(n_clusters=k, random_state=random_state, n_init=1).fit_predict(features)
         resp = (1 - INIT_BLEND) * np.eye(k)[labels] + INIT_BLEND / k
         init_e = self._needs_init("e", "emission_weights_")
         if init_e:
