@@ -214,21 +214,21 @@ class InputDrivenHMM(BaseHMM):
 
     Examples
     --------
-    A Bernoulli GLM-HMM (two "strategies" that weigh a stimulus differently):
+    Two states that respond oppositely to an input (a switching linear regression):
 
     >>> import numpy as np
     >>> from probkit.hmm import InputDrivenHMM
-    >>> truth = InputDrivenHMM(2, transition_model="fixed", emission="bernoulli")
+    >>> truth = InputDrivenHMM(2, transition_model="fixed", emission="gaussian")
     >>> truth.startprob_ = np.array([0.5, 0.5])
     >>> truth.transmat_ = np.array([[0.95, 0.05], [0.05, 0.95]])
-    >>> truth.emission_weights_ = np.array([[[4.0]], [[0.5]]])   # engaged vs disengaged
+    >>> truth.emission_weights_ = np.array([[[2.0]], [[-1.0]]])
     >>> truth.emission_intercepts_ = np.array([[0.0], [1.0]])
-    >>> stimulus = np.random.RandomState(0).normal(size=(3000, 1))
-    >>> X, states = truth.sample(3000, inputs=stimulus, random_state=1)
-    >>> model = InputDrivenHMM(2, transition_model="fixed", emission="bernoulli", random_state=0)
-    >>> model = model.fit(X, inputs=stimulus)
-    >>> np.round(np.sort(model.emission_weights_[:, 0, 0]))
-    array([0., 4.])
+    >>> truth.covars_ = np.full((2, 1), 0.3)
+    >>> u = np.random.RandomState(0).normal(size=(1000, 1))
+    >>> X, states = truth.sample(1000, inputs=u, random_state=1)
+    >>> model = InputDrivenHMM(2, emission="gaussian", alpha=0.1, random_state=0).fit(X, inputs=u)
+    >>> np.round(np.sort(model.emission_weights_[:, 0, 0]), 1)
+    array([-1.,  2.])
     """
 
     _parameter_constraints = {
