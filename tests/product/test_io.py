@@ -293,13 +293,18 @@ def test_topic_model_round_trip_is_exact(name, tmp_path):
 
 def _vae_cases():
     """Variational autoencoders: ``(make, X)``."""
-    from probkit.neural import VAE
+    from probkit.neural import VAE, SequenceVAE
 
     rng = np.random.RandomState(0)
     kw = dict(encoder_layers=(8,), decoder_layers=(8,), max_epochs=3, random_state=0)
+    seq_kw = dict(backbone="gru", d_model=8, n_layers=1, decoder_layers=(8,), max_epochs=3, random_state=0)
     return {
         "vae-gaussian": (lambda: VAE(2, **kw), X_REAL),
         "vae-bernoulli": (lambda: VAE(2, likelihood="bernoulli", **kw), (rng.rand(60, 6) < 0.4).astype(float)),
+        "sequence-vae-gaussian": (lambda: SequenceVAE(2, **seq_kw), [rng.normal(size=(n, 2)) for n in range(2, 14)]),
+        "sequence-vae-categorical-autoregressive": (
+            lambda: SequenceVAE(2, likelihood="categorical", autoregressive=True, **seq_kw),
+            [rng.randint(0, 3, size=(n, 2)) for n in range(2, 14)]),
     }
 
 
