@@ -14,7 +14,8 @@ import torch
 
 import probkit
 from probkit import (ARHMM, GMMHMM, HMM, HSMM, BayesianGaussianMixture, BayesianMixture, CategoricalHMM, GaussianHMM,
-                     GaussianMixture, LinearGaussianSSM, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
+                     GaussianMixture, InputDrivenHMM, LinearGaussianSSM, MixtureModel, MultinomialHMM, PoissonHMM,
+                     VariationalHMM)
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
 from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type, save
@@ -55,6 +56,8 @@ CASES = {
     "hsmm-negative-binomial": (lambda: HSMM(emission="gaussian", n_components=2, duration="negative_binomial",
                                             max_duration=10, random_state=0), X_REAL),
     "arhmm-order-2": (lambda: ARHMM(2, order=2, random_state=0), X_REAL),
+    # without inputs every regression is intercept-only (inputs round trips: tests/hmm/test_input_driven.py)
+    "input-driven-hmm": (lambda: InputDrivenHMM(2, n_iter=5, random_state=0), X_REAL),
 }
 
 
