@@ -507,6 +507,14 @@ class BaseHMM(ProbkitEstimator):
         self._stepwise = state
         return self
 
+    def _filters_like_base(self):
+        # The stream filter continues the base's forward pass row by row; a model whose rows
+        # depend on earlier rows or on inputs (its own sequence validation) or that scores
+        # otherwise (variational posteriors) has no filter_stream.
+        cls = type(self)
+        return cls._validate_sequences is BaseHMM._validate_sequences and cls.score is BaseHMM.score
+
+    @available_if(_filters_like_base)
     def filter_stream(self):
         """A running forward filter: feed observations one at a time (or in blocks of rows).
 

@@ -188,3 +188,12 @@ def test_filter_runs_beside_partial_fit():
     step = stream.update(X[20])
     log_joint = np.log(before @ model.transmat_) + _gaussian_log_emission(model, X[20:21])[0]
     np.testing.assert_allclose(step, np.exp(log_joint - logsumexp(log_joint)), rtol=0, atol=ATOL)
+
+
+def test_models_whose_rows_depend_on_the_past_or_on_inputs_have_no_filter_stream():
+    from probkit import ARHMM, InputDrivenHMM, VariationalHMM
+
+    # lagged rows (ARHMM), input-driven transitions and variational posteriors are not the base's forward pass
+    for model in (ARHMM(2), InputDrivenHMM(2), VariationalHMM(2)):
+        assert not hasattr(model, "filter_stream"), type(model).__name__
+    assert hasattr(PoissonHMM(2), "filter_stream")
