@@ -50,3 +50,37 @@ def lazy_exports(package, exports):
         return sorted(set(exports) | set(vars(importlib.import_module(package))))
 
     return __getattr__, __dir__
+
+
+def lazy_package(package, modules):
+    """``__getattr__``, ``__dir__`` and ``__all__`` of a package, from its table of exports.
+
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``.
+    modules : dict
+        Module (absolute, or relative to ``package``) -> the public names it defines.
+
+    Returns
+    -------
+    getattr, dir : callables
+        To assign to the package's ``__getattr__`` and ``__dir__`` (see :func:`lazy_exports`).
+    all : list of str
+        The public names, sorted: the package's ``__all__``.
+
+    Examples
+    --------
+    >>> getattr_, dir_, all_ = lazy_package("probkit", {"probkit.io": ["save", "load"]})
+    >>> all_
+    ['load', 'save']
+    >>> getattr_("save").__name__
+    'save'
+    """
+    exports = {}
+    for module, names in modules.items():
+        for name in names:
+            if name in exports:
+                raise ValueError(f"{package}: {name!r} is exported by both {exports[name]!r} and {module!r}")
+            exports[name] = module
+    return (*lazy_exports(package, exports), sorted(exports))
