@@ -44,6 +44,14 @@ def _lbeta(a, b):
     return torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
 
 
+def _beta_log_evidence(prior, post):
+    """``log B(a_n, b_n) - log B(a, b)``: the marginal likelihood of data whose likelihood is ``p**s (1 - p)**f``
+    under a ``Beta(a, b)`` prior (``post`` is the conjugate posterior), up to the base measure."""
+    a, b = prior._params["concentration1"], prior._params["concentration0"]
+    a_n, b_n = post._params["concentration1"], post._params["concentration0"]
+    return _lbeta(a_n, b_n) - _lbeta(a, b)
+
+
 def _check_probability(p, family):
     if bool((p < 0).any()) or bool((p > 1).any()):
         raise ValueError(f"{family}: probs must lie in [0, 1]")
@@ -144,10 +152,7 @@ class Bernoulli(ExponentialFamily):
         return {"probs": _beta_mode(post)}
 
     def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        a, b = prior._params["concentration1"], prior._params["concentration0"]
-        a_n, b_n = post._params["concentration1"], post._params["concentration0"]
-        return _lbeta(a_n, b_n) - _lbeta(a, b)
+        return _beta_log_evidence(prior, self._posterior(stats, prior))
 
 
 def _check_total_count(total_count, name="total_count"):
@@ -263,10 +268,7 @@ class Binomial(ExponentialFamily):
         return {"probs": _beta_mode(post)}
 
     def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        a, b = prior._params["concentration1"], prior._params["concentration0"]
-        a_n, b_n = post._params["concentration1"], post._params["concentration0"]
-        return self._log_base_measure(x).sum() + _lbeta(a_n, b_n) - _lbeta(a, b)
+        return self._log_base_measure(x).sum() + _beta_log_evidence(prior, self._posterior(stats, prior))
 
 
 class Geometric(ExponentialFamily):
@@ -364,10 +366,7 @@ class Geometric(ExponentialFamily):
         return {"probs": _beta_mode(post, lower=torch.finfo(p.dtype).tiny)}
 
     def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        a, b = prior._params["concentration1"], prior._params["concentration0"]
-        a_n, b_n = post._params["concentration1"], post._params["concentration0"]
-        return _lbeta(a_n, b_n) - _lbeta(a, b)
+        return _beta_log_evidence(prior, self._posterior(stats, prior))
 
 
 class Multinomial(ExponentialFamily):
