@@ -53,21 +53,12 @@ def lazy_exports(package, exports):
 
 
 def lazy_package(package, modules):
-    """``__getattr__``, ``__dir__`` and ``__all__`` of a package, from its table of exports.
+    """``__getattr__``, ``__dir__`` and ``__all__`` of a package, from ``{module: [names]}``.
 
-    Parameters
-    ----------
-    package : str
-        The package's ``__name__``.
-    modules : dict
-        Module (absolute, or relative to ``package``) -> the public names it defines.
-
-    Returns
-    -------
-    getattr, dir : callables
-        To assign to the package's ``__getattr__`` and ``__dir__`` (see :func:`lazy_exports`).
-    all : list of str
-        The public names, sorted: the package's ``__all__``.
+    As :func:`lazy_exports` (``package`` is the package's ``__name__``, a module is absolute
+    or relative to it), with the public names grouped by the module that defines them; the
+    third value, the names sorted, is the package's ``__all__``. A name given twice is a
+    ``ValueError``.
 
     Examples
     --------
