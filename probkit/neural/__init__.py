@@ -25,6 +25,7 @@ __getattr__, __dir__, __all__ = lazy_package(
         ".estimators.classifier": ["SequenceClassifier"],
         ".estimators.density": ["SequenceDensity"],
         ".estimators.regressor": ["SequenceRegressor"],
+        ".estimators.sequence_vae": ["SequenceVAE"],
         ".estimators._training": ["TrainingHistory", "train_module"],
         ".estimators.vae": ["VAE"],
     },

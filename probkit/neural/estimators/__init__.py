@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_package(
         ".classifier": ["SequenceClassifier"],
         ".density": ["SequenceDensity"],
         ".regressor": ["SequenceRegressor"],
+        ".sequence_vae": ["SequenceVAE"],
         "._training": [
             "TensorData",
             "TrainingHistory",
