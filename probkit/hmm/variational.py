@@ -211,18 +211,24 @@ class VariationalHMM(BaseHMM):
     n_components : int, default=1
         Number of states.
     emission : {"gaussian", "categorical", "poisson"}, default="gaussian"
-    covariance_type : {"full", "diag"}, default="full"
+    covariance_type : {"full", "diag", "tied", "spherical"}, default="full"
         Gaussian emissions: ``full`` has Normal-Wishart priors (hmmlearn's model);
-        ``diag`` has independent Normal-Gamma priors per feature (a proper diagonal model;
-        hmmlearn's ``diag`` instead uses the log-determinant expectation of a full Wishart).
+        ``tied`` one Wishart precision shared by the states, with a Normal prior on each
+        state's mean given it (hmmlearn's model); ``diag`` has independent Normal-Gamma
+        priors per feature (a proper diagonal model; hmmlearn's ``diag`` instead uses the
+        log-determinant expectation of a full Wishart); ``spherical`` one Gamma precision
+        per state shared by the features, ``tau_k ~ Gamma(d dof_k / 2, d scale_k / 2)``
+        (hmmlearn's updates of ``dof`` and ``scale``; its expected log-densities for one
+        feature). ``tied`` and ``spherical`` need ``inference="vem"``.
     inference : {"vem", "svi", "nuts"}, default="vem"
     startprob_prior, transmat_prior : float or array-like, optional
         Dirichlet concentrations; ``1 / n_components`` by default (hmmlearn's).
     means_prior, beta_prior, dof_prior, scale_prior : optional
-        Gaussian priors with hmmlearn's names and defaults: prior means (data mean), their
-        precision scale ``beta`` (1), the degrees of freedom (``n_features``) and the
-        Wishart inverse scale (``1e-3 I``; per-feature ``1e-3`` for ``diag``, a Gamma(dof/2,
-        scale/2) on each precision).
+        Gaussian priors with hmmlearn's names, defaults and shapes: prior means (data mean),
+        their precision scale ``beta`` (1), the degrees of freedom (``n_features``; one
+        number for ``tied``, one per state otherwise) and the Wishart inverse scale
+        (``1e-3 I``, ``(d, d)`` for ``tied``; per-feature ``1e-3`` for ``diag``, a
+        Gamma(dof/2, scale/2) on each precision; one ``1e-3`` per state for ``spherical``).
     emissionprob_prior : float or array-like, optional
         Categorical: Dirichlet concentration of each emission row (``1 / n_symbols``).
     n_features : int, optional
@@ -257,6 +263,9 @@ class VariationalHMM(BaseHMM):
         Dirichlet with batch (K,) (one per row) -- ``None`` for a single state, whose
         probabilities are one; ``"emission"``: NormalWishart (full), NormalGamma (diag,
         batch (K, d)), Dirichlet (categorical, batch (K, 1)) or Gamma (poisson, batch (K, d)).
+        ``tied``: a NormalWishart with batch (K,) whose degrees of freedom and covariance
+        are equal across the states (they describe the one shared Wishart); ``spherical``:
+        a NormalGamma with batch (K, d) whose shape and rate are equal across the features.
     prior_ : dict
         The priors: Dirichlet concentrations (tensors) of the start and the rows, and the
         emission prior distribution.
@@ -267,7 +276,9 @@ class VariationalHMM(BaseHMM):
     startprob_, transmat_ : ndarray
         Posterior means (used by :meth:`decode`, :meth:`predict`, :meth:`sample`).
     means_, covars_ (Gaussian), emissionprob_ (categorical), lambdas_ (Poisson)
-        Emission parameters at the posterior means (``covars_ = scale / dof``, as hmmlearn).
+        Emission parameters at the posterior means (``covars_ = scale / dof``, as hmmlearn;
+        the compact shapes of :class:`~probkit.GaussianHMM`: ``(d, d)`` for tied, ``(K,)``
+        for spherical).
     elbo_history_ : ndarray
         The lower bound after each VB-EM iteration, or the ELBO estimate of each SVI step.
     lower_bound_ : float

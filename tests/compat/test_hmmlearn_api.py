@@ -192,7 +192,8 @@ def _tied_sample_2d():
 # are hmmlearn's for one feature (hmmlearn takes a full Wishart's log-determinant expectation there)
 @pytest.mark.parametrize("covariance_type, sample, k", [
     ("full", _mcgrory_sample, 5), ("diag", _mcgrory_sample, 5), ("tied", _mcgrory_sample, 5),
-    ("spherical", _mcgrory_sample, 5), ("tied", _tied_sample_2d, 3)])
+    ("spherical", _mcgrory_sample, 5), ("tied", _tied_sample_2d, 3)],
+    ids=["full", "diag", "tied", "spherical", "tied-2-features"])
 def test_variational_gaussian_follows_hmmlearns_trajectory(covariance_type, sample, k):
     fits = []
     for module in (vhmm, hl_vhmm):
