@@ -119,51 +119,73 @@ def _quarters(M, T):
     return M[..., :T, :T], M[..., :T, T:], M[..., T:, :T], M[..., T:, T:]
 
 
-def _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S, inplace=False):
+def _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S):
     """The state passing and the outputs, given the solved ``X = [U_loc | W]``.
 
     ``N_rb = -A_rb``; ``rh = r o exp(lam)``, ``kt, bt = (k, b) o exp(lam_T - lam)``,
-    ``eT = exp(lam_T)`` ``(..., nc, 1, K)``.  Returns ``(O, final state, U, chunk start
-    states)``; differentiable by autograd unless ``inplace`` (buffers filled chunk by chunk).
+    ``eT = exp(lam_T)`` ``(..., nc, 1, K)``.  Returns the outputs and the final state;
+    differentiable by autograd.
     """
     V = v.shape[-1]
     U_loc, W = X[..., :V], X[..., V:]
     kv = kt.mT @ v
-    if inplace:
-        U, starts = torch.empty_like(U_loc), S.new_empty(S.shape[:2] + (U_loc.shape[2],) + S.shape[2:])
     Us, sts = [], []
     # unbind once: indexing chunk by chunk would make autograd write a full-size gradient per chunk
-    for c, (U_c, W_c, kv_c, bt_c, e_c) in enumerate(zip(*(t.unbind(2) for t in (U_loc, W, kv, bt, eT)))):
+    for U_c, W_c, kv_c, bt_c, e_c in zip(*(t.unbind(2) for t in (U_loc, W, kv, bt, eT))):
         U_c = U_c + W_c @ S
-        if inplace:
-            starts[:, :, c] = S
-            U[:, :, c] = U_c
-        else:
-            sts.append(S)
-            Us.append(U_c)
+        sts.append(S)
+        Us.append(U_c)
         S = torch.addcmul(kv_c, e_c.mT, S) + bt_c.mT @ U_c
-    if not inplace:
-        U, starts = torch.stack(Us, 2), torch.stack(sts, 2)
+    U, starts = torch.stack(Us, 2), torch.stack(sts, 2)
     O = A_rk @ v - N_rb @ U + rh @ starts
-    return O, S, U, starts
+    return O, S
 
 
-def _decay_factors(lam, ct, one_block):
-    """``exp(lex)``, ``exp(lam)``, ``exp(-lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` in ``ct``.
-
-    ``lam`` (float64) is the inclusive cumulative log-decay in each chunk.  One exponential
-    does: ``exp(lex_t) = exp(lam_{t-1})`` and, when the chunk's total decay is within
-    :data:`SAFE_SPAN` (``one_block``), ``exp(-lam) = 1 / exp(lam)`` and ``exp(lam_T - lam) =
-    exp(lam_T) exp(-lam)``; otherwise ``exp(-lam)`` could overflow: it is not formed
-    (``None``) and ``exp(lam_T - lam)`` is an exponential of its own.
-    """
+def _decay_factors(lam, ct):
+    """``exp(lex)``, ``exp(lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` in ``ct``, each exponent
+    formed in float64 from the inclusive cumulative log-decay ``lam`` (any total decay)."""
     Er = torch.exp(lam.to(ct))
     Ea = F.pad(Er[..., :-1, :], (0, 0, 1, 0), value=1.0)
+    return Ea, Er, torch.exp((lam[..., -1:, :] - lam).to(ct)), Er[..., -1:, :]
+
+
+def _one_block_factors(Er):
+    """``exp(lex)``, ``exp(-lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` from ``Er = exp(lam)``.
+
+    One exponential does when the chunk's total decay is within :data:`SAFE_SPAN`:
+    ``exp(lex_t) = exp(lam_{t-1})``, ``exp(-lam) = 1 / exp(lam)`` and ``exp(lam_T - lam) =
+    exp(lam_T) exp(-lam)``.
+    """
+    Ea = F.pad(Er[..., :-1, :], (0, 0, 1, 0), value=1.0)
+    Ec = torch.reciprocal(Er)
     eT = Er[..., -1:, :]
-    if one_block:
-        Ec = torch.reciprocal(Er)
-        return Ea, Er, Ec, eT * Ec, eT
-    return Ea, Er, None, torch.exp((lam[..., -1:, :] - lam).to(ct)), eT
+    return Ea, Ec, eT * Ec, eT
+
+
+def _block_ranges(nc, per_chunk):
+    """``(start, end)`` of consecutive blocks of chunks of about :data:`BLOCK_ELEMENTS`
+    elements per tensor (``per_chunk`` elements per chunk, all heads)."""
+    size = max(1, BLOCK_ELEMENTS // per_chunk)
+    return [(s, min(s + size, nc)) for s in range(0, nc, size)]
+
+
+def _gather(x, s, e, dtype=None):
+    """Chunks ``s..e-1`` of ``x`` ``(BH, nc, T, d)``, chunk-major: a contiguous ``((e-s) BH, T, d)``."""
+    blk = x[:, s:e].transpose(0, 1).to(dtype=dtype or x.dtype, memory_format=torch.contiguous_format)
+    return blk.reshape(-1, *x.shape[2:])
+
+
+def _mul_into(out, x, s, e, factor):
+    """``out = `` chunks ``s..e-1`` of ``x`` ``(BH, nc, T, d)`` times ``factor`` (chunk-major)."""
+    n = e - s
+    torch.mul(x[:, s:e].transpose(0, 1), factor.view(n, -1, *factor.shape[1:]),
+              out=out.view(n, -1, *out.shape[1:]))
+    return out
+
+
+def _scatter(out, blk, s, e):
+    """Writes the chunk-major block ``blk`` into chunks ``s..e-1`` of ``out`` ``(BH, nc, T, d)``."""
+    out[:, s:e].copy_(blk.view(e - s, -1, *blk.shape[1:]).transpose(0, 1))
 
 
 def _reverse_cumsum(x, dim):
@@ -211,9 +233,8 @@ def _chunk_grads(mask, v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, 
 class _OneBlockChunks(torch.autograd.Function):
     """Chunked RWKV-7 with one factorisation point per chunk, and a hand-written backward.
 
-    Inputs are chunked ``(b, H, nc, T, .)``, ``S0`` is ``(b, H, K, V)`` and ``lam`` the
-    (float64, not differentiated) cumulative sums of ``w`` inside the chunks.  With
-    ``rows = [a^, r^]``, ``cols = [k^, -b^]`` (``x^ = x o exp(+-lam)``), ``M = rows cols^T``
+    Inputs are chunked ``(BH, nc, T, .)`` (batch and heads flattened), ``S0`` is ``(BH, K, V)``.
+    With ``rows = [a^, r^]``, ``cols = [k^, -b^]`` (``x^ = x o exp(+-lam)``), ``M = rows cols^T``
     masked holds ``A_ak, -A_ab, A_rk, -A_rb``; ``Inv = (I - A_ab)^{-1}`` (from a triangular
     solve against the identity) gives ``X = Inv [A_ak V | a^]``.  Backward, chunk adjoints
     ``dS`` passed from the last chunk to the first: ``dU_c = A_rb^T g + b~ dS_{c+1}``,
@@ -221,56 +242,91 @@ class _OneBlockChunks(torch.autograd.Function):
     through the solve (``dR = Inv^T dX``, ``dA_ab = dR X^T``), the four matrices back to
     ``rows`` and ``cols``, and every ``x^`` to ``x`` and to the cumulative log-decays, whose
     reverse cumulative sum is ``dw``.
+
+    Both directions run on blocks of consecutive chunks of all heads small enough to stay in
+    cache (:func:`_block_ranges`), laid out chunk-major ``(chunks * BH, ., .)`` so that each
+    chunk's heads are one batch of the sequential state passing: every step, from the
+    cumulative log-decays to the outputs (forward) or to the input gradients (backward),
+    runs on one block before the next; only what the backward needs is written to
+    whole-sequence buffers.
     """
 
     @staticmethod
-    def forward(ctx, r, w, k, v, a, b, S0, lam):
-        ct = r.dtype
-        T, V = r.shape[-2], v.shape[-1]
-        Ea, Er, Ec, Et, eT = _decay_factors(lam, ct, one_block=True)
-        lead = r.shape[:-2]
-        rows, cols = r.new_empty(*lead, 2 * T, r.shape[-1]), r.new_empty(*lead, 2 * T, r.shape[-1])
-        ah, rh = torch.mul(a, Ea, out=rows[..., :T, :]), torch.mul(r, Er, out=rows[..., T:, :])
-        torch.mul(k, Ec, out=cols[..., :T, :])
-        torch.mul(b, Ec, out=cols[..., T:, :]).neg_()
-        kt, bt = k * Et, b * Et
-        M = (rows @ cols.mT).mul_(_quarter_masks(T, ct, r.device))
-        A_ak, N_ab, A_rk, N_rb = _quarters(M, T)
-        eye = torch.eye(T, dtype=ct, device=r.device).expand_as(N_ab)
-        inv = torch.linalg.solve_triangular(N_ab, eye, upper=False, unitriangular=True)
-        X = inv @ torch.cat([A_ak @ v, ah], -1)
-        O, S, U, starts = _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S0, inplace=True)
-        ctx.save_for_backward(v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT)
+    def forward(ctx, r, w, k, v, a, b, S0):
+        BH, nc, T, K = r.shape
+        V, ct, dev = v.shape[-1], r.dtype, r.device
+        mask = _quarter_masks(T, ct, dev)
+        eye = torch.eye(T, dtype=ct, device=dev)
+        blocks = _block_ranges(nc, BH * T * max(K, V))
+        save = any(ctx.needs_input_grad)
+        if save:
+            shapes = dict(v=(T, V), rows=(2 * T, K), cols=(2 * T, K), M=(2 * T, 2 * T), inv=(T, T),
+                          X=(T, V + K), U=(T, V), starts=(K, V), kt=(T, K), bt=(T, K), Er=(T, K))
+            saved = {n: r.new_empty(nc * BH, *shp) for n, shp in shapes.items()}
+        O = r.new_empty(BH, nc, T, V)
+        S = S0
+        for s, e in blocks:
+            N = (e - s) * BH
+            lam = torch.cumsum(_gather(w, s, e, torch.float64), -2)
+            Er = torch.exp(lam.to(ct))
+            Ea, Ec, Et, eT = _one_block_factors(Er)
+            rows, cols = r.new_empty(N, 2 * T, K), r.new_empty(N, 2 * T, K)
+            _mul_into(rows[:, :T], a, s, e, Ea)
+            rh = _mul_into(rows[:, T:], r, s, e, Er)
+            _mul_into(cols[:, :T], k, s, e, Ec)
+            _mul_into(cols[:, T:], b, s, e, Ec).neg_()
+            kt, bt = _mul_into(torch.empty_like(Er), k, s, e, Et), _mul_into(torch.empty_like(Er), b, s, e, Et)
+            vb = _gather(v, s, e)
+            M = torch.bmm(rows, cols.mT).mul_(mask)
+            inv = torch.linalg.solve_triangular(M[:, :T, T:], eye.expand(N, T, T), upper=False,
+                                                unitriangular=True)
+            X = torch.bmm(inv, torch.cat([torch.bmm(M[:, :T, :T], vb), rows[:, :T]], -1))
+            kv = torch.bmm(kt.mT, vb)
+            U, starts = r.new_empty(N, T, V), r.new_empty(N, K, V)
+            for j in range(e - s):  # the state passing, chunk after chunk (all heads at once)
+                c = slice(j * BH, (j + 1) * BH)
+                starts[c] = S
+                torch.baddbmm(X[c, :, :V], X[c, :, V:], S, out=U[c])
+                S = torch.addcmul(kv[c], eT[c].mT, S).baddbmm_(bt[c].mT, U[c])
+            Ob = torch.bmm(rh, starts).baddbmm_(M[:, T:, :T], vb).baddbmm_(M[:, T:, T:], U, alpha=-1.0)
+            _scatter(O, Ob, s, e)
+            if save:
+                for n, t in (("v", vb), ("rows", rows), ("cols", cols), ("M", M), ("inv", inv),
+                             ("X", X), ("U", U), ("starts", starts), ("kt", kt), ("bt", bt), ("Er", Er)):
+                    saved[n][s * BH:e * BH].copy_(t)
+        if save:
+            ctx.save_for_backward(*saved.values())
+            ctx.blocks = blocks
         ctx.set_materialize_grads(False)
         return O, S
 
     @staticmethod
     def backward(ctx, gO, gS):
-        v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT = ctx.saved_tensors
-        T, V = v.shape[-2], v.shape[-1]
-        nc = U.shape[2]
-        if gO is None:
-            gO = torch.zeros_like(U)
-        N_rb, rh, W = M[..., T:, T:], rows[..., T:, :], X[..., V:]
-        P = N_rb.mT @ gO  # -dU from the outputs
-        Q = rh.mT @ gO  # dS_c from the outputs
-        dS = torch.zeros_like(starts[:, :, 0]) if gS is None else gS.to(starts.dtype)
-        dSn, dU = torch.empty_like(starts), torch.empty_like(U)
-        for c, (P_c, Q_c, bt_c, W_c, e_c) in zip(range(nc - 1, -1, -1),
-                                                  zip(*(t.unbind(2)[::-1] for t in (P, Q, bt, W, eT)))):
-            dSn[:, :, c] = dS
-            dU_c = bt_c @ dS - P_c
-            dU[:, :, c] = dU_c
-            dS = torch.addcmul(Q_c, e_c.mT, dS) + W_c.mT @ dU_c
-        # the rest is independent per chunk: blocks of chunks small enough to stay in cache
-        # (the element-wise steps are memory-bound on whole-sequence tensors)
-        per_chunk = v.shape[0] * v.shape[1] * T * max(v.shape[-1], rows.shape[-1])
-        size = max(1, BLOCK_ELEMENTS // per_chunk)
+        v, rows, cols, M, inv, X, U, starts, kt, bt, Er = ctx.saved_tensors
+        T, V, K = v.shape[-2], v.shape[-1], rows.shape[-1]
+        nc = ctx.blocks[-1][1]
+        BH = v.shape[0] // nc
         mask = _quarter_masks(T, M.dtype, M.device)
-        saved = (v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn)
-        parts = [_chunk_grads(mask, *(t[:, :, s:s + size] for t in saved)) for s in range(0, nc, size)]
-        dr, dw, dk, dv, da, db = (torch.cat(g, 2) if len(g) > 1 else g[0] for g in zip(*parts))
-        return dr, dw, dk, dv, da, db, (dS if ctx.needs_input_grad[6] else None), None
+        dS = starts.new_zeros(BH, K, V) if gS is None else gS.to(starts.dtype)
+        grads = [v.new_empty(BH, nc, T, d) for d in (K, K, K, V, K, K)]  # r, w, k, v, a, b
+        for s, e in reversed(ctx.blocks):
+            N = (e - s) * BH
+            blk = [t[s * BH:e * BH] for t in (v, rows, cols, M, inv, X, U, starts, kt, bt, Er)]
+            vb, rb, _, Mb, _, Xb, _, _, _, btb, Erb = blk
+            Ea, Ec, Et, eT = _one_block_factors(Erb)
+            gOb = v.new_zeros(N, T, V) if gO is None else _gather(gO, s, e, v.dtype)
+            P = torch.bmm(Mb[:, T:, T:].mT, gOb)  # -dU from the outputs
+            Q = torch.bmm(rb[:, T:].mT, gOb)  # dS_c from the outputs
+            dSn, dU = torch.empty_like(blk[7]), torch.empty_like(blk[6])
+            for j in range(e - s - 1, -1, -1):  # the adjoint state passing, last chunk first
+                c = slice(j * BH, (j + 1) * BH)
+                dSn[c] = dS
+                torch.baddbmm(P[c], btb[c], dS, beta=-1.0, out=dU[c])
+                dS = torch.addcmul(Q[c], eT[c].mT, dS).baddbmm_(Xb[c, :, V:].mT, dU[c])
+            gb = _chunk_grads(mask, *blk[:10], Ea, Erb, Ec, Et, eT, gOb, dU, dSn)
+            for out, g in zip(grads, gb):
+                _scatter(out, g, s, e)
+        return (*grads, dS if ctx.needs_input_grad[6] else None)
 
 
 def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
@@ -287,22 +343,23 @@ def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
             x = F.pad(x, (0, 0, 0, pad))
         return x.reshape(bsz, H, nc, T, x.shape[-1])
 
-    rc, kc, vc, ac, bc = (chunked(x) for x in (r, k, v, a, b))
-    # cumulative log-decays in float64: exponents are differences of them, and in float32 a
-    # long strong decay would leave only a few correct digits in each difference
-    wd = F.pad(w.to(torch.float64), (0, 0, 0, pad)).reshape(bsz, H, nc, T, K)
+    rc, wc, kc, vc, ac, bc = (chunked(x) for x in (r, w, k, v, a, b))
     S0 = torch.zeros(bsz, H, K, V, dtype=ct, device=dev) if state0 is None else state0.to(ct)
-    lam = torch.cumsum(wd.detach(), dim=-2)  # inclusive, <= 0
-    if float(-lam[..., -1, :].amin()) <= SAFE_SPAN.get(ct, 30.0):  # every chunk's total decay
-        o, S = _OneBlockChunks.apply(rc, chunked(w), kc, vc, ac, bc, S0, lam)
-    else:  # sub-blocks (and pairwise diagonal blocks), differentiated by autograd
-        lam = torch.cumsum(wd, dim=-2)
-        lex = lam - wd
-        M = pair_matrices(torch.stack([ac, rc], -3), torch.stack([lex, lam], -3),
-                          torch.stack([kc, bc], -3), lam, (True, False), sub_block(T), ct)
-        Ea, Er, _, Et, eT = _decay_factors(lam, ct, one_block=False)
-        rhs = torch.cat([M[..., 0, 0, :, :] @ vc, ac * Ea], -1)
-        X = torch.linalg.solve_triangular(-M[..., 0, 1, :, :], rhs, upper=False, unitriangular=True)
-        o, S, _, _ = _chunk_core(X, M[..., 1, 0, :, :], -M[..., 1, 1, :, :], rc * Er, kc * Et,
-                                 bc * Et, eT, vc, S0)
+    # every chunk's total log-decay (float64: it decides whether one factorisation is safe)
+    if float(-wc.detach().sum(-2, dtype=torch.float64).amin()) <= SAFE_SPAN.get(ct, 30.0):
+        o, S = _OneBlockChunks.apply(*(x.reshape(bsz * H, nc, T, x.shape[-1]) for x in (rc, wc, kc, vc, ac, bc)),
+                                     S0.reshape(bsz * H, K, V))
+        return o.reshape(bsz, H, nc * T, V)[:, :, :L], S.reshape(bsz, H, K, V)
+    # sub-blocks (and pairwise diagonal blocks), differentiated by autograd; cumulative
+    # log-decays in float64: exponents are differences of them, and in float32 a long strong
+    # decay would leave only a few correct digits in each difference
+    wd = wc.to(torch.float64)
+    lam = torch.cumsum(wd, dim=-2)
+    lex = lam - wd
+    M = pair_matrices(torch.stack([ac, rc], -3), torch.stack([lex, lam], -3),
+                      torch.stack([kc, bc], -3), lam, (True, False), sub_block(T), ct)
+    Ea, Er, Et, eT = _decay_factors(lam, ct)
+    rhs = torch.cat([M[..., 0, 0, :, :] @ vc, ac * Ea], -1)
+    X = torch.linalg.solve_triangular(-M[..., 0, 1, :, :], rhs, upper=False, unitriangular=True)
+    o, S = _chunk_core(X, M[..., 1, 0, :, :], -M[..., 1, 1, :, :], rc * Er, kc * Et, bc * Et, eT, vc, S0)
     return o.reshape(bsz, H, nc * T, V)[:, :, :L], S
