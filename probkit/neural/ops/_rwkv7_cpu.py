@@ -192,32 +192,32 @@ def _reverse_cumsum(x, dim):
     return x.sum(dim, keepdim=True) - x.cumsum(dim) + x
 
 
-def _chunk_grads(mask, v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn):
-    """Gradients to ``r, w, k, v, a, b`` of a block of chunks, given the output gradient
-    ``gO``, the pseudo-value gradients ``dU`` and the state gradients ``dSn`` after each chunk."""
-    T, V = v.shape[-2], v.shape[-1]
+def _chunk_grads(v, rows, cols, M, inv, U_loc, W, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn):
+    """Gradients to ``r, w, k, v, a, b`` of a block of chunk-major ``(n, T, .)`` chunks, given
+    the output gradient ``gO``, the pseudo-value gradients ``dU`` and the state gradients
+    ``dSn`` after each chunk.  Products go to their own outputs (no concatenation); the
+    quarters of ``dM``, the gradient of ``M = [[A_ak, -A_ab], [A_rk, -A_rb]]``, are masked in
+    place (strict for the ``a`` rows, inclusive for the ``r`` rows)."""
+    T = v.shape[-2]
     A_ak, _, A_rk, _ = _quarters(M, T)
-    ah, rh = rows[..., :T, :], rows[..., T:, :]
-    kh, nbh = cols[..., :T, :], cols[..., T:, :]
+    ah, rh = rows[:, :T], rows[:, T:]
+    kh, nbh = cols[:, :T], cols[:, T:]
     # through the state passing and the outputs
-    vU = torch.cat([v, U], -2)  # (.., 2T, V)
-    d_kt_bt = vU @ dSn.mT  # [dk~; db~]
-    deT = (dSn * starts).sum(-1).unsqueeze(-2)  # (.., 1, K)
-    d_rh_W = torch.cat([gO, dU], -2) @ starts.mT  # [dr^ from g S_c^T; dW]
-    dX = torch.cat([dU, d_rh_W[..., T:, :]], -1)
-    dR = inv.mT @ dX
-    dR_v = dR[..., :V]
-    # dM of M = [[A_ak, -A_ab], [A_rk, -A_rb]], masked
-    dM = torch.cat([torch.cat([dR_v @ v.mT, -(dR @ X.mT)], -1), gO @ vU.mT], -2)
-    dM[..., T:, T:] *= -1
-    dM.mul_(mask)
-    dv = kt @ dSn + A_rk.mT @ gO + A_ak.mT @ dR_v
-    drows = dM @ cols
-    dcols = dM.mT @ rows
-    dah = drows[..., :T, :] + dR[..., V:]
-    drh = drows[..., T:, :] + d_rh_W[..., :T, :]
-    dkh, dnbh = dcols[..., :T, :], dcols[..., T:, :]  # dnbh = d(-b^)
-    dkt, dbt = d_kt_bt[..., :T, :], d_kt_bt[..., T:, :]
+    dkt, dbt = torch.bmm(v, dSn.mT), torch.bmm(U, dSn.mT)
+    deT = (dSn * starts).sum(-1).unsqueeze(-2)  # (n, 1, K)
+    drh, dW = torch.bmm(gO, starts.mT), torch.bmm(dU, starts.mT)
+    # back through the solve X = Inv [A_ak V | a^] = [U_loc | W]
+    dR_v, dR_w = torch.bmm(inv.mT, dU), torch.bmm(inv.mT, dW)
+    dA_ak = torch.bmm(dR_v, v.mT).tril_(-1)
+    dN_ab = torch.bmm(dR_v, U_loc.mT).baddbmm_(dR_w, W.mT).neg_().tril_(-1)
+    dA_rk = torch.bmm(gO, v.mT).tril_()
+    dN_rb = torch.bmm(gO, U.mT).neg_().tril_()
+    dv = torch.bmm(kt, dSn).baddbmm_(A_rk.mT, gO).baddbmm_(A_ak.mT, dR_v)
+    # back to rows = [a^, r^] and cols = [k^, -b^]
+    dah = torch.bmm(dA_ak, kh).baddbmm_(dN_ab, nbh).add_(dR_w)
+    drh.baddbmm_(dA_rk, kh).baddbmm_(dN_rb, nbh)
+    dkh = torch.bmm(dA_ak.mT, ah).baddbmm_(dA_rk.mT, rh)
+    dnbh = torch.bmm(dN_ab.mT, ah).baddbmm_(dN_rb.mT, rh)  # d(-b^)
     dr, da = drh * Er, dah * Ea
     dk = torch.addcmul(dkh * Ec, dkt, Et)
     db = torch.addcmul(dbt * Et, dnbh, Ec, value=-1.0)
@@ -261,7 +261,7 @@ class _OneBlockChunks(torch.autograd.Function):
         save = any(ctx.needs_input_grad)
         if save:
             shapes = dict(v=(T, V), rows=(2 * T, K), cols=(2 * T, K), M=(2 * T, 2 * T), inv=(T, T),
-                          X=(T, V + K), U=(T, V), starts=(K, V), kt=(T, K), bt=(T, K), Er=(T, K))
+                          U_loc=(T, V), W=(T, K), U=(T, V), starts=(K, V), kt=(T, K), bt=(T, K), Er=(T, K))
             saved = {n: r.new_empty(nc * BH, *shp) for n, shp in shapes.items()}
         O = r.new_empty(BH, nc, T, V)
         S = S0
@@ -271,7 +271,7 @@ class _OneBlockChunks(torch.autograd.Function):
             Er = torch.exp(lam.to(ct))
             Ea, Ec, Et, eT = _one_block_factors(Er)
             rows, cols = r.new_empty(N, 2 * T, K), r.new_empty(N, 2 * T, K)
-            _mul_into(rows[:, :T], a, s, e, Ea)
+            ah = _mul_into(rows[:, :T], a, s, e, Ea)
             rh = _mul_into(rows[:, T:], r, s, e, Er)
             _mul_into(cols[:, :T], k, s, e, Ec)
             _mul_into(cols[:, T:], b, s, e, Ec).neg_()
@@ -280,19 +280,21 @@ class _OneBlockChunks(torch.autograd.Function):
             M = torch.bmm(rows, cols.mT).mul_(mask)
             inv = torch.linalg.solve_triangular(M[:, :T, T:], eye.expand(N, T, T), upper=False,
                                                 unitriangular=True)
-            X = torch.bmm(inv, torch.cat([torch.bmm(M[:, :T, :T], vb), rows[:, :T]], -1))
+            U_loc, W = torch.bmm(inv, torch.bmm(M[:, :T, :T], vb)), torch.bmm(inv, ah)
             kv = torch.bmm(kt.mT, vb)
             U, starts = r.new_empty(N, T, V), r.new_empty(N, K, V)
+            starts[:BH] = S
             for j in range(e - s):  # the state passing, chunk after chunk (all heads at once)
                 c = slice(j * BH, (j + 1) * BH)
-                starts[c] = S
-                torch.baddbmm(X[c, :, :V], X[c, :, V:], S, out=U[c])
-                S = torch.addcmul(kv[c], eT[c].mT, S).baddbmm_(bt[c].mT, U[c])
+                S = starts[c]
+                torch.baddbmm(U_loc[c], W[c], S, out=U[c])
+                nxt = starts[c.stop:c.stop + BH] if j + 1 < e - s else torch.empty_like(S)
+                S = torch.addcmul(kv[c], eT[c].mT, S, out=nxt).baddbmm_(bt[c].mT, U[c])
             Ob = torch.bmm(rh, starts).baddbmm_(M[:, T:, :T], vb).baddbmm_(M[:, T:, T:], U, alpha=-1.0)
             _scatter(O, Ob, s, e)
             if save:
-                for n, t in (("v", vb), ("rows", rows), ("cols", cols), ("M", M), ("inv", inv),
-                             ("X", X), ("U", U), ("starts", starts), ("kt", kt), ("bt", bt), ("Er", Er)):
+                for n, t in (("v", vb), ("rows", rows), ("cols", cols), ("M", M), ("inv", inv), ("U_loc", U_loc),
+                             ("W", W), ("U", U), ("starts", starts), ("kt", kt), ("bt", bt), ("Er", Er)):
                     saved[n][s * BH:e * BH].copy_(t)
         if save:
             ctx.save_for_backward(*saved.values())
@@ -302,28 +304,29 @@ class _OneBlockChunks(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gO, gS):
-        v, rows, cols, M, inv, X, U, starts, kt, bt, Er = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        v, rows, M, W, starts, bt, Er = (saved[i] for i in (0, 1, 3, 6, 8, 10, 11))
         T, V, K = v.shape[-2], v.shape[-1], rows.shape[-1]
         nc = ctx.blocks[-1][1]
         BH = v.shape[0] // nc
-        mask = _quarter_masks(T, M.dtype, M.device)
         dS = starts.new_zeros(BH, K, V) if gS is None else gS.to(starts.dtype)
         grads = [v.new_empty(BH, nc, T, d) for d in (K, K, K, V, K, K)]  # r, w, k, v, a, b
         for s, e in reversed(ctx.blocks):
-            N = (e - s) * BH
-            blk = [t[s * BH:e * BH] for t in (v, rows, cols, M, inv, X, U, starts, kt, bt, Er)]
-            vb, rb, _, Mb, _, Xb, _, _, _, btb, Erb = blk
-            Ea, Ec, Et, eT = _one_block_factors(Erb)
+            N, blk = (e - s) * BH, slice(s * BH, e * BH)
+            Wb, btb = W[blk], bt[blk]
+            Ea, Ec, Et, eT = _one_block_factors(Er[blk])
             gOb = v.new_zeros(N, T, V) if gO is None else _gather(gO, s, e, v.dtype)
-            P = torch.bmm(Mb[:, T:, T:].mT, gOb)  # -dU from the outputs
-            Q = torch.bmm(rb[:, T:].mT, gOb)  # dS_c from the outputs
-            dSn, dU = torch.empty_like(blk[7]), torch.empty_like(blk[6])
+            P = torch.bmm(M[blk, T:, T:].mT, gOb)  # -dU from the outputs
+            Q = torch.bmm(rows[blk, T:].mT, gOb)  # dS_c from the outputs
+            dSn, dU = v.new_empty(N, K, V), v.new_empty(N, T, V)
+            dSn[N - BH:] = dS
             for j in range(e - s - 1, -1, -1):  # the adjoint state passing, last chunk first
                 c = slice(j * BH, (j + 1) * BH)
-                dSn[c] = dS
+                dS = dSn[c]
                 torch.baddbmm(P[c], btb[c], dS, beta=-1.0, out=dU[c])
-                dS = torch.addcmul(Q[c], eT[c].mT, dS).baddbmm_(Xb[c, :, V:].mT, dU[c])
-            gb = _chunk_grads(mask, *blk[:10], Ea, Erb, Ec, Et, eT, gOb, dU, dSn)
+                prv = dSn[c.start - BH:c.start] if j else torch.empty_like(dS)
+                dS = torch.addcmul(Q[c], eT[c].mT, dS, out=prv).baddbmm_(Wb[c].mT, dU[c])
+            gb = _chunk_grads(*(t[blk] for t in saved[:11]), Ea, Er[blk], Ec, Et, eT, gOb, dU, dSn)
             for out, g in zip(grads, gb):
                 _scatter(out, g, s, e)
         return (*grads, dS if ctx.needs_input_grad[6] else None)
