@@ -192,20 +192,24 @@ def _reverse_cumsum(x, dim):
     return x.sum(dim, keepdim=True) - x.cumsum(dim) + x
 
 
-def _chunk_grads(v, rows, cols, M, inv, U_loc, W, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn):
-    """Gradients to ``r, w, k, v, a, b`` of a block of chunk-major ``(n, T, .)`` chunks, given
-    the output gradient ``gO``, the pseudo-value gradients ``dU`` and the state gradients
-    ``dSn`` after each chunk.  Products go to their own outputs (no concatenation); the
-    quarters of ``dM``, the gradient of ``M = [[A_ak, -A_ab], [A_rk, -A_rb]]``, are masked in
-    place (strict for the ``a`` rows, inclusive for the ``r`` rows)."""
-    T = v.shape[-2]
-    A_ak, _, A_rk, _ = _quarters(M, T)
+def _chunk_grads(s, e, raw, v, rows, cols, M, inv, U_loc, W, U, S_c, S_next, kt, Ea, Er, Ec, Et,
+                 gO, dU, dSn, outs):
+    """Gradients to ``r, w, k, v, a, b`` of chunks ``s..e-1`` (chunk-major ``(n, T, .)`` blocks),
+    given the output gradient ``gO``, the pseudo-value gradients ``dU`` and the state gradients
+    ``dSn`` after each chunk; written into ``outs``, the gradients' ``(chunks, BH, T, .)`` views.
+
+    ``raw`` holds the inputs ``r, k, a, b`` ``(BH, nc, T, K)``; ``S_c``/``S_next`` are the states
+    before/after each chunk.  Products go to their own outputs (no concatenation); the quarters
+    of ``dM``, the gradient of ``M = [[A_ak, -A_ab], [A_rk, -A_rb]]``, are masked in place
+    (strict for the ``a`` rows, inclusive for the ``r`` rows).
+    """
+    T, n = v.shape[-2], e - s
+    A_ak, A_rk = M[:, :T, :T], M[:, T:, :T]
     ah, rh = rows[:, :T], rows[:, T:]
     kh, nbh = cols[:, :T], cols[:, T:]
     # through the state passing and the outputs
     dkt, dbt = torch.bmm(v, dSn.mT), torch.bmm(U, dSn.mT)
-    deT = (dSn * starts).sum(-1).unsqueeze(-2)  # (n, 1, K)
-    drh, dW = torch.bmm(gO, starts.mT), torch.bmm(dU, starts.mT)
+    drh, dW = torch.bmm(gO, S_c.mT), torch.bmm(dU, S_c.mT)
     # back through the solve X = Inv [A_ak V | a^] = [U_loc | W]
     dR_v, dR_w = torch.bmm(inv.mT, dU), torch.bmm(inv.mT, dW)
     dA_ak = torch.bmm(dR_v, v.mT).tril_(-1)
@@ -218,16 +222,24 @@ def _chunk_grads(v, rows, cols, M, inv, U_loc, W, U, starts, kt, bt, Ea, Er, Ec,
     drh.baddbmm_(dA_rk, kh).baddbmm_(dN_rb, nbh)
     dkh = torch.bmm(dA_ak.mT, ah).baddbmm_(dA_rk.mT, rh)
     dnbh = torch.bmm(dN_ab.mT, ah).baddbmm_(dN_rb.mT, rh)  # d(-b^)
-    dr, da = drh * Er, dah * Ea
-    dk = torch.addcmul(dkh * Ec, dkt, Et)
-    db = torch.addcmul(dbt * Et, dnbh, Ec, value=-1.0)
-    # d lam of every factor exp(+-lam ...), d lex of a^
-    dlex = dah * ah
-    tail = torch.addcmul(dkt * kt, dbt, bt)  # d(lam_T - lam) of k~ and b~
-    dlam = (drh * rh).addcmul_(dkh, kh, value=-1.0).addcmul_(dnbh, nbh, value=-1.0).sub_(tail).add_(dlex)
-    dlam[..., -1:, :] += tail.sum(-2, keepdim=True) + deT * eT
-    dw = _reverse_cumsum(dlam, -2).sub_(dlex)
-    return dr, dw, dk, dv, da, db
+    # and to the inputs, in their own layout
+    def c4(t):
+        return t.view(n, -1, *t.shape[1:])
+
+    r, k, a, b = (x[:, s:e].transpose(0, 1) for x in raw)
+    g_r, g_w, g_k, g_v, g_a, g_b = outs
+    dr = torch.mul(c4(drh), c4(Er), out=g_r)
+    da = torch.mul(c4(dah), c4(Ea), out=g_a)
+    dk = torch.mul(c4(dkh), c4(Ec), out=g_k).addcmul_(c4(dkt), c4(Et))
+    db = torch.mul(c4(dbt), c4(Et), out=g_b).addcmul_(c4(dnbh), c4(Ec), value=-1.0)
+    g_v.copy_(c4(dv))
+    # d lam of every factor exp(+-lam ...): x^ o d(x^) = x o dx, with the signs of the
+    # exponents; the last step's lam_T also scales the state (through e^{lam_T}, k~ and b~),
+    # which sums to <dS_{c+1}, S_{c+1}> per key
+    dlex = a * da
+    dlam = torch.mul(r, dr).addcmul_(k, dk, value=-1.0).addcmul_(b, db, value=-1.0).add_(dlex)
+    dlam[..., -1, :] += c4((dSn * S_next).sum(-1))
+    torch.sub(_reverse_cumsum(dlam, -2), dlex, out=g_w)
 
 
 class _OneBlockChunks(torch.autograd.Function):
@@ -259,58 +271,62 @@ class _OneBlockChunks(torch.autograd.Function):
         eye = torch.eye(T, dtype=ct, device=dev)
         blocks = _block_ranges(nc, BH * T * max(K, V))
         save = any(ctx.needs_input_grad)
-        if save:
-            shapes = dict(v=(T, V), rows=(2 * T, K), cols=(2 * T, K), M=(2 * T, 2 * T), inv=(T, T),
-                          U_loc=(T, V), W=(T, K), U=(T, V), starts=(K, V), kt=(T, K), bt=(T, K), Er=(T, K))
+        shapes = dict(v=(T, V), rows=(2 * T, K), cols=(2 * T, K), M=(2 * T, 2 * T), inv=(T, T),
+                      U_loc=(T, V), W=(T, K), U=(T, V), kt=(T, K), bt=(T, K), Er=(T, K))
+        if save:  # what the backward needs, written block by block; the states end with the last
             saved = {n: r.new_empty(nc * BH, *shp) for n, shp in shapes.items()}
+            states = r.new_empty((nc + 1) * BH, K, V)
         O = r.new_empty(BH, nc, T, V)
         S = S0
         for s, e in blocks:
             N = (e - s) * BH
+            if save:
+                buf = {n: t[s * BH:e * BH] for n, t in saved.items()}
+                st = states[s * BH:(e + 1) * BH]
+            else:
+                buf = {n: r.new_empty(N, *shp) for n, shp in shapes.items()}
+                st = r.new_empty(N + BH, K, V)
+            if not save or s == 0:
+                st[:BH] = S
             lam = torch.cumsum(_gather(w, s, e, torch.float64), -2)
-            Er = torch.exp(lam.to(ct))
+            Er = buf["Er"].copy_(lam).exp_()
             Ea, Ec, Et, eT = _one_block_factors(Er)
-            rows, cols = r.new_empty(N, 2 * T, K), r.new_empty(N, 2 * T, K)
+            rows, cols = buf["rows"], buf["cols"]
             ah = _mul_into(rows[:, :T], a, s, e, Ea)
             rh = _mul_into(rows[:, T:], r, s, e, Er)
             _mul_into(cols[:, :T], k, s, e, Ec)
             _mul_into(cols[:, T:], b, s, e, Ec).neg_()
-            kt, bt = _mul_into(torch.empty_like(Er), k, s, e, Et), _mul_into(torch.empty_like(Er), b, s, e, Et)
-            vb = _gather(v, s, e)
-            M = torch.bmm(rows, cols.mT).mul_(mask)
+            kt, bt = _mul_into(buf["kt"], k, s, e, Et), _mul_into(buf["bt"], b, s, e, Et)
+            vb = buf["v"]
+            vb.view(e - s, BH, T, V).copy_(v[:, s:e].transpose(0, 1))
+            M = torch.bmm(rows, cols.mT, out=buf["M"]).mul_(mask)
             inv = torch.linalg.solve_triangular(M[:, :T, T:], eye.expand(N, T, T), upper=False,
-                                                unitriangular=True)
-            U_loc, W = torch.bmm(inv, torch.bmm(M[:, :T, :T], vb)), torch.bmm(inv, ah)
+                                                unitriangular=True, out=buf["inv"])
+            U_loc = torch.bmm(inv, torch.bmm(M[:, :T, :T], vb), out=buf["U_loc"])
+            W = torch.bmm(inv, ah, out=buf["W"])
             kv = torch.bmm(kt.mT, vb)
-            U, starts = r.new_empty(N, T, V), r.new_empty(N, K, V)
-            starts[:BH] = S
+            U = buf["U"]
             for j in range(e - s):  # the state passing, chunk after chunk (all heads at once)
-                c = slice(j * BH, (j + 1) * BH)
-                S = starts[c]
-                torch.baddbmm(U_loc[c], W[c], S, out=U[c])
-                nxt = starts[c.stop:c.stop + BH] if j + 1 < e - s else torch.empty_like(S)
-                S = torch.addcmul(kv[c], eT[c].mT, S, out=nxt).baddbmm_(bt[c].mT, U[c])
-            Ob = torch.bmm(rh, starts).baddbmm_(M[:, T:, :T], vb).baddbmm_(M[:, T:, T:], U, alpha=-1.0)
+                c, nxt = slice(j * BH, (j + 1) * BH), slice((j + 1) * BH, (j + 2) * BH)
+                torch.baddbmm(U_loc[c], W[c], st[c], out=U[c])
+                torch.addcmul(kv[c], eT[c].mT, st[c], out=st[nxt]).baddbmm_(bt[c].mT, U[c])
+            S = st[N:]
+            Ob = torch.bmm(rh, st[:N]).baddbmm_(M[:, T:, :T], vb).baddbmm_(M[:, T:, T:], U, alpha=-1.0)
             _scatter(O, Ob, s, e)
-            if save:
-                for n, t in (("v", vb), ("rows", rows), ("cols", cols), ("M", M), ("inv", inv), ("U_loc", U_loc),
-                             ("W", W), ("U", U), ("starts", starts), ("kt", kt), ("bt", bt), ("Er", Er)):
-                    saved[n][s * BH:e * BH].copy_(t)
         if save:
-            ctx.save_for_backward(*saved.values())
+            ctx.save_for_backward(r, k, a, b, states, *saved.values())
             ctx.blocks = blocks
         ctx.set_materialize_grads(False)
-        return O, S
+        return O, S.clone()
 
     @staticmethod
     def backward(ctx, gO, gS):
-        saved = ctx.saved_tensors
-        v, rows, M, W, starts, bt, Er = (saved[i] for i in (0, 1, 3, 6, 8, 10, 11))
-        T, V, K = v.shape[-2], v.shape[-1], rows.shape[-1]
-        nc = ctx.blocks[-1][1]
-        BH = v.shape[0] // nc
-        dS = starts.new_zeros(BH, K, V) if gS is None else gS.to(starts.dtype)
-        grads = [v.new_empty(BH, nc, T, d) for d in (K, K, K, V, K, K)]  # r, w, k, v, a, b
+        r, k, a, b, states, *saved = ctx.saved_tensors
+        v, rows, cols, M, inv, U_loc, W, U, kt, bt, Er = saved
+        BH, nc, T, K = r.shape
+        V = v.shape[-1]
+        dS = states.new_zeros(BH, K, V) if gS is None else gS.to(states.dtype)
+        grads = [r.new_empty(BH, nc, T, d) for d in (K, K, K, V, K, K)]  # r, w, k, v, a, b
         for s, e in reversed(ctx.blocks):
             N, blk = (e - s) * BH, slice(s * BH, e * BH)
             Wb, btb = W[blk], bt[blk]
@@ -326,9 +342,9 @@ class _OneBlockChunks(torch.autograd.Function):
                 torch.baddbmm(P[c], btb[c], dS, beta=-1.0, out=dU[c])
                 prv = dSn[c.start - BH:c.start] if j else torch.empty_like(dS)
                 dS = torch.addcmul(Q[c], eT[c].mT, dS, out=prv).baddbmm_(Wb[c].mT, dU[c])
-            gb = _chunk_grads(*(t[blk] for t in saved[:11]), Ea, Er[blk], Ec, Et, eT, gOb, dU, dSn)
-            for out, g in zip(grads, gb):
-                _scatter(out, g, s, e)
+            _chunk_grads(s, e, (r, k, a, b), *(t[blk] for t in saved[:8]), states[blk],
+                         states[(s + 1) * BH:(e + 1) * BH], kt[blk], Ea, Er[blk], Ec, Et, gOb, dU, dSn,
+                         [g[:, s:e].transpose(0, 1) for g in grads])
         return (*grads, dS if ctx.needs_input_grad[6] else None)
 
 
