@@ -192,6 +192,22 @@ def _reverse_cumsum(x, dim):
     return x.sum(dim, keepdim=True) - x.cumsum(dim) + x
 
 
+def _scaled_operands(raw, s, e, Er, rows, cols, kt, bt):
+    """Fills ``rows = [a^, r^]``, ``cols = [k^, -b^]`` and ``kt, bt = (k, b) o exp(lam_T - lam)``
+    of chunks ``s..e-1`` (chunk-major) from the inputs ``raw = (r, k, a, b)`` and ``Er = exp(lam)``;
+    returns the factors ``exp(lex), exp(-lam), exp(lam_T - lam), exp(lam_T)``."""
+    r, k, a, b = raw
+    T = Er.shape[-2]
+    Ea, Ec, Et, eT = _one_block_factors(Er)
+    _mul_into(rows[:, :T], a, s, e, Ea)
+    _mul_into(rows[:, T:], r, s, e, Er)
+    _mul_into(cols[:, :T], k, s, e, Ec)
+    _mul_into(cols[:, T:], b, s, e, Ec).neg_()
+    _mul_into(kt, k, s, e, Et)
+    _mul_into(bt, b, s, e, Et)
+    return Ea, Ec, Et, eT
+
+
 def _chunk_grads(s, e, raw, v, rows, cols, M, inv, U_loc, W, U, S_c, S_next, kt, Ea, Er, Ec, Et,
                  gO, dU, dSn, outs):
     """Gradients to ``r, w, k, v, a, b`` of chunks ``s..e-1`` (chunk-major ``(n, T, .)`` blocks),
@@ -271,10 +287,10 @@ class _OneBlockChunks(torch.autograd.Function):
         eye = torch.eye(T, dtype=ct, device=dev)
         blocks = _block_ranges(nc, BH * T * max(K, V))
         save = any(ctx.needs_input_grad)
-        shapes = dict(v=(T, V), rows=(2 * T, K), cols=(2 * T, K), M=(2 * T, 2 * T), inv=(T, T),
-                      U_loc=(T, V), W=(T, K), U=(T, V), kt=(T, K), bt=(T, K), Er=(T, K))
-        if save:  # what the backward needs, written block by block; the states end with the last
-            saved = {n: r.new_empty(nc * BH, *shp) for n, shp in shapes.items()}
+        kept = dict(M=(2 * T, 2 * T), inv=(T, T), U_loc=(T, V), W=(T, K), U=(T, V), Er=(T, K))
+        if save:  # what the backward cannot cheaply recompute, written block by block in place;
+            # the states end with the final one
+            saved = {n: r.new_empty(nc * BH, *shp) for n, shp in kept.items()}
             states = r.new_empty((nc + 1) * BH, K, V)
         O = r.new_empty(BH, nc, T, V)
         S = S0
@@ -284,26 +300,21 @@ class _OneBlockChunks(torch.autograd.Function):
                 buf = {n: t[s * BH:e * BH] for n, t in saved.items()}
                 st = states[s * BH:(e + 1) * BH]
             else:
-                buf = {n: r.new_empty(N, *shp) for n, shp in shapes.items()}
+                buf = {n: r.new_empty(N, *shp) for n, shp in kept.items()}
                 st = r.new_empty(N + BH, K, V)
             if not save or s == 0:
                 st[:BH] = S
             lam = torch.cumsum(_gather(w, s, e, torch.float64), -2)
             Er = buf["Er"].copy_(lam).exp_()
-            Ea, Ec, Et, eT = _one_block_factors(Er)
-            rows, cols = buf["rows"], buf["cols"]
-            ah = _mul_into(rows[:, :T], a, s, e, Ea)
-            rh = _mul_into(rows[:, T:], r, s, e, Er)
-            _mul_into(cols[:, :T], k, s, e, Ec)
-            _mul_into(cols[:, T:], b, s, e, Ec).neg_()
-            kt, bt = _mul_into(buf["kt"], k, s, e, Et), _mul_into(buf["bt"], b, s, e, Et)
-            vb = buf["v"]
-            vb.view(e - s, BH, T, V).copy_(v[:, s:e].transpose(0, 1))
+            rows, cols = r.new_empty(N, 2 * T, K), r.new_empty(N, 2 * T, K)
+            kt, bt = torch.empty_like(Er), torch.empty_like(Er)
+            eT = _scaled_operands((r, k, a, b), s, e, Er, rows, cols, kt, bt)[-1]
+            vb = _gather(v, s, e)
             M = torch.bmm(rows, cols.mT, out=buf["M"]).mul_(mask)
             inv = torch.linalg.solve_triangular(M[:, :T, T:], eye.expand(N, T, T), upper=False,
                                                 unitriangular=True, out=buf["inv"])
             U_loc = torch.bmm(inv, torch.bmm(M[:, :T, :T], vb), out=buf["U_loc"])
-            W = torch.bmm(inv, ah, out=buf["W"])
+            W = torch.bmm(inv, rows[:, :T], out=buf["W"])
             kv = torch.bmm(kt.mT, vb)
             U = buf["U"]
             for j in range(e - s):  # the state passing, chunk after chunk (all heads at once)
@@ -311,40 +322,41 @@ class _OneBlockChunks(torch.autograd.Function):
                 torch.baddbmm(U_loc[c], W[c], st[c], out=U[c])
                 torch.addcmul(kv[c], eT[c].mT, st[c], out=st[nxt]).baddbmm_(bt[c].mT, U[c])
             S = st[N:]
-            Ob = torch.bmm(rh, st[:N]).baddbmm_(M[:, T:, :T], vb).baddbmm_(M[:, T:, T:], U, alpha=-1.0)
+            Ob = torch.bmm(rows[:, T:], st[:N]).baddbmm_(M[:, T:, :T], vb).baddbmm_(M[:, T:, T:], U, alpha=-1.0)
             _scatter(O, Ob, s, e)
         if save:
-            ctx.save_for_backward(r, k, a, b, states, *saved.values())
+            ctx.save_for_backward(r, k, a, b, v, states, *saved.values())
             ctx.blocks = blocks
         ctx.set_materialize_grads(False)
         return O, S.clone()
 
     @staticmethod
     def backward(ctx, gO, gS):
-        r, k, a, b, states, *saved = ctx.saved_tensors
-        v, rows, cols, M, inv, U_loc, W, U, kt, bt, Er = saved
+        r, k, a, b, v, states, M, inv, U_loc, W, U, Er = ctx.saved_tensors
         BH, nc, T, K = r.shape
         V = v.shape[-1]
         dS = states.new_zeros(BH, K, V) if gS is None else gS.to(states.dtype)
         grads = [r.new_empty(BH, nc, T, d) for d in (K, K, K, V, K, K)]  # r, w, k, v, a, b
         for s, e in reversed(ctx.blocks):
             N, blk = (e - s) * BH, slice(s * BH, e * BH)
-            Wb, btb = W[blk], bt[blk]
-            Ea, Ec, Et, eT = _one_block_factors(Er[blk])
+            Erb, Wb = Er[blk], W[blk]
+            rows, cols = r.new_empty(N, 2 * T, K), r.new_empty(N, 2 * T, K)
+            kt, bt = torch.empty_like(Erb), torch.empty_like(Erb)
+            Ea, Ec, Et, eT = _scaled_operands((r, k, a, b), s, e, Erb, rows, cols, kt, bt)
             gOb = v.new_zeros(N, T, V) if gO is None else _gather(gO, s, e, v.dtype)
             P = torch.bmm(M[blk, T:, T:].mT, gOb)  # -dU from the outputs
-            Q = torch.bmm(rows[blk, T:].mT, gOb)  # dS_c from the outputs
+            Q = torch.bmm(rows[:, T:].mT, gOb)  # dS_c from the outputs
             dSn, dU = v.new_empty(N, K, V), v.new_empty(N, T, V)
             dSn[N - BH:] = dS
             for j in range(e - s - 1, -1, -1):  # the adjoint state passing, last chunk first
                 c = slice(j * BH, (j + 1) * BH)
                 dS = dSn[c]
-                torch.baddbmm(P[c], btb[c], dS, beta=-1.0, out=dU[c])
+                torch.baddbmm(P[c], bt[c], dS, beta=-1.0, out=dU[c])
                 prv = dSn[c.start - BH:c.start] if j else torch.empty_like(dS)
                 dS = torch.addcmul(Q[c], eT[c].mT, dS, out=prv).baddbmm_(Wb[c].mT, dU[c])
-            _chunk_grads(s, e, (r, k, a, b), *(t[blk] for t in saved[:8]), states[blk],
-                         states[(s + 1) * BH:(e + 1) * BH], kt[blk], Ea, Er[blk], Ec, Et, gOb, dU, dSn,
-                         [g[:, s:e].transpose(0, 1) for g in grads])
+            _chunk_grads(s, e, (r, k, a, b), _gather(v, s, e), rows, cols, M[blk], inv[blk], U_loc[blk],
+                         Wb, U[blk], states[blk], states[(s + 1) * BH:(e + 1) * BH], kt, Ea, Erb, Ec, Et,
+                         gOb, dU, dSn, [g[:, s:e].transpose(0, 1) for g in grads])
         return (*grads, dS if ctx.needs_input_grad[6] else None)
 
 
