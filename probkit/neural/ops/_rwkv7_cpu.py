@@ -25,8 +25,11 @@ chunk; the outputs are again formed for all chunks at once.
 The four ``T x T`` matrices come from one matrix product ``[a^; r^] [k^; -b^]^T`` of the
 vectors scaled by ``exp(+-lam)``, factored at the chunk start, when the total log-decay of
 every chunk is within :data:`SAFE_SPAN` (always for RWKV-7's decays at the default chunk of
-32); that path has a hand-written backward (:class:`_OneBlockChunks`), whose work after the
-backward state passing runs on blocks of chunks that stay in cache.  Otherwise the chunk is
+32); that path has a hand-written backward (:class:`_OneBlockChunks`), and both its
+directions run block by block of consecutive chunks small enough to stay in cache, each
+block carried from the cumulative log-decays to the outputs (or to the input gradients)
+before the next, so that no whole-sequence intermediate is formed but what the backward
+keeps.  Otherwise the chunk is
 split into sub-blocks of ``Ts <= 16`` steps, each weight ``exp(x_t - lam_s)`` is factored at
 the start of the row's sub-block (both factors bounded), with pairwise ``(Ts, Ts, K)``
 weights inside the diagonal sub-blocks when even a sub-block's decay is too large
@@ -43,7 +46,7 @@ import torch.nn.functional as F
 SAFE_SPAN = {torch.float32: 30.0, torch.float64: 600.0}
 DEFAULT_CHUNK = 32
 MAX_SUB = 16
-#: elements per tensor in one block of chunks of the backward (fits in a core's cache)
+#: elements per tensor in one block of chunks, forward and backward (fits in a core's cache)
 BLOCK_ELEMENTS = 1 << 17
 
 
@@ -113,10 +116,6 @@ def _quarter_masks(T, ct, device):
     strict = (i[:, None] > i[None, :]).repeat(1, 2)
     incl = (i[:, None] >= i[None, :]).repeat(1, 2)
     return torch.cat([strict, incl], 0).to(ct)
-
-
-def _quarters(M, T):
-    return M[..., :T, :T], M[..., :T, T:], M[..., T:, :T], M[..., T:, T:]
 
 
 def _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S):
@@ -322,7 +321,8 @@ class _OneBlockChunks(torch.autograd.Function):
                 torch.baddbmm(U_loc[c], W[c], st[c], out=U[c])
                 torch.addcmul(kv[c], eT[c].mT, st[c], out=st[nxt]).baddbmm_(bt[c].mT, U[c])
             S = st[N:]
-            Ob = torch.bmm(rows[:, T:], st[:N]).baddbmm_(M[:, T:, :T], vb).baddbmm_(M[:, T:, T:], U, alpha=-1.0)
+            Ob = torch.bmm(rows[:, T:], st[:N]).baddbmm_(M[:, T:, :T], vb)
+            Ob.baddbmm_(M[:, T:, T:], U, alpha=-1.0)
             _scatter(O, Ob, s, e)
         if save:
             ctx.save_for_backward(r, k, a, b, v, states, *saved.values())
@@ -378,8 +378,8 @@ def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
     S0 = torch.zeros(bsz, H, K, V, dtype=ct, device=dev) if state0 is None else state0.to(ct)
     # every chunk's total log-decay (float64: it decides whether one factorisation is safe)
     if float(-wc.detach().sum(-2, dtype=torch.float64).amin()) <= SAFE_SPAN.get(ct, 30.0):
-        o, S = _OneBlockChunks.apply(*(x.reshape(bsz * H, nc, T, x.shape[-1]) for x in (rc, wc, kc, vc, ac, bc)),
-                                     S0.reshape(bsz * H, K, V))
+        flat = (x.reshape(bsz * H, nc, T, x.shape[-1]) for x in (rc, wc, kc, vc, ac, bc))
+        o, S = _OneBlockChunks.apply(*flat, S0.reshape(bsz * H, K, V))
         return o.reshape(bsz, H, nc * T, V)[:, :, :L], S.reshape(bsz, H, K, V)
     # sub-blocks (and pairwise diagonal blocks), differentiated by autograd; cumulative
     # log-decays in float64: exponents are differences of them, and in float32 a long strong
