@@ -22,6 +22,7 @@ _EXPORTS = {
     "SequenceClassifier": "probkit.neural.estimators.classifier",
     "SequenceDensity": "probkit.neural.estimators.density",
     "SequenceRegressor": "probkit.neural.estimators.regressor",
+    "SequenceVAE": "probkit.neural.estimators.sequence_vae",
     "TrainingHistory": "probkit.neural.estimators._training",
     "VAE": "probkit.neural.estimators.vae",
     "train_module": "probkit.neural.estimators._training",

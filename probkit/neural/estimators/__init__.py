@@ -17,6 +17,7 @@ _EXPORTS = {
     "SequenceClassifier": "probkit.neural.estimators.classifier",
     "SequenceDensity": "probkit.neural.estimators.density",
     "SequenceRegressor": "probkit.neural.estimators.regressor",
+    "SequenceVAE": "probkit.neural.estimators.sequence_vae",
     "TensorData": "probkit.neural.estimators._training",
     "TrainingHistory": "probkit.neural.estimators._training",
     "TrainingOptions": "probkit.neural.estimators._training",
