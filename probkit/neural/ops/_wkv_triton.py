@@ -323,8 +323,11 @@ def _wkv6_blocks(K, V, for_backward):
 
 
 def _wkv6_chunks(L):
-    """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state."""
-    return (4, 2) if interpreting() else (8, 8)
+    """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state.
+
+    ``SUB * NSUB`` is a multiple of the chunk of the chunked forward, which saves the states.
+    """
+    return (4, 4) if interpreting() else (8, 8)
 
 
 def wkv6_fwd(r, k, v, w, u, state0, save_chunks=False):
