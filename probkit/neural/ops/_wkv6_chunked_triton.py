@@ -47,8 +47,6 @@ FORWARD = "auto"
 #: steps per chunk, and the shortest sequence for which "auto" picks the chunked kernel
 CHUNK = 16
 CHUNKED_MIN_L = 64
-KB_OVERRIDE = None
-NUM_WARPS = 4
 LOG2E = tl.constexpr(_LOG2E_F)
 
 
@@ -140,7 +138,7 @@ def use_chunked(L, dtype):
 def _blocks(K, V):
     """(KP, KB, BLOCK_V): padded K, channels per slice of A, value columns per program."""
     KP = max(16, next_pow2(K))
-    return KP, KB_OVERRIDE or 16, max(16, min(next_pow2(V), 16 if interpreting() else 64))
+    return KP, 16, max(16, min(next_pow2(V), 16 if interpreting() else 64))
 
 
 def wkv6_fwd_chunked(r, k, v, w, u, state0, save_every=None):
@@ -166,5 +164,5 @@ def wkv6_fwd_chunked(r, k, v, w, u, state0, save_every=None):
     _wkv6_chunk_fwd_kernel[(b * H, triton.cdiv(V, BV))](
         r, k, v, w, u, s0, o, sT, ck, H, L, K, V, every, HAS_S0=state0 is not None,
         SAVE_CK=save_every is not None, KP=KP, KB=KB, BLOCK_V=BV, C=CHUNK, CT=tl_dtype(ct),
-        DOT_PREC="ieee" if ct == torch.float64 else DOT_PRECISION, num_warps=NUM_WARPS)
+        DOT_PREC="ieee" if ct == torch.float64 else DOT_PRECISION, num_warps=4)
     return o, sT, (ck if save_every else None)
