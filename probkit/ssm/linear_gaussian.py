@@ -37,7 +37,7 @@ from probkit.inference.kalman import (
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_lengths
+from probkit.utils.validation import check_inputs, check_lengths
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 
 __all__ = ["KalmanStreamFilter", "LinearGaussianSSM"]
@@ -313,19 +313,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
             if np.isnan(X).all():
                 raise ValueError("X has no observed entry (every value is NaN); nothing to fit")
         lengths = check_lengths(lengths, n_samples)
-        u = None
-        if inputs is not None:
-            u = np.asarray(inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else inputs)
-            if u.dtype.kind not in "biuf":
-                raise TypeError(f"inputs must hold real numbers, got dtype {u.dtype}")
-            u = u.astype(np.float64)
-            if u.ndim == 1:
-                u = u[:, None]
-            if u.ndim != 2 or u.shape[0] != n_samples:
-                raise ValueError(f"inputs must have shape (n_samples, n_inputs) with n_samples = {n_samples} (one "
-                                 f"row per row of X), got shape {u.shape}")
-            if not np.isfinite(u).all():
-                raise ValueError("inputs contains NaN or infinity; inputs must be known at every step")
+        u = None if inputs is None else check_inputs(inputs, n_samples)
         n_inputs = 0 if u is None else u.shape[1]
         if reset:
             self.n_inputs_ = n_inputs
