@@ -13,8 +13,9 @@ failed (nothing is timed), 2 no CUDA device.
    two tile lengths); the forward at the benchmark shape through the autotuned launch;
    RWKV-4 and RWKV-6 outputs and gradients (fp32, fp64), RWKV-6 ``dw`` where a strong
    decay follows a weak one, and both RWKV-6 forwards (chunked, recurrent) forced, with
-   ordinary and strong (``w ~ -exp(6)``) decay.  Output buffers are poisoned with NaN before each call (freed
-   NaN blocks are what the caching allocator hands out next), fresh random inputs each case.
+   ordinary and strong (``w ~ -exp(6)``) decay.  Output buffers are poisoned with NaN
+   before each call (freed NaN blocks are what the caching allocator hands out next), fresh
+   random inputs each case.
 2. Ceilings measured here: device-to-device copy bandwidth (1 GiB), ``exp2`` rate of a
    Triton kernel.  Nominal ones: 4.8 TB/s, and 16 exponentials per clock per SM.
 3. Timings, CUDA events after warm-up (autotuning and compilation happen in the warm-up),

@@ -26,7 +26,8 @@ def chunked(monkeypatch):
 def strong_decay(w, seed):
     """w of about -exp(6) per step (a factor ~e^-400: the state is all but forgotten)."""
     g = torch.Generator().manual_seed(seed)
-    return -torch.exp(6.0 + 0.2 * torch.randn(w.shape, generator=g, dtype=torch.float64)).to(w.device)
+    noise = torch.randn(w.shape, generator=g, dtype=torch.float64)
+    return -torch.exp(6.0 + 0.2 * noise).to(w.device)
 
 
 CASES = [

@@ -36,8 +36,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import compute_dtype
 from ._triton_utils import LOG2E as _LOG2E_F, interpreting, next_pow2, tl_dtype
+from ._wkv_triton import wkv6_fwd_buffers, wkv6_state_slice
 
 #: input precision of the float32 ``tl.dot`` products ("tf32x3", "tf32" or "ieee")
 DOT_PRECISION = "tf32x3"
@@ -56,23 +56,12 @@ def _wkv6_chunk_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_
                            HAS_S0: tl.constexpr, SAVE_CK: tl.constexpr, KP: tl.constexpr,
                            KB: tl.constexpr, BLOCK_V: tl.constexpr, C: tl.constexpr,
                            CT: tl.constexpr, DOT_PREC: tl.constexpr):
-    pid_bh = tl.program_id(0).to(tl.int64)
-    head = pid_bh % H
-    offs_k = tl.arange(0, KP)
-    mk = offs_k < K
+    pid_bh, offs_k, mk, offs_v, mv, mkv, uu, soff, S = wkv6_state_slice(
+        u_ptr, s0_ptr, H, K, V, HAS_S0, KP, BLOCK_V, CT)
     offs_kb = tl.arange(0, KB)
-    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
-    mv = offs_v < V
-    mkv = mk[:, None] & mv[None, :]
     offs_t = tl.arange(0, C)
     before = offs_t[None, :] < offs_t[:, None]  # (t, s): s < t
     diag = offs_t[None, :] == offs_t[:, None]
-    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(CT)
-    soff = offs_k[:, None] * V + offs_v[None, :]
-    if HAS_S0:
-        S = tl.load(s0_ptr + pid_bh * K * V + soff, mask=mkv, other=0.0).to(CT)
-    else:
-        S = tl.zeros([KP, BLOCK_V], dtype=CT)
     nck = tl.cdiv(L, CK_EVERY)
     for t0 in range(0, L, C):
         if SAVE_CK:
@@ -99,7 +88,8 @@ def _wkv6_chunk_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_
             # registers and the sum over it needs no shuffles
             lex_hi, lex_lo, rs = tl.trans(lex_hi), tl.trans(lex_lo), tl.trans(rs)
             lam_hi, lam_lo, ks = tl.trans(lam_hi), tl.trans(lam_lo), tl.trans(ks)
-            ex = (lex_hi[:, :, None] - lam_hi[:, None, :]) + (lex_lo[:, :, None] - lam_lo[:, None, :])
+            ex = (lex_hi[:, :, None] - lam_hi[:, None, :]) \
+                + (lex_lo[:, :, None] - lam_lo[:, None, :])
             # s >= t: clamped (finite, masked out below) instead of selected per channel
             A += tl.sum(rs[:, :, None] * ks[:, None, :] * tl.exp2(tl.minimum(ex, 0.0)), 0)
         A = tl.where(before, A, 0.0)
@@ -148,12 +138,7 @@ def wkv6_fwd_chunked(r, k, v, w, u, state0, save_every=None):
     ``CHUNK``) keeps the state before every ``save_every`` steps for the backward,
     ``(batch, heads, ceil(L / save_every), K, V)``; ``None`` keeps nothing.
     """
-    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
-    ct = compute_dtype(r, k, v, w, u, state0)
-    b, H, L, K = r.shape
-    V = v.shape[-1]
-    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
-    sT = torch.empty((b, H, K, V), dtype=ct, device=r.device)
+    (r, k, v, w, u), ct, (b, H, L, K, V), o, sT = wkv6_fwd_buffers(r, k, v, w, u, state0)
     KP, KB, BV = _blocks(K, V)
     if save_every is not None and save_every % CHUNK:
         raise ValueError(f"save_every must be a multiple of CHUNK={CHUNK}, got {save_every}")
