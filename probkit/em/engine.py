@@ -268,6 +268,7 @@ def fit_sequence_em(model, data, random_state, *, n_init=None):
     Returns
     -------
     EMResult
+        The run kept (its monitor is also ``model.monitor_``).
 
     Examples
     --------
