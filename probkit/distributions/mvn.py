@@ -325,6 +325,86 @@ class MultivariateNormal(ExponentialFamily):
             meta["shared_fields"] = ("xx",)
         return SufficientStats(type(self).__name__, fields, meta)
 
+    # ------------------------------------------------------------------ quadratic design (batched E-step)
+    # log p_k(x) is a quadratic polynomial in x: with the design row z(x) = [second-order terms | x | 1],
+    # every component's log-density is one column of z(x) @ C, and every component's sufficient
+    # statistics are one column of z^T @ resp. Both E-step passes become single matrix products with
+    # no (n, K, d) temporary.
+    def _quadratic_design(self, xc, out=None):
+        """Design rows ``[second-order terms | xc | 1]`` of centred samples ``xc`` (n, d) -> (n, F).
+
+        Second-order terms: ``xc_i xc_j`` for ``i <= j`` (full, tied), ``xc_i**2`` (diag),
+        ``|xc|**2`` (spherical).
+        """
+        n, d = xc.shape
+        ct = self.covariance_type
+        n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}[ct]
+        z = out if out is not None else torch.empty(n, n_quad + d + 1, dtype=xc.dtype, device=xc.device)
+        if ct in ("full", "tied"):
+            start = 0
+            for i in range(d):  # row i of the upper triangle of xc xc^T
+                torch.mul(xc[:, i:], xc[:, i:i + 1], out=z[:, start:start + d - i])
+                start += d - i
+        elif ct == "diag":
+            torch.mul(xc, xc, out=z[:, :d])
+        else:
+            torch.sum(xc * xc, 1, keepdim=True, out=z[:, :1])
+        z[:, n_quad:n_quad + d] = xc
+        z[:, -1] = 1.0
+        return z
+
+    def _quadratic_log_prob_coefficients(self, center):
+        """Matrix ``C`` (F, K) with ``_quadratic_design(x - center) @ C == _log_prob_pairs(x)``."""
+        mean = self._params["mean"]
+        P = self._prec_chol()
+        d = mean.shape[-1]
+        k = mean.shape[0]
+        mc = mean - center
+        ct = self.covariance_type
+        if ct in ("full", "tied"):
+            prec = (P @ P.mT).expand(k, d, d)
+            iu = torch.triu_indices(d, d, device=mean.device)
+            # an off-diagonal product appears once in the design but twice in x^T prec x
+            scale = torch.where(iu[0] == iu[1], -0.5, -1.0).to(mean.dtype)
+            quad = prec[:, iu[0], iu[1]] * scale
+            linear = (prec @ mc.unsqueeze(-1)).squeeze(-1)
+            y = mc.unsqueeze(-2) @ P if ct == "full" else (mc @ P).unsqueeze(-2)
+            mean_term = (y * y).sum((-2, -1))
+        elif ct == "diag":
+            prec = P * P
+            quad = -0.5 * prec
+            linear = mc * prec
+            mean_term = (mc * mc * prec).sum(-1)
+        else:
+            prec = P * P
+            quad = (-0.5 * prec).unsqueeze(-1)
+            linear = mc * prec.unsqueeze(-1)
+            mean_term = (mc * mc).sum(-1) * prec
+        const = -0.5 * (d * LOG_2PI + mean_term) + self._log_det_prec_chol()
+        return torch.cat([quad, linear, const.unsqueeze(-1)], 1).T.contiguous()
+
+    def _stats_from_design_sums(self, sums, center):
+        """:meth:`_summarize`'s statistics from ``_quadratic_design(x - center).T @ w`` (F, K)."""
+        d = self._params["mean"].shape[-1]
+        ct = self.covariance_type
+        n_quad = sums.shape[0] - d - 1
+        fields = {"count": sums[-1], "x": sums[n_quad:n_quad + d].T}
+        if ct in ("full", "tied"):
+            iu = torch.triu_indices(d, d, device=sums.device)
+            upper = sums[:n_quad].sum(1) if ct == "tied" else sums[:n_quad].T
+            xx = upper.new_zeros((*upper.shape[:-1], d, d))
+            xx[..., iu[0], iu[1]] = upper
+            xx[..., iu[1], iu[0]] = upper
+            fields["xx"] = xx
+        elif ct == "diag":
+            fields["xx"] = sums[:d].T
+        else:
+            fields["xx"] = sums[0]
+        meta = {"shift": center.detach().cpu().to(torch.float64)}
+        if ct == "tied":
+            meta["shared_fields"] = ("xx",)
+        return SufficientStats(type(self).__name__, fields, meta)
+
     def _n_free_parameters(self):
         d = self._params["mean"].shape[-1]
         # a tied covariance is counted once for the whole batch (_n_free_parameters_total)
