@@ -326,35 +326,36 @@ class MultivariateNormal(ExponentialFamily):
         return SufficientStats(type(self).__name__, fields, meta)
 
     # ------------------------------------------------------------------ quadratic design (batched E-step)
-    # log p_k(x) is a quadratic polynomial in x: with the design row z(x) = [second-order terms | x | 1],
-    # every component's log-density is one column of z(x) @ C, and every component's sufficient
-    # statistics are one column of z^T @ resp. Both E-step passes become single matrix products with
-    # no (n, K, d) temporary.
-    def _quadratic_design(self, xc, out=None):
-        """Design rows ``[second-order terms | xc | 1]`` of centred samples ``xc`` (n, d) -> (n, F).
+    # log p_k(x) is a quadratic polynomial in x: with the design column z(x) = [second-order terms; x; 1],
+    # every component's log-density is one row of C^T @ Z, and every component's sufficient statistics
+    # are one column of Z @ resp^T. Both E-step passes become single matrix products with no
+    # (n, K, d) temporary. Z is stored feature-major (F, n): the products and the reductions over
+    # components then run along contiguous rows.
+    def _quadratic_design(self, xc_t, out=None):
+        """Design ``[second-order terms; xc; 1]`` of centred samples given feature-major, ``xc_t`` (d, n) -> (F, n).
 
         Second-order terms: ``xc_i xc_j`` for ``i <= j`` (full, tied), ``xc_i**2`` (diag),
         ``|xc|**2`` (spherical).
         """
-        n, d = xc.shape
+        d, n = xc_t.shape
         ct = self.covariance_type
         n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}[ct]
-        z = out if out is not None else torch.empty(n, n_quad + d + 1, dtype=xc.dtype, device=xc.device)
+        z = out if out is not None else torch.empty(n_quad + d + 1, n, dtype=xc_t.dtype, device=xc_t.device)
         if ct in ("full", "tied"):
             start = 0
             for i in range(d):  # row i of the upper triangle of xc xc^T
-                torch.mul(xc[:, i:], xc[:, i:i + 1], out=z[:, start:start + d - i])
+                torch.mul(xc_t[i:], xc_t[i:i + 1], out=z[start:start + d - i])
                 start += d - i
         elif ct == "diag":
-            torch.mul(xc, xc, out=z[:, :d])
+            torch.mul(xc_t, xc_t, out=z[:d])
         else:
-            torch.sum(xc * xc, 1, keepdim=True, out=z[:, :1])
-        z[:, n_quad:n_quad + d] = xc
-        z[:, -1] = 1.0
+            torch.sum(xc_t * xc_t, 0, keepdim=True, out=z[:1])
+        z[n_quad:n_quad + d] = xc_t
+        z[-1] = 1.0
         return z
 
     def _quadratic_log_prob_coefficients(self, center):
-        """Matrix ``C`` (F, K) with ``_quadratic_design(x - center) @ C == _log_prob_pairs(x)``."""
+        """Matrix ``C`` (F, K) with ``C.T @ _quadratic_design((x - center).T) == _log_prob_pairs(x).T``."""
         mean = self._params["mean"]
         P = self._prec_chol()
         d = mean.shape[-1]
@@ -381,10 +382,10 @@ class MultivariateNormal(ExponentialFamily):
             linear = mc * prec.unsqueeze(-1)
             mean_term = (mc * mc).sum(-1) * prec
         const = -0.5 * (d * LOG_2PI + mean_term) + self._log_det_prec_chol()
-        return torch.cat([quad, linear, const.unsqueeze(-1)], 1).T.contiguous()
+        return torch.cat([quad, linear, const.unsqueeze(-1)], 1).T
 
     def _stats_from_design_sums(self, sums, center):
-        """:meth:`_summarize`'s statistics from ``_quadratic_design(x - center).T @ w`` (F, K)."""
+        """:meth:`_summarize`'s statistics from ``_quadratic_design((x - center).T) @ w`` (F, K)."""
         d = self._params["mean"].shape[-1]
         ct = self.covariance_type
         n_quad = sums.shape[0] - d - 1

@@ -169,29 +169,30 @@ class GaussianMixture(BaseMixture):
             center = (x if weight is None else x * weight.unsqueeze(1)).sum(0) / data.total_weight
         coef = dist._quadratic_log_prob_coefficients(center)
         coef[-1] += torch.log(self._weights_t)
+        coef_t = coef.T.contiguous()
         sums = torch.zeros_like(coef)
         total_ll = torch.zeros((), dtype=x.dtype, device=x.device)
         design = None
         for start in range(0, x.shape[0], self.chunk_size):
             xb = x[start:start + self.chunk_size]
-            if design is None or design.shape[0] != xb.shape[0]:
-                design = torch.empty(xb.shape[0], coef.shape[0], dtype=x.dtype, device=x.device)
-            z = dist._quadratic_design(xb - center, out=design)
-            resp = z @ coef
+            if design is None or design.shape[1] != xb.shape[0]:
+                design = torch.empty(coef.shape[0], xb.shape[0], dtype=x.dtype, device=x.device)
+            z = dist._quadratic_design((xb - center).T, out=design)
+            resp = coef_t @ z  # (K, rows)
             # log-sum-exp and responsibilities sharing one exp pass
-            top = resp.amax(1, keepdim=True)
+            top = resp.amax(0, keepdim=True)
             top = torch.where(torch.isfinite(top), top, 0.0)
             resp.sub_(top).exp_()
-            norm = resp.sum(1, keepdim=True)
-            lse = (torch.log(norm) + top).squeeze(1)
+            norm = resp.sum(0, keepdim=True)
+            lse = torch.log(norm).add_(top)
             if weight is None:
                 total_ll += lse.sum()
                 resp.div_(norm)
             else:
-                wb = weight[start:start + self.chunk_size].unsqueeze(1)
-                total_ll += (lse * wb.squeeze(1)).sum()
+                wb = weight[start:start + self.chunk_size].unsqueeze(0)
+                total_ll += (lse * wb).sum()
                 resp.mul_(wb / norm)
-            sums.addmm_(z.T, resp)
+            sums.addmm_(z, resp.T)
         stats = dist._stats_from_design_sums(sums, center)
         return EStepResult(log_likelihood=float(total_ll), n_samples=data.total_weight,
                            stats=(stats["count"], stats))
