@@ -273,9 +273,9 @@ class MultivariateNormal(ExponentialFamily):
         mc = mean - centre
         ct = self.covariance_type
         if ct == "full":
-            xp = (xc @ P.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d)
-            y = xp - torch.einsum("kd,kde->ke", mc, P)
-            maha = (y * y).sum(-1)
+            # in place on the one (n, K, d) product: no further temporaries of that size
+            y = (xc @ P.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d)
+            maha = y.sub_(torch.einsum("kd,kde->ke", mc, P)).square_().sum(-1)
         elif ct == "tied":
             y = (xc @ P).unsqueeze(1) - (mc @ P).unsqueeze(0)
             maha = (y * y).sum(-1)
