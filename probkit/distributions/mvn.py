@@ -385,23 +385,38 @@ class MultivariateNormal(ExponentialFamily):
         return torch.cat([quad, linear, const.unsqueeze(-1)], 1).T
 
     def _stats_from_design_sums(self, sums, center):
-        """:meth:`_summarize`'s statistics from ``_quadratic_design((x - center).T) @ w`` (F, K)."""
+        """:meth:`_summarize`'s statistics from ``_quadratic_design((x - center).T) @ w`` (F, K).
+
+        The statistics are returned about this family's ``stats_shift`` (the origin when it
+        is None), as :meth:`_summarize` gives them, so they add to statistics of other batches.
+        """
         d = self._params["mean"].shape[-1]
         ct = self.covariance_type
         n_quad = sums.shape[0] - d - 1
-        fields = {"count": sums[-1], "x": sums[n_quad:n_quad + d].T}
+        count, sx = sums[-1], sums[n_quad:n_quad + d].T
         if ct in ("full", "tied"):
             iu = torch.triu_indices(d, d, device=sums.device)
-            upper = sums[:n_quad].sum(1) if ct == "tied" else sums[:n_quad].T
-            xx = upper.new_zeros((*upper.shape[:-1], d, d))
-            xx[..., iu[0], iu[1]] = upper
-            xx[..., iu[1], iu[0]] = upper
-            fields["xx"] = xx
+            xx = sums.new_zeros((sums.shape[1], d, d))
+            xx[:, iu[0], iu[1]] = sums[:n_quad].T
+            xx[:, iu[1], iu[0]] = sums[:n_quad].T
         elif ct == "diag":
-            fields["xx"] = sums[:d].T
+            xx = sums[:d].T
         else:
-            fields["xx"] = sums[0]
-        meta = {"shift": center.detach().cpu().to(torch.float64)}
+            xx = sums[0]
+        shift = self.stats_shift
+        delta = center - (shift.to(center.dtype).to(center.device) if shift is not None else 0.0)
+        if bool((delta != 0).any()):
+            # sums about `center` -> sums about the shift: x - shift = (x - center) + delta
+            if ct in ("full", "tied"):
+                outer = sx.unsqueeze(-1) * delta
+                xx = xx + outer + outer.mT + count[:, None, None] * (delta.unsqueeze(-1) * delta)
+            elif ct == "diag":
+                xx = xx + 2.0 * sx * delta + count.unsqueeze(-1) * delta * delta
+            else:
+                xx = xx + 2.0 * (sx * delta).sum(-1) + count * (delta * delta).sum()
+            sx = sx + count.unsqueeze(-1) * delta
+        fields = {"count": count, "x": sx, "xx": xx.sum(0) if ct == "tied" else xx}
+        meta = self._stats_meta()
         if ct == "tied":
             meta["shared_fields"] = ("xx",)
         return SufficientStats(type(self).__name__, fields, meta)

@@ -163,10 +163,11 @@ class GaussianMixture(BaseMixture):
         # statistics (as BaseMixture's E-step, without (rows, K, d) temporaries).
         dist = self._components.dist
         x, weight = data.x, data.weight
+        # The expansion is accurate near the data; statistics come back about the family's stats_shift.
         if dist.stats_shift is not None:
             center = dist.stats_shift.to(dtype=x.dtype, device=x.device)
         else:
-            center = (x if weight is None else x * weight.unsqueeze(1)).sum(0) / data.total_weight
+            center = dist._params["mean"].mean(0)
         coef = dist._quadratic_log_prob_coefficients(center)
         coef[-1] += torch.log(self._weights_t)
         coef_t = coef.T.contiguous()

@@ -266,3 +266,35 @@ def test_bad_sample_weight_and_unfitted_use():
 def test_convergence_warning_when_max_iter_too_small():
     with pytest.warns(ConvergenceWarning):
         GaussianMixture(3, max_iter=1, tol=0, random_state=0).fit(blobs(12))
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_partial_fits_after_a_fit_blend_batch_statistics_about_one_reference_point(cov_type):
+    """Two stepwise steps after fit: the running statistics of both batches add (same reference
+    point for every batch) and give scipy-computed blended statistics' M-step."""
+    from scipy.stats import multivariate_normal
+
+    X, X1, X2 = blobs(13) + 50.0, blobs(14) + 50.0, blobs(15) + 50.0
+    model = GaussianMixture(3, covariance_type=cov_type, random_state=0, reg_covar=0.0).fit(X)
+
+    def params(m):
+        cov = m.covariances_ if cov_type == "full" else np.stack([np.diag(c) for c in m.covariances_])
+        return m.weights_, m.means_, cov
+
+    def batch_stats(Xb, weights, means, covs):
+        dens = np.column_stack([w * multivariate_normal(mu, c).pdf(Xb) for w, mu, c in zip(weights, means, covs)])
+        resp = dens / dens.sum(1, keepdims=True)
+        return resp.sum(0) / len(Xb), resp.T @ Xb / len(Xb), np.einsum("nk,ni,nj->kij", resp, Xb, Xb) / len(Xb)
+
+    s1 = batch_stats(X1, *params(model))
+    model.partial_fit(X1, learning_offset=0.0, learning_decay=1.0)
+    s2 = batch_stats(X2, *params(model))
+    model.partial_fit(X2, learning_offset=0.0, learning_decay=1.0)  # rho_2 = 1/2
+    nk, sx, sxx = [(a + b) / 2 for a, b in zip(s1, s2)]
+    means = sx / nk[:, None]
+    covs = sxx / nk[:, None, None] - np.einsum("ki,kj->kij", means, means)
+    if cov_type == "diag":
+        covs = np.diagonal(covs, axis1=1, axis2=2)
+    np.testing.assert_allclose(model.weights_, nk / nk.sum(), rtol=1e-9)
+    np.testing.assert_allclose(model.means_, means, rtol=1e-9)
+    np.testing.assert_allclose(model.covariances_, covs, rtol=1e-6)
