@@ -28,6 +28,10 @@ non_negative_real = [Interval(Real, 0, None, closed="left")]
 COMPUTE_CONSTRAINTS = {"device": [None, str, torch.device], "dtype": [None, str, torch.dtype]}
 
 
+#: ``_get_param_names`` of each (class, constructor) pair.
+_PARAM_NAMES: dict = {}
+
+
 def _tensor_to_numpy(X):
     if isinstance(X, torch.Tensor):
         return X.detach().cpu().numpy()
@@ -52,6 +56,19 @@ class ProbkitEstimator(BaseEstimator):
     #: scikit-learn's declarative parameter constraints, checked by :meth:`_validate_params`
     #: once per ``fit`` (one vocabulary and one error style for every estimator).
     _parameter_constraints: dict = {}
+
+    @classmethod
+    def _get_param_names(cls):
+        """scikit-learn's constructor-parameter names, introspected once per class.
+
+        ``get_params`` (called by every ``fit`` through :meth:`_validate_params`, and by
+        ``clone`` and ``repr``) would otherwise build an ``inspect.signature`` each time.
+        """
+        key = (cls, cls.__init__)
+        names = _PARAM_NAMES.get(key)
+        if names is None:
+            names = _PARAM_NAMES[key] = tuple(super()._get_param_names())
+        return list(names)
 
     def _validate_params(self):
         """Check the constructor parameters against ``_parameter_constraints``.

@@ -618,3 +618,138 @@ def markov_chain_kernel(startprob, transmat, uniforms, states):
     states[0] = _draw_categorical(startprob, uniforms[0])
     for t in range(1, states.shape[0]):
         states[t] = _draw_categorical(transmat[states[t - 1]], uniforms[t])
+
+
+# ---------------------------------------------------------------------------------------
+# Emission log-densities and weighted statistics (rows r_begin:r_end of a block)
+# ---------------------------------------------------------------------------------------
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@_jit(fastmath=_FAST_SUMS)
+def gaussian_diag_log_density_block(x, means, variances, r_begin, r_end, out):
+    """``out[t, k] = log N(x_t; means_k, diag(variances_k))`` for rows ``r_begin:r_end``.
+
+    Computed as squared differences (no expansion of the square, so data far from the
+    origin keep their digits).
+    """
+    n_states, n_features = means.shape
+    precision = np.empty((n_states, n_features))
+    log_norm = np.empty(n_states)
+    for k in range(n_states):
+        c = 0.0
+        for d in range(n_features):
+            precision[k, d] = 1.0 / variances[k, d]
+            c += _LOG_2PI + math.log(variances[k, d])
+        log_norm[k] = -0.5 * c
+    for t in range(r_begin, r_end):
+        for k in range(n_states):
+            q = 0.0
+            for d in range(n_features):
+                diff = x[t, d] - means[k, d]
+                q += diff * diff * precision[k, d]
+            out[t, k] = log_norm[k] - 0.5 * q
+
+
+@_jit()
+def cholesky_factors(covariances, chol, inv_diag, log_det):
+    """Lower Cholesky factors of ``covariances`` (C, d, d), the inverses of their diagonals
+    and their log-determinants; returns the index of the first matrix that is not positive
+    definite, or -1."""
+    n_mats, n_features = covariances.shape[0], covariances.shape[1]
+    for c in range(n_mats):
+        ld = 0.0
+        for i in range(n_features):
+            for j in range(i + 1):
+                s = covariances[c, i, j]
+                for m in range(j):
+                    s -= chol[c, i, m] * chol[c, j, m]
+                if i == j:
+                    if not s > 0.0:
+                        return c
+                    r = math.sqrt(s)
+                    chol[c, i, i] = r
+                    inv_diag[c, i] = 1.0 / r
+                    ld += math.log(r)
+                else:
+                    chol[c, i, j] = s * inv_diag[c, j]
+            for j in range(i + 1, n_features):
+                chol[c, i, j] = 0.0
+        log_det[c] = 2.0 * ld
+    return -1
+
+
+@_jit(fastmath=_FAST_SUMS)
+def gaussian_full_log_density_block(x, means, chol, inv_diag, log_det, r_begin, r_end, out):
+    """``out[t, k] = log N(x_t; means_k, L_c L_c^T)`` for rows ``r_begin:r_end``, where ``c`` is
+    ``k`` (one factor per state) or 0 (one tied factor), by forward substitution of
+    ``L_c z = x_t - means_k``."""
+    n_states, n_features = means.shape
+    tied = chol.shape[0] == 1
+    z = np.empty(n_features)
+    const = n_features * _LOG_2PI
+    for t in range(r_begin, r_end):
+        for k in range(n_states):
+            c = 0 if tied else k
+            q = 0.0
+            for i in range(n_features):
+                s = x[t, i] - means[k, i]
+                for j in range(i):
+                    s -= chol[c, i, j] * z[j]
+                zi = s * inv_diag[c, i]
+                z[i] = zi
+                q += zi * zi
+            out[t, k] = -0.5 * (q + log_det[c] + const)
+
+
+@_jit(fastmath=_FAST_SUMS)
+def gaussian_stats_block(x, shift, post, full, r_begin, r_end, count, sx, sxx):
+    """Add the posterior-weighted statistics of rows ``r_begin:r_end`` about ``shift``.
+
+    ``count[k] += sum_t post[t, k]``, ``sx[k] += sum_t post[t, k] (x_t - shift)`` and
+    ``sxx`` the weighted squares: per feature (``sxx`` of shape (K, 1, d)) or, with
+    ``full``, the outer products (K, d, d), of which only the upper triangle is
+    accumulated in the loop and then copied to the lower one.
+    """
+    n_states = post.shape[1]
+    n_features = x.shape[1]
+    xs = np.empty(n_features)
+    for t in range(r_begin, r_end):
+        for d in range(n_features):
+            xs[d] = x[t, d] - shift[d]
+        for k in range(n_states):
+            g = post[t, k]
+            count[k] += g
+            for d in range(n_features):
+                sx[k, d] += g * xs[d]
+            if full:
+                for d in range(n_features):
+                    gx = g * xs[d]
+                    for e in range(d, n_features):
+                        sxx[k, d, e] += gx * xs[e]
+            else:
+                for d in range(n_features):
+                    sxx[k, 0, d] += g * xs[d] * xs[d]
+    if full:
+        for k in range(n_states):
+            for d in range(n_features):
+                for e in range(d):
+                    sxx[k, d, e] = sxx[k, e, d]
+
+
+@_jit()
+def categorical_counts_block(symbols, post, r_begin, r_end, count, counts):
+    """Add ``sum_t post[t, k]`` to ``count[k]`` and ``post[t, k]`` to ``counts[k, symbols[t]]``
+    over rows ``r_begin:r_end``; returns the first row whose symbol is outside the table, or -1."""
+    n_states = post.shape[1]
+    n_symbols = counts.shape[1]
+    for t in range(r_begin, r_end):
+        m = symbols[t]
+        if m < 0 or m >= n_symbols:
+            return t
+        for k in range(n_states):
+            g = post[t, k]
+            count[k] += g
+            counts[k, m] += g
+    return -1
