@@ -12,7 +12,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions, make_constraint, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probkit.utils._array import resolve_device, resolve_dtype
@@ -30,6 +30,22 @@ COMPUTE_CONSTRAINTS = {"device": [None, str, torch.device], "dtype": [None, str,
 
 #: ``_get_param_names`` of each (class, constructor) pair.
 _PARAM_NAMES: dict = {}
+
+
+#: Constraint objects of each ``_parameter_constraints`` dict (keyed by its id; the dict is kept
+#: alongside so the id cannot be reused by another object).
+_CONSTRAINTS: dict = {}
+
+
+def _compiled_constraints(parameter_constraints):
+    """``{name: [constraint objects]}`` of a ``_parameter_constraints`` dict, built once
+    (scikit-learn builds them on every call)."""
+    entry = _CONSTRAINTS.get(id(parameter_constraints))
+    if entry is None or entry[0] is not parameter_constraints:
+        compiled = {name: [make_constraint(c) for c in constraints]
+                    for name, constraints in parameter_constraints.items() if constraints != "no_validation"}
+        entry = _CONSTRAINTS[id(parameter_constraints)] = (parameter_constraints, compiled)
+    return entry[1]
 
 
 def _tensor_to_numpy(X):
@@ -76,8 +92,13 @@ class ProbkitEstimator(BaseEstimator):
         Raises scikit-learn's ``InvalidParameterError`` (a ``ValueError`` and a
         ``TypeError``) naming the parameter, the estimator and what was expected.
         """
-        validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False),
-                                       caller_name=type(self).__name__)
+        params = self.get_params(deep=False)
+        checks = _compiled_constraints(self._parameter_constraints)
+        for name, value in params.items():
+            constraints = checks.get(name)
+            if constraints is not None and not any(c.is_satisfied_by(value) for c in constraints):
+                # scikit-learn's own check, for its error message
+                validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
 
     #: Instance attributes that :meth:`save` leaves out (caches, optimiser state, ...).
     _io_exclude: tuple = ()

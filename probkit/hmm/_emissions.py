@@ -120,6 +120,22 @@ class GaussianEmission:
         xm = xc * mask
         return (xm * xc) @ (-0.5 * prec).T + xm @ (mc * prec).T + mask @ const.T
 
+    def forward_backward_and_summarize(self, x, log_start, log_trans, lengths, use_log):
+        """Forward-backward and :meth:`summarize` of a small complete float64 numpy input in one
+        compiled call: ``(forward-backward results, statistics)``, or ``None`` where that does
+        not apply (then run them separately)."""
+        backend = _compiled(x, None)
+        if backend is None:
+            return None
+        out = backend.gaussian_estep(x, self.means, self.covars, self.covariance_type, self.shift,
+                                     log_start, log_trans, lengths, use_log)
+        if out is None:
+            return None
+        fb, (count, sx, sxx) = out
+        if self.covariance_type not in ("full", "tied"):
+            count = np.repeat(count[:, None], x.shape[1], axis=1)
+        return fb, {"count": count, "x": sx, "xx": sxx}
+
     def summarize(self, x, post, observed=None):
         """Weighted sums about ``shift``: ``count``, ``x`` and ``xx`` (per feature, or matrices)."""
         full = self.covariance_type in ("full", "tied")

@@ -124,8 +124,8 @@ def forward_backward(log_startprob, log_transmat, log_emission, lengths, use_log
         )
 
     _run_blocks(nk.forward_backward_block, bounds, args)
-    expected_start = post[offsets[:-1]].sum(axis=0)
-    return loglik, post, xi_blocks.sum(axis=0), expected_start, status
+    expected_start = post[0].copy() if n_seq == 1 else post[offsets[:-1]].sum(axis=0)
+    return loglik, post, (xi_blocks[0] if len(xi_blocks) == 1 else xi_blocks.sum(axis=0)), expected_start, status
 
 
 def scaled_forward_is_exact(trans):
@@ -214,6 +214,65 @@ def _row_bounds(n_rows, work_per_row):
     return tuple(int(b) for b in (n_rows * np.arange(n_blocks + 1)) // n_blocks)
 
 
+def _gaussian_factors(covars, covariance_type, n_features):
+    """``(variances (K, d), chol, inv_diag, log_det)``: what the log-density kernels take
+    (per-feature variances, or Cholesky factors of the full or tied covariances)."""
+    covars = np.asarray(covars, dtype=np.float64)
+    if covariance_type in ("diag", "spherical"):
+        variances = np.ascontiguousarray(
+            covars if covariance_type == "diag" else np.repeat(covars[:, None], n_features, axis=1))
+        return variances, _NO_FACTORS[0], _NO_FACTORS[1], _NO_FACTORS[2]
+    covs = np.ascontiguousarray(covars.reshape(-1, n_features, n_features))
+    chol = np.empty_like(covs)
+    inv_diag = np.empty(covs.shape[:2])
+    log_det = np.empty(covs.shape[0])
+    if nk.cholesky_factors(covs, chol, inv_diag, log_det) >= 0:
+        raise np.linalg.LinAlgError("Matrix is not positive definite")
+    return _NO_FACTORS[1], chol, inv_diag, log_det
+
+
+_NO_FACTORS = (np.empty((0, 0, 0)), np.empty((0, 0)), np.empty(0))
+
+# Below this many values (n_samples * K) a Gaussian E-step runs as one compiled call.
+_FUSED_MAX_SIZE = 50_000
+
+
+def gaussian_estep(x, means, covars, covariance_type, stats_shift, log_startprob, log_transmat, lengths, use_log):
+    """Forward-backward and Gaussian statistics of a small problem in one compiled call, or
+    ``None`` when the problem is large enough for the separate (threaded) steps.
+
+    Returns ``(forward_backward's five results, (count, sx, sxx))`` as
+    :func:`forward_backward` and :func:`gaussian_stats` would.
+    """
+    n_samples, n_features = x.shape
+    n_states = means.shape[0]
+    if n_samples * n_states > _FUSED_MAX_SIZE:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    full = covariance_type in ("full", "tied")
+    variances, chol, inv_diag, log_det = _gaussian_factors(covars, covariance_type, n_features)
+    offsets = _offsets(lengths)
+    trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
+    log_emission = np.empty((n_samples, n_states))
+    post = np.empty_like(log_emission)
+    alpha = np.empty_like(log_emission)
+    shift = np.empty(0 if use_log else n_samples)
+    loglik = np.empty(len(lengths))
+    status = np.empty(len(lengths), dtype=np.int64)
+    xi = np.zeros((n_states, n_states))
+    count = np.zeros(n_states)
+    sx = np.zeros((n_states, n_features))
+    sxx = np.zeros((n_states, n_features if full else 1, n_features))
+    nk.gaussian_estep_block(
+        x, means, variances, chol, inv_diag, log_det, full, np.ascontiguousarray(stats_shift, dtype=np.float64),
+        np.exp(log_startprob), trans, trans_t, log_startprob, log_transmat, log_trans_t, offsets, use_log,
+        log_emission, post, shift, alpha, loglik, status, xi, count, sx, sxx,
+    )
+    expected_start = post[0].copy() if len(lengths) == 1 else post[offsets[:-1]].sum(axis=0)
+    return (loglik, post, xi, expected_start, status), (count, sx, sxx if full else sxx[:, 0])
+
+
 def gaussian_log_density(x, means, covars, covariance_type):
     """``(n_samples, K)`` Gaussian log-densities of the rows of ``x`` under every state.
 
@@ -223,26 +282,18 @@ def gaussian_log_density(x, means, covars, covariance_type):
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     means = np.ascontiguousarray(means, dtype=np.float64)
-    covars = np.asarray(covars, dtype=np.float64)
     n_samples, n_features = x.shape
     n_states = means.shape[0]
     out = np.empty((n_samples, n_states))
+    variances, chol, inv_diag, log_det = _gaussian_factors(covars, covariance_type, n_features)
     if covariance_type in ("diag", "spherical"):
-        variances = np.ascontiguousarray(
-            covars if covariance_type == "diag" else np.repeat(covars[:, None], n_features, axis=1))
         bounds = _row_bounds(n_samples, n_states * n_features)
         _run_blocks(nk.gaussian_diag_log_density_block, bounds,
                     lambda b, lo, hi: (x, means, variances, lo, hi, out))
-        return out
-    covs = np.ascontiguousarray(covars.reshape(-1, n_features, n_features))
-    chol = np.empty_like(covs)
-    inv_diag = np.empty(covs.shape[:2])
-    log_det = np.empty(covs.shape[0])
-    if nk.cholesky_factors(covs, chol, inv_diag, log_det) >= 0:
-        raise np.linalg.LinAlgError("Matrix is not positive definite")
-    bounds = _row_bounds(n_samples, n_states * n_features * n_features)
-    _run_blocks(nk.gaussian_full_log_density_block, bounds,
-                lambda b, lo, hi: (x, means, chol, inv_diag, log_det, lo, hi, out))
+    else:
+        bounds = _row_bounds(n_samples, n_states * n_features * n_features)
+        _run_blocks(nk.gaussian_full_log_density_block, bounds,
+                    lambda b, lo, hi: (x, means, chol, inv_diag, log_det, lo, hi, out))
     return out
 
 

@@ -753,3 +753,32 @@ def categorical_counts_block(symbols, post, r_begin, r_end, count, counts):
             count[k] += g
             counts[k, m] += g
     return -1
+
+
+@_jit()
+def gaussian_estep_block(
+    x, means, variances, chol, inv_diag, log_det, full, stats_shift,
+    start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
+    log_emission, post, shift, alpha, loglik, status, xi_acc, count, sx, sxx,
+):
+    """One E-step of a Gaussian HMM over every row and sequence in one call (small problems).
+
+    Log-densities (``variances`` per feature, or Cholesky factors when ``full``) into
+    ``log_emission``, then forward-backward (:func:`forward_backward_block`), then the
+    posterior-weighted statistics about ``stats_shift`` (:func:`gaussian_stats_block`).
+    For large inputs the steps run separately, with numpy's vectorised exponential and on
+    worker threads.
+    """
+    n_samples, n_states = log_emission.shape
+    if full:
+        gaussian_full_log_density_block(x, means, chol, inv_diag, log_det, 0, n_samples, log_emission)
+    else:
+        gaussian_diag_log_density_block(x, means, variances, 0, n_samples, log_emission)
+    if not use_log:
+        shifted_log_emission(log_emission, post, shift)
+        for t in range(n_samples):
+            for k in range(n_states):
+                post[t, k] = math.exp(post[t, k])
+    forward_backward_block(start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
+                           0, offsets.shape[0] - 1, use_log, post, shift, alpha, loglik, status, xi_acc)
+    gaussian_stats_block(x, stats_shift, post, full, 0, n_samples, count, sx, sxx)
