@@ -215,23 +215,22 @@ def _row_bounds(n_rows, work_per_row):
 
 
 def _gaussian_factors(covars, covariance_type, n_features):
-    """``(variances (K, d), chol, inv_diag, log_det)``: what the log-density kernels take
-    (per-feature variances, or Cholesky factors of the full or tied covariances)."""
+    """``(variances (K, d), inv_chol_t, log_det)``: what the log-density kernels take
+    (per-feature variances, or inverse Cholesky factors of the full or tied covariances)."""
     covars = np.asarray(covars, dtype=np.float64)
     if covariance_type in ("diag", "spherical"):
         variances = np.ascontiguousarray(
             covars if covariance_type == "diag" else np.repeat(covars[:, None], n_features, axis=1))
-        return variances, _NO_FACTORS[0], _NO_FACTORS[1], _NO_FACTORS[2]
+        return variances, _NO_FACTORS[0], _NO_FACTORS[1]
     covs = np.ascontiguousarray(covars.reshape(-1, n_features, n_features))
-    chol = np.empty_like(covs)
-    inv_diag = np.empty(covs.shape[:2])
+    inv_chol_t = np.empty_like(covs)
     log_det = np.empty(covs.shape[0])
-    if nk.cholesky_factors(covs, chol, inv_diag, log_det) >= 0:
+    if nk.cholesky_factors(covs, inv_chol_t, log_det) >= 0:
         raise np.linalg.LinAlgError("Matrix is not positive definite")
-    return _NO_FACTORS[1], chol, inv_diag, log_det
+    return _NO_FACTORS[2], inv_chol_t, log_det
 
 
-_NO_FACTORS = (np.empty((0, 0, 0)), np.empty((0, 0)), np.empty(0))
+_NO_FACTORS = (np.empty((0, 0, 0)), np.empty(0), np.empty((0, 0)))
 
 # Below this many values (n_samples * K) a Gaussian E-step runs as one compiled call.
 _FUSED_MAX_SIZE = 50_000
@@ -251,7 +250,7 @@ def gaussian_estep(x, means, covars, covariance_type, stats_shift, log_startprob
     x = np.ascontiguousarray(x, dtype=np.float64)
     means = np.ascontiguousarray(means, dtype=np.float64)
     full = covariance_type in ("full", "tied")
-    variances, chol, inv_diag, log_det = _gaussian_factors(covars, covariance_type, n_features)
+    variances, inv_chol_t, log_det = _gaussian_factors(covars, covariance_type, n_features)
     offsets = _offsets(lengths)
     trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
     log_emission = np.empty((n_samples, n_states))
@@ -265,7 +264,7 @@ def gaussian_estep(x, means, covars, covariance_type, stats_shift, log_startprob
     sx = np.zeros((n_states, n_features))
     sxx = np.zeros((n_states, n_features if full else 1, n_features))
     nk.gaussian_estep_block(
-        x, means, variances, chol, inv_diag, log_det, full, np.ascontiguousarray(stats_shift, dtype=np.float64),
+        x, means, variances, inv_chol_t, log_det, full, np.ascontiguousarray(stats_shift, dtype=np.float64),
         np.exp(log_startprob), trans, trans_t, log_startprob, log_transmat, log_trans_t, offsets, use_log,
         log_emission, post, shift, alpha, loglik, status, xi, count, sx, sxx,
     )
@@ -285,7 +284,7 @@ def gaussian_log_density(x, means, covars, covariance_type):
     n_samples, n_features = x.shape
     n_states = means.shape[0]
     out = np.empty((n_samples, n_states))
-    variances, chol, inv_diag, log_det = _gaussian_factors(covars, covariance_type, n_features)
+    variances, inv_chol_t, log_det = _gaussian_factors(covars, covariance_type, n_features)
     if covariance_type in ("diag", "spherical"):
         bounds = _row_bounds(n_samples, n_states * n_features)
         _run_blocks(nk.gaussian_diag_log_density_block, bounds,
@@ -293,7 +292,7 @@ def gaussian_log_density(x, means, covars, covariance_type):
     else:
         bounds = _row_bounds(n_samples, n_states * n_features * n_features)
         _run_blocks(nk.gaussian_full_log_density_block, bounds,
-                    lambda b, lo, hi: (x, means, chol, inv_diag, log_det, lo, hi, out))
+                    lambda b, lo, hi: (x, means, inv_chol_t, log_det, lo, hi, out))
     return out
 
 

@@ -653,53 +653,65 @@ def gaussian_diag_log_density_block(x, means, variances, r_begin, r_end, out):
 
 
 @_jit()
-def cholesky_factors(covariances, chol, inv_diag, log_det):
-    """Lower Cholesky factors of ``covariances`` (C, d, d), the inverses of their diagonals
-    and their log-determinants; returns the index of the first matrix that is not positive
-    definite, or -1."""
+def cholesky_factors(covariances, inv_chol_t, log_det):
+    """Inverses of the lower Cholesky factors of ``covariances`` (C, d, d), stored transposed
+    (``inv_chol_t[c, j, i] = L_c^-1[i, j]``, zero for ``i < j``), and the log-determinants;
+    returns the index of the first matrix that is not positive definite, or -1."""
     n_mats, n_features = covariances.shape[0], covariances.shape[1]
+    chol = np.zeros((n_features, n_features))
     for c in range(n_mats):
         ld = 0.0
         for i in range(n_features):
             for j in range(i + 1):
                 s = covariances[c, i, j]
                 for m in range(j):
-                    s -= chol[c, i, m] * chol[c, j, m]
+                    s -= chol[i, m] * chol[j, m]
                 if i == j:
                     if not s > 0.0:
                         return c
-                    r = math.sqrt(s)
-                    chol[c, i, i] = r
-                    inv_diag[c, i] = 1.0 / r
-                    ld += math.log(r)
+                    chol[i, i] = math.sqrt(s)
+                    ld += math.log(chol[i, i])
                 else:
-                    chol[c, i, j] = s * inv_diag[c, j]
-            for j in range(i + 1, n_features):
-                chol[c, i, j] = 0.0
+                    chol[i, j] = s / chol[j, j]
         log_det[c] = 2.0 * ld
+        # column j of L^-1 by forward substitution of L v = e_j
+        for j in range(n_features):
+            for i in range(n_features):
+                if i < j:
+                    inv_chol_t[c, j, i] = 0.0
+                    continue
+                s = 1.0 if i == j else 0.0
+                for m in range(j, i):
+                    s -= chol[i, m] * inv_chol_t[c, j, m]
+                inv_chol_t[c, j, i] = s / chol[i, i]
     return -1
 
 
 @_jit(fastmath=_FAST_SUMS)
-def gaussian_full_log_density_block(x, means, chol, inv_diag, log_det, r_begin, r_end, out):
+def gaussian_full_log_density_block(x, means, inv_chol_t, log_det, r_begin, r_end, out):
     """``out[t, k] = log N(x_t; means_k, L_c L_c^T)`` for rows ``r_begin:r_end``, where ``c`` is
-    ``k`` (one factor per state) or 0 (one tied factor), by forward substitution of
-    ``L_c z = x_t - means_k``."""
+    ``k`` (one factor per state) or 0 (one tied factor).
+
+    ``y = L_c^-1 (x_t - means_k)`` is accumulated column by column of the (transposed)
+    inverse factor: independent sums over a contiguous row that vectorise, where a
+    forward substitution would be one chain of dependent steps.
+    """
     n_states, n_features = means.shape
-    tied = chol.shape[0] == 1
-    z = np.empty(n_features)
+    tied = inv_chol_t.shape[0] == 1
+    y = np.empty(n_features)
     const = n_features * _LOG_2PI
     for t in range(r_begin, r_end):
         for k in range(n_states):
             c = 0 if tied else k
+            for i in range(n_features):
+                y[i] = 0.0
+            for j in range(n_features):
+                diff = x[t, j] - means[k, j]
+                for i in range(n_features):
+                    y[i] += inv_chol_t[c, j, i] * diff
             q = 0.0
             for i in range(n_features):
-                s = x[t, i] - means[k, i]
-                for j in range(i):
-                    s -= chol[c, i, j] * z[j]
-                zi = s * inv_diag[c, i]
-                z[i] = zi
-                q += zi * zi
+                q += y[i] * y[i]
             out[t, k] = -0.5 * (q + log_det[c] + const)
 
 
@@ -710,7 +722,7 @@ def gaussian_stats_block(x, shift, post, full, r_begin, r_end, count, sx, sxx):
     ``count[k] += sum_t post[t, k]``, ``sx[k] += sum_t post[t, k] (x_t - shift)`` and
     ``sxx`` the weighted squares: per feature (``sxx`` of shape (K, 1, d)) or, with
     ``full``, the outer products (K, d, d), of which only the upper triangle is
-    accumulated in the loop and then copied to the lower one.
+    copied to the lower one at the end.
     """
     n_states = post.shape[1]
     n_features = x.shape[1]
@@ -724,9 +736,11 @@ def gaussian_stats_block(x, shift, post, full, r_begin, r_end, count, sx, sxx):
             for d in range(n_features):
                 sx[k, d] += g * xs[d]
             if full:
+                # the whole square (a fixed-length inner loop vectorises); the lower triangle is
+                # overwritten by the upper one below, so the result is exactly symmetric
                 for d in range(n_features):
                     gx = g * xs[d]
-                    for e in range(d, n_features):
+                    for e in range(n_features):
                         sxx[k, d, e] += gx * xs[e]
             else:
                 for d in range(n_features):
@@ -757,7 +771,7 @@ def categorical_counts_block(symbols, post, r_begin, r_end, count, counts):
 
 @_jit()
 def gaussian_estep_block(
-    x, means, variances, chol, inv_diag, log_det, full, stats_shift,
+    x, means, variances, inv_chol_t, log_det, full, stats_shift,
     start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
     log_emission, post, shift, alpha, loglik, status, xi_acc, count, sx, sxx,
 ):
@@ -771,7 +785,7 @@ def gaussian_estep_block(
     """
     n_samples, n_states = log_emission.shape
     if full:
-        gaussian_full_log_density_block(x, means, chol, inv_diag, log_det, 0, n_samples, log_emission)
+        gaussian_full_log_density_block(x, means, inv_chol_t, log_det, 0, n_samples, log_emission)
     else:
         gaussian_diag_log_density_block(x, means, variances, 0, n_samples, log_emission)
     if not use_log:
