@@ -33,6 +33,7 @@ _EXPORTS = {
     "GeneralizedLinearModel": "probkit.glm",
     "HMM": "probkit.hmm",
     "HSMM": "probkit.hsmm",
+    "InputDrivenHMM": "probkit.hmm",
     "LatentDirichletAllocation": "probkit.topics",
     "LinearGaussianSSM": "probkit.ssm",
     "MixtureModel": "probkit.mixture",
