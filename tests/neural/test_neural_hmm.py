@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from probkit import CategoricalHMM, GaussianHMM, PoissonHMM
 from probkit.inference import hmm_log_likelihood
 from probkit.neural import NeuralHMM
-from probkit.neural.networks import NeuralHMMNet
+from probkit.neural.networks import NeuralHMMNet, hmm_log_likelihood_sum
 
 TINY = dict(backbone="gru", d_model=6, n_layers=1, random_state=0)
 
@@ -124,6 +124,39 @@ def test_marginal_gradients_match_finite_differences():
 
     inputs = tuple(params[n].detach().clone().requires_grad_(True) for n in names)
     assert torch.autograd.gradcheck(marginal, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("neural_transitions", [False, True])
+@pytest.mark.parametrize("shared_start", [True, False])
+def test_posterior_gradient_equals_autograd_through_the_forward_algorithm(neural_transitions, shared_start):
+    # float64: the value and every parameter gradient of the training objective (posterior weights,
+    # no autograd through the recursion) against autograd through the padded forward algorithm.
+    # A (K,) start runs the compiled CPU kernels, a per-sequence (B, K) start the torch recursions.
+    torch.manual_seed(0)
+    net = NeuralHMMNet("gaussian", 3, 2, backbone="gru", d_model=4, n_layers=1,
+                       neural_transitions=neural_transitions).double()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    x = torch.randn(3, 6, 2, dtype=torch.float64, generator=gen)
+    lengths = torch.tensor([6, 3, 1])
+
+    def value_and_grads(objective):
+        net.zero_grad()
+        log_start, log_trans, log_emis = net(x, x, lengths)
+        if not shared_start:
+            log_start = log_start.expand(3, -1)
+        value = objective(log_start, log_trans, log_emis, lengths)
+        value.backward()
+        return value.item(), {name: p.grad.clone() for name, p in net.named_parameters()}
+
+    reference, ref_grads = value_and_grads(lambda *terms: hmm_log_likelihood(*terms).sum())
+    value, grads = value_and_grads(hmm_log_likelihood_sum)
+    assert value == pytest.approx(reference, rel=1e-12)
+    assert all(g.abs().max() > 0 for g in ref_grads.values())
+    for name, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[name], rtol=1e-9, atol=1e-11, msg=name)
 
 
 def _switching_ar(rng, n_seq, T, trans=((0.97, 0.03), (0.03, 0.97)), coef=(0.9, -0.9), noise=0.3):

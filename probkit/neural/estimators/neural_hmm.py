@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin
 
-from probkit.inference import hmm_log_likelihood
 from probkit.neural.emissions import EMISSIONS
-from probkit.neural.networks import NeuralHMMNet
+from probkit.neural.networks import NeuralHMMNet, hmm_log_likelihood_sum
 from probkit.utils.sequences import SequenceBatch, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_stochastic
@@ -254,10 +253,11 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
             train = SequenceBatch(batch.values, window_lengths(batch.lengths, int(self.train_window)))
 
         def loss_fn(model, b):
+            # The exact marginal; its gradient from the posteriors (no back-propagation through the recursion).
             lb = b["lengths"]
-            ll = hmm_log_likelihood(*model(b["x_in"], b["x_obs"], lb), lb)
+            ll = hmm_log_likelihood_sum(*model(b["x_in"], b["x_obs"], lb), lb)
             n = lb.sum()
-            return -ll.sum() / n, n
+            return -ll / n, n
 
         self._train(options, self._training_data(train), loss_fn,
                     initialise=lambda net, rs: self._init_static(net, batch, rs))
