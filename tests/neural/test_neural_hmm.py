@@ -211,6 +211,23 @@ def test_recovers_switching_autoregression_that_a_classical_hmm_cannot():
     assert max(agree, 1 - agree) > 0.9
 
 
+def test_default_training_beats_the_classical_hmm_on_held_out_data():
+    # Training settings left at their defaults: the fit must find the autoregressive regimes that a
+    # classical HMM cannot see (both regimes have the same marginal), measured on held-out sequences.
+    rng = np.random.RandomState(3)
+    X, _, lengths = _switching_ar(rng, 16, 80)
+    X_test, _, lt = _switching_ar(rng, 8, 80)
+    nh = NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, random_state=0).fit(X, lengths=lengths)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hmm = GaussianHMM(2, n_iter=100, random_state=0).fit(X, lengths=lengths)
+    n = len(X_test)
+    truth = _true_log_likelihood(X_test, lt) / n
+    neural, classical = nh.score_per_step(X_test, lengths=lt), hmm.score(X_test, lengths=lt) / n
+    assert neural > classical + 0.6 * (truth - classical)
+    assert neural <= truth + 0.05
+
+
 @pytest.mark.parametrize("backbone", ["gru", "mamba", "rwkv", "transformer", "s4d", "mambaout", "lstm"])
 def test_sampling_with_step_is_an_exact_draw_from_the_model(backbone):
     """Empirical frequencies of all 2**3 sequences of 3 binary symbols vs exp(score) of each."""
