@@ -2,7 +2,10 @@
 
 Run from the repository root:
 
-    PYTHONPATH=. python benchmarks/bench_vi.py [--repeats 3] [--parts cavi vem svi]
+    PYTHONPATH=. python benchmarks/bench_vi.py [--repeats 3] [--parts cavi vem svi] [--threads 1]
+
+Both libraries run with the same thread count (``--threads``, default 1; see ``_threads.py``),
+printed in the header.
 
 Prints markdown tables (times are medians of alternating repeats):
 
@@ -19,16 +22,18 @@ Prints markdown tables (times are medians of alternating repeats):
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import warnings
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import _threads  # noqa: E402  (first: fixes the thread pools before numpy loads)
+
+import argparse  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
 from _common import alternate  # noqa: E402
 
 N_ITER = 20
@@ -46,26 +51,19 @@ def cavi_case():
 
 def bench_cavi(repeats):
     from sklearn.mixture import BayesianGaussianMixture as SkBGM
-    from threadpoolctl import threadpool_limits
 
     from probkit import BayesianGaussianMixture
 
     X, kw = cavi_case()
     print("\n### CAVI BayesianGaussianMixture vs scikit-learn (N=100,000, D=4, K=10, full, 20 iterations)\n")
-    print("| numpy BLAS threads for scikit-learn | sklearn s | probkit s | ratio probkit/sklearn | "
-          "max abs diff means_ | same predictions |")
-    print("|---|---|---|---|---|---|")
-    for limit in (None, 1):
-        def sk():
-            with threadpool_limits(limit):
-                return SkBGM(**kw).fit(X)
-
-        fns = {"sklearn": sk, "probkit": lambda: BayesianGaussianMixture(**kw).fit(X)}
-        med, _ = alternate(fns, repeats)
-        a, b = fns["sklearn"](), fns["probkit"]()
-        same = bool(np.array_equal(a.predict(X), b.predict(X)))
-        print(f"| {'default' if limit is None else limit} | {med['sklearn']:.3f} | {med['probkit']:.3f} | "
-              f"{med['probkit'] / med['sklearn']:.3f} | {np.abs(a.means_ - b.means_).max():.1e} | {same} |", flush=True)
+    print("| sklearn s | probkit s | ratio probkit/sklearn | max abs diff means_ | same predictions |")
+    print("|---|---|---|---|---|")
+    fns = {"sklearn": lambda: SkBGM(**kw).fit(X), "probkit": lambda: BayesianGaussianMixture(**kw).fit(X)}
+    med, _ = alternate(fns, repeats)
+    a, b = fns["sklearn"](), fns["probkit"]()
+    same = bool(np.array_equal(a.predict(X), b.predict(X)))
+    print(f"| {med['sklearn']:.3f} | {med['probkit']:.3f} | {med['probkit'] / med['sklearn']:.3f} | "
+          f"{np.abs(a.means_ - b.means_).max():.1e} | {same} |", flush=True)
 
 
 def hmm_case(n_seq=100, length=500, k=5, d=2, seed=0):
@@ -161,11 +159,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parts", nargs="*", default=["cavi", "vem", "svi"])
+    _threads.add_argument(parser)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    _threads.apply()
     import torch
 
-    print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, repeats {args.repeats}")
+    print(_threads.header())
+    print(f"torch {torch.__version__}, repeats {args.repeats}")
     if "cavi" in args.parts:
         bench_cavi(args.repeats)
     if "vem" in args.parts:

@@ -31,7 +31,7 @@ from probkit import (
     VariationalHMM,
 )
 from probkit.neural import (VAE, DeepStateSpaceModel, MaskedSequenceModel, NeuralHMM, SequenceClassifier, SequenceDensity,
-                            SequenceRegressor)
+                            SequenceRegressor, SequenceVAE)
 
 # scikit-learn's checks feed tabular data: a 2-D X with one y per row. For the neural
 # per-sequence estimators a 2-D X without lengths= is one sequence, so the checks run them
@@ -105,6 +105,22 @@ class RowsMaskedSequenceModel(MaskedSequenceModel):
         return super().score(X, y, **_rows(X, kw))
 
 
+class RowsSequenceVAE(SequenceVAE):
+    """SequenceVAE with each row of X one sequence (lengths=np.ones(n))."""
+
+    def fit(self, X, y=None, **kw):
+        return super().fit(X, y, **_rows(X, kw))
+
+    def transform(self, X, **kw):
+        return super().transform(X, **_rows(X, kw))
+
+    def score_samples(self, X, **kw):
+        return super().score_samples(X, **_rows(X, kw))
+
+    def score(self, X, y=None, **kw):
+        return super().score(X, y, **_rows(X, kw))
+
+
 ESTIMATORS = [
     GaussianMixture(),
     GaussianMixture(covariance_type="diag", n_init=2),
@@ -142,6 +158,8 @@ ESTIMATORS = [
     DeepStateSpaceModel(d_model=8, hidden_dim=8, max_epochs=5, random_state=0),
     # float64: per-row results must not depend on the batch a row is computed in
     VAE(encoder_layers=(8,), decoder_layers=(8,), max_epochs=5, random_state=0, dtype="float64"),
+    RowsSequenceVAE(backbone="gru", d_model=8, n_layers=1, decoder_layers=(8,), max_epochs=5, random_state=0,
+                    dtype="float64"),
     GeneralizedLinearModel(),
     GeneralizedLinearModel(family="gamma", link="log", alpha=0.1),
     GeneralizedLinearModel(family="poisson"),

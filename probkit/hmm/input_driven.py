@@ -45,7 +45,7 @@ from probkit.hmm._base import DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, _l
 from probkit.inference.time_varying import forward_backward_time_varying, viterbi_time_varying
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
+from probkit.utils.validation import check_inputs, check_nonnegative_integers, check_stochastic
 from probkit.utils._warnings import warn_user
 
 __all__ = ["InputDrivenHMM"]
@@ -77,19 +77,7 @@ def _check_inputs(inputs, n_samples, expected):
             raise ValueError(f"inputs is required: the model was fitted with {expected} input column(s); pass "
                              f"inputs= of shape ({n_samples}, {expected})")
         return np.zeros((n_samples, 0))
-    if hasattr(inputs, "detach"):
-        inputs = inputs.detach().cpu().numpy()
-    u = np.asarray(inputs)
-    if u.dtype.kind not in "biuf":
-        raise TypeError(f"inputs must hold real numbers, got dtype {u.dtype}")
-    u = u.astype(np.float64)
-    if u.ndim == 1:
-        u = u[:, None]
-    if u.ndim != 2 or u.shape[0] != n_samples:
-        raise ValueError(f"inputs must have shape (n_samples, n_inputs) with n_samples = {n_samples} (one row per "
-                         f"row of X), got shape {np.shape(inputs)}")
-    if not np.isfinite(u).all():
-        raise ValueError("inputs contains NaN or infinity; inputs must be known and finite at every step")
+    u = check_inputs(inputs, n_samples)
     if expected is not None and u.shape[1] != expected:
         raise ValueError(f"inputs has {u.shape[1]} column(s) but the model was fitted with {expected}")
     return u

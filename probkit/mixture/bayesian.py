@@ -19,6 +19,7 @@ import torch
 from probkit.base import ProbkitEstimator
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
+from probkit.distributions.wishart import wishart_log_normaliser
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import MixtureDensityMixin
@@ -367,10 +368,6 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
             return torch.log(cov).sum(-1) + d * torch.log(nu)
         return d * torch.log(cov * nu)
 
-    def _log_wishart_normaliser(self, nu, log_det_psi):
-        d = self._d
-        return 0.5 * nu * d * math.log(2.0) - 0.5 * nu * log_det_psi + torch.mvlgamma(0.5 * nu, d)
-
     def _prior_constant(self):
         """Terms of the bound that depend only on the priors: ``-K log Z_NW(prior) - log B(prior)``."""
         k, d = self.n_components, self._d
@@ -378,7 +375,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         ct = self.covariance_type
         cp = self.covariance_prior_
         cov0 = self._t(cp) / nu0 if ct != "spherical" else torch.as_tensor(cp, dtype=self._dtype) / nu0
-        logz0 = self._log_wishart_normaliser(nu0, self._log_det_psi(nu0, cov0))
+        logz0 = wishart_log_normaliser(nu0, -self._log_det_psi(nu0, cov0), d)
         return (-k * (float(logz0) - 0.5 * d * math.log(self.mean_precision_prior_))
                 - prior_log_normaliser(self.weight_concentration_prior_, k, self.weight_concentration_prior_type))
 
@@ -444,7 +441,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     def _bound(self, post, sum_r_log_r, n):
         d, k = self._d, self.n_components
         log_det = self._log_det_psi(post["nu"], post["cov"])
-        logz = self._log_wishart_normaliser(post["nu"], log_det)
+        logz = wishart_log_normaliser(post["nu"], -log_det, d)
         logz_sum = k * logz if self.covariance_type == "tied" else logz.sum()
         value = (-sum_r_log_r + logz_sum - 0.5 * d * torch.log(post["kappa"]).sum()
                  + log_weight_normaliser(post["conc"], self.weight_concentration_prior_type))

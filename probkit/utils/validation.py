@@ -234,6 +234,52 @@ def check_nonnegative_integers(x, name="X"):
     return x
 
 
+def check_inputs(inputs, n_samples, name="inputs"):
+    """Covariates aligned with the rows of ``X``, as a finite float64 array ``(n_samples, n_inputs)``.
+
+    Parameters
+    ----------
+    inputs : array-like or torch.Tensor of shape (n_samples,) or (n_samples, n_inputs)
+        One row of known covariates per row of ``X`` (a 1-D array is one column).
+    n_samples : int
+        Number of rows of ``X``.
+    name : str, default="inputs"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_inputs)
+
+    Raises
+    ------
+    TypeError
+        If the values are not real numbers.
+    ValueError
+        If the shape does not match ``X``'s rows or a value is NaN or infinite.
+
+    Examples
+    --------
+    >>> check_inputs([1, 2, 3], 3).shape
+    (3, 1)
+    >>> check_inputs([[1.0], [2.0]], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: inputs must have shape (n_samples, n_inputs) with n_samples = 3 (one row per row of X), got shape (2, 1)
+    """
+    u = np.asarray(_as_numpy(inputs))
+    if u.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {u.dtype}")
+    u = u.astype(np.float64)
+    if u.ndim == 1:
+        u = u[:, None]
+    if u.ndim != 2 or u.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape (n_samples, n_inputs) with n_samples = {n_samples} (one row per "
+                         f"row of X), got shape {u.shape}")
+    if not np.isfinite(u).all():
+        raise ValueError(f"{name} contains NaN or infinity; {name} must be known and finite at every step")
+    return u
+
+
 def check_sample_weight(sample_weight, n_samples, name="sample_weight"):
     """Validate sample weights: 1-D, finite, non-negative, not all zero.
 

@@ -14,7 +14,8 @@ import torch
 
 import probkit
 from probkit import (ARHMM, GMMHMM, HMM, HSMM, BayesianGaussianMixture, BayesianMixture, CategoricalHMM, GaussianHMM,
-                     GaussianMixture, LinearGaussianSSM, MixtureModel, MultinomialHMM, PoissonHMM, VariationalHMM)
+                     GaussianMixture, InputDrivenHMM, LinearGaussianSSM, MixtureModel, MultinomialHMM, PoissonHMM,
+                     VariationalHMM)
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Gamma, Independent, MultivariateNormal, Normal, Poisson
 from probkit.io import FORMAT_VERSION, ModelFileError, dumps, load, loads, register_estimator, register_type, save
@@ -55,6 +56,8 @@ CASES = {
     "hsmm-negative-binomial": (lambda: HSMM(emission="gaussian", n_components=2, duration="negative_binomial",
                                             max_duration=10, random_state=0), X_REAL),
     "arhmm-order-2": (lambda: ARHMM(2, order=2, random_state=0), X_REAL),
+    # without inputs every regression is intercept-only (inputs round trips: tests/hmm/test_input_driven.py)
+    "input-driven-hmm": (lambda: InputDrivenHMM(2, n_iter=5, random_state=0), X_REAL),
 }
 
 
@@ -293,13 +296,18 @@ def test_topic_model_round_trip_is_exact(name, tmp_path):
 
 def _vae_cases():
     """Variational autoencoders: ``(make, X)``."""
-    from probkit.neural import VAE
+    from probkit.neural import VAE, SequenceVAE
 
     rng = np.random.RandomState(0)
     kw = dict(encoder_layers=(8,), decoder_layers=(8,), max_epochs=3, random_state=0)
+    seq_kw = dict(backbone="gru", d_model=8, n_layers=1, decoder_layers=(8,), max_epochs=3, random_state=0)
     return {
         "vae-gaussian": (lambda: VAE(2, **kw), X_REAL),
         "vae-bernoulli": (lambda: VAE(2, likelihood="bernoulli", **kw), (rng.rand(60, 6) < 0.4).astype(float)),
+        "sequence-vae-gaussian": (lambda: SequenceVAE(2, **seq_kw), [rng.normal(size=(n, 2)) for n in range(2, 14)]),
+        "sequence-vae-categorical-autoregressive": (
+            lambda: SequenceVAE(2, likelihood="categorical", autoregressive=True, **seq_kw),
+            [rng.randint(0, 3, size=(n, 2)) for n in range(2, 14)]),
     }
 
 

@@ -122,18 +122,29 @@ class VAENet(nn.Module):
     def __init__(self, n_inputs, n_features, n_components, likelihood, encoder_layers=(), decoder_layers=(), *,
                  noise="diagonal", n_categories=2, elbo="TraceMeanField_ELBO", n_particles=1):
         super().__init__()
+        self._init_observation_model(n_features, n_components, likelihood, n_categories, elbo, n_particles)
+        self.encoder = _mlp(int(n_inputs), tuple(encoder_layers), 2 * self.n_components)
+        self.decoder = _mlp(self.n_components, tuple(decoder_layers), self.n_features * self.n_categories)
+        self._init_noise(noise)
+
+    def _init_observation_model(self, n_features, n_components, likelihood, n_categories, elbo, n_particles):
+        """Sizes, likelihood and ELBO options, shared with the sequence networks built on this class."""
         self.n_features, self.n_components, self.likelihood = int(n_features), int(n_components), likelihood
         self.n_categories = int(n_categories) if likelihood == "categorical" else 1
         self.elbo, self.n_particles = elbo, int(n_particles)
-        self.encoder = _mlp(int(n_inputs), tuple(encoder_layers), 2 * self.n_components)
-        self.decoder = _mlp(self.n_components, tuple(decoder_layers), self.n_features * self.n_categories)
-        if likelihood == "gaussian":
+
+    def _init_noise(self, noise):
+        if self.likelihood == "gaussian":
             size = 1 if noise == "isotropic" else self.n_features
             self.noise_raw = nn.Parameter(torch.full((size,), _softplus_inv(0.5)))
 
-    def encode(self, x_in):
+    def _encoder_output(self, x_in, lengths=None):
+        """The encoder's ``2 * n_components`` outputs: raw means and scales."""
+        return self.encoder(x_in)
+
+    def encode(self, x_in, lengths=None):
         """Mean and scale of ``q(z | x)``: two (..., n_components) tensors."""
-        loc, raw = self.encoder(x_in).chunk(2, -1)
+        loc, raw = self._encoder_output(x_in, lengths).chunk(2, -1)
         return loc, F.softplus(raw) + _MIN_SCALE
 
     def noise_scale(self):
@@ -147,48 +158,165 @@ class VAENet(nn.Module):
             out = out.reshape(*out.shape[:-1], self.n_features, self.n_categories)
         return out
 
-    def observation_dist(self, z):
-        """``p(x | z)`` as a Pyro distribution with event shape (D,)."""
-        out = self.decode(z)
+    def _elementwise_dist(self, out):
+        """The likelihood of each observed value given the decoder output ``out``, as a Pyro distribution."""
         if self.likelihood == "gaussian":
-            base = dist.Normal(out, self.noise_scale().to(out.dtype).expand(out.shape), validate_args=False)
-        elif self.likelihood == "bernoulli":
-            base = dist.Bernoulli(logits=out, validate_args=False)
-        else:
-            base = dist.Categorical(logits=out, validate_args=False)
-        return base.to_event(1)
+            return dist.Normal(out, self.noise_scale().to(out.dtype).expand(out.shape), validate_args=False)
+        if self.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=out, validate_args=False)
+        return dist.Categorical(logits=out, validate_args=False)
 
-    def log_weights(self, x_in, x_obs, eps):
+    def observation_dist(self, z, x_in=None, lengths=None):
+        """``p(x | z)`` as a Pyro distribution with event shape (D,) (``x_in`` and ``lengths``: unused here)."""
+        return self._elementwise_dist(self.decode(z)).to_event(1)
+
+    def log_weights(self, x_in, x_obs, eps, lengths=None):
         """``log p(x, z_k) - log q(z_k | x)``, ``z_k = mu(x) + s(x) * eps_k``: (K, B) for ``eps`` (K, n_components)."""
-        loc, scale = self.encode(x_in)
+        loc, scale = self.encode(x_in, lengths)
         z = loc + scale * eps[:, None, :]
         prior = dist.Normal(torch.zeros_like(loc), 1.0).to_event(1)
         guide = dist.Normal(loc, scale).to_event(1)
-        return self.observation_dist(z).log_prob(x_obs) + prior.log_prob(z) - guide.log_prob(z)
+        return self.observation_dist(z, x_in, lengths).log_prob(x_obs) + prior.log_prob(z) - guide.log_prob(z)
 
     # ------------------------------------------------------------------ Pyro programs
-    def model(self, x_in, x_obs):
-        """The generative model as a Pyro program (observations ``x_obs``)."""
+    def model(self, x_in, x_obs, lengths=None):
+        """The generative model as a Pyro program (observations ``x_obs``; ``lengths``: valid steps)."""
         loc = x_obs.new_zeros(x_obs.shape[0], self.n_components, dtype=next(self.parameters()).dtype)
         with pyro.plate("rows", x_obs.shape[0]):
             z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
-            pyro.sample("x", self.observation_dist(z), obs=x_obs)
+            pyro.sample("x", self.observation_dist(z, x_in, lengths), obs=x_obs)
 
-    def guide(self, x_in, x_obs):
+    def guide(self, x_in, x_obs, lengths=None):
         """The amortised guide (encoder) as a Pyro program."""
-        loc, scale = self.encode(x_in)
+        loc, scale = self.encode(x_in, lengths)
         with pyro.plate("rows", x_in.shape[0]):
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
-    def forward(self, x_in, x_obs):
+    def forward(self, x_in, x_obs, lengths=None):
         """Pyro's negative ELBO of the batch (summed over rows), differentiable."""
         from probkit.vi import make_elbo
 
         elbo = make_elbo(self.elbo, num_particles=self.n_particles, max_plate_nesting=1)
-        return elbo.differentiable_loss(self.model, self.guide, x_in, x_obs)
+        return elbo.differentiable_loss(self.model, self.guide, x_in, x_obs, lengths)
 
 
-class VAE(DensityMixin, TransformerMixin, ProbkitEstimator):
+class VAEMixin:
+    """What :class:`VAE` and :class:`~probkit.neural.estimators.sequence_vae.SequenceVAE` share (not public).
+
+    The likelihood's support and units (scaling, one-hot inputs), the common random numbers
+    of the bounds, the ELBO and IWAE of log-weights, and decoder outputs turned into means
+    and draws in the data's units. Both estimators have ``likelihood``, ``n_components``,
+    ``n_categories`` and a fitted ``module_`` built on :class:`VAENet`.
+    """
+
+    def _check_support(self, X, name="X"):
+        """Check that ``X`` lies in the likelihood's support (Bernoulli: 0/1; categorical: known categories)."""
+        if self.likelihood == "bernoulli" and not np.all((X == 0) | (X == 1)):
+            bad = X[(X != 0) & (X != 1)].flat[0]
+            raise ValueError(f"{name} must hold only 0 and 1 for likelihood='bernoulli'; found {bad}")
+        if self.likelihood == "categorical":
+            try:
+                check_nonnegative_integers(X, name)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (likelihood='categorical' takes category numbers 0, 1, ...)") from None
+            limit = getattr(self, "n_categories_", None) or self.n_categories
+            if limit is not None and X.size and X.max() >= limit:
+                raise ValueError(f"{name} holds category {int(X.max())} but the model has n_categories={limit} "
+                                 f"(values 0 to {limit - 1})")
+
+    def _resolve_categories(self, X):
+        """Set ``n_categories_`` from the parameter or the training values (2 for Bernoulli, 0 for Gaussian)."""
+        if self.likelihood == "categorical":
+            self.n_categories_ = int(self.n_categories) if self.n_categories is not None else max(2, int(X.max()) + 1)
+        else:
+            self.n_categories_ = 2 if self.likelihood == "bernoulli" else 0
+
+    # ------------------------------------------------------------------ units
+    def _fit_scaling(self, X):
+        """Centre Gaussian data and divide by one scale (the root mean variance), keeping isotropy."""
+        d = X.shape[1]
+        if self.likelihood != "gaussian":
+            self._x_mean, self._x_scale = np.zeros(d), np.ones(d)
+            return
+        self._x_mean = X.mean(0)
+        scale = math.sqrt(float(X.var(0).mean()))
+        ok = scale > 1e-12 * max(1.0, float(np.abs(self._x_mean).max()))
+        self._x_scale = np.full(d, scale if ok else 1.0)
+
+    def _log_jacobian(self):
+        """log |dx_model / dx_data| per row (per step of a sequence): model-unit densities to data-unit ones."""
+        return -float(np.log(self._x_scale).sum()) if self.likelihood == "gaussian" else 0.0
+
+    def _model_arrays(self, X):
+        """Encoder inputs and observations of rows ``X`` in model units (one-hot inputs and int codes for
+        categories; standardised values otherwise)."""
+        if self.likelihood == "categorical":
+            codes = X.astype(np.int64)
+            return np.eye(self.n_categories_)[codes].reshape(len(X), -1), codes
+        x = (X - self._x_mean) / self._x_scale
+        return x, x
+
+    # ------------------------------------------------------------------ latents and bounds
+    def _check_latent(self, Z):
+        check_is_fitted(self, "module_")
+        Z = check_array(np.asarray(Z.detach().cpu()) if isinstance(Z, torch.Tensor) else Z,
+                        dtype=(np.float64, np.float32), input_name="Z")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(f"Z has {Z.shape[1]} columns, but this {type(self).__name__} has "
+                             f"n_components={self.n_components}")
+        p = next(self.module_.parameters())
+        return torch.as_tensor(Z, dtype=p.dtype, device=p.device)
+
+    def _draws(self, n_particles, random_state, like):
+        """``n_particles`` standard-normal draws (K, n_components), shared by all rows."""
+        gen = torch.Generator(device=like.device).manual_seed(seed_from(0 if random_state is None else random_state))
+        return torch.randn(n_particles, self.n_components, generator=gen, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def _bounds_of_log_weights(w, n_particles):
+        """ELBO ``mean_k w_k`` and IWAE ``log mean_k exp(w_k)`` of log-weights ``w`` (K, ...), in float64."""
+        w = w.double()
+        return w.mean(0), torch.logsumexp(w, 0) - math.log(n_particles)
+
+    @staticmethod
+    def _bound_and_particles(bound, n_particles):
+        if bound not in ("elbo", "iwae"):
+            raise ValueError(f"bound must be 'elbo' or 'iwae', got {bound!r}")
+        return bound, (16 if bound == "elbo" else 64) if n_particles is None else n_particles
+
+    # ------------------------------------------------------------------ decoder outputs
+    def _mean_of_output(self, out):
+        """The mean of ``p(x | z)`` in data units from decoder outputs ``out`` (numpy float64).
+
+        Gaussian: the decoded means; Bernoulli: the probabilities of 1; categorical: the
+        expected category number ``sum_c c p(x_j = c | z)``.
+        """
+        out = out.double()
+        if self.likelihood == "gaussian":
+            return out.cpu().numpy() * self._x_scale + self._x_mean
+        if self.likelihood == "bernoulli":
+            return torch.sigmoid(out).cpu().numpy()
+        probs = torch.softmax(out, -1)
+        return (probs * torch.arange(self.n_categories_, dtype=probs.dtype, device=probs.device)).sum(-1).cpu().numpy()
+
+    def _draw_from_output(self, out, gen):
+        """A draw of ``x ~ p(x | z)`` from decoder outputs ``out``, in model units (categorical: long codes)."""
+        if self.likelihood == "gaussian":
+            scale = self.module_.noise_scale().to(out.dtype)
+            return out + scale * torch.randn(out.shape, generator=gen, dtype=out.dtype, device=out.device)
+        if self.likelihood == "bernoulli":
+            u = torch.rand(out.shape, generator=gen, dtype=out.dtype, device=out.device)
+            return (u < torch.sigmoid(out)).to(out.dtype)
+        probs = torch.softmax(out.double(), -1).reshape(-1, self.n_categories_)
+        return torch.multinomial(probs, 1, generator=gen).reshape(out.shape[:-1])
+
+    def _draw_to_data(self, x):
+        """Draws in model units (:meth:`_draw_from_output`) as float64 numpy values in data units."""
+        x = x.double().cpu().numpy()
+        return x * self._x_scale + self._x_mean if self.likelihood == "gaussian" else x
+
+
+class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
     """Variational autoencoder (Gaussian, Bernoulli or categorical observations), fitted by Pyro's ELBO.
 
     A standard normal latent vector, a decoder MLP giving the parameters of independent
@@ -351,52 +479,17 @@ class VAE(DensityMixin, TransformerMixin, ProbkitEstimator):
             for width in getattr(self, name):
                 check_positive_int(width, f"every width of {name}")
 
-    def _check_values(self, X, name="X"):
-        """Check that ``X`` lies in the likelihood's support (Bernoulli: 0/1; categorical: known categories)."""
-        if self.likelihood == "bernoulli" and not np.all((X == 0) | (X == 1)):
-            bad = X[(X != 0) & (X != 1)].flat[0]
-            raise ValueError(f"{name} must hold only 0 and 1 for likelihood='bernoulli'; found {bad}")
-        if self.likelihood == "categorical":
-            try:
-                check_nonnegative_integers(X, name)
-            except ValueError as exc:
-                raise ValueError(f"{exc} (likelihood='categorical' takes category numbers 0, 1, ...)") from None
-            limit = getattr(self, "n_categories_", None) or self.n_categories
-            if limit is not None and X.size and X.max() >= limit:
-                raise ValueError(f"{name} holds category {int(X.max())} but the model has n_categories={limit} "
-                                 f"(values 0 to {limit - 1})")
-
     def _validate(self, X, *, reset):
         if not reset:
             check_is_fitted(self, "module_")
         X = self._validate_X(X, reset=reset, dtype=(np.float64, np.float32)).astype(np.float64)
-        self._check_values(X)
+        self._check_support(X)
         return X
-
-    # ------------------------------------------------------------------ units
-    def _fit_scaling(self, X):
-        """Centre Gaussian data and divide by one scale (the root mean variance), keeping isotropy."""
-        d = X.shape[1]
-        if self.likelihood != "gaussian":
-            self._x_mean, self._x_scale = np.zeros(d), np.ones(d)
-            return
-        self._x_mean = X.mean(0)
-        scale = math.sqrt(float(X.var(0).mean()))
-        ok = scale > 1e-12 * max(1.0, float(np.abs(self._x_mean).max()))
-        self._x_scale = np.full(d, scale if ok else 1.0)
-
-    def _log_jacobian(self):
-        """log |dx_model / dx_data| per row, which turns model-unit densities into data-unit ones."""
-        return -float(np.log(self._x_scale).sum()) if self.likelihood == "gaussian" else 0.0
 
     def _tensors(self, X, device, dtype):
         """Encoder inputs and observations as tensors (one-hot inputs and long observations for categories)."""
-        if self.likelihood == "categorical":
-            codes = torch.as_tensor(X, device=device).long()
-            x_in = F.one_hot(codes, self.n_categories_).to(dtype).flatten(-2)
-            return x_in, codes
-        x = torch.as_tensor((X - self._x_mean) / self._x_scale, dtype=dtype, device=device)
-        return x, x
+        return tuple(torch.as_tensor(a, dtype=torch.long if a.dtype.kind == "i" else dtype, device=device)
+                     for a in self._model_arrays(X))
 
     def _make_net(self):
         n_in = self.n_features_in_ * (self.n_categories_ if self.likelihood == "categorical" else 1)
@@ -423,10 +516,7 @@ class VAE(DensityMixin, TransformerMixin, ProbkitEstimator):
         X = self._validate(X, reset=True)
         if X.shape[0] < 2:
             raise ValueError(f"Expected n_samples >= 2 to fit but got n_samples = {X.shape[0]}")
-        if self.likelihood == "categorical":
-            self.n_categories_ = int(self.n_categories) if self.n_categories is not None else max(2, int(X.max()) + 1)
-        else:
-            self.n_categories_ = 2 if self.likelihood == "bernoulli" else 0
+        self._resolve_categories(X)
         self._fit_scaling(X)
         device, dtype = self._compute_setup()
         rs = check_random_state(self.random_state)
@@ -494,30 +584,9 @@ class VAE(DensityMixin, TransformerMixin, ProbkitEstimator):
             Gaussian: the decoded means; Bernoulli: the probabilities of 1; categorical:
             the expected category number ``sum_c c p(x_j = c | z)``.
         """
-        check_is_fitted(self, "module_")
-        Z = self._check_latent(Z)
-        p = next(self.module_.parameters())
-        z = torch.as_tensor(Z, dtype=p.dtype, device=p.device)
+        z = self._check_latent(Z)
         with torch.no_grad():
-            out = self.module_.decode(z).double()
-        if self.likelihood == "gaussian":
-            return out.cpu().numpy() * self._x_scale + self._x_mean
-        if self.likelihood == "bernoulli":
-            return torch.sigmoid(out).cpu().numpy()
-        probs = torch.softmax(out, -1)
-        return (probs * torch.arange(self.n_categories_, dtype=probs.dtype, device=probs.device)).sum(-1).cpu().numpy()
-
-    def _check_latent(self, Z):
-        Z = check_array(np.asarray(Z.detach().cpu()) if isinstance(Z, torch.Tensor) else Z,
-                        dtype=(np.float64, np.float32), input_name="Z")
-        if Z.shape[1] != self.n_components:
-            raise ValueError(f"Z has {Z.shape[1]} columns, but this VAE has n_components={self.n_components}")
-        return Z
-
-    def _draws(self, n_particles, random_state, like):
-        """``n_particles`` standard-normal draws (K, n_components), shared by all rows."""
-        gen = torch.Generator(device=like.device).manual_seed(seed_from(0 if random_state is None else random_state))
-        return torch.randn(n_particles, self.n_components, generator=gen, dtype=like.dtype, device=like.device)
+            return self._mean_of_output(self.module_.decode(z))
 
     @limit_torch_threads
     def bounds(self, X, *, n_particles=64, random_state=None):
@@ -544,9 +613,9 @@ class VAE(DensityMixin, TransformerMixin, ProbkitEstimator):
         elbo, iwae = [], []
         with torch.no_grad():
             for s in self._batches(len(x_in)):
-                w = self.module_.log_weights(x_in[s], x_obs[s], eps).double()
-                elbo.append(w.mean(0))
-                iwae.append(torch.logsumexp(w, 0) - math.log(k))
+                row_elbo, row_iwae = self._bounds_of_log_weights(self.module_.log_weights(x_in[s], x_obs[s], eps), k)
+                elbo.append(row_elbo)
+                iwae.append(row_iwae)
         jac = self._log_jacobian()
         return {"elbo": torch.cat(elbo).cpu().numpy() + jac, "iwae": torch.cat(iwae).cpu().numpy() + jac}
 
@@ -566,9 +635,7 @@ class VAE(DensityMixin, TransformerMixin, ProbkitEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        if bound not in ("elbo", "iwae"):
-            raise ValueError(f"bound must be 'elbo' or 'iwae', got {bound!r}")
-        n_particles = (16 if bound == "elbo" else 64) if n_particles is None else n_particles
+        bound, n_particles = self._bound_and_particles(bound, n_particles)
         return self.bounds(X, n_particles=n_particles, random_state=random_state)[bound]
 
     def score(self, X, y=None, *, bound="elbo", n_particles=None, random_state=None):
@@ -597,17 +664,7 @@ class VAE(DensityMixin, TransformerMixin, ProbkitEstimator):
         gen = torch.Generator(device=p.device).manual_seed(seed_from(check_random_state(rs)))
         with torch.no_grad():
             z = torch.randn(n, self.n_components, generator=gen, dtype=p.dtype, device=p.device)
-            out = self.module_.decode(z)
-            if self.likelihood == "gaussian":
-                scale = self.module_.noise_scale().to(out.dtype)
-                x = out + scale * torch.randn(out.shape, generator=gen, dtype=out.dtype, device=out.device)
-                X = x.double().cpu().numpy() * self._x_scale + self._x_mean
-            elif self.likelihood == "bernoulli":
-                u = torch.rand(out.shape, generator=gen, dtype=out.dtype, device=out.device)
-                X = (u < torch.sigmoid(out)).double().cpu().numpy()
-            else:
-                probs = torch.softmax(out.double(), -1).reshape(-1, self.n_categories_)
-                X = torch.multinomial(probs, 1, generator=gen).reshape(n, -1).double().cpu().numpy()
+            X = self._draw_to_data(self._draw_from_output(self.module_.decode(z), gen))
         return X, z.double().cpu().numpy()
 
     # ------------------------------------------------------------------ persistence

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import _scan_cpu
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
-                      compute_dtype, resolve_backend)
+                      compute_dtype, grad_as, resolve_backend, restore_scan_context, save_scan_context)
 from ._reference import selective_scan_ref
 
 __all__ = ["selective_scan", "selective_state_update"]
@@ -73,10 +73,6 @@ def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state):
     return b, d, L, N
 
 
-def _grad_dtype(g, like):
-    return None if g is None else g.to(like.dtype)
-
-
 class _SelectiveScanFn(torch.autograd.Function):
     """Autograd wrapper around the ``cpu`` and ``triton`` implementations."""
 
@@ -97,19 +93,12 @@ class _SelectiveScanFn(torch.autograd.Function):
                 u, delta, A, B, C, D, z, delta_bias, softplus, initial_state,
                 chunk=chunk, save_for_backward=needs_grad, ct=ct)
         ctx.softplus, ctx.backend, ctx.chunk, ctx.ct = softplus, backend, chunk, ct
-        ctx.has_h0 = initial_state is not None
-        ctx.h0_dtype = None if initial_state is None else initial_state.dtype
-        if needs_grad:
-            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt, ypre)
-        ctx.set_materialize_grads(False)
+        save_scan_context(ctx, initial_state, needs_grad, u, delta, A, B, C, D, z, delta_bias, ckpt, ypre)
         return out, last
 
     @staticmethod
     def backward(ctx, gout, glast):
-        u, delta, A, B, C, D, z, delta_bias, ckpt, ypre = ctx.saved_tensors
-        if gout is None:
-            gout = torch.zeros_like(u)
-        need_h0 = ctx.has_h0 and ctx.needs_input_grad[8]
+        (u, delta, A, B, C, D, z, delta_bias, ckpt, ypre), gout, need_h0 = restore_scan_context(ctx, gout)
         if ctx.backend == "triton":
             from . import _scan_triton
 
@@ -121,11 +110,8 @@ class _SelectiveScanFn(torch.autograd.Function):
                 gout, glast, u, delta, A, B, C, D, z, delta_bias, ctx.softplus, ckpt, ypre,
                 chunk=ctx.chunk, ct=ctx.ct, need_h0_grad=need_h0)
         du, ddelta, dA, dB, dC, dD, dz, dbias, dh0 = grads
-        return (_grad_dtype(du, u), _grad_dtype(ddelta, delta), _grad_dtype(dA, A),
-                _grad_dtype(dB, B), _grad_dtype(dC, C),
-                None if D is None else _grad_dtype(dD, D),
-                None if z is None else _grad_dtype(dz, z),
-                None if delta_bias is None else _grad_dtype(dbias, delta_bias),
+        return (grad_as(du, u), grad_as(ddelta, delta), grad_as(dA, A), grad_as(dB, B), grad_as(dC, C),
+                grad_as(dD, D), grad_as(dz, z), grad_as(dbias, delta_bias),
                 None if dh0 is None else dh0.to(ctx.h0_dtype), None, None, None)
 
 
