@@ -6,6 +6,8 @@ The model, its exact marginal likelihood and its sampler are those of
 
 from __future__ import annotations
 
+import inspect
+import re
 import warnings
 
 import numpy as np
@@ -136,9 +138,9 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
 
     def __init__(self, n_components=2, emission="gaussian", backbone="mamba", d_model=64, n_layers=2, *,
                  neural_transitions=False, init="hmm", hmm_n_iter=100, n_symbols=None, backbone_kwargs=None,
-                 train_window=None, algorithm="viterbi", batch_size=32, max_epochs=100, lr=1e-3, weight_decay=0.01,
+                 train_window=None, algorithm="viterbi", batch_size=8, max_epochs=60, lr=1e-2, weight_decay=0.01,
                  clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True, validation_fraction=0.1,
-                 patience=10, mixed_precision="auto", random_state=None, device=None, dtype=None, verbose=0):
+                 patience=20, mixed_precision="auto", random_state=None, device=None, dtype=None, verbose=0):
         store_params(self, locals())
 
     # ------------------------------------------------------------------ parameters and data
@@ -439,3 +441,18 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
             if value.shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
             check_stochastic(value, name, atol=1e-6)
+
+
+def _document_own_defaults(cls, names):
+    """Write ``cls``'s own defaults of the shared parameters ``names`` into their ``default=`` entries."""
+    defaults = inspect.signature(cls.__init__).parameters
+    for name in names:
+        cls.__doc__ = re.sub(rf"^(\s*{name} : [^\n]*?, default=)[^\n]*$",
+                             lambda m, name=name: m.group(1) + repr(defaults[name].default), cls.__doc__,
+                             count=1, flags=re.M)
+
+
+# Fewer, shorter epochs at a larger step than the other neural estimators: the model starts at a
+# fitted classical HMM and learns corrections, the objective is the exact marginal (no sampling noise),
+# and the cosine decay then ends within the budget instead of after early stopping cut it short.
+_document_own_defaults(NeuralHMM, ("batch_size", "max_epochs", "lr", "patience"))
