@@ -365,9 +365,11 @@ class NeuralHMMNet(nn.Module):
     is a proper generative model: given the observations, the features are fixed numbers,
     so the exact marginal ``log p(x_{1:T})`` is the classical forward algorithm with
     per-step emission log-densities and per-step transition matrices. Training maximises
-    it by gradient ascent through the padded, differentiable forward recursion of
-    :func:`probkit.inference.hmm_log_likelihood` (masked for ragged batches), with the
-    shared loop :func:`probkit.neural.train_module`. Posteriors, Viterbi paths and scores
+    it by gradient ascent with the shared loop :func:`probkit.neural.train_module`; the
+    gradient is the exact one of :func:`hmm_log_likelihood_sum`, assembled from the
+    forward-backward posteriors, so back-propagation never runs through the ``T`` steps
+    of the recursion (:func:`probkit.inference.hmm_log_likelihood`, differentiable
+    through the recursion, gives the same value and gradient). Posteriors, Viterbi paths and scores
     are the classical algorithms on the same per-step quantities; sampling draws
     ``z_t``, then ``x_t``, and feeds ``x_t`` to the backbone's recurrent ``step()``.
 
