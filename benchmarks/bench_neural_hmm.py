@@ -7,8 +7,14 @@ coefficient and noise switch with a sticky two-state Markov chain (stay probabil
 over the regimes with the true parameters); a classical ``GaussianHMM(2)`` is the
 baseline. Each row is one ``NeuralHMM(2, backbone="gru", d_model=16, n_layers=1,
 random_state=seed)`` fit at default settings: its wall and CPU time, optimiser steps
-per second, held-out nats per step above the GaussianHMM, and the share of the
-generator's gap it reaches.
+per CPU second, held-out nats per step above the GaussianHMM, and the share of the
+generator's gap it reaches (CPU time is the one-core figure on a shared machine).
+
+A second table times one training step (loss and back-propagation, a batch of 32
+sequences of 200 steps, the same network) with the gradient taken by autograd through
+the forward recursion (:func:`probkit.inference.hmm_log_likelihood`) and from the
+posteriors (:func:`probkit.neural.networks.hmm_log_likelihood_sum`): medians of
+alternating repeats of CPU time, in the same process.
 
 Run from the repository root:
 
@@ -76,6 +82,7 @@ def main():
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--step-repeats", type=int, default=7)
     args = parser.parse_args()
     _threads.apply()
 
@@ -97,7 +104,7 @@ def main():
     print(f"probkit from {os.path.dirname(probkit.__file__)}; data: 40 x 200 train, 40 x 200 held out; "
           f"GaussianHMM(2) held out {baseline:.4f} nats/step; generator gap {gap:.4f} nats/step; "
           f"settings: defaults{' + ' + str(overrides) if overrides else ''}")
-    print("| code | seed | wall s | CPU s | epochs | steps | steps/s | gain nats/step | share of gap |")
+    print("| code | seed | wall s | CPU s | epochs | steps | steps per CPU s | gain nats/step | share of gap |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     for seed in args.seeds:
@@ -108,10 +115,43 @@ def main():
         gain = model.score(X_test, lengths=lengths_test) / n_test - baseline
         steps = model.history_["n_steps"]
         rows.append((wall, cpu, gain))
-        print(f"| {args.label} | {seed} | {wall:.1f} | {cpu:.1f} | {model.n_iter_} | {steps} | {steps / wall:.1f} "
+        print(f"| {args.label} | {seed} | {wall:.1f} | {cpu:.1f} | {model.n_iter_} | {steps} | {steps / cpu:.1f} "
               f"| {gain:.3f} | {gain / gap:.0%} |", flush=True)
     wall, cpu, gain = np.median(np.array(rows), axis=0)
     print(f"| {args.label} | median | {wall:.1f} | {cpu:.1f} | | | | {gain:.3f} | {gain / gap:.0%} |")
+    step_times(X, args.step_repeats)
+
+
+def step_times(X, repeats):
+    """CPU ms of one loss + backward step by each gradient, medians of alternating repeats."""
+    import torch
+
+    from probkit.inference import hmm_log_likelihood
+    from probkit.neural.networks import NeuralHMMNet
+
+    try:
+        from probkit.neural.networks import hmm_log_likelihood_sum
+    except ImportError:   # a checkout without it: the autograd row only
+        hmm_log_likelihood_sum = None
+    torch.manual_seed(0)
+    net = NeuralHMMNet("gaussian", 2, 1, backbone="gru", d_model=16, n_layers=1)
+    x = torch.as_tensor((X[: 32 * 200] - X.mean()) / X.std(), dtype=torch.float32).reshape(32, 200, 1)
+    lengths = torch.full((32,), 200)
+    objectives = {"autograd through the recursion": lambda *t: hmm_log_likelihood(*t, lengths).sum()}
+    if hmm_log_likelihood_sum is not None:
+        objectives["gradient from the posteriors"] = lambda *t: hmm_log_likelihood_sum(*t, lengths)
+    times = {name: [] for name in objectives}
+    for _ in range(repeats + 1):                     # the first round warms up
+        for name, objective in objectives.items():
+            net.zero_grad()
+            start = time.process_time()
+            objective(*net(x, x, lengths)).backward()
+            times[name].append(time.process_time() - start)
+    print()
+    print("| gradient | CPU ms per step (B=32, T=200, K=2, gru d_model=16) |")
+    print("| --- | --- |")
+    for name, values in times.items():
+        print(f"| {name} | {1e3 * np.median(values[1:]):.1f} |")
 
 
 if __name__ == "__main__":
