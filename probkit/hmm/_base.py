@@ -20,7 +20,7 @@ from sklearn.utils._available_if import available_if
 
 from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
 from probkit.distributions.dirichlet import dirichlet_map_rows
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
 from probkit.inference import sample_markov_chain
 from probkit.inference._lazy_numba import numba_backend
@@ -30,7 +30,12 @@ from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
+from probkit.utils.validation import (
+    check_nonnegative_integers,
+    check_parameters_set,
+    check_probabilities,
+    check_stochastic,
+)
 from probkit.utils._warnings import warn_user
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
@@ -262,19 +267,9 @@ class BaseHMM(ProbkitEstimator):
     def _check(self):
         """Validate the parameters (fitted or set by hand) before they are used."""
         k = self.n_components
-        for name in ("startprob_", "transmat_"):
-            if not hasattr(self, name):
-                raise NotFittedError(
-                    f"this {type(self).__name__} has no {name}: call fit or set the parameters by hand"
-                )
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if start.shape != (k,):
-            raise ValueError(f"startprob_ must have shape ({k},), got {start.shape}")
-        check_stochastic(start, "startprob_")
-        trans = np.asarray(self.transmat_, dtype=np.float64)
-        if trans.shape != (k, k):
-            raise ValueError(f"transmat_ must have shape ({k}, {k}), got {trans.shape}")
-        check_stochastic(trans, "transmat_")
+        check_parameters_set(self, ("startprob_", "transmat_"))
+        check_probabilities(self.startprob_, (k,), "startprob_")
+        check_probabilities(self.transmat_, (k, k), "transmat_")
         self._check_emission()
 
     def _check_fitted_or_set(self):
@@ -408,14 +403,7 @@ class BaseHMM(ProbkitEstimator):
         check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels, training=True)
-        random_state = check_random_state(self.random_state)
-        result = run_em(
-            self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init, random_state=random_state,
-            objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True,
-        )
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
 
     def _fits_by_base_em(self):
