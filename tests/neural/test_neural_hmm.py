@@ -191,18 +191,23 @@ def _true_log_likelihood(X, lengths, trans=((0.97, 0.03), (0.03, 0.97)), coef=(0
     return total
 
 
+def _held_out_per_step(neural_hmm, X, lengths, X_test, lengths_test):
+    """Held-out nats per step of a fitted NeuralHMM, of a GaussianHMM(2) fitted to the same data, and of the generator."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hmm = GaussianHMM(2, n_iter=100, random_state=0).fit(X, lengths=lengths)
+    n = len(X_test)
+    return (neural_hmm.score_per_step(X_test, lengths=lengths_test), hmm.score(X_test, lengths=lengths_test) / n,
+            _true_log_likelihood(X_test, lengths_test) / n)
+
+
 def test_recovers_switching_autoregression_that_a_classical_hmm_cannot():
     rng = np.random.RandomState(0)
     X, _, lengths = _switching_ar(rng, 12, 100)
     X_test, Z_test, lt = _switching_ar(rng, 6, 100)
     nh = NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, max_epochs=40, lr=2e-2, early_stopping=False,
                    random_state=0).fit(X, lengths=lengths)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hmm = GaussianHMM(2, n_iter=100, random_state=0).fit(X, lengths=lengths)
-    n = len(X_test)
-    truth = _true_log_likelihood(X_test, lt) / n
-    neural, classical = nh.score_per_step(X_test, lengths=lt), hmm.score(X_test, lengths=lt) / n
+    neural, classical, truth = _held_out_per_step(nh, X, lengths, X_test, lt)
     assert neural > classical + 0.4            # measured: -0.47 vs -1.01 nats per step (truth -0.37)
     assert neural > truth - 0.2
     assert neural <= truth + 0.05              # a held-out model cannot beat the generator by much
@@ -218,12 +223,7 @@ def test_default_training_beats_the_classical_hmm_on_held_out_data():
     X, _, lengths = _switching_ar(rng, 24, 100)
     X_test, _, lt = _switching_ar(rng, 8, 100)
     nh = NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, random_state=0).fit(X, lengths=lengths)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hmm = GaussianHMM(2, n_iter=100, random_state=0).fit(X, lengths=lengths)
-    n = len(X_test)
-    truth = _true_log_likelihood(X_test, lt) / n
-    neural, classical = nh.score_per_step(X_test, lengths=lt), hmm.score(X_test, lengths=lt) / n
+    neural, classical, truth = _held_out_per_step(nh, X, lengths, X_test, lt)
     assert neural > classical + 0.5 * (truth - classical)    # measured: 80 % of the generator's gap
     assert neural <= truth + 0.05
 
