@@ -388,9 +388,13 @@ def wkv6_bwd(r, k, v, w, u, ck, do, dsT):
     _wkv6_bwd_kernel[(b * H, triton.cdiv(V, BV))](
         r, k, v, w, u, do, dsTc, ck, dr_s, dk_s, dv, dw, ds0, H, L, K, V,
         HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV, SUB=sub, NSUB=nsub, CT=tl_dtype(ct))
+    dr, dk, du = wkv6_bonus_grads(r, k, v, u, do, dr_s, dk_s)
+    return dr, dk, dv, dw, du, ds0
+
+
+def wkv6_bonus_grads(r, k, v, u, do, dr_s, dk_s):
+    """``(dr, dk, du)``: the state parts ``dr_s, dk_s`` plus the bonus term's gradients."""
+    ct = dr_s.dtype
     rf, kf, uf = r.to(ct), k.to(ct), u.to(ct)[None, :, None, :]
     vdo = (v.to(ct) * do.to(ct)).sum(-1, keepdim=True)
-    dr = dr_s + uf * kf * vdo
-    dk = dk_s + uf * rf * vdo
-    du = (rf * kf * vdo).sum((0, 2))
-    return dr, dk, dv, dw, du, ds0
+    return dr_s + uf * kf * vdo, dk_s + uf * rf * vdo, (rf * kf * vdo).sum((0, 2))
