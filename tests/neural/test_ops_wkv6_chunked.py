@@ -145,20 +145,25 @@ def test_chunked_backward_checks_the_saved_states():
         CB.wkv6_bwd_chunked(r, k, v, w, u, ck, torch.ones_like(v), None, save_every=32)
 
 
+def _spy_lengths(monkeypatch, module, name):
+    """Replace ``module.name`` by a wrapper recording the length L of each call."""
+    calls, real = [], getattr(module, name)
+
+    def spy(*a, **kw):
+        calls.append(a[0].shape[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
 def test_dispatch_rule(monkeypatch):
     # "auto": chunked from CHUNKED_MIN_L steps on, recurrent below and for float64
     assert CH.FORWARD == "auto"
     assert CH.use_chunked(CH.CHUNKED_MIN_L, torch.float32)
     assert not CH.use_chunked(CH.CHUNKED_MIN_L - 1, torch.float32)
     assert not CH.use_chunked(4096, torch.float64)
-    calls = []
-    real = CH.wkv6_fwd_chunked
-
-    def spy(*a, **kw):
-        calls.append(a[0].shape[2])
-        return real(*a, **kw)
-
-    monkeypatch.setattr(CH, "wkv6_fwd_chunked", spy)
+    calls = _spy_lengths(monkeypatch, CH, "wkv6_fwd_chunked")
     monkeypatch.setattr(CH, "CHUNKED_MIN_L", 20)  # keep the interpreter run short
     for L in (19, 20):
         xs = [x.float() for x in wkv6_inputs(26, b=1, H=1, L=L, K=2, device=DEV)[:5]]
@@ -170,14 +175,7 @@ def test_dispatch_rule(monkeypatch):
     assert CB.use_chunked_backward(CH.CHUNKED_MIN_L, torch.float32)
     assert not CB.use_chunked_backward(CH.CHUNKED_MIN_L - 1, torch.bfloat16)
     assert not CB.use_chunked_backward(4096, torch.float64)
-    bwd_calls = []
-    real_bwd = CB.wkv6_bwd_chunked
-
-    def spy_bwd(*a, **kw):
-        bwd_calls.append(a[0].shape[2])
-        return real_bwd(*a, **kw)
-
-    monkeypatch.setattr(CB, "wkv6_bwd_chunked", spy_bwd)
+    bwd_calls = _spy_lengths(monkeypatch, CB, "wkv6_bwd_chunked")
     for L in (19, 20):
         xs = [x.float().requires_grad_() for x in wkv6_inputs(26, b=1, H=1, L=L, K=2,
                                                                device=DEV)[:5]]

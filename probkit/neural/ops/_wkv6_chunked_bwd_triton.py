@@ -45,7 +45,7 @@ import triton.language as tl
 
 from . import _wkv6_chunked_triton as _fwd
 from ._triton_utils import LOG2E as _LOG2E_F, tl_dtype
-from ._wkv_triton import wkv6_bonus_grads
+from ._wkv_triton import wkv6_bonus_grads, wkv6_bwd_buffers
 
 #: which RWKV-6 backward the triton backend runs: "auto" (:func:`use_chunked_backward`),
 #: "chunked" or "recurrent" (the benchmarks and the tests force one)
@@ -211,13 +211,7 @@ def wkv6_bwd_chunked(r, k, v, w, u, ck, do, dsT, save_every=SAVE_EVERY):
                          f"CHUNK={_fwd.CHUNK}), got {ck.shape[2]} states for L={L} and "
                          f"save_every={save_every}")
     KP, KB, BV = _fwd._blocks(K, V)
-    acc = dict(dtype=ct, device=r.device)
-    dr_s = torch.zeros((b, H, L, K), **acc)
-    dk_s = torch.zeros((b, H, L, K), **acc)
-    dw = torch.zeros((b, H, L, K), **acc)
-    dv = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
-    ds0 = torch.empty((b, H, K, V), **acc)
-    dsTc = dsT.contiguous() if dsT is not None else ds0
+    dr_s, dk_s, dw, dv, ds0, dsTc = wkv6_bwd_buffers(r, v, ct, dsT)
     _wkv6_chunk_bwd_kernel[(b * H, triton.cdiv(V, BV))](
         r, k, v, w, u, do, dsTc, ck.contiguous(), dr_s, dk_s, dv, dw, ds0, H, L, K, V,
         HAS_DST=dsT is not None, KP=KP, KB=KB, BLOCK_V=BV, C=_fwd.CHUNK,
