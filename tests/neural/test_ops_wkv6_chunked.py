@@ -1,8 +1,9 @@
-"""RWKV-6 chunked Triton forward (``tl.dot`` per chunk) against the float64 per-step loop.
+"""RWKV-6 chunked Triton forward and backward (``tl.dot`` per chunk) against the float64
+per-step loop differentiated by autograd.
 
 Without a GPU the kernels run through Triton's CPU interpreter.  The op's triton backend is
-forced onto the chunked forward (``FORWARD = "chunked"``); gradients go through the
-recurrent backward, from the chunk states the chunked forward saved.
+forced onto the chunked forward and backward (``FORWARD = BACKWARD = "chunked"``); the
+mixed pairs (chunked forward with the recurrent backward and the converse) are tested too.
 """
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 pytest.importorskip("triton")
 
+from probkit.neural.ops import _wkv6_chunked_bwd_triton as CB  # noqa: E402
 from probkit.neural.ops import _wkv6_chunked_triton as CH  # noqa: E402
 from probkit.neural.ops import wkv6  # noqa: E402
 
@@ -21,6 +23,7 @@ DEV = dev_for("triton")
 @pytest.fixture
 def chunked(monkeypatch):
     monkeypatch.setattr(CH, "FORWARD", "chunked")
+    monkeypatch.setattr(CB, "BACKWARD", "chunked")
 
 
 def strong_decay(w, seed):
@@ -76,6 +79,8 @@ def test_chunked_decay_extremes_are_exact(chunked, decay):
         prev[:, :, 1:] = (rf[:, :, 1:] * kf[:, :, :-1]).sum(-1, keepdim=True) * vf[:, :, :-1]
         prev[:, :, :1] = torch.einsum("bhk,bhkv->bhv", rf[:, :, 0], s0.double())[:, :, None]
         assert rel_err(got[0], cur + prev) <= 1e-5
+        # dw is e^{w_t} (~e^-400) times bounded factors: zero in float32, not rounding noise
+        assert got[5].abs().max() <= 1e-30
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
@@ -117,26 +122,65 @@ def test_chunked_without_gradients_and_chaining(chunked):
     assert rel_err(s2, ref_last) <= 1e-5
 
 
+@pytest.mark.parametrize("fwd,bwd,L", [("chunked", "chunked", 100),
+                                        ("chunked", "recurrent", 37),
+                                        ("recurrent", "chunked", 37)],
+                         ids=["two-saved-blocks", "recurrent-bwd", "recurrent-fwd"])
+def test_backward_pairs_and_saved_blocks(monkeypatch, fwd, bwd, L):
+    # L = 100: two saved states 64 steps apart, the chunks of the first block recomputed
+    # from its saved state; the mixed pairs read the other forward's spacing of states
+    monkeypatch.setattr(CH, "FORWARD", fwd)
+    monkeypatch.setattr(CB, "BACKWARD", bwd)
+    xs = wkv6_inputs(29, b=1, H=1, L=L, K=18, V=5, state=True, device=DEV)
+    got = grads_of(wkv6_fn("triton"), _prep(xs, torch.float32))
+    ref = grads_of(wkv6_fn("reference"), _prep(xs, torch.float64))
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert rel_err(a, b) <= 1e-5, (i, rel_err(a, b))
+
+
+def test_chunked_backward_checks_the_saved_states():
+    r, k, v, w, u = [x.float() for x in wkv6_inputs(30, b=1, H=1, L=40, K=2, device=DEV)[:5]]
+    _, _, ck = CH.wkv6_fwd_chunked(r, k, v, w, u, None, save_every=16)
+    with pytest.raises(ValueError, match="ck must hold the state every save_every"):
+        CB.wkv6_bwd_chunked(r, k, v, w, u, ck, torch.ones_like(v), None, save_every=32)
+
+
+def _spy_lengths(monkeypatch, module, name):
+    """Replace ``module.name`` by a wrapper recording the length L of each call."""
+    calls, real = [], getattr(module, name)
+
+    def spy(*a, **kw):
+        calls.append(a[0].shape[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
 def test_dispatch_rule(monkeypatch):
     # "auto": chunked from CHUNKED_MIN_L steps on, recurrent below and for float64
     assert CH.FORWARD == "auto"
     assert CH.use_chunked(CH.CHUNKED_MIN_L, torch.float32)
     assert not CH.use_chunked(CH.CHUNKED_MIN_L - 1, torch.float32)
     assert not CH.use_chunked(4096, torch.float64)
-    calls = []
-    real = CH.wkv6_fwd_chunked
-
-    def spy(*a, **kw):
-        calls.append(a[0].shape[2])
-        return real(*a, **kw)
-
-    monkeypatch.setattr(CH, "wkv6_fwd_chunked", spy)
+    calls = _spy_lengths(monkeypatch, CH, "wkv6_fwd_chunked")
     monkeypatch.setattr(CH, "CHUNKED_MIN_L", 20)  # keep the interpreter run short
     for L in (19, 20):
         xs = [x.float() for x in wkv6_inputs(26, b=1, H=1, L=L, K=2, device=DEV)[:5]]
         o = wkv6(*xs, backend="triton")
         assert rel_err(o, wkv6(*(x.double() for x in xs), backend="reference")) <= 1e-5
     assert calls == [20]
+    # the backward follows the same rule with its own switch
+    assert CB.BACKWARD == "auto"
+    assert CB.use_chunked_backward(CH.CHUNKED_MIN_L, torch.float32)
+    assert not CB.use_chunked_backward(CH.CHUNKED_MIN_L - 1, torch.bfloat16)
+    assert not CB.use_chunked_backward(4096, torch.float64)
+    bwd_calls = _spy_lengths(monkeypatch, CB, "wkv6_bwd_chunked")
+    for L in (19, 20):
+        xs = [x.float().requires_grad_() for x in wkv6_inputs(26, b=1, H=1, L=L, K=2,
+                                                               device=DEV)[:5]]
+        wkv6(*xs, backend="triton").sum().backward()
+    assert bwd_calls == [20]
 
 
 def test_save_every_must_be_a_multiple_of_the_chunk():

@@ -376,21 +376,30 @@ def wkv6_bwd(r, k, v, w, u, ck, do, dsT):
     b, H, L, K = r.shape
     V = v.shape[-1]
     ct = ck.dtype
-    acc = dict(dtype=ct, device=r.device)
     KP, BV = _wkv6_blocks(K, V, True)
     sub, nsub = _wkv6_chunks(L)
-    dr_s = torch.zeros((b, H, L, K), **acc)
-    dk_s = torch.zeros((b, H, L, K), **acc)
-    dw = torch.zeros((b, H, L, K), **acc)
-    dv = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
-    ds0 = torch.empty((b, H, K, V), **acc)
-    dsTc = dsT.contiguous() if dsT is not None else ds0
+    dr_s, dk_s, dw, dv, ds0, dsTc = wkv6_bwd_buffers(r, v, ct, dsT)
     _wkv6_bwd_kernel[(b * H, triton.cdiv(V, BV))](
         r, k, v, w, u, do, dsTc, ck, dr_s, dk_s, dv, dw, ds0, H, L, K, V,
         HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV, SUB=sub, NSUB=nsub, CT=tl_dtype(ct))
+    dr, dk, du = wkv6_bonus_grads(r, k, v, u, do, dr_s, dk_s)
+    return dr, dk, dv, dw, du, ds0
+
+
+def wkv6_bwd_buffers(r, v, ct, dsT):
+    """Gradient buffers of an RWKV-6 backward, ``(dr_s, dk_s, dw, dv, ds0, dsT)``: the
+    atomically accumulated ones zeroed, ``dsT`` contiguous (``ds0`` standing in for none)."""
+    b, H, L, K = r.shape
+    acc = dict(dtype=ct, device=r.device)
+    dr_s, dk_s, dw = (torch.zeros((b, H, L, K), **acc) for _ in range(3))
+    dv = torch.empty((b, H, L, v.shape[-1]), dtype=v.dtype, device=r.device)
+    ds0 = torch.empty((b, H, K, v.shape[-1]), **acc)
+    return dr_s, dk_s, dw, dv, ds0, (dsT.contiguous() if dsT is not None else ds0)
+
+
+def wkv6_bonus_grads(r, k, v, u, do, dr_s, dk_s):
+    """``(dr, dk, du)``: the state parts ``dr_s, dk_s`` plus the bonus term's gradients."""
+    ct = dr_s.dtype
     rf, kf, uf = r.to(ct), k.to(ct), u.to(ct)[None, :, None, :]
     vdo = (v.to(ct) * do.to(ct)).sum(-1, keepdim=True)
-    dr = dr_s + uf * kf * vdo
-    dk = dk_s + uf * rf * vdo
-    du = (rf * kf * vdo).sum((0, 2))
-    return dr, dk, dv, dw, du, ds0
+    return dr_s + uf * kf * vdo, dk_s + uf * rf * vdo, (rf * kf * vdo).sum((0, 2))
