@@ -32,10 +32,25 @@ gradients with chunk-wide reductions.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 DEFAULT_CHUNK = 64
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_forward():
+    """The numba forward (:mod:`._scan_cpu_numba`) for CPU tensors, or ``None`` without numba.
+
+    Imported on first use: loading numba costs a noticeable fraction of a second.
+    """
+    try:  # numba is a declared dependency; the torch forward below keeps working without it
+        from . import _scan_cpu_numba
+    except ImportError:  # pragma: no cover - exercised only where numba is missing
+        return None
+    return _scan_cpu_numba.scan_fwd
 
 
 def default_chunk(b, d, N):
