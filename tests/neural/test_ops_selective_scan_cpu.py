@@ -1,9 +1,10 @@
-"""The two forwards of the selective scan's ``cpu`` path: numba-compiled and chunked torch.
+"""The selective scan's ``cpu`` path with and without its numba kernels.
 
-On CPU tensors ``backend="cpu"`` runs the numba forward; the torch forward (used on other
-devices, or without numba) is reached here by disabling the compiled one.  Both are checked
-against the float64 per-step loop, against each other (outputs, chunk-start states, saved
-pre-gate outputs), and the compiled float32 ``exp`` against torch's.
+On CPU tensors ``backend="cpu"`` runs the numba forward and the numba recurrences inside
+the chunked backward; the pure torch code (used on other devices, or without numba) is
+reached here by disabling the kernels.  Both are checked against the float64 per-step loop
+and against each other (outputs, chunk-start states, saved pre-gate outputs, gradients),
+and the compiled float32 ``exp`` against torch's.
 """
 
 import math
@@ -19,17 +20,17 @@ from test_ops_selective_scan import CASES, make_inputs, rel_err, run
 
 
 @pytest.fixture
-def torch_forward(monkeypatch):
-    """Make ``backend="cpu"`` use the chunked torch forward on CPU tensors."""
-    monkeypatch.setattr(_scan_cpu, "compiled_forward", lambda: None)
+def torch_only(monkeypatch):
+    """Make ``backend="cpu"`` use the pure torch code on CPU tensors."""
+    monkeypatch.setattr(_scan_cpu, "compiled", lambda: None)
 
 
-def test_compiled_forward_is_used_on_cpu():
-    assert _scan_cpu.compiled_forward() is scan_numba.scan_fwd
+def test_compiled_kernels_are_used_on_cpu():
+    assert _scan_cpu.compiled() is scan_numba
 
 
 @pytest.mark.parametrize("name,case,softplus", CASES, ids=[c[0] for c in CASES])
-def test_torch_forward_matches_float64_reference(torch_forward, name, case, softplus):
+def test_torch_only_path_matches_float64_reference(torch_only, name, case, softplus):
     inputs = make_inputs(len(name), **case)
     ref = run(inputs, "reference", softplus)
     got = run(inputs, "cpu", softplus, chunk=4, dtype=torch.float32)
@@ -139,3 +140,23 @@ def test_overflowing_decay_gives_inf_like_the_reference():
     got = selective_scan(**x, backend="cpu")
     ref = selective_scan(**x, backend="reference")
     assert torch.equal(torch.isfinite(got), torch.isfinite(ref))
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 7, 64])
+@pytest.mark.parametrize("name,case,softplus", [
+    ("odd-L-all-options", dict(b=2, d=4, L=37, N=3, D=True, z=True, bias=True, h0=True), True),
+    ("grouped-B-const-C", dict(b=2, d=6, L=19, N=5, B="g3", C="const", h0=True), False),
+    ("const-B-grouped-C", dict(b=1, d=4, L=16, N=16, B="const", C="g2", D=True, z=True), True),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_compiled_and_torch_backwards_agree(monkeypatch, name, case, softplus, chunk):
+    """Every gradient (with a loss on the output and on the last state) in float64 and float32."""
+    inputs = make_inputs(4, **case)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+        got = run(inputs, "cpu", softplus, chunk=chunk, dtype=dtype)
+        with monkeypatch.context() as m:
+            m.setattr(_scan_cpu, "compiled", lambda: None)
+            want = run(inputs, "cpu", softplus, chunk=chunk, dtype=dtype)
+        assert set(got) == set(want)
+        for k in want:
+            assert got[k].dtype == dtype
+            assert rel_err(got[k], want[k]) <= tol, (k, dtype, rel_err(got[k], want[k]))

@@ -41,16 +41,16 @@ DEFAULT_CHUNK = 64
 
 
 @functools.lru_cache(maxsize=None)
-def compiled_forward():
-    """The numba forward (:mod:`._scan_cpu_numba`) for CPU tensors, or ``None`` without numba.
+def compiled():
+    """The numba kernels (:mod:`._scan_cpu_numba`) for CPU tensors, or ``None`` without numba.
 
     Imported on first use: loading numba costs a noticeable fraction of a second.
     """
-    try:  # numba is a declared dependency; the torch forward below keeps working without it
+    try:  # numba is a declared dependency; the torch code below keeps working without it
         from . import _scan_cpu_numba
     except ImportError:  # pragma: no cover - exercised only where numba is missing
         return None
-    return _scan_cpu_numba.scan_fwd
+    return _scan_cpu_numba
 
 
 def default_chunk(b, d, N):
@@ -190,12 +190,21 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
     dbias = torch.zeros((d,), dtype=ct, device=dev) if delta_bias is not None else None
     dB = torch.zeros((d, N) if Bl.const else Bl.X.shape, dtype=ct, device=dev)
     dC = torch.zeros((d, N) if Cl.const else Cl.X.shape, dtype=ct, device=dev)
-    mu = None if glast is None else glast.to(ct)
+    mu = None if glast is None else glast.detach().to(ct)
     nch = ckpt.shape[0]
     Tmax = min(chunk, L)
     buf_a = torch.empty((Tmax, b, d, N), dtype=ct, device=dev)
     buf_h = torch.empty((Tmax + 1, b, d, N), dtype=ct, device=dev)
     buf_l = torch.empty((Tmax, b, d, N), dtype=ct, device=dev)
+    # on CPU the two recurrences (states, adjoints) run in the compiled kernels
+    nb = compiled() if dev.type == "cpu" else None
+    if nb is not None:
+        dt_all, _ = _dt_block(delta.detach(), bias, softplus, 0, L, ct)
+        dt_np = dt_all.contiguous().view(b * d, L).numpy()
+        u_np = u.detach().to(ct).contiguous().view(b * d, L).numpy()
+        A_np = A_.detach().contiguous().numpy()
+        Bm, bs = nb.rows(B.detach(), b, d, ct)
+        Cm, cs = nb.rows(C.detach(), b, d, ct)
     for ci in range(nch - 1, -1, -1):
         l0 = ci * chunk
         l1 = min(L, l0 + chunk)
@@ -204,15 +213,20 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
         dtT = dt.permute(2, 0, 1).contiguous()
         uT = _tbd(u, l0, l1, ct)
         a = buf_a[:T]
-        torch.mul(dtT.unsqueeze(-1), A_, out=a)
-        a.exp_()
         # recompute the chunk's states; hb[0] is the state before the chunk
         hb = buf_h[: T + 1]
-        hb[0].copy_(ckpt[ci])
         dtu = dtT * uT
-        Bl.outer(dtu, l0, l1, hb[1:])
-        for t in range(T):
-            hb[t + 1].addcmul_(a[t], hb[t])
+        if nb is not None:
+            nb.recompute_chunk(0, b * d, l0, T, dt_np, u_np, A_np, Bm, bs,
+                               ckpt[ci].view(b * d, N).numpy(), a.view(T, b * d, N).numpy(),
+                               hb.view(T + 1, b * d, N).numpy())
+        else:
+            torch.mul(dtT.unsqueeze(-1), A_, out=a)
+            a.exp_()
+            hb[0].copy_(ckpt[ci])
+            Bl.outer(dtu, l0, l1, hb[1:])
+            for t in range(T):
+                hb[t + 1].addcmul_(a[t], hb[t])
         gT = _tbd(gout, l0, l1, ct)
         if z is not None:
             zT = _tbd(z, l0, l1, ct)
@@ -223,12 +237,22 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
         else:
             gy = gT
         # adjoint recurrence lam_t = gy_t C_t + a_{t+1} lam_{t+1}
-        lam = Cl.outer(gy, l0, l1, buf_l[:T])
-        if mu is not None:
-            lam[T - 1] += mu
-        for t in range(T - 2, -1, -1):
-            lam[t].addcmul_(a[t + 1], lam[t + 1])
-        mu = a[0] * lam[0]
+        lam = buf_l[:T]
+        if nb is not None:
+            mu_next = torch.empty((b, d, N), dtype=ct)
+            nb.adjoint_chunk(0, b * d, d, l0, T, gy.contiguous().view(T, b * d).numpy(), Cm, cs,
+                             a.view(T, b * d, N).numpy(),
+                             (mu_next if mu is None else mu.contiguous()).view(b * d, N).numpy(),
+                             mu is not None, lam.view(T, b * d, N).numpy(),
+                             mu_next.view(b * d, N).numpy())
+            mu = mu_next
+        else:
+            Cl.outer(gy, l0, l1, lam)
+            if mu is not None:
+                lam[T - 1] += mu
+            for t in range(T - 2, -1, -1):
+                lam[t].addcmul_(a[t + 1], lam[t + 1])
+            mu = a[0] * lam[0]
         gdtA = a.mul_(hb[:T]).mul_(lam)  # lam_t * a_t * h_{t-1}
         dA += (gdtA * dtT.unsqueeze(-1)).sum((0, 1))
         ddt = torch.einsum("tbdn,dn->tbd", gdtA, A_)

@@ -173,7 +173,7 @@ def scan_fwd_channels(c0, c1, dt, u, A, Bm, b_strides, Cm, c_strides, D, has_D, 
 _MIN_WORK_FOR_THREADS = 1 << 21
 
 
-def _rows(X, b, d, ct):
+def rows(X, b, d, ct):
     """B or C as a C-contiguous ``(rows, N)`` array and its ``(sb, sg, st, dg)`` strides."""
     if X.dim() == 2:  # time-invariant (dim, N): row j for every batch and step
         return X.to(ct).contiguous().numpy(), np.array([0, 1, 0, 1], dtype=np.int64)
@@ -203,8 +203,8 @@ def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk, save_for_
         dt = F.softplus(dt)
     dt = dt.contiguous().view(b * d, L)
     uc = u.to(ct).contiguous().view(b * d, L)
-    Bm, bs = _rows(B, b, d, ct)
-    Cm, cs = _rows(C, b, d, ct)
+    Bm, bs = rows(B, b, d, ct)
+    Cm, cs = rows(C, b, d, ct)
     Dv = (D if D is not None else A.new_zeros(d)).to(ct).contiguous()
     h0c = (torch.zeros((b, d, N), dtype=ct) if h0 is None else h0.to(ct)).contiguous()
     ypre = torch.empty((b, d, L), dtype=ct)
@@ -230,3 +230,61 @@ def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk, save_for_
         return ypre.to(u.dtype), last, ckpt, None
     out = (ypre * F.silu(z.to(ct))).to(u.dtype)
     return out, last, ckpt, (ypre if save_for_backward else None)
+
+
+@_jit
+def recompute_chunk(c0, c1, l0, T, dt, u, A, Bm, b_strides, h_start, a_out, h_out):
+    """States and decays of one chunk (steps ``l0 <= t < l0 + T``) for the backward.
+
+    ``a_out[s, c] = exp(dt A)`` of step ``l0 + s`` and ``h_out[s + 1, c]`` the state after
+    it, ``h_out[0, c] = h_start[c]``; arrays laid out ``(T, batch * dim, N)`` as the torch
+    backward expects.  The step is the forward's, so the states are the forward's.
+    """
+    d = A.shape[0]
+    N = A.shape[1]
+    for c in range(c0, c1):
+        i = c // d
+        j = c - i * d
+        rb = i * b_strides[0] + (j // b_strides[3]) * b_strides[1]
+        for n in range(N):
+            h_out[0, c, n] = h_start[c, n]
+        for s in range(T):
+            t = l0 + s
+            dtv = dt[c, t]
+            dtu = dtv * u[c, t]
+            brow = rb + t * b_strides[2]
+            for n in range(N):
+                an = _exp_any(dtv * A[j, n])
+                a_out[s, c, n] = an
+                h_out[s + 1, c, n] = an * h_out[s, c, n] + dtu * Bm[brow, n]
+
+
+@_jit
+def adjoint_chunk(c0, c1, dim, l0, T, gy, Cm, c_strides, a, mu, has_mu, lam_out, mu_out):
+    """Adjoint states of one chunk: ``lam_s = gy_s C_s + a_{s+1} lam_{s+1}``, last to first.
+
+    Channel ``c`` is (batch ``c // dim``, dim ``c % dim``); ``gy`` is ``(T, batch * dim)``;
+    ``a`` and ``lam_out`` are ``(T, batch * dim, N)``; ``mu`` (used when ``has_mu``) is the
+    adjoint arriving from after the chunk, and ``mu_out = a_0 lam_0`` the one it passes to
+    the previous chunk.
+    """
+    N = a.shape[2]
+    for c in range(c0, c1):
+        i = c // dim
+        j = c - i * dim
+        rc = i * c_strides[0] + (j // c_strides[3]) * c_strides[1]
+        for s in range(T - 1, -1, -1):
+            crow = rc + (l0 + s) * c_strides[2]
+            g = gy[s, c]
+            if s == T - 1:
+                if has_mu:
+                    for n in range(N):
+                        lam_out[s, c, n] = g * Cm[crow, n] + mu[c, n]
+                else:
+                    for n in range(N):
+                        lam_out[s, c, n] = g * Cm[crow, n]
+            else:
+                for n in range(N):
+                    lam_out[s, c, n] = g * Cm[crow, n] + a[s + 1, c, n] * lam_out[s + 1, c, n]
+        for n in range(N):
+            mu_out[c, n] = a[0, c, n] * lam_out[0, c, n]

@@ -95,8 +95,8 @@ class _SelectiveScanFn(torch.autograd.Function):
                 save_for_backward=needs_grad)
             ypre = None
         else:
-            compiled = _scan_cpu.compiled_forward() if u.device.type == "cpu" else None
-            fwd = compiled or _scan_cpu.scan_fwd
+            compiled = _scan_cpu.compiled() if u.device.type == "cpu" else None
+            fwd = _scan_cpu.scan_fwd if compiled is None else compiled.scan_fwd
             out, last, ckpt, ypre = fwd(
                 u, delta, A, B, C, D, z, delta_bias, softplus, initial_state,
                 chunk=chunk, save_for_backward=needs_grad, ct=ct)
@@ -173,7 +173,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         State before the first step; gradients flow into it.
     backend : {"auto", "reference", "cpu", "triton"}, default "auto"
         ``"auto"`` uses Triton for CUDA tensors when Triton is installed and ``"cpu"``
-        otherwise.  ``"cpu"`` is the chunked torch path (it runs on any device),
+        otherwise.  ``"cpu"`` runs on any device: a compiled (numba) forward on CPU tensors,
+        a chunked torch forward elsewhere, and a chunked torch backward;
         ``"reference"`` the plain loop, ``"triton"`` the fused kernels (CUDA tensors, or CPU
         tensors when ``TRITON_INTERPRET=1`` was set before import).
     chunk_size : int, optional
