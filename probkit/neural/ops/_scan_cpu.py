@@ -217,7 +217,7 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
         hb = buf_h[: T + 1]
         dtu = dtT * uT
         if nb is not None:
-            nb.recompute_chunk(0, b * d, l0, T, dt_np, u_np, A_np, Bm, bs,
+            nb.recompute_chunk(l0, T, dt_np, u_np, A_np, Bm, bs,
                                ckpt[ci].view(b * d, N).numpy(), a.view(T, b * d, N).numpy(),
                                hb.view(T + 1, b * d, N).numpy())
         else:
@@ -240,7 +240,7 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
         lam = buf_l[:T]
         if nb is not None:
             mu_next = torch.empty((b, d, N), dtype=ct)
-            nb.adjoint_chunk(0, b * d, d, l0, T, gy.contiguous().view(T, b * d).numpy(), Cm, cs,
+            nb.adjoint_chunk(d, l0, T, gy.contiguous().view(T, b * d).numpy(), Cm, cs,
                              a.view(T, b * d, N).numpy(),
                              (mu_next if mu is None else mu.contiguous()).view(b * d, N).numpy(),
                              mu is not None, lam.view(T, b * d, N).numpy(),

@@ -232,8 +232,13 @@ def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk, save_for_
     return out, last, ckpt, (ypre if save_for_backward else None)
 
 
+# The two backward kernels loop over time outside and channels inside: the chunk buffers are
+# laid out (T, batch * dim, N), so each step reads and writes one contiguous slab (a loop
+# over channels inside time strides by a whole slab per step and defeats the prefetchers).
+
+
 @_jit
-def recompute_chunk(c0, c1, l0, T, dt, u, A, Bm, b_strides, h_start, a_out, h_out):
+def recompute_chunk(l0, T, dt, u, A, Bm, b_strides, h_start, a_out, h_out):
     """States and decays of one chunk (steps ``l0 <= t < l0 + T``) for the backward.
 
     ``a_out[s, c] = exp(dt A)`` of step ``l0 + s`` and ``h_out[s + 1, c]`` the state after
@@ -242,17 +247,16 @@ def recompute_chunk(c0, c1, l0, T, dt, u, A, Bm, b_strides, h_start, a_out, h_ou
     """
     d = A.shape[0]
     N = A.shape[1]
-    for c in range(c0, c1):
-        i = c // d
-        j = c - i * d
-        rb = i * b_strides[0] + (j // b_strides[3]) * b_strides[1]
-        for n in range(N):
-            h_out[0, c, n] = h_start[c, n]
-        for s in range(T):
-            t = l0 + s
+    n_chan = h_start.shape[0]
+    h_out[0] = h_start
+    for s in range(T):
+        t = l0 + s
+        for c in range(n_chan):
+            i = c // d
+            j = c - i * d
+            brow = i * b_strides[0] + (j // b_strides[3]) * b_strides[1] + t * b_strides[2]
             dtv = dt[c, t]
             dtu = dtv * u[c, t]
-            brow = rb + t * b_strides[2]
             for n in range(N):
                 an = _exp_any(dtv * A[j, n])
                 a_out[s, c, n] = an
@@ -260,7 +264,7 @@ def recompute_chunk(c0, c1, l0, T, dt, u, A, Bm, b_strides, h_start, a_out, h_ou
 
 
 @_jit
-def adjoint_chunk(c0, c1, dim, l0, T, gy, Cm, c_strides, a, mu, has_mu, lam_out, mu_out):
+def adjoint_chunk(dim, l0, T, gy, Cm, c_strides, a, mu, has_mu, lam_out, mu_out):
     """Adjoint states of one chunk: ``lam_s = gy_s C_s + a_{s+1} lam_{s+1}``, last to first.
 
     Channel ``c`` is (batch ``c // dim``, dim ``c % dim``); ``gy`` is ``(T, batch * dim)``;
@@ -268,13 +272,14 @@ def adjoint_chunk(c0, c1, dim, l0, T, gy, Cm, c_strides, a, mu, has_mu, lam_out,
     adjoint arriving from after the chunk, and ``mu_out = a_0 lam_0`` the one it passes to
     the previous chunk.
     """
+    n_chan = a.shape[1]
     N = a.shape[2]
-    for c in range(c0, c1):
-        i = c // dim
-        j = c - i * dim
-        rc = i * c_strides[0] + (j // c_strides[3]) * c_strides[1]
-        for s in range(T - 1, -1, -1):
-            crow = rc + (l0 + s) * c_strides[2]
+    for s in range(T - 1, -1, -1):
+        crow_t = (l0 + s) * c_strides[2]
+        for c in range(n_chan):
+            i = c // dim
+            j = c - i * dim
+            crow = i * c_strides[0] + (j // c_strides[3]) * c_strides[1] + crow_t
             g = gy[s, c]
             if s == T - 1:
                 if has_mu:
@@ -286,5 +291,6 @@ def adjoint_chunk(c0, c1, dim, l0, T, gy, Cm, c_strides, a, mu, has_mu, lam_out,
             else:
                 for n in range(N):
                     lam_out[s, c, n] = g * Cm[crow, n] + a[s + 1, c, n] * lam_out[s + 1, c, n]
+    for c in range(n_chan):
         for n in range(N):
             mu_out[c, n] = a[0, c, n] * lam_out[0, c, n]
