@@ -13,6 +13,7 @@ FIRST = [
     "plot_vb_gibbs_nuts_earthquakes.py",
     "plot_shakespeare_categorical_hmm.py",
     "plot_sunspots_lds.py",
+    "plot_sunspots_arhmm.py",
     "plot_lda_shakespeare.py",
     "plot_glm_earthquakes.py",
     "plot_save_load_and_cli.py",

@@ -65,6 +65,7 @@ API_MODULES = [
     ("probkit.base", "Estimator base class"),
     ("probkit.em", "The EM engine"),
     ("probkit.em.engine", "The EM engine's hooks"),
+    ("probkit.em.online", "Stepwise (online) EM"),
     ("probkit.inference", "HMM inference kernels"),
     ("probkit.inference.kalman", "Kalman filter and smoother kernels"),
     ("probkit.io", "Saving and loading"),

@@ -248,7 +248,8 @@ def _run_lengths(values):
     return np.diff(np.r_[starts, len(values)]).astype(np.int64)
 
 
-def read_numeric_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=None, default_columns=None):
+def read_numeric_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=None, default_columns=None,
+                     extra_columns=None):
     """Read numeric columns of a CSV file.
 
     The delimiter is detected among ``, ; TAB |`` unless given; a first row with a
@@ -272,6 +273,10 @@ def read_numeric_csv(path, columns=None, delimiter=None, dropna=False, sequence_
     default_columns : list of str, optional
         Columns to use when ``columns`` is not given and the file has them all (the
         columns a model was fitted on).
+    extra_columns : str, optional
+        Further columns (names or 0-based indices, comma-separated; the CLI's ``--inputs``)
+        appended after the chosen ones, in the given order; without ``columns`` they are
+        left out of the default "every column".
 
     Returns
     -------
@@ -315,12 +320,20 @@ def read_numeric_csv(path, columns=None, delimiter=None, dropna=False, sequence_
         seq_idx = seq[0]
     default = list(default_columns) if default_columns is not None else None
     indices = _select(names, path, columns, default=default)
-    if columns is None and default is None and seq_idx is not None:
-        indices = [j for j in indices if j != seq_idx]
-    if seq_idx is not None and seq_idx in indices:
+    extra = [] if extra_columns is None else _select(names, path, extra_columns)
+    if columns is None and default is None:
+        indices = [j for j in indices if j != seq_idx and j not in extra]
+    if seq_idx is not None and seq_idx in indices + extra:
         raise CSVError(f"column '{printable(names[seq_idx])}' is the sequence column and cannot also be a feature")
     if not indices:
         raise CSVError(f"{path} has no feature column left to model")
+    for j in extra:
+        if j in indices:
+            raise CSVError(f"column '{printable(names[j])}' is one of the --inputs columns and cannot also be "
+                           "modelled")
+        if extra.count(j) > 1:
+            raise CSVError(f"column '{printable(names[j])}' is named twice in --inputs")
+    indices = indices + extra
 
     body = _fast_body(text, head)
     if body is not None:

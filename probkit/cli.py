@@ -82,6 +82,9 @@ class ModelSpec:
         Name of the iteration-limit parameter (``max_iter`` or ``n_iter``).
     options : tuple of str
         Optional CLI options that map to constructor parameters of the same name.
+    inputs : bool
+        Takes ``--inputs COLUMNS``: covariates that drive the model (``inputs=`` of its
+        methods); ``score`` and ``decode`` read the same columns again.
     fixed : dict
         Constructor parameters the command always sets.
 
@@ -98,6 +101,7 @@ class ModelSpec:
     iter_param: str = "max_iter"
     options: tuple = ()
     fixed: dict = field(default_factory=dict)
+    inputs: bool = False
 
     def load(self):
         """Import and return the estimator class."""
@@ -148,13 +152,18 @@ MODELS = {
                                      supervised=True, options=("alpha",)),
     "naive-bayes": ModelSpec("probkit.naive_bayes:NaiveBayes",
                              "Gaussian naive Bayes classifier of a --target class column", supervised=True),
+    "input-driven-hmm": ModelSpec("probkit.hmm:InputDrivenHMM", "hidden Markov model whose transitions and "
+                                  "Gaussian emissions are regressions on --inputs columns (GLM-HMM)",
+                                  sequential=True, iter_param="n_iter", options=("n_init", "alpha"), inputs=True),
     "linear-gaussian-ssm": ModelSpec("probkit.ssm:LinearGaussianSSM", "linear-Gaussian state-space model "
-                                     "(Kalman filter; -k = state dimension)", sequential=True, iter_param="n_iter"),
+                                     "(Kalman filter; -k = state dimension; optional --inputs)", sequential=True,
+                                     iter_param="n_iter", inputs=True),
 }
 
 
 # ---------------------------------------------------------------------------- CSV input
-def read_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=None, default_columns=None):
+def read_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=None, default_columns=None,
+             extra_columns=None):
     """Read numeric columns of a CSV file for the CLI (:func:`probkit._csv.read_numeric_csv`, errors as CLIError).
 
     Parameters
@@ -167,6 +176,8 @@ def read_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=N
     dropna : bool, default=False
     sequence_column : str, optional
     default_columns : list of str, optional
+    extra_columns : str, optional
+        ``--inputs``: columns appended after the modelled ones.
 
     Returns
     -------
@@ -191,7 +202,7 @@ def read_csv(path, columns=None, delimiter=None, dropna=False, sequence_column=N
     1 row(s) have empty or NaN cells (first: line 3, column 'count'); clean them or pass --dropna
     """
     try:
-        return read_numeric_csv(path, columns, delimiter, dropna, sequence_column, default_columns)
+        return read_numeric_csv(path, columns, delimiter, dropna, sequence_column, default_columns, extra_columns)
     except CSVError as exc:
         raise CLIError(str(exc)) from None
 
@@ -256,9 +267,24 @@ def _no_discrete_states(model, what):
                        "states: use its transform/predict/forecast methods in Python")
 
 
+def _read_with_inputs(args, inputs, columns=None, default_columns=None):
+    """Data columns and the ``inputs`` columns (comma-separated names or indices, or None) read in
+    one pass, so that ``--dropna`` drops the same rows of both."""
+    if inputs is None:
+        X, names, lengths = _read_data(args, default_columns=default_columns, columns=columns)
+        return X, names, lengths, None, []
+    m = len([t for t in inputs.split(",") if t.strip()])
+    if m == 0:
+        raise CLIError("--inputs needs at least one column name or index")
+    X, names, lengths = _read_data(args, default_columns=default_columns, columns=columns, extra_columns=inputs)
+    return X[:, :-m], names[:-m], lengths, X[:, -m:], names[-m:]
+
+
 def _model_data(model, args, model_path):
     default = list(getattr(model, "cli_columns_", [])) or None
-    X, names, lengths = _read_data(args, default_columns=default)
+    stored_inputs = [str(c) for c in getattr(model, "cli_inputs_", [])]
+    X, names, lengths, U, _ = _read_with_inputs(args, ",".join(stored_inputs) if stored_inputs else None,
+                                                default_columns=default)
     if lengths is not None and not _is_sequential(model):
         raise CLIError("--sequence-column applies to hidden Markov models only")
     expected = getattr(model, "n_features_in_", None)
@@ -266,13 +292,14 @@ def _model_data(model, args, model_path):
         fitted_on = f" ({_names_text(default)})" if default else ""
         raise CLIError(f"{model_path} expects {expected} feature column(s){fitted_on} but {args.data} gives "
                        f"{X.shape[1]} ({_names_text(names)}); choose them with --columns")
-    return X, names, lengths
+    return X, names, lengths, U
 
 
-def _read_data(args, default_columns=None):
+def _read_data(args, default_columns=None, columns=None, extra_columns=None):
     t0 = time.perf_counter()
-    X, names, lengths = read_csv(args.data, args.columns, args.delimiter, args.dropna,
-                                 getattr(args, "sequence_column", None), default_columns=default_columns)
+    X, names, lengths = read_csv(args.data, args.columns if columns is None else columns, args.delimiter,
+                                 args.dropna, getattr(args, "sequence_column", None),
+                                 default_columns=default_columns, extra_columns=extra_columns)
     if getattr(args, "verbose", 0):
         _progress(f"read {args.data}: {X.shape[0]} rows x {X.shape[1]} columns ({_names_text(names)})"
                   + (f" in {len(lengths)} sequences" if lengths is not None else "")
@@ -320,8 +347,11 @@ def _class_labels(y):
     return y.astype(np.int64) if np.all(y == np.round(y)) else y
 
 
-def _seq_kwargs(model, lengths):
-    return {"lengths": lengths} if _is_sequential(model) and lengths is not None else {}
+def _seq_kwargs(model, lengths, inputs=None):
+    kw = {"lengths": lengths} if _is_sequential(model) and lengths is not None else {}
+    if inputs is not None:
+        kw["inputs"] = inputs
+    return kw
 
 
 def _emit_json(obj):
@@ -348,7 +378,10 @@ def _cmd_fit(args):
         return _fit_supervised(args, spec, cls)
     if args.plot:
         _no_discrete_states(cls, "--plot")
-    X, names, lengths = _read_data(args)
+    if args.inputs is not None and not spec.inputs:
+        raise CLIError(f"--inputs applies to {', '.join(n for n, m in MODELS.items() if m.inputs)}; "
+                       f"{args.model} takes no covariates")
+    X, names, lengths, inputs, input_names = _read_with_inputs(args, args.inputs)
     if lengths is not None and not spec.sequential:
         raise CLIError(f"--sequence-column applies to hidden Markov models; {args.model} treats rows as independent")
     params = dict(spec.fixed)
@@ -377,23 +410,28 @@ def _cmd_fit(args):
                   f"(at most {params[spec.iter_param]} iterations"
                   + (f", {params['n_init']} starts" if params.get("n_init", 1) > 1 else "") + ")")
     t0 = time.perf_counter()
+    kw = {"lengths": lengths} if spec.sequential and lengths is not None else {}
+    if inputs is not None:
+        kw["inputs"] = inputs
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(X, **({"lengths": lengths} if spec.sequential and lengths is not None else {}))
+        model.fit(X, **kw)
     seconds = time.perf_counter() - t0
     for w in caught:
         if issubclass(w.category, (UserWarning, RuntimeWarning)) and not issubclass(w.category, DeprecationWarning):
             print(f"warning: {w.message}", file=sys.stderr)
     model.cli_columns_ = np.asarray(names, dtype=str)
+    if input_names:
+        model.cli_inputs_ = np.asarray(input_names, dtype=str)
     path = model.save(args.output)
-    kw = {"lengths": lengths} if spec.sequential and lengths is not None else {}
     total = model.score(X, **kw) * (1 if spec.sequential else len(X))
     n_iter = getattr(model, "n_iter_", None)
     bic = model.bic(X, **kw) if hasattr(model, "bic") else None
     if args.json:
         _emit_json({"command": "fit", "model": args.model, "class": type(model).__name__,
                     "n_components": args.n_components, "n_rows": int(len(X)), "n_columns": int(X.shape[1]),
-                    "columns": list(names), "n_sequences": None if lengths is None else int(len(lengths)),
+                    "columns": list(names), "inputs": list(input_names),
+                    "n_sequences": None if lengths is None else int(len(lengths)),
                     "log_likelihood": _finite_or_none(total), "bic": None if bic is None else _finite_or_none(bic),
                     "lower_bound": None if bic is not None else _finite_or_none(model.lower_bound_),
                     "n_iter": None if n_iter is None else int(n_iter),
@@ -402,6 +440,7 @@ def _cmd_fit(args):
     else:
         print(f"fitted {args.model} ({type(model).__name__}, {args.n_components} components) on {len(X)} rows x "
               f"{X.shape[1]} columns ({_names_text(names)})"
+              + (f" driven by {len(input_names)} input column(s) ({_names_text(input_names)})" if input_names else "")
               + (f" in {len(lengths)} sequences" if lengths is not None else ""))
         # Variational models report their evidence lower bound instead of an information criterion.
         criterion = f"BIC {bic:.2f}" if bic is not None else f"evidence lower bound {model.lower_bound_:.4f}"
@@ -419,7 +458,7 @@ def _fit_supervised(args, spec, cls):
         raise CLIError(f"{args.model} needs --target COLUMN, the column to predict from the others")
     if args.sequence_column is not None:
         raise CLIError(f"--sequence-column applies to hidden Markov models; {args.model} treats rows as independent")
-    for name in ("covariance_type", "n_mix", "n_init", "plot"):
+    for name in ("covariance_type", "n_mix", "n_init", "plot", "inputs"):
         if getattr(args, name, None) is not None:
             raise CLIError(f"--{name.replace('_', '-')} does not apply to {args.model}")
     t0 = time.perf_counter()
@@ -524,8 +563,8 @@ def _cmd_score(args):
             else:
                 print(f"D^2 (deviance explained) {score:.6f}, deviance {deviance:.6f} over {len(X)} rows")
         return EXIT_OK
-    X, _, lengths = _model_data(model, args, args.model)
-    kw = _seq_kwargs(model, lengths)
+    X, _, lengths, inputs = _model_data(model, args, args.model)
+    kw = _seq_kwargs(model, lengths, inputs)
     per_row = model.score_samples(X, **kw) if hasattr(model, "score_samples") else None
     total = float(np.sum(per_row)) if per_row is not None else model.score(X, **kw)
     if args.json:
@@ -564,8 +603,8 @@ def _cmd_decode(args):
         _write_csv(args.output, header, rows)
         return EXIT_OK
     _no_discrete_states(model, "decode")
-    X, names, lengths = _model_data(model, args, args.model)
-    kw = _seq_kwargs(model, lengths)
+    X, names, lengths, inputs = _model_data(model, args, args.model)
+    kw = _seq_kwargs(model, lengths, inputs)
     states = model.predict(X, **kw)
     header, rows = ["state"], [[int(s)] for s in states]
     if args.proba:
@@ -587,6 +626,10 @@ def _cmd_sample(args):
         raise CLIError(f"-n must be a positive number of rows, got {args.n_samples}")
     if args.plot:
         _no_discrete_states(model, "--plot")
+    input_names = [str(c) for c in getattr(model, "cli_inputs_", [])]
+    if input_names:
+        raise CLIError(f"{args.model} was fitted with --inputs ({_names_text(input_names)}): a sample needs one row "
+                       f"of those covariates per step; in Python: model.sample(n, inputs=U)")
     X, labels = model.sample(args.n_samples, random_state=args.random_state)
     X = np.asarray(X).reshape(args.n_samples, -1)
     names = [str(c) for c in getattr(model, "cli_columns_", [])] or [f"x{j}" for j in range(X.shape[1])]
@@ -842,8 +885,10 @@ def build_parser():
     p.add_argument("--target", metavar="COL",
                    help="regression and classification models: the column to predict from the others (the "
                         "features are --columns, default: every other column)")
-    p.add_argument("--alpha", type=float, metavar="A", help="regression and classification models: L2 penalty "
-                   "strength (default: 0, maximum likelihood)")
+    p.add_argument("--alpha", type=float, metavar="A", help="regression and classification models (and "
+                   "input-driven-hmm): L2 penalty strength (default: the model's own)")
+    p.add_argument("--inputs", metavar="A,B", help="input-driven-hmm, linear-gaussian-ssm: covariate columns that "
+                   "drive the model (not modelled themselves); score and decode read them again by name")
     p.add_argument("--plot", metavar="FIG.png", help="also draw the fit (needs matplotlib)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="report reading and fitting on standard error: the objective of every iteration "

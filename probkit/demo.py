@@ -41,6 +41,15 @@ from probkit.datasets import load_earthquakes, load_old_faithful
 PUBLISHED_POISSON_HMM_LOGLIK = {2: -341.8787, 3: -328.5275}
 
 
+def _save_figure(fig, plt, output_dir, filename):
+    """Lay out ``fig``, write it to ``output_dir/filename``, close it and say where it went."""
+    fig.tight_layout()
+    path = os.path.join(output_dir, filename)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"  figure: {path}")
+
+
 def old_faithful_gmm(output_dir, plt):
     """Select a Gaussian mixture for Old Faithful by BIC over K and covariance types."""
     X, names = load_old_faithful()
@@ -77,11 +86,7 @@ def old_faithful_gmm(output_dir, plt):
         axes[0].set_title("BIC by number of components")
         plot_mixture_2d(gm, X, ax=axes[1], feature_names=names)
         axes[1].set_title(f"Old Faithful: {k} components ({ct})")
-        fig.tight_layout()
-        path = os.path.join(output_dir, "old_faithful_gmm.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"  figure: {path}")
+        _save_figure(fig, plt, output_dir, "old_faithful_gmm.png")
 
 
 def earthquake_poisson_mixture(output_dir, plt):
@@ -113,11 +118,7 @@ def earthquake_poisson_mixture(output_dir, plt):
         ax.plot(grid, stats.poisson(counts.mean()).pmf(grid), "--", label="single Poisson")
         ax.set_xlabel("major earthquakes per year")
         ax.legend()
-        fig.tight_layout()
-        path = os.path.join(output_dir, "earthquakes_poisson_mixture.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"  figure: {path}")
+        _save_figure(fig, plt, output_dir, "earthquakes_poisson_mixture.png")
 
 
 def old_faithful_regimes(output_dir, plt):
@@ -149,11 +150,7 @@ def old_faithful_regimes(output_dir, plt):
         axes[0].set_xlabel("eruption number")
         axes[0].set_title(f"Decoded regimes (Viterbi), first 120 eruptions, {k}-state Gaussian HMM")
         plot_transition_matrix(model.transmat_[np.ix_(order, order)], ax=axes[1])
-        fig.tight_layout()
-        path = os.path.join(output_dir, "old_faithful_hmm_states.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"  figure: {path}")
+        _save_figure(fig, plt, output_dir, "old_faithful_hmm_states.png")
 def old_faithful_dirichlet_process(output_dir, plt):
     """A Dirichlet-process mixture chooses the number of components of Old Faithful by itself.
 
@@ -228,11 +225,7 @@ def old_faithful_dirichlet_process(output_dir, plt):
 
         plot_mixture_2d(view, X, ax=axes[2], feature_names=names)
         axes[2].set_title(f"Dirichlet process: {len(active)} of 10 components used")
-        fig.tight_layout()
-        path = os.path.join(output_dir, "old_faithful_dirichlet_process.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"  figure: {path}")
+        _save_figure(fig, plt, output_dir, "old_faithful_dirichlet_process.png")
 
 
 def earthquake_poisson_hmm(output_dir, plt):
@@ -259,11 +252,7 @@ def earthquake_poisson_hmm(output_dir, plt):
                     state_names=[f"rate {model.lambdas_[j, 0]:.1f}" for j in order])
         ax.step(years, model.lambdas_[order][states, 0], where="mid", color="k", lw=1.2, label="state rate")
         ax.set_title(f"{k}-state Poisson HMM, Viterbi path")
-        fig.tight_layout()
-        path = os.path.join(output_dir, "earthquakes_poisson_hmm.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"  figure: {path}")
+        _save_figure(fig, plt, output_dir, "earthquakes_poisson_hmm.png")
 def earthquake_hmm_vi_vs_nuts(output_dir, plt):
     """A two-state Poisson HMM of the earthquake counts: variational Bayes EM against NUTS.
 
@@ -307,11 +296,7 @@ def earthquake_hmm_vi_vs_nuts(output_dir, plt):
 
             axes[1].plot(grid, stats.gamma(a[k, 0], scale=1 / b[k, 0]).pdf(grid), color=colour)
         axes[1].set_xlabel("state rate (histogram: NUTS; line: variational Gamma posterior)")
-        fig.tight_layout()
-        path = os.path.join(output_dir, "earthquakes_hmm_vi_vs_nuts.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"  figure: {path}")
+        _save_figure(fig, plt, output_dir, "earthquakes_hmm_vi_vs_nuts.png")
 
 
 def main(argv=None):

@@ -120,12 +120,10 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
     >>> model = GaussianMixture(2, random_state=0).fit(X)
     >>> ax = plot_mixture_2d(model, X, order=np.argsort(model.means_[:, 0]))
     """
-    plt = _plt()
+    plt, ax = _new_axes(ax, (5, 4))
     from matplotlib.patches import Ellipse
 
     X = np.asarray(X)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
     _, position = _display_order(order, len(model.means_))
     labels = position[np.asarray(model.predict(X)).astype(int)]
     i, j = dims
@@ -166,9 +164,7 @@ def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC",
     --------
     >>> ax = plot_criterion({"full": ([1, 2, 3], [10.0, 8.0, 9.0])}, chosen=(2, 8.0))
     """
-    plt = _plt()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
+    _, ax = _new_axes(ax, (5, 4))
     for label, (xs, ys) in values.items():
         ax.plot(xs, ys, marker="o", label=str(label))
     if chosen is not None:

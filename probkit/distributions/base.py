@@ -696,11 +696,14 @@ class ExponentialFamily:
         self._check_sample_shape(x)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, x.shape[0])
-        fitted = self.from_stats(self.summarize(x, sample_weight), prior=prior)
-        self._params = fitted._params
-        self._batch_shape = fitted._batch_shape
+        self._adopt_fitted(self.from_stats(self.summarize(x, sample_weight), prior=prior))
         self._cache = {}
         return self
+
+    def _adopt_fitted(self, fitted):
+        """Take the parameters of ``fitted`` (the result of :meth:`from_stats` on this distribution)."""
+        self._params = fitted._params
+        self._batch_shape = fitted._batch_shape
 
     # ------------------------------------------------------------------ conjugate priors
     conjugate_prior_family = None

@@ -44,6 +44,14 @@ def _lbeta(a, b):
     return torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
 
 
+def _beta_log_evidence(prior, post):
+    """``log B(a_n, b_n) - log B(a, b)``: the marginal likelihood of data whose likelihood is ``p**s (1 - p)**f``
+    under a ``Beta(a, b)`` prior (``post`` is the conjugate posterior), up to the base measure."""
+    a, b = prior._params["concentration1"], prior._params["concentration0"]
+    a_n, b_n = post._params["concentration1"], post._params["concentration0"]
+    return _lbeta(a_n, b_n) - _lbeta(a, b)
+
+
 def _check_probability(p, family):
     if bool((p < 0).any()) or bool((p > 1).any()):
         raise ValueError(f"{family}: probs must lie in [0, 1]")
@@ -55,7 +63,31 @@ def _bernoulli_kl(p, q):
             + torch.special.xlog1py(1 - p, -p) - torch.special.xlog1py(1 - p, -q))
 
 
-class Bernoulli(ExponentialFamily):
+class _BetaConjugateProbs(ExponentialFamily):
+    """A family with one probability parameter ``probs`` and a conjugate :class:`Beta` prior on it.
+
+    The subclass defines ``_posterior``; the marginal likelihood here has no base-measure term
+    (a family with one overrides ``_log_marginal_likelihood``).
+    """
+
+    param_names = ("probs",)
+    _param_event_ndims = {"probs": 0}
+
+    def __init__(self, probs=None):
+        self._set_params(probs=probs)
+
+    @property
+    def conjugate_prior_family(self):
+        return _beta_prior_class()
+
+    def _map_params(self, post):
+        return {"probs": _beta_mode(post)}
+
+    def _log_marginal_likelihood(self, x, stats, prior):
+        return _beta_log_evidence(prior, self._posterior(stats, prior))
+
+
+class Bernoulli(_BetaConjugateProbs):
     """Bernoulli distribution over ``{0, 1}`` with ``P(x = 1) = probs``.
 
     ``T(x) = x``, natural parameter ``logit(probs)``, log-partition
@@ -77,19 +109,10 @@ class Bernoulli(ExponentialFamily):
     0.75
     """
 
-    param_names = ("probs",)
-    _param_event_ndims = {"probs": 0}
     support_description = "{0, 1}"
-
-    def __init__(self, probs=None):
-        self._set_params(probs=probs)
 
     def _check_params(self):
         _check_probability(self._params["probs"], "Bernoulli")
-
-    @property
-    def conjugate_prior_family(self):
-        return _beta_prior_class()
 
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
@@ -140,15 +163,6 @@ class Bernoulli(ExponentialFamily):
         return type(prior)(concentration1=p["concentration1"] + stats["x"],
                            concentration0=p["concentration0"] + stats["count"] - stats["x"])
 
-    def _map_params(self, post):
-        return {"probs": _beta_mode(post)}
-
-    def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        a, b = prior._params["concentration1"], prior._params["concentration0"]
-        a_n, b_n = post._params["concentration1"], post._params["concentration0"]
-        return _lbeta(a_n, b_n) - _lbeta(a, b)
-
 
 def _check_total_count(total_count, name="total_count"):
     if isinstance(total_count, bool) or int(total_count) != total_count or total_count < 1:
@@ -156,7 +170,7 @@ def _check_total_count(total_count, name="total_count"):
     return int(total_count)
 
 
-class Binomial(ExponentialFamily):
+class Binomial(_BetaConjugateProbs):
     """Binomial distribution: successes in ``total_count`` independent trials of probability ``probs``.
 
     ``total_count`` is a fixed option, not a fitted parameter. ``T(x) = x``, natural
@@ -180,8 +194,6 @@ class Binomial(ExponentialFamily):
     0.4
     """
 
-    param_names = ("probs",)
-    _param_event_ndims = {"probs": 0}
     support_description = "integers 0 .. total_count"
 
     def __init__(self, total_count, probs=None):
@@ -193,10 +205,6 @@ class Binomial(ExponentialFamily):
 
     def _check_params(self):
         _check_probability(self._params["probs"], "Binomial")
-
-    @property
-    def conjugate_prior_family(self):
-        return _beta_prior_class()
 
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
@@ -259,17 +267,11 @@ class Binomial(ExponentialFamily):
         return type(prior)(concentration1=p["concentration1"] + stats["x"],
                            concentration0=p["concentration0"] + self.total_count * stats["count"] - stats["x"])
 
-    def _map_params(self, post):
-        return {"probs": _beta_mode(post)}
-
     def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        a, b = prior._params["concentration1"], prior._params["concentration0"]
-        a_n, b_n = post._params["concentration1"], post._params["concentration0"]
-        return self._log_base_measure(x).sum() + _lbeta(a_n, b_n) - _lbeta(a, b)
+        return self._log_base_measure(x).sum() + _beta_log_evidence(prior, self._posterior(stats, prior))
 
 
-class Geometric(ExponentialFamily):
+class Geometric(_BetaConjugateProbs):
     """Geometric distribution: the number of failures before the first success.
 
     Support ``0, 1, 2, ...`` with ``P(x) = probs * (1 - probs)**x`` (as in
@@ -293,21 +295,12 @@ class Geometric(ExponentialFamily):
     0.25
     """
 
-    param_names = ("probs",)
-    _param_event_ndims = {"probs": 0}
     support_description = "non-negative integers"
-
-    def __init__(self, probs=None):
-        self._set_params(probs=probs)
 
     def _check_params(self):
         p = self._params["probs"]
         if bool((p <= 0).any()) or bool((p > 1).any()):
             raise ValueError("Geometric: probs must lie in (0, 1]")
-
-    @property
-    def conjugate_prior_family(self):
-        return _beta_prior_class()
 
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
@@ -362,12 +355,6 @@ class Geometric(ExponentialFamily):
     def _map_params(self, post):
         p = post.torch_params()["concentration1"]
         return {"probs": _beta_mode(post, lower=torch.finfo(p.dtype).tiny)}
-
-    def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        a, b = prior._params["concentration1"], prior._params["concentration0"]
-        a_n, b_n = post._params["concentration1"], post._params["concentration0"]
-        return _lbeta(a_n, b_n) - _lbeta(a, b)
 
 
 class Multinomial(ExponentialFamily):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from probkit.distributions.base import ExponentialFamily, SufficientStats
-from probkit.utils.validation import check_sample_weight
 
 __all__ = ["Independent"]
 
@@ -340,11 +339,7 @@ class Independent(ExponentialFamily):
         -------
         self
         """
-        x = self._to_tensor(X)
-        self._check_sample_shape(x)
-        if sample_weight is not None:
-            sample_weight = check_sample_weight(sample_weight, x.shape[0])
-        fitted = self.from_stats(self.summarize(x, sample_weight), prior=prior)
+        return super().fit(X, sample_weight, prior)
+
+    def _adopt_fitted(self, fitted):
         self.components = fitted.components
-        self._cache = {}
-        return self

@@ -11,7 +11,7 @@ from scipy import optimize, special
 from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
-from probkit.distributions.discrete import _beta_mode, _beta_prior_class, _lbeta
+from probkit.distributions.discrete import _beta_log_evidence, _beta_mode, _beta_prior_class
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.utils.validation import check_nonnegative_integers, check_sample_weight
 
@@ -277,7 +277,4 @@ class NegativeBinomial(ExpectedStatisticsMixin, ExponentialFamily):
         return {"total_count": torch.full_like(probs, self.fixed_total_count), "probs": probs}
 
     def _log_marginal_likelihood(self, x, stats, prior):
-        post = self._posterior(stats, prior)
-        a, b = prior._params["concentration1"], prior._params["concentration0"]
-        a_n, b_n = post._params["concentration1"], post._params["concentration0"]
-        return self._log_base_measure(x).sum() + _lbeta(a_n, b_n) - _lbeta(a, b)
+        return self._log_base_measure(x).sum() + _beta_log_evidence(prior, self._posterior(stats, prior))

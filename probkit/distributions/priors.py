@@ -13,14 +13,12 @@ variational Bayes, which needs the expectations of the precision under the poste
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import LOG_2PI, ExponentialFamily, kl_divergence
-from probkit.distributions.wishart import _multi_digamma, wishart_bartlett
+from probkit.distributions.wishart import wishart_bartlett, wishart_expected_log_det, wishart_log_normaliser
 from probkit.utils._array import is_tensor, to_numpy
 from probkit.utils.random import torch_generator
 from probkit.utils._linalg import cholesky
@@ -314,11 +312,6 @@ class NormalGamma(_ParameterisedPrior):
         return self._expectation(1.0 / kappa + m * m * a / b)
 
 
-def _multi_lgamma(x, d):
-    """Log of the multivariate gamma function ``Gamma_d(x)``, elementwise in ``x``."""
-    return torch.mvlgamma(x, d)
-
-
 class NormalWishart(_ParameterisedPrior):
     """Normal-Wishart distribution over a mean vector and a precision matrix ``Λ``.
 
@@ -450,7 +443,7 @@ class NormalWishart(_ParameterisedPrior):
         """``log Z = ν d/2 log 2 - ν/2 log|covariance| + log Γ_d(ν/2) + d/2 log(2π/κ)``."""
         m, kappa, nu, cov = self._unpack()
         d = m.shape[-1]
-        return (0.5 * nu * d * math.log(2.0) - 0.5 * nu * self._log_det_cov() + _multi_lgamma(0.5 * nu, d)
+        return (wishart_log_normaliser(nu, -self._log_det_cov(), d)
                 + 0.5 * d * (LOG_2PI - torch.log(kappa))).expand(self._batch_shape)
 
     # ------------------------------------------------------------------ densities
@@ -534,7 +527,7 @@ class NormalWishart(_ParameterisedPrior):
     def _expected_log_det(self):
         m, kappa, nu, cov = self._unpack()
         d = m.shape[-1]
-        return _multi_digamma(0.5 * nu, d) + d * math.log(2.0) - self._log_det_cov()
+        return wishart_expected_log_det(nu, -self._log_det_cov(), d)
 
     def _entropy(self):
         m, kappa, nu, cov = self._unpack()

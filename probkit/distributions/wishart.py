@@ -9,7 +9,7 @@ import torch
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 
-__all__ = ["InverseWishart", "Wishart", "wishart_bartlett"]
+__all__ = ["InverseWishart", "Wishart", "wishart_bartlett", "wishart_expected_log_det", "wishart_log_normaliser"]
 
 LOG_2 = math.log(2.0)
 
@@ -18,6 +18,37 @@ def _multi_digamma(x, p):
     """``psi_p(x) = sum_{i=0..p-1} digamma(x - i/2)``, elementwise in ``x``."""
     offsets = torch.arange(p, dtype=x.dtype, device=x.device) * 0.5
     return torch.digamma(x.unsqueeze(-1) - offsets).sum(-1)
+
+
+def wishart_log_normaliser(df, log_det_scale, p):
+    """``log Z`` of a ``p x p`` Wishart with ``df`` degrees of freedom and scale ``S``:
+    ``(df p / 2) log 2 + (df / 2) log|S| + log Gamma_p(df / 2)``.
+
+    The normaliser of an inverse Wishart with inverse scale ``Psi`` is the same with
+    ``log|S| = -log|Psi|``.
+
+    Examples
+    --------
+    >>> import math
+    >>> df = torch.tensor(3.0)
+    >>> bool(torch.isclose(wishart_log_normaliser(df, torch.tensor(0.0), 1),
+    ...                    1.5 * math.log(2.0) + torch.lgamma(df / 2)))   # chi-square with 3 dof
+    True
+    """
+    return 0.5 * df * p * LOG_2 + 0.5 * df * log_det_scale + torch.mvlgamma(0.5 * df, p)
+
+
+def wishart_expected_log_det(df, log_det_scale, p):
+    """``E[log|W|] = psi_p(df / 2) + p log 2 + log|S|`` for ``W ~ Wishart(df, S)`` of size ``p x p``.
+
+    Examples
+    --------
+    >>> df = torch.tensor(3.0)
+    >>> bool(torch.isclose(wishart_expected_log_det(df, torch.tensor(0.0), 1),
+    ...                    torch.digamma(df / 2) + math.log(2.0)))   # E[log chi-square(3)]
+    True
+    """
+    return _multi_digamma(0.5 * df, p) + p * LOG_2 + log_det_scale
 
 
 def _log_det(chol):
@@ -222,7 +253,7 @@ class Wishart(_MatrixFamily):
         return 0.5 * (df - p - 1) * log_det_x - 0.5 * trace - self._log_partition_tensor(df, p)
 
     def _log_partition_tensor(self, df, p):
-        return 0.5 * df * p * LOG_2 + 0.5 * df * _log_det(self._scale_chol()) + torch.mvlgamma(0.5 * df, p)
+        return wishart_log_normaliser(df, _log_det(self._scale_chol()), p)
 
     def _sufficient_statistics(self, x):
         return {"x": x, "log_det": _log_det(torch.linalg.cholesky(x))}
@@ -246,7 +277,7 @@ class Wishart(_MatrixFamily):
         df, scale = self._params["df"], self._params["scale_matrix"]
         p = scale.shape[-1]
         return {"x": (df[..., None, None] * scale).expand(*self._batch_shape, p, p),
-                "log_det": (_multi_digamma(0.5 * df, p) + p * LOG_2 + _log_det(self._scale_chol())).expand(self._batch_shape)}
+                "log_det": wishart_expected_log_det(df, _log_det(self._scale_chol()), p).expand(self._batch_shape)}
 
     def _params_from_mean(self, mean, stats=None):
         df, m = self._mle_df_and_mean_matrix(mean, "x", 1.0)
@@ -296,7 +327,7 @@ class InverseWishart(_MatrixFamily):
         return -0.5 * (df + p + 1) * _log_det(chol) - 0.5 * trace - self._log_partition_tensor(df, p)
 
     def _log_partition_tensor(self, df, p):
-        return 0.5 * df * p * LOG_2 - 0.5 * df * _log_det(self._scale_chol()) + torch.mvlgamma(0.5 * df, p)
+        return wishart_log_normaliser(df, -_log_det(self._scale_chol()), p)
 
     def _sufficient_statistics(self, x):
         chol = torch.linalg.cholesky(x)

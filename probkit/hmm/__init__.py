@@ -8,6 +8,7 @@ is their Bayesian counterpart (variational Bayes EM, Pyro SVI or NUTS).
 """
 
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.hmm._streaming import HMMStreamFilter
 from probkit.hmm.autoregressive import ARHMM
 from probkit.hmm.discrete import CategoricalHMM, MultinomialHMM, PoissonHMM
 from probkit.hmm.gaussian import GaussianHMM
@@ -16,5 +17,5 @@ from probkit.hmm.gmm import GMMHMM
 from probkit.hmm.input_driven import InputDrivenHMM
 from probkit.hmm.variational import VariationalHMM
 
-__all__ = ["ARHMM", "BaseHMM", "CategoricalHMM", "EmptyStateWarning", "GMMHMM", "GaussianHMM", "HMM", "InputDrivenHMM", "MultinomialHMM",
-           "PoissonHMM", "VariationalHMM"]
+__all__ = ["ARHMM", "BaseHMM", "CategoricalHMM", "EmptyStateWarning", "GMMHMM", "GaussianHMM", "HMM", "HMMStreamFilter",
+           "InputDrivenHMM", "MultinomialHMM", "PoissonHMM", "VariationalHMM"]

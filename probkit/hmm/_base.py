@@ -16,18 +16,26 @@ import numpy as np
 import torch
 from scipy import linalg
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._available_if import available_if
 
 from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
 from probkit.distributions.dirichlet import dirichlet_map_rows
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
+from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
 from probkit.inference import sample_markov_chain
 from probkit.inference._lazy_numba import numba_backend
 from probkit.inference.concatenated import ForwardBackwardResult, _forward_backward, _forward_filter, _viterbi
 from probkit.utils._array import to_numpy
+from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
+from probkit.utils.validation import (
+    check_nonnegative_integers,
+    check_parameters_set,
+    check_probabilities,
+    check_stochastic,
+)
 from probkit.utils._warnings import warn_user
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
@@ -147,6 +155,8 @@ class BaseHMM(ProbkitEstimator):
 
     _emission_letters = ""
     _supports_missing = False
+    # The running statistics of partial_fit are not saved: a loaded model starts a new online run.
+    _io_exclude = ("_stepwise",)
     #: Whether the emission model also runs on numpy arrays (the CPU float64 fast path).
     _numpy_emissions = False
 
@@ -257,19 +267,9 @@ class BaseHMM(ProbkitEstimator):
     def _check(self):
         """Validate the parameters (fitted or set by hand) before they are used."""
         k = self.n_components
-        for name in ("startprob_", "transmat_"):
-            if not hasattr(self, name):
-                raise NotFittedError(
-                    f"this {type(self).__name__} has no {name}: call fit or set the parameters by hand"
-                )
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if start.shape != (k,):
-            raise ValueError(f"startprob_ must have shape ({k},), got {start.shape}")
-        check_stochastic(start, "startprob_")
-        trans = np.asarray(self.transmat_, dtype=np.float64)
-        if trans.shape != (k, k):
-            raise ValueError(f"transmat_ must have shape ({k}, {k}), got {trans.shape}")
-        check_stochastic(trans, "transmat_")
+        check_parameters_set(self, ("startprob_", "transmat_"))
+        check_probabilities(self.startprob_, (k,), "startprob_")
+        check_probabilities(self.transmat_, (k, k), "transmat_")
         self._check_emission()
 
     def _check_fitted_or_set(self):
@@ -315,8 +315,10 @@ class BaseHMM(ProbkitEstimator):
         return _forward_backward(log_start, log_trans, log_emis, data.lengths,
                                  "log" if self._use_log() else "scaling")
 
-    def _forward_filter(self, data, log_emis):
-        log_start, log_trans = self._log_start_trans(data.x)
+    def _forward_filter(self, data, log_emis, log_start=None):
+        # log_start: the state distribution of every sequence's first step (startprob_ by default)
+        default_start, log_trans = self._log_start_trans(data.x)
+        log_start = default_start if log_start is None else self._as_like(log_start, data.x)
         if data.numpy:
             loglik, filtered, _ = numba_backend().forward(log_start, log_trans, np.ascontiguousarray(log_emis),
                                                           data.lengths, self._use_log())
@@ -401,15 +403,137 @@ class BaseHMM(ProbkitEstimator):
         check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels, training=True)
-        random_state = check_random_state(self.random_state)
-        result = run_em(
-            self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init, random_state=random_state,
-            objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True,
-        )
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
+
+    def _fits_by_base_em(self):
+        # Stepwise EM reuses the hooks of the base's Baum-Welch; an estimator with a fit of
+        # its own (variational posteriors, another API) has no partial_fit.
+        return type(self).fit is BaseHMM.fit
+
+    @available_if(_fits_by_base_em)
+    @limit_torch_threads
+    def partial_fit(self, X, y=None, *, lengths=None, learning_offset=DEFAULT_LEARNING_OFFSET,
+                    learning_decay=DEFAULT_LEARNING_DECAY):
+        """One step of stepwise (online) Baum-Welch on a mini-batch of sequences.
+
+        The running expected statistics -- start counts per sequence, transition counts
+        and emission statistics per row -- are averaged with the batch's,
+        ``s <- (1 - rho_t) s + rho_t s(batch) / n_batch``, and the parameters become the
+        M-step of the statistics scaled to the rows (sequences) seen so far, with
+        ``rho_t = (learning_offset + t) ** -learning_decay`` for the ``t``-th batch (see
+        :mod:`probkit.em.online`). The first call initialises the parameters from its
+        batch as ``fit`` does (``init_params``; parameters set by hand and left out of
+        ``init_params`` are kept), unless the model has seen data (fitted, loaded, or
+        used for prediction: ``n_features_in_`` is set): then it continues from its
+        parameters. Parameters changed between two calls (a ``fit``, a hand-set value)
+        start a new online run from them. Sequences do not continue across calls: every
+        batch holds whole sequences.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The sequences of the mini-batch, stacked along the first axis.
+        y : None
+            Unused (scikit-learn's slot); sequence lengths passed here are an error.
+        lengths : array-like of int, optional
+            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        learning_offset : float, default=2.0
+            ``>= 0``; larger values make the first steps smaller.
+        learning_decay : float, default=0.7
+            ``kappa`` in ``[0, 1]``; ``(0.5, 1]`` gives convergence, ``0`` makes every step a
+            full EM step on its batch alone.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        ``n_iter_`` counts the batches of the online run and ``monitor_.history`` holds
+        the total log-likelihood of every batch under the parameters before its step.
+        Stepwise EM has no stopping rule: ``converged_`` is False.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from probkit import GaussianHMM
+        >>> truth = GaussianHMM(2)
+        >>> truth.startprob_ = np.array([0.5, 0.5])
+        >>> truth.transmat_ = np.array([[0.95, 0.05], [0.1, 0.9]])
+        >>> truth.means_ = np.array([[-3.0], [3.0]])
+        >>> truth.covars_ = np.array([[1.0], [1.0]])
+        >>> model = GaussianHMM(2, random_state=0)
+        >>> for seed in range(30):
+        ...     X, _ = truth.sample(200, random_state=seed)
+        ...     model = model.partial_fit(X)
+        >>> np.round(np.sort(model.means_[:, 0]))
+        array([-3.,  3.])
+        >>> model.n_iter_, len(model.monitor_.history)
+        (30, 30)
+        """
+        check_y_slot(self, "partial_fit", X, y)
+        self._check_options()
+        check_schedule(learning_offset, learning_decay, f"{type(self).__name__}.partial_fit")
+        state = getattr(self, "_stepwise", None)
+        resume = state is not None and state.owns(self)
+        fitted = hasattr(self, "n_features_in_")
+        data = self._validate_sequences(X, lengths, reset=not fitted, training=not resume)
+        if not resume:
+            state = StepwiseEM()
+            if fitted:
+                self._check()
+            else:
+                self._em_initialize(data, check_random_state(self.random_state))
+            self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose, signed=True)
+        units = {"start": float(len(data.lengths)), None: float(data.X.shape[0])}
+        estep, _ = state.step(self, data, units, learning_offset=learning_offset, learning_decay=learning_decay)
+        self.monitor_.report(estep.log_likelihood)
+        self.n_iter_ = state.n_steps
+        self.converged_ = False
+        state.bind(self)
+        self._stepwise = state
+        return self
+
+    def _filters_like_base(self):
+        # The stream filter continues the base's forward pass row by row; a model whose rows
+        # depend on earlier rows or on inputs (its own sequence validation) or that scores
+        # otherwise (variational posteriors) has no filter_stream.
+        cls = type(self)
+        return cls._validate_sequences is BaseHMM._validate_sequences and cls.score is BaseHMM.score
+
+    @available_if(_filters_like_base)
+    def filter_stream(self):
+        """A running forward filter: feed observations one at a time (or in blocks of rows).
+
+        ``stream.update(x)`` returns the filtered state probabilities
+        ``p(z_t | x_1..x_t)`` of the new steps and keeps the running log-likelihood
+        ``log p(x_1..x_t)``: the same numbers as the forward pass over the whole sequence
+        (:meth:`score`, :meth:`score_samples`), without keeping the past.
+
+        Returns
+        -------
+        probkit.hmm.HMMStreamFilter
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from probkit import PoissonHMM
+        >>> model = PoissonHMM(2)
+        >>> model.startprob_ = np.array([0.5, 0.5])
+        >>> model.transmat_ = np.array([[0.9, 0.1], [0.1, 0.9]])
+        >>> model.lambdas_ = np.array([[1.0], [10.0]])
+        >>> stream = model.filter_stream()
+        >>> np.round(stream.update([12]), 4)
+        array([0., 1.])
+        >>> X = np.array([[12], [0], [1]])
+        >>> _ = stream.update(X[1:])
+        >>> bool(np.isclose(stream.log_likelihood, model.score(X)))
+        True
+        """
+        from probkit.hmm._streaming import HMMStreamFilter
+
+        return HMMStreamFilter(self)
 
     def _prepare_predict(self, X, lengths, state_labels=None):
         self._check_fitted_or_set()

@@ -9,13 +9,17 @@ import numpy as np
 import torch
 
 from probkit.base import Interval, StrOptions, positive_int
-from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart
+from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart, Wishart
+from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.dirichlet import dirichlet_expected_log
-from probkit.em.engine import EStepResult, run_em
+from probkit.distributions.mvn import n_covariance_parameters
+from probkit.distributions.wishart import wishart_bartlett
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.hmm._base import BaseHMM
 from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences
 from probkit.utils._array import to_numpy
+from probkit.utils._linalg import cholesky
 from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.sequences import check_y_slot
 from probkit.utils.validation import check_stochastic
@@ -27,7 +31,9 @@ __all__ = ["VariationalHMM"]
 
 EMISSIONS = ("gaussian", "categorical", "poisson")
 INFERENCE_METHODS = ("vem", "svi", "nuts")
-GAUSSIAN_COVARIANCE_TYPES = ("full", "diag")
+GAUSSIAN_COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
+# the Pyro models (SVI, NUTS) have one precision per state (full) or per state and feature (diag)
+_PYRO_COVARIANCE_TYPES = ("full", "diag")
 
 
 def _dirichlet_kl(alpha, alpha0):
@@ -61,6 +67,126 @@ def _positive_array(value, shape, name, default):
     return arr
 
 
+def _spd_matrices(value, shape, name):
+    """``value`` broadcast to ``shape`` (..., d, d), checked to hold symmetric positive-definite matrices."""
+    arr = _broadcast(value, shape, name)
+    if not np.all(np.isfinite(arr)) or not np.allclose(arr, np.swapaxes(arr, -1, -2)) or \
+            np.any(np.linalg.eigvalsh(arr) <= 0):
+        raise ValueError(f"{name} must hold symmetric positive-definite matrices of shape {shape}")
+    return arr
+
+
+def _exact_array(value, shape, name, positive=False):
+    """``value`` as a float64 array of exactly ``shape`` (a hand-set posterior: no broadcasting)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)) or (positive and np.any(arr <= 0)):
+        raise ValueError(f"{name} must hold {'positive ' if positive else ''}finite values, got {value!r}")
+    return arr
+
+
+def _gaussian_conjugate(covariance_type, means, beta, dof, scale):
+    """The Normal-Wishart / Normal-Gamma distribution of the Gaussian emissions from hmmlearn-named arrays.
+
+    ``full``: NormalWishart with batch (K,). ``tied``: the same with the (scalar) ``dof`` and
+    the ``(d, d)`` ``scale`` repeated for every state (see :class:`_SharedPrecisionFamily`).
+    ``diag``: NormalGamma with batch (K, d), ``tau ~ Gamma(dof / 2, scale / 2)`` per feature.
+    ``spherical``: NormalGamma with batch (K, d) and ``tau_k ~ Gamma(d dof_k / 2, d scale_k / 2)``
+    repeated over the features: with this parameterisation a state's ``dof`` grows by one per
+    (weighted) observation and ``scale`` by the mean over the features of its squared
+    deviations, as hmmlearn counts them, and ``E[tau_k] = dof_k / scale_k``; for one
+    feature it is the diagonal model.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    beta, dof, scale = (np.asarray(v, dtype=np.float64) for v in (beta, dof, scale))
+    k, d = means.shape
+    if covariance_type == "full":
+        return NormalWishart(loc=means, mean_precision=beta, degrees_of_freedom=dof, covariance=scale)
+    if covariance_type == "tied":
+        return NormalWishart(loc=means, mean_precision=beta, degrees_of_freedom=np.full(k, float(dof)),
+                             covariance=np.repeat(scale[None], k, 0))
+
+    def per_feature(v):
+        return np.repeat(v[:, None], d, 1) if v.ndim == 1 else v
+
+    if covariance_type == "spherical":
+        dof, scale = d * dof, per_feature(d * scale)
+    return NormalGamma(loc=means, mean_precision=per_feature(beta), concentration=0.5 * per_feature(dof),
+                       rate=0.5 * scale)
+
+
+class _SharedPrecisionFamily:
+    """Variational Bayes for Gaussian emissions whose precision is shared.
+
+    ``tied``: one Wishart precision ``L`` for all states, ``mu_k | L ~ N(m_k, (beta_k L)^-1)``.
+    ``spherical``: one Gamma precision ``tau_k`` per state for all features,
+    ``mu_k | tau_k ~ N(m_k, (beta_k tau_k)^-1 I)``.
+
+    The posterior is kept in the unshared family of :class:`~probkit.vi.conjugate.ConjugateFamily`
+    -- a NormalWishart with batch (K,) (tied) or a NormalGamma with batch (K, d)
+    (spherical) -- whose precision parameters are equal across the states (tied) or the
+    features (spherical). That family's expected log-densities are then exactly those of
+    the shared model. Its update, done per state (per feature), adds each member's own
+    statistics to the precision's prior; the shared posterior adds all of them once:
+    ``nu = nu_0 + sum (nu_k - nu_0)`` and likewise for the scale matrix (tied) or the
+    Gamma's shape and rate (spherical). Its KL counts the precision's KL once per member;
+    the shared KL counts it once.
+    """
+
+    def __init__(self, covariance_type):
+        self.covariance_type = covariance_type
+        self.base = ConjugateFamily("gaussian" if covariance_type == "tied" else "normal")
+
+    def center_on(self, x):
+        self.base.center_on(x)
+        return self
+
+    def summarize(self, x, resp):
+        return self.base.summarize(x, resp)
+
+    def expected_log_likelihood(self, post, x):
+        return self.base.expected_log_likelihood(post, x)
+
+    def posterior(self, stats, prior):
+        unshared = self.base.posterior(stats, prior)
+        p, p0 = unshared.torch_params(), prior.torch_params()
+        if self.covariance_type == "tied":
+            k = p["loc"].shape[0]
+            nu0, cov0 = p0["degrees_of_freedom"].expand(k), p0["covariance"].expand_as(p["covariance"])
+            nu = nu0[0] + (p["degrees_of_freedom"] - nu0).sum()
+            cov = cov0[0] + (p["covariance"] - cov0).sum(0)
+            cov = 0.5 * (cov + cov.mT)
+            return NormalWishart(loc=p["loc"], mean_precision=p["mean_precision"], degrees_of_freedom=nu.expand(k),
+                                 covariance=cov.expand(k, *cov.shape))
+        shape = p["loc"].shape  # (K, d)
+        a0, b0 = p0["concentration"].expand(shape), p0["rate"].expand(shape)
+        a = a0[:, 0] + (p["concentration"] - a0).sum(1)
+        b = b0[:, 0] + (p["rate"] - b0).sum(1)
+        return NormalGamma(loc=p["loc"], mean_precision=p["mean_precision"], concentration=a[:, None].expand(shape),
+                           rate=b[:, None].expand(shape))
+
+    def shared_precision_kl(self, post, prior):
+        """KL of the shared precision's posterior from its prior: a scalar (tied), one per state (spherical)."""
+        p, p0 = post.torch_params(), prior.torch_params()
+        if self.covariance_type == "tied":
+            k = p["loc"].shape[0]
+            q_w = Wishart(df=p["degrees_of_freedom"].expand(k)[0], scale_matrix=post._scale_matrix()[0])
+            p_w = Wishart(df=p0["degrees_of_freedom"].expand(k)[0], scale_matrix=prior._scale_matrix().expand(
+                k, *p["covariance"].shape[1:])[0])
+            return q_w._kl(p_w)
+        shape = p["loc"].shape
+        return Gamma(concentration=p["concentration"][:, 0], rate=p["rate"][:, 0])._kl(
+            Gamma(concentration=p0["concentration"].expand(shape)[:, 0], rate=p0["rate"].expand(shape)[:, 0]))
+
+    def kl(self, post, prior):
+        """``KL(q || p)`` as one value per state, shape (K,) (the tied precision's share split evenly)."""
+        unshared = self.base.kl(post, prior)
+        k, d = post.torch_params()["loc"].shape
+        repeats = (k - 1) / k if self.covariance_type == "tied" else d - 1
+        return unshared - repeats * self.shared_precision_kl(post, prior)
+
+
 class VariationalHMM(BaseHMM):
     """Bayesian hidden Markov model: Dirichlet priors on the start and transition rows,
     conjugate priors on the emissions, fitted by variational Bayes.
@@ -85,18 +211,24 @@ class VariationalHMM(BaseHMM):
     n_components : int, default=1
         Number of states.
     emission : {"gaussian", "categorical", "poisson"}, default="gaussian"
-    covariance_type : {"full", "diag"}, default="full"
+    covariance_type : {"full", "diag", "tied", "spherical"}, default="full"
         Gaussian emissions: ``full`` has Normal-Wishart priors (hmmlearn's model);
-        ``diag`` has independent Normal-Gamma priors per feature (a proper diagonal model;
-        hmmlearn's ``diag`` instead uses the log-determinant expectation of a full Wishart).
+        ``tied`` one Wishart precision shared by the states, with a Normal prior on each
+        state's mean given it (hmmlearn's model); ``diag`` has independent Normal-Gamma
+        priors per feature (a proper diagonal model; hmmlearn's ``diag`` instead uses the
+        log-determinant expectation of a full Wishart); ``spherical`` one Gamma precision
+        per state shared by the features, ``tau_k ~ Gamma(d dof_k / 2, d scale_k / 2)``
+        (hmmlearn's updates of ``dof`` and ``scale``; its expected log-densities for one
+        feature). ``tied`` and ``spherical`` need ``inference="vem"``.
     inference : {"vem", "svi", "nuts"}, default="vem"
     startprob_prior, transmat_prior : float or array-like, optional
         Dirichlet concentrations; ``1 / n_components`` by default (hmmlearn's).
     means_prior, beta_prior, dof_prior, scale_prior : optional
-        Gaussian priors with hmmlearn's names and defaults: prior means (data mean), their
-        precision scale ``beta`` (1), the degrees of freedom (``n_features``) and the
-        Wishart inverse scale (``1e-3 I``; per-feature ``1e-3`` for ``diag``, a Gamma(dof/2,
-        scale/2) on each precision).
+        Gaussian priors with hmmlearn's names, defaults and shapes: prior means (data mean),
+        their precision scale ``beta`` (1), the degrees of freedom (``n_features``; one
+        number for ``tied``, one per state otherwise) and the Wishart inverse scale
+        (``1e-3 I``, ``(d, d)`` for ``tied``; per-feature ``1e-3`` for ``diag``, a
+        Gamma(dof/2, scale/2) on each precision; one ``1e-3`` per state for ``spherical``).
     emissionprob_prior : float or array-like, optional
         Categorical: Dirichlet concentration of each emission row (``1 / n_symbols``).
     n_features : int, optional
@@ -131,6 +263,9 @@ class VariationalHMM(BaseHMM):
         Dirichlet with batch (K,) (one per row) -- ``None`` for a single state, whose
         probabilities are one; ``"emission"``: NormalWishart (full), NormalGamma (diag,
         batch (K, d)), Dirichlet (categorical, batch (K, 1)) or Gamma (poisson, batch (K, d)).
+        ``tied``: a NormalWishart with batch (K,) whose degrees of freedom and covariance
+        are equal across the states (they describe the one shared Wishart); ``spherical``:
+        a NormalGamma with batch (K, d) whose shape and rate are equal across the features.
     prior_ : dict
         The priors: Dirichlet concentrations (tensors) of the start and the rows, and the
         emission prior distribution.
@@ -141,7 +276,9 @@ class VariationalHMM(BaseHMM):
     startprob_, transmat_ : ndarray
         Posterior means (used by :meth:`decode`, :meth:`predict`, :meth:`sample`).
     means_, covars_ (Gaussian), emissionprob_ (categorical), lambdas_ (Poisson)
-        Emission parameters at the posterior means (``covars_ = scale / dof``, as hmmlearn).
+        Emission parameters at the posterior means (``covars_ = scale / dof``, as hmmlearn;
+        the compact shapes of :class:`~probkit.GaussianHMM`: ``(d, d)`` for tied, ``(K,)``
+        for spherical).
     elbo_history_ : ndarray
         The lower bound after each VB-EM iteration, or the ELBO estimate of each SVI step.
     lower_bound_ : float
@@ -229,6 +366,10 @@ class VariationalHMM(BaseHMM):
     def _check_options(self):
         if self.missing != "error":
             raise ValueError("VariationalHMM does not marginalise missing values (missing='error' only)")
+        if self.emission == "gaussian" and self.inference != "vem" and \
+                self.covariance_type not in _PYRO_COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type={self.covariance_type!r} needs inference='vem': the Pyro models of "
+                             f"inference={self.inference!r} have covariance types {_PYRO_COVARIANCE_TYPES}")
         super()._check_options()
 
     @property
@@ -238,6 +379,8 @@ class VariationalHMM(BaseHMM):
         return self.emission
 
     def _family(self):
+        if self._kind in ("gaussian_tied", "gaussian_spherical"):
+            return _SharedPrecisionFamily(self.covariance_type)
         return ConjugateFamily({"gaussian_full": "gaussian", "gaussian_diag": "normal", "categorical": "categorical",
                                 "poisson": "poisson"}[self._kind])
 
@@ -273,23 +416,28 @@ class VariationalHMM(BaseHMM):
             if not np.all(np.isfinite(means)):
                 raise ValueError("means_prior contains NaN or infinity")
             beta = _positive_array(self.beta_prior, (k,), "beta_prior", 1.0)
-            dof = _broadcast(float(d) if self.dof_prior is None else self.dof_prior, (k,), "dof_prior")
-            if kind == "gaussian_full":
+            dof = _broadcast(float(d) if self.dof_prior is None else self.dof_prior,
+                             () if kind == "gaussian_tied" else (k,), "dof_prior")
+            if kind == "gaussian_tied":
+                if not (np.isfinite(dof) and dof > d - 1):
+                    raise ValueError(f"dof_prior must be greater than n_features - 1 = {d - 1}, got {self.dof_prior!r}")
+                scale = _spd_matrices(1e-3 * np.eye(d) if self.scale_prior is None else self.scale_prior, (d, d),
+                                      "scale_prior")
+                dof = float(dof)
+            elif kind == "gaussian_spherical":
+                if not np.all(np.isfinite(dof) & (dof > 0)):
+                    raise ValueError(f"dof_prior must be positive for covariance_type='spherical', got {self.dof_prior!r}")
+                scale = _positive_array(self.scale_prior, (k,), "scale_prior", 1e-3)
+            elif kind == "gaussian_full":
                 if not np.all(dof > d - 1):
                     raise ValueError(f"dof_prior must be greater than n_features - 1 = {d - 1}, got {self.dof_prior!r}")
-                scale = np.broadcast_to(1e-3 * np.eye(d), (k, d, d)) if self.scale_prior is None else \
-                    _broadcast(self.scale_prior, (k, d, d), "scale_prior")
-                scale = np.array(scale)
-                if not np.all(np.isfinite(scale)) or not np.allclose(scale, np.transpose(scale, (0, 2, 1))) or \
-                        np.any(np.linalg.eigvalsh(scale) <= 0):
-                    raise ValueError("scale_prior must hold symmetric positive-definite matrices")
-                emission = NormalWishart(loc=means, mean_precision=beta, degrees_of_freedom=dof, covariance=scale)
+                scale = _spd_matrices(1e-3 * np.eye(d) if self.scale_prior is None else self.scale_prior, (k, d, d),
+                                      "scale_prior")
             else:
                 if not np.all(dof > 0):
                     raise ValueError(f"dof_prior must be positive for covariance_type='diag', got {self.dof_prior!r}")
                 scale = _positive_array(self.scale_prior, (k, d), "scale_prior", 1e-3)
-                emission = NormalGamma(loc=means, mean_precision=np.repeat(beta[:, None], d, 1),
-                                       concentration=np.repeat(0.5 * dof[:, None], d, 1), rate=0.5 * scale)
+            emission = _gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
             self.means_prior_, self.beta_prior_, self.dof_prior_, self.scale_prior_ = means, beta, dof, scale
         elif kind == "categorical":
             if self.n_features is not None:
@@ -315,17 +463,27 @@ class VariationalHMM(BaseHMM):
     # ------------------------------------------------------------------ posterior <-> attributes
     def _emission_posterior_from_attributes(self):
         kind = self._kind
-        if kind == "gaussian_full":
-            return NormalWishart(loc=self.means_posterior_, mean_precision=self.beta_posterior_,
-                                 degrees_of_freedom=self.dof_posterior_, covariance=self.scale_posterior_)
-        if kind == "gaussian_diag":
-            d = np.asarray(self.means_posterior_).shape[1]
-            beta = np.asarray(self.beta_posterior_, dtype=np.float64)
-            beta = np.repeat(beta[:, None], d, 1) if beta.ndim == 1 else beta
-            dof = np.asarray(self.dof_posterior_, dtype=np.float64)
-            dof = np.repeat(dof[:, None], d, 1) if dof.ndim == 1 else dof
-            return NormalGamma(loc=self.means_posterior_, mean_precision=beta, concentration=0.5 * dof,
-                               rate=0.5 * np.asarray(self.scale_posterior_, dtype=np.float64))
+        if kind in ("gaussian_full", "gaussian_diag"):
+            return _gaussian_conjugate(self.covariance_type, self.means_posterior_, self.beta_posterior_,
+                                       self.dof_posterior_, self.scale_posterior_)
+        if kind in ("gaussian_tied", "gaussian_spherical"):
+            means = np.asarray(self.means_posterior_, dtype=np.float64)
+            if means.ndim != 2:
+                raise ValueError(f"means_posterior_ must have shape (n_components, n_features), got {means.shape}")
+            k, d = means.shape
+            means = _exact_array(means, (self.n_components, d), "means_posterior_")
+            beta = _exact_array(self.beta_posterior_, (k,), "beta_posterior_", positive=True)
+            if kind == "gaussian_tied":
+                dof = _exact_array(self.dof_posterior_, (), "dof_posterior_")
+                if not dof > d - 1:
+                    raise ValueError(f"dof_posterior_ must be greater than n_features - 1 = {d - 1}, "
+                                     f"got {self.dof_posterior_!r}")
+                scale = _spd_matrices(_exact_array(self.scale_posterior_, (d, d), "scale_posterior_"), (d, d),
+                                      "scale_posterior_")
+            else:
+                dof = _exact_array(self.dof_posterior_, (k,), "dof_posterior_", positive=True)
+                scale = _exact_array(self.scale_posterior_, (k,), "scale_posterior_", positive=True)
+            return _gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
         if kind == "categorical":
             return Dirichlet(concentration=np.asarray(self.emissionprob_posterior_, dtype=np.float64)[:, None, :])
         return Gamma(concentration=self.lambdas_posterior_[0], rate=self.lambdas_posterior_[1])
@@ -352,6 +510,21 @@ class VariationalHMM(BaseHMM):
             self.scale_posterior_ = 2.0 * em.rate
             self.means_ = em.loc
             self.covars_ = em.rate / em.concentration
+        elif kind == "gaussian_tied":
+            self.means_posterior_ = em.loc
+            self.beta_posterior_ = em.mean_precision
+            self.dof_posterior_ = float(em.degrees_of_freedom[0])
+            self.scale_posterior_ = em.covariance[0]
+            self.means_ = em.loc
+            self.covars_ = self.scale_posterior_ / self.dof_posterior_
+        elif kind == "gaussian_spherical":
+            d = em.loc.shape[1]
+            self.means_posterior_ = em.loc
+            self.beta_posterior_ = em.mean_precision[:, 0]
+            self.dof_posterior_ = 2.0 * em.concentration[:, 0] / d
+            self.scale_posterior_ = 2.0 * em.rate[:, 0] / d
+            self.means_ = em.loc
+            self.covars_ = em.rate[:, 0] / em.concentration[:, 0]
         elif kind == "categorical":
             alpha = em.concentration[:, 0, :]
             self.emissionprob_posterior_ = alpha
@@ -364,8 +537,7 @@ class VariationalHMM(BaseHMM):
     # ------------------------------------------------------------------ plug-in emission model (decode, sample)
     def _check_emission(self):
         kind = self._kind
-        needed = {"gaussian_full": ("means_", "covars_"), "gaussian_diag": ("means_", "covars_"),
-                  "categorical": ("emissionprob_",), "poisson": ("lambdas_",)}[kind]
+        needed = {"categorical": ("emissionprob_",), "poisson": ("lambdas_",)}.get(kind, ("means_", "covars_"))
         for name in needed:
             if not hasattr(self, name):
                 raise ValueError(f"VariationalHMM({self.emission}) needs {name} (fit first)")
@@ -387,7 +559,7 @@ class VariationalHMM(BaseHMM):
         else:
             try:  # the distribution checks the covariances' shape, finiteness, symmetry and positive definiteness
                 MultivariateNormal(mean=values, covariance=np.asarray(self.covars_, dtype=np.float64),
-                                   covariance_type="full" if kind == "gaussian_full" else "diag")
+                                   covariance_type=self.covariance_type)
             except ValueError as exc:
                 raise ValueError(f"covars_ are not valid covariances: {exc}") from None
 
@@ -423,9 +595,15 @@ class VariationalHMM(BaseHMM):
             chol = np.linalg.cholesky(np.asarray(self.covars_))
             eps = rng.standard_normal((len(states), chol.shape[1]))
             return np.asarray(self.means_)[states] + np.einsum("nij,nj->ni", chol[states], eps)
-        if kind == "gaussian_diag":
+        if kind == "gaussian_tied":
+            chol = np.linalg.cholesky(np.asarray(self.covars_))
+            eps = rng.standard_normal((len(states), chol.shape[0]))
+            return np.asarray(self.means_)[states] + eps @ chol.T
+        if kind in ("gaussian_diag", "gaussian_spherical"):
+            means = np.asarray(self.means_)
             sd = np.sqrt(np.asarray(self.covars_))
-            return np.asarray(self.means_)[states] + sd[states] * rng.standard_normal((len(states), sd.shape[1]))
+            sd = sd[:, None] if sd.ndim == 1 else sd
+            return means[states] + sd[states] * rng.standard_normal((len(states), means.shape[1]))
         if kind == "categorical":
             cdf = np.cumsum(np.asarray(self.emissionprob_), axis=1)
             return (cdf[states] > rng.rand(len(states))[:, None]).argmax(1).reshape(-1, 1)
@@ -435,8 +613,9 @@ class VariationalHMM(BaseHMM):
         k = self.n_components
         kind = self._kind
         d = np.asarray(getattr(self, "means_", np.zeros((k, 1)))).shape[1] if kind.startswith("gaussian") else 0
-        return {"e": {"gaussian_full": k * (d + d * (d + 1) // 2), "gaussian_diag": 2 * k * d,
-                      "categorical": k * (getattr(self, "n_symbols_", 1) - 1),
+        if kind.startswith("gaussian"):
+            return {"e": k * d + n_covariance_parameters(self.covariance_type, k, d)}
+        return {"e": {"categorical": k * (getattr(self, "n_symbols_", 1) - 1),
                       "poisson": k * np.asarray(getattr(self, "lambdas_", np.zeros((k, 1)))).shape[1]}[kind]}
 
     # ------------------------------------------------------------------ VB-EM hooks
@@ -460,8 +639,8 @@ class VariationalHMM(BaseHMM):
         post["transmat"] = self._initial_dirichlet("t", "transmat", self.transmat_prior_ + (n - n_seq) / k ** 2,
                                                    (k, k))
         kind = self._kind
-        e_attr = {"gaussian_full": "means_posterior_", "gaussian_diag": "means_posterior_",
-                  "categorical": "emissionprob_posterior_", "poisson": "lambdas_posterior_"}[kind]
+        e_attr = {"categorical": "emissionprob_posterior_", "poisson": "lambdas_posterior_"}.get(kind,
+                                                                                                 "means_posterior_")
         if not self._needs_init("e", e_attr):
             post["emission"] = self._emission_posterior_from_attributes()
         elif kind == "categorical":
@@ -592,13 +771,8 @@ class VariationalHMM(BaseHMM):
         # OpenMP start-up that made a batched 2 x 2 Cholesky take 13 ms instead of 2 us on a busy
         # two-core machine. The forward-backward kernel (numba) keeps its own threads.
         with torch.no_grad(), torch_threads(1):
-            result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init,
-                            random_state=random_state, objective="total", verbose=self.verbose,
-                            desc=type(self).__name__, signed_gain=True)
+            result = fit_sequence_em(self, data, random_state)
         self._set_posterior_attributes(self._post)
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
         self.lower_bound_ = result.objective
         self.elbo_history_ = np.asarray(result.history, dtype=np.float64)
 
@@ -710,6 +884,9 @@ class VariationalHMM(BaseHMM):
         elif kind == "gaussian_diag":
             mean, tau = em.sample(n_draws, gen)
             ems = [{"mean": mean[i], "precision": tau[i]} for i in range(n_draws)]
+        elif kind in ("gaussian_tied", "gaussian_spherical"):
+            mean, prec = self._shared_precision_draws(em, n_draws, gen)
+            ems = [{"mean": mean[i], "precision": prec[i]} for i in range(n_draws)]
         elif kind == "categorical":
             probs = em.sample(n_draws, gen)[:, :, 0, :]
             ems = [{"emissionprob": probs[i]} for i in range(n_draws)]
@@ -718,9 +895,34 @@ class VariationalHMM(BaseHMM):
             ems = [{"rate": rate[i]} for i in range(n_draws)]
         return [dict(startprob=start[i], transmat=trans[i], **ems[i]) for i in range(n_draws)]
 
+    @staticmethod
+    def _shared_precision_draws(em, n_draws, gen):
+        """Draws of the K means and the shared precision: one Wishart matrix (d, d) per draw
+        (tied), or one Gamma precision per state (spherical), then the means given it."""
+        p = em.torch_params()
+        m, kappa = p["loc"], p["mean_precision"]
+        if "degrees_of_freedom" in p:  # tied: NormalWishart whose precision parameters are shared
+            scale_tril = cholesky(em._scale_matrix()[0], "the Wishart scale of the tied posterior")
+            prec = wishart_bartlett(p["degrees_of_freedom"][0], scale_tril, (n_draws,), gen)
+            chol = cholesky(prec, "a precision drawn from the tied posterior")  # (S, d, d)
+            z = torch.randn(n_draws, *m.shape, 1, dtype=m.dtype, generator=gen)
+            # mean_k = m_k + (kappa_k L)^{-1/2} z with L = C C^T: solve C^T y = z
+            y = torch.linalg.solve_triangular(chol.mT.unsqueeze(1), z, upper=True).squeeze(-1)
+            return to_numpy(m + y * torch.rsqrt(kappa).unsqueeze(-1)), to_numpy(prec)
+        tau = standard_gamma(p["concentration"][:, 0].expand(n_draws, m.shape[0]).contiguous(), gen) / p["rate"][:, 0]
+        z = torch.randn(n_draws, *m.shape, dtype=m.dtype, generator=gen)
+        return to_numpy(m + z * torch.rsqrt(kappa * tau.unsqueeze(-1))), to_numpy(tau)
+
     def _log_emission_for(self, draw, x):
         kind = self._kind
         xt = torch.as_tensor(x, dtype=torch.float64)
+        if kind == "gaussian_tied":
+            prec = torch.as_tensor(draw["precision"])
+            d = torch.distributions.MultivariateNormal(torch.as_tensor(draw["mean"]), precision_matrix=prec)
+            return d.log_prob(xt.unsqueeze(1))
+        if kind == "gaussian_spherical":
+            scale = torch.as_tensor(draw["precision"]).unsqueeze(-1) ** -0.5
+            return torch.distributions.Normal(torch.as_tensor(draw["mean"]), scale).log_prob(xt.unsqueeze(1)).sum(-1)
         if kind == "gaussian_full":
             cov = np.linalg.inv(draw["precision"])
             d = torch.distributions.MultivariateNormal(torch.as_tensor(draw["mean"]),

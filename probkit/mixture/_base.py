@@ -12,6 +12,7 @@ from sklearn.base import DensityMixin
 from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, non_negative_real, positive_int
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
+from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
 from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils.monitor import mixture_monitor_factory
@@ -221,13 +222,15 @@ class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
     }
 
     chunk_size = DEFAULT_CHUNK_SIZE
+    # The running statistics of partial_fit are not saved: a loaded model starts a new online run.
+    _io_exclude = ("_stepwise",)
 
     # ------------------------------------------------------------------ validation
-    def _validate_train(self, X, sample_weight):
+    def _validate_train(self, X, sample_weight, reset=True):
         self._validate_params()
-        X = self._validate_X(X, reset=True, ensure_min_samples=2)
+        X = self._validate_X(X, reset=reset, ensure_min_samples=2 if reset else 1)
         k = self._n_components_effective()
-        if X.shape[0] < k:
+        if reset and X.shape[0] < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {X.shape[0]}"
             )
@@ -354,6 +357,89 @@ class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
         self.lower_bounds_ = result.history
         del self._weights_t, self._components
         return self._estimate_weighted_log_prob(data.x).argmax(1).cpu().numpy()
+
+    @limit_torch_threads
+    def partial_fit(self, X, y=None, sample_weight=None, *, learning_offset=DEFAULT_LEARNING_OFFSET,
+                    learning_decay=DEFAULT_LEARNING_DECAY):
+        """One step of stepwise (online) EM on a mini-batch.
+
+        The running expected sufficient statistics (per row) are averaged with the
+        batch's, ``s <- (1 - rho_t) s + rho_t s(batch) / n_batch``, and the parameters
+        become the M-step of ``n_seen * s`` (``n_seen``: total weight of the rows seen so
+        far), with ``rho_t = (learning_offset + t) ** -learning_decay`` for the ``t``-th
+        batch (see :mod:`probkit.em.online`). The first call initialises the parameters
+        from its batch with ``init_params`` (and the ``*_init`` parameters), as ``fit``
+        does with ``n_init=1``, unless the model was fitted: then it continues from the
+        fitted parameters. A ``fit`` (or parameters set by hand) between two calls starts
+        a new online run from those parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The mini-batch (the first one needs ``n_samples >= n_components``).
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), optional
+        learning_offset : float, default=2.0
+            ``>= 0``; larger values make the first steps smaller.
+        learning_decay : float, default=0.7
+            ``kappa`` in ``[0, 1]``; ``(0.5, 1]`` gives convergence, ``0`` makes every step a
+            full EM step on its batch alone.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        ``n_iter_`` counts the batches of the online run, ``lower_bound_`` is the mean
+        log-likelihood of the latest batch under the parameters before its step and
+        ``lower_bounds_`` holds one such value per batch. Stepwise EM has no stopping
+        rule: ``converged_`` is False.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from probkit import GaussianMixture
+        >>> rng = np.random.RandomState(0)
+        >>> gm = GaussianMixture(2, random_state=0)
+        >>> for _ in range(50):
+        ...     centres = rng.choice([-4.0, 4.0], size=(100, 1))
+        ...     gm = gm.partial_fit(centres + rng.normal(size=(100, 1)))
+        >>> np.round(np.sort(gm.means_[:, 0]))
+        array([-4.,  4.])
+        >>> gm.n_iter_
+        50
+        """
+        check_schedule(learning_offset, learning_decay, f"{type(self).__name__}.partial_fit")
+        state = getattr(self, "_stepwise", None)
+        resume = state is not None and state.owns(self)
+        fitted = hasattr(self, "weights_")
+        data = self._validate_train(X, sample_weight, reset=not fitted)
+        self._check_parameters(data)
+        if resume:
+            self._em_set_state(state.hook_state)
+        else:
+            state = StepwiseEM()
+            if fitted:
+                self._weights_t, self._components = self._components_from_attributes()
+            else:
+                self._em_initialize(data, check_random_state(self.random_state))
+        estep, _ = state.step(self, data, data.total_weight, learning_offset=learning_offset,
+                              learning_decay=learning_decay)
+        state.hook_state = self._em_get_state()
+        self._set_attributes(self._weights_t, self._components)
+        del self._weights_t, self._components
+        value = estep.log_likelihood / estep.n_samples
+        self.n_iter_ = state.n_steps
+        self.lower_bound_ = value
+        if resume:
+            self.lower_bounds_.append(value)
+        else:
+            self.lower_bounds_ = [value]
+        self.converged_ = False
+        state.bind(self)
+        self._stepwise = state
+        return self
 
     def _estimate_weighted_log_prob(self, x):
         weights, components = self._components_from_attributes()

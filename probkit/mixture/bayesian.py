@@ -19,6 +19,7 @@ import torch
 from probkit.base import ProbkitEstimator
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
+from probkit.distributions.wishart import wishart_log_normaliser
 from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import MixtureDensityMixin
@@ -367,10 +368,6 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
             return torch.log(cov).sum(-1) + d * torch.log(nu)
         return d * torch.log(cov * nu)
 
-    def _log_wishart_normaliser(self, nu, log_det_psi):
-        d = self._d
-        return 0.5 * nu * d * math.log(2.0) - 0.5 * nu * log_det_psi + torch.mvlgamma(0.5 * nu, d)
-
     def _prior_constant(self):
         """Terms of the bound that depend only on the priors: ``-K log Z_NW(prior) - log B(prior)``."""
         k, d = self.n_components, self._d
@@ -378,7 +375,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         ct = self.covariance_type
         cp = self.covariance_prior_
         cov0 = self._t(cp) / nu0 if ct != "spherical" else torch.as_tensor(cp, dtype=self._dtype) / nu0
-        logz0 = self._log_wishart_normaliser(nu0, self._log_det_psi(nu0, cov0))
+        logz0 = wishart_log_normaliser(nu0, -self._log_det_psi(nu0, cov0), d)
         return (-k * (float(logz0) - 0.5 * d * math.log(self.mean_precision_prior_))
                 - prior_log_normaliser(self.weight_concentration_prior_, k, self.weight_concentration_prior_type))
 
@@ -444,7 +441,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     def _bound(self, post, sum_r_log_r, n):
         d, k = self._d, self.n_components
         log_det = self._log_det_psi(post["nu"], post["cov"])
-        logz = self._log_wishart_normaliser(post["nu"], log_det)
+        logz = wishart_log_normaliser(post["nu"], -log_det, d)
         logz_sum = k * logz if self.covariance_type == "tied" else logz.sum()
         value = (-sum_r_log_r + logz_sum - 0.5 * d * torch.log(post["kappa"]).sum()
                  + log_weight_normaliser(post["conc"], self.weight_concentration_prior_type))
@@ -586,9 +583,17 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
         return self._mstep(self._summarize(x, torch.as_tensor(resp, dtype=x.dtype, device=x.device)))
 
-    def _fit_svi(self, X, x, random_state):
+    def _pyro_model(self):
+        """The Pyro model of the SVI and NUTS fits, with the priors resolved by ``_check_parameters``."""
         from probkit.vi.models import GaussianMixtureSVI
 
+        return GaussianMixtureSVI(
+            n_components=self.n_components, weight_prior_type=self.weight_concentration_prior_type,
+            weight_prior=self.weight_concentration_prior_, mean_prior=self.mean_prior_,
+            mean_precision_prior=self.mean_precision_prior_, dof_prior=self.degrees_of_freedom_prior_,
+            covariance_prior=self.covariance_prior_)
+
+    def _fit_svi(self, X, x, random_state):
         check_int(self.num_steps, "num_steps", 1)
         _check_positive(self.learning_rate, "learning_rate", allow_none=False)
         if self.batch_size is not None:
@@ -597,11 +602,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
                     and np.shape(self.means_) == (self.n_components, X.shape[1]))
         # warm start: continue from the current posterior (e.g. a CAVI fit), else the k-means start
         init = self._posterior_from_attributes() if warm else self._initial_posterior(X, x, random_state)
-        spec = GaussianMixtureSVI(
-            n_components=self.n_components, weight_prior_type=self.weight_concentration_prior_type,
-            weight_prior=self.weight_concentration_prior_, mean_prior=self.mean_prior_,
-            mean_precision_prior=self.mean_precision_prior_, dof_prior=self.degrees_of_freedom_prior_,
-            covariance_prior=self.covariance_prior_)
+        spec = self._pyro_model()
         xt = torch.as_tensor(X, dtype=torch.float64)
         result = spec.fit(xt, init, num_steps=self.num_steps, lr=self.learning_rate, batch_size=self.batch_size,
                           num_particles=self.num_particles, tol=self.svi_tol, random_state=random_state,
@@ -616,16 +617,10 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         self.converged_ = result.converged
 
     def _fit_nuts(self, X, x, random_state):
-        from probkit.vi.models import GaussianMixtureSVI
-
         check_int(self.num_samples, "num_samples", 1)
         # Start the chain at the CAVI posterior mean (so its labels match a variational fit).
         self._fit_cavi(X, x, random_state)
-        spec = GaussianMixtureSVI(
-            n_components=self.n_components, weight_prior_type=self.weight_concentration_prior_type,
-            weight_prior=self.weight_concentration_prior_, mean_prior=self.mean_prior_,
-            mean_precision_prior=self.mean_precision_prior_, dof_prior=self.degrees_of_freedom_prior_,
-            covariance_prior=self.covariance_prior_)
+        spec = self._pyro_model()
         samples = spec.sample_posterior(torch.as_tensor(X, dtype=torch.float64), self._posterior_from_attributes(),
                                         num_samples=self.num_samples, warmup_steps=self.warmup_steps,
                                         random_state=random_state, verbose=self.verbose)

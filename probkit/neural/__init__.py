@@ -3,31 +3,30 @@
 Names are imported on first use; :class:`DeepStateSpaceModel` needs Pyro, the rest do not.
 """
 
-from probkit.utils._lazy import lazy_exports
+from probkit.utils._lazy import lazy_package
 
-_EXPORTS = {
-    "KINDS": "probkit.neural.backbones",
-    "Backbone": "probkit.neural.backbones",
-    "build_backbone": "probkit.neural.backbones",
-    "count_parameters": "probkit.neural.backbones",
-    "d_model_for_budget": "probkit.neural.backbones",
-    "map_state": "probkit.neural.backbones",
-    # local Hugging Face checkpoints
-    "PretrainedLM": "probkit.neural.pretrained",
-    "load_pretrained": "probkit.neural.pretrained",
-    # estimators and their training loop
-    "DeepStateSpaceModel": "probkit.neural.estimators.deep_ssm",
-    "MaskedSequenceModel": "probkit.neural.estimators.masked",
-    "NeuralHMM": "probkit.neural.estimators.neural_hmm",
-    "SequenceClassifier": "probkit.neural.estimators.classifier",
-    "SequenceDensity": "probkit.neural.estimators.density",
-    "SequenceRegressor": "probkit.neural.estimators.regressor",
-    "SequenceVAE": "probkit.neural.estimators.sequence_vae",
-    "TrainingHistory": "probkit.neural.estimators._training",
-    "VAE": "probkit.neural.estimators.vae",
-    "train_module": "probkit.neural.estimators._training",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_package(
+    __name__,
+    {
+        ".backbones": [
+            "KINDS",
+            "Backbone",
+            "build_backbone",
+            "count_parameters",
+            "d_model_for_budget",
+            "map_state",
+        ],
+        # local Hugging Face checkpoints
+        ".pretrained": ["PretrainedLM", "load_pretrained"],
+        # estimators and their training loop
+        ".estimators.deep_ssm": ["DeepStateSpaceModel"],
+        ".estimators.masked": ["MaskedSequenceModel"],
+        ".estimators.neural_hmm": ["NeuralHMM"],
+        ".estimators.classifier": ["SequenceClassifier"],
+        ".estimators.density": ["SequenceDensity"],
+        ".estimators.regressor": ["SequenceRegressor"],
+        ".estimators.sequence_vae": ["SequenceVAE"],
+        ".estimators._training": ["TrainingHistory", "train_module"],
+        ".estimators.vae": ["VAE"],
+    },
+)

@@ -5,6 +5,6 @@ filtering and smoothing (:mod:`probkit.inference.kalman`), EM for every paramete
 missing observations, inputs, forecasts and sampling.
 """
 
-from probkit.ssm.linear_gaussian import LinearGaussianSSM
+from probkit.ssm.linear_gaussian import KalmanStreamFilter, LinearGaussianSSM
 
-__all__ = ["LinearGaussianSSM"]
+__all__ = ["KalmanStreamFilter", "LinearGaussianSSM"]

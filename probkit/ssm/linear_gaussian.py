@@ -26,7 +26,7 @@ from sklearn.base import TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from probkit.base import ProbkitEstimator
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.inference.kalman import (
     LinearGaussianParams,
     _filter_validated,
@@ -37,10 +37,10 @@ from probkit.inference.kalman import (
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_lengths
+from probkit.utils.validation import check_inputs, check_lengths, check_parameters_set
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 
-__all__ = ["LinearGaussianSSM"]
+__all__ = ["KalmanStreamFilter", "LinearGaussianSSM"]
 
 COVARIANCE_TYPES = ("full", "diag")
 PARAM_LETTERS = "abcdqrmp"
@@ -262,10 +262,8 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
 
     def _check_params(self):
         """Validate the fitted or hand-set parameters (shapes, finiteness, covariances)."""
-        for name in ("transition_matrix_", "observation_matrix_", "transition_covariance_",
-                     "observation_covariance_", "initial_state_mean_", "initial_state_covariance_"):
-            if not hasattr(self, name):
-                raise NotFittedError(f"this LinearGaussianSSM has no {name}: call fit or set the parameters by hand")
+        check_parameters_set(self, ("transition_matrix_", "observation_matrix_", "transition_covariance_",
+                                    "observation_covariance_", "initial_state_mean_", "initial_state_covariance_"))
         n = self.n_components
         A = np.asarray(self.transition_matrix_)
         if A.shape != (n, n):
@@ -313,19 +311,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
             if np.isnan(X).all():
                 raise ValueError("X has no observed entry (every value is NaN); nothing to fit")
         lengths = check_lengths(lengths, n_samples)
-        u = None
-        if inputs is not None:
-            u = np.asarray(inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else inputs)
-            if u.dtype.kind not in "biuf":
-                raise TypeError(f"inputs must hold real numbers, got dtype {u.dtype}")
-            u = u.astype(np.float64)
-            if u.ndim == 1:
-                u = u[:, None]
-            if u.ndim != 2 or u.shape[0] != n_samples:
-                raise ValueError(f"inputs must have shape (n_samples, n_inputs) with n_samples = {n_samples} (one "
-                                 f"row per row of X), got shape {u.shape}")
-            if not np.isfinite(u).all():
-                raise ValueError("inputs contains NaN or infinity; inputs must be known at every step")
+        u = None if inputs is None else check_inputs(inputs, n_samples)
         n_inputs = 0 if u is None else u.shape[1]
         if reset:
             self.n_inputs_ = n_inputs
@@ -569,12 +555,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         self._check_options()
         data = self._validate_sequences(X, lengths, inputs, reset=True, training=True)
         check_y_slot(self, "fit", data.X, y)
-        random_state = check_random_state(self.random_state)
-        result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=1, random_state=random_state,
-                        objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True)
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        fit_sequence_em(self, data, check_random_state(self.random_state), n_init=1)
         return self
 
     def _prepare(self, X, lengths, inputs):
@@ -635,6 +616,36 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         covariances : numpy.ndarray of shape (n_samples, n_components, n_components)
         """
         return self._state_moments(X, lengths, inputs, smoothed=False)
+
+    def filter_stream(self):
+        """A running Kalman filter: feed observations one at a time (or in blocks of rows).
+
+        ``stream.update(y)`` returns the filtered moments of ``x_t | y_1..y_t`` of the new
+        steps and keeps the running log-likelihood ``log p(y_1..y_t)``: the same numbers as
+        :meth:`filter` and :meth:`score` over the whole sequence, without keeping the past.
+
+        Returns
+        -------
+        KalmanStreamFilter
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from probkit import LinearGaussianSSM
+        >>> model = LinearGaussianSSM(1)
+        >>> model.transition_matrix_, model.transition_covariance_ = np.eye(1), 0.1 * np.eye(1)
+        >>> model.observation_matrix_, model.observation_covariance_ = np.eye(1), np.eye(1)
+        >>> model.initial_state_mean_, model.initial_state_covariance_ = np.zeros(1), np.eye(1)
+        >>> stream = model.filter_stream()
+        >>> mean, cov = stream.update([2.0])
+        >>> round(float(mean[0]), 6), round(float(cov[0, 0]), 6)
+        (1.0, 0.5)
+        >>> Y = np.array([[2.0], [1.0], [1.5]])
+        >>> _ = stream.update(Y[1:])
+        >>> bool(np.isclose(stream.log_likelihood, model.score(Y)))
+        True
+        """
+        return KalmanStreamFilter(self)
 
     @keyword_lengths
     @limit_torch_threads
@@ -854,3 +865,126 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         """Bayesian information criterion ``-2 log L + k log(n_samples)`` (lower is better); ``k`` as in :meth:`aic`."""
         n = X.shape[0] if hasattr(X, "shape") else len(X)
         return -2 * self.score(X, lengths=lengths, inputs=inputs) + self._n_parameters() * np.log(n)
+
+
+class KalmanStreamFilter:
+    """Running Kalman filter of a linear-Gaussian state-space model (see :meth:`LinearGaussianSSM.filter_stream`).
+
+    Every :meth:`update` continues one sequence: the first row is predicted from
+    ``N(m0, P0)``, each later row from the previous filtered moments through ``A``, ``B``
+    and ``Q``; a block of rows goes through the same filter kernel as
+    :meth:`LinearGaussianSSM.filter`, started from the predicted moments. Missing entries
+    (NaN) are skipped as in :meth:`LinearGaussianSSM.filter`. The model's parameters are
+    read at every update (re-validated only when they were replaced); with fixed
+    parameters the outputs equal the filter over the whole sequence.
+
+    Parameters
+    ----------
+    model : LinearGaussianSSM
+        A fitted model (or one whose parameters were set by hand).
+
+    Attributes
+    ----------
+    mean : numpy.ndarray of shape (n_components,) or None
+        Filtered mean ``E[x_t | y_1..y_t]`` after the latest step (None before the first).
+    covariance : numpy.ndarray of shape (n_components, n_components) or None
+        Filtered covariance after the latest step.
+    log_likelihood : float
+        ``log p(y_1..y_t)`` of the steps seen so far (observed entries only).
+    n_steps : int
+        Steps seen so far.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit import LinearGaussianSSM
+    >>> model = LinearGaussianSSM(1)
+    >>> model.transition_matrix_, model.transition_covariance_ = 0.9 * np.eye(1), np.eye(1)
+    >>> model.observation_matrix_, model.observation_covariance_ = np.eye(1), np.eye(1)
+    >>> model.initial_state_mean_, model.initial_state_covariance_ = np.zeros(1), np.eye(1)
+    >>> Y = np.array([[1.0], [0.5], [np.nan], [2.0]])
+    >>> stream = model.filter_stream()
+    >>> means = np.array([stream.update(y)[0] for y in Y])
+    >>> bool(np.allclose(means, model.filter(Y)[0]))
+    True
+    """
+
+    def __init__(self, model):
+        from probkit.em.online import FittedSnapshot
+
+        model._check_fitted_or_set()
+        self.model = model
+        self._snapshot = FittedSnapshot
+        self._checked = FittedSnapshot(model)
+        self._params = None  # the validated parameter tensors, while the fitted attributes stay the same
+        self.reset()
+
+    def reset(self):
+        """Forget the steps seen: the next update starts a new sequence from ``N(m0, P0)``.
+
+        Returns
+        -------
+        self
+        """
+        self.mean = None
+        self.covariance = None
+        self.log_likelihood = 0.0
+        self.n_steps = 0
+        return self
+
+    @limit_torch_threads
+    def update(self, y, inputs=None):
+        """Filter one more observation, or a block of consecutive rows.
+
+        Parameters
+        ----------
+        y : array-like of shape (n_features,) or (n_rows, n_features)
+            One observation (NaN where an entry is missing), or the next rows of the sequence.
+        inputs : array-like of shape (n_inputs,) or (n_rows, n_inputs), optional
+            The known inputs of these steps (required for a model with inputs).
+
+        Returns
+        -------
+        means : numpy.ndarray of shape (n_components,) or (n_rows, n_components)
+            Filtered means of the new steps (one row for one observation).
+        covariances : numpy.ndarray of shape (n_components, n_components) or (n_rows, n_components, n_components)
+            Filtered covariances of the new steps.
+        """
+        model = self.model
+        ndim = y.ndim if isinstance(y, (np.ndarray, torch.Tensor)) else np.ndim(y)
+        one_row = ndim <= 1
+        if one_row:
+            y = y.reshape(1, -1) if isinstance(y, (np.ndarray, torch.Tensor)) else np.reshape(y, (1, -1))
+            if inputs is not None:
+                inputs = np.reshape(to_numpy(inputs) if isinstance(inputs, torch.Tensor) else inputs, (1, -1))
+        if not hasattr(model, "n_features_in_"):
+            model._check_params_shapes_only(y)  # a model set by hand: its shapes come from the parameters
+        if not self._checked.matches(model):
+            # parameters replaced since the last check (fit, set by hand)
+            model._check_fitted_or_set()
+            self._checked = self._snapshot(model)
+            self._params = None
+        data = model._validate_sequences(y, None, inputs, reset=False)
+        with torch.no_grad():
+            if self._params is None:
+                self._params = model._tensor_params(data)
+            params = self._params
+            if self.mean is not None:
+                A, Q = params.transition_matrix, params.transition_covariance
+                mean = torch.as_tensor(self.mean, dtype=A.dtype, device=A.device)
+                cov = torch.as_tensor(self.covariance, dtype=A.dtype, device=A.device)
+                predicted_mean = A @ mean
+                if data.inputs is not None:
+                    predicted_mean = predicted_mean + params.input_matrix @ data.inputs[0]
+                predicted_cov = A @ cov @ A.T + Q
+                params = params._replace(initial_state_mean=predicted_mean,
+                                         initial_state_covariance=0.5 * (predicted_cov + predicted_cov.T))
+            res = _filter_validated(data.y, params, data.inputs, data.lengths)
+        means = np.asarray(to_numpy(res.filtered_means), dtype=np.float64)
+        covariances = np.asarray(to_numpy(res.filtered_covariances), dtype=np.float64)
+        self.log_likelihood += float(res.log_likelihood.sum())
+        self.n_steps += means.shape[0]
+        self.mean, self.covariance = means[-1].copy(), covariances[-1].copy()
+        if one_row:
+            return means[0], covariances[0]
+        return means, covariances

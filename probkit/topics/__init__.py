@@ -15,16 +15,12 @@ Examples
 3
 """
 
-from probkit.utils._lazy import lazy_exports
+from probkit.utils._lazy import lazy_package
 
-_EXPORTS = {
-    "CollapsedGibbsLDA": "probkit.topics.lda",
-    "LatentDirichletAllocation": "probkit.topics.lda",
-    "match_topics": "probkit.topics.lda",
-    "python_doc_topics": "probkit.topics.corpora",
-    "shakespeare_speeches": "probkit.topics.corpora",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_package(
+    __name__,
+    {
+        ".lda": ["CollapsedGibbsLDA", "LatentDirichletAllocation", "match_topics"],
+        ".corpora": ["python_doc_topics", "shakespeare_speeches"],
+    },
+)

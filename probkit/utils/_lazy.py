@@ -50,3 +50,28 @@ def lazy_exports(package, exports):
         return sorted(set(exports) | set(vars(importlib.import_module(package))))
 
     return __getattr__, __dir__
+
+
+def lazy_package(package, modules):
+    """``__getattr__``, ``__dir__`` and ``__all__`` of a package, from ``{module: [names]}``.
+
+    As :func:`lazy_exports` (``package`` is the package's ``__name__``, a module is absolute
+    or relative to it), with the public names grouped by the module that defines them; the
+    third value, the names sorted, is the package's ``__all__``. A name given twice is a
+    ``ValueError``.
+
+    Examples
+    --------
+    >>> getattr_, dir_, all_ = lazy_package("probkit", {"probkit.io": ["save", "load"]})
+    >>> all_
+    ['load', 'save']
+    >>> getattr_("save").__name__
+    'save'
+    """
+    exports = {}
+    for module, names in modules.items():
+        for name in names:
+            if name in exports:
+                raise ValueError(f"{package}: {name!r} is exported by both {exports[name]!r} and {module!r}")
+            exports[name] = module
+    return (*lazy_exports(package, exports), sorted(exports))

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 
 
 def _as_numpy(x):
@@ -202,6 +203,45 @@ def check_stochastic(p, name, axis=-1, atol=1e-8):
     return arr
 
 
+def check_probabilities(value, shape, name):
+    """``value`` as a float64 array of exactly ``shape`` whose last axis sums to one (a start
+    distribution, the rows of a transition matrix).
+
+    Examples
+    --------
+    >>> check_probabilities([[0.9, 0.1], [0.5, 0.5]], (2, 2), "transmat_")
+    array([[0.9, 0.1],
+           [0.5, 0.5]])
+    >>> check_probabilities([0.5, 0.5], (3,), "startprob_")
+    Traceback (most recent call last):
+    ...
+    ValueError: startprob_ must have shape (3,), got (2,)
+    """
+    arr = _as_numpy(value).astype(np.float64)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    return check_stochastic(arr, name)
+
+
+def check_parameters_set(estimator, names):
+    """Raise ``NotFittedError`` naming the first of the attributes ``names`` that ``estimator`` lacks
+    (neither fitted nor set by hand).
+
+    Examples
+    --------
+    >>> class Model:
+    ...     startprob_ = [1.0]
+    >>> check_parameters_set(Model(), ["startprob_", "transmat_"])
+    Traceback (most recent call last):
+    ...
+    sklearn.exceptions.NotFittedError: this Model has no transmat_: call fit or set the parameters by hand
+    """
+    for name in names:
+        if not hasattr(estimator, name):
+            raise NotFittedError(f"this {type(estimator).__name__} has no {name}: call fit or set the parameters by "
+                                 "hand")
+
+
 def check_nonnegative_integers(x, name="X"):
     """Check that ``x`` holds non-negative integer values (any numeric dtype).
 
@@ -232,6 +272,52 @@ def check_nonnegative_integers(x, name="X"):
             f"{arr[arr < 0].flat[0]}"
         )
     return x
+
+
+def check_inputs(inputs, n_samples, name="inputs"):
+    """Covariates aligned with the rows of ``X``, as a finite float64 array ``(n_samples, n_inputs)``.
+
+    Parameters
+    ----------
+    inputs : array-like or torch.Tensor of shape (n_samples,) or (n_samples, n_inputs)
+        One row of known covariates per row of ``X`` (a 1-D array is one column).
+    n_samples : int
+        Number of rows of ``X``.
+    name : str, default="inputs"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_inputs)
+
+    Raises
+    ------
+    TypeError
+        If the values are not real numbers.
+    ValueError
+        If the shape does not match ``X``'s rows or a value is NaN or infinite.
+
+    Examples
+    --------
+    >>> check_inputs([1, 2, 3], 3).shape
+    (3, 1)
+    >>> check_inputs([[1.0], [2.0]], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: inputs must have shape (n_samples, n_inputs) with n_samples = 3 (one row per row of X), got shape (2, 1)
+    """
+    u = np.asarray(_as_numpy(inputs))
+    if u.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {u.dtype}")
+    u = u.astype(np.float64)
+    if u.ndim == 1:
+        u = u[:, None]
+    if u.ndim != 2 or u.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape (n_samples, n_inputs) with n_samples = {n_samples} (one row per "
+                         f"row of X), got shape {u.shape}")
+    if not np.isfinite(u).all():
+        raise ValueError(f"{name} contains NaN or infinity; {name} must be known and finite at every step")
+    return u
 
 
 def check_sample_weight(sample_weight, n_samples, name="sample_weight"):

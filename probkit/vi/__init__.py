@@ -26,33 +26,22 @@ Examples
 (True, [])
 """
 
-from probkit.utils._lazy import lazy_exports
+from probkit.utils._lazy import lazy_package
 
 # Pyro is imported by the first use of a name that needs it, so the classical estimators
 # (which use only the conjugate helpers) work where Pyro is not installed.
-_EXPORTS = {
-    "CONJUGATE_FAMILIES": "probkit.vi.conjugate",
-    "ConjugateFamily": "probkit.vi.conjugate",
-    "GUIDES": "probkit.vi.svi",
-    "LOSSES": "probkit.vi.svi",
-    "MCMCResult": "probkit.vi.mcmc_result",
-    "ParamScope": "probkit.vi._pyro",
-    "SVIResult": "probkit.vi.svi",
-    "fit_svi": "probkit.vi.svi",
-    "ess": "probkit.vi.diagnostics",
-    "forked_rng": "probkit.utils.random",
-    "gibbs_hmm": "probkit.vi.gibbs",
-    "gibbs_lda": "probkit.vi.gibbs",
-    "gibbs_mixture": "probkit.vi.gibbs",
-    "make_elbo": "probkit.vi.svi",
-    "make_guide": "probkit.vi.svi",
-    "mcse": "probkit.vi.diagnostics",
-    "random_walk_metropolis": "probkit.vi.mh",
-    "rhat": "probkit.vi.diagnostics",
-    "run_nuts": "probkit.vi.mcmc",
-    "torch_threads": "probkit.utils.threads",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_package(
+    __name__,
+    {
+        ".conjugate": ["CONJUGATE_FAMILIES", "ConjugateFamily"],
+        ".svi": ["GUIDES", "LOSSES", "SVIResult", "fit_svi", "make_elbo", "make_guide"],
+        ".mcmc_result": ["MCMCResult"],
+        "._pyro": ["ParamScope"],
+        ".diagnostics": ["ess", "mcse", "rhat"],
+        "probkit.utils.random": ["forked_rng"],
+        ".gibbs": ["gibbs_hmm", "gibbs_lda", "gibbs_mixture"],
+        ".mh": ["random_walk_metropolis"],
+        ".mcmc": ["run_nuts"],
+        "probkit.utils.threads": ["torch_threads"],
+    },
+)

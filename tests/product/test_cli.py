@@ -471,3 +471,77 @@ def test_regression_models_report_in_json_and_escape_column_names(tmp_path, caps
     info = json.loads(out)
     assert info["target"] == "count"
     np.testing.assert_allclose(info["fitted"]["coef_"], api.coef_, rtol=1e-10)
+
+
+def _covariate_csv(tmp_path):
+    """Two sequences whose state chain is driven by a covariate column ``u``; ``y`` is observed."""
+    from probkit import InputDrivenHMM
+
+    rng = np.random.RandomState(0)
+    u = rng.normal(size=(300, 1))
+    truth = InputDrivenHMM(2, emission_inputs=False)
+    truth.startprob_ = np.array([0.5, 0.5])
+    truth.transition_weights_ = np.array([[[0.0], [3.0]], [[0.0], [-3.0]]])
+    truth.transition_intercepts_ = np.array([[0.0, -1.0], [0.0, 1.0]])
+    truth.emission_weights_ = np.zeros((2, 1, 0))
+    truth.emission_intercepts_ = np.array([[-2.0], [2.0]])
+    truth.covars_ = np.array([[0.5], [0.5]])
+    y, _ = truth.sample(300, random_state=1, inputs=u)
+    seq = np.repeat([0, 1], 150)
+    path = tmp_path / "driven.csv"
+    with open(path, "w") as f:
+        f.write("seq,u,y\n" + "".join(f"{s},{float(a)!r},{float(b)!r}\n" for s, a, b in zip(seq, u[:, 0], y[:, 0])))
+    return path, y, u, np.array([150, 150])
+
+
+def _logged_total(out):
+    return float(out.split("log-likelihood ", 1)[1].split()[0])
+
+
+def test_inputs_drive_the_model_and_are_read_again_by_score_and_decode(tmp_path, capsys):
+    from probkit import InputDrivenHMM, LinearGaussianSSM
+
+    path, y, u, lengths = _covariate_csv(tmp_path)
+    model_path = tmp_path / "idhmm.pk"
+    code, out, err = run(["fit", "input-driven-hmm", path, "--columns", "y", "--inputs", "u", "--sequence-column",
+                          "seq", "--max-iter", 20, "-o", model_path], capsys)
+    assert code == 0, err
+    assert "driven by 1 input column(s) (u)" in out
+    api = InputDrivenHMM(2, n_iter=20, random_state=0).fit(y, lengths=lengths, inputs=u)
+    loaded = probkit.load(model_path)
+    np.testing.assert_allclose(loaded.transition_weights_, api.transition_weights_, rtol=1e-10, atol=1e-12)
+    code, out, err = run(["score", model_path, path, "--sequence-column", "seq"], capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(_logged_total(out), api.score(y, lengths=lengths, inputs=u), rtol=1e-9)
+    code, out, err = run(["decode", model_path, path, "--sequence-column", "seq"], capsys)
+    assert code == 0, err
+    decoded = np.loadtxt(out.splitlines()[1:], delimiter=",", ndmin=2)[:, 0].astype(int)
+    np.testing.assert_array_equal(decoded, api.predict(y, lengths=lengths, inputs=u))
+    # without --columns the inputs are taken out of all the columns, by name or 0-based index in the file
+    assert run(["fit", "linear-gaussian-ssm", path, "-k", 1, "--inputs", "1", "--sequence-column", "seq",
+                "--max-iter", 5, "-o", tmp_path / "lds.pk"], capsys)[0] == 0
+    lds = LinearGaussianSSM(1, n_iter=5, random_state=0).fit(y, lengths=lengths, inputs=u)
+    code, out, _ = run(["score", tmp_path / "lds.pk", path, "--sequence-column", "seq"], capsys)
+    assert code == 0
+    np.testing.assert_allclose(_logged_total(out), lds.score(y, lengths=lengths, inputs=u), rtol=1e-9)
+
+
+def test_inputs_errors_are_one_line(tmp_path, capsys):
+    path, *_ = _covariate_csv(tmp_path)
+    code, _, err = run(["fit", "gaussian-hmm", path, "--inputs", "u"], capsys)
+    assert code == 1 and "--inputs applies to input-driven-hmm, linear-gaussian-ssm" in err
+    code, _, err = run(["fit", "input-driven-hmm", path, "--inputs", "w"], capsys)
+    assert code == 1 and "has no column 'w'; its columns are seq, u, y" in err
+    code, _, err = run(["fit", "input-driven-hmm", path, "--columns", "u", "--inputs", "u"], capsys)
+    assert code == 1 and "column 'u' is one of the --inputs columns and cannot also be modelled" in err
+    code, _, err = run(["fit", "input-driven-hmm", path, "--inputs", "seq,u,y"], capsys)
+    assert code == 1 and "has no feature column left to model" in err
+    code, _, err = run(["fit", "input-driven-hmm", path, "--sequence-column", "seq", "--inputs", "seq"], capsys)
+    assert code == 1 and "'seq' is the sequence column" in err
+    code, _, err = run(["fit", "input-driven-hmm", path, "--columns", "y", "--inputs", "u,1"], capsys)
+    assert code == 1 and "'u' is named twice in --inputs" in err
+    model_path = tmp_path / "m.pk"
+    assert run(["fit", "input-driven-hmm", path, "--columns", "y", "--inputs", "u", "--max-iter", 3,
+                "-o", model_path], capsys)[0] == 0
+    code, _, err = run(["sample", model_path, "-n", 5], capsys)
+    assert code == 1 and "model.sample(n, inputs=U)" in err and len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from hmmlearn.vhmm import VariationalCategoricalHMM, VariationalGaussianHMM
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from scipy import stats
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 
 from probkit import CategoricalHMM, GaussianHMM, PoissonHMM, VariationalHMM
 from probkit.vi.models import HMMSVI
@@ -102,8 +103,8 @@ def test_categorical_parity_with_hmmlearn():
 
 
 # ---------------------------------------------------------------------------------------------- the bound
-@pytest.mark.parametrize("emission, cov", [("gaussian", "full"), ("gaussian", "diag"), ("categorical", None),
-                                           ("poisson", None)])
+@pytest.mark.parametrize("emission, cov", [("gaussian", "full"), ("gaussian", "diag"), ("gaussian", "tied"),
+                                           ("gaussian", "spherical"), ("categorical", None), ("poisson", None)])
 def test_bound_never_decreases(emission, cov):
     X, lengths = {"gaussian": gaussian_data, "categorical": categorical_data, "poisson": poisson_data}[emission]()
     kw = {} if cov is None else {"covariance_type": cov}
@@ -257,7 +258,15 @@ def test_svi_isolation_clone_pickle():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(inference="gibbs"), "The .inference. parameter of VariationalHMM must be a str among"),
     (dict(emission="student"), "The .emission. parameter of VariationalHMM"),
-    (dict(covariance_type="tied"), "The .covariance_type. parameter of VariationalHMM"),
+    (dict(covariance_type="banded"), "The .covariance_type. parameter of VariationalHMM"),
+    (dict(covariance_type="tied", dof_prior=[3.0, 3.0]), r"dof_prior must broadcast to shape \(\)"),
+    (dict(covariance_type="tied", dof_prior=0.5), "dof_prior must be greater than n_features - 1"),
+    (dict(covariance_type="tied", scale_prior=np.ones((2, 2))), "scale_prior must hold symmetric positive-definite"),
+    (dict(covariance_type="tied", scale_prior=np.stack([np.eye(2)] * 2)), "scale_prior must broadcast to shape"),
+    (dict(covariance_type="spherical", scale_prior=[1.0, -1.0]), "scale_prior must be positive"),
+    (dict(covariance_type="spherical", dof_prior=0.0), "dof_prior must be positive"),
+    (dict(covariance_type="spherical", inference="svi"), "covariance_type='spherical' needs inference='vem'"),
+    (dict(covariance_type="tied", inference="nuts"), "covariance_type='tied' needs inference='vem'"),
     (dict(hmm_formulation="scan"), "The .hmm_formulation. parameter of VariationalHMM"),
     (dict(startprob_prior=-1.0), "startprob_prior must be positive"),
     (dict(transmat_prior=np.ones((3, 3))), "transmat_prior must broadcast"),
@@ -308,3 +317,149 @@ def test_hand_set_start_and_transitions_are_validated_and_used():
     model.fit(X)
     np.testing.assert_allclose(model.transmat_, [[0.95, 0.05], [0.0, 1.0]], atol=1e-12)
     np.testing.assert_allclose(model.startprob_, [1.0, 0.0], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- tied and spherical
+def _fit_shared(cov, **kw):
+    X, lengths = gaussian_data()
+    return VariationalHMM(3, covariance_type=cov, n_iter=40, tol=1e-8, random_state=0, **kw).fit(X, lengths=lengths), X
+
+
+def _gaussian_log_density(x, mean, precision):
+    """log N(x | mean, inv(precision)) for stacked means (..., d) and precisions (..., d, d)."""
+    d = x.shape[-1]
+    diff = x - mean
+    quad = np.einsum("...i,...ij,...j->...", diff, precision, diff)
+    return 0.5 * (np.linalg.slogdet(precision)[1] - d * np.log(2 * np.pi) - quad)
+
+
+def _draws_from(vh, which, n_draws, rng):
+    """Draws of (means (S, K, d), log q or log p of the draw (S,), precisions (S, K, d, d)) from the
+    prior or posterior of a tied / spherical model, written from the documented model with scipy."""
+    means, beta = getattr(vh, f"means_{which}_"), getattr(vh, f"beta_{which}_")
+    dof, scale = getattr(vh, f"dof_{which}_"), getattr(vh, f"scale_{which}_")
+    k, d = means.shape
+    if vh.covariance_type == "tied":  # Lambda ~ Wishart(dof, inv(scale)), mu_k | Lambda ~ N(m_k, inv(beta_k Lambda))
+        wishart = stats.wishart(df=dof, scale=np.linalg.inv(scale))
+        lam = wishart.rvs(size=n_draws, random_state=rng).reshape(n_draws, d, d)
+        log_density = wishart.logpdf(np.moveaxis(lam, 0, -1)) if d > 1 else wishart.logpdf(lam[:, 0, 0])
+        prec = np.broadcast_to(lam[:, None], (n_draws, k, d, d))
+    else:  # tau_k ~ Gamma(d dof_k / 2, rate d scale_k / 2), mu_k | tau_k ~ N(m_k, I / (beta_k tau_k))
+        gamma = stats.gamma(a=0.5 * d * dof, scale=2.0 / (d * scale))
+        tau = gamma.rvs(size=(n_draws, k), random_state=rng)
+        log_density = gamma.logpdf(tau).sum(1)
+        prec = tau[..., None, None] * np.eye(d)
+    chol = np.linalg.cholesky(np.linalg.inv(beta[:, None, None] * prec))
+    mu = means + np.einsum("skij,skj->ski", chol, rng.standard_normal((n_draws, k, d)))
+    return mu, prec, log_density
+
+
+def _log_normal_part(vh, which, mu, prec):
+    beta = getattr(vh, f"beta_{which}_")
+    return _gaussian_log_density(mu, getattr(vh, f"means_{which}_"), beta[:, None, None] * prec).sum(1)
+
+
+@pytest.mark.parametrize("cov", ["tied", "spherical"])
+def test_shared_precision_expectations_match_monte_carlo(cov):
+    """The expected log-densities of the E-step and the KL of the bound, against Monte Carlo
+    averages over draws of the posterior written with scipy.stats from the documented model."""
+    vh, X = _fit_shared(cov)
+    rng = np.random.RandomState(1)
+    mu, prec, log_q = _draws_from(vh, "posterior", 20000, rng)
+    log_q = log_q + _log_normal_part(vh, "posterior", mu, prec)
+    # the prior density at the posterior's draws
+    prior_dof, prior_scale = vh.dof_prior_, vh.scale_prior_
+    d = X.shape[1]
+    if cov == "tied":
+        lam = prec[:, 0]
+        wishart = stats.wishart(df=prior_dof, scale=np.linalg.inv(prior_scale))
+        log_p = wishart.logpdf(np.moveaxis(lam, 0, -1))
+    else:
+        tau = prec[:, :, 0, 0]
+        log_p = stats.gamma(a=0.5 * d * prior_dof, scale=2.0 / (d * prior_scale)).logpdf(tau).sum(1)
+    log_p = log_p + _log_normal_part(vh, "prior", mu, prec)
+
+    fam = vh._family()
+    post, prior = vh.posterior_["emission"], vh.prior_["emission"]
+    kl = float(fam.kl(post, prior).sum())
+    sample = log_q - log_p
+    assert abs(kl - sample.mean()) < 5 * sample.std() / np.sqrt(len(sample)) + 1e-6
+
+    x = X[[0, 57, 150, 299]]
+    expected = fam.expected_log_likelihood(post, torch.as_tensor(x)).numpy()  # (4, K)
+    log_dens = _gaussian_log_density(x[:, None, None, :], mu[None], prec[None])  # (4, S, K)
+    mc, se = log_dens.mean(1), log_dens.std(1) / np.sqrt(log_dens.shape[1])
+    assert np.all(np.abs(expected - mc) < 5 * se + 1e-6)
+
+
+@pytest.mark.parametrize("cov", ["tied", "spherical"])
+def test_strong_prior_at_the_truth_pins_the_covariances(cov):
+    """A prior worth 10^6 observations at the generating parameters: the posterior means of the
+    covariances (covars_) and of the means are the generating ones to about 300 / 10^6."""
+    rng = np.random.RandomState(0)
+    true_means = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 3.0]])
+    gen = GaussianHMM(3, covariance_type=cov)
+    gen.startprob_ = np.array([0.5, 0.3, 0.2])
+    gen.transmat_ = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    gen.means_ = true_means
+    true_covars = np.array([[1.0, 0.6], [0.6, 0.8]]) if cov == "tied" else np.array([0.5, 1.0, 2.0])
+    gen.covars_ = true_covars
+    X, _ = gen.sample(300, random_state=rng)
+    strength = 1e6
+    scale = true_covars * strength
+    weak = VariationalHMM(3, covariance_type=cov, n_iter=30, random_state=0).fit(X)
+    vh = VariationalHMM(3, covariance_type=cov, n_iter=30, random_state=0, means_prior=true_means,
+                        beta_prior=strength, dof_prior=strength, scale_prior=scale).fit(X)
+    assert vh.covars_.shape == true_covars.shape == weak.covars_.shape
+    np.testing.assert_allclose(vh.covars_, true_covars, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(vh.means_, true_means, atol=2e-3)
+    # the data alone leave them much further away (the check can fail)
+    assert np.abs(weak.covars_ - true_covars).max() > 10 * np.abs(vh.covars_ - true_covars).max()
+
+
+@pytest.mark.parametrize("cov", ["tied", "spherical"])
+def test_shared_precision_shapes_score_sample_and_save(cov, tmp_path):
+    from probkit.io import load, save
+
+    vh, X = _fit_shared(cov)
+    k, d = 3, X.shape[1]
+    shapes = {"tied": {"covars_": (d, d), "scale_posterior_": (d, d), "dof_posterior_": ()},
+              "spherical": {"covars_": (k,), "scale_posterior_": (k,), "dof_posterior_": (k,)}}[cov]
+    for name, shape in shapes.items():
+        assert np.shape(getattr(vh, name)) == shape, name
+    np.testing.assert_allclose(vh.covars_, vh.scale_posterior_ / vh.dof_posterior_)
+    # the posterior-mean parameters are a GaussianHMM of the same covariance type
+    plug_in = GaussianHMM(3, covariance_type=cov)
+    plug_in.startprob_, plug_in.transmat_, plug_in.means_, plug_in.covars_ = (vh.startprob_, vh.transmat_,
+                                                                              vh.means_, vh.covars_)
+    np.testing.assert_allclose(vh.score_samples(X)[0], plug_in.score_samples(X)[0], rtol=1e-10)
+    s = vh.score(X)
+    assert plug_in.score(X) - 10.0 < s < plug_in.score(X) + 1.0
+    Xs, states = vh.sample(40, random_state=0)
+    assert Xs.shape == (40, d) and np.all(np.isfinite(Xs))
+    path = tmp_path / "model.pk"
+    save(vh, path)
+    restored = load(path)
+    np.testing.assert_array_equal(restored.predict(X), vh.predict(X))
+    np.testing.assert_allclose(restored.scale_posterior_, vh.scale_posterior_)
+    # continuing the fit from the restored posterior (init_params="") keeps the bound increasing
+    restored.set_params(init_params="", n_iter=3, tol=-np.inf)
+    with pytest.warns(ConvergenceWarning):  # tol=-inf: every iteration runs
+        restored.fit(X)
+    assert restored.elbo_history_[0] >= vh.lower_bound_ - 1e-8 * abs(vh.lower_bound_)
+
+
+@pytest.mark.parametrize("cov, name, value, match", [
+    ("tied", "dof_posterior_", np.array([5.0, 5.0, 5.0]), r"dof_posterior_ must have shape \(\)"),
+    ("tied", "scale_posterior_", np.stack([np.eye(2)] * 3), r"scale_posterior_ must have shape \(2, 2\)"),
+    ("tied", "dof_posterior_", 0.5, "dof_posterior_ must be greater than n_features - 1"),
+    ("spherical", "scale_posterior_", np.ones((3, 2)), r"scale_posterior_ must have shape \(3,\)"),
+    ("spherical", "dof_posterior_", np.array([1.0, -1.0, 1.0]), "dof_posterior_ must hold positive"),
+    ("spherical", "beta_posterior_", np.ones(2), r"beta_posterior_ must have shape \(3,\)"),
+])
+def test_hand_set_shared_precision_posteriors_are_validated(cov, name, value, match):
+    vh, X = _fit_shared(cov)
+    vh.set_params(init_params="")
+    setattr(vh, name, value)
+    with pytest.raises(ValueError, match=match):
+        vh.fit(X)

@@ -22,7 +22,8 @@ from probkit import hmm as _hmm
 from probkit.compat.hmmlearn._covars import _FullCovarsView
 from probkit.compat.hmmlearn.base import _HMMLearnAPI
 from probkit.compat.hmmlearn.hmm import _SymbolInput
-from probkit.distributions import Dirichlet, NormalGamma, NormalWishart
+from probkit.distributions import Dirichlet
+from probkit.hmm.variational import _gaussian_conjugate
 from probkit.utils.random import check_random_state
 
 __all__ = ["VariationalCategoricalHMM", "VariationalGaussianHMM"]
@@ -113,20 +114,26 @@ class _VariationalAPI(_HMMLearnAPI):
 class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalHMM):
     """hmmlearn's ``VariationalGaussianHMM`` on :class:`probkit.VariationalHMM` (VB-EM).
 
-    ``covariance_type="full"`` is hmmlearn's Normal-Wishart model. ``"diag"`` is probkit's
-    diagonal model (an independent Normal-Gamma per feature), which hmmlearn's ``diag``
-    matches for one feature. hmmlearn's ``"tied"`` and ``"spherical"`` variants have no
-    probkit counterpart and raise a ``ValueError``.
+    ``covariance_type="full"`` is hmmlearn's Normal-Wishart model, and ``"tied"`` its model
+    with one Wishart precision shared by the states (the same updates and bound). ``"diag"``
+    is probkit's diagonal model (an independent Normal-Gamma per feature) and
+    ``"spherical"`` probkit's model with one Gamma precision per state shared by the
+    features; hmmlearn's ``diag`` and ``spherical`` take the expected log-determinant of a
+    full Wishart instead, and match probkit's for one feature (the updates of the posterior
+    from given state probabilities are the same for any number of features).
 
     Parameters
     ----------
     n_components : int, default=1
-    covariance_type : {"full", "diag"}, default="full"
+    covariance_type : {"full", "diag", "tied", "spherical"}, default="full"
     startprob_prior, transmat_prior : float or array-like, optional
         Dirichlet concentrations (``1 / n_components`` by default).
     means_prior, beta_prior, dof_prior, scale_prior : array-like, optional
         Normal-Wishart (Normal-Gamma) prior: means (data mean), their precision scale (1),
         degrees of freedom (``n_features``), inverse scale (``1e-3`` times the identity).
+        hmmlearn's shapes: ``dof_prior`` a number for ``tied`` (one per state otherwise),
+        ``scale_prior`` ``(n_features, n_features)`` for ``tied``, ``(n_components,)`` for
+        ``spherical``.
     algorithm : {"viterbi", "map"}, default="viterbi"
     random_state : int, RandomState or None
     n_iter : int, default=100
@@ -144,7 +151,8 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
     startprob_, transmat_, means_
         Posterior means.
     covars_ : ndarray of shape (n_components, n_features, n_features)
-        ``scale_posterior_ / dof_posterior_`` as full matrices (``_covars_`` compact).
+        ``scale_posterior_ / dof_posterior_`` as full matrices (``_covars_`` compact:
+        ``(n_features, n_features)`` for tied, ``(n_components,)`` for spherical).
     monitor_ : ConvergenceMonitor
         The evidence lower bound of each iteration.
 
@@ -177,13 +185,6 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
         self._hmmlearn_setup()
 
     _checks_input_on_fit = True
-
-    def _check_options(self):
-        if self.covariance_type in ("tied", "spherical"):
-            raise ValueError(f"VariationalGaussianHMM(covariance_type={self.covariance_type!r}) is not available: "
-                             "probkit's variational Gaussian HMM has 'full' (Normal-Wishart) and 'diag' "
-                             "(Normal-Gamma per feature) emissions")
-        super()._check_options()
 
     def _means_for_n_features(self):
         means = self.__dict__.get("means_")
@@ -229,51 +230,56 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
         if (self._hmmlearn_needs_init("c", "dof_prior_") or self._hmmlearn_needs_init("c", "dof_posterior_")
                 or self._hmmlearn_needs_init("c", "scale_prior_")
                 or self._hmmlearn_needs_init("c", "scale_posterior_")):
-            self.dof_prior_ = (np.full(nc, float(nf)) if self.dof_prior is None
-                               else np.asarray(self.dof_prior, dtype=np.float64))
-            self.dof_posterior_ = counts.copy()
-            cv = np.atleast_2d(np.cov(X.T)) + 1e-3 * np.eye(nf)
-            if self.covariance_type == "full":
-                self.scale_prior_ = (np.broadcast_to(1e-3 * np.eye(nf), (nc, nf, nf)).copy()
-                                     if self.scale_prior is None else np.asarray(self.scale_prior, dtype=np.float64))
-                self.scale_posterior_ = cv[None] * counts[:, None, None]
+            ct = self.covariance_type
+            if ct == "tied":
+                self.dof_prior_ = float(nf) if self.dof_prior is None else self.dof_prior
+                self.dof_posterior_ = float(counts.sum())
             else:
-                self.scale_prior_ = (np.full((nc, nf), 1e-3) if self.scale_prior is None
-                                     else np.asarray(self.scale_prior, dtype=np.float64))
-                self.scale_posterior_ = np.diag(cv)[None] * counts[:, None]
-            self.covars_ = np.broadcast_to(cv if self.covariance_type == "full" else np.diag(cv),
-                                           self.scale_posterior_.shape)
+                self.dof_prior_ = (np.full(nc, float(nf)) if self.dof_prior is None
+                                   else np.asarray(self.dof_prior, dtype=np.float64))
+                self.dof_posterior_ = counts.copy()
+            cv = np.atleast_2d(np.cov(X.T)) + 1e-3 * np.eye(nf)
+            default_scale = {"full": np.broadcast_to(1e-3 * np.eye(nf), (nc, nf, nf)).copy(),
+                             "tied": 1e-3 * np.eye(nf), "diag": np.full((nc, nf), 1e-3),
+                             "spherical": np.full(nc, 1e-3)}[ct]
+            self.scale_prior_ = (default_scale if self.scale_prior is None
+                                 else np.asarray(self.scale_prior, dtype=np.float64))
+            # hmmlearn's initial covariances: the data covariance, its diagonal, or (spherical)
+            # the mean of all its entries; the posterior scale is that times the degrees of freedom
+            compact = {"full": np.broadcast_to(cv, (nc, nf, nf)), "tied": cv,
+                       "diag": np.broadcast_to(np.diag(cv), (nc, nf)), "spherical": np.full(nc, cv.mean())}[ct]
+            self.scale_posterior_ = compact * (np.reshape(self.dof_posterior_, (-1,) + (1,) * (compact.ndim - 1))
+                                               if ct != "tied" else self.dof_posterior_)
+            self.covars_ = compact.copy()
 
     def _check_emission_attributes(self):
-        nc, nf = self.n_components, self.n_features
+        nc, nf, ct = self.n_components, self.n_features, self.covariance_type
+        tied = ct == "tied"
         shapes = {"means_prior_": (nc, nf), "means_posterior_": (nc, nf), "beta_prior_": (nc,),
-                  "beta_posterior_": (nc,), "dof_prior_": (nc,), "dof_posterior_": (nc,)}
-        scale_shape = (nc, nf, nf) if self.covariance_type == "full" else (nc, nf)
+                  "beta_posterior_": (nc,), "dof_prior_": () if tied else (nc,),
+                  "dof_posterior_": () if tied else (nc,)}
+        scale_shape = {"full": (nc, nf, nf), "tied": (nf, nf), "diag": (nc, nf), "spherical": (nc,)}[ct]
         shapes.update(scale_prior_=scale_shape, scale_posterior_=scale_shape)
         for name, shape in shapes.items():
             value = getattr(self, name)
-            if name.startswith("dof") and isinstance(value, numbers.Number):
+            if name.startswith("dof") and isinstance(value, numbers.Number) and not tied:
                 value = np.full(nc, value)
             value = np.asarray(value, dtype=np.float64)
             if value.shape != shape:
-                raise ValueError(f"{name} must have shape {shape} for covariance_type={self.covariance_type!r}, "
-                                 f"got {value.shape}")
-            setattr(self, name, value)
+                what = "a number" if shape == () else f"shape {shape}"
+                raise ValueError(f"{name} must be {what} for covariance_type={ct!r}, got shape {value.shape}")
+            setattr(self, name, float(value) if shape == () else value)
 
     def _emission_prior(self):
-        if self.covariance_type == "full":
-            return NormalWishart(loc=self.means_prior_, mean_precision=self.beta_prior_,
-                                 degrees_of_freedom=self.dof_prior_, covariance=self.scale_prior_)
-        nf = self.n_features
-        return NormalGamma(loc=self.means_prior_, mean_precision=np.repeat(self.beta_prior_[:, None], nf, 1),
-                           concentration=np.repeat(0.5 * self.dof_prior_[:, None], nf, 1),
-                           rate=0.5 * self.scale_prior_)
+        return _gaussian_conjugate(self.covariance_type, self.means_prior_, self.beta_prior_, self.dof_prior_,
+                                   self.scale_prior_)
 
     def _n_fit_scalars(self):
         # hmmlearn counts the posterior's scalars by letter: means (+ beta) and covariances (+ dof)
         nc, nf = self.n_components, self.n_features
         counts = {"s": nc - 1, "t": nc * (nc - 1), "m": nc * nf + nc,
-                  "c": nc + nc * (nf * (nf + 1) // 2 if self.covariance_type == "full" else nf)}
+                  "c": {"full": nc + nc * nf * (nf + 1) // 2, "tied": 1 + nf * (nf + 1) // 2, "diag": nc + nc * nf,
+                        "spherical": 2 * nc}[self.covariance_type]}
         return sum(counts.get(letter, 0) for letter in set(self._hmmlearn_letters()[0]))
 
 

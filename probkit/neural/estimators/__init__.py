@@ -8,26 +8,27 @@ with :func:`train_module`, and return numpy arrays. Only fitting a
 :class:`DeepStateSpaceModel` needs Pyro.
 """
 
-from probkit.utils._lazy import lazy_exports
+from probkit.utils._lazy import lazy_package
 
-_EXPORTS = {
-    "DeepStateSpaceModel": "probkit.neural.estimators.deep_ssm",
-    "MaskedSequenceModel": "probkit.neural.estimators.masked",
-    "NeuralHMM": "probkit.neural.estimators.neural_hmm",
-    "SequenceClassifier": "probkit.neural.estimators.classifier",
-    "SequenceDensity": "probkit.neural.estimators.density",
-    "SequenceRegressor": "probkit.neural.estimators.regressor",
-    "SequenceVAE": "probkit.neural.estimators.sequence_vae",
-    "TensorData": "probkit.neural.estimators._training",
-    "TrainingHistory": "probkit.neural.estimators._training",
-    "TrainingOptions": "probkit.neural.estimators._training",
-    "VAE": "probkit.neural.estimators.vae",
-    "evaluate_loss": "probkit.neural.estimators._training",
-    "run_training": "probkit.neural.estimators._training",
-    "seeded": "probkit.neural.estimators._training",
-    "train_module": "probkit.neural.estimators._training",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_package(
+    __name__,
+    {
+        ".deep_ssm": ["DeepStateSpaceModel"],
+        ".masked": ["MaskedSequenceModel"],
+        ".neural_hmm": ["NeuralHMM"],
+        ".classifier": ["SequenceClassifier"],
+        ".density": ["SequenceDensity"],
+        ".regressor": ["SequenceRegressor"],
+        ".sequence_vae": ["SequenceVAE"],
+        "._training": [
+            "TensorData",
+            "TrainingHistory",
+            "TrainingOptions",
+            "evaluate_loss",
+            "run_training",
+            "seeded",
+            "train_module",
+        ],
+        ".vae": ["VAE"],
+    },
+)

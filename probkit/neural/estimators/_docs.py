@@ -29,6 +29,12 @@ backbone_kwargs : dict, optional
 vocab_size : int, optional
     When given, ``X`` holds integer tokens in ``[0, vocab_size)`` (embedded) instead
     of real-valued features.""",
+    "pooling_params": """pooling : {"mean", "last", "max"}, default="mean"
+    Summary of the backbone features over the valid steps of each sequence.
+bidirectional : bool, default=False
+    Let the summary depend on both directions: the transformer drops its causal
+    mask; any other (causal) backbone gets a second copy that reads each sequence
+    backwards, and the pooled features of both are added.""",
     "training_params": """batch_size : int, default=32
     Sequences per mini-batch in training; in prediction, every sequence is evaluated in
     a batch of exactly ``batch_size`` rows padded to a length set by its own length, so

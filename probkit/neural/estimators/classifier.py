@@ -32,12 +32,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     Parameters
     ----------
     %(model_params)s
-    pooling : {"mean", "last", "max"}, default="mean"
-        Summary of the backbone features over the valid steps of each sequence.
-    bidirectional : bool, default=False
-        Let the summary depend on both directions: the transformer drops its causal
-        mask; any other (causal) backbone gets a second copy that reads each sequence
-        backwards, and the pooled features of both are added.
+    %(pooling_params)s
     %(training_params)s
 
     Attributes

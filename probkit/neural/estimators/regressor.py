@@ -31,10 +31,7 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     Parameters
     ----------
     %(model_params)s
-    pooling : {"mean", "last", "max"}, default="mean"
-        Summary of the backbone features over the valid steps of each sequence.
-    bidirectional : bool, default=False
-        As in :class:`SequenceClassifier`: causal or bidirectional summaries.
+    %(pooling_params)s
     loss : {"squared_error", "gaussian"}, default="squared_error"
         Training objective.
     %(training_params)s

@@ -55,7 +55,55 @@ def _shift(h, first):
     return torch.cat([first.unsqueeze(1), h[:, :-1]], dim=1)
 
 
-class RWKV6Layer(SequenceLayer):
+class _MatrixStateRWKV(SequenceLayer):
+    """What the RWKV layers with a matrix-valued WKV state per head (RWKV-6, RWKV-7) share:
+    the head split, the zero state and the residual channel-mixing half of the layer.
+
+    It sets ``d_model``, ``n_heads`` (default: heads of 64 channels where 64 divides
+    ``d_model``, else one head), ``head_size`` and ``ffn_hidden``; a subclass sets ``norm2``
+    and ``dropout`` and defines ``_cmix(h, h_prev)``.
+    """
+
+    def __init__(self, d_model, n_heads, ffn_ratio):
+        super().__init__(check_positive_int(d_model, "d_model"))
+        d = self.d_model
+        if n_heads is None:
+            n_heads = d // 64 if d % 64 == 0 else 1
+        self.n_heads = check_positive_int(n_heads, "n_heads")
+        if d % self.n_heads:
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d}")
+        self.head_size = d // self.n_heads
+        if not ffn_ratio > 0:
+            raise ValueError(f"ffn_ratio must be positive, got {ffn_ratio}")
+        self.ffn_hidden = max(1, int(ffn_ratio * d))
+
+    def _heads(self, t):
+        """(batch, L, d) -> (batch, H, L, K)."""
+        b, L, _ = t.shape
+        return t.view(b, L, self.n_heads, self.head_size).transpose(1, 2)
+
+    def _residual_mixes(self, x, time_mixed, shift_cmix):
+        """``x + time_mixed``, then its channel mix added: ``(output, norm2 of the middle stream)``.
+
+        ``x`` is ``(batch, L, d)`` (``shift_cmix`` is then put in front of the shifted sequence)
+        or one position ``(batch, d)`` (``shift_cmix`` is the previous position's norm).
+        """
+        x = x + self.dropout(time_mixed)
+        h2 = self.norm2(x)
+        h2_prev = _shift(h2, shift_cmix) if x.dim() == 3 else shift_cmix
+        return x + self.dropout(self._cmix(h2, h2_prev)), h2
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        """Zero states ``(shift_tmix (batch, d), wkv_state (batch, H, K, K), shift_cmix (batch, d))``."""
+        device, dtype = self._device_dtype(device, dtype)
+        shift = torch.zeros(batch_size, self.d_model, device=device, dtype=dtype)
+        # the matrix state accumulates over the whole sequence: at least float32
+        wkv_state = torch.zeros(batch_size, self.n_heads, self.head_size, self.head_size,
+                                device=device, dtype=torch.promote_types(dtype, torch.float32))
+        return (shift, wkv_state, shift.clone())
+
+
+class RWKV6Layer(_MatrixStateRWKV):
     r"""Pre-norm residual RWKV-6 layer (time mixing on WKV-6, then channel mixing).
 
     Parameters
@@ -99,17 +147,8 @@ class RWKV6Layer(SequenceLayer):
 
     def __init__(self, d_model, n_heads=None, ffn_ratio=1.0, mix_rank=None, decay_rank=None,
                  layer_id=0, n_layers=1, dropout=0.0, backend="auto"):
-        super().__init__(check_positive_int(d_model, "d_model"))
+        super().__init__(d_model, n_heads, ffn_ratio)
         d = self.d_model
-        if n_heads is None:
-            n_heads = d // 64 if d % 64 == 0 else 1
-        self.n_heads = check_positive_int(n_heads, "n_heads")
-        if d % self.n_heads:
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d}")
-        self.head_size = d // self.n_heads
-        if not ffn_ratio > 0:
-            raise ValueError(f"ffn_ratio must be positive, got {ffn_ratio}")
-        self.ffn_hidden = max(1, int(ffn_ratio * d))
         self.mix_rank = check_positive_int(
             min(32, max(4, d // 16)) if mix_rank is None else mix_rank, "mix_rank")
         self.decay_rank = check_positive_int(
@@ -175,11 +214,6 @@ class RWKV6Layer(SequenceLayer):
         k = torch.relu(self.ffn_key(h + dh * self.cmix_k)).square()
         return torch.sigmoid(self.ffn_receptance(h + dh * self.cmix_r)) * self.ffn_value(k)
 
-    def _heads(self, t):
-        """(batch, L, d) -> (batch, H, L, K)."""
-        b, L, _ = t.shape
-        return t.view(b, L, self.n_heads, self.head_size).transpose(1, 2)
-
     # ------------------------------------------------------------ API
     def forward(self, x, lengths=None, return_state=False):
         b, L, d = x.shape
@@ -190,19 +224,8 @@ class RWKV6Layer(SequenceLayer):
                             self.bonus, return_last_state=True,
                             backend=self.backend)
         o = o.transpose(1, 2).reshape(b, L, d)
-        x = x + self.dropout(self._tmix_output(o, g))
-        h2 = self.norm2(x)
-        out = x + self.dropout(self._cmix(h2, _shift(h2, zeros)))
+        out, h2 = self._residual_mixes(x, self._tmix_output(o, g), zeros)
         return (out, (h[:, -1], wkv_state, h2[:, -1])) if return_state else out
-
-    def init_state(self, batch_size, device=None, dtype=None):
-        """Zero states ``(shift_tmix (batch, d), wkv_state (batch, H, K, K), shift_cmix (batch, d))``."""
-        device, dtype = self._device_dtype(device, dtype)
-        shift = torch.zeros(batch_size, self.d_model, device=device, dtype=dtype)
-        # the matrix state accumulates over the whole sequence: at least float32
-        wkv_state = torch.zeros(batch_size, self.n_heads, self.head_size, self.head_size,
-                                device=device, dtype=torch.promote_types(dtype, torch.float32))
-        return (shift, wkv_state, shift.clone())
 
     def step(self, x_t, state):
         """One position: ``x_t`` ``(batch, d_model)`` -> ``(y_t, (shift_tmix, wkv_state, shift_cmix))``."""
@@ -213,7 +236,5 @@ class RWKV6Layer(SequenceLayer):
         heads = (b, self.n_heads, self.head_size)
         o, wkv_state = wkv6_step(r.view(heads), k.view(heads), v.view(heads), w.view(heads),
                                  self.bonus, wkv_state)
-        x_t = x_t + self.dropout(self._tmix_output(o.reshape(b, self.d_model), g))
-        h2 = self.norm2(x_t)
-        y_t = x_t + self.dropout(self._cmix(h2, shift_cmix))
+        y_t, h2 = self._residual_mixes(x_t, self._tmix_output(o.reshape(b, self.d_model), g), shift_cmix)
         return y_t, (h, wkv_state, h2)

@@ -57,8 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import rwkv7, rwkv7_step
-from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
-from .rwkv import _shift
+from .base import RMSNorm, check_dropout, check_positive_int
+from .rwkv import _MatrixStateRWKV, _shift
 
 __all__ = ["RWKV7Layer"]
 
@@ -71,7 +71,7 @@ def _clip(value, lo, hi):
     return min(hi, max(lo, value))
 
 
-class RWKV7Layer(SequenceLayer):
+class RWKV7Layer(_MatrixStateRWKV):
     r"""Pre-norm residual RWKV-7 layer (delta-rule time mixing, then channel mixing).
 
     Parameters
@@ -127,17 +127,8 @@ class RWKV7Layer(SequenceLayer):
     def __init__(self, d_model, n_heads=None, ffn_ratio=2.0, decay_rank=None, iclr_rank=None,
                  value_rank=None, gate_rank=None, layer_id=0, n_layers=1, dropout=0.0,
                  backend="auto", chunk_size=None):
-        super().__init__(check_positive_int(d_model, "d_model"))
-        d = self.d_model
-        if n_heads is None:
-            n_heads = d // 64 if d % 64 == 0 else 1
-        self.n_heads = check_positive_int(n_heads, "n_heads")
-        if d % self.n_heads:
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={d}")
-        K = self.head_size = d // self.n_heads
-        if not ffn_ratio > 0:
-            raise ValueError(f"ffn_ratio must be positive, got {ffn_ratio}")
-        self.ffn_hidden = max(1, int(ffn_ratio * d))
+        super().__init__(d_model, n_heads, ffn_ratio)
+        d, K = self.d_model, self.head_size
         ranks = {}
         for name, value, default in (("decay_rank", decay_rank, _clip(d // 8, 8, 64)),
                                      ("iclr_rank", iclr_rank, _clip(d // 8, 8, 64)),
@@ -232,11 +223,6 @@ class RWKV7Layer(SequenceLayer):
         k = torch.relu(self.ffn_key(h + (h_prev - h) * self.cmix_k)).square()
         return self.ffn_value(k)
 
-    def _heads(self, t):
-        """(batch, L, d) -> (batch, H, L, K)."""
-        b, L, _ = t.shape
-        return t.view(b, L, self.n_heads, self.head_size).transpose(1, 2)
-
     def _v_first(self, context):
         if self.is_first:
             return None
@@ -259,18 +245,8 @@ class RWKV7Layer(SequenceLayer):
                              self._heads(a), self._heads(bb), return_last_state=True,
                              backend=self.backend, chunk_size=self.chunk_size)
         o = o.transpose(1, 2).reshape(b, L, d)
-        x = x + self.dropout(self._tmix_output(o, r, k, v, g))
-        h2 = self.norm2(x)
-        out = x + self.dropout(self._cmix(h2, _shift(h2, zeros)))
+        out, h2 = self._residual_mixes(x, self._tmix_output(o, r, k, v, g), zeros)
         return (out, (h[:, -1], wkv_state, h2[:, -1])) if return_state else out
-
-    def init_state(self, batch_size, device=None, dtype=None):
-        """Zero states ``(shift_tmix (batch, d), wkv_state (batch, H, K, K), shift_cmix (batch, d))``."""
-        device, dtype = self._device_dtype(device, dtype)
-        shift = torch.zeros(batch_size, self.d_model, device=device, dtype=dtype)
-        wkv_state = torch.zeros(batch_size, self.n_heads, self.head_size, self.head_size,
-                                device=device, dtype=torch.promote_types(dtype, torch.float32))
-        return (shift, wkv_state, shift.clone())
 
     def step(self, x_t, state, context=None):
         """One position: ``x_t`` ``(batch, d_model)`` -> ``(y_t, (shift_tmix, wkv_state, shift_cmix))``."""
@@ -283,7 +259,5 @@ class RWKV7Layer(SequenceLayer):
         heads = (b, self.n_heads, self.head_size)
         o, wkv_state = rwkv7_step(r.view(heads), w.view(heads), k.view(heads), v.view(heads),
                                   a.view(heads), bb.view(heads), wkv_state)
-        x_t = x_t + self.dropout(self._tmix_output(o.reshape(b, self.d_model), r, k, v, g))
-        h2 = self.norm2(x_t)
-        y_t = x_t + self.dropout(self._cmix(h2, shift_cmix))
+        y_t, h2 = self._residual_mixes(x_t, self._tmix_output(o.reshape(b, self.d_model), r, k, v, g), shift_cmix)
         return y_t, (h, wkv_state, h2)

@@ -66,6 +66,29 @@ def compute_dtype(*tensors):
     return torch.float32
 
 
+def save_scan_context(ctx, initial_state, needs_grad, *saved):
+    """Keep on an autograd ``ctx`` what the backward of a scan with an optional ``initial_state`` needs."""
+    ctx.has_h0 = initial_state is not None
+    ctx.h0_dtype = None if initial_state is None else initial_state.dtype
+    if needs_grad:
+        ctx.save_for_backward(*saved)
+    ctx.set_materialize_grads(False)
+
+
+def restore_scan_context(ctx, gout, h0_index=8):
+    """The tensors :func:`save_scan_context` kept, ``gout`` (zeros shaped like the first saved tensor
+    where the output got no gradient) and whether the initial state (input ``h0_index``) wants one."""
+    saved = ctx.saved_tensors
+    if gout is None:
+        gout = torch.zeros_like(saved[0])
+    return saved, gout, ctx.has_h0 and ctx.needs_input_grad[h0_index]
+
+
+def grad_as(g, like):
+    """Gradient ``g`` in the dtype of its input ``like``; None without a gradient or without that input."""
+    return None if (g is None or like is None) else g.to(like.dtype)
+
+
 def triton_status(device):
     """Return ``(usable, reason)`` for running Triton kernels on tensors on ``device``."""
     try:

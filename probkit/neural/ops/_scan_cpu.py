@@ -28,6 +28,10 @@ where ``g_t`` is the gradient reaching ``y_t`` (after the z gate).  The forward 
 only the states at chunk starts; the backward walks the chunks last to first, recomputes
 the chunk's states from its stored start state, runs the adjoint recurrence and forms the
 gradients with chunk-wide reductions.
+
+On CPU tensors the forward is the numba kernel of :mod:`._scan_cpu_numba` (it stores the
+same chunk-start states), and in the backward the two per-step recurrences of each chunk
+(states, adjoints) run in its kernels; the reductions stay the torch code below.
 """
 
 from __future__ import annotations
@@ -126,16 +130,30 @@ def _tbd(x, l0, l1, ct):
     return x[:, :, l0:l1].to(ct).permute(2, 0, 1).contiguous()
 
 
+def _operands(A, B, C, D, delta_bias, d, ct):
+    """``A``, ``D``, the step bias and the layouts of ``B`` and ``C`` in the compute dtype ``ct``."""
+    return (A.to(ct), None if D is None else D.to(ct), None if delta_bias is None else delta_bias.to(ct),
+            _BCLayout(B, d, ct), _BCLayout(C, d, ct))
+
+
+def _chunk_inputs(u, delta, bias, softplus, A, l0, l1, ct, buf_a, need_sig=False, decays=True):
+    """Steps ``l0:l1`` as ``(T, batch, dim)``: step sizes, their sigmoid (``need_sig``), inputs, and
+    the decays ``exp(dt A)`` written into ``buf_a[:T]`` (left unwritten without ``decays``)."""
+    dt, sig = _dt_block(delta, bias, softplus, l0, l1, ct, need_sig=need_sig)
+    dtT = dt.permute(2, 0, 1).contiguous()
+    a = buf_a[: l1 - l0]
+    if decays:
+        torch.mul(dtT.unsqueeze(-1), A, out=a)
+        a.exp_()
+    return dtT, sig, _tbd(u, l0, l1, ct), a
+
 def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk=DEFAULT_CHUNK,
              save_for_backward=False, ct=torch.float32):
     """Forward pass.  Returns ``(out, last_state, chunk_start_states, y_before_gate)``."""
     b, d, L = u.shape
     N = A.shape[1]
     dev = u.device
-    A_ = A.to(ct)
-    D_ = None if D is None else D.to(ct)
-    bias = None if delta_bias is None else delta_bias.to(ct)
-    Bl, Cl = _BCLayout(B, d, ct), _BCLayout(C, d, ct)
+    A_, D_, bias, Bl, Cl = _operands(A, B, C, D, delta_bias, d, ct)
     out = torch.empty((b, d, L), dtype=u.dtype, device=dev)
     ypre = torch.empty((b, d, L), dtype=ct, device=dev) if (z is not None and save_for_backward) else None
     nch = (L + chunk - 1) // chunk
@@ -149,12 +167,7 @@ def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk=DEFAULT_CH
         T = l1 - l0
         if ckpt is not None:
             ckpt[ci].copy_(h)
-        dt, _ = _dt_block(delta, bias, softplus, l0, l1, ct)
-        dtT = dt.permute(2, 0, 1).contiguous()
-        uT = _tbd(u, l0, l1, ct)
-        a = buf_a[:T]
-        torch.mul(dtT.unsqueeze(-1), A_, out=a)
-        a.exp_()
+        dtT, _, uT, a = _chunk_inputs(u, delta, bias, softplus, A_, l0, l1, ct, buf_a)
         hs = Bl.outer(dtT * uT, l0, l1, torch.empty((T, b, d, N), dtype=ct, device=dev))
         hs[0].addcmul_(a[0], h)
         for t in range(1, T):
@@ -178,10 +191,7 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
     b, d, L = u.shape
     N = A.shape[1]
     dev = u.device
-    A_ = A.to(ct)
-    D_ = None if D is None else D.to(ct)
-    bias = None if delta_bias is None else delta_bias.to(ct)
-    Bl, Cl = _BCLayout(B, d, ct), _BCLayout(C, d, ct)
+    A_, D_, bias, Bl, Cl = _operands(A, B, C, D, delta_bias, d, ct)
     du = torch.empty((b, d, L), dtype=ct, device=dev)
     ddelta = torch.empty((b, d, L), dtype=ct, device=dev)
     dz = torch.empty((b, d, L), dtype=ct, device=dev) if z is not None else None
@@ -209,10 +219,9 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
         l0 = ci * chunk
         l1 = min(L, l0 + chunk)
         T = l1 - l0
-        dt, sig = _dt_block(delta, bias, softplus, l0, l1, ct, need_sig=True)
-        dtT = dt.permute(2, 0, 1).contiguous()
-        uT = _tbd(u, l0, l1, ct)
-        a = buf_a[:T]
+        # on CPU the compiled kernel writes the decays together with the states
+        dtT, sig, uT, a = _chunk_inputs(u, delta, bias, softplus, A_, l0, l1, ct, buf_a, need_sig=True,
+                                        decays=nb is None)
         # recompute the chunk's states; hb[0] is the state before the chunk
         hb = buf_h[: T + 1]
         dtu = dtT * uT
@@ -221,8 +230,6 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
                                ckpt[ci].view(b * d, N).numpy(), a.view(T, b * d, N).numpy(),
                                hb.view(T + 1, b * d, N).numpy())
         else:
-            torch.mul(dtT.unsqueeze(-1), A_, out=a)
-            a.exp_()
             hb[0].copy_(ckpt[ci])
             Bl.outer(dtu, l0, l1, hb[1:])
             for t in range(T):

@@ -7,8 +7,9 @@ Three implementations share the semantics documented in :func:`selective_scan`:
 ``cpu``
     on CPU tensors a numba-compiled forward (:mod:`._scan_cpu_numba`, one channel at a
     time with its states in L1), elsewhere the chunked torch forward (:mod:`._scan_cpu`);
-    both store the states at chunk starts for the hand-written chunked torch backward,
-    which recomputes inside chunks; runs on any torch device;
+    both store the states at chunk starts for the hand-written chunked backward, which
+    recomputes inside chunks (on CPU tensors its state and adjoint recurrences run in
+    numba kernels too); runs on any torch device;
 ``triton``
     fused Triton kernels (:mod:`._scan_triton`, imported lazily) for the forward and the
     backward, one channel per thread with its states in registers; on CUDA tensors, or on
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from . import _scan_cpu
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
-                      compute_dtype, resolve_backend)
+                      compute_dtype, grad_as, resolve_backend, restore_scan_context, save_scan_context)
 from ._reference import selective_scan_ref
 
 __all__ = ["selective_scan", "selective_state_update"]
@@ -75,10 +76,6 @@ def _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state):
     return b, d, L, N
 
 
-def _grad_dtype(g, like):
-    return None if g is None else g.to(like.dtype)
-
-
 class _SelectiveScanFn(torch.autograd.Function):
     """Autograd wrapper around the ``cpu`` and ``triton`` implementations."""
 
@@ -101,19 +98,12 @@ class _SelectiveScanFn(torch.autograd.Function):
                 u, delta, A, B, C, D, z, delta_bias, softplus, initial_state,
                 chunk=chunk, save_for_backward=needs_grad, ct=ct)
         ctx.softplus, ctx.backend, ctx.chunk, ctx.ct = softplus, backend, chunk, ct
-        ctx.has_h0 = initial_state is not None
-        ctx.h0_dtype = None if initial_state is None else initial_state.dtype
-        if needs_grad:
-            ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt, ypre)
-        ctx.set_materialize_grads(False)
+        save_scan_context(ctx, initial_state, needs_grad, u, delta, A, B, C, D, z, delta_bias, ckpt, ypre)
         return out, last
 
     @staticmethod
     def backward(ctx, gout, glast):
-        u, delta, A, B, C, D, z, delta_bias, ckpt, ypre = ctx.saved_tensors
-        if gout is None:
-            gout = torch.zeros_like(u)
-        need_h0 = ctx.has_h0 and ctx.needs_input_grad[8]
+        (u, delta, A, B, C, D, z, delta_bias, ckpt, ypre), gout, need_h0 = restore_scan_context(ctx, gout)
         if ctx.backend == "triton":
             from . import _scan_triton
 
@@ -125,11 +115,8 @@ class _SelectiveScanFn(torch.autograd.Function):
                 gout, glast, u, delta, A, B, C, D, z, delta_bias, ctx.softplus, ckpt, ypre,
                 chunk=ctx.chunk, ct=ctx.ct, need_h0_grad=need_h0)
         du, ddelta, dA, dB, dC, dD, dz, dbias, dh0 = grads
-        return (_grad_dtype(du, u), _grad_dtype(ddelta, delta), _grad_dtype(dA, A),
-                _grad_dtype(dB, B), _grad_dtype(dC, C),
-                None if D is None else _grad_dtype(dD, D),
-                None if z is None else _grad_dtype(dz, z),
-                None if delta_bias is None else _grad_dtype(dbias, delta_bias),
+        return (grad_as(du, u), grad_as(ddelta, delta), grad_as(dA, A), grad_as(dB, B), grad_as(dC, C),
+                grad_as(dD, D), grad_as(dz, z), grad_as(dbias, delta_bias),
                 None if dh0 is None else dh0.to(ctx.h0_dtype), None, None, None)
 
 
@@ -174,7 +161,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     backend : {"auto", "reference", "cpu", "triton"}, default "auto"
         ``"auto"`` uses Triton for CUDA tensors when Triton is installed and ``"cpu"``
         otherwise.  ``"cpu"`` runs on any device: a compiled (numba) forward on CPU tensors,
-        a chunked torch forward elsewhere, and a chunked torch backward;
+        a chunked torch forward elsewhere, and a chunked backward;
         ``"reference"`` the plain loop, ``"triton"`` the fused kernels (CUDA tensors, or CPU
         tensors when ``TRITON_INTERPRET=1`` was set before import).
     chunk_size : int, optional

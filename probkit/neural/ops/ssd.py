@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from . import _ssd_cpu
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
-                      compute_dtype, resolve_backend)
+                      compute_dtype, grad_as, resolve_backend, restore_scan_context, save_scan_context)
 
 __all__ = ["ssd", "ssd_state_update"]
 
@@ -91,10 +91,6 @@ def _check_ssd_args(x, dt, A, B, C, D, z, dt_bias, initial_state):
     return b, L, H, P, G, N
 
 
-def _grad_dtype(g, like):
-    return None if (g is None or like is None) else g.to(like.dtype)
-
-
 class _SSDFn(torch.autograd.Function):
     """Autograd wrapper around the ``cpu`` and ``triton`` implementations."""
 
@@ -115,19 +111,12 @@ class _SSDFn(torch.autograd.Function):
                 x, dt, A, B, C, D, z, dt_bias, softplus, dt_limit, initial_state, chunk, ct,
                 save_for_backward=needs_grad)
         ctx.softplus, ctx.dt_limit, ctx.backend, ctx.chunk, ctx.ct = softplus, dt_limit, backend, chunk, ct
-        ctx.has_h0 = initial_state is not None
-        ctx.h0_dtype = None if initial_state is None else initial_state.dtype
-        if needs_grad:
-            ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, starts, extra)
-        ctx.set_materialize_grads(False)
+        save_scan_context(ctx, initial_state, needs_grad, x, dt, A, B, C, D, z, dt_bias, starts, extra)
         return out, last
 
     @staticmethod
     def backward(ctx, gout, glast):
-        x, dt, A, B, C, D, z, dt_bias, starts, extra = ctx.saved_tensors
-        if gout is None:
-            gout = torch.zeros_like(x)
-        need_h0 = ctx.has_h0 and ctx.needs_input_grad[8]
+        (x, dt, A, B, C, D, z, dt_bias, starts, extra), gout, need_h0 = restore_scan_context(ctx, gout)
         if ctx.backend == "triton":
             from . import _ssd_triton
 
@@ -139,9 +128,9 @@ class _SSDFn(torch.autograd.Function):
                                      ctx.dt_limit, starts, extra, ctx.chunk, ctx.ct,
                                      need_h0_grad=need_h0)
         dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = grads
-        return (_grad_dtype(dx, x), _grad_dtype(ddt, dt), _grad_dtype(dA, A), _grad_dtype(dB, B),
-                _grad_dtype(dC, C), _grad_dtype(dD, D), _grad_dtype(dz, z),
-                _grad_dtype(dbias, dt_bias),
+        return (grad_as(dx, x), grad_as(ddt, dt), grad_as(dA, A), grad_as(dB, B),
+                grad_as(dC, C), grad_as(dD, D), grad_as(dz, z),
+                grad_as(dbias, dt_bias),
                 None if dh0 is None else dh0.to(ctx.h0_dtype), None, None, None, None)
 
 
