@@ -248,9 +248,8 @@ def main():
     cols = [k for k in IMPLS if k in args.impls]
     ratios = [(a, p) for a, p in (("cpu", "loop"), ("cpu", "mambapy"), ("cpu_torch", "loop"))
               if a in cols and p in cols]
-    print("| L | mode | " + " | ".join(cols) + " | "
-          + " | ".join(f"{a} vs {p}" for a, p in ratios) + " | "
-          + " | ".join(f"peak MB {k}" for k in cols) + " |")
+    print("| " + " | ".join(["L", "mode", *cols, *(f"{a} vs {p}" for a, p in ratios),
+                             *(f"peak MB {k}" for k in cols)]) + " |")
     print("|---" * (2 + len(ratios) + 2 * len(cols)) + "|")
     for L in args.lengths:
         for mode in ("fwd", "fwd+bwd"):

@@ -48,13 +48,20 @@ def _forward_args(inputs, softplus, dtype):
             softplus, x["initial_state"])
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-13), (torch.float32, 2e-6)])
-@pytest.mark.parametrize("chunk", [1, 3, 8, 64])
-@pytest.mark.parametrize("name,case,softplus", [
+# (id, shape and options, softplus): odd L, every option, each kind of B and C
+COMPARE_CASES = [
     ("odd-L-all-options", dict(b=2, d=4, L=37, N=3, D=True, z=True, bias=True, h0=True), True),
-    ("grouped-const", dict(b=2, d=6, L=19, N=5, B="g3", C="const", z=True), False),
-    ("const-grouped", dict(b=1, d=4, L=16, N=16, B="const", C="g2", D=True, bias=True), True),
-], ids=lambda v: v if isinstance(v, str) else None)
+    ("grouped-B-const-C", dict(b=2, d=6, L=19, N=5, B="g3", C="const", z=True, h0=True), False),
+    ("const-B-grouped-C", dict(b=1, d=4, L=16, N=16, B="const", C="g2", D=True, bias=True), True),
+]
+compare_cases = pytest.mark.parametrize("name,case,softplus", COMPARE_CASES,
+                                        ids=[c[0] for c in COMPARE_CASES])
+chunks = pytest.mark.parametrize("chunk", [1, 3, 8, 64])
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-13), (torch.float32, 2e-6)])
+@chunks
+@compare_cases
 def test_compiled_and_torch_forwards_save_the_same_states(name, case, softplus, chunk, dtype, tol):
     """Outputs, last state, chunk-start states and pre-gate outputs agree between forwards.
 
@@ -142,12 +149,8 @@ def test_overflowing_decay_gives_inf_like_the_reference():
     assert torch.equal(torch.isfinite(got), torch.isfinite(ref))
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 7, 64])
-@pytest.mark.parametrize("name,case,softplus", [
-    ("odd-L-all-options", dict(b=2, d=4, L=37, N=3, D=True, z=True, bias=True, h0=True), True),
-    ("grouped-B-const-C", dict(b=2, d=6, L=19, N=5, B="g3", C="const", h0=True), False),
-    ("const-B-grouped-C", dict(b=1, d=4, L=16, N=16, B="const", C="g2", D=True, z=True), True),
-], ids=lambda v: v if isinstance(v, str) else None)
+@chunks
+@compare_cases
 def test_compiled_and_torch_backwards_agree(monkeypatch, name, case, softplus, chunk):
     """Every gradient (with a loss on the output and on the last state) in float64 and float32."""
     inputs = make_inputs(4, **case)
