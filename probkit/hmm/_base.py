@@ -343,7 +343,18 @@ class BaseHMM(ProbkitEstimator):
 
     def _em_expectation(self, data):
         model = self._emission_model(data.x)
-        fb = self._forward_backward(data, model)
+        fused = None
+        if data.numpy and data.observed is None and data.label_mask is None and hasattr(
+                model, "forward_backward_and_summarize"):
+            # small problems: forward-backward and the emission statistics in one compiled call
+            log_start, log_trans = self._log_start_trans(data.x)
+            fused = model.forward_backward_and_summarize(data.x, log_start, log_trans, data.lengths,
+                                                         self._use_log())
+        if fused is not None:
+            (loglik, post, xi, start, _), emission_stats = fused
+            fb = ForwardBackwardResult(loglik, post, xi, start)
+        else:
+            fb = self._forward_backward(data, model)
         ll = to_numpy(fb.log_likelihood)
         if not np.isfinite(ll).all():
             bad = int(np.flatnonzero(~np.isfinite(ll))[0])
@@ -352,10 +363,11 @@ class BaseHMM(ProbkitEstimator):
                 "state label makes it impossible)"
             )
         post = fb.posteriors
-        if data.observed is not None:
-            emission_stats = model.summarize(data.x, post, data.observed)
-        else:
-            emission_stats = model.summarize(data.x, post)
+        if fused is None:
+            if data.observed is not None:
+                emission_stats = model.summarize(data.x, post, data.observed)
+            else:
+                emission_stats = model.summarize(data.x, post)
         stats = {"start": to_numpy(fb.expected_start), "trans": to_numpy(fb.expected_transitions),
                  "emission": emission_stats, "post_sum": post.sum(0)}
         return EStepResult(log_likelihood=float(ll.sum()), n_samples=float(data.X.shape[0]), stats=stats)

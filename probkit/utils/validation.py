@@ -194,7 +194,7 @@ def check_stochastic(p, name, axis=-1, atol=1e-8):
     if np.any(arr < 0):
         raise ValueError(f"{name} must be non-negative")
     sums = arr.sum(axis=axis)
-    if not np.allclose(sums, 1.0, rtol=0, atol=atol):
+    if not np.all(np.abs(sums - 1.0) <= atol):  # np.allclose(rtol=0) for finite sums, at a fraction of its cost
         bad = np.atleast_1d(sums)[~np.isclose(np.atleast_1d(sums), 1.0, rtol=0, atol=atol)]
         raise ValueError(
             f"{name} must sum to 1 along its {'last' if axis == -1 else axis} axis; "
