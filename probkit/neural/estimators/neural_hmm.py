@@ -227,22 +227,8 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         net.set_static(start, trans, **emission)
 
     # ------------------------------------------------------------------ fit
-    @limit_torch_threads
-    def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
-        """Train on the sequences in ``X`` by maximising their exact log-likelihood.
-
-        Parameters
-        ----------
-        %(sequences)s
-        y : None
-            Unused; sequence lengths go in ``lengths=``.
-
-        Returns
-        -------
-        self
-        """
-        check_y_slot(self, "fit", X, y)
-        options = self._check_params()
+    def _fit_sequences(self, options, X, lengths, valid_lengths):
+        """Maximise the exact log-likelihood of the sequences (gradient from the forward-backward posteriors)."""
         batch = self._read(X, lengths, valid_lengths, reset=True)
         if batch.n_samples < max(2, self.n_components):
             raise ValueError(f"Expected n_samples >= max(2, n_components) to fit but got n_components = "
@@ -264,7 +250,6 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         self._train(options, self._training_data(train), loss_fn,
                     initialise=lambda net, rs: self._init_static(net, batch, rs))
         self.startprob_, self.transmat_ = self.module_.static_probabilities()
-        return self
 
     # ------------------------------------------------------------------ evaluation
     def _network_call(self, method):
