@@ -193,6 +193,32 @@ def wkv6_launches(b=None, H=None, L=None, K=None):
     return out
 
 
+def wkv6_chunked_launches(b=None, H=None, L=None, K=None):
+    """{pass: [Launch]}: the chunked forward, "fwd" (inference) and "fwd train" (chunk
+    states, spaced as the recurrent backward of :func:`wkv6_launches` reads them)."""
+    from probkit.neural.ops import _wkv6_chunked_triton as CH
+    from probkit.neural.ops import _wkv_triton as W
+
+    b, H, L, K = b or WKV6["b"], H or WKV6["H"], L or WKV6["L"], K or WKV6["K"]
+    r, kk, vv, ww = (meta_tensor((b, H, L, K)) for _ in range(4))
+    uu = meta_tensor((H, K))
+    sub, nsub = W._wkv6_chunks(L)
+    out = {}
+    for ck in (False, True):
+        calls = capture(CH, ["_wkv6_chunk_fwd_kernel"], lambda: CH.wkv6_fwd_chunked(
+            r, kk, vv, ww, uu, None, save_every=sub * nsub if ck else None))
+        _, _, args, meta = calls[0]
+        cfg = triton.Config({}, num_warps=meta.get("num_warps", 4), num_stages=3)
+        m = {k: v for k, v in meta.items() if k != "num_warps"}
+        # main loop: one chunk of C steps; nested: the KP / KB channel slices of A
+        out["fwd train" if ck else "fwd"] = [Launch(
+            "wkv6 chunked fwd", "fp32, chunk states" if ck else "fp32, inference",
+            CH._wkv6_chunk_fwd_kernel, [cfg], args, m, "(b, h, l, k, v)", b * H * L * K * K,
+            lambda mm, c: mm["C"] * mm["KP"] * mm["BLOCK_V"] / _threads(c),
+            (m["KP"] // m["KB"],))]
+    return out
+
+
 # --------------------------------------------------------------------------- SSD (Mamba-2)
 
 _SSD_NAMES = ["_chunk_state_kernel", "_state_pass_kernel", "_chunk_scan_kernel",

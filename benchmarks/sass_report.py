@@ -3,7 +3,8 @@
     PYTHONPATH=. python benchmarks/sass_report.py [--all] [--all-configs] [--only TEXT]
 
 Kernels: the selective scan (forward, forward with checkpoints, backward), RWKV-4 and
-RWKV-6 (forward, forward with saved states, backward) and the SSD of Mamba-2 (three forward
+RWKV-6 (forward, forward with saved states, backward; RWKV-6's chunked forward as well,
+whose training pass is followed by the recurrent backward) and the SSD of Mamba-2 (three forward
 and four or five backward launches).  Each host wrapper is called with ``meta``-device
 tensors of the benchmark shapes (``benchmarks/_kernel_model.py``: nothing is allocated or
 run) and its launches are captured, given the specialisation Triton's JIT would give the
@@ -14,7 +15,9 @@ backward branch spanning the most code) is counted once per iteration, nested lo
 their trip counts; a straight-line kernel (the SSD chunk kernels) is counted whole.  Counts
 are per element (the ``unit`` column) processed by one thread: all instructions, warp
 shuffles (SHFL), shared-memory instructions (LDS/STS/LDSM/STSM/shared atomics), barriers
-(BAR), MUFU (exp2/log2/rcp), global memory instructions; "spill B" is ptxas's spill bytes.
+(BAR), MUFU (exp2/log2/rcp), tensor-core instructions (MMA: HMMA/HGMMA/DMMA, one
+instruction per warp or warpgroup tile product, counted like the others), global memory
+instructions; "spill B" is ptxas's spill bytes.
 
 Roofline projection of each launch on an H200 (132 SMs at 1.98 GHz, 4.8 TB/s):
 ``max(memory, issue, MUFU)`` with memory = bytes / 4.8 TB/s (the compulsory-traffic count of
@@ -175,6 +178,8 @@ def _kind(op, mods):
         return "bar"
     if op == "MUFU":
         return "mufu"
+    if op in ("HMMA", "HGMMA", "DMMA", "IMMA", "IGMMA", "QGMMA"):
+        return "mma"
     if op in ("LDG", "STG", "RED", "REDG", "ATOMG", "ATOM", "LDGSTS", "UBLKCP", "UTMALDG"):
         return "gmem"
     if op in ("LDL", "STL"):
@@ -251,6 +256,10 @@ def launches(everything):
         out.append((f"{name} fwd {M.pass_variant(torch.float32, False)}", p["fwd"]))
         out.append((f"{name} fwd+bwd {M.pass_variant(torch.float32, False)}",
                     p["fwd train"] + p["bwd"]))
+    chunked, recurrent = M.wkv6_chunked_launches(), M.wkv6_launches()
+    out.append((f"wkv6 chunked fwd {M.pass_variant(torch.float32, False)}", chunked["fwd"]))
+    out.append((f"wkv6 chunked fwd+bwd {M.pass_variant(torch.float32, False)}",
+                chunked["fwd train"] + recurrent["bwd"]))
     for dtype in ((torch.float32, torch.bfloat16) if everything else (torch.float32,)):
         p = M.ssd_launches(dtype, with_z=True)
         out.append((f"ssd fwd {M.pass_variant(dtype, True)}", p["fwd"]))
@@ -283,7 +292,7 @@ def analyse(ln, cfg):
         + (", " if cfg.kwargs else "") + f"warps={cfg.num_warps}, stages={cfg.num_stages}",
         regs=regs, spill=spill_st + spill_ld, unit=ln.unit, per_thread=el, instr=n / el,
         shfl=kinds["shfl"] / el, smem=kinds["smem"] / el, bar=kinds["bar"] / el,
-        mufu=kinds["mufu"] / el, gmem=kinds["gmem"] / el, local=kinds["local"] / el,
+        mufu=kinds["mufu"] / el, mma=kinds["mma"] / el, gmem=kinds["gmem"] / el, local=kinds["local"] / el,
         top=", ".join(f"{o} {c / el:.2f}" for o, c in ops.most_common(6)),
         elements=ln.elements, bytes=ln.bytes, bytes_per_el=ln.bytes / ln.elements)
     clk = M.H200_CLOCK * M.H200_SMS
@@ -326,6 +335,7 @@ KERNEL_COLUMNS = [
     ("per thread/iter", _col("per_thread", "{:g}")), ("instr", _col("instr", "{:.2f}")),
     ("SHFL", _col("shfl", "{:.2f}")), ("shared", _col("smem", "{:.2f}")),
     ("BAR", _col("bar", "{:.3f}")), ("MUFU", _col("mufu", "{:.2f}")),
+    ("MMA", lambda r: f"{r.get('mma', 0):.3f}"),
     ("global", _col("gmem", "{:.2f}")), ("target met", verdict),
     ("top opcodes per element", _col("top"))]
 ROOFLINE_COLUMNS = [

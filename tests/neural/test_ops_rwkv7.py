@@ -126,11 +126,38 @@ def test_chunked_equals_reference_float64(L, chunk):
 
 
 @pytest.mark.parametrize("block", [1, 2 * 2 * 3 * 5 * 2, 10**9])
-def test_backward_in_blocks_of_chunks_equals_reference(monkeypatch, block):
-    # the backward's per-chunk work in blocks of 1, 2 (the last one shorter) or all 9 chunks
+def test_blocks_of_chunks_equal_reference(monkeypatch, block):
+    # forward and backward in blocks of 1, 2 (the last one shorter) or all 9 chunks, the last
+    # chunk padded (25 = 8 * 3 + 1)
     monkeypatch.setattr(_rwkv7_cpu, "BLOCK_ELEMENTS", block)
     inputs = make_inputs(11, b=2, H=2, L=25, K=5, V=4)
-    assert_close_all(run(inputs, "cpu", chunk=3), run(inputs, "reference"), 1e-12)
+    ref = run(inputs, "reference")
+    assert_close_all(run(inputs, "cpu", chunk=3), ref, 1e-12)
+    # without gradients the forward keeps nothing for a backward: its own buffers per block
+    with torch.no_grad():
+        o, S = rwkv7(**inputs, return_last_state=True, backend="cpu", chunk_size=3)
+    assert rel_err(o, ref["o"]) <= 1e-12 and rel_err(S, ref["S"]) <= 1e-12
+
+
+@pytest.mark.parametrize("use", ["output", "state"])
+def test_blocks_of_chunks_gradients_of_output_only_or_state_only(monkeypatch, use):
+    # the adjoint state starts at zero (output only) or the output gradient is absent (state
+    # only), across blocks of 2 chunks
+    monkeypatch.setattr(_rwkv7_cpu, "BLOCK_ELEMENTS", 2 * 2 * 3 * 5 * 2)
+    inputs = make_inputs(17, b=2, H=2, L=25, K=5, V=4)
+
+    def grads(backend):
+        xs = {n: t.clone().requires_grad_() for n, t in inputs.items()}
+        o, S = rwkv7(**xs, return_last_state=True, backend=backend, chunk_size=3)
+        loss = (o * torch.linspace(-1, 1, o.shape[-1], dtype=o.dtype)).sum() if use == "output" else S.sum()
+        gs = torch.autograd.grad(loss, list(xs.values()), allow_unused=True)
+        return [torch.zeros_like(x) if g is None else g for g, x in zip(gs, xs.values())]
+
+    for name, g, want in zip(inputs, grads("cpu"), grads("reference")):
+        if want.abs().max() == 0:  # r does not reach the final state
+            assert g.abs().max() == 0, name
+        else:
+            assert rel_err(g, want) <= 1e-12, name
 
 
 @pytest.mark.parametrize("path", ["one-block", "sub-blocks", "pairwise-diagonal"])

@@ -25,8 +25,11 @@ chunk; the outputs are again formed for all chunks at once.
 The four ``T x T`` matrices come from one matrix product ``[a^; r^] [k^; -b^]^T`` of the
 vectors scaled by ``exp(+-lam)``, factored at the chunk start, when the total log-decay of
 every chunk is within :data:`SAFE_SPAN` (always for RWKV-7's decays at the default chunk of
-32); that path has a hand-written backward (:class:`_OneBlockChunks`), whose work after the
-backward state passing runs on blocks of chunks that stay in cache.  Otherwise the chunk is
+32); that path has a hand-written backward (:class:`_OneBlockChunks`), and both its
+directions run block by block of consecutive chunks small enough to stay in cache, each
+block carried from the cumulative log-decays to the outputs (or to the input gradients)
+before the next, so that no whole-sequence intermediate is formed but what the backward
+keeps.  Otherwise the chunk is
 split into sub-blocks of ``Ts <= 16`` steps, each weight ``exp(x_t - lam_s)`` is factored at
 the start of the row's sub-block (both factors bounded), with pairwise ``(Ts, Ts, K)``
 weights inside the diagonal sub-blocks when even a sub-block's decay is too large
@@ -43,7 +46,7 @@ import torch.nn.functional as F
 SAFE_SPAN = {torch.float32: 30.0, torch.float64: 600.0}
 DEFAULT_CHUNK = 32
 MAX_SUB = 16
-#: elements per tensor in one block of chunks of the backward (fits in a core's cache)
+#: elements per tensor in one block of chunks, forward and backward (fits in a core's cache)
 BLOCK_ELEMENTS = 1 << 17
 
 
@@ -115,105 +118,150 @@ def _quarter_masks(T, ct, device):
     return torch.cat([strict, incl], 0).to(ct)
 
 
-def _quarters(M, T):
-    return M[..., :T, :T], M[..., :T, T:], M[..., T:, :T], M[..., T:, T:]
-
-
-def _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S, inplace=False):
+def _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S):
     """The state passing and the outputs, given the solved ``X = [U_loc | W]``.
 
     ``N_rb = -A_rb``; ``rh = r o exp(lam)``, ``kt, bt = (k, b) o exp(lam_T - lam)``,
-    ``eT = exp(lam_T)`` ``(..., nc, 1, K)``.  Returns ``(O, final state, U, chunk start
-    states)``; differentiable by autograd unless ``inplace`` (buffers filled chunk by chunk).
+    ``eT = exp(lam_T)`` ``(..., nc, 1, K)``.  Returns the outputs and the final state;
+    differentiable by autograd.
     """
     V = v.shape[-1]
     U_loc, W = X[..., :V], X[..., V:]
     kv = kt.mT @ v
-    if inplace:
-        U, starts = torch.empty_like(U_loc), S.new_empty(S.shape[:2] + (U_loc.shape[2],) + S.shape[2:])
     Us, sts = [], []
     # unbind once: indexing chunk by chunk would make autograd write a full-size gradient per chunk
-    for c, (U_c, W_c, kv_c, bt_c, e_c) in enumerate(zip(*(t.unbind(2) for t in (U_loc, W, kv, bt, eT)))):
+    for U_c, W_c, kv_c, bt_c, e_c in zip(*(t.unbind(2) for t in (U_loc, W, kv, bt, eT))):
         U_c = U_c + W_c @ S
-        if inplace:
-            starts[:, :, c] = S
-            U[:, :, c] = U_c
-        else:
-            sts.append(S)
-            Us.append(U_c)
+        sts.append(S)
+        Us.append(U_c)
         S = torch.addcmul(kv_c, e_c.mT, S) + bt_c.mT @ U_c
-    if not inplace:
-        U, starts = torch.stack(Us, 2), torch.stack(sts, 2)
+    U, starts = torch.stack(Us, 2), torch.stack(sts, 2)
     O = A_rk @ v - N_rb @ U + rh @ starts
-    return O, S, U, starts
+    return O, S
 
 
-def _decay_factors(lam, ct, one_block):
-    """``exp(lex)``, ``exp(lam)``, ``exp(-lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` in ``ct``.
-
-    ``lam`` (float64) is the inclusive cumulative log-decay in each chunk.  One exponential
-    does: ``exp(lex_t) = exp(lam_{t-1})`` and, when the chunk's total decay is within
-    :data:`SAFE_SPAN` (``one_block``), ``exp(-lam) = 1 / exp(lam)`` and ``exp(lam_T - lam) =
-    exp(lam_T) exp(-lam)``; otherwise ``exp(-lam)`` could overflow: it is not formed
-    (``None``) and ``exp(lam_T - lam)`` is an exponential of its own.
-    """
+def _decay_factors(lam, ct):
+    """``exp(lex)``, ``exp(lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` in ``ct``, each exponent
+    formed in float64 from the inclusive cumulative log-decay ``lam`` (any total decay)."""
     Er = torch.exp(lam.to(ct))
     Ea = F.pad(Er[..., :-1, :], (0, 0, 1, 0), value=1.0)
+    return Ea, Er, torch.exp((lam[..., -1:, :] - lam).to(ct)), Er[..., -1:, :]
+
+
+def _one_block_factors(Er):
+    """``exp(lex)``, ``exp(-lam)``, ``exp(lam_T - lam)``, ``exp(lam_T)`` from ``Er = exp(lam)``.
+
+    One exponential does when the chunk's total decay is within :data:`SAFE_SPAN`:
+    ``exp(lex_t) = exp(lam_{t-1})``, ``exp(-lam) = 1 / exp(lam)`` and ``exp(lam_T - lam) =
+    exp(lam_T) exp(-lam)``.
+    """
+    Ea = F.pad(Er[..., :-1, :], (0, 0, 1, 0), value=1.0)
+    Ec = torch.reciprocal(Er)
     eT = Er[..., -1:, :]
-    if one_block:
-        Ec = torch.reciprocal(Er)
-        return Ea, Er, Ec, eT * Ec, eT
-    return Ea, Er, None, torch.exp((lam[..., -1:, :] - lam).to(ct)), eT
+    return Ea, Ec, eT * Ec, eT
+
+
+def _block_ranges(nc, per_chunk):
+    """``(start, end)`` of consecutive blocks of chunks of about :data:`BLOCK_ELEMENTS`
+    elements per tensor (``per_chunk`` elements per chunk, all heads)."""
+    size = max(1, BLOCK_ELEMENTS // per_chunk)
+    return [(s, min(s + size, nc)) for s in range(0, nc, size)]
+
+
+def _gather(x, s, e, dtype=None):
+    """Chunks ``s..e-1`` of ``x`` ``(BH, nc, T, d)``, chunk-major: a contiguous ``((e-s) BH, T, d)``."""
+    blk = x[:, s:e].transpose(0, 1).to(dtype=dtype or x.dtype, memory_format=torch.contiguous_format)
+    return blk.reshape(-1, *x.shape[2:])
+
+
+def _mul_into(out, x, s, e, factor):
+    """``out = `` chunks ``s..e-1`` of ``x`` ``(BH, nc, T, d)`` times ``factor`` (chunk-major)."""
+    n = e - s
+    torch.mul(x[:, s:e].transpose(0, 1), factor.view(n, -1, *factor.shape[1:]),
+              out=out.view(n, -1, *out.shape[1:]))
+    return out
+
+
+def _scatter(out, blk, s, e):
+    """Writes the chunk-major block ``blk`` into chunks ``s..e-1`` of ``out`` ``(BH, nc, T, d)``."""
+    out[:, s:e].copy_(blk.view(e - s, -1, *blk.shape[1:]).transpose(0, 1))
 
 
 def _reverse_cumsum(x, dim):
     return x.sum(dim, keepdim=True) - x.cumsum(dim) + x
 
 
-def _chunk_grads(mask, v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn):
-    """Gradients to ``r, w, k, v, a, b`` of a block of chunks, given the output gradient
-    ``gO``, the pseudo-value gradients ``dU`` and the state gradients ``dSn`` after each chunk."""
-    T, V = v.shape[-2], v.shape[-1]
-    A_ak, _, A_rk, _ = _quarters(M, T)
-    ah, rh = rows[..., :T, :], rows[..., T:, :]
-    kh, nbh = cols[..., :T, :], cols[..., T:, :]
+def _scaled_operands(raw, s, e, Er, rows, cols, kt, bt):
+    """Fills ``rows = [a^, r^]``, ``cols = [k^, -b^]`` and ``kt, bt = (k, b) o exp(lam_T - lam)``
+    of chunks ``s..e-1`` (chunk-major) from the inputs ``raw = (r, k, a, b)`` and ``Er = exp(lam)``;
+    returns the factors ``exp(lex), exp(-lam), exp(lam_T - lam), exp(lam_T)``."""
+    r, k, a, b = raw
+    T = Er.shape[-2]
+    Ea, Ec, Et, eT = _one_block_factors(Er)
+    _mul_into(rows[:, :T], a, s, e, Ea)
+    _mul_into(rows[:, T:], r, s, e, Er)
+    _mul_into(cols[:, :T], k, s, e, Ec)
+    _mul_into(cols[:, T:], b, s, e, Ec).neg_()
+    _mul_into(kt, k, s, e, Et)
+    _mul_into(bt, b, s, e, Et)
+    return Ea, Ec, Et, eT
+
+
+def _chunk_grads(s, e, raw, v, rows, cols, M, inv, U_loc, W, U, S_c, S_next, kt, Ea, Er, Ec, Et,
+                 gO, dU, dSn, outs):
+    """Gradients to ``r, w, k, v, a, b`` of chunks ``s..e-1`` (chunk-major ``(n, T, .)`` blocks),
+    given the output gradient ``gO``, the pseudo-value gradients ``dU`` and the state gradients
+    ``dSn`` after each chunk; written into ``outs``, the gradients' ``(chunks, BH, T, .)`` views.
+
+    ``raw`` holds the inputs ``r, k, a, b`` ``(BH, nc, T, K)``; ``S_c``/``S_next`` are the states
+    before/after each chunk.  Products go to their own outputs (no concatenation); the quarters
+    of ``dM``, the gradient of ``M = [[A_ak, -A_ab], [A_rk, -A_rb]]``, are masked in place
+    (strict for the ``a`` rows, inclusive for the ``r`` rows).
+    """
+    T, n = v.shape[-2], e - s
+    A_ak, A_rk = M[:, :T, :T], M[:, T:, :T]
+    ah, rh = rows[:, :T], rows[:, T:]
+    kh, nbh = cols[:, :T], cols[:, T:]
     # through the state passing and the outputs
-    vU = torch.cat([v, U], -2)  # (.., 2T, V)
-    d_kt_bt = vU @ dSn.mT  # [dk~; db~]
-    deT = (dSn * starts).sum(-1).unsqueeze(-2)  # (.., 1, K)
-    d_rh_W = torch.cat([gO, dU], -2) @ starts.mT  # [dr^ from g S_c^T; dW]
-    dX = torch.cat([dU, d_rh_W[..., T:, :]], -1)
-    dR = inv.mT @ dX
-    dR_v = dR[..., :V]
-    # dM of M = [[A_ak, -A_ab], [A_rk, -A_rb]], masked
-    dM = torch.cat([torch.cat([dR_v @ v.mT, -(dR @ X.mT)], -1), gO @ vU.mT], -2)
-    dM[..., T:, T:] *= -1
-    dM.mul_(mask)
-    dv = kt @ dSn + A_rk.mT @ gO + A_ak.mT @ dR_v
-    drows = dM @ cols
-    dcols = dM.mT @ rows
-    dah = drows[..., :T, :] + dR[..., V:]
-    drh = drows[..., T:, :] + d_rh_W[..., :T, :]
-    dkh, dnbh = dcols[..., :T, :], dcols[..., T:, :]  # dnbh = d(-b^)
-    dkt, dbt = d_kt_bt[..., :T, :], d_kt_bt[..., T:, :]
-    dr, da = drh * Er, dah * Ea
-    dk = torch.addcmul(dkh * Ec, dkt, Et)
-    db = torch.addcmul(dbt * Et, dnbh, Ec, value=-1.0)
-    # d lam of every factor exp(+-lam ...), d lex of a^
-    dlex = dah * ah
-    tail = torch.addcmul(dkt * kt, dbt, bt)  # d(lam_T - lam) of k~ and b~
-    dlam = (drh * rh).addcmul_(dkh, kh, value=-1.0).addcmul_(dnbh, nbh, value=-1.0).sub_(tail).add_(dlex)
-    dlam[..., -1:, :] += tail.sum(-2, keepdim=True) + deT * eT
-    dw = _reverse_cumsum(dlam, -2).sub_(dlex)
-    return dr, dw, dk, dv, da, db
+    dkt, dbt = torch.bmm(v, dSn.mT), torch.bmm(U, dSn.mT)
+    drh, dW = torch.bmm(gO, S_c.mT), torch.bmm(dU, S_c.mT)
+    # back through the solve X = Inv [A_ak V | a^] = [U_loc | W]
+    dR_v, dR_w = torch.bmm(inv.mT, dU), torch.bmm(inv.mT, dW)
+    dA_ak = torch.bmm(dR_v, v.mT).tril_(-1)
+    dN_ab = torch.bmm(dR_v, U_loc.mT).baddbmm_(dR_w, W.mT).neg_().tril_(-1)
+    dA_rk = torch.bmm(gO, v.mT).tril_()
+    dN_rb = torch.bmm(gO, U.mT).neg_().tril_()
+    dv = torch.bmm(kt, dSn).baddbmm_(A_rk.mT, gO).baddbmm_(A_ak.mT, dR_v)
+    # back to rows = [a^, r^] and cols = [k^, -b^]
+    dah = torch.bmm(dA_ak, kh).baddbmm_(dN_ab, nbh).add_(dR_w)
+    drh.baddbmm_(dA_rk, kh).baddbmm_(dN_rb, nbh)
+    dkh = torch.bmm(dA_ak.mT, ah).baddbmm_(dA_rk.mT, rh)
+    dnbh = torch.bmm(dN_ab.mT, ah).baddbmm_(dN_rb.mT, rh)  # d(-b^)
+    # and to the inputs, in their own layout
+    def c4(t):
+        return t.view(n, -1, *t.shape[1:])
+
+    r, k, a, b = (x[:, s:e].transpose(0, 1) for x in raw)
+    g_r, g_w, g_k, g_v, g_a, g_b = outs
+    dr = torch.mul(c4(drh), c4(Er), out=g_r)
+    da = torch.mul(c4(dah), c4(Ea), out=g_a)
+    dk = torch.mul(c4(dkh), c4(Ec), out=g_k).addcmul_(c4(dkt), c4(Et))
+    db = torch.mul(c4(dbt), c4(Et), out=g_b).addcmul_(c4(dnbh), c4(Ec), value=-1.0)
+    g_v.copy_(c4(dv))
+    # d lam of every factor exp(+-lam ...): x^ o d(x^) = x o dx, with the signs of the
+    # exponents; the last step's lam_T also scales the state (through e^{lam_T}, k~ and b~),
+    # which sums to <dS_{c+1}, S_{c+1}> per key
+    dlex = a * da
+    dlam = torch.mul(r, dr).addcmul_(k, dk, value=-1.0).addcmul_(b, db, value=-1.0).add_(dlex)
+    dlam[..., -1, :] += c4((dSn * S_next).sum(-1))
+    torch.sub(_reverse_cumsum(dlam, -2), dlex, out=g_w)
 
 
 class _OneBlockChunks(torch.autograd.Function):
     """Chunked RWKV-7 with one factorisation point per chunk, and a hand-written backward.
 
-    Inputs are chunked ``(b, H, nc, T, .)``, ``S0`` is ``(b, H, K, V)`` and ``lam`` the
-    (float64, not differentiated) cumulative sums of ``w`` inside the chunks.  With
-    ``rows = [a^, r^]``, ``cols = [k^, -b^]`` (``x^ = x o exp(+-lam)``), ``M = rows cols^T``
+    Inputs are chunked ``(BH, nc, T, .)`` (batch and heads flattened), ``S0`` is ``(BH, K, V)``.
+    With ``rows = [a^, r^]``, ``cols = [k^, -b^]`` (``x^ = x o exp(+-lam)``), ``M = rows cols^T``
     masked holds ``A_ak, -A_ab, A_rk, -A_rb``; ``Inv = (I - A_ab)^{-1}`` (from a triangular
     solve against the identity) gives ``X = Inv [A_ak V | a^]``.  Backward, chunk adjoints
     ``dS`` passed from the last chunk to the first: ``dU_c = A_rb^T g + b~ dS_{c+1}``,
@@ -221,56 +269,95 @@ class _OneBlockChunks(torch.autograd.Function):
     through the solve (``dR = Inv^T dX``, ``dA_ab = dR X^T``), the four matrices back to
     ``rows`` and ``cols``, and every ``x^`` to ``x`` and to the cumulative log-decays, whose
     reverse cumulative sum is ``dw``.
+
+    Both directions run on blocks of consecutive chunks of all heads small enough to stay in
+    cache (:func:`_block_ranges`), laid out chunk-major ``(chunks * BH, ., .)`` so that each
+    chunk's heads are one batch of the sequential state passing: every step, from the
+    cumulative log-decays to the outputs (forward) or to the input gradients (backward),
+    runs on one block before the next; only what the backward needs is written to
+    whole-sequence buffers.
     """
 
     @staticmethod
-    def forward(ctx, r, w, k, v, a, b, S0, lam):
-        ct = r.dtype
-        T, V = r.shape[-2], v.shape[-1]
-        Ea, Er, Ec, Et, eT = _decay_factors(lam, ct, one_block=True)
-        lead = r.shape[:-2]
-        rows, cols = r.new_empty(*lead, 2 * T, r.shape[-1]), r.new_empty(*lead, 2 * T, r.shape[-1])
-        ah, rh = torch.mul(a, Ea, out=rows[..., :T, :]), torch.mul(r, Er, out=rows[..., T:, :])
-        torch.mul(k, Ec, out=cols[..., :T, :])
-        torch.mul(b, Ec, out=cols[..., T:, :]).neg_()
-        kt, bt = k * Et, b * Et
-        M = (rows @ cols.mT).mul_(_quarter_masks(T, ct, r.device))
-        A_ak, N_ab, A_rk, N_rb = _quarters(M, T)
-        eye = torch.eye(T, dtype=ct, device=r.device).expand_as(N_ab)
-        inv = torch.linalg.solve_triangular(N_ab, eye, upper=False, unitriangular=True)
-        X = inv @ torch.cat([A_ak @ v, ah], -1)
-        O, S, U, starts = _chunk_core(X, A_rk, N_rb, rh, kt, bt, eT, v, S0, inplace=True)
-        ctx.save_for_backward(v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT)
+    def forward(ctx, r, w, k, v, a, b, S0):
+        BH, nc, T, K = r.shape
+        V, ct, dev = v.shape[-1], r.dtype, r.device
+        mask = _quarter_masks(T, ct, dev)
+        eye = torch.eye(T, dtype=ct, device=dev)
+        blocks = _block_ranges(nc, BH * T * max(K, V))
+        save = any(ctx.needs_input_grad)
+        kept = dict(M=(2 * T, 2 * T), inv=(T, T), U_loc=(T, V), W=(T, K), U=(T, V), Er=(T, K))
+        if save:  # what the backward cannot cheaply recompute, written block by block in place;
+            # the states end with the final one
+            saved = {n: r.new_empty(nc * BH, *shp) for n, shp in kept.items()}
+            states = r.new_empty((nc + 1) * BH, K, V)
+        O = r.new_empty(BH, nc, T, V)
+        S = S0
+        for s, e in blocks:
+            N = (e - s) * BH
+            if save:
+                buf = {n: t[s * BH:e * BH] for n, t in saved.items()}
+                st = states[s * BH:(e + 1) * BH]
+            else:
+                buf = {n: r.new_empty(N, *shp) for n, shp in kept.items()}
+                st = r.new_empty(N + BH, K, V)
+            if not save or s == 0:
+                st[:BH] = S
+            lam = torch.cumsum(_gather(w, s, e, torch.float64), -2)
+            Er = buf["Er"].copy_(lam).exp_()
+            rows, cols = r.new_empty(N, 2 * T, K), r.new_empty(N, 2 * T, K)
+            kt, bt = torch.empty_like(Er), torch.empty_like(Er)
+            eT = _scaled_operands((r, k, a, b), s, e, Er, rows, cols, kt, bt)[-1]
+            vb = _gather(v, s, e)
+            M = torch.bmm(rows, cols.mT, out=buf["M"]).mul_(mask)
+            inv = torch.linalg.solve_triangular(M[:, :T, T:], eye.expand(N, T, T), upper=False,
+                                                unitriangular=True, out=buf["inv"])
+            U_loc = torch.bmm(inv, torch.bmm(M[:, :T, :T], vb), out=buf["U_loc"])
+            W = torch.bmm(inv, rows[:, :T], out=buf["W"])
+            kv = torch.bmm(kt.mT, vb)
+            U = buf["U"]
+            for j in range(e - s):  # the state passing, chunk after chunk (all heads at once)
+                c, nxt = slice(j * BH, (j + 1) * BH), slice((j + 1) * BH, (j + 2) * BH)
+                torch.baddbmm(U_loc[c], W[c], st[c], out=U[c])
+                torch.addcmul(kv[c], eT[c].mT, st[c], out=st[nxt]).baddbmm_(bt[c].mT, U[c])
+            S = st[N:]
+            Ob = torch.bmm(rows[:, T:], st[:N]).baddbmm_(M[:, T:, :T], vb)
+            Ob.baddbmm_(M[:, T:, T:], U, alpha=-1.0)
+            _scatter(O, Ob, s, e)
+        if save:
+            ctx.save_for_backward(r, k, a, b, v, states, *saved.values())
+            ctx.blocks = blocks
         ctx.set_materialize_grads(False)
-        return O, S
+        return O, S.clone()
 
     @staticmethod
     def backward(ctx, gO, gS):
-        v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT = ctx.saved_tensors
-        T, V = v.shape[-2], v.shape[-1]
-        nc = U.shape[2]
-        if gO is None:
-            gO = torch.zeros_like(U)
-        N_rb, rh, W = M[..., T:, T:], rows[..., T:, :], X[..., V:]
-        P = N_rb.mT @ gO  # -dU from the outputs
-        Q = rh.mT @ gO  # dS_c from the outputs
-        dS = torch.zeros_like(starts[:, :, 0]) if gS is None else gS.to(starts.dtype)
-        dSn, dU = torch.empty_like(starts), torch.empty_like(U)
-        for c, (P_c, Q_c, bt_c, W_c, e_c) in zip(range(nc - 1, -1, -1),
-                                                  zip(*(t.unbind(2)[::-1] for t in (P, Q, bt, W, eT)))):
-            dSn[:, :, c] = dS
-            dU_c = bt_c @ dS - P_c
-            dU[:, :, c] = dU_c
-            dS = torch.addcmul(Q_c, e_c.mT, dS) + W_c.mT @ dU_c
-        # the rest is independent per chunk: blocks of chunks small enough to stay in cache
-        # (the element-wise steps are memory-bound on whole-sequence tensors)
-        per_chunk = v.shape[0] * v.shape[1] * T * max(v.shape[-1], rows.shape[-1])
-        size = max(1, BLOCK_ELEMENTS // per_chunk)
-        mask = _quarter_masks(T, M.dtype, M.device)
-        saved = (v, rows, cols, M, inv, X, U, starts, kt, bt, Ea, Er, Ec, Et, eT, gO, dU, dSn)
-        parts = [_chunk_grads(mask, *(t[:, :, s:s + size] for t in saved)) for s in range(0, nc, size)]
-        dr, dw, dk, dv, da, db = (torch.cat(g, 2) if len(g) > 1 else g[0] for g in zip(*parts))
-        return dr, dw, dk, dv, da, db, (dS if ctx.needs_input_grad[6] else None), None
+        r, k, a, b, v, states, M, inv, U_loc, W, U, Er = ctx.saved_tensors
+        BH, nc, T, K = r.shape
+        V = v.shape[-1]
+        dS = states.new_zeros(BH, K, V) if gS is None else gS.to(states.dtype)
+        grads = [r.new_empty(BH, nc, T, d) for d in (K, K, K, V, K, K)]  # r, w, k, v, a, b
+        for s, e in reversed(ctx.blocks):
+            N, blk = (e - s) * BH, slice(s * BH, e * BH)
+            Erb, Wb = Er[blk], W[blk]
+            rows, cols = r.new_empty(N, 2 * T, K), r.new_empty(N, 2 * T, K)
+            kt, bt = torch.empty_like(Erb), torch.empty_like(Erb)
+            Ea, Ec, Et, eT = _scaled_operands((r, k, a, b), s, e, Erb, rows, cols, kt, bt)
+            gOb = v.new_zeros(N, T, V) if gO is None else _gather(gO, s, e, v.dtype)
+            P = torch.bmm(M[blk, T:, T:].mT, gOb)  # -dU from the outputs
+            Q = torch.bmm(rows[:, T:].mT, gOb)  # dS_c from the outputs
+            dSn, dU = v.new_empty(N, K, V), v.new_empty(N, T, V)
+            dSn[N - BH:] = dS
+            for j in range(e - s - 1, -1, -1):  # the adjoint state passing, last chunk first
+                c = slice(j * BH, (j + 1) * BH)
+                dS = dSn[c]
+                torch.baddbmm(P[c], bt[c], dS, beta=-1.0, out=dU[c])
+                prv = dSn[c.start - BH:c.start] if j else torch.empty_like(dS)
+                dS = torch.addcmul(Q[c], eT[c].mT, dS, out=prv).baddbmm_(Wb[c].mT, dU[c])
+            _chunk_grads(s, e, (r, k, a, b), _gather(v, s, e), rows, cols, M[blk], inv[blk], U_loc[blk],
+                         Wb, U[blk], states[blk], states[(s + 1) * BH:(e + 1) * BH], kt, Ea, Erb, Ec, Et,
+                         gOb, dU, dSn, [g[:, s:e].transpose(0, 1) for g in grads])
+        return (*grads, dS if ctx.needs_input_grad[6] else None)
 
 
 def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
@@ -287,22 +374,24 @@ def rwkv7_chunked(r, w, k, v, a, b, state0, T, ct):
             x = F.pad(x, (0, 0, 0, pad))
         return x.reshape(bsz, H, nc, T, x.shape[-1])
 
-    rc, kc, vc, ac, bc = (chunked(x) for x in (r, k, v, a, b))
-    # cumulative log-decays in float64: exponents are differences of them, and in float32 a
-    # long strong decay would leave only a few correct digits in each difference
-    wd = F.pad(w.to(torch.float64), (0, 0, 0, pad)).reshape(bsz, H, nc, T, K)
+    rc, wc, kc, vc, ac, bc = (chunked(x) for x in (r, w, k, v, a, b))
     S0 = torch.zeros(bsz, H, K, V, dtype=ct, device=dev) if state0 is None else state0.to(ct)
-    lam = torch.cumsum(wd.detach(), dim=-2)  # inclusive, <= 0
-    if float(-lam[..., -1, :].amin()) <= SAFE_SPAN.get(ct, 30.0):  # every chunk's total decay
-        o, S = _OneBlockChunks.apply(rc, chunked(w), kc, vc, ac, bc, S0, lam)
-    else:  # sub-blocks (and pairwise diagonal blocks), differentiated by autograd
-        lam = torch.cumsum(wd, dim=-2)
-        lex = lam - wd
-        M = pair_matrices(torch.stack([ac, rc], -3), torch.stack([lex, lam], -3),
-                          torch.stack([kc, bc], -3), lam, (True, False), sub_block(T), ct)
-        Ea, Er, _, Et, eT = _decay_factors(lam, ct, one_block=False)
-        rhs = torch.cat([M[..., 0, 0, :, :] @ vc, ac * Ea], -1)
-        X = torch.linalg.solve_triangular(-M[..., 0, 1, :, :], rhs, upper=False, unitriangular=True)
-        o, S, _, _ = _chunk_core(X, M[..., 1, 0, :, :], -M[..., 1, 1, :, :], rc * Er, kc * Et,
-                                 bc * Et, eT, vc, S0)
+    # every chunk's total log-decay, in the compute dtype: its few ulps of rounding do not
+    # matter against the threshold's margin
+    if float(-wc.detach().sum(-2).amin()) <= SAFE_SPAN.get(ct, 30.0):
+        flat = (x.reshape(bsz * H, nc, T, x.shape[-1]) for x in (rc, wc, kc, vc, ac, bc))
+        o, S = _OneBlockChunks.apply(*flat, S0.reshape(bsz * H, K, V))
+        return o.reshape(bsz, H, nc * T, V)[:, :, :L], S.reshape(bsz, H, K, V)
+    # sub-blocks (and pairwise diagonal blocks), differentiated by autograd; cumulative
+    # log-decays in float64: exponents are differences of them, and in float32 a long strong
+    # decay would leave only a few correct digits in each difference
+    wd = wc.to(torch.float64)
+    lam = torch.cumsum(wd, dim=-2)
+    lex = lam - wd
+    M = pair_matrices(torch.stack([ac, rc], -3), torch.stack([lex, lam], -3),
+                      torch.stack([kc, bc], -3), lam, (True, False), sub_block(T), ct)
+    Ea, Er, Et, eT = _decay_factors(lam, ct)
+    rhs = torch.cat([M[..., 0, 0, :, :] @ vc, ac * Ea], -1)
+    X = torch.linalg.solve_triangular(-M[..., 0, 1, :, :], rhs, upper=False, unitriangular=True)
+    o, S = _chunk_core(X, M[..., 1, 0, :, :], -M[..., 1, 1, :, :], rc * Er, kc * Et, bc * Et, eT, vc, S0)
     return o.reshape(bsz, H, nc * T, V)[:, :, :L], S

@@ -210,23 +210,32 @@ def wkv4_bwd(w, u, k, v, y, hist, gy, gsT):
 
 
 @triton.jit
-def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, ck_ptr,
-                     H, L, K, V, CHUNK,
-                     HAS_S0: tl.constexpr, SAVE_CK: tl.constexpr, KP: tl.constexpr,
+def wkv6_state_slice(u_ptr, s0_ptr, H, K, V, HAS_S0: tl.constexpr, KP: tl.constexpr,
                      BLOCK_V: tl.constexpr, CT: tl.constexpr):
+    """The ``(K, BLOCK_V)`` state slice of a forward program: ``(pid_bh, offs_k, mk, offs_v,
+    mv, mkv, u of the head, offsets of the slice in a (K, V) matrix, initial state)``."""
     pid_bh = tl.program_id(0).to(tl.int64)
-    head = pid_bh % H
     offs_k = tl.arange(0, KP)
     mk = offs_k < K
     offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
     mv = offs_v < V
     mkv = mk[:, None] & mv[None, :]
-    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(CT)
+    uu = tl.load(u_ptr + (pid_bh % H) * K + offs_k, mask=mk, other=0.0).to(CT)
     soff = offs_k[:, None] * V + offs_v[None, :]
     if HAS_S0:
         S = tl.load(s0_ptr + pid_bh * K * V + soff, mask=mkv, other=0.0).to(CT)
     else:
         S = tl.zeros([KP, BLOCK_V], dtype=CT)
+    return pid_bh, offs_k, mk, offs_v, mv, mkv, uu, soff, S
+
+
+@triton.jit
+def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, ck_ptr,
+                     H, L, K, V, CHUNK,
+                     HAS_S0: tl.constexpr, SAVE_CK: tl.constexpr, KP: tl.constexpr,
+                     BLOCK_V: tl.constexpr, CT: tl.constexpr):
+    pid_bh, offs_k, mk, offs_v, mv, mkv, uu, soff, S = wkv6_state_slice(
+        u_ptr, s0_ptr, H, K, V, HAS_S0, KP, BLOCK_V, CT)
     kbase = pid_bh * L * K + offs_k
     vbase = pid_bh * L * V + offs_v
     nch = tl.cdiv(L, CHUNK)
@@ -323,8 +332,23 @@ def _wkv6_blocks(K, V, for_backward):
 
 
 def _wkv6_chunks(L):
-    """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state."""
-    return (4, 2) if interpreting() else (8, 8)
+    """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state.
+
+    ``SUB * NSUB`` is a multiple of the chunk of the chunked forward, which saves the states.
+    """
+    return (4, 4) if interpreting() else (8, 8)
+
+
+def wkv6_fwd_buffers(r, k, v, w, u, state0):
+    """Contiguous inputs, compute dtype, ``(b, H, L, K, V)`` and the output and last-state
+    buffers of an RWKV-6 forward."""
+    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
+    ct = compute_dtype(r, k, v, w, u, state0)
+    b, H, L, K = r.shape
+    V = v.shape[-1]
+    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
+    sT = torch.empty((b, H, K, V), dtype=ct, device=r.device)
+    return (r, k, v, w, u), ct, (b, H, L, K, V), o, sT
 
 
 def wkv6_fwd(r, k, v, w, u, state0, save_chunks=False):
@@ -333,12 +357,7 @@ def wkv6_fwd(r, k, v, w, u, state0, save_chunks=False):
     The state is fp32 (fp64 when an input is fp64).  With ``save_chunks`` the state before
     every ``SUB * NSUB`` steps is kept for the backward, ``(batch, heads, n_chunks, K, V)``.
     """
-    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
-    ct = compute_dtype(r, k, v, w, u, state0)
-    b, H, L, K = r.shape
-    V = v.shape[-1]
-    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
-    sT = torch.empty((b, H, K, V), dtype=ct, device=r.device)
+    (r, k, v, w, u), ct, (b, H, L, K, V), o, sT = wkv6_fwd_buffers(r, k, v, w, u, state0)
     KP, BV = _wkv6_blocks(K, V, False)
     sub, nsub = _wkv6_chunks(L)
     chunk = sub * nsub

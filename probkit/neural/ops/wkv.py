@@ -9,8 +9,10 @@ by ``exp(w)``.  Conversions from the RWKV parametrisations, done by the caller:
   ``w = -exp(w_raw)``; ``u`` is ``time_faaaa`` reshaped to ``(heads, head_dim)``.
 
 Backends (``backend=`` argument): ``"reference"`` (per-step loop), ``"cpu"`` (chunked torch,
-differentiated by autograd, runs on any device), ``"triton"`` (recurrent Triton kernels),
-``"auto"`` (Triton on CUDA, else ``"cpu"``).  The Triton backwards are Triton kernels too
+differentiated by autograd, runs on any device), ``"triton"`` (Triton kernels),
+``"auto"`` (Triton on CUDA, else ``"cpu"``).  The RWKV-6 Triton forward is chunked (matrix
+products on the tensor cores, :mod:`._wkv6_chunked_triton`) for sequences of 64 steps or
+more, recurrent otherwise.  The Triton backwards are recurrent Triton kernels
 (see :mod:`._wkv_triton`): for RWKV-4 the forward saves the per-step state history and one
 reverse-time kernel differentiates the running-maximum step; for RWKV-6 the forward saves the
 state every 64 steps and one reverse-time kernel recomputes the states of each 16-step
@@ -69,14 +71,25 @@ class _WKV4Triton(torch.autograd.Function):
 
 
 class _WKV6Triton(torch.autograd.Function):
-    """RWKV-6 with Triton kernels for the forward and the backward."""
+    """RWKV-6 with Triton kernels for the forward and the backward.
+
+    The forward is the chunked ``tl.dot`` kernel or the fused-recurrent one, by
+    :func:`._wkv6_chunked_triton.use_chunked`; either saves the chunk states the
+    recurrent backward recomputes from.
+    """
 
     @staticmethod
     def forward(ctx, r, k, v, w, u, state0):
-        from ._wkv_triton import wkv6_fwd
+        from ._wkv6_chunked_triton import use_chunked, wkv6_fwd_chunked
+        from ._wkv_triton import _wkv6_chunks, wkv6_fwd
 
         need = any(ctx.needs_input_grad)
-        o, sT, ck = wkv6_fwd(r, k, v, w, u, state0, save_chunks=need)
+        if use_chunked(r.shape[2], compute_dtype(r, k, v, w, u, state0)):
+            sub, nsub = _wkv6_chunks(r.shape[2])  # the backward's spacing of saved states
+            o, sT, ck = wkv6_fwd_chunked(r, k, v, w, u, state0,
+                                         save_every=sub * nsub if need else None)
+        else:
+            o, sT, ck = wkv6_fwd(r, k, v, w, u, state0, save_chunks=need)
         ctx.set_materialize_grads(False)
         if need:
             ctx.save_for_backward(r, k, v, w, u, state0, ck)
@@ -378,7 +391,8 @@ def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="au
     -----
     The ``cpu`` path forms float64 pairwise decay differences inside a chunk: memory
     ``O(batch * heads * L * chunk_size * K)``.  The ``triton`` path keeps the ``(K, V)``
-    state in registers; with gradients its forward saves the state every 64 steps
+    state in registers and, for ``L >= 64``, steps 16 at a time with matrix products; with
+    gradients its forward saves the state every 64 steps
     (``(batch, heads, L / 64, K, V)``).
 
     Examples
