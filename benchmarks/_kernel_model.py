@@ -193,6 +193,65 @@ def wkv6_launches(b=None, H=None, L=None, K=None):
     return out
 
 
+def wkv6_chunked_launches(b=None, H=None, L=None, K=None):
+    """{pass: [Launch]}: the chunked forward, "fwd" (inference) and "fwd train" (chunk
+    states, spaced as the recurrent backward of :func:`wkv6_launches` reads them)."""
+    from probkit.neural.ops import _wkv6_chunked_triton as CH
+    from probkit.neural.ops import _wkv_triton as W
+
+    b, H, L, K = b or WKV6["b"], H or WKV6["H"], L or WKV6["L"], K or WKV6["K"]
+    r, kk, vv, ww = (meta_tensor((b, H, L, K)) for _ in range(4))
+    uu = meta_tensor((H, K))
+    sub, nsub = W._wkv6_chunks(L)
+    out = {}
+    for ck in (False, True):
+        calls = capture(CH, ["_wkv6_chunk_fwd_kernel"], lambda: CH.wkv6_fwd_chunked(
+            r, kk, vv, ww, uu, None, save_every=sub * nsub if ck else None))
+        # main loop: one chunk of C steps; nested: the KP / KB channel slices of A
+        out["fwd train" if ck else "fwd"] = [_chunked_launch(
+            "wkv6 chunked fwd", "fp32, chunk states" if ck else "fp32, inference",
+            CH._wkv6_chunk_fwd_kernel, calls[0], b * H * L * K * K,
+            lambda m: (m["KP"] // m["KB"],))]
+    return out
+
+
+def _chunked_launch(op, variant, kernel, call, elements, inner_trips, rmw=()):
+    """Launch of an RWKV-6 chunked kernel; its main loop handles ``C`` steps (the forward)
+    or ``C * NCH`` (the backward) of a (KP, BLOCK_V) state slice."""
+    _, _, args, meta = call
+    cfg = triton.Config({}, num_warps=meta.get("num_warps", 4), num_stages=3)
+    m = {k: v for k, v in meta.items() if k != "num_warps"}
+    return Launch(op, variant, kernel, [cfg], args, m, "(b, h, l, k, v)", elements,
+                  lambda mm, c: mm["C"] * mm.get("NCH", 1) * mm["KP"] * mm["BLOCK_V"]
+                  / _threads(c), inner_trips(m), rmw=rmw)
+
+
+def wkv6_chunked_bwd_launches(b=None, H=None, L=None, K=None):
+    """{pass: [Launch]}: the chunked backward ("bwd") and the chunked forward saving the
+    states it reads ("fwd train", every ``SAVE_EVERY`` steps)."""
+    from probkit.neural.ops import _wkv6_chunked_bwd_triton as CB
+    from probkit.neural.ops import _wkv6_chunked_triton as CH
+
+    b, H, L, K = b or WKV6["b"], H or WKV6["H"], L or WKV6["L"], K or WKV6["K"]
+    r, kk, vv, ww = (meta_tensor((b, H, L, K)) for _ in range(4))
+    uu = meta_tensor((H, K))
+    calls = capture(CH, ["_wkv6_chunk_fwd_kernel"], lambda: CH.wkv6_fwd_chunked(
+        r, kk, vv, ww, uu, None, save_every=CB.SAVE_EVERY))
+    out = {"fwd train": [_chunked_launch(
+        "wkv6 chunked fwd", "fp32, chunk states", CH._wkv6_chunk_fwd_kernel, calls[0],
+        b * H * L * K * K, lambda m: (m["KP"] // m["KB"],))]}
+    ckm = meta_tensor((b, H, triton.cdiv(L, CB.SAVE_EVERY), K, K))
+    calls = capture(CB, ["_wkv6_chunk_bwd_kernel"],
+                    lambda: CB.wkv6_bwd_chunked(r, kk, vv, ww, uu, ckm, vv, None))
+    # main loop: one saved block; nested: its NCH chunks, and in each the recomputation of
+    # the chunk's start (on average (NCH - 1) / 2 chunk updates), then the KP / KB slices
+    out["bwd"] = [_chunked_launch(
+        "wkv6 chunked bwd", "fp32", CB._wkv6_chunk_bwd_kernel, calls[0], b * H * L * K * K,
+        lambda m: (m["NCH"], ((m["NCH"] - 1) / 2, m["KP"] // m["KB"])),
+        rmw=("dr_ptr", "dk_ptr", "dw_ptr"))]
+    return out
+
+
 # --------------------------------------------------------------------------- SSD (Mamba-2)
 
 _SSD_NAMES = ["_chunk_state_kernel", "_state_pass_kernel", "_chunk_scan_kernel",

@@ -11,16 +11,20 @@ failed (nothing is timed), 2 no CUDA device.
    within 1e-2 of the loop on the bf16-rounded inputs, fp64 within 1e-10; grouped,
    ungrouped and time-invariant B and C, every optional argument, L from 1 to 1024, odd N,
    two tile lengths); the forward at the benchmark shape through the autotuned launch;
-   RWKV-4 and RWKV-6 outputs and gradients (fp32, fp64) and RWKV-6 ``dw`` where a strong
-   decay follows a weak one.  Output buffers are poisoned with NaN before each call (freed
-   NaN blocks are what the caching allocator hands out next), fresh random inputs each case.
+   RWKV-4 and RWKV-6 outputs and gradients (fp32, fp64), RWKV-6 ``dw`` where a strong
+   decay follows a weak one, and every pair of RWKV-6 forward and backward (chunked,
+   recurrent) forced, with ordinary and strong (``w ~ -exp(6)``) decay.  Output buffers are poisoned with NaN
+   before each call (freed NaN blocks are what the caching allocator hands out next), fresh
+   random inputs each case.
 2. Ceilings measured here: device-to-device copy bandwidth (1 GiB), ``exp2`` rate of a
    Triton kernel.  Nominal ones: 4.8 TB/s, and 16 exponentials per clock per SM.
 3. Timings, CUDA events after warm-up (autotuning and compilation happen in the warm-up),
    medians: selective scan at B=8, dim=2048, N=16, D + delta_bias + softplus, fp32 and bf16,
    L = 4096 (and 1024, 2048 as a sweep), forward and forward+backward; the same math in plain
    torch on the same GPU with mambapy's parallel scan (skipped with a message when mambapy is
-   absent) and the sequential float loop (``backend="reference"``); RWKV-4 and RWKV-6.
+   absent) and the sequential float loop (``backend="reference"``); RWKV-4 and RWKV-6
+   (RWKV-6 forced onto recurrent forward and backward, chunked forward and recurrent
+   backward, chunked forward and backward).
    Printed per row: microseconds, bytes moved (checkpoints included), achieved GB/s, time
    over the memory bound at 4.8 TB/s and over the exponential floor, and the projection of
    ``benchmarks/results_sass.json`` (static sm_90a analysis) when present.
@@ -280,6 +284,25 @@ def correctness(dev, quick):
         else:
             poison(dev)
             check(f"{name} fp64", wkv_run(fn, xs, "triton", torch.float64), ref, 1e-10)
+    # the RWKV-6 forward / backward pairs, forced whatever the rule picks at this length,
+    # with ordinary and strong (w ~ -exp(6)) decay
+    from probkit.neural.ops import _wkv6_chunked_bwd_triton as CB
+    from probkit.neural.ops import _wkv6_chunked_triton as CH
+
+    xs6 = wkv_cases["wkv6"][1]
+    strong = -torch.exp(6.0 + 0.2 * rr(*xs6[3].shape))
+    for fwd, bwd in (("chunked", "recurrent"), ("recurrent", "recurrent"),
+                     ("chunked", "chunked"), ("recurrent", "chunked")):
+        CH.FORWARD, CB.BACKWARD = fwd, bwd
+        try:
+            for label, w in (("", xs6[3]), (" strong decay", strong)):
+                xs = xs6[:3] + [w] + xs6[4:]
+                ref = wkv_run(wkv6, xs, "reference", torch.float64)
+                poison(dev)
+                check(f"wkv6 {fwd}{label} fp32" + (", chunked bwd" if bwd == "chunked" else ""),
+                      wkv_run(wkv6, xs, "triton", torch.float32), ref, 1e-5)
+        finally:
+            CH.FORWARD, CB.BACKWARD = "auto", "auto"
     ssd_cases = [  # (b, L, H, P, G, N, options)
         (2, 300 if SIZES is not TINY else 37, 4, 64 if SIZES is not TINY else 3, 2,
          64 if SIZES is not TINY else 5, dict(z=True, h0=True)),
@@ -430,6 +453,9 @@ def time_scan(dev, dtype, L, reps, with_mambapy, with_reference, with_z=False):
 
 
 def time_wkv(dev, quick, reps):
+    import triton
+
+    from probkit.neural.ops import _wkv6_chunked_triton as CH
     from probkit.neural.ops import wkv4, wkv6
 
     rows = []
@@ -457,15 +483,40 @@ def time_wkv(dev, quick, reps):
     xs = [r, kk, vv, ww, uu]
     xg = [t.clone().requires_grad_() for t in xs]
     go = torch.randn(b, H, L, K, device=dev)
-    inf_b, fb_b = pass_bytes(M.wkv6_launches(b, H, L, K))
-    rows.append(dict(impl="triton wkv6", kernel="wkv6", dtype="float32", L=L, z=False,
-                     pass_="fwd", ms=events_time(lambda: wkv6(*xs, backend="triton"), 2, reps),
-                     bytes=inf_b, exps=b * H * L * K))
-    rows.append(dict(impl="triton wkv6", kernel="wkv6", dtype="float32", L=L, z=False,
-                     pass_="fwd+bwd",
-                     ms=events_time(lambda: torch.autograd.grad(wkv6(*xg, backend="triton"),
-                                                                xg, go), 1, max(3, reps // 4)),
-                     bytes=fb_b, exps=3 * b * H * L * K))
+    # the forward / backward pairs, forced: recurrent / recurrent, chunked / recurrent,
+    # chunked / chunked; exponentials of the chunked forward: CHUNK per (step, channel) for
+    # the intra-chunk matrix, per block of value columns, and 2 for the decays of r and k;
+    # the chunked backward: 2 CHUNK per (step, channel) and value block (its two (C, C)
+    # decay tensors) and 3 for the decays of the inter-chunk terms
+    from probkit.neural.ops import _wkv6_chunked_bwd_triton as CB
+
+    recurrent = M.wkv6_launches(b, H, L, K)
+    chunked = M.wkv6_chunked_launches(b, H, L, K)
+    chunked_bwd = M.wkv6_chunked_bwd_launches(b, H, L, K)
+    n_vb = triton.cdiv(K, CH._blocks(K, K)[2])
+    fwd_exps = CH.CHUNK * n_vb + 2
+    for fwd, bwd, impl, kernel, inf_b, fb_b, exps, bwd_exps in (
+            ("recurrent", "recurrent", "triton wkv6", "wkv6", *pass_bytes(recurrent), 1, 2),
+            ("chunked", "recurrent", "triton wkv6 chunked fwd, recurrent bwd",
+             "wkv6 chunked fwd recurrent bwd", M.pass_bytes(chunked["fwd"]),
+             M.pass_bytes(chunked["fwd train"] + recurrent["bwd"]), fwd_exps, 2),
+            ("chunked", "chunked", "triton wkv6 chunked", "wkv6 chunked",
+             M.pass_bytes(chunked["fwd"]),
+             M.pass_bytes(chunked_bwd["fwd train"] + chunked_bwd["bwd"]), fwd_exps,
+             2 * CH.CHUNK * n_vb + 3)):
+        CH.FORWARD, CB.BACKWARD = fwd, bwd
+        try:
+            rows.append(dict(impl=impl, kernel=kernel, dtype="float32", L=L, z=False,
+                             pass_="fwd", ms=events_time(lambda: wkv6(*xs, backend="triton"),
+                                                         2, reps),
+                             bytes=inf_b, exps=exps * b * H * L * K))
+            rows.append(dict(impl=impl, kernel=kernel, dtype="float32", L=L, z=False,
+                             pass_="fwd+bwd",
+                             ms=events_time(lambda: torch.autograd.grad(
+                                 wkv6(*xg, backend="triton"), xg, go), 1, max(3, reps // 4)),
+                             bytes=fb_b, exps=(exps + bwd_exps) * b * H * L * K))
+        finally:
+            CH.FORWARD, CB.BACKWARD = "auto", "auto"
     return rows
 
 

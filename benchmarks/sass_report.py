@@ -3,7 +3,8 @@
     PYTHONPATH=. python benchmarks/sass_report.py [--all] [--all-configs] [--only TEXT]
 
 Kernels: the selective scan (forward, forward with checkpoints, backward), RWKV-4 and
-RWKV-6 (forward, forward with saved states, backward) and the SSD of Mamba-2 (three forward
+RWKV-6 (forward, forward with saved states, backward; RWKV-6's chunked forward and chunked
+backward as well) and the SSD of Mamba-2 (three forward
 and four or five backward launches).  Each host wrapper is called with ``meta``-device
 tensors of the benchmark shapes (``benchmarks/_kernel_model.py``: nothing is allocated or
 run) and its launches are captured, given the specialisation Triton's JIT would give the
@@ -14,7 +15,9 @@ backward branch spanning the most code) is counted once per iteration, nested lo
 their trip counts; a straight-line kernel (the SSD chunk kernels) is counted whole.  Counts
 are per element (the ``unit`` column) processed by one thread: all instructions, warp
 shuffles (SHFL), shared-memory instructions (LDS/STS/LDSM/STSM/shared atomics), barriers
-(BAR), MUFU (exp2/log2/rcp), global memory instructions; "spill B" is ptxas's spill bytes.
+(BAR), MUFU (exp2/log2/rcp), tensor-core instructions (MMA: HMMA/HGMMA/DMMA, one
+instruction per warp or warpgroup tile product, counted like the others), global memory
+instructions; "spill B" is ptxas's spill bytes.
 
 Roofline projection of each launch on an H200 (132 SMs at 1.98 GHz, 4.8 TB/s):
 ``max(memory, issue, MUFU)`` with memory = bytes / 4.8 TB/s (the compulsory-traffic count of
@@ -175,6 +178,8 @@ def _kind(op, mods):
         return "bar"
     if op == "MUFU":
         return "mufu"
+    if op in ("HMMA", "HGMMA", "DMMA", "IMMA", "IGMMA", "QGMMA"):
+        return "mma"
     if op in ("LDG", "STG", "RED", "REDG", "ATOMG", "ATOM", "LDGSTS", "UBLKCP", "UTMALDG"):
         return "gmem"
     if op in ("LDL", "STL"):
@@ -187,7 +192,8 @@ def loop_counts(text, inner_trips=(1,)):
 
     The main loop is the backward branch spanning the most code.  A loop nested ``k`` levels
     inside it runs ``inner_trips[k - 1]`` times per iteration of its parent (averages when
-    the trip count varies).  Returns ``(instructions, Counter by kind, Counter by opcode)``.
+    the trip count varies); a tuple there gives the trips of the sibling loops of that level
+    in code order.  Returns ``(instructions, Counter by kind, Counter by opcode)``.
     """
     ins, labels = parse_sass(text)
     spans = []
@@ -200,15 +206,21 @@ def loop_counts(text, inner_trips=(1,)):
     if not spans:
         raise RuntimeError("no loop found in the SASS")
     lo, hi = max(spans, key=lambda s: s[1] - s[0])
-    inner = [(a, b) for a, b in spans if lo <= a and b <= hi and (a, b) != (lo, hi)]
+    inner = sorted((a, b) for a, b in spans if lo <= a and b <= hi and (a, b) != (lo, hi))
+    trips, seen = {}, collections.Counter()
+    for a, b in inner:
+        level = sum(1 for c, d in inner if c <= a and b <= d) - 1  # loops around it
+        t = inner_trips[min(level, len(inner_trips) - 1)]
+        trips[a, b] = t[seen[level] % len(t)] if isinstance(t, tuple) else t
+        seen[level] += 1
     kinds, ops, total = collections.Counter(), collections.Counter(), 0.0
     for addr, op, mods, args in ins:
         if not lo <= addr <= hi:
             continue
-        depth = sum(1 for a, b in inner if a <= addr <= b)
         w = 1.0
-        for k in range(depth):
-            w *= inner_trips[min(k, len(inner_trips) - 1)]
+        for a, b in inner:
+            if a <= addr <= b:
+                w *= trips[a, b]
         total += w
         ops[op] += w
         k = _kind(op, mods)
@@ -251,6 +263,10 @@ def launches(everything):
         out.append((f"{name} fwd {M.pass_variant(torch.float32, False)}", p["fwd"]))
         out.append((f"{name} fwd+bwd {M.pass_variant(torch.float32, False)}",
                     p["fwd train"] + p["bwd"]))
+    chunked, chunked_bwd = M.wkv6_chunked_launches(), M.wkv6_chunked_bwd_launches()
+    out.append((f"wkv6 chunked fwd {M.pass_variant(torch.float32, False)}", chunked["fwd"]))
+    out.append((f"wkv6 chunked fwd+bwd {M.pass_variant(torch.float32, False)}",
+                chunked_bwd["fwd train"] + chunked_bwd["bwd"]))
     for dtype in ((torch.float32, torch.bfloat16) if everything else (torch.float32,)):
         p = M.ssd_launches(dtype, with_z=True)
         out.append((f"ssd fwd {M.pass_variant(dtype, True)}", p["fwd"]))
@@ -283,7 +299,7 @@ def analyse(ln, cfg):
         + (", " if cfg.kwargs else "") + f"warps={cfg.num_warps}, stages={cfg.num_stages}",
         regs=regs, spill=spill_st + spill_ld, unit=ln.unit, per_thread=el, instr=n / el,
         shfl=kinds["shfl"] / el, smem=kinds["smem"] / el, bar=kinds["bar"] / el,
-        mufu=kinds["mufu"] / el, gmem=kinds["gmem"] / el, local=kinds["local"] / el,
+        mufu=kinds["mufu"] / el, mma=kinds["mma"] / el, gmem=kinds["gmem"] / el, local=kinds["local"] / el,
         top=", ".join(f"{o} {c / el:.2f}" for o, c in ops.most_common(6)),
         elements=ln.elements, bytes=ln.bytes, bytes_per_el=ln.bytes / ln.elements)
     clk = M.H200_CLOCK * M.H200_SMS
@@ -326,6 +342,7 @@ KERNEL_COLUMNS = [
     ("per thread/iter", _col("per_thread", "{:g}")), ("instr", _col("instr", "{:.2f}")),
     ("SHFL", _col("shfl", "{:.2f}")), ("shared", _col("smem", "{:.2f}")),
     ("BAR", _col("bar", "{:.3f}")), ("MUFU", _col("mufu", "{:.2f}")),
+    ("MMA", lambda r: f"{r.get('mma', 0):.3f}"),
     ("global", _col("gmem", "{:.2f}")), ("target met", verdict),
     ("top opcodes per element", _col("top"))]
 ROOFLINE_COLUMNS = [

@@ -12,6 +12,7 @@ FIRST = [
     "plot_earthquakes_poisson_hmm.py",
     "plot_vb_gibbs_nuts_earthquakes.py",
     "plot_shakespeare_categorical_hmm.py",
+    "plot_streaming_shakespeare.py",
     "plot_sunspots_lds.py",
     "plot_sunspots_arhmm.py",
     "plot_lda_shakespeare.py",

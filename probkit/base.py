@@ -12,7 +12,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions, make_constraint, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probkit.utils._array import resolve_device, resolve_dtype
@@ -26,6 +26,26 @@ non_negative_int = [Interval(Integral, 0, None, closed="left")]
 non_negative_real = [Interval(Real, 0, None, closed="left")]
 #: ``device`` and ``dtype`` of estimators that compute with torch (resolved by ``_compute_setup``).
 COMPUTE_CONSTRAINTS = {"device": [None, str, torch.device], "dtype": [None, str, torch.dtype]}
+
+
+#: ``_get_param_names`` of each (class, constructor) pair.
+_PARAM_NAMES: dict = {}
+
+
+#: Constraint objects of each ``_parameter_constraints`` dict (keyed by its id; the dict is kept
+#: alongside so the id cannot be reused by another object).
+_CONSTRAINTS: dict = {}
+
+
+def _compiled_constraints(parameter_constraints):
+    """``{name: [constraint objects]}`` of a ``_parameter_constraints`` dict, built once
+    (scikit-learn builds them on every call)."""
+    entry = _CONSTRAINTS.get(id(parameter_constraints))
+    if entry is None or entry[0] is not parameter_constraints:
+        compiled = {name: [make_constraint(c) for c in constraints]
+                    for name, constraints in parameter_constraints.items() if constraints != "no_validation"}
+        entry = _CONSTRAINTS[id(parameter_constraints)] = (parameter_constraints, compiled)
+    return entry[1]
 
 
 def _tensor_to_numpy(X):
@@ -53,14 +73,32 @@ class ProbkitEstimator(BaseEstimator):
     #: once per ``fit`` (one vocabulary and one error style for every estimator).
     _parameter_constraints: dict = {}
 
+    @classmethod
+    def _get_param_names(cls):
+        """scikit-learn's constructor-parameter names, introspected once per class.
+
+        ``get_params`` (called by every ``fit`` through :meth:`_validate_params`, and by
+        ``clone`` and ``repr``) would otherwise build an ``inspect.signature`` each time.
+        """
+        key = (cls, cls.__init__)
+        names = _PARAM_NAMES.get(key)
+        if names is None:
+            names = _PARAM_NAMES[key] = tuple(super()._get_param_names())
+        return list(names)
+
     def _validate_params(self):
         """Check the constructor parameters against ``_parameter_constraints``.
 
         Raises scikit-learn's ``InvalidParameterError`` (a ``ValueError`` and a
         ``TypeError``) naming the parameter, the estimator and what was expected.
         """
-        validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False),
-                                       caller_name=type(self).__name__)
+        params = self.get_params(deep=False)
+        checks = _compiled_constraints(self._parameter_constraints)
+        for name, value in params.items():
+            constraints = checks.get(name)
+            if constraints is not None and not any(c.is_satisfied_by(value) for c in constraints):
+                # scikit-learn's own check, for its error message
+                validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
 
     #: Instance attributes that :meth:`save` leaves out (caches, optimiser state, ...).
     _io_exclude: tuple = ()

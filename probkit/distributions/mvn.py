@@ -273,9 +273,9 @@ class MultivariateNormal(ExponentialFamily):
         mc = mean - centre
         ct = self.covariance_type
         if ct == "full":
-            xp = (xc @ P.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d)
-            y = xp - torch.einsum("kd,kde->ke", mc, P)
-            maha = (y * y).sum(-1)
+            # in place on the one (n, K, d) product: no further temporaries of that size
+            y = (xc @ P.permute(1, 0, 2).reshape(d, k * d)).reshape(n, k, d)
+            maha = y.sub_(torch.einsum("kd,kde->ke", mc, P)).square_().sum(-1)
         elif ct == "tied":
             y = (xc @ P).unsqueeze(1) - (mc @ P).unsqueeze(0)
             maha = (y * y).sum(-1)
@@ -320,6 +320,102 @@ class MultivariateNormal(ExponentialFamily):
             fields["xx"] = (wb.T @ (xc * xc)).reshape((*batch, d))
         else:
             fields["xx"] = (wb.T @ (xc * xc).sum(1)).reshape(tuple(batch))
+        meta = self._stats_meta()
+        if ct == "tied":
+            meta["shared_fields"] = ("xx",)
+        return SufficientStats(type(self).__name__, fields, meta)
+
+    # ------------------------------------------------------------------ quadratic design (batched E-step)
+    # log p_k(x) is a quadratic polynomial in x: with the design column z(x) = [second-order terms; x; 1],
+    # every component's log-density is one row of C^T @ Z, and every component's sufficient statistics
+    # are one column of Z @ resp^T. Both E-step passes become single matrix products with no
+    # (n, K, d) temporary. Z is stored feature-major (F, n): the products and the reductions over
+    # components then run along contiguous rows.
+    def _quadratic_design(self, xc_t, out=None):
+        """Design ``[second-order terms; xc; 1]`` of centred samples given feature-major, ``xc_t`` (d, n) -> (F, n).
+
+        Second-order terms: ``xc_i xc_j`` for ``i <= j`` (full, tied), ``xc_i**2`` (diag),
+        ``|xc|**2`` (spherical).
+        """
+        d, n = xc_t.shape
+        ct = self.covariance_type
+        n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}[ct]
+        z = out if out is not None else torch.empty(n_quad + d + 1, n, dtype=xc_t.dtype, device=xc_t.device)
+        if ct in ("full", "tied"):
+            start = 0
+            for i in range(d):  # row i of the upper triangle of xc xc^T
+                torch.mul(xc_t[i:], xc_t[i:i + 1], out=z[start:start + d - i])
+                start += d - i
+        elif ct == "diag":
+            torch.mul(xc_t, xc_t, out=z[:d])
+        else:
+            torch.sum(xc_t * xc_t, 0, keepdim=True, out=z[:1])
+        z[n_quad:n_quad + d] = xc_t
+        z[-1] = 1.0
+        return z
+
+    def _quadratic_log_prob_coefficients(self, center):
+        """Matrix ``C`` (F, K) with ``C.T @ _quadratic_design((x - center).T) == _log_prob_pairs(x).T``."""
+        mean = self._params["mean"]
+        P = self._prec_chol()
+        d = mean.shape[-1]
+        k = mean.shape[0]
+        mc = mean - center
+        ct = self.covariance_type
+        if ct in ("full", "tied"):
+            prec = (P @ P.mT).expand(k, d, d)
+            iu = torch.triu_indices(d, d, device=mean.device)
+            # an off-diagonal product appears once in the design but twice in x^T prec x
+            scale = torch.where(iu[0] == iu[1], -0.5, -1.0).to(mean.dtype)
+            quad = prec[:, iu[0], iu[1]] * scale
+            linear = (prec @ mc.unsqueeze(-1)).squeeze(-1)
+            y = mc.unsqueeze(-2) @ P if ct == "full" else (mc @ P).unsqueeze(-2)
+            mean_term = (y * y).sum((-2, -1))
+        elif ct == "diag":
+            prec = P * P
+            quad = -0.5 * prec
+            linear = mc * prec
+            mean_term = (mc * mc * prec).sum(-1)
+        else:
+            prec = P * P
+            quad = (-0.5 * prec).unsqueeze(-1)
+            linear = mc * prec.unsqueeze(-1)
+            mean_term = (mc * mc).sum(-1) * prec
+        const = -0.5 * (d * LOG_2PI + mean_term) + self._log_det_prec_chol()
+        return torch.cat([quad, linear, const.unsqueeze(-1)], 1).T
+
+    def _stats_from_design_sums(self, sums, center):
+        """:meth:`_summarize`'s statistics from ``_quadratic_design((x - center).T) @ w`` (F, K).
+
+        The statistics are returned about this family's ``stats_shift`` (the origin when it
+        is None), as :meth:`_summarize` gives them, so they add to statistics of other batches.
+        """
+        d = self._params["mean"].shape[-1]
+        ct = self.covariance_type
+        n_quad = sums.shape[0] - d - 1
+        count, sx = sums[-1], sums[n_quad:n_quad + d].T
+        if ct in ("full", "tied"):
+            iu = torch.triu_indices(d, d, device=sums.device)
+            xx = sums.new_zeros((sums.shape[1], d, d))
+            xx[:, iu[0], iu[1]] = sums[:n_quad].T
+            xx[:, iu[1], iu[0]] = sums[:n_quad].T
+        elif ct == "diag":
+            xx = sums[:d].T
+        else:
+            xx = sums[0]
+        shift = self.stats_shift
+        delta = center - (shift.to(center.dtype).to(center.device) if shift is not None else 0.0)
+        if bool((delta != 0).any()):
+            # sums about `center` -> sums about the shift: x - shift = (x - center) + delta
+            if ct in ("full", "tied"):
+                outer = sx.unsqueeze(-1) * delta
+                xx = xx + outer + outer.mT + count[:, None, None] * (delta.unsqueeze(-1) * delta)
+            elif ct == "diag":
+                xx = xx + 2.0 * sx * delta + count.unsqueeze(-1) * delta * delta
+            else:
+                xx = xx + 2.0 * (sx * delta).sum(-1) + count * (delta * delta).sum()
+            sx = sx + count.unsqueeze(-1) * delta
+        fields = {"count": count, "x": sx, "xx": xx.sum(0) if ct == "tied" else xx}
         meta = self._stats_meta()
         if ct == "tied":
             meta["shared_fields"] = ("xx",)

@@ -245,3 +245,47 @@ def run_em(model, data, *, max_iter, tol, n_init=1, random_state=None, warm_star
                   "increase max_iter/n_iter or tol, try other initial parameters, or check for degenerate data")
         warn_user(f"{warning_lead} ({detail})" if warning_lead else detail, ConvergenceWarning)
     return best
+
+
+def fit_sequence_em(model, data, random_state, *, n_init=None):
+    """:func:`run_em` with a sequence model's own options; store its ``monitor_``, ``n_iter_`` and ``converged_``.
+
+    The HMMs, the HSMM and the linear-Gaussian state-space model share this: ``n_iter``
+    iterations at the most, stopping when the gain of the *total* log-likelihood falls
+    below ``tol`` (hmmlearn's convention, with the sign of the gain kept), ``n_init``
+    restarts (the model's, unless given) and a progress bar named after the class.
+
+    Parameters
+    ----------
+    model : object
+        Implements the ``_em_*`` hooks and has ``n_iter``, ``tol``, ``n_init`` and ``verbose``.
+    data : Any
+        Passed unchanged to the hooks.
+    random_state : numpy.random.RandomState
+    n_init : int, optional
+        Restarts instead of ``model.n_init``.
+
+    Returns
+    -------
+    EMResult
+        The run kept (its monitor is also ``model.monitor_``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit.hmm import GaussianHMM
+    >>> X = np.r_[np.zeros((20, 1)), np.full((20, 1), 5.0)] + np.random.RandomState(0).randn(40, 1)
+    >>> model = GaussianHMM(2, n_iter=5, random_state=0)
+    >>> model._check_options()
+    >>> data = model._validate_sequences(X, None, reset=True, training=True)
+    >>> result = fit_sequence_em(model, data, np.random.RandomState(0))
+    >>> model.n_iter_ == result.n_iter and model.monitor_ is result.monitor
+    True
+    """
+    result = run_em(model, data, max_iter=model.n_iter, tol=model.tol,
+                    n_init=model.n_init if n_init is None else n_init, random_state=random_state,
+                    objective="total", verbose=model.verbose, desc=type(model).__name__, signed_gain=True)
+    model.monitor_ = result.monitor
+    model.n_iter_ = result.n_iter
+    model.converged_ = result.converged
+    return result

@@ -20,7 +20,7 @@ from sklearn.utils._available_if import available_if
 
 from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
 from probkit.distributions.dirichlet import dirichlet_map_rows
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
 from probkit.inference import sample_markov_chain
 from probkit.inference._lazy_numba import numba_backend
@@ -30,7 +30,12 @@ from probkit.utils.monitor import ConvergenceMonitor
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_nonnegative_integers, check_stochastic
+from probkit.utils.validation import (
+    check_nonnegative_integers,
+    check_parameters_set,
+    check_probabilities,
+    check_stochastic,
+)
 from probkit.utils._warnings import warn_user
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
@@ -262,19 +267,9 @@ class BaseHMM(ProbkitEstimator):
     def _check(self):
         """Validate the parameters (fitted or set by hand) before they are used."""
         k = self.n_components
-        for name in ("startprob_", "transmat_"):
-            if not hasattr(self, name):
-                raise NotFittedError(
-                    f"this {type(self).__name__} has no {name}: call fit or set the parameters by hand"
-                )
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if start.shape != (k,):
-            raise ValueError(f"startprob_ must have shape ({k},), got {start.shape}")
-        check_stochastic(start, "startprob_")
-        trans = np.asarray(self.transmat_, dtype=np.float64)
-        if trans.shape != (k, k):
-            raise ValueError(f"transmat_ must have shape ({k}, {k}), got {trans.shape}")
-        check_stochastic(trans, "transmat_")
+        check_parameters_set(self, ("startprob_", "transmat_"))
+        check_probabilities(self.startprob_, (k,), "startprob_")
+        check_probabilities(self.transmat_, (k, k), "transmat_")
         self._check_emission()
 
     def _check_fitted_or_set(self):
@@ -348,7 +343,18 @@ class BaseHMM(ProbkitEstimator):
 
     def _em_expectation(self, data):
         model = self._emission_model(data.x)
-        fb = self._forward_backward(data, model)
+        fused = None
+        if data.numpy and data.observed is None and data.label_mask is None and hasattr(
+                model, "forward_backward_and_summarize"):
+            # small problems: forward-backward and the emission statistics in one compiled call
+            log_start, log_trans = self._log_start_trans(data.x)
+            fused = model.forward_backward_and_summarize(data.x, log_start, log_trans, data.lengths,
+                                                         self._use_log())
+        if fused is not None:
+            (loglik, post, xi, start, _), emission_stats = fused
+            fb = ForwardBackwardResult(loglik, post, xi, start)
+        else:
+            fb = self._forward_backward(data, model)
         ll = to_numpy(fb.log_likelihood)
         if not np.isfinite(ll).all():
             bad = int(np.flatnonzero(~np.isfinite(ll))[0])
@@ -357,10 +363,11 @@ class BaseHMM(ProbkitEstimator):
                 "state label makes it impossible)"
             )
         post = fb.posteriors
-        if data.observed is not None:
-            emission_stats = model.summarize(data.x, post, data.observed)
-        else:
-            emission_stats = model.summarize(data.x, post)
+        if fused is None:
+            if data.observed is not None:
+                emission_stats = model.summarize(data.x, post, data.observed)
+            else:
+                emission_stats = model.summarize(data.x, post)
         stats = {"start": to_numpy(fb.expected_start), "trans": to_numpy(fb.expected_transitions),
                  "emission": emission_stats, "post_sum": post.sum(0)}
         return EStepResult(log_likelihood=float(ll.sum()), n_samples=float(data.X.shape[0]), stats=stats)
@@ -408,14 +415,7 @@ class BaseHMM(ProbkitEstimator):
         check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels, training=True)
-        random_state = check_random_state(self.random_state)
-        result = run_em(
-            self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init, random_state=random_state,
-            objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True,
-        )
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
 
     def _fits_by_base_em(self):

@@ -25,6 +25,7 @@ from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import MultivariateNormal
 from probkit.distributions.registry import matrix_rows
 from probkit.components import BatchedComponents, FeatureProductComponents
+from probkit.inference._lazy_numba import numba_backend
 
 __all__ = ["ComponentEmission", "CountEmission", "GMMEmission", "GaussianEmission", "with_nan"]
 
@@ -39,6 +40,13 @@ def _log(a):
 
 def _as_float(mask, like):
     return mask.astype(like.dtype) if _is_numpy(like) else mask.to(like.dtype)
+
+
+def _compiled(x, observed):
+    """The numba backend when ``x`` is a complete float64 numpy array it can take, else ``None``."""
+    if observed is None and _is_numpy(x) and x.dtype == np.float64:
+        return numba_backend()
+    return None
 
 
 def _lgamma(a):
@@ -91,6 +99,9 @@ class GaussianEmission:
 
     def log_prob(self, x, observed=None):
         """``(n_samples, K)`` log-densities; NaN-free ``x`` with ``observed`` marking real values."""
+        backend = _compiled(x, observed)
+        if backend is not None:
+            return backend.gaussian_log_density(x, self.means, self.covars, self.covariance_type)
         if self.covariance_type in ("full", "tied"):
             return self._full_log_prob_numpy(x) if _is_numpy(x) else self.mvn._log_prob_pairs(x)
         # Per-feature normal log-densities summed over observed features, as matrix products:
@@ -109,8 +120,31 @@ class GaussianEmission:
         xm = xc * mask
         return (xm * xc) @ (-0.5 * prec).T + xm @ (mc * prec).T + mask @ const.T
 
+    def forward_backward_and_summarize(self, x, log_start, log_trans, lengths, use_log):
+        """Forward-backward and :meth:`summarize` of a small complete float64 numpy input in one
+        compiled call: ``(forward-backward results, statistics)``, or ``None`` where that does
+        not apply (then run them separately)."""
+        backend = _compiled(x, None)
+        if backend is None:
+            return None
+        out = backend.gaussian_estep(x, self.means, self.covars, self.covariance_type, self.shift,
+                                     log_start, log_trans, lengths, use_log)
+        if out is None:
+            return None
+        fb, (count, sx, sxx) = out
+        if self.covariance_type not in ("full", "tied"):
+            count = np.repeat(count[:, None], x.shape[1], axis=1)
+        return fb, {"count": count, "x": sx, "xx": sxx}
+
     def summarize(self, x, post, observed=None):
         """Weighted sums about ``shift``: ``count``, ``x`` and ``xx`` (per feature, or matrices)."""
+        full = self.covariance_type in ("full", "tied")
+        backend = _compiled(x, observed)
+        if backend is not None:
+            count, sx, sxx = backend.gaussian_stats(x, self.shift, post, full)
+            if not full:
+                count = np.repeat(count[:, None], x.shape[1], axis=1)
+            return {"count": count, "x": sx, "xx": sxx}
         xs = x - self.shift
         if self.covariance_type in ("full", "tied"):
             k, d = post.shape[1], x.shape[1]
@@ -160,6 +194,9 @@ class CountEmission:
         if self.kind == "categorical":
             symbols = x.astype(np.int64) if _is_numpy(x) else x.long()
             if self.log_table.ndim == 2:
+                if _is_numpy(x):
+                    # rows of the (M, K) table: a contiguous (n_samples, K) result
+                    return np.ascontiguousarray(self.log_table.T).take(symbols[:, 0], axis=0)
                 return self.log_table[:, symbols[:, 0]].T
             columns = symbols.shape[1]
             out = 0
@@ -179,6 +216,10 @@ class CountEmission:
         if self.kind == "categorical":
             symbols = x.astype(np.int64) if _is_numpy(x) else x.long()
             k, m = post.shape[1], self.table.shape[-1]
+            backend = _compiled(x, observed)
+            if backend is not None and self.table.ndim == 2:
+                count, counts = backend.categorical_counts(symbols[:, 0], post, m)
+                return {"count": count, "x": counts}
             tables = []
             for c in range(symbols.shape[1]):
                 if _is_numpy(post):

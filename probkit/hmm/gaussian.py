@@ -159,7 +159,8 @@ class GaussianHMM(BaseHMM):
             raise ValueError(
                 f"need at least n_components={self.n_components} rows without missing values to initialise the means"
             )
-        self._stats_shift = np.nanmean(X, axis=0)
+        # nanmean is several times slower than mean; it is needed only where values are missing
+        self._stats_shift = np.nanmean(X, axis=0) if data.observed is not None else X.mean(axis=0)
         if self._needs_init("m", "means_"):
             from sklearn.cluster import KMeans  # slow to import; needed at fit time only
             km = KMeans(n_clusters=self.n_components, random_state=random_state, n_init=10).fit(complete)
@@ -177,13 +178,12 @@ class GaussianHMM(BaseHMM):
             }[self.covariance_type]
 
     def _prior_arrays(self, k, d):
-        # scalars stay scalars (numpy broadcasts them in the update); arrays take the (k, d) shape
+        # scalars become Python floats (cheaper in the small updates of every iteration); arrays
+        # take the (k, d) shape
         means_prior = np.asarray(self.means_prior, dtype=np.float64)
         w = np.asarray(self.means_weight, dtype=np.float64)
-        if means_prior.ndim:
-            means_prior = np.broadcast_to(means_prior, (k, d))
-        if w.ndim:
-            w = np.broadcast_to(w.reshape(-1, 1) if w.ndim == 1 else w, (k, d))
+        means_prior = np.broadcast_to(means_prior, (k, d)) if means_prior.ndim else float(means_prior)
+        w = np.broadcast_to(w.reshape(-1, 1) if w.ndim == 1 else w, (k, d)) if w.ndim else float(w)
         return means_prior, w
 
     def _mstep_emission(self, stats, post_sum):
@@ -191,29 +191,36 @@ class GaussianHMM(BaseHMM):
         count = to_numpy(stats["count"])
         sx = to_numpy(stats["x"])
         sxx = to_numpy(stats["xx"])
-        shift = getattr(self, "_stats_shift", np.zeros(d))
+        shift = getattr(self, "_stats_shift", None)
+        shift = np.zeros(d) if shift is None else shift
         ct = self.covariance_type
         means_prior, means_weight = self._prior_arrays(k, d)
+        # A zero scalar prior weight drops out of every formula below exactly.
+        weighted = not (isinstance(means_weight, float) and means_weight == 0.0)
         n = count if count.ndim == 2 else np.repeat(count[:, None], d, axis=1)  # per (state, feature)
+        den = means_weight + n if weighted else n
+        empty = den <= 0
+        any_empty = bool(empty.any())
         old_means = np.asarray(self.means_, dtype=np.float64)
         old_covars = np.asarray(self.covars_, dtype=np.float64)
-        empty = (n + means_weight) <= 0
         if "m" in self.params:
             # (w mu0 + sum_t g_t x_t) / (w + sum_t g_t); statistics are about ``shift``
-            num = means_weight * means_prior + sx + shift * n
-            den = means_weight + n
-            means = np.where(empty, old_means, num / np.where(empty, 1.0, den))
+            num = means_weight * means_prior + sx + shift * n if weighted else sx + shift * n
+            if any_empty:
+                means = np.where(empty, old_means, num / np.where(empty, 1.0, den))
+            else:
+                means = num / den
         else:
             means = old_means
         if "c" in self.params:
             mc = means - shift                 # means in the shifted coordinates
-            meandiff = means - means_prior
             cp = np.asarray(self.covars_prior, dtype=np.float64)
             cw = np.asarray(self.covars_weight, dtype=np.float64)
             if ct in ("diag", "spherical"):
                 # sum_t g_t (x_t - mu)^2 per feature
-                scatter = sxx - 2 * mc * sx + mc * mc * n
-                c_n = means_weight * meandiff ** 2 + scatter
+                c_n = sxx - 2 * mc * sx + mc * mc * n
+                if weighted:
+                    c_n = means_weight * (means - means_prior) ** 2 + c_n
                 cw_b = cw.reshape(-1, 1) if cw.ndim == 1 else cw
                 c_d = np.maximum(cw_b - 1, 0) + n
                 cp_b = cp.reshape(-1, 1) if cp.ndim == 1 else cp
@@ -223,7 +230,8 @@ class GaussianHMM(BaseHMM):
                     state_empty = empty.all(1)
                 else:
                     state_empty = empty
-                covars = np.where(state_empty, old_covars, covars)
+                if any_empty:
+                    covars = np.where(state_empty, old_covars, covars)
             else:
                 nk = count
                 # A scalar (or per-state scalar) prior is a multiple of the identity: the
@@ -234,21 +242,24 @@ class GaussianHMM(BaseHMM):
                 elif cp.ndim == 1:
                     cp = cp[:, None, None] * np.eye(d)
                 outer_sx_m = sx[:, :, None] * mc[:, None, :]
-                scatter = sxx - outer_sx_m - np.transpose(outer_sx_m, (0, 2, 1)) + nk[:, None, None] * (
+                c_n = sxx - outer_sx_m - np.transpose(outer_sx_m, (0, 2, 1)) + nk[:, None, None] * (
                     mc[:, :, None] * mc[:, None, :])
-                w_k = np.broadcast_to(means_weight, (k, d))[:, 0]
-                c_n = w_k[:, None, None] * meandiff[:, :, None] * meandiff[:, None, :] + scatter
+                if weighted:
+                    meandiff = means - means_prior
+                    w_k = np.broadcast_to(means_weight, (k, d))[:, 0]
+                    c_n = w_k[:, None, None] * meandiff[:, :, None] * meandiff[:, None, :] + c_n
                 cvweight = np.maximum(cw - d, 0)
                 if ct == "tied":
                     covars = (cp + c_n.sum(0)) / (cvweight + nk.sum())
                 else:
                     cvw = np.broadcast_to(cvweight, (k,))
                     covars = (cp + c_n) / (cvw + nk)[:, None, None]
-                    covars = np.where(empty.all(1)[:, None, None], old_covars, covars)
+                    if any_empty:
+                        covars = np.where(empty.all(1)[:, None, None], old_covars, covars)
                 covars = 0.5 * (covars + np.swapaxes(covars, -1, -2))
         else:
             covars = old_covars
-        if np.any(empty):
+        if any_empty:
             warn_user(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
                       "previous emission parameters", EmptyStateWarning)
         self.means_ = means

@@ -34,7 +34,7 @@ from sklearn.utils._param_validation import Interval
 from probkit.base import StrOptions, non_negative_real, positive_int
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.dirichlet import dirichlet_map_rows
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.glm._classifier import MultinomialLoss
 from probkit.glm._design import Design
 from probkit.glm._families import resolve_glm_family
@@ -45,7 +45,12 @@ from probkit.hmm._base import DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, _l
 from probkit.inference.time_varying import forward_backward_time_varying, viterbi_time_varying
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
-from probkit.utils.validation import check_inputs, check_nonnegative_integers, check_stochastic
+from probkit.utils.validation import (
+    check_inputs,
+    check_nonnegative_integers,
+    check_parameters_set,
+    check_probabilities,
+)
 from probkit.utils._warnings import warn_user
 
 __all__ = ["InputDrivenHMM"]
@@ -341,19 +346,11 @@ class InputDrivenHMM(BaseHMM):
         required += ["transmat_"] if self.transition_model == "fixed" else ["transition_weights_",
                                                                             "transition_intercepts_"]
         required += ["covars_"] if self.emission == "gaussian" else []
-        for name in required:
-            if not hasattr(self, name):
-                raise NotFittedError(f"this InputDrivenHMM has no {name}: call fit or set the parameters by hand")
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if start.shape != (k,):
-            raise ValueError(f"startprob_ must have shape ({k},), got {start.shape}")
-        check_stochastic(start, "startprob_")
+        check_parameters_set(self, required)
+        check_probabilities(self.startprob_, (k,), "startprob_")
         m = self._n_inputs()
         if self.transition_model == "fixed":
-            trans = np.asarray(self.transmat_, dtype=np.float64)
-            if trans.shape != (k, k):
-                raise ValueError(f"transmat_ must have shape ({k}, {k}), got {trans.shape}")
-            check_stochastic(trans, "transmat_")
+            check_probabilities(self.transmat_, (k, k), "transmat_")
         else:
             self._check_array("transition_weights_", (k, k, m))
             self._check_array("transition_intercepts_", (k, k))
@@ -605,12 +602,7 @@ class InputDrivenHMM(BaseHMM):
         check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, inputs, reset=True, training=True)
-        random_state = check_random_state(self.random_state)
-        result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init, random_state=random_state,
-                        objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True)
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
 
     def _prepare(self, X, lengths, inputs):

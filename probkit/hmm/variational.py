@@ -14,7 +14,7 @@ from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.dirichlet import dirichlet_expected_log
 from probkit.distributions.mvn import n_covariance_parameters
 from probkit.distributions.wishart import wishart_bartlett
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.hmm._base import BaseHMM
 from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences
@@ -771,13 +771,8 @@ class VariationalHMM(BaseHMM):
         # OpenMP start-up that made a batched 2 x 2 Cholesky take 13 ms instead of 2 us on a busy
         # two-core machine. The forward-backward kernel (numba) keeps its own threads.
         with torch.no_grad(), torch_threads(1):
-            result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init,
-                            random_state=random_state, objective="total", verbose=self.verbose,
-                            desc=type(self).__name__, signed_gain=True)
+            result = fit_sequence_em(self, data, random_state)
         self._set_posterior_attributes(self._post)
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
         self.lower_bound_ = result.objective
         self.elbo_history_ = np.asarray(result.history, dtype=np.float64)
 

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
 
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Categorical, NegativeBinomial
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.dirichlet import dirichlet_map_rows
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.hsmm._durations import (fit_durations, n_duration_parameters, resolve_duration,
                                      truncated_log_pmf)
@@ -25,7 +24,7 @@ from probkit.utils._warnings import warn_user
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_stochastic
+from probkit.utils.validation import check_parameters_set, check_probabilities
 
 __all__ = ["HSMM"]
 
@@ -243,17 +242,9 @@ class HSMM(ProbkitEstimator):
     def _check(self):
         """Validate the parameters (fitted or set by hand) before they are used."""
         k, d = self.n_components, self.max_duration
-        for name in ("startprob_", "transmat_", "duration_", "emission_"):
-            if not hasattr(self, name):
-                raise NotFittedError(f"this HSMM has no {name}: call fit or set the parameters by hand")
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if start.shape != (k,):
-            raise ValueError(f"startprob_ must have shape ({k},), got {start.shape}")
-        check_stochastic(start, "startprob_")
-        trans = np.asarray(self.transmat_, dtype=np.float64)
-        if trans.shape != (k, k):
-            raise ValueError(f"transmat_ must have shape ({k}, {k}), got {trans.shape}")
-        check_stochastic(trans, "transmat_")
+        check_parameters_set(self, ("startprob_", "transmat_", "duration_", "emission_"))
+        check_probabilities(self.startprob_, (k,), "startprob_")
+        trans = check_probabilities(self.transmat_, (k, k), "transmat_")
         if k > 1 and np.any(np.diag(trans) != 0):
             raise ValueError("transmat_ must have a zero diagonal: a segment is followed by a segment of another "
                              "state (how long a state lasts is its duration distribution)")
@@ -426,13 +417,7 @@ class HSMM(ProbkitEstimator):
         check_y_slot(self, "fit", X, y)
         self._check_options()
         data = self._validate_sequences(X, lengths, reset=True, training=True)
-        random_state = check_random_state(self.random_state)
-        result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=self.n_init,
-                        random_state=random_state, objective="total", verbose=self.verbose, desc="HSMM",
-                        signed_gain=True)
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
 
     def _prepare_predict(self, X, lengths):

@@ -124,8 +124,8 @@ def forward_backward(log_startprob, log_transmat, log_emission, lengths, use_log
         )
 
     _run_blocks(nk.forward_backward_block, bounds, args)
-    expected_start = post[offsets[:-1]].sum(axis=0)
-    return loglik, post, xi_blocks.sum(axis=0), expected_start, status
+    expected_start = post[0].copy() if n_seq == 1 else post[offsets[:-1]].sum(axis=0)
+    return loglik, post, (xi_blocks[0] if len(xi_blocks) == 1 else xi_blocks.sum(axis=0)), expected_start, status
 
 
 def scaled_forward_is_exact(trans):
@@ -203,3 +203,139 @@ def markov_chain(startprob, transmat, uniforms):
     states = np.empty(uniforms.shape[0], dtype=np.int64)
     nk.markov_chain_kernel(startprob, transmat, uniforms, states)
     return states
+
+
+def _row_bounds(n_rows, work_per_row):
+    """Split ``n_rows`` rows into one block per worker thread when the work is large enough."""
+    n_threads = max(1, worker_threads())
+    if n_threads == 1 or n_rows * work_per_row < _MIN_WORK_FOR_THREADS:
+        return (0, n_rows)
+    n_blocks = min(n_threads, n_rows)
+    return tuple(int(b) for b in (n_rows * np.arange(n_blocks + 1)) // n_blocks)
+
+
+def _gaussian_factors(covars, covariance_type, n_features):
+    """``(variances (K, d), inv_chol_t, log_det)``: what the log-density kernels take
+    (per-feature variances, or inverse Cholesky factors of the full or tied covariances)."""
+    covars = np.asarray(covars, dtype=np.float64)
+    if covariance_type in ("diag", "spherical"):
+        variances = np.ascontiguousarray(
+            covars if covariance_type == "diag" else np.repeat(covars[:, None], n_features, axis=1))
+        return variances, _NO_FACTORS[0], _NO_FACTORS[1]
+    covs = np.ascontiguousarray(covars.reshape(-1, n_features, n_features))
+    inv_chol_t = np.empty_like(covs)
+    log_det = np.empty(covs.shape[0])
+    if nk.cholesky_factors(covs, inv_chol_t, log_det) >= 0:
+        raise np.linalg.LinAlgError("Matrix is not positive definite")
+    return _NO_FACTORS[2], inv_chol_t, log_det
+
+
+_NO_FACTORS = (np.empty((0, 0, 0)), np.empty(0), np.empty((0, 0)))
+
+# Below this many values (n_samples * K) a Gaussian E-step runs as one compiled call.
+_FUSED_MAX_SIZE = 50_000
+
+
+def gaussian_estep(x, means, covars, covariance_type, stats_shift, log_startprob, log_transmat, lengths, use_log):
+    """Forward-backward and Gaussian statistics of a small problem in one compiled call, or
+    ``None`` when the problem is large enough for the separate (threaded) steps.
+
+    Returns ``(forward_backward's five results, (count, sx, sxx))`` as
+    :func:`forward_backward` and :func:`gaussian_stats` would.
+    """
+    n_samples, n_features = x.shape
+    n_states = means.shape[0]
+    if n_samples * n_states > _FUSED_MAX_SIZE:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    full = covariance_type in ("full", "tied")
+    variances, inv_chol_t, log_det = _gaussian_factors(covars, covariance_type, n_features)
+    offsets = _offsets(lengths)
+    trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
+    log_emission = np.empty((n_samples, n_states))
+    post = np.empty_like(log_emission)
+    alpha = np.empty_like(log_emission)
+    shift = np.empty(0 if use_log else n_samples)
+    loglik = np.empty(len(lengths))
+    status = np.empty(len(lengths), dtype=np.int64)
+    xi = np.zeros((n_states, n_states))
+    count = np.zeros(n_states)
+    sx = np.zeros((n_states, n_features))
+    sxx = np.zeros((n_states, n_features if full else 1, n_features))
+    nk.gaussian_estep_block(
+        x, means, variances, inv_chol_t, log_det, full, np.ascontiguousarray(stats_shift, dtype=np.float64),
+        np.exp(log_startprob), trans, trans_t, log_startprob, log_transmat, log_trans_t, offsets, use_log,
+        log_emission, post, shift, alpha, loglik, status, xi, count, sx, sxx,
+    )
+    expected_start = post[0].copy() if len(lengths) == 1 else post[offsets[:-1]].sum(axis=0)
+    return (loglik, post, xi, expected_start, status), (count, sx, sxx if full else sxx[:, 0])
+
+
+def gaussian_log_density(x, means, covars, covariance_type):
+    """``(n_samples, K)`` Gaussian log-densities of the rows of ``x`` under every state.
+
+    ``covars`` has the compact shape of ``covariance_type`` (spherical ``(K,)``, diag
+    ``(K, d)``, full ``(K, d, d)``, tied ``(d, d)``). Raises ``numpy.linalg.LinAlgError``
+    when a full or tied covariance is not positive definite.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    n_samples, n_features = x.shape
+    n_states = means.shape[0]
+    out = np.empty((n_samples, n_states))
+    variances, inv_chol_t, log_det = _gaussian_factors(covars, covariance_type, n_features)
+    if covariance_type in ("diag", "spherical"):
+        bounds = _row_bounds(n_samples, n_states * n_features)
+        _run_blocks(nk.gaussian_diag_log_density_block, bounds,
+                    lambda b, lo, hi: (x, means, variances, lo, hi, out))
+    else:
+        bounds = _row_bounds(n_samples, n_states * n_features * n_features)
+        _run_blocks(nk.gaussian_full_log_density_block, bounds,
+                    lambda b, lo, hi: (x, means, inv_chol_t, log_det, lo, hi, out))
+    return out
+
+
+def gaussian_stats(x, shift, post, full):
+    """Posterior-weighted sums about ``shift``: ``(count (K,), sx (K, d), sxx)`` with ``sxx``
+    the per-feature squares ``(K, d)`` or, with ``full``, the outer products ``(K, d, d)``."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    post = np.ascontiguousarray(post, dtype=np.float64)
+    shift = np.ascontiguousarray(shift, dtype=np.float64)
+    n_samples, n_states = post.shape
+    n_features = x.shape[1]
+    bounds = _row_bounds(n_samples, n_states * n_features * (n_features if full else 1))
+    n_blocks = len(bounds) - 1
+    count = np.zeros((n_blocks, n_states))
+    sx = np.zeros((n_blocks, n_states, n_features))
+    sxx = np.zeros((n_blocks, n_states, n_features if full else 1, n_features))
+    _run_blocks(nk.gaussian_stats_block, bounds,
+                lambda b, lo, hi: (x, shift, post, full, lo, hi, count[b], sx[b], sxx[b]))
+    if n_blocks > 1:
+        count, sx, sxx = count.sum(0), sx.sum(0), sxx.sum(0)
+    else:
+        count, sx, sxx = count[0], sx[0], sxx[0]
+    return count, sx, (sxx if full else sxx[:, 0])
+
+
+def categorical_counts(symbols, post, n_symbols):
+    """``(count (K,), counts (K, n_symbols))``: posterior mass per state, and per state and symbol."""
+    symbols = np.ascontiguousarray(symbols, dtype=np.int64)
+    post = np.ascontiguousarray(post, dtype=np.float64)
+    n_samples, n_states = post.shape
+    bounds = _row_bounds(n_samples, n_states)
+    n_blocks = len(bounds) - 1
+    count = np.zeros((n_blocks, n_states))
+    counts = np.zeros((n_blocks, n_states, n_symbols))
+    bad = np.full(n_blocks, -1, dtype=np.int64)
+
+    def block(b, lo, hi):
+        bad[b] = nk.categorical_counts_block(symbols, post, lo, hi, count[b], counts[b])
+
+    _run_blocks(block, bounds, lambda b, lo, hi: (b, lo, hi))
+    if bad.max() >= 0:
+        t = int(bad[bad >= 0][0])
+        raise ValueError(f"symbol {symbols[t]} at row {t} is outside the emission table of {n_symbols} symbols")
+    if n_blocks > 1:
+        return count.sum(0), counts.sum(0)
+    return count[0], counts[0]

@@ -618,3 +618,181 @@ def markov_chain_kernel(startprob, transmat, uniforms, states):
     states[0] = _draw_categorical(startprob, uniforms[0])
     for t in range(1, states.shape[0]):
         states[t] = _draw_categorical(transmat[states[t - 1]], uniforms[t])
+
+
+# ---------------------------------------------------------------------------------------
+# Emission log-densities and weighted statistics (rows r_begin:r_end of a block)
+# ---------------------------------------------------------------------------------------
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@_jit(fastmath=_FAST_SUMS)
+def gaussian_diag_log_density_block(x, means, variances, r_begin, r_end, out):
+    """``out[t, k] = log N(x_t; means_k, diag(variances_k))`` for rows ``r_begin:r_end``.
+
+    Computed as squared differences (no expansion of the square, so data far from the
+    origin keep their digits).
+    """
+    n_states, n_features = means.shape
+    precision = np.empty((n_states, n_features))
+    log_norm = np.empty(n_states)
+    for k in range(n_states):
+        c = 0.0
+        for d in range(n_features):
+            precision[k, d] = 1.0 / variances[k, d]
+            c += _LOG_2PI + math.log(variances[k, d])
+        log_norm[k] = -0.5 * c
+    for t in range(r_begin, r_end):
+        for k in range(n_states):
+            q = 0.0
+            for d in range(n_features):
+                diff = x[t, d] - means[k, d]
+                q += diff * diff * precision[k, d]
+            out[t, k] = log_norm[k] - 0.5 * q
+
+
+@_jit()
+def cholesky_factors(covariances, inv_chol_t, log_det):
+    """Inverses of the lower Cholesky factors of ``covariances`` (C, d, d), stored transposed
+    (``inv_chol_t[c, j, i] = L_c^-1[i, j]``, zero for ``i < j``), and the log-determinants;
+    returns the index of the first matrix that is not positive definite, or -1."""
+    n_mats, n_features = covariances.shape[0], covariances.shape[1]
+    chol = np.zeros((n_features, n_features))
+    for c in range(n_mats):
+        ld = 0.0
+        for i in range(n_features):
+            for j in range(i + 1):
+                s = covariances[c, i, j]
+                for m in range(j):
+                    s -= chol[i, m] * chol[j, m]
+                if i == j:
+                    if not s > 0.0:
+                        return c
+                    chol[i, i] = math.sqrt(s)
+                    ld += math.log(chol[i, i])
+                else:
+                    chol[i, j] = s / chol[j, j]
+        log_det[c] = 2.0 * ld
+        # column j of L^-1 by forward substitution of L v = e_j
+        for j in range(n_features):
+            for i in range(n_features):
+                if i < j:
+                    inv_chol_t[c, j, i] = 0.0
+                    continue
+                s = 1.0 if i == j else 0.0
+                for m in range(j, i):
+                    s -= chol[i, m] * inv_chol_t[c, j, m]
+                inv_chol_t[c, j, i] = s / chol[i, i]
+    return -1
+
+
+@_jit(fastmath=_FAST_SUMS)
+def gaussian_full_log_density_block(x, means, inv_chol_t, log_det, r_begin, r_end, out):
+    """``out[t, k] = log N(x_t; means_k, L_c L_c^T)`` for rows ``r_begin:r_end``, where ``c`` is
+    ``k`` (one factor per state) or 0 (one tied factor).
+
+    ``y = L_c^-1 (x_t - means_k)`` is accumulated column by column of the (transposed)
+    inverse factor: independent sums over a contiguous row that vectorise, where a
+    forward substitution would be one chain of dependent steps.
+    """
+    n_states, n_features = means.shape
+    tied = inv_chol_t.shape[0] == 1
+    y = np.empty(n_features)
+    const = n_features * _LOG_2PI
+    for t in range(r_begin, r_end):
+        for k in range(n_states):
+            c = 0 if tied else k
+            for i in range(n_features):
+                y[i] = 0.0
+            for j in range(n_features):
+                diff = x[t, j] - means[k, j]
+                for i in range(n_features):
+                    y[i] += inv_chol_t[c, j, i] * diff
+            q = 0.0
+            for i in range(n_features):
+                q += y[i] * y[i]
+            out[t, k] = -0.5 * (q + log_det[c] + const)
+
+
+@_jit(fastmath=_FAST_SUMS)
+def gaussian_stats_block(x, shift, post, full, r_begin, r_end, count, sx, sxx):
+    """Add the posterior-weighted statistics of rows ``r_begin:r_end`` about ``shift``.
+
+    ``count[k] += sum_t post[t, k]``, ``sx[k] += sum_t post[t, k] (x_t - shift)`` and
+    ``sxx`` the weighted squares: per feature (``sxx`` of shape (K, 1, d)) or, with
+    ``full``, the outer products (K, d, d), of which only the upper triangle is
+    copied to the lower one at the end.
+    """
+    n_states = post.shape[1]
+    n_features = x.shape[1]
+    xs = np.empty(n_features)
+    for t in range(r_begin, r_end):
+        for d in range(n_features):
+            xs[d] = x[t, d] - shift[d]
+        for k in range(n_states):
+            g = post[t, k]
+            count[k] += g
+            for d in range(n_features):
+                sx[k, d] += g * xs[d]
+            if full:
+                # the whole square (a fixed-length inner loop vectorises); the lower triangle is
+                # overwritten by the upper one below, so the result is exactly symmetric
+                for d in range(n_features):
+                    gx = g * xs[d]
+                    for e in range(n_features):
+                        sxx[k, d, e] += gx * xs[e]
+            else:
+                for d in range(n_features):
+                    sxx[k, 0, d] += g * xs[d] * xs[d]
+    if full:
+        for k in range(n_states):
+            for d in range(n_features):
+                for e in range(d):
+                    sxx[k, d, e] = sxx[k, e, d]
+
+
+@_jit()
+def categorical_counts_block(symbols, post, r_begin, r_end, count, counts):
+    """Add ``sum_t post[t, k]`` to ``count[k]`` and ``post[t, k]`` to ``counts[k, symbols[t]]``
+    over rows ``r_begin:r_end``; returns the first row whose symbol is outside the table, or -1."""
+    n_states = post.shape[1]
+    n_symbols = counts.shape[1]
+    for t in range(r_begin, r_end):
+        m = symbols[t]
+        if m < 0 or m >= n_symbols:
+            return t
+        for k in range(n_states):
+            g = post[t, k]
+            count[k] += g
+            counts[k, m] += g
+    return -1
+
+
+@_jit()
+def gaussian_estep_block(
+    x, means, variances, inv_chol_t, log_det, full, stats_shift,
+    start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
+    log_emission, post, shift, alpha, loglik, status, xi_acc, count, sx, sxx,
+):
+    """One E-step of a Gaussian HMM over every row and sequence in one call (small problems).
+
+    Log-densities (``variances`` per feature, or Cholesky factors when ``full``) into
+    ``log_emission``, then forward-backward (:func:`forward_backward_block`), then the
+    posterior-weighted statistics about ``stats_shift`` (:func:`gaussian_stats_block`).
+    For large inputs the steps run separately, with numpy's vectorised exponential and on
+    worker threads.
+    """
+    n_samples, n_states = log_emission.shape
+    if full:
+        gaussian_full_log_density_block(x, means, inv_chol_t, log_det, 0, n_samples, log_emission)
+    else:
+        gaussian_diag_log_density_block(x, means, variances, 0, n_samples, log_emission)
+    if not use_log:
+        shifted_log_emission(log_emission, post, shift)
+        for t in range(n_samples):
+            for k in range(n_states):
+                post[t, k] = math.exp(post[t, k])
+    forward_backward_block(start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
+                           0, offsets.shape[0] - 1, use_log, post, shift, alpha, loglik, status, xi_acc)
+    gaussian_stats_block(x, stats_shift, post, full, 0, n_samples, count, sx, sxx)

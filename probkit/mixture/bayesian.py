@@ -583,9 +583,17 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
         return self._mstep(self._summarize(x, torch.as_tensor(resp, dtype=x.dtype, device=x.device)))
 
-    def _fit_svi(self, X, x, random_state):
+    def _pyro_model(self):
+        """The Pyro model of the SVI and NUTS fits, with the priors resolved by ``_check_parameters``."""
         from probkit.vi.models import GaussianMixtureSVI
 
+        return GaussianMixtureSVI(
+            n_components=self.n_components, weight_prior_type=self.weight_concentration_prior_type,
+            weight_prior=self.weight_concentration_prior_, mean_prior=self.mean_prior_,
+            mean_precision_prior=self.mean_precision_prior_, dof_prior=self.degrees_of_freedom_prior_,
+            covariance_prior=self.covariance_prior_)
+
+    def _fit_svi(self, X, x, random_state):
         check_int(self.num_steps, "num_steps", 1)
         _check_positive(self.learning_rate, "learning_rate", allow_none=False)
         if self.batch_size is not None:
@@ -594,11 +602,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
                     and np.shape(self.means_) == (self.n_components, X.shape[1]))
         # warm start: continue from the current posterior (e.g. a CAVI fit), else the k-means start
         init = self._posterior_from_attributes() if warm else self._initial_posterior(X, x, random_state)
-        spec = GaussianMixtureSVI(
-            n_components=self.n_components, weight_prior_type=self.weight_concentration_prior_type,
-            weight_prior=self.weight_concentration_prior_, mean_prior=self.mean_prior_,
-            mean_precision_prior=self.mean_precision_prior_, dof_prior=self.degrees_of_freedom_prior_,
-            covariance_prior=self.covariance_prior_)
+        spec = self._pyro_model()
         xt = torch.as_tensor(X, dtype=torch.float64)
         result = spec.fit(xt, init, num_steps=self.num_steps, lr=self.learning_rate, batch_size=self.batch_size,
                           num_particles=self.num_particles, tol=self.svi_tol, random_state=random_state,
@@ -613,16 +617,10 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         self.converged_ = result.converged
 
     def _fit_nuts(self, X, x, random_state):
-        from probkit.vi.models import GaussianMixtureSVI
-
         check_int(self.num_samples, "num_samples", 1)
         # Start the chain at the CAVI posterior mean (so its labels match a variational fit).
         self._fit_cavi(X, x, random_state)
-        spec = GaussianMixtureSVI(
-            n_components=self.n_components, weight_prior_type=self.weight_concentration_prior_type,
-            weight_prior=self.weight_concentration_prior_, mean_prior=self.mean_prior_,
-            mean_precision_prior=self.mean_precision_prior_, dof_prior=self.degrees_of_freedom_prior_,
-            covariance_prior=self.covariance_prior_)
+        spec = self._pyro_model()
         samples = spec.sample_posterior(torch.as_tensor(X, dtype=torch.float64), self._posterior_from_attributes(),
                                         num_samples=self.num_samples, warmup_steps=self.warmup_steps,
                                         random_state=random_state, verbose=self.verbose)

@@ -7,6 +7,7 @@ import torch
 
 from probkit.distributions.mvn import (_ILL_DEFINED, COVARIANCE_TYPES, MultivariateNormal, covariance_shape,
                                        precision_cholesky)
+from probkit.em.engine import EStepResult
 from probkit.mixture._base import BaseMixture
 from probkit.components import BatchedComponents, CollapsedComponentWarning
 from probkit.utils._array import to_numpy
@@ -154,6 +155,48 @@ class GaussianMixture(BaseMixture):
             self._initialize_components(data, None)
             return
         super()._em_initialize(data, random_state)
+
+    def _em_expectation(self, data):
+        # Each component's log-density is quadratic in x: one matrix product of the design rows
+        # [second-order terms | x | 1] with a coefficient matrix gives all K log-densities of a
+        # block, and one product of the design with the responsibilities gives all K components'
+        # statistics (as BaseMixture's E-step, without (rows, K, d) temporaries).
+        dist = self._components.dist
+        x, weight = data.x, data.weight
+        # The expansion is accurate near the data; statistics come back about the family's stats_shift.
+        if dist.stats_shift is not None:
+            center = dist.stats_shift.to(dtype=x.dtype, device=x.device)
+        else:
+            center = dist._params["mean"].mean(0)
+        coef = dist._quadratic_log_prob_coefficients(center)
+        coef[-1] += torch.log(self._weights_t)
+        coef_t = coef.T.contiguous()
+        sums = torch.zeros_like(coef)
+        total_ll = torch.zeros((), dtype=x.dtype, device=x.device)
+        design = None
+        for start in range(0, x.shape[0], self.chunk_size):
+            xb = x[start:start + self.chunk_size]
+            if design is None or design.shape[1] != xb.shape[0]:
+                design = torch.empty(coef.shape[0], xb.shape[0], dtype=x.dtype, device=x.device)
+            z = dist._quadratic_design((xb - center).T, out=design)
+            resp = coef_t @ z  # (K, rows)
+            # log-sum-exp and responsibilities sharing one exp pass
+            top = resp.amax(0, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, 0.0)
+            resp.sub_(top).exp_()
+            norm = resp.sum(0, keepdim=True)
+            lse = torch.log(norm).add_(top)
+            if weight is None:
+                total_ll += lse.sum()
+                resp.div_(norm)
+            else:
+                wb = weight[start:start + self.chunk_size].unsqueeze(0)
+                total_ll += (lse * wb).sum()
+                resp.mul_(wb / norm)
+            sums.addmm_(z, resp.T)
+        stats = dist._stats_from_design_sums(sums, center)
+        return EStepResult(log_likelihood=float(total_ll), n_samples=data.total_weight,
+                           stats=(stats["count"], stats))
 
     def _initialize_components(self, data, resp):
         x = data.x

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,7 +43,7 @@ from probkit.inference import forward_backward_padded, forward_filter_padded, hm
 from probkit.neural.backbones import KINDS, Backbone, build_backbone
 from probkit.neural.emissions import make_emission
 
-__all__ = ["DSSMNet", "NeuralHMMNet", "SequenceNet", "pool", "reverse_within"]
+__all__ = ["DSSMNet", "NeuralHMMNet", "SequenceNet", "hmm_log_likelihood_sum", "pool", "reverse_within"]
 
 POOLINGS = ("mean", "last", "max")
 
@@ -239,6 +240,109 @@ class SequenceNet(nn.Module):
         return self.head(y), state
 
 
+def hmm_log_likelihood_sum(log_startprob, log_transmat, log_emission, lengths):
+    """Exact ``sum_b log p(x_b)`` of padded sequences, its gradient from the posteriors instead of the recursion.
+
+    The value is the sum of :func:`~probkit.inference.hmm_log_likelihood`'s, and so is
+    the gradient, by Fisher's identity: the derivative of the marginal with respect to
+    the log-terms of the joint is their posterior expectation,
+
+    .. math::
+
+       \\nabla \\log p(x) = \\sum_k \\gamma_1(k) \\nabla \\log \\pi_k
+         + \\sum_{t, k} \\gamma_t(k) \\nabla \\log p(x_t | z_t = k, x_{<t})
+         + \\sum_{t \\ge 2} \\sum_{i, j} \\xi_t(i, j) \\nabla \\log A_t(i, j),
+
+    with ``gamma`` and ``xi`` the single and pairwise state posteriors. These come from a
+    forward-backward pass run without autograd (on the CPU the compiled kernels of
+    :func:`probkit.inference.forward_backward`, or
+    :func:`~probkit.inference.time_varying.forward_backward_time_varying` for per-step
+    transitions; elsewhere the batched torch recursions), and the result is
+    ``log p(x) + S - S.detach()``, ``S`` the posterior-weighted sum of the log-terms:
+    back-propagation runs through whatever produced the log-terms only, never through
+    the ``T`` steps of the recursion.
+
+    Parameters
+    ----------
+    log_startprob : Tensor (K,) or (B, K)
+    log_transmat : Tensor (K, K), (B, K, K) or (B, T, K, K)
+        As in :func:`~probkit.inference.hmm_log_likelihood`; ``[b, t]`` of the
+        time-varying form is the matrix into step ``t``.
+    log_emission : Tensor (B, T, K)
+    lengths : LongTensor (B,)
+        Real lengths, in ``[1, T]`` (trusted: not checked again).
+
+    Returns
+    -------
+    Tensor ()
+        ``sum_b log p(x_b)`` in the dtype of ``log_emission`` (-inf if a sequence is
+        impossible; such a sequence contributes no gradient).
+
+    Examples
+    --------
+    >>> from probkit.inference import hmm_log_likelihood
+    >>> g = torch.Generator().manual_seed(0)
+    >>> log_trans = torch.log_softmax(torch.randn(2, 5, 3, 3, generator=g, dtype=torch.float64), -1)
+    >>> log_emis = torch.randn(2, 5, 3, generator=g, dtype=torch.float64).requires_grad_()
+    >>> log_start, lengths = torch.log(torch.full((3,), 1 / 3, dtype=torch.float64)), torch.tensor([5, 3])
+    >>> fast = hmm_log_likelihood_sum(log_start, log_trans, log_emis, lengths)
+    >>> (grad_fast,) = torch.autograd.grad(fast, log_emis)
+    >>> slow = hmm_log_likelihood(log_start, log_trans, log_emis, lengths).sum()
+    >>> (grad_slow,) = torch.autograd.grad(slow, log_emis)
+    >>> torch.allclose(fast, slow), torch.allclose(grad_fast, grad_slow)
+    (True, True)
+    """
+    with torch.no_grad():
+        terms = tuple(t.detach() for t in (log_startprob, log_transmat, log_emission))
+        on_cpu = all(t.device.type == "cpu" for t in terms) and terms[0].ndim == 1 and terms[1].ndim != 3
+        log_likelihood, weights = (_posterior_weights_numpy if on_cpu else _posterior_weights_torch)(*terms, lengths)
+    surrogate = sum((w.to(t.dtype) * torch.where(w > 0, t, 0.0)).sum()
+                    for w, t in zip(weights, (log_startprob, log_transmat, log_emission)))
+    return log_likelihood.to(log_emission.dtype).sum() + (surrogate - surrogate.detach())
+
+
+def _posterior_weights_numpy(ls, lt, le, lengths):
+    """Log-likelihoods (B,) and the posterior weights of ``ls`` (K,), ``lt`` and ``le``, by the float64 CPU kernels."""
+    from probkit.inference import forward_backward
+    from probkit.inference.time_varying import forward_backward_time_varying
+
+    mask = torch.arange(le.shape[1]).unsqueeze(0) < lengths.cpu().unsqueeze(1)
+    n = lengths.cpu().numpy()
+    rows = le[mask].double().numpy()
+    padded = lambda values, tail: torch.zeros(mask.shape + tail, dtype=torch.float64).index_put_(  # noqa: E731
+        (mask,), torch.from_numpy(values))
+    if lt.ndim == 2:
+        res = forward_backward(ls.double().numpy(), lt.double().numpy(), rows, n, backend="auto")
+        w_trans, w_start = torch.from_numpy(res.expected_transitions), torch.from_numpy(res.expected_start)
+    else:
+        res = forward_backward_time_varying(ls.double().numpy(), lt[mask].double().numpy(), rows, n)
+        w_trans = padded(res.pairwise, lt.shape[2:])
+        w_start = torch.from_numpy(res.posteriors[np.concatenate([[0], np.cumsum(n)[:-1]])].sum(0))
+    return torch.from_numpy(np.asarray(res.log_likelihood)), (w_start, w_trans, padded(res.posteriors, le.shape[2:]))
+
+
+def _posterior_weights_torch(ls, lt, le, lengths):
+    """:func:`_posterior_weights_numpy` by the batched torch recursions (any device, at least float32)."""
+    if le.dtype in (torch.float16, torch.bfloat16):
+        ls, lt, le = ls.float(), lt.float(), le.float()
+    result = forward_backward_padded(ls, lt, le, lengths)
+    gamma = result.posteriors
+    w_start = gamma[:, 0] if ls.ndim == 2 else gamma[:, 0].sum(0)
+    if lt.ndim == 4:
+        w_trans = torch.zeros_like(lt)
+        if le.shape[1] > 1:
+            # Given z_t the chain runs backwards on the filtered terms alone:
+            # xi_t(i, j) = gamma_t(j) f_{t-1}(i) A_t(i, j) / sum_l f_{t-1}(l) A_t(l, j).
+            _, filtered = forward_filter_padded(ls, lt, le, lengths)
+            joint = filtered[:, :-1, :, None] * lt[:, 1:].exp()
+            predicted = joint.sum(-2, keepdim=True)
+            w_trans[:, 1:] = torch.where(predicted > 0, joint / torch.where(predicted > 0, predicted, 1.0), 0.0) \
+                * gamma[:, 1:, None, :]
+    else:
+        w_trans = result.expected_transitions if lt.ndim == 3 else result.expected_transitions.sum(0)
+    return result.log_likelihood, (w_start, w_trans, gamma)
+
+
 class NeuralHMMNet(nn.Module):
     """The torch module of :class:`~probkit.neural.NeuralHMM`: encoder, causal backbone, emission and transition heads.
 
@@ -261,9 +365,11 @@ class NeuralHMMNet(nn.Module):
     is a proper generative model: given the observations, the features are fixed numbers,
     so the exact marginal ``log p(x_{1:T})`` is the classical forward algorithm with
     per-step emission log-densities and per-step transition matrices. Training maximises
-    it by gradient ascent through the padded, differentiable forward recursion of
-    :func:`probkit.inference.hmm_log_likelihood` (masked for ragged batches), with the
-    shared loop :func:`probkit.neural.train_module`. Posteriors, Viterbi paths and scores
+    it by gradient ascent with the shared loop :func:`probkit.neural.train_module`; the
+    gradient is the exact one of :func:`hmm_log_likelihood_sum`, assembled from the
+    forward-backward posteriors, so back-propagation never runs through the ``T`` steps
+    of the recursion (:func:`probkit.inference.hmm_log_likelihood`, differentiable
+    through the recursion, gives the same value and gradient). Posteriors, Viterbi paths and scores
     are the classical algorithms on the same per-step quantities; sampling draws
     ``z_t``, then ``x_t``, and feeds ``x_t`` to the backbone's recurrent ``step()``.
 

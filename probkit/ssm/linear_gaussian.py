@@ -26,7 +26,7 @@ from sklearn.base import TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from probkit.base import ProbkitEstimator
-from probkit.em.engine import EStepResult, run_em
+from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.inference.kalman import (
     LinearGaussianParams,
     _filter_validated,
@@ -37,7 +37,7 @@ from probkit.inference.kalman import (
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_inputs, check_lengths
+from probkit.utils.validation import check_inputs, check_lengths, check_parameters_set
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 
 __all__ = ["KalmanStreamFilter", "LinearGaussianSSM"]
@@ -262,10 +262,8 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
 
     def _check_params(self):
         """Validate the fitted or hand-set parameters (shapes, finiteness, covariances)."""
-        for name in ("transition_matrix_", "observation_matrix_", "transition_covariance_",
-                     "observation_covariance_", "initial_state_mean_", "initial_state_covariance_"):
-            if not hasattr(self, name):
-                raise NotFittedError(f"this LinearGaussianSSM has no {name}: call fit or set the parameters by hand")
+        check_parameters_set(self, ("transition_matrix_", "observation_matrix_", "transition_covariance_",
+                                    "observation_covariance_", "initial_state_mean_", "initial_state_covariance_"))
         n = self.n_components
         A = np.asarray(self.transition_matrix_)
         if A.shape != (n, n):
@@ -557,12 +555,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         self._check_options()
         data = self._validate_sequences(X, lengths, inputs, reset=True, training=True)
         check_y_slot(self, "fit", data.X, y)
-        random_state = check_random_state(self.random_state)
-        result = run_em(self, data, max_iter=self.n_iter, tol=self.tol, n_init=1, random_state=random_state,
-                        objective="total", verbose=self.verbose, desc=type(self).__name__, signed_gain=True)
-        self.monitor_ = result.monitor
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
+        fit_sequence_em(self, data, check_random_state(self.random_state), n_init=1)
         return self
 
     def _prepare(self, X, lengths, inputs):

@@ -36,6 +36,38 @@ def test_log_prob_pairs_equals_broadcast_log_prob_and_scipy(covariance_type, off
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_quadratic_design_products_equal_scipy_log_densities_and_summarize(covariance_type, offset):
+    """The batched E-step's two products: log-densities (scipy's) and statistics (_summarize's)."""
+    d = MultivariateNormal(mean=MEANS + offset, covariance=COVS[covariance_type], covariance_type=covariance_type)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 3)) * 2 + offset
+    x = torch.as_tensor(X)
+    center = x.mean(0)
+    design = d._quadratic_design((x - center).T)
+    log_prob = (d._quadratic_log_prob_coefficients(center).T @ design).T
+    expected = np.column_stack([stats.multivariate_normal(MEANS[k] + offset, _dense(covariance_type, k)).logpdf(X)
+                                for k in range(3)])
+    np.testing.assert_allclose(log_prob.numpy(), expected, rtol=1e-9)
+    resp = torch.as_tensor(rng.dirichlet(np.ones(3), size=60))
+    # statistics come back about the family's stats_shift (the origin when None), whatever the design's centre
+    for shift in (center, center + 0.5, None):
+        family = MultivariateNormal(mean=MEANS + offset, covariance=COVS[covariance_type],
+                                    covariance_type=covariance_type, stats_shift=shift)
+        from_design = family._stats_from_design_sums(design @ resp, center)
+        direct = MultivariateNormal(covariance_type=covariance_type, stats_shift=shift)._summarize(x, resp)
+        direct + from_design  # same reference point: the statistics add
+        assert from_design.meta.get("shared_fields") == direct.meta.get("shared_fields")
+        scale = 1.0 if shift is not None else offset ** 2
+        for field in ("count", "x", "xx"):
+            np.testing.assert_allclose(from_design[field].numpy(), direct[field].numpy(), rtol=1e-10, atol=1e-9 * scale)
+        fit_design = d.from_stats(from_design)
+        fit_direct = d.from_stats(direct)
+        np.testing.assert_allclose(fit_design.mean, fit_direct.mean, rtol=1e-12)
+        np.testing.assert_allclose(fit_design.covariance, fit_direct.covariance, rtol=1e-10 if shift is not None else 1e-4)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_stats_shift_gives_the_same_fit(covariance_type):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(40, 3)) + 5.0

@@ -26,12 +26,15 @@ def test_gpu_ops_tiny_dry_run(tmp_path):
     # every kernel family was checked against its float64 loop, within the script's tolerances
     checked = res["correctness"]
     for family in ("scan fp32", "scan bf16", "scan fp64", "wkv4 fp32", "wkv6 fp32",
-                   "wkv6 strong-after-weak decay", "ssd fp32", "ssd bf16"):
+                   "wkv6 strong-after-weak decay", "wkv6 chunked fp32",
+                   "wkv6 chunked strong decay fp32", "wkv6 recurrent fp32", "ssd fp32",
+                   "ssd bf16"):
         assert any(k.startswith(family) for k in checked), family
     for k, e in checked.items():
         assert e <= (1e-2 if ("bf16" in k or "bfloat16" in k) else 2e-5), (k, e)
     impls = {r["impl"] for r in res["rows"]}
-    assert {"triton", "reference loop", "triton wkv4", "triton wkv6", "triton ssd",
+    assert {"triton", "reference loop", "triton wkv4", "triton wkv6", "triton wkv6 chunked",
+            "triton ssd",
             "ssd torch chunked (cpu path)"} <= impls
     # bytes of the fp32 inference forward of the scan at the dry-run shape (b=1, dim=40,
     # N=3, L=20, B and C (b, N, L), D and delta_bias): u, delta and out, B and C, A, D,

@@ -33,9 +33,11 @@ from probkit.base import ProbkitEstimator
 from probkit.neural.heads import make_head
 from probkit.neural.networks import POOLINGS, SequenceNet
 from probkit.utils.random import check_random_state, seed_from
-from probkit.utils.sequences import SequenceBatch, check_sequences
+from probkit.utils.sequences import SequenceBatch, check_sequences, check_y_slot
+from probkit.utils.threads import limit_torch_threads
 
 from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layout, window_lengths
+from ._docs import fill_doc
 from ._training import TrainingOptions, check_positive_int, run_training, seeded
 
 __all__ = ["NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading", "check_standardizer", "store_params",
@@ -97,10 +99,13 @@ def unwrap(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+@fill_doc
 class NeuralEstimator(ProbkitEstimator):
     """Base of the neural estimators (not public); see the module docstring.
 
-    A subclass defines ``_make_net()`` and, where the defaults do not fit:
+    A subclass defines ``_make_net()``, either ``_fit_sequences(options, X, lengths,
+    valid_lengths)`` (the unsupervised estimators, whose ``fit`` is the one here) or its own
+    ``fit``, and, where the defaults do not fit:
 
     * ``_step_ndim``: 1 for feature vectors (default), 0 for integer tokens;
     * ``_check_model_params()``: its own parameters (the training ones are checked here);
@@ -207,6 +212,28 @@ class NeuralEstimator(ProbkitEstimator):
                                        targets=targets)
 
     # ------------------------------------------------------------------ training
+    def _fit_sequences(self, options, X, lengths, valid_lengths):
+        """Train on the sequences of ``X`` with the :class:`TrainingOptions` ``options`` (the subclass's objective)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no training objective")
+
+    @limit_torch_threads
+    def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
+        """Train on the sequences ``X`` with the estimator's objective (see Notes for the layouts).
+
+        Parameters
+        ----------
+        %(sequences)s
+        y : None
+            Unused; sequence lengths go in ``lengths=``.
+
+        Returns
+        -------
+        self
+        """
+        check_y_slot(self, "fit", X, y)
+        self._fit_sequences(self._check_params(), X, lengths, valid_lengths)
+        return self
+
     def _train(self, options, data, loss_fn, initialise=None):
         """Build the network (seeded by ``random_state``), call ``initialise(net, rs)``, train it on ``data``.
 

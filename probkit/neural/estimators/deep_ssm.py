@@ -158,22 +158,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
                        n_particles=self.n_particles)
 
     # ------------------------------------------------------------------ fit
-    @limit_torch_threads
-    def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
-        """Fit the model and the guide by maximising the ELBO.
-
-        Parameters
-        ----------
-        %(sequences)s
-        y : None
-            Unused.
-
-        Returns
-        -------
-        self
-        """
-        check_y_slot(self, "fit", X, y)
-        options = self._check_params()
+    def _fit_sequences(self, options, X, lengths, valid_lengths):
+        """Fit the model and the guide by maximising the ELBO."""
         batch = self._read(X, lengths, valid_lengths, reset=True)
         if batch.n_samples < 2:
             raise ValueError(f"Expected n_samples >= 2 to fit but got n_samples = {batch.n_samples}")
@@ -193,7 +179,6 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
 
         history = self._train(options, data, loss_fn)
         self.elbo_history_ = -np.asarray(history.train_loss, dtype=np.float64)
-        return self
 
     # ------------------------------------------------------------------ inference
     def _data_and_generator(self, X, lengths, valid_lengths, random_state):

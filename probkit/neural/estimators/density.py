@@ -100,21 +100,8 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
         return self._windowed(self._read(X, lengths, valid_lengths, reset=reset), X, lengths)
 
     # ------------------------------------------------------------------ fit / score
-    @limit_torch_threads
-    def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
-        """Train on sequences ``X`` (see Notes for the layouts).
-
-        Parameters
-        ----------
-        %(sequences)s
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        check_y_slot(self, "fit", X, y)
-        options = self._check_params()
+    def _fit_sequences(self, options, X, lengths, valid_lengths):
+        """The objective: the negative log-likelihood per valid step, under teacher forcing."""
         self.head_ = self._resolve_head()
         batch = self._read_windows(X, lengths, valid_lengths, reset=True)
         data = self._training_data(batch)
@@ -128,7 +115,6 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
             return -(lp * mask).sum() / n, n
 
         self._train(options, data, loss_fn)
-        return self
 
     @limit_torch_threads
     def _sequence_log_likelihoods(self, X, lengths, valid_lengths):

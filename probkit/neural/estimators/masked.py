@@ -242,21 +242,8 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
         return batch, self._windowed(batch, X, lengths)
 
     # ------------------------------------------------------------------ fit
-    @limit_torch_threads
-    def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
-        """Train with the masked objective on sequences ``X`` (see Notes for the layouts).
-
-        Parameters
-        ----------
-        %(sequences)s
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        check_y_slot(self, "fit", X, y)
-        options = self._check_params()
+    def _fit_sequences(self, options, X, lengths, valid_lengths):
+        """The masked objective: predict the hidden positions of every sequence from the others."""
         self.head_ = self._resolve_head()
         data = self._training_data(self._read_windows(X, lengths, valid_lengths, reset=True)[1])
         masking = dict(vocab_size=self.vocab_size, mask_prob=self.mask_prob, mask_token_prob=self.mask_token_prob,
@@ -271,7 +258,6 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
             return masked_lm_loss(model, batch["x"], batch["lengths"], generators[0], **masking)
 
         self._train(options, data, loss_fn, initialise=seed_masking)
-        return self
 
     # ------------------------------------------------------------------ prediction
     def _read_flags(self, mask, X, batch):

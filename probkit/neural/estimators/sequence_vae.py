@@ -338,21 +338,8 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
                               n_categories=max(self.n_categories_, 2), elbo=self.elbo, n_particles=self.n_particles)
 
     # ------------------------------------------------------------------ fit
-    @limit_torch_threads
-    def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
-        """Fit the encoder and the decoder by maximising the ELBO of the sequences.
-
-        Parameters
-        ----------
-        %(sequences)s
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        check_y_slot(self, "fit", X, y)
-        options = self._check_params()
+    def _fit_sequences(self, options, X, lengths, valid_lengths):
+        """Fit the encoder and the decoder by maximising the ELBO of the sequences."""
         batch = self._read(X, lengths, valid_lengths, reset=True)
         self._resolve_categories(batch.values)
         self._fit_scaling(batch.values)
@@ -366,7 +353,6 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
 
         history = self._train(options, data, loss_fn)
         self.elbo_history_ = -np.asarray(history.train_loss, dtype=np.float64)
-        return self
 
     # ------------------------------------------------------------------ inference
     def _data(self, X, lengths, valid_lengths):

@@ -28,14 +28,33 @@ where ``g_t`` is the gradient reaching ``y_t`` (after the z gate).  The forward 
 only the states at chunk starts; the backward walks the chunks last to first, recomputes
 the chunk's states from its stored start state, runs the adjoint recurrence and forms the
 gradients with chunk-wide reductions.
+
+On CPU tensors the forward is the numba kernel of :mod:`._scan_cpu_numba` (it stores the
+same chunk-start states), and in the backward the two per-step recurrences of each chunk
+(states, adjoints) run in its kernels; the reductions stay the torch code below.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 DEFAULT_CHUNK = 64
+
+
+@functools.lru_cache(maxsize=None)
+def compiled():
+    """The numba kernels (:mod:`._scan_cpu_numba`) for CPU tensors, or ``None`` without numba.
+
+    Imported on first use: loading numba costs a noticeable fraction of a second.
+    """
+    try:  # numba is a declared dependency; the torch code below keeps working without it
+        from . import _scan_cpu_numba
+    except ImportError:  # pragma: no cover - exercised only where numba is missing
+        return None
+    return _scan_cpu_numba
 
 
 def default_chunk(b, d, N):
@@ -117,14 +136,15 @@ def _operands(A, B, C, D, delta_bias, d, ct):
             _BCLayout(B, d, ct), _BCLayout(C, d, ct))
 
 
-def _chunk_inputs(u, delta, bias, softplus, A, l0, l1, ct, buf_a, need_sig=False):
+def _chunk_inputs(u, delta, bias, softplus, A, l0, l1, ct, buf_a, need_sig=False, decays=True):
     """Steps ``l0:l1`` as ``(T, batch, dim)``: step sizes, their sigmoid (``need_sig``), inputs, and
-    the decays ``exp(dt A)`` written into ``buf_a[:T]``."""
+    the decays ``exp(dt A)`` written into ``buf_a[:T]`` (left unwritten without ``decays``)."""
     dt, sig = _dt_block(delta, bias, softplus, l0, l1, ct, need_sig=need_sig)
     dtT = dt.permute(2, 0, 1).contiguous()
     a = buf_a[: l1 - l0]
-    torch.mul(dtT.unsqueeze(-1), A, out=a)
-    a.exp_()
+    if decays:
+        torch.mul(dtT.unsqueeze(-1), A, out=a)
+        a.exp_()
     return dtT, sig, _tbd(u, l0, l1, ct), a
 
 def scan_fwd(u, delta, A, B, C, D, z, delta_bias, softplus, h0, chunk=DEFAULT_CHUNK,
@@ -180,24 +200,40 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
     dbias = torch.zeros((d,), dtype=ct, device=dev) if delta_bias is not None else None
     dB = torch.zeros((d, N) if Bl.const else Bl.X.shape, dtype=ct, device=dev)
     dC = torch.zeros((d, N) if Cl.const else Cl.X.shape, dtype=ct, device=dev)
-    mu = None if glast is None else glast.to(ct)
+    mu = None if glast is None else glast.detach().to(ct)
     nch = ckpt.shape[0]
     Tmax = min(chunk, L)
     buf_a = torch.empty((Tmax, b, d, N), dtype=ct, device=dev)
     buf_h = torch.empty((Tmax + 1, b, d, N), dtype=ct, device=dev)
     buf_l = torch.empty((Tmax, b, d, N), dtype=ct, device=dev)
+    # on CPU the two recurrences (states, adjoints) run in the compiled kernels
+    nb = compiled() if dev.type == "cpu" else None
+    if nb is not None:
+        dt_all, _ = _dt_block(delta.detach(), bias, softplus, 0, L, ct)
+        dt_np = dt_all.contiguous().view(b * d, L).numpy()
+        u_np = u.detach().to(ct).contiguous().view(b * d, L).numpy()
+        A_np = A_.detach().contiguous().numpy()
+        Bm, bs = nb.rows(B.detach(), b, d, ct)
+        Cm, cs = nb.rows(C.detach(), b, d, ct)
     for ci in range(nch - 1, -1, -1):
         l0 = ci * chunk
         l1 = min(L, l0 + chunk)
         T = l1 - l0
-        dtT, sig, uT, a = _chunk_inputs(u, delta, bias, softplus, A_, l0, l1, ct, buf_a, need_sig=True)
+        # on CPU the compiled kernel writes the decays together with the states
+        dtT, sig, uT, a = _chunk_inputs(u, delta, bias, softplus, A_, l0, l1, ct, buf_a, need_sig=True,
+                                        decays=nb is None)
         # recompute the chunk's states; hb[0] is the state before the chunk
         hb = buf_h[: T + 1]
-        hb[0].copy_(ckpt[ci])
         dtu = dtT * uT
-        Bl.outer(dtu, l0, l1, hb[1:])
-        for t in range(T):
-            hb[t + 1].addcmul_(a[t], hb[t])
+        if nb is not None:
+            nb.recompute_chunk(l0, T, dt_np, u_np, A_np, Bm, bs,
+                               ckpt[ci].view(b * d, N).numpy(), a.view(T, b * d, N).numpy(),
+                               hb.view(T + 1, b * d, N).numpy())
+        else:
+            hb[0].copy_(ckpt[ci])
+            Bl.outer(dtu, l0, l1, hb[1:])
+            for t in range(T):
+                hb[t + 1].addcmul_(a[t], hb[t])
         gT = _tbd(gout, l0, l1, ct)
         if z is not None:
             zT = _tbd(z, l0, l1, ct)
@@ -208,12 +244,22 @@ def scan_bwd(gout, glast, u, delta, A, B, C, D, z, delta_bias, softplus, ckpt, y
         else:
             gy = gT
         # adjoint recurrence lam_t = gy_t C_t + a_{t+1} lam_{t+1}
-        lam = Cl.outer(gy, l0, l1, buf_l[:T])
-        if mu is not None:
-            lam[T - 1] += mu
-        for t in range(T - 2, -1, -1):
-            lam[t].addcmul_(a[t + 1], lam[t + 1])
-        mu = a[0] * lam[0]
+        lam = buf_l[:T]
+        if nb is not None:
+            mu_next = torch.empty((b, d, N), dtype=ct)
+            nb.adjoint_chunk(d, l0, T, gy.contiguous().view(T, b * d).numpy(), Cm, cs,
+                             a.view(T, b * d, N).numpy(),
+                             (mu_next if mu is None else mu.contiguous()).view(b * d, N).numpy(),
+                             mu is not None, lam.view(T, b * d, N).numpy(),
+                             mu_next.view(b * d, N).numpy())
+            mu = mu_next
+        else:
+            Cl.outer(gy, l0, l1, lam)
+            if mu is not None:
+                lam[T - 1] += mu
+            for t in range(T - 2, -1, -1):
+                lam[t].addcmul_(a[t + 1], lam[t + 1])
+            mu = a[0] * lam[0]
         gdtA = a.mul_(hb[:T]).mul_(lam)  # lam_t * a_t * h_{t-1}
         dA += (gdtA * dtT.unsqueeze(-1)).sum((0, 1))
         ddt = torch.einsum("tbdn,dn->tbd", gdtA, A_)

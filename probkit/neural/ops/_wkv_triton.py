@@ -210,23 +210,32 @@ def wkv4_bwd(w, u, k, v, y, hist, gy, gsT):
 
 
 @triton.jit
-def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, ck_ptr,
-                     H, L, K, V, CHUNK,
-                     HAS_S0: tl.constexpr, SAVE_CK: tl.constexpr, KP: tl.constexpr,
+def wkv6_state_slice(u_ptr, s0_ptr, H, K, V, HAS_S0: tl.constexpr, KP: tl.constexpr,
                      BLOCK_V: tl.constexpr, CT: tl.constexpr):
+    """The ``(K, BLOCK_V)`` state slice of a forward program: ``(pid_bh, offs_k, mk, offs_v,
+    mv, mkv, u of the head, offsets of the slice in a (K, V) matrix, initial state)``."""
     pid_bh = tl.program_id(0).to(tl.int64)
-    head = pid_bh % H
     offs_k = tl.arange(0, KP)
     mk = offs_k < K
     offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
     mv = offs_v < V
     mkv = mk[:, None] & mv[None, :]
-    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(CT)
+    uu = tl.load(u_ptr + (pid_bh % H) * K + offs_k, mask=mk, other=0.0).to(CT)
     soff = offs_k[:, None] * V + offs_v[None, :]
     if HAS_S0:
         S = tl.load(s0_ptr + pid_bh * K * V + soff, mask=mkv, other=0.0).to(CT)
     else:
         S = tl.zeros([KP, BLOCK_V], dtype=CT)
+    return pid_bh, offs_k, mk, offs_v, mv, mkv, uu, soff, S
+
+
+@triton.jit
+def _wkv6_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, ck_ptr,
+                     H, L, K, V, CHUNK,
+                     HAS_S0: tl.constexpr, SAVE_CK: tl.constexpr, KP: tl.constexpr,
+                     BLOCK_V: tl.constexpr, CT: tl.constexpr):
+    pid_bh, offs_k, mk, offs_v, mv, mkv, uu, soff, S = wkv6_state_slice(
+        u_ptr, s0_ptr, H, K, V, HAS_S0, KP, BLOCK_V, CT)
     kbase = pid_bh * L * K + offs_k
     vbase = pid_bh * L * V + offs_v
     nch = tl.cdiv(L, CHUNK)
@@ -323,8 +332,23 @@ def _wkv6_blocks(K, V, for_backward):
 
 
 def _wkv6_chunks(L):
-    """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state."""
-    return (4, 2) if interpreting() else (8, 8)
+    """(SUB, NSUB): steps per sub-chunk kept in registers, sub-chunks per saved state.
+
+    ``SUB * NSUB`` is a multiple of the chunk of the chunked forward, which saves the states.
+    """
+    return (4, 4) if interpreting() else (8, 8)
+
+
+def wkv6_fwd_buffers(r, k, v, w, u, state0):
+    """Contiguous inputs, compute dtype, ``(b, H, L, K, V)`` and the output and last-state
+    buffers of an RWKV-6 forward."""
+    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
+    ct = compute_dtype(r, k, v, w, u, state0)
+    b, H, L, K = r.shape
+    V = v.shape[-1]
+    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
+    sT = torch.empty((b, H, K, V), dtype=ct, device=r.device)
+    return (r, k, v, w, u), ct, (b, H, L, K, V), o, sT
 
 
 def wkv6_fwd(r, k, v, w, u, state0, save_chunks=False):
@@ -333,12 +357,7 @@ def wkv6_fwd(r, k, v, w, u, state0, save_chunks=False):
     The state is fp32 (fp64 when an input is fp64).  With ``save_chunks`` the state before
     every ``SUB * NSUB`` steps is kept for the backward, ``(batch, heads, n_chunks, K, V)``.
     """
-    r, k, v, w, u = (t.contiguous() for t in (r, k, v, w, u))
-    ct = compute_dtype(r, k, v, w, u, state0)
-    b, H, L, K = r.shape
-    V = v.shape[-1]
-    o = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
-    sT = torch.empty((b, H, K, V), dtype=ct, device=r.device)
+    (r, k, v, w, u), ct, (b, H, L, K, V), o, sT = wkv6_fwd_buffers(r, k, v, w, u, state0)
     KP, BV = _wkv6_blocks(K, V, False)
     sub, nsub = _wkv6_chunks(L)
     chunk = sub * nsub
@@ -357,21 +376,30 @@ def wkv6_bwd(r, k, v, w, u, ck, do, dsT):
     b, H, L, K = r.shape
     V = v.shape[-1]
     ct = ck.dtype
-    acc = dict(dtype=ct, device=r.device)
     KP, BV = _wkv6_blocks(K, V, True)
     sub, nsub = _wkv6_chunks(L)
-    dr_s = torch.zeros((b, H, L, K), **acc)
-    dk_s = torch.zeros((b, H, L, K), **acc)
-    dw = torch.zeros((b, H, L, K), **acc)
-    dv = torch.empty((b, H, L, V), dtype=v.dtype, device=r.device)
-    ds0 = torch.empty((b, H, K, V), **acc)
-    dsTc = dsT.contiguous() if dsT is not None else ds0
+    dr_s, dk_s, dw, dv, ds0, dsTc = wkv6_bwd_buffers(r, v, ct, dsT)
     _wkv6_bwd_kernel[(b * H, triton.cdiv(V, BV))](
         r, k, v, w, u, do, dsTc, ck, dr_s, dk_s, dv, dw, ds0, H, L, K, V,
         HAS_DST=dsT is not None, KP=KP, BLOCK_V=BV, SUB=sub, NSUB=nsub, CT=tl_dtype(ct))
+    dr, dk, du = wkv6_bonus_grads(r, k, v, u, do, dr_s, dk_s)
+    return dr, dk, dv, dw, du, ds0
+
+
+def wkv6_bwd_buffers(r, v, ct, dsT):
+    """Gradient buffers of an RWKV-6 backward, ``(dr_s, dk_s, dw, dv, ds0, dsT)``: the
+    atomically accumulated ones zeroed, ``dsT`` contiguous (``ds0`` standing in for none)."""
+    b, H, L, K = r.shape
+    acc = dict(dtype=ct, device=r.device)
+    dr_s, dk_s, dw = (torch.zeros((b, H, L, K), **acc) for _ in range(3))
+    dv = torch.empty((b, H, L, v.shape[-1]), dtype=v.dtype, device=r.device)
+    ds0 = torch.empty((b, H, K, v.shape[-1]), **acc)
+    return dr_s, dk_s, dw, dv, ds0, (dsT.contiguous() if dsT is not None else ds0)
+
+
+def wkv6_bonus_grads(r, k, v, u, do, dr_s, dk_s):
+    """``(dr, dk, du)``: the state parts ``dr_s, dk_s`` plus the bonus term's gradients."""
+    ct = dr_s.dtype
     rf, kf, uf = r.to(ct), k.to(ct), u.to(ct)[None, :, None, :]
     vdo = (v.to(ct) * do.to(ct)).sum(-1, keepdim=True)
-    dr = dr_s + uf * kf * vdo
-    dk = dk_s + uf * rf * vdo
-    du = (rf * kf * vdo).sum((0, 2))
-    return dr, dk, dv, dw, du, ds0
+    return dr_s + uf * kf * vdo, dk_s + uf * rf * vdo, (rf * kf * vdo).sum((0, 2))

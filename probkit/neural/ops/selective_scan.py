@@ -5,8 +5,11 @@ Three implementations share the semantics documented in :func:`selective_scan`:
 ``reference``
     a per-step Python loop (:mod:`._reference`), float64-capable, differentiated by autograd;
 ``cpu``
-    the chunked torch path (:mod:`._scan_cpu`) with a hand-written backward that keeps only
-    the states at chunk starts and recomputes inside chunks; runs on any torch device;
+    on CPU tensors a numba-compiled forward (:mod:`._scan_cpu_numba`, one channel at a
+    time with its states in L1), elsewhere the chunked torch forward (:mod:`._scan_cpu`);
+    both store the states at chunk starts for the hand-written chunked backward, which
+    recomputes inside chunks (on CPU tensors its state and adjoint recurrences run in
+    numba kernels too); runs on any torch device;
 ``triton``
     fused Triton kernels (:mod:`._scan_triton`, imported lazily) for the forward and the
     backward, one channel per thread with its states in registers; on CUDA tensors, or on
@@ -89,7 +92,9 @@ class _SelectiveScanFn(torch.autograd.Function):
                 save_for_backward=needs_grad)
             ypre = None
         else:
-            out, last, ckpt, ypre = _scan_cpu.scan_fwd(
+            compiled = _scan_cpu.compiled() if u.device.type == "cpu" else None
+            fwd = _scan_cpu.scan_fwd if compiled is None else compiled.scan_fwd
+            out, last, ckpt, ypre = fwd(
                 u, delta, A, B, C, D, z, delta_bias, softplus, initial_state,
                 chunk=chunk, save_for_backward=needs_grad, ct=ct)
         ctx.softplus, ctx.backend, ctx.chunk, ctx.ct = softplus, backend, chunk, ct
@@ -155,7 +160,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         State before the first step; gradients flow into it.
     backend : {"auto", "reference", "cpu", "triton"}, default "auto"
         ``"auto"`` uses Triton for CUDA tensors when Triton is installed and ``"cpu"``
-        otherwise.  ``"cpu"`` is the chunked torch path (it runs on any device),
+        otherwise.  ``"cpu"`` runs on any device: a compiled (numba) forward on CPU tensors,
+        a chunked torch forward elsewhere, and a chunked backward;
         ``"reference"`` the plain loop, ``"triton"`` the fused kernels (CUDA tensors, or CPU
         tensors when ``TRITON_INTERPRET=1`` was set before import).
     chunk_size : int, optional

@@ -9,13 +9,16 @@ by ``exp(w)``.  Conversions from the RWKV parametrisations, done by the caller:
   ``w = -exp(w_raw)``; ``u`` is ``time_faaaa`` reshaped to ``(heads, head_dim)``.
 
 Backends (``backend=`` argument): ``"reference"`` (per-step loop), ``"cpu"`` (chunked torch,
-differentiated by autograd, runs on any device), ``"triton"`` (recurrent Triton kernels),
-``"auto"`` (Triton on CUDA, else ``"cpu"``).  The Triton backwards are Triton kernels too
-(see :mod:`._wkv_triton`): for RWKV-4 the forward saves the per-step state history and one
-reverse-time kernel differentiates the running-maximum step; for RWKV-6 the forward saves the
-state every 64 steps and one reverse-time kernel recomputes the states of each 16-step
-sub-chunk in registers next to the adjoint, so every gradient, ``dw`` included, is a product
-of bounded factors.  All backends compute in float64 when an input is float64.
+differentiated by autograd, runs on any device), ``"triton"`` (Triton kernels),
+``"auto"`` (Triton on CUDA, else ``"cpu"``).  The RWKV-6 Triton forward is chunked (matrix
+products on the tensor cores, :mod:`._wkv6_chunked_triton`) for sequences of 64 steps or
+more, recurrent otherwise, and so is its backward (:mod:`._wkv6_chunked_bwd_triton`).
+The other Triton backwards are recurrent Triton kernels (see :mod:`._wkv_triton`): for
+RWKV-4 the forward saves the per-step state history and one reverse-time kernel
+differentiates the running-maximum step; for RWKV-6 the forward saves the state every 64
+steps and one reverse-time kernel recomputes the states of each 16-step sub-chunk in
+registers next to the adjoint.  In both RWKV-6 backwards every gradient, ``dw`` included, is
+a sum of products of bounded factors (no difference of large quantities).  All backends compute in float64 when an input is float64.
 """
 
 from __future__ import annotations
@@ -69,14 +72,32 @@ class _WKV4Triton(torch.autograd.Function):
 
 
 class _WKV6Triton(torch.autograd.Function):
-    """RWKV-6 with Triton kernels for the forward and the backward."""
+    """RWKV-6 with Triton kernels for the forward and the backward.
+
+    The forward is the chunked ``tl.dot`` kernel or the fused-recurrent one, by
+    :func:`._wkv6_chunked_triton.use_chunked`; the backward likewise, by
+    :func:`._wkv6_chunked_bwd_triton.use_chunked_backward`.  Either forward saves the
+    states the backward recomputes from.
+    """
 
     @staticmethod
     def forward(ctx, r, k, v, w, u, state0):
-        from ._wkv_triton import wkv6_fwd
+        from ._wkv6_chunked_bwd_triton import SAVE_EVERY, use_chunked_backward
+        from ._wkv6_chunked_triton import use_chunked, wkv6_fwd_chunked
+        from ._wkv_triton import _wkv6_chunks, wkv6_fwd
 
         need = any(ctx.needs_input_grad)
-        o, sT, ck = wkv6_fwd(r, k, v, w, u, state0, save_chunks=need)
+        L, ct = r.shape[2], compute_dtype(r, k, v, w, u, state0)
+        sub, nsub = _wkv6_chunks(L)
+        chunked_fwd = use_chunked(L, ct)
+        ctx.chunked_bwd = need and use_chunked_backward(L, ct)
+        # the spacing of the saved states: the recurrent forward's is fixed (SUB * NSUB)
+        ctx.save_every = SAVE_EVERY if ctx.chunked_bwd and chunked_fwd else sub * nsub
+        if chunked_fwd:
+            o, sT, ck = wkv6_fwd_chunked(r, k, v, w, u, state0,
+                                         save_every=ctx.save_every if need else None)
+        else:
+            o, sT, ck = wkv6_fwd(r, k, v, w, u, state0, save_chunks=need)
         ctx.set_materialize_grads(False)
         if need:
             ctx.save_for_backward(r, k, v, w, u, state0, ck)
@@ -84,12 +105,16 @@ class _WKV6Triton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dsT):
+        from ._wkv6_chunked_bwd_triton import wkv6_bwd_chunked
         from ._wkv_triton import wkv6_bwd
 
         r, k, v, w, u, state0, ck = ctx.saved_tensors
         if do is None:
             do = torch.zeros_like(v)
-        grads = wkv6_bwd(r, k, v, w, u, ck, do, dsT)
+        if ctx.chunked_bwd:
+            grads = wkv6_bwd_chunked(r, k, v, w, u, ck, do, dsT, save_every=ctx.save_every)
+        else:
+            grads = wkv6_bwd(r, k, v, w, u, ck, do, dsT)
         dr, dk, dv, dw, du = (g.to(x.dtype) for g, x in zip(grads[:5], (r, k, v, w, u)))
         return dr, dk, dv, dw, du, None if state0 is None else grads[5].to(state0.dtype)
 
@@ -378,7 +403,8 @@ def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="au
     -----
     The ``cpu`` path forms float64 pairwise decay differences inside a chunk: memory
     ``O(batch * heads * L * chunk_size * K)``.  The ``triton`` path keeps the ``(K, V)``
-    state in registers; with gradients its forward saves the state every 64 steps
+    state in registers and, for ``L >= 64``, steps 16 at a time with matrix products; with
+    gradients its forward saves the state every 64 steps
     (``(batch, heads, L / 64, K, V)``).
 
     Examples
