@@ -342,7 +342,7 @@ def simulated_glm_hmm(n_samples, seed):
 
 def test_recovers_a_simulated_glm_hmm_and_em_is_monotone():
     truth, X, states, u = simulated_glm_hmm(1500, 20)
-    model = InputDrivenHMM(3, emission="gaussian", alpha=0.1, n_iter=100, tol=1e-6, random_state=0, n_init=2)
+    model = InputDrivenHMM(3, emission="gaussian", alpha=0.1, n_iter=100, tol=1e-6, random_state=0)
     model.fit(X, inputs=u, lengths=[700, 800])
     history = np.array(model.monitor_.history)
     assert np.all(np.diff(history) >= -1e-8 * np.abs(history[1:]))

@@ -203,7 +203,7 @@ def test_earthquake_hmm_gibbs_agrees_with_nuts():
 
     _, counts = load_earthquakes()
     X = counts.reshape(-1, 1).astype(float)
-    nuts = VariationalHMM(2, emission="poisson", inference="nuts", num_samples=150, warmup_steps=75,
+    nuts = VariationalHMM(2, emission="poisson", inference="nuts", num_samples=100, warmup_steps=50,
                           random_state=0).fit(X)
     prior = nuts.prior_
     gibbs = gibbs_hmm(X, "poisson", 2, startprob_prior=nuts.startprob_prior_, transmat_prior=nuts.transmat_prior_,
