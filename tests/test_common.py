@@ -79,43 +79,32 @@ class RowsSequenceRegressor(SequenceRegressor):
         return super().score(X, y, sample_weight, **_rows(X, kw))
 
 
-class RowsSequenceDensity(SequenceDensity):
+class _EachRowOneSequence:
+    """Density-model methods with each row of X one sequence (lengths=np.ones(n))."""
+
+    def fit(self, X, y=None, **kw):
+        return super().fit(X, y, **_rows(X, kw))
+
+    def score_samples(self, X, **kw):
+        return super().score_samples(X, **_rows(X, kw))
+
+    def score(self, X, y=None, **kw):
+        return super().score(X, y, **_rows(X, kw))
+
+
+class RowsSequenceDensity(_EachRowOneSequence, SequenceDensity):
     """SequenceDensity with each row of X one sequence (lengths=np.ones(n))."""
 
-    def fit(self, X, y=None, **kw):
-        return super().fit(X, y, **_rows(X, kw))
 
-    def score_samples(self, X, **kw):
-        return super().score_samples(X, **_rows(X, kw))
-
-    def score(self, X, y=None, **kw):
-        return super().score(X, y, **_rows(X, kw))
-
-
-class RowsMaskedSequenceModel(MaskedSequenceModel):
+class RowsMaskedSequenceModel(_EachRowOneSequence, MaskedSequenceModel):
     """MaskedSequenceModel with each row of X one sequence (lengths=np.ones(n))."""
 
-    def fit(self, X, y=None, **kw):
-        return super().fit(X, y, **_rows(X, kw))
 
-    def score_samples(self, X, **kw):
-        return super().score_samples(X, **_rows(X, kw))
-
-    def score(self, X, y=None, **kw):
-        return super().score(X, y, **_rows(X, kw))
-
-
-class RowsSequenceVAE(SequenceVAE):
+class RowsSequenceVAE(_EachRowOneSequence, SequenceVAE):
     """SequenceVAE with each row of X one sequence (lengths=np.ones(n))."""
-
-    def fit(self, X, y=None, **kw):
-        return super().fit(X, y, **_rows(X, kw))
 
     def transform(self, X, **kw):
         return super().transform(X, **_rows(X, kw))
-
-    def score_samples(self, X, **kw):
-        return super().score_samples(X, **_rows(X, kw))
 
     def score(self, X, y=None, **kw):
         return super().score(X, y, **_rows(X, kw))

@@ -8,9 +8,6 @@ autoregression.
 """
 
 import itertools
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -25,6 +22,7 @@ from sklearn.metrics import adjusted_rand_score
 import probkit
 from probkit import ARHMM
 from probkit.hmm.autoregressive import lagged_design
+from tests.hmm._dynamax import run_dynamax
 
 
 def random_model(rng, k=2, d=2, p=2, covariance_type="full"):
@@ -161,16 +159,8 @@ def test_matches_dynamax_linear_autoregressive_hmm(tmp_path):
     X = model.sample(200, random_state=4)[0]
     k, p, d, _ = model.coefs_.shape
     weights = np.transpose(model.coefs_, (0, 2, 1, 3)).reshape(k, d, p * d)  # [A_1 | A_2], dynamax's layout
-    np.savez(tmp_path / "in.npz", startprob=model.startprob_, transmat=model.transmat_, weights=weights,
-             intercepts=model.intercepts_, covars=model.covars_, X=X, order=p)
-    (tmp_path / "run.py").write_text(DYNAMAX_SCRIPT)
-    proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1"))
-    if proc.returncode != 0 and "ImportError" in proc.stderr:
-        pytest.skip(f"dynamax does not import here: {proc.stderr.strip().splitlines()[-1]}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ref = np.load(tmp_path / "out.npz")
+    ref = run_dynamax(DYNAMAX_SCRIPT, tmp_path, startprob=model.startprob_, transmat=model.transmat_, weights=weights,
+                      intercepts=model.intercepts_, covars=model.covars_, X=X, order=p)
     assert model.score(X) == pytest.approx(float(ref["ll"]), rel=1e-10)
     np.testing.assert_allclose(model.predict_proba(X), ref["post"], atol=1e-9)
     step = ARHMM(n_components=k, order=p, reg_covar=0.0, n_iter=1, tol=-np.inf, init_params="")

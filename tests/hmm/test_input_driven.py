@@ -8,9 +8,6 @@ same parameters (64-bit jax in a child process); recovery of a simulated GLM-HMM
 """
 
 import itertools
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -25,6 +22,7 @@ from sklearn.metrics import adjusted_rand_score
 import probkit
 from probkit import CategoricalHMM, GaussianHMM, InputDrivenHMM
 from probkit.inference.time_varying import forward_backward_time_varying, viterbi_time_varying
+from tests.hmm._dynamax import run_dynamax
 
 
 # ---------------------------------------------------------------- helpers
@@ -309,15 +307,7 @@ def test_matches_dynamax_regression_hmms(tmp_path):
         w, b = model.emission_weights_, model.emission_intercepts_
         data[name[:3] + "_W"], data[name[:3] + "_b"] = (w[:, 0], b[:, 0]) if name == "logistic" else (w, b)
     data["lin_covs"] = np.stack([np.diag(c) for c in models["linear"].covars_])
-    np.savez(tmp_path / "in.npz", **data)
-    (tmp_path / "run.py").write_text(DYNAMAX_SCRIPT)
-    proc = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1"))
-    if proc.returncode != 0 and "ImportError" in proc.stderr:
-        pytest.skip(f"dynamax does not import here: {proc.stderr.strip().splitlines()[-1]}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ref = np.load(tmp_path / "out.npz")
+    ref = run_dynamax(DYNAMAX_SCRIPT, tmp_path, **data)
     for name, model in models.items():
         X = data[name[:3] + "_X"]
         assert model.score(X, inputs=u) == pytest.approx(float(ref[name + "_ll"]), rel=1e-10), name
