@@ -54,6 +54,7 @@ import torch
 from sklearn.base import DensityMixin, TransformerMixin
 from torch import nn
 
+from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet, mlp
 from probkit.neural.networks import POOLINGS, SequenceNet, build_checked_backbone
 from probkit.utils.random import check_random_state, seed_from
 from probkit.utils.sequences import check_y_slot, keyword_lengths
@@ -63,7 +64,7 @@ from ._base import NeuralEstimator, store_params
 from ._data import check_real_steps
 from ._docs import fill_doc
 from ._training import check_positive_int
-from .vae import _ELBOS, LIKELIHOODS, NOISE_TYPES, VAEMixin, VAENet, _mlp
+from ._vae_mixin import VAEMixin
 
 __all__ = ["SequenceVAE", "SequenceVAENet"]
 
@@ -128,7 +129,7 @@ class SequenceVAENet(VAENet):
         if self.autoregressive:
             self.step_in = nn.Linear(int(n_inputs), d_model)
             self.start = nn.Parameter(torch.randn(d_model) * d_model ** -0.5)
-        self.readout = _mlp(d_model + self.n_components, tuple(decoder_layers), self.n_features * self.n_categories)
+        self.readout = mlp(d_model + self.n_components, tuple(decoder_layers), self.n_features * self.n_categories)
         self._init_noise(noise)
 
     def _encoder_output(self, x_in, lengths=None):
@@ -307,7 +308,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
         check_positive_int(self.n_components, "n_components")
         check_positive_int(self.n_particles, "n_particles")
         for name, value, options in (("likelihood", self.likelihood, LIKELIHOODS), ("noise", self.noise, NOISE_TYPES),
-                                     ("elbo", self.elbo, _ELBOS), ("pooling", self.pooling, POOLINGS)):
+                                     ("elbo", self.elbo, ELBOS), ("pooling", self.pooling, POOLINGS)):
             if value not in options:
                 raise ValueError(f"{name} must be one of {options}, got {value!r}")
         if not isinstance(self.decoder_layers, (tuple, list)):

@@ -42,278 +42,23 @@ are scored with it.
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from sklearn.base import DensityMixin, TransformerMixin
-from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
 from probkit.base import COMPUTE_CONSTRAINTS, Interval, ProbkitEstimator, StrOptions, positive_int
+from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet
 from probkit.utils.random import check_random_state, seed_from
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_nonnegative_integers
 
 from ._base import build_net_for_loading, check_standardizer
-from ._training import check_positive_int
-from ._training import TensorData, seeded, train_module
+from ._training import TensorData, check_positive_int, seeded, train_module
+from ._vae_mixin import VAEMixin
 
 __all__ = ["VAE", "VAENet"]
-
-LIKELIHOODS = ("gaussian", "bernoulli", "categorical")
-NOISE_TYPES = ("isotropic", "diagonal")
-_ELBOS = ("TraceMeanField_ELBO", "Trace_ELBO")
-_MIN_SCALE = 1e-4
-
-
-def _softplus_inv(y):
-    return math.log(math.expm1(y))
-
-
-def _mlp(n_in, widths, n_out):
-    """Linear layers of the given hidden ``widths`` with SiLU between them (no hidden layer: one linear map)."""
-    layers, size = [], n_in
-    for width in widths:
-        layers += [nn.Linear(size, width), nn.SiLU()]
-        size = width
-    layers.append(nn.Linear(size, n_out))
-    return nn.Sequential(*layers)
-
-
-class VAENet(nn.Module):
-    """The torch module of :class:`VAE`: decoder (model), encoder (guide), and the Pyro ELBO as ``forward``.
-
-    Parameters
-    ----------
-    n_inputs : int
-        Encoder input size (``n_features``, or ``n_features * n_categories`` one-hot inputs).
-    n_features : int
-        Observation size ``D``.
-    n_components : int
-        Latent size.
-    likelihood : {"gaussian", "bernoulli", "categorical"}
-    encoder_layers, decoder_layers : tuple of int
-        Hidden widths of the two MLPs (empty: linear maps).
-    noise : {"isotropic", "diagonal"}
-        Gaussian noise variance: one shared by the features, or one per feature.
-    n_categories : int
-        Values per feature (categorical likelihood).
-    elbo : {"TraceMeanField_ELBO", "Trace_ELBO"}
-    n_particles : int
-        Guide draws per ELBO estimate in training.
-
-    Examples
-    --------
-    >>> import torch
-    >>> net = VAENet(3, 3, 2, "gaussian", (8,), (8,))
-    >>> x = torch.randn(5, 3)
-    >>> net.log_weights(x, x, torch.randn(4, 2)).shape     # log p(x, z_k) - log q(z_k | x)
-    torch.Size([4, 5])
-    >>> net(x, x).requires_grad                            # Pyro's negative ELBO, summed over rows
-    True
-    """
-
-    def __init__(self, n_inputs, n_features, n_components, likelihood, encoder_layers=(), decoder_layers=(), *,
-                 noise="diagonal", n_categories=2, elbo="TraceMeanField_ELBO", n_particles=1):
-        super().__init__()
-        self._init_observation_model(n_features, n_components, likelihood, n_categories, elbo, n_particles)
-        self.encoder = _mlp(int(n_inputs), tuple(encoder_layers), 2 * self.n_components)
-        self.decoder = _mlp(self.n_components, tuple(decoder_layers), self.n_features * self.n_categories)
-        self._init_noise(noise)
-
-    def _init_observation_model(self, n_features, n_components, likelihood, n_categories, elbo, n_particles):
-        """Sizes, likelihood and ELBO options, shared with the sequence networks built on this class."""
-        self.n_features, self.n_components, self.likelihood = int(n_features), int(n_components), likelihood
-        self.n_categories = int(n_categories) if likelihood == "categorical" else 1
-        self.elbo, self.n_particles = elbo, int(n_particles)
-
-    def _init_noise(self, noise):
-        if self.likelihood == "gaussian":
-            size = 1 if noise == "isotropic" else self.n_features
-            self.noise_raw = nn.Parameter(torch.full((size,), _softplus_inv(0.5)))
-
-    def _encoder_output(self, x_in, lengths=None):
-        """The encoder's ``2 * n_components`` outputs: raw means and scales."""
-        return self.encoder(x_in)
-
-    def encode(self, x_in, lengths=None):
-        """Mean and scale of ``q(z | x)``: two (..., n_components) tensors."""
-        loc, raw = self._encoder_output(x_in, lengths).chunk(2, -1)
-        return loc, F.softplus(raw) + _MIN_SCALE
-
-    def noise_scale(self):
-        """Standard deviation of the Gaussian observation noise, (1,) or (n_features,)."""
-        return F.softplus(self.noise_raw) + _MIN_SCALE
-
-    def decode(self, z):
-        """Decoder output: Gaussian means or Bernoulli logits (..., D), categorical logits (..., D, C)."""
-        out = self.decoder(z)
-        if self.likelihood == "categorical":
-            out = out.reshape(*out.shape[:-1], self.n_features, self.n_categories)
-        return out
-
-    def _elementwise_dist(self, out):
-        """The likelihood of each observed value given the decoder output ``out``, as a Pyro distribution."""
-        if self.likelihood == "gaussian":
-            return dist.Normal(out, self.noise_scale().to(out.dtype).expand(out.shape), validate_args=False)
-        if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out, validate_args=False)
-        return dist.Categorical(logits=out, validate_args=False)
-
-    def observation_dist(self, z, x_in=None, lengths=None):
-        """``p(x | z)`` as a Pyro distribution with event shape (D,) (``x_in`` and ``lengths``: unused here)."""
-        return self._elementwise_dist(self.decode(z)).to_event(1)
-
-    def log_weights(self, x_in, x_obs, eps, lengths=None):
-        """``log p(x, z_k) - log q(z_k | x)``, ``z_k = mu(x) + s(x) * eps_k``: (K, B) for ``eps`` (K, n_components)."""
-        loc, scale = self.encode(x_in, lengths)
-        z = loc + scale * eps[:, None, :]
-        prior = dist.Normal(torch.zeros_like(loc), 1.0).to_event(1)
-        guide = dist.Normal(loc, scale).to_event(1)
-        return self.observation_dist(z, x_in, lengths).log_prob(x_obs) + prior.log_prob(z) - guide.log_prob(z)
-
-    # ------------------------------------------------------------------ Pyro programs
-    def model(self, x_in, x_obs, lengths=None):
-        """The generative model as a Pyro program (observations ``x_obs``; ``lengths``: valid steps)."""
-        loc = x_obs.new_zeros(x_obs.shape[0], self.n_components, dtype=next(self.parameters()).dtype)
-        with pyro.plate("rows", x_obs.shape[0]):
-            z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
-            pyro.sample("x", self.observation_dist(z, x_in, lengths), obs=x_obs)
-
-    def guide(self, x_in, x_obs, lengths=None):
-        """The amortised guide (encoder) as a Pyro program."""
-        loc, scale = self.encode(x_in, lengths)
-        with pyro.plate("rows", x_in.shape[0]):
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
-
-    def forward(self, x_in, x_obs, lengths=None):
-        """Pyro's negative ELBO of the batch (summed over rows), differentiable."""
-        from probkit.vi import make_elbo
-
-        elbo = make_elbo(self.elbo, num_particles=self.n_particles, max_plate_nesting=1)
-        return elbo.differentiable_loss(self.model, self.guide, x_in, x_obs, lengths)
-
-
-class VAEMixin:
-    """What :class:`VAE` and :class:`~probkit.neural.estimators.sequence_vae.SequenceVAE` share (not public).
-
-    The likelihood's support and units (scaling, one-hot inputs), the common random numbers
-    of the bounds, the ELBO and IWAE of log-weights, and decoder outputs turned into means
-    and draws in the data's units. Both estimators have ``likelihood``, ``n_components``,
-    ``n_categories`` and a fitted ``module_`` built on :class:`VAENet`.
-    """
-
-    def _check_support(self, X, name="X"):
-        """Check that ``X`` lies in the likelihood's support (Bernoulli: 0/1; categorical: known categories)."""
-        if self.likelihood == "bernoulli" and not np.all((X == 0) | (X == 1)):
-            bad = X[(X != 0) & (X != 1)].flat[0]
-            raise ValueError(f"{name} must hold only 0 and 1 for likelihood='bernoulli'; found {bad}")
-        if self.likelihood == "categorical":
-            try:
-                check_nonnegative_integers(X, name)
-            except ValueError as exc:
-                raise ValueError(f"{exc} (likelihood='categorical' takes category numbers 0, 1, ...)") from None
-            limit = getattr(self, "n_categories_", None) or self.n_categories
-            if limit is not None and X.size and X.max() >= limit:
-                raise ValueError(f"{name} holds category {int(X.max())} but the model has n_categories={limit} "
-                                 f"(values 0 to {limit - 1})")
-
-    def _resolve_categories(self, X):
-        """Set ``n_categories_`` from the parameter or the training values (2 for Bernoulli, 0 for Gaussian)."""
-        if self.likelihood == "categorical":
-            self.n_categories_ = int(self.n_categories) if self.n_categories is not None else max(2, int(X.max()) + 1)
-        else:
-            self.n_categories_ = 2 if self.likelihood == "bernoulli" else 0
-
-    # ------------------------------------------------------------------ units
-    def _fit_scaling(self, X):
-        """Centre Gaussian data and divide by one scale (the root mean variance), keeping isotropy."""
-        d = X.shape[1]
-        if self.likelihood != "gaussian":
-            self._x_mean, self._x_scale = np.zeros(d), np.ones(d)
-            return
-        self._x_mean = X.mean(0)
-        scale = math.sqrt(float(X.var(0).mean()))
-        ok = scale > 1e-12 * max(1.0, float(np.abs(self._x_mean).max()))
-        self._x_scale = np.full(d, scale if ok else 1.0)
-
-    def _log_jacobian(self):
-        """log |dx_model / dx_data| per row (per step of a sequence): model-unit densities to data-unit ones."""
-        return -float(np.log(self._x_scale).sum()) if self.likelihood == "gaussian" else 0.0
-
-    def _model_arrays(self, X):
-        """Encoder inputs and observations of rows ``X`` in model units (one-hot inputs and int codes for
-        categories; standardised values otherwise)."""
-        if self.likelihood == "categorical":
-            codes = X.astype(np.int64)
-            return np.eye(self.n_categories_)[codes].reshape(len(X), -1), codes
-        x = (X - self._x_mean) / self._x_scale
-        return x, x
-
-    # ------------------------------------------------------------------ latents and bounds
-    def _check_latent(self, Z):
-        check_is_fitted(self, "module_")
-        Z = check_array(np.asarray(Z.detach().cpu()) if isinstance(Z, torch.Tensor) else Z,
-                        dtype=(np.float64, np.float32), input_name="Z")
-        if Z.shape[1] != self.n_components:
-            raise ValueError(f"Z has {Z.shape[1]} columns, but this {type(self).__name__} has "
-                             f"n_components={self.n_components}")
-        p = next(self.module_.parameters())
-        return torch.as_tensor(Z, dtype=p.dtype, device=p.device)
-
-    def _draws(self, n_particles, random_state, like):
-        """``n_particles`` standard-normal draws (K, n_components), shared by all rows."""
-        gen = torch.Generator(device=like.device).manual_seed(seed_from(0 if random_state is None else random_state))
-        return torch.randn(n_particles, self.n_components, generator=gen, dtype=like.dtype, device=like.device)
-
-    @staticmethod
-    def _bounds_of_log_weights(w, n_particles):
-        """ELBO ``mean_k w_k`` and IWAE ``log mean_k exp(w_k)`` of log-weights ``w`` (K, ...), in float64."""
-        w = w.double()
-        return w.mean(0), torch.logsumexp(w, 0) - math.log(n_particles)
-
-    @staticmethod
-    def _bound_and_particles(bound, n_particles):
-        if bound not in ("elbo", "iwae"):
-            raise ValueError(f"bound must be 'elbo' or 'iwae', got {bound!r}")
-        return bound, (16 if bound == "elbo" else 64) if n_particles is None else n_particles
-
-    # ------------------------------------------------------------------ decoder outputs
-    def _mean_of_output(self, out):
-        """The mean of ``p(x | z)`` in data units from decoder outputs ``out`` (numpy float64).
-
-        Gaussian: the decoded means; Bernoulli: the probabilities of 1; categorical: the
-        expected category number ``sum_c c p(x_j = c | z)``.
-        """
-        out = out.double()
-        if self.likelihood == "gaussian":
-            return out.cpu().numpy() * self._x_scale + self._x_mean
-        if self.likelihood == "bernoulli":
-            return torch.sigmoid(out).cpu().numpy()
-        probs = torch.softmax(out, -1)
-        return (probs * torch.arange(self.n_categories_, dtype=probs.dtype, device=probs.device)).sum(-1).cpu().numpy()
-
-    def _draw_from_output(self, out, gen):
-        """A draw of ``x ~ p(x | z)`` from decoder outputs ``out``, in model units (categorical: long codes)."""
-        if self.likelihood == "gaussian":
-            scale = self.module_.noise_scale().to(out.dtype)
-            return out + scale * torch.randn(out.shape, generator=gen, dtype=out.dtype, device=out.device)
-        if self.likelihood == "bernoulli":
-            u = torch.rand(out.shape, generator=gen, dtype=out.dtype, device=out.device)
-            return (u < torch.sigmoid(out)).to(out.dtype)
-        probs = torch.softmax(out.double(), -1).reshape(-1, self.n_categories_)
-        return torch.multinomial(probs, 1, generator=gen).reshape(out.shape[:-1])
-
-    def _draw_to_data(self, x):
-        """Draws in model units (:meth:`_draw_from_output`) as float64 numpy values in data units."""
-        x = x.double().cpu().numpy()
-        return x * self._x_scale + self._x_mean if self.likelihood == "gaussian" else x
 
 
 class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
@@ -425,7 +170,7 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
         "decoder_layers": [tuple, list],
         "noise": [StrOptions(set(NOISE_TYPES))],
         "n_categories": [None, Interval(Integral, 2, None, closed="left")],
-        "elbo": [StrOptions(set(_ELBOS))],
+        "elbo": [StrOptions(set(ELBOS))],
         "n_particles": positive_int,
         "batch_size": positive_int,
         "max_epochs": positive_int,
