@@ -220,9 +220,7 @@ class NeuralEstimator(ProbkitEstimator):
     def fit(self, X, y=None, *, lengths=None, valid_lengths=None):
         """Train on the sequences ``X`` with the estimator's objective (see Notes for the layouts).
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : None
             Unused; sequence lengths go in ``lengths=``.
 

@@ -12,6 +12,17 @@ n_iter_ : int
 best_epoch_ : int or None
     Epoch whose weights were restored (None without early stopping)."""
 
+_SEQUENCES = """X : list of arrays, array-like or tensor
+    Sequences, in one of three forms: a list of arrays (one per sequence); rows of
+    all sequences concatenated, with ``lengths``; or a padded array with
+    ``valid_lengths``.
+lengths : array-like of int, optional
+    Concatenated rows: the length of each sequence, summing to the number of rows
+    (hmmlearn's sense). None: the rows are one sequence.
+valid_lengths : array-like of int, optional
+    Padded array: the valid prefix of each row (the rest is ignored). None: every
+    step is valid."""
+
 _FRAGMENTS = {
     "model_params": """backbone : str or Backbone, default="mamba"
     Backbone kind of :func:`probkit.neural.build_backbone`: "mamba", "rwkv",
@@ -91,16 +102,8 @@ trains data-parallel: the network is wrapped with
 :func:`probkit.distributed.wrap_ddp`, each rank takes its share of every epoch's
 mini-batches from the same shuffled order (every rank passes the full data), and
 all ranks end with the same weights.""",
-    "sequences": """X : list of arrays, array-like or tensor
-    Sequences, in one of three forms: a list of arrays (one per sequence); rows of
-    all sequences concatenated, with ``lengths``; or a padded array with
-    ``valid_lengths``.
-lengths : array-like of int, optional
-    Concatenated rows: the length of each sequence, summing to the number of rows
-    (hmmlearn's sense). None: the rows are one sequence.
-valid_lengths : array-like of int, optional
-    Padded array: the valid prefix of each row (the rest is ignored). None: every
-    step is valid.""",
+    # the Parameters section of a method on sequences (further parameters may follow it)
+    "sequence_params": "Parameters\n----------\n" + _SEQUENCES,
     "tabular_rows": """A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
 (scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.""",
     "sequence_forms": """Sequences enter every method in one of the three forms of probkit's sequence contract

@@ -79,9 +79,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def fit(self, X, y, *, lengths=None, valid_lengths=None):
         """Train on sequences ``X`` with one label each.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : array-like of shape (n_sequences,)
             Class labels.
 
@@ -108,9 +106,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def predict_log_proba(self, X, *, lengths=None, valid_lengths=None):
         """Log-probabilities of the classes.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -122,9 +118,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def predict_proba(self, X, *, lengths=None, valid_lengths=None):
         """Class probabilities; columns follow ``classes_``.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -136,9 +130,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def predict(self, X, *, lengths=None, valid_lengths=None):
         """Most probable class of each sequence.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -150,9 +142,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def score(self, X, y, sample_weight=None, *, lengths=None, valid_lengths=None):
         """Accuracy on ``(X, y)``.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : array-like of shape (n_sequences,)
         sample_weight : array-like of shape (n_sequences,), optional
 

@@ -191,9 +191,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
     def bounds(self, X, *, lengths=None, valid_lengths=None, n_particles=64, random_state=None):
         """ELBO and importance-weighted bound of each sequence, from the same guide paths.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         n_particles : int, default=64
             Guide paths ``K`` per sequence.
         random_state : None, int or RandomState
@@ -221,9 +219,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
     def score(self, X, y=None, *, lengths=None, valid_lengths=None, bound="elbo", n_particles=None, random_state=None):
         """Lower bound of the log-likelihood per time step, in nats (higher is better).
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : None
         bound : {"elbo", "iwae"}, default="elbo"
             The ELBO (mean log-weight) or the importance-weighted bound (log-mean-exp of
@@ -250,9 +246,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
     def transform(self, X, *, lengths=None, valid_lengths=None, n_particles=None, random_state=None):
         """Posterior means of the latent path under the guide.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         n_particles : int, optional
             None: propagate the guide's means (``z_t = mean of q(z_t | z_{t-1}, a_t)`` at
             the previous mean; deterministic, exact for a linear guide). An int: average
@@ -310,9 +304,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         sequence (its last state approximates ``p(z_T | x_{1:T})``), then continues the
         latent dynamics and emits ``n_steps`` observations.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         n_steps : int
             Horizon.
         n_particles : int, default=100

@@ -135,9 +135,7 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
     def score_samples(self, X, *, lengths=None, valid_lengths=None):
         """Log-likelihood ``log p(x_{1:T})`` of each sequence, in nats.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -152,9 +150,7 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
         The total log-likelihood of all sequences divided by their total length; for
         tokens, ``-score / log(2)`` is the cross-entropy in bits per symbol.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : ignored
 
         Returns

@@ -288,9 +288,7 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
         the unflagged ones: the most probable token, or the predictive mean / mode for real
         values.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         mask : list of boolean arrays or boolean array
             Positions to fill, one entry per step in the layout of ``X``: a list of
             ``(L_i,)`` arrays for a list, ``(n_samples,)`` for concatenated rows,
@@ -349,9 +347,7 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
     def score_samples(self, X, *, lengths=None, valid_lengths=None):
         """Pseudo-log-likelihood ``sum_t log p(x_t | x_{-t})`` of each sequence, in nats.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -364,9 +360,7 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
     def score(self, X, y=None, *, lengths=None, valid_lengths=None):
         """Mean pseudo-log-likelihood per position, in nats (higher is better).
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : ignored
 
         Returns

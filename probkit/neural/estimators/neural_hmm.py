@@ -271,9 +271,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     def score(self, X, y=None, *, lengths=None, valid_lengths=None):
         """Total log-likelihood ``sum_i log p(x^{(i)})`` of the sequences in ``X``, in nats (as hmmlearn).
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : None
 
         Returns
@@ -290,9 +288,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         The number to compare across models and data sets of different sizes (nats per
         step; higher is better).
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -307,9 +303,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
 
         The rows of a sequence sum to its log-likelihood.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -321,9 +315,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     def predict_proba(self, X, *, lengths=None, valid_lengths=None):
         """Posterior probability of each state at each step, ``p(z_t = k | x_{1:T})``.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -335,9 +327,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     def decode(self, X, *, lengths=None, valid_lengths=None, algorithm=None):
         """Most likely state sequence.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         algorithm : {"viterbi", "map"}, optional
             ``viterbi``: the jointly most likely path; ``map``: the most likely state of
             each step. Defaults to the estimator's ``algorithm``.
@@ -364,9 +354,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     def predict(self, X, *, lengths=None, valid_lengths=None):
         """Most likely state of each step, decoded with ``algorithm``.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------

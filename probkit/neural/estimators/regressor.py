@@ -85,9 +85,7 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     def fit(self, X, y, *, lengths=None, valid_lengths=None):
         """Train on sequences ``X`` with targets ``y``.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : array-like of shape (n_sequences,) or (n_sequences, k)
 
         Returns
@@ -124,9 +122,7 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     def predict(self, X, *, lengths=None, valid_lengths=None, return_std=False):
         """Predicted targets (means of the Gaussian head).
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         return_std : bool, default=False
             Also return the predictive standard deviations (``loss="gaussian"`` only).
 
@@ -153,9 +149,7 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     def score(self, X, y, sample_weight=None, *, lengths=None, valid_lengths=None):
         """Coefficient of determination R^2 of the predictions.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         y : array-like of shape (n_sequences,) or (n_sequences, k)
         sample_weight : array-like of shape (n_sequences,), optional
 

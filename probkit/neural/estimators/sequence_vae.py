@@ -364,9 +364,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
     def transform(self, X, *, lengths=None, valid_lengths=None):
         """Posterior means ``E_q[z | x_{1:T}]`` (the encoder's means), one row per sequence.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
 
         Returns
         -------
@@ -383,9 +381,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
         The ``K`` standard-normal draws are shared by all sequences (common random
         numbers), so a sequence's values do not depend on the others of the call.
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         n_particles : int, default=64
             Guide draws ``K`` per sequence.
         random_state : None, int or RandomState
@@ -415,9 +411,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
                       random_state=None):
         """Lower bound of ``log p(x_{1:T})`` of each sequence, in nats (data units).
 
-        Parameters
-        ----------
-        %(sequences)s
+        %(sequence_params)s
         bound : {"elbo", "iwae"}, default="elbo"
         n_particles : int, optional
             Guide draws per sequence (default 16 for the ELBO, 64 for the IWAE bound).
