@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
+
 _TRAINING_ATTRS = """history_ : dict
     The :class:`~probkit.neural.TrainingHistory` of the fit as a dict: per-epoch
     ``train_loss`` (the training objective per unit of the loss: step or sequence),
@@ -134,11 +138,33 @@ def _substitute(text):
     return "\n".join(lines)
 
 
+def _own_defaults(cls, doc):
+    """``doc`` with every ``name : ..., default=value`` entry of an ``__init__`` parameter showing ``cls``'s
+    own default (a shared fragment states the most common one)."""
+    if not doc or "__init__" not in vars(cls):
+        return doc
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if param.default is inspect.Parameter.empty:
+            continue
+        match = re.search(rf"^\s*{name} : [^\n]*?, default=([^\n]*)$", doc, flags=re.M)
+        if match is None:
+            continue
+        try:
+            stated = ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError):
+            stated = inspect.Parameter.empty
+        if stated != param.default or type(stated) is not type(param.default):
+            shown = f'"{param.default}"' if isinstance(param.default, str) else repr(param.default)
+            doc = doc[:match.start(1)] + shown + doc[match.end(1):]
+    return doc
+
+
 def fill_doc(cls):
     """Substitute the shared sections into ``cls.__doc__`` and the docstrings of its own methods.
 
     A line holding only ``%(name)s`` is replaced by the fragment ``name``, indented as
-    that line.
+    that line; the ``default=`` of each documented ``__init__`` parameter is then set to
+    the class's own default.
 
     Examples
     --------
@@ -150,10 +176,12 @@ def fill_doc(cls):
     ...     ----------
     ...     %(training_params)s
     ...     \"\"\"
-    >>> "max_epochs : int, default=100" in Model.__doc__
+    ...     def __init__(self, max_epochs=20):
+    ...         self.max_epochs = max_epochs
+    >>> "max_epochs : int, default=20" in Model.__doc__
     True
     """
-    cls.__doc__ = _substitute(cls.__doc__)
+    cls.__doc__ = _own_defaults(cls, _substitute(cls.__doc__))
     for value in vars(cls).values():
         func = getattr(value, "__func__", value)
         if callable(func) and getattr(func, "__doc__", None) and "%(" in func.__doc__:

@@ -6,8 +6,6 @@ The model, its exact marginal likelihood and its sampler are those of
 
 from __future__ import annotations
 
-import inspect
-import re
 import warnings
 
 import numpy as np
@@ -136,6 +134,9 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     ((1000,), (5, 1))
     """
 
+    # Fewer, shorter epochs at a larger step than the other neural estimators: the model starts at a
+    # fitted classical HMM and learns corrections, the objective is the exact marginal (no sampling noise),
+    # and the cosine decay then ends within the budget instead of after early stopping cut it short.
     def __init__(self, n_components=2, emission="gaussian", backbone="mamba", d_model=64, n_layers=2, *,
                  neural_transitions=False, init="hmm", hmm_n_iter=100, n_symbols=None, backbone_kwargs=None,
                  train_window=None, algorithm="viterbi", batch_size=8, max_epochs=60, lr=1e-2, weight_decay=0.01,
@@ -415,17 +416,3 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
                 raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
             check_stochastic(value, name, atol=1e-6)
 
-
-def _document_own_defaults(cls, names):
-    """Write ``cls``'s own defaults of the shared parameters ``names`` into their ``default=`` entries."""
-    defaults = inspect.signature(cls.__init__).parameters
-    for name in names:
-        cls.__doc__ = re.sub(rf"^(\s*{name} : [^\n]*?, default=)[^\n]*$",
-                             lambda m, name=name: m.group(1) + repr(defaults[name].default), cls.__doc__,
-                             count=1, flags=re.M)
-
-
-# Fewer, shorter epochs at a larger step than the other neural estimators: the model starts at a
-# fitted classical HMM and learns corrections, the objective is the exact marginal (no sampling noise),
-# and the cosine decay then ends within the budget instead of after early stopping cut it short.
-_document_own_defaults(NeuralHMM, ("batch_size", "max_epochs", "lr", "patience"))
