@@ -27,6 +27,23 @@ valid_lengths : array-like of int, optional
     Padded array: the valid prefix of each row (the rest is ignored). None: every
     step is valid."""
 
+_FITTED_ATTRS = """n_features_in_ : int
+    Features per time step (1 for tokens).
+module_ : SequenceNet
+    The trained torch module (encoder, backbone, head).
+""" + _TRAINING_ATTRS
+
+_SEQUENCE_FORMS = """Sequences enter every method in one of the three forms of probkit's sequence contract
+(:mod:`probkit.utils.sequences`), with the same meaning in every neural estimator:
+
+* a list of arrays, one per sequence: ``(L_i, n_features)`` real values, or ``(L_i,)``
+  integer tokens;
+* concatenated rows with ``lengths=``: ``(n_samples, n_features)`` (``(n_samples,)``
+  tokens), the lengths summing to ``n_samples``; without ``lengths`` the rows are **one**
+  sequence;
+* a padded array with ``valid_lengths=``: ``(N, L, n_features)`` (``(N, L)`` tokens),
+  the valid prefix of each row (default: all ``L`` steps)."""
+
 _FRAGMENTS = {
     "model_params": """backbone : str or Backbone, default="mamba"
     Backbone kind of :func:`probkit.neural.build_backbone`: "mamba", "rwkv",
@@ -91,11 +108,22 @@ dtype : str or torch.dtype, optional
 verbose : int, default=0
     1 shows a progress bar over epochs with the training and validation losses
     (tqdm); 2 also one over the batches of each epoch.""",
-    "fitted_attrs": """n_features_in_ : int
-    Features per time step (1 for tokens).
-module_ : SequenceNet
-    The trained torch module (encoder, backbone, head).
-""" + _TRAINING_ATTRS,
+    "fitted_attrs": _FITTED_ATTRS,
+    # SequenceDensity and MaskedSequenceModel: one predictive distribution per step
+    "per_step_params": """head : {"auto", "categorical", "gaussian", "mixture"}, default="auto"
+    Predictive distribution of a step: "auto" is "categorical" with ``vocab_size``
+    and "gaussian" otherwise; "mixture" is a mixture of ``n_components`` diagonal
+    Gaussians (multi-modal real-valued steps).
+n_components : int, default=5
+    Components of the mixture head.
+window : int, default=256
+    Length of the windows one long token sequence (a 1-D array without ``lengths``)
+    is cut into.""",
+    "per_step_attributes": """Attributes
+----------
+head_ : str
+    The head used ("categorical", "gaussian" or "mixture").
+""" + _FITTED_ATTRS,
     "training_attrs": _TRAINING_ATTRS,
     "training_notes": """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
 warm-up then cosine (or linear) decay of the learning rate, early stopping on a
@@ -110,16 +138,12 @@ all ranks end with the same weights.""",
     "sequence_params": "Parameters\n----------\n" + _SEQUENCES,
     "tabular_rows": """A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
 (scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.""",
-    "sequence_forms": """Sequences enter every method in one of the three forms of probkit's sequence contract
-(:mod:`probkit.utils.sequences`), with the same meaning in every neural estimator:
+    "sequence_forms": _SEQUENCE_FORMS,
+    "per_step_notes": _SEQUENCE_FORMS + """
 
-* a list of arrays, one per sequence: ``(L_i, n_features)`` real values, or ``(L_i,)``
-  integer tokens;
-* concatenated rows with ``lengths=``: ``(n_samples, n_features)`` (``(n_samples,)``
-  tokens), the lengths summing to ``n_samples``; without ``lengths`` the rows are **one**
-  sequence;
-* a padded array with ``valid_lengths=``: ``(N, L, n_features)`` (``(N, L)`` tokens),
-  the valid prefix of each row (default: all ``L`` steps).""",
+One long token sequence, a 1-D array without ``lengths``, is cut into consecutive
+windows of ``window`` tokens that are modelled independently. Real-valued data are
+standardised per feature; log-likelihoods are reported in the original units.""",
 }
 
 

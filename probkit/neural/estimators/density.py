@@ -35,31 +35,16 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
     Parameters
     ----------
     %(model_params)s
-    head : {"auto", "categorical", "gaussian", "mixture"}, default="auto"
-        Predictive distribution: "auto" is "categorical" with ``vocab_size`` and
-        "gaussian" otherwise; "mixture" is a mixture of ``n_components`` diagonal
-        Gaussians (multi-modal real-valued steps).
-    n_components : int, default=5
-        Components of the mixture head.
-    window : int, default=256
-        Length of the windows one long token sequence (a 1-D array without ``lengths``)
-        is cut into (fit and score).
+    %(per_step_params)s
     %(training_params)s
 
-    Attributes
-    ----------
-    head_ : str
-        The head used ("categorical", "gaussian" or "mixture").
-    %(fitted_attrs)s
+    %(per_step_attributes)s
 
     Notes
     -----
-    %(sequence_forms)s
-
-    One long token sequence, a 1-D array without ``lengths``, is cut into consecutive
-    windows of ``window`` tokens that are modelled independently (each starts from the
-    start vector, so its first tokens are predicted with little context). Real-valued
-    data are standardised per feature; log-densities are reported in the original units.
+    %(per_step_notes)s
+    Each window starts from the start vector, so its first tokens are predicted with
+    little context.
 
     %(training_notes)s
 

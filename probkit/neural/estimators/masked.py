@@ -160,29 +160,14 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
         Share of the predicted positions whose input is the ``[MASK]`` vector.
     random_token_prob : float, default=0.1
         Share of the predicted positions whose input is replaced by a random one.
-    head : {"auto", "categorical", "gaussian", "mixture"}, default="auto"
-        Predictive distribution at a position, as in :class:`SequenceDensity`.
-    n_components : int, default=5
-        Components of the mixture head.
-    window : int, default=256
-        Length of the windows one long token sequence (a 1-D array without ``lengths``)
-        is cut into.
+    %(per_step_params)s
     %(training_params)s
 
-    Attributes
-    ----------
-    head_ : str
-        The head used ("categorical", "gaussian" or "mixture").
-    %(fitted_attrs)s
+    %(per_step_attributes)s
 
     Notes
     -----
-    %(sequence_forms)s
-
-    One long token sequence, a 1-D array without ``lengths``, is cut into consecutive
-    windows of ``window`` tokens that are modelled independently, as in
-    :class:`SequenceDensity`. Real-valued data are standardised per feature;
-    log-likelihoods are reported in the original units.
+    %(per_step_notes)s
 
     :meth:`fill_mask` predicts the positions flagged in a boolean mask;
     :meth:`score_samples` is the pseudo-log-likelihood ``sum_t log p(x_t | x_{-t})``
