@@ -37,7 +37,7 @@ def mlp(n_in, widths, n_out):
 
 
 class VAENet(nn.Module):
-    """The torch module of :class:`~probkit.neural.VAE`: decoder (model), encoder (guide), and the Pyro ELBO as ``forward``.
+    """The torch module of :class:`~probkit.neural.VAE`: decoder (model), encoder (guide), Pyro's ELBO as ``forward``.
 
     Parameters
     ----------

@@ -23,6 +23,7 @@ of the classifier, regressor and density (tokens or real features, pooling).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -40,8 +41,8 @@ from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layo
 from ._docs import fill_doc
 from ._training import TrainingOptions, check_positive_int, run_training, seeded
 
-__all__ = ["NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading", "check_standardizer", "store_params",
-           "unwrap"]
+__all__ = ["NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading", "check_bound", "check_standardizer",
+           "elbo_and_iwae", "store_params", "unwrap"]
 
 
 def store_params(estimator, arguments):
@@ -85,6 +86,20 @@ def check_standardizer(mean, scale, n_features, names=("_x_mean", "_x_scale")):
             raise ValueError(f"{name} must have shape ({n_features},), got {value.shape}")
         if not np.all(np.isfinite(value)) or (positive and np.any(value <= 0)):
             raise ValueError(f"{name} must be {'positive and ' if positive else ''}finite")
+
+
+def check_bound(bound, n_particles):
+    """``bound`` ("elbo" or "iwae") checked, and the guide draws to estimate it with (None: 16 for the ELBO, 64 for
+    the IWAE bound)."""
+    if bound not in ("elbo", "iwae"):
+        raise ValueError(f"bound must be 'elbo' or 'iwae', got {bound!r}")
+    return bound, (16 if bound == "elbo" else 64) if n_particles is None else n_particles
+
+
+def elbo_and_iwae(log_weights, n_particles):
+    """ELBO ``mean_k w_k`` and IWAE ``log mean_k exp(w_k)`` of log-weights ``w`` (K, ...), in float64."""
+    w = log_weights.double()
+    return w.mean(0), torch.logsumexp(w, 0) - math.log(n_particles)
 
 
 def standardizer(values):

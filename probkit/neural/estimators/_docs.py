@@ -124,6 +124,18 @@ window : int, default=256
 head_ : str
     The head used ("categorical", "gaussian" or "mixture").
 """ + _FITTED_ATTRS,
+    # bounds of the latent-variable models
+    "bounds_params": """n_particles : int, default=64
+    Guide draws ``K`` for each row or sequence.
+random_state : None, int or RandomState
+    Seeds the draws (None: seed 0, so repeated calls agree).""",
+    # score_samples of the variational autoencoders
+    "bound_params": """bound : {"elbo", "iwae"}, default="elbo"
+    Which bound of :meth:`bounds` to return.
+n_particles : int, optional
+    Guide draws ``K`` of the bound (default 16 for the ELBO, 64 for the IWAE bound).
+random_state : None, int or RandomState
+    Seeds the draws (None: seed 0).""",
     "training_attrs": _TRAINING_ATTRS,
     "training_notes": """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
 warm-up then cosine (or linear) decay of the learning rate, early stopping on a

@@ -1,4 +1,4 @@
-"""What the two variational autoencoders, :class:`~probkit.neural.VAE` and :class:`~probkit.neural.SequenceVAE`, share."""
+"""What the variational autoencoders :class:`~probkit.neural.VAE` and :class:`~probkit.neural.SequenceVAE` share."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import torch
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from probkit.utils.random import seed_from
+from probkit.utils.random import check_random_state, seed_from
 from probkit.utils.validation import check_nonnegative_integers
+
+from ._base import check_bound
+from ._training import check_positive_int
 
 __all__ = ["VAEMixin"]
 
@@ -87,17 +90,20 @@ class VAEMixin:
         gen = torch.Generator(device=like.device).manual_seed(seed_from(0 if random_state is None else random_state))
         return torch.randn(n_particles, self.n_components, generator=gen, dtype=like.dtype, device=like.device)
 
-    @staticmethod
-    def _bounds_of_log_weights(w, n_particles):
-        """ELBO ``mean_k w_k`` and IWAE ``log mean_k exp(w_k)`` of log-weights ``w`` (K, ...), in float64."""
-        w = w.double()
-        return w.mean(0), torch.logsumexp(w, 0) - math.log(n_particles)
+    def _chosen_bound(self, X, bound, n_particles, random_state, **layout):
+        """The ``bound`` ("elbo" or "iwae") of :meth:`bounds` for every row or sequence of ``X``."""
+        bound, n_particles = check_bound(bound, n_particles)
+        return self.bounds(X, n_particles=n_particles, random_state=random_state, **layout)[bound]
 
-    @staticmethod
-    def _bound_and_particles(bound, n_particles):
-        if bound not in ("elbo", "iwae"):
-            raise ValueError(f"bound must be 'elbo' or 'iwae', got {bound!r}")
-        return bound, (16 if bound == "elbo" else 64) if n_particles is None else n_particles
+    def _prior_draws(self, n_samples, random_state):
+        """``n_samples`` latent vectors ``z ~ N(0, I)`` and the generator that drew them, seeded from
+        ``random_state`` (None: the estimator's ``random_state``)."""
+        check_is_fitted(self, "module_")
+        n = check_positive_int(n_samples, "n_samples")
+        p = next(self.module_.parameters())
+        rs = self.random_state if random_state is None else random_state
+        gen = torch.Generator(device=p.device).manual_seed(seed_from(check_random_state(rs)))
+        return torch.randn(n, self.n_components, generator=gen, dtype=p.dtype, device=p.device), gen
 
     # ------------------------------------------------------------------ decoder outputs
     def _mean_of_output(self, out):

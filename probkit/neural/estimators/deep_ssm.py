@@ -7,7 +7,6 @@ there, not with this module.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -19,7 +18,7 @@ from probkit.neural.networks import DSSMNet
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import NeuralEstimator, store_params, unwrap
+from ._base import NeuralEstimator, check_bound, elbo_and_iwae, store_params, unwrap
 from ._data import check_counts
 from ._docs import fill_doc
 from ._training import check_positive_int
@@ -192,10 +191,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         """ELBO and importance-weighted bound of each sequence, from the same guide paths.
 
         %(sequence_params)s
-        n_particles : int, default=64
-            Guide paths ``K`` per sequence.
-        random_state : None, int or RandomState
-            Seeds the paths (None: seed 0, so repeated calls agree).
+        %(bounds_params)s
 
         Returns
         -------
@@ -209,8 +205,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         batch, data, gen = self._data_and_generator(X, lengths, valid_lengths, random_state)
 
         def run(b):
-            w = self.module_.log_weights(b["x_in"], b["x_obs"], b["lengths"], k, gen).double()
-            return torch.stack([w.mean(0), torch.logsumexp(w, 0) - math.log(k)], -1)
+            w = self.module_.log_weights(b["x_in"], b["x_obs"], b["lengths"], k, gen)
+            return torch.stack(elbo_and_iwae(w, k), -1)
 
         out = np.array(self._evaluate(data, run, fixed_layout=False))        # random draws: batch-dependent
         jac = self._log_jacobian() * batch.lengths
@@ -234,9 +230,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         float
         """
         check_y_slot(self, "score", X, y)
-        if bound not in ("elbo", "iwae"):
-            raise ValueError(f"bound must be 'elbo' or 'iwae', got {bound!r}")
-        n_particles = (16 if bound == "elbo" else 64) if n_particles is None else n_particles
+        bound, n_particles = check_bound(bound, n_particles)
         b = self.bounds(X, lengths=lengths, valid_lengths=valid_lengths, n_particles=n_particles,
                         random_state=random_state)
         return float(b[bound].sum() / b["lengths"].sum())

@@ -56,11 +56,10 @@ from torch import nn
 
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet, mlp
 from probkit.neural.networks import POOLINGS, SequenceNet, build_checked_backbone
-from probkit.utils.random import check_random_state, seed_from
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import NeuralEstimator, store_params
+from ._base import NeuralEstimator, elbo_and_iwae, store_params
 from ._data import check_real_steps
 from ._docs import fill_doc
 from ._training import check_positive_int
@@ -382,10 +381,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
         numbers), so a sequence's values do not depend on the others of the call.
 
         %(sequence_params)s
-        n_particles : int, default=64
-            Guide draws ``K`` per sequence.
-        random_state : None, int or RandomState
-            Seeds the draws (None: seed 0, so repeated calls agree).
+        %(bounds_params)s
 
         Returns
         -------
@@ -400,7 +396,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
 
         def run(b):
             w = self.module_.log_weights(b["x_in"], b["x_obs"], eps, b["lengths"])
-            return self._bounds_of_log_weights(w, k)
+            return elbo_and_iwae(w, k)
 
         rows = self._evaluate(data, run)
         jacobian = self._log_jacobian() * data.lengths.cpu().numpy()
@@ -412,19 +408,13 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
         """Lower bound of ``log p(x_{1:T})`` of each sequence, in nats (data units).
 
         %(sequence_params)s
-        bound : {"elbo", "iwae"}, default="elbo"
-        n_particles : int, optional
-            Guide draws per sequence (default 16 for the ELBO, 64 for the IWAE bound).
-        random_state : None, int or RandomState
-            Seeds the draws (None: seed 0).
+        %(bound_params)s
 
         Returns
         -------
         ndarray of shape (n_sequences,)
         """
-        bound, n_particles = self._bound_and_particles(bound, n_particles)
-        return self.bounds(X, lengths=lengths, valid_lengths=valid_lengths, n_particles=n_particles,
-                           random_state=random_state)[bound]
+        return self._chosen_bound(X, bound, n_particles, random_state, lengths=lengths, valid_lengths=valid_lengths)
 
     def score(self, X, y=None, *, lengths=None, valid_lengths=None, bound="elbo", n_particles=None,
               random_state=None):
@@ -496,14 +486,9 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
         X : ndarray of shape (n_samples, length, n_features)
         Z : ndarray of shape (n_samples, n_components)
         """
-        self._check_fitted()
-        n = check_positive_int(n_samples, "n_samples")
+        z, gen = self._prior_draws(n_samples, random_state)
         n_steps = self._length(length)
-        p = next(self.module_.parameters())
-        rs = self.random_state if random_state is None else random_state
-        gen = torch.Generator(device=p.device).manual_seed(seed_from(check_random_state(rs)))
         with torch.no_grad():
-            z = torch.randn(n, self.n_components, generator=gen, dtype=p.dtype, device=p.device)
             if self.autoregressive:
                 def draw(out):
                     x = self._draw_from_output(out, gen)

@@ -51,16 +51,18 @@ from sklearn.utils.validation import check_is_fitted
 
 from probkit.base import COMPUTE_CONSTRAINTS, Interval, ProbkitEstimator, StrOptions, positive_int
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet
-from probkit.utils.random import check_random_state, seed_from
+from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import build_net_for_loading, check_standardizer
+from ._base import build_net_for_loading, check_standardizer, elbo_and_iwae
+from ._docs import fill_doc
 from ._training import TensorData, check_positive_int, seeded, train_module
 from ._vae_mixin import VAEMixin
 
 __all__ = ["VAE", "VAENet"]
 
 
+@fill_doc
 class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
     """Variational autoencoder (Gaussian, Bernoulli or categorical observations), fitted by Pyro's ELBO.
 
@@ -340,10 +342,7 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        n_particles : int, default=64
-            Guide draws ``K`` per row.
-        random_state : None, int or RandomState
-            Seeds the draws (None: seed 0, so repeated calls agree).
+        %(bounds_params)s
 
         Returns
         -------
@@ -358,7 +357,7 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
         elbo, iwae = [], []
         with torch.no_grad():
             for s in self._batches(len(x_in)):
-                row_elbo, row_iwae = self._bounds_of_log_weights(self.module_.log_weights(x_in[s], x_obs[s], eps), k)
+                row_elbo, row_iwae = elbo_and_iwae(self.module_.log_weights(x_in[s], x_obs[s], eps), k)
                 elbo.append(row_elbo)
                 iwae.append(row_iwae)
         jac = self._log_jacobian()
@@ -370,18 +369,13 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        bound : {"elbo", "iwae"}, default="elbo"
-        n_particles : int, optional
-            Guide draws per row (default 16 for the ELBO, 64 for the IWAE bound).
-        random_state : None, int or RandomState
-            Seeds the draws (None: seed 0).
+        %(bound_params)s
 
         Returns
         -------
         ndarray of shape (n_samples,)
         """
-        bound, n_particles = self._bound_and_particles(bound, n_particles)
-        return self.bounds(X, n_particles=n_particles, random_state=random_state)[bound]
+        return self._chosen_bound(X, bound, n_particles, random_state)
 
     def score(self, X, y=None, *, bound="elbo", n_particles=None, random_state=None):
         """Mean lower bound of ``log p(x)`` per row (see :meth:`score_samples`); higher is better."""
@@ -402,13 +396,8 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
         X : ndarray of shape (n_samples, n_features)
         Z : ndarray of shape (n_samples, n_components)
         """
-        check_is_fitted(self, "module_")
-        n = check_positive_int(n_samples, "n_samples")
-        p = next(self.module_.parameters())
-        rs = self.random_state if random_state is None else random_state
-        gen = torch.Generator(device=p.device).manual_seed(seed_from(check_random_state(rs)))
+        z, gen = self._prior_draws(n_samples, random_state)
         with torch.no_grad():
-            z = torch.randn(n, self.n_components, generator=gen, dtype=p.dtype, device=p.device)
             X = self._draw_to_data(self._draw_from_output(self.module_.decode(z), gen))
         return X, z.double().cpu().numpy()
 
