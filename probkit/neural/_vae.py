@@ -48,6 +48,7 @@ class VAENet(nn.Module):
     n_components : int
         Latent size.
     likelihood : {"gaussian", "bernoulli", "categorical"}
+        Distribution of each observed feature given its decoder output.
     encoder_layers, decoder_layers : tuple of int
         Hidden widths of the two MLPs (empty: linear maps).
     noise : {"isotropic", "diagonal"}
@@ -55,6 +56,7 @@ class VAENet(nn.Module):
     n_categories : int
         Values per feature (categorical likelihood).
     elbo : {"TraceMeanField_ELBO", "Trace_ELBO"}
+        Pyro's ELBO estimator of the training loss.
     n_particles : int
         Guide draws per ELBO estimate in training.
 
