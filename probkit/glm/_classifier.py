@@ -15,9 +15,8 @@ from sklearn.utils.validation import validate_data
 from probkit.base import ProbkitEstimator, _tensor_to_numpy
 from probkit.glm._design import Design, PerfectSeparationError, check_full_rank, find_separation
 from probkit.glm._families import BinomialFamily
-from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
 from probkit.glm._links import resolve_link
-from probkit.glm._regressor import check_glm_params
+from probkit.glm._regressor import check_glm_params, fit_glm_estimator
 from probkit.glm._solver import penalized_newton
 from probkit.glm._threads import limit_blas_threads
 from probkit.utils._warnings import warn_user
@@ -253,21 +252,13 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         return off
 
     def _fit_binary(self, design, y01, w, off):
-        family, link = BinomialFamily(), self._binary_link()
-        fit = fit_glm(design, y01, w, off, family, link, alpha=float(self.alpha), l1_ratio=float(self.l1_ratio),
-                      tol=float(self.tol), max_iter=int(self.max_iter), verbose=self.verbose)
+        fit, stats = fit_glm_estimator(self, design, y01, w, off, BinomialFamily(), self._binary_link())
         intercept, coef = design.split(fit.theta)
         self.coef_ = np.asarray(coef, dtype=float).reshape(1, -1).copy()
         self.intercept_ = np.array([intercept])
-        self.n_iter_, self.converged_ = int(fit.n_iter), bool(fit.converged)
-        stats = glm_statistics(design, y01, w, off, fit, alpha=float(self.alpha))
-        self.deviance_, self.llf_ = stats["deviance"], stats["llf"]
-        self.aic_, self.bic_ = stats["aic"], stats["bic"]
         bse = stats["bse"]
         self.bse_ = None if bse is None else bse[design.fit_intercept:].reshape(1, -1).copy()
         self.intercept_bse_ = bse[:1].copy() if bse is not None and design.fit_intercept else None
-        self.null_deviance_ = null_deviance(Design(np.empty((len(y01), 0)), True), y01, w, off, family, link,
-                                            float(self.tol), int(self.max_iter))
 
     def _fit_multinomial(self, design, labels, w, off, K):
         alpha, l1_ratio = float(self.alpha), float(self.l1_ratio)
