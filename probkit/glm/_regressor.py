@@ -15,6 +15,7 @@ from probkit.glm._families import NegativeBinomialFamily, resolve_glm_family
 from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
 from probkit.glm._links import resolve_link
 from probkit.glm._threads import limit_blas_threads
+from probkit.utils._doc_sections import ROWS, TARGETS, doc_sections, parameters_returns
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["GeneralizedLinearModel"]
@@ -99,6 +100,13 @@ def check_offset(offset, exposure, n_samples, link):
     return total
 
 
+_SECTIONS = {
+    "labelled_data_to_float": parameters_returns(
+        [ROWS, TARGETS, "sample_weight, offset, exposure : array-like of shape (n_samples,), optional"], "float"),
+}
+
+
+@doc_sections(_SECTIONS)
 class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
     """Generalised linear model of an exponential-family response, fitted by penalised IRLS.
 
@@ -290,15 +298,7 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
     def deviance(self, X, y, sample_weight=None, *, offset=None, exposure=None):
         """Weighted deviance ``sum_i w_i d(y_i, mu_i)`` of data under the fitted model.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight, offset, exposure : array-like of shape (n_samples,), optional
-
-        Returns
-        -------
-        float
+        %(labelled_data_to_float)s
         """
         family, link = self._family_and_link(fitted=True)
         eta = self._linear_predictor(X, offset, exposure)
@@ -321,15 +321,7 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
         As scikit-learn's GLMs: ``mu_null`` is the weighted mean of ``y`` (with an offset,
         the fitted intercept-only model with that offset). 1 is a perfect fit.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight, offset, exposure : array-like of shape (n_samples,), optional
-
-        Returns
-        -------
-        float
+        %(labelled_data_to_float)s
         """
         family, link = self._family_and_link(fitted=True)
         dev = self.deviance(X, y, sample_weight, offset=offset, exposure=exposure)
