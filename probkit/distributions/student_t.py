@@ -37,7 +37,6 @@ from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
-from probkit.utils.validation import check_sample_weight
 
 __all__ = ["MultivariateStudentT", "StudentT"]
 
@@ -224,13 +223,8 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
         -------
         self
         """
-        if prior is not None:
-            self._check_prior(prior)
-        x = self._prepare_X(self._to_tensor(X))
-        if sample_weight is None:
-            w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
-        else:
-            w = torch.as_tensor(check_sample_weight(sample_weight, x.shape[0]), dtype=x.dtype, device=x.device)
+        x, w = self._direct_fit_data(X, sample_weight, prior)
+        w = torch.as_tensor(w, dtype=x.dtype, device=x.device)
         start = self._new()
         current = start.from_stats(start._summarize(x, w))
         p = self._dimension_of(x)

@@ -36,6 +36,7 @@ def parameters_returns(parameters, returns):
 COMMON_SECTIONS = {
     "rows_to_array": parameters_returns([ROWS], "ndarray"),
     "rows_to_labels": parameters_returns([ROWS], "ndarray of shape (n_samples,)"),
+    "unsupervised_fit": parameters_returns([ROWS, "y : Ignored"], "self"),
 }
 
 _PLACEHOLDER = re.compile(r"^([ \t]*)%\((\w+)\)s[ \t]*$", re.MULTILINE)
