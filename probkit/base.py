@@ -54,6 +54,18 @@ def _tensor_to_numpy(X):
     return X
 
 
+def _class_indices(classes, y):
+    """Position of each label of ``y`` in the sorted ``classes``, and the mask of labels not among them.
+
+    Examples
+    --------
+    >>> _class_indices(np.array(["a", "b"]), np.array(["b", "c", "a"]))
+    (array([1, 1, 0]), array([False,  True, False]))
+    """
+    indices = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    return indices, classes[indices] != y
+
+
 class ProbkitEstimator(BaseEstimator):
     """Mixin with the validation and compute-setup helpers every estimator uses.
 

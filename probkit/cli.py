@@ -842,6 +842,16 @@ def _data_options(p, sequence=True):
                             "sequence); without it all rows are one sequence")
 
 
+def _model_command(sub, name, func, help, description, data):
+    """A subcommand that reads a saved MODEL (and, with ``data``, a CSV file DATA)."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("model", metavar="MODEL.pk")
+    if data:
+        p.add_argument("data", metavar="DATA.csv")
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser():
     """The ``argparse`` parser of the ``probkit`` command.
 
@@ -896,43 +906,33 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("score", help="log-likelihood of data under a saved model",
+    p = _model_command(sub, "score", _cmd_score, help="log-likelihood of data under a saved model",
                        description="Print the total log-likelihood of DATA under MODEL; with -o, write the "
-                                   "log-likelihood of each row (HMMs: log p(x_t | x_1..x_t-1)).")
-    p.add_argument("model", metavar="MODEL.pk")
-    p.add_argument("data", metavar="DATA.csv")
+                                   "log-likelihood of each row (HMMs: log p(x_t | x_1..x_t-1)).", data=True)
     p.add_argument("-o", "--output", metavar="OUT.csv", help="per-row log-likelihoods ('-' for standard output)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     _data_options(p)
-    p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("decode", help="most likely hidden state (or component) of each row",
+    p = _model_command(sub, "decode", _cmd_decode, help="most likely hidden state (or component) of each row",
                        description="Write the most likely hidden state of each row of DATA (HMMs: the Viterbi "
-                                   "path; mixtures: the most probable component) as CSV.")
-    p.add_argument("model", metavar="MODEL.pk")
-    p.add_argument("data", metavar="DATA.csv")
+                                   "path; mixtures: the most probable component) as CSV.", data=True)
     p.add_argument("-o", "--output", metavar="STATES.csv", help="where to write (default: standard output)")
     p.add_argument("--proba", action="store_true", help="also write the posterior probability of every state")
     p.add_argument("--plot", metavar="FIG.png", help="draw every column coloured by state (needs matplotlib)")
     _data_options(p)
-    p.set_defaults(func=_cmd_decode)
 
-    p = sub.add_parser("sample", help="simulate data from a saved model",
+    p = _model_command(sub, "sample", _cmd_sample, help="simulate data from a saved model",
                        description="Draw N rows from MODEL (HMMs: one sequence of N steps) and write them as CSV, "
-                                   "with the hidden state of each row.")
-    p.add_argument("model", metavar="MODEL.pk")
+                                   "with the hidden state of each row.", data=False)
     p.add_argument("-n", "--n-samples", type=int, default=100, metavar="N", help="rows to draw (default: 100)")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: standard output)")
     p.add_argument("--random-state", type=int, default=0, metavar="SEED", help="random seed (default: 0)")
     p.add_argument("--plot", metavar="FIG.png", help="draw the samples (needs matplotlib)")
-    p.set_defaults(func=_cmd_sample)
 
-    p = sub.add_parser("info", help="show what a saved model holds",
+    p = _model_command(sub, "info", _cmd_info, help="show what a saved model holds",
                        description="Print the class, the parameters set to other than their defaults and the "
-                                   "main fitted values of MODEL.")
-    p.add_argument("model", metavar="MODEL.pk")
+                                   "main fitted values of MODEL.", data=False)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("datasets", help="list the bundled data sets, or write one as CSV",
                        description="Without NAME, list the CSV data sets shipped with probkit; with NAME, write "

@@ -23,7 +23,8 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from probkit.base import ProbkitEstimator, _tensor_to_numpy
+from probkit.base import ProbkitEstimator, _class_indices, _tensor_to_numpy
+from probkit.utils._doc_sections import doc_sections
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight
 
@@ -73,6 +74,7 @@ def _smoothing_prior(template, alpha, n_categories):
     return None
 
 
+@doc_sections()
 class NaiveBayes(ClassifierMixin, ProbkitEstimator):
     """Naive Bayes classifier whose class-conditional distributions are any probkit family.
 
@@ -160,11 +162,8 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
                                           or not isinstance(self.binarize, numbers.Real)):
             raise ValueError(f"binarize must be a number or None, got {self.binarize!r}")
 
-    def _prepare_X(self, X, reset):
-        X = self._validate_X(X, reset=reset, dtype=np.float64)
-        if self.binarize is not None:
-            X = (X > self.binarize).astype(np.float64)
-        return X
+    def _binarized(self, X):
+        return X if self.binarize is None else (X > self.binarize).astype(np.float64)
 
     # ------------------------------------------------------------------ fitting
     @limit_torch_threads
@@ -218,8 +217,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
 
         self._check_params()
         X, y = validate_data(self, _tensor_to_numpy(X), _tensor_to_numpy(y), reset=first, dtype=np.float64)
-        if self.binarize is not None:
-            X = (X > self.binarize).astype(np.float64)
+        X = self._binarized(X)
         check_classification_targets(y)
         w = check_sample_weight(_tensor_to_numpy(sample_weight), X.shape[0])
         if first:
@@ -229,9 +227,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes={list(classes)} differs from the classes of the first call "
                              f"{self.classes_.tolist()}")
-        labels = np.searchsorted(self.classes_, y)
-        labels = np.clip(labels, 0, len(self.classes_) - 1)
-        unknown = self.classes_[labels] != y
+        labels, unknown = _class_indices(self.classes_, y)
         if np.any(unknown):
             raise ValueError(f"y holds the label {y[unknown][0]!r}, which is not in classes {self.classes_.tolist()}")
         K = len(self.classes_)
@@ -378,16 +374,10 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
     def predict_joint_log_proba(self, X):
         """``log pi_k + log p_k(x)`` for every row and class, shape (n_samples, n_classes).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray
+        %(rows_to_array)s
         """
         self._check_fitted()
-        X = self._prepare_X(X, reset=False)
+        X = self._binarized(self._validate_X(X, reset=False, dtype=np.float64))
         try:
             loglik = np.asarray(self.distribution_.log_prob(X))
         except ValueError as exc:
@@ -397,13 +387,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
     def predict_log_proba(self, X):
         """Log posterior probability of each class, shape (n_samples, n_classes).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray
+        %(rows_to_array)s
         """
         jll = self.predict_joint_log_proba(X)
         return jll - special.logsumexp(jll, axis=1, keepdims=True)
@@ -411,43 +395,14 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
     def predict_proba(self, X):
         """Posterior probability of each class, shape (n_samples, n_classes).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray
+        %(rows_to_array)s
         """
         return np.exp(self.predict_log_proba(X))
-
-    def score(self, X, y, sample_weight=None):
-        """Accuracy: the (weighted) fraction of rows whose predicted class is ``y``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), optional
-
-        Returns
-        -------
-        float
-        """
-        from sklearn.metrics import accuracy_score
-
-        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
 
     def predict(self, X):
         """The most probable class of each row.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
+        %(rows_to_labels)s
         """
         jll = self.predict_joint_log_proba(X)
         return self.classes_[np.argmax(jll, axis=1)]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from probkit.utils._doc_sections import doc_sections
+
 __all__ = [
     "plot_convergence",
     "plot_criterion",
@@ -45,6 +47,12 @@ def _plt():
             "(or `pip install -e '.[plot]'` in a probkit checkout)"
         ) from exc
     return plt
+
+
+# The result section of every plotting function, and the last parameters of those that draw a trace.
+_RETURNS_AXES = "Returns\n-------\nmatplotlib Axes"
+_SECTIONS = {"returns_axes": _RETURNS_AXES,
+             "label_returns_axes": "label : str, optional\n    Legend entry.\n\n" + _RETURNS_AXES}
 
 
 def _new_axes(ax, figsize):
@@ -89,6 +97,7 @@ def _covariance_matrices(model):
     return np.stack([np.eye(d) * c for c in cov])
 
 
+@doc_sections(_SECTIONS)
 def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1.0, 2.0), order=None):
     """Scatter ``X`` coloured by component, with each Gaussian component's covariance ellipses.
 
@@ -109,9 +118,7 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
         the same order to :func:`plot_states` and :func:`plot_transition_matrix` so that a
         state keeps its colour in every panel (e.g. ``np.argsort(model.means_[:, 0])``).
 
-    Returns
-    -------
-    matplotlib Axes
+    %(returns_axes)s
 
     Examples
     --------
@@ -144,6 +151,7 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
     return ax
 
 
+@doc_sections(_SECTIONS)
 def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC", chosen=None):
     """Plot an information criterion per candidate model.
 
@@ -156,9 +164,7 @@ def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC",
     chosen : tuple (x, y), optional
         Marks the selected model.
 
-    Returns
-    -------
-    matplotlib Axes
+    %(returns_axes)s
 
     Examples
     --------
@@ -175,6 +181,7 @@ def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC",
     return ax
 
 
+@doc_sections(_SECTIONS)
 def plot_curve(values, ax=None, xlabel="iteration", ylabel="log-likelihood", label=None):
     """Plot an optimisation trace (log-likelihood per EM iteration, ELBO per step, ...).
 
@@ -183,12 +190,7 @@ def plot_curve(values, ax=None, xlabel="iteration", ylabel="log-likelihood", lab
     values : sequence of float
     ax : matplotlib Axes, optional
     xlabel, ylabel : str
-    label : str, optional
-        Legend entry.
-
-    Returns
-    -------
-    matplotlib Axes
+    %(label_returns_axes)s
 
     Examples
     --------
@@ -203,6 +205,7 @@ def plot_curve(values, ax=None, xlabel="iteration", ylabel="log-likelihood", lab
     return ax
 
 
+@doc_sections(_SECTIONS)
 def plot_mixture_density(model, x, ax=None, feature_name=None, n_grid=400, bins=30, discrete=None,
                          show_components=True):
     """Histogram of one feature with the fitted mixture density (and each weighted component).
@@ -224,9 +227,7 @@ def plot_mixture_density(model, x, ax=None, feature_name=None, n_grid=400, bins=
         Counts (integer grid, probability mass); detected from ``x`` when omitted.
     show_components : bool, default=True
 
-    Returns
-    -------
-    matplotlib Axes
+    %(returns_axes)s
 
     Examples
     --------
@@ -259,6 +260,7 @@ def plot_mixture_density(model, x, ax=None, feature_name=None, n_grid=400, bins=
     return ax
 
 
+@doc_sections(_SECTIONS)
 def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=None, shade=True, order=None,
                 legend="best"):
     """A series (one feature over time) with each step coloured by its decoded hidden state.
@@ -283,9 +285,7 @@ def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=Non
         Where the legend goes: inside the axes, to the right of them, or nowhere (take
         the handles with ``ax.get_legend_handles_labels()`` for a figure legend).
 
-    Returns
-    -------
-    matplotlib Axes
+    %(returns_axes)s
 
     Examples
     --------
@@ -331,6 +331,7 @@ def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=Non
     return ax
 
 
+@doc_sections(_SECTIONS)
 def plot_posteriors(proba, ax=None, time=None, state_names=None, order=None):
     """Posterior probability of each hidden state over time, as stacked areas.
 
@@ -345,9 +346,7 @@ def plot_posteriors(proba, ax=None, time=None, state_names=None, order=None):
     order : sequence of int, optional
         Display order of the states (see :func:`plot_states`).
 
-    Returns
-    -------
-    matplotlib Axes
+    %(returns_axes)s
 
     Examples
     --------
@@ -369,6 +368,7 @@ def plot_posteriors(proba, ax=None, time=None, state_names=None, order=None):
     return ax
 
 
+@doc_sections(_SECTIONS)
 def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, cmap="Blues", order=None):
     """Heatmap of a transition matrix (row: from, column: to).
 
@@ -384,9 +384,7 @@ def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, c
         Display order of the states: rows and columns are permuted to it (see
         :func:`plot_states`).
 
-    Returns
-    -------
-    matplotlib Axes
+    %(returns_axes)s
 
     Examples
     --------
@@ -422,6 +420,7 @@ _TRACES = (
 )
 
 
+@doc_sections(_SECTIONS)
 def plot_convergence(model, ax=None, label=None):
     """Objective per iteration of a fitted model: EM log-likelihood, ELBO or training loss.
 
@@ -432,12 +431,7 @@ def plot_convergence(model, ax=None, label=None):
     ----------
     model : fitted estimator, or a sequence of values
     ax : matplotlib Axes, optional
-    label : str, optional
-        Legend entry.
-
-    Returns
-    -------
-    matplotlib Axes
+    %(label_returns_axes)s
 
     Examples
     --------

@@ -700,6 +700,18 @@ class ExponentialFamily:
         self._cache = {}
         return self
 
+    def _direct_fit_data(self, X, sample_weight, prior):
+        """``(x, w)`` for a fit that works on the samples themselves rather than on the statistics.
+
+        ``x``: the checked samples as a tensor; ``w``: float64 weights, ones without
+        ``sample_weight``. A ``prior`` other than None gets :meth:`_check_prior`'s ``TypeError``.
+        """
+        if prior is not None:
+            self._check_prior(prior)
+        x = self._prepare_X(self._to_tensor(X))
+        w = np.ones(x.shape[0]) if sample_weight is None else check_sample_weight(sample_weight, x.shape[0])
+        return x, w
+
     def _adopt_fitted(self, fitted):
         """Take the parameters of ``fitted`` (the result of :meth:`from_stats` on this distribution)."""
         self._params = fitted._params

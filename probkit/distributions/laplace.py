@@ -7,7 +7,6 @@ import torch
 
 from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions.base import ExponentialFamily
-from probkit.utils.validation import check_sample_weight
 
 __all__ = ["Laplace", "weighted_median"]
 
@@ -170,11 +169,8 @@ class Laplace(ExpectedStatisticsMixin, ExponentialFamily):
         -------
         self
         """
-        if prior is not None:
-            self._check_prior(prior)
-        x = self._prepare_X(self._to_tensor(X))
+        x, w = self._direct_fit_data(X, sample_weight, prior)
         values = x.detach().cpu().numpy().astype(np.float64)
-        w = np.ones(len(values)) if sample_weight is None else check_sample_weight(sample_weight, len(values))
         if not (w > 0).any():
             raise ValueError("cannot fit Laplace: the total weight is zero")
         loc = weighted_median(values, w)

@@ -13,7 +13,7 @@ from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.discrete import _beta_log_evidence, _beta_mode, _beta_prior_class
 from probkit.distributions.gamma import _inverse_digamma_gap
-from probkit.utils.validation import check_nonnegative_integers, check_sample_weight
+from probkit.utils.validation import check_nonnegative_integers
 
 __all__ = ["NegativeBinomial"]
 
@@ -206,8 +206,7 @@ class NegativeBinomial(ExpectedStatisticsMixin, ExponentialFamily):
         """
         if self.fixed_total_count is not None or prior is not None:
             return super().fit(X, sample_weight=sample_weight, prior=prior)
-        x = self._prepare_X(self._to_tensor(X))
-        w = np.ones(x.shape[0]) if sample_weight is None else check_sample_weight(sample_weight, x.shape[0])
+        x, w = self._direct_fit_data(X, sample_weight, prior=None)
         counts = x.detach().cpu().numpy().astype(np.float64)
         keep = w > 0
         counts, w = counts[keep], w[keep]

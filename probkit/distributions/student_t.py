@@ -37,7 +37,6 @@ from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
-from probkit.utils.validation import check_sample_weight
 
 __all__ = ["MultivariateStudentT", "StudentT"]
 
@@ -99,13 +98,18 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
 
     Subclasses define ``_dimension``, ``_centred_maha(x) -> (x - loc, delta)`` for ``x``
     broadcast against the batch, ``_weighted_moments``, ``_location_scale`` (the M-step of
-    location and scale from the statistics) and ``_params_close``.
+    location and scale from the statistics), ``_params_close`` and ``_floor_name``, the
+    non-negative option that floors the fitted scale (``min_scale``, ``reg_covar``).
     """
 
     support_description = "the real line"
     conjugate_prior_family = None
 
-    def _init_options(self, fixed_df, initial_df, tol, max_iter):
+    def _init_options(self, fixed_df, initial_df, floor, tol, max_iter):
+        """Check and store the fitting options; ``floor`` is the subclass's ``_floor_name`` option."""
+        if not floor >= 0:
+            raise ValueError(f"{self._floor_name} must be non-negative, got {floor!r}")
+        setattr(self, self._floor_name, float(floor))
         if fixed_df is not None and not (np.isfinite(fixed_df) and fixed_df > 0):
             raise ValueError(f"fixed_df must be a positive number or None, got {fixed_df!r}")
         if not (np.isfinite(initial_df) and initial_df > 0):
@@ -118,6 +122,10 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
         self.initial_df = float(initial_df)
         self.tol = float(tol)
         self.max_iter = int(max_iter)
+
+    def _options(self):
+        return {"fixed_df": self.fixed_df, "initial_df": self.initial_df,
+                self._floor_name: getattr(self, self._floor_name), "tol": self.tol, "max_iter": self.max_iter}
 
     def _check_df(self):
         df = self._params["df"]
@@ -215,13 +223,8 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
         -------
         self
         """
-        if prior is not None:
-            self._check_prior(prior)
-        x = self._prepare_X(self._to_tensor(X))
-        if sample_weight is None:
-            w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
-        else:
-            w = torch.as_tensor(check_sample_weight(sample_weight, x.shape[0]), dtype=x.dtype, device=x.device)
+        x, w = self._direct_fit_data(X, sample_weight, prior)
+        w = torch.as_tensor(w, dtype=x.dtype, device=x.device)
         start = self._new()
         current = start.from_stats(start._summarize(x, w))
         p = self._dimension_of(x)
@@ -292,20 +295,14 @@ class StudentT(_ScaleMixtureT):
     """
 
     param_names = ("df", "loc", "scale")
+    _floor_name = "min_scale"
     _param_event_ndims = {"df": 0, "loc": 0, "scale": 0}
     event_ndim = 0
 
     def __init__(self, df=None, loc=None, scale=None, *, fixed_df=None, initial_df=5.0, min_scale=0.0,
                  tol=1e-10, max_iter=5000):
-        if not min_scale >= 0:
-            raise ValueError(f"min_scale must be non-negative, got {min_scale!r}")
-        self.min_scale = float(min_scale)
-        self._init_options(fixed_df, initial_df, tol, max_iter)
+        self._init_options(fixed_df, initial_df, min_scale, tol, max_iter)
         self._set_params(df=df, loc=loc, scale=scale)
-
-    def _options(self):
-        return {"fixed_df": self.fixed_df, "initial_df": self.initial_df, "min_scale": self.min_scale,
-                "tol": self.tol, "max_iter": self.max_iter}
 
     def _check_params(self):
         self._check_df()
@@ -404,20 +401,14 @@ class MultivariateStudentT(_ScaleMixtureT):
     """
 
     param_names = ("df", "loc", "scale_matrix")
+    _floor_name = "reg_covar"
     _param_event_ndims = {"df": 0, "loc": 1, "scale_matrix": 2}
     event_ndim = 1
 
     def __init__(self, df=None, loc=None, scale_matrix=None, *, fixed_df=None, initial_df=5.0, reg_covar=0.0,
                  tol=1e-10, max_iter=5000):
-        if not reg_covar >= 0:
-            raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
-        self.reg_covar = float(reg_covar)
-        self._init_options(fixed_df, initial_df, tol, max_iter)
+        self._init_options(fixed_df, initial_df, reg_covar, tol, max_iter)
         self._set_params(df=df, loc=loc, scale_matrix=scale_matrix)
-
-    def _options(self):
-        return {"fixed_df": self.fixed_df, "initial_df": self.initial_df, "reg_covar": self.reg_covar,
-                "tol": self.tol, "max_iter": self.max_iter}
 
     @property
     def n_features(self):

@@ -12,14 +12,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from probkit.base import ProbkitEstimator, _tensor_to_numpy
+from probkit.base import ProbkitEstimator, _class_indices, _tensor_to_numpy
 from probkit.glm._design import Design, PerfectSeparationError, check_full_rank, find_separation
 from probkit.glm._families import BinomialFamily
-from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
 from probkit.glm._links import resolve_link
-from probkit.glm._regressor import check_glm_params
+from probkit.glm._regressor import check_glm_params, fit_glm_estimator
 from probkit.glm._solver import penalized_newton
 from probkit.glm._threads import limit_blas_threads
+from probkit.utils._doc_sections import ROWS, TARGETS, doc_sections, parameters_returns
 from probkit.utils._warnings import warn_user
 from probkit.utils.validation import check_sample_weight
 
@@ -118,6 +118,16 @@ class MultinomialLoss:
         return f, grad.ravel()[idx], hess[np.ix_(idx, idx)]
 
 
+_OFFSET = "offset : array-like, optional"
+_SECTIONS = {
+    "rows_offset_to_array": parameters_returns([ROWS, _OFFSET], "ndarray"),
+    "rows_offset_to_labels": parameters_returns([ROWS, _OFFSET], "ndarray of shape (n_samples,)"),
+    "labelled_data_to_float": parameters_returns([ROWS, TARGETS, "sample_weight, offset : array-like, optional"],
+                                                 "float"),
+}
+
+
+@doc_sections(_SECTIONS)
 class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     """Logistic, probit or softmax regression: the GLM of class labels, fitted by penalised Newton steps.
 
@@ -253,21 +263,13 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         return off
 
     def _fit_binary(self, design, y01, w, off):
-        family, link = BinomialFamily(), self._binary_link()
-        fit = fit_glm(design, y01, w, off, family, link, alpha=float(self.alpha), l1_ratio=float(self.l1_ratio),
-                      tol=float(self.tol), max_iter=int(self.max_iter), verbose=self.verbose)
+        fit, stats = fit_glm_estimator(self, design, y01, w, off, BinomialFamily(), self._binary_link())
         intercept, coef = design.split(fit.theta)
         self.coef_ = np.asarray(coef, dtype=float).reshape(1, -1).copy()
         self.intercept_ = np.array([intercept])
-        self.n_iter_, self.converged_ = int(fit.n_iter), bool(fit.converged)
-        stats = glm_statistics(design, y01, w, off, fit, alpha=float(self.alpha))
-        self.deviance_, self.llf_ = stats["deviance"], stats["llf"]
-        self.aic_, self.bic_ = stats["aic"], stats["bic"]
         bse = stats["bse"]
         self.bse_ = None if bse is None else bse[design.fit_intercept:].reshape(1, -1).copy()
         self.intercept_bse_ = bse[:1].copy() if bse is not None and design.fit_intercept else None
-        self.null_deviance_ = null_deviance(Design(np.empty((len(y01), 0)), True), y01, w, off, family, link,
-                                            float(self.tol), int(self.max_iter))
 
     def _fit_multinomial(self, design, labels, w, off, K):
         alpha, l1_ratio = float(self.alpha), float(self.l1_ratio)
@@ -353,14 +355,7 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     def decision_function(self, X, *, offset=None):
         """Linear predictors: shape (n_samples,) for two classes (log-odds of ``classes_[1]`` for the logit), else (n_samples, n_classes).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        offset : array-like, optional
-
-        Returns
-        -------
-        ndarray
+        %(rows_offset_to_array)s
         """
         self._check_fitted()
         X = self._validate_X(X, reset=False, dtype=np.float64)
@@ -374,14 +369,7 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     def predict_log_proba(self, X, *, offset=None):
         """Log-probability of each class, shape (n_samples, n_classes).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        offset : array-like, optional
-
-        Returns
-        -------
-        ndarray
+        %(rows_offset_to_array)s
         """
         eta = self.decision_function(X, offset=offset)
         if len(self.classes_) == 2:
@@ -393,14 +381,7 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     def predict_proba(self, X, *, offset=None):
         """Probability of each class, shape (n_samples, n_classes).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        offset : array-like, optional
-
-        Returns
-        -------
-        ndarray
+        %(rows_offset_to_array)s
         """
         eta = self.decision_function(X, offset=offset)
         if len(self.classes_) == 2:
@@ -411,14 +392,7 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     def predict(self, X, *, offset=None):
         """The most probable class of each row.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        offset : array-like, optional
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
+        %(rows_offset_to_labels)s
         """
         logp = self.predict_log_proba(X, offset=offset)
         return self.classes_[np.argmax(logp, axis=1)]
@@ -426,15 +400,7 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     def score(self, X, y, sample_weight=None, *, offset=None):
         """Accuracy: the (weighted) fraction of rows whose predicted class is ``y``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight, offset : array-like, optional
-
-        Returns
-        -------
-        float
+        %(labelled_data_to_float)s
         """
         from sklearn.metrics import accuracy_score
 
@@ -443,23 +409,13 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     def deviance(self, X, y, sample_weight=None, *, offset=None):
         """``-2 sum_i w_i log p(y_i | x_i)``: twice the weighted cross-entropy of labelled data.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight, offset : array-like, optional
-
-        Returns
-        -------
-        float
+        %(labelled_data_to_float)s
         """
         logp = self.predict_log_proba(X, offset=offset)
         y = np.asarray(_tensor_to_numpy(y)).reshape(-1)
         if y.shape[0] != logp.shape[0]:
             raise ValueError(f"y has {y.shape[0]} entries but X has {logp.shape[0]} rows")
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        unknown = self.classes_[idx] != y
+        idx, unknown = _class_indices(self.classes_, y)
         if np.any(unknown):
             raise ValueError(f"y holds labels unseen in fit, e.g. {y[unknown][0]!r}; known classes: "
                              f"{self.classes_.tolist()}")

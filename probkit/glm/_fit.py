@@ -376,7 +376,7 @@ def glm_statistics(design, y, weights, offset, fit, *, alpha):
     return stats
 
 
-def null_deviance(design_null, y, weights, offset, family, link, tol, max_iter):
+def null_deviance(y, weights, offset, family, link, tol, max_iter):
     """Deviance of the intercept-only model (with the offset), as statsmodels' ``null_deviance``.
 
     Without an offset the null model's mean is the weighted mean of ``y``; with one it is
@@ -386,7 +386,7 @@ def null_deviance(design_null, y, weights, offset, family, link, tol, max_iter):
         mu = np.full_like(y, float(weights @ y / weights.sum()))
         with np.errstate(all="ignore"):
             return float(weights @ family.unit_deviance(y, mu))
-    loss = GLMLoss(design_null, y, weights, offset, family, link)
+    loss = GLMLoss(Design(np.empty((len(y), 0)), True), y, weights, offset, family, link)
     zero = np.zeros(1)
     result = penalized_newton(loss, _start(loss, zero), zero, zero, tol=tol, max_iter=max_iter, value=loss.value)
     eta = loss.eta(result.theta)

@@ -15,6 +15,7 @@ from probkit.glm._families import NegativeBinomialFamily, resolve_glm_family
 from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
 from probkit.glm._links import resolve_link
 from probkit.glm._threads import limit_blas_threads
+from probkit.utils._doc_sections import ROWS, TARGETS, doc_sections, parameters_returns
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["GeneralizedLinearModel"]
@@ -35,6 +36,39 @@ def check_glm_params(est):
         raise ValueError(f"fit_intercept must be True or False, got {est.fit_intercept!r}")
     if not isinstance(est.link, str):
         raise TypeError(f"link must be a string ('canonical' or a link name), got {type(est.link).__name__}")
+
+
+def fit_glm_estimator(est, design, y, w, off, family, link):
+    """Fit one linear predictor with ``est``'s penalty and stopping options; set the fit's common attributes.
+
+    Sets ``n_iter_``, ``converged_``, ``deviance_``, ``llf_``, ``aic_``, ``bic_`` and
+    ``null_deviance_`` on ``est`` and returns the :func:`~probkit.glm._fit.fit_glm` result
+    and the :func:`~probkit.glm._fit.glm_statistics` dict, from which the caller shapes
+    the coefficients and standard errors.
+
+    Examples
+    --------
+    >>> from probkit.glm._families import resolve_glm_family
+    >>> from probkit.glm._links import LogLink
+    >>> est = GeneralizedLinearModel(family="poisson")
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([1.0, 1.0, 3.0, 4.0])
+    >>> fit, stats = fit_glm_estimator(est, Design(X, True), y, np.ones(4), None, resolve_glm_family("poisson"),
+    ...                                LogLink())
+    >>> fit.theta.round(4), est.converged_, bool(est.null_deviance_ > est.deviance_)
+    (array([-0.1452,  0.5262]), True, True)
+    """
+    alpha = float(est.alpha)
+    fit = fit_glm(design, y, w, off, family, link, alpha=alpha, l1_ratio=float(est.l1_ratio), tol=float(est.tol),
+                  max_iter=int(est.max_iter), verbose=est.verbose)
+    est.n_iter_ = int(fit.n_iter)
+    est.converged_ = bool(fit.converged)
+    stats = glm_statistics(design, y, w, off, fit, alpha=alpha)
+    est.deviance_ = stats["deviance"]
+    est.llf_ = stats["llf"]
+    est.aic_ = stats["aic"]
+    est.bic_ = stats["bic"]
+    est.null_deviance_ = null_deviance(y, w, off, fit.family, fit.link, float(est.tol), int(est.max_iter))
+    return fit, stats
 
 
 def check_offset(offset, exposure, n_samples, link):
@@ -66,6 +100,13 @@ def check_offset(offset, exposure, n_samples, link):
     return total
 
 
+_SECTIONS = {
+    "labelled_data_to_float": parameters_returns(
+        [ROWS, TARGETS, "sample_weight, offset, exposure : array-like of shape (n_samples,), optional"], "float"),
+}
+
+
+@doc_sections(_SECTIONS)
 class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
     """Generalised linear model of an exponential-family response, fitted by penalised IRLS.
 
@@ -217,32 +258,19 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
         family.check_y(y)
         off = check_offset(offset, exposure, X.shape[0], link)
         design = Design(X, self.fit_intercept)
-        fit = fit_glm(design, y, w, off, family, link, alpha=float(self.alpha), l1_ratio=float(self.l1_ratio),
-                      tol=float(self.tol), max_iter=int(self.max_iter), verbose=self.verbose)
-        self._set_fit(design, y, w, off, fit)
-        return self
-
-    def _set_fit(self, design, y, w, off, fit):
+        fit, stats = fit_glm_estimator(self, design, y, w, off, family, link)
         intercept, coef = design.split(fit.theta)
         self.coef_ = np.asarray(coef, dtype=float).copy()
         self.intercept_ = float(intercept)
-        self.n_iter_ = int(fit.n_iter)
-        self.converged_ = bool(fit.converged)
         if isinstance(fit.family, NegativeBinomialFamily):
             self.total_count_ = float(fit.family.total_count)
-        stats = glm_statistics(design, y, w, off, fit, alpha=float(self.alpha))
-        self.deviance_ = stats["deviance"]
         self.pearson_chi2_ = stats["pearson_chi2"]
         self.dispersion_ = stats["dispersion"]
         self.df_resid_ = stats["df_resid"]
-        self.llf_ = stats["llf"]
-        self.aic_ = stats["aic"]
-        self.bic_ = stats["bic"]
         bse = stats["bse"]
         self.bse_ = None if bse is None else bse[design.fit_intercept:].copy()
         self.intercept_bse_ = float(bse[0]) if bse is not None and design.fit_intercept else None
-        self.null_deviance_ = null_deviance(Design(np.empty((len(y), 0)), True), y, w, off, fit.family, fit.link,
-                                            float(self.tol), int(self.max_iter))
+        return self
 
     # ------------------------------------------------------------------ prediction
     def _linear_predictor(self, X, offset=None, exposure=None):
@@ -270,15 +298,7 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
     def deviance(self, X, y, sample_weight=None, *, offset=None, exposure=None):
         """Weighted deviance ``sum_i w_i d(y_i, mu_i)`` of data under the fitted model.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight, offset, exposure : array-like of shape (n_samples,), optional
-
-        Returns
-        -------
-        float
+        %(labelled_data_to_float)s
         """
         family, link = self._family_and_link(fitted=True)
         eta = self._linear_predictor(X, offset, exposure)
@@ -301,20 +321,11 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
         As scikit-learn's GLMs: ``mu_null`` is the weighted mean of ``y`` (with an offset,
         the fitted intercept-only model with that offset). 1 is a perfect fit.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight, offset, exposure : array-like of shape (n_samples,), optional
-
-        Returns
-        -------
-        float
+        %(labelled_data_to_float)s
         """
         family, link = self._family_and_link(fitted=True)
         dev = self.deviance(X, y, sample_weight, offset=offset, exposure=exposure)
         y, w = self._check_target(y, sample_weight, len(np.asarray(_tensor_to_numpy(y)).reshape(-1)), family)
         off = check_offset(offset, exposure, y.shape[0], link)
-        null = null_deviance(Design(np.empty((len(y), 0)), True), y, w, off, family, link, float(self.tol),
-                             int(self.max_iter))
+        null = null_deviance(y, w, off, family, link, float(self.tol), int(self.max_iter))
         return 1.0 - dev / null if null > 0 else (1.0 if dev == 0 else -math.inf)

@@ -25,6 +25,7 @@ from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import MixtureDensityMixin
 from probkit.components import add_stats
 from probkit.utils._array import to_numpy
+from probkit.utils._doc_sections import doc_sections
 from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
@@ -83,6 +84,7 @@ def _check_fitted_weights(est, k):
     check_stochastic(weights, "weights_", atol=1e-6)
 
 
+@doc_sections()
 class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     """Variational Bayesian Gaussian mixture with scikit-learn's API, plus Pyro SVI and NUTS.
 
@@ -526,14 +528,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     def fit(self, X, y=None):
         """Fit the posterior (CAVI or SVI) or sample it (NUTS).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        self
+        %(unsupervised_fit)s
         """
         self.fit_predict(X, y)
         return self
@@ -768,6 +763,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         return self.weights_, member, None
 
 
+@doc_sections()
 class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
     """Variational Bayesian mixture of any conjugate exponential family, fitted by CAVI.
 
@@ -912,14 +908,7 @@ class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
     def fit(self, X, y=None):
         """Fit the variational posterior by coordinate ascent.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        self
+        %(unsupervised_fit)s
         """
         X, x, fam = self._validate(X, reset=True)
         self._check_params(X, x, fam)

@@ -45,6 +45,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Categorical, Dirichlet
 from probkit.distributions.base import SufficientStats
+from probkit.utils._doc_sections import doc_sections, parameters_returns
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.vi.conjugate import ConjugateFamily
@@ -112,6 +113,12 @@ def _blocks(n_docs, n_threads):
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
+_DOCUMENTS = ["X : {array-like, sparse matrix} of shape (n_documents, n_features)", "y : None\n    Ignored."]
+_SECTIONS = {"documents_to_float": parameters_returns(_DOCUMENTS, "float"),
+             "documents_to_self": parameters_returns(_DOCUMENTS, "self")}
+
+
+@doc_sections(_SECTIONS)
 class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimator):
     """What every LDA estimator shares: input checks, the variational E-step given the
     topics ``q(beta) = Dirichlet(components_)``, the evidence lower bound, perplexity."""
@@ -263,15 +270,7 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
     def score(self, X, y=None):
         """The evidence lower bound of ``X`` (an approximate log-likelihood; larger is better).
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_documents, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        float
+        %(documents_to_float)s
         """
         self._check_fitted_lda()
         csr, _ = self._check_X(X, reset=False, whom=f"{type(self).__name__}.score")
@@ -338,6 +337,7 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
         self.topic_word_prior_ = 1.0 / k if self.topic_word_prior is None else float(self.topic_word_prior)
 
 
+@doc_sections(_SECTIONS)
 class LatentDirichletAllocation(_BaseLDA):
     """Latent Dirichlet allocation fitted by variational Bayes: batch CAVI or online SVI.
 
@@ -546,15 +546,7 @@ class LatentDirichletAllocation(_BaseLDA):
     def partial_fit(self, X, y=None):
         """One online pass over the mini-batches of ``X`` (``total_samples`` is the corpus size).
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_documents, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self
+        %(documents_to_self)s
         """
         self._check_params()
         first = not hasattr(self, "components_")
