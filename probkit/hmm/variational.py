@@ -27,7 +27,7 @@ from probkit.utils.threads import torch_threads
 from probkit.vi._options import HMM_FORMULATIONS
 from probkit.vi.conjugate import ConjugateFamily
 
-__all__ = ["VariationalHMM"]
+__all__ = ["VariationalHMM", "gaussian_conjugate"]
 
 EMISSIONS = ("gaussian", "categorical", "poisson")
 INFERENCE_METHODS = ("vem", "svi", "nuts")
@@ -86,7 +86,7 @@ def _exact_array(value, shape, name, positive=False):
     return arr
 
 
-def _gaussian_conjugate(covariance_type, means, beta, dof, scale):
+def gaussian_conjugate(covariance_type, means, beta, dof, scale):
     """The Normal-Wishart / Normal-Gamma distribution of the Gaussian emissions from hmmlearn-named arrays.
 
     ``full``: NormalWishart with batch (K,). ``tied``: the same with the (scalar) ``dof`` and
@@ -97,6 +97,30 @@ def _gaussian_conjugate(covariance_type, means, beta, dof, scale):
     (weighted) observation and ``scale`` by the mean over the features of its squared
     deviations, as hmmlearn counts them, and ``E[tau_k] = dof_k / scale_k``; for one
     feature it is the diagonal model.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    means : array-like of shape (n_components, n_features)
+        Mean of each state's emission mean.
+    beta : array-like of shape (n_components,)
+        Precision scale of each state's mean (a pseudo-count).
+    dof : array-like of shape (n_components,), or float for ``tied``
+        Degrees of freedom of the precision.
+    scale : array-like
+        Scale of the precision: ``(K, d, d)`` full, ``(d, d)`` tied, ``(K, d)`` diag,
+        ``(K,)`` spherical.
+
+    Returns
+    -------
+    NormalWishart or NormalGamma
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prior = gaussian_conjugate("diag", np.zeros((2, 3)), np.ones(2), np.full(2, 5.0), np.ones((2, 3)))
+    >>> type(prior).__name__, tuple(prior.batch_shape)
+    ('NormalGamma', (2, 3))
     """
     means = np.asarray(means, dtype=np.float64)
     beta, dof, scale = (np.asarray(v, dtype=np.float64) for v in (beta, dof, scale))
@@ -437,7 +461,7 @@ class VariationalHMM(BaseHMM):
                 if not np.all(dof > 0):
                     raise ValueError(f"dof_prior must be positive for covariance_type='diag', got {self.dof_prior!r}")
                 scale = _positive_array(self.scale_prior, (k, d), "scale_prior", 1e-3)
-            emission = _gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
+            emission = gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
             self.means_prior_, self.beta_prior_, self.dof_prior_, self.scale_prior_ = means, beta, dof, scale
         elif kind == "categorical":
             if self.n_features is not None:
@@ -464,7 +488,7 @@ class VariationalHMM(BaseHMM):
     def _emission_posterior_from_attributes(self):
         kind = self._kind
         if kind in ("gaussian_full", "gaussian_diag"):
-            return _gaussian_conjugate(self.covariance_type, self.means_posterior_, self.beta_posterior_,
+            return gaussian_conjugate(self.covariance_type, self.means_posterior_, self.beta_posterior_,
                                        self.dof_posterior_, self.scale_posterior_)
         if kind in ("gaussian_tied", "gaussian_spherical"):
             means = np.asarray(self.means_posterior_, dtype=np.float64)
@@ -483,7 +507,7 @@ class VariationalHMM(BaseHMM):
             else:
                 dof = _exact_array(self.dof_posterior_, (k,), "dof_posterior_", positive=True)
                 scale = _exact_array(self.scale_posterior_, (k,), "scale_posterior_", positive=True)
-            return _gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
+            return gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
         if kind == "categorical":
             return Dirichlet(concentration=np.asarray(self.emissionprob_posterior_, dtype=np.float64)[:, None, :])
         return Gamma(concentration=self.lambdas_posterior_[0], rate=self.lambdas_posterior_[1])
