@@ -16,6 +16,7 @@ from probkit.distributions.mvn import n_covariance_parameters
 from probkit.distributions.wishart import wishart_bartlett
 from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.hmm._base import BaseHMM
+from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences
 from probkit.utils._array import to_numpy
@@ -211,6 +212,7 @@ class _SharedPrecisionFamily:
         return unshared - repeats * self.shared_precision_kl(post, prior)
 
 
+@HMM_DOCS.fill
 class VariationalHMM(BaseHMM):
     """Bayesian hidden Markov model: Dirichlet priors on the start and transition rows,
     conjugate priors on the emissions, fitted by variational Bayes.
@@ -232,8 +234,7 @@ class VariationalHMM(BaseHMM):
 
     Parameters
     ----------
-    n_components : int, default=1
-        Number of states.
+    %(n_components)s
     emission : {"gaussian", "categorical", "poisson"}, default="gaussian"
     covariance_type : {"full", "diag", "tied", "spherical"}, default="full"
         Gaussian emissions: ``full`` has Normal-Wishart priors (hmmlearn's model);
@@ -259,17 +260,16 @@ class VariationalHMM(BaseHMM):
         Categorical: number of symbols (inferred from the data).
     lambdas_prior, lambdas_weight : float or array-like, optional
         Poisson: shape and rate of the Gamma prior of each rate (1 and ``1 / mean(X)``).
-    algorithm, random_state, n_iter, tol, n_init, verbose, implementation
-        As in :class:`~probkit.GaussianHMM` (``n_iter=100``, ``tol=1e-6`` as hmmlearn's
-        variational models). ``tol`` applies to the total lower bound; ``n_iter``, ``tol`` and
-        ``n_init`` are VB-EM's (SVI has ``num_steps`` and ``svi_tol``).
+    %(em_options)s
     params, init_params : str, default="ste"
         Posteriors updated / initialised: ``s`` start, ``t`` transitions, ``e`` emissions.
         Posteriors not initialised are read from the fitted attributes (e.g. set by hand).
     num_steps, learning_rate, batch_size, num_particles, svi_tol
         SVI: maximum steps, ClippedAdam learning rate (decayed tenfold over ``num_steps``),
         sequences per step (all by default), guide samples per step, and the relative
-        change of the mean ELBO over windows of 100 steps that stops the fit.
+        change of the mean ELBO over windows of 100 steps that stops the fit. (``n_iter``,
+        ``tol`` and ``n_init`` are VB-EM's, whose objective is the total lower bound; the
+        defaults ``n_iter=100``, ``tol=1e-6`` are hmmlearn's variational models'.)
     hmm_formulation : {"discrete_hmm", "markov", "probkit"}, default="discrete_hmm"
         SVI: how Pyro sums out the state paths (see :class:`probkit.vi.models.HMMSVI`);
         ``discrete_hmm`` was the fastest in ``benchmarks/bench_vi.py``.
@@ -277,8 +277,7 @@ class VariationalHMM(BaseHMM):
         NUTS draws kept and adaptation steps.
     n_predictive_samples : int, default=100
         Posterior draws averaged by :meth:`score`.
-    device, dtype
-        Compute device and precision of VB-EM (CPU float64 by default).
+    %(compute_options)s
 
     Attributes
     ----------
@@ -307,11 +306,10 @@ class VariationalHMM(BaseHMM):
         The lower bound after each VB-EM iteration, or the ELBO estimate of each SVI step.
     lower_bound_ : float
         Final lower bound (VB-EM), or mean ELBO over the last 50 SVI steps.
-    monitor_ : ConvergenceMonitor
-        VB-EM only.
     posterior_samples_ : dict of ndarray
         NUTS only: ``startprob`` (S, K), ``transmat`` (S, K, K) and the emission parameters.
-    n_features_in_ : int
+    %(fit_attrs)s
+        ``monitor_``, ``n_iter_`` and ``converged_`` are VB-EM's.
 
     Examples
     --------
@@ -756,12 +754,7 @@ class VariationalHMM(BaseHMM):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Sequences stacked along the first axis.
-        y : None
-            Unused; passing sequence lengths here is an error (use ``lengths=``).
-        lengths : array-like of int, optional
-            Lengths of the sequences in ``X``.
+        %(sequences)s
 
         Returns
         -------
@@ -970,10 +963,7 @@ class VariationalHMM(BaseHMM):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.
-        lengths : array-like of int, optional
+        %(sequences)s
 
         Returns
         -------
