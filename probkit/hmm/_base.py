@@ -22,6 +22,7 @@ from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_
 from probkit.distributions.dirichlet import dirichlet_map_rows
 from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
+from probkit.hmm._docs import HMM_DOCS
 from probkit.inference import sample_markov_chain
 from probkit.inference._lazy_numba import numba_backend
 from probkit.inference.concatenated import ForwardBackwardResult, _forward_backward, _forward_filter, _viterbi
@@ -38,7 +39,7 @@ from probkit.utils.validation import (
 )
 from probkit.utils._warnings import warn_user
 
-__all__ = ["BaseHMM", "HMMData", "EmptyStateWarning"]
+__all__ = ["BaseHMM", "HMMData", "EmptyStateWarning", "SequenceEMMixin"]
 
 DECODER_ALGORITHMS = ("viterbi", "map")
 IMPLEMENTATIONS = ("log", "scaling")
@@ -96,38 +97,77 @@ def _warn_empty_rows(name, n_empty):
         )
 
 
-class BaseHMM(ProbkitEstimator):
+class SequenceEMMixin:
+    """What the sequence models fitted by :func:`~probkit.em.engine.fit_sequence_em` share.
+
+    The engine's snapshot hooks over the fitted attributes (``n_init`` keeps the best
+    run), the ``init_params`` rule, the check of fitted or hand-set parameters, and the
+    information criteria from ``score`` and the subclass's ``_n_parameters()`` (free
+    parameters by letter).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from probkit import PoissonHMM
+    >>> X = np.random.RandomState(0).poisson(3.0, size=(200, 1))
+    >>> model = PoissonHMM(2, random_state=0).fit(X)
+    >>> isinstance(model, SequenceEMMixin)
+    True
+    >>> n_free = sum(model._n_parameters().values())      # 1 start + 2 transition + 2 rates
+    >>> bool(np.isclose(model.bic(X) - model.aic(X), n_free * (np.log(200) - 2)))
+    True
+    """
+
+    def _needs_init(self, code, name):
+        """Whether EM initialises the parameter ``name`` (letter ``code``): named in ``init_params``, or unset."""
+        return code in self.init_params or not hasattr(self, name)
+
+    def _check_fitted_or_set(self):
+        self._check_options()
+        self._check()
+
+    def _em_get_state(self):
+        return {k: v for k, v in vars(self).items()
+                if k.endswith("_") and not k.startswith("__") and k != "monitor_"}
+
+    def _em_set_state(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    @keyword_lengths
+    def aic(self, X, *, lengths=None):
+        """Akaike information criterion: ``-2 log L + 2 n_free_parameters`` (lower is better)."""
+        return -2 * self.score(X, lengths=lengths) + 2 * sum(self._n_parameters().values())
+
+    @keyword_lengths
+    def bic(self, X, *, lengths=None):
+        """Bayesian information criterion: ``-2 log L + n_free_parameters log(n_samples)`` (lower is better)."""
+        n = check_sequences(X, lengths).n_samples
+        return -2 * self.score(X, lengths=lengths) + sum(self._n_parameters().values()) * np.log(n)
+
+
+@HMM_DOCS.fill
+class BaseHMM(SequenceEMMixin, ProbkitEstimator):
     """Hidden Markov model base class: Baum-Welch EM, decoding, scoring and sampling.
 
     The parameters shared by every HMM keep hmmlearn's names and order.
 
     Parameters
     ----------
-    n_components : int
+    n_components : int, default=1
         Number of hidden states.
-    startprob_prior, transmat_prior : float or array-like
-        Dirichlet concentrations of the MAP estimates of ``startprob_`` and each row of
-        ``transmat_`` (1.0 = maximum likelihood).
-    algorithm : {"viterbi", "map"}
-        Default decoder of :meth:`decode` / :meth:`predict`.
-    random_state : int, RandomState or None
-    n_iter : int
-        Maximum number of EM iterations.
-    tol : float
-        Convergence threshold on the gain of the *total* log-likelihood of the training
-        data (as in hmmlearn, not per sample).
-    n_init : int
-        Number of initialisations (parameters named in ``init_params`` are drawn anew
-        each time); the run with the highest log-likelihood is kept. Not in hmmlearn.
-    verbose : bool
-    params, init_params : str
+    %(hmm_options)s
+    params, init_params : str, default=string.ascii_letters
         Letters of the parameters updated by EM / initialised before it (``s`` start,
         ``t`` transitions, and emission letters of the subclass).
-    implementation : {"scaling", "log"}, default="scaling"
-        Forward-backward numerics; both give the same results. ``scaling`` (normalised
-        linear-space messages, recomputed in log space for any sequence where they could
-        underflow) is about ten times faster, so it is the default here; hmmlearn
-        defaults to ``log`` for backward compatibility.
+    missing : {"error", "marginalize"}, default="error"
+        ``"marginalize"``, where the subclass's emission evaluates each feature on its
+        own: NaN features drop out of a step's likelihood and of the statistics.
+
+    Attributes
+    ----------
+    %(chain_attrs)s
+    %(fit_attrs)s
 
     Notes
     -----
@@ -272,10 +312,6 @@ class BaseHMM(ProbkitEstimator):
         check_probabilities(self.transmat_, (k, k), "transmat_")
         self._check_emission()
 
-    def _check_fitted_or_set(self):
-        self._check_options()
-        self._check()
-
     def _io_check_state(self):
         """Check parameters restored by :func:`probkit.load` as hand-set ones are checked (once any is set)."""
         if hasattr(self, "startprob_") or hasattr(self, "transmat_"):
@@ -327,11 +363,6 @@ class BaseHMM(ProbkitEstimator):
         return res.log_likelihood, res.filtered
 
     # ------------------------------------------------------------------ EM hooks
-    def _needs_init(self, code, name):
-        if code in self.init_params:
-            return True
-        return not hasattr(self, name)
-
     def _em_initialize(self, data, random_state):
         k = self.n_components
         if self._needs_init("s", "startprob_"):
@@ -382,14 +413,6 @@ class BaseHMM(ProbkitEstimator):
             _warn_empty_rows("transmat_", n_empty)
         self._mstep_emission(stats["emission"], stats["post_sum"])
 
-    def _em_get_state(self):
-        return {k: v for k, v in vars(self).items()
-                if k.endswith("_") and not k.startswith("__") and k != "monitor_"}
-
-    def _em_set_state(self, state):
-        for k, v in state.items():
-            setattr(self, k, v)
-
     # ------------------------------------------------------------------ public API
     @limit_torch_threads
     def fit(self, X, y=None, *, lengths=None, state_labels=None):
@@ -397,13 +420,7 @@ class BaseHMM(ProbkitEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Sequences stacked along the first axis.
-        y : None
-            Unused (kept so scikit-learn tooling works). Passing sequence lengths here is an
-            error: use ``lengths=``.
-        lengths : array-like of int, optional
-            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        %(sequences)s
         state_labels : array-like of int of shape (n_samples,), optional
             Partial supervision: the known state of each step, or -1 where unknown.
             Labelled steps are constrained to their state in every E-step.
@@ -444,12 +461,7 @@ class BaseHMM(ProbkitEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The sequences of the mini-batch, stacked along the first axis.
-        y : None
-            Unused (scikit-learn's slot); sequence lengths passed here are an error.
-        lengths : array-like of int, optional
-            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        %(sequences)s
         learning_offset : float, default=2.0
             ``>= 0``; larger values make the first steps smaller.
         learning_decay : float, default=0.7
@@ -558,12 +570,7 @@ class BaseHMM(ProbkitEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Sequences stacked along the first axis.
-        y : None
-            Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.
-        lengths : array-like of int, optional
-            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        %(sequences)s
 
         Returns
         -------
@@ -675,11 +682,7 @@ class BaseHMM(ProbkitEstimator):
 
         Parameters
         ----------
-        n_samples : int, default=1
-        random_state : None, int or RandomState
-            Defaults to the estimator's ``random_state`` (as hmmlearn).
-        currstate : int, optional
-            Start from this state instead of drawing it from ``startprob_``.
+        %(sample_options)s
 
         Returns
         -------
@@ -725,14 +728,3 @@ class BaseHMM(ProbkitEstimator):
         counts = {"s": k - 1, "t": k * (k - 1)}
         counts.update(self._emission_n_parameters())
         return counts
-
-    @keyword_lengths
-    def aic(self, X, *, lengths=None):
-        """Akaike information criterion: ``-2 log L + 2 n_free_parameters`` (lower is better)."""
-        return -2 * self.score(X, lengths=lengths) + 2 * sum(self._n_parameters().values())
-
-    @keyword_lengths
-    def bic(self, X, *, lengths=None):
-        """Bayesian information criterion: ``-2 log L + n_free_parameters log(n_samples)`` (lower is better)."""
-        n = X.shape[0] if hasattr(X, "shape") else len(X)
-        return -2 * self.score(X, lengths=lengths) + sum(self._n_parameters().values()) * np.log(n)

@@ -22,6 +22,7 @@ from scipy import linalg
 from probkit.base import StrOptions, non_negative_real, positive_int
 from probkit.distributions.base import LOG_2PI
 from probkit.hmm._base import BaseHMM, EmptyStateWarning, HMMData
+from probkit.hmm._docs import HMM_DOCS
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 
@@ -118,6 +119,7 @@ class _RegressionEmission:
         return {"count": post.sum(0), "moments": moments}
 
 
+@HMM_DOCS.fill
 class ARHMM(BaseHMM):
     r"""Autoregressive hidden Markov model: a switching linear Gaussian autoregression.
 
@@ -133,32 +135,27 @@ class ARHMM(BaseHMM):
 
     Parameters
     ----------
-    n_components : int, default=1
-        Number of states (regimes).
+    %(n_components)s
     order : int, default=1
         Number of lags ``p``.
     covariance_type : {"full", "diag"}, default="full"
         Noise covariance of each state.
     reg_covar : float, default=1e-6
         Added to the diagonal of every fitted noise covariance.
-    startprob_prior, transmat_prior : float or array-like, default=1.0
-        Dirichlet concentrations (MAP estimates; 1.0 = maximum likelihood).
-    algorithm, random_state, n_iter, tol, n_init, verbose, implementation, device, dtype
-        See :class:`probkit.hmm.BaseHMM`.
+    %(hmm_options)s
     params, init_params : str, default="stac"
         ``s`` start, ``t`` transitions, ``a`` autoregression coefficients and intercepts,
         ``c`` noise covariances.
 
     Attributes
     ----------
-    startprob_ : ndarray of shape (n_components,)
-    transmat_ : ndarray of shape (n_components, n_components)
+    %(chain_attrs)s
     coefs_ : ndarray of shape (n_components, order, n_features, n_features)
         ``coefs_[k, j - 1]`` is :math:`A_{kj}`, the matrix applied to :math:`y_{t-j}`.
     intercepts_ : ndarray of shape (n_components, n_features)
     covars_ : ndarray
         ``(n_components, n_features, n_features)`` (full) or ``(n_components, n_features)`` (diag).
-    monitor_, n_iter_, converged_, n_features_in_
+    %(fit_attrs)s
 
     Examples
     --------

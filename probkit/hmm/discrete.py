@@ -8,6 +8,7 @@ import numpy as np
 
 from probkit.base import Interval
 from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
+from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import CountEmission
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
@@ -68,6 +69,7 @@ class _EmissionProbHMM(BaseHMM):
         return tags
 
 
+@HMM_DOCS.fill
 class CategoricalHMM(_EmissionProbHMM):
     """HMM with categorical emissions: each step emits symbols, integers from 0 to ``n_features - 1``.
 
@@ -77,25 +79,26 @@ class CategoricalHMM(_EmissionProbHMM):
 
     Parameters
     ----------
-    n_components : int, default=1
-    startprob_prior, transmat_prior : float or array-like, default=1.0
+    %(n_components)s
     emissionprob_prior : float or array-like, default=1.0
         Dirichlet concentration of each row of ``emissionprob_`` (1.0 = maximum likelihood).
     n_features : int, optional
         Number of possible symbols; inferred from the data (largest symbol + 1) when omitted.
-    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation, device, dtype
-        See :class:`GaussianHMM`; the emission letter is ``e``.
+    %(hmm_options)s
+    params, init_params : str, default="ste"
+        Parameters updated by EM / initialised before it: ``s`` start, ``t`` transitions,
+        ``e`` emission probabilities.
 
     Attributes
     ----------
-    startprob_, transmat_, monitor_, n_features_in_
-        As in :class:`GaussianHMM` (``n_features_in_`` is 1).
+    %(chain_attrs)s
     emissionprob_ : ndarray of shape (n_components, n_symbols), or (n_components, n_columns, n_symbols)
         One table per state (hmmlearn's shape) for one column of symbols; one per state and
         column for several columns.
     n_symbols_ : int
         Alphabet size used by the model (hmmlearn stores this in ``n_features``; probkit
         leaves constructor parameters untouched, as scikit-learn requires).
+    %(fit_attrs)s
 
     Examples
     --------
@@ -163,23 +166,28 @@ class CategoricalHMM(_EmissionProbHMM):
         return (cdf > u[..., None]).argmax(-1)
 
 
+@HMM_DOCS.fill
 class MultinomialHMM(_EmissionProbHMM):
     """HMM with multinomial emissions: each step is a vector of counts over ``n_features`` categories.
 
     Parameters
     ----------
-    n_components : int, default=1
+    %(n_components)s
     n_trials : int or array-like of int, optional
         Total count of each step; inferred from the rows when omitted.
-    startprob_prior, transmat_prior : float or array-like, default=1.0
     emissionprob_prior : float or array-like, default=1.0
         Dirichlet concentration of each row of ``emissionprob_``.
-    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation, device, dtype
-        See :class:`GaussianHMM`; the emission letter is ``e``.
+    %(hmm_options)s
+    params, init_params : str, default="ste"
+        Parameters updated by EM / initialised before it: ``s`` start, ``t`` transitions,
+        ``e`` emission probabilities.
 
     Attributes
     ----------
+    %(chain_attrs)s
     emissionprob_ : ndarray of shape (n_components, n_features)
+        Probability of each category in each state.
+    %(fit_attrs)s
 
     Examples
     --------
@@ -233,26 +241,31 @@ class MultinomialHMM(_EmissionProbHMM):
         return np.stack([rng.multinomial(int(n), e[s]) for n, s in zip(trials, states)])
 
 
+@HMM_DOCS.fill
 class PoissonHMM(BaseHMM):
     """HMM with Poisson emissions: each feature is an independent count with a rate per state.
 
     Parameters
     ----------
-    n_components : int, default=1
-    startprob_prior, transmat_prior : float or array-like, default=1.0
+    %(n_components)s
     lambdas_prior, lambdas_weight : float or array-like, default=0.0
         Gamma prior (shape ``lambdas_prior``, rate ``lambdas_weight``) on the rates; the
         M-step returns the posterior mean ``(prior + sum_t g_t x_t) / (weight + sum_t g_t)``
         of each state (0, 0 = maximum likelihood). hmmlearn 0.3.3 uses the total count of
         all states in this formula; probkit uses each state's own.
+    %(hmm_options)s
+    params, init_params : str, default="stl"
+        Parameters updated by EM / initialised before it: ``s`` start, ``t`` transitions,
+        ``l`` rates.
     missing : {"error", "marginalize"}, default="error"
         ``"marginalize"`` lets NaN counts drop out of the likelihood and statistics.
-    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation, device, dtype
-        See :class:`GaussianHMM`; the emission letter is ``l``.
 
     Attributes
     ----------
+    %(chain_attrs)s
     lambdas_ : ndarray of shape (n_components, n_features)
+        Rate of each feature in each state.
+    %(fit_attrs)s
 
     Examples
     --------

@@ -11,6 +11,7 @@ from probkit.distributions.base import LOG_2PI
 from probkit.base import StrOptions, non_negative_real
 from probkit.distributions.mvn import COVARIANCE_TYPES, covariance_shape, full_covariances, n_covariance_parameters
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import GaussianEmission
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
@@ -18,18 +19,16 @@ from probkit.utils._warnings import warn_user
 __all__ = ["GaussianHMM"]
 
 
+@HMM_DOCS.fill
 class GaussianHMM(BaseHMM):
     """Hidden Markov model with Gaussian emissions (hmmlearn's ``GaussianHMM``).
 
     Parameters
     ----------
-    n_components : int, default=1
-        Number of states.
+    %(n_components)s
     covariance_type : {"spherical", "diag", "full", "tied"}, default="diag"
     min_covar : float, default=1e-3
         Added to the diagonal of the data covariance used to initialise ``covars_``.
-    startprob_prior, transmat_prior : float or array-like, default=1.0
-        Dirichlet concentrations (MAP estimates; 1.0 = maximum likelihood).
     means_prior, means_weight : float or array-like, default=0
         Normal prior on the means: mean ``means_prior``, weight (pseudo-count) ``means_weight``.
     covars_prior, covars_weight : float or array-like, default=1e-2, 1
@@ -38,27 +37,24 @@ class GaussianHMM(BaseHMM):
         variance's numerator, which keeps covariances positive definite. For full/tied
         covariances a scalar means that multiple of the identity (hmmlearn 0.3.3 adds it
         to every matrix entry; pass a ``(d, d)`` array for that).
-    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation
-        See :class:`probkit.hmm.BaseHMM`; emission letters are ``m`` (means) and ``c`` (covariances).
+    %(hmm_options)s
+    params, init_params : str, default="stmc"
+        Parameters updated by EM / initialised before it: ``s`` start, ``t`` transitions,
+        ``m`` means, ``c`` covariances.
     missing : {"error", "marginalize"}, default="error"
         ``"marginalize"`` (diag and spherical only): NaN features drop out of a step's
         likelihood and of the statistics of that feature.
-    device, dtype
-        Compute device and precision (CPU float64 by default).
 
     Attributes
     ----------
-    startprob_ : ndarray of shape (n_components,)
-    transmat_ : ndarray of shape (n_components, n_components)
+    %(chain_attrs)s
     means_ : ndarray of shape (n_components, n_features)
     covars_ : ndarray
         Compact shape by ``covariance_type`` -- spherical ``(K,)``, diag ``(K, d)``,
         full ``(K, d, d)``, tied ``(d, d)`` -- for reading and for setting alike.
         (hmmlearn 0.3.3 accepts compact shapes when setting but returns full matrices
         when reading; probkit returns what was set. :attr:`full_covars_` gives full matrices.)
-    monitor_ : ConvergenceMonitor
-        ``history`` holds the total log-likelihood of every iteration.
-    n_features_in_ : int
+    %(fit_attrs)s
 
     Examples
     --------

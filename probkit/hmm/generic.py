@@ -11,6 +11,7 @@ from probkit.distributions.registry import matrix_rows, resolve_family
 from probkit.base import StrOptions
 from probkit.em.init import INIT_METHODS, INIT_SMOOTHING, initial_responsibilities
 from probkit.hmm._base import BaseHMM
+from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import ComponentEmission, with_nan
 from probkit.components import BatchedComponents, FeatureProductComponents, map_dist
 from probkit.utils.random import torch_generator
@@ -18,6 +19,7 @@ from probkit.utils.random import torch_generator
 __all__ = ["HMM"]
 
 
+@HMM_DOCS.fill
 class HMM(BaseHMM):
     """Hidden Markov model with emissions from any probkit family.
 
@@ -31,26 +33,27 @@ class HMM(BaseHMM):
     ----------
     emission : str, ExponentialFamily class or instance
         E.g. ``Gamma``, ``"poisson"``, ``MultivariateNormal(covariance_type="full", reg_covar=1e-6)``.
-    n_components : int, default=1
-    startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol, verbose, implementation, device, dtype
-        See :class:`GaussianHMM`.
-    params, init_params : str, default="ste"
-        ``s`` start, ``t`` transitions, ``e`` emission parameters.
+    %(n_components)s
     init : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         Initial assignment of rows to states from which the emissions are first fitted
         (blended with uniform weight as in :class:`MixtureModel`).
+    %(hmm_options)s
+    params, init_params : str, default="ste"
+        ``s`` start, ``t`` transitions, ``e`` emission parameters.
     missing : {"error", "marginalize"}, default="error"
         ``"marginalize"`` (scalar families over several columns, and ``Independent``
         products of families): NaN values drop out of the likelihood and the statistics.
 
     Attributes
     ----------
+    %(chain_attrs)s
     emission_ : distribution
         The fitted emission distributions, batch shape ``(n_components,)``, or
         ``(n_components, n_features)`` for a product over columns.
     emission_params_ : dict of ndarray
         ``emission_``'s parameters as numpy arrays (set this dict, or ``emission_``, to
         specify a model by hand).
+    %(fit_attrs)s
 
     Examples
     --------

@@ -10,6 +10,7 @@ import torch
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
 from probkit.base import StrOptions, non_negative_real, positive_int
 from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import GMMEmission
 from probkit.distributions.mvn import full_covariances
 from probkit.utils._array import to_numpy
@@ -18,20 +19,19 @@ from probkit.utils._warnings import warn_user
 __all__ = ["GMMHMM"]
 
 
+@HMM_DOCS.fill
 class GMMHMM(BaseHMM):
     """HMM whose states emit from Gaussian mixtures of ``n_mix`` components (hmmlearn's ``GMMHMM``).
 
     Parameters
     ----------
-    n_components : int, default=1
-        Number of states.
+    %(n_components)s
     n_mix : int, default=1
         Mixture components per state.
     min_covar : float, default=1e-3
         Added to the diagonal of the data covariance used to initialise ``covars_`` and
         to every re-estimated covariance (keeps a component fitted to few points
         positive definite; hmmlearn uses it at initialisation only).
-    startprob_prior, transmat_prior : float or array-like, default=1.0
     weights_prior : float or array-like, default=1.0
         Dirichlet concentration of each state's mixture weights.
     means_prior, means_weight : float or array-like, default=0.0
@@ -41,8 +41,10 @@ class GMMHMM(BaseHMM):
         diag/spherical), hmmlearn's parametrisation; the defaults give maximum likelihood.
     covariance_type : {"diag", "spherical", "full", "tied"}, default="diag"
         ``tied``: one full covariance per state, shared by its mixture components.
-    algorithm, random_state, n_iter, tol, verbose, params, init_params, implementation, device, dtype
-        See :class:`GaussianHMM`; emission letters are ``w`` (weights), ``m``, ``c``.
+    %(hmm_options)s
+    params, init_params : str, default="stmcw"
+        Parameters updated by EM / initialised before it: ``s`` start, ``t`` transitions,
+        ``w`` mixture weights, ``m`` means, ``c`` covariances.
 
     Notes
     -----
@@ -54,10 +56,12 @@ class GMMHMM(BaseHMM):
 
     Attributes
     ----------
+    %(chain_attrs)s
     weights_ : ndarray of shape (n_components, n_mix)
     means_ : ndarray of shape (n_components, n_mix, n_features)
     covars_ : ndarray
         full ``(K, M, d, d)``, diag ``(K, M, d)``, spherical ``(K, M)``, tied ``(K, d, d)``.
+    %(fit_attrs)s
 
     Examples
     --------

@@ -42,6 +42,7 @@ from probkit.glm._fit import GLMLoss
 from probkit.glm._links import LogLink
 from probkit.glm._solver import penalized_newton
 from probkit.hmm._base import DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, _log_probs, _warn_empty_rows
+from probkit.hmm._docs import HMM_DOCS
 from probkit.inference.time_varying import forward_backward_time_varying, viterbi_time_varying
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
@@ -135,6 +136,7 @@ def _poisson_regression(design, y, weights, coef, alpha, max_iter):
     return result.theta
 
 
+@HMM_DOCS.fill
 class InputDrivenHMM(BaseHMM):
     r"""Input-driven hidden Markov model (GLM-HMM): covariates drive the transitions and the emissions.
 
@@ -161,8 +163,7 @@ class InputDrivenHMM(BaseHMM):
 
     Parameters
     ----------
-    n_components : int, default=2
-        Number of hidden states.
+    %(n_components)s
     transition_model : {"input", "fixed"}, default="input"
     emission : {"gaussian", "bernoulli", "categorical", "poisson"}, default="gaussian"
     emission_inputs : bool, default=True
@@ -179,15 +180,13 @@ class InputDrivenHMM(BaseHMM):
         Dirichlet concentrations of ``startprob_`` and (fixed transitions) ``transmat_``.
     max_newton_iter : int, default=20
         Newton steps per M-step for each logistic, softmax or Poisson regression.
-    algorithm, random_state, n_iter, tol, n_init, verbose
-        See :class:`probkit.hmm.BaseHMM` (``tol`` on the gain of the total penalised log-likelihood).
+    %(em_options)s
     params, init_params : str, default="stec"
         ``s`` start, ``t`` transitions, ``e`` emission weights and intercepts, ``c`` Gaussian variances.
 
     Attributes
     ----------
-    startprob_ : ndarray of shape (n_components,)
-    transmat_ : ndarray of shape (n_components, n_components)
+    %(chain_attrs)s
         ``transition_model="fixed"`` only.
     transition_weights_ : ndarray of shape (n_components, n_components, n_inputs)
         ``transition_weights_[i, j]`` is :math:`W_{ij}` (``"input"`` only).
@@ -203,7 +202,7 @@ class InputDrivenHMM(BaseHMM):
         intercept-only and the model is an ordinary HMM).
     n_categories_ : int
         Categorical emission only.
-    monitor_, n_iter_, converged_, n_features_in_
+    %(fit_attrs)s
 
     Examples
     --------
@@ -582,15 +581,12 @@ class InputDrivenHMM(BaseHMM):
     def fit(self, X, y=None, *, lengths=None, inputs=None):
         """Estimate the parameters by EM on the penalised log-likelihood.
 
+        ``X`` holds 0/1 values for Bernoulli emissions, counts for Poisson, and one column
+        of symbols for categorical emissions.
+
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Sequences stacked along the first axis (0/1 for Bernoulli, counts for Poisson,
-            one column of symbols for categorical emissions).
-        y : None
-            Unused (scikit-learn's slot).
-        lengths : array-like of int, optional
-            Lengths of the sequences in ``X``, summing to ``n_samples``.
+        %(sequences)s
         inputs : array-like of shape (n_samples, n_inputs), optional
             Covariates :math:`u_t`, one row per row of ``X``. ``None``: no covariates (every
             regression is intercept-only); every later call then needs inputs with the same columns.
@@ -677,11 +673,7 @@ class InputDrivenHMM(BaseHMM):
 
         Parameters
         ----------
-        n_samples : int, default=1
-        random_state : None, int or RandomState
-            Defaults to the estimator's ``random_state``.
-        currstate : int, optional
-            Start from this state instead of drawing it from ``startprob_``.
+        %(sample_options)s
         inputs : array-like of shape (n_samples, n_inputs)
             Required when the model has inputs.
 

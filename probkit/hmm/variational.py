@@ -16,6 +16,7 @@ from probkit.distributions.mvn import n_covariance_parameters
 from probkit.distributions.wishart import wishart_bartlett
 from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.hmm._base import BaseHMM
+from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences
 from probkit.utils._array import to_numpy
@@ -27,7 +28,7 @@ from probkit.utils.threads import torch_threads
 from probkit.vi._options import HMM_FORMULATIONS
 from probkit.vi.conjugate import ConjugateFamily
 
-__all__ = ["VariationalHMM"]
+__all__ = ["VariationalHMM", "gaussian_conjugate"]
 
 EMISSIONS = ("gaussian", "categorical", "poisson")
 INFERENCE_METHODS = ("vem", "svi", "nuts")
@@ -86,7 +87,7 @@ def _exact_array(value, shape, name, positive=False):
     return arr
 
 
-def _gaussian_conjugate(covariance_type, means, beta, dof, scale):
+def gaussian_conjugate(covariance_type, means, beta, dof, scale):
     """The Normal-Wishart / Normal-Gamma distribution of the Gaussian emissions from hmmlearn-named arrays.
 
     ``full``: NormalWishart with batch (K,). ``tied``: the same with the (scalar) ``dof`` and
@@ -97,6 +98,30 @@ def _gaussian_conjugate(covariance_type, means, beta, dof, scale):
     (weighted) observation and ``scale`` by the mean over the features of its squared
     deviations, as hmmlearn counts them, and ``E[tau_k] = dof_k / scale_k``; for one
     feature it is the diagonal model.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    means : array-like of shape (n_components, n_features)
+        Mean of each state's emission mean.
+    beta : array-like of shape (n_components,)
+        Precision scale of each state's mean (a pseudo-count).
+    dof : array-like of shape (n_components,), or float for ``tied``
+        Degrees of freedom of the precision.
+    scale : array-like
+        Scale of the precision: ``(K, d, d)`` full, ``(d, d)`` tied, ``(K, d)`` diag,
+        ``(K,)`` spherical.
+
+    Returns
+    -------
+    NormalWishart or NormalGamma
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prior = gaussian_conjugate("diag", np.zeros((2, 3)), np.ones(2), np.full(2, 5.0), np.ones((2, 3)))
+    >>> type(prior).__name__, tuple(prior.batch_shape)
+    ('NormalGamma', (2, 3))
     """
     means = np.asarray(means, dtype=np.float64)
     beta, dof, scale = (np.asarray(v, dtype=np.float64) for v in (beta, dof, scale))
@@ -187,6 +212,7 @@ class _SharedPrecisionFamily:
         return unshared - repeats * self.shared_precision_kl(post, prior)
 
 
+@HMM_DOCS.fill
 class VariationalHMM(BaseHMM):
     """Bayesian hidden Markov model: Dirichlet priors on the start and transition rows,
     conjugate priors on the emissions, fitted by variational Bayes.
@@ -208,8 +234,7 @@ class VariationalHMM(BaseHMM):
 
     Parameters
     ----------
-    n_components : int, default=1
-        Number of states.
+    %(n_components)s
     emission : {"gaussian", "categorical", "poisson"}, default="gaussian"
     covariance_type : {"full", "diag", "tied", "spherical"}, default="full"
         Gaussian emissions: ``full`` has Normal-Wishart priors (hmmlearn's model);
@@ -235,17 +260,16 @@ class VariationalHMM(BaseHMM):
         Categorical: number of symbols (inferred from the data).
     lambdas_prior, lambdas_weight : float or array-like, optional
         Poisson: shape and rate of the Gamma prior of each rate (1 and ``1 / mean(X)``).
-    algorithm, random_state, n_iter, tol, n_init, verbose, implementation
-        As in :class:`~probkit.GaussianHMM` (``n_iter=100``, ``tol=1e-6`` as hmmlearn's
-        variational models). ``tol`` applies to the total lower bound; ``n_iter``, ``tol`` and
-        ``n_init`` are VB-EM's (SVI has ``num_steps`` and ``svi_tol``).
+    %(em_options)s
     params, init_params : str, default="ste"
         Posteriors updated / initialised: ``s`` start, ``t`` transitions, ``e`` emissions.
         Posteriors not initialised are read from the fitted attributes (e.g. set by hand).
     num_steps, learning_rate, batch_size, num_particles, svi_tol
         SVI: maximum steps, ClippedAdam learning rate (decayed tenfold over ``num_steps``),
         sequences per step (all by default), guide samples per step, and the relative
-        change of the mean ELBO over windows of 100 steps that stops the fit.
+        change of the mean ELBO over windows of 100 steps that stops the fit. (``n_iter``,
+        ``tol`` and ``n_init`` are VB-EM's, whose objective is the total lower bound; the
+        defaults ``n_iter=100``, ``tol=1e-6`` are hmmlearn's variational models'.)
     hmm_formulation : {"discrete_hmm", "markov", "probkit"}, default="discrete_hmm"
         SVI: how Pyro sums out the state paths (see :class:`probkit.vi.models.HMMSVI`);
         ``discrete_hmm`` was the fastest in ``benchmarks/bench_vi.py``.
@@ -253,8 +277,7 @@ class VariationalHMM(BaseHMM):
         NUTS draws kept and adaptation steps.
     n_predictive_samples : int, default=100
         Posterior draws averaged by :meth:`score`.
-    device, dtype
-        Compute device and precision of VB-EM (CPU float64 by default).
+    %(compute_options)s
 
     Attributes
     ----------
@@ -283,11 +306,10 @@ class VariationalHMM(BaseHMM):
         The lower bound after each VB-EM iteration, or the ELBO estimate of each SVI step.
     lower_bound_ : float
         Final lower bound (VB-EM), or mean ELBO over the last 50 SVI steps.
-    monitor_ : ConvergenceMonitor
-        VB-EM only.
     posterior_samples_ : dict of ndarray
         NUTS only: ``startprob`` (S, K), ``transmat`` (S, K, K) and the emission parameters.
-    n_features_in_ : int
+    %(fit_attrs)s
+        ``monitor_``, ``n_iter_`` and ``converged_`` are VB-EM's.
 
     Examples
     --------
@@ -437,7 +459,7 @@ class VariationalHMM(BaseHMM):
                 if not np.all(dof > 0):
                     raise ValueError(f"dof_prior must be positive for covariance_type='diag', got {self.dof_prior!r}")
                 scale = _positive_array(self.scale_prior, (k, d), "scale_prior", 1e-3)
-            emission = _gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
+            emission = gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
             self.means_prior_, self.beta_prior_, self.dof_prior_, self.scale_prior_ = means, beta, dof, scale
         elif kind == "categorical":
             if self.n_features is not None:
@@ -464,7 +486,7 @@ class VariationalHMM(BaseHMM):
     def _emission_posterior_from_attributes(self):
         kind = self._kind
         if kind in ("gaussian_full", "gaussian_diag"):
-            return _gaussian_conjugate(self.covariance_type, self.means_posterior_, self.beta_posterior_,
+            return gaussian_conjugate(self.covariance_type, self.means_posterior_, self.beta_posterior_,
                                        self.dof_posterior_, self.scale_posterior_)
         if kind in ("gaussian_tied", "gaussian_spherical"):
             means = np.asarray(self.means_posterior_, dtype=np.float64)
@@ -483,7 +505,7 @@ class VariationalHMM(BaseHMM):
             else:
                 dof = _exact_array(self.dof_posterior_, (k,), "dof_posterior_", positive=True)
                 scale = _exact_array(self.scale_posterior_, (k,), "scale_posterior_", positive=True)
-            return _gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
+            return gaussian_conjugate(self.covariance_type, means, beta, dof, scale)
         if kind == "categorical":
             return Dirichlet(concentration=np.asarray(self.emissionprob_posterior_, dtype=np.float64)[:, None, :])
         return Gamma(concentration=self.lambdas_posterior_[0], rate=self.lambdas_posterior_[1])
@@ -732,12 +754,7 @@ class VariationalHMM(BaseHMM):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Sequences stacked along the first axis.
-        y : None
-            Unused; passing sequence lengths here is an error (use ``lengths=``).
-        lengths : array-like of int, optional
-            Lengths of the sequences in ``X``.
+        %(sequences)s
 
         Returns
         -------
@@ -946,10 +963,7 @@ class VariationalHMM(BaseHMM):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.
-        lengths : array-like of int, optional
+        %(sequences)s
 
         Returns
         -------

@@ -16,6 +16,8 @@ from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.hsmm._durations import (fit_durations, n_duration_parameters, resolve_duration,
                                      truncated_log_pmf)
+from probkit.hmm._base import SequenceEMMixin
+from probkit.hmm._docs import HMM_DOCS
 from probkit.hsmm._emission import EmissionFamily
 from probkit.inference.semi_markov import semi_markov_forward, semi_markov_forward_backward, semi_markov_viterbi
 from probkit.components import EmptyComponentWarning, map_dist
@@ -44,7 +46,8 @@ class _Sequences:
     lengths: np.ndarray     # (n_sequences,)
 
 
-class HSMM(ProbkitEstimator):
+@HMM_DOCS.fill
+class HSMM(SequenceEMMixin, ProbkitEstimator):
     r"""Hidden semi-Markov model: explicit state durations, emissions from any probkit family.
 
     The hidden state moves through segments. A segment of state :math:`j` lasts
@@ -83,31 +86,15 @@ class HSMM(ProbkitEstimator):
     init : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         Initial assignment of rows to states, from which the emissions are first fitted
         (and the initial durations taken from its run lengths).
-    startprob_prior, transmat_prior : float or array-like, default=1.0
-        Dirichlet concentrations of the MAP estimates of ``startprob_`` and of each row of
-        ``transmat_`` (1.0 = maximum likelihood; zero entries stay zero).
-    algorithm : {"viterbi", "map"}, default="viterbi"
-        Default decoder of :meth:`decode` / :meth:`predict`.
-    random_state : int, RandomState or None
-    n_iter : int, default=10
-        Maximum number of EM iterations.
-    tol : float, default=1e-2
-        Convergence threshold on the gain of the total log-likelihood (as the HMMs).
-    n_init : int, default=1
-        Number of initialisations; the run with the highest log-likelihood is kept.
-    verbose : bool, default=False
+    %(hmm_options)s
     params, init_params : str, default="stde"
         Parameters updated by EM / initialised before it: ``s`` start, ``t`` transitions,
         ``d`` durations, ``e`` emissions. Parameters left out of ``init_params`` must be set
         by hand before :meth:`fit`.
-    device, dtype
-        Compute device and precision (CPU float64 by default; ``device="cuda"`` runs the
-        torch kernels there).
 
     Attributes
     ----------
-    startprob_ : ndarray of shape (n_components,)
-    transmat_ : ndarray of shape (n_components, n_components)
+    %(chain_attrs)s
         Zero diagonal (``[[1.0]]`` for one state: a renewal process).
     duration_ : distribution
         Distribution of ``duration - 1`` of each state, batch shape ``(n_components,)``
@@ -120,10 +107,7 @@ class HSMM(ProbkitEstimator):
         Emission distributions, batch shape ``(n_components,)`` or ``(n_components, n_features)``.
     emission_params_ : dict of ndarray
         ``emission_``'s parameters (assign a dict to set ``emission_``).
-    monitor_ : ConvergenceMonitor
-    n_iter_ : int
-    converged_ : bool
-    n_features_in_ : int
+    %(fit_attrs)s
 
     See Also
     --------
@@ -265,10 +249,6 @@ class HSMM(ProbkitEstimator):
         if len(emis.batch_shape) < 1 or emis.batch_shape[0] != k:
             raise ValueError(f"emission_ must have batch shape ({k}, ...), got {tuple(emis.batch_shape)}")
 
-    def _check_fitted_or_set(self):
-        self._check_options()
-        self._check()
-
     def _io_check_state(self):
         """Check parameters restored by :func:`probkit.load` as hand-set ones are checked (once any is set)."""
         if any(hasattr(self, name) for name in ("startprob_", "transmat_", "duration_", "emission_")):
@@ -312,9 +292,6 @@ class HSMM(ProbkitEstimator):
         return (*self._log_parameters(data.x.device, data.x.dtype), self._log_emission(data), data.lengths)
 
     # ------------------------------------------------------------------ EM hooks
-    def _needs_init(self, code, name):
-        return code in self.init_params or not hasattr(self, name)
-
     def _em_initialize(self, data, random_state):
         k, d = self.n_components, self.max_duration
         family = self._emission_family()
@@ -388,14 +365,6 @@ class HSMM(ProbkitEstimator):
             family = self._emission_family()
             self.emission_ = self._to_host(family.refit(self.emission_, stats["emission"]))
 
-    def _em_get_state(self):
-        return {k: v for k, v in vars(self).items()
-                if k.endswith("_") and not k.startswith("__") and k != "monitor_"}
-
-    def _em_set_state(self, state):
-        for k, v in state.items():
-            setattr(self, k, v)
-
     # ------------------------------------------------------------------ public API
     @limit_torch_threads
     def fit(self, X, y=None, *, lengths=None):
@@ -403,12 +372,7 @@ class HSMM(ProbkitEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or a list of such arrays
-            Sequences stacked along the first axis (or one array per sequence).
-        y : None
-            Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.
-        lengths : array-like of int, optional
-            Lengths of the sequences in ``X``; they must sum to ``n_samples``.
+        %(sequences)s
 
         Returns
         -------
@@ -548,11 +512,7 @@ class HSMM(ProbkitEstimator):
 
         Parameters
         ----------
-        n_samples : int, default=1
-        random_state : None, int or RandomState
-            Defaults to the estimator's ``random_state``.
-        currstate : int, optional
-            State of the first segment instead of a draw from ``startprob_``.
+        %(sample_options)s
         return_durations : bool, default=False
             Also return the drawn durations of the segments.
 
@@ -595,17 +555,6 @@ class HSMM(ProbkitEstimator):
         k = self.n_components
         return {"s": k - 1, "t": k * max(k - 2, 0), "d": n_duration_parameters(self.duration_, self.max_duration),
                 "e": self.emission_._n_free_parameters_total()}
-
-    @keyword_lengths
-    def aic(self, X, *, lengths=None):
-        """Akaike information criterion: ``-2 log L + 2 n_free_parameters`` (lower is better)."""
-        return -2 * self.score(X, lengths=lengths) + 2 * sum(self._n_parameters().values())
-
-    @keyword_lengths
-    def bic(self, X, *, lengths=None):
-        """Bayesian information criterion: ``-2 log L + n_free_parameters log(n_samples)`` (lower is better)."""
-        n = check_sequences(X, lengths).n_samples
-        return -2 * self.score(X, lengths=lengths) + sum(self._n_parameters().values()) * np.log(n)
 
 
 def _map_rows(previous, counts, prior, name):

@@ -35,6 +35,7 @@ import torch
 from sklearn.utils import check_array
 
 from probkit.hmm import BaseHMM as _ProbkitBaseHMM
+from probkit.hmm._docs import HMM_DOCS
 from probkit.utils._array import to_numpy
 from probkit.utils.monitor import ConvergenceMonitor as _ProbkitConvergenceMonitor
 from probkit.utils.random import check_random_state
@@ -371,6 +372,7 @@ class _CallbackEmission:
         return None
 
 
+@HMM_DOCS.fill
 class BaseHMM(_HMMLearnAPI, _ProbkitBaseHMM):
     """hmmlearn's ``BaseHMM``: an HMM whose emissions a subclass defines.
 
@@ -386,9 +388,11 @@ class BaseHMM(_HMMLearnAPI, _ProbkitBaseHMM):
 
     Parameters
     ----------
-    n_components, startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol, verbose, params,
-    init_params, implementation
-        As in hmmlearn (``implementation="log"`` by default).
+    %(n_components)s
+    %(hmm_options)s
+    params, init_params : str, default=string.ascii_letters
+        Letters of the parameters updated by ``fit`` / initialised before it (``s`` start,
+        ``t`` transitions; the emissions are the subclass's and stay fixed).
 
     Examples
     --------

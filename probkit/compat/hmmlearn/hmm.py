@@ -14,6 +14,7 @@ import numpy as np
 from probkit import hmm as _hmm
 from probkit.compat.hmmlearn._covars import _FullCovarsView, _SettableNFeatures
 from probkit.compat.hmmlearn.base import _HMMLearnAPI
+from probkit.hmm._docs import HMM_DOCS
 
 __all__ = ["CategoricalHMM", "GMMHMM", "GaussianHMM", "MultinomialHMM", "PoissonHMM"]
 
@@ -47,31 +48,27 @@ class _SymbolInput:
                 self.n_features = np.shape(getattr(self, name))[1]
 
 
+@HMM_DOCS.fill
 class GaussianHMM(_HMMLearnAPI, _FullCovarsView, _hmm.GaussianHMM):
     """hmmlearn's ``GaussianHMM`` on :class:`probkit.GaussianHMM`.
 
     Parameters
     ----------
-    n_components : int, default=1
+    %(n_components)s
     covariance_type : {"spherical", "diag", "full", "tied"}, default="diag"
     min_covar : float, default=1e-3
-    startprob_prior, transmat_prior : float or array-like, default=1.0
     means_prior, means_weight : float or array-like, default=0
     covars_prior, covars_weight : float or array-like, default=1e-2, 1
         As in :class:`probkit.GaussianHMM` (a scalar ``covars_prior`` of a full/tied model
         is a multiple of the identity).
-    algorithm : {"viterbi", "map"}, default="viterbi"
-    random_state : int, RandomState or None
-    n_iter : int, default=10
-    tol : float, default=1e-2
-    verbose : bool, default=False
-        Print the log-likelihood of each iteration (through ``monitor_``).
+    %(hmm_options)s
     params, init_params : str, default="stmc"
-    implementation : {"log", "scaling"}, default="log"
+        ``s`` start, ``t`` transitions, ``m`` means, ``c`` covariances.
 
     Attributes
     ----------
-    startprob_, transmat_, means_
+    %(chain_attrs)s
+    means_ : ndarray of shape (n_components, n_features)
     covars_ : ndarray of shape (n_components, n_features, n_features)
         Full matrices whatever ``covariance_type``; assign the compact shape
         (spherical ``(K,)``, diag ``(K, d)``, full ``(K, d, d)``, tied ``(d, d)``),
@@ -117,6 +114,7 @@ class GaussianHMM(_HMMLearnAPI, _FullCovarsView, _hmm.GaussianHMM):
             return super().full_covars_
 
 
+@HMM_DOCS.fill
 class GMMHMM(_HMMLearnAPI, _SettableNFeatures, _hmm.GMMHMM):
     """hmmlearn's ``GMMHMM`` on :class:`probkit.GMMHMM`.
 
@@ -126,22 +124,20 @@ class GMMHMM(_HMMLearnAPI, _SettableNFeatures, _hmm.GMMHMM):
 
     Parameters
     ----------
-    n_components : int, default=1
+    %(n_components)s
     n_mix : int, default=1
     min_covar : float, default=1e-3
-    startprob_prior, transmat_prior : float or array-like, default=1.0
     weights_prior : float or array-like, default=1.0
     means_prior, means_weight : float or array-like, default=0.0
     covars_prior, covars_weight : float or array-like, optional
-    algorithm : {"viterbi", "map"}, default="viterbi"
     covariance_type : {"diag", "spherical", "full", "tied"}, default="diag"
-    random_state, n_iter, tol, verbose
-        As in :class:`GaussianHMM`.
+    %(hmm_options)s
     params, init_params : str, default="stmcw"
-    implementation : {"log", "scaling"}, default="log"
+        ``s`` start, ``t`` transitions, ``w`` weights, ``m`` means, ``c`` covariances.
 
     Attributes
     ----------
+    %(chain_attrs)s
     weights_ : ndarray of shape (n_components, n_mix)
     means_ : ndarray of shape (n_components, n_mix, n_features)
     covars_ : ndarray
@@ -179,6 +175,7 @@ class GMMHMM(_HMMLearnAPI, _SettableNFeatures, _hmm.GMMHMM):
         return covars
 
 
+@HMM_DOCS.fill
 class CategoricalHMM(_SymbolInput, _HMMLearnAPI, _hmm.CategoricalHMM):
     """hmmlearn's ``CategoricalHMM`` on :class:`probkit.CategoricalHMM`.
 
@@ -188,19 +185,19 @@ class CategoricalHMM(_SymbolInput, _HMMLearnAPI, _hmm.CategoricalHMM):
 
     Parameters
     ----------
-    n_components : int, default=1
-    startprob_prior, transmat_prior : float or array-like, default=1.0
+    %(n_components)s
     emissionprob_prior : float or array-like, default=1.0
     n_features : int, optional
         Number of symbols (largest symbol + 1 of the training data when omitted).
-    algorithm, random_state, n_iter, tol, verbose
-        As in :class:`GaussianHMM`.
+    %(hmm_options)s
     params, init_params : str, default="ste"
-    implementation : {"log", "scaling"}, default="log"
+        ``s`` start, ``t`` transitions, ``e`` emission probabilities.
 
     Attributes
     ----------
+    %(chain_attrs)s
     emissionprob_ : ndarray of shape (n_components, n_features)
+        Probability of each symbol in each state.
 
     Examples
     --------
@@ -225,6 +222,7 @@ class CategoricalHMM(_SymbolInput, _HMMLearnAPI, _hmm.CategoricalHMM):
         self._hmmlearn_setup()
 
 
+@HMM_DOCS.fill
 class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
     """hmmlearn's ``MultinomialHMM`` on :class:`probkit.MultinomialHMM`.
 
@@ -233,16 +231,17 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
 
     Parameters
     ----------
-    n_components : int, default=1
+    %(n_components)s
     n_trials : int or array-like of int, optional
-    startprob_prior, transmat_prior : float or array-like, default=1.0
-    algorithm, random_state, n_iter, tol, verbose
-        As in :class:`GaussianHMM`.
+        Trials of each row: one number, or one per row.
+    %(hmm_options)s
     params, init_params : str, default="ste"
-    implementation : {"log", "scaling"}, default="log"
+        ``s`` start, ``t`` transitions, ``e`` emission probabilities (of the categories
+        of one trial).
 
     Attributes
     ----------
+    %(chain_attrs)s
     emissionprob_ : ndarray of shape (n_components, n_features)
 
     Examples
@@ -306,22 +305,22 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
             self.n_trials = trials
 
 
+@HMM_DOCS.fill
 class PoissonHMM(_HMMLearnAPI, _hmm.PoissonHMM):
     """hmmlearn's ``PoissonHMM`` on :class:`probkit.PoissonHMM`.
 
     Parameters
     ----------
-    n_components : int, default=1
-    startprob_prior, transmat_prior : float or array-like, default=1.0
+    %(n_components)s
     lambdas_prior, lambdas_weight : float or array-like, default=0.0
         Gamma prior of the rates (see :class:`probkit.PoissonHMM`).
-    algorithm, random_state, n_iter, tol, verbose
-        As in :class:`GaussianHMM`.
+    %(hmm_options)s
     params, init_params : str, default="stl"
-    implementation : {"log", "scaling"}, default="log"
+        ``s`` start, ``t`` transitions, ``l`` rates.
 
     Attributes
     ----------
+    %(chain_attrs)s
     lambdas_ : ndarray of shape (n_components, n_features)
 
     Examples

@@ -23,7 +23,7 @@ from probkit.compat.hmmlearn._covars import _FullCovarsView
 from probkit.compat.hmmlearn.base import _HMMLearnAPI
 from probkit.compat.hmmlearn.hmm import _SymbolInput
 from probkit.distributions import Dirichlet
-from probkit.hmm.variational import _gaussian_conjugate
+from probkit.hmm.variational import gaussian_conjugate
 from probkit.utils.random import check_random_state
 
 __all__ = ["VariationalCategoricalHMM", "VariationalGaussianHMM"]
@@ -271,7 +271,7 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
             setattr(self, name, float(value) if shape == () else value)
 
     def _emission_prior(self):
-        return _gaussian_conjugate(self.covariance_type, self.means_prior_, self.beta_prior_, self.dof_prior_,
+        return gaussian_conjugate(self.covariance_type, self.means_prior_, self.beta_prior_, self.dof_prior_,
                                    self.scale_prior_)
 
     def _n_fit_scalars(self):
