@@ -6,6 +6,7 @@ import torch
 
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import LOG_2PI, ExponentialFamily, _PositiveSupport
+from probkit.distributions.gamma import _GammaConjugateRate
 from probkit.distributions.normal import _GaussianOfTransform
 
 __all__ = ["Beta", "Exponential", "LogNormal"]
@@ -16,7 +17,7 @@ def _check_positive_support(x, name, family):
         raise ValueError(f"{name} must be strictly positive for {family} (found values <= 0)")
 
 
-class Exponential(_PositiveSupport, ExponentialFamily):
+class Exponential(_PositiveSupport, _GammaConjugateRate):
     """Exponential distribution with density ``rate * exp(-rate * x)`` on ``x > 0``.
 
     ``T(x) = x``, natural parameter ``-rate``, log-partition ``-log(rate)``. Conjugate
@@ -36,22 +37,13 @@ class Exponential(_PositiveSupport, ExponentialFamily):
     1.0
     """
 
-    param_names = ("rate",)
-    _param_event_ndims = {"rate": 0}
     support_description = "positive reals"
+    # Gamma(a, b) on the rate: a gains the count, b the sum of x.
+    _concentration_stat = "count"
+    _rate_stat = "x"
 
     def __init__(self, rate=None):
         self._set_params(rate=rate)
-
-    def _check_params(self):
-        if bool((self._params["rate"] <= 0).any()):
-            raise ValueError("Exponential: rate must be positive")
-
-    @property
-    def conjugate_prior_family(self):
-        from probkit.distributions.gamma import Gamma
-
-        return Gamma
 
     def _validate_support(self, x, name="X"):
         _check_positive_support(x, name, "Exponential")
@@ -59,9 +51,6 @@ class Exponential(_PositiveSupport, ExponentialFamily):
     def _log_prob(self, x):
         rate = self._params["rate"]
         return torch.log(rate) - rate * x
-
-    def _sufficient_statistics(self, x):
-        return {"x": x}
 
     def _natural_parameters(self):
         return {"x": (-self._params["rate"]).expand(self._batch_shape)}
@@ -94,21 +83,6 @@ class Exponential(_PositiveSupport, ExponentialFamily):
     def _kl(self, other):
         r1, r2 = self._params["rate"], other._params["rate"]
         return torch.log(r1 / r2) + r2 / r1 - 1.0
-
-    # conjugate prior: Gamma(concentration a, rate b) on the exponential rate
-    def _posterior(self, stats, prior):
-        p = prior.torch_params()
-        return type(prior)(concentration=p["concentration"] + stats["count"], rate=p["rate"] + stats["x"])
-
-    def _map_params(self, post):
-        p = post.torch_params()
-        mode = torch.clamp(p["concentration"] - 1.0, min=0.0) / p["rate"]
-        return {"rate": torch.clamp(mode, min=torch.finfo(mode.dtype).tiny)}
-
-    def _log_marginal_likelihood(self, x, stats, prior):
-        a, b = prior._params["concentration"], prior._params["rate"]
-        a_n, b_n = a + stats["count"], b + stats["x"]
-        return torch.lgamma(a_n) - a_n * torch.log(b_n) - torch.lgamma(a) + a * torch.log(b)
 
 
 def _lbeta(a, b):

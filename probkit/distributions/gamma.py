@@ -12,6 +12,14 @@ from probkit.distributions.base import ExponentialFamily, _PositiveSupport
 __all__ = ["Gamma"]
 
 
+def _gamma_rate_mode(post, lower=0.0):
+    """Mode ``(a - 1) / b`` of a ``Gamma(a, b)`` posterior over a rate (0 where ``a < 1``), clamped to at
+    least ``lower`` and the dtype's smallest normal number, so that the rate stays positive."""
+    p = post.torch_params()
+    mode = torch.clamp(p["concentration"] - 1.0, min=0.0) / p["rate"]
+    return torch.clamp(mode, min=max(lower, torch.finfo(mode.dtype).tiny))
+
+
 def _inverse_digamma_gap(s, tol=1e-12, max_iter=100):
     """Solve ``log(a) - digamma(a) = s`` for ``a > 0`` (s > 0), elementwise, by Newton's method.
 
@@ -99,9 +107,7 @@ class Gamma(_PositiveSupport, ExponentialFamily):
                      rate=p["rate"] + stats["x"])
 
     def _map_params(self, post):
-        p = post.torch_params()
-        mode = torch.clamp(p["concentration"] - 1.0, min=0.0) / p["rate"]
-        rate = torch.clamp(mode, min=torch.finfo(mode.dtype).tiny)
+        rate = _gamma_rate_mode(post)
         return {"concentration": torch.full_like(rate, self.fixed_concentration), "rate": rate}
 
     def _log_marginal_likelihood(self, x, stats, prior):
@@ -167,3 +173,50 @@ class Gamma(_PositiveSupport, ExponentialFamily):
         a2, b2 = other._params["concentration"], other._params["rate"]
         return ((a1 - a2) * torch.digamma(a1) - torch.lgamma(a1) + torch.lgamma(a2)
                 + a2 * (torch.log(b1) - torch.log(b2)) + a1 * (b2 - b1) / b1)
+
+
+class _GammaConjugateRate(ExponentialFamily):
+    """A family with one positive parameter ``rate``, ``T(x) = x`` and a conjugate :class:`Gamma` prior
+    on the rate.
+
+    The likelihood of a sample is ``rate**S exp(-rate * R)`` times the base measure, where ``S`` and
+    ``R`` are the summed statistics named by ``_concentration_stat`` and ``_rate_stat`` (``"x"`` or
+    ``"count"``), so ``Gamma(a, b)`` updates to ``Gamma(a + S, b + R)``. The marginal likelihood here
+    has no base-measure term (a family with one adds it in ``_log_marginal_likelihood``);
+    ``_rate_lower_bound`` is the floor of the MAP rate.
+    """
+
+    param_names = ("rate",)
+    _param_event_ndims = {"rate": 0}
+    _concentration_stat = None
+    _rate_stat = None
+
+    def _check_params(self):
+        if bool((self._params["rate"] <= 0).any()):
+            raise ValueError(f"{type(self).__name__}: rate must be positive")
+
+    @property
+    def conjugate_prior_family(self):
+        return Gamma
+
+    def _sufficient_statistics(self, x):
+        return {"x": x}
+
+    def _rate_lower_bound(self):
+        return 0.0
+
+    def _gamma_posterior_params(self, stats, concentration, rate):
+        return concentration + stats[self._concentration_stat], rate + stats[self._rate_stat]
+
+    def _posterior(self, stats, prior):
+        p = prior.torch_params()
+        concentration, rate = self._gamma_posterior_params(stats, p["concentration"], p["rate"])
+        return type(prior)(concentration=concentration, rate=rate)
+
+    def _map_params(self, post):
+        return {"rate": _gamma_rate_mode(post, self._rate_lower_bound())}
+
+    def _log_marginal_likelihood(self, x, stats, prior):
+        a, b = prior._params["concentration"], prior._params["rate"]
+        a_n, b_n = self._gamma_posterior_params(stats, a, b)
+        return torch.lgamma(a_n) - a_n * torch.log(b_n) - torch.lgamma(a) + a * torch.log(b)

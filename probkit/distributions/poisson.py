@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.gamma import _GammaConjugateRate
 from probkit.utils.validation import check_nonnegative_integers
 
 __all__ = ["Poisson"]
 
 
-class Poisson(ExponentialFamily):
+class Poisson(_GammaConjugateRate):
     """Poisson distribution over counts ``0, 1, 2, ...`` with mean ``rate``.
 
     ``T(x) = x``, natural parameter ``log(rate)``, log-partition ``rate``, base measure
@@ -33,9 +33,10 @@ class Poisson(ExponentialFamily):
     3.0
     """
 
-    param_names = ("rate",)
-    _param_event_ndims = {"rate": 0}
     support_description = "non-negative integers"
+    # Gamma(a, b) on the rate: a gains the sum of x, b the count.
+    _concentration_stat = "x"
+    _rate_stat = "count"
 
     def __init__(self, rate=None, min_rate=0.0):
         if min_rate < 0:
@@ -46,25 +47,12 @@ class Poisson(ExponentialFamily):
     def _options(self):
         return {"min_rate": self.min_rate}
 
-    def _check_params(self):
-        if bool((self._params["rate"] <= 0).any()):
-            raise ValueError("Poisson: rate must be positive")
-
-    @property
-    def conjugate_prior_family(self):
-        from probkit.distributions.gamma import Gamma
-
-        return Gamma
-
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
 
     def _log_prob(self, x):
         rate = self._params["rate"]
         return x * torch.log(rate) - rate - torch.lgamma(x + 1)
-
-    def _sufficient_statistics(self, x):
-        return {"x": x}
 
     def _natural_parameters(self):
         return {"x": torch.log(self._params["rate"]).expand(self._batch_shape)}
@@ -104,18 +92,8 @@ class Poisson(ExponentialFamily):
         r1, r2 = self._params["rate"], other._params["rate"]
         return r1 * torch.log(r1 / r2) - r1 + r2
 
-    # conjugate prior: Gamma(concentration a, rate b) on the Poisson rate
-    def _posterior(self, stats, prior):
-        p = prior.torch_params()
-        return type(prior)(concentration=p["concentration"] + stats["x"], rate=p["rate"] + stats["count"])
-
-    def _map_params(self, post):
-        p = post.torch_params()
-        mode = torch.clamp(p["concentration"] - 1.0, min=0.0) / p["rate"]
-        return {"rate": torch.clamp(mode, min=max(self.min_rate, torch.finfo(mode.dtype).tiny))}
+    def _rate_lower_bound(self):
+        return self.min_rate
 
     def _log_marginal_likelihood(self, x, stats, prior):
-        a, b = prior._params["concentration"], prior._params["rate"]
-        a_n, b_n = a + stats["x"], b + stats["count"]
-        return (torch.lgamma(a_n) - a_n * torch.log(b_n) - torch.lgamma(a) + a * torch.log(b)
-                - torch.lgamma(x + 1).sum())
+        return super()._log_marginal_likelihood(x, stats, prior) - torch.lgamma(x + 1).sum()
