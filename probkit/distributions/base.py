@@ -783,6 +783,12 @@ class ExponentialFamily:
         return total
 
 
+def _check_positive(value, name, family):
+    """Raise ``ValueError("<family>: <name> must be positive")`` unless every entry of ``value`` is > 0."""
+    if bool((value <= 0).any()):
+        raise ValueError(f"{family}: {name} must be positive")
+
+
 class _PositiveSupport:
     """Mixin of continuous families on the positive reals: zero density at ``x <= 0`` in
     mixtures of several families (see :meth:`ExponentialFamily._support_mask`)."""

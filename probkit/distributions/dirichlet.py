@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.base import ExponentialFamily, _check_positive
 
 __all__ = ["Dirichlet", "dirichlet_expected_log", "dirichlet_map_rows", "inverse_digamma"]
 
@@ -121,8 +121,7 @@ class Dirichlet(ExponentialFamily):
 
     def _check_params(self):
         alpha = self._params["concentration"]
-        if bool((alpha <= 0).any()):
-            raise ValueError("Dirichlet: concentration must be positive")
+        _check_positive(alpha, "concentration", "Dirichlet")
         if alpha.shape[-1] < 2:
             raise ValueError(f"Dirichlet: concentration needs at least 2 categories, got shape {tuple(alpha.shape)}")
 

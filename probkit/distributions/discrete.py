@@ -52,9 +52,11 @@ def _beta_log_evidence(prior, post):
     return _lbeta(a_n, b_n) - _lbeta(a, b)
 
 
-def _check_probability(p, family):
-    if bool((p < 0).any()) or bool((p > 1).any()):
-        raise ValueError(f"{family}: probs must lie in [0, 1]")
+def _check_probability(p, family, allow_zero=True):
+    """Check ``probs`` in ``[0, 1]``, or in ``(0, 1]`` where ``allow_zero`` is false."""
+    below = (p < 0) if allow_zero else (p <= 0)
+    if bool(below.any()) or bool((p > 1).any()):
+        raise ValueError(f"{family}: probs must lie in {'[' if allow_zero else '('}0, 1]")
 
 
 def _bernoulli_kl(p, q):
@@ -80,6 +82,9 @@ class _BetaConjugateProbs(ExponentialFamily):
     def conjugate_prior_family(self):
         return _beta_prior_class()
 
+    def _sufficient_statistics(self, x):
+        return {"x": x}
+
     def _map_params(self, post):
         return {"probs": _beta_mode(post)}
 
@@ -87,7 +92,43 @@ class _BetaConjugateProbs(ExponentialFamily):
         return _beta_log_evidence(prior, self._posterior(stats, prior))
 
 
-class Bernoulli(_BetaConjugateProbs):
+class _SuccessCount(_BetaConjugateProbs):
+    """The number of successes in ``_n_trials`` independent trials of probability ``probs``.
+
+    ``T(x) = x``, natural parameter ``logit(probs)``, log-partition ``-n log(1 - probs)``,
+    mean ``n probs``; the ``Beta(a, b)`` prior updates to ``Beta(a + sum(x), b + n count - sum(x))``.
+    """
+
+    def _check_params(self):
+        _check_probability(self._params["probs"], type(self).__name__)
+
+    def _natural_parameters(self):
+        return {"x": torch.logit(self._params["probs"]).expand(self._batch_shape)}
+
+    @classmethod
+    def _params_from_natural(cls, eta, options):
+        return {"probs": torch.sigmoid(eta["x"])}
+
+    def _log_partition(self):
+        return (-self._n_trials * torch.log1p(-self._params["probs"])).expand(self._batch_shape)
+
+    def _mean_parameters(self):
+        return {"x": (self._n_trials * self._params["probs"]).expand(self._batch_shape)}
+
+    def _params_from_mean(self, mean, stats=None):
+        return {"probs": torch.clamp(mean["x"] / self._n_trials, 0.0, 1.0)}
+
+    def _kl(self, other):
+        # n independent Bernoulli trials: the divergence adds up.
+        return self._n_trials * _bernoulli_kl(self._params["probs"], other._params["probs"])
+
+    def _posterior(self, stats, prior):
+        p = prior.torch_params()
+        return type(prior)(concentration1=p["concentration1"] + stats["x"],
+                           concentration0=p["concentration0"] + self._n_trials * stats["count"] - stats["x"])
+
+
+class Bernoulli(_SuccessCount):
     """Bernoulli distribution over ``{0, 1}`` with ``P(x = 1) = probs``.
 
     ``T(x) = x``, natural parameter ``logit(probs)``, log-partition
@@ -110,9 +151,7 @@ class Bernoulli(_BetaConjugateProbs):
     """
 
     support_description = "{0, 1}"
-
-    def _check_params(self):
-        _check_probability(self._params["probs"], "Bernoulli")
+    _n_trials = 1
 
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
@@ -123,27 +162,8 @@ class Bernoulli(_BetaConjugateProbs):
         p = self._params["probs"]
         return torch.xlogy(x, p) + torch.special.xlog1py(1 - x, -p)
 
-    def _sufficient_statistics(self, x):
-        return {"x": x}
-
-    def _natural_parameters(self):
-        return {"x": torch.logit(self._params["probs"]).expand(self._batch_shape)}
-
-    @classmethod
-    def _params_from_natural(cls, eta, options):
-        return {"probs": torch.sigmoid(eta["x"])}
-
-    def _log_partition(self):
-        return (-torch.log1p(-self._params["probs"])).expand(self._batch_shape)
-
     def _log_base_measure(self, x):
         return torch.zeros_like(x)
-
-    def _mean_parameters(self):
-        return {"x": self._params["probs"].expand(self._batch_shape)}
-
-    def _params_from_mean(self, mean, stats=None):
-        return {"probs": torch.clamp(mean["x"], 0.0, 1.0)}
 
     def _sample(self, shape, gen):
         p = self._params["probs"]
@@ -154,15 +174,6 @@ class Bernoulli(_BetaConjugateProbs):
         p = self._params["probs"]
         return (-torch.xlogy(p, p) - torch.special.xlog1py(1 - p, -p)).expand(self._batch_shape)
 
-    def _kl(self, other):
-        return _bernoulli_kl(self._params["probs"], other._params["probs"])
-
-    # conjugate prior: Beta(concentration1 = a, concentration0 = b) on probs
-    def _posterior(self, stats, prior):
-        p = prior.torch_params()
-        return type(prior)(concentration1=p["concentration1"] + stats["x"],
-                           concentration0=p["concentration0"] + stats["count"] - stats["x"])
-
 
 def _check_total_count(total_count, name="total_count"):
     if isinstance(total_count, bool) or int(total_count) != total_count or total_count < 1:
@@ -170,7 +181,7 @@ def _check_total_count(total_count, name="total_count"):
     return int(total_count)
 
 
-class Binomial(_BetaConjugateProbs):
+class Binomial(_SuccessCount):
     """Binomial distribution: successes in ``total_count`` independent trials of probability ``probs``.
 
     ``total_count`` is a fixed option, not a fitted parameter. ``T(x) = x``, natural
@@ -203,8 +214,9 @@ class Binomial(_BetaConjugateProbs):
     def _options(self):
         return {"total_count": self.total_count}
 
-    def _check_params(self):
-        _check_probability(self._params["probs"], "Binomial")
+    @property
+    def _n_trials(self):
+        return self.total_count
 
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
@@ -218,28 +230,9 @@ class Binomial(_BetaConjugateProbs):
         p = self._params["probs"]
         return self._log_base_measure(x) + torch.xlogy(x, p) + torch.special.xlog1py(self.total_count - x, -p)
 
-    def _sufficient_statistics(self, x):
-        return {"x": x}
-
-    def _natural_parameters(self):
-        return {"x": torch.logit(self._params["probs"]).expand(self._batch_shape)}
-
-    @classmethod
-    def _params_from_natural(cls, eta, options):
-        return {"probs": torch.sigmoid(eta["x"])}
-
-    def _log_partition(self):
-        return (-self.total_count * torch.log1p(-self._params["probs"])).expand(self._batch_shape)
-
     def _log_base_measure(self, x):
         n = float(self.total_count)
         return math.lgamma(n + 1) - torch.lgamma(x + 1) - torch.lgamma(n - x + 1)
-
-    def _mean_parameters(self):
-        return {"x": (self.total_count * self._params["probs"]).expand(self._batch_shape)}
-
-    def _params_from_mean(self, mean, stats=None):
-        return {"probs": torch.clamp(mean["x"] / self.total_count, 0.0, 1.0)}
 
     def _sample(self, shape, gen):
         p = self._params["probs"].expand(*shape, *self._batch_shape).contiguous()
@@ -258,14 +251,7 @@ class Binomial(_BetaConjugateProbs):
             raise ValueError(
                 f"KL divergence between Binomials needs equal total_count, got {self.total_count} and {other.total_count}"
             )
-        # n independent Bernoulli trials: the divergence adds up.
-        return self.total_count * _bernoulli_kl(self._params["probs"], other._params["probs"])
-
-    # conjugate prior: Beta on probs
-    def _posterior(self, stats, prior):
-        p = prior.torch_params()
-        return type(prior)(concentration1=p["concentration1"] + stats["x"],
-                           concentration0=p["concentration0"] + self.total_count * stats["count"] - stats["x"])
+        return super()._kl(other)
 
     def _log_marginal_likelihood(self, x, stats, prior):
         return self._log_base_measure(x).sum() + _beta_log_evidence(prior, self._posterior(stats, prior))
@@ -298,9 +284,7 @@ class Geometric(_BetaConjugateProbs):
     support_description = "non-negative integers"
 
     def _check_params(self):
-        p = self._params["probs"]
-        if bool((p <= 0).any()) or bool((p > 1).any()):
-            raise ValueError("Geometric: probs must lie in (0, 1]")
+        _check_probability(self._params["probs"], "Geometric", allow_zero=False)
 
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
@@ -308,9 +292,6 @@ class Geometric(_BetaConjugateProbs):
     def _log_prob(self, x):
         p = self._params["probs"]
         return torch.log(p) + torch.special.xlog1py(x, -p)
-
-    def _sufficient_statistics(self, x):
-        return {"x": x}
 
     def _natural_parameters(self):
         return {"x": torch.log1p(-self._params["probs"]).expand(self._batch_shape)}

@@ -7,7 +7,7 @@ import math
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily, _PositiveSupport
+from probkit.distributions.base import ExponentialFamily, _check_positive, _PositiveSupport
 
 __all__ = ["Gamma"]
 
@@ -188,16 +188,12 @@ class _GammaConjugateRate(ExponentialFamily):
 
     param_names = ("rate",)
     _param_event_ndims = {"rate": 0}
+    conjugate_prior_family = Gamma
     _concentration_stat = None
     _rate_stat = None
 
     def _check_params(self):
-        if bool((self._params["rate"] <= 0).any()):
-            raise ValueError(f"{type(self).__name__}: rate must be positive")
-
-    @property
-    def conjugate_prior_family(self):
-        return Gamma
+        _check_positive(self._params["rate"], "rate", type(self).__name__)
 
     def _sufficient_statistics(self, x):
         return {"x": x}

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from probkit.distributions._latent import ExpectedStatisticsMixin
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.base import ExponentialFamily, _check_positive
 
 __all__ = ["Laplace", "weighted_median"]
 
@@ -98,8 +98,7 @@ class Laplace(ExpectedStatisticsMixin, ExponentialFamily):
         return {"min_scale": self.min_scale}
 
     def _check_params(self):
-        if bool((self._params["scale"] <= 0).any()):
-            raise ValueError("Laplace: scale must be positive")
+        _check_positive(self._params["scale"], "scale", "Laplace")
 
     def _log_prob(self, x):
         loc, scale = self._params["loc"], self._params["scale"]

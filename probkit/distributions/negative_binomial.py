@@ -10,8 +10,8 @@ from scipy import optimize, special
 
 from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily
-from probkit.distributions.discrete import _beta_log_evidence, _beta_mode, _beta_prior_class
+from probkit.distributions.base import ExponentialFamily, _check_positive
+from probkit.distributions.discrete import _beta_log_evidence, _beta_mode, _beta_prior_class, _check_probability
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.utils.validation import check_nonnegative_integers
 
@@ -98,10 +98,8 @@ class NegativeBinomial(ExpectedStatisticsMixin, ExponentialFamily):
 
     def _check_params(self):
         r, p = self._params["total_count"], self._params["probs"]
-        if bool((r <= 0).any()):
-            raise ValueError("NegativeBinomial: total_count must be positive")
-        if bool((p <= 0).any()) or bool((p > 1).any()):
-            raise ValueError("NegativeBinomial: probs must lie in (0, 1]")
+        _check_positive(r, "total_count", "NegativeBinomial")
+        _check_probability(p, "NegativeBinomial", allow_zero=False)
         if self.fixed_total_count is not None and not bool((r == self.fixed_total_count).all()):
             raise ValueError(f"NegativeBinomial: total_count differs from fixed_total_count={self.fixed_total_count}")
 

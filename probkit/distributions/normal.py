@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from probkit.distributions.base import LOG_2PI, ExponentialFamily
+from probkit.distributions.base import LOG_2PI, ExponentialFamily, _check_positive
 
 __all__ = ["Normal"]
 
@@ -74,8 +74,7 @@ class _GaussianOfTransform(ExponentialFamily):
         return self._finish_params(centred + shift.to(centred), var)
 
     def _check_params(self):
-        if bool((self._params["scale"] <= 0).any()):
-            raise ValueError(f"{type(self).__name__}: scale must be positive")
+        _check_positive(self._params["scale"], "scale", type(self).__name__)
 
     @property
     def conjugate_prior_family(self):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import LOG_2PI, ExponentialFamily, kl_divergence
+from probkit.distributions.base import LOG_2PI, ExponentialFamily, _check_positive, kl_divergence
 from probkit.distributions.wishart import wishart_bartlett, wishart_expected_log_det, wishart_log_normaliser
 from probkit.utils._array import is_tensor, to_numpy
 from probkit.utils.random import torch_generator
@@ -87,14 +87,12 @@ class _ParameterisedPrior:
         """
         return kl_divergence(self, other)
 
-    def _check_count(self, n_samples):
+    def _sampling_setup(self, n_samples, random_state):
+        """``(shape, generator)`` of a draw of ``n_samples``: shape ``(n_samples, *batch_shape)``."""
+        self._require_params()
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-
-
-def _positive(t, what, cls):
-    if bool((t <= 0).any()):
-        raise ValueError(f"{cls}: {what} must be positive")
+        return (int(n_samples), *self._batch_shape), torch_generator(random_state, device=self.device)
 
 
 def _safe_div(num, den):
@@ -140,7 +138,7 @@ class NormalGamma(_ParameterisedPrior):
 
     def _check_params(self):
         for name in ("mean_precision", "concentration", "rate"):
-            _positive(self._params[name], name, "NormalGamma")
+            _check_positive(self._params[name], name, "NormalGamma")
 
     def _unpack(self):
         p = self._params
@@ -233,11 +231,8 @@ class NormalGamma(_ParameterisedPrior):
         >>> bool(abs(tau.mean() - 1.0) < 0.03)
         True
         """
-        self._require_params()
-        self._check_count(n_samples)
-        gen = torch_generator(random_state, device=self.device)
+        shape, gen = self._sampling_setup(n_samples, random_state)
         m, kappa, a, b = self._unpack()
-        shape = (int(n_samples), *self._batch_shape)
         with torch.no_grad():
             tau = standard_gamma(a.expand(shape).contiguous(), gen) / b
             eps = torch.randn(shape, dtype=m.dtype, device=m.device, generator=gen)
@@ -260,8 +255,10 @@ class NormalGamma(_ParameterisedPrior):
                 - self._log_normalizer() + other._log_normalizer())
 
     # ------------------------------------------------------------------ VB expectations
-    def _expectation(self, value):
-        return to_numpy(value.expand(self._batch_shape))
+    def _expectation(self, formula):
+        """``formula(loc, mean_precision, concentration, rate)`` with the batch shape, as numpy."""
+        self._require_params()
+        return to_numpy(formula(*self._unpack()).expand(self._batch_shape))
 
     def expected_precision(self):
         """``E[tau] = concentration / rate``.
@@ -271,9 +268,7 @@ class NormalGamma(_ParameterisedPrior):
         >>> float(NormalGamma(loc=0.0, mean_precision=1.0, concentration=2.0, rate=4.0).expected_precision())
         0.5
         """
-        self._require_params()
-        m, kappa, a, b = self._unpack()
-        return self._expectation(a / b)
+        return self._expectation(lambda m, kappa, a, b: a / b)
 
     def expected_log_precision(self):
         """``E[log tau] = digamma(concentration) - log(rate)``.
@@ -283,9 +278,7 @@ class NormalGamma(_ParameterisedPrior):
         >>> round(float(NormalGamma(loc=0.0, mean_precision=1.0, concentration=1.0, rate=1.0).expected_log_precision()), 6)
         -0.577216
         """
-        self._require_params()
-        m, kappa, a, b = self._unpack()
-        return self._expectation(torch.digamma(a) - torch.log(b))
+        return self._expectation(lambda m, kappa, a, b: torch.digamma(a) - torch.log(b))
 
     def expected_precision_times_mean(self):
         """``E[tau mu] = loc * concentration / rate``.
@@ -295,9 +288,7 @@ class NormalGamma(_ParameterisedPrior):
         >>> float(NormalGamma(loc=3.0, mean_precision=1.0, concentration=2.0, rate=4.0).expected_precision_times_mean())
         1.5
         """
-        self._require_params()
-        m, kappa, a, b = self._unpack()
-        return self._expectation(m * a / b)
+        return self._expectation(lambda m, kappa, a, b: m * a / b)
 
     def expected_precision_times_mean_sq(self):
         """``E[tau mu**2] = 1 / mean_precision + loc**2 * concentration / rate``.
@@ -307,9 +298,7 @@ class NormalGamma(_ParameterisedPrior):
         >>> float(NormalGamma(loc=2.0, mean_precision=4.0, concentration=2.0, rate=4.0).expected_precision_times_mean_sq())
         2.25
         """
-        self._require_params()
-        m, kappa, a, b = self._unpack()
-        return self._expectation(1.0 / kappa + m * m * a / b)
+        return self._expectation(lambda m, kappa, a, b: 1.0 / kappa + m * m * a / b)
 
 
 class NormalWishart(_ParameterisedPrior):
@@ -364,7 +353,7 @@ class NormalWishart(_ParameterisedPrior):
         cov = p["covariance"]
         if cov.shape[-2:] != (d, d):
             raise ValueError(f"NormalWishart: covariance must have trailing shape ({d}, {d}), got {tuple(cov.shape)}")
-        _positive(p["mean_precision"], "mean_precision", "NormalWishart")
+        _check_positive(p["mean_precision"], "mean_precision", "NormalWishart")
         if bool((p["degrees_of_freedom"] <= d - 1).any()):
             raise ValueError(f"NormalWishart: degrees_of_freedom must exceed n_features - 1 = {d - 1}")
         if not bool(torch.allclose(cov, cov.mT, rtol=1e-8, atol=1e-10)):
@@ -508,12 +497,9 @@ class NormalWishart(_ParameterisedPrior):
         >>> bool(np.abs(precision.mean(0) - 5.0 * np.eye(2)).max() < 0.1)
         True
         """
-        self._require_params()
-        self._check_count(n_samples)
-        gen = torch_generator(random_state, device=self.device)
+        shape, gen = self._sampling_setup(n_samples, random_state)
         m, kappa, nu, cov = self._unpack()
         d = m.shape[-1]
-        shape = (int(n_samples), *self._batch_shape)
         with torch.no_grad():
             precision = wishart_bartlett(nu, cholesky(self._scale_matrix(), f"the scale matrix of {type(self).__name__}"),
                                          shape, gen)

@@ -32,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.base import ExponentialFamily, _check_positive
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
 from probkit.utils._array import to_numpy
@@ -129,8 +129,7 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
 
     def _check_df(self):
         df = self._params["df"]
-        if bool((df <= 0).any()):
-            raise ValueError(f"{type(self).__name__}: df must be positive")
+        _check_positive(df, "df", type(self).__name__)
         if self.fixed_df is not None and not bool((df == self.fixed_df).all()):
             raise ValueError(f"{type(self).__name__}: df differs from fixed_df={self.fixed_df}")
 
@@ -306,8 +305,7 @@ class StudentT(_ScaleMixtureT):
 
     def _check_params(self):
         self._check_df()
-        if bool((self._params["scale"] <= 0).any()):
-            raise ValueError("StudentT: scale must be positive")
+        _check_positive(self._params["scale"], "scale", "StudentT")
 
     def _dimension(self):
         return 1

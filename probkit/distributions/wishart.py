@@ -180,6 +180,11 @@ class _MatrixFamily(ExponentialFamily):
     def _log_base_measure(self, x):
         return torch.zeros(x.shape[:-2], dtype=x.dtype, device=x.device)
 
+    def _log_partition(self):
+        # _log_partition_tensor(df, p): the family's log-normaliser for these parameters.
+        df = self._params["df"]
+        return self._log_partition_tensor(df, self.n_features).expand(self._batch_shape)
+
     def _inner(self, eta, mean):
         """``<eta, mean>`` summed over the statistics (a trace for the matrix statistic)."""
         return sum((eta[k] * mean[k]).sum((-2, -1)) if eta[k].ndim - len(self._batch_shape) == 2
@@ -269,10 +274,6 @@ class Wishart(_MatrixFamily):
         p = eta["x"].shape[-1]
         return {"df": 2 * eta["log_det"] + p + 1, "scale_matrix": _spd_inverse(-2.0 * eta["x"])}
 
-    def _log_partition(self):
-        df = self._params["df"]
-        return self._log_partition_tensor(df, self.n_features).expand(self._batch_shape)
-
     def _mean_parameters(self):
         df, scale = self._params["df"], self._params["scale_matrix"]
         p = scale.shape[-1]
@@ -344,10 +345,6 @@ class InverseWishart(_MatrixFamily):
     def _params_from_natural(cls, eta, options):
         p = eta["x_inv"].shape[-1]
         return {"df": -2 * eta["log_det"] - p - 1, "scale_matrix": -2.0 * eta["x_inv"]}
-
-    def _log_partition(self):
-        df = self._params["df"]
-        return self._log_partition_tensor(df, self.n_features).expand(self._batch_shape)
 
     def _mean_parameters(self):
         df, scale = self._params["df"], self._params["scale_matrix"]
