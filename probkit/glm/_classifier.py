@@ -15,6 +15,7 @@ from sklearn.utils.validation import validate_data
 from probkit.base import ProbkitEstimator, _class_indices, _tensor_to_numpy
 from probkit.glm._design import Design, PerfectSeparationError, check_full_rank, find_separation
 from probkit.glm._families import BinomialFamily
+from probkit.glm._fit import _LinearLoss
 from probkit.glm._links import resolve_link
 from probkit.glm._regressor import check_glm_params, fit_glm_estimator
 from probkit.glm._solver import penalized_newton
@@ -45,7 +46,7 @@ def _classifier_family(family):
                      "GeneralizedLinearModel for numeric responses")
 
 
-class MultinomialLoss:
+class MultinomialLoss(_LinearLoss):
     """Mean softmax cross-entropy of a linear model over ``n_classes`` rows of coefficients.
 
     ``f(B) = sum_i w_i (logsumexp_k eta_ik - eta_{i, y_i}) / sum_i w_i`` with
@@ -63,11 +64,8 @@ class MultinomialLoss:
     """
 
     def __init__(self, design, labels, weights, offset, n_classes, free):
-        self.design = design
+        super().__init__(design, weights, offset)
         self.labels = labels
-        self.weights = weights
-        self.total_weight = float(weights.sum())
-        self.offset = offset
         self.n_classes = n_classes
         self.free = free
         self.flat_free = np.flatnonzero(free.ravel())
@@ -79,9 +77,8 @@ class MultinomialLoss:
         B[self.free] = theta
         return B
 
-    def eta(self, B):
-        eta = self.design.linear_many(B)
-        return eta + self.offset if self.offset is not None else eta
+    def _linear(self, B):
+        return self.design.linear_many(B)
 
     def value(self, theta):
         eta = self.eta(self.full(theta))

@@ -27,7 +27,22 @@ _RANK_HINT = "drop or combine those columns, or set alpha > 0"
 _EXTREME_LOG_PROB = -23.0
 
 
-class GLMLoss:
+class _LinearLoss:
+    """What the GLM losses share: the design, the observation weights (their total normalises the
+    loss) and an optional offset added to the linear predictor ``_linear(coefficients)``."""
+
+    def __init__(self, design, weights, offset):
+        self.design = design
+        self.weights = weights
+        self.total_weight = float(weights.sum())
+        self.offset = offset
+
+    def eta(self, coefficients):
+        eta = self._linear(coefficients)
+        return eta + self.offset if self.offset is not None else eta
+
+
+class GLMLoss(_LinearLoss):
     """Half the weighted mean deviance of a GLM and its IRLS (Fisher-scoring) derivatives.
 
     ``f(theta) = sum_i w_i d(y_i, mu_i) / (2 sum_i w_i)`` with ``mu = g^{-1}([1, X] theta + offset)``.
@@ -46,11 +61,8 @@ class GLMLoss:
     """
 
     def __init__(self, design, y, weights, offset, family, link):
-        self.design = design
+        super().__init__(design, weights, offset)
         self.y = y
-        self.weights = weights
-        self.total_weight = float(weights.sum())
-        self.offset = offset
         self.family = family
         self.link = link
         self.canonical = link == family.canonical_link()
@@ -71,9 +83,8 @@ class GLMLoss:
         self._last = (key, (eta, mu, f))
         return eta, mu, f
 
-    def eta(self, theta):
-        eta = self.design.linear(theta)
-        return eta + self.offset if self.offset is not None else eta
+    def _linear(self, theta):
+        return self.design.linear(theta)
 
     def _mu(self, eta):
         if not self.link.valid_eta(eta):

@@ -117,7 +117,18 @@ class LogLink(Link):
         return np.asarray(eta, dtype=float)
 
 
-class LogitLink(Link):
+class _SymmetricBinaryLink(Link):
+    """A binary link whose inverse ``F`` is symmetric, ``1 - F(eta) = F(-eta)``: ``log(1 - mu)`` and
+    the Bernoulli log-likelihood come from the stable ``log F`` at ``-eta``."""
+
+    def log1m_inverse(self, eta):
+        return self.log_inverse(-np.asarray(eta))
+
+    def log_outcome(self, eta, y):
+        return self.log_inverse(np.where(y > 0, eta, -np.asarray(eta)))
+
+
+class LogitLink(_SymmetricBinaryLink):
     """``eta = log(mu / (1 - mu))``: canonical for the Bernoulli and binomial families.
 
     Examples
@@ -144,15 +155,8 @@ class LogitLink(Link):
     def log_inverse_derivative(self, eta):
         return special.log_expit(eta) + special.log_expit(-np.asarray(eta))
 
-    def log1m_inverse(self, eta):
-        return special.log_expit(-eta)
 
-    def log_outcome(self, eta, y):
-        # symmetric: 1 - expit(eta) = expit(-eta)
-        return special.log_expit(np.where(y > 0, eta, -eta))
-
-
-class ProbitLink(Link):
+class ProbitLink(_SymmetricBinaryLink):
     """``eta = Phi^{-1}(mu)``, the standard normal quantile: probit regression.
 
     Examples
@@ -177,13 +181,6 @@ class ProbitLink(Link):
 
     def log_inverse_derivative(self, eta):
         return -0.5 * np.asarray(eta) ** 2 - 0.5 * np.log(2 * np.pi)
-
-    def log1m_inverse(self, eta):
-        return special.log_ndtr(-np.asarray(eta))
-
-    def log_outcome(self, eta, y):
-        # symmetric: 1 - Phi(eta) = Phi(-eta)
-        return special.log_ndtr(np.where(y > 0, eta, -np.asarray(eta)))
 
 
 class CLogLogLink(Link):
