@@ -110,6 +110,30 @@ def _regression_mstep(Szz, Syz, Syy, count, W, free, cov, cov_type, cov_free, re
     return W, cov
 
 
+# Expected sums of one regression ``target = [M, N] [state; input] + noise`` of the M-step, in the order
+# (state state', state input', input input', target state', target input', target target', count).
+_TRANSITION_SUMS = ("xx_prev", "x_prev_u", "uu_cur", "x_cur_prev", "x_cur_u", "xx_cur", "n_transitions")
+_OBSERVATION_SUMS = ("xx", "xu", "uu", "yx", "yu", "yy", "n_samples")
+
+
+def _state_input_mstep(stats, sums, state_matrix, input_matrix, cov, cov_type, free, reg):
+    """:func:`_regression_mstep` of ``target = M state + N input + noise`` (``input_matrix`` None
+    without inputs): the new ``(M, N, covariance)``. ``sums`` names the expected sums in ``stats``;
+    ``free`` says whether ``M``, ``N`` and the covariance are updated."""
+    zz, zu, uu, yz, yu, yy, count = (stats.get(k) for k in sums)  # no input sums without inputs
+    n = np.shape(state_matrix)[1]
+    m = 0 if input_matrix is None else np.shape(input_matrix)[1]
+    if m:
+        Szz = np.block([[zz, zu], [zu.T, uu]])
+        Syz = np.hstack([yz, yu])
+        W = np.hstack([state_matrix, input_matrix])
+    else:
+        Szz, Syz, W = zz, yz, np.asarray(state_matrix)
+    columns = np.array([free[0]] * n + [free[1]] * m)
+    W, cov = _regression_mstep(Szz, Syz, yy, count, np.asarray(W, float), columns, cov, cov_type, free[2], reg)
+    return W[:, :n], (W[:, n:] if m else None), cov
+
+
 class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
     r"""Linear-Gaussian state-space model (Kalman filter / smoother, EM for every parameter).
 
@@ -489,30 +513,18 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         reg = float(self.reg_covar)
         params = self.params
         if stats["n_transitions"] > 0:
+            A, B, self.transition_covariance_ = _state_input_mstep(
+                stats, _TRANSITION_SUMS, self.transition_matrix_, self.input_matrix_ if m else None,
+                self.transition_covariance_, self.transition_covariance_type, [c in params for c in "abq"], reg)
+            self.transition_matrix_ = A
             if m:
-                Szz = np.block([[stats["xx_prev"], stats["x_prev_u"]], [stats["x_prev_u"].T, stats["uu_cur"]]])
-                Syz = np.hstack([stats["x_cur_prev"], stats["x_cur_u"]])
-                W = np.hstack([self.transition_matrix_, self.input_matrix_])
-            else:
-                Szz, Syz, W = stats["xx_prev"], stats["x_cur_prev"], np.asarray(self.transition_matrix_)
-            free = np.array([("a" in params)] * n + [("b" in params)] * m)
-            W, Q = _regression_mstep(Szz, Syz, stats["xx_cur"], stats["n_transitions"], np.asarray(W, float), free,
-                                     self.transition_covariance_, self.transition_covariance_type, "q" in params, reg)
-            self.transition_matrix_, self.transition_covariance_ = W[:, :n], Q
-            if m:
-                self.input_matrix_ = W[:, n:]
+                self.input_matrix_ = B
+        C, D, self.observation_covariance_ = _state_input_mstep(
+            stats, _OBSERVATION_SUMS, self.observation_matrix_, self.feedthrough_matrix_ if m else None,
+            self.observation_covariance_, self.observation_covariance_type, [c in params for c in "cdr"], reg)
+        self.observation_matrix_ = C
         if m:
-            Szz = np.block([[stats["xx"], stats["xu"]], [stats["xu"].T, stats["uu"]]])
-            Syz = np.hstack([stats["yx"], stats["yu"]])
-            W = np.hstack([self.observation_matrix_, self.feedthrough_matrix_])
-        else:
-            Szz, Syz, W = stats["xx"], stats["yx"], np.asarray(self.observation_matrix_)
-        free = np.array([("c" in params)] * n + [("d" in params)] * m)
-        W, R = _regression_mstep(Szz, Syz, stats["yy"], stats["n_samples"], np.asarray(W, float), free,
-                                 self.observation_covariance_, self.observation_covariance_type, "r" in params, reg)
-        self.observation_matrix_, self.observation_covariance_ = W[:, :n], R
-        if m:
-            self.feedthrough_matrix_ = W[:, n:]
+            self.feedthrough_matrix_ = D
         S = stats["n_sequences"]
         if "m" in params:
             self.initial_state_mean_ = stats["x1"] / S
