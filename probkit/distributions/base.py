@@ -789,6 +789,21 @@ def _check_positive(value, name, family):
         raise ValueError(f"{family}: {name} must be positive")
 
 
+def _optional_positive(value, name):
+    """A ``fixed_*`` option: ``None``, or ``value`` as a float after checking it is finite and > 0."""
+    if value is None:
+        return None
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+    return float(value)
+
+
+def _check_fixed(value, fixed, name, family):
+    """Raise unless the parameter ``name`` equals its ``fixed_<name>`` option (where that is set)."""
+    if fixed is not None and not bool((value == fixed).all()):
+        raise ValueError(f"{family}: {name} differs from fixed_{name}={fixed}")
+
+
 class _PositiveSupport:
     """Mixin of continuous families on the positive reals: zero density at ``x <= 0`` in
     mixtures of several families (see :meth:`ExponentialFamily._support_mask`)."""

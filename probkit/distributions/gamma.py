@@ -7,7 +7,8 @@ import math
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily, _check_positive, _PositiveSupport
+from probkit.distributions.base import (ExponentialFamily, _check_fixed, _check_positive, _optional_positive,
+                                        _PositiveSupport)
 
 __all__ = ["Gamma"]
 
@@ -82,9 +83,7 @@ class Gamma(_PositiveSupport, ExponentialFamily):
     support_description = "positive reals"
 
     def __init__(self, concentration=None, rate=None, *, fixed_concentration=None):
-        if fixed_concentration is not None and not (math.isfinite(fixed_concentration) and fixed_concentration > 0):
-            raise ValueError(f"fixed_concentration must be a positive number or None, got {fixed_concentration!r}")
-        self.fixed_concentration = None if fixed_concentration is None else float(fixed_concentration)
+        self.fixed_concentration = _optional_positive(fixed_concentration, "fixed_concentration")
         self._set_params(concentration=concentration, rate=rate)
 
     def _options(self):
@@ -93,8 +92,7 @@ class Gamma(_PositiveSupport, ExponentialFamily):
     def _check_params(self):
         if bool((self._params["concentration"] <= 0).any()) or bool((self._params["rate"] <= 0).any()):
             raise ValueError("Gamma: concentration and rate must be positive")
-        if self.fixed_concentration is not None and not bool((self._params["concentration"] == self.fixed_concentration).all()):
-            raise ValueError(f"Gamma: concentration differs from fixed_concentration={self.fixed_concentration}")
+        _check_fixed(self._params["concentration"], self.fixed_concentration, "concentration", "Gamma")
 
     @property
     def conjugate_prior_family(self):

@@ -10,7 +10,7 @@ from scipy import optimize, special
 
 from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily, _check_positive
+from probkit.distributions.base import ExponentialFamily, _check_fixed, _check_positive, _optional_positive
 from probkit.distributions.discrete import _beta_log_evidence, _beta_mode, _beta_prior_class, _check_probability
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.utils.validation import check_nonnegative_integers
@@ -83,9 +83,7 @@ class NegativeBinomial(ExpectedStatisticsMixin, ExponentialFamily):
     support_description = "non-negative integers"
 
     def __init__(self, total_count=None, probs=None, *, fixed_total_count=None):
-        if fixed_total_count is not None and not (np.isfinite(fixed_total_count) and fixed_total_count > 0):
-            raise ValueError(f"fixed_total_count must be a positive number or None, got {fixed_total_count!r}")
-        self.fixed_total_count = None if fixed_total_count is None else float(fixed_total_count)
+        self.fixed_total_count = _optional_positive(fixed_total_count, "fixed_total_count")
         self._set_params(total_count=total_count, probs=probs)
 
     def _options(self):
@@ -100,8 +98,7 @@ class NegativeBinomial(ExpectedStatisticsMixin, ExponentialFamily):
         r, p = self._params["total_count"], self._params["probs"]
         _check_positive(r, "total_count", "NegativeBinomial")
         _check_probability(p, "NegativeBinomial", allow_zero=False)
-        if self.fixed_total_count is not None and not bool((r == self.fixed_total_count).all()):
-            raise ValueError(f"NegativeBinomial: total_count differs from fixed_total_count={self.fixed_total_count}")
+        _check_fixed(r, self.fixed_total_count, "total_count", "NegativeBinomial")
 
     @property
     def conjugate_prior_family(self):

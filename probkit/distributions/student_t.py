@@ -32,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily, _check_positive
+from probkit.distributions.base import ExponentialFamily, _check_fixed, _check_positive, _optional_positive
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
 from probkit.utils._array import to_numpy
@@ -110,15 +110,13 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
         if not floor >= 0:
             raise ValueError(f"{self._floor_name} must be non-negative, got {floor!r}")
         setattr(self, self._floor_name, float(floor))
-        if fixed_df is not None and not (np.isfinite(fixed_df) and fixed_df > 0):
-            raise ValueError(f"fixed_df must be a positive number or None, got {fixed_df!r}")
+        self.fixed_df = _optional_positive(fixed_df, "fixed_df")
         if not (np.isfinite(initial_df) and initial_df > 0):
             raise ValueError(f"initial_df must be a positive number, got {initial_df!r}")
         if not (tol > 0):
             raise ValueError(f"tol must be positive, got {tol!r}")
         if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        self.fixed_df = None if fixed_df is None else float(fixed_df)
         self.initial_df = float(initial_df)
         self.tol = float(tol)
         self.max_iter = int(max_iter)
@@ -130,8 +128,7 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
     def _check_df(self):
         df = self._params["df"]
         _check_positive(df, "df", type(self).__name__)
-        if self.fixed_df is not None and not bool((df == self.fixed_df).all()):
-            raise ValueError(f"{type(self).__name__}: df differs from fixed_df={self.fixed_df}")
+        _check_fixed(df, self.fixed_df, "df", type(self).__name__)
 
     # ------------------------------------------------------------------ not an exponential family
     def _not_exponential_family(self, *args, **kwargs):
