@@ -300,7 +300,9 @@ def _resolve_backend(backend, *tensors):
     return "numba"
 
 
-def _prepare(observations, params, inputs, lengths, backend):
+def _prepare(observations, params, inputs, lengths, backend, steady_state_tol):
+    """The public functions' arguments checked: ``(y, params, u, lengths, backend, steady_state_tol)``."""
+    tol = _check_tol(steady_state_tol)
     y = _check_observations(observations)
     dtype, device = y.dtype, y.device
     if dtype in (torch.float16, torch.bfloat16):
@@ -313,7 +315,7 @@ def _prepare(observations, params, inputs, lengths, backend):
     u = _check_inputs(inputs, params, y.shape[0], dtype, device)
     lengths = check_lengths(lengths, y.shape[0])
     chosen = _resolve_backend(backend, y, u, *params[:6])
-    return y, params, u, lengths, chosen
+    return y, params, u, lengths, chosen, tol
 
 
 def _check_tol(steady_state_tol):
@@ -564,8 +566,7 @@ def kalman_filter(observations, params, *, inputs=None, lengths=None, backend="a
     >>> res.step_log_likelihood[1].item()
     0.0
     """
-    tol = _check_tol(steady_state_tol)
-    y, params, u, lengths, chosen = _prepare(observations, params, inputs, lengths, backend)
+    y, params, u, lengths, chosen, tol = _prepare(observations, params, inputs, lengths, backend, steady_state_tol)
     return _filter_validated(y, params, u, lengths, backend=chosen, steady_state_tol=tol)
 
 
@@ -595,8 +596,7 @@ def kalman_smoother(observations, params, *, inputs=None, lengths=None, backend=
     >>> res.lag_one_covariances[:, 0, 0]
     tensor([0.0000, 0.2857, 0.4286], dtype=torch.float64)
     """
-    tol = _check_tol(steady_state_tol)
-    y, params, u, lengths, chosen = _prepare(observations, params, inputs, lengths, backend)
+    y, params, u, lengths, chosen, tol = _prepare(observations, params, inputs, lengths, backend, steady_state_tol)
     return _smoother_validated(y, params, u, lengths, backend=chosen, steady_state_tol=tol)
 
 
