@@ -58,13 +58,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import textwrap
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from probkit.inference._checks import as_float_tensor, check_log_values, concatenated_inputs
+from probkit.inference._docs import fill_parameters
 from probkit.inference.concatenated import resolve_backend
 from probkit.inference.padded import pad_sequences, unpad_sequences
 from probkit.utils.threads import torch_threads
@@ -297,14 +297,7 @@ backend : {"auto", "numba", "torch"}, default="auto"
 """
 
 
-def _document_parameters(func):
-    """Put :data:`_PARAMETERS`, indented like the rest of the docstring, in place of ``{parameters}``."""
-    if func.__doc__:  # None under python -OO
-        func.__doc__ = func.__doc__.replace("{parameters}", textwrap.indent(_PARAMETERS, "    ").lstrip())
-    return func
-
-
-@_document_parameters
+@fill_parameters(_PARAMETERS)
 def semi_markov_forward(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                         right_censoring=True, backend="auto"):
     """Log-likelihood and one-step predictive log-likelihoods of a semi-Markov model (forward pass).
@@ -332,7 +325,7 @@ def semi_markov_forward(log_startprob, log_transmat, log_duration, log_emission,
     return SemiMarkovForward(fwd["loglik"], fwd["predictive"])
 
 
-@_document_parameters
+@fill_parameters(_PARAMETERS)
 def semi_markov_forward_backward(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                                  right_censoring=True, backend="auto"):
     """State and segment posteriors and the expected counts of a semi-Markov model (forward-backward).
@@ -377,7 +370,7 @@ def _complete_censored(cens, log_duration, log_surv):
     return torch.exp(torch.logcumsumexp(log_ratio, dim=-1) + log_duration)
 
 
-@_document_parameters
+@fill_parameters(_PARAMETERS)
 def semi_markov_viterbi(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                         right_censoring=True, backend="auto"):
     """Most probable segmentation (states and segment boundaries) of every sequence.
