@@ -789,6 +789,25 @@ def _check_positive(value, name, family):
         raise ValueError(f"{family}: {name} must be positive")
 
 
+def _check_simplex(probs, family):
+    """Raise unless every row of ``probs`` (last axis) is non-negative and sums to 1."""
+    if bool((probs < 0).any()):
+        raise ValueError(f"{family}: probs must be non-negative")
+    one = torch.ones((), dtype=probs.dtype, device=probs.device)
+    if not bool(torch.allclose(probs.sum(-1), one, atol=1e-8, rtol=0)):
+        raise ValueError(f"{family}: probs must sum to 1 along the last axis")
+
+
+def _last_axis_size(param, doc):
+    """A read-only property: the length of the last axis of the parameter ``param`` (``doc`` its docstring)."""
+    def size(self):
+        self._require_params()
+        return self._params[param].shape[-1]
+
+    size.__doc__ = doc
+    return property(size)
+
+
 def _optional_positive(value, name):
     """A ``fixed_*`` option: ``None``, or ``value`` as a float after checking it is finite and > 0."""
     if value is None:

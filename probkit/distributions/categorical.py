@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from probkit.distributions.base import ExponentialFamily, SufficientStats
+from probkit.distributions.base import SufficientStats
+from probkit.distributions.dirichlet import _DirichletConjugateProbs, _simplex_kl
 
 __all__ = ["Categorical"]
 
 
-class Categorical(ExponentialFamily):
+class Categorical(_DirichletConjugateProbs):
     """Categorical distribution: symbol ``k`` has probability ``probs[..., k]``.
 
     Samples are integers (event shape ``()``). ``T(x) = onehot(x)``, natural parameters
@@ -34,8 +35,6 @@ class Categorical(ExponentialFamily):
     array([0.5 , 0.25, 0.25])
     """
 
-    param_names = ("probs",)
-    _param_event_ndims = {"probs": 1}
     support_description = "integers 0 .. n_categories - 1"
 
     def __init__(self, probs=None, n_categories=None):
@@ -51,19 +50,6 @@ class Categorical(ExponentialFamily):
 
     def _options(self):
         return {"n_categories": self.n_categories}
-
-    def _check_params(self):
-        p = self._params["probs"]
-        if bool((p < 0).any()):
-            raise ValueError("Categorical: probs must be non-negative")
-        if not bool(torch.allclose(p.sum(-1), torch.ones((), dtype=p.dtype, device=p.device), atol=1e-8, rtol=0)):
-            raise ValueError("Categorical: probs must sum to 1 along the last axis")
-
-    @property
-    def conjugate_prior_family(self):
-        from probkit.distributions.dirichlet import Dirichlet
-
-        return Dirichlet
 
     def _validate_support(self, x, name="X"):
         if bool((x != torch.round(x)).any()) or bool((x < 0).any()):
@@ -130,26 +116,4 @@ class Categorical(ExponentialFamily):
         return (-plogp.sum(-1)).expand(self._batch_shape)
 
     def _kl(self, other):
-        p, q = self._params["probs"], other._params["probs"]
-        terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
-        return terms.sum(-1)
-
-    # conjugate prior: Dirichlet(concentration) over probs
-    def _posterior(self, stats, prior):
-        alpha = prior.torch_params()["concentration"]
-        return type(prior)(concentration=alpha + stats["x"])
-
-    def _map_params(self, post):
-        alpha = post.torch_params()["concentration"]
-        mode = torch.clamp(alpha - 1.0, min=0.0)
-        total = mode.sum(-1, keepdim=True)
-        # All concentrations <= 1: the mode is on the boundary; use the posterior mean there.
-        mode = torch.where(total > 0, mode / torch.where(total > 0, total, torch.ones_like(total)),
-                           alpha / alpha.sum(-1, keepdim=True))
-        return {"probs": mode}
-
-    def _log_marginal_likelihood(self, x, stats, prior):
-        alpha = prior._params["concentration"]
-        post = alpha + stats["x"]
-        return (torch.lgamma(alpha.sum(-1)) - torch.lgamma(post.sum(-1))
-                + (torch.lgamma(post) - torch.lgamma(alpha)).sum(-1))
+        return _simplex_kl(self._params["probs"], other._params["probs"])

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily, _check_positive
+from probkit.distributions.base import ExponentialFamily, _check_positive, _check_simplex, _last_axis_size
 
 __all__ = ["Dirichlet", "dirichlet_expected_log", "dirichlet_map_rows", "inverse_digamma"]
 
@@ -113,11 +113,7 @@ class Dirichlet(ExponentialFamily):
     def _options(self):
         return {"tol": self.tol, "max_iter": self.max_iter}
 
-    @property
-    def n_categories(self):
-        """Length ``k`` of the probability vectors."""
-        self._require_params()
-        return self._params["concentration"].shape[-1]
+    n_categories = _last_axis_size("concentration", "Length ``k`` of the probability vectors.")
 
     def _check_params(self):
         alpha = self._params["concentration"]
@@ -245,6 +241,50 @@ class Dirichlet(ExponentialFamily):
         a_total = a.sum(-1, keepdim=True)
         return (self._log_beta(b) - self._log_beta(a)
                 + ((a - b) * (torch.digamma(a) - torch.digamma(a_total))).sum(-1))
+
+
+class _DirichletConjugateProbs(ExponentialFamily):
+    """A family with a probability vector ``probs`` (last axis), the per-symbol counts as the statistic
+    ``"x"`` and a conjugate :class:`Dirichlet` prior: ``Dirichlet(alpha)`` updates to ``Dirichlet(alpha + sum x)``.
+
+    The marginal likelihood here has no base-measure term; a family with one passes its sum as
+    ``start`` of :meth:`_dirichlet_log_evidence`.
+    """
+
+    param_names = ("probs",)
+    _param_event_ndims = {"probs": 1}
+    conjugate_prior_family = Dirichlet
+
+    def _check_params(self):
+        _check_simplex(self._params["probs"], type(self).__name__)
+
+    def _posterior(self, stats, prior):
+        alpha = prior.torch_params()["concentration"]
+        return type(prior)(concentration=alpha + stats["x"])
+
+    def _map_params(self, post):
+        alpha = post.torch_params()["concentration"]
+        excess = torch.clamp(alpha - 1.0, min=0.0)
+        total = excess.sum(-1, keepdim=True)
+        # All concentrations <= 1: no interior mode; fall back to the posterior mean.
+        safe_total = torch.where(total > 0, total, torch.ones_like(total))
+        return {"probs": torch.where(total > 0, excess / safe_total, alpha / alpha.sum(-1, keepdim=True))}
+
+    def _dirichlet_log_evidence(self, stats, prior, start=0.0):
+        """``start + log B(alpha + sum x) - log B(alpha)`` with ``B`` the multivariate beta function."""
+        alpha = prior._params["concentration"]
+        post = alpha + stats["x"]
+        return (start + torch.lgamma(alpha.sum(-1)) - torch.lgamma(post.sum(-1))
+                + (torch.lgamma(post) - torch.lgamma(alpha)).sum(-1))
+
+    def _log_marginal_likelihood(self, x, stats, prior):
+        return self._dirichlet_log_evidence(stats, prior)
+
+
+def _simplex_kl(p, q):
+    """``KL(Categorical(p) || Categorical(q))`` over the last axis, with ``0 log 0 = 0``."""
+    terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
+    return terms.sum(-1)
 
 
 def dirichlet_map_rows(previous, counts, prior=1.0):

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.base import ExponentialFamily, _last_axis_size
+from probkit.distributions.dirichlet import _DirichletConjugateProbs, _simplex_kl
 from probkit.utils.validation import check_nonnegative_integers
 
 __all__ = ["Bernoulli", "Binomial", "Geometric", "Multinomial"]
@@ -16,12 +17,6 @@ def _beta_prior_class():
     from probkit.distributions.continuous import Beta
 
     return Beta
-
-
-def _dirichlet_prior_class():
-    from probkit.distributions.dirichlet import Dirichlet
-
-    return Dirichlet
 
 
 def _beta_mode(post, lower=0.0):
@@ -338,7 +333,7 @@ class Geometric(_BetaConjugateProbs):
         return {"probs": _beta_mode(post, lower=torch.finfo(p.dtype).tiny)}
 
 
-class Multinomial(ExponentialFamily):
+class Multinomial(_DirichletConjugateProbs):
     """Multinomial distribution over count vectors of ``n_categories`` symbols.
 
     A sample is a row of counts (event shape ``(n_categories,)``). ``T(x) = x``, natural
@@ -364,8 +359,6 @@ class Multinomial(ExponentialFamily):
     array([0.625, 0.375])
     """
 
-    param_names = ("probs",)
-    _param_event_ndims = {"probs": 1}
     event_ndim = 1
     support_description = "vectors of non-negative integer counts"
 
@@ -376,22 +369,7 @@ class Multinomial(ExponentialFamily):
     def _options(self):
         return {"total_count": self.total_count}
 
-    @property
-    def n_categories(self):
-        """Number of categories (length of a count vector)."""
-        self._require_params()
-        return self._params["probs"].shape[-1]
-
-    def _check_params(self):
-        p = self._params["probs"]
-        if bool((p < 0).any()):
-            raise ValueError("Multinomial: probs must be non-negative")
-        if not bool(torch.allclose(p.sum(-1), torch.ones((), dtype=p.dtype, device=p.device), atol=1e-8, rtol=0)):
-            raise ValueError("Multinomial: probs must sum to 1 along the last axis")
-
-    @property
-    def conjugate_prior_family(self):
-        return _dirichlet_prior_class()
+    n_categories = _last_axis_size("probs", "Number of categories (length of a count vector).")
 
     def _validate_support(self, x, name="X"):
         check_nonnegative_integers(x, name)
@@ -479,26 +457,7 @@ class Multinomial(ExponentialFamily):
         self._require_total_count("kl_divergence")
         if other.total_count != self.total_count:
             raise ValueError("KL divergence between Multinomials needs equal total_count")
-        p, q = self._params["probs"], other._params["probs"]
-        terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), torch.zeros_like(p))
-        return self.total_count * terms.sum(-1)
-
-    # conjugate prior: Dirichlet(concentration) over probs
-    def _posterior(self, stats, prior):
-        alpha = prior.torch_params()["concentration"]
-        return type(prior)(concentration=alpha + stats["x"])
-
-    def _map_params(self, post):
-        alpha = post.torch_params()["concentration"]
-        excess = torch.clamp(alpha - 1.0, min=0.0)
-        total = excess.sum(-1, keepdim=True)
-        # All concentrations <= 1: no interior mode; fall back to the posterior mean.
-        safe_total = torch.where(total > 0, total, torch.ones_like(total))
-        return {"probs": torch.where(total > 0, excess / safe_total, alpha / alpha.sum(-1, keepdim=True))}
+        return self.total_count * _simplex_kl(self._params["probs"], other._params["probs"])
 
     def _log_marginal_likelihood(self, x, stats, prior):
-        alpha = prior._params["concentration"]
-        post = alpha + stats["x"]
-        return (self._log_base_measure(x).sum()
-                + torch.lgamma(alpha.sum(-1)) - torch.lgamma(post.sum(-1))
-                + (torch.lgamma(post) - torch.lgamma(alpha)).sum(-1))
+        return self._dirichlet_log_evidence(stats, prior, start=self._log_base_measure(x).sum())

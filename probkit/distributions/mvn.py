@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probkit.distributions.base import LOG_2PI, ExponentialFamily, SufficientStats
+from probkit.distributions.base import LOG_2PI, ExponentialFamily, SufficientStats, _last_axis_size
 from probkit.utils._linalg import cholesky
 
 __all__ = ["COVARIANCE_TYPES", "MultivariateNormal", "check_covariance_type", "covariance_shape", "full_covariances",
@@ -193,10 +193,7 @@ class MultivariateNormal(ExponentialFamily):
             return self
         return type(self)(**{**self._options(), "stats_shift": shift})
 
-    @property
-    def n_features(self):
-        self._require_params()
-        return self._params["mean"].shape[-1]
+    n_features = _last_axis_size("mean", "Dimension ``d`` of a sample.")
 
     def _check_params(self):
         mean, cov = self._params["mean"], self._params["covariance"]

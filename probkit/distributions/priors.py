@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import LOG_2PI, ExponentialFamily, _check_positive, kl_divergence
+from probkit.distributions.base import LOG_2PI, ExponentialFamily, _check_positive, _last_axis_size, kl_divergence
 from probkit.distributions.wishart import wishart_bartlett, wishart_expected_log_det, wishart_log_normaliser
 from probkit.utils._array import is_tensor, to_numpy
 from probkit.utils.random import torch_generator
@@ -341,11 +341,7 @@ class NormalWishart(_ParameterisedPrior):
         self._set_params(loc=loc, mean_precision=mean_precision, degrees_of_freedom=degrees_of_freedom,
                          covariance=covariance)
 
-    @property
-    def n_features(self):
-        """Dimension ``d`` of the mean."""
-        self._require_params()
-        return self._params["loc"].shape[-1]
+    n_features = _last_axis_size("loc", "Dimension ``d`` of the mean.")
 
     def _check_params(self):
         p = self._params

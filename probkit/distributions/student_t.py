@@ -32,7 +32,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from probkit.distributions._latent import ExpectedStatisticsMixin
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily, _check_fixed, _check_positive, _optional_positive
+from probkit.distributions.base import (ExponentialFamily, _check_fixed, _check_positive, _last_axis_size,
+                                        _optional_positive)
 from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
 from probkit.utils._array import to_numpy
@@ -405,11 +406,7 @@ class MultivariateStudentT(_ScaleMixtureT):
         self._init_options(fixed_df, initial_df, reg_covar, tol, max_iter)
         self._set_params(df=df, loc=loc, scale_matrix=scale_matrix)
 
-    @property
-    def n_features(self):
-        """Dimension ``d`` of a sample."""
-        self._require_params()
-        return self._params["loc"].shape[-1]
+    n_features = _last_axis_size("loc", "Dimension ``d`` of a sample.")
 
     @property
     def mean(self):

@@ -7,7 +7,7 @@ import math
 import torch
 
 from probkit.distributions._sampling import standard_gamma
-from probkit.distributions.base import ExponentialFamily
+from probkit.distributions.base import ExponentialFamily, _last_axis_size
 
 __all__ = ["InverseWishart", "Wishart", "wishart_bartlett", "wishart_expected_log_det", "wishart_log_normaliser"]
 
@@ -128,11 +128,7 @@ class _MatrixFamily(ExponentialFamily):
     def __init__(self, df=None, scale_matrix=None):
         self._set_params(df=df, scale_matrix=scale_matrix)
 
-    @property
-    def n_features(self):
-        """Dimension ``p`` of the ``p x p`` matrices."""
-        self._require_params()
-        return self._params["scale_matrix"].shape[-1]
+    n_features = _last_axis_size("scale_matrix", "Dimension ``p`` of the ``p x p`` matrices.")
 
     def _check_params(self):
         df, scale = self._params["df"], self._params["scale_matrix"]
