@@ -140,10 +140,11 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     """
 
     def __init__(self, n_components=2, emission="gaussian", backbone="mamba", d_model=64, n_layers=2, *,
-                 neural_transitions=False, init="hmm", hmm_n_iter=100, hmm_n_init=5, n_symbols=None, backbone_kwargs=None,
-                 train_window=None, algorithm="viterbi", batch_size=8, max_epochs=60, lr=1e-2, weight_decay=0.01,
-                 clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True, validation_fraction=0.1,
-                 patience=20, mixed_precision="auto", random_state=None, device=None, dtype=None, verbose=0):
+                 neural_transitions=False, init="hmm", hmm_n_iter=100, hmm_n_init=5, n_symbols=None,
+                 backbone_kwargs=None, train_window=None, algorithm="viterbi", batch_size=8, max_epochs=60, lr=1e-2,
+                 weight_decay=0.01, clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True,
+                 validation_fraction=0.1, patience=20, mixed_precision="auto", random_state=None, device=None,
+                 dtype=None, verbose=0):
         store_params(self, locals())
 
     # ------------------------------------------------------------------ parameters and data
