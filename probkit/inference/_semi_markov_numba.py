@@ -97,6 +97,27 @@ def _logsumexp_row(values, n):
     return m + math.log(s)
 
 
+@_jit(inline="always")
+def _forward_workspace(n_states, max_dur):
+    """The buffers of :func:`_forward_one` for one block: two (K, D) window rings, four
+    length-D rows, two length-K rows, and the exponent ``bits`` with their float64 view."""
+    bits = np.empty(max_dur, dtype=np.int64)
+    return (np.empty((n_states, max_dur)), np.empty((n_states, max_dur)), np.empty(max_dur), np.empty(max_dur),
+            np.empty(max_dur), np.empty(max_dur), np.empty(n_states), np.empty(n_states), bits,
+            bits.view(np.float64))
+
+
+@_jit(inline="always")
+def _with_shifts(log_value, shift, lo, hi):
+    """A sequence's log-probability on shifted emissions with the row shifts added back (-inf stays -inf)."""
+    if log_value == _NEG_INF:
+        return _NEG_INF
+    shift_sum = 0.0
+    for t in range(lo, hi):
+        shift_sum += shift[t]
+    return log_value + shift_sum
+
+
 def _rotated(log_dur, forward):
     """Duration tables laid out for the window rings (see ``_forward_one``), shape (K, 2D)."""
     max_dur = log_dur.shape[1]
@@ -311,31 +332,14 @@ def _backward_one(log_trans, dur_ring, log_surv, le, lo, hi, censored, z_end, bs
 def forward_block(log_start, log_trans_t, dur_ring, surv_ring, le, shift, offsets, s_begin, s_end, censored, bs, fe,
                   delta, loglik, possible):
     """Forward pass of sequences ``[s_begin, s_end)``: log-likelihoods and per-step predictive terms."""
-    n_states = le.shape[1]
-    max_dur = dur_ring.shape[1] // 2
-    acc_ring = np.empty((n_states, max_dur))
-    start_ring = np.empty((n_states, max_dur))
-    buf_b = np.empty(max_dur)
-    buf_f = np.empty(max_dur)
-    buf_s = np.empty(max_dur)
-    buf_w = np.empty(max_dur)
-    bits = np.empty(max_dur, dtype=np.int64)
-    pow2 = bits.view(np.float64)
-    craw = np.empty(n_states)
-    row_k = np.empty(n_states)
+    acc_ring, start_ring, buf_b, buf_f, buf_s, buf_w, craw, row_k, bits, pow2 = _forward_workspace(
+        le.shape[1], dur_ring.shape[1] // 2)
     for s in range(s_begin, s_end):
         lo, hi = offsets[s], offsets[s + 1]
         ll, z_end = _forward_one(log_start, log_trans_t, dur_ring, surv_ring, le, lo, hi, censored, True, bs, fe,
                                  delta, acc_ring, start_ring, buf_b, buf_f, buf_s, buf_w, craw, row_k, bits, pow2)
-        if ll == _NEG_INF:
-            loglik[s] = _NEG_INF
-            possible[s] = False
-            continue
-        possible[s] = True
-        shift_sum = 0.0
-        for t in range(lo, hi):
-            shift_sum += shift[t]
-        loglik[s] = ll + shift_sum
+        possible[s] = ll != _NEG_INF
+        loglik[s] = _with_shifts(ll, shift, lo, hi)
 
 
 @_jit()
@@ -344,17 +348,8 @@ def forward_backward_block(log_start, log_trans, log_trans_t, dur_ring, surv_rin
                            cens):
     """Forward-backward of sequences ``[s_begin, s_end)`` with block-local ``xi``, ``dur``, ``cens``."""
     n_states = le.shape[1]
-    max_dur = dur_ring.shape[1] // 2
-    acc_ring = np.empty((n_states, max_dur))
-    side_ring = np.empty((n_states, max_dur))
-    buf_b = np.empty(max_dur)
-    buf_f = np.empty(max_dur)
-    buf_s = np.empty(max_dur)
-    buf_w = np.empty(max_dur)
-    bits = np.empty(max_dur, dtype=np.int64)
-    pow2 = bits.view(np.float64)
-    craw = np.empty(n_states)
-    row_k = np.empty(n_states)
+    acc_ring, side_ring, buf_b, buf_f, buf_s, buf_w, craw, row_k, bits, pow2 = _forward_workspace(
+        n_states, dur_ring.shape[1] // 2)
     bb_next = np.empty(n_states)
     bb_cur = np.empty(n_states)
     for s in range(s_begin, s_end):
@@ -365,13 +360,9 @@ def forward_backward_block(log_start, log_trans, log_trans_t, dur_ring, surv_rin
                 seg_start[t, j] = 0.0
         ll, z_end = _forward_one(log_start, log_trans_t, dur_ring, surv_ring, le, lo, hi, censored, False, bs, fe,
                                  delta, acc_ring, side_ring, buf_b, buf_f, buf_s, buf_w, craw, row_k, bits, pow2)
+        loglik[s] = _with_shifts(ll, shift, lo, hi)
         if ll == _NEG_INF:
-            loglik[s] = _NEG_INF
             continue
-        shift_sum = 0.0
-        for t in range(lo, hi):
-            shift_sum += shift[t]
-        loglik[s] = ll + shift_sum
         _backward_one(log_trans, dur_ring_b, log_surv, le, lo, hi, censored, z_end, bs, fe, delta, be, post,
                       seg_start, xi, dur, cens, acc_ring, side_ring, buf_f, buf_w, bb_next, bb_cur, row_k, bits,
                       pow2)
@@ -442,16 +433,12 @@ def viterbi_block(log_start, log_trans_t, log_dur, log_surv, le, shift, offsets,
                 best = v
                 bj = j
                 bd = best_cd[j] if censored else arg_d[hi - 1, j]
+        log_prob[s] = _with_shifts(best, shift, lo, hi)
         if best == _NEG_INF:
-            log_prob[s] = _NEG_INF
             for t in range(lo, hi):
                 path[t] = -1
                 seg_first[t] = False
             continue
-        shift_sum = 0.0
-        for t in range(lo, hi):
-            shift_sum += shift[t]
-        log_prob[s] = best + shift_sum
         end = hi - 1
         j = bj
         d = bd
@@ -482,22 +469,23 @@ def _blocks(lengths, n_states, max_dur):
     return offsets, _block_bounds(offsets, equivalent_states)
 
 
-def _shifted(log_emission):
+def _layout(log_trans, log_dur, log_emission, lengths):
+    """What every driver starts from: ``(offsets, block bounds, shifted emissions, their row
+    shifts, log_trans transposed)``."""
+    n_samples, n_states = log_emission.shape
+    offsets, bounds = _blocks(lengths, n_states, log_dur.shape[1])
     le = np.empty_like(log_emission)
-    shift = np.empty(log_emission.shape[0])
+    shift = np.empty(n_samples)
     shifted_log_emission(log_emission, le, shift)
-    return le, shift
+    return offsets, bounds, le, shift, np.ascontiguousarray(log_trans.T)
 
 
 def forward(log_start, log_trans, log_dur, log_surv, log_emission, lengths, censored):
     """Returns (log_likelihood (n_seq,), predictive (N,), possible (n_seq,) bool)."""
-    n_samples, n_states = log_emission.shape
-    offsets, bounds = _blocks(lengths, n_states, log_dur.shape[1])
-    le, shift = _shifted(log_emission)
-    log_trans_t = np.ascontiguousarray(log_trans.T)
+    offsets, bounds, le, shift, log_trans_t = _layout(log_trans, log_dur, log_emission, lengths)
     bs = np.empty_like(le)
     fe = np.empty_like(le)
-    delta = np.zeros(n_samples)
+    delta = np.zeros(len(le))
     loglik = np.empty(len(lengths))
     possible = np.empty(len(lengths), dtype=np.bool_)
 
@@ -522,15 +510,12 @@ def forward(log_start, log_trans, log_dur, log_surv, log_emission, lengths, cens
 
 def forward_backward(log_start, log_trans, log_dur, log_surv, log_emission, lengths, censored):
     """Returns (log_likelihood, posteriors, segment_starts, expected_transitions, completed, censored_counts)."""
-    n_samples, n_states = log_emission.shape
-    max_dur = log_dur.shape[1]
-    offsets, bounds = _blocks(lengths, n_states, max_dur)
-    le, shift = _shifted(log_emission)
-    log_trans_t = np.ascontiguousarray(log_trans.T)
+    n_states, max_dur = log_dur.shape
+    offsets, bounds, le, shift, log_trans_t = _layout(log_trans, log_dur, log_emission, lengths)
     bs = np.empty_like(le)
     fe = np.empty_like(le)
     be = np.empty_like(le)
-    delta = np.zeros(n_samples)
+    delta = np.zeros(len(le))
     post = np.empty_like(le)
     seg_start = np.empty_like(le)
     loglik = np.empty(len(lengths))
@@ -551,17 +536,14 @@ def forward_backward(log_start, log_trans, log_dur, log_surv, log_emission, leng
 
 def viterbi(log_start, log_trans, log_dur, log_surv, log_emission, lengths, censored):
     """Returns (log_prob (n_seq,), path (N,) int64, segment_first (N,) bool)."""
-    n_samples, n_states = log_emission.shape
-    offsets, bounds = _blocks(lengths, n_states, log_dur.shape[1])
-    le, shift = _shifted(log_emission)
-    log_trans_t = np.ascontiguousarray(log_trans.T)
+    offsets, bounds, le, shift, log_trans_t = _layout(log_trans, log_dur, log_emission, lengths)
     vs = np.empty_like(le)
     ve = np.empty_like(le)
     arg_d = np.zeros(le.shape, dtype=np.int64)
     arg_j = np.zeros(le.shape, dtype=np.int64)
     log_prob = np.empty(len(lengths))
-    path = np.empty(n_samples, dtype=np.int64)
-    seg_first = np.empty(n_samples, dtype=np.bool_)
+    path = np.empty(len(le), dtype=np.int64)
+    seg_first = np.empty(len(le), dtype=np.bool_)
 
     def args(b, s_begin, s_end):
         return (log_start, log_trans_t, log_dur, log_surv, le, shift, offsets, s_begin, s_end, censored, vs, ve,

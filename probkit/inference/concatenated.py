@@ -105,6 +105,17 @@ def _out(array, like):
     return torch.from_numpy(array).to(dtype=like.dtype, device=like.device)
 
 
+def _on_float64(kernel, ls, lt, le, lengths, *options):
+    """A numba driver run on float64 numpy copies of checked inputs."""
+    return kernel(_to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, *options)
+
+
+def _padded_batch(ls, lt, le, lengths):
+    """Checked concatenated inputs as the torch backend's padded batch, and the dtype of the results."""
+    padded_le, _ = _padded._pad_trusted(le, lengths)
+    return _padded._trusted_batch(ls, lt, padded_le, lengths), padded_le.dtype
+
+
 @numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
 def forward_backward(
     log_startprob,
@@ -168,15 +179,12 @@ def forward_backward(
 
 def _forward_backward(ls, lt, le, lengths, implementation, backend="auto"):
     """:func:`forward_backward` on checked inputs (tensors, lengths an int64 array): no validation."""
-    chosen = resolve_backend(backend, ls, lt, le)
-    if chosen == "numba":
-        loglik, post, xi, start, _ = numba_backend().forward_backward(
-            _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
-        )
+    if resolve_backend(backend, ls, lt, le) == "numba":
+        loglik, post, xi, start, _ = _on_float64(numba_backend().forward_backward, ls, lt, le, lengths,
+                                                 implementation == "log")
         return ForwardBackwardResult(_out(loglik, le), _out(post, le), _out(xi, le), _out(start, le))
-    padded_le, _ = _padded._pad_trusted(le, lengths)
-    res = _padded._forward_backward_batch(_padded._trusted_batch(ls, lt, padded_le, lengths), implementation,
-                                          padded_le.dtype)
+    batch, dtype = _padded_batch(ls, lt, le, lengths)
+    res = _padded._forward_backward_batch(batch, implementation, dtype)
     posteriors = _padded._unpad_trusted(res.posteriors, lengths)
     return ForwardBackwardResult(
         res.log_likelihood,
@@ -219,12 +227,10 @@ def viterbi(log_startprob, log_transmat, log_emission, lengths=None, *, backend=
 
 def _viterbi(ls, lt, le, lengths, backend="auto"):
     """:func:`viterbi` on checked inputs: no validation."""
-    chosen = resolve_backend(backend, ls, lt, le)
-    if chosen == "numba":
-        log_prob, path = numba_backend().viterbi(_to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths)
+    if resolve_backend(backend, ls, lt, le) == "numba":
+        log_prob, path = _on_float64(numba_backend().viterbi, ls, lt, le, lengths)
         return ViterbiResult(_out(log_prob, le), torch.from_numpy(path).to(le.device))
-    padded_le, _ = _padded._pad_trusted(le, lengths)
-    res = _padded._viterbi_batch(_padded._trusted_batch(ls, lt, padded_le, lengths), padded_le.dtype)
+    res = _padded._viterbi_batch(*_padded_batch(ls, lt, le, lengths))
     return ViterbiResult(res.log_prob, _padded._unpad_trusted(res.paths, lengths))
 
 
@@ -267,15 +273,11 @@ def forward_filter(
 
 def _forward_filter(ls, lt, le, lengths, implementation, backend="auto"):
     """:func:`forward_filter` on checked inputs: no validation."""
-    chosen = resolve_backend(backend, ls, lt, le)
-    if chosen == "numba":
-        loglik, filtered, _ = numba_backend().forward(
-            _to_numpy64(ls), _to_numpy64(lt), _to_numpy64(le), lengths, implementation == "log"
-        )
+    if resolve_backend(backend, ls, lt, le) == "numba":
+        loglik, filtered, _ = _on_float64(numba_backend().forward, ls, lt, le, lengths, implementation == "log")
         return FilterResult(_out(loglik, le), _out(filtered, le))
-    padded_le, _ = _padded._pad_trusted(le, lengths)
-    loglik, filtered = _padded._forward_filter_batch(_padded._trusted_batch(ls, lt, padded_le, lengths),
-                                                     implementation, padded_le.dtype)
+    batch, dtype = _padded_batch(ls, lt, le, lengths)
+    loglik, filtered = _padded._forward_filter_batch(batch, implementation, dtype)
     return FilterResult(loglik, _padded._unpad_trusted(filtered, lengths))
 
 

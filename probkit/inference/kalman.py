@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from probkit.inference._checks import as_float_tensor, check_choice
+from probkit.inference._docs import fill_parameters
 from probkit.inference.padded import pad_sequences, unpad_sequences
 from probkit.utils.threads import torch_threads
 from probkit.utils.validation import check_lengths
@@ -300,7 +301,9 @@ def _resolve_backend(backend, *tensors):
     return "numba"
 
 
-def _prepare(observations, params, inputs, lengths, backend):
+def _prepare(observations, params, inputs, lengths, backend, steady_state_tol):
+    """The public functions' arguments checked: ``(y, params, u, lengths, backend, steady_state_tol)``."""
+    tol = _check_tol(steady_state_tol)
     y = _check_observations(observations)
     dtype, device = y.dtype, y.device
     if dtype in (torch.float16, torch.bfloat16):
@@ -313,7 +316,7 @@ def _prepare(observations, params, inputs, lengths, backend):
     u = _check_inputs(inputs, params, y.shape[0], dtype, device)
     lengths = check_lengths(lengths, y.shape[0])
     chosen = _resolve_backend(backend, y, u, *params[:6])
-    return y, params, u, lengths, chosen
+    return y, params, u, lengths, chosen, tol
 
 
 def _check_tol(steady_state_tol):
@@ -524,25 +527,30 @@ def _smoother_torch(padded_filter, params, lengths):
 # Public functions
 # ---------------------------------------------------------------------------------------
 
+# The parameters of kalman_filter and kalman_smoother, substituted for "{parameters}" in their docstrings.
+_PARAMETERS = """Parameters
+----------
+observations : array-like or Tensor, (n_samples, p)
+    Sequences stacked along the first axis; NaN marks a missing entry.
+params : LinearGaussianParams
+inputs : array-like or Tensor, (n_samples, m), optional
+    ``u_t``, one row per observation row; required when the model has inputs.
+lengths : array-like of int, optional
+    Sequence lengths (sum ``n_samples``); None means one sequence.
+backend : {"auto", "numba", "torch"}, default="auto"
+steady_state_tol : float, default=1e-13
+    Relative change of the predicted covariance below which the numba filter treats
+    the covariances as converged; 0 recomputes every step.
+"""
 
+
+
+@fill_parameters(_PARAMETERS)
 def kalman_filter(observations, params, *, inputs=None, lengths=None, backend="auto",
                   steady_state_tol=DEFAULT_STEADY_STATE_TOL):
     """Kalman filter: log-likelihood, predicted and filtered state moments.
 
-    Parameters
-    ----------
-    observations : array-like or Tensor, (n_samples, p)
-        Sequences stacked along the first axis; NaN marks a missing entry.
-    params : LinearGaussianParams
-    inputs : array-like or Tensor, (n_samples, m), optional
-        ``u_t``, one row per observation row; required when the model has inputs.
-    lengths : array-like of int, optional
-        Sequence lengths (sum ``n_samples``); None means one sequence.
-    backend : {"auto", "numba", "torch"}, default="auto"
-    steady_state_tol : float, default=1e-13
-        Relative change of the predicted covariance below which the numba filter treats
-        the covariances as converged; 0 recomputes every step.
-
+    {parameters}
     Returns
     -------
     KalmanFilterResult
@@ -564,20 +572,16 @@ def kalman_filter(observations, params, *, inputs=None, lengths=None, backend="a
     >>> res.step_log_likelihood[1].item()
     0.0
     """
-    tol = _check_tol(steady_state_tol)
-    y, params, u, lengths, chosen = _prepare(observations, params, inputs, lengths, backend)
+    y, params, u, lengths, chosen, tol = _prepare(observations, params, inputs, lengths, backend, steady_state_tol)
     return _filter_validated(y, params, u, lengths, backend=chosen, steady_state_tol=tol)
 
 
+@fill_parameters(_PARAMETERS)
 def kalman_smoother(observations, params, *, inputs=None, lengths=None, backend="auto",
                     steady_state_tol=DEFAULT_STEADY_STATE_TOL):
     """Rauch-Tung-Striebel smoother: smoothed state moments and lag-one cross-covariances.
 
-    Parameters
-    ----------
-    observations, params, inputs, lengths, backend, steady_state_tol
-        As in :func:`kalman_filter`.
-
+    {parameters}
     Returns
     -------
     KalmanSmootherResult
@@ -595,8 +599,7 @@ def kalman_smoother(observations, params, *, inputs=None, lengths=None, backend=
     >>> res.lag_one_covariances[:, 0, 0]
     tensor([0.0000, 0.2857, 0.4286], dtype=torch.float64)
     """
-    tol = _check_tol(steady_state_tol)
-    y, params, u, lengths, chosen = _prepare(observations, params, inputs, lengths, backend)
+    y, params, u, lengths, chosen, tol = _prepare(observations, params, inputs, lengths, backend, steady_state_tol)
     return _smoother_validated(y, params, u, lengths, backend=chosen, steady_state_tol=tol)
 
 

@@ -69,7 +69,9 @@ class _Batch(NamedTuple):
 
 
 def _prepare(log_startprob, log_transmat, log_emission, lengths):
-    return _batch(*padded_inputs(log_startprob, log_transmat, log_emission, lengths))
+    """The checked batch, and the dtype of ``log_emission`` that the results are returned in."""
+    out_dtype = as_float_tensor(log_emission, "log_emission").dtype
+    return _batch(*padded_inputs(log_startprob, log_transmat, log_emission, lengths)), out_dtype
 
 
 def _trusted_batch(ls, lt, le, lengths):
@@ -211,8 +213,7 @@ def hmm_log_likelihood(
         if implementation != "scaling":
             raise ValueError("chunk_size applies to implementation='scaling' only")
         chunk_size = int(chunk_size)
-    out_dtype = as_float_tensor(log_emission, "log_emission").dtype
-    batch = _prepare(log_startprob, log_transmat, log_emission, lengths)
+    batch, out_dtype = _prepare(log_startprob, log_transmat, log_emission, lengths)
     return _log_likelihood(batch, implementation, chunk_size).to(out_dtype)
 
 
@@ -243,9 +244,8 @@ def forward_backward_padded(log_startprob, log_transmat, log_emission, lengths=N
     1.0
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
-    out_dtype = as_float_tensor(log_emission, "log_emission").dtype
-    return _forward_backward_batch(_prepare(log_startprob, log_transmat, log_emission, lengths), implementation,
-                                   out_dtype)
+    batch, out_dtype = _prepare(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_backward_batch(batch, implementation, out_dtype)
 
 
 def _forward_backward_batch(batch, implementation, out_dtype):
@@ -295,9 +295,8 @@ def forward_filter_padded(log_startprob, log_transmat, log_emission, lengths=Non
     tensor([[[0.5000, 0.5000]]])
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
-    out_dtype = as_float_tensor(log_emission, "log_emission").dtype
-    return _forward_filter_batch(_prepare(log_startprob, log_transmat, log_emission, lengths), implementation,
-                                 out_dtype)
+    batch, out_dtype = _prepare(log_startprob, log_transmat, log_emission, lengths)
+    return _forward_filter_batch(batch, implementation, out_dtype)
 
 
 def _forward_filter_batch(batch, implementation, out_dtype):
@@ -338,8 +337,7 @@ def viterbi_padded(log_startprob, log_transmat, log_emission, lengths=None):
     >>> res.paths
     tensor([[ 0,  1, -1]])
     """
-    out_dtype = as_float_tensor(log_emission, "log_emission").dtype
-    return _viterbi_batch(_prepare(log_startprob, log_transmat, log_emission, lengths), out_dtype)
+    return _viterbi_batch(*_prepare(log_startprob, log_transmat, log_emission, lengths))
 
 
 def _viterbi_batch(batch, out_dtype):

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from probkit.inference._checks import as_float_tensor, check_log_values, concatenated_inputs
+from probkit.inference._docs import fill_parameters
 from probkit.inference.concatenated import resolve_backend
 from probkit.inference.padded import pad_sequences, unpad_sequences
 from probkit.utils.threads import torch_threads
@@ -213,18 +214,26 @@ def _log_survival(log_duration):
     return torch.logcumsumexp(log_duration.flip(-1), dim=-1).flip(-1)
 
 
-def _inputs(log_startprob, log_transmat, log_duration, log_emission, lengths):
+class _Model(NamedTuple):
+    """Checked inputs of the public kernels, in the dtype and on the device of the emissions."""
+
+    ls: torch.Tensor
+    lt: torch.Tensor
+    ld: torch.Tensor
+    lsurv: torch.Tensor  # log P(duration >= d)
+    le: torch.Tensor
+    lengths: np.ndarray
+    censored: bool
+
+
+def _checked(log_startprob, log_transmat, log_duration, log_emission, lengths, right_censoring):
+    if not isinstance(right_censoring, (bool, np.bool_)):
+        raise TypeError(f"right_censoring must be True or False, got {right_censoring!r}")
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
     ld = _duration_input(log_duration, le.shape[1], le)
     ls = ls.to(device=le.device, dtype=le.dtype)
     lt = lt.to(device=le.device, dtype=le.dtype)
-    return ls, lt, ld, le, lengths
-
-
-def _check_censoring(right_censoring):
-    if not isinstance(right_censoring, (bool, np.bool_)):
-        raise TypeError(f"right_censoring must be True or False, got {right_censoring!r}")
-    return bool(right_censoring)
+    return _Model(ls, lt, ld, _log_survival(ld), le, lengths, bool(right_censoring))
 
 
 @functools.lru_cache(maxsize=None)
@@ -236,11 +245,17 @@ def _numba():
     return _semi_markov_numba
 
 
-def _backend(backend, *tensors):
-    chosen = resolve_backend(backend, *tensors)
+def _backend(backend, model):
+    chosen = resolve_backend(backend, model.ls, model.lt, model.ld, model.le)
     if chosen == "numba" and _numba() is None:  # pragma: no cover
         return "torch"
     return chosen
+
+
+def _run_numba(driver, model):
+    """A numba driver (``forward``, ``forward_backward`` or ``viterbi``) on float64 copies of the inputs."""
+    return driver(_np64(model.ls), _np64(model.lt), _np64(model.ld), _np64(model.lsurv), _np64(model.le),
+                  model.lengths, model.censored)
 
 
 def _torch_context(like):
@@ -262,27 +277,32 @@ def _out(array, like):
 
 
 # ---------------------------------------------------------------------------- public kernels
+# The parameters of the three public recursions, substituted for "{parameters}" in their docstrings.
+_PARAMETERS = """Parameters
+----------
+log_startprob : array-like or Tensor, (K,)
+    Log-probabilities of the first segment's state.
+log_transmat : array-like or Tensor, (K, K)
+    Log-probabilities of the next segment's state (row = current state); -inf marks
+    structural zeros (the diagonal, in a model without self-transitions).
+log_duration : array-like or Tensor, (K, D)
+    ``log_duration[k, d - 1] = log p_k(d)`` for durations ``d = 1..D``.
+log_emission : array-like or Tensor, (n_samples, K)
+    log p(x_t | state k) of all sequences stacked.
+lengths : array-like of int, optional
+    Lengths of the stacked sequences (summing to ``n_samples``); None is one sequence.
+right_censoring : bool, default=True
+    Whether the last segment of a sequence may continue past its end (see the module notes).
+backend : {"auto", "numba", "torch"}, default="auto"
+"""
+
+
+@fill_parameters(_PARAMETERS)
 def semi_markov_forward(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                         right_censoring=True, backend="auto"):
     """Log-likelihood and one-step predictive log-likelihoods of a semi-Markov model (forward pass).
 
-    Parameters
-    ----------
-    log_startprob : array-like or Tensor, (K,)
-        Log-probabilities of the first segment's state.
-    log_transmat : array-like or Tensor, (K, K)
-        Log-probabilities of the next segment's state (row = current state); -inf marks
-        structural zeros (the diagonal, in a model without self-transitions).
-    log_duration : array-like or Tensor, (K, D)
-        ``log_duration[k, d - 1] = log p_k(d)`` for durations ``d = 1..D``.
-    log_emission : array-like or Tensor, (n_samples, K)
-        log p(x_t | state k) of all sequences stacked.
-    lengths : array-like of int, optional
-        Lengths of the stacked sequences (summing to ``n_samples``); None is one sequence.
-    right_censoring : bool, default=True
-        Whether the last segment of a sequence may continue past its end (see the module notes).
-    backend : {"auto", "numba", "torch"}, default="auto"
-
+    {parameters}
     Returns
     -------
     SemiMarkovForward
@@ -296,27 +316,21 @@ def semi_markov_forward(log_startprob, log_transmat, log_duration, log_emission,
     >>> bool(torch.isclose(res.predictive.sum(), res.log_likelihood[0]))
     True
     """
-    censored = _check_censoring(right_censoring)
-    ls, lt, ld, le, lengths = _inputs(log_startprob, log_transmat, log_duration, log_emission, lengths)
-    if _backend(backend, ls, lt, ld, le) == "numba":
-        lsurv = _log_survival(ld)
-        loglik, predictive, _ = _numba().forward(_np64(ls), _np64(lt), _np64(ld), _np64(lsurv), _np64(le), lengths,
-                                                 censored)
-        return SemiMarkovForward(_out(loglik, le), _out(predictive, le))
-    with _torch_context(le):
-        fwd = _torch_forward(ls, lt, ld, le, lengths, censored)
+    model = _checked(log_startprob, log_transmat, log_duration, log_emission, lengths, right_censoring)
+    if _backend(backend, model) == "numba":
+        loglik, predictive, _ = _run_numba(_numba().forward, model)
+        return SemiMarkovForward(_out(loglik, model.le), _out(predictive, model.le))
+    with _torch_context(model.le):
+        fwd = _torch_forward(model)
     return SemiMarkovForward(fwd["loglik"], fwd["predictive"])
 
 
+@fill_parameters(_PARAMETERS)
 def semi_markov_forward_backward(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                                  right_censoring=True, backend="auto"):
     """State and segment posteriors and the expected counts of a semi-Markov model (forward-backward).
 
-    Parameters
-    ----------
-    log_startprob, log_transmat, log_duration, log_emission, lengths, right_censoring, backend
-        As in :func:`semi_markov_forward`.
-
+    {parameters}
     Returns
     -------
     SemiMarkovPosteriors
@@ -334,20 +348,16 @@ def semi_markov_forward_backward(log_startprob, log_transmat, log_duration, log_
     >>> float(res.segment_starts[0].sum())
     1.0
     """
-    censored = _check_censoring(right_censoring)
-    ls, lt, ld, le, lengths = _inputs(log_startprob, log_transmat, log_duration, log_emission, lengths)
-    lsurv = _log_survival(ld)
-    if _backend(backend, ls, lt, ld, le) == "numba":
-        loglik, post, seg_start, xi, completed, cens = _numba().forward_backward(
-            _np64(ls), _np64(lt), _np64(ld), _np64(lsurv), _np64(le), lengths, censored)
-        loglik, post, seg_start = _out(loglik, le), _out(post, le), _out(seg_start, le)
-        xi, completed, cens = _out(xi, le), _out(completed, le), _out(cens, le)
+    model = _checked(log_startprob, log_transmat, log_duration, log_emission, lengths, right_censoring)
+    if _backend(backend, model) == "numba":
+        loglik, post, seg_start, xi, completed, cens = (_out(a, model.le)
+                                                        for a in _run_numba(_numba().forward_backward, model))
     else:
-        with _torch_context(le):
-            loglik, post, seg_start, xi, completed, cens = _torch_forward_backward(ls, lt, ld, le, lengths, censored)
-    starts = torch.as_tensor(np.concatenate([[0], np.cumsum(lengths)[:-1]]), device=le.device)
+        with _torch_context(model.le):
+            loglik, post, seg_start, xi, completed, cens = _torch_forward_backward(model)
+    starts = torch.as_tensor(np.concatenate([[0], np.cumsum(model.lengths)[:-1]]), device=model.le.device)
     return SemiMarkovPosteriors(loglik, post, seg_start, seg_start[starts].sum(0), xi,
-                                completed + _complete_censored(cens, ld, lsurv), cens)
+                                completed + _complete_censored(cens, model.ld, model.lsurv), cens)
 
 
 def _complete_censored(cens, log_duration, log_surv):
@@ -360,15 +370,12 @@ def _complete_censored(cens, log_duration, log_surv):
     return torch.exp(torch.logcumsumexp(log_ratio, dim=-1) + log_duration)
 
 
+@fill_parameters(_PARAMETERS)
 def semi_markov_viterbi(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                         right_censoring=True, backend="auto"):
     """Most probable segmentation (states and segment boundaries) of every sequence.
 
-    Parameters
-    ----------
-    log_startprob, log_transmat, log_duration, log_emission, lengths, right_censoring, backend
-        As in :func:`semi_markov_forward`.
-
+    {parameters}
     Returns
     -------
     SemiMarkovViterbi
@@ -386,16 +393,13 @@ def semi_markov_viterbi(log_startprob, log_transmat, log_duration, log_emission,
     >>> res.segment_starts
     tensor([ True, False,  True,  True])
     """
-    censored = _check_censoring(right_censoring)
-    ls, lt, ld, le, lengths = _inputs(log_startprob, log_transmat, log_duration, log_emission, lengths)
-    lsurv = _log_survival(ld)
-    if _backend(backend, ls, lt, ld, le) == "numba":
-        log_prob, path, first = _numba().viterbi(_np64(ls), _np64(lt), _np64(ld), _np64(lsurv), _np64(le), lengths,
-                                                 censored)
-        return SemiMarkovViterbi(_out(log_prob, le), torch.from_numpy(path).to(le.device),
-                                 torch.from_numpy(first).to(le.device))
-    with _torch_context(le):
-        return _torch_viterbi(ls, lt, ld, lsurv, le, lengths, censored)
+    model = _checked(log_startprob, log_transmat, log_duration, log_emission, lengths, right_censoring)
+    if _backend(backend, model) == "numba":
+        log_prob, path, first = _run_numba(_numba().viterbi, model)
+        return SemiMarkovViterbi(_out(log_prob, model.le), torch.from_numpy(path).to(model.le.device),
+                                 torch.from_numpy(first).to(model.le.device))
+    with _torch_context(model.le):
+        return _torch_viterbi(model)
 
 
 def semi_markov_as_hmm(log_startprob, log_transmat, log_duration):
@@ -460,16 +464,23 @@ def _lse(x, dim):
     return torch.logsumexp(x, dim=dim)
 
 
-def _torch_forward(ls, lt, ld, le, lengths, censored):
-    """Padded normalised forward pass (see the numba kernels for the recursion)."""
-    le_pad, mask = pad_sequences(le, lengths)
-    n_seq, t_max, n_states = le_pad.shape
-    max_dur = ld.shape[1]
-    lsurv = _log_survival(ld)
-    lens = torch.as_tensor(lengths, device=le.device)
+def _padded_shifted(model):
+    """The emissions as a padded batch ``x`` (n_seq, t_max, K), each step shifted by its
+    largest finite log-emission ``shift`` (zero on padding and on impossible steps), with
+    the padding ``mask`` and the sequence lengths ``lens``; ``x`` is 0 on padding."""
+    le_pad, mask = pad_sequences(model.le, model.lengths)
     shift = le_pad.max(-1).values
     shift = torch.where(torch.isfinite(shift) & mask, shift, torch.zeros_like(shift))
-    x = le_pad - shift[..., None]
+    x = torch.where(mask[..., None], le_pad - shift[..., None], torch.zeros_like(le_pad))
+    return x, shift, mask, torch.as_tensor(model.lengths, device=model.le.device)
+
+
+def _torch_forward(model):
+    """Padded normalised forward pass (see the numba kernels for the recursion)."""
+    ls, lt, ld, lsurv, le, lengths, censored = model
+    x, shift, mask, lens = _padded_shifted(model)
+    n_seq, t_max, n_states = x.shape
+    max_dur = ld.shape[1]
     bs_pad = _neg_inf(le, n_seq, t_max + max_dur, n_states)   # row s + D - 1 holds step s
     bs_pad[:, max_dur - 1] = ls
     fe = _neg_inf(le, n_seq, t_max, n_states)
@@ -506,14 +517,14 @@ def _torch_forward(ls, lt, ld, le, lengths, censored):
             "fe": fe, "delta": delta, "x": x, "mask": mask, "possible": possible, "lens": lens}
 
 
-def _torch_forward_backward(ls, lt, ld, le, lengths, censored):
-    fwd = _torch_forward(ls, lt, ld, le, lengths, censored)
+def _torch_forward_backward(model):
+    ls, lt, ld, lsurv, le, lengths, censored = model
+    fwd = _torch_forward(model)
     possible, mask, lens = fwd["possible"], fwd["mask"], fwd["lens"]
     bs = torch.where(possible[:, None, None], fwd["bs"], _neg_inf(le, 1, 1, 1))
     fe = torch.where(possible[:, None, None], fwd["fe"], _neg_inf(le, 1, 1, 1))
     n_seq, t_max, n_states = fe.shape
     max_dur = ld.shape[1]
-    lsurv = _log_survival(ld)
     rows = torch.arange(n_seq, device=le.device)
     g = torch.where(mask[..., None], fwd["x"] - fwd["delta"][..., None], _neg_inf(le, 1, 1, 1))
     if censored:
@@ -569,14 +580,11 @@ def _torch_forward_backward(ls, lt, ld, le, lengths, censored):
     return (fwd["loglik"], unpad_sequences(post, lengths), unpad_sequences(seg_start, lengths), xi, completed, cens)
 
 
-def _torch_viterbi(ls, lt, ld, lsurv, le, lengths, censored):
-    le_pad, mask = pad_sequences(le, lengths)
-    n_seq, t_max, n_states = le_pad.shape
+def _torch_viterbi(model):
+    ls, lt, ld, lsurv, le, lengths, censored = model
+    x, shift, mask, lens = _padded_shifted(model)
+    n_seq, t_max, n_states = x.shape
     max_dur = ld.shape[1]
-    lens = torch.as_tensor(lengths, device=le.device)
-    shift = le_pad.max(-1).values
-    shift = torch.where(torch.isfinite(shift) & mask, shift, torch.zeros_like(shift))
-    x = torch.where(mask[..., None], le_pad - shift[..., None], torch.zeros_like(le_pad))
     vs_pad = _neg_inf(le, n_seq, t_max + max_dur, n_states)
     vs_pad[:, max_dur - 1] = ls
     arg_d = torch.zeros(n_seq, t_max, n_states, dtype=torch.int64, device=le.device)
@@ -658,9 +666,9 @@ def brute_force_semi_markov(log_startprob, log_transmat, log_duration, log_emiss
     >>> bool(np.isclose(exact.log_likelihood, float(semi_markov_forward(ls, lt, ld, le).log_likelihood[0])))
     True
     """
-    censored = _check_censoring(right_censoring)
-    ls, lt, ld, le, _ = _inputs(log_startprob, log_transmat, log_duration, log_emission, None)
-    ls, lt, ld, le = (_np64(a) for a in (ls, lt, ld, le))
+    model = _checked(log_startprob, log_transmat, log_duration, log_emission, None, right_censoring)
+    censored = model.censored
+    ls, lt, ld, le = (_np64(a) for a in (model.ls, model.lt, model.ld, model.le))
     n_steps, n_states = le.shape
     max_dur = ld.shape[1]
     with np.errstate(divide="ignore", invalid="ignore"):

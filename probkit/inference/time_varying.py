@@ -106,6 +106,15 @@ def _padded(values, lengths, fill):
     return out, mask
 
 
+def _padded_inputs(log_startprob, log_transmat, log_emission, lengths):
+    """Checked inputs as padded batches: ``(log_start, log_trans (B, T, K, K), log_emission (B, T, K), mask, lengths)``."""
+    log_start, log_trans, log_emis, lengths = _check_inputs(log_startprob, log_transmat, log_emission, lengths)
+    k = log_emis.shape[1]
+    emis, mask = _padded(log_emis, lengths, 0.0)
+    trans, _ = _padded(log_trans.reshape(-1, k * k), lengths, 0.0)
+    return log_start, trans.reshape(trans.shape[0], trans.shape[1], k, k), emis, mask, lengths
+
+
 def _forward(log_start, log_trans, log_emis, lengths):
     """Normalised log forward messages and per-step log normalisers of the padded batch."""
     n_seq, n_steps, k = log_emis.shape
@@ -163,11 +172,7 @@ def forward_backward_time_varying(log_startprob, log_transmat, log_emission, len
     array([[0., 0.],
            [0., 0.]])
     """
-    log_start, log_trans, log_emis, lengths = _check_inputs(log_startprob, log_transmat, log_emission, lengths)
-    k = log_emis.shape[1]
-    emis, mask = _padded(log_emis, lengths, 0.0)
-    trans, _ = _padded(log_trans.reshape(-1, k * k), lengths, 0.0)
-    trans = trans.reshape(trans.shape[0], trans.shape[1], k, k)
+    log_start, trans, emis, mask, lengths = _padded_inputs(log_startprob, log_transmat, log_emission, lengths)
     if implementation not in ("scaling", "log"):
         raise ValueError(f"implementation must be 'scaling' or 'log', got {implementation!r}")
     if implementation == "log":
@@ -281,12 +286,8 @@ def viterbi_time_varying(log_startprob, log_transmat, log_emission, lengths=None
     >>> viterbi_time_varying(np.log([0.6, 0.4]), log_trans, log_emis).path
     array([1, 1, 1])
     """
-    log_start, log_trans, log_emis, lengths = _check_inputs(log_startprob, log_transmat, log_emission, lengths)
-    k = log_emis.shape[1]
-    emis, mask = _padded(log_emis, lengths, 0.0)
-    trans, _ = _padded(log_trans.reshape(-1, k * k), lengths, 0.0)
-    trans = trans.reshape(trans.shape[0], trans.shape[1], k, k)
-    n_seq, n_steps, _ = emis.shape
+    log_start, trans, emis, mask, lengths = _padded_inputs(log_startprob, log_transmat, log_emission, lengths)
+    n_seq, n_steps, k = emis.shape
     pointers = np.zeros((n_seq, n_steps, k), dtype=np.int64)
     score = log_start[None, :] + emis[:, 0]
     final = score.copy()

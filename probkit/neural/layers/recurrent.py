@@ -21,8 +21,25 @@ from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
 __all__ = ["GRULayer", "LSTMLayer"]
 
 
+_PARAMETERS = """Parameters
+    ----------
+    d_model : int
+        Width of the residual stream.
+    hidden_size : int, optional
+        {rnn} state size (default ``d_model``).
+    dropout : float, default 0.0
+        Dropout on the block's output before the residual addition."""
+
+
+def _document(cls):
+    """Fill the parameter section shared by the recurrent layers into ``cls.__doc__``."""
+    cls.__doc__ = cls.__doc__.replace("{parameters}", _PARAMETERS.format(rnn=cls.rnn_class.__name__))
+    return cls
+
+
 class _RNNLayer(SequenceLayer):
     rnn_class = None
+    n_states = 1  # tensors of the recurrent state: (h,) or (h, c)
 
     def __init__(self, d_model, hidden_size=None, dropout=0.0):
         super().__init__(check_positive_int(d_model, "d_model"))
@@ -41,22 +58,25 @@ class _RNNLayer(SequenceLayer):
         last = last if isinstance(last, tuple) else (last,)
         return y, tuple(s[0] for s in last)
 
-    def _zeros(self, batch_size, device, dtype):
+    def init_state(self, batch_size, device=None, dtype=None):
+        """Zero states, each of shape ``(batch_size, hidden_size)``: ``(h,)`` or ``(h, c)``."""
         device, dtype = self._device_dtype(device, dtype)
-        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+        return tuple(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+                     for _ in range(self.n_states))
+
+    def step(self, x_t, state):
+        """One position: ``x_t`` ``(batch, d_model)`` -> ``(y_t, new_state)``."""
+        layered = tuple(s.unsqueeze(0).contiguous() for s in state)
+        out, new = self.rnn(self.norm(x_t).unsqueeze(1), layered if self.n_states > 1 else layered[0])
+        new = new if isinstance(new, tuple) else (new,)
+        return x_t + self.dropout(self.proj(out[:, 0])), tuple(s[0] for s in new)
 
 
+@_document
 class GRULayer(_RNNLayer):
     """Pre-norm residual block around a one-layer ``torch.nn.GRU``.
 
-    Parameters
-    ----------
-    d_model : int
-        Width of the residual stream.
-    hidden_size : int, optional
-        GRU state size (default ``d_model``).
-    dropout : float, default 0.0
-        Dropout on the block's output before the residual addition.
+    {parameters}
 
     Notes
     -----
@@ -77,28 +97,12 @@ class GRULayer(_RNNLayer):
 
     rnn_class = nn.GRU
 
-    def init_state(self, batch_size, device=None, dtype=None):
-        """Zero hidden state: ``(h,)`` with ``h`` of shape ``(batch_size, hidden_size)``."""
-        return (self._zeros(batch_size, device, dtype),)
 
-    def step(self, x_t, state):
-        """One position: ``x_t`` ``(batch, d_model)`` -> ``(y_t, (h,))``."""
-        (h,) = state
-        out, h_new = self.rnn(self.norm(x_t).unsqueeze(1), h.unsqueeze(0).contiguous())
-        return x_t + self.dropout(self.proj(out[:, 0])), (h_new[0],)
-
-
+@_document
 class LSTMLayer(_RNNLayer):
     """Pre-norm residual block around a one-layer ``torch.nn.LSTM``.
 
-    Parameters
-    ----------
-    d_model : int
-        Width of the residual stream.
-    hidden_size : int, optional
-        LSTM state size (default ``d_model``).
-    dropout : float, default 0.0
-        Dropout on the block's output before the residual addition.
+    {parameters}
 
     Notes
     -----
@@ -116,14 +120,4 @@ class LSTMLayer(_RNNLayer):
     """
 
     rnn_class = nn.LSTM
-
-    def init_state(self, batch_size, device=None, dtype=None):
-        """Zero states: ``(h, c)``, each of shape ``(batch_size, hidden_size)``."""
-        return (self._zeros(batch_size, device, dtype), self._zeros(batch_size, device, dtype))
-
-    def step(self, x_t, state):
-        """One position: ``x_t`` ``(batch, d_model)`` -> ``(y_t, (h, c))``."""
-        h, c = state
-        out, (h_new, c_new) = self.rnn(self.norm(x_t).unsqueeze(1),
-                                       (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
-        return x_t + self.dropout(self.proj(out[:, 0])), (h_new[0], c_new[0])
+    n_states = 2

@@ -50,12 +50,9 @@ def _load_step(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, base_k, base_v, offs_k,
 
 
 @triton.jit
-def _fwd_kernel(
-    r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, o_ptr, sT_ptr, ckpt_ptr,
-    L, K, V, n_ckpt,
-    BK: tl.constexpr, BV: tl.constexpr, CK: tl.constexpr,
-    HAS_S0: tl.constexpr, SAVE: tl.constexpr,
-):
+def _state_slice(s_ptr, K, V, BK: tl.constexpr, BV: tl.constexpr, PRESENT: tl.constexpr):
+    """The program's ``(BK, BV)`` slice of a ``(K, V)`` state: ``(pid_bh, offs_k, offs_v, mk,
+    mv, mkv, offsets of the slice, the slice of s_ptr as float32 or zeros when not PRESENT)``."""
     pid_v = tl.program_id(0)
     pid_bh = tl.program_id(1).to(tl.int64)
     offs_k = tl.arange(0, BK)
@@ -64,10 +61,28 @@ def _fwd_kernel(
     mv = offs_v < V
     mkv = mk[:, None] & mv[None, :]
     tile = offs_k[:, None] * V + offs_v[None, :]
-    if HAS_S0:
-        S = tl.load(s0_ptr + pid_bh * K * V + tile, mask=mkv, other=0.0).to(tl.float32)
+    if PRESENT:
+        S = tl.load(s_ptr + pid_bh * K * V + tile, mask=mkv, other=0.0).to(tl.float32)
     else:
         S = tl.zeros([BK, BV], dtype=tl.float32)
+    return pid_bh, offs_k, offs_v, mk, mv, mkv, tile, S
+
+
+@triton.jit
+def _step_state(S, w, k, v, a, b):
+    """``(u, S')``: the removal read ``u = S^T a`` and the next state."""
+    u = tl.sum(a[:, None] * S, axis=0)
+    return u, tl.exp(w)[:, None] * S + b[:, None] * u[None, :] + k[:, None] * v[None, :]
+
+
+@triton.jit
+def _fwd_kernel(
+    r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, o_ptr, sT_ptr, ckpt_ptr,
+    L, K, V, n_ckpt,
+    BK: tl.constexpr, BV: tl.constexpr, CK: tl.constexpr,
+    HAS_S0: tl.constexpr, SAVE: tl.constexpr,
+):
+    pid_bh, offs_k, offs_v, mk, mv, mkv, tile, S = _state_slice(s0_ptr, K, V, BK, BV, HAS_S0)
     for c in range(0, n_ckpt):
         if SAVE:
             tl.store(ckpt_ptr + (pid_bh * n_ckpt + c) * K * V + tile, S, mask=mkv)
@@ -77,8 +92,7 @@ def _fwd_kernel(
             base_v = (pid_bh * L + t) * V
             r, w, k, v, a, b = _load_step(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, base_k, base_v,
                                           offs_k, offs_v, mk, mv, t, L)
-            u = tl.sum(a[:, None] * S, axis=0)
-            S = tl.exp(w)[:, None] * S + b[:, None] * u[None, :] + k[:, None] * v[None, :]
+            u, S = _step_state(S, w, k, v, a, b)
             o = tl.sum(r[:, None] * S, axis=0)
             tl.store(o_ptr + base_v + offs_v, o.to(o_ptr.dtype.element_ty),
                      mask=mv & (offs_v * 0 + t < L))
@@ -92,23 +106,13 @@ def _bwd_kernel(
     L, K, V, n_ckpt, BH,
     BK: tl.constexpr, BV: tl.constexpr, CK: tl.constexpr, HAS_DST: tl.constexpr,
 ):
+    pid_bh, offs_k, offs_v, mk, mv, mkv, tile, G = _state_slice(dsT_ptr, K, V, BK, BV, HAS_DST)
     pid_v = tl.program_id(0)
-    pid_bh = tl.program_id(1).to(tl.int64)
-    offs_k = tl.arange(0, BK)
-    offs_v = pid_v * BV + tl.arange(0, BV)
-    mk = offs_k < K
-    mv = offs_v < V
-    mkv = mk[:, None] & mv[None, :]
-    tile = offs_k[:, None] * V + offs_v[None, :]
     stile = offs_k[:, None] * BV + tl.arange(0, BV)[None, :]
     scratch = scratch_ptr + (pid_v * BH + pid_bh) * CK * BK * BV
     # partial sums over this block of value columns: (5, n_vblocks, batch*heads, L, K)
     part_stride = tl.num_programs(0).to(tl.int64) * BH * L * K
     part = part_ptr + (pid_v * BH + pid_bh) * L * K
-    if HAS_DST:
-        G = tl.load(dsT_ptr + pid_bh * K * V + tile, mask=mkv, other=0.0).to(tl.float32)
-    else:
-        G = tl.zeros([BK, BV], dtype=tl.float32)
     for cc in range(0, n_ckpt):
         c = n_ckpt - 1 - cc
         # recompute the states before each step of the segment
@@ -120,8 +124,7 @@ def _bwd_kernel(
             base_v = (pid_bh * L + t) * V
             r, w, k, v, a, b = _load_step(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, base_k, base_v,
                                           offs_k, offs_v, mk, mv, t, L)
-            u = tl.sum(a[:, None] * S, axis=0)
-            S = tl.exp(w)[:, None] * S + b[:, None] * u[None, :] + k[:, None] * v[None, :]
+            u, S = _step_state(S, w, k, v, a, b)
         # walk the segment backwards
         for jj in range(0, CK):
             j = CK - 1 - jj
@@ -135,8 +138,7 @@ def _bwd_kernel(
             lk = mk & (offs_k * 0 + t < L)
             do = tl.load(do_ptr + base_v + offs_v, mask=lv, other=0.0).to(tl.float32)
             ew = tl.exp(w)
-            u = tl.sum(a[:, None] * Sp, axis=0)
-            St = ew[:, None] * Sp + b[:, None] * u[None, :] + k[:, None] * v[None, :]
+            u, St = _step_state(Sp, w, k, v, a, b)
             G += r[:, None] * do[None, :]
             du = tl.sum(G * b[:, None], axis=0)
             dv = tl.sum(G * k[:, None], axis=0)
@@ -159,14 +161,18 @@ def _config(V):
     return min(32, max(16, next_pow2(V))), 4
 
 
+def _shapes(r, v):
+    """``(batch, heads, L, K, V, BK, BV, num_warps)`` of a launch."""
+    bsz, H, L, K = r.shape
+    V = v.shape[-1]
+    return (bsz, H, L, K, V, max(16, next_pow2(K))) + _config(V)
+
+
 def rwkv7_fwd(r, w, k, v, a, b, state0, save_states):
     """Run the forward kernel.  Returns ``(o, final_state, checkpoints or None)``."""
     r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
     state0 = None if state0 is None else state0.contiguous()
-    bsz, H, L, K = r.shape
-    V = v.shape[-1]
-    BK = max(16, next_pow2(K))
-    BV, warps = _config(V)
+    bsz, H, L, K, V, BK, BV, warps = _shapes(r, v)
     CK = CHECKPOINT_EVERY
     n_ckpt = triton.cdiv(L, CK)
     f32 = dict(dtype=torch.float32, device=r.device)
@@ -184,10 +190,7 @@ def rwkv7_bwd(r, w, k, v, a, b, checkpoints, do, dsT):
     """Run the backward kernel.  Returns ``(dr, dw, dk, dv, da, db, dstate0)`` (float32)."""
     r, w, k, v, a, b, do = (x.contiguous() for x in (r, w, k, v, a, b, do))
     dsT = None if dsT is None else dsT.contiguous()
-    bsz, H, L, K = r.shape
-    V = v.shape[-1]
-    BK = max(16, next_pow2(K))
-    BV, warps = _config(V)
+    bsz, H, L, K, V, BK, BV, warps = _shapes(r, v)
     CK = CHECKPOINT_EVERY
     n_ckpt = checkpoints.shape[1]
     nv = triton.cdiv(V, BV)

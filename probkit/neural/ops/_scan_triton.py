@@ -62,6 +62,21 @@ def _configs(log_warps, stages=(1, 2)):
 
 
 @triton.jit
+def _channel_vectors(D_ptr, bias_ptr, offs_d, md, one, BLOCK_D: tl.constexpr,
+                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, CT: tl.constexpr):
+    """The block's per-channel ``D`` and ``delta_bias`` (zeros, resp. unused, when absent)."""
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d * one, mask=md, other=0.0).to(CT)
+    else:
+        Dv = tl.zeros([BLOCK_D], dtype=CT)
+    if HAS_BIAS:
+        bv = tl.load(bias_ptr + offs_d * one, mask=md, other=0.0).to(CT)
+    else:
+        bv = Dv
+    return Dv, bv
+
+
+@triton.jit
 def _fwd_tile(t0, h, A2, Bc, Cc, Dv, bv, u_ptr, delta_ptr, z_ptr, out_ptr, ckpt_ptr,
               B_row, C_row, rows, md, offs_d, offs_n, L, dim, one, ckpt_off, sBn, sCn,
               N: tl.constexpr, BLOCK_D: tl.constexpr, TT: tl.constexpr, CK: tl.constexpr,
@@ -160,14 +175,7 @@ def _scan_fwd_kernel(
         if C_CONST:
             cc = tl.load(C_ptr + offs_d * sCg * one + n * sCn, mask=md, other=0.0).to(CT)
             Cc = tl.where(rn, cc[None, :], Cc)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d * one, mask=md, other=0.0).to(CT)
-    else:
-        Dv = tl.zeros([BLOCK_D], dtype=CT)
-    if HAS_BIAS:
-        bv = tl.load(bias_ptr + offs_d * one, mask=md, other=0.0).to(CT)
-    else:
-        bv = Dv
+    Dv, bv = _channel_vectors(D_ptr, bias_ptr, offs_d, md, one, BLOCK_D, HAS_D, HAS_BIAS, CT)
     # B and C rows are shared by the block's channels (BLOCK_D divides the group size)
     B_row = B_ptr + pid_b * sBb + (d0 // dgB) * sBg
     C_row = C_ptr + pid_b * sCb + (d0 // dgC) * sCg
@@ -360,14 +368,7 @@ def _scan_bwd_kernel(
     offs_d = d0 + tl.arange(0, BLOCK_D)
     md = offs_d < dim
     rows = (pid_b * dim + tl.minimum(offs_d, dim - 1)) * L
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d * one, mask=md, other=0.0).to(CT)
-    else:
-        Dv = tl.zeros([BLOCK_D], dtype=CT)
-    if HAS_BIAS:
-        bv = tl.load(bias_ptr + offs_d * one, mask=md, other=0.0).to(CT)
-    else:
-        bv = Dv
+    Dv, bv = _channel_vectors(D_ptr, bias_ptr, offs_d, md, one, BLOCK_D, HAS_D, HAS_BIAS, CT)
     # B and C rows are shared by the block's channels (BLOCK_D divides the group size);
     # time-invariant B and C come transposed, (N, dim), like A2 = log2(e) A^T
     B_row = B_ptr + pid_b * sBb + (d0 // dgB) * sBg

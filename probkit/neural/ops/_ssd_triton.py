@@ -102,6 +102,20 @@ def _chunk_offsets(c, L, P, N, T: tl.constexpr, PP: tl.constexpr, NP: tl.constex
 
 
 @triton.jit
+def _chunk_tiles(c, pid_bh, pid_b, h, grp, L, H, G, P, N, nchunks, offs_t, mt, offs_p, mp,
+                 offs_n, mn):
+    """Masks ``(T, P)``, ``(T, N)``, ``(P, N)`` and offsets of the chunk's ``x`` (and ``dout``)
+    tile, ``B``/``C`` tile and ``(P, N)`` state, in that order."""
+    mtp = mt[:, None] & mp[None, :]
+    mtn = mt[:, None] & mn[None, :]
+    mpn = mp[:, None] & mn[None, :]
+    xo = ((pid_b * L + offs_t[:, None]) * H + h) * P + offs_p[None, :]
+    bo = ((pid_b * L + offs_t[:, None]) * G + grp) * N + offs_n[None, :]
+    so = ((pid_bh * nchunks + c) * P + offs_p[:, None]) * N + offs_n[None, :]
+    return mtp, mtn, mpn, xo, bo, so
+
+
+@triton.jit
 def _chunk_state_kernel(
     x_ptr, dt_ptr, A_ptr, B_ptr, bias_ptr, dtv_ptr, cs_ptr, states_ptr,
     L, H, G, P, N, nchunks, lo, hi,
@@ -243,12 +257,8 @@ def _chunk_bwd_dx_kernel(
     ecs = tl.exp(cs)
     w = tl.exp(tl.cumsum(a, axis=0, reverse=True) - a)
     dec = tl.exp(tl.sum(tl.where(idx == T - 1, cs, 0.0), axis=0))
-    mtp = mt[:, None] & mp[None, :]
-    mtn = mt[:, None] & mn[None, :]
-    mpn = mp[:, None] & mn[None, :]
-    xo = ((pid_b * L + offs_t[:, None]) * H + h) * P + offs_p[None, :]
-    bo = ((pid_b * L + offs_t[:, None]) * G + grp) * N + offs_n[None, :]
-    so = ((pid_bh * nchunks + c) * P + offs_p[:, None]) * N + offs_n[None, :]
+    mtp, mtn, mpn, xo, bo, so = _chunk_tiles(c, pid_bh, pid_b, h, grp, L, H, G, P, N, nchunks,
+                                             offs_t, mt, offs_p, mp, offs_n, mn)
     x = tl.load(x_ptr + xo, mask=mtp, other=0.0).to(tl.float32)
     Bt = tl.load(B_ptr + bo, mask=mtn, other=0.0).to(tl.float32)
     Ct = tl.load(C_ptr + bo, mask=mtn, other=0.0).to(tl.float32)
@@ -296,12 +306,8 @@ def _chunk_bwd_dbc_kernel(
     a = dt * Ah
     Lm = _segsum_exp(a, T)
     w = tl.exp(tl.cumsum(a, axis=0, reverse=True) - a)
-    mtp = mt[:, None] & mp[None, :]
-    mtn = mt[:, None] & mn[None, :]
-    mpn = mp[:, None] & mn[None, :]
-    xo = ((pid_b * L + offs_t[:, None]) * H + h) * P + offs_p[None, :]
-    bo = ((pid_b * L + offs_t[:, None]) * G + grp) * N + offs_n[None, :]
-    so = ((pid_bh * nchunks + c) * P + offs_p[:, None]) * N + offs_n[None, :]
+    mtp, mtn, mpn, xo, bo, so = _chunk_tiles(c, pid_bh, pid_b, h, grp, L, H, G, P, N, nchunks,
+                                             offs_t, mt, offs_p, mp, offs_n, mn)
     u = tl.load(x_ptr + xo, mask=mtp, other=0.0).to(tl.float32) * dt[:, None]
     Bt = tl.load(B_ptr + bo, mask=mtn, other=0.0).to(tl.float32)
     Ct = tl.load(C_ptr + bo, mask=mtn, other=0.0).to(tl.float32)

@@ -45,7 +45,8 @@ import triton.language as tl
 
 from . import _wkv6_chunked_triton as _fwd
 from ._triton_utils import LOG2E as _LOG2E_F, tl_dtype
-from ._wkv_triton import wkv6_bonus_grads, wkv6_bwd_buffers
+from ._wkv6_chunked_triton import rk_slice, split_hi_lo
+from ._wkv_triton import wkv6_bonus_grads, wkv6_bwd_buffers, wkv6_state_slice
 
 #: which RWKV-6 backward the triton backend runs: "auto" (:func:`use_chunked_backward`),
 #: "chunked" or "recurrent" (the benchmarks and the tests force one)
@@ -64,31 +65,14 @@ def _chunk_decays(w_ptr, krow, cols, m):
 
 
 @triton.jit
-def _split(x, CT: tl.constexpr):
-    """A float64 tensor as ``hi + lo`` in ``CT``."""
-    hi = x.to(CT)
-    return hi, (x - hi.to(tl.float64)).to(CT)
-
-
-@triton.jit
 def _wkv6_chunk_bwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, ck_ptr,
                            dr_ptr, dk_ptr, dv_ptr, dw_ptr, ds0_ptr, H, L, K, V,
                            HAS_DST: tl.constexpr, KP: tl.constexpr, KB: tl.constexpr,
                            BLOCK_V: tl.constexpr, C: tl.constexpr, NCH: tl.constexpr,
                            CT: tl.constexpr, DOT_PREC: tl.constexpr):
     CK_EVERY: tl.constexpr = C * NCH
-    pid_bh = tl.program_id(0).to(tl.int64)
-    offs_k = tl.arange(0, KP)
-    mk = offs_k < K
-    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
-    mv = offs_v < V
-    mkv = mk[:, None] & mv[None, :]
-    soff = offs_k[:, None] * V + offs_v[None, :]
-    uu = tl.load(u_ptr + (pid_bh % H) * K + offs_k, mask=mk, other=0.0).to(CT)
-    if HAS_DST:
-        G = tl.load(dsT_ptr + pid_bh * K * V + soff, mask=mkv, other=0.0).to(CT)
-    else:
-        G = tl.zeros([KP, BLOCK_V], dtype=CT)
+    pid_bh, offs_k, mk, offs_v, mv, mkv, uu, soff, G = wkv6_state_slice(
+        u_ptr, dsT_ptr, H, K, V, HAS_DST, KP, BLOCK_V, CT)
     offs_kb = tl.arange(0, KB)
     offs_t = tl.arange(0, C)
     before = offs_t[None, :] < offs_t[:, None]  # (t, s): s < t
@@ -133,13 +117,12 @@ def _wkv6_chunk_bwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, c
                 for kb in range(0, KP, KB):
                     cols = kb + offs_kb
                     m = mt[:, None] & (cols < K)[None, :]
-                    rs = tl.load(r_ptr + krow + cols[None, :], mask=m, other=0.0).to(CT)
-                    ks = tl.load(k_ptr + krow + cols[None, :], mask=m, other=0.0).to(CT)
+                    rs, ks = rk_slice(r_ptr, k_ptr, krow, cols, m, CT)
                     kp = tl.load(k_ptr + krow - K + cols[None, :],
                                  mask=mp[:, None] & (cols < K)[None, :], other=0.0).to(CT)
                     lam, lex = _chunk_decays(w_ptr, krow, cols, m)
-                    lam_hi, lam_lo = _split(lam * LOG2E, CT)
-                    lex_hi, lex_lo = _split(lex * LOG2E, CT)
+                    lam_hi, lam_lo = split_hi_lo(lam * LOG2E, CT)
+                    lex_hi, lex_lo = split_hi_lo(lex * LOG2E, CT)
                     # (t, s, channel): E[t, s] = e^{lex_t - lam_s}, clamped where s >= t
                     ex = (lex_hi[:, None, :] - lam_hi[None, :, :]) \
                         + (lex_lo[:, None, :] - lam_lo[None, :, :])

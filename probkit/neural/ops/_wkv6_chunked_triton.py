@@ -51,6 +51,21 @@ LOG2E = tl.constexpr(_LOG2E_F)
 
 
 @triton.jit
+def rk_slice(r_ptr, k_ptr, krow, cols, m, CT: tl.constexpr):
+    """``r`` and ``k`` of a chunk's rows over the channel slice ``cols``, in ``CT``."""
+    rs = tl.load(r_ptr + krow + cols[None, :], mask=m, other=0.0).to(CT)
+    ks = tl.load(k_ptr + krow + cols[None, :], mask=m, other=0.0).to(CT)
+    return rs, ks
+
+
+@triton.jit
+def split_hi_lo(x, CT: tl.constexpr):
+    """A float64 tensor as ``hi + lo`` in ``CT``."""
+    hi = x.to(CT)
+    return hi, (x - hi.to(tl.float64)).to(CT)
+
+
+@triton.jit
 def _wkv6_chunk_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_ptr, ck_ptr,
                            H, L, K, V, CK_EVERY,
                            HAS_S0: tl.constexpr, SAVE_CK: tl.constexpr, KP: tl.constexpr,
@@ -75,15 +90,12 @@ def _wkv6_chunk_fwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, s0_ptr, o_ptr, sT_
         for kb in range(0, KP, KB):
             cols = kb + offs_kb
             m = mt[:, None] & (cols < K)[None, :]
-            rs = tl.load(r_ptr + krow + cols[None, :], mask=m, other=0.0).to(CT)
-            ks = tl.load(k_ptr + krow + cols[None, :], mask=m, other=0.0).to(CT)
+            rs, ks = rk_slice(r_ptr, k_ptr, krow, cols, m, CT)
             ws = tl.load(w_ptr + krow + cols[None, :], mask=m, other=0.0).to(tl.float64)
             lam = tl.cumsum(ws, 0) * LOG2E  # base-2 exponents
             lex = lam - ws * LOG2E
-            lam_hi = lam.to(CT)
-            lam_lo = (lam - lam_hi.to(tl.float64)).to(CT)
-            lex_hi = lex.to(CT)
-            lex_lo = (lex - lex_hi.to(tl.float64)).to(CT)
+            lam_hi, lam_lo = split_hi_lo(lam, CT)
+            lex_hi, lex_lo = split_hi_lo(lex, CT)
             # (channel, t, s): the channel axis first, so that it lies in each thread's
             # registers and the sum over it needs no shuffles
             lex_hi, lex_lo, rs = tl.trans(lex_hi), tl.trans(lex_lo), tl.trans(rs)

@@ -20,48 +20,63 @@ from ._triton_utils import add, interpreting, next_pow2, tl_dtype
 
 
 @triton.jit
-def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, hist_ptr, L, Cn,
-                     HAS_S0: tl.constexpr, SAVE_HIST: tl.constexpr, BLOCK_C: tl.constexpr,
-                     CT: tl.constexpr):
+def _wkv4_channels(w_ptr, u_ptr, s_ptr, Cn, PRESENT: tl.constexpr, P_EMPTY: tl.constexpr,
+                   BLOCK_C: tl.constexpr, CT: tl.constexpr):
+    """A program's block of channels: ``(pid_b, offs_c, mc, w, u, offsets of the block in a
+    (batch, 3, C) state, its three parts from s_ptr)``; without a state ``(0, 0, P_EMPTY)``."""
     pid_b = tl.program_id(0).to(tl.int64)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mc = offs_c < Cn
     w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(CT)
     u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(CT)
     sbase = pid_b * 3 * Cn + offs_c
-    if HAS_S0:
-        aa = tl.load(s0_ptr + sbase, mask=mc, other=0.0).to(CT)
-        bb = tl.load(s0_ptr + sbase + Cn, mask=mc, other=0.0).to(CT)
-        pp = tl.load(s0_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(CT)  # masked: unused
+    if PRESENT:
+        s1 = tl.load(s_ptr + sbase, mask=mc, other=0.0).to(CT)
+        s2 = tl.load(s_ptr + sbase + Cn, mask=mc, other=0.0).to(CT)
+        s3 = tl.load(s_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(CT)  # masked: unused
     else:
-        aa = tl.zeros([BLOCK_C], dtype=CT)
-        bb = tl.zeros([BLOCK_C], dtype=CT)
-        pp = tl.full([BLOCK_C], -1e38, dtype=CT)
+        s1 = tl.zeros([BLOCK_C], dtype=CT)
+        s2 = tl.zeros([BLOCK_C], dtype=CT)
+        s3 = tl.full([BLOCK_C], P_EMPTY, dtype=CT)
+    return pid_b, offs_c, mc, w, u, sbase, s1, s2, s3
+
+
+@triton.jit
+def _max_scaled(x, y):
+    """``(m, exp(x - m), exp(y - m))`` with ``m = max(x, y)``: the two weights of a sum of two
+    exponentials kept at the log-scale of the larger."""
+    m = tl.maximum(x, y)
+    return m, tl.exp(x - m), tl.exp(y - m)
+
+
+@triton.jit
+def _store_state3(ptr, off, Cn, s1, s2, s3, mc):
+    """Store the three parts of a (3, C) state (or its gradient) at ``off``."""
+    tl.store(ptr + off, s1, mask=mc)
+    tl.store(ptr + off + Cn, s2, mask=mc)
+    tl.store(ptr + off + 2 * Cn, s3, mask=mc)
+
+
+@triton.jit
+def _wkv4_fwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, s0_ptr, y_ptr, sT_ptr, hist_ptr, L, Cn,
+                     HAS_S0: tl.constexpr, SAVE_HIST: tl.constexpr, BLOCK_C: tl.constexpr,
+                     CT: tl.constexpr):
+    pid_b, offs_c, mc, w, u, sbase, aa, bb, pp = _wkv4_channels(
+        w_ptr, u_ptr, s0_ptr, Cn, HAS_S0, -1e38, BLOCK_C, CT)
     base = pid_b * L * Cn + offs_c
     for t in range(0, L):
         kt = tl.load(k_ptr + base + t * Cn, mask=mc, other=0.0).to(CT)
         vt = tl.load(v_ptr + base + t * Cn, mask=mc, other=0.0).to(CT)
         if SAVE_HIST:  # state before step t, for the backward
-            hoff = (pid_b * L + t) * 3 * Cn + offs_c
-            tl.store(hist_ptr + hoff, aa, mask=mc)
-            tl.store(hist_ptr + hoff + Cn, bb, mask=mc)
-            tl.store(hist_ptr + hoff + 2 * Cn, pp, mask=mc)
-        q = u + kt
-        p = tl.maximum(pp, q)
-        e1 = tl.exp(pp - p)
-        e2 = tl.exp(q - p)
+            _store_state3(hist_ptr, (pid_b * L + t) * 3 * Cn + offs_c, Cn, aa, bb, pp, mc)
+        _, e1, e2 = _max_scaled(pp, u + kt)
         y = (e1 * aa + e2 * vt) / (e1 * bb + e2)
         tl.store(y_ptr + base + t * Cn, y.to(y_ptr.dtype.element_ty), mask=mc)
-        q = w + pp
-        p = tl.maximum(q, kt)
-        e1 = tl.exp(q - p)
-        e2 = tl.exp(kt - p)
+        p, e1, e2 = _max_scaled(w + pp, kt)
         aa = e1 * aa + e2 * vt
         bb = e1 * bb + e2
         pp = p
-    tl.store(sT_ptr + sbase, aa, mask=mc)
-    tl.store(sT_ptr + sbase + Cn, bb, mask=mc)
-    tl.store(sT_ptr + sbase + 2 * Cn, pp, mask=mc)
+    _store_state3(sT_ptr, sbase, Cn, aa, bb, pp, mc)
 
 
 def _wkv4_block(Cn):
@@ -96,20 +111,8 @@ def _wkv4_bwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, y_ptr, hist_ptr, gy_ptr, gsT_pt
     # Reverse mode of the running-maximum step itself (so it agrees with differentiating the
     # reference loop, including the log-scale pp of the returned state).  Every factor is an
     # exp of a non-positive number or a ratio bounded by construction: nothing overflows.
-    pid_b = tl.program_id(0).to(tl.int64)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mc = offs_c < Cn
-    w = tl.load(w_ptr + offs_c, mask=mc, other=0.0).to(CT)
-    u = tl.load(u_ptr + offs_c, mask=mc, other=0.0).to(CT)
-    sbase = pid_b * 3 * Cn + offs_c
-    if HAS_GST:
-        gaa = tl.load(gsT_ptr + sbase, mask=mc, other=0.0).to(CT)
-        gbb = tl.load(gsT_ptr + sbase + Cn, mask=mc, other=0.0).to(CT)
-        gpp = tl.load(gsT_ptr + sbase + 2 * Cn, mask=mc, other=0.0).to(CT)
-    else:
-        gaa = tl.zeros([BLOCK_C], dtype=CT)
-        gbb = tl.zeros([BLOCK_C], dtype=CT)
-        gpp = tl.zeros([BLOCK_C], dtype=CT)
+    pid_b, offs_c, mc, w, u, sbase, gaa, gbb, gpp = _wkv4_channels(
+        w_ptr, u_ptr, gsT_ptr, Cn, HAS_GST, 0.0, BLOCK_C, CT)
     gw = tl.zeros([BLOCK_C], dtype=CT)
     gu = tl.zeros([BLOCK_C], dtype=CT)
     base = pid_b * L * Cn + offs_c
@@ -124,9 +127,7 @@ def _wkv4_bwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, y_ptr, hist_ptr, gy_ptr, gsT_pt
         pp = tl.load(hist_ptr + hoff + 2 * Cn, mask=mc, other=0.0)
         # state update  aa' = f1 aa + f2 v, bb' = f1 bb + f2, pp' = max(w + pp, k)
         r = w + pp
-        p2 = tl.maximum(r, kt)
-        f1 = tl.exp(r - p2)
-        f2 = tl.exp(kt - p2)
+        _, f1, f2 = _max_scaled(r, kt)
         gf1 = gaa * aa + gbb * bb
         gf2 = gaa * vt + gbb
         gv = gaa * f2
@@ -139,9 +140,7 @@ def _wkv4_bwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, y_ptr, hist_ptr, gy_ptr, gsT_pt
         gbb_new = gbb * f1
         # output  y = (e1 aa + e2 v) / (e1 bb + e2), e1 = exp(pp - p), e2 = exp(u + k - p)
         q = u + kt
-        p = tl.maximum(pp, q)
-        e1 = tl.exp(pp - p)
-        e2 = tl.exp(q - p)
+        _, e1, e2 = _max_scaled(pp, q)
         den = e1 * bb + e2
         yt = (e1 * aa + e2 * vt) / den
         gnum = g / den
@@ -163,9 +162,7 @@ def _wkv4_bwd_kernel(w_ptr, u_ptr, k_ptr, v_ptr, y_ptr, hist_ptr, gy_ptr, gsT_pt
         gpp = gpp_new
     tl.store(gw_ptr + pid_b * Cn + offs_c, gw, mask=mc)
     tl.store(gu_ptr + pid_b * Cn + offs_c, gu, mask=mc)
-    tl.store(gs0_ptr + sbase, gaa, mask=mc)
-    tl.store(gs0_ptr + sbase + Cn, gbb, mask=mc)
-    tl.store(gs0_ptr + sbase + 2 * Cn, gpp, mask=mc)
+    _store_state3(gs0_ptr, sbase, Cn, gaa, gbb, gpp, mc)
 
 
 def wkv4_bwd(w, u, k, v, y, hist, gy, gsT):
@@ -212,8 +209,10 @@ def wkv4_bwd(w, u, k, v, y, hist, gy, gsT):
 @triton.jit
 def wkv6_state_slice(u_ptr, s0_ptr, H, K, V, HAS_S0: tl.constexpr, KP: tl.constexpr,
                      BLOCK_V: tl.constexpr, CT: tl.constexpr):
-    """The ``(K, BLOCK_V)`` state slice of a forward program: ``(pid_bh, offs_k, mk, offs_v,
-    mv, mkv, u of the head, offsets of the slice in a (K, V) matrix, initial state)``."""
+    """The ``(K, BLOCK_V)`` state slice of a program: ``(pid_bh, offs_k, mk, offs_v, mv, mkv,
+    u of the head, offsets of the slice in a (K, V) matrix, the slice of s0_ptr)``: the
+    initial state of a forward, the adjoint of the last state of a backward (zeros when not
+    ``HAS_S0``)."""
     pid_bh = tl.program_id(0).to(tl.int64)
     offs_k = tl.arange(0, KP)
     mk = offs_k < K
@@ -260,20 +259,9 @@ def _wkv6_bwd_kernel(r_ptr, k_ptr, v_ptr, w_ptr, u_ptr, do_ptr, dsT_ptr, ck_ptr,
                      HAS_DST: tl.constexpr, KP: tl.constexpr, BLOCK_V: tl.constexpr,
                      SUB: tl.constexpr, NSUB: tl.constexpr, CT: tl.constexpr):
     CHUNK: tl.constexpr = SUB * NSUB
-    pid_bh = tl.program_id(0).to(tl.int64)
-    head = pid_bh % H
-    offs_k = tl.arange(0, KP)
-    mk = offs_k < K
-    offs_v = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
-    mv = offs_v < V
-    mkv = mk[:, None] & mv[None, :]
+    pid_bh, offs_k, mk, offs_v, mv, mkv, uu, soff, G = wkv6_state_slice(
+        u_ptr, dsT_ptr, H, K, V, HAS_DST, KP, BLOCK_V, CT)
     offs_s = tl.arange(0, SUB)
-    uu = tl.load(u_ptr + head * K + offs_k, mask=mk, other=0.0).to(CT)
-    soff = offs_k[:, None] * V + offs_v[None, :]
-    if HAS_DST:
-        G = tl.load(dsT_ptr + pid_bh * K * V + soff, mask=mkv, other=0.0).to(CT)
-    else:
-        G = tl.zeros([KP, BLOCK_V], dtype=CT)
     kbase = pid_bh * L * K + offs_k
     vbase = pid_bh * L * V + offs_v
     nch = tl.cdiv(L, CHUNK)
