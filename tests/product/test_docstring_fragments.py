@@ -69,21 +69,32 @@ def test_a_misspelt_fragment_fails_at_decoration():
         DOCS.fill(run)
 
 
-def _classes():
+def _documented():
+    """Every class and function defined in probkit's modules, with its methods, that has a docstring."""
     for info in pkgutil.walk_packages(probkit.__path__, "probkit."):
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
             # DocFragments' own docstring shows unfilled fragments
-            if inspect.isclass(obj) and obj.__module__ == info.name and obj.__doc__ and obj is not DocFragments:
+            if getattr(obj, "__module__", None) != info.name or obj is DocFragments:
+                continue
+            if inspect.isfunction(obj) and obj.__doc__:
                 yield obj
+            elif inspect.isclass(obj) and obj.__doc__:
+                yield obj
+                yield from (m for m in vars(obj).values() if inspect.isfunction(m) and m.__doc__)
 
 
-def test_every_class_docstring_is_filled_and_states_its_own_defaults():
+def test_every_docstring_is_filled():
+    for obj in _documented():
+        doc = inspect.getdoc(obj)
+        assert not re.search(r"^\s*%\(\w+\)s\s*$", doc, flags=re.M), f"unfilled placeholder in {obj.__qualname__}"
+        assert not re.search(r"default=\$", doc), f"unfilled default in {obj.__qualname__}"
+
+
+def test_every_class_docstring_states_its_own_defaults():
     checked = 0
-    for cls in _classes():
+    for cls in filter(inspect.isclass, _documented()):
         doc = inspect.getdoc(cls)
-        assert not re.search(r"^\s*%\(\w+\)s\s*$", doc, flags=re.M), f"unfilled placeholder in {cls.__qualname__}"
-        assert not re.search(r"default=\$", doc), f"unfilled default in {cls.__qualname__}"
         for name, param in inspect.signature(cls.__init__).parameters.items():
             if param.default is inspect.Parameter.empty:
                 continue
