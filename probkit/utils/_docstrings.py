@@ -21,7 +21,8 @@ __all__ = ["COMMON_DOCS", "ROWS", "TARGETS", "DocFragments", "parameters_returns
 
 
 def _format_default(value):
-    """A default as the docstrings write it: strings in double quotes, powers of ten below 0.01 as ``1e-3``."""
+    """A default as the docstrings write it: strings in double quotes; powers of ten below 0.01 as ``1e-3``
+    (as signatures write tolerances and learning rates, where Python's repr gives ``0.001`` or ``1e-06``)."""
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, float) and 0.0 < value < 1e-2:
