@@ -20,7 +20,7 @@ from probkit.utils.validation import check_stochastic
 
 from ._base import NeuralEstimator, store_params
 from ._data import check_counts, window_lengths
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
 
 __all__ = ["NeuralHMM"]
@@ -29,7 +29,7 @@ _INITS = ("hmm", "random")
 _ALGORITHMS = ("viterbi", "map")
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class NeuralHMM(DensityMixin, NeuralEstimator):
     """Hidden Markov model with neural emissions (and transitions), trained on the exact marginal likelihood.
 
