@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from probkit.base import ProbkitEstimator, _class_indices, _tensor_to_numpy
-from probkit.utils._doc_sections import doc_sections
+from probkit.utils._docstrings import COMMON_DOCS
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight
 
@@ -74,7 +74,7 @@ def _smoothing_prior(template, alpha, n_categories):
     return None
 
 
-@doc_sections()
+@COMMON_DOCS.fill
 class NaiveBayes(ClassifierMixin, ProbkitEstimator):
     """Naive Bayes classifier whose class-conditional distributions are any probkit family.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probkit.utils._doc_sections import doc_sections
+from probkit.utils._docstrings import DocFragments
 
 __all__ = [
     "plot_convergence",
@@ -51,8 +51,10 @@ def _plt():
 
 # The result section of every plotting function, and the last parameters of those that draw a trace.
 _RETURNS_AXES = "Returns\n-------\nmatplotlib Axes"
-_SECTIONS = {"returns_axes": _RETURNS_AXES,
-             "label_returns_axes": "label : str, optional\n    Legend entry.\n\n" + _RETURNS_AXES}
+_DOCS = DocFragments(sections={
+    "returns_axes": _RETURNS_AXES,
+    "label_returns_axes": "label : str, optional\n    Legend entry.\n\n" + _RETURNS_AXES,
+})
 
 
 def _new_axes(ax, figsize):
@@ -97,7 +99,7 @@ def _covariance_matrices(model):
     return np.stack([np.eye(d) * c for c in cov])
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1.0, 2.0), order=None):
     """Scatter ``X`` coloured by component, with each Gaussian component's covariance ellipses.
 
@@ -151,7 +153,7 @@ def plot_mixture_2d(model, X, ax=None, dims=(0, 1), feature_names=None, n_std=(1
     return ax
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC", chosen=None):
     """Plot an information criterion per candidate model.
 
@@ -181,7 +183,7 @@ def plot_criterion(values, ax=None, xlabel="number of components", ylabel="BIC",
     return ax
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_curve(values, ax=None, xlabel="iteration", ylabel="log-likelihood", label=None):
     """Plot an optimisation trace (log-likelihood per EM iteration, ELBO per step, ...).
 
@@ -205,7 +207,7 @@ def plot_curve(values, ax=None, xlabel="iteration", ylabel="log-likelihood", lab
     return ax
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_mixture_density(model, x, ax=None, feature_name=None, n_grid=400, bins=30, discrete=None,
                          show_components=True):
     """Histogram of one feature with the fitted mixture density (and each weighted component).
@@ -260,7 +262,7 @@ def plot_mixture_density(model, x, ax=None, feature_name=None, n_grid=400, bins=
     return ax
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=None, shade=True, order=None,
                 legend="best"):
     """A series (one feature over time) with each step coloured by its decoded hidden state.
@@ -331,7 +333,7 @@ def plot_states(series, states, ax=None, time=None, ylabel=None, state_names=Non
     return ax
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_posteriors(proba, ax=None, time=None, state_names=None, order=None):
     """Posterior probability of each hidden state over time, as stacked areas.
 
@@ -368,7 +370,7 @@ def plot_posteriors(proba, ax=None, time=None, state_names=None, order=None):
     return ax
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_transition_matrix(transmat, ax=None, state_names=None, annotate=True, cmap="Blues", order=None):
     """Heatmap of a transition matrix (row: from, column: to).
 
@@ -420,7 +422,7 @@ _TRACES = (
 )
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 def plot_convergence(model, ax=None, label=None):
     """Objective per iteration of a fitted model: EM log-likelihood, ELBO or training loss.
 

@@ -20,7 +20,7 @@ from probkit.glm._links import resolve_link
 from probkit.glm._regressor import check_glm_params, fit_glm_estimator
 from probkit.glm._solver import penalized_newton
 from probkit.glm._threads import limit_blas_threads
-from probkit.utils._doc_sections import ROWS, TARGETS, doc_sections, parameters_returns
+from probkit.utils._docstrings import ROWS, TARGETS, DocFragments, parameters_returns
 from probkit.utils._warnings import warn_user
 from probkit.utils.validation import check_sample_weight
 
@@ -116,15 +116,15 @@ class MultinomialLoss(_LinearLoss):
 
 
 _OFFSET = "offset : array-like, optional"
-_SECTIONS = {
+_DOCS = DocFragments(sections={
     "rows_offset_to_array": parameters_returns([ROWS, _OFFSET], "ndarray"),
     "rows_offset_to_labels": parameters_returns([ROWS, _OFFSET], "ndarray of shape (n_samples,)"),
     "labelled_data_to_float": parameters_returns([ROWS, TARGETS, "sample_weight, offset : array-like, optional"],
                                                  "float"),
-}
+})
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     """Logistic, probit or softmax regression: the GLM of class labels, fitted by penalised Newton steps.
 

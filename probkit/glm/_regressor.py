@@ -15,7 +15,7 @@ from probkit.glm._families import NegativeBinomialFamily, resolve_glm_family
 from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
 from probkit.glm._links import resolve_link
 from probkit.glm._threads import limit_blas_threads
-from probkit.utils._doc_sections import ROWS, TARGETS, doc_sections, parameters_returns
+from probkit.utils._docstrings import ROWS, TARGETS, DocFragments, parameters_returns
 from probkit.utils.validation import check_sample_weight
 
 __all__ = ["GeneralizedLinearModel"]
@@ -100,13 +100,13 @@ def check_offset(offset, exposure, n_samples, link):
     return total
 
 
-_SECTIONS = {
+_DOCS = DocFragments(sections={
     "labelled_data_to_float": parameters_returns(
         [ROWS, TARGETS, "sample_weight, offset, exposure : array-like of shape (n_samples,), optional"], "float"),
-}
+})
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
     """Generalised linear model of an exponential-family response, fitted by penalised IRLS.
 

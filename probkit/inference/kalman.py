@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from probkit.inference._checks import as_float_tensor, check_choice
-from probkit.inference._docs import fill_parameters
 from probkit.inference.padded import pad_sequences, unpad_sequences
+from probkit.utils._docstrings import DocFragments
 from probkit.utils.threads import torch_threads
 from probkit.utils.validation import check_lengths
 
@@ -527,7 +527,7 @@ def _smoother_torch(padded_filter, params, lengths):
 # Public functions
 # ---------------------------------------------------------------------------------------
 
-# The parameters of kalman_filter and kalman_smoother, substituted for "{parameters}" in their docstrings.
+# The parameters of kalman_filter and kalman_smoother, substituted for "%(parameters)s" in their docstrings.
 _PARAMETERS = """Parameters
 ----------
 observations : array-like or Tensor, (n_samples, p)
@@ -542,15 +542,16 @@ steady_state_tol : float, default=1e-13
     Relative change of the predicted covariance below which the numba filter treats
     the covariances as converged; 0 recomputes every step.
 """
+_DOCS = DocFragments(sections={"parameters": _PARAMETERS})
 
 
 
-@fill_parameters(_PARAMETERS)
+@_DOCS.fill
 def kalman_filter(observations, params, *, inputs=None, lengths=None, backend="auto",
                   steady_state_tol=DEFAULT_STEADY_STATE_TOL):
     """Kalman filter: log-likelihood, predicted and filtered state moments.
 
-    {parameters}
+    %(parameters)s
     Returns
     -------
     KalmanFilterResult
@@ -576,12 +577,12 @@ def kalman_filter(observations, params, *, inputs=None, lengths=None, backend="a
     return _filter_validated(y, params, u, lengths, backend=chosen, steady_state_tol=tol)
 
 
-@fill_parameters(_PARAMETERS)
+@_DOCS.fill
 def kalman_smoother(observations, params, *, inputs=None, lengths=None, backend="auto",
                     steady_state_tol=DEFAULT_STEADY_STATE_TOL):
     """Rauch-Tung-Striebel smoother: smoothed state moments and lag-one cross-covariances.
 
-    {parameters}
+    %(parameters)s
     Returns
     -------
     KalmanSmootherResult

@@ -64,9 +64,9 @@ import numpy as np
 import torch
 
 from probkit.inference._checks import as_float_tensor, check_log_values, concatenated_inputs
-from probkit.inference._docs import fill_parameters
 from probkit.inference.concatenated import resolve_backend
 from probkit.inference.padded import pad_sequences, unpad_sequences
+from probkit.utils._docstrings import DocFragments
 from probkit.utils.threads import torch_threads
 
 __all__ = [
@@ -277,7 +277,7 @@ def _out(array, like):
 
 
 # ---------------------------------------------------------------------------- public kernels
-# The parameters of the three public recursions, substituted for "{parameters}" in their docstrings.
+# The parameters of the three public recursions, substituted for "%(parameters)s" in their docstrings.
 _PARAMETERS = """Parameters
 ----------
 log_startprob : array-like or Tensor, (K,)
@@ -295,14 +295,15 @@ right_censoring : bool, default=True
     Whether the last segment of a sequence may continue past its end (see the module notes).
 backend : {"auto", "numba", "torch"}, default="auto"
 """
+_DOCS = DocFragments(sections={"parameters": _PARAMETERS})
 
 
-@fill_parameters(_PARAMETERS)
+@_DOCS.fill
 def semi_markov_forward(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                         right_censoring=True, backend="auto"):
     """Log-likelihood and one-step predictive log-likelihoods of a semi-Markov model (forward pass).
 
-    {parameters}
+    %(parameters)s
     Returns
     -------
     SemiMarkovForward
@@ -325,12 +326,12 @@ def semi_markov_forward(log_startprob, log_transmat, log_duration, log_emission,
     return SemiMarkovForward(fwd["loglik"], fwd["predictive"])
 
 
-@fill_parameters(_PARAMETERS)
+@_DOCS.fill
 def semi_markov_forward_backward(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                                  right_censoring=True, backend="auto"):
     """State and segment posteriors and the expected counts of a semi-Markov model (forward-backward).
 
-    {parameters}
+    %(parameters)s
     Returns
     -------
     SemiMarkovPosteriors
@@ -370,12 +371,12 @@ def _complete_censored(cens, log_duration, log_surv):
     return torch.exp(torch.logcumsumexp(log_ratio, dim=-1) + log_duration)
 
 
-@fill_parameters(_PARAMETERS)
+@_DOCS.fill
 def semi_markov_viterbi(log_startprob, log_transmat, log_duration, log_emission, lengths=None, *,
                         right_censoring=True, backend="auto"):
     """Most probable segmentation (states and segment boundaries) of every sequence.
 
-    {parameters}
+    %(parameters)s
     Returns
     -------
     SemiMarkovViterbi

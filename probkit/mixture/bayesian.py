@@ -25,7 +25,7 @@ from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.mixture._base import MixtureDensityMixin
 from probkit.components import add_stats
 from probkit.utils._array import to_numpy
-from probkit.utils._doc_sections import doc_sections
+from probkit.utils._docstrings import COMMON_DOCS
 from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
@@ -84,7 +84,7 @@ def _check_fitted_weights(est, k):
     check_stochastic(weights, "weights_", atol=1e-6)
 
 
-@doc_sections()
+@COMMON_DOCS.fill
 class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     """Variational Bayesian Gaussian mixture with scikit-learn's API, plus Pyro SVI and NUTS.
 
@@ -763,7 +763,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         return self.weights_, member, None
 
 
-@doc_sections()
+@COMMON_DOCS.fill
 class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
     """Variational Bayesian mixture of any conjugate exponential family, fitted by CAVI.
 

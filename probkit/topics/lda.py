@@ -45,7 +45,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 from probkit.base import ProbkitEstimator
 from probkit.distributions import Categorical, Dirichlet
 from probkit.distributions.base import SufficientStats
-from probkit.utils._doc_sections import doc_sections, parameters_returns
+from probkit.utils._docstrings import DocFragments, parameters_returns
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.vi.conjugate import ConjugateFamily
@@ -114,11 +114,11 @@ def _blocks(n_docs, n_threads):
 
 
 _DOCUMENTS = ["X : {array-like, sparse matrix} of shape (n_documents, n_features)", "y : None\n    Ignored."]
-_SECTIONS = {"documents_to_float": parameters_returns(_DOCUMENTS, "float"),
-             "documents_to_self": parameters_returns(_DOCUMENTS, "self")}
+_DOCS = DocFragments(sections={"documents_to_float": parameters_returns(_DOCUMENTS, "float"),
+                              "documents_to_self": parameters_returns(_DOCUMENTS, "self")})
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimator):
     """What every LDA estimator shares: input checks, the variational E-step given the
     topics ``q(beta) = Dirichlet(components_)``, the evidence lower bound, perplexity."""
@@ -337,7 +337,7 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
         self.topic_word_prior_ = 1.0 / k if self.topic_word_prior is None else float(self.topic_word_prior)
 
 
-@doc_sections(_SECTIONS)
+@_DOCS.fill
 class LatentDirichletAllocation(_BaseLDA):
     """Latent Dirichlet allocation fitted by variational Bayes: batch CAVI or online SVI.
 

@@ -4,22 +4,32 @@ A family of estimators that shares parameters (the HMMs' ``n_iter``, ``tol``, ..
 one description of each in a :class:`DocFragments` table; a docstring names a group of
 the table on a line of its own, ``%(group)s``, and :meth:`DocFragments.fill` replaces
 that line by the group's entries, indented as the line. An entry of a *parameter* group
-is rendered only when the documented callable (the class's ``__init__``, or the method)
-takes every parameter the entry names, and ``$name`` in it becomes that parameter's
-default, so a subclass with other defaults or fewer parameters gets its own, exact text.
+is rendered only when the documented callable (the class's ``__init__``, the method or
+the function) takes every parameter the entry names, and ``$name`` in it becomes that
+parameter's default, so a subclass with other defaults or fewer parameters gets its own,
+exact text. A *section* is inserted as written. :data:`COMMON_DOCS` holds the sections
+that estimators of several packages share.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import string
 
-__all__ = ["DocFragments"]
+__all__ = ["COMMON_DOCS", "ROWS", "TARGETS", "DocFragments", "parameters_returns"]
 
 
 def _format_default(value):
-    """A default as the numpy docstring convention writes it: strings in double quotes."""
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    """A default as the docstrings write it: strings in double quotes; powers of ten below 0.01 as ``1e-3``
+    (as signatures write tolerances and learning rates, where Python's repr gives ``0.001`` or ``1e-06``)."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float) and 0.0 < value < 1e-2:
+        exponent = round(math.log10(value))
+        if float(f"1e{exponent}") == value:
+            return f"1e{exponent}"
+    return repr(value)
 
 
 def _entry_names(entry):
@@ -28,17 +38,25 @@ def _entry_names(entry):
     return [name.strip() for name in header.split(" : ", 1)[0].split(",")]
 
 
+def _placeholder(line):
+    """The fragment name of a line holding only ``%(name)s``, else None."""
+    stripped = line.strip()
+    if stripped.startswith("%(") and stripped.endswith(")s") and stripped[2:-2].isidentifier():
+        return stripped[2:-2]
+    return None
+
+
 class DocFragments:
     """Shared docstring sections: parameter groups (filtered and filled per signature) and plain sections.
 
     Parameters
     ----------
-    parameters : dict of str to sequence of str
+    parameters : dict of str to sequence of str, optional
         Each group's entries, in order. An entry is numpy-style text, ``"a, b : type, default=$a"``
         and its indented description; ``$name`` (``$$`` for a dollar sign) is replaced by the
         default of parameter ``name`` in the documented signature.
     sections : dict of str to str, optional
-        Text inserted unchanged (attributes, notes).
+        Text inserted unchanged (attributes, notes, a whole ``Returns`` section).
 
     Examples
     --------
@@ -75,8 +93,8 @@ class DocFragments:
         Iterations run.
     """
 
-    def __init__(self, parameters, sections=None):
-        self.parameters = {name: tuple(entries) for name, entries in parameters.items()}
+    def __init__(self, parameters=None, sections=None):
+        self.parameters = {name: tuple(entries) for name, entries in (parameters or {}).items()}
         self.sections = dict(sections or {})
         overlap = set(self.parameters) & set(self.sections)
         if overlap:
@@ -86,6 +104,8 @@ class DocFragments:
         """The text of fragment ``name`` for a callable of this ``signature`` (unindented)."""
         if name in self.sections:
             return self.sections[name]
+        if name not in self.parameters:
+            raise KeyError(f"no docstring fragment named {name!r}; known: {sorted([*self.parameters, *self.sections])}")
         params = signature.parameters
         texts = []
         for entry in self.parameters[name]:
@@ -97,28 +117,64 @@ class DocFragments:
         return "\n".join(texts)
 
     def substitute(self, doc, signature):
-        """Replace each line holding only ``%(name)s`` of a known fragment by its text, indented as the line."""
+        """Replace each line holding only ``%(name)s`` by fragment ``name``, indented as the line.
+
+        An unknown ``name`` is a ``KeyError``, so that a misspelt placeholder fails at import.
+        """
         if not doc or "%(" not in doc:
             return doc
         lines = []
         for line in doc.split("\n"):
-            stripped = line.strip()
-            name = stripped[2:-2]
-            if stripped.startswith("%(") and stripped.endswith(")s") and (name in self.parameters
-                                                                           or name in self.sections):
-                indent = line[: len(line) - len(line.lstrip())]
-                text = self.render(name, signature)
-                lines.extend(indent + part if part else part for part in text.split("\n") if text)
-            else:
+            name = _placeholder(line)
+            if name is None:
                 lines.append(line)
+                continue
+            indent = line[: len(line) - len(line.lstrip())]
+            text = self.render(name, signature)
+            lines.extend(indent + part if part else part for part in text.split("\n") if text)
         return "\n".join(lines)
 
-    def fill(self, cls):
-        """Class decorator: fill ``cls.__doc__`` (against ``cls.__init__``) and its own methods' docstrings."""
-        cls.__doc__ = self.substitute(cls.__doc__, inspect.signature(cls.__init__))
-        for value in vars(cls).values():
-            # the function behind a classmethod / staticmethod, or scikit-learn's available_if
+    def fill(self, obj):
+        """Decorator: fill a function's docstring, or a class's (against its ``__init__``) and its own methods'.
+
+        Methods include the functions behind classmethods, staticmethods and scikit-learn's
+        ``available_if``.
+        """
+        if not isinstance(obj, type):
+            obj.__doc__ = self.substitute(obj.__doc__, inspect.signature(obj))
+            return obj
+        obj.__doc__ = self.substitute(obj.__doc__, inspect.signature(obj.__init__))
+        for value in vars(obj).values():
             func = getattr(value, "__func__", getattr(value, "fn", value))
             if inspect.isfunction(func) and func.__doc__ and "%(" in func.__doc__:
                 func.__doc__ = self.substitute(func.__doc__, inspect.signature(func))
-        return cls
+        return obj
+
+
+ROWS = "X : array-like of shape (n_samples, n_features)"
+TARGETS = "y : array-like of shape (n_samples,)"
+
+
+def parameters_returns(parameters, returns):
+    """A ``Parameters`` section listing ``parameters`` (lines) followed by a ``Returns`` section.
+
+    Examples
+    --------
+    >>> print(parameters_returns([ROWS], "float"))
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    <BLANKLINE>
+    Returns
+    -------
+    float
+    """
+    return "\n".join(["Parameters", "----------", *parameters, "", "Returns", "-------", returns])
+
+
+# Sections that read the same in estimators of several packages.
+COMMON_DOCS = DocFragments(sections={
+    "rows_to_array": parameters_returns([ROWS], "ndarray"),
+    "rows_to_labels": parameters_returns([ROWS], "ndarray of shape (n_samples,)"),
+    "unsupervised_fit": parameters_returns([ROWS, "y : Ignored"], "self"),
+})

@@ -169,7 +169,7 @@ def _switching_ar(rng, n_seq, T, trans=((0.97, 0.03), (0.03, 0.97)), coef=(0.9, 
         x[0] = rng.randn()
         for t in range(1, T):
             z[t] = rng.choice(2, p=trans[z[t - 1]])
-            x[t] = coef[z[t]] * x[t - 1] + noise * rng.randn()
+            x[t] = coef[z[t]] * x[t - 1] + np.broadcast_to(noise, 2)[z[t]] * rng.randn()
         X.append(x)
         Z.append(z)
     return np.concatenate(X)[:, None], np.concatenate(Z), [T] * n_seq
@@ -224,7 +224,7 @@ def test_default_training_beats_the_classical_hmm_on_held_out_data():
     X_test, _, lt = _switching_ar(rng, 8, 100)
     nh = NeuralHMM(2, backbone="gru", d_model=8, n_layers=1, random_state=0).fit(X, lengths=lengths)
     neural, classical, truth = _held_out_per_step(nh, X, lengths, X_test, lt)
-    assert neural > classical + 0.5 * (truth - classical)    # measured: 80 % of the generator's gap
+    assert neural > classical + 0.7 * (truth - classical)    # measured: 89 % of the generator's gap
     assert neural <= truth + 0.05
 
 
@@ -271,6 +271,29 @@ def test_init_hmm_starts_at_the_classical_solution():
     np.testing.assert_allclose(est.transmat_, est.init_hmm_.transmat_, atol=1e-8)
     rand = NeuralHMM(2, init="random", max_epochs=1, **TINY).fit(X, lengths=[30, 30])
     assert rand.init_hmm_ is None and np.isfinite(rand.score(X, lengths=[30, 30]))
+
+
+def test_init_hmm_restarts_escape_the_sign_alternating_optimum():
+    # Regimes x_t = 0.9 x_{t-1} + 0.3 e and x_t = -0.6 x_{t-1} + e: single EM runs of a Gaussian HMM
+    # often end in a non-sticky optimum that follows the sign alternation of the second regime, with a
+    # lower likelihood than the sticky split by variance. The restarted initialising HMM must reach the
+    # best classical optimum that any single run finds.
+    rng = np.random.RandomState(0)
+    X, _, lengths = _switching_ar(rng, 20, 100, coef=(0.9, -0.6), noise=(0.3, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        singles = [GaussianHMM(2, n_iter=100, random_state=r).fit(X, lengths=lengths) for r in range(8)]
+    scores = np.array([h.score(X, lengths=lengths) for h in singles])
+    sticky = np.array([np.diag(h.transmat_).min() > 0.8 for h in singles])
+    assert sticky.any() and not sticky.all()                    # both optima occur among single runs
+    assert scores[sticky].min() > scores[~sticky].max() + 0.05 * len(X)
+    for seed in range(3):
+        est = NeuralHMM(2, max_epochs=1, **{**TINY, "random_state": seed}).fit(X, lengths=lengths)
+        assert est.init_hmm_.n_init == 5
+        assert est.init_hmm_.score(X, lengths=lengths) > scores.max() - 1.0     # EM stops at tol=1e-2
+        assert np.diag(est.init_hmm_.transmat_).min() > 0.8
+    with pytest.raises(ValueError, match="hmm_n_init"):
+        NeuralHMM(hmm_n_init=0, **TINY).fit(X, lengths=lengths)
 
 
 def test_layouts_and_sequence_independence():

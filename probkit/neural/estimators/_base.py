@@ -38,7 +38,7 @@ from probkit.utils.sequences import SequenceBatch, check_sequences, check_y_slot
 from probkit.utils.threads import limit_torch_threads
 
 from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layout, window_lengths
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import TrainingOptions, check_positive_int, run_training, seeded
 
 __all__ = ["NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading", "check_bound", "check_standardizer",
@@ -114,7 +114,7 @@ def unwrap(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class NeuralEstimator(ProbkitEstimator):
     """Base of the neural estimators (not public); see the module docstring.
 

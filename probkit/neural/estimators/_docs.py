@@ -1,10 +1,14 @@
-"""Documentation shared by the neural estimators, substituted into their docstrings by :func:`fill_doc`."""
+"""Documentation shared by the neural estimators (see :class:`~probkit.utils._docstrings.DocFragments`).
+
+Each docstring names a fragment on a line of its own; the entries of the parameter groups
+show the documented signature's own defaults.
+"""
 
 from __future__ import annotations
 
-import ast
-import inspect
-import re
+from probkit.utils._docstrings import DocFragments
+
+__all__ = ["NEURAL_DOCS"]
 
 _TRAINING_ATTRS = """history_ : dict
     The :class:`~probkit.neural.TrainingHistory` of the fit as a dict: per-epoch
@@ -44,100 +48,115 @@ _SEQUENCE_FORMS = """Sequences enter every method in one of the three forms of p
 * a padded array with ``valid_lengths=``: ``(N, L, n_features)`` (``(N, L)`` tokens),
   the valid prefix of each row (default: all ``L`` steps)."""
 
-_FRAGMENTS = {
-    "model_params": """backbone : str or Backbone, default="mamba"
+NEURAL_DOCS = DocFragments(
+    parameters={
+        "model_params": [
+            """backbone : str or Backbone, default=$backbone
     Backbone kind of :func:`probkit.neural.build_backbone`: "mamba", "rwkv",
     "mambaout" (gated CNN), "transformer", "s4d", "gru" or "lstm" (the kinds of
     :data:`probkit.neural.KINDS`), or a :class:`~probkit.neural.backbones.Backbone`
     module to start from (e.g. a loaded checkpoint's,
     :func:`probkit.neural.load_pretrained`): ``d_model`` must be its width, its own
-    layers are used (``n_layers`` is not) and a copy is trained.
-d_model : int, default=64
-    Width of the backbone.
-n_layers : int, default=2
-    Number of backbone layers.
-backbone_kwargs : dict, optional
-    Further options of the backbone (e.g. ``{"n_heads": 4}`` for the transformer).
-vocab_size : int, optional
+    layers are used (``n_layers`` is not) and a copy is trained.""",
+            """d_model : int, default=$d_model
+    Width of the backbone.""",
+            """n_layers : int, default=$n_layers
+    Number of backbone layers.""",
+            """backbone_kwargs : dict, optional
+    Further options of the backbone (e.g. ``{"n_heads": 4}`` for the transformer).""",
+            """vocab_size : int, optional
     When given, ``X`` holds integer tokens in ``[0, vocab_size)`` (embedded) instead
     of real-valued features.""",
-    "pooling_params": """pooling : {"mean", "last", "max"}, default="mean"
-    Summary of the backbone features over the valid steps of each sequence.
-bidirectional : bool, default=False
+        ],
+        "pooling_params": [
+            """pooling : {"mean", "last", "max"}, default=$pooling
+    Summary of the backbone features over the valid steps of each sequence.""",
+            """bidirectional : bool, default=$bidirectional
     Let the summary depend on both directions: the transformer drops its causal
     mask; any other (causal) backbone gets a second copy that reads each sequence
     backwards, and the pooled features of both are added.""",
-    "training_params": """batch_size : int, default=32
+        ],
+        "training_params": [
+            """batch_size : int, default=$batch_size
     Sequences per mini-batch in training; in prediction, every sequence is evaluated in
     a batch of exactly ``batch_size`` rows padded to a length set by its own length, so
-    that its results do not depend on the other sequences of the call.
-max_epochs : int, default=100
-    Passes over the training data.
-lr : float, default=1e-3
-    Peak learning rate of AdamW.
-weight_decay : float, default=0.01
-    Decoupled weight decay (on weight matrices and embeddings).
-clip_grad_norm : float or None, default=1.0
-    Global gradient-norm clipping.
-schedule : {"cosine", "linear", "constant"}, default="cosine"
-    Learning-rate decay after the warm-up.
-warmup : float or int, default=0.05
-    Linear warm-up: fraction of all steps (float) or number of steps (int).
-early_stopping : bool, default=True
+    that its results do not depend on the other sequences of the call.""",
+            """max_epochs : int, default=$max_epochs
+    Passes over the training data.""",
+            """lr : float, default=$lr
+    Peak learning rate of AdamW.""",
+            """weight_decay : float, default=$weight_decay
+    Decoupled weight decay (on weight matrices and embeddings).""",
+            """clip_grad_norm : float or None, default=$clip_grad_norm
+    Global gradient-norm clipping.""",
+            """schedule : {"cosine", "linear", "constant"}, default=$schedule
+    Learning-rate decay after the warm-up.""",
+            """warmup : float or int, default=$warmup
+    Linear warm-up: fraction of all steps (float) or number of steps (int).""",
+            """early_stopping : bool, default=$early_stopping
     Hold out ``validation_fraction`` of the sequences, stop when the validation loss
     has not improved for ``patience`` epochs and restore the best epoch's weights.
-    False trains on all sequences for ``max_epochs``.
-validation_fraction : float, default=0.1
+    False trains on all sequences for ``max_epochs``.""",
+            """validation_fraction : float, default=$validation_fraction
     Share of the sequences held out when ``early_stopping`` (at least one, and only
-    with two or more sequences).
-patience : int, default=10
-    Epochs without improvement before stopping.
-mixed_precision : {"auto", True, False, "bf16", "fp16"}, default="auto"
-    Autocast on CUDA (bfloat16 where supported); ignored on the CPU.
-random_state : int, RandomState instance or None, default=None
+    with two or more sequences).""",
+            """patience : int, default=$patience
+    Epochs without improvement before stopping.""",
+            """mixed_precision : {"auto", True, False, "bf16", "fp16"}, default=$mixed_precision
+    Autocast on CUDA (bfloat16 where supported); ignored on the CPU.""",
+            """random_state : int, RandomState instance or None, default=$random_state
     Seeds the initialisation, the validation split and the shuffling; with an int,
-    fits on the CPU are reproducible.
-device : str or torch.device, optional
+    fits on the CPU are reproducible.""",
+            """device : str or torch.device, optional
     "cpu" (default), "cuda", "cuda:1", or "auto" (CUDA when available). On the
     CPU, fitting and prediction run with probkit's intra-op thread setting
     (:func:`probkit.set_num_threads`, default one thread: small sequence models are
     dominated by per-operation overheads, and OpenMP barriers stall when the cores
-    are shared; raise it for wide models on a dedicated machine).
-dtype : str or torch.dtype, optional
-    Parameter dtype; default float32.
-verbose : int, default=0
+    are shared; raise it for wide models on a dedicated machine).""",
+            """dtype : str or torch.dtype, optional
+    Parameter dtype; default float32.""",
+            """verbose : int, default=$verbose
     1 shows a progress bar over epochs with the training and validation losses
     (tqdm); 2 also one over the batches of each epoch.""",
-    "fitted_attrs": _FITTED_ATTRS,
-    # SequenceDensity and MaskedSequenceModel: one predictive distribution per step
-    "per_step_params": """head : {"auto", "categorical", "gaussian", "mixture"}, default="auto"
+        ],
+        # SequenceDensity and MaskedSequenceModel: one predictive distribution per step
+        "per_step_params": [
+            """head : {"auto", "categorical", "gaussian", "mixture"}, default=$head
     Predictive distribution of a step: "auto" is "categorical" with ``vocab_size``
     and "gaussian" otherwise; "mixture" is a mixture of ``n_components`` diagonal
-    Gaussians (multi-modal real-valued steps).
-n_components : int, default=5
-    Components of the mixture head.
-window : int, default=256
+    Gaussians (multi-modal real-valued steps).""",
+            """n_components : int, default=$n_components
+    Components of the mixture head.""",
+            """window : int, default=$window
     Length of the windows one long token sequence (a 1-D array without ``lengths``)
     is cut into.""",
-    "per_step_attributes": """Attributes
+        ],
+        # bounds of the latent-variable models
+        "bounds_params": [
+            """n_particles : int, default=$n_particles
+    Guide draws ``K`` for each row or sequence.""",
+            """random_state : None, int or RandomState
+    Seeds the draws (None: seed 0, so repeated calls agree).""",
+        ],
+        # score_samples of the variational autoencoders
+        "bound_params": [
+            """bound : {"elbo", "iwae"}, default=$bound
+    Which bound of :meth:`bounds` to return.""",
+            """n_particles : int, optional
+    Guide draws ``K`` of the bound (default 16 for the ELBO, 64 for the IWAE bound).""",
+            """random_state : None, int or RandomState
+    Seeds the draws (None: seed 0).""",
+        ],
+    },
+    sections={
+        "fitted_attrs": _FITTED_ATTRS,
+        "per_step_attributes": """Attributes
 ----------
 head_ : str
     The head used ("categorical", "gaussian" or "mixture").
 """ + _FITTED_ATTRS,
-    # bounds of the latent-variable models
-    "bounds_params": """n_particles : int, default=64
-    Guide draws ``K`` for each row or sequence.
-random_state : None, int or RandomState
-    Seeds the draws (None: seed 0, so repeated calls agree).""",
-    # score_samples of the variational autoencoders
-    "bound_params": """bound : {"elbo", "iwae"}, default="elbo"
-    Which bound of :meth:`bounds` to return.
-n_particles : int, optional
-    Guide draws ``K`` of the bound (default 16 for the ELBO, 64 for the IWAE bound).
-random_state : None, int or RandomState
-    Seeds the draws (None: seed 0).""",
-    "training_attrs": _TRAINING_ATTRS,
-    "training_notes": """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
+        "training_attrs": _TRAINING_ATTRS,
+        "training_notes": """Training runs :func:`probkit.neural.train_module`: AdamW with gradient clipping, linear
 warm-up then cosine (or linear) decay of the learning rate, early stopping on a
 validation split with restore of the best epoch, autocast on CUDA. Inside a
 ``torch.distributed`` process group of several processes (e.g. a script launched
@@ -146,80 +165,15 @@ trains data-parallel: the network is wrapped with
 :func:`probkit.distributed.wrap_ddp`, each rank takes its share of every epoch's
 mini-batches from the same shuffled order (every rank passes the full data), and
 all ranks end with the same weights.""",
-    # the Parameters section of a method on sequences (further parameters may follow it)
-    "sequence_params": "Parameters\n----------\n" + _SEQUENCES,
-    "tabular_rows": """A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
+        # the Parameters section of a method on sequences (further parameters may follow it)
+        "sequence_params": "Parameters\n----------\n" + _SEQUENCES,
+        "tabular_rows": """A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
 (scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.""",
-    "sequence_forms": _SEQUENCE_FORMS,
-    "per_step_notes": _SEQUENCE_FORMS + """
+        "sequence_forms": _SEQUENCE_FORMS,
+        "per_step_notes": _SEQUENCE_FORMS + """
 
 One long token sequence, a 1-D array without ``lengths``, is cut into consecutive
 windows of ``window`` tokens that are modelled independently. Real-valued data are
 standardised per feature; log-likelihoods are reported in the original units.""",
-}
-
-
-def _substitute(text):
-    """Replace each ``%(name)s`` line by its fragment, indented as the line it replaces."""
-    if not text:
-        return text
-    lines = []
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if stripped.startswith("%(") and stripped.endswith(")s") and stripped[2:-2] in _FRAGMENTS:
-            indent = line[: len(line) - len(line.lstrip())]
-            lines.extend(indent + part if part else part for part in _FRAGMENTS[stripped[2:-2]].split("\n"))
-        else:
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def _own_defaults(cls, doc):
-    """``doc`` with every ``name : ..., default=value`` entry of an ``__init__`` parameter showing ``cls``'s
-    own default (a shared fragment states the most common one)."""
-    if not doc or "__init__" not in vars(cls):
-        return doc
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        if param.default is inspect.Parameter.empty:
-            continue
-        match = re.search(rf"^\s*{name} : [^\n]*?, default=([^\n]*)$", doc, flags=re.M)
-        if match is None:
-            continue
-        try:
-            stated = ast.literal_eval(match.group(1))
-        except (ValueError, SyntaxError):
-            stated = inspect.Parameter.empty
-        if stated != param.default or type(stated) is not type(param.default):
-            shown = f'"{param.default}"' if isinstance(param.default, str) else repr(param.default)
-            doc = doc[:match.start(1)] + shown + doc[match.end(1):]
-    return doc
-
-
-def fill_doc(cls):
-    """Substitute the shared sections into ``cls.__doc__`` and the docstrings of its own methods.
-
-    A line holding only ``%(name)s`` is replaced by the fragment ``name``, indented as
-    that line; the ``default=`` of each documented ``__init__`` parameter is then set to
-    the class's own default.
-
-    Examples
-    --------
-    >>> @fill_doc
-    ... class Model:
-    ...     \"\"\"A model.
-    ...
-    ...     Parameters
-    ...     ----------
-    ...     %(training_params)s
-    ...     \"\"\"
-    ...     def __init__(self, max_epochs=20):
-    ...         self.max_epochs = max_epochs
-    >>> "max_epochs : int, default=20" in Model.__doc__
-    True
-    """
-    cls.__doc__ = _own_defaults(cls, _substitute(cls.__doc__))
-    for value in vars(cls).values():
-        func = getattr(value, "__func__", value)
-        if callable(func) and getattr(func, "__doc__", None) and "%(" in func.__doc__:
-            func.__doc__ = _substitute(func.__doc__)
-    return cls
+    },
+)

@@ -13,12 +13,12 @@ from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import SequenceNetEstimator, store_params
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 
 __all__ = ["SequenceClassifier"]
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     """Classify whole sequences with a neural backbone (Mamba, RWKV, gated CNN, ...).
 

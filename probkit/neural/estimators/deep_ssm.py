@@ -20,7 +20,7 @@ from probkit.utils.threads import limit_torch_threads
 
 from ._base import NeuralEstimator, check_bound, elbo_and_iwae, store_params, unwrap
 from ._data import check_counts
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
 
 __all__ = ["DeepStateSpaceModel"]
@@ -29,7 +29,7 @@ _EMISSIONS = ("gaussian", "poisson")
 _ELBOS = ("Trace_ELBO", "TraceMeanField_ELBO")
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
     """Deep state-space model (deep Markov model) with an amortised guide, fitted by stochastic variational inference.
 

@@ -14,13 +14,13 @@ from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import PerStepSequenceEstimator, store_params, unwrap
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
 
 __all__ = ["SequenceDensity"]
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
     r"""Autoregressive sequence model :math:`p(x_{1:T}) = \prod_t p(x_t \mid x_{<t})` on a neural backbone.
 

@@ -12,7 +12,7 @@ from probkit.utils.threads import limit_torch_threads
 
 from ._base import PerStepSequenceEstimator, store_params, unwrap
 from ._data import SequenceData
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
 
 __all__ = ["MaskedSequenceModel", "bert_mask"]
@@ -136,7 +136,7 @@ def masked_lm_loss(module, x, lengths, generator, *, vocab_size, mask_prob, mask
     return -lp.mean(), lp.shape[0]
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class MaskedSequenceModel(PerStepSequenceEstimator):
     r"""Masked sequence model (BERT's objective) on a bidirectional neural backbone.
 

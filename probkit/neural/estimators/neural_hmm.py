@@ -20,7 +20,7 @@ from probkit.utils.validation import check_stochastic
 
 from ._base import NeuralEstimator, store_params
 from ._data import check_counts, window_lengths
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
 
 __all__ = ["NeuralHMM"]
@@ -29,7 +29,7 @@ _INITS = ("hmm", "random")
 _ALGORITHMS = ("viterbi", "map")
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class NeuralHMM(DensityMixin, NeuralEstimator):
     """Hidden Markov model with neural emissions (and transitions), trained on the exact marginal likelihood.
 
@@ -69,6 +69,9 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         zero either way, so the network starts as that classical HMM.
     hmm_n_iter : int, default=100
         EM iterations of the classical HMM of ``init="hmm"``.
+    hmm_n_init : int, default=5
+        EM restarts of that classical HMM, the best by training likelihood kept (a
+        single run can end in a poor local optimum, which the network may not leave).
     n_symbols : int, optional
         Categorical emissions: alphabet size (default: largest symbol seen in ``fit`` + 1).
     backbone_kwargs : dict, optional
@@ -138,10 +141,11 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     # fitted classical HMM and learns corrections, the objective is the exact marginal (no sampling noise),
     # and the cosine decay then ends within the budget instead of after early stopping cut it short.
     def __init__(self, n_components=2, emission="gaussian", backbone="mamba", d_model=64, n_layers=2, *,
-                 neural_transitions=False, init="hmm", hmm_n_iter=100, n_symbols=None, backbone_kwargs=None,
-                 train_window=None, algorithm="viterbi", batch_size=8, max_epochs=60, lr=1e-2, weight_decay=0.01,
-                 clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True, validation_fraction=0.1,
-                 patience=20, mixed_precision="auto", random_state=None, device=None, dtype=None, verbose=0):
+                 neural_transitions=False, init="hmm", hmm_n_iter=100, hmm_n_init=5, n_symbols=None,
+                 backbone_kwargs=None, train_window=None, algorithm="viterbi", batch_size=8, max_epochs=60, lr=1e-2,
+                 weight_decay=0.01, clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True,
+                 validation_fraction=0.1, patience=20, mixed_precision="auto", random_state=None, device=None,
+                 dtype=None, verbose=0):
         store_params(self, locals())
 
     # ------------------------------------------------------------------ parameters and data
@@ -150,6 +154,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         if not isinstance(self.emission, str) or self.emission.lower() not in EMISSIONS:
             raise ValueError(f"unknown emission {self.emission!r}; choose one of {', '.join(EMISSIONS)}")
         check_positive_int(self.hmm_n_iter, "hmm_n_iter")
+        check_positive_int(self.hmm_n_init, "hmm_n_init")
         if self.init not in _INITS:
             raise ValueError(f"init must be one of {_INITS}, got {self.init!r}")
         if self.algorithm not in _ALGORITHMS:
@@ -201,7 +206,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         if self.init == "hmm":
             from probkit import CategoricalHMM, GaussianHMM, PoissonHMM
 
-            kw = dict(n_iter=self.hmm_n_iter, random_state=int(rs.randint(0, 2**31 - 1)))
+            kw = dict(n_iter=self.hmm_n_iter, n_init=self.hmm_n_init, random_state=int(rs.randint(0, 2**31 - 1)))
             hmm = {"gaussian": lambda: GaussianHMM(k, covariance_type="diag", **kw),
                    "poisson": lambda: PoissonHMM(k, **kw),
                    "categorical": lambda: CategoricalHMM(k, n_features=self.n_symbols_, **kw)}[family]()

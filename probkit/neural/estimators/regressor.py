@@ -12,12 +12,12 @@ from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import SequenceNetEstimator, check_standardizer, standardizer, store_params, unwrap
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 
 __all__ = ["SequenceRegressor"]
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     """Predict one real vector per sequence with a neural backbone (Mamba, RWKV, gated CNN, ...).
 

@@ -61,7 +61,7 @@ from probkit.utils.threads import limit_torch_threads
 
 from ._base import NeuralEstimator, elbo_and_iwae, store_params
 from ._data import check_real_steps
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
 from ._vae_mixin import VAEMixin
 
@@ -197,7 +197,7 @@ class SequenceVAENet(VAENet):
         return torch.stack(kept, 1)
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
     r"""Variational autoencoder of whole sequences: one latent vector per sequence, backbone encoder and decoder.
 

@@ -55,14 +55,14 @@ from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
 
 from ._base import build_net_for_loading, check_standardizer, elbo_and_iwae
-from ._docs import fill_doc
+from ._docs import NEURAL_DOCS
 from ._training import TensorData, check_positive_int, seeded, train_module
 from ._vae_mixin import VAEMixin
 
 __all__ = ["VAE", "VAENet"]
 
 
-@fill_doc
+@NEURAL_DOCS.fill
 class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
     """Variational autoencoder (Gaussian, Bernoulli or categorical observations), fitted by Pyro's ELBO.
 

@@ -16,25 +16,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from probkit.utils._docstrings import DocFragments
+
 from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
 
 __all__ = ["GRULayer", "LSTMLayer"]
 
 
 _PARAMETERS = """Parameters
-    ----------
-    d_model : int
-        Width of the residual stream.
-    hidden_size : int, optional
-        {rnn} state size (default ``d_model``).
-    dropout : float, default 0.0
-        Dropout on the block's output before the residual addition."""
-
-
-def _document(cls):
-    """Fill the parameter section shared by the recurrent layers into ``cls.__doc__``."""
-    cls.__doc__ = cls.__doc__.replace("{parameters}", _PARAMETERS.format(rnn=cls.rnn_class.__name__))
-    return cls
+----------
+d_model : int
+    Width of the residual stream.
+hidden_size : int, optional
+    {rnn} state size (default ``d_model``).
+dropout : float, default 0.0
+    Dropout on the block's output before the residual addition."""
+# the parameter section of each recurrent layer, naming its torch module
+_DOCS = DocFragments(sections={f"{rnn.lower()}_parameters": _PARAMETERS.format(rnn=rnn) for rnn in ("GRU", "LSTM")})
 
 
 class _RNNLayer(SequenceLayer):
@@ -72,11 +70,11 @@ class _RNNLayer(SequenceLayer):
         return x_t + self.dropout(self.proj(out[:, 0])), tuple(s[0] for s in new)
 
 
-@_document
+@_DOCS.fill
 class GRULayer(_RNNLayer):
     """Pre-norm residual block around a one-layer ``torch.nn.GRU``.
 
-    {parameters}
+    %(gru_parameters)s
 
     Notes
     -----
@@ -98,11 +96,11 @@ class GRULayer(_RNNLayer):
     rnn_class = nn.GRU
 
 
-@_document
+@_DOCS.fill
 class LSTMLayer(_RNNLayer):
     """Pre-norm residual block around a one-layer ``torch.nn.LSTM``.
 
-    {parameters}
+    %(lstm_parameters)s
 
     Notes
     -----
