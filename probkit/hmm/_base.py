@@ -148,8 +148,9 @@ class BaseHMM(ProbkitEstimator):
 
     _parameter_constraints = {
         "n_components": positive_int,
-        "startprob_prior": ["array-like", Real],
-        "transmat_prior": ["array-like", Real],
+        # Real first: the cheaper check, and the one the default scalars pass
+        "startprob_prior": [Real, "array-like"],
+        "transmat_prior": [Real, "array-like"],
         "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
         "random_state": ["random_state"],
         "n_iter": non_negative_int,

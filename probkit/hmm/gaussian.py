@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Real
 
 import numpy as np
@@ -16,6 +17,7 @@ from probkit.hmm._emissions import GaussianEmission
 from probkit.inference._lazy_numba import numba_backend
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
+from probkit.utils.validation import validated_float64_rows
 
 __all__ = ["GaussianHMM"]
 
@@ -25,36 +27,40 @@ def _warn_empty_states(states):
               EmptyStateWarning)
 
 
+def _filled(value, shape):
+    """A new C-contiguous float64 array of ``shape`` holding ``value`` broadcast (``ValueError``
+    where it does not broadcast)."""
+    out = np.empty(shape)
+    out[...] = value
+    return out
+
+
 def _fused_priors(model, k, d):
     """The priors of :meth:`GaussianHMM._mstep_emission` and of the start and transition
-    updates broadcast to the arrays of ``GaussianEMIteration``, or ``None`` for prior
-    shapes that only the general path takes."""
+    updates as the arrays of ``GaussianEMIteration``, or ``None`` for prior shapes that
+    only the general path broadcasts."""
+    start_prior = np.asarray(model.startprob_prior, dtype=np.float64)
+    trans_prior = np.asarray(model.transmat_prior, dtype=np.float64)
+    if start_prior.ndim > 1 or trans_prior.ndim > 2:
+        return None
     ct = model.covariance_type
     means_prior, means_weight = model._prior_arrays(k, d)
     cp, dof = model._covars_prior_terms(d)
+    if ct == "tied" and (np.ndim(dof) or np.ndim(cp) > 2):  # per-state terms of one shared matrix
+        return None
     try:
-        arrays = {
-            "start_prior": np.broadcast_to(np.asarray(model.startprob_prior, dtype=np.float64), (1, k)),
-            "trans_prior": np.broadcast_to(np.asarray(model.transmat_prior, dtype=np.float64), (k, k)),
-            "means_prior": np.broadcast_to(means_prior, (k, d)),
-            "means_weight": np.broadcast_to(means_weight, (k, d)),
+        return {
+            "start_prior": _filled(start_prior, (1, k)),
+            "trans_prior": _filled(trans_prior, (k, k)),
+            "means_prior": _filled(means_prior, (k, d)),
+            "means_weight": _filled(means_weight, (k, d)),
+            "covars_prior": _filled(cp, (k, d)).reshape(k, 1, d) if ct in ("diag", "spherical") else (
+                _filled(cp, (k, d, d)) if ct == "full" else _filled(cp, (1, d, d))),
+            "covars_dof": _filled(dof, (k, d)) if ct in ("diag", "spherical") else (
+                _filled(dof, (k,)).reshape(k, 1) if ct == "full" else _filled(dof, (1, 1))),
         }
-        if ct in ("diag", "spherical"):
-            arrays["covars_prior"] = np.broadcast_to(cp, (k, d)).reshape(k, 1, d)
-            arrays["covars_dof"] = np.broadcast_to(dof, (k, d))
-        elif ct == "full":
-            arrays["covars_prior"] = np.broadcast_to(cp, (k, d, d))
-            arrays["covars_dof"] = np.broadcast_to(dof, (k,)).reshape(k, 1)
-        else:
-            if dof.ndim or cp.ndim > 2:  # per-state weights of a shared matrix: the general path's broadcasting
-                return None
-            arrays["covars_prior"] = np.broadcast_to(cp, (d, d)).reshape(1, d, d)
-            arrays["covars_dof"] = dof.reshape(1, 1)
     except ValueError:  # shapes that broadcast only in the general path's own way
         return None
-    if np.ndim(model.startprob_prior) > 1 or np.ndim(model.transmat_prior) > 2:
-        return None
-    return arrays
 
 
 class GaussianHMM(BaseHMM):
@@ -118,10 +124,10 @@ class GaussianHMM(BaseHMM):
         **BaseHMM._parameter_constraints,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "min_covar": non_negative_real,
-        "means_prior": ["array-like", Real],
-        "means_weight": ["array-like", Real],
-        "covars_prior": ["array-like", Real],
-        "covars_weight": ["array-like", Real],
+        "means_prior": [Real, "array-like"],
+        "means_weight": [Real, "array-like"],
+        "covars_prior": [Real, "array-like"],
+        "covars_weight": [Real, "array-like"],
     }
     _emission_letters = "mc"
     _numpy_emissions = True
@@ -146,6 +152,9 @@ class GaussianHMM(BaseHMM):
         return self.covariance_type in ("diag", "spherical")
 
     def _validate_emission_X(self, X, reset, allow_nan):
+        fast = validated_float64_rows(self, X, reset=reset)
+        if fast is not None:
+            return fast
         return self._validate_X(X, reset=reset, ensure_all_finite="allow-nan" if allow_nan else True)
 
     @property
@@ -346,15 +355,17 @@ class GaussianHMM(BaseHMM):
         n_samples = float(data.X.shape[0])
 
         def iteration():
-            ll, startprob, transmat, means, covars, n_empty, empty = iterate(
+            log_likelihood, startprob, transmat, means, covars, kept = iterate(
                 self.startprob_, self.transmat_, self.means_, self.covars_)
-            _check_log_likelihoods(ll)
-            _warn_empty_rows("startprob_", int(n_empty[0]))
-            _warn_empty_rows("transmat_", int(n_empty[1]))
-            if empty.any():
-                _warn_empty_states(np.flatnonzero(empty))
+            if not math.isfinite(log_likelihood):
+                _check_log_likelihoods(iterate.loglik)
+            if kept:
+                _warn_empty_rows("startprob_", int(iterate.n_empty[0]))
+                _warn_empty_rows("transmat_", int(iterate.n_empty[1]))
+                if iterate.empty.any():
+                    _warn_empty_states(np.flatnonzero(iterate.empty))
             self.startprob_, self.transmat_, self.means_, self.covars_ = startprob, transmat, means, covars
-            return EStepResult(log_likelihood=float(ll.sum()), n_samples=n_samples, stats=None)
+            return EStepResult(log_likelihood=log_likelihood, n_samples=n_samples, stats=None)
 
         return iteration
 

@@ -346,10 +346,12 @@ class GaussianEMIteration:
 
     Built once per fit (:meth:`create`): the data, its sequence offsets, the prior arrays
     in the layout of ``_numba_kernels.gaussian_mstep`` and the forward-backward workspace.
-    Calling it with the current parameters returns the per-sequence log-likelihoods of
-    the E-step and the parameters of the M-step that follows (fresh arrays in the
-    parameters' own shapes), the number of start and transition rows that kept their
-    values, and a (K,) flag per Gaussian state that kept its parameters.
+    Calling it with the current parameters returns the total log-likelihood of the
+    E-step, the parameters of the M-step that follows (fresh arrays in the parameters'
+    own shapes) and a count of what kept its values; where that count is non-zero, the
+    attributes ``loglik`` (per sequence), ``n_empty`` (start and transition rows that
+    kept their values) and ``empty`` (a (K,) flag per Gaussian state that kept its
+    parameters) say which.
     """
 
     def __init__(self, x, lengths, stats_shift, covariance_type, use_log, update, priors):
@@ -395,7 +397,7 @@ class GaussianEMIteration:
         new_trans = np.empty((n_states, n_states))
         new_means = np.empty_like(means)
         new_covars = np.empty(covars.shape)
-        bad = nk.gaussian_em_iteration(
+        bad, log_likelihood, kept = nk.gaussian_em_iteration(
             self.x, self.offsets, self.stats_shift, self.use_log, self.kind, self.update,
             startprob, transmat, means, np.ascontiguousarray(covars).reshape(self.layout), *self.priors,
             self.log_emission, self.post, self.shift, self.alpha, self.loglik, self.status,
@@ -404,4 +406,4 @@ class GaussianEMIteration:
         )
         if bad >= 0:
             raise np.linalg.LinAlgError("Matrix is not positive definite")
-        return self.loglik, new_start, new_trans, new_means, new_covars, self.n_empty, self.empty
+        return log_likelihood, new_start, new_trans, new_means, new_covars, kept

@@ -942,9 +942,10 @@ def gaussian_em_iteration(
     ``update`` holds four flags (start, transitions, means, covariances); parameters
     not updated are copied. Covariances use the layout of :func:`gaussian_mstep`.
     ``startprob``/``new_start`` and ``start_prior`` are (1, K). ``n_empty`` receives the
-    rows of the start and transition updates that kept their values. Returns -1, or the
-    index of a covariance matrix that is not positive definite (nothing else is then
-    computed).
+    rows of the start and transition updates that kept their values. Returns
+    ``(bad, log_likelihood, kept)``: ``bad`` is -1, or the index of a covariance matrix
+    that is not positive definite (nothing else is then computed); the total
+    log-likelihood; the number of start/transition rows and states that kept their values.
     """
     n_samples, n_features = x.shape
     n_states = means.shape[0]
@@ -955,7 +956,7 @@ def gaussian_em_iteration(
     if full:
         bad = cholesky_factors(covars, inv_chol_t, log_det)
         if bad >= 0:
-            return bad
+            return bad, 0.0, 0
     else:
         for k in range(n_states):
             for d in range(n_features):
@@ -1000,4 +1001,10 @@ def gaussian_em_iteration(
         new_trans[:, :] = transmat
     gaussian_mstep(count, sx, sxx, stats_shift, means, covars, means_prior, means_weight, covars_prior,
                    covars_dof, kind, update[2], update[3], new_means, new_covars, empty)
-    return -1
+    total = 0.0
+    for s in range(loglik.shape[0]):
+        total += loglik[s]
+    kept = n_empty[0] + n_empty[1]
+    for k in range(n_states):
+        kept += empty[k]
+    return -1, total, kept
