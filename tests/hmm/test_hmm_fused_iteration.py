@@ -18,6 +18,7 @@ from probkit import GaussianHMM
 from probkit.em import engine
 from probkit.hmm import EmptyStateWarning
 from probkit.inference._lazy_numba import numba_backend
+from tests.hmm.test_hmm_hmmlearn_parity import gaussian_params, random_chain
 
 pytestmark = [pytest.mark.skipif(numba_backend() is None, reason="numba is not installed"),
               pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")]
@@ -26,18 +27,9 @@ COVARIANCE_TYPES = ("diag", "spherical", "full", "tied")
 
 
 def start_parameters(covariance_type, k, d, rng):
-    means = rng.normal(0.0, 3.0, (k, d))
-    if covariance_type == "diag":
-        covars = rng.uniform(0.5, 2.0, (k, d))
-    elif covariance_type == "spherical":
-        covars = rng.uniform(0.5, 2.0, k)
-    else:
-        a = rng.normal(size=(k, d, d))
-        covars = a @ a.transpose(0, 2, 1) / d + np.eye(d)
-        if covariance_type == "tied":
-            covars = covars[0]
-    transmat = rng.dirichlet(np.ones(k), size=k)
-    return {"startprob_": rng.dirichlet(np.ones(k)), "transmat_": transmat, "means_": means, "covars_": covars}
+    startprob, transmat = random_chain(rng, k)
+    means, covars = gaussian_params(rng, covariance_type, k, d)
+    return {"startprob_": startprob, "transmat_": transmat, "means_": means, "covars_": covars}
 
 
 def data(k, d, lengths, seed):
@@ -185,3 +177,21 @@ def test_general_path_where_the_fused_iteration_does_not_apply(monkeypatch):
     with engine.em_hooks(all_reduce=lambda estep: reduced.append(estep) or estep):
         GaussianHMM(k, n_iter=3, tol=-np.inf, random_state=0).fit(X)
     assert len(reduced) == 3 and all(estep.stats is not None for estep in reduced)
+
+
+def test_compiled_dirichlet_rows_match_dirichlet_map_rows():
+    from probkit.distributions.dirichlet import dirichlet_map_rows
+    from probkit.inference import _numba_kernels as nk
+
+    rng = np.random.RandomState(9)
+    previous = rng.dirichlet(np.ones(5), size=6)
+    previous[previous < 0.1] = 0.0           # structural zeros
+    previous /= previous.sum(1, keepdims=True)
+    counts = rng.uniform(0, 3, (6, 5))
+    counts[2] = 0.0                          # a row without mass keeps its values
+    for prior in (1.0, 0.5, rng.uniform(0.5, 3.0, 5), rng.uniform(0.5, 3.0, (6, 5))):
+        expected, n_empty = dirichlet_map_rows(previous, counts, prior)
+        out = np.empty_like(previous)
+        got = nk.dirichlet_map_rows_block(previous, counts, np.broadcast_to(prior, (6, 5)).copy(), out)
+        np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
+        assert got == n_empty
