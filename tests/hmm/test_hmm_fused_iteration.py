@@ -195,3 +195,17 @@ def test_compiled_dirichlet_rows_match_dirichlet_map_rows():
         got = nk.dirichlet_map_rows_block(previous, counts, np.broadcast_to(prior, (6, 5)).copy(), out)
         np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
         assert got == n_empty
+
+
+def test_validation_fast_path_agrees_with_validate_data():
+    # C-contiguous float64 rows skip scikit-learn's validate_data; a Fortran-ordered copy goes through it
+    X = data(2, 2, [100], seed=10)
+    fast = GaussianHMM(2, n_iter=3, random_state=0).fit(X)
+    general = GaussianHMM(2, n_iter=3, random_state=0).fit(np.asfortranarray(X))
+    assert fast.n_features_in_ == general.n_features_in_ == 2
+    np.testing.assert_array_equal(fast.means_, general.means_)
+    assert fast.score(X) == general.score(np.asfortranarray(X))
+    with pytest.raises(ValueError, match="X has 3 features, but GaussianHMM is expecting 2"):
+        fast.score(np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        GaussianHMM(2).fit(np.full((5, 2), np.nan))
