@@ -88,6 +88,16 @@ def _normalize_rows(counts, previous, name):
     return out
 
 
+def _check_log_likelihoods(ll):
+    """Refuse an E-step in which some sequence is impossible (its log-likelihood is not finite)."""
+    if not np.isfinite(ll).all():
+        bad = int(np.flatnonzero(~np.isfinite(ll))[0])
+        raise ValueError(
+            f"sequence {bad} has zero probability under the current parameters (a structural zero or a "
+            "state label makes it impossible)"
+        )
+
+
 def _warn_empty_rows(name, n_empty):
     if n_empty:
         warn_user(
@@ -178,8 +188,9 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
 
     _parameter_constraints = {
         "n_components": positive_int,
-        "startprob_prior": ["array-like", Real],
-        "transmat_prior": ["array-like", Real],
+        # Real first: the cheaper check, and the one the default scalars pass
+        "startprob_prior": [Real, "array-like"],
+        "transmat_prior": [Real, "array-like"],
         "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
         "random_state": ["random_state"],
         "n_iter": non_negative_int,
@@ -387,12 +398,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
         else:
             fb = self._forward_backward(data, model)
         ll = to_numpy(fb.log_likelihood)
-        if not np.isfinite(ll).all():
-            bad = int(np.flatnonzero(~np.isfinite(ll))[0])
-            raise ValueError(
-                f"sequence {bad} has zero probability under the current parameters (a structural zero or a "
-                "state label makes it impossible)"
-            )
+        _check_log_likelihoods(ll)
         post = fb.posteriors
         if fused is None:
             if data.observed is not None:
@@ -412,6 +418,15 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
             self.transmat_, n_empty = dirichlet_map_rows(self.transmat_, stats["trans"], self.transmat_prior)
             _warn_empty_rows("transmat_", n_empty)
         self._mstep_emission(stats["emission"], stats["post_sum"])
+
+    def _em_fused_iteration(self, data):
+        """A callable running one whole EM iteration (E-step and M-step) at once, or ``None``.
+
+        The EM engine calls it once per initialisation (without distributed all-reduce);
+        models whose iteration has a faster fused form (a small Gaussian HMM: one compiled
+        call) return it here, and the others use the two hooks above.
+        """
+        return None
 
     # ------------------------------------------------------------------ public API
     @limit_torch_threads

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Real
 
 import numpy as np
@@ -10,13 +11,57 @@ import torch
 from probkit.distributions.base import LOG_2PI
 from probkit.base import StrOptions, non_negative_real
 from probkit.distributions.mvn import COVARIANCE_TYPES, covariance_shape, full_covariances, n_covariance_parameters
-from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.em.engine import EStepResult
+from probkit.hmm._base import BaseHMM, EmptyStateWarning, _check_log_likelihoods, _warn_empty_rows
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import GaussianEmission
+from probkit.inference._lazy_numba import numba_backend
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
+from probkit.utils.validation import validated_float64_rows
 
 __all__ = ["GaussianHMM"]
+
+
+def _warn_empty_states(states):
+    warn_user(f"state(s) {[int(k) for k in states]} received no data and kept their previous emission parameters",
+              EmptyStateWarning)
+
+
+def _filled(value, shape):
+    """A new C-contiguous float64 array of ``shape`` holding ``value`` broadcast (``ValueError``
+    where it does not broadcast)."""
+    out = np.empty(shape)
+    out[...] = value
+    return out
+
+
+def _fused_priors(model, k, d):
+    """The priors of :meth:`GaussianHMM._mstep_emission` and of the start and transition
+    updates as the arrays of ``GaussianEMIteration``, or ``None`` for prior shapes that
+    only the general path broadcasts."""
+    start_prior = np.asarray(model.startprob_prior, dtype=np.float64)
+    trans_prior = np.asarray(model.transmat_prior, dtype=np.float64)
+    if start_prior.ndim > 1 or trans_prior.ndim > 2:
+        return None
+    ct = model.covariance_type
+    means_prior, means_weight = model._prior_arrays(k, d)
+    cp, dof = model._covars_prior_terms(d)
+    if ct == "tied" and (np.ndim(dof) or np.ndim(cp) > 2):  # per-state terms of one shared matrix
+        return None
+    try:
+        return {
+            "start_prior": _filled(start_prior, (1, k)),
+            "trans_prior": _filled(trans_prior, (k, k)),
+            "means_prior": _filled(means_prior, (k, d)),
+            "means_weight": _filled(means_weight, (k, d)),
+            "covars_prior": _filled(cp, (k, d)).reshape(k, 1, d) if ct in ("diag", "spherical") else (
+                _filled(cp, (k, d, d)) if ct == "full" else _filled(cp, (1, d, d))),
+            "covars_dof": _filled(dof, (k, d)) if ct in ("diag", "spherical") else (
+                _filled(dof, (k,)).reshape(k, 1) if ct == "full" else _filled(dof, (1, 1))),
+        }
+    except ValueError:  # shapes that broadcast only in the general path's own way
+        return None
 
 
 @HMM_DOCS.fill
@@ -75,10 +120,10 @@ class GaussianHMM(BaseHMM):
         **BaseHMM._parameter_constraints,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "min_covar": non_negative_real,
-        "means_prior": ["array-like", Real],
-        "means_weight": ["array-like", Real],
-        "covars_prior": ["array-like", Real],
-        "covars_weight": ["array-like", Real],
+        "means_prior": [Real, "array-like"],
+        "means_weight": [Real, "array-like"],
+        "covars_prior": [Real, "array-like"],
+        "covars_weight": [Real, "array-like"],
     }
     _emission_letters = "mc"
     _numpy_emissions = True
@@ -103,6 +148,9 @@ class GaussianHMM(BaseHMM):
         return self.covariance_type in ("diag", "spherical")
 
     def _validate_emission_X(self, X, reset, allow_nan):
+        fast = validated_float64_rows(self, X, reset=reset)
+        if fast is not None:
+            return fast
         return self._validate_X(X, reset=reset, ensure_all_finite="allow-nan" if allow_nan else True)
 
     @property
@@ -182,6 +230,26 @@ class GaussianHMM(BaseHMM):
         w = np.broadcast_to(w.reshape(-1, 1) if w.ndim == 1 else w, (k, d)) if w.ndim else float(w)
         return means_prior, w
 
+    def _covars_prior_terms(self, d):
+        """``(scale, dof)``: the covariance prior's term of the numerator and of the denominator.
+
+        Per feature (spherical/diag): ``covars_prior`` and ``max(covars_weight - 1, 0)``,
+        with per-state values as a column. Full/tied: the inverse-Wishart scale matrix (a
+        scalar, or one per state, is that multiple of the identity; hmmlearn 0.3.3 adds a
+        scalar to every matrix entry instead, pass a ``(d, d)`` array for that) and
+        ``max(covars_weight - d, 0)``.
+        """
+        cp = np.asarray(self.covars_prior, dtype=np.float64)
+        cw = np.asarray(self.covars_weight, dtype=np.float64)
+        if self.covariance_type in ("diag", "spherical"):
+            return (cp.reshape(-1, 1) if cp.ndim == 1 else cp,
+                    np.maximum((cw.reshape(-1, 1) if cw.ndim == 1 else cw) - 1, 0))
+        if cp.ndim == 0:
+            cp = cp * np.eye(d)
+        elif cp.ndim == 1:
+            cp = cp[:, None, None] * np.eye(d)
+        return cp, np.maximum(cw - d, 0)
+
     def _mstep_emission(self, stats, post_sum):
         k, d = self.n_components, self.n_features
         count = to_numpy(stats["count"])
@@ -210,17 +278,13 @@ class GaussianHMM(BaseHMM):
             means = old_means
         if "c" in self.params:
             mc = means - shift                 # means in the shifted coordinates
-            cp = np.asarray(self.covars_prior, dtype=np.float64)
-            cw = np.asarray(self.covars_weight, dtype=np.float64)
+            cp, dof = self._covars_prior_terms(d)
             if ct in ("diag", "spherical"):
                 # sum_t g_t (x_t - mu)^2 per feature
                 c_n = sxx - 2 * mc * sx + mc * mc * n
                 if weighted:
                     c_n = means_weight * (means - means_prior) ** 2 + c_n
-                cw_b = cw.reshape(-1, 1) if cw.ndim == 1 else cw
-                c_d = np.maximum(cw_b - 1, 0) + n
-                cp_b = cp.reshape(-1, 1) if cp.ndim == 1 else cp
-                covars = (cp_b + c_n) / np.maximum(c_d, 1e-5)
+                covars = (cp + c_n) / np.maximum(dof + n, 1e-5)
                 if ct == "spherical":
                     covars = covars.mean(1)
                     state_empty = empty.all(1)
@@ -230,13 +294,6 @@ class GaussianHMM(BaseHMM):
                     covars = np.where(state_empty, old_covars, covars)
             else:
                 nk = count
-                # A scalar (or per-state scalar) prior is a multiple of the identity: the
-                # inverse-Wishart scale matrix it stands for. (hmmlearn 0.3.3 adds a scalar
-                # to every entry of the matrix instead; pass a (d, d) array to get that.)
-                if cp.ndim == 0:
-                    cp = cp * np.eye(d)
-                elif cp.ndim == 1:
-                    cp = cp[:, None, None] * np.eye(d)
                 outer_sx_m = sx[:, :, None] * mc[:, None, :]
                 c_n = sxx - outer_sx_m - np.transpose(outer_sx_m, (0, 2, 1)) + nk[:, None, None] * (
                     mc[:, :, None] * mc[:, None, :])
@@ -244,22 +301,69 @@ class GaussianHMM(BaseHMM):
                     meandiff = means - means_prior
                     w_k = np.broadcast_to(means_weight, (k, d))[:, 0]
                     c_n = w_k[:, None, None] * meandiff[:, :, None] * meandiff[:, None, :] + c_n
-                cvweight = np.maximum(cw - d, 0)
                 if ct == "tied":
-                    covars = (cp + c_n.sum(0)) / (cvweight + nk.sum())
+                    covars = (cp + c_n.sum(0)) / (dof + nk.sum())
                 else:
-                    cvw = np.broadcast_to(cvweight, (k,))
-                    covars = (cp + c_n) / (cvw + nk)[:, None, None]
+                    den = np.broadcast_to(dof, (k,)) + nk
                     if any_empty:
-                        covars = np.where(empty.all(1)[:, None, None], old_covars, covars)
+                        state_empty = empty.all(1)
+                        covars = np.where(state_empty[:, None, None], old_covars,
+                                          (cp + c_n) / np.where(state_empty, 1.0, den)[:, None, None])
+                    else:
+                        covars = (cp + c_n) / den[:, None, None]
                 covars = 0.5 * (covars + np.swapaxes(covars, -1, -2))
         else:
             covars = old_covars
         if any_empty:
-            warn_user(f"state(s) {sorted(set(np.nonzero(empty)[0].tolist()))} received no data and kept their "
-                      "previous emission parameters", EmptyStateWarning)
+            _warn_empty_states(np.nonzero(empty.any(1))[0])
         self.means_ = means
         self.covars_ = covars
+
+    # Hooks the fused iteration stands in for: a subclass that replaces one of them takes the general path.
+    _FUSED_HOOKS = ("_em_expectation", "_em_maximization", "_mstep_emission", "_emission_model", "_log_emission",
+                    "_log_start_trans", "_forward_backward")
+
+    def _em_fused_iteration(self, data):
+        """Each EM iteration of a small complete float64 problem as one compiled call.
+
+        The E-step of :meth:`_em_expectation` and the M-step of :meth:`_em_maximization`
+        (Dirichlet MAP start and transition rows, :meth:`_mstep_emission`) computed by
+        ``GaussianEMIteration``, whose parameters the tests compare with the two hooks';
+        ``None`` (the hooks run) with missing values, state labels, a torch device or
+        dtype, large inputs, a subclass that replaces a hook, or prior shapes that only
+        the general path broadcasts.
+        """
+        cls = type(self)
+        if (not data.numpy or data.observed is not None or data.label_mask is not None
+                or any(getattr(cls, hook) is not getattr(GaussianHMM, hook) for hook in self._FUSED_HOOKS)):
+            return None
+        backend = numba_backend()
+        k, d = self.n_components, self.n_features
+        priors = _fused_priors(self, k, d)
+        shift = getattr(self, "_stats_shift", None)
+        if backend is None or priors is None:
+            return None
+        update = [letter in self.params for letter in "stmc"]
+        iterate = backend.GaussianEMIteration.create(data.x, data.lengths, np.zeros(d) if shift is None else shift,
+                                                     self.covariance_type, self._use_log(), update, priors)
+        if iterate is None:
+            return None
+        n_samples = float(data.X.shape[0])
+
+        def iteration():
+            log_likelihood, startprob, transmat, means, covars, kept = iterate(
+                self.startprob_, self.transmat_, self.means_, self.covars_)
+            if not math.isfinite(log_likelihood):
+                _check_log_likelihoods(iterate.loglik)
+            if kept:
+                _warn_empty_rows("startprob_", int(iterate.n_empty[0]))
+                _warn_empty_rows("transmat_", int(iterate.n_empty[1]))
+                if iterate.empty.any():
+                    _warn_empty_states(np.flatnonzero(iterate.empty))
+            self.startprob_, self.transmat_, self.means_, self.covars_ = startprob, transmat, means, covars
+            return EStepResult(log_likelihood=log_likelihood, n_samples=n_samples, stats=None)
+
+        return iteration
 
     def _sample_emissions(self, states, rng):
         d = self.n_features

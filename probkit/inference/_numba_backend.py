@@ -339,3 +339,71 @@ def categorical_counts(symbols, post, n_symbols):
     if n_blocks > 1:
         return count.sum(0), counts.sum(0)
     return count[0], counts[0]
+
+
+class GaussianEMIteration:
+    """Whole Baum-Welch iterations of a small Gaussian HMM, one compiled call each.
+
+    Built once per fit (:meth:`create`): the data, its sequence offsets, the prior arrays
+    in the layout of ``_numba_kernels.gaussian_mstep`` and the forward-backward workspace.
+    Calling it with the current parameters returns the total log-likelihood of the
+    E-step, the parameters of the M-step that follows (fresh arrays in the parameters'
+    own shapes) and a count of what kept its values; where that count is non-zero, the
+    attributes ``loglik`` (per sequence), ``n_empty`` (start and transition rows that
+    kept their values) and ``empty`` (a (K,) flag per Gaussian state that kept its
+    parameters) say which.
+    """
+
+    def __init__(self, x, lengths, stats_shift, covariance_type, use_log, update, priors):
+        n_samples, n_features = x.shape
+        n_states = priors["means_weight"].shape[0]
+        self.x = x
+        self.offsets = _offsets(lengths)
+        self.stats_shift = np.ascontiguousarray(stats_shift, dtype=np.float64)
+        self.covariance_type = covariance_type
+        self.kind = nk.COVARIANCE_CODES[covariance_type]
+        self.use_log = bool(use_log)
+        self.update = np.array(update, dtype=np.bool_)
+        self.priors = tuple(np.ascontiguousarray(priors[name], dtype=np.float64) for name in (
+            "start_prior", "trans_prior", "means_prior", "means_weight", "covars_prior", "covars_dof"))
+        self.layout = {"diag": (n_states, 1, n_features), "spherical": (n_states, 1, 1),
+                       "full": (n_states, n_features, n_features), "tied": (1, n_features, n_features)}[
+            covariance_type]
+        self.log_emission = np.empty((n_samples, n_states))
+        self.post = np.empty_like(self.log_emission)
+        self.alpha = np.empty_like(self.log_emission)
+        self.shift = np.empty(0 if use_log else n_samples)
+        self.loglik = np.empty(len(lengths))
+        self.status = np.empty(len(lengths), dtype=np.int64)
+        self.empty = np.empty(n_states, dtype=np.int64)
+        self.n_empty = np.empty(2, dtype=np.int64)
+
+    @classmethod
+    def create(cls, x, lengths, stats_shift, covariance_type, use_log, update, priors):
+        """The iteration of this problem, or ``None`` where it is too large for one call
+        (the separate, threaded E-step pays off there)."""
+        if x.shape[0] * priors["means_weight"].shape[0] > _FUSED_MAX_SIZE:
+            return None
+        return cls(np.ascontiguousarray(x, dtype=np.float64), lengths, stats_shift, covariance_type, use_log,
+                   update, priors)
+
+    def __call__(self, startprob, transmat, means, covars):
+        n_states = self.log_emission.shape[1]
+        startprob = np.ascontiguousarray(startprob, dtype=np.float64).reshape(1, n_states)
+        transmat = np.ascontiguousarray(transmat, dtype=np.float64)
+        means = np.ascontiguousarray(means, dtype=np.float64)
+        covars = np.asarray(covars, dtype=np.float64)
+        new_start = np.empty(n_states)
+        new_trans = np.empty((n_states, n_states))
+        new_means = np.empty_like(means)
+        new_covars = np.empty(covars.shape)
+        bad, log_likelihood, kept = nk.gaussian_em_iteration(
+            self.x, self.offsets, self.stats_shift, self.use_log, self.kind, self.update,
+            startprob, transmat, means, np.ascontiguousarray(covars).reshape(self.layout), *self.priors,
+            self.log_emission, self.post, self.shift, self.alpha, self.loglik, self.status,
+            new_start.reshape(1, n_states), new_trans, new_means, new_covars.reshape(self.layout), self.empty,
+            self.n_empty,
+        )
+        if bad >= 0:
+            raise np.linalg.LinAlgError("Matrix is not positive definite")
+        return log_likelihood, new_start, new_trans, new_means, new_covars, kept

@@ -796,3 +796,215 @@ def gaussian_estep_block(
     forward_backward_block(start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
                            0, offsets.shape[0] - 1, use_log, post, shift, alpha, loglik, status, xi_acc)
     gaussian_stats_block(x, stats_shift, post, full, 0, n_samples, count, sx, sxx)
+
+
+# ---------------------------------------------------------------------------------------
+# M-step kernels and a whole EM iteration of a small Gaussian HMM
+# ---------------------------------------------------------------------------------------
+
+# Covariance layouts of the compiled Gaussian M-step (see ``gaussian_mstep``).
+COVARIANCE_CODES = {"diag": 0, "spherical": 1, "full": 2, "tied": 3}
+
+
+@_jit()
+def dirichlet_map_rows_block(previous, counts, prior, out):
+    """Rows of ``out``: ``max(prior - 1 + counts, 0)`` where ``previous`` is non-zero,
+    normalised; a row with no mass keeps ``previous``. Returns the number of such rows.
+
+    The compiled form of :func:`probkit.distributions.dirichlet.dirichlet_map_rows` for
+    arrays of shape (rows, K) (``prior`` broadcast to that shape).
+    """
+    n_rows, n_states = previous.shape
+    n_empty = 0
+    for r in range(n_rows):
+        total = 0.0
+        for k in range(n_states):
+            v = prior[r, k] - 1.0 + counts[r, k]
+            v = v if v > 0.0 else 0.0
+            if previous[r, k] == 0.0:
+                v = 0.0
+            out[r, k] = v
+            total += v
+        if total > 0.0:
+            for k in range(n_states):
+                out[r, k] = out[r, k] / total
+        else:
+            n_empty += 1
+            for k in range(n_states):
+                out[r, k] = previous[r, k]
+    return n_empty
+
+
+@_jit()
+def gaussian_mstep(count, sx, sxx, stats_shift, means, covars, means_prior, means_weight, covars_prior,
+                   covars_dof, kind, update_means, update_covars, new_means, new_covars, empty):
+    """MAP means and covariances of K Gaussian states from statistics about ``stats_shift``.
+
+    The compiled form of ``GaussianHMM._mstep_emission`` (the same formulas, in the same
+    order). Statistics: ``count`` (K,), ``sx`` (K, d) and ``sxx`` (K, 1, d) per feature or
+    (K, d, d) matrices. Covariances in a three-axis layout by ``kind``
+    (:data:`COVARIANCE_CODES`): diag (K, 1, d), spherical (K, 1, 1), full (K, d, d), tied
+    (1, d, d); ``covars_prior`` has the same layout with a diag/spherical prior per feature
+    (K, 1, d); ``covars_dof`` is the prior's part of the denominator, (K, d) per feature
+    or (C, 1) per matrix. ``means_prior`` and ``means_weight`` are (K, d). States whose
+    statistics are empty keep their parameters; ``empty[k]`` is set to 1 for them.
+    """
+    n_states, n_features = sx.shape
+    for k in range(n_states):
+        empty[k] = 0
+        for d in range(n_features):
+            den = means_weight[k, d] + count[k]
+            if den <= 0.0:
+                empty[k] = 1
+                new_means[k, d] = means[k, d]
+            elif update_means:
+                num = means_weight[k, d] * means_prior[k, d] + sx[k, d] + stats_shift[d] * count[k]
+                new_means[k, d] = num / den
+            else:
+                new_means[k, d] = means[k, d]
+    if not update_covars:
+        new_covars[:, :, :] = covars
+        return
+    if kind <= 1:  # diag, spherical: sum_t g_t (x_t - mu)^2 per feature
+        for k in range(n_states):
+            spherical_sum = 0.0
+            n_empty_features = 0
+            for d in range(n_features):
+                mc = new_means[k, d] - stats_shift[d]
+                c_n = sxx[k, 0, d] - 2.0 * mc * sx[k, d] + mc * mc * count[k]
+                diff = new_means[k, d] - means_prior[k, d]
+                c_n = means_weight[k, d] * (diff * diff) + c_n
+                c_d = covars_dof[k, d] + count[k]
+                value = (covars_prior[k, 0, d] + c_n) / (c_d if c_d > 1e-5 else 1e-5)
+                feature_empty = means_weight[k, d] + count[k] <= 0.0
+                n_empty_features += feature_empty
+                if kind == 0:
+                    new_covars[k, 0, d] = covars[k, 0, d] if feature_empty else value
+                else:
+                    spherical_sum += value
+            if kind == 1:
+                new_covars[k, 0, 0] = covars[k, 0, 0] if n_empty_features == n_features else (
+                    spherical_sum / n_features)
+        return
+    # full, tied: sum_t g_t (x_t - mu)(x_t - mu)^T, plus the prior's scatter of the means
+    c_n = np.empty((n_states, n_features, n_features))
+    total_count = 0.0
+    for k in range(n_states):
+        total_count += count[k]
+        w = means_weight[k, 0]
+        for i in range(n_features):
+            mc_i = new_means[k, i] - stats_shift[i]
+            md_i = new_means[k, i] - means_prior[k, i]
+            for j in range(n_features):
+                mc_j = new_means[k, j] - stats_shift[j]
+                md_j = new_means[k, j] - means_prior[k, j]
+                c = sxx[k, i, j] - sx[k, i] * mc_j - sx[k, j] * mc_i + count[k] * (mc_i * mc_j)
+                c_n[k, i, j] = w * md_i * md_j + c
+    if kind == 3:
+        den = covars_dof[0, 0] + total_count
+        for i in range(n_features):
+            for j in range(n_features):
+                s = 0.0
+                for k in range(n_states):
+                    s += c_n[k, i, j]
+                new_covars[0, i, j] = (covars_prior[0, i, j] + s) / den
+    else:
+        for k in range(n_states):
+            state_empty = means_weight[k, 0] + count[k] <= 0.0
+            for d in range(1, n_features):
+                state_empty = state_empty and means_weight[k, d] + count[k] <= 0.0
+            den = covars_dof[k, 0] + count[k]
+            for i in range(n_features):
+                for j in range(n_features):
+                    new_covars[k, i, j] = covars[k, i, j] if state_empty else (
+                        (covars_prior[k, i, j] + c_n[k, i, j]) / den)
+    for c in range(new_covars.shape[0]):
+        for i in range(n_features):
+            for j in range(i):
+                v = 0.5 * (new_covars[c, i, j] + new_covars[c, j, i])
+                new_covars[c, i, j] = v
+                new_covars[c, j, i] = v
+
+
+@_jit()
+def gaussian_em_iteration(
+    x, offsets, stats_shift, use_log, kind, update,
+    startprob, transmat, means, covars,
+    start_prior, trans_prior, means_prior, means_weight, covars_prior, covars_dof,
+    log_emission, post, shift, alpha,
+    loglik, status, new_start, new_trans, new_means, new_covars, empty, n_empty,
+):
+    """One Baum-Welch iteration of a small Gaussian HMM in one call: the E-step of
+    :func:`gaussian_estep_block`, then the Dirichlet MAP start and transition
+    probabilities (:func:`dirichlet_map_rows_block`) and the Gaussian M-step
+    (:func:`gaussian_mstep`).
+
+    ``update`` holds four flags (start, transitions, means, covariances); parameters
+    not updated are copied. Covariances use the layout of :func:`gaussian_mstep`.
+    ``startprob``/``new_start`` and ``start_prior`` are (1, K). ``n_empty`` receives the
+    rows of the start and transition updates that kept their values. Returns
+    ``(bad, log_likelihood, kept)``: ``bad`` is -1, or the index of a covariance matrix
+    that is not positive definite (nothing else is then computed); the total
+    log-likelihood; the number of start/transition rows and states that kept their values.
+    """
+    n_samples, n_features = x.shape
+    n_states = means.shape[0]
+    full = kind >= 2
+    variances = np.empty((n_states, n_features))
+    inv_chol_t = np.empty((covars.shape[0], n_features, n_features))
+    log_det = np.empty(covars.shape[0])
+    if full:
+        bad = cholesky_factors(covars, inv_chol_t, log_det)
+        if bad >= 0:
+            return bad, 0.0, 0
+    else:
+        for k in range(n_states):
+            for d in range(n_features):
+                variances[k, d] = covars[k, 0, 0 if kind == 1 else d]
+    start = np.empty(n_states)
+    log_start = np.empty(n_states)
+    trans = np.empty((n_states, n_states))
+    trans_t = np.empty((n_states, n_states))
+    log_trans = np.empty((n_states, n_states))
+    log_trans_t = np.empty((n_states, n_states))
+    for i in range(n_states):
+        log_start[i] = math.log(startprob[0, i])
+        start[i] = math.exp(log_start[i])
+        for j in range(n_states):
+            lt = math.log(transmat[i, j])
+            log_trans[i, j] = lt
+            log_trans_t[j, i] = lt
+            trans[i, j] = math.exp(lt)
+            trans_t[j, i] = trans[i, j]
+    xi = np.zeros((n_states, n_states))
+    count = np.zeros(n_states)
+    sx = np.zeros((n_states, n_features))
+    sxx = np.zeros((n_states, n_features if full else 1, n_features))
+    gaussian_estep_block(
+        x, means, variances, inv_chol_t, log_det, full, stats_shift,
+        start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
+        log_emission, post, shift, alpha, loglik, status, xi, count, sx, sxx,
+    )
+    start_counts = np.zeros((1, n_states))
+    for s in range(offsets.shape[0] - 1):
+        for k in range(n_states):
+            start_counts[0, k] += post[offsets[s], k]
+    n_empty[0] = 0
+    n_empty[1] = 0
+    if update[0]:
+        n_empty[0] = dirichlet_map_rows_block(startprob, start_counts, start_prior, new_start)
+    else:
+        new_start[:, :] = startprob
+    if update[1]:
+        n_empty[1] = dirichlet_map_rows_block(transmat, xi, trans_prior, new_trans)
+    else:
+        new_trans[:, :] = transmat
+    gaussian_mstep(count, sx, sxx, stats_shift, means, covars, means_prior, means_weight, covars_prior,
+                   covars_dof, kind, update[2], update[3], new_means, new_covars, empty)
+    total = 0.0
+    for s in range(loglik.shape[0]):
+        total += loglik[s]
+    kept = n_empty[0] + n_empty[1]
+    for k in range(n_states):
+        kept += empty[k]
+    return -1, total, kept
