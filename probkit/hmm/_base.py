@@ -477,11 +477,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
         Parameters
         ----------
         %(sequences)s
-        learning_offset : float, default=2.0
-            ``>= 0``; larger values make the first steps smaller.
-        learning_decay : float, default=0.7
-            ``kappa`` in ``[0, 1]``; ``(0.5, 1]`` gives convergence, ``0`` makes every step a
-            full EM step on its batch alone.
+        %(stepwise_options)s
 
         Returns
         -------

@@ -7,7 +7,7 @@ signature takes, with its own defaults.
 
 from __future__ import annotations
 
-from probkit.utils._docstrings import DocFragments
+from probkit.utils._docstrings import STEPWISE_OPTIONS, DocFragments
 
 __all__ = ["HMM_DOCS"]
 
@@ -57,6 +57,7 @@ HMM_DOCS = DocFragments(
         "hmm_options": _CHAIN_PRIORS + _EM_OPTIONS + _COMPUTE_OPTIONS,
         "em_options": _EM_OPTIONS,
         "compute_options": _COMPUTE_OPTIONS,
+        "stepwise_options": STEPWISE_OPTIONS,
         "sequences": [
             """X : array-like of shape (n_samples, n_features), or a list of such arrays
     Sequences stacked along the first axis (or one array per sequence).""",

@@ -14,6 +14,7 @@ from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
 from probkit.components import add_stats
+from probkit.utils._docstrings import COMMON_DOCS
 from probkit.utils._array import to_numpy
 from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state, torch_generator
@@ -200,6 +201,7 @@ class MixtureDensityMixin(DensityMixin):
                               self.random_state if random_state is None else random_state, device=device)
 
 
+@COMMON_DOCS.fill
 class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
     """Base class of EM-fitted mixtures: the E-step, M-step, prediction and sampling.
 
@@ -379,11 +381,7 @@ class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
             The mini-batch (the first one needs ``n_samples >= n_components``).
         y : Ignored
         sample_weight : array-like of shape (n_samples,), optional
-        learning_offset : float, default=2.0
-            ``>= 0``; larger values make the first steps smaller.
-        learning_decay : float, default=0.7
-            ``kappa`` in ``[0, 1]``; ``(0.5, 1]`` gives convergence, ``0`` makes every step a
-            full EM step on its batch alone.
+        %(stepwise_options)s
 
         Returns
         -------

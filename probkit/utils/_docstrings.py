@@ -17,7 +17,7 @@ import inspect
 import math
 import string
 
-__all__ = ["COMMON_DOCS", "ROWS", "TARGETS", "DocFragments", "parameters_returns"]
+__all__ = ["COMMON_DOCS", "ROWS", "STEPWISE_OPTIONS", "TARGETS", "DocFragments", "parameters_returns"]
 
 
 def _format_default(value):
@@ -173,7 +173,16 @@ def parameters_returns(parameters, returns):
 
 
 # Sections that read the same in estimators of several packages.
-COMMON_DOCS = DocFragments(sections={
+# the options of one stepwise-EM step (probkit.em.online), taken by every ``partial_fit`` on it
+STEPWISE_OPTIONS = [
+    """learning_offset : float, default=$learning_offset
+    ``>= 0``; larger values make the first steps smaller.""",
+    """learning_decay : float, default=$learning_decay
+    ``kappa`` in ``[0, 1]``; ``(0.5, 1]`` gives convergence, ``0`` makes every step a
+    full EM step on its batch alone.""",
+]
+
+COMMON_DOCS = DocFragments(parameters={"stepwise_options": STEPWISE_OPTIONS}, sections={
     "rows_to_array": parameters_returns([ROWS], "ndarray"),
     "rows_to_labels": parameters_returns([ROWS], "ndarray of shape (n_samples,)"),
     "unsupervised_fit": parameters_returns([ROWS, "y : Ignored"], "self"),
