@@ -192,7 +192,7 @@ def test_compiled_dirichlet_rows_match_dirichlet_map_rows():
     for prior in (1.0, 0.5, rng.uniform(0.5, 3.0, 5), rng.uniform(0.5, 3.0, (6, 5))):
         expected, n_empty = dirichlet_map_rows(previous, counts, prior)
         out = np.empty_like(previous)
-        got = nk.dirichlet_map_rows_block(previous, counts, np.broadcast_to(prior, (6, 5)).copy(), out)
+        got = nk.dirichlet_map_rows_block(previous, counts, np.broadcast_to(prior, (6, 5)).copy(), True, out)
         np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
         assert got == n_empty
 
