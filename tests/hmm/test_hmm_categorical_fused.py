@@ -10,8 +10,6 @@ non-default priors (scalars and arrays), parameter subsets, several sequences, s
 without data, structural zeros and both forward-backward implementations.
 """
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,7 @@ from probkit.em import engine
 from probkit.hmm import EmptyStateWarning
 from probkit.inference._lazy_numba import numba_backend
 from probkit.utils.threads import set_num_threads, worker_threads
+from tests.hmm.test_hmm_fused_iteration import fit_both
 from tests.hmm.test_hmm_hmmlearn_parity import random_chain
 
 pytestmark = [pytest.mark.skipif(numba_backend() is None, reason="numba is not installed"),
@@ -43,33 +42,6 @@ def symbols(k, n_symbols, lengths, seed):
     return (cdf > rng.rand(len(states), 1)).argmax(1).reshape(-1, 1)
 
 
-def fit_both(options, start, X, lengths, model_class=CategoricalHMM):
-    """(fused fit, warnings), (general fit, warnings) from the same start."""
-    results = []
-    for fused in (True, False):
-        model = model_class(init_params="", tol=-np.inf, **options)
-        for name, value in start.items():
-            setattr(model, name, np.array(value, copy=True))
-        calls = []
-        original = CategoricalHMM._em_fused_iteration
-
-        def spy(self, data, original=original, fused=fused):
-            iteration = original(self, data) if fused else None
-            calls.append(iteration is not None)
-            return iteration
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            CategoricalHMM._em_fused_iteration = spy
-            try:
-                model.fit(X, lengths=lengths)
-            finally:
-                CategoricalHMM._em_fused_iteration = original
-        assert calls == [fused]
-        results.append((model, [(w.category, str(w.message)) for w in caught]))
-    return results
-
-
 def assert_same_fit(fused, general):
     for name in ("startprob_", "transmat_", "emissionprob_"):
         a, b = getattr(fused, name), getattr(general, name)
@@ -86,7 +58,7 @@ def test_default_priors_match_general_path(lengths, implementation):
     start = start_parameters(k, n_symbols, seed=1)
     X = symbols(k, n_symbols, lengths, seed=2)
     (fused, w_fused), (general, w_general) = fit_both(
-        dict(n_components=k, n_iter=8, implementation=implementation), start, X, lengths)
+        dict(n_components=k, n_iter=8, implementation=implementation), start, X, lengths, CategoricalHMM)
     assert_same_fit(fused, general)
     assert w_fused == w_general
     # the fit moved: a test of the M-step, not of copied parameters
@@ -106,7 +78,7 @@ def test_priors_and_parameter_subsets_match_general_path(prior_kind, params):
     start = start_parameters(k, n_symbols, seed=4)
     X = symbols(k, n_symbols, lengths, seed=5)
     (fused, w_fused), (general, w_general) = fit_both(
-        dict(n_components=k, n_iter=6, params=params, **priors), start, X, lengths)
+        dict(n_components=k, n_iter=6, params=params, **priors), start, X, lengths, CategoricalHMM)
     assert_same_fit(fused, general)
     assert w_fused == w_general
     for letter, name in zip("ste", ("startprob_", "transmat_", "emissionprob_")):
@@ -119,7 +91,8 @@ def test_emission_prior_per_symbol_broadcasts_as_in_the_general_path():
     start = start_parameters(k, n_symbols, seed=6)
     X = symbols(k, n_symbols, lengths, seed=7)
     (fused, _), (general, _) = fit_both(
-        dict(n_components=k, n_iter=5, emissionprob_prior=np.array([1.0, 2.0, 0.5, 3.0])), start, X, lengths)
+        dict(n_components=k, n_iter=5, emissionprob_prior=np.array([1.0, 2.0, 0.5, 3.0])), start, X, lengths,
+        CategoricalHMM)
     assert_same_fit(fused, general)
 
 
@@ -137,7 +110,7 @@ def test_structural_zeros_and_state_without_data_match_general_path(implementati
     for prior in (1.0, 1.5):
         (fused, w_fused), (general, w_general) = fit_both(
             dict(n_components=k, n_iter=5, emissionprob_prior=prior, implementation=implementation),
-            start, X, lengths)
+            start, X, lengths, CategoricalHMM)
         assert_same_fit(fused, general)
         assert w_fused == w_general
         if prior == 1.0:
