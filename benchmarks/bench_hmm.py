@@ -7,7 +7,9 @@ per library.
 
 Run from the repository root:
 
-    PYTHONPATH=. python benchmarks/bench_hmm.py [--repeats 5] [--skip-scaling] [--threads 1]
+    PYTHONPATH=. python benchmarks/bench_hmm.py [--repeats 5] [--skip-scaling] [--threads 1] [--cases W3]
+
+``--cases`` runs only the named large workloads (W1, W2, W3) and skips the other tables.
 """
 
 from __future__ import annotations
@@ -114,11 +116,13 @@ def measure_memory(workload, which):
     return peak_rss_during(lambda: models[which].fit(X, lengths=lengths))
 
 
-def fit_workloads(repeats):
+def fit_workloads(repeats, cases=None):
     print(f"## EM fits ({N_ITER} iterations, same start; medians of {repeats} alternating repeats)\n")
     print("| workload | hmmlearn s | probkit s | ratio | final log-likelihood difference |")
     print("|---|---|---|---|---|")
     for name, build in WORKLOADS.items():
+        if cases is not None and name not in cases:
+            continue
         kind, X, lengths, init, options = build()
         np.savez(_file(name), X=X, lengths=np.asarray(lengths), kind=kind, cov=options.get("covariance_type", ""),
                  **{f"init_{k}": v for k, v in init.items()})
@@ -225,12 +229,17 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--small-only", action="store_true", help="only the small whole-fit workloads")
+    parser.add_argument("--cases", nargs="+", choices=sorted(WORKLOADS),
+                        help="only these large workloads (no small fits, score/decode, memory or scaling tables)")
     _threads.add_argument(parser)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     logging.getLogger("hmmlearn").setLevel(logging.ERROR)  # its per-iteration notes on converged fits
     _threads.apply()
     print(f"{_threads.header()}\n")
+    if args.cases:
+        fit_workloads(args.repeats, set(args.cases))
+        return
     small_fits(max(args.repeats, 15))
     if args.small_only:
         return

@@ -180,7 +180,9 @@ class CountEmission:
     def __init__(self, kind, table):
         self.kind = kind
         self.table = table
-        self.log_table = _log(table)
+        # a zero probability (a symbol a state never emits) is a log of -inf, not a warning
+        with np.errstate(divide="ignore"):
+            self.log_table = _log(table)
 
     def log_prob(self, x, observed=None):
         if self.kind == "poisson":

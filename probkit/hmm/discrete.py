@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
 
 from probkit.base import Interval
-from probkit.hmm._base import BaseHMM, EmptyStateWarning, _normalize_rows
+from probkit.em.engine import EStepResult
+from probkit.hmm._base import BaseHMM, EmptyStateWarning, _check_log_likelihoods, _normalize_rows, _warn_empty_rows
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import CountEmission
+from probkit.hmm.gaussian import GaussianHMM, _filled, _fused_chain_priors
+from probkit.inference._lazy_numba import numba_backend
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 from probkit.utils.validation import check_stochastic
@@ -157,6 +161,54 @@ class CategoricalHMM(_EmissionProbHMM):
 
     def _emission_model(self, like):
         return CountEmission("categorical", self._as_like(self.emissionprob_, like))
+
+    def _em_fused_iteration(self, data):
+        """Each EM iteration of one column of symbols (numpy, float64) as one compiled call.
+
+        The E-step of :meth:`_em_expectation` (emissions gathered from per-symbol tables)
+        and the M-step of :meth:`_em_maximization` (Dirichlet MAP start and transition
+        rows, :meth:`_mstep_emission`) computed by ``CategoricalEMIteration``, whose
+        parameters the tests compare with the two hooks'; ``None`` (the hooks run) with
+        several columns of symbols, state labels, a torch device or dtype, a subclass that
+        replaces a hook, prior shapes that only the general path broadcasts, or several
+        sequences that forward-backward spreads over worker threads.
+        """
+        cls = type(self)
+        emissionprob = np.asarray(self.emissionprob_, dtype=np.float64)
+        if (not data.numpy or data.observed is not None or data.label_mask is not None or emissionprob.ndim != 2
+                or any(getattr(cls, hook) is not getattr(CategoricalHMM, hook) for hook in self._FUSED_HOOKS)):
+            return None
+        backend = numba_backend()
+        k, n_symbols = emissionprob.shape
+        priors = _fused_chain_priors(self, k)
+        if backend is None or priors is None:
+            return None
+        try:
+            priors["emission_prior"] = _filled(np.asarray(self.emissionprob_prior, dtype=np.float64), (k, n_symbols))
+        except ValueError:  # shapes that broadcast only in the general path's own way
+            return None
+        update = [letter in self.params for letter in "ste"]
+        iterate = backend.CategoricalEMIteration.create(data.X[:, 0], data.lengths, k, self._use_log(), update,
+                                                        priors)
+        if iterate is None:
+            return None
+        n_samples = float(data.X.shape[0])
+
+        def iteration():
+            log_likelihood, startprob, transmat, emissionprob, kept = iterate(
+                self.startprob_, self.transmat_, self.emissionprob_)
+            if not math.isfinite(log_likelihood):
+                _check_log_likelihoods(iterate.loglik)
+            if kept:
+                for name, n_empty in zip(("startprob_", "transmat_", "emissionprob_"), iterate.n_empty):
+                    _warn_empty_rows(name, int(n_empty))
+            self.startprob_, self.transmat_, self.emissionprob_ = startprob, transmat, emissionprob
+            return EStepResult(log_likelihood=log_likelihood, n_samples=n_samples, stats=None)
+
+        return iteration
+
+    # Hooks the fused iteration stands in for (the same as GaussianHMM's)
+    _FUSED_HOOKS = GaussianHMM._FUSED_HOOKS
 
     def _sample_emissions(self, states, rng):
         e = np.asarray(self.emissionprob_)

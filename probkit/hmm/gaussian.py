@@ -36,13 +36,26 @@ def _filled(value, shape):
     return out
 
 
+def _fused_chain_priors(model, k):
+    """The start and transition priors of an HMM as the (1, K) and (K, K) arrays of the
+    whole-iteration kernels, or ``None`` for prior shapes that only the general path
+    broadcasts."""
+    start_prior = np.asarray(model.startprob_prior, dtype=np.float64)
+    trans_prior = np.asarray(model.transmat_prior, dtype=np.float64)
+    if start_prior.ndim > 1 or trans_prior.ndim > 2:
+        return None
+    try:
+        return {"start_prior": _filled(start_prior, (1, k)), "trans_prior": _filled(trans_prior, (k, k))}
+    except ValueError:
+        return None
+
+
 def _fused_priors(model, k, d):
     """The priors of :meth:`GaussianHMM._mstep_emission` and of the start and transition
     updates as the arrays of ``GaussianEMIteration``, or ``None`` for prior shapes that
     only the general path broadcasts."""
-    start_prior = np.asarray(model.startprob_prior, dtype=np.float64)
-    trans_prior = np.asarray(model.transmat_prior, dtype=np.float64)
-    if start_prior.ndim > 1 or trans_prior.ndim > 2:
+    chain = _fused_chain_priors(model, k)
+    if chain is None:
         return None
     ct = model.covariance_type
     means_prior, means_weight = model._prior_arrays(k, d)
@@ -51,8 +64,7 @@ def _fused_priors(model, k, d):
         return None
     try:
         return {
-            "start_prior": _filled(start_prior, (1, k)),
-            "trans_prior": _filled(trans_prior, (k, k)),
+            **chain,
             "means_prior": _filled(means_prior, (k, d)),
             "means_weight": _filled(means_weight, (k, d)),
             "covars_prior": _filled(cp, (k, d)).reshape(k, 1, d) if ct in ("diag", "spherical") else (

@@ -341,7 +341,23 @@ def categorical_counts(symbols, post, n_symbols):
     return count[0], counts[0]
 
 
-class GaussianEMIteration:
+class _EMIterationWorkspace:
+    """The forward-backward buffers of a whole-iteration kernel, allocated once per fit:
+    log emissions, posteriors, forward messages and row shifts (N, K) or (N,), and the
+    per-sequence ``loglik`` and ``status`` the kernels fill."""
+
+    def __init__(self, n_samples, n_states, lengths, use_log):
+        self.offsets = _offsets(lengths)
+        self.use_log = bool(use_log)
+        self.log_emission = np.empty((n_samples, n_states))
+        self.post = np.empty_like(self.log_emission)
+        self.alpha = np.empty_like(self.log_emission)
+        self.shift = np.empty(0 if use_log else n_samples)
+        self.loglik = np.empty(len(lengths))
+        self.status = np.empty(len(lengths), dtype=np.int64)
+
+
+class GaussianEMIteration(_EMIterationWorkspace):
     """Whole Baum-Welch iterations of a small Gaussian HMM, one compiled call each.
 
     Built once per fit (:meth:`create`): the data, its sequence offsets, the prior arrays
@@ -357,24 +373,17 @@ class GaussianEMIteration:
     def __init__(self, x, lengths, stats_shift, covariance_type, use_log, update, priors):
         n_samples, n_features = x.shape
         n_states = priors["means_weight"].shape[0]
+        super().__init__(n_samples, n_states, lengths, use_log)
         self.x = x
-        self.offsets = _offsets(lengths)
         self.stats_shift = np.ascontiguousarray(stats_shift, dtype=np.float64)
         self.covariance_type = covariance_type
         self.kind = nk.COVARIANCE_CODES[covariance_type]
-        self.use_log = bool(use_log)
         self.update = np.array(update, dtype=np.bool_)
         self.priors = tuple(np.ascontiguousarray(priors[name], dtype=np.float64) for name in (
             "start_prior", "trans_prior", "means_prior", "means_weight", "covars_prior", "covars_dof"))
         self.layout = {"diag": (n_states, 1, n_features), "spherical": (n_states, 1, 1),
                        "full": (n_states, n_features, n_features), "tied": (1, n_features, n_features)}[
             covariance_type]
-        self.log_emission = np.empty((n_samples, n_states))
-        self.post = np.empty_like(self.log_emission)
-        self.alpha = np.empty_like(self.log_emission)
-        self.shift = np.empty(0 if use_log else n_samples)
-        self.loglik = np.empty(len(lengths))
-        self.status = np.empty(len(lengths), dtype=np.int64)
         self.empty = np.empty(n_states, dtype=np.int64)
         self.n_empty = np.empty(2, dtype=np.int64)
 
@@ -407,3 +416,51 @@ class GaussianEMIteration:
         if bad >= 0:
             raise np.linalg.LinAlgError("Matrix is not positive definite")
         return log_likelihood, new_start, new_trans, new_means, new_covars, kept
+
+
+class CategoricalEMIteration(_EMIterationWorkspace):
+    """Whole Baum-Welch iterations of an HMM with one column of categorical symbols, one
+    compiled call each (``_numba_kernels.categorical_em_iteration``).
+
+    Built once per fit (:meth:`create`): the symbols, the sequence offsets, the prior
+    arrays and the forward-backward workspace. Calling it with the current parameters
+    returns the total log-likelihood of the E-step, the start, transition and emission
+    probabilities of the M-step that follows (fresh arrays) and a count of the rows that
+    kept their values (the attribute ``n_empty`` holds them per parameter: start,
+    transitions, emissions); ``loglik`` holds the log-likelihood of each sequence.
+    """
+
+    def __init__(self, symbols, lengths, n_states, use_log, update, priors):
+        super().__init__(symbols.shape[0], n_states, lengths, use_log)
+        self.symbols = symbols
+        self.update = np.array(update, dtype=np.bool_)
+        self.priors = tuple(np.ascontiguousarray(priors[name], dtype=np.float64)
+                            for name in ("start_prior", "trans_prior", "emission_prior"))
+        self.n_empty = np.empty(3, dtype=np.int64)
+
+    @classmethod
+    def create(cls, symbols, lengths, n_states, use_log, update, priors):
+        """The iteration of this problem, or ``None`` where the separate steps are faster
+        (sequences that forward-backward spreads over several worker threads) or where a
+        symbol lies outside the emission table (the general path reports it)."""
+        symbols = np.ascontiguousarray(symbols, dtype=np.int64)
+        n_symbols = priors["emission_prior"].shape[1]
+        if len(_block_bounds(_offsets(lengths), n_states)) > 2 or not (
+                symbols.size and 0 <= symbols.min() and symbols.max() < n_symbols):
+            return None
+        return cls(symbols, lengths, n_states, use_log, update, priors)
+
+    def __call__(self, startprob, transmat, emissionprob):
+        n_states = self.post.shape[1]
+        startprob = np.ascontiguousarray(startprob, dtype=np.float64).reshape(1, n_states)
+        transmat = np.ascontiguousarray(transmat, dtype=np.float64)
+        emissionprob = np.ascontiguousarray(emissionprob, dtype=np.float64)
+        new_start = np.empty(n_states)
+        new_trans = np.empty((n_states, n_states))
+        new_emission = np.empty_like(emissionprob)
+        log_likelihood, kept = nk.categorical_em_iteration(
+            self.symbols, self.offsets, self.use_log, self.update, startprob, transmat, emissionprob, *self.priors,
+            self.log_emission, self.post, self.shift, self.alpha, self.loglik, self.status,
+            new_start.reshape(1, n_states), new_trans, new_emission, self.n_empty,
+        )
+        return log_likelihood, new_start, new_trans, new_emission, kept

@@ -358,6 +358,44 @@ def _backward_check_scaled_one(trans, emis, alpha, lo, hi, beta):
 
 
 @_jit()
+def _scaled_sequence(start, trans, trans_t, shift, lo, hi, post, alpha, xi_acc, work, outer_seq):
+    """Scaled forward-backward of rows ``lo:hi``; returns ``(ok, log_likelihood)``.
+
+    ``post[lo:hi]`` holds exp(log_emission - shift) on entry and the posteriors on exit;
+    the expected transition counts are added to ``xi_acc``. ``ok`` is False (nothing
+    added to ``xi_acc``, ``post`` rows overwritten) when a normaliser fell below
+    ``SCALED_FLOOR``: the caller then runs :func:`_log_sequence`. ``work`` is (6, K) and
+    ``outer_seq`` (K, K) workspace.
+    """
+    n_states = trans.shape[0]
+    ok, ll = _forward_scaled_one(start, trans_t, post, shift, lo, hi, alpha)
+    if not ok:
+        return False, 0.0
+    outer_seq[:, :] = 0.0
+    if not _backward_scaled_one(trans, post, lo, hi, alpha, outer_seq, work[0], work[1], work[2], work[3], work[4]):
+        return False, 0.0
+    for i in range(n_states):
+        for j in range(n_states):
+            xi_acc[i, j] += trans[i, j] * outer_seq[i, j]
+    return True, ll
+
+
+@_jit()
+def _log_sequence(log_start, log_trans, log_trans_t, log_emission, lo, hi, post, alpha, xi_acc, work):
+    """Log-space forward-backward of rows ``lo:hi``; returns ``(log_likelihood, status)``.
+
+    Posteriors go to ``post[lo:hi]`` (zeros for an impossible sequence) and the expected
+    transition counts are added to ``xi_acc``. ``work`` is (6, K) workspace.
+    """
+    ll = _forward_log_one(log_start, log_trans_t, log_emission, lo, hi, alpha, work[5])
+    if ll == _NEG_INF:
+        post[lo:hi, :] = 0.0
+        return ll, STATUS_IMPOSSIBLE
+    _backward_log_one(log_trans, log_emission, lo, hi, alpha, post, xi_acc, work[0], work[1], work[2], work[3])
+    return ll, STATUS_LOG
+
+
+@_jit()
 def forward_backward_block(
     start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
     s_begin, s_end, use_log, post, shift, alpha, loglik, status, xi_acc,
@@ -371,35 +409,19 @@ def forward_backward_block(
     counts are added to ``xi_acc``. ``alpha`` is workspace shaped like ``post``.
     """
     n_states = trans.shape[0]
-    pred = np.empty(n_states)
-    beta = np.empty(n_states)
-    w = np.empty(n_states)
-    b = np.empty(n_states)
-    e_next = np.empty(n_states)
-    gamma = np.empty(n_states)
+    work = np.empty((6, n_states))
     outer_seq = np.empty((n_states, n_states))
     for s in range(s_begin, s_end):
         lo = offsets[s]
         hi = offsets[s + 1]
         if not use_log:
-            ok, ll = _forward_scaled_one(start, trans_t, post, shift, lo, hi, alpha)
+            ok, ll = _scaled_sequence(start, trans, trans_t, shift, lo, hi, post, alpha, xi_acc, work, outer_seq)
             if ok:
-                outer_seq[:, :] = 0.0
-                if _backward_scaled_one(trans, post, lo, hi, alpha, outer_seq, beta, w, b, e_next, gamma):
-                    for i in range(n_states):
-                        for j in range(n_states):
-                            xi_acc[i, j] += trans[i, j] * outer_seq[i, j]
-                    loglik[s] = ll
-                    status[s] = STATUS_SCALED
-                    continue
-        ll = _forward_log_one(log_start, log_trans_t, log_emission, lo, hi, alpha, pred)
-        loglik[s] = ll
-        if ll == _NEG_INF:
-            status[s] = STATUS_IMPOSSIBLE
-            post[lo:hi, :] = 0.0
-        else:
-            status[s] = STATUS_LOG
-            _backward_log_one(log_trans, log_emission, lo, hi, alpha, post, xi_acc, beta, w, b, gamma)
+                loglik[s] = ll
+                status[s] = STATUS_SCALED
+                continue
+        loglik[s], status[s] = _log_sequence(log_start, log_trans, log_trans_t, log_emission, lo, hi, post, alpha,
+                                             xi_acc, work)
 
 
 @_jit()
@@ -807,12 +829,14 @@ COVARIANCE_CODES = {"diag": 0, "spherical": 1, "full": 2, "tied": 3}
 
 
 @_jit()
-def dirichlet_map_rows_block(previous, counts, prior, out):
-    """Rows of ``out``: ``max(prior - 1 + counts, 0)`` where ``previous`` is non-zero,
-    normalised; a row with no mass keeps ``previous``. Returns the number of such rows.
+def dirichlet_map_rows_block(previous, counts, prior, keep_zeros, out):
+    """Rows of ``out``: ``max(prior - 1 + counts, 0)``, normalised; a row with no mass
+    keeps ``previous``. Returns the number of such rows.
 
-    The compiled form of :func:`probkit.distributions.dirichlet.dirichlet_map_rows` for
-    arrays of shape (rows, K) (``prior`` broadcast to that shape).
+    With ``keep_zeros``, entries that are zero in ``previous`` stay zero: the compiled
+    form of :func:`probkit.distributions.dirichlet.dirichlet_map_rows` for arrays of
+    shape (rows, K) (``prior`` broadcast to that shape). Without it, the emission-table
+    update of the discrete HMMs (``_EmissionProbHMM._mstep_emission``).
     """
     n_rows, n_states = previous.shape
     n_empty = 0
@@ -821,7 +845,7 @@ def dirichlet_map_rows_block(previous, counts, prior, out):
         for k in range(n_states):
             v = prior[r, k] - 1.0 + counts[r, k]
             v = v if v > 0.0 else 0.0
-            if previous[r, k] == 0.0:
+            if keep_zeros and previous[r, k] == 0.0:
                 v = 0.0
             out[r, k] = v
             total += v
@@ -833,6 +857,61 @@ def dirichlet_map_rows_block(previous, counts, prior, out):
             for k in range(n_states):
                 out[r, k] = previous[r, k]
     return n_empty
+
+
+@_jit()
+def _chain_arrays(startprob, transmat):
+    """``(start, trans, trans_t, log_start, log_trans, log_trans_t)`` of a (1, K) start row
+    and a (K, K) transition matrix, as :func:`forward_backward_block` takes them."""
+    n_states = transmat.shape[0]
+    start = np.empty(n_states)
+    log_start = np.empty(n_states)
+    trans = np.empty((n_states, n_states))
+    trans_t = np.empty((n_states, n_states))
+    log_trans = np.empty((n_states, n_states))
+    log_trans_t = np.empty((n_states, n_states))
+    for i in range(n_states):
+        log_start[i] = math.log(startprob[0, i])
+        start[i] = math.exp(log_start[i])
+        for j in range(n_states):
+            lt = math.log(transmat[i, j])
+            log_trans[i, j] = lt
+            log_trans_t[j, i] = lt
+            trans[i, j] = math.exp(lt)
+            trans_t[j, i] = trans[i, j]
+    return start, trans, trans_t, log_start, log_trans, log_trans_t
+
+
+@_jit()
+def _chain_mstep(offsets, post, xi, update, startprob, transmat, start_prior, trans_prior, new_start, new_trans,
+                 n_empty):
+    """Dirichlet MAP start and transition rows (structural zeros kept) from the posteriors
+    of the first step of every sequence and the expected transitions ``xi``; ``update[0]``
+    and ``update[1]`` say which are updated (the others are copied), ``n_empty[0:2]``
+    receives the rows that kept their values."""
+    n_states = transmat.shape[0]
+    start_counts = np.zeros((1, n_states))
+    for s in range(offsets.shape[0] - 1):
+        for k in range(n_states):
+            start_counts[0, k] += post[offsets[s], k]
+    n_empty[0] = 0
+    n_empty[1] = 0
+    if update[0]:
+        n_empty[0] = dirichlet_map_rows_block(startprob, start_counts, start_prior, True, new_start)
+    else:
+        new_start[:, :] = startprob
+    if update[1]:
+        n_empty[1] = dirichlet_map_rows_block(transmat, xi, trans_prior, True, new_trans)
+    else:
+        new_trans[:, :] = transmat
+
+
+@_jit()
+def _total(values):
+    total = 0.0
+    for s in range(values.shape[0]):
+        total += values[s]
+    return total
 
 
 @_jit()
@@ -961,21 +1040,7 @@ def gaussian_em_iteration(
         for k in range(n_states):
             for d in range(n_features):
                 variances[k, d] = covars[k, 0, 0 if kind == 1 else d]
-    start = np.empty(n_states)
-    log_start = np.empty(n_states)
-    trans = np.empty((n_states, n_states))
-    trans_t = np.empty((n_states, n_states))
-    log_trans = np.empty((n_states, n_states))
-    log_trans_t = np.empty((n_states, n_states))
-    for i in range(n_states):
-        log_start[i] = math.log(startprob[0, i])
-        start[i] = math.exp(log_start[i])
-        for j in range(n_states):
-            lt = math.log(transmat[i, j])
-            log_trans[i, j] = lt
-            log_trans_t[j, i] = lt
-            trans[i, j] = math.exp(lt)
-            trans_t[j, i] = trans[i, j]
+    start, trans, trans_t, log_start, log_trans, log_trans_t = _chain_arrays(startprob, transmat)
     xi = np.zeros((n_states, n_states))
     count = np.zeros(n_states)
     sx = np.zeros((n_states, n_features))
@@ -985,26 +1050,88 @@ def gaussian_em_iteration(
         start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
         log_emission, post, shift, alpha, loglik, status, xi, count, sx, sxx,
     )
-    start_counts = np.zeros((1, n_states))
-    for s in range(offsets.shape[0] - 1):
-        for k in range(n_states):
-            start_counts[0, k] += post[offsets[s], k]
-    n_empty[0] = 0
-    n_empty[1] = 0
-    if update[0]:
-        n_empty[0] = dirichlet_map_rows_block(startprob, start_counts, start_prior, new_start)
-    else:
-        new_start[:, :] = startprob
-    if update[1]:
-        n_empty[1] = dirichlet_map_rows_block(transmat, xi, trans_prior, new_trans)
-    else:
-        new_trans[:, :] = transmat
+    _chain_mstep(offsets, post, xi, update, startprob, transmat, start_prior, trans_prior, new_start, new_trans,
+                 n_empty)
     gaussian_mstep(count, sx, sxx, stats_shift, means, covars, means_prior, means_weight, covars_prior,
                    covars_dof, kind, update[2], update[3], new_means, new_covars, empty)
-    total = 0.0
-    for s in range(loglik.shape[0]):
-        total += loglik[s]
     kept = n_empty[0] + n_empty[1]
     for k in range(n_states):
         kept += empty[k]
-    return -1, total, kept
+    return -1, _total(loglik), kept
+
+
+# ---------------------------------------------------------------------------------------
+# A whole EM iteration of a categorical HMM
+# ---------------------------------------------------------------------------------------
+
+
+@_jit()
+def categorical_em_iteration(
+    symbols, offsets, use_log, update, startprob, transmat, emissionprob,
+    start_prior, trans_prior, emission_prior, log_emission, post, shift, alpha,
+    loglik, status, new_start, new_trans, new_emission, n_empty,
+):
+    """One Baum-Welch iteration of an HMM with one column of categorical symbols.
+
+    The emissions of step t are row ``symbols[t]`` of per-symbol tables computed once per
+    call (no log or exp per step): exp(log B - max) for the scaled recursions, and log B,
+    gathered into ``log_emission`` only for sequences that run in log space (``use_log``,
+    or a scaled pass that fell below ``SCALED_FLOOR``). Then the posteriors' sums per
+    symbol (:func:`categorical_counts_block`), the Dirichlet MAP start and transition rows
+    (:func:`_chain_mstep`) and the emission rows ``max(prior - 1 + counts, 0)``,
+    normalised (:func:`dirichlet_map_rows_block`, zeros not kept).
+
+    ``startprob``/``new_start`` and ``start_prior`` are (1, K), ``emissionprob``,
+    ``emission_prior`` and ``new_emission`` (K, n_symbols); symbols must lie in
+    ``[0, n_symbols)``. ``update`` holds three flags (start, transitions, emissions);
+    parameters not updated are copied. ``n_empty`` receives the start, transition and
+    emission rows that kept their values. Returns ``(log_likelihood, kept)``: the total
+    log-likelihood and the number of rows that kept their values.
+    """
+    n_samples, n_states = post.shape
+    n_symbols = emissionprob.shape[1]
+    start, trans, trans_t, log_start, log_trans, log_trans_t = _chain_arrays(startprob, transmat)
+    log_table = np.empty((n_symbols, n_states))
+    scaled_table = np.empty((n_symbols, n_states))
+    table_shift = np.empty(n_symbols)
+    for m in range(n_symbols):
+        for k in range(n_states):
+            log_table[m, k] = math.log(emissionprob[k, m])
+        # the row shift of ``shifted_log_emission``, per symbol
+        table_shift[m] = _row_shift(log_table, m)
+        for k in range(n_states):
+            scaled_table[m, k] = math.exp(log_table[m, k] - table_shift[m])
+    xi = np.zeros((n_states, n_states))
+    work = np.empty((6, n_states))
+    outer_seq = np.empty((n_states, n_states))
+    for s in range(offsets.shape[0] - 1):
+        lo = offsets[s]
+        hi = offsets[s + 1]
+        if not use_log:
+            for t in range(lo, hi):
+                m = symbols[t]
+                shift[t] = table_shift[m]
+                for k in range(n_states):
+                    post[t, k] = scaled_table[m, k]
+            ok, ll = _scaled_sequence(start, trans, trans_t, shift, lo, hi, post, alpha, xi, work, outer_seq)
+            if ok:
+                loglik[s] = ll
+                status[s] = STATUS_SCALED
+                continue
+        for t in range(lo, hi):
+            m = symbols[t]
+            for k in range(n_states):
+                log_emission[t, k] = log_table[m, k]
+        loglik[s], status[s] = _log_sequence(log_start, log_trans, log_trans_t, log_emission, lo, hi, post, alpha,
+                                             xi, work)
+    _chain_mstep(offsets, post, xi, update, startprob, transmat, start_prior, trans_prior, new_start, new_trans,
+                 n_empty)
+    n_empty[2] = 0
+    if update[2]:
+        count = np.zeros(n_states)
+        counts = np.zeros((n_states, n_symbols))
+        categorical_counts_block(symbols, post, 0, n_samples, count, counts)
+        n_empty[2] = dirichlet_map_rows_block(emissionprob, counts, emission_prior, False, new_emission)
+    else:
+        new_emission[:, :] = emissionprob
+    return _total(loglik), n_empty[0] + n_empty[1] + n_empty[2]

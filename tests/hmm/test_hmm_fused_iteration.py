@@ -39,15 +39,16 @@ def data(k, d, lengths, seed):
     return centres[states] + rng.normal(size=(sum(lengths), d))
 
 
-def fit_both(options, start, X, lengths):
-    """(fused fit, general fit, warnings of each) from the same start."""
+def fit_both(options, start, X, lengths, model_class=GaussianHMM):
+    """(fused fit, warnings), (general fit, warnings) of ``model_class`` from the same start."""
+    owner = next(c for c in model_class.__mro__ if "_em_fused_iteration" in vars(c))
     results = []
     for fused in (True, False):
-        model = GaussianHMM(init_params="", tol=-np.inf, **options)
+        model = model_class(init_params="", tol=-np.inf, **options)
         for name, value in start.items():
             setattr(model, name, np.array(value, copy=True))
         calls = []
-        original = GaussianHMM._em_fused_iteration
+        original = owner._em_fused_iteration
 
         def spy(self, data, original=original, fused=fused):
             iteration = original(self, data) if fused else None
@@ -56,11 +57,11 @@ def fit_both(options, start, X, lengths):
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            GaussianHMM._em_fused_iteration = spy
+            owner._em_fused_iteration = spy
             try:
                 model.fit(X, lengths=lengths)
             finally:
-                GaussianHMM._em_fused_iteration = original
+                owner._em_fused_iteration = original
         assert calls == [fused]
         results.append((model, [(w.category, str(w.message)) for w in caught]))
     return results
@@ -192,7 +193,7 @@ def test_compiled_dirichlet_rows_match_dirichlet_map_rows():
     for prior in (1.0, 0.5, rng.uniform(0.5, 3.0, 5), rng.uniform(0.5, 3.0, (6, 5))):
         expected, n_empty = dirichlet_map_rows(previous, counts, prior)
         out = np.empty_like(previous)
-        got = nk.dirichlet_map_rows_block(previous, counts, np.broadcast_to(prior, (6, 5)).copy(), out)
+        got = nk.dirichlet_map_rows_block(previous, counts, np.broadcast_to(prior, (6, 5)).copy(), True, out)
         np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
         assert got == n_empty
 
