@@ -399,6 +399,15 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         """
         return np.exp(self.predict_log_proba(X))
 
+    def score(self, X, y, sample_weight=None):
+        """Accuracy: the (weighted) fraction of rows whose predicted class is ``y``.
+
+        %(labelled_rows_to_float)s
+        """
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
     def predict(self, X):
         """The most probable class of each row.
 

@@ -186,4 +186,6 @@ COMMON_DOCS = DocFragments(parameters={"stepwise_options": STEPWISE_OPTIONS}, se
     "rows_to_array": parameters_returns([ROWS], "ndarray"),
     "rows_to_labels": parameters_returns([ROWS], "ndarray of shape (n_samples,)"),
     "unsupervised_fit": parameters_returns([ROWS, "y : Ignored"], "self"),
+    "labelled_rows_to_float": parameters_returns(
+        [ROWS, TARGETS, "sample_weight : array-like of shape (n_samples,), optional"], "float"),
 })
