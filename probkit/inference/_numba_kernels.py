@@ -692,27 +692,45 @@ def gaussian_full_log_density_block(x, means, inv_chol_t, log_det, r_begin, r_en
     """``out[t, k] = log N(x_t; means_k, L_c L_c^T)`` for rows ``r_begin:r_end``, where ``c`` is
     ``k`` (one factor per state) or 0 (one tied factor).
 
-    ``y = L_c^-1 (x_t - means_k)`` is accumulated column by column of the (transposed)
-    inverse factor: independent sums over a contiguous row that vectorise, where a
-    forward substitution would be one chain of dependent steps.
+    ``y_k = L_c^-1 (x_t - means_k)`` for all states at once: the K (transposed) inverse
+    factors side by side as one (d, K d) matrix, and the means repeated in the same
+    layout, so each feature of ``x_t`` updates one contiguous row of K d sums (a loop that
+    vectorises, where per-state loops of length d are too short to); the differences
+    ``x_t - means_k`` are formed exactly, not expanded.
     """
     n_states, n_features = means.shape
     tied = inv_chol_t.shape[0] == 1
-    y = np.empty(n_features)
-    const = n_features * _LOG_2PI
+    width = n_states * n_features
+    factors = np.empty((n_features, width))
+    means_wide = np.empty((n_features, width))
+    log_norm = np.empty(n_states)
+    for k in range(n_states):
+        c = 0 if tied else k
+        log_norm[k] = -0.5 * (log_det[c] + n_features * _LOG_2PI)
+        for j in range(n_features):
+            for i in range(n_features):
+                factors[j, k * n_features + i] = inv_chol_t[c, j, i]
+                means_wide[j, k * n_features + i] = means[k, j]
+    y = np.empty(width)
     for t in range(r_begin, r_end):
+        x0 = x[t, 0]
+        for col in range(width):
+            y[col] = factors[0, col] * (x0 - means_wide[0, col])
+        for j in range(1, n_features):
+            xj = x[t, j]
+            for col in range(width):
+                y[col] += factors[j, col] * (xj - means_wide[j, col])
+        for col in range(width):
+            y[col] *= y[col]
         for k in range(n_states):
-            c = 0 if tied else k
-            for i in range(n_features):
-                y[i] = 0.0
-            for j in range(n_features):
-                diff = x[t, j] - means[k, j]
-                for i in range(n_features):
-                    y[i] += inv_chol_t[c, j, i] * diff
             q = 0.0
-            for i in range(n_features):
-                q += y[i] * y[i]
-            out[t, k] = -0.5 * (q + log_det[c] + const)
+            for i in range(k * n_features, (k + 1) * n_features):
+                q += y[i]
+            out[t, k] = log_norm[k] - 0.5 * q
+
+
+# Rows per matrix product of :func:`gaussian_stats_block` (the block of terms stays in cache).
+_STATS_BLOCK_ROWS = 256
 
 
 @_jit(fastmath=_FAST_SUMS)
@@ -721,30 +739,42 @@ def gaussian_stats_block(x, shift, post, full, r_begin, r_end, count, sx, sxx):
 
     ``count[k] += sum_t post[t, k]``, ``sx[k] += sum_t post[t, k] (x_t - shift)`` and
     ``sxx`` the weighted squares: per feature (``sxx`` of shape (K, 1, d)) or, with
-    ``full``, the outer products (K, d, d), of which only the upper triangle is
-    copied to the lower one at the end.
+    ``full``, the outer products (K, d, d), whose lower triangle is then overwritten by
+    the upper one so the result is exactly symmetric.
+
+    Each block of rows becomes a matrix of terms ``[1, x_t - shift, squares]`` and all
+    sums of the block are one BLAS product ``post_block^T terms`` (K by 1 + d + d^2).
     """
     n_states = post.shape[1]
     n_features = x.shape[1]
-    xs = np.empty(n_features)
-    for t in range(r_begin, r_end):
-        for d in range(n_features):
-            xs[d] = x[t, d] - shift[d]
-        for k in range(n_states):
-            g = post[t, k]
-            count[k] += g
+    inner = n_features if full else 1
+    width = 1 + n_features + inner * n_features
+    terms = np.empty((_STATS_BLOCK_ROWS, width))
+    sums = np.zeros((n_states, width))
+    for lo in range(r_begin, r_end, _STATS_BLOCK_ROWS):
+        hi = min(lo + _STATS_BLOCK_ROWS, r_end)
+        rows = terms[:hi - lo]
+        for t in range(lo, hi):
+            r = t - lo
+            rows[r, 0] = 1.0
             for d in range(n_features):
-                sx[k, d] += g * xs[d]
+                rows[r, 1 + d] = x[t, d] - shift[d]
             if full:
-                # the whole square (a fixed-length inner loop vectorises); the lower triangle is
-                # overwritten by the upper one below, so the result is exactly symmetric
                 for d in range(n_features):
-                    gx = g * xs[d]
+                    xd = rows[r, 1 + d]
                     for e in range(n_features):
-                        sxx[k, d, e] += gx * xs[e]
+                        rows[r, 1 + n_features + d * n_features + e] = xd * rows[r, 1 + e]
             else:
                 for d in range(n_features):
-                    sxx[k, 0, d] += g * xs[d] * xs[d]
+                    rows[r, 1 + n_features + d] = rows[r, 1 + d] * rows[r, 1 + d]
+        sums += np.dot(post[lo:hi].T, rows)
+    for k in range(n_states):
+        count[k] += sums[k, 0]
+        for d in range(n_features):
+            sx[k, d] += sums[k, 1 + d]
+        for d in range(inner):
+            for e in range(n_features):
+                sxx[k, d, e] += sums[k, 1 + n_features + d * n_features + e]
     if full:
         for k in range(n_states):
             for d in range(n_features):
