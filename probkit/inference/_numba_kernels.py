@@ -800,6 +800,26 @@ def categorical_counts_block(symbols, post, r_begin, r_end, count, counts):
 
 
 @_jit()
+def _gaussian_log_emission(x, means, variances, inv_chol_t, log_det, full, use_log, exponentiate,
+                           log_emission, post, shift):
+    """Log-densities (``variances`` per feature, or Cholesky factors when ``full``) into
+    ``log_emission``; unless ``use_log``, ``log_emission - rowmax`` into ``post`` and the
+    row maxima into ``shift``, exponentiated here when ``exponentiate`` (else the caller
+    exponentiates ``post`` with numpy's vectorised exp)."""
+    n_samples, n_states = log_emission.shape
+    if full:
+        gaussian_full_log_density_block(x, means, inv_chol_t, log_det, 0, n_samples, log_emission)
+    else:
+        gaussian_diag_log_density_block(x, means, variances, 0, n_samples, log_emission)
+    if not use_log:
+        shifted_log_emission(log_emission, post, shift)
+        if exponentiate:
+            for t in range(n_samples):
+                for k in range(n_states):
+                    post[t, k] = math.exp(post[t, k])
+
+
+@_jit()
 def gaussian_estep_block(
     x, means, variances, inv_chol_t, log_det, full, stats_shift,
     start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
@@ -813,19 +833,10 @@ def gaussian_estep_block(
     For large inputs the steps run separately, with numpy's vectorised exponential and on
     worker threads.
     """
-    n_samples, n_states = log_emission.shape
-    if full:
-        gaussian_full_log_density_block(x, means, inv_chol_t, log_det, 0, n_samples, log_emission)
-    else:
-        gaussian_diag_log_density_block(x, means, variances, 0, n_samples, log_emission)
-    if not use_log:
-        shifted_log_emission(log_emission, post, shift)
-        for t in range(n_samples):
-            for k in range(n_states):
-                post[t, k] = math.exp(post[t, k])
+    _gaussian_log_emission(x, means, variances, inv_chol_t, log_det, full, use_log, True, log_emission, post, shift)
     forward_backward_block(start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
                            0, offsets.shape[0] - 1, use_log, post, shift, alpha, loglik, status, xi_acc)
-    gaussian_stats_block(x, stats_shift, post, full, 0, n_samples, count, sx, sxx)
+    gaussian_stats_block(x, stats_shift, post, full, 0, x.shape[0], count, sx, sxx)
 
 
 # ---------------------------------------------------------------------------------------
@@ -957,17 +968,47 @@ def gaussian_mstep(count, sx, sxx, stats_shift, means, covars, means_prior, mean
 
 
 @_jit()
+def gaussian_em_emissions(x, kind, means, covars, use_log, exponentiate, log_emission, post, shift):
+    """The emission part of :func:`gaussian_em_iteration`: log-densities under ``means``
+    and ``covars`` (the layout of :func:`gaussian_mstep`) into ``log_emission`` and,
+    unless ``use_log``, their shifted values into ``post`` (exponentiated when
+    ``exponentiate``) as :func:`_gaussian_log_emission` writes them. Returns -1, or the
+    index of a covariance matrix that is not positive definite."""
+    n_features = x.shape[1]
+    n_states = means.shape[0]
+    full = kind >= 2
+    variances = np.empty((n_states, n_features))
+    inv_chol_t = np.empty((covars.shape[0], n_features, n_features))
+    log_det = np.empty(covars.shape[0])
+    if full:
+        bad = cholesky_factors(covars, inv_chol_t, log_det)
+        if bad >= 0:
+            return bad
+    else:
+        for k in range(n_states):
+            for d in range(n_features):
+                variances[k, d] = covars[k, 0, 0 if kind == 1 else d]
+    _gaussian_log_emission(x, means, variances, inv_chol_t, log_det, full, use_log, exponentiate,
+                           log_emission, post, shift)
+    return -1
+
+
+@_jit()
 def gaussian_em_iteration(
     x, offsets, stats_shift, use_log, kind, update,
     startprob, transmat, means, covars,
     start_prior, trans_prior, means_prior, means_weight, covars_prior, covars_dof,
     log_emission, post, shift, alpha,
-    loglik, status, new_start, new_trans, new_means, new_covars, empty, n_empty,
+    loglik, status, new_start, new_trans, new_means, new_covars, empty, n_empty, emissions_ready,
 ):
-    """One Baum-Welch iteration of a small Gaussian HMM in one call: the E-step of
+    """One Baum-Welch iteration of a Gaussian HMM in one call: the E-step of
     :func:`gaussian_estep_block`, then the Dirichlet MAP start and transition
     probabilities (:func:`dirichlet_map_rows_block`) and the Gaussian M-step
     (:func:`gaussian_mstep`).
+
+    With ``emissions_ready``, ``log_emission`` (and unless ``use_log``, ``post`` and
+    ``shift``) already hold what :func:`gaussian_em_emissions` and an exponentiation of
+    ``post`` gave for these parameters (large inputs: numpy's vectorised exp is faster).
 
     ``update`` holds four flags (start, transitions, means, covariances); parameters
     not updated are copied. Covariances use the layout of :func:`gaussian_mstep`.
@@ -980,17 +1021,10 @@ def gaussian_em_iteration(
     n_samples, n_features = x.shape
     n_states = means.shape[0]
     full = kind >= 2
-    variances = np.empty((n_states, n_features))
-    inv_chol_t = np.empty((covars.shape[0], n_features, n_features))
-    log_det = np.empty(covars.shape[0])
-    if full:
-        bad = cholesky_factors(covars, inv_chol_t, log_det)
+    if not emissions_ready:
+        bad = gaussian_em_emissions(x, kind, means, covars, use_log, True, log_emission, post, shift)
         if bad >= 0:
             return bad, 0.0, 0
-    else:
-        for k in range(n_states):
-            for d in range(n_features):
-                variances[k, d] = covars[k, 0, 0 if kind == 1 else d]
     start = np.empty(n_states)
     log_start = np.empty(n_states)
     trans = np.empty((n_states, n_states))
@@ -1010,11 +1044,9 @@ def gaussian_em_iteration(
     count = np.zeros(n_states)
     sx = np.zeros((n_states, n_features))
     sxx = np.zeros((n_states, n_features if full else 1, n_features))
-    gaussian_estep_block(
-        x, means, variances, inv_chol_t, log_det, full, stats_shift,
-        start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
-        log_emission, post, shift, alpha, loglik, status, xi, count, sx, sxx,
-    )
+    forward_backward_block(start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
+                           0, offsets.shape[0] - 1, use_log, post, shift, alpha, loglik, status, xi)
+    gaussian_stats_block(x, stats_shift, post, full, 0, n_samples, count, sx, sxx)
     start_counts = np.zeros((1, n_states))
     for s in range(offsets.shape[0] - 1):
         for k in range(n_states):
