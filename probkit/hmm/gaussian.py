@@ -336,13 +336,14 @@ class GaussianHMM(BaseHMM):
                     "_log_start_trans", "_forward_backward")
 
     def _em_fused_iteration(self, data):
-        """Each EM iteration of a small complete float64 problem as one compiled call.
+        """Each EM iteration of a complete float64 problem as one compiled call.
 
         The E-step of :meth:`_em_expectation` and the M-step of :meth:`_em_maximization`
         (Dirichlet MAP start and transition rows, :meth:`_mstep_emission`) computed by
         ``GaussianEMIteration``, whose parameters the tests compare with the two hooks';
         ``None`` (the hooks run) with missing values, state labels, a torch device or
-        dtype, large inputs, a subclass that replaces a hook, or prior shapes that only
+        dtype, large inputs while several worker threads are configured (the general path
+        threads its steps), a subclass that replaces a hook, or prior shapes that only
         the general path broadcasts.
         """
         cls = type(self)

@@ -358,7 +358,8 @@ class _EMIterationWorkspace:
 
 
 class GaussianEMIteration(_EMIterationWorkspace):
-    """Whole Baum-Welch iterations of a small Gaussian HMM, one compiled call each.
+    """Whole Baum-Welch iterations of a Gaussian HMM, one compiled call each (two on
+    large inputs).
 
     Built once per fit (:meth:`create`): the data, its sequence offsets, the prior arrays
     in the layout of ``_numba_kernels.gaussian_mstep`` and the forward-backward workspace.
@@ -389,9 +390,10 @@ class GaussianEMIteration(_EMIterationWorkspace):
 
     @classmethod
     def create(cls, x, lengths, stats_shift, covariance_type, use_log, update, priors):
-        """The iteration of this problem, or ``None`` where it is too large for one call
-        (the separate, threaded E-step pays off there)."""
-        if x.shape[0] * priors["means_weight"].shape[0] > _FUSED_MAX_SIZE:
+        """The iteration of this problem, or ``None`` where it is large and worker threads
+        are configured (the separate, threaded E-step pays off there). On one thread it
+        applies at any size: its buffers are reused across iterations."""
+        if x.shape[0] * priors["means_weight"].shape[0] > _FUSED_MAX_SIZE and worker_threads() > 1:
             return None
         return cls(np.ascontiguousarray(x, dtype=np.float64), lengths, stats_shift, covariance_type, use_log,
                    update, priors)
@@ -406,12 +408,22 @@ class GaussianEMIteration(_EMIterationWorkspace):
         new_trans = np.empty((n_states, n_states))
         new_means = np.empty_like(means)
         new_covars = np.empty(covars.shape)
+        covars_layout = np.ascontiguousarray(covars).reshape(self.layout)
+        # Above the size of a small problem the emissions are exponentiated by numpy, whose
+        # vectorised exp outweighs a second compiled call.
+        emissions_ready = self.log_emission.size > _FUSED_MAX_SIZE
+        if emissions_ready:
+            if nk.gaussian_em_emissions(self.x, self.kind, means, covars_layout, self.use_log, False,
+                                        self.log_emission, self.post, self.shift) >= 0:
+                raise np.linalg.LinAlgError("Matrix is not positive definite")
+            if not self.use_log:
+                np.exp(self.post, out=self.post)
         bad, log_likelihood, kept = nk.gaussian_em_iteration(
             self.x, self.offsets, self.stats_shift, self.use_log, self.kind, self.update,
-            startprob, transmat, means, np.ascontiguousarray(covars).reshape(self.layout), *self.priors,
+            startprob, transmat, means, covars_layout, *self.priors,
             self.log_emission, self.post, self.shift, self.alpha, self.loglik, self.status,
             new_start.reshape(1, n_states), new_trans, new_means, new_covars.reshape(self.layout), self.empty,
-            self.n_empty,
+            self.n_empty, emissions_ready,
         )
         if bad >= 0:
             raise np.linalg.LinAlgError("Matrix is not positive definite")

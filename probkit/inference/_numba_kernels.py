@@ -714,27 +714,45 @@ def gaussian_full_log_density_block(x, means, inv_chol_t, log_det, r_begin, r_en
     """``out[t, k] = log N(x_t; means_k, L_c L_c^T)`` for rows ``r_begin:r_end``, where ``c`` is
     ``k`` (one factor per state) or 0 (one tied factor).
 
-    ``y = L_c^-1 (x_t - means_k)`` is accumulated column by column of the (transposed)
-    inverse factor: independent sums over a contiguous row that vectorise, where a
-    forward substitution would be one chain of dependent steps.
+    ``y_k = L_c^-1 (x_t - means_k)`` for all states at once: the K (transposed) inverse
+    factors side by side as one (d, K d) matrix, and the means repeated in the same
+    layout, so each feature of ``x_t`` updates one contiguous row of K d sums (a loop that
+    vectorises, where per-state loops of length d are too short to); the differences
+    ``x_t - means_k`` are formed exactly, not expanded.
     """
     n_states, n_features = means.shape
     tied = inv_chol_t.shape[0] == 1
-    y = np.empty(n_features)
-    const = n_features * _LOG_2PI
+    width = n_states * n_features
+    factors = np.empty((n_features, width))
+    means_wide = np.empty((n_features, width))
+    log_norm = np.empty(n_states)
+    for k in range(n_states):
+        c = 0 if tied else k
+        log_norm[k] = -0.5 * (log_det[c] + n_features * _LOG_2PI)
+        for j in range(n_features):
+            for i in range(n_features):
+                factors[j, k * n_features + i] = inv_chol_t[c, j, i]
+                means_wide[j, k * n_features + i] = means[k, j]
+    y = np.empty(width)
     for t in range(r_begin, r_end):
+        x0 = x[t, 0]
+        for col in range(width):
+            y[col] = factors[0, col] * (x0 - means_wide[0, col])
+        for j in range(1, n_features):
+            xj = x[t, j]
+            for col in range(width):
+                y[col] += factors[j, col] * (xj - means_wide[j, col])
+        for col in range(width):
+            y[col] *= y[col]
         for k in range(n_states):
-            c = 0 if tied else k
-            for i in range(n_features):
-                y[i] = 0.0
-            for j in range(n_features):
-                diff = x[t, j] - means[k, j]
-                for i in range(n_features):
-                    y[i] += inv_chol_t[c, j, i] * diff
             q = 0.0
-            for i in range(n_features):
-                q += y[i] * y[i]
-            out[t, k] = -0.5 * (q + log_det[c] + const)
+            for i in range(k * n_features, (k + 1) * n_features):
+                q += y[i]
+            out[t, k] = log_norm[k] - 0.5 * q
+
+
+# Rows per matrix product of :func:`gaussian_stats_block` (the block of terms stays in cache).
+_STATS_BLOCK_ROWS = 256
 
 
 @_jit(fastmath=_FAST_SUMS)
@@ -743,30 +761,42 @@ def gaussian_stats_block(x, shift, post, full, r_begin, r_end, count, sx, sxx):
 
     ``count[k] += sum_t post[t, k]``, ``sx[k] += sum_t post[t, k] (x_t - shift)`` and
     ``sxx`` the weighted squares: per feature (``sxx`` of shape (K, 1, d)) or, with
-    ``full``, the outer products (K, d, d), of which only the upper triangle is
-    copied to the lower one at the end.
+    ``full``, the outer products (K, d, d), whose lower triangle is then overwritten by
+    the upper one so the result is exactly symmetric.
+
+    Each block of rows becomes a matrix of terms ``[1, x_t - shift, squares]`` and all
+    sums of the block are one BLAS product ``post_block^T terms`` (K by 1 + d + d^2).
     """
     n_states = post.shape[1]
     n_features = x.shape[1]
-    xs = np.empty(n_features)
-    for t in range(r_begin, r_end):
-        for d in range(n_features):
-            xs[d] = x[t, d] - shift[d]
-        for k in range(n_states):
-            g = post[t, k]
-            count[k] += g
+    inner = n_features if full else 1
+    width = 1 + n_features + inner * n_features
+    terms = np.empty((_STATS_BLOCK_ROWS, width))
+    sums = np.zeros((n_states, width))
+    for lo in range(r_begin, r_end, _STATS_BLOCK_ROWS):
+        hi = min(lo + _STATS_BLOCK_ROWS, r_end)
+        rows = terms[:hi - lo]
+        for t in range(lo, hi):
+            r = t - lo
+            rows[r, 0] = 1.0
             for d in range(n_features):
-                sx[k, d] += g * xs[d]
+                rows[r, 1 + d] = x[t, d] - shift[d]
             if full:
-                # the whole square (a fixed-length inner loop vectorises); the lower triangle is
-                # overwritten by the upper one below, so the result is exactly symmetric
                 for d in range(n_features):
-                    gx = g * xs[d]
+                    xd = rows[r, 1 + d]
                     for e in range(n_features):
-                        sxx[k, d, e] += gx * xs[e]
+                        rows[r, 1 + n_features + d * n_features + e] = xd * rows[r, 1 + e]
             else:
                 for d in range(n_features):
-                    sxx[k, 0, d] += g * xs[d] * xs[d]
+                    rows[r, 1 + n_features + d] = rows[r, 1 + d] * rows[r, 1 + d]
+        sums += np.dot(post[lo:hi].T, rows)
+    for k in range(n_states):
+        count[k] += sums[k, 0]
+        for d in range(n_features):
+            sx[k, d] += sums[k, 1 + d]
+        for d in range(inner):
+            for e in range(n_features):
+                sxx[k, d, e] += sums[k, 1 + n_features + d * n_features + e]
     if full:
         for k in range(n_states):
             for d in range(n_features):
@@ -792,6 +822,26 @@ def categorical_counts_block(symbols, post, r_begin, r_end, count, counts):
 
 
 @_jit()
+def _gaussian_log_emission(x, means, variances, inv_chol_t, log_det, full, use_log, exponentiate,
+                           log_emission, post, shift):
+    """Log-densities (``variances`` per feature, or Cholesky factors when ``full``) into
+    ``log_emission``; unless ``use_log``, ``log_emission - rowmax`` into ``post`` and the
+    row maxima into ``shift``, exponentiated here when ``exponentiate`` (else the caller
+    exponentiates ``post`` with numpy's vectorised exp)."""
+    n_samples, n_states = log_emission.shape
+    if full:
+        gaussian_full_log_density_block(x, means, inv_chol_t, log_det, 0, n_samples, log_emission)
+    else:
+        gaussian_diag_log_density_block(x, means, variances, 0, n_samples, log_emission)
+    if not use_log:
+        shifted_log_emission(log_emission, post, shift)
+        if exponentiate:
+            for t in range(n_samples):
+                for k in range(n_states):
+                    post[t, k] = math.exp(post[t, k])
+
+
+@_jit()
 def gaussian_estep_block(
     x, means, variances, inv_chol_t, log_det, full, stats_shift,
     start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
@@ -805,19 +855,10 @@ def gaussian_estep_block(
     For large inputs the steps run separately, with numpy's vectorised exponential and on
     worker threads.
     """
-    n_samples, n_states = log_emission.shape
-    if full:
-        gaussian_full_log_density_block(x, means, inv_chol_t, log_det, 0, n_samples, log_emission)
-    else:
-        gaussian_diag_log_density_block(x, means, variances, 0, n_samples, log_emission)
-    if not use_log:
-        shifted_log_emission(log_emission, post, shift)
-        for t in range(n_samples):
-            for k in range(n_states):
-                post[t, k] = math.exp(post[t, k])
+    _gaussian_log_emission(x, means, variances, inv_chol_t, log_det, full, use_log, True, log_emission, post, shift)
     forward_backward_block(start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
                            0, offsets.shape[0] - 1, use_log, post, shift, alpha, loglik, status, xi_acc)
-    gaussian_stats_block(x, stats_shift, post, full, 0, n_samples, count, sx, sxx)
+    gaussian_stats_block(x, stats_shift, post, full, 0, x.shape[0], count, sx, sxx)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1006,17 +1047,47 @@ def gaussian_mstep(count, sx, sxx, stats_shift, means, covars, means_prior, mean
 
 
 @_jit()
+def gaussian_em_emissions(x, kind, means, covars, use_log, exponentiate, log_emission, post, shift):
+    """The emission part of :func:`gaussian_em_iteration`: log-densities under ``means``
+    and ``covars`` (the layout of :func:`gaussian_mstep`) into ``log_emission`` and,
+    unless ``use_log``, their shifted values into ``post`` (exponentiated when
+    ``exponentiate``) as :func:`_gaussian_log_emission` writes them. Returns -1, or the
+    index of a covariance matrix that is not positive definite."""
+    n_features = x.shape[1]
+    n_states = means.shape[0]
+    full = kind >= 2
+    variances = np.empty((n_states, n_features))
+    inv_chol_t = np.empty((covars.shape[0], n_features, n_features))
+    log_det = np.empty(covars.shape[0])
+    if full:
+        bad = cholesky_factors(covars, inv_chol_t, log_det)
+        if bad >= 0:
+            return bad
+    else:
+        for k in range(n_states):
+            for d in range(n_features):
+                variances[k, d] = covars[k, 0, 0 if kind == 1 else d]
+    _gaussian_log_emission(x, means, variances, inv_chol_t, log_det, full, use_log, exponentiate,
+                           log_emission, post, shift)
+    return -1
+
+
+@_jit()
 def gaussian_em_iteration(
     x, offsets, stats_shift, use_log, kind, update,
     startprob, transmat, means, covars,
     start_prior, trans_prior, means_prior, means_weight, covars_prior, covars_dof,
     log_emission, post, shift, alpha,
-    loglik, status, new_start, new_trans, new_means, new_covars, empty, n_empty,
+    loglik, status, new_start, new_trans, new_means, new_covars, empty, n_empty, emissions_ready,
 ):
-    """One Baum-Welch iteration of a small Gaussian HMM in one call: the E-step of
+    """One Baum-Welch iteration of a Gaussian HMM in one call: the E-step of
     :func:`gaussian_estep_block`, then the Dirichlet MAP start and transition
     probabilities (:func:`dirichlet_map_rows_block`) and the Gaussian M-step
     (:func:`gaussian_mstep`).
+
+    With ``emissions_ready``, ``log_emission`` (and unless ``use_log``, ``post`` and
+    ``shift``) already hold what :func:`gaussian_em_emissions` and an exponentiation of
+    ``post`` gave for these parameters (large inputs: numpy's vectorised exp is faster).
 
     ``update`` holds four flags (start, transitions, means, covariances); parameters
     not updated are copied. Covariances use the layout of :func:`gaussian_mstep`.
@@ -1029,27 +1100,18 @@ def gaussian_em_iteration(
     n_samples, n_features = x.shape
     n_states = means.shape[0]
     full = kind >= 2
-    variances = np.empty((n_states, n_features))
-    inv_chol_t = np.empty((covars.shape[0], n_features, n_features))
-    log_det = np.empty(covars.shape[0])
-    if full:
-        bad = cholesky_factors(covars, inv_chol_t, log_det)
+    if not emissions_ready:
+        bad = gaussian_em_emissions(x, kind, means, covars, use_log, True, log_emission, post, shift)
         if bad >= 0:
             return bad, 0.0, 0
-    else:
-        for k in range(n_states):
-            for d in range(n_features):
-                variances[k, d] = covars[k, 0, 0 if kind == 1 else d]
     start, trans, trans_t, log_start, log_trans, log_trans_t = _chain_arrays(startprob, transmat)
     xi = np.zeros((n_states, n_states))
     count = np.zeros(n_states)
     sx = np.zeros((n_states, n_features))
     sxx = np.zeros((n_states, n_features if full else 1, n_features))
-    gaussian_estep_block(
-        x, means, variances, inv_chol_t, log_det, full, stats_shift,
-        start, trans, trans_t, log_start, log_trans, log_trans_t, offsets, use_log,
-        log_emission, post, shift, alpha, loglik, status, xi, count, sx, sxx,
-    )
+    forward_backward_block(start, trans, trans_t, log_start, log_trans, log_trans_t, log_emission, offsets,
+                           0, offsets.shape[0] - 1, use_log, post, shift, alpha, loglik, status, xi)
+    gaussian_stats_block(x, stats_shift, post, full, 0, n_samples, count, sx, sxx)
     _chain_mstep(offsets, post, xi, update, startprob, transmat, start_prior, trans_prior, new_start, new_trans,
                  n_empty)
     gaussian_mstep(count, sx, sxx, stats_shift, means, covars, means_prior, means_weight, covars_prior,

@@ -1,4 +1,4 @@
-"""The fused EM iteration of small Gaussian HMMs against the general path.
+"""The fused EM iteration of Gaussian HMMs against the general path.
 
 ``GaussianHMM._em_fused_iteration`` runs each Baum-Welch iteration (E-step, Dirichlet MAP
 start and transition rows, Gaussian M-step) as one compiled call. The truth is the
@@ -6,7 +6,7 @@ general path of the same estimator -- ``_em_expectation`` then ``_em_maximizatio
 numpy M-step the hmmlearn parity tests check -- run on the same data from the same start:
 every parameter and every log-likelihood of the history must agree to float64 rounding,
 with default and non-default priors, structural zeros, states without data, several
-sequences and both forward-backward implementations.
+sequences, inputs above the small-problem size and both forward-backward implementations.
 """
 
 import warnings
@@ -87,6 +87,32 @@ def test_default_priors_match_general_path(covariance_type, implementation):
         start, X, lengths)
     assert_same_fit(fused, general)
     assert w_fused == w_general
+
+
+@pytest.mark.parametrize("implementation", ["scaling", "log"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_large_input_on_one_worker_matches_general_path(covariance_type, implementation, monkeypatch):
+    # Above the small-problem size the iteration applies on one worker thread (buffers kept
+    # across iterations, emissions exponentiated by numpy); with several workers the
+    # general path threads its steps instead.
+    from probkit.inference import _numba_backend
+    from probkit.utils import threads
+
+    k, d, lengths = 4, 3, [6000, 4000, 3000]
+    assert sum(lengths) * k > _numba_backend._FUSED_MAX_SIZE
+    start = start_parameters(covariance_type, k, d, np.random.RandomState(11))
+    X = data(k, d, lengths, seed=12)
+    options = dict(n_components=k, covariance_type=covariance_type, implementation=implementation, n_iter=4)
+    monkeypatch.setitem(threads._settings, "workers", 1)
+    (fused, w_fused), (general, w_general) = fit_both(options, start, X, lengths)
+    assert_same_fit(fused, general)
+    assert w_fused == w_general
+    monkeypatch.setitem(threads._settings, "workers", 2)
+    model = GaussianHMM(init_params="", **options)
+    for name, value in start.items():
+        setattr(model, name, np.array(value, copy=True))
+    model._check_options()
+    assert model._em_fused_iteration(model._validate_sequences(X, lengths, reset=True, training=True)) is None
 
 
 PRIORS = {
