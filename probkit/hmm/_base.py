@@ -107,6 +107,40 @@ def _warn_empty_rows(name, n_empty):
         )
 
 
+def _filled(value, shape):
+    """A new C-contiguous float64 array of ``shape`` holding ``value`` broadcast (``ValueError``
+    where it does not broadcast)."""
+    out = np.empty(shape)
+    out[...] = value
+    return out
+
+
+def _fused_chain_priors(model, k):
+    """The start and transition priors of an HMM as the (1, K) and (K, K) arrays of the
+    whole-iteration kernels, or ``None`` for prior shapes that only the general path
+    broadcasts."""
+    start_prior = np.asarray(model.startprob_prior, dtype=np.float64)
+    trans_prior = np.asarray(model.transmat_prior, dtype=np.float64)
+    if start_prior.ndim > 1 or trans_prior.ndim > 2:
+        return None
+    try:
+        return {"start_prior": _filled(start_prior, (1, k)), "trans_prior": _filled(trans_prior, (k, k))}
+    except ValueError:
+        return None
+
+
+# The hooks a whole-iteration kernel (``_em_fused_iteration``) stands in for.
+_FUSED_HOOKS = ("_em_expectation", "_em_maximization", "_mstep_emission", "_emission_model", "_log_emission",
+                "_log_start_trans", "_forward_backward")
+
+
+def _replaces_fused_hooks(model, owner):
+    """Whether ``model``'s class replaces one of the hooks that ``owner``'s whole-iteration
+    kernel stands in for: then the kernel would not compute what the model defines, and
+    the general path runs."""
+    cls = type(model)
+    return any(getattr(cls, hook) is not getattr(owner, hook) for hook in _FUSED_HOOKS)
+
 class SequenceEMMixin:
     """What the sequence models fitted by :func:`~probkit.em.engine.fit_sequence_em` share.
 

@@ -9,10 +9,18 @@ import numpy as np
 
 from probkit.base import Interval
 from probkit.em.engine import EStepResult
-from probkit.hmm._base import BaseHMM, EmptyStateWarning, _check_log_likelihoods, _normalize_rows, _warn_empty_rows
+from probkit.hmm._base import (
+    BaseHMM,
+    EmptyStateWarning,
+    _check_log_likelihoods,
+    _filled,
+    _fused_chain_priors,
+    _normalize_rows,
+    _replaces_fused_hooks,
+    _warn_empty_rows,
+)
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import CountEmission
-from probkit.hmm.gaussian import GaussianHMM, _filled, _fused_chain_priors
 from probkit.inference._lazy_numba import numba_backend
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
@@ -173,10 +181,9 @@ class CategoricalHMM(_EmissionProbHMM):
         replaces a hook, prior shapes that only the general path broadcasts, or several
         sequences that forward-backward spreads over worker threads.
         """
-        cls = type(self)
         emissionprob = np.asarray(self.emissionprob_, dtype=np.float64)
         if (not data.numpy or data.observed is not None or data.label_mask is not None or emissionprob.ndim != 2
-                or any(getattr(cls, hook) is not getattr(CategoricalHMM, hook) for hook in self._FUSED_HOOKS)):
+                or _replaces_fused_hooks(self, CategoricalHMM)):
             return None
         backend = numba_backend()
         k, n_symbols = emissionprob.shape
@@ -206,9 +213,6 @@ class CategoricalHMM(_EmissionProbHMM):
             return EStepResult(log_likelihood=log_likelihood, n_samples=n_samples, stats=None)
 
         return iteration
-
-    # Hooks the fused iteration stands in for (the same as GaussianHMM's)
-    _FUSED_HOOKS = GaussianHMM._FUSED_HOOKS
 
     def _sample_emissions(self, states, rng):
         e = np.asarray(self.emissionprob_)

@@ -8,11 +8,18 @@ from numbers import Real
 import numpy as np
 import torch
 
-from probkit.distributions.base import LOG_2PI
 from probkit.base import StrOptions, non_negative_real
 from probkit.distributions.mvn import COVARIANCE_TYPES, covariance_shape, full_covariances, n_covariance_parameters
 from probkit.em.engine import EStepResult
-from probkit.hmm._base import BaseHMM, EmptyStateWarning, _check_log_likelihoods, _warn_empty_rows
+from probkit.hmm._base import (
+    BaseHMM,
+    EmptyStateWarning,
+    _check_log_likelihoods,
+    _filled,
+    _fused_chain_priors,
+    _replaces_fused_hooks,
+    _warn_empty_rows,
+)
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import GaussianEmission
 from probkit.inference._lazy_numba import numba_backend
@@ -26,28 +33,6 @@ __all__ = ["GaussianHMM"]
 def _warn_empty_states(states):
     warn_user(f"state(s) {[int(k) for k in states]} received no data and kept their previous emission parameters",
               EmptyStateWarning)
-
-
-def _filled(value, shape):
-    """A new C-contiguous float64 array of ``shape`` holding ``value`` broadcast (``ValueError``
-    where it does not broadcast)."""
-    out = np.empty(shape)
-    out[...] = value
-    return out
-
-
-def _fused_chain_priors(model, k):
-    """The start and transition priors of an HMM as the (1, K) and (K, K) arrays of the
-    whole-iteration kernels, or ``None`` for prior shapes that only the general path
-    broadcasts."""
-    start_prior = np.asarray(model.startprob_prior, dtype=np.float64)
-    trans_prior = np.asarray(model.transmat_prior, dtype=np.float64)
-    if start_prior.ndim > 1 or trans_prior.ndim > 2:
-        return None
-    try:
-        return {"start_prior": _filled(start_prior, (1, k)), "trans_prior": _filled(trans_prior, (k, k))}
-    except ValueError:
-        return None
 
 
 def _fused_priors(model, k, d):
@@ -331,10 +316,6 @@ class GaussianHMM(BaseHMM):
         self.means_ = means
         self.covars_ = covars
 
-    # Hooks the fused iteration stands in for: a subclass that replaces one of them takes the general path.
-    _FUSED_HOOKS = ("_em_expectation", "_em_maximization", "_mstep_emission", "_emission_model", "_log_emission",
-                    "_log_start_trans", "_forward_backward")
-
     def _em_fused_iteration(self, data):
         """Each EM iteration of a complete float64 problem as one compiled call.
 
@@ -346,9 +327,8 @@ class GaussianHMM(BaseHMM):
         threads its steps), a subclass that replaces a hook, or prior shapes that only
         the general path broadcasts.
         """
-        cls = type(self)
         if (not data.numpy or data.observed is not None or data.label_mask is not None
-                or any(getattr(cls, hook) is not getattr(GaussianHMM, hook) for hook in self._FUSED_HOOKS)):
+                or _replaces_fused_hooks(self, GaussianHMM)):
             return None
         backend = numba_backend()
         k, d = self.n_components, self.n_features
