@@ -19,6 +19,7 @@ from probkit.em import engine
 from probkit.hmm import EmptyStateWarning
 from probkit.inference._lazy_numba import numba_backend
 from probkit.utils.threads import set_num_threads, worker_threads
+from tests.hmm.test_hmm_fused_iteration import assert_same_fit as assert_same_parameters
 from tests.hmm.test_hmm_fused_iteration import fit_both
 from tests.hmm.test_hmm_hmmlearn_parity import random_chain
 
@@ -43,12 +44,8 @@ def symbols(k, n_symbols, lengths, seed):
 
 
 def assert_same_fit(fused, general):
-    for name in ("startprob_", "transmat_", "emissionprob_"):
-        a, b = getattr(fused, name), getattr(general, name)
-        assert a.shape == b.shape, name
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13, err_msg=name)
-    np.testing.assert_allclose(fused.monitor_.history, general.monitor_.history, rtol=1e-10)
-    assert fused.n_iter_ == general.n_iter_
+    assert_same_parameters(fused, general, ("startprob_", "transmat_", "emissionprob_"), atol=1e-13,
+                           history_rtol=1e-10)
 
 
 @pytest.mark.parametrize("implementation", ["scaling", "log"])
