@@ -390,10 +390,12 @@ class GaussianEMIteration(_EMIterationWorkspace):
 
     @classmethod
     def create(cls, x, lengths, stats_shift, covariance_type, use_log, update, priors):
-        """The iteration of this problem, or ``None`` where it is large and worker threads
-        are configured (the separate, threaded E-step pays off there). On one thread it
-        applies at any size: its buffers are reused across iterations."""
-        if x.shape[0] * priors["means_weight"].shape[0] > _FUSED_MAX_SIZE and worker_threads() > 1:
+        """The iteration of this problem, or ``None`` where it is large and forward-backward
+        would spread its sequences over several worker threads (the separate, threaded
+        E-step pays off there). Otherwise it applies at any size (a single sequence is never
+        split): its buffers are reused across iterations."""
+        n_states = priors["means_weight"].shape[0]
+        if x.shape[0] * n_states > _FUSED_MAX_SIZE and len(_block_bounds(_offsets(lengths), n_states)) > 2:
             return None
         return cls(np.ascontiguousarray(x, dtype=np.float64), lengths, stats_shift, covariance_type, use_log,
                    update, priors)

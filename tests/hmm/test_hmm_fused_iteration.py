@@ -94,9 +94,9 @@ def test_default_priors_match_general_path(covariance_type, implementation):
 @pytest.mark.parametrize("implementation", ["scaling", "log"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_large_input_on_one_worker_matches_general_path(covariance_type, implementation, monkeypatch):
-    # Above the small-problem size the iteration applies on one worker thread (buffers kept
-    # across iterations, emissions exponentiated by numpy); with several workers the
-    # general path threads its steps instead.
+    # Above the small-problem size the iteration applies unless forward-backward would split
+    # the sequences over several worker threads (buffers kept across iterations, emissions
+    # exponentiated by numpy); where it would, the general path threads its steps instead.
     from probkit.inference import _numba_backend
     from probkit.utils import threads
 
@@ -114,7 +114,15 @@ def test_large_input_on_one_worker_matches_general_path(covariance_type, impleme
     for name, value in start.items():
         setattr(model, name, np.array(value, copy=True))
     model._check_options()
-    assert model._em_fused_iteration(model._validate_sequences(X, lengths, reset=True, training=True)) is None
+
+    def fused_iteration(lengths):
+        return model._em_fused_iteration(model._validate_sequences(X, lengths, reset=True, training=True))
+
+    # two workers: three sequences worth threading go the general way; one sequence, which
+    # forward-backward never splits, stays on the one-call iteration
+    monkeypatch.setattr(_numba_backend, "_MIN_WORK_FOR_THREADS", 0)
+    assert fused_iteration(lengths) is None
+    assert fused_iteration(None) is not None
 
 
 PRIORS = {
