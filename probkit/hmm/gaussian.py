@@ -323,9 +323,9 @@ class GaussianHMM(BaseHMM):
         (Dirichlet MAP start and transition rows, :meth:`_mstep_emission`) computed by
         ``GaussianEMIteration``, whose parameters the tests compare with the two hooks';
         ``None`` (the hooks run) with missing values, state labels, a torch device or
-        dtype, large inputs while several worker threads are configured (the general path
-        threads its steps), a subclass that replaces a hook, or prior shapes that only
-        the general path broadcasts.
+        dtype, large inputs whose sequences forward-backward spreads over several worker
+        threads (the general path threads its steps), a subclass that replaces a hook, or
+        prior shapes that only the general path broadcasts.
         """
         if (not data.numpy or data.observed is not None or data.label_mask is not None
                 or _replaces_fused_hooks(self, GaussianHMM)):
