@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, make_constrain
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from probkit.utils._array import resolve_device, resolve_dtype
+from probkit.utils.validation import validated_float64_rows
 
 __all__ = ["COMPUTE_CONSTRAINTS", "Interval", "ProbkitEstimator", "StrOptions", "positive_int", "non_negative_int",
            "non_negative_real"]
@@ -128,6 +129,11 @@ class ProbkitEstimator(BaseEstimator):
         ``reset=True`` (in ``fit``) records ``n_features_in_``; ``reset=False`` checks it.
         """
         X = _tensor_to_numpy(X)
+        if not allow_nd and (dtype is np.float64 or (isinstance(dtype, tuple) and np.float64 in dtype)):
+            # complete float64 rows, the common case, skip validate_data (most of a small fit's checking)
+            fast = validated_float64_rows(self, X, reset=reset, ensure_min_samples=ensure_min_samples)
+            if fast is not None:
+                return fast
         try:
             X = validate_data(
                 self,

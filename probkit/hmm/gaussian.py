@@ -25,7 +25,6 @@ from probkit.hmm._emissions import GaussianEmission
 from probkit.inference._lazy_numba import numba_backend
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
-from probkit.utils.validation import validated_float64_rows
 
 __all__ = ["GaussianHMM"]
 
@@ -145,9 +144,6 @@ class GaussianHMM(BaseHMM):
         return self.covariance_type in ("diag", "spherical")
 
     def _validate_emission_X(self, X, reset, allow_nan):
-        fast = validated_float64_rows(self, X, reset=reset)
-        if fast is not None:
-            return fast
         return self._validate_X(X, reset=reset, ensure_all_finite="allow-nan" if allow_nan else True)
 
     @property
