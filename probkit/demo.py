@@ -50,6 +50,12 @@ def _save_figure(fig, plt, output_dir, filename):
     print(f"  figure: {path}")
 
 
+def _earthquake_counts():
+    """The earthquake series: ``(years, counts, X)`` with ``X`` the counts as one float column."""
+    years, counts = load_earthquakes()
+    return years, counts, counts.reshape(-1, 1).astype(float)
+
+
 def old_faithful_gmm(output_dir, plt):
     """Select a Gaussian mixture for Old Faithful by BIC over K and covariance types."""
     X, names = load_old_faithful()
@@ -91,8 +97,7 @@ def old_faithful_gmm(output_dir, plt):
 
 def earthquake_poisson_mixture(output_dir, plt):
     """A Poisson mixture for over-dispersed annual earthquake counts (any-family EM)."""
-    years, counts = load_earthquakes()
-    X = counts.reshape(-1, 1)
+    years, counts, X = _earthquake_counts()
     print(f"\nMajor earthquakes {years[0]}-{years[-1]}: mean {counts.mean():.2f}, variance {counts.var(ddof=1):.2f} "
           "(over-dispersed for one Poisson)")
     fits = {}
@@ -230,8 +235,7 @@ def old_faithful_dirichlet_process(output_dir, plt):
 
 def earthquake_poisson_hmm(output_dir, plt):
     """Poisson HMM on annual earthquake counts, checked against the published maximum likelihood."""
-    years, counts = load_earthquakes()
-    X = counts.reshape(-1, 1)
+    years, counts, X = _earthquake_counts()
     print("\nMajor earthquakes as a Poisson HMM (the series is autocorrelated, not just over-dispersed)")
     fits = {k: PoissonHMM(k, n_iter=1000, tol=1e-8, n_init=POISSON_HMM_N_INIT, random_state=0).fit(X)
             for k in range(1, 5)}
@@ -259,8 +263,7 @@ def earthquake_hmm_vi_vs_nuts(output_dir, plt):
     NUTS samples the exact posterior of the rates and transition probabilities (the state
     paths summed out by the forward algorithm); the variational posterior is compared with it.
     """
-    years, counts = load_earthquakes()
-    X = counts.reshape(-1, 1).astype(float)
+    years, counts, X = _earthquake_counts()
     print("\nPoisson HMM of the earthquake counts: variational Bayes against NUTS")
     t0 = time.perf_counter()
     vem = VariationalHMM(2, emission="poisson", n_init=N_INIT or 3, random_state=0).fit(X)

@@ -357,6 +357,21 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
         check_probabilities(self.transmat_, (k, k), "transmat_")
         self._check_emission()
 
+    def _checked_state_rows(self, name):
+        """The parameter ``name`` as a float64 ``(n_components, n_features)`` array, one row per state.
+
+        Raises a ValueError naming ``name`` when it is not 2-D with ``n_components`` rows, or
+        when a fitted model (``n_features_in_`` set) has a different number of columns.
+        """
+        values = np.asarray(getattr(self, name), dtype=np.float64)
+        k = self.n_components
+        if values.ndim != 2 or values.shape[0] != k:
+            raise ValueError(f"{name} must have shape ({k}, n_features), got {values.shape}")
+        if hasattr(self, "n_features_in_") and values.shape[1] != self.n_features_in_:
+            raise ValueError(f"{name} has {values.shape[1]} features but the model was fitted on "
+                             f"{self.n_features_in_}")
+        return values
+
     def _io_check_state(self):
         """Check parameters restored by :func:`probkit.load` as hand-set ones are checked (once any is set)."""
         if hasattr(self, "startprob_") or hasattr(self, "transmat_"):

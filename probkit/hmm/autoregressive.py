@@ -229,12 +229,8 @@ class ARHMM(BaseHMM):
             if not hasattr(self, name):
                 raise ValueError(f"ARHMM needs coefs_, intercepts_ and covars_ (fit, or set them by hand); "
                                  f"{name} is missing")
-        b = np.asarray(self.intercepts_, dtype=np.float64)
-        if b.ndim != 2 or b.shape[0] != k:
-            raise ValueError(f"intercepts_ must have shape ({k}, n_features), got {b.shape}")
+        b = self._checked_state_rows("intercepts_")
         d = b.shape[1]
-        if hasattr(self, "n_features_in_") and d != self.n_features_in_:
-            raise ValueError(f"intercepts_ has {d} features but the model was fitted on {self.n_features_in_}")
         a = np.asarray(self.coefs_, dtype=np.float64)
         if a.shape != (k, p, d, d):
             raise ValueError(f"coefs_ must have shape (n_components, order, n_features, n_features) = "

@@ -358,11 +358,7 @@ class PoissonHMM(BaseHMM):
     def _check_emission(self):
         if not hasattr(self, "lambdas_"):
             raise ValueError("PoissonHMM needs lambdas_ (fit, or set it by hand)")
-        lam = np.asarray(self.lambdas_, dtype=np.float64)
-        if lam.ndim != 2 or lam.shape[0] != self.n_components:
-            raise ValueError(f"lambdas_ must have shape ({self.n_components}, n_features), got {lam.shape}")
-        if hasattr(self, "n_features_in_") and lam.shape[1] != self.n_features_in_:
-            raise ValueError(f"lambdas_ has {lam.shape[1]} features but X has {self.n_features_in_}")
+        lam = self._checked_state_rows("lambdas_")
         if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
             raise ValueError("lambdas_ must be positive and finite")
 

@@ -160,12 +160,8 @@ class GaussianHMM(BaseHMM):
         k = self.n_components
         if not hasattr(self, "means_") or not hasattr(self, "covars_"):
             raise ValueError("GaussianHMM needs means_ and covars_ (fit, or set them by hand)")
-        means = np.asarray(self.means_, dtype=np.float64)
-        if means.ndim != 2 or means.shape[0] != k:
-            raise ValueError(f"means_ must have shape ({k}, n_features), got {means.shape}")
+        means = self._checked_state_rows("means_")
         d = means.shape[1]
-        if hasattr(self, "n_features_in_") and d != self.n_features_in_:
-            raise ValueError(f"means_ has {d} features but the model was fitted on {self.n_features_in_}")
         covars = np.asarray(self.covars_, dtype=np.float64)
         shape = covariance_shape(self.covariance_type, k, d)
         if covars.shape != shape:

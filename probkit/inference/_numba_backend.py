@@ -98,15 +98,24 @@ def _transition_arrays(log_transmat):
     )
 
 
+def _chain_setup(log_prior, log_transmat, n_states, lengths):
+    """What the forward(-backward) drivers share: ``(offsets, bounds, trans, trans_t, log_trans_t, prior)``.
+
+    The sequence offsets and thread blocks of ``lengths``, the transition probabilities
+    (plain and transposed), the transposed log transition matrix and the first step's
+    probabilities ``exp(log_prior)``.
+    """
+    offsets = _offsets(lengths)
+    bounds = _block_bounds(offsets, n_states)
+    return (offsets, bounds, *_transition_arrays(log_transmat), np.exp(log_prior))
+
+
 def forward_backward(log_startprob, log_transmat, log_emission, lengths, use_log):
     """Returns (log_likelihood (n_seq,), posteriors (N, K), expected_transitions (K, K),
     expected_start (K,), status (n_seq,))."""
-    n_samples, n_states = log_emission.shape
-    offsets = _offsets(lengths)
+    n_states = log_emission.shape[1]
     n_seq = len(lengths)
-    bounds = _block_bounds(offsets, n_states)
-    trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
-    start = np.exp(log_startprob)
+    offsets, bounds, trans, trans_t, log_trans_t, start = _chain_setup(log_startprob, log_transmat, n_states, lengths)
     if use_log:
         post = np.empty_like(log_emission)
         shift = np.empty(0)
@@ -145,12 +154,9 @@ def forward(log_prior, log_transmat, log_emission, lengths, use_log, keep_log=Fa
     With ``keep_log`` the rows of sequences computed in log space hold log-probabilities
     (see ``status``), as the backward sampler needs.
     """
-    n_samples, n_states = log_emission.shape
-    offsets = _offsets(lengths)
+    n_states = log_emission.shape[1]
     n_seq = len(lengths)
-    bounds = _block_bounds(offsets, n_states)
-    trans, trans_t, log_trans_t = _transition_arrays(log_transmat)
-    prior = np.exp(log_prior)
+    offsets, bounds, trans, trans_t, log_trans_t, prior = _chain_setup(log_prior, log_transmat, n_states, lengths)
     verify = not use_log and not scaled_forward_is_exact(trans)
     if use_log:
         emis = filtered = np.empty_like(log_emission)

@@ -125,6 +125,17 @@ def shifted_log_emission(log_emission, out, shift):
 # ---------------------------------------------------------------------------------------
 
 
+@_jit(fastmath=_FAST_SUMS, inline="always")
+def _normalise_row(alpha, t, c):
+    """Divide row ``t`` of ``alpha`` by its sum ``c``; False (row left as is) when ``c`` is below ``SCALED_FLOOR``."""
+    if not c >= SCALED_FLOOR:
+        return False
+    inv = 1.0 / c
+    for j in range(alpha.shape[1]):
+        alpha[t, j] *= inv
+    return True
+
+
 @_jit(fastmath=_FAST_SUMS)
 def _forward_scaled_one(prior, trans_t, emis, shift, lo, hi, alpha):
     """Scaled forward pass over rows ``lo:hi``; returns ``(ok, log_likelihood)``.
@@ -140,11 +151,8 @@ def _forward_scaled_one(prior, trans_t, emis, shift, lo, hi, alpha):
         v = prior[j] * emis[lo, j]
         alpha[lo, j] = v
         c += v
-    if not c >= SCALED_FLOOR:
+    if not _normalise_row(alpha, lo, c):
         return False, 0.0
-    inv = 1.0 / c
-    for j in range(n_states):
-        alpha[lo, j] *= inv
     # Multiply normalisers and take one log per ~100 steps instead of one per step.
     scale_product = c
     log_scale = 0.0
@@ -158,11 +166,8 @@ def _forward_scaled_one(prior, trans_t, emis, shift, lo, hi, alpha):
             v = p * emis[t, j]
             alpha[t, j] = v
             c += v
-        if not c >= SCALED_FLOOR:
+        if not _normalise_row(alpha, t, c):
             return False, 0.0
-        inv = 1.0 / c
-        for j in range(n_states):
-            alpha[t, j] *= inv
         scale_product *= c
         if scale_product < 1e-100 or scale_product > 1e100:
             log_scale += math.log(scale_product)

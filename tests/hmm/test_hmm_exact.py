@@ -17,7 +17,7 @@ from sklearn.exceptions import NotFittedError
 
 from probkit import GMMHMM, HMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 from probkit.distributions import Gamma, MultivariateNormal, Normal
-from probkit.hmm import EmptyStateWarning
+from probkit.hmm import ARHMM, EmptyStateWarning
 
 LENGTHS = [5, 4]
 
@@ -429,6 +429,24 @@ def test_bad_hand_set_parameters(setter, error, match):
 def test_bad_input_at_fit(model, X, kwargs, error, match):
     with pytest.raises(error, match=match):
         model.fit(X, **kwargs)
+
+
+@pytest.mark.parametrize("make, attribute, X", [
+    (lambda: GaussianHMM(2, random_state=0), "means_", np.random.RandomState(0).normal(size=(40, 2))),
+    (lambda: PoissonHMM(2, random_state=0), "lambdas_", np.random.RandomState(0).poisson(3.0, size=(40, 2))),
+    (lambda: ARHMM(2, order=1, random_state=0), "intercepts_", np.random.RandomState(0).normal(size=(40, 2))),
+])
+def test_per_state_parameter_rows_and_width_are_checked(make, attribute, X):
+    model = make().fit(X)
+    good = getattr(model, attribute)
+    setattr(model, attribute, np.vstack([good, good[:1]]))
+    with pytest.raises(ValueError, match=rf"^{attribute} must have shape \(2, n_features\), got \(3, 2\)$"):
+        model.score(X)
+    setattr(model, attribute, good[:, :1])
+    with pytest.raises(ValueError, match=rf"^{attribute} has 1 features but the model was fitted on 2$"):
+        model.score(X)
+    setattr(model, attribute, good)
+    assert np.isfinite(model.score(X))
 
 
 def test_predict_before_fit_and_feature_mismatch():

@@ -75,12 +75,12 @@ def save_scan_context(ctx, initial_state, needs_grad, *saved):
     ctx.set_materialize_grads(False)
 
 
-def restore_scan_context(ctx, gout, h0_index=8):
-    """The tensors :func:`save_scan_context` kept, ``gout`` (zeros shaped like the first saved tensor
+def restore_scan_context(ctx, gout, h0_index=8, out_like=0):
+    """The tensors :func:`save_scan_context` kept, ``gout`` (zeros shaped like saved tensor ``out_like``
     where the output got no gradient) and whether the initial state (input ``h0_index``) wants one."""
     saved = ctx.saved_tensors
     if gout is None:
-        gout = torch.zeros_like(saved[0])
+        gout = torch.zeros_like(saved[out_like])
     return saved, gout, ctx.has_h0 and ctx.needs_input_grad[h0_index]
 
 

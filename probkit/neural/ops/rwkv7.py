@@ -35,7 +35,7 @@ import torch
 
 from . import _rwkv7_cpu
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
-                      compute_dtype, resolve_backend)
+                      compute_dtype, resolve_backend, restore_scan_context, save_scan_context)
 
 __all__ = ["rwkv7", "rwkv7_step"]
 
@@ -52,24 +52,18 @@ class _RWKV7Triton(torch.autograd.Function):
 
         need = any(ctx.needs_input_grad)
         o, sT, checkpoints = _rwkv7_triton.rwkv7_fwd(r, w, k, v, a, b, state0, save_states=need)
-        ctx.set_materialize_grads(False)
-        if need:
-            ctx.save_for_backward(r, w, k, v, a, b, checkpoints)
-            ctx.has_state0 = state0 is not None
-            ctx.state0_dtype = None if state0 is None else state0.dtype
+        save_scan_context(ctx, state0, need, r, w, k, v, a, b, checkpoints)
         return o, sT
 
     @staticmethod
     def backward(ctx, do, dsT):
         from . import _rwkv7_triton
 
-        r, w, k, v, a, b, checkpoints = ctx.saved_tensors
-        if do is None:
-            do = torch.zeros_like(v)
+        (r, w, k, v, a, b, checkpoints), do, need_s0 = restore_scan_context(ctx, do, h0_index=6, out_like=3)
         grads = _rwkv7_triton.rwkv7_bwd(r, w, k, v, a, b, checkpoints, do, dsT)
         dr, dw, dk, dv, da, db, ds0 = grads
         out = [g.to(x.dtype) for g, x in zip((dr, dw, dk, dv, da, db), (r, w, k, v, a, b))]
-        return (*out, ds0.to(ctx.state0_dtype) if ctx.has_state0 else None)
+        return (*out, ds0.to(ctx.h0_dtype) if need_s0 else None)
 
 
 def _reference(r, w, k, v, a, b, state0):

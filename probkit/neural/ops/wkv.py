@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
-                      compute_dtype, resolve_backend)
+                      compute_dtype, resolve_backend, restore_scan_context, save_scan_context)
 from ._reference import wkv4_ref, wkv6_ref
 
 __all__ = ["wkv4", "wkv4_step", "wkv6", "wkv6_step"]
@@ -98,9 +98,7 @@ class _WKV6Triton(torch.autograd.Function):
                                          save_every=ctx.save_every if need else None)
         else:
             o, sT, ck = wkv6_fwd(r, k, v, w, u, state0, save_chunks=need)
-        ctx.set_materialize_grads(False)
-        if need:
-            ctx.save_for_backward(r, k, v, w, u, state0, ck)
+        save_scan_context(ctx, state0, need, r, k, v, w, u, ck)
         return o, sT
 
     @staticmethod
@@ -108,15 +106,13 @@ class _WKV6Triton(torch.autograd.Function):
         from ._wkv6_chunked_bwd_triton import wkv6_bwd_chunked
         from ._wkv_triton import wkv6_bwd
 
-        r, k, v, w, u, state0, ck = ctx.saved_tensors
-        if do is None:
-            do = torch.zeros_like(v)
+        (r, k, v, w, u, ck), do, need_s0 = restore_scan_context(ctx, do, h0_index=5, out_like=2)
         if ctx.chunked_bwd:
             grads = wkv6_bwd_chunked(r, k, v, w, u, ck, do, dsT, save_every=ctx.save_every)
         else:
             grads = wkv6_bwd(r, k, v, w, u, ck, do, dsT)
         dr, dk, dv, dw, du = (g.to(x.dtype) for g, x in zip(grads[:5], (r, k, v, w, u)))
-        return dr, dk, dv, dw, du, None if state0 is None else grads[5].to(state0.dtype)
+        return dr, dk, dv, dw, du, grads[5].to(ctx.h0_dtype) if need_s0 else None
 
 
 # ----------------------------------------------------------------------------- RWKV-4
