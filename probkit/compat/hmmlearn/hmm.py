@@ -135,16 +135,8 @@ class GMMHMM(_HMMLearnAPI, _SettableNFeatures, _hmm.GMMHMM):
     params, init_params : str, default="stmcw"
         ``s`` start, ``t`` transitions, ``w`` weights, ``m`` means, ``c`` covariances.
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    weights_ : ndarray of shape (n_components, n_mix)
-    means_ : ndarray of shape (n_components, n_mix, n_features)
-    covars_ : ndarray
-        spherical ``(K, M)``, diag ``(K, M, d)``, full ``(K, M, d, d)``, tied ``(K, d, d)``
-        (as hmmlearn).
+    %(gmm_attributes)s
     n_features : int
-    monitor_ : ConvergenceMonitor
 
     Examples
     --------
@@ -239,10 +231,7 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
         ``s`` start, ``t`` transitions, ``e`` emission probabilities (of the categories
         of one trial).
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    emissionprob_ : ndarray of shape (n_components, n_features)
+    %(multinomial_attributes)s
 
     Examples
     --------
@@ -318,10 +307,7 @@ class PoissonHMM(_HMMLearnAPI, _hmm.PoissonHMM):
     params, init_params : str, default="stl"
         ``s`` start, ``t`` transitions, ``l`` rates.
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    lambdas_ : ndarray of shape (n_components, n_features)
+    %(poisson_attributes)s
 
     Examples
     --------
