@@ -73,8 +73,8 @@ class GaussianHMM(_HMMLearnAPI, _FullCovarsView, _hmm.GaussianHMM):
         Full matrices whatever ``covariance_type``; assign the compact shape
         (spherical ``(K,)``, diag ``(K, d)``, full ``(K, d, d)``, tied ``(d, d)``),
         which ``_covars_`` holds.
+    %(fit_attrs)s
     n_features : int
-    monitor_ : ConvergenceMonitor
 
     Examples
     --------
@@ -190,6 +190,7 @@ class CategoricalHMM(_SymbolInput, _HMMLearnAPI, _hmm.CategoricalHMM):
     %(chain_attrs)s
     emissionprob_ : ndarray of shape (n_components, n_features)
         Probability of each symbol in each state.
+    %(fit_attrs)s
 
     Examples
     --------
