@@ -170,6 +170,14 @@ class SequenceEMMixin:
         self._check_options()
         self._check()
 
+    def _training_sequences(self, X, y, lengths, **options):
+        """How every ``fit`` starts: nothing in scikit-learn's ``y`` slot, valid constructor
+        options, and the training sequences validated (``options``: the subclass's extra
+        arguments of ``_validate_sequences``, e.g. ``state_labels``)."""
+        check_y_slot(self, "fit", X, y)
+        self._check_options()
+        return self._validate_sequences(X, lengths, reset=True, training=True, **options)
+
     def _em_get_state(self):
         return {k: v for k, v in vars(self).items()
                 if k.endswith("_") and not k.startswith("__") and k != "monitor_"}
@@ -493,9 +501,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
         -------
         self
         """
-        check_y_slot(self, "fit", X, y)
-        self._check_options()
-        data = self._validate_sequences(X, lengths, reset=True, state_labels=state_labels, training=True)
+        data = self._training_sequences(X, y, lengths, state_labels=state_labels)
         fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
 
@@ -528,15 +534,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
         %(sequences)s
         %(stepwise_options)s
 
-        Returns
-        -------
-        self
-
-        Notes
-        -----
-        ``n_iter_`` counts the batches of the online run and ``monitor_.history`` holds
-        the total log-likelihood of every batch under the parameters before its step.
-        Stepwise EM has no stopping rule: ``converged_`` is False.
+        %(stepwise_returns)s
 
         Examples
         --------
@@ -628,13 +626,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
     def score(self, X, y=None, *, lengths=None):
         """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
 
-        Parameters
-        ----------
-        %(sequences)s
-
-        Returns
-        -------
-        log_likelihood : float
+        %(sequences_to_log_likelihood)s
         """
         check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)

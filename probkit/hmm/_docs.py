@@ -7,7 +7,7 @@ signature takes, with its own defaults.
 
 from __future__ import annotations
 
-from probkit.utils._docstrings import STEPWISE_OPTIONS, DocFragments
+from probkit.utils._docstrings import STEPWISE_OPTIONS, DocFragments, parameters_returns, stepwise_returns
 
 __all__ = ["HMM_DOCS"]
 
@@ -47,6 +47,36 @@ _COMPUTE_OPTIONS = [
     Compute precision (float64 by default).""",
 ]
 
+_SEQUENCES = [
+    """X : array-like of shape (n_samples, n_features), or a list of such arrays
+    Sequences stacked along the first axis (or one array per sequence).""",
+    """y : None
+    Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.""",
+    """lengths : array-like of int, optional
+    Lengths of the sequences in ``X``; they must sum to ``n_samples``.""",
+]
+
+_CHAIN_ATTRS = """startprob_ : ndarray of shape (n_components,)
+    Probability of each state at the first step of a sequence.
+transmat_ : ndarray of shape (n_components, n_components)
+    ``transmat_[i, j]``: probability of moving from state ``i`` to state ``j``."""
+
+_FIT_ATTRS = """monitor_ : ConvergenceMonitor
+    ``history`` holds the objective of every iteration.
+n_iter_ : int
+    EM iterations run (of the kept initialisation).
+converged_ : bool
+    Whether the gain fell below ``tol`` within ``n_iter`` iterations.
+n_features_in_ : int
+    Number of features seen in :meth:`fit`."""
+
+
+def _attributes(*emission_entries):
+    """The ``Attributes`` section of an EM-fitted HMM: the chain's parameters, the emission's
+    entries, and what ``fit`` records."""
+    return "\n".join(["Attributes", "----------", _CHAIN_ATTRS, *emission_entries, _FIT_ATTRS])
+
+
 HMM_DOCS = DocFragments(
     parameters={
         "n_components": [
@@ -58,14 +88,7 @@ HMM_DOCS = DocFragments(
         "em_options": _EM_OPTIONS,
         "compute_options": _COMPUTE_OPTIONS,
         "stepwise_options": STEPWISE_OPTIONS,
-        "sequences": [
-            """X : array-like of shape (n_samples, n_features), or a list of such arrays
-    Sequences stacked along the first axis (or one array per sequence).""",
-            """y : None
-    Unused (scikit-learn's slot). Sequence lengths passed here are an error: use ``lengths=``.""",
-            """lengths : array-like of int, optional
-    Lengths of the sequences in ``X``; they must sum to ``n_samples``.""",
-        ],
+        "sequences": _SEQUENCES,
         "sample_options": [
             """n_samples : int, default=$n_samples
     Number of steps.""",
@@ -76,17 +99,26 @@ HMM_DOCS = DocFragments(
         ],
     },
     sections={
-        "chain_attrs": """startprob_ : ndarray of shape (n_components,)
-    Probability of each state at the first step of a sequence.
-transmat_ : ndarray of shape (n_components, n_components)
-    ``transmat_[i, j]``: probability of moving from state ``i`` to state ``j``.""",
-        "fit_attrs": """monitor_ : ConvergenceMonitor
-    ``history`` holds the objective of every iteration.
-n_iter_ : int
-    EM iterations run (of the kept initialisation).
-converged_ : bool
-    Whether the gain fell below ``tol`` within ``n_iter`` iterations.
-n_features_in_ : int
-    Number of features seen in :meth:`fit`.""",
+        "chain_attrs": _CHAIN_ATTRS,
+        "fit_attrs": _FIT_ATTRS,
+        # methods that take only the sequences (``fit``, ``score``)
+        "sequences_to_self": parameters_returns(_SEQUENCES, "self"),
+        "sequences_to_log_likelihood": parameters_returns(_SEQUENCES, "log_likelihood : float"),
+        "stepwise_returns": stepwise_returns(
+            "``monitor_.history`` holds the total log-likelihood of every batch under the\n"
+            "parameters before its step."),
+        # the whole Attributes section of the models that probkit.hmm and probkit.compat.hmmlearn share
+        "multinomial_attributes": _attributes(
+            """emissionprob_ : ndarray of shape (n_components, n_features)
+    Probability of each category in each state."""),
+        "poisson_attributes": _attributes(
+            """lambdas_ : ndarray of shape (n_components, n_features)
+    Rate of each feature in each state."""),
+        "gmm_attributes": _attributes(
+            """weights_ : ndarray of shape (n_components, n_mix)
+means_ : ndarray of shape (n_components, n_mix, n_features)
+covars_ : ndarray
+    full ``(K, M, d, d)``, diag ``(K, M, d)``, spherical ``(K, M)``, tied ``(K, d, d)``
+    (as hmmlearn)."""),
     },
 )

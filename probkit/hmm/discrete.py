@@ -238,12 +238,7 @@ class MultinomialHMM(_EmissionProbHMM):
         Parameters updated by EM / initialised before it: ``s`` start, ``t`` transitions,
         ``e`` emission probabilities.
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    emissionprob_ : ndarray of shape (n_components, n_features)
-        Probability of each category in each state.
-    %(fit_attrs)s
+    %(multinomial_attributes)s
 
     Examples
     --------
@@ -316,12 +311,7 @@ class PoissonHMM(BaseHMM):
     missing : {"error", "marginalize"}, default="error"
         ``"marginalize"`` lets NaN counts drop out of the likelihood and statistics.
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    lambdas_ : ndarray of shape (n_components, n_features)
-        Rate of each feature in each state.
-    %(fit_attrs)s
+    %(poisson_attributes)s
 
     Examples
     --------

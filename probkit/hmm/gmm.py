@@ -54,14 +54,7 @@ class GMMHMM(BaseHMM):
     not on the parameters after a fit step; its spherical default prior also departs from
     maximum likelihood when ``n_mix != n_features``.
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    weights_ : ndarray of shape (n_components, n_mix)
-    means_ : ndarray of shape (n_components, n_mix, n_features)
-    covars_ : ndarray
-        full ``(K, M, d, d)``, diag ``(K, M, d)``, spherical ``(K, M)``, tied ``(K, d, d)``.
-    %(fit_attrs)s
+    %(gmm_attributes)s
 
     Examples
     --------

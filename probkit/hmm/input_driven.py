@@ -595,9 +595,7 @@ class InputDrivenHMM(BaseHMM):
         -------
         self
         """
-        check_y_slot(self, "fit", X, y)
-        self._check_options()
-        data = self._validate_sequences(X, lengths, inputs, reset=True, training=True)
+        data = self._training_sequences(X, y, lengths, inputs=inputs)
         fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
 

@@ -752,17 +752,9 @@ class VariationalHMM(BaseHMM):
     def fit(self, X, y=None, *, lengths=None):
         """Fit the variational posterior (VB-EM or SVI) or sample the posterior (NUTS).
 
-        Parameters
-        ----------
-        %(sequences)s
-
-        Returns
-        -------
-        self
+        %(sequences_to_self)s
         """
-        check_y_slot(self, "fit", X, y)
-        self._check_options()
-        data = self._validate_sequences(X, lengths, reset=True, training=True)
+        data = self._training_sequences(X, y, lengths)
         self._priors = self._resolve_priors(data)
         self.prior_ = self._priors
         self._fam = self._family().center_on(data.x)
@@ -961,13 +953,7 @@ class VariationalHMM(BaseHMM):
         ``logsumexp_s log p(X | theta_s) - log S``. The draws are seeded by ``random_state``.
         (:meth:`score_samples` and :meth:`decode` use the posterior-mean parameters.)
 
-        Parameters
-        ----------
-        %(sequences)s
-
-        Returns
-        -------
-        float
+        %(sequences_to_log_likelihood)s
         """
         check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)

@@ -370,17 +370,9 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
     def fit(self, X, y=None, *, lengths=None):
         """Estimate the parameters by EM.
 
-        Parameters
-        ----------
-        %(sequences)s
-
-        Returns
-        -------
-        self
+        %(sequences_to_self)s
         """
-        check_y_slot(self, "fit", X, y)
-        self._check_options()
-        data = self._validate_sequences(X, lengths, reset=True, training=True)
+        data = self._training_sequences(X, y, lengths)
         fit_sequence_em(self, data, check_random_state(self.random_state))
         return self
 
@@ -392,16 +384,7 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
     def score(self, X, y=None, *, lengths=None):
         """Total log-likelihood of the sequences in ``X``.
 
-        Parameters
-        ----------
-        X, lengths
-            As in :meth:`fit`.
-        y : None
-            Unused (scikit-learn's slot).
-
-        Returns
-        -------
-        log_likelihood : float
+        %(sequences_to_log_likelihood)s
         """
         check_y_slot(self, "score", X, y)
         data = self._prepare_predict(X, lengths)

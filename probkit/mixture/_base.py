@@ -14,7 +14,7 @@ from probkit.em.engine import EStepResult, run_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
 from probkit.components import add_stats
-from probkit.utils._docstrings import COMMON_DOCS
+from probkit.utils._docstrings import COMMON_DOCS, DocFragments, stepwise_returns
 from probkit.utils._array import to_numpy
 from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state, torch_generator
@@ -26,6 +26,13 @@ __all__ = ["BaseMixture", "MixtureDensityMixin", "mixture_estep", "sample_mixtur
 # Rows per E-step block: bounds the (rows, K, d) temporaries of the batched
 # log-density and statistics products, so peak memory does not grow with n_samples * K.
 DEFAULT_CHUNK_SIZE = 8192
+
+_DOCS = DocFragments(parameters=COMMON_DOCS.parameters, sections={
+    **COMMON_DOCS.sections,
+    "stepwise_returns": stepwise_returns(
+        "``lower_bound_`` is the mean log-likelihood of the latest batch under the parameters\n"
+        "before its step and ``lower_bounds_`` holds one such value per batch."),
+})
 
 
 @dataclass
@@ -201,7 +208,7 @@ class MixtureDensityMixin(DensityMixin):
                               self.random_state if random_state is None else random_state, device=device)
 
 
-@COMMON_DOCS.fill
+@_DOCS.fill
 class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
     """Base class of EM-fitted mixtures: the E-step, M-step, prediction and sampling.
 
@@ -383,16 +390,7 @@ class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
         sample_weight : array-like of shape (n_samples,), optional
         %(stepwise_options)s
 
-        Returns
-        -------
-        self
-
-        Notes
-        -----
-        ``n_iter_`` counts the batches of the online run, ``lower_bound_`` is the mean
-        log-likelihood of the latest batch under the parameters before its step and
-        ``lower_bounds_`` holds one such value per batch. Stepwise EM has no stopping
-        rule: ``converged_`` is False.
+        %(stepwise_returns)s
 
         Examples
         --------

@@ -35,11 +35,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils._docstrings import DocFragments
 from probkit.utils.validation import check_int
 
 __all__ = ["CategoricalHead", "GaussianHead", "MixtureGaussianHead", "make_head"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+# the heads' parameters, each rendered where a head's __init__ takes it
+_DOCS = DocFragments(parameters={"head_params": [
+    """d_model : int
+    Feature size of the input.""",
+    """n_classes : int
+    Number of classes (or vocabulary size).""",
+    """n_outputs : int
+    Dimension ``D`` of the target vector.""",
+    """n_components : int, default=$n_components
+    Number of mixture components ``K``.""",
+    """min_scale : float, default=$min_scale
+    Lower bound of the standard deviations (``softplus(raw) + min_scale``).""",
+    """learn_scale : bool, default=$learn_scale
+    False fixes every standard deviation to 1 (the raw output is then the means
+    alone, and ``-log_prob`` is half the squared error plus a constant).""",
+]})
 
 
 def _wide(t):
@@ -53,15 +71,13 @@ def _check_temperature(temperature):
     return float(temperature)
 
 
+@_DOCS.fill
 class CategoricalHead(nn.Module):
     """Categorical distribution over ``n_classes`` symbols (logits from a linear layer).
 
     Parameters
     ----------
-    d_model : int
-        Feature size of the input.
-    n_classes : int
-        Number of classes (or vocabulary size).
+    %(head_params)s
 
     Examples
     --------
@@ -117,20 +133,13 @@ class CategoricalHead(nn.Module):
         return self.probs(out)
 
 
+@_DOCS.fill
 class GaussianHead(nn.Module):
     """Diagonal Gaussian over ``n_outputs`` real values.
 
     Parameters
     ----------
-    d_model : int
-        Feature size of the input.
-    n_outputs : int
-        Dimension ``D`` of the target vector.
-    min_scale : float, default=1e-3
-        Lower bound of the standard deviations (``softplus(raw) + min_scale``).
-    learn_scale : bool, default=True
-        False fixes every standard deviation to 1 (the raw output is then the means
-        alone, and ``-log_prob`` is half the squared error plus a constant).
+    %(head_params)s
 
     Examples
     --------
@@ -189,19 +198,13 @@ class GaussianHead(nn.Module):
         return mu + t * sigma * eps
 
 
+@_DOCS.fill
 class MixtureGaussianHead(nn.Module):
     """Mixture of ``n_components`` diagonal Gaussians over ``n_outputs`` real values.
 
     Parameters
     ----------
-    d_model : int
-        Feature size of the input.
-    n_outputs : int
-        Dimension ``D`` of the target vector.
-    n_components : int, default=5
-        Number of mixture components ``K``.
-    min_scale : float, default=1e-3
-        Lower bound of the standard deviations.
+    %(head_params)s
 
     Examples
     --------

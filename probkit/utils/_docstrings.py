@@ -17,7 +17,8 @@ import inspect
 import math
 import string
 
-__all__ = ["COMMON_DOCS", "ROWS", "STEPWISE_OPTIONS", "TARGETS", "DocFragments", "parameters_returns"]
+__all__ = ["COMMON_DOCS", "ROWS", "STEPWISE_OPTIONS", "TARGETS", "DocFragments", "parameters_returns",
+           "stepwise_returns"]
 
 
 def _format_default(value):
@@ -170,6 +171,28 @@ def parameters_returns(parameters, returns):
     float
     """
     return "\n".join(["Parameters", "----------", *parameters, "", "Returns", "-------", returns])
+
+
+def stepwise_returns(batch_record):
+    """The ``Returns`` and ``Notes`` sections of a ``partial_fit`` that takes one stepwise-EM step
+    (:mod:`probkit.em.online`); ``batch_record`` says where the model keeps each batch's log-likelihood.
+
+    Examples
+    --------
+    >>> print(stepwise_returns("``history_`` holds the log-likelihood of every batch."))
+    Returns
+    -------
+    self
+    <BLANKLINE>
+    Notes
+    -----
+    ``n_iter_`` counts the batches of the online run; stepwise EM has no stopping rule:
+    ``converged_`` is False.
+    ``history_`` holds the log-likelihood of every batch.
+    """
+    return "\n".join(["Returns", "-------", "self", "", "Notes", "-----",
+                      "``n_iter_`` counts the batches of the online run; stepwise EM has no stopping rule:",
+                      "``converged_`` is False.", batch_record])
 
 
 # Sections that read the same in estimators of several packages.

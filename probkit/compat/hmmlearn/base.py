@@ -421,18 +421,20 @@ class BaseHMM(_HMMLearnAPI, _ProbkitBaseHMM):
         self._hmmlearn_setup()
 
     def _compute_log_likelihood(self, X):
-        if type(self)._compute_likelihood is not BaseHMM._compute_likelihood:
-            with np.errstate(divide="ignore"):
-                return np.log(self._compute_likelihood(X))
-        raise NotImplementedError(f"{type(self).__name__} must implement _compute_log_likelihood(X) "
-                                  "or _compute_likelihood(X)")
+        return self._from_subclass_hook("_compute_likelihood", np.log, X)
 
     def _compute_likelihood(self, X):
-        if type(self)._compute_log_likelihood is not BaseHMM._compute_log_likelihood:
-            with np.errstate(under="ignore"):
-                return np.exp(self._compute_log_likelihood(X))
-        raise NotImplementedError(f"{type(self).__name__} must implement _compute_log_likelihood(X) "
-                                  "or _compute_likelihood(X)")
+        return self._from_subclass_hook("_compute_log_likelihood", np.exp, X)
+
+    def _from_subclass_hook(self, hook, convert, X):
+        """``convert`` of what the subclass's ``hook`` returns for ``X`` (each of the two
+        emission hooks is answered from the other, which the subclass implements)."""
+        if getattr(type(self), hook) is getattr(BaseHMM, hook):
+            raise NotImplementedError(f"{type(self).__name__} must implement _compute_log_likelihood(X) "
+                                      "or _compute_likelihood(X)")
+        # a zero likelihood has log-likelihood -inf, and a tiny one underflows to 0: both intended
+        with np.errstate(divide="ignore", under="ignore"):
+            return convert(getattr(self, hook)(X))
 
     def _generate_sample_from_state(self, state, random_state):
         return ()

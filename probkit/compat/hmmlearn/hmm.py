@@ -73,8 +73,8 @@ class GaussianHMM(_HMMLearnAPI, _FullCovarsView, _hmm.GaussianHMM):
         Full matrices whatever ``covariance_type``; assign the compact shape
         (spherical ``(K,)``, diag ``(K, d)``, full ``(K, d, d)``, tied ``(d, d)``),
         which ``_covars_`` holds.
+    %(fit_attrs)s
     n_features : int
-    monitor_ : ConvergenceMonitor
 
     Examples
     --------
@@ -135,16 +135,8 @@ class GMMHMM(_HMMLearnAPI, _SettableNFeatures, _hmm.GMMHMM):
     params, init_params : str, default="stmcw"
         ``s`` start, ``t`` transitions, ``w`` weights, ``m`` means, ``c`` covariances.
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    weights_ : ndarray of shape (n_components, n_mix)
-    means_ : ndarray of shape (n_components, n_mix, n_features)
-    covars_ : ndarray
-        spherical ``(K, M)``, diag ``(K, M, d)``, full ``(K, M, d, d)``, tied ``(K, d, d)``
-        (as hmmlearn).
+    %(gmm_attributes)s
     n_features : int
-    monitor_ : ConvergenceMonitor
 
     Examples
     --------
@@ -198,6 +190,7 @@ class CategoricalHMM(_SymbolInput, _HMMLearnAPI, _hmm.CategoricalHMM):
     %(chain_attrs)s
     emissionprob_ : ndarray of shape (n_components, n_features)
         Probability of each symbol in each state.
+    %(fit_attrs)s
 
     Examples
     --------
@@ -239,10 +232,7 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
         ``s`` start, ``t`` transitions, ``e`` emission probabilities (of the categories
         of one trial).
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    emissionprob_ : ndarray of shape (n_components, n_features)
+    %(multinomial_attributes)s
 
     Examples
     --------
@@ -318,10 +308,7 @@ class PoissonHMM(_HMMLearnAPI, _hmm.PoissonHMM):
     params, init_params : str, default="stl"
         ``s`` start, ``t`` transitions, ``l`` rates.
 
-    Attributes
-    ----------
-    %(chain_attrs)s
-    lambdas_ : ndarray of shape (n_components, n_features)
+    %(poisson_attributes)s
 
     Examples
     --------

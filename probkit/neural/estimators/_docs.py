@@ -6,7 +6,7 @@ show the documented signature's own defaults.
 
 from __future__ import annotations
 
-from probkit.utils._docstrings import DocFragments
+from probkit.utils._docstrings import ROWS, DocFragments, parameters_returns
 
 __all__ = ["NEURAL_DOCS"]
 
@@ -47,6 +47,25 @@ _SEQUENCE_FORMS = """Sequences enter every method in one of the three forms of p
   sequence;
 * a padded array with ``valid_lengths=``: ``(N, L, n_features)`` (``(N, L)`` tokens),
   the valid prefix of each row (default: all ``L`` steps)."""
+
+
+
+def _sequences_to(returns, *parameters):
+    """A ``Parameters`` section on sequences (with further ``parameters``) and a ``Returns`` section."""
+    return parameters_returns([_SEQUENCES, *parameters], returns)
+
+
+def _bounds_returns(shape, x, more=""):
+    """The ``Returns`` section of ``bounds``: the two bounds of each row or sequence ``x``
+    (and the ``more`` entries of the dict)."""
+    return f"""Returns
+-------
+dict
+    ``"elbo"``: ``mean_k w_k`` and ``"iwae"``: ``log mean_k exp(w_k)``, arrays of
+    shape ({shape},) in nats (data units), with
+    ``w_k = log p({x}, z_k) - log q(z_k | {x})``{more}. Both are lower
+    bounds of ``log p({x})`` (in expectation), and ``iwae >= elbo``."""
+
 
 NEURAL_DOCS = DocFragments(
     parameters={
@@ -170,6 +189,20 @@ all ranks end with the same weights.""",
         "tabular_rows": """A 2-D array without ``lengths`` is one sequence; ``N`` sequences of one step each
 (scikit-learn's tabular layout) are ``X`` with ``lengths=np.ones(N, dtype=int)``.""",
         "sequence_forms": _SEQUENCE_FORMS,
+        # a method's whole Parameters and Returns sections: what it takes to what it returns
+        "sequences_to_values": _sequences_to(
+            "ndarray of shape (n_sequences,)\n    One value per sequence (per window of one long token sequence)."),
+        "sequences_to_score": _sequences_to("float", "y : ignored"),
+        "sequences_to_labels": _sequences_to("ndarray of shape (n_sequences,)"),
+        "sequences_to_class_table": _sequences_to("ndarray of shape (n_sequences, n_classes)"),
+        "sequences_to_latents": _sequences_to("ndarray of shape (n_sequences, n_components)"),
+        "steps_to_values": _sequences_to("ndarray of shape (n_samples,)"),
+        "steps_to_state_table": _sequences_to("ndarray of shape (n_samples, n_components)"),
+        "rows_to_latents": parameters_returns([ROWS], "ndarray of shape (n_samples, n_components)"),
+        "row_bounds_returns": _bounds_returns("n_samples", "x"),
+        "sequence_bounds_returns": _bounds_returns("n_sequences", "x_{1:T}"),
+        "sequence_bounds_lengths_returns": _bounds_returns(
+            "n_sequences", "x_{1:T}", ';\n    ``"lengths"``: the sequence lengths'),
         "per_step_notes": _SEQUENCE_FORMS + """
 
 One long token sequence, a 1-D array without ``lengths``, is cut into consecutive

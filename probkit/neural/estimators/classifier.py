@@ -106,11 +106,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def predict_log_proba(self, X, *, lengths=None, valid_lengths=None):
         """Log-probabilities of the classes.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_sequences, n_classes)
+        %(sequences_to_class_table)s
         """
         return self._pooled(X, lengths, valid_lengths, lambda out, b: F.log_softmax(out.double(), dim=-1))
 
@@ -118,11 +114,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def predict_proba(self, X, *, lengths=None, valid_lengths=None):
         """Class probabilities; columns follow ``classes_``.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_sequences, n_classes)
+        %(sequences_to_class_table)s
         """
         return np.exp(self.predict_log_proba(X, lengths=lengths, valid_lengths=valid_lengths))
 
@@ -130,11 +122,7 @@ class SequenceClassifier(ClassifierMixin, SequenceNetEstimator):
     def predict(self, X, *, lengths=None, valid_lengths=None):
         """Most probable class of each sequence.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_sequences,)
+        %(sequences_to_labels)s
         """
         log_proba = self.predict_log_proba(X, lengths=lengths, valid_lengths=valid_lengths)
         return self.classes_[np.argmax(log_proba, axis=1)]

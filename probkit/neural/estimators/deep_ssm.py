@@ -193,13 +193,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         %(sequence_params)s
         %(bounds_params)s
 
-        Returns
-        -------
-        dict
-            ``"elbo"``: ``mean_k w_k`` and ``"iwae"``: ``log mean_k exp(w_k)``, arrays of
-            shape (n_sequences,), in nats (data units), where ``w_k = log p(x, z_k) - log
-            q(z_k | x)``; ``"lengths"``: the sequence lengths. Both are lower bounds of
-            ``log p(x)``, and ``iwae >= elbo``.
+        %(sequence_bounds_lengths_returns)s
         """
         k = check_positive_int(n_particles, "n_particles")
         batch, data, gen = self._data_and_generator(X, lengths, valid_lengths, random_state)

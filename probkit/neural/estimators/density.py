@@ -120,12 +120,7 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
     def score_samples(self, X, *, lengths=None, valid_lengths=None):
         """Log-likelihood ``log p(x_{1:T})`` of each sequence, in nats.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_sequences,)
-            One value per sequence (per window of one long token sequence).
+        %(sequences_to_values)s
         """
         return self._sequence_log_likelihoods(X, lengths, valid_lengths)[0]
 
@@ -135,12 +130,7 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
         The total log-likelihood of all sequences divided by their total length; for
         tokens, ``-score / log(2)`` is the cross-entropy in bits per symbol.
 
-        %(sequence_params)s
-        y : ignored
-
-        Returns
-        -------
-        float
+        %(sequences_to_score)s
         """
         check_y_slot(self, "score", X, y)
         totals, lens = self._sequence_log_likelihoods(X, lengths, valid_lengths)

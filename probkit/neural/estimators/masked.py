@@ -332,12 +332,7 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
     def score_samples(self, X, *, lengths=None, valid_lengths=None):
         """Pseudo-log-likelihood ``sum_t log p(x_t | x_{-t})`` of each sequence, in nats.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_sequences,)
-            One value per sequence (per window of one long token sequence).
+        %(sequences_to_values)s
         """
         lp, windowed = self._pseudo_log_likelihoods(X, lengths, valid_lengths)
         return np.add.reduceat(lp, windowed.offsets[:-1])
@@ -345,12 +340,7 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
     def score(self, X, y=None, *, lengths=None, valid_lengths=None):
         """Mean pseudo-log-likelihood per position, in nats (higher is better).
 
-        %(sequence_params)s
-        y : ignored
-
-        Returns
-        -------
-        float
+        %(sequences_to_score)s
         """
         check_y_slot(self, "score", X, y)
         lp, _ = self._pseudo_log_likelihoods(X, lengths, valid_lengths)

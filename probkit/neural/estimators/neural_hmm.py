@@ -277,12 +277,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     def score(self, X, y=None, *, lengths=None, valid_lengths=None):
         """Total log-likelihood ``sum_i log p(x^{(i)})`` of the sequences in ``X``, in nats (as hmmlearn).
 
-        %(sequence_params)s
-        y : None
-
-        Returns
-        -------
-        float
+        %(sequences_to_score)s
         """
         check_y_slot(self, "score", X, y)
         return self._total_log_likelihood(X, lengths, valid_lengths)[0]
@@ -309,11 +304,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
 
         The rows of a sequence sum to its log-likelihood.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
+        %(steps_to_values)s
         """
         return self._infer("predictive_log_prob", X, lengths, valid_lengths, per_step=True)[0] + self._log_jacobian()
 
@@ -321,11 +312,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     def predict_proba(self, X, *, lengths=None, valid_lengths=None):
         """Posterior probability of each state at each step, ``p(z_t = k | x_{1:T})``.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components)
+        %(steps_to_state_table)s
         """
         return self._infer("posteriors", X, lengths, valid_lengths, per_step=True)[0]
 
@@ -360,11 +347,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     def predict(self, X, *, lengths=None, valid_lengths=None):
         """Most likely state of each step, decoded with ``algorithm``.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
+        %(steps_to_values)s
         """
         return self.decode(X, lengths=lengths, valid_lengths=valid_lengths)[1]
 

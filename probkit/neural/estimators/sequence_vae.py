@@ -363,11 +363,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
     def transform(self, X, *, lengths=None, valid_lengths=None):
         """Posterior means ``E_q[z | x_{1:T}]`` (the encoder's means), one row per sequence.
 
-        %(sequence_params)s
-
-        Returns
-        -------
-        ndarray of shape (n_sequences, n_components)
+        %(sequences_to_latents)s
         """
         data = self._data(X, lengths, valid_lengths)
         return np.stack(self._evaluate(data, lambda b: self.module_.encode(b["x_in"], b["lengths"])[0].double()))
@@ -383,12 +379,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
         %(sequence_params)s
         %(bounds_params)s
 
-        Returns
-        -------
-        dict
-            ``"elbo"``: ``mean_k w_k`` and ``"iwae"``: ``log mean_k exp(w_k)``, arrays of
-            shape (n_sequences,) in nats (data units), with
-            ``w_k = log p(x_{1:T}, z_k) - log q(z_k | x_{1:T})``; ``iwae >= elbo``.
+        %(sequence_bounds_returns)s
         """
         k = check_positive_int(n_particles, "n_particles")
         data = self._data(X, lengths, valid_lengths)

@@ -304,13 +304,7 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
     def transform(self, X):
         """Posterior means ``E_q[z | x]`` (the encoder's means).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components)
+        %(rows_to_latents)s
         """
         x_in, _ = self._prepared(X)
         with torch.no_grad():
@@ -344,12 +338,7 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
         X : array-like of shape (n_samples, n_features)
         %(bounds_params)s
 
-        Returns
-        -------
-        dict
-            ``"elbo"``: ``mean_k w_k`` and ``"iwae"``: ``log mean_k exp(w_k)``, arrays of
-            shape (n_samples,) in nats (data units), with ``w_k = log p(x, z_k) - log q(z_k | x)``.
-            Both are lower bounds of ``log p(x)`` (in expectation), and ``iwae >= elbo``.
+        %(row_bounds_returns)s
         """
         k = check_positive_int(n_particles, "n_particles")
         x_in, x_obs = self._prepared(X)

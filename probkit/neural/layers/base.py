@@ -17,6 +17,8 @@ import operator
 import torch
 from torch import nn
 
+from ._docs import LAYER_DOCS
+
 __all__ = ["RMSNorm", "SequenceLayer", "make_norm"]
 
 NORMS = ("rms", "layer")
@@ -75,6 +77,7 @@ def make_norm(norm, d_model, eps=1e-6):
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
+@LAYER_DOCS.fill
 class SequenceLayer(nn.Module, metaclass=abc.ABCMeta):
     """Base class of the backbone layers (pre-norm residual blocks).
 
@@ -86,8 +89,7 @@ class SequenceLayer(nn.Module, metaclass=abc.ABCMeta):
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
+    %(d_model)s
 
     Examples
     --------

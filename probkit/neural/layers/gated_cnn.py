@@ -26,26 +26,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import causal_conv1d, causal_conv1d_update
+from ._docs import LAYER_DOCS
 from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
 
 __all__ = ["GatedCNNLayer"]
 
 
+@LAYER_DOCS.fill
 class GatedCNNLayer(SequenceLayer):
     r"""Pre-norm residual Gated CNN block (MambaOut) with a causal depthwise convolution.
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
+    %(d_model)s
     expansion : float, default 8/3
         Hidden width ``E = int(expansion * d_model)``.
     conv_ratio : float, default 1.0
         Convolved channels ``C = int(conv_ratio * d_model)``; ``1 <= C <= E``.
     conv_width : int, default 4
         Width of the causal convolution.
-    dropout : float, default 0.0
-        Dropout on the block's output before the residual addition.
+    %(block_dropout)s
 
     Notes
     -----

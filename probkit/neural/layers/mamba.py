@@ -33,40 +33,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+from ._docs import LAYER_DOCS
 from .base import (RMSNorm, SequenceLayer, check_dropout, check_positive_int, inverse_softplus,
                    log_uniform_)
 
 __all__ = ["MambaLayer"]
 
 
+@LAYER_DOCS.fill
 class MambaLayer(SequenceLayer):
     r"""Pre-norm residual Mamba block (selective SSM with a short causal convolution).
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
-    d_state : int, default 16
-        State size ``N`` per inner channel.
-    expand : int, default 2
-        Inner width ``E = expand * d_model``.
+    %(d_model)s
+    %(ssm_sizes)s
     d_conv : int, default 4
         Width of the causal depthwise convolution.
     dt_rank : int, optional
         Rank of the step-size projection (default ``ceil(d_model / 16)``).
     dt_min, dt_max : float, default 1e-3, 1e-1
         Range of the initial step sizes ``softplus(dt_proj.bias)``.
-    dropout : float, default 0.0
-        Dropout on the block's output before the residual addition.
+    %(block_dropout)s
     bias : bool, default False
         Biases in ``in_proj`` and ``out_proj`` (``use_bias`` of ``transformers``' Mamba).
     conv_bias : bool, default True
         Bias in the convolution.
     norm_eps : float, default 1e-6
         Epsilon of the input RMSNorm (``transformers``' Mamba uses 1e-5).
-    backend : {"auto", "cpu", "reference", "triton"}, default "auto"
-        Backend of :func:`probkit.neural.ops.selective_scan` (``"auto"``: Triton on CUDA,
-        the chunked torch path otherwise and for float64).
+    %(selective_scan_backend)s
 
     Notes
     -----

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..ops import causal_conv1d, causal_conv1d_update, ssd, ssd_state_update
+from ._docs import LAYER_DOCS
 from .base import (RMSNorm, SequenceLayer, check_dropout, check_positive_int, inverse_softplus,
                    log_uniform_)
 
@@ -64,17 +65,14 @@ class _GroupRMSNorm(nn.Module):
         return f"{self.weight.shape[0]}, groups={self.groups}, eps={self.eps}"
 
 
+@LAYER_DOCS.fill
 class Mamba2Layer(SequenceLayer):
     r"""Pre-norm residual Mamba-2 block (multi-head SSD with a short causal convolution).
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
-    d_state : int, default 64
-        State size ``N`` per head channel.
-    expand : int, default 2
-        Inner width ``E = expand * d_model``.
+    %(d_model)s
+    %(ssm_sizes)s
     headdim : int, optional
         Channels per head; must divide ``E``.  Default ``gcd(64, E)`` (64 whenever ``E`` is a
         multiple of 64).
@@ -99,11 +97,8 @@ class Mamba2Layer(SequenceLayer):
         Bias in the convolution.
     norm_eps : float, default 1e-5
         Epsilon of the input RMSNorm and of the grouped output norm.
-    dropout : float, default 0.0
-        Dropout on the block's output before the residual addition.
-    backend : {"auto", "cpu", "reference", "triton"}, default "auto"
-        Backend of :func:`~probkit.neural.ops.ssd` (``"auto"``: Triton on CUDA, the chunked
-        torch path otherwise and for float64).
+    %(block_dropout)s
+    %(ssd_backend)s
 
     Attributes
     ----------

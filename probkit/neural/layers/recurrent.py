@@ -18,21 +18,18 @@ from torch import nn
 
 from probkit.utils._docstrings import DocFragments
 
+from ._docs import LAYER_DOCS
 from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
 
 __all__ = ["GRULayer", "LSTMLayer"]
 
 
-_PARAMETERS = """Parameters
-----------
-d_model : int
-    Width of the residual stream.
-hidden_size : int, optional
-    {rnn} state size (default ``d_model``).
-dropout : float, default 0.0
-    Dropout on the block's output before the residual addition."""
-# the parameter section of each recurrent layer, naming its torch module
-_DOCS = DocFragments(sections={f"{rnn.lower()}_parameters": _PARAMETERS.format(rnn=rnn) for rnn in ("GRU", "LSTM")})
+# the layers' shared parameters, and the state size of each recurrent layer, naming its torch module
+_DOCS = DocFragments(parameters={
+    **LAYER_DOCS.parameters,
+    **{f"{rnn.lower()}_hidden_size": [f"""hidden_size : int, optional
+    {rnn} state size (default ``d_model``)."""] for rnn in ("GRU", "LSTM")},
+})
 
 
 class _RNNLayer(SequenceLayer):
@@ -74,7 +71,11 @@ class _RNNLayer(SequenceLayer):
 class GRULayer(_RNNLayer):
     """Pre-norm residual block around a one-layer ``torch.nn.GRU``.
 
-    %(gru_parameters)s
+    Parameters
+    ----------
+    %(d_model)s
+    %(gru_hidden_size)s
+    %(block_dropout)s
 
     Notes
     -----
@@ -100,7 +101,11 @@ class GRULayer(_RNNLayer):
 class LSTMLayer(_RNNLayer):
     """Pre-norm residual block around a one-layer ``torch.nn.LSTM``.
 
-    %(lstm_parameters)s
+    Parameters
+    ----------
+    %(d_model)s
+    %(lstm_hidden_size)s
+    %(block_dropout)s
 
     Notes
     -----

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import wkv6, wkv6_step
+from ._docs import LAYER_DOCS
 from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
 
 __all__ = ["RWKV6Layer"]
@@ -103,13 +104,13 @@ class _MatrixStateRWKV(SequenceLayer):
         return (shift, wkv_state, shift.clone())
 
 
+@LAYER_DOCS.fill
 class RWKV6Layer(_MatrixStateRWKV):
     r"""Pre-norm residual RWKV-6 layer (time mixing on WKV-6, then channel mixing).
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
+    %(d_model)s
     n_heads : int, optional
         Number of WKV heads; must divide ``d_model``.  Default: ``d_model // 64`` heads of
         size 64 when 64 divides ``d_model``, otherwise one head.
@@ -122,10 +123,8 @@ class RWKV6Layer(_MatrixStateRWKV):
         Rank of the decay low-rank map (default ``clip(d_model // 8, 8, 64)``).
     layer_id, n_layers : int, default 0, 1
         Position of the layer in its stack (sets the depth-dependent initialisation).
-    dropout : float, default 0.0
-        Dropout on each sublayer's output before its residual addition.
-    backend : {"auto", "cpu", "reference", "triton"}, default "auto"
-        Backend of :func:`probkit.neural.ops.wkv6`.
+    %(sublayer_dropout)s
+    %(wkv6_backend)s
 
     Notes
     -----

@@ -30,18 +30,19 @@ import torch
 from torch import nn
 
 from ..ops import wkv4, wkv4_step
+from ._docs import LAYER_DOCS
 from .base import SequenceLayer, check_dropout, check_positive_int, make_norm
 
 __all__ = ["RWKV4Layer"]
 
 
+@LAYER_DOCS.fill
 class RWKV4Layer(SequenceLayer):
     r"""Pre-norm residual RWKV-4 layer (the layer of ``RwkvForCausalLM`` checkpoints).
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
+    %(d_model)s
     attention_size : int, optional
         Channels ``A`` of the time mixing (default ``d_model``).
     ffn_hidden : int, optional
@@ -52,10 +53,8 @@ class RWKV4Layer(SequenceLayer):
     input_norm : bool, default False
         Normalise the input before the first sublayer (the first layer of an RWKV-4 stack
         normalises the embeddings).
-    dropout : float, default 0.0
-        Dropout on each sublayer's output before its residual addition.
-    backend : {"auto", "cpu", "reference", "triton"}, default "auto"
-        Backend of :func:`probkit.neural.ops.wkv4`.
+    %(sublayer_dropout)s
+    %(wkv4_backend)s
 
     Notes
     -----

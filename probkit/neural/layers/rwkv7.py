@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import rwkv7, rwkv7_step
+from ._docs import LAYER_DOCS
 from .base import RMSNorm, check_dropout, check_positive_int
 from .rwkv import _MatrixStateRWKV, _shift
 
@@ -71,13 +72,13 @@ def _clip(value, lo, hi):
     return min(hi, max(lo, value))
 
 
+@LAYER_DOCS.fill
 class RWKV7Layer(_MatrixStateRWKV):
     r"""Pre-norm residual RWKV-7 layer (delta-rule time mixing, then channel mixing).
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
+    %(d_model)s
     n_heads : int, optional
         Number of heads; must divide ``d_model``.  Default: ``d_model // 64`` heads of size
         64 when 64 divides ``d_model``, otherwise one head.
@@ -92,10 +93,8 @@ class RWKV7Layer(_MatrixStateRWKV):
         Position of the layer among the RWKV-7 layers of its stack: it sets the
         depth-dependent initialisation, and layer 0 provides the value residual ``v_first``
         that the others mix in.
-    dropout : float, default 0.0
-        Dropout on each sublayer's output before its residual addition.
-    backend : {"auto", "cpu", "reference", "triton"}, default "auto"
-        Backend of :func:`probkit.neural.ops.rwkv7`.
+    %(sublayer_dropout)s
+    %(rwkv7_backend)s
     chunk_size : int, optional
         Chunk length of the ``cpu`` backend.
 

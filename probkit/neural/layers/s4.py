@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._docs import LAYER_DOCS
 from .base import SequenceLayer, check_positive_int, log_uniform_
 from .s4d import DISCRETIZATIONS, S4DLayer
 
@@ -228,20 +229,18 @@ class S4(nn.Module):
         return y.to(u_t.dtype), s.to(state.dtype)
 
 
+@LAYER_DOCS.fill
 class S4Layer(S4DLayer):
     r"""Pre-norm residual S4 block: ``out_proj(gelu(S4(u)) * sigmoid(z))`` (:class:`S4DLayer`'s
     block around a dense HiPPO-LegS :class:`S4`).
 
     Parameters
     ----------
-    d_model : int
-    d_state : int, default 64
-        State size ``N`` per channel.
-    expand : int, default 2
-        SSM channels ``E = expand * d_model``.
+    %(d_model)s
+    %(ssm_sizes)s
     dt_min, dt_max : float, default 1e-3, 1e-1
     discretization : {"bilinear", "zoh"}, default "bilinear"
-    dropout : float, default 0.0
+    %(block_dropout)s
 
     Notes
     -----

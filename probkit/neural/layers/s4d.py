@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._docs import LAYER_DOCS
 from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int, log_uniform_
 
 __all__ = ["S4D", "S4DLayer"]
@@ -208,24 +209,22 @@ class S4D(nn.Module):
         return y.to(u_t.dtype), torch.view_as_real(s).to(state.dtype)
 
 
+@LAYER_DOCS.fill
 class S4DLayer(SequenceLayer):
     r"""Pre-norm residual S4D block: ``out_proj(gelu(S4D(u)) * sigmoid(z))``.
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
+    %(d_model)s
     d_state : int, default 64
         Real state size per channel (``d_state / 2`` complex modes).
-    expand : int, default 2
-        SSM channels ``E = expand * d_model``.
+    %(expand)s
     init : {"lin", "inv"}, default "lin"
         S4D-Lin or S4D-Inv initialisation.
     dt_min, dt_max : float, default 1e-3, 1e-1
     discretization : {"zoh", "bilinear"}, default "zoh"
         See :class:`S4D`.
-    dropout : float, default 0.0
-        Dropout on the block's output before the residual addition.
+    %(block_dropout)s
 
     Notes
     -----

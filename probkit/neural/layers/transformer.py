@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._docs import LAYER_DOCS
 from .base import SequenceLayer, check_dropout, check_positive_int, make_norm
 
 __all__ = ["TransformerLayer", "apply_rotary"]
@@ -64,13 +65,13 @@ def apply_rotary(x, positions, base=10000.0):
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+@LAYER_DOCS.fill
 class TransformerLayer(SequenceLayer):
     r"""Pre-norm transformer layer (GPT-style causal or BERT-style bidirectional).
 
     Parameters
     ----------
-    d_model : int
-        Width of the residual stream.
+    %(d_model)s
     n_heads : int, default 4
         Attention heads; must divide ``d_model``.
     causal : bool, default True

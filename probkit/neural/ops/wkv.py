@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
                       compute_dtype, resolve_backend, restore_scan_context, save_scan_context)
+from ._docs import OPS_DOCS
 from ._reference import wkv4_ref, wkv6_ref
 
 __all__ = ["wkv4", "wkv4_step", "wkv6", "wkv6_step"]
@@ -195,6 +196,7 @@ def _check_wkv4(w, u, k, v, state, state_name):
     check_nonpositive(w, "w", "w is the log-decay; from RWKV-4's time_decay use w = -exp(time_decay)")
 
 
+@OPS_DOCS.fill
 def wkv4(w, u, k, v, initial_state=None, return_last_state=False, backend="auto",
          chunk_size=None):
     r"""RWKV-4 WKV operator (numerically stable running-maximum form).
@@ -214,16 +216,13 @@ def wkv4(w, u, k, v, initial_state=None, return_last_state=False, backend="auto"
     initial_state : Tensor of shape (batch, 3, channels), optional
         Stacked ``(aa, bb, pp)``: the numerator and denominator sums scaled by ``exp(-pp)``
         and the log-scale ``pp``.  The empty state is ``(0, 0, -1e38)`` (the default).
-    return_last_state : bool, default False
-    backend : {"auto", "reference", "cpu", "triton"}, default "auto"
-    chunk_size : int, optional
-        Steps per chunk of the ``cpu`` path (default 16).
+    %(wkv_options)s
 
     Returns
     -------
     y : Tensor, shape (batch, L, channels), dtype of ``v``
     last_state : Tensor, shape (batch, 3, channels)
-        Only with ``return_last_state=True``; float32 (float64 for float64 inputs).
+        %(last_state_dtype)s
 
     Notes
     -----
@@ -365,6 +364,7 @@ def _check_wkv6(r, k, v, w, u, state, state_name, step=False):
     check_nonpositive(w, "w", "w is the log-decay; from RWKV-6's decay w_raw use w = -exp(w_raw)")
 
 
+@OPS_DOCS.fill
 def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="auto",
          chunk_size=None):
     r"""RWKV-6 WKV operator (per-head matrix state, data-dependent decay).
@@ -384,16 +384,13 @@ def wkv6(r, k, v, w, u, initial_state=None, return_last_state=False, backend="au
     u : Tensor, shape (heads, K)
         Bonus for the current token (``time_faaaa``).
     initial_state : Tensor of shape (batch, heads, K, V), optional
-    return_last_state : bool, default False
-    backend : {"auto", "reference", "cpu", "triton"}, default "auto"
-    chunk_size : int, optional
-        Steps per chunk of the ``cpu`` path (default 16).
+    %(wkv_options)s
 
     Returns
     -------
     o : Tensor, shape (batch, heads, L, V), dtype of ``v``
     last_state : Tensor, shape (batch, heads, K, V)
-        Only with ``return_last_state=True``; float32 (float64 for float64 inputs).
+        %(last_state_dtype)s
 
     Notes
     -----
