@@ -162,6 +162,22 @@ class SequenceEMMixin:
     True
     """
 
+    def __init__(self, *, n_components, startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol,
+                 n_init, verbose, params, init_params):
+        # The options of the chain and of the EM loop, stored once for every sequence model
+        # (each subclass's own ``__init__`` names them, with its defaults, for scikit-learn's get_params).
+        self.n_components = n_components
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+
     def _needs_init(self, code, name):
         """Whether EM initialises the parameter ``name`` (letter ``code``): named in ``init_params``, or unset."""
         return code in self.init_params or not hasattr(self, name)
@@ -257,17 +273,9 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
                  random_state=None, n_iter=10, tol=1e-2, n_init=1, verbose=False, params=string.ascii_letters,
                  init_params=string.ascii_letters, implementation="scaling", missing="error", device=None,
                  dtype=None):
-        self.n_components = n_components
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior, transmat_prior=transmat_prior,
+                         algorithm=algorithm, random_state=random_state, n_iter=n_iter, tol=tol, n_init=n_init,
+                         verbose=verbose, params=params, init_params=init_params)
         self.implementation = implementation
         self.missing = missing
         self.device = device

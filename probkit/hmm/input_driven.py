@@ -41,7 +41,7 @@ from probkit.glm._families import resolve_glm_family
 from probkit.glm._fit import GLMLoss
 from probkit.glm._links import LogLink
 from probkit.glm._solver import penalized_newton
-from probkit.hmm._base import DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, _log_probs, _warn_empty_rows
+from probkit.hmm._base import DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, SequenceEMMixin, _log_probs, _warn_empty_rows
 from probkit.hmm._docs import HMM_DOCS
 from probkit.inference.time_varying import forward_backward_time_varying, viterbi_time_varying
 from probkit.utils.random import check_random_state
@@ -255,7 +255,11 @@ class InputDrivenHMM(BaseHMM):
                  fit_intercept=True, alpha=1.0, n_categories=None, reg_covar=1e-6, startprob_prior=1.0,
                  transmat_prior=1.0, max_newton_iter=20, algorithm="viterbi", random_state=None, n_iter=50, tol=1e-3,
                  n_init=1, verbose=False, params="stec", init_params="stec"):
-        self.n_components = n_components
+        # the chain and EM-loop options only: BaseHMM's backend options are fixed class attributes here
+        SequenceEMMixin.__init__(self, n_components=n_components, startprob_prior=startprob_prior,
+                                 transmat_prior=transmat_prior, algorithm=algorithm, random_state=random_state,
+                                 n_iter=n_iter, tol=tol, n_init=n_init, verbose=verbose, params=params,
+                                 init_params=init_params)
         self.transition_model = transition_model
         self.emission = emission
         self.emission_inputs = emission_inputs
@@ -263,17 +267,7 @@ class InputDrivenHMM(BaseHMM):
         self.alpha = alpha
         self.n_categories = n_categories
         self.reg_covar = reg_covar
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
         self.max_newton_iter = max_newton_iter
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
 
     # ------------------------------------------------------------------ validation
     def _check_options(self):

@@ -135,22 +135,14 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
                  init="kmeans", startprob_prior=1.0, transmat_prior=1.0, algorithm="viterbi", random_state=None,
                  n_iter=10, tol=1e-2, n_init=1, verbose=False, params="stde", init_params="stde", device=None,
                  dtype=None):
+        super().__init__(n_components=n_components, startprob_prior=startprob_prior, transmat_prior=transmat_prior,
+                         algorithm=algorithm, random_state=random_state, n_iter=n_iter, tol=tol, n_init=n_init,
+                         verbose=verbose, params=params, init_params=init_params)
         self.emission = emission
-        self.n_components = n_components
         self.duration = duration
         self.max_duration = max_duration
         self.right_censoring = right_censoring
         self.init = init
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
         self.device = device
         self.dtype = dtype
 
