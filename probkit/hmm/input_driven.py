@@ -41,7 +41,8 @@ from probkit.glm._families import resolve_glm_family
 from probkit.glm._fit import GLMLoss
 from probkit.glm._links import LogLink
 from probkit.glm._solver import penalized_newton
-from probkit.hmm._base import DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, SequenceEMMixin, _log_probs, _warn_empty_rows
+from probkit.hmm._base import (DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, SequenceEMMixin, _log_probs,
+                               _warn_empty_rows)
 from probkit.hmm._docs import HMM_DOCS
 from probkit.inference.time_varying import forward_backward_time_varying, viterbi_time_varying
 from probkit.utils.random import check_random_state
