@@ -11,12 +11,14 @@ Two implementations of one small protocol (``log_prob``, ``summarize``, ``refit`
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from probkit.distributions.base import ExponentialFamily, SufficientStats
 from probkit.utils._warnings import warn_user
 
-__all__ = ["BatchedComponents", "CollapsedComponentWarning", "ComponentList", "EmptyComponentWarning"]
+__all__ = ["BatchedComponents", "CollapsedComponentWarning", "ComponentList", "EmptyComponentWarning",
+           "sample_by_state"]
 
 
 class EmptyComponentWarning(UserWarning):
@@ -304,6 +306,46 @@ class ComponentList:
         return ComponentList(
             [d._new(**{k: v.to(device=device, dtype=dtype) for k, v in d.torch_params().items()}) for d in self.dists]
         )
+
+
+def sample_by_state(components, states, generator):
+    """One row per entry of ``states``, drawn from the component that entry names.
+
+    The emissions of a sampled state path: the rows of each state are drawn in one call,
+    state by state, from ``generator``.
+
+    Parameters
+    ----------
+    components : BatchedComponents or ComponentList
+    states : numpy.ndarray of int, shape (n,)
+        Component index of each row.
+    generator : torch.Generator
+
+    Returns
+    -------
+    numpy.ndarray of shape (n, n_features) or None
+        Each draw flattened to one row; None when ``states`` is empty.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from probkit.distributions import Poisson
+    >>> comps = BatchedComponents(Poisson(rate=[1.0, 1000.0]))
+    >>> rows = sample_by_state(comps, np.array([1, 0, 1]), torch.Generator().manual_seed(0))
+    >>> rows.shape, bool(rows[0, 0] > 500 and rows[1, 0] < 50)
+    ((3, 1), True)
+    """
+    out = None
+    with torch.no_grad():
+        for k in range(components.n_components):
+            idx = np.flatnonzero(states == k)
+            if len(idx) == 0:
+                continue
+            draws = components.sample_member(k, len(idx), generator).cpu().numpy().reshape(len(idx), -1)
+            if out is None:
+                out = np.empty((len(states), draws.shape[1]))
+            out[idx] = draws
+    return out
 
 
 def add_stats(a, b):

@@ -13,7 +13,7 @@ from probkit.em.init import INIT_METHODS, INIT_SMOOTHING, initial_responsibiliti
 from probkit.hmm._base import BaseHMM
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import ComponentEmission, with_nan
-from probkit.components import BatchedComponents, FeatureProductComponents, map_dist
+from probkit.components import BatchedComponents, FeatureProductComponents, map_dist, sample_by_state
 from probkit.utils.random import torch_generator
 
 __all__ = ["HMM"]
@@ -179,20 +179,7 @@ class HMM(BaseHMM):
         self.emission_ = comps.refit(stats).dist
 
     def _sample_emissions(self, states, rng):
-        comps = self._components(self.emission_)
-        gen = torch_generator(rng)
-        out = None
-        with torch.no_grad():
-            for k in range(self.n_components):
-                idx = np.flatnonzero(states == k)
-                if len(idx) == 0:
-                    continue
-                draws = comps.sample_member(k, len(idx), gen).cpu().numpy()
-                draws = draws.reshape(len(idx), -1)
-                if out is None:
-                    out = np.empty((len(states), draws.shape[1]))
-                out[idx] = draws
-        return out
+        return sample_by_state(self._components(self.emission_), states, torch_generator(rng))
 
     def _emission_n_parameters(self):
         return {"e": self.emission_._n_free_parameters_total()}

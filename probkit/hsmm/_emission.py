@@ -16,7 +16,7 @@ import torch
 
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.registry import matrix_rows, resolve_family
-from probkit.components import BatchedComponents, FeatureProductComponents, map_dist
+from probkit.components import BatchedComponents, FeatureProductComponents, map_dist, sample_by_state
 from probkit.utils.random import torch_generator
 
 __all__ = ["EmissionFamily"]
@@ -115,16 +115,4 @@ class EmissionFamily:
 
     def sample(self, dist, states, rng):
         """One row per entry of ``states`` drawn from that state's distribution, (n, n_features) numpy."""
-        comps = self.components(dist)
-        gen = torch_generator(rng)
-        out = None
-        with torch.no_grad():
-            for k in range(comps.n_components):
-                idx = np.flatnonzero(states == k)
-                if len(idx) == 0:
-                    continue
-                draws = comps.sample_member(k, len(idx), gen).cpu().numpy().reshape(len(idx), -1)
-                if out is None:
-                    out = np.empty((len(states), draws.shape[1]))
-                out[idx] = draws
-        return out
+        return sample_by_state(self.components(dist), states, torch_generator(rng))
