@@ -438,7 +438,7 @@ class FeatureProductComponents(BatchedComponents):
 
     def member(self, index):
         params = {name: value[index] for name, value in self.dist.torch_params().items()}
-        return type(self.dist)(**params, **self.dist._options())
+        return self.dist._new(**params)
 
     def to(self, device=None, dtype=None):
         return FeatureProductComponents(super().to(device=device, dtype=dtype).dist)

@@ -244,6 +244,7 @@ class ExponentialFamily:
         return {}
 
     def _new(self, **params):
+        """A distribution of this family and options with the parameters ``params`` (none: unfitted)."""
         return type(self)(**params, **self._options())
 
     def centered(self, center):

@@ -76,7 +76,7 @@ def resolve_family(family, **options):
     if isinstance(family, Independent):
         return Independent([resolve_family(c) for c in family.components])
     if isinstance(family, ExponentialFamily):
-        return type(family)(**family._options())
+        return family._new()
     if hasattr(family, "_summarize") and hasattr(family, "from_stats"):
         return family
     raise TypeError(f"family must be a name, an ExponentialFamily class or instance, got {type(family).__name__}")

@@ -129,8 +129,7 @@ class HMM(BaseHMM):
 
     @emission_params_.setter
     def emission_params_(self, params):
-        template = self._template()
-        self.emission_ = type(template)(**params, **template._options())
+        self.emission_ = self._template()._new(**params)
 
     def _check_emission(self):
         if not hasattr(self, "emission_"):

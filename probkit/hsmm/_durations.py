@@ -82,7 +82,7 @@ def resolve_duration(duration):
         raise ValueError(f"duration family {duration.__name__} (support: {support}) cannot describe segment lengths "
                          f"1 .. max_duration; use {_supported()}")
     if isinstance(duration, _CLASSES):
-        return type(duration)(**duration._options())
+        return duration._new()
     support = getattr(duration, "support_description", None)
     what = type(duration).__name__ + (f" (support: {support})" if support else "")
     raise ValueError(f"duration {what} cannot describe segment lengths 1 .. max_duration; use {_supported()}")
@@ -95,7 +95,7 @@ def _raw_log_pmf(dist, max_duration):
         with np.errstate(divide="ignore"):
             return np.log(np.asarray(dist.params["probs"], dtype=np.float64))
     params = {k: v.to(torch.float64) for k, v in dist.torch_params().items()}
-    member = type(dist)(**params, **dist._options())
+    member = dist._new(**params)
     return member._log_prob(x[:, None]).T.detach().cpu().numpy().astype(np.float64)
 
 
@@ -264,4 +264,4 @@ def fit_durations(template, counts, previous=None):
             rows.append(_fit_row(template, counts[k], prev, max_duration))
     names = rows[next(k for k in range(n_states) if k not in empty)].keys()
     params = {name: np.stack([np.asarray(row[name], dtype=np.float64) for row in rows]) for name in names}
-    return type(template)(**params, **template._options()), empty
+    return template._new(**params), empty

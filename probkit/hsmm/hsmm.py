@@ -196,8 +196,7 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
 
     @duration_params_.setter
     def duration_params_(self, params):
-        template = self._duration_template()
-        self.duration_ = type(template)(**params, **template._options())
+        self.duration_ = self._duration_template()._new(**params)
 
     @property
     def emission_params_(self):
@@ -206,8 +205,7 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
 
     @emission_params_.setter
     def emission_params_(self, params):
-        template = self._emission_family().template
-        self.emission_ = type(template)(**params, **template._options())
+        self.emission_ = self._emission_family().template._new(**params)
 
     @property
     def durationprob_(self):

@@ -946,7 +946,7 @@ class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
         out = []
         for k in range(self.n_components):
             params = {name: v[k] for name, v in point.torch_params().items()}
-            out.append(type(point)(**params, **point._options()))
+            out.append(point._new(**params))
         return out
 
     def _io_check_state(self):
