@@ -6,7 +6,8 @@ Expected failures are listed with their reason; everything else must pass.
 import warnings
 
 import numpy as np
-from sklearn.utils.estimator_checks import parametrize_with_checks
+import pytest
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 from probkit import (
     ARHMM,
@@ -30,6 +31,7 @@ from probkit import (
     PoissonHMM,
     VariationalHMM,
 )
+from probkit.compat.hmmlearn import hmm as compat_hmm
 from probkit.neural import (VAE, DeepStateSpaceModel, MaskedSequenceModel, NeuralHMM, SequenceClassifier, SequenceDensity,
                             SequenceRegressor, SequenceVAE)
 
@@ -214,3 +216,19 @@ def test_sklearn_compatible_estimator(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(estimator)
+
+
+# scikit-learn's own check of the declarative constraints: every constructor parameter has an
+# entry in ``_parameter_constraints`` (and no entry names a non-parameter), and a value outside
+# each constraint makes fit (and partial_fit, fit_predict, ...) raise InvalidParameterError
+# naming the parameter. One estimator of each class suffices: the constraints are per class.
+_ONE_PER_CLASS = list({type(e): e for e in reversed(ESTIMATORS)}.values()) + [
+    compat_hmm.GaussianHMM(2), compat_hmm.GMMHMM(2, n_mix=2), compat_hmm.CategoricalHMM(2),
+    compat_hmm.MultinomialHMM(2), compat_hmm.PoissonHMM(2)]
+
+
+@pytest.mark.parametrize("estimator", _ONE_PER_CLASS, ids=lambda e: f"{type(e).__module__.split('.')[1]}.{type(e).__name__}")
+def test_parameter_constraints(estimator):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_param_validation(type(estimator).__name__, estimator)
