@@ -21,7 +21,7 @@ from scipy import linalg
 
 from probkit.base import StrOptions, non_negative_real, positive_int
 from probkit.distributions.base import LOG_2PI
-from probkit.hmm._base import BaseHMM, EmptyStateWarning, HMMData
+from probkit.hmm._base import BaseHMM, EmptyStateWarning, HMMData, constraints_without
 from probkit.hmm._docs import HMM_DOCS
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
@@ -174,7 +174,7 @@ class ARHMM(BaseHMM):
     """
 
     _parameter_constraints = {
-        **BaseHMM._parameter_constraints,
+        **constraints_without(BaseHMM._parameter_constraints, "missing"),
         "order": positive_int,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "reg_covar": non_negative_real,

@@ -12,6 +12,7 @@ from probkit.em.engine import EStepResult
 from probkit.hmm._base import (
     BaseHMM,
     EmptyStateWarning,
+    constraints_without,
     _check_log_likelihoods,
     _filled,
     _fused_chain_priors,
@@ -35,7 +36,7 @@ class _EmissionProbHMM(BaseHMM):
     Dirichlet-MAP M-step on the expected counts."""
 
     _parameter_constraints = {
-        **BaseHMM._parameter_constraints,
+        **constraints_without(BaseHMM._parameter_constraints, "missing"),
         "emissionprob_prior": ["array-like", Real],
     }
     _emission_letters = "e"

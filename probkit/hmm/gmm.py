@@ -9,7 +9,7 @@ import torch
 
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
 from probkit.base import StrOptions, non_negative_real, positive_int
-from probkit.hmm._base import BaseHMM, EmptyStateWarning
+from probkit.hmm._base import BaseHMM, EmptyStateWarning, constraints_without
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import GMMEmission
 from probkit.distributions.mvn import full_covariances
@@ -67,7 +67,7 @@ class GMMHMM(BaseHMM):
     """
 
     _parameter_constraints = {
-        **BaseHMM._parameter_constraints,
+        **constraints_without(BaseHMM._parameter_constraints, "missing"),
         "n_mix": positive_int,
         "min_covar": non_negative_real,
         "weights_prior": ["array-like", Real],

@@ -15,7 +15,7 @@ from probkit.distributions.dirichlet import dirichlet_expected_log
 from probkit.distributions.mvn import n_covariance_parameters
 from probkit.distributions.wishart import wishart_bartlett
 from probkit.em.engine import EStepResult, fit_sequence_em
-from probkit.hmm._base import BaseHMM
+from probkit.hmm._base import BaseHMM, constraints_without
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences
@@ -366,7 +366,7 @@ class VariationalHMM(BaseHMM):
 
     # ------------------------------------------------------------------ options and data
     _parameter_constraints = {
-        **BaseHMM._parameter_constraints,
+        **constraints_without(BaseHMM._parameter_constraints, "missing"),
         "emission": [StrOptions(set(EMISSIONS))],
         "covariance_type": [StrOptions(set(GAUSSIAN_COVARIANCE_TYPES))],
         "inference": [StrOptions(set(INFERENCE_METHODS))],

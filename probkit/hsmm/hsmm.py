@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from probkit.base import ProbkitEstimator
+from numbers import Real
+
+from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
 from probkit.distributions import Categorical, NegativeBinomial
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.dirichlet import dirichlet_map_rows
@@ -131,6 +133,27 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
     array([ 4., 14.])
     """
 
+    _parameter_constraints = {
+        "emission": "no_validation",  # resolved (and checked) by the family registry (EmissionFamily)
+        "n_components": positive_int,
+        "duration": "no_validation",  # a family name or distribution, resolved and checked by resolve_duration
+        "max_duration": positive_int,
+        "right_censoring": ["boolean"],
+        "init": [StrOptions(set(INIT_METHODS))],
+        # Real first: the cheaper check, and the one the default scalars pass
+        "startprob_prior": [Real, "array-like"],
+        "transmat_prior": [Real, "array-like"],
+        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
+        "random_state": ["random_state"],
+        "n_iter": non_negative_int,
+        "tol": [Real],
+        "n_init": positive_int,
+        "verbose": ["verbose"],
+        "params": [str],
+        "init_params": [str],
+        **COMPUTE_CONSTRAINTS,
+    }
+
     def __init__(self, emission=None, n_components=2, duration="poisson", max_duration=50, *, right_censoring=True,
                  init="kmeans", startprob_prior=1.0, transmat_prior=1.0, algorithm="viterbi", random_state=None,
                  n_iter=10, tol=1e-2, n_init=1, verbose=False, params="stde", init_params="stde", device=None,
@@ -148,26 +171,16 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
 
     # ------------------------------------------------------------------ options and parameters
     def _check_options(self):
-        k = self.n_components
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"n_components must be a positive integer, got {k!r}")
+        """The constraints (``_parameter_constraints``), then what they cannot say: the letters of
+        ``params``, and the duration and emission families (resolved by their registries)."""
+        self._validate_params()
+        for name in ("n_components", "max_duration"):
+            # a count, not a flag (Interval(Integral) admits True as 1)
+            if isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         d = self.max_duration
-        if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:
-            raise ValueError(f"max_duration must be a positive integer (the longest segment), got {d!r}")
-        if not isinstance(self.right_censoring, (bool, np.bool_)):
-            raise TypeError(f"right_censoring must be True or False, got {self.right_censoring!r}")
-        if self.algorithm not in DECODER_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {self.algorithm!r}")
-        if self.init not in INIT_METHODS:
-            raise ValueError(f"init must be one of {INIT_METHODS}, got {self.init!r}")
-        if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 0:
-            raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
-        if not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
-            raise ValueError(f"n_init must be a positive integer, got {self.n_init!r}")
         for name in ("params", "init_params"):
             value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be a string of parameter letters, got {type(value).__name__}")
             unknown = sorted(set(value) - set("stde"))
             if unknown:
                 raise ValueError(f"{name} has unknown letters {unknown}; HSMM knows s (start), t (transitions), "

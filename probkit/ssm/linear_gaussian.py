@@ -25,7 +25,8 @@ from scipy import linalg
 from sklearn.base import TransformerMixin
 from sklearn.exceptions import NotFittedError
 
-from probkit.base import ProbkitEstimator
+from probkit.base import (COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, non_negative_real,
+                          positive_int)
 from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.inference.kalman import (
     LinearGaussianParams,
@@ -222,6 +223,20 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
     ((500, 1), (500, 2))
     """
 
+    _parameter_constraints = {
+        "n_components": positive_int,
+        "transition_covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "observation_covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "n_iter": non_negative_int,
+        "tol": non_negative_real,
+        "params": [str],
+        "init_params": [str],
+        "reg_covar": non_negative_real,
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        **COMPUTE_CONSTRAINTS,
+    }
+
     def __init__(self, n_components=1, transition_covariance_type="full", observation_covariance_type="diag",
                  n_iter=10, tol=1e-2, params=PARAM_LETTERS, init_params=PARAM_LETTERS, reg_covar=1e-6,
                  random_state=None, verbose=False, device=None, dtype=None):
@@ -245,22 +260,13 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
 
     # ------------------------------------------------------------------ options and parameters
     def _check_options(self):
-        n = self.n_components
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n!r}")
-        for name in ("transition_covariance_type", "observation_covariance_type"):
-            if getattr(self, name) not in COVARIANCE_TYPES:
-                raise ValueError(f"{name} must be one of {COVARIANCE_TYPES}, got {getattr(self, name)!r}")
-        if not isinstance(self.n_iter, (int, np.integer)) or self.n_iter < 0:
-            raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
-        if not isinstance(self.tol, (int, float)) or not self.tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
-        if not isinstance(self.reg_covar, (int, float)) or not self.reg_covar >= 0:
-            raise ValueError(f"reg_covar must be a non-negative number, got {self.reg_covar!r}")
+        """The constraints (``_parameter_constraints``), then the letters of ``params`` and ``init_params``."""
+        self._validate_params()
+        if isinstance(self.n_components, bool):
+            # a dimension, not a flag (Interval(Integral) admits True as 1)
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
         for name in ("params", "init_params"):
             value = getattr(self, name)
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be a string of parameter letters, got {type(value).__name__}")
             unknown = sorted(set(value) - set(PARAM_LETTERS))
             if unknown:
                 raise ValueError(f"{name} has unknown letters {unknown}; LinearGaussianSSM knows "

@@ -26,6 +26,7 @@ holds the compact covariances probkit reads and writes (:meth:`_HMMLearnAPI._pro
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import string
 import sys
@@ -48,6 +49,15 @@ _log = logging.getLogger(__name__)
 DECODER_ALGORITHMS = frozenset(("viterbi", "map"))
 
 _SQRT_EPS = np.finfo(float).eps ** 0.5
+
+
+def _signature_constraints(probkit_class, init):
+    """``probkit_class``'s ``_parameter_constraints`` for the parameters of ``init`` (a compat
+    class's ``__init__``, hmmlearn's signature): probkit's options that hmmlearn lacks
+    (``n_init``, ``device``, ...) are not parameters there, and hmmlearn's are all probkit's.
+    """
+    names = [name for name in inspect.signature(init).parameters if name != "self"]
+    return {name: probkit_class._parameter_constraints[name] for name in names}
 
 
 class ConvergenceMonitor(_ProbkitConvergenceMonitor):
@@ -220,6 +230,7 @@ class _HMMLearnAPI:
 
     def _init(self, X, lengths=None):
         """Initialise the parameters named in ``init_params`` (and any not set) from ``X``, as ``fit`` does."""
+        self._validate_params()
         X = self._hmmlearn_X(X)
         if self._checks_input_on_fit:
             self._check_and_set_n_features(X)
@@ -232,6 +243,7 @@ class _HMMLearnAPI:
 
     def _check(self):
         """Validate the parameters (hmmlearn's hook): ``ValueError`` naming what is wrong."""
+        self._validate_params()
         with self._probkit_call():
             self._check_options()
             for name in ("startprob_", "transmat_"):
@@ -255,6 +267,9 @@ class _HMMLearnAPI:
         -------
         self
         """
+        # the constructor options as the user set them, before X and lengths are read (inside the
+        # probkit fit the parameter letters are translated and verbose is silenced)
+        self._validate_params()
         X = self._hmmlearn_X(X)
         if self._checks_input_on_fit:
             self._check_and_set_n_features(X)
@@ -419,6 +434,8 @@ class BaseHMM(_HMMLearnAPI, _ProbkitBaseHMM):
                          n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation)
         self._hmmlearn_setup()
+
+    _parameter_constraints = _signature_constraints(_ProbkitBaseHMM, __init__)
 
     def _compute_log_likelihood(self, X):
         return self._from_subclass_hook("_compute_likelihood", np.log, X)

@@ -13,7 +13,7 @@ import numpy as np
 
 from probkit import hmm as _hmm
 from probkit.compat.hmmlearn._covars import _FullCovarsView, _SettableNFeatures
-from probkit.compat.hmmlearn.base import _HMMLearnAPI
+from probkit.compat.hmmlearn.base import _HMMLearnAPI, _signature_constraints
 from probkit.hmm._docs import HMM_DOCS
 
 __all__ = ["CategoricalHMM", "GMMHMM", "GaussianHMM", "MultinomialHMM", "PoissonHMM"]
@@ -107,6 +107,8 @@ class GaussianHMM(_HMMLearnAPI, _FullCovarsView, _hmm.GaussianHMM):
                          params=params, init_params=init_params, implementation=implementation)
         self._hmmlearn_setup()
 
+    _parameter_constraints = _signature_constraints(_hmm.GaussianHMM, __init__)
+
     @property
     def full_covars_(self):
         """Covariances as full matrices (the same as ``covars_`` here)."""
@@ -161,6 +163,8 @@ class GMMHMM(_HMMLearnAPI, _SettableNFeatures, _hmm.GMMHMM):
                          verbose=verbose, params=params, init_params=init_params, implementation=implementation)
         self._hmmlearn_setup()
 
+    _parameter_constraints = _signature_constraints(_hmm.GMMHMM, __init__)
+
     def _floor(self, covars):
         # hmmlearn's min_covar regularises the initial covariances only; probkit's GMMHMM also adds
         # it to every re-estimated covariance, which is no longer an exact EM step.
@@ -214,6 +218,8 @@ class CategoricalHMM(_SymbolInput, _HMMLearnAPI, _hmm.CategoricalHMM):
                          init_params=init_params, implementation=implementation)
         self._hmmlearn_setup()
 
+    _parameter_constraints = _signature_constraints(_hmm.CategoricalHMM, __init__)
+
 
 @HMM_DOCS.fill
 class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
@@ -255,6 +261,8 @@ class MultinomialHMM(_HMMLearnAPI, _hmm.MultinomialHMM):
                          n_iter=n_iter, tol=tol, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation)
         self._hmmlearn_setup()
+
+    _parameter_constraints = _signature_constraints(_hmm.MultinomialHMM, __init__)
 
     _checks_input_on_fit = True
 
@@ -329,6 +337,8 @@ class PoissonHMM(_HMMLearnAPI, _hmm.PoissonHMM):
                          random_state=random_state, n_iter=n_iter, tol=tol, verbose=verbose, params=params,
                          init_params=init_params, implementation=implementation)
         self._hmmlearn_setup()
+
+    _parameter_constraints = _signature_constraints(_hmm.PoissonHMM, __init__)
 
     def _sync_n_features(self):
         if hasattr(self, "lambdas_"):

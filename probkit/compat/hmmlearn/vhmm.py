@@ -20,7 +20,7 @@ from sklearn.cluster import KMeans
 
 from probkit import hmm as _hmm
 from probkit.compat.hmmlearn._covars import _FullCovarsView
-from probkit.compat.hmmlearn.base import _HMMLearnAPI
+from probkit.compat.hmmlearn.base import _HMMLearnAPI, _signature_constraints
 from probkit.compat.hmmlearn.hmm import _SymbolInput
 from probkit.distributions import Dirichlet
 from probkit.hmm.variational import gaussian_conjugate
@@ -184,6 +184,8 @@ class VariationalGaussianHMM(_VariationalAPI, _FullCovarsView, _hmm.VariationalH
                          init_params=init_params, implementation=implementation)
         self._hmmlearn_setup()
 
+    _parameter_constraints = _signature_constraints(_hmm.VariationalHMM, __init__)
+
     _checks_input_on_fit = True
 
     def _means_for_n_features(self):
@@ -330,6 +332,8 @@ class VariationalCategoricalHMM(_SymbolInput, _VariationalAPI, _hmm.VariationalH
                          tol=tol, verbose=verbose, params=params, init_params=init_params,
                          implementation=implementation)
         self._hmmlearn_setup()
+
+    _parameter_constraints = _signature_constraints(_hmm.VariationalHMM, __init__)
 
     def _init_emission_attributes(self, X, lengths):
         if self._hmmlearn_needs_init("e", "emissionprob_posterior_"):
