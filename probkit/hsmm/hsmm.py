@@ -18,7 +18,7 @@ from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.hsmm._durations import (fit_durations, n_duration_parameters, resolve_duration,
                                      truncated_log_pmf)
-from probkit.hmm._base import SequenceEMMixin
+from probkit.hmm._base import SequenceEMMixin, refuse_bool_counts
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hsmm._emission import EmissionFamily
 from probkit.inference.semi_markov import semi_markov_forward, semi_markov_forward_backward, semi_markov_viterbi
@@ -174,10 +174,7 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
         """The constraints (``_parameter_constraints``), then what they cannot say: the letters of
         ``params``, and the duration and emission families (resolved by their registries)."""
         self._validate_params()
-        for name in ("n_components", "max_duration"):
-            # a count, not a flag (Interval(Integral) admits True as 1)
-            if isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        refuse_bool_counts(self, "n_components", "max_duration")
         d = self.max_duration
         for name in ("params", "init_params"):
             value = getattr(self, name)

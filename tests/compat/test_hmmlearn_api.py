@@ -36,6 +36,32 @@ def test_constructor_signature_is_hmmlearns(ours, theirs):
     assert clone(model).get_params() == model.get_params()
 
 
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=lambda c: c.__name__)
+def test_parameter_constraints_cover_hmmlearns_signature(ours, theirs):
+    # one constraint per parameter of hmmlearn's signature, none for probkit's own options (n_init, device, ...)
+    assert set(ours._parameter_constraints) == set(inspect.signature(theirs.__init__).parameters) - {"self"}
+
+
+def test_options_are_checked_as_given_before_the_data():
+    X = np.random.RandomState(0).normal(size=(20, 1))
+    # the probkit fit runs silenced (verbose=False): the user's value is checked on entry
+    with pytest.raises(ValueError, match="The 'verbose' parameter of GaussianHMM must be"):
+        hmm.GaussianHMM(2, verbose=-1).fit(X)
+    # checked before hmmlearn's symbol rules read X (float X would be refused as non-integer symbols)
+    with pytest.raises(ValueError, match=r"The 'n_iter' parameter of CategoricalHMM must be an int in the range"):
+        hmm.CategoricalHMM(2, n_iter=-1).fit(X)
+    with pytest.raises(ValueError, match="Symbols should be integers"):
+        hmm.CategoricalHMM(2).fit(X)
+    # and by hmmlearn's hooks _init and _check
+    with pytest.raises(ValueError, match="The 'algorithm' parameter of PoissonHMM must be a str among"):
+        hmm.PoissonHMM(2, algorithm="beam")._init(np.ones((20, 1), dtype=int))
+    model = hmm.GaussianHMM(2, tol="small")
+    model.startprob_, model.transmat_ = np.array([0.5, 0.5]), np.full((2, 2), 0.5)
+    model.means_, model.covars_ = np.zeros((2, 1)), np.ones((2, 1))
+    with pytest.raises(TypeError, match="The 'tol' parameter of GaussianHMM must be"):
+        model._check()
+
+
 def _chain(rng, k):
     return rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k) * 2, size=k)
 

@@ -349,9 +349,13 @@ def test_other_emission_families():
 
 def test_bad_input_raises_clear_errors():
     X = np.random.default_rng(0).normal(size=(20, 1))
-    for value in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="max_duration must be a positive integer"):
+    for value in (0, -3, 2.5, True, "5"):
+        with pytest.raises(ValueError, match=r"The 'max_duration' parameter of HSMM must be an int in the range \[1, inf\)"):
             HSMM(emission="normal", max_duration=value).fit(X)
+    with pytest.raises(ValueError, match=r"The 'n_components' parameter of HSMM must be an int in the range \[1, inf\)"):
+        HSMM(emission="normal", n_components=True).fit(X)
+    with pytest.raises(ValueError, match="The 'init' parameter of HSMM must be a str among"):
+        HSMM(emission="normal", init="spectral").fit(X)
     with pytest.raises(ValueError, match="cannot describe segment lengths"):
         HSMM(emission="normal", duration=Normal).fit(X)
     with pytest.raises(ValueError, match="cannot describe segment lengths"):

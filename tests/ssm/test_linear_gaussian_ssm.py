@@ -416,12 +416,19 @@ def test_bad_hand_set_parameters_raise_clear_errors(attr, value, match):
 def test_option_errors():
     X = np.random.RandomState(0).normal(size=(20, 2))
     for kwargs, match in [
-        (dict(n_components=0), "n_components must be a positive integer"),
-        (dict(transition_covariance_type="tied"), "transition_covariance_type must be one of"),
-        (dict(observation_covariance_type="spherical"), "observation_covariance_type must be one of"),
+        (dict(n_components=0), r"The 'n_components' parameter of LinearGaussianSSM must be an int in the range \[1, inf\)"),
+        (dict(n_components=True), r"The 'n_components' parameter of LinearGaussianSSM must be an int in the range "
+                                  r"\[1, inf\), not a bool"),
+        (dict(transition_covariance_type="tied"), "The 'transition_covariance_type' parameter of LinearGaussianSSM "
+                                                  "must be a str among"),
+        (dict(observation_covariance_type="spherical"), "The 'observation_covariance_type' parameter of "
+                                                        "LinearGaussianSSM must be a str among"),
         (dict(params="axz"), r"params has unknown letters \['x', 'z'\]"),
-        (dict(n_iter=-1), "n_iter must be a non-negative integer"),
-        (dict(reg_covar=-1.0), "reg_covar must be a non-negative number"),
+        (dict(params=3), "The 'params' parameter of LinearGaussianSSM must be an instance of 'str'"),
+        (dict(n_iter=-1), r"The 'n_iter' parameter of LinearGaussianSSM must be an int in the range \[0, inf\)"),
+        (dict(tol=float("nan")), r"The 'tol' parameter of LinearGaussianSSM must be a float in the range \[0.0, inf\)"),
+        (dict(reg_covar=-1.0), r"The 'reg_covar' parameter of LinearGaussianSSM must be a float in the range "
+                               r"\[0.0, inf\)"),
     ]:
         with pytest.raises(ValueError, match=match):
             LinearGaussianSSM(**kwargs).fit(X)
