@@ -196,6 +196,22 @@ class SequenceEMMixin:
     True
     """
 
+    #: Constraints of the options stored by ``__init__`` (each subclass adds its own).
+    _parameter_constraints = {
+        "n_components": positive_int,
+        # Real first: the cheaper check, and the one the default scalars pass
+        "startprob_prior": [Real, "array-like"],
+        "transmat_prior": [Real, "array-like"],
+        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
+        "random_state": ["random_state"],
+        "n_iter": non_negative_int,
+        "tol": [Real],  # any real: tol=-inf runs every iteration
+        "n_init": positive_int,
+        "verbose": ["verbose"],
+        "params": [str],
+        "init_params": [str],
+    }
+
     def __init__(self, *, n_components, startprob_prior, transmat_prior, algorithm, random_state, n_iter, tol,
                  n_init, verbose, params, init_params):
         # The options of the chain and of the EM loop, stored once for every sequence model
@@ -279,18 +295,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
     """
 
     _parameter_constraints = {
-        "n_components": positive_int,
-        # Real first: the cheaper check, and the one the default scalars pass
-        "startprob_prior": [Real, "array-like"],
-        "transmat_prior": [Real, "array-like"],
-        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
-        "random_state": ["random_state"],
-        "n_iter": non_negative_int,
-        "tol": [Real],
-        "n_init": positive_int,
-        "verbose": ["verbose"],
-        "params": [str],
-        "init_params": [str],
+        **SequenceEMMixin._parameter_constraints,
         "implementation": [StrOptions(set(IMPLEMENTATIONS))],
         "missing": [StrOptions(set(MISSING_MODES))],
         **COMPUTE_CONSTRAINTS,

@@ -225,7 +225,7 @@ class InputDrivenHMM(BaseHMM):
     """
 
     _parameter_constraints = {
-        "n_components": positive_int,
+        **SequenceEMMixin._parameter_constraints,
         "transition_model": [StrOptions(set(TRANSITION_MODELS))],
         "emission": [StrOptions(set(EMISSIONS))],
         "emission_inputs": ["boolean"],
@@ -233,17 +233,10 @@ class InputDrivenHMM(BaseHMM):
         "alpha": non_negative_real,
         "n_categories": [Interval(Integral, 1, None, closed="left"), None],
         "reg_covar": non_negative_real,
+        # scalar Dirichlet concentrations here (the base's priors may also be arrays)
         "startprob_prior": [Interval(Real, 0, None, closed="neither")],
         "transmat_prior": [Interval(Real, 0, None, closed="neither")],
         "max_newton_iter": positive_int,
-        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
-        "random_state": ["random_state"],
-        "n_iter": [Interval(Integral, 0, None, closed="left")],
-        "tol": [Real],
-        "n_init": positive_int,
-        "verbose": ["verbose"],
-        "params": [str],
-        "init_params": [str],
     }
     _emission_letters = "ec"
     # not parameters here (the recursions run in log space with numpy): the base's class defaults

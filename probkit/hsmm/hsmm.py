@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from numbers import Real
-
-from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
+from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, positive_int
 from probkit.distributions import Categorical, NegativeBinomial
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.dirichlet import dirichlet_map_rows
@@ -134,23 +132,12 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
     """
 
     _parameter_constraints = {
+        **SequenceEMMixin._parameter_constraints,
         "emission": "no_validation",  # resolved (and checked) by the family registry (EmissionFamily)
-        "n_components": positive_int,
         "duration": "no_validation",  # a family name or distribution, resolved and checked by resolve_duration
         "max_duration": positive_int,
         "right_censoring": ["boolean"],
         "init": [StrOptions(set(INIT_METHODS))],
-        # Real first: the cheaper check, and the one the default scalars pass
-        "startprob_prior": [Real, "array-like"],
-        "transmat_prior": [Real, "array-like"],
-        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
-        "random_state": ["random_state"],
-        "n_iter": non_negative_int,
-        "tol": [Real],
-        "n_init": positive_int,
-        "verbose": ["verbose"],
-        "params": [str],
-        "init_params": [str],
         **COMPUTE_CONSTRAINTS,
     }
 
