@@ -105,7 +105,8 @@ TRAINING_CONSTRAINTS = {
     "max_epochs": count,
     "lr": [NumberInterval(Real, 0, None, closed="neither")],
     "weight_decay": [NumberInterval(Real, 0, None, closed="left")],
-    "clip_grad_norm": [None, NumberInterval(Real, 0, None, closed="neither")],
+    # inf: no clipping, as in TrainingOptions (None is the documented way)
+    "clip_grad_norm": [None, NumberInterval(Real, 0, None, closed="right")],
     "schedule": [StrOptions(set(SCHEDULES))],
     # a fraction of all steps, or a number of steps
     "warmup": [NumberInterval(RealNotInt, 0, 1, closed="left"), NumberInterval(Integral, 0, None, closed="left")],
