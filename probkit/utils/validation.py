@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
 
 
 def _as_numpy(x):
@@ -140,9 +141,12 @@ def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, 
 
 
 def check_int(value, name, minimum=1, allow_none=False):
-    """``value`` as an int of at least ``minimum``; a ``ValueError`` naming ``name`` otherwise.
+    """``value`` as an int of at least ``minimum``; an error naming ``name`` otherwise.
 
-    The one integer check of probkit's functions and estimators (booleans are refused).
+    The one integer check of probkit's functions and layers (booleans are refused). It raises
+    scikit-learn's ``InvalidParameterError``, as the estimators' declarative parameter checks
+    do: a ``ValueError`` and a ``TypeError``, so a wrong type and a wrong value are caught
+    alike.
 
     Parameters
     ----------
@@ -161,20 +165,22 @@ def check_int(value, name, minimum=1, allow_none=False):
     --------
     >>> check_int(3, "n_samples")
     3
-    >>> check_int(0, "n_samples")
-    Traceback (most recent call last):
-    ...
-    ValueError: n_samples must be a positive integer, got 0
-    >>> check_int(-1, "warmup", minimum=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: warmup must be a non-negative integer, got -1
+    >>> try:
+    ...     check_int(0, "n_samples")
+    ... except ValueError as error:
+    ...     print(error)
+    n_samples must be a positive integer, got 0
+    >>> try:
+    ...     check_int(2.5, "warmup", minimum=0)
+    ... except TypeError as error:
+    ...     print(error)
+    warmup must be a non-negative integer, got 2.5
     """
     if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
         what = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
-        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+        raise InvalidParameterError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
 
 
