@@ -17,7 +17,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
-from probkit.base import COMPUTE_CONSTRAINTS, NonBoolInterval, ProbkitEstimator, StrOptions, non_negative_real, positive_int
+from probkit.base import (COMPUTE_CONSTRAINTS, NonBoolInterval, ProbkitEstimator, StrOptions, non_negative_real,
+                          positive_int)
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
 from probkit.distributions.wishart import wishart_log_normaliser
