@@ -22,6 +22,7 @@ from probkit.distributions.wishart import wishart_bartlett, wishart_expected_log
 from probkit.utils._array import is_tensor, to_numpy
 from probkit.utils.random import torch_generator
 from probkit.utils._linalg import cholesky
+from probkit.utils.validation import check_int
 
 __all__ = ["NormalGamma", "NormalWishart"]
 
@@ -90,9 +91,7 @@ class _ParameterisedPrior:
     def _sampling_setup(self, n_samples, random_state):
         """``(shape, generator)`` of a draw of ``n_samples``: shape ``(n_samples, *batch_shape)``."""
         self._require_params()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        return (int(n_samples), *self._batch_shape), torch_generator(random_state, device=self.device)
+        return (check_int(n_samples, "n_samples"), *self._batch_shape), torch_generator(random_state, device=self.device)
 
 
 def _safe_div(num, den):

@@ -38,6 +38,7 @@ from probkit.distributions.gamma import _inverse_digamma_gap
 from probkit.distributions.mvn import precision_cholesky
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
+from probkit.utils.validation import check_int
 
 __all__ = ["MultivariateStudentT", "StudentT"]
 
@@ -116,8 +117,7 @@ class _ScaleMixtureT(ExpectedStatisticsMixin, ExponentialFamily):
             raise ValueError(f"initial_df must be a positive number, got {initial_df!r}")
         if not (tol > 0):
             raise ValueError(f"tol must be positive, got {tol!r}")
-        if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        check_int(max_iter, "max_iter")
         self.initial_df = float(initial_df)
         self.tol = float(tol)
         self.max_iter = int(max_iter)

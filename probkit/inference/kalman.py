@@ -45,7 +45,7 @@ from probkit.inference._checks import as_float_tensor, check_choice
 from probkit.inference.padded import pad_sequences, unpad_sequences
 from probkit.utils._docstrings import DocFragments
 from probkit.utils.threads import torch_threads
-from probkit.utils.validation import check_lengths
+from probkit.utils.validation import check_int, check_lengths
 
 try:  # numba is a declared dependency; the torch backend keeps working without it.
     from probkit.inference import _kalman_numba as _kn
@@ -672,9 +672,7 @@ def kalman_forecast(state_mean, state_covariance, params, n_steps, *, inputs=Non
     >>> res.state_covariances[:, 0, 0]
     tensor([1.0000, 1.2500, 1.3125], dtype=torch.float64)
     """
-    if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    n_steps = int(n_steps)
+    n_steps = check_int(n_steps, "n_steps")
     mean = as_float_tensor(state_mean, "state_mean")
     dtype, device = mean.dtype, mean.device
     params = check_linear_gaussian_params(params, dtype=dtype, device=device)

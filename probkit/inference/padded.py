@@ -21,7 +21,7 @@ from probkit.inference._checks import (
     compute_dtype,
     padded_inputs,
 )
-from probkit.utils.validation import check_lengths
+from probkit.utils.validation import check_int, check_lengths
 from probkit.inference._numpy_io import numpy_out_for_numpy_in
 
 _IMPLEMENTATIONS = ("scaling", "log")
@@ -208,8 +208,7 @@ def hmm_log_likelihood(
     """
     check_choice(implementation, "implementation", _IMPLEMENTATIONS)
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        chunk_size = check_int(chunk_size, "chunk_size", allow_none=True)
         if implementation != "scaling":
             raise ValueError("chunk_size applies to implementation='scaling' only")
         chunk_size = int(chunk_size)

@@ -8,7 +8,6 @@ equal paths.
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ import torch
 from probkit.inference._lazy_numba import numba_backend
 from probkit.inference._checks import as_float_tensor, concatenated_inputs
 from probkit.utils.random import check_random_state
-from probkit.utils.validation import check_stochastic
+from probkit.utils.validation import check_int, check_stochastic
 from probkit.inference._numpy_io import numpy_out_for_numpy_in
 
 
@@ -26,14 +25,6 @@ def _uniforms(random_state, shape):
         u = torch.rand(shape, generator=random_state, dtype=torch.float64, device=random_state.device)
         return np.ascontiguousarray(u.cpu().numpy())
     return check_random_state(random_state).random_sample(shape)
-
-
-def _check_count(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
 
 
 @numpy_out_for_numpy_in("log_startprob", "log_transmat", "log_emission")
@@ -72,7 +63,7 @@ def sample_posterior_paths(log_startprob, log_transmat, log_emission, lengths=No
     >>> bool(((paths == 0) | (paths == 1)).all())
     True
     """
-    n_paths = _check_count(n_paths, "n_paths")
+    n_paths = check_int(n_paths, "n_paths")
     ls, lt, le, lengths = concatenated_inputs(log_startprob, log_transmat, log_emission, lengths)
     to64 = lambda t: np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())  # noqa: E731
     log_trans = to64(lt)
@@ -112,7 +103,7 @@ def sample_markov_chain(startprob, transmat, n_steps, random_state=None):
     >>> states
     array([0, 1, 0, 1, 0])
     """
-    n_steps = _check_count(n_steps, "n_steps")
+    n_steps = check_int(n_steps, "n_steps")
     start = as_float_tensor(startprob, "startprob")
     trans = as_float_tensor(transmat, "transmat")
     if start.ndim != 1 or start.shape[0] == 0:

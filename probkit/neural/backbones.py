@@ -58,8 +58,7 @@ from torch import nn
 
 from .layers import (GatedCNNLayer, GRULayer, LSTMLayer, Mamba2Layer, MambaLayer, RWKV6Layer, RWKV7Layer,
                      S4DLayer, S4Layer, SequenceLayer, TransformerLayer, make_norm)
-from .layers.base import check_positive_int
-from probkit.utils.validation import check_lengths
+from probkit.utils.validation import check_int, check_lengths
 
 __all__ = [
     "KINDS",
@@ -267,7 +266,7 @@ class Backbone(nn.Module):
             One tuple of batch-first tensors per layer (see the layers' classes).
         """
         self._check_causal("init_state()")
-        batch_size = check_positive_int(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size")
         return tuple(layer.init_state(batch_size, device=device, dtype=dtype)
                      for layer in self.layers)
 
@@ -361,7 +360,7 @@ def _gated_cnn(d_model, n_layers, *, expansion=8 / 3, conv_ratio=1.0, conv_width
 def _transformer(d_model, n_layers, *, n_heads=4, causal=True, positional="rotary",
                  max_len=1024, mlp_ratio=2.0, rotary_base=10000.0, dropout=0.0, bias=False,
                  norm="rms", norm_eps=1e-6, activation="gelu"):
-    n_heads = check_positive_int(n_heads, "n_heads")
+    n_heads = check_int(n_heads, "n_heads")
     if d_model % n_heads:
         raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
     return [TransformerLayer(d_model, n_heads=n_heads, causal=causal, positional=positional,
@@ -442,7 +441,7 @@ def default_hybrid_pattern(n_layers):
     >>> default_hybrid_pattern(8), default_hybrid_pattern(2)
     ('MMMAMMMA', 'MA')
     """
-    n_layers = check_positive_int(n_layers, "n_layers")
+    n_layers = check_int(n_layers, "n_layers")
     letters = ["A" if i % 4 == 3 else "M" for i in range(n_layers)]
     if n_layers < 4:
         letters[-1] = "A"
@@ -607,8 +606,8 @@ def build_backbone(kind, d_model, n_layers, **kw):
     torch.Size([4, 10, 16])
     """
     name = _canonical_kind(kind)
-    d_model = check_positive_int(d_model, "d_model")
-    n_layers = check_positive_int(n_layers, "n_layers")
+    d_model = check_int(d_model, "d_model")
+    n_layers = check_int(n_layers, "n_layers")
     return Backbone(_FACTORIES[name](d_model, n_layers, **kw), kind=name)
 
 
@@ -669,11 +668,11 @@ def d_model_for_budget(kind, n_layers, budget, *, multiple_of=8, **kw):
     (80, 90960)
     """
     name = _canonical_kind(kind)
-    n_layers = check_positive_int(n_layers, "n_layers")
-    budget = check_positive_int(budget, "budget")
-    step_ = check_positive_int(multiple_of, "multiple_of")
+    n_layers = check_int(n_layers, "n_layers")
+    budget = check_int(budget, "budget")
+    step_ = check_int(multiple_of, "multiple_of")
     if kw.get("n_heads") is not None:
-        step_ = step_ * check_positive_int(kw["n_heads"], "n_heads") // math.gcd(step_, kw["n_heads"])
+        step_ = step_ * check_int(kw["n_heads"], "n_heads") // math.gcd(step_, kw["n_heads"])
 
     def count(m):
         return _meta_count(name, m * step_, n_layers, kw)

@@ -7,12 +7,9 @@ import numbers
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
 
-
-def _as_numpy(x):
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+from probkit.utils._array import to_numpy
 
 
 def check_finite(x, name="X"):
@@ -110,7 +107,7 @@ def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, 
             return np.array([n_samples], dtype=np.int64)
         return np.full(n_sequences, max_length, dtype=np.int64)
     try:
-        arr = _as_numpy(lengths)
+        arr = to_numpy(lengths)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a 1-D array of sequence lengths, got {type(lengths).__name__}") from None
     if arr.ndim != 1:
@@ -140,9 +137,12 @@ def check_lengths(lengths, n_samples=None, name="lengths", *, n_sequences=None, 
 
 
 def check_int(value, name, minimum=1, allow_none=False):
-    """``value`` as an int of at least ``minimum``; a ``ValueError`` naming ``name`` otherwise.
+    """``value`` as an int of at least ``minimum``; an error naming ``name`` otherwise.
 
-    The one integer check of probkit's functions and estimators (booleans are refused).
+    The one integer check of probkit's functions and layers (booleans are refused). It raises
+    scikit-learn's ``InvalidParameterError``, as the estimators' declarative parameter checks
+    do: a ``ValueError`` and a ``TypeError``, so a wrong type and a wrong value are caught
+    alike.
 
     Parameters
     ----------
@@ -161,20 +161,22 @@ def check_int(value, name, minimum=1, allow_none=False):
     --------
     >>> check_int(3, "n_samples")
     3
-    >>> check_int(0, "n_samples")
-    Traceback (most recent call last):
-    ...
-    ValueError: n_samples must be a positive integer, got 0
-    >>> check_int(-1, "warmup", minimum=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: warmup must be a non-negative integer, got -1
+    >>> try:
+    ...     check_int(0, "n_samples")
+    ... except ValueError as error:
+    ...     print(error)
+    n_samples must be a positive integer, got 0
+    >>> try:
+    ...     check_int(2.5, "warmup", minimum=0)
+    ... except TypeError as error:
+    ...     print(error)
+    warmup must be a non-negative integer, got 2.5
     """
     if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
         what = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
-        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+        raise InvalidParameterError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
 
 
@@ -203,7 +205,7 @@ def check_shape(value, shape, name, hint=""):
     ...
     ValueError: The parameter 'weights' should have the shape of (3,), but got (2,)
     """
-    arr = _as_numpy(value).astype(np.float64)
+    arr = to_numpy(value).astype(np.float64)
     if arr.shape != tuple(shape):
         raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got {arr.shape}{hint}")
     if not np.all(np.isfinite(arr)):
@@ -224,7 +226,7 @@ def check_stochastic(p, name, axis=-1, atol=1e-8):
     ...
     ValueError: startprob must sum to 1 along its last axis; got sums [1.1]
     """
-    arr = _as_numpy(p).astype(float, copy=False)
+    arr = to_numpy(p).astype(float, copy=False)
     # fast path: a minimum >= 0 and a finite maximum rule out NaN, infinities and negative entries
     if not (arr.size and arr.min() >= 0 and arr.max() < np.inf):
         if not np.all(np.isfinite(arr)):
@@ -255,7 +257,7 @@ def check_probabilities(value, shape, name):
     ...
     ValueError: startprob_ must have shape (3,), got (2,)
     """
-    arr = _as_numpy(value).astype(np.float64)
+    arr = to_numpy(value).astype(np.float64)
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
     return check_stochastic(arr, name)
@@ -292,7 +294,7 @@ def check_nonnegative_integers(x, name="X"):
     ...
     ValueError: X must hold non-negative integer counts; found non-integer values such as 1.5
     """
-    arr = _as_numpy(x)
+    arr = to_numpy(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.dtype.kind == "f":
@@ -344,7 +346,7 @@ def check_inputs(inputs, n_samples, name="inputs"):
     ...
     ValueError: inputs must have shape (n_samples, n_inputs) with n_samples = 3 (one row per row of X), got shape (2, 1)
     """
-    u = np.asarray(_as_numpy(inputs))
+    u = np.asarray(to_numpy(inputs))
     if u.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {u.dtype}")
     u = u.astype(np.float64)
@@ -368,7 +370,7 @@ def check_sample_weight(sample_weight, n_samples, name="sample_weight"):
     """
     if sample_weight is None:
         return np.ones(n_samples)
-    w = _as_numpy(sample_weight).astype(float)
+    w = to_numpy(sample_weight).astype(float)
     if w.ndim != 1 or w.shape[0] != n_samples:
         raise ValueError(f"{name} must have shape ({n_samples},), got {w.shape}")
     if not np.all(np.isfinite(w)):

@@ -15,6 +15,7 @@ from pyro.infer.autoguide.initialization import init_to_value
 
 from probkit.utils.random import forked_rng
 from probkit.utils.threads import torch_threads
+from probkit.utils.validation import check_int
 from probkit.vi._pyro import ParamScope, model_args, pyro_lock
 
 __all__ = ["run_nuts"]
@@ -64,13 +65,9 @@ def run_nuts(model, data=None, *, num_samples=500, warmup_steps=None, num_chains
     >>> draws["mu"].shape, bool(abs(draws["mu"].mean() - 0.75) < 0.15)
     ((200,), True)
     """
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    warmup = num_samples if warmup_steps is None else warmup_steps
-    if not isinstance(warmup, (int, np.integer)) or warmup < 0:
-        raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
-    if not isinstance(num_chains, (int, np.integer)) or num_chains < 1:
-        raise ValueError(f"num_chains must be a positive integer, got {num_chains!r}")
+    num_samples = check_int(num_samples, "num_samples")
+    warmup = num_samples if warmup_steps is None else check_int(warmup_steps, "warmup_steps", minimum=0)
+    num_chains = check_int(num_chains, "num_chains")
     args, kwargs = model_args(data)
     nesting = None if max_plate_nesting is None else int(max_plate_nesting)
     kernel = NUTS(config_enumerate(model, default="parallel"), max_plate_nesting=nesting,

@@ -51,9 +51,9 @@ from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
 
 from probkit.utils.progress import progress_bar
-from probkit.utils.random import check_random_state
 from probkit.utils.random import forked_rng
 from probkit.utils.threads import torch_threads
+from probkit.utils.validation import check_int
 from probkit.vi._pyro import ParamScope, model_args, pyro_lock
 
 __all__ = ["GUIDES", "LOSSES", "SVIResult", "fit_svi", "make_elbo", "make_guide"]
@@ -108,8 +108,7 @@ def make_elbo(loss="Trace_ELBO", *, num_particles=1, vectorize_particles=False, 
     if key not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of ['Trace_ELBO', 'TraceEnum_ELBO', "
                          "'TraceMeanField_ELBO'] or a pyro.infer.ELBO instance")
-    if not isinstance(num_particles, (int, np.integer)) or num_particles < 1:
-        raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
+    num_particles = check_int(num_particles, "num_particles")
     nesting = float("inf") if max_plate_nesting is None else int(max_plate_nesting)
     return LOSSES[key](num_particles=int(num_particles), vectorize_particles=bool(vectorize_particles),
                        max_plate_nesting=nesting)
@@ -326,12 +325,10 @@ def fit_svi(model, guide, data=None, *, num_steps=1000, optim=None, loss="Trace_
     >>> bool(abs(res.params["AutoNormal.locs.mu"] - 2.1804) < 0.03)   # posterior sd 0.095
     True
     """
-    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    num_steps = check_int(num_steps, "num_steps")
     if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValueError(f"tol must be a non-negative number or None, got {tol!r}")
-    if not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}")
+    window = check_int(window, "window")
     elbo = make_elbo(loss, num_particles=num_particles, vectorize_particles=vectorize_particles,
                      max_plate_nesting=max_plate_nesting)
     enumerated = isinstance(elbo, TraceEnum_ELBO)

@@ -180,11 +180,14 @@ def test_the_three_forms_of_the_contract_are_the_same_sequences():
 def test_bad_input_is_refused_with_clear_errors():
     X = np.random.RandomState(0).normal(size=(20, 2))
     tiny = dict(d_model=4, hidden_dim=4, max_epochs=1)
-    with pytest.raises(ValueError, match="backbone='nope' is not a known backbone"):
+    with pytest.raises(ValueError, match="The 'backbone' parameter of DeepStateSpaceModel must be None or a str among "
+                                         ".*Got 'nope'"):
         DeepStateSpaceModel(backbone="nope").fit(X)
-    with pytest.raises(ValueError, match="guide_backbone='nope' is not a known backbone"):
+    with pytest.raises(ValueError, match="The 'guide_backbone' parameter of DeepStateSpaceModel must be a str among "
+                                         ".*Got 'nope'"):
         DeepStateSpaceModel(guide_backbone="nope").fit(X)
-    with pytest.raises(ValueError, match="unknown emission 'gamma'"):
+    with pytest.raises(ValueError, match="The 'emission' parameter of DeepStateSpaceModel must be a str among "
+                                         ".*Got 'gamma'"):
         DeepStateSpaceModel(emission="gamma").fit(X)
     with pytest.raises(ValueError, match="non-negative integer.*emission='poisson'"):
         DeepStateSpaceModel(emission="poisson", **tiny).fit(X)
@@ -198,7 +201,8 @@ def test_bad_input_is_refused_with_clear_errors():
     bad[0, 0] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         DeepStateSpaceModel(**tiny).fit(bad)
-    with pytest.raises(ValueError, match="kl_annealing"):
+    with pytest.raises(ValueError, match=r"The 'kl_annealing' parameter of DeepStateSpaceModel must be a float in "
+                                         r"the range \[0.0, 1.0\)"):
         DeepStateSpaceModel(kl_annealing=1.5).fit(X)
     for call in (lambda m: m.transform(X), lambda m: m.score(X), lambda m: m.sample(2),
                  lambda m: m.forecast(X, 2), lambda m: m.bounds(X)):

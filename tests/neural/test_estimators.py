@@ -458,22 +458,43 @@ def test_bad_tokens_are_refused(X, match):
         SequenceDensity(**TINY, vocab_size=4, max_epochs=1).fit(X)
 
 
+_BAD = "The '{}' parameter of SequenceClassifier must be "
+
+
 @pytest.mark.parametrize("params, match", [
-    (dict(backbone="mambo"), "backbone='mambo' is not a known backbone; choose one of"),
+    (dict(backbone="mambo"), _BAD.format("backbone") + r"a str among \{.*'gru'.*\} \(in any letter case\) or an "
+     "instance of 'probkit.neural.backbones.Backbone'. Got 'mambo' instead"),
     (dict(backbone="transformer", d_model=10, backbone_kwargs={"n_heads": 4}), "n_heads=4 must divide d_model=10"),
     (dict(backbone="gru", backbone_kwargs={"n_heads": 4}), "backbone_kwargs="),
-    (dict(d_model=0), "d_model must be a positive integer"),
-    (dict(n_layers=-1), "n_layers must be a positive integer"),
-    (dict(pooling="median"), "pooling must be one of"),
-    (dict(validation_fraction=1.0), "validation_fraction"),
-    (dict(lr=0), "lr must be a positive number"),
-    (dict(vocab_size=0), "vocab_size must be a positive integer"),
-    (dict(mixed_precision="yes"), "mixed_precision"),
+    (dict(backbone_kwargs=[("n_heads", 4)]), _BAD.format("backbone_kwargs") + "None or an instance of 'dict'"),
+    (dict(d_model=0), _BAD.format("d_model") + r"an int in the range \[1, inf\). Got 0 instead"),
+    (dict(d_model=True), _BAD.format("d_model") + r"an int in the range \[1, inf\). Got True instead"),
+    (dict(d_model=8.0), _BAD.format("d_model") + r"an int in the range \[1, inf\). Got 8.0 instead"),
+    (dict(n_layers=-1), _BAD.format("n_layers") + r"an int in the range \[1, inf\)"),
+    (dict(pooling="median"), _BAD.format("pooling") + "a str among"),
+    (dict(validation_fraction=1.0), _BAD.format("validation_fraction") + r"a float in the range \[0.0, 1.0\)"),
+    (dict(lr=0), _BAD.format("lr") + r"a float in the range \(0.0, inf\)"),
+    (dict(lr=float("inf")), _BAD.format("lr")),
+    (dict(warmup=1.5), _BAD.format("warmup") + r"a float in the range \[0.0, 1.0\) or an int in the range \[0, inf\)"),
+    (dict(vocab_size=0), _BAD.format("vocab_size") + r"None or an int in the range \[1, inf\)"),
+    (dict(mixed_precision="yes"), _BAD.format("mixed_precision")),
+    (dict(early_stopping="yes"), _BAD.format("early_stopping")),
+    (dict(dtype=3), _BAD.format("dtype")),
 ])
 def test_bad_parameters_are_refused_at_fit(params, match):
     seqs, y = sign_task(10)
     with pytest.raises(ValueError, match=match):
         SequenceClassifier(**{**TINY, "max_epochs": 1, **params}).fit(seqs, y)
+
+
+def test_backbone_names_ignore_case_and_warmup_counts_steps():
+    # valid spellings the constraints must keep accepting: a kind in any letter case, a warm-up in steps
+    seqs, y = sign_task(12)
+    kw = {**TINY, "max_epochs": 2, "early_stopping": False, "warmup": 2}
+    upper = SequenceClassifier(**{**kw, "backbone": "GRU"}).fit(seqs, y)
+    lower = SequenceClassifier(**kw).fit(seqs, y)
+    np.testing.assert_array_equal(upper.predict_proba(seqs), lower.predict_proba(seqs))
+    assert upper.n_iter_ == 2
 
 
 def test_density_parameter_errors():
@@ -484,7 +505,7 @@ def test_density_parameter_errors():
         SequenceDensity(**TINY, head="mixture", vocab_size=3).fit([np.array([0, 1])])
     with pytest.raises(ValueError, match="needs a causal backbone"):
         SequenceDensity(backbone="transformer", d_model=8, n_layers=1, backbone_kwargs={"causal": False}).fit(X)
-    with pytest.raises(ValueError, match="window must be a positive integer"):
+    with pytest.raises(ValueError, match=r"The 'window' parameter of SequenceDensity must be an int in the range \[1"):
         SequenceDensity(**TINY, vocab_size=3, window=0).fit(np.array([0, 1, 2]))
 
 

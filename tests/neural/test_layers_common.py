@@ -3,13 +3,14 @@ the other ``test_layers_*`` files (float64 loops written from the equations)."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from probkit.neural.layers import RMSNorm
-from probkit.neural.layers.base import (check_dropout, check_positive_int, inverse_softplus,
-                                        log_uniform_)
+from probkit.neural.layers.base import check_dropout, inverse_softplus, log_uniform_
+from probkit.utils.validation import check_int
 
 
 def randn(*shape, seed=1):
@@ -87,13 +88,12 @@ def test_inverse_softplus_and_log_uniform():
 
 
 def test_argument_helpers():
-    assert check_positive_int(3, "n") == 3
-    with pytest.raises(ValueError, match="n must be a positive int, got 0"):
-        check_positive_int(0, "n")
-    with pytest.raises(TypeError, match="n must be a positive int"):
-        check_positive_int(2.5, "n")
-    with pytest.raises(TypeError, match="n must be a positive int"):
-        check_positive_int(True, "n")
+    # the layers use the one integer check; a wrong type and a wrong value raise an error that is both
+    assert check_int(3, "n") == 3 and check_int(np.int64(3), "n") == 3
+    for bad in (0, -2, 2.5, True, "3"):
+        for kind in (ValueError, TypeError):
+            with pytest.raises(kind, match="n must be a positive integer"):
+                check_int(bad, "n")
     assert check_dropout(0.25) == 0.25
     with pytest.raises(ValueError, match="dropout"):
         check_dropout(1.0)

@@ -58,7 +58,7 @@ def test_bert_mask_positions_uniform():
 
 
 @pytest.mark.parametrize(("kw", "match"), [
-    ({"mask_prob": 1.5}, "mask_prob"), ({"mask_token_prob": -0.1}, "mask_token_prob"),
+    ({"mask_prob": 1.5}, "mask_prob"), ({"mask_prob": True}, "mask_prob"), ({"mask_token_prob": -0.1}, "mask_token_prob"),
     ({"mask_token_prob": 0.8, "random_token_prob": 0.3}, "at most 1"),
 ])
 def test_bert_mask_errors(kw, match):

@@ -292,7 +292,7 @@ def test_init_hmm_restarts_escape_the_sign_alternating_optimum():
         assert est.init_hmm_.n_init == 5
         assert est.init_hmm_.score(X, lengths=lengths) > scores.max() - 1.0     # EM stops at tol=1e-2
         assert np.diag(est.init_hmm_.transmat_).min() > 0.8
-    with pytest.raises(ValueError, match="hmm_n_init"):
+    with pytest.raises(ValueError, match="The 'hmm_n_init' parameter of NeuralHMM must be an int in the range"):
         NeuralHMM(hmm_n_init=0, **TINY).fit(X, lengths=lengths)
 
 
@@ -342,11 +342,11 @@ def test_fits_are_reproducible():
 def test_bad_input_is_refused_with_clear_errors():
     rng = np.random.RandomState(6)
     X = _data("gaussian", rng)
-    with pytest.raises(ValueError, match="unknown emission 'student'"):
+    with pytest.raises(ValueError, match="The 'emission' parameter of NeuralHMM must be a str among .*Got 'student'"):
         NeuralHMM(emission="student").fit(X)
-    with pytest.raises(ValueError, match="backbone='lstmx' is not a known backbone"):
+    with pytest.raises(ValueError, match="The 'backbone' parameter of NeuralHMM must be .*Got 'lstmx'"):
         NeuralHMM(backbone="lstmx").fit(X)
-    with pytest.raises(ValueError, match="init must be"):
+    with pytest.raises(ValueError, match="The 'init' parameter of NeuralHMM must be a str among .*Got 'kmeans'"):
         NeuralHMM(init="kmeans", **TINY).fit(X)
     with pytest.raises(ValueError, match="non-negative integer.*emission='poisson'"):
         NeuralHMM(emission="poisson", **TINY).fit(X)

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy import sparse
+from sklearn.utils._param_validation import RealNotInt
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probkit.base import ProbkitEstimator
+from probkit.base import COMPUTE_CONSTRAINTS, Interval, ProbkitEstimator, StrOptions
+from probkit.neural.backbones import KINDS, Backbone
 from probkit.neural.heads import make_head
 from probkit.neural.networks import POOLINGS, SequenceNet
 from probkit.utils.random import check_random_state, seed_from
@@ -39,10 +42,82 @@ from probkit.utils.threads import limit_torch_threads
 
 from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layout, window_lengths
 from ._docs import NEURAL_DOCS
-from ._training import TrainingOptions, check_positive_int, run_training, seeded
+from ._training import MIXED_PRECISION_MODES, SCHEDULES, TrainingOptions, run_training, seeded
 
-__all__ = ["NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading", "check_bound", "check_standardizer",
-           "elbo_and_iwae", "store_params", "unwrap"]
+__all__ = ["TRAINING_CONSTRAINTS", "NameOptions", "NeuralEstimator", "NumberInterval", "SequenceNetEstimator",
+           "build_net_for_loading", "check_bound", "check_standardizer", "count", "elbo_and_iwae", "store_params",
+           "unwrap", "without"]
+
+
+# ---------------------------------------------------------------------------- parameter constraints
+class NumberInterval(Interval):
+    """scikit-learn's ``Interval`` that refuses booleans: ``True`` is not a width, a count or a rate here.
+
+    Examples
+    --------
+    >>> from numbers import Integral
+    >>> at_least_one = NumberInterval(Integral, 1, None, closed="left")
+    >>> at_least_one.is_satisfied_by(3), at_least_one.is_satisfied_by(True), str(at_least_one)
+    (True, False, 'an int in the range [1, inf)')
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+class NameOptions(StrOptions):
+    """scikit-learn's ``StrOptions`` matched case-insensitively, as backbone kinds and emission names are read.
+
+    Examples
+    --------
+    >>> kinds = NameOptions({"gru", "lstm"})
+    >>> kinds.is_satisfied_by("GRU"), kinds.is_satisfied_by("rnn"), kinds.is_satisfied_by(None)
+    (True, False, False)
+    >>> str(NameOptions({"gru"}))
+    "a str among {'gru'} (in any letter case)"
+    """
+
+    def is_satisfied_by(self, val):
+        return isinstance(val, str) and val.lower() in self.options
+
+    def __str__(self):
+        return f"{super().__str__()} (in any letter case)"
+
+
+def without(constraints, *names):
+    """``constraints`` (a ``_parameter_constraints`` dict) without the entries ``names``.
+
+    Examples
+    --------
+    >>> without({"a": [int], "b": [str], "c": [None]}, "b")
+    {'a': [<class 'int'>], 'c': [None]}
+    """
+    return {name: value for name, value in constraints.items() if name not in names}
+
+
+#: A positive integer (widths, layer counts, epochs, components), booleans refused.
+count = [NumberInterval(Integral, 1, None, closed="left")]
+
+#: The training parameters every neural estimator takes (the fields of :class:`TrainingOptions`
+#: it exposes), with ``random_state``, ``device``, ``dtype`` and ``verbose``.
+TRAINING_CONSTRAINTS = {
+    "batch_size": count,
+    "max_epochs": count,
+    "lr": [NumberInterval(Real, 0, None, closed="neither")],
+    "weight_decay": [NumberInterval(Real, 0, None, closed="left")],
+    # inf: no clipping, as in TrainingOptions (None is the documented way)
+    "clip_grad_norm": [None, NumberInterval(Real, 0, None, closed="right")],
+    "schedule": [StrOptions(set(SCHEDULES))],
+    # a fraction of all steps, or a number of steps
+    "warmup": [NumberInterval(RealNotInt, 0, 1, closed="left"), NumberInterval(Integral, 0, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [NumberInterval(Real, 0, 1, closed="left")],
+    "patience": count,
+    "mixed_precision": ["boolean", StrOptions(set(MIXED_PRECISION_MODES))],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    **COMPUTE_CONSTRAINTS,
+}
 
 
 def store_params(estimator, arguments):
@@ -122,8 +197,10 @@ class NeuralEstimator(ProbkitEstimator):
     valid_lengths)`` (the unsupervised estimators, whose ``fit`` is the one here) or its own
     ``fit``, and, where the defaults do not fit:
 
+    * ``_parameter_constraints``: the base's entries (backbone, width, depth and training)
+      with its own added (:func:`without` those it does not take);
     * ``_step_ndim``: 1 for feature vectors (default), 0 for integer tokens;
-    * ``_check_model_params()``: its own parameters (the training ones are checked here);
+    * ``_check_model_params()``: what the constraints cannot say (several parameters together, contents);
     * ``_check_values(values, name, reset)``: the support of the concatenated rows;
     * ``_standardizes``: whether the inputs are standardised (default True), and
       ``_scaling_source(values)``, the rows the statistics are taken from;
@@ -137,16 +214,22 @@ class NeuralEstimator(ProbkitEstimator):
     _standardizes = True
     _scores_standardized = False
 
+    _parameter_constraints = {
+        # a kind of build_backbone, or a Backbone module (copied)
+        "backbone": [NameOptions(set(KINDS)), Backbone],
+        "d_model": count,
+        "n_layers": count,
+        "backbone_kwargs": [None, dict],
+        **TRAINING_CONSTRAINTS,
+    }
+
     # ------------------------------------------------------------------ parameters
     def _check_model_params(self):
-        """Check the subclass's own parameters (none here)."""
+        """Check what the constraints of the subclass's own parameters cannot say (nothing here)."""
 
     def _check_params(self):
         """Check every parameter once; return the :class:`TrainingOptions` of the fit."""
-        for name in ("d_model", "n_layers"):
-            check_positive_int(getattr(self, name), name)
-        if self.backbone_kwargs is not None and not isinstance(self.backbone_kwargs, dict):
-            raise ValueError(f"backbone_kwargs must be a dict or None, got {self.backbone_kwargs!r}")
+        self._validate_params()
         options = TrainingOptions(
             batch_size=self.batch_size, max_epochs=self.max_epochs, lr=self.lr, weight_decay=self.weight_decay,
             clip_grad_norm=self.clip_grad_norm, schedule=self.schedule, warmup=self.warmup,
@@ -243,8 +326,9 @@ class NeuralEstimator(ProbkitEstimator):
         -------
         self
         """
+        options = self._check_params()
         check_y_slot(self, "fit", X, y)
-        self._fit_sequences(self._check_params(), X, lengths, valid_lengths)
+        self._fit_sequences(options, X, lengths, valid_lengths)
         return self
 
     def _train(self, options, data, loss_fn, initialise=None):
@@ -331,6 +415,13 @@ class SequenceNetEstimator(NeuralEstimator):
 
     _autoregressive = False
 
+    _parameter_constraints = {
+        **NeuralEstimator._parameter_constraints,
+        "vocab_size": [None, *count],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "bidirectional": ["boolean"],
+    }
+
     @property
     def _tokens(self):
         return self.vocab_size is not None
@@ -346,12 +437,6 @@ class SequenceNetEstimator(NeuralEstimator):
     @property
     def _scores_standardized(self):
         return not self._tokens
-
-    def _check_model_params(self):
-        if self.vocab_size is not None:
-            check_positive_int(self.vocab_size, "vocab_size")
-        if not self._autoregressive and self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
     def _check_values(self, values, name, reset):
         if self._tokens:
@@ -407,9 +492,15 @@ class PerStepSequenceEstimator(SequenceNetEstimator):
     1-D token sequence read as windows of ``self.window`` steps.
     """
 
+    _parameter_constraints = {
+        **without(SequenceNetEstimator._parameter_constraints, "pooling", "bidirectional"),
+        "head": [StrOptions({"auto", "categorical", "gaussian", "mixture"})],
+        "n_components": count,
+        "window": count,
+    }
+
     def _resolve_head(self):
-        if self.head not in ("auto", "categorical", "gaussian", "mixture"):
-            raise ValueError(f"head must be 'auto', 'categorical', 'gaussian' or 'mixture', got {self.head!r}")
+        """The head of ``head`` and the input kind (checked against ``vocab_size``)."""
         head = self.head if self.head != "auto" else ("categorical" if self._tokens else "gaussian")
         if head == "categorical" and not self._tokens:
             raise ValueError("head='categorical' needs vocab_size (the number of distinct tokens)")

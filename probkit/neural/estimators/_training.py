@@ -82,6 +82,11 @@ from probkit.utils.validation import check_int as check_positive_int  # the one 
 __all__ = ["TensorData", "TrainingHistory", "TrainingOptions", "evaluate_loss", "run_training", "seeded",
            "train_module"]
 
+#: Learning-rate decays after the warm-up.
+SCHEDULES = ("cosine", "linear", "constant")
+#: ``mixed_precision`` settings besides the booleans.
+MIXED_PRECISION_MODES = ("auto", "bf16", "fp16")
+
 
 # ---------------------------------------------------------------------------- helpers
 def seeded(random_state, device=None):
@@ -410,7 +415,7 @@ class TrainingOptions:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.clip_grad_norm is not None and not (_is_real(self.clip_grad_norm) and self.clip_grad_norm > 0):
             raise ValueError(f"clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}")
-        if self.schedule not in ("cosine", "linear", "constant"):
+        if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
         if not _is_real(self.warmup) or self.warmup < 0 or \
                 (not isinstance(self.warmup, numbers.Integral) and self.warmup >= 1):
@@ -421,7 +426,7 @@ class TrainingOptions:
             raise ValueError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}")
         if not (_is_real(self.tol) and self.tol >= 0):
             raise ValueError(f"tol must be >= 0, got {self.tol!r}")
-        if self.mixed_precision not in ("auto", True, False, "bf16", "fp16", None):
+        if self.mixed_precision not in (True, False, None, *MIXED_PRECISION_MODES):
             raise ValueError(f"mixed_precision must be 'auto', True, False, 'bf16' or 'fp16', got "
                              f"{self.mixed_precision!r}")
         put("betas", tuple(float(b) for b in self.betas))

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin, TransformerMixin
 
+from probkit.base import StrOptions
 from probkit.neural.backbones import KINDS
 from probkit.neural.networks import DSSMNet
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import NeuralEstimator, check_bound, elbo_and_iwae, store_params, unwrap
+from ._base import NameOptions, NeuralEstimator, NumberInterval, check_bound, count, elbo_and_iwae, store_params, unwrap
 from ._data import check_counts
 from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
@@ -110,6 +111,21 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
     True
     """
 
+    _parameter_constraints = {
+        **NeuralEstimator._parameter_constraints,
+        "latent_dim": count,
+        # None: a first-order transition
+        "backbone": [None, NameOptions(set(KINDS))],
+        "guide_backbone": [NameOptions(set(KINDS))],
+        "hidden_dim": count,
+        "emission": [StrOptions(set(_EMISSIONS))],
+        "guide_backbone_kwargs": [None, dict],
+        "elbo": [StrOptions(set(_ELBOS))],
+        "n_particles": count,
+        "kl_annealing": [NumberInterval(numbers.Real, 0, 1, closed="left")],
+        "kl_start": [NumberInterval(numbers.Real, 0, 1, closed="right")],
+    }
+
     def __init__(self, latent_dim=2, backbone=None, guide_backbone="gru", d_model=32, n_layers=1, *, hidden_dim=32,
                  emission="gaussian", backbone_kwargs=None, guide_backbone_kwargs=None, elbo="Trace_ELBO",
                  n_particles=1, kl_annealing=0.2, kl_start=0.1, batch_size=32, max_epochs=100, lr=3e-3,
@@ -119,26 +135,6 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         store_params(self, locals())
 
     # ------------------------------------------------------------------ parameters and data
-    def _check_model_params(self):
-        for name in ("latent_dim", "hidden_dim", "n_particles"):
-            check_positive_int(getattr(self, name), name)
-        if self.backbone is not None and (not isinstance(self.backbone, str) or self.backbone.lower() not in KINDS):
-            raise ValueError(f"backbone={self.backbone!r} is not a known backbone; choose None or one of "
-                             f"{', '.join(KINDS)}")
-        if not isinstance(self.guide_backbone, str) or self.guide_backbone.lower() not in KINDS:
-            raise ValueError(f"guide_backbone={self.guide_backbone!r} is not a known backbone; choose one of "
-                             f"{', '.join(KINDS)}")
-        if self.emission not in _EMISSIONS:
-            raise ValueError(f"unknown emission {self.emission!r}; choose one of {', '.join(_EMISSIONS)}")
-        if self.elbo not in _ELBOS:
-            raise ValueError(f"elbo must be one of {_ELBOS}, got {self.elbo!r}")
-        if not (isinstance(self.kl_annealing, numbers.Real) and 0 <= self.kl_annealing < 1):
-            raise ValueError(f"kl_annealing must be in [0, 1), got {self.kl_annealing!r}")
-        if not (isinstance(self.kl_start, numbers.Real) and 0 < self.kl_start <= 1):
-            raise ValueError(f"kl_start must be in (0, 1], got {self.kl_start!r}")
-        if self.guide_backbone_kwargs is not None and not isinstance(self.guide_backbone_kwargs, dict):
-            raise ValueError(f"guide_backbone_kwargs must be a dict or None, got {self.guide_backbone_kwargs!r}")
-
     _scores_standardized = property(lambda self: self.emission == "gaussian")
 
     def _check_values(self, values, name, reset):

@@ -75,11 +75,6 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
         store_params(self, locals())
 
     # ------------------------------------------------------------------ setup
-    def _check_model_params(self):
-        super()._check_model_params()
-        check_positive_int(self.window, "window")
-        check_positive_int(self.n_components, "n_components")
-
     def _read_windows(self, X, lengths, valid_lengths, *, reset):
         """The checked sequences of ``X``; one long token sequence is cut into windows."""
         return self._windowed(self._read(X, lengths, valid_lengths, reset=reset), X, lengths)

@@ -10,10 +10,9 @@ from probkit.neural.networks import SequenceNet
 from probkit.utils.sequences import _is_sequence_list, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import PerStepSequenceEstimator, store_params, unwrap
+from ._base import NumberInterval, PerStepSequenceEstimator, store_params, unwrap
 from ._data import SequenceData
 from ._docs import NEURAL_DOCS
-from ._training import check_positive_int
 
 __all__ = ["MaskedSequenceModel", "bert_mask"]
 
@@ -194,6 +193,13 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
     [[3, 4, 0, 1, 2, 3]]
     """
 
+    _parameter_constraints = {
+        **PerStepSequenceEstimator._parameter_constraints,
+        "mask_prob": [NumberInterval(numbers.Real, 0, 1, closed="both")],
+        "mask_token_prob": [NumberInterval(numbers.Real, 0, 1, closed="both")],
+        "random_token_prob": [NumberInterval(numbers.Real, 0, 1, closed="both")],
+    }
+
     def __init__(self, backbone="transformer", d_model=64, n_layers=2, *, backbone_kwargs=None, vocab_size=None,
                  mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1, head="auto", n_components=5,
                  window=256, batch_size=32, max_epochs=100, lr=1e-3, weight_decay=0.01, clip_grad_norm=1.0,
@@ -203,13 +209,7 @@ class MaskedSequenceModel(PerStepSequenceEstimator):
 
     # ------------------------------------------------------------------ setup
     def _check_model_params(self):
-        if self.vocab_size is not None:
-            check_positive_int(self.vocab_size, "vocab_size")
-        check_positive_int(self.window, "window")
-        check_positive_int(self.n_components, "n_components")
-        _check_probability(self.mask_prob, "mask_prob")
-        p_mask = _check_probability(self.mask_token_prob, "mask_token_prob")
-        p_rand = _check_probability(self.random_token_prob, "random_token_prob")
+        p_mask, p_rand = self.mask_token_prob, self.random_token_prob
         if p_mask + p_rand > 1 + 1e-12:
             raise ValueError(f"mask_token_prob + random_token_prob must be at most 1, got {p_mask} + {p_rand}")
 

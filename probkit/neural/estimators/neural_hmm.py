@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin
 
+from probkit.base import StrOptions
 from probkit.neural.emissions import EMISSIONS
 from probkit.neural.networks import NeuralHMMNet, hmm_log_likelihood_sum
 from probkit.utils.sequences import SequenceBatch, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_stochastic
 
-from ._base import NeuralEstimator, store_params
+from ._base import NameOptions, NeuralEstimator, count, store_params
 from ._data import check_counts, window_lengths
 from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
@@ -140,6 +141,19 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     # Fewer, shorter epochs at a larger step than the other neural estimators: the model starts at a
     # fitted classical HMM and learns corrections, the objective is the exact marginal (no sampling noise),
     # and the cosine decay then ends within the budget instead of after early stopping cut it short.
+    _parameter_constraints = {
+        **NeuralEstimator._parameter_constraints,
+        "n_components": count,
+        "emission": [NameOptions(set(EMISSIONS))],
+        "neural_transitions": ["boolean"],
+        "init": [StrOptions(set(_INITS))],
+        "hmm_n_iter": count,
+        "hmm_n_init": count,
+        "n_symbols": [None, *count],
+        "train_window": [None, *count],
+        "algorithm": [StrOptions(set(_ALGORITHMS))],
+    }
+
     def __init__(self, n_components=2, emission="gaussian", backbone="mamba", d_model=64, n_layers=2, *,
                  neural_transitions=False, init="hmm", hmm_n_iter=100, hmm_n_init=5, n_symbols=None,
                  backbone_kwargs=None, train_window=None, algorithm="viterbi", batch_size=8, max_epochs=60, lr=1e-2,
@@ -149,19 +163,6 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         store_params(self, locals())
 
     # ------------------------------------------------------------------ parameters and data
-    def _check_model_params(self):
-        check_positive_int(self.n_components, "n_components")
-        if not isinstance(self.emission, str) or self.emission.lower() not in EMISSIONS:
-            raise ValueError(f"unknown emission {self.emission!r}; choose one of {', '.join(EMISSIONS)}")
-        check_positive_int(self.hmm_n_iter, "hmm_n_iter")
-        check_positive_int(self.hmm_n_init, "hmm_n_init")
-        if self.init not in _INITS:
-            raise ValueError(f"init must be one of {_INITS}, got {self.init!r}")
-        if self.algorithm not in _ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {self.algorithm!r}")
-        for name in ("train_window", "n_symbols"):
-            check_positive_int(getattr(self, name), name, allow_none=True)
-
     _family = property(lambda self: self.emission.lower())
     _standardizes = property(lambda self: self._family != "categorical")          # counts: log1p, standardised
     _scores_standardized = property(lambda self: self._family == "gaussian")

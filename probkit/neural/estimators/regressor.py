@@ -7,6 +7,7 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array
 
+from probkit.base import StrOptions
 from probkit.neural.heads import GaussianHead
 from probkit.utils.sequences import keyword_lengths
 from probkit.utils.threads import limit_torch_threads
@@ -66,6 +67,11 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
     True
     """
 
+    _parameter_constraints = {
+        **SequenceNetEstimator._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "gaussian"})],
+    }
+
     def __init__(self, backbone="mamba", d_model=64, n_layers=2, *, backbone_kwargs=None, vocab_size=None,
                  pooling="mean", bidirectional=False, loss="squared_error", batch_size=32, max_epochs=100, lr=1e-3,
                  weight_decay=0.01, clip_grad_norm=1.0, schedule="cosine", warmup=0.05, early_stopping=True,
@@ -75,11 +81,6 @@ class SequenceRegressor(RegressorMixin, SequenceNetEstimator):
 
     def _make_head(self):
         return GaussianHead(self.d_model, self.n_outputs_, learn_scale=self.loss == "gaussian")
-
-    def _check_model_params(self):
-        super()._check_model_params()
-        if self.loss not in ("squared_error", "gaussian"):
-            raise ValueError(f"loss must be 'squared_error' or 'gaussian', got {self.loss!r}")
 
     @limit_torch_threads
     def fit(self, X, y, *, lengths=None, valid_lengths=None):

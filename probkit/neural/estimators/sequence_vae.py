@@ -49,17 +49,20 @@ marginal likelihood is closed form (the tests compare the bounds with it).
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import torch
 from sklearn.base import DensityMixin, TransformerMixin
 from torch import nn
 
+from probkit.base import StrOptions
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet, mlp
 from probkit.neural.networks import POOLINGS, SequenceNet, build_checked_backbone
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import NeuralEstimator, elbo_and_iwae, store_params
+from ._base import NeuralEstimator, NumberInterval, count, elbo_and_iwae, store_params
 from ._data import check_real_steps
 from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
@@ -294,6 +297,21 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
     ((3, 20, 1), (3, 2))
     """
 
+    _parameter_constraints = {
+        **NeuralEstimator._parameter_constraints,
+        "n_components": count,
+        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "bidirectional": ["boolean"],
+        "autoregressive": ["boolean"],
+        "latent_input": ["boolean"],
+        "decoder_layers": [tuple, list],
+        "noise": [StrOptions(set(NOISE_TYPES))],
+        "n_categories": [None, NumberInterval(Integral, 2, None, closed="left")],
+        "elbo": [StrOptions(set(ELBOS))],
+        "n_particles": count,
+    }
+
     def __init__(self, n_components=2, likelihood="gaussian", *, backbone="mamba", d_model=64, n_layers=2,
                  backbone_kwargs=None, pooling="mean", bidirectional=False, autoregressive=False, latent_input=True,
                  decoder_layers=(64,), noise="diagonal", n_categories=None, elbo="TraceMeanField_ELBO", n_particles=1,
@@ -304,20 +322,8 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
 
     # ------------------------------------------------------------------ setup
     def _check_model_params(self):
-        check_positive_int(self.n_components, "n_components")
-        check_positive_int(self.n_particles, "n_particles")
-        for name, value, options in (("likelihood", self.likelihood, LIKELIHOODS), ("noise", self.noise, NOISE_TYPES),
-                                     ("elbo", self.elbo, ELBOS), ("pooling", self.pooling, POOLINGS)):
-            if value not in options:
-                raise ValueError(f"{name} must be one of {options}, got {value!r}")
-        if not isinstance(self.decoder_layers, (tuple, list)):
-            raise ValueError(f"decoder_layers must be a tuple of widths, got {self.decoder_layers!r}")
         for width in self.decoder_layers:
             check_positive_int(width, "every width of decoder_layers")
-        if self.n_categories is not None and (isinstance(self.n_categories, bool) or
-                                              not isinstance(self.n_categories, (int, np.integer)) or
-                                              self.n_categories < 2):
-            raise ValueError(f"n_categories must be an integer >= 2 or None, got {self.n_categories!r}")
 
     def _check_values(self, values, name, reset):
         values = check_real_steps(values, name, estimator=self)

@@ -42,19 +42,19 @@ are scored with it.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from probkit.base import COMPUTE_CONSTRAINTS, Interval, ProbkitEstimator, StrOptions, positive_int
+from probkit.base import ProbkitEstimator, StrOptions
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import build_net_for_loading, check_standardizer, elbo_and_iwae
+from ._base import TRAINING_CONSTRAINTS, NumberInterval, build_net_for_loading, check_standardizer, count, elbo_and_iwae
 from ._docs import NEURAL_DOCS
 from ._training import TensorData, check_positive_int, seeded, train_module
 from ._vae_mixin import VAEMixin
@@ -166,28 +166,15 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
     _default_dtype = torch.float32
 
     _parameter_constraints = {
-        "n_components": positive_int,
+        "n_components": count,
         "likelihood": [StrOptions(set(LIKELIHOODS))],
         "encoder_layers": [tuple, list],
         "decoder_layers": [tuple, list],
         "noise": [StrOptions(set(NOISE_TYPES))],
-        "n_categories": [None, Interval(Integral, 2, None, closed="left")],
+        "n_categories": [None, NumberInterval(Integral, 2, None, closed="left")],
         "elbo": [StrOptions(set(ELBOS))],
-        "n_particles": positive_int,
-        "batch_size": positive_int,
-        "max_epochs": positive_int,
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "clip_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
-        "schedule": [StrOptions({"cosine", "linear", "constant"})],
-        "warmup": [Interval(Real, 0, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "patience": positive_int,
-        "mixed_precision": ["boolean", StrOptions({"auto", "bf16", "fp16"})],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        **COMPUTE_CONSTRAINTS,
+        "n_particles": count,
+        **TRAINING_CONSTRAINTS,
     }
 
     def __init__(self, n_components=2, likelihood="gaussian", *, encoder_layers=(64,), decoder_layers=(64,),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import math
-import operator
 
 import torch
 from torch import nn
@@ -123,19 +122,6 @@ class SequenceLayer(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def step(self, x_t, state):
         """Process one position: ``x_t`` is ``(batch, d_model)``; return ``(y_t, new_state)``."""
-
-
-def check_positive_int(value, name):
-    """Return ``value`` as an int, raising an error naming ``name`` unless it is an int >= 1."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    try:
-        ivalue = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive int, got {value!r}") from None
-    if ivalue < 1:
-        raise ValueError(f"{name} must be a positive int, got {ivalue}")
-    return ivalue
 
 
 def check_dropout(p):

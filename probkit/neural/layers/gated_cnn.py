@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ..ops import causal_conv1d, causal_conv1d_update
 from ._docs import LAYER_DOCS
-from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
+from .base import RMSNorm, SequenceLayer, check_dropout
 
 __all__ = ["GatedCNNLayer"]
 
@@ -67,7 +69,7 @@ class GatedCNNLayer(SequenceLayer):
     """
 
     def __init__(self, d_model, expansion=8 / 3, conv_ratio=1.0, conv_width=4, dropout=0.0):
-        super().__init__(check_positive_int(d_model, "d_model"))
+        super().__init__(check_int(d_model, "d_model"))
         d = self.d_model
         self.hidden = int(expansion * d)
         self.conv_channels = int(conv_ratio * d)
@@ -75,7 +77,7 @@ class GatedCNNLayer(SequenceLayer):
             raise ValueError(
                 f"need 1 <= conv channels <= hidden width, got int(conv_ratio * d_model) = "
                 f"{self.conv_channels} and int(expansion * d_model) = {self.hidden}")
-        self.conv_width = check_positive_int(conv_width, "conv_width")
+        self.conv_width = check_int(conv_width, "conv_width")
         self.norm = RMSNorm(d)
         self.fc1 = nn.Linear(d, 2 * self.hidden)
         bound = 1.0 / math.sqrt(self.conv_width)

@@ -32,9 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ..ops import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
 from ._docs import LAYER_DOCS
-from .base import (RMSNorm, SequenceLayer, check_dropout, check_positive_int, inverse_softplus,
+from .base import (RMSNorm, SequenceLayer, check_dropout, inverse_softplus,
                    log_uniform_)
 
 __all__ = ["MambaLayer"]
@@ -90,13 +92,13 @@ class MambaLayer(SequenceLayer):
     def __init__(self, d_model, d_state=16, expand=2, d_conv=4, dt_rank=None, dt_min=1e-3,
                  dt_max=1e-1, dropout=0.0, bias=False, conv_bias=True, norm_eps=1e-6,
                  backend="auto"):
-        super().__init__(check_positive_int(d_model, "d_model"))
-        self.d_state = check_positive_int(d_state, "d_state")
-        self.expand = check_positive_int(expand, "expand")
-        self.d_conv = check_positive_int(d_conv, "d_conv")
+        super().__init__(check_int(d_model, "d_model"))
+        self.d_state = check_int(d_state, "d_state")
+        self.expand = check_int(expand, "expand")
+        self.d_conv = check_int(d_conv, "d_conv")
         if dt_rank is None:
             dt_rank = math.ceil(self.d_model / 16)
-        self.dt_rank = check_positive_int(dt_rank, "dt_rank")
+        self.dt_rank = check_int(dt_rank, "dt_rank")
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         self.backend = backend

@@ -36,9 +36,11 @@ import math
 import torch
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ..ops import causal_conv1d, causal_conv1d_update, ssd, ssd_state_update
 from ._docs import LAYER_DOCS
-from .base import (RMSNorm, SequenceLayer, check_dropout, check_positive_int, inverse_softplus,
+from .base import (RMSNorm, SequenceLayer, check_dropout, inverse_softplus,
                    log_uniform_)
 
 __all__ = ["Mamba2Layer", "hf_mamba2_layer_options", "load_hf_mamba2_block_state",
@@ -135,24 +137,24 @@ class Mamba2Layer(SequenceLayer):
                  chunk_size=None, dt_min=1e-3, dt_max=1e-1, dt_init_floor=1e-4, dt_limit=None,
                  A_init_range=(1.0, 16.0), bias=False, conv_bias=True, norm_eps=1e-5,
                  dropout=0.0, backend="auto"):
-        super().__init__(check_positive_int(d_model, "d_model"))
-        self.d_state = check_positive_int(d_state, "d_state")
-        self.expand = check_positive_int(expand, "expand")
-        self.d_conv = check_positive_int(d_conv, "d_conv")
+        super().__init__(check_int(d_model, "d_model"))
+        self.d_state = check_int(d_state, "d_state")
+        self.expand = check_int(expand, "expand")
+        self.d_conv = check_int(d_conv, "d_conv")
         E = self.expand * self.d_model
         self.d_inner = E
         if headdim is None:
             headdim = math.gcd(64, E)
-        self.headdim = check_positive_int(headdim, "headdim")
+        self.headdim = check_int(headdim, "headdim")
         if E % self.headdim:
             raise ValueError(f"headdim={self.headdim} must divide the inner width "
                              f"expand * d_model = {E}")
         self.nheads = E // self.headdim
-        self.ngroups = check_positive_int(ngroups, "ngroups")
+        self.ngroups = check_int(ngroups, "ngroups")
         if self.nheads % self.ngroups:
             raise ValueError(f"ngroups={self.ngroups} must divide the number of heads "
                              f"({self.nheads} = {E} / headdim {self.headdim})")
-        self.chunk_size = None if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
+        self.chunk_size = None if chunk_size is None else check_int(chunk_size, "chunk_size")
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         if dt_limit is not None:

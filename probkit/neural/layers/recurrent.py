@@ -18,8 +18,10 @@ from torch import nn
 
 from probkit.utils._docstrings import DocFragments
 
+from probkit.utils.validation import check_int
+
 from ._docs import LAYER_DOCS
-from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
+from .base import RMSNorm, SequenceLayer, check_dropout
 
 __all__ = ["GRULayer", "LSTMLayer"]
 
@@ -37,9 +39,9 @@ class _RNNLayer(SequenceLayer):
     n_states = 1  # tensors of the recurrent state: (h,) or (h, c)
 
     def __init__(self, d_model, hidden_size=None, dropout=0.0):
-        super().__init__(check_positive_int(d_model, "d_model"))
+        super().__init__(check_int(d_model, "d_model"))
         hidden_size = self.d_model if hidden_size is None else hidden_size
-        self.hidden_size = check_positive_int(hidden_size, "hidden_size")
+        self.hidden_size = check_int(hidden_size, "hidden_size")
         self.norm = RMSNorm(self.d_model)
         self.rnn = self.rnn_class(self.d_model, self.hidden_size, batch_first=True)
         self.proj = nn.Linear(self.hidden_size, self.d_model)

@@ -44,9 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ..ops import wkv6, wkv6_step
 from ._docs import LAYER_DOCS
-from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int
+from .base import RMSNorm, SequenceLayer, check_dropout
 
 __all__ = ["RWKV6Layer"]
 
@@ -66,11 +68,11 @@ class _MatrixStateRWKV(SequenceLayer):
     """
 
     def __init__(self, d_model, n_heads, ffn_ratio):
-        super().__init__(check_positive_int(d_model, "d_model"))
+        super().__init__(check_int(d_model, "d_model"))
         d = self.d_model
         if n_heads is None:
             n_heads = d // 64 if d % 64 == 0 else 1
-        self.n_heads = check_positive_int(n_heads, "n_heads")
+        self.n_heads = check_int(n_heads, "n_heads")
         if d % self.n_heads:
             raise ValueError(f"n_heads={self.n_heads} must divide d_model={d}")
         self.head_size = d // self.n_heads
@@ -148,11 +150,11 @@ class RWKV6Layer(_MatrixStateRWKV):
                  layer_id=0, n_layers=1, dropout=0.0, backend="auto"):
         super().__init__(d_model, n_heads, ffn_ratio)
         d = self.d_model
-        self.mix_rank = check_positive_int(
+        self.mix_rank = check_int(
             min(32, max(4, d // 16)) if mix_rank is None else mix_rank, "mix_rank")
-        self.decay_rank = check_positive_int(
+        self.decay_rank = check_int(
             min(64, max(8, d // 8)) if decay_rank is None else decay_rank, "decay_rank")
-        n_layers = check_positive_int(n_layers, "n_layers")
+        n_layers = check_int(n_layers, "n_layers")
         if not 0 <= layer_id < n_layers:
             raise ValueError(f"layer_id must be in [0, n_layers={n_layers}), got {layer_id}")
         self.backend = backend

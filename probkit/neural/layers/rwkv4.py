@@ -29,9 +29,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ..ops import wkv4, wkv4_step
 from ._docs import LAYER_DOCS
-from .base import SequenceLayer, check_dropout, check_positive_int, make_norm
+from .base import SequenceLayer, check_dropout, make_norm
 
 __all__ = ["RWKV4Layer"]
 
@@ -82,11 +84,11 @@ class RWKV4Layer(SequenceLayer):
 
     def __init__(self, d_model, attention_size=None, ffn_hidden=None, norm="layer", norm_eps=1e-5,
                  input_norm=False, dropout=0.0, backend="auto"):
-        super().__init__(check_positive_int(d_model, "d_model"))
+        super().__init__(check_int(d_model, "d_model"))
         d = self.d_model
-        A = self.attention_size = check_positive_int(d if attention_size is None else attention_size,
+        A = self.attention_size = check_int(d if attention_size is None else attention_size,
                                                      "attention_size")
-        F_ = self.ffn_hidden = check_positive_int(4 * d if ffn_hidden is None else ffn_hidden,
+        F_ = self.ffn_hidden = check_int(4 * d if ffn_hidden is None else ffn_hidden,
                                                   "ffn_hidden")
         self.input_norm = make_norm(norm, d, norm_eps) if input_norm else None
         self.norm1 = make_norm(norm, d, norm_eps)

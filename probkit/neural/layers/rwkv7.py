@@ -56,9 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ..ops import rwkv7, rwkv7_step
 from ._docs import LAYER_DOCS
-from .base import RMSNorm, check_dropout, check_positive_int
+from .base import RMSNorm, check_dropout
 from .rwkv import _MatrixStateRWKV, _shift
 
 __all__ = ["RWKV7Layer"]
@@ -133,16 +135,16 @@ class RWKV7Layer(_MatrixStateRWKV):
                                      ("iclr_rank", iclr_rank, _clip(d // 8, 8, 64)),
                                      ("value_rank", value_rank, _clip(d // 16, 4, 32)),
                                      ("gate_rank", gate_rank, _clip(d // 4, 8, 128))):
-            ranks[name] = check_positive_int(default if value is None else value, name)
+            ranks[name] = check_int(default if value is None else value, name)
             setattr(self, name, ranks[name])
-        n_layers = check_positive_int(n_layers, "n_layers")
+        n_layers = check_int(n_layers, "n_layers")
         if not 0 <= layer_id < n_layers:
             raise ValueError(f"layer_id must be in [0, n_layers={n_layers}), got {layer_id}")
         self.layer_id = int(layer_id)
         self.is_first = self.layer_id == 0
         self.backend = backend
         if chunk_size is not None:
-            check_positive_int(chunk_size, "chunk_size")
+            check_int(chunk_size, "chunk_size")
         self.chunk_size = chunk_size
 
         depth = layer_id / max(n_layers - 1, 1)

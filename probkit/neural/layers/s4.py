@@ -35,8 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ._docs import LAYER_DOCS
-from .base import SequenceLayer, check_positive_int, log_uniform_
+from .base import SequenceLayer, log_uniform_
 from .s4d import DISCRETIZATIONS, S4DLayer
 
 __all__ = ["S4", "S4Layer", "discretize", "hippo_legs"]
@@ -70,7 +72,7 @@ def hippo_legs(N, dtype=torch.float64):
     >>> B
     tensor([1.0000, 1.7321, 2.2361], dtype=torch.float64)
     """
-    N = check_positive_int(N, "N")
+    N = check_int(N, "N")
     n = torch.arange(N, dtype=torch.float64)
     root = torch.sqrt(2 * n + 1)
     A = torch.tril(-root[:, None] * root[None, :], diagonal=-1) - torch.diag(n + 1)
@@ -157,8 +159,8 @@ class S4(nn.Module):
 
     def __init__(self, channels, d_state=64, dt_min=1e-3, dt_max=1e-1, discretization="bilinear"):
         super().__init__()
-        self.channels = check_positive_int(channels, "channels")
-        self.d_state = check_positive_int(d_state, "d_state")
+        self.channels = check_int(channels, "channels")
+        self.d_state = check_int(d_state, "d_state")
         if discretization not in DISCRETIZATIONS:
             raise ValueError(f"discretization must be one of {DISCRETIZATIONS}, got {discretization!r}")
         if not 0 < dt_min <= dt_max:
@@ -262,6 +264,6 @@ class S4Layer(S4DLayer):
 
     def __init__(self, d_model, d_state=64, expand=2, dt_min=1e-3, dt_max=1e-1, dropout=0.0,
                  discretization="bilinear"):
-        SequenceLayer.__init__(self, check_positive_int(d_model, "d_model"))
+        SequenceLayer.__init__(self, check_int(d_model, "d_model"))
         self._init_block(expand, dropout, lambda E: S4(E, d_state=d_state, dt_min=dt_min, dt_max=dt_max,
                                                        discretization=discretization))

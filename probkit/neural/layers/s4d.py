@@ -44,8 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ._docs import LAYER_DOCS
-from .base import RMSNorm, SequenceLayer, check_dropout, check_positive_int, log_uniform_
+from .base import RMSNorm, SequenceLayer, check_dropout, log_uniform_
 
 __all__ = ["S4D", "S4DLayer"]
 
@@ -91,8 +93,8 @@ class S4D(nn.Module):
 
     def __init__(self, channels, d_state=64, init="lin", dt_min=1e-3, dt_max=1e-1, discretization="zoh"):
         super().__init__()
-        self.channels = check_positive_int(channels, "channels")
-        d_state = check_positive_int(d_state, "d_state")
+        self.channels = check_int(channels, "channels")
+        d_state = check_int(d_state, "d_state")
         if d_state % 2:
             raise ValueError(f"d_state must be even (conjugate pairs), got {d_state}")
         if init not in INITS:
@@ -246,13 +248,13 @@ class S4DLayer(SequenceLayer):
 
     def __init__(self, d_model, d_state=64, expand=2, init="lin", dt_min=1e-3, dt_max=1e-1,
                  dropout=0.0, discretization="zoh"):
-        super().__init__(check_positive_int(d_model, "d_model"))
+        super().__init__(check_int(d_model, "d_model"))
         self._init_block(expand, dropout, lambda E: S4D(E, d_state=d_state, init=init, dt_min=dt_min,
                                                         dt_max=dt_max, discretization=discretization))
 
     def _init_block(self, expand, dropout, make_ssm):
         """The norm, projections and dropout of the gated block around ``make_ssm(E)``."""
-        self.expand = check_positive_int(expand, "expand")
+        self.expand = check_int(expand, "expand")
         E = self.expand * self.d_model
         self.norm = RMSNorm(self.d_model)
         self.in_proj = nn.Linear(self.d_model, 2 * E, bias=False)

@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probkit.utils.validation import check_int
+
 from ._docs import LAYER_DOCS
-from .base import SequenceLayer, check_dropout, check_positive_int, make_norm
+from .base import SequenceLayer, check_dropout, make_norm
 
 __all__ = ["TransformerLayer", "apply_rotary"]
 
@@ -124,9 +126,9 @@ class TransformerLayer(SequenceLayer):
     def __init__(self, d_model, n_heads=4, causal=True, positional="rotary", max_len=None,
                  mlp_ratio=2.0, rotary_base=10000.0, dropout=0.0, bias=False, norm="rms",
                  norm_eps=1e-6, activation="gelu"):
-        super().__init__(check_positive_int(d_model, "d_model"))
+        super().__init__(check_int(d_model, "d_model"))
         d = self.d_model
-        self.n_heads = check_positive_int(n_heads, "n_heads")
+        self.n_heads = check_int(n_heads, "n_heads")
         if d % self.n_heads:
             raise ValueError(f"n_heads={self.n_heads} must divide d_model={d}")
         self.head_size = d // self.n_heads
@@ -148,7 +150,7 @@ class TransformerLayer(SequenceLayer):
         self.p_dropout = check_dropout(dropout)
         self.position_table = None
         if max_len is not None:
-            self.max_len = check_positive_int(max_len, "max_len")
+            self.max_len = check_int(max_len, "max_len")
             self.position_table = nn.Parameter(torch.empty(self.max_len, d).normal_(0.0, 0.02))
         hidden = max(1, int(mlp_ratio * d))
         bias = bool(bias)

@@ -29,9 +29,10 @@ Three implementations share these semantics:
 
 from __future__ import annotations
 
-import numbers
 
 import torch
+
+from probkit.utils.validation import check_int
 
 from . import _rwkv7_cpu
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
@@ -173,9 +174,7 @@ def rwkv7(r, w, k, v, a, b, initial_state=None, return_last_state=False, backend
     True
     """
     _check(r, w, k, v, a, b, initial_state, "initial_state")
-    if chunk_size is not None and (isinstance(chunk_size, bool)
-                                   or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    chunk_size = check_int(chunk_size, "chunk_size", allow_none=True)
     backend = resolve_backend(backend, r.device, "rwkv7", r.dtype)
     L = r.shape[2]
     if backend == "reference":

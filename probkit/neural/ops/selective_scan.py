@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from probkit.utils.validation import check_int
+
 from . import _scan_cpu
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
                       compute_dtype, grad_as, resolve_backend, restore_scan_context, save_scan_context)
@@ -199,8 +201,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     True
     """
     _check_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    chunk_size = check_int(chunk_size, "chunk_size", allow_none=True)
     backend = resolve_backend(backend, u.device, "selective_scan", u.dtype)
     if backend == "reference":
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,

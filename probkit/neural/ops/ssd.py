@@ -20,10 +20,11 @@ The ``cpu`` and ``triton`` paths sit behind one :class:`torch.autograd.Function`
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
+
+from probkit.utils.validation import check_int
 
 from . import _ssd_cpu
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
@@ -252,9 +253,7 @@ def ssd(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limi
     """
     _check_ssd_args(x, dt, A, B, C, D, z, dt_bias, initial_state)
     limit = _check_dt_limit(dt_limit)
-    if chunk_size is not None and (isinstance(chunk_size, bool)
-                                   or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    chunk_size = check_int(chunk_size, "chunk_size", allow_none=True)
     backend = resolve_backend(backend, x.device, "ssd", x.dtype)
     if backend == "reference":
         out, last = _ssd_reference(x, dt, A, B, C, D, z, dt_bias, bool(dt_softplus), limit,

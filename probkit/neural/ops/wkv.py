@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from probkit.utils.validation import check_int
+
 from ._common import (check_nonpositive, check_same_device, check_shape, check_tensor,
                       compute_dtype, resolve_backend, restore_scan_context, save_scan_context)
 from ._docs import OPS_DOCS
@@ -37,11 +39,7 @@ _NEG = -1e38  # "log of zero" for the running maximum of an empty RWKV-4 state
 
 
 def _check_chunk(chunk_size, default):
-    if chunk_size is None:
-        return default
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    return chunk_size
+    return default if chunk_size is None else check_int(chunk_size, "chunk_size")
 
 
 class _WKV4Triton(torch.autograd.Function):
