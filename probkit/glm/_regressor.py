@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import validate_data
 
-from probkit.base import NonBoolInterval, ProbkitEstimator, _tensor_to_numpy
+from probkit.base import NumberInterval, ProbkitEstimator, _tensor_to_numpy
 from probkit.glm._design import Design
 from probkit.glm._families import NegativeBinomialFamily, resolve_glm_family
 from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
@@ -26,11 +26,11 @@ GLM_PARAMETER_CONSTRAINTS = {
     # resolved by the estimator's family resolver, which names the families it takes
     "family": "no_validation",
     "link": [str],
-    "alpha": [NonBoolInterval(Real, 0, None, closed="left")],
-    "l1_ratio": [NonBoolInterval(Real, 0, 1, closed="both")],
+    "alpha": [NumberInterval(Real, 0, None, closed="left")],
+    "l1_ratio": [NumberInterval(Real, 0, 1, closed="both")],
     "fit_intercept": ["boolean"],
-    "tol": [NonBoolInterval(Real, 0, None, closed="neither")],
-    "max_iter": [NonBoolInterval(Integral, 1, None, closed="left")],
+    "tol": [NumberInterval(Real, 0, None, closed="neither")],
+    "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
     "verbose": ["verbose"],
 }
 

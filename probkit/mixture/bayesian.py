@@ -17,7 +17,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
-from probkit.base import (COMPUTE_CONSTRAINTS, NonBoolInterval, ProbkitEstimator, StrOptions, non_negative_real,
+from probkit.base import (COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions, non_negative_real,
                           positive_int)
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
@@ -51,9 +51,9 @@ CHUNK_SIZE = 8192
 _EPS10 = 10 * np.finfo(np.float64).eps  # added to the expected counts, as scikit-learn does
 
 # Counts and positive reals of the Bayesian mixtures' constructors (booleans refused: True is no count).
-_COUNT = [NonBoolInterval(Integral, 1, None, closed="left")]
-_NON_NEGATIVE_COUNT = [NonBoolInterval(Integral, 0, None, closed="left")]
-_POSITIVE_REAL = NonBoolInterval(Real, 0, None, closed="neither")
+_COUNT = [NumberInterval(Integral, 1, None, closed="left")]
+_NON_NEGATIVE_COUNT = [NumberInterval(Integral, 0, None, closed="left")]
+_POSITIVE_REAL = NumberInterval(Real, 0, None, closed="neither")
 
 #: Options shared by both Bayesian mixtures (the weight prior and the CAVI loop).
 _SHARED_CONSTRAINTS = {

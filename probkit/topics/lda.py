@@ -41,7 +41,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import gen_batches
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from probkit.base import NonBoolInterval, ProbkitEstimator, StrOptions
+from probkit.base import NumberInterval, ProbkitEstimator, StrOptions
 from probkit.distributions import Categorical, Dirichlet
 from probkit.distributions.base import SufficientStats
 from probkit.utils._docstrings import DocFragments, parameters_returns
@@ -64,10 +64,10 @@ def _kernels():
 
 
 # Counts and reals of the LDA constructors (booleans refused: True is no count).
-_COUNT = [NonBoolInterval(numbers.Integral, 1, None, closed="left")]
-_NON_NEGATIVE_COUNT = [NonBoolInterval(numbers.Integral, 0, None, closed="left")]
-_NON_NEGATIVE_REAL = [NonBoolInterval(numbers.Real, 0, None, closed="left")]
-_POSITIVE_REAL = [NonBoolInterval(numbers.Real, 0, None, closed="neither")]
+_COUNT = [NumberInterval(numbers.Integral, 1, None, closed="left")]
+_NON_NEGATIVE_COUNT = [NumberInterval(numbers.Integral, 0, None, closed="left")]
+_NON_NEGATIVE_REAL = [NumberInterval(numbers.Real, 0, None, closed="left")]
+_POSITIVE_REAL = [NumberInterval(numbers.Real, 0, None, closed="neither")]
 
 
 def _expected_log(concentration):
@@ -436,16 +436,16 @@ class LatentDirichletAllocation(_BaseLDA):
     _parameter_constraints = {
         **_BaseLDA._parameter_constraints,
         "learning_method": [StrOptions(set(LEARNING_METHODS))],
-        "learning_decay": [NonBoolInterval(numbers.Real, 0, 1, closed="both")],
-        "learning_offset": [NonBoolInterval(numbers.Real, 1, None, closed="left")],
+        "learning_decay": [NumberInterval(numbers.Real, 0, 1, closed="both")],
+        "learning_offset": [NumberInterval(numbers.Real, 1, None, closed="left")],
         "max_iter": _NON_NEGATIVE_COUNT,
         "batch_size": _COUNT,
-        "evaluate_every": [NonBoolInterval(numbers.Integral, None, None, closed="neither")],
+        "evaluate_every": [NumberInterval(numbers.Integral, None, None, closed="neither")],
         "total_samples": _POSITIVE_REAL,
         "perp_tol": _NON_NEGATIVE_REAL,
         # any non-zero count: negative ones count back from the number of CPUs, as in scikit-learn
-        "n_jobs": [None, NonBoolInterval(numbers.Integral, None, -1, closed="right"),
-                   NonBoolInterval(numbers.Integral, 1, None, closed="left")],
+        "n_jobs": [None, NumberInterval(numbers.Integral, None, -1, closed="right"),
+                   NumberInterval(numbers.Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
     }
 
