@@ -18,8 +18,24 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from probkit.utils._array import resolve_device, resolve_dtype
 from probkit.utils.validation import validated_float64_rows
 
-__all__ = ["COMPUTE_CONSTRAINTS", "Interval", "ProbkitEstimator", "StrOptions", "positive_int", "non_negative_int",
-           "non_negative_real"]
+__all__ = ["COMPUTE_CONSTRAINTS", "Interval", "NumberInterval", "ProbkitEstimator", "StrOptions", "positive_int",
+           "non_negative_int", "non_negative_real"]
+
+
+class NumberInterval(Interval):
+    """scikit-learn's ``Interval`` that refuses booleans: ``True`` is no count, width, rate or tolerance.
+
+    Examples
+    --------
+    >>> from numbers import Integral
+    >>> at_least_one = NumberInterval(Integral, 1, None, closed="left")
+    >>> at_least_one.is_satisfied_by(3), at_least_one.is_satisfied_by(True), str(at_least_one)
+    (True, False, 'an int in the range [1, inf)')
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
 
 #: Constraint lists shared by many estimators (scikit-learn's declarative vocabulary).
 positive_int = [Interval(Integral, 1, None, closed="left")]

@@ -13,8 +13,7 @@ CategoricalNB. Normal features get scikit-learn's GaussianNB variance floor inst
 
 from __future__ import annotations
 
-import math
-import numbers
+from numbers import Real
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from probkit.base import ProbkitEstimator, _class_indices, _tensor_to_numpy
+from probkit.base import NumberInterval, ProbkitEstimator, _class_indices, _tensor_to_numpy
 from probkit.utils._docstrings import COMMON_DOCS
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight
@@ -142,6 +141,18 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
     array([[0.968, 0.025, 0.007]])
     """
 
+    _parameter_constraints = {
+        # the family resolver, and each family's fit with its prior, raise clear errors for
+        # what is no family, or no prior of that family
+        "family": "no_validation",
+        "alpha": [NumberInterval(Real, 0, None, closed="left")],
+        "var_smoothing": [NumberInterval(Real, 0, None, closed="left")],
+        "feature_prior": "no_validation",
+        "class_prior": ["array-like", None],
+        "fit_prior": ["boolean"],
+        "binarize": [None, NumberInterval(Real, None, None, closed="both")],
+    }
+
     def __init__(self, family="normal", alpha=1.0, var_smoothing=1e-9, feature_prior=None, class_prior=None,
                  fit_prior=True, binarize=None):
         self.family = family
@@ -151,16 +162,6 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         self.class_prior = class_prior
         self.fit_prior = fit_prior
         self.binarize = binarize
-
-    # ------------------------------------------------------------------ checks
-    def _check_params(self):
-        for name in ("alpha", "var_smoothing"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        if self.binarize is not None and (isinstance(self.binarize, bool)
-                                          or not isinstance(self.binarize, numbers.Real)):
-            raise ValueError(f"binarize must be a number or None, got {self.binarize!r}")
 
     def _binarized(self, X):
         return X if self.binarize is None else (X > self.binarize).astype(np.float64)
@@ -180,6 +181,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         -------
         self
         """
+        self._validate_params()
         for name in ("classes_", "_stats_state", "_shift", "_normal_moments"):
             if hasattr(self, name):
                 delattr(self, name)
@@ -206,6 +208,7 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         -------
         self
         """
+        self._validate_params()
         first = not hasattr(self, "_stats_state")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
@@ -215,7 +218,6 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         from probkit.distributions import Independent, Normal
         from probkit.distributions.base import SufficientStats
 
-        self._check_params()
         X, y = validate_data(self, _tensor_to_numpy(X), _tensor_to_numpy(y), reset=first, dtype=np.float64)
         X = self._binarized(X)
         check_classification_targets(y)

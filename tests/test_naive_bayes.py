@@ -159,8 +159,16 @@ def test_errors_are_clear():
         NaiveBayes().partial_fit(X_IRIS, Y_IRIS, classes=[0, 1])
     with pytest.raises(ValueError, match="family lists 2 distributions but X has 4 columns"):
         NaiveBayes(["normal", "normal"]).fit(X_IRIS, Y_IRIS)
-    with pytest.raises(ValueError, match="alpha must be a non-negative number"):
+    with pytest.raises(ValueError, match=r"'alpha' parameter of NaiveBayes must be a float in the range \[0.0, inf\)"):
         NaiveBayes(alpha=-1).fit(X_IRIS, Y_IRIS)
+    with pytest.raises(ValueError, match="'var_smoothing' parameter of NaiveBayes"):
+        NaiveBayes(var_smoothing=np.inf).fit(X_IRIS, Y_IRIS)
+    with pytest.raises(ValueError, match="'binarize' parameter of NaiveBayes"):
+        NaiveBayes("bernoulli", binarize=True).partial_fit(X_IRIS, Y_IRIS, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="'alpha' parameter of NaiveBayes"):
+        NaiveBayes(alpha=-1).partial_fit(X_IRIS, Y_IRIS)  # before the missing classes
+    with pytest.raises(TypeError, match="prior for Normal must be a NormalGamma"):
+        NaiveBayes(feature_prior="flat").fit(X_IRIS, Y_IRIS)
     with pytest.raises(ValueError, match="class_prior must have one probability per class"):
         NaiveBayes(class_prior=[0.5, 0.5]).fit(X_IRIS, Y_IRIS)
     with pytest.raises(ValueError, match="Poisson.*min_rate"):

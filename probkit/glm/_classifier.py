@@ -17,7 +17,7 @@ from probkit.glm._design import Design, PerfectSeparationError, check_full_rank,
 from probkit.glm._families import BinomialFamily
 from probkit.glm._fit import _LinearLoss
 from probkit.glm._links import resolve_link
-from probkit.glm._regressor import check_glm_params, fit_glm_estimator
+from probkit.glm._regressor import GLM_PARAMETER_CONSTRAINTS, fit_glm_estimator
 from probkit.glm._solver import penalized_newton
 from probkit.glm._threads import limit_blas_threads
 from probkit.utils._docstrings import ROWS, TARGETS, DocFragments, parameters_returns
@@ -182,6 +182,8 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
     array([[0.982, 0.018, 0.   ]])
     """
 
+    _parameter_constraints = GLM_PARAMETER_CONSTRAINTS
+
     def __init__(self, family="multinomial", link="canonical", alpha=0.0, l1_ratio=0.0, fit_intercept=True,
                  tol=1e-8, max_iter=100, verbose=0):
         self.family = family
@@ -222,7 +224,7 @@ class GeneralizedLinearClassifier(ClassifierMixin, ProbkitEstimator):
         -------
         self
         """
-        check_glm_params(self)
+        self._validate_params()
         kind = _classifier_family(self.family)
         X, y = validate_data(self, _tensor_to_numpy(X), _tensor_to_numpy(y), reset=True, dtype=np.float64)
         check_classification_targets(y)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import validate_data
 
-from probkit.base import ProbkitEstimator, _tensor_to_numpy
+from probkit.base import NumberInterval, ProbkitEstimator, _tensor_to_numpy
 from probkit.glm._design import Design
 from probkit.glm._families import NegativeBinomialFamily, resolve_glm_family
 from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
@@ -21,21 +21,18 @@ from probkit.utils.validation import check_sample_weight
 __all__ = ["GeneralizedLinearModel"]
 
 
-def check_glm_params(est):
-    """Validate the constructor parameters shared by the GLM estimators."""
-    alpha, l1_ratio = est.alpha, est.l1_ratio
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a non-negative number, got {alpha!r}")
-    if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, numbers.Real) or not 0 <= l1_ratio <= 1:
-        raise ValueError(f"l1_ratio must be a number in [0, 1], got {l1_ratio!r}")
-    if isinstance(est.tol, bool) or not isinstance(est.tol, numbers.Real) or not est.tol > 0:
-        raise ValueError(f"tol must be a positive number, got {est.tol!r}")
-    if isinstance(est.max_iter, bool) or not isinstance(est.max_iter, numbers.Integral) or est.max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {est.max_iter!r}")
-    if not isinstance(est.fit_intercept, (bool, np.bool_)):
-        raise ValueError(f"fit_intercept must be True or False, got {est.fit_intercept!r}")
-    if not isinstance(est.link, str):
-        raise TypeError(f"link must be a string ('canonical' or a link name), got {type(est.link).__name__}")
+#: Constructor parameters shared by the GLM estimators (booleans refused where a number is meant).
+GLM_PARAMETER_CONSTRAINTS = {
+    # resolved by the estimator's family resolver, which names the families it takes
+    "family": "no_validation",
+    "link": [str],
+    "alpha": [NumberInterval(Real, 0, None, closed="left")],
+    "l1_ratio": [NumberInterval(Real, 0, 1, closed="both")],
+    "fit_intercept": ["boolean"],
+    "tol": [NumberInterval(Real, 0, None, closed="neither")],
+    "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
+    "verbose": ["verbose"],
+}
 
 
 def fit_glm_estimator(est, design, y, w, off, family, link):
@@ -192,6 +189,8 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
     0.209
     """
 
+    _parameter_constraints = GLM_PARAMETER_CONSTRAINTS
+
     def __init__(self, family="normal", link="canonical", alpha=0.0, l1_ratio=0.0, fit_intercept=True, tol=1e-8,
                  max_iter=100, verbose=0):
         self.family = family
@@ -252,7 +251,7 @@ class GeneralizedLinearModel(RegressorMixin, ProbkitEstimator):
         -------
         self
         """
-        check_glm_params(self)
+        self._validate_params()
         family, link = self._family_and_link()
         X, y, w = self._check_data(X, y, sample_weight, reset=True)
         family.check_y(y)

@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 
-from probkit.base import ProbkitEstimator
+from probkit.base import (COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions, non_negative_real,
+                          positive_int)
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
 from probkit.distributions.wishart import wishart_log_normaliser
@@ -30,8 +32,9 @@ from probkit.utils.monitor import mixture_monitor_factory
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.utils._linalg import cholesky
-from probkit.utils.validation import check_int, check_shape, check_stochastic
+from probkit.utils.validation import check_shape, check_stochastic
 from probkit.vi._weights import (
+    WEIGHT_PRIOR_TYPES,
     check_weight_prior,
     expected_log_weights,
     log_weight_normaliser,
@@ -47,15 +50,24 @@ INFERENCE_METHODS = ("cavi", "svi", "nuts")
 CHUNK_SIZE = 8192
 _EPS10 = 10 * np.finfo(np.float64).eps  # added to the expected counts, as scikit-learn does
 
+# Counts and positive reals of the Bayesian mixtures' constructors (booleans refused: True is no count).
+_COUNT = [NumberInterval(Integral, 1, None, closed="left")]
+_NON_NEGATIVE_COUNT = [NumberInterval(Integral, 0, None, closed="left")]
+_POSITIVE_REAL = NumberInterval(Real, 0, None, closed="neither")
 
-def _check_positive(value, name, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return float(value)
+#: Options shared by both Bayesian mixtures (the weight prior and the CAVI loop).
+_SHARED_CONSTRAINTS = {
+    "n_components": _COUNT,
+    "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
+    "weight_concentration_prior": [None, _POSITIVE_REAL],
+    "tol": non_negative_real,
+    "max_iter": _NON_NEGATIVE_COUNT,
+    "n_init": _COUNT,
+    "init_params": [StrOptions(set(INIT_METHODS))],
+    "random_state": ["random_state"],
+    "warm_start": ["boolean"],
+    "verbose": ["verbose"],
+}
 
 
 def _as_tensor_conc(conc, dtype, device):
@@ -224,6 +236,28 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
     (3, 2, True)
     """
 
+    _parameter_constraints = {
+        **_SHARED_CONSTRAINTS,
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "reg_covar": non_negative_real,
+        "mean_precision_prior": [None, _POSITIVE_REAL],
+        "mean_prior": [None, "array-like"],
+        # > n_features - 1 is checked with the data
+        "degrees_of_freedom_prior": [None, _POSITIVE_REAL],
+        # a positive float (spherical) or an array (full, tied, diag), checked against covariance_type
+        "covariance_prior": [None, "array-like", _POSITIVE_REAL],
+        "verbose_interval": positive_int,
+        "inference": [StrOptions(set(INFERENCE_METHODS))],
+        "num_steps": _COUNT,
+        "learning_rate": [_POSITIVE_REAL],
+        "batch_size": [None, *_COUNT],
+        "num_particles": _COUNT,
+        "svi_tol": [None, *non_negative_real],
+        "num_samples": _COUNT,
+        "warmup_steps": [None, *_NON_NEGATIVE_COUNT],
+        **COMPUTE_CONSTRAINTS,
+    }
+
     def __init__(self, *, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100, n_init=1,
                  init_params="kmeans", weight_concentration_prior_type="dirichlet_process",
                  weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
@@ -261,29 +295,18 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self, X):
+        """What ``_parameter_constraints`` cannot say: the options against each other and the data."""
         n, d = X.shape
-        k = check_int(self.n_components, "n_components", 1)
+        k = self.n_components
         if n < k:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
-        if self.inference not in INFERENCE_METHODS:
-            raise ValueError(f"inference must be one of {INFERENCE_METHODS}, got {self.inference!r}")
         if self.inference in ("svi", "nuts") and self.covariance_type != "full":
             raise ValueError(f"inference={self.inference!r} needs covariance_type='full' (the Normal-Wishart model); "
                              f"got {self.covariance_type!r}")
-        if not (isinstance(self.tol, (int, float, np.floating)) and self.tol >= 0):
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
-        if not (isinstance(self.reg_covar, (int, float, np.floating)) and self.reg_covar >= 0):
-            raise ValueError(f"reg_covar must be a non-negative number, got {self.reg_covar!r}")
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
         self.weight_concentration_prior_ = check_weight_prior(self.weight_concentration_prior_type,
                                                               self.weight_concentration_prior, k)
-        kappa = _check_positive(self.mean_precision_prior, "mean_precision_prior")
-        self.mean_precision_prior_ = 1.0 if kappa is None else kappa
+        kappa = self.mean_precision_prior
+        self.mean_precision_prior_ = 1.0 if kappa is None else float(kappa)
         if self.mean_prior is None:
             self.mean_prior_ = X.mean(axis=0)
         else:
@@ -297,8 +320,6 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
             self.degrees_of_freedom_prior_ = float(d)
         else:
             dof = self.degrees_of_freedom_prior
-            if isinstance(dof, bool) or not isinstance(dof, (int, float, np.integer, np.floating)) or not np.isfinite(dof):
-                raise ValueError(f"degrees_of_freedom_prior must be a number > n_features - 1, got {dof!r}")
             if dof <= d - 1.0:
                 # scikit-learn's wording first (its users match it)
                 raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got "
@@ -341,7 +362,11 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
                 raise ValueError("the default covariance_prior (the data covariance) needs at least 2 samples")
             return self._default_covariance_prior(X)
         if ct == "spherical":
-            return _check_positive(cp, "covariance_prior", allow_none=False)
+            # the constraints leave a positive number or an array; spherical takes the number
+            if not isinstance(cp, Real):
+                raise ValueError(f"covariance_prior must be a positive number for covariance_type='spherical', "
+                                 f"got {cp!r}")
+            return float(cp)
         arr = np.asarray(cp, dtype=np.float64)
         shape = (d, d) if ct in ("full", "tied") else (d,)
         if arr.shape != shape:
@@ -540,6 +565,7 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         -------
         labels : numpy.ndarray of shape (n_samples,)
         """
+        self._validate_params()
         X = self._validate_X(X, reset=True, ensure_min_samples=2)
         self._check_parameters(X)
         x = self._setup(X)
@@ -589,10 +615,6 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
             covariance_prior=self.covariance_prior_)
 
     def _fit_svi(self, X, x, random_state):
-        check_int(self.num_steps, "num_steps", 1)
-        _check_positive(self.learning_rate, "learning_rate", allow_none=False)
-        if self.batch_size is not None:
-            check_int(self.batch_size, "batch_size", 1)
         warm = bool(self.warm_start and hasattr(self, "mean_precision_") and hasattr(self, "converged_")
                     and np.shape(self.means_) == (self.n_components, X.shape[1]))
         # warm start: continue from the current posterior (e.g. a CAVI fit), else the k-means start
@@ -612,7 +634,6 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         self.converged_ = result.converged
 
     def _fit_nuts(self, X, x, random_state):
-        check_int(self.num_samples, "num_samples", 1)
         # Start the chain at the CAVI posterior mean (so its labels match a variational fit).
         self._fit_cavi(X, x, random_state)
         spec = self._pyro_model()
@@ -817,6 +838,14 @@ class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
     [1.9, 19.98]
     """
 
+    _parameter_constraints = {
+        **_SHARED_CONSTRAINTS,
+        # ConjugateFamily and its check_prior raise a clear error for a family without a
+        # conjugate prior, or a prior of the wrong type or shape
+        "family": "no_validation",
+        "prior": "no_validation",
+    }
+
     def __init__(self, family="normal", n_components=1, *, prior=None,
                  weight_concentration_prior_type="dirichlet_process", weight_concentration_prior=None, tol=1e-3,
                  max_iter=100, n_init=1, init_params="kmeans", random_state=None, warm_start=False, verbose=0):
@@ -851,16 +880,11 @@ class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
         return X, x, fam
 
     def _check_params(self, X, x, fam):
+        """What ``_parameter_constraints`` cannot say: the data-dependent checks and the prior."""
         n, d = X.shape
-        k = check_int(self.n_components, "n_components", 1)
+        k = self.n_components
         if n < k:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}")
-        check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
-        if not (isinstance(self.tol, (int, float, np.floating)) and self.tol >= 0):
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
         self.weight_concentration_prior_ = check_weight_prior(self.weight_concentration_prior_type,
                                                               self.weight_concentration_prior, k)
         prior = fam.default_prior(x) if self.prior is None else self.prior
@@ -910,6 +934,7 @@ class BayesianMixture(MixtureDensityMixin, ProbkitEstimator):
 
         %(unsupervised_fit)s
         """
+        self._validate_params()
         X, x, fam = self._validate(X, reset=True)
         self._check_params(X, x, fam)
         random_state = check_random_state(self.random_state)

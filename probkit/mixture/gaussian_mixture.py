@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from probkit.base import StrOptions, non_negative_real, positive_int
 from probkit.distributions.mvn import (_ILL_DEFINED, COVARIANCE_TYPES, MultivariateNormal, covariance_shape,
                                        precision_cholesky)
 from probkit.em.engine import EStepResult
@@ -91,6 +92,16 @@ class GaussianMixture(BaseMixture):
     ((3,), (5, 2))
     """
 
+    _parameter_constraints = {
+        **BaseMixture._parameter_constraints,
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "reg_covar": non_negative_real,
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "verbose_interval": positive_int,
+    }
+
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
                  n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10, device=None, dtype=None):
@@ -115,10 +126,7 @@ class GaussianMixture(BaseMixture):
     def _check_parameters(self, data):
         k = self.n_components
         d = data.X.shape[1]
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
-        if not (isinstance(self.reg_covar, (int, float, np.floating)) and self.reg_covar >= 0):
-            raise ValueError(f"reg_covar must be a non-negative number, got {self.reg_covar!r}")
+        # the options are checked by _parameter_constraints; the initial arrays' shapes and values here
         if self.weights_init is not None:
             w = check_shape(self.weights_init, (k,), "weights")
             if np.any(w < 0) or np.any(w > 1):

@@ -71,6 +71,13 @@ class MixtureModel(BaseMixture):
     array([ 1.9, 14.7])
     """
 
+    _parameter_constraints = {
+        **BaseMixture._parameter_constraints,
+        # resolve_family raises a clear error for anything that is no family
+        "family": "no_validation",
+        "components": [None, list, tuple],
+    }
+
     def __init__(self, family=None, n_components=1, *, components=None, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", random_state=None, warm_start=False, verbose=0, device=None, dtype=None):
         self.family = family
@@ -91,7 +98,7 @@ class MixtureModel(BaseMixture):
         if self.family is not None and self.components is not None:
             raise ValueError("give one of family= (one family for all components) or components= (a list), not both")
         if self.components is not None:
-            if not isinstance(self.components, (list, tuple)) or not self.components:
+            if not self.components:
                 raise ValueError("components must be a non-empty list of distributions")
             return [resolve_family(c) for c in self.components]
         # no family given: a full-covariance Gaussian, the mixture everybody means by default

@@ -29,7 +29,6 @@ posterior of the same model as the MCMC reference.
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -42,14 +41,13 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import gen_batches
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from probkit.base import ProbkitEstimator
+from probkit.base import NumberInterval, ProbkitEstimator, StrOptions
 from probkit.distributions import Categorical, Dirichlet
 from probkit.distributions.base import SufficientStats
 from probkit.utils._docstrings import DocFragments, parameters_returns
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import torch_threads
 from probkit.vi.conjugate import ConjugateFamily
-from probkit.utils.validation import check_int
 
 __all__ = ["CollapsedGibbsLDA", "LatentDirichletAllocation"]
 
@@ -65,14 +63,11 @@ def _kernels():
     return _lda_kernels
 
 
-def _check_real(value, name, low=None, high=None, low_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return float(value)
+# Counts and reals of the LDA constructors (booleans refused: True is no count).
+_COUNT = [NumberInterval(numbers.Integral, 1, None, closed="left")]
+_NON_NEGATIVE_COUNT = [NumberInterval(numbers.Integral, 0, None, closed="left")]
+_NON_NEGATIVE_REAL = [NumberInterval(numbers.Real, 0, None, closed="left")]
+_POSITIVE_REAL = [NumberInterval(numbers.Real, 0, None, closed="neither")]
 
 
 def _expected_log(concentration):
@@ -122,6 +117,15 @@ _DOCS = DocFragments(sections={"documents_to_float": parameters_returns(_DOCUMEN
 class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimator):
     """What every LDA estimator shares: input checks, the variational E-step given the
     topics ``q(beta) = Dirichlet(components_)``, the evidence lower bound, perplexity."""
+
+    _parameter_constraints = {
+        "n_components": _COUNT,
+        "doc_topic_prior": [None, *_POSITIVE_REAL],
+        "topic_word_prior": [None, *_POSITIVE_REAL],
+        "mean_change_tol": _NON_NEGATIVE_REAL,
+        "max_doc_update_iter": _NON_NEGATIVE_COUNT,
+        "random_state": ["random_state"],
+    }
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -322,15 +326,6 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
         if expected.shape != comp.shape or not np.all(np.isfinite(expected)) or np.any(expected <= 0):
             raise ValueError("exp_dirichlet_component_ must hold positive finite values of the shape of components_")
 
-    def _check_common_params(self):
-        check_int(self.n_components, "n_components")
-        for name in ("doc_topic_prior", "topic_word_prior"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_real(value, name, low=0.0, low_open=True)
-        _check_real(self.mean_change_tol, "mean_change_tol", low=0.0)
-        check_int(self.max_doc_update_iter, "max_doc_update_iter", minimum=0)
-
     def _resolve_priors(self):
         k = self.n_components
         self.doc_topic_prior_ = 1.0 / k if self.doc_topic_prior is None else float(self.doc_topic_prior)
@@ -438,6 +433,22 @@ class LatentDirichletAllocation(_BaseLDA):
            [0.09, 0.91]])
     """
 
+    _parameter_constraints = {
+        **_BaseLDA._parameter_constraints,
+        "learning_method": [StrOptions(set(LEARNING_METHODS))],
+        "learning_decay": [NumberInterval(numbers.Real, 0, 1, closed="both")],
+        "learning_offset": [NumberInterval(numbers.Real, 1, None, closed="left")],
+        "max_iter": _NON_NEGATIVE_COUNT,
+        "batch_size": _COUNT,
+        "evaluate_every": [NumberInterval(numbers.Integral, None, None, closed="neither")],
+        "total_samples": _POSITIVE_REAL,
+        "perp_tol": _NON_NEGATIVE_REAL,
+        # any non-zero count: negative ones count back from the number of CPUs, as in scikit-learn
+        "n_jobs": [None, NumberInterval(numbers.Integral, None, -1, closed="right"),
+                   NumberInterval(numbers.Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+    }
+
     def __init__(self, n_components=10, *, doc_topic_prior=None, topic_word_prior=None, learning_method="batch",
                  learning_decay=0.7, learning_offset=10.0, max_iter=10, batch_size=128, evaluate_every=-1,
                  total_samples=1e6, perp_tol=1e-1, mean_change_tol=1e-3, max_doc_update_iter=100, n_jobs=None,
@@ -458,20 +469,6 @@ class LatentDirichletAllocation(_BaseLDA):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
-
-    def _check_params(self):
-        self._check_common_params()
-        if self.learning_method not in LEARNING_METHODS:
-            raise ValueError(f"learning_method must be one of {LEARNING_METHODS}, got {self.learning_method!r}")
-        _check_real(self.learning_decay, "learning_decay", low=0.0, high=1.0)
-        _check_real(self.learning_offset, "learning_offset", low=1.0)
-        check_int(self.max_iter, "max_iter", minimum=0)
-        check_int(self.batch_size, "batch_size")
-        if isinstance(self.evaluate_every, bool) or not isinstance(self.evaluate_every, numbers.Integral):
-            raise ValueError(f"evaluate_every must be an integer, got {self.evaluate_every!r}")
-        _check_real(self.total_samples, "total_samples", low=0.0, low_open=True)
-        _check_real(self.perp_tol, "perp_tol", low=0.0)
-        _n_threads(self.n_jobs, 1)
 
     def _init_latent_vars(self, n_features):
         self.random_state_ = check_random_state(self.random_state)
@@ -516,7 +513,7 @@ class LatentDirichletAllocation(_BaseLDA):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         csr, _ = self._check_X(X, reset=True, whom=f"{type(self).__name__}.fit")
         n_docs = csr.shape[0]
         self._init_latent_vars(csr.shape[1])
@@ -548,7 +545,7 @@ class LatentDirichletAllocation(_BaseLDA):
 
         %(documents_to_self)s
         """
-        self._check_params()
+        self._validate_params()
         first = not hasattr(self, "components_")
         csr, _ = self._check_X(X, reset=first, whom=f"{type(self).__name__}.partial_fit")
         if first:
@@ -651,6 +648,14 @@ class CollapsedGibbsLDA(_BaseLDA):
     True
     """
 
+    _parameter_constraints = {
+        **_BaseLDA._parameter_constraints,
+        "n_samples": _COUNT,
+        "warmup": _NON_NEGATIVE_COUNT,
+        "thin": _COUNT,
+        "n_chains": _COUNT,
+    }
+
     def __init__(self, n_components=10, *, doc_topic_prior=None, topic_word_prior=None, n_samples=200, warmup=200,
                  thin=1, n_chains=2, mean_change_tol=1e-3, max_doc_update_iter=100, random_state=None):
         self.n_components = n_components
@@ -687,7 +692,7 @@ class CollapsedGibbsLDA(_BaseLDA):
         from probkit.vi.diagnostics import ess, rhat
         from probkit.vi.gibbs import gibbs_lda
 
-        self._check_common_params()
+        self._validate_params()
         csr, _ = self._check_X(X, reset=True, whom=f"{type(self).__name__}.fit")
         if csr.data.size and np.any(csr.data != np.round(csr.data)):
             raise ValueError(f"{type(self).__name__} needs integer word counts (tokens); X holds non-integer "

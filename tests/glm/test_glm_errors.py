@@ -77,11 +77,21 @@ def test_rank_deficient_designs_name_the_columns():
 
 def test_invalid_parameters_and_families():
     cases = [
-        (GeneralizedLinearModel(alpha=-1.0), "alpha must be a non-negative number"),
-        (GeneralizedLinearModel(alpha=np.nan), "alpha must be a non-negative number"),
-        (GeneralizedLinearModel(l1_ratio=1.5), r"l1_ratio must be a number in \[0, 1\]"),
-        (GeneralizedLinearModel(tol=0), "tol must be a positive number"),
-        (GeneralizedLinearModel(max_iter=0), "max_iter must be a positive integer"),
+        (GeneralizedLinearModel(alpha=-1.0), r"'alpha' parameter of GeneralizedLinearModel must be a float in the "
+                                             r"range \[0.0, inf\)"),
+        (GeneralizedLinearModel(alpha=np.nan), "'alpha' parameter of GeneralizedLinearModel"),
+        (GeneralizedLinearModel(alpha=np.inf), "'alpha' parameter of GeneralizedLinearModel"),
+        (GeneralizedLinearModel(alpha=True), "'alpha' parameter of GeneralizedLinearModel"),
+        (GeneralizedLinearModel(l1_ratio=1.5), r"'l1_ratio' parameter of GeneralizedLinearModel must be a float in "
+                                               r"the range \[0.0, 1.0\]"),
+        (GeneralizedLinearModel(tol=0), r"'tol' parameter of GeneralizedLinearModel must be a float in the range "
+                                        r"\(0.0, inf\)"),
+        (GeneralizedLinearModel(max_iter=0), r"'max_iter' parameter of GeneralizedLinearModel must be an int in the "
+                                             r"range \[1, inf\)"),
+        (GeneralizedLinearModel(max_iter=True), "'max_iter' parameter of GeneralizedLinearModel"),
+        (GeneralizedLinearModel(fit_intercept="yes"), "'fit_intercept' parameter of GeneralizedLinearModel"),
+        (GeneralizedLinearClassifier(alpha=-1.0), "'alpha' parameter of GeneralizedLinearClassifier"),
+        (GeneralizedLinearClassifier(verbose=-1), "'verbose' parameter of GeneralizedLinearClassifier"),
         (GeneralizedLinearModel(family="weibull"), "unknown GLM family 'weibull'"),
         (GeneralizedLinearModel(family="categorical"), "use GeneralizedLinearClassifier"),
         (GeneralizedLinearModel(family=Categorical), "use GeneralizedLinearClassifier"),
@@ -98,7 +108,7 @@ def test_invalid_parameters_and_families():
         y = y3 if isinstance(est, GeneralizedLinearClassifier) else YC[:8]
         with pytest.raises(ValueError, match=match):
             est.fit(X, y)
-    with pytest.raises(TypeError, match="link must be a string"):
+    with pytest.raises(TypeError, match="'link' parameter of GeneralizedLinearModel must be an instance of 'str'"):
         GeneralizedLinearModel(link=None).fit(X, YC[:8])
 
 

@@ -106,6 +106,9 @@ def test_sample_shapes_and_labels():
         ({"family": "gamma"}, np.zeros((5, 1)), ValueError, "positive"),
         ({"components": [Poisson(), Poisson()]}, np.ones((5, 2)), ValueError, "one column"),
         ({"family": 3.0}, np.ones((5, 1)), TypeError, "family"),
+        ({"components": Poisson()}, np.ones((5, 1)), TypeError, "'components' parameter of MixtureModel"),
+        ({"components": []}, np.ones((5, 1)), ValueError, "components must be a non-empty list"),
+        ({"family": "poisson", "tol": -1.0}, np.ones((5, 1)), ValueError, "'tol' parameter of MixtureModel"),
     ],
 )
 def test_bad_input(kwargs, X, error, match):

@@ -156,11 +156,14 @@ def test_clear_errors():
         lda.transform(X_SMALL[:, :20])
     with pytest.raises(ValueError, match="Negative values in data passed to LatentDirichletAllocation.transform"):
         lda.transform(-X_SMALL)
-    for params, message in [(dict(learning_method="gibbs"), "learning_method"), (dict(n_components=0), "n_components"),
-                            (dict(learning_offset=0.5), "learning_offset"), (dict(batch_size=0), "batch_size"),
-                            (dict(doc_topic_prior=-1.0), "doc_topic_prior"), (dict(n_jobs=0), "n_jobs")]:
-        with pytest.raises(ValueError, match=message):
-            LatentDirichletAllocation(**params).fit(X_SMALL)
+    for params in [dict(learning_method="gibbs"), dict(n_components=0), dict(n_components=True),
+                   dict(learning_offset=0.5), dict(learning_decay=1.5), dict(batch_size=0), dict(doc_topic_prior=-1.0),
+                   dict(topic_word_prior=np.inf), dict(n_jobs=0), dict(n_jobs=True), dict(evaluate_every=1.0),
+                   dict(total_samples=0), dict(perp_tol=np.nan), dict(max_doc_update_iter=-1)]:
+        (name, _), = params.items()
+        for method in ("fit", "partial_fit", "fit_transform"):
+            with pytest.raises(ValueError, match=f"The '{name}' parameter of LatentDirichletAllocation must be"):
+                getattr(LatentDirichletAllocation(**params), method)(X_SMALL)
 
 
 def test_feature_names_must_match():

@@ -117,6 +117,14 @@ def test_integer_counts_are_required():
         CollapsedGibbsLDA(n_components=2).fit(-np.ones((2, 2)))
 
 
+@pytest.mark.parametrize("params", [dict(n_samples=0), dict(warmup=-1), dict(thin=True), dict(n_chains=1.0),
+                                    dict(n_components=0), dict(doc_topic_prior=0.0)])
+def test_sampler_options_are_checked_by_fit(params):
+    (name, _), = params.items()
+    with pytest.raises(ValueError, match=f"The '{name}' parameter of CollapsedGibbsLDA must be"):
+        CollapsedGibbsLDA(**params).fit(np.ones((3, 4)))
+
+
 def test_save_and_load_round_trip(tmp_path):
     X, _, _ = _known_lda(seed=2, n_docs=30, n_words=12, n_topics=2, length=20)
     est = CollapsedGibbsLDA(n_components=2, n_samples=20, warmup=20, random_state=0).fit(X)

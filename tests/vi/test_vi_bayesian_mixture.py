@@ -221,16 +221,33 @@ def test_warm_start_and_n_init():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(weight_concentration_prior=0.0), "weight_concentration_prior must be positive"),
-    (dict(weight_concentration_prior=-1.0), "weight_concentration_prior must be positive"),
-    (dict(mean_precision_prior=0.0), "mean_precision_prior must be positive"),
+    (dict(weight_concentration_prior=0.0), r"'weight_concentration_prior' parameter .* must be None or a float in "
+                                           r"the range \(0.0, inf\)"),
+    (dict(weight_concentration_prior=-1.0), "'weight_concentration_prior' parameter"),
+    (dict(weight_concentration_prior=np.inf), "'weight_concentration_prior' parameter"),
+    (dict(mean_precision_prior=0.0), "'mean_precision_prior' parameter"),
+    (dict(mean_precision_prior=True), "'mean_precision_prior' parameter"),
+    (dict(degrees_of_freedom_prior=-1.0), "'degrees_of_freedom_prior' parameter"),
+    (dict(degrees_of_freedom_prior=np.nan), "'degrees_of_freedom_prior' parameter"),
     (dict(degrees_of_freedom_prior=0.5), "greater than n_features - 1"),
     (dict(covariance_prior=np.eye(3)), "covariance_prior must have shape"),
     (dict(covariance_prior=-np.eye(2)), "positive-definite"),
     (dict(covariance_type="diag", covariance_prior=[1.0, -1.0]), "should be positive"),
     (dict(mean_prior=[0.0, 0.0, 0.0]), "mean_prior must have shape"),
     (dict(weight_concentration_prior_type="pitman_yor"), "weight_concentration_prior_type"),
-    (dict(inference="laplace"), "inference must be one of"),
+    (dict(inference="laplace"), "'inference' parameter of BayesianGaussianMixture must be a str among"),
+    (dict(covariance_type="spherical", covariance_prior=np.ones(2)), "covariance_prior must be a positive number"),
+    (dict(covariance_type="spherical", covariance_prior=0.0), "'covariance_prior' parameter"),
+    # booleans are no counts (scikit-learn's Interval alone would take True for 1)
+    (dict(n_init=True), "'n_init' parameter"),
+    (dict(max_iter=-1), "'max_iter' parameter"),
+    (dict(tol=-1e-3), "'tol' parameter"),
+    (dict(reg_covar=np.nan), "'reg_covar' parameter"),
+    # the SVI and NUTS options are checked whatever the inference (as every option, once per fit)
+    (dict(num_steps=0), "'num_steps' parameter"),
+    (dict(batch_size=1.5), "'batch_size' parameter"),
+    (dict(num_samples=0), "'num_samples' parameter"),
+    (dict(warmup_steps=-1), "'warmup_steps' parameter"),
     (dict(inference="svi", covariance_type="diag"), "needs covariance_type='full'"),
     (dict(covariance_type="banded"), "covariance_type"),
     (dict(inference="svi", learning_rate=0.0), "learning_rate"),
@@ -288,5 +305,9 @@ def test_bayesian_mixture_bad_input():
                                                                       rate=1.0)).fit(counts)
     with pytest.raises(ValueError, match="no conjugate prior"):
         BayesianMixture(family="gamma", n_components=2).fit(counts + 1)
-    with pytest.raises(ValueError, match="weight_concentration_prior must be positive"):
+    with pytest.raises(ValueError, match="'weight_concentration_prior' parameter of BayesianMixture"):
         BayesianMixture(family="poisson", n_components=2, weight_concentration_prior=-2).fit(counts)
+    with pytest.raises(ValueError, match="'n_components' parameter of BayesianMixture"):
+        BayesianMixture(family="poisson", n_components=True).fit(counts)
+    with pytest.raises(ValueError, match="'init_params' parameter of BayesianMixture"):
+        BayesianMixture(family="poisson", n_components=2, init_params="spectral").fit(counts)

@@ -32,7 +32,7 @@ from scipy import sparse
 from sklearn.utils._param_validation import RealNotInt
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probkit.base import COMPUTE_CONSTRAINTS, Interval, ProbkitEstimator, StrOptions
+from probkit.base import COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions
 from probkit.neural.backbones import KINDS, Backbone
 from probkit.neural.heads import make_head
 from probkit.neural.networks import POOLINGS, SequenceNet
@@ -50,21 +50,6 @@ __all__ = ["TRAINING_CONSTRAINTS", "NameOptions", "NeuralEstimator", "NumberInte
 
 
 # ---------------------------------------------------------------------------- parameter constraints
-class NumberInterval(Interval):
-    """scikit-learn's ``Interval`` that refuses booleans: ``True`` is not a width, a count or a rate here.
-
-    Examples
-    --------
-    >>> from numbers import Integral
-    >>> at_least_one = NumberInterval(Integral, 1, None, closed="left")
-    >>> at_least_one.is_satisfied_by(3), at_least_one.is_satisfied_by(True), str(at_least_one)
-    (True, False, 'an int in the range [1, inf)')
-    """
-
-    def is_satisfied_by(self, val):
-        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
-
-
 class NameOptions(StrOptions):
     """scikit-learn's ``StrOptions`` matched case-insensitively, as backbone kinds and emission names are read.
 
