@@ -19,7 +19,7 @@ from probkit.utils._array import resolve_device, resolve_dtype
 from probkit.utils.validation import validated_float64_rows
 
 __all__ = ["COMPUTE_CONSTRAINTS", "Interval", "NumberInterval", "ProbkitEstimator", "StrOptions", "positive_int",
-           "non_negative_int", "non_negative_real"]
+           "positive_real", "non_negative_int", "non_negative_real"]
 
 
 class NumberInterval(Interval):
@@ -37,10 +37,11 @@ class NumberInterval(Interval):
         return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
 
 
-#: Constraint lists shared by many estimators (scikit-learn's declarative vocabulary).
-positive_int = [Interval(Integral, 1, None, closed="left")]
-non_negative_int = [Interval(Integral, 0, None, closed="left")]
-non_negative_real = [Interval(Real, 0, None, closed="left")]
+#: Constraint lists shared by many estimators (scikit-learn's declarative vocabulary; booleans refused).
+positive_int = [NumberInterval(Integral, 1, None, closed="left")]
+non_negative_int = [NumberInterval(Integral, 0, None, closed="left")]
+positive_real = [NumberInterval(Real, 0, None, closed="neither")]
+non_negative_real = [NumberInterval(Real, 0, None, closed="left")]
 #: ``device`` and ``dtype`` of estimators that compute with torch (resolved by ``_compute_setup``).
 COMPUTE_CONSTRAINTS = {"device": [None, str, torch.device], "dtype": [None, str, torch.dtype]}
 

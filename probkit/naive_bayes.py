@@ -22,7 +22,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from probkit.base import NumberInterval, ProbkitEstimator, _class_indices, _tensor_to_numpy
+from probkit.base import NumberInterval, ProbkitEstimator, _class_indices, _tensor_to_numpy, non_negative_real
 from probkit.utils._docstrings import COMMON_DOCS
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight
@@ -145,8 +145,8 @@ class NaiveBayes(ClassifierMixin, ProbkitEstimator):
         # the family resolver, and each family's fit with its prior, raise clear errors for
         # what is no family, or no prior of that family
         "family": "no_validation",
-        "alpha": [NumberInterval(Real, 0, None, closed="left")],
-        "var_smoothing": [NumberInterval(Real, 0, None, closed="left")],
+        "alpha": non_negative_real,
+        "var_smoothing": non_negative_real,
         "feature_prior": "no_validation",
         "class_prior": ["array-like", None],
         "fit_prior": ["boolean"],

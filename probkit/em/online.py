@@ -31,7 +31,9 @@ from __future__ import annotations
 
 from numbers import Real
 
-from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from sklearn.utils._param_validation import validate_parameter_constraints
+
+from probkit.base import NumberInterval, non_negative_real
 
 __all__ = ["SCHEDULE_CONSTRAINTS", "FittedSnapshot", "StepwiseEM", "blend_stats", "check_schedule", "scale_stats", "step_size"]
 
@@ -41,8 +43,8 @@ DEFAULT_LEARNING_DECAY = 0.7
 
 #: scikit-learn parameter constraints of the schedule (checked by :func:`check_schedule`).
 SCHEDULE_CONSTRAINTS = {
-    "learning_offset": [Interval(Real, 0, None, closed="left")],
-    "learning_decay": [Interval(Real, 0, 1, closed="both")],
+    "learning_offset": non_negative_real,
+    "learning_decay": [NumberInterval(Real, 0, 1, closed="both")],
 }
 
 

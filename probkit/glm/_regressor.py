@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import validate_data
 
-from probkit.base import NumberInterval, ProbkitEstimator, _tensor_to_numpy
+from probkit.base import (NumberInterval, ProbkitEstimator, _tensor_to_numpy, non_negative_real, positive_int,
+                          positive_real)
 from probkit.glm._design import Design
 from probkit.glm._families import NegativeBinomialFamily, resolve_glm_family
 from probkit.glm._fit import fit_glm, glm_statistics, null_deviance
@@ -26,11 +27,11 @@ GLM_PARAMETER_CONSTRAINTS = {
     # resolved by the estimator's family resolver, which names the families it takes
     "family": "no_validation",
     "link": [str],
-    "alpha": [NumberInterval(Real, 0, None, closed="left")],
+    "alpha": non_negative_real,
     "l1_ratio": [NumberInterval(Real, 0, 1, closed="both")],
     "fit_intercept": ["boolean"],
-    "tol": [NumberInterval(Real, 0, None, closed="neither")],
-    "max_iter": [NumberInterval(Integral, 1, None, closed="left")],
+    "tol": positive_real,
+    "max_iter": positive_int,
     "verbose": ["verbose"],
 }
 

@@ -17,7 +17,6 @@ import torch
 from scipy import linalg
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._available_if import available_if
-from sklearn.utils._param_validation import InvalidParameterError
 
 from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, positive_int
 from probkit.distributions.dirichlet import dirichlet_map_rows
@@ -40,7 +39,7 @@ from probkit.utils.validation import (
 )
 from probkit.utils._warnings import warn_user
 
-__all__ = ["BaseHMM", "HMMData", "EmptyStateWarning", "SequenceEMMixin", "constraints_without", "refuse_bool_counts"]
+__all__ = ["BaseHMM", "HMMData", "EmptyStateWarning", "SequenceEMMixin", "constraints_without"]
 
 DECODER_ALGORITHMS = ("viterbi", "map")
 IMPLEMENTATIONS = ("log", "scaling")
@@ -57,27 +56,6 @@ def constraints_without(constraints, *names):
     ['tol']
     """
     return {name: constraint for name, constraint in constraints.items() if name not in names}
-
-
-def refuse_bool_counts(estimator, *names):
-    """Raise ``InvalidParameterError`` where one of the count parameters ``names`` is a bool.
-
-    ``Interval(Integral, 1, None)`` admits ``True`` as 1; a count or a dimension given as a
-    flag is a mistake (scikit-learn's message, with the reason).
-
-    Examples
-    --------
-    >>> from probkit import HSMM
-    >>> refuse_bool_counts(HSMM(max_duration=True), "n_components", "max_duration")
-    Traceback (most recent call last):
-    ...
-    sklearn.utils._param_validation.InvalidParameterError: The 'max_duration' parameter of HSMM must be an int in the range [1, inf), not a bool. Got True instead.
-    """
-    for name in names:
-        value = getattr(estimator, name)
-        if isinstance(value, bool):
-            raise InvalidParameterError(f"The {name!r} parameter of {type(estimator).__name__} must be an int in the "
-                                        f"range [1, inf), not a bool. Got {value!r} instead.")
 
 
 class EmptyStateWarning(UserWarning):

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from probkit.base import Interval
+from probkit.base import positive_int
 from probkit.em.engine import EStepResult
 from probkit.hmm._base import (
     BaseHMM,
@@ -129,7 +129,7 @@ class CategoricalHMM(_EmissionProbHMM):
 
     _parameter_constraints = {
         **_EmissionProbHMM._parameter_constraints,
-        "n_features": [None, Interval(Integral, 1, None, closed="left")],
+        "n_features": [None, *positive_int],
     }
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *, emissionprob_prior=1.0,

@@ -22,16 +22,13 @@ objective, so EM never decreases the penalised log-likelihood.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
 from scipy import special
 from sklearn.exceptions import NotFittedError
-from sklearn.utils._param_validation import Interval
 
-from probkit.base import StrOptions, non_negative_real, positive_int
+from probkit.base import StrOptions, non_negative_real, positive_int, positive_real
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.dirichlet import dirichlet_map_rows
 from probkit.em.engine import EStepResult, fit_sequence_em
@@ -231,11 +228,11 @@ class InputDrivenHMM(BaseHMM):
         "emission_inputs": ["boolean"],
         "fit_intercept": ["boolean"],
         "alpha": non_negative_real,
-        "n_categories": [Interval(Integral, 1, None, closed="left"), None],
+        "n_categories": [*positive_int, None],
         "reg_covar": non_negative_real,
         # scalar Dirichlet concentrations here (the base's priors may also be arrays)
-        "startprob_prior": [Interval(Real, 0, None, closed="neither")],
-        "transmat_prior": [Interval(Real, 0, None, closed="neither")],
+        "startprob_prior": positive_real,
+        "transmat_prior": positive_real,
         "max_newton_iter": positive_int,
     }
     _emission_letters = "ec"

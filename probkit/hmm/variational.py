@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
 
-from probkit.base import Interval, StrOptions, positive_int
+from probkit.base import StrOptions, non_negative_int, positive_int, positive_real
 from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart, Wishart
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.dirichlet import dirichlet_expected_log
@@ -373,15 +373,15 @@ class VariationalHMM(BaseHMM):
         **{name: [None, "array-like", Real] for name in (
             "startprob_prior", "transmat_prior", "means_prior", "beta_prior", "dof_prior", "scale_prior",
             "emissionprob_prior", "lambdas_prior", "lambdas_weight")},
-        "n_features": [None, Interval(Integral, 1, None, closed="left")],
+        "n_features": [None, *positive_int],
         "num_steps": positive_int,
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "learning_rate": positive_real,
+        "batch_size": [None, *positive_int],
         "num_particles": positive_int,
         "svi_tol": [None, Real],
         "hmm_formulation": [StrOptions(set(HMM_FORMULATIONS))],
         "num_samples": positive_int,
-        "warmup_steps": [None, Interval(Integral, 0, None, closed="left")],
+        "warmup_steps": [None, *non_negative_int],
         "n_predictive_samples": positive_int,
     }
 

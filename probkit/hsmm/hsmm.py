@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from probkit.base import COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, positive_int
-from probkit.distributions import Categorical, NegativeBinomial
+from probkit.distributions import Categorical
 from probkit.distributions.base import ExponentialFamily
 from probkit.distributions.dirichlet import dirichlet_map_rows
 from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.init import INIT_METHODS, initial_responsibilities
 from probkit.hsmm._durations import (fit_durations, n_duration_parameters, resolve_duration,
                                      truncated_log_pmf)
-from probkit.hmm._base import SequenceEMMixin, refuse_bool_counts
+from probkit.hmm._base import SequenceEMMixin
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hsmm._emission import EmissionFamily
 from probkit.inference.semi_markov import semi_markov_forward, semi_markov_forward_backward, semi_markov_viterbi
@@ -161,7 +160,6 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
         """The constraints (``_parameter_constraints``), then what they cannot say: the letters of
         ``params``, and the duration and emission families (resolved by their registries)."""
         self._validate_params()
-        refuse_bool_counts(self, "n_components", "max_duration")
         d = self.max_duration
         for name in ("params", "init_params"):
             value = getattr(self, name)

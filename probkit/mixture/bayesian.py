@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
 
-from probkit.base import (COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions, non_negative_real,
-                          positive_int)
+from probkit.base import (COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, non_negative_real,
+                          positive_int, positive_real)
 from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
 from probkit.distributions.wishart import wishart_log_normaliser
@@ -51,18 +51,15 @@ CHUNK_SIZE = 8192
 _EPS10 = 10 * np.finfo(np.float64).eps  # added to the expected counts, as scikit-learn does
 
 # Counts and positive reals of the Bayesian mixtures' constructors (booleans refused: True is no count).
-_COUNT = [NumberInterval(Integral, 1, None, closed="left")]
-_NON_NEGATIVE_COUNT = [NumberInterval(Integral, 0, None, closed="left")]
-_POSITIVE_REAL = NumberInterval(Real, 0, None, closed="neither")
 
 #: Options shared by both Bayesian mixtures (the weight prior and the CAVI loop).
 _SHARED_CONSTRAINTS = {
-    "n_components": _COUNT,
+    "n_components": positive_int,
     "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
-    "weight_concentration_prior": [None, _POSITIVE_REAL],
+    "weight_concentration_prior": [None, *positive_real],
     "tol": non_negative_real,
-    "max_iter": _NON_NEGATIVE_COUNT,
-    "n_init": _COUNT,
+    "max_iter": non_negative_int,
+    "n_init": positive_int,
     "init_params": [StrOptions(set(INIT_METHODS))],
     "random_state": ["random_state"],
     "warm_start": ["boolean"],
@@ -240,21 +237,21 @@ class BayesianGaussianMixture(MixtureDensityMixin, ProbkitEstimator):
         **_SHARED_CONSTRAINTS,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "reg_covar": non_negative_real,
-        "mean_precision_prior": [None, _POSITIVE_REAL],
+        "mean_precision_prior": [None, *positive_real],
         "mean_prior": [None, "array-like"],
         # > n_features - 1 is checked with the data
-        "degrees_of_freedom_prior": [None, _POSITIVE_REAL],
+        "degrees_of_freedom_prior": [None, *positive_real],
         # a positive float (spherical) or an array (full, tied, diag), checked against covariance_type
-        "covariance_prior": [None, "array-like", _POSITIVE_REAL],
+        "covariance_prior": [None, "array-like", *positive_real],
         "verbose_interval": positive_int,
         "inference": [StrOptions(set(INFERENCE_METHODS))],
-        "num_steps": _COUNT,
-        "learning_rate": [_POSITIVE_REAL],
-        "batch_size": [None, *_COUNT],
-        "num_particles": _COUNT,
+        "num_steps": positive_int,
+        "learning_rate": positive_real,
+        "batch_size": [None, *positive_int],
+        "num_particles": positive_int,
         "svi_tol": [None, *non_negative_real],
-        "num_samples": _COUNT,
-        "warmup_steps": [None, *_NON_NEGATIVE_COUNT],
+        "num_samples": positive_int,
+        "warmup_steps": [None, *non_negative_int],
         **COMPUTE_CONSTRAINTS,
     }
 

@@ -28,7 +28,6 @@ from sklearn.exceptions import NotFittedError
 from probkit.base import (COMPUTE_CONSTRAINTS, ProbkitEstimator, StrOptions, non_negative_int, non_negative_real,
                           positive_int)
 from probkit.em.engine import EStepResult, fit_sequence_em
-from probkit.hmm._base import refuse_bool_counts
 from probkit.inference.kalman import (
     LinearGaussianParams,
     _filter_validated,
@@ -263,7 +262,6 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
     def _check_options(self):
         """The constraints (``_parameter_constraints``), then the letters of ``params`` and ``init_params``."""
         self._validate_params()
-        refuse_bool_counts(self, "n_components")
         for name in ("params", "init_params"):
             value = getattr(self, name)
             unknown = sorted(set(value) - set(PARAM_LETTERS))

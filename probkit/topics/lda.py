@@ -41,7 +41,8 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import gen_batches
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from probkit.base import NumberInterval, ProbkitEstimator, StrOptions
+from probkit.base import (NumberInterval, ProbkitEstimator, StrOptions, non_negative_int, non_negative_real,
+                          positive_int, positive_real)
 from probkit.distributions import Categorical, Dirichlet
 from probkit.distributions.base import SufficientStats
 from probkit.utils._docstrings import DocFragments, parameters_returns
@@ -61,13 +62,6 @@ def _kernels():
     from probkit.topics import _lda_kernels
 
     return _lda_kernels
-
-
-# Counts and reals of the LDA constructors (booleans refused: True is no count).
-_COUNT = [NumberInterval(numbers.Integral, 1, None, closed="left")]
-_NON_NEGATIVE_COUNT = [NumberInterval(numbers.Integral, 0, None, closed="left")]
-_NON_NEGATIVE_REAL = [NumberInterval(numbers.Real, 0, None, closed="left")]
-_POSITIVE_REAL = [NumberInterval(numbers.Real, 0, None, closed="neither")]
 
 
 def _expected_log(concentration):
@@ -119,11 +113,11 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
     topics ``q(beta) = Dirichlet(components_)``, the evidence lower bound, perplexity."""
 
     _parameter_constraints = {
-        "n_components": _COUNT,
-        "doc_topic_prior": [None, *_POSITIVE_REAL],
-        "topic_word_prior": [None, *_POSITIVE_REAL],
-        "mean_change_tol": _NON_NEGATIVE_REAL,
-        "max_doc_update_iter": _NON_NEGATIVE_COUNT,
+        "n_components": positive_int,
+        "doc_topic_prior": [None, *positive_real],
+        "topic_word_prior": [None, *positive_real],
+        "mean_change_tol": non_negative_real,
+        "max_doc_update_iter": non_negative_int,
         "random_state": ["random_state"],
     }
 
@@ -438,11 +432,11 @@ class LatentDirichletAllocation(_BaseLDA):
         "learning_method": [StrOptions(set(LEARNING_METHODS))],
         "learning_decay": [NumberInterval(numbers.Real, 0, 1, closed="both")],
         "learning_offset": [NumberInterval(numbers.Real, 1, None, closed="left")],
-        "max_iter": _NON_NEGATIVE_COUNT,
-        "batch_size": _COUNT,
+        "max_iter": non_negative_int,
+        "batch_size": positive_int,
         "evaluate_every": [NumberInterval(numbers.Integral, None, None, closed="neither")],
-        "total_samples": _POSITIVE_REAL,
-        "perp_tol": _NON_NEGATIVE_REAL,
+        "total_samples": positive_real,
+        "perp_tol": non_negative_real,
         # any non-zero count: negative ones count back from the number of CPUs, as in scikit-learn
         "n_jobs": [None, NumberInterval(numbers.Integral, None, -1, closed="right"),
                    NumberInterval(numbers.Integral, 1, None, closed="left")],
@@ -650,10 +644,10 @@ class CollapsedGibbsLDA(_BaseLDA):
 
     _parameter_constraints = {
         **_BaseLDA._parameter_constraints,
-        "n_samples": _COUNT,
-        "warmup": _NON_NEGATIVE_COUNT,
-        "thin": _COUNT,
-        "n_chains": _COUNT,
+        "n_samples": positive_int,
+        "warmup": non_negative_int,
+        "thin": positive_int,
+        "n_chains": positive_int,
     }
 
     def __init__(self, n_components=10, *, doc_topic_prior=None, topic_word_prior=None, n_samples=200, warmup=200,

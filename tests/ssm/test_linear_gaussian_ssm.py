@@ -418,7 +418,7 @@ def test_option_errors():
     for kwargs, match in [
         (dict(n_components=0), r"The 'n_components' parameter of LinearGaussianSSM must be an int in the range \[1, inf\)"),
         (dict(n_components=True), r"The 'n_components' parameter of LinearGaussianSSM must be an int in the range "
-                                  r"\[1, inf\), not a bool"),
+                                  r"\[1, inf\)\. Got True"),
         (dict(transition_covariance_type="tied"), "The 'transition_covariance_type' parameter of LinearGaussianSSM "
                                                   "must be a str among"),
         (dict(observation_covariance_type="spherical"), "The 'observation_covariance_type' parameter of "

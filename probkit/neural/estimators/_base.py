@@ -32,7 +32,8 @@ from scipy import sparse
 from sklearn.utils._param_validation import RealNotInt
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probkit.base import COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions
+from probkit.base import (COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions, non_negative_real,
+                          positive_int, positive_real)
 from probkit.neural.backbones import KINDS, Backbone
 from probkit.neural.heads import make_head
 from probkit.neural.networks import POOLINGS, SequenceNet
@@ -45,7 +46,7 @@ from ._docs import NEURAL_DOCS
 from ._training import MIXED_PRECISION_MODES, SCHEDULES, TrainingOptions, run_training, seeded
 
 __all__ = ["TRAINING_CONSTRAINTS", "NameOptions", "NeuralEstimator", "NumberInterval", "SequenceNetEstimator",
-           "build_net_for_loading", "check_bound", "check_standardizer", "count", "elbo_and_iwae", "store_params",
+           "build_net_for_loading", "check_bound", "check_standardizer", "elbo_and_iwae", "store_params",
            "unwrap", "without"]
 
 
@@ -81,15 +82,14 @@ def without(constraints, *names):
 
 
 #: A positive integer (widths, layer counts, epochs, components), booleans refused.
-count = [NumberInterval(Integral, 1, None, closed="left")]
 
 #: The training parameters every neural estimator takes (the fields of :class:`TrainingOptions`
 #: it exposes), with ``random_state``, ``device``, ``dtype`` and ``verbose``.
 TRAINING_CONSTRAINTS = {
-    "batch_size": count,
-    "max_epochs": count,
-    "lr": [NumberInterval(Real, 0, None, closed="neither")],
-    "weight_decay": [NumberInterval(Real, 0, None, closed="left")],
+    "batch_size": positive_int,
+    "max_epochs": positive_int,
+    "lr": positive_real,
+    "weight_decay": non_negative_real,
     # inf: no clipping, as in TrainingOptions (None is the documented way)
     "clip_grad_norm": [None, NumberInterval(Real, 0, None, closed="right")],
     "schedule": [StrOptions(set(SCHEDULES))],
@@ -97,7 +97,7 @@ TRAINING_CONSTRAINTS = {
     "warmup": [NumberInterval(RealNotInt, 0, 1, closed="left"), NumberInterval(Integral, 0, None, closed="left")],
     "early_stopping": ["boolean"],
     "validation_fraction": [NumberInterval(Real, 0, 1, closed="left")],
-    "patience": count,
+    "patience": positive_int,
     "mixed_precision": ["boolean", StrOptions(set(MIXED_PRECISION_MODES))],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
@@ -202,8 +202,8 @@ class NeuralEstimator(ProbkitEstimator):
     _parameter_constraints = {
         # a kind of build_backbone, or a Backbone module (copied)
         "backbone": [NameOptions(set(KINDS)), Backbone],
-        "d_model": count,
-        "n_layers": count,
+        "d_model": positive_int,
+        "n_layers": positive_int,
         "backbone_kwargs": [None, dict],
         **TRAINING_CONSTRAINTS,
     }
@@ -402,7 +402,7 @@ class SequenceNetEstimator(NeuralEstimator):
 
     _parameter_constraints = {
         **NeuralEstimator._parameter_constraints,
-        "vocab_size": [None, *count],
+        "vocab_size": [None, *positive_int],
         "pooling": [StrOptions(set(POOLINGS))],
         "bidirectional": ["boolean"],
     }
@@ -480,8 +480,8 @@ class PerStepSequenceEstimator(SequenceNetEstimator):
     _parameter_constraints = {
         **without(SequenceNetEstimator._parameter_constraints, "pooling", "bidirectional"),
         "head": [StrOptions({"auto", "categorical", "gaussian", "mixture"})],
-        "n_components": count,
-        "window": count,
+        "n_components": positive_int,
+        "window": positive_int,
     }
 
     def _resolve_head(self):

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin, TransformerMixin
 
-from probkit.base import StrOptions
+from probkit.base import StrOptions, positive_int
 from probkit.neural.backbones import KINDS
 from probkit.neural.networks import DSSMNet
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import NameOptions, NeuralEstimator, NumberInterval, check_bound, count, elbo_and_iwae, store_params, unwrap
+from ._base import NameOptions, NeuralEstimator, NumberInterval, check_bound, elbo_and_iwae, store_params, unwrap
 from ._data import check_counts
 from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
@@ -113,15 +113,15 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
 
     _parameter_constraints = {
         **NeuralEstimator._parameter_constraints,
-        "latent_dim": count,
+        "latent_dim": positive_int,
         # None: a first-order transition
         "backbone": [None, NameOptions(set(KINDS))],
         "guide_backbone": [NameOptions(set(KINDS))],
-        "hidden_dim": count,
+        "hidden_dim": positive_int,
         "emission": [StrOptions(set(_EMISSIONS))],
         "guide_backbone_kwargs": [None, dict],
         "elbo": [StrOptions(set(_ELBOS))],
-        "n_particles": count,
+        "n_particles": positive_int,
         "kl_annealing": [NumberInterval(numbers.Real, 0, 1, closed="left")],
         "kl_start": [NumberInterval(numbers.Real, 0, 1, closed="right")],
     }

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin
 
-from probkit.base import StrOptions
+from probkit.base import StrOptions, positive_int
 from probkit.neural.emissions import EMISSIONS
 from probkit.neural.networks import NeuralHMMNet, hmm_log_likelihood_sum
 from probkit.utils.sequences import SequenceBatch, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_stochastic
 
-from ._base import NameOptions, NeuralEstimator, count, store_params
+from ._base import NameOptions, NeuralEstimator, store_params
 from ._data import check_counts, window_lengths
 from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
@@ -143,14 +143,14 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
     # and the cosine decay then ends within the budget instead of after early stopping cut it short.
     _parameter_constraints = {
         **NeuralEstimator._parameter_constraints,
-        "n_components": count,
+        "n_components": positive_int,
         "emission": [NameOptions(set(EMISSIONS))],
         "neural_transitions": ["boolean"],
         "init": [StrOptions(set(_INITS))],
-        "hmm_n_iter": count,
-        "hmm_n_init": count,
-        "n_symbols": [None, *count],
-        "train_window": [None, *count],
+        "hmm_n_iter": positive_int,
+        "hmm_n_init": positive_int,
+        "n_symbols": [None, *positive_int],
+        "train_window": [None, *positive_int],
         "algorithm": [StrOptions(set(_ALGORITHMS))],
     }
 

@@ -56,13 +56,13 @@ import torch
 from sklearn.base import DensityMixin, TransformerMixin
 from torch import nn
 
-from probkit.base import StrOptions
+from probkit.base import StrOptions, positive_int
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet, mlp
 from probkit.neural.networks import POOLINGS, SequenceNet, build_checked_backbone
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import NeuralEstimator, NumberInterval, count, elbo_and_iwae, store_params
+from ._base import NeuralEstimator, NumberInterval, elbo_and_iwae, store_params
 from ._data import check_real_steps
 from ._docs import NEURAL_DOCS
 from ._training import check_positive_int
@@ -299,7 +299,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
 
     _parameter_constraints = {
         **NeuralEstimator._parameter_constraints,
-        "n_components": count,
+        "n_components": positive_int,
         "likelihood": [StrOptions(set(LIKELIHOODS))],
         "pooling": [StrOptions(set(POOLINGS))],
         "bidirectional": ["boolean"],
@@ -309,7 +309,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
         "noise": [StrOptions(set(NOISE_TYPES))],
         "n_categories": [None, NumberInterval(Integral, 2, None, closed="left")],
         "elbo": [StrOptions(set(ELBOS))],
-        "n_particles": count,
+        "n_particles": positive_int,
     }
 
     def __init__(self, n_components=2, likelihood="gaussian", *, backbone="mamba", d_model=64, n_layers=2,

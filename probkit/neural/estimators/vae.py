@@ -49,12 +49,12 @@ import torch
 from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from probkit.base import ProbkitEstimator, StrOptions
+from probkit.base import ProbkitEstimator, StrOptions, positive_int
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import TRAINING_CONSTRAINTS, NumberInterval, build_net_for_loading, check_standardizer, count, elbo_and_iwae
+from ._base import TRAINING_CONSTRAINTS, NumberInterval, build_net_for_loading, check_standardizer, elbo_and_iwae
 from ._docs import NEURAL_DOCS
 from ._training import TensorData, check_positive_int, seeded, train_module
 from ._vae_mixin import VAEMixin
@@ -166,14 +166,14 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
     _default_dtype = torch.float32
 
     _parameter_constraints = {
-        "n_components": count,
+        "n_components": positive_int,
         "likelihood": [StrOptions(set(LIKELIHOODS))],
         "encoder_layers": [tuple, list],
         "decoder_layers": [tuple, list],
         "noise": [StrOptions(set(NOISE_TYPES))],
         "n_categories": [None, NumberInterval(Integral, 2, None, closed="left")],
         "elbo": [StrOptions(set(ELBOS))],
-        "n_particles": count,
+        "n_particles": positive_int,
         **TRAINING_CONSTRAINTS,
     }
 
