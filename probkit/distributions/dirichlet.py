@@ -7,6 +7,7 @@ import torch
 
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.base import ExponentialFamily, _check_positive, _check_simplex, _last_axis_size
+from probkit.utils.validation import check_int
 
 __all__ = ["Dirichlet", "dirichlet_expected_log", "dirichlet_map_rows", "inverse_digamma"]
 
@@ -104,8 +105,7 @@ class Dirichlet(ExponentialFamily):
     def __init__(self, concentration=None, tol=1e-12, max_iter=1000):
         if not tol > 0:
             raise ValueError(f"tol must be positive, got {tol!r}")
-        if int(max_iter) != max_iter or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        check_int(max_iter, "max_iter")
         self.tol = float(tol)
         self.max_iter = int(max_iter)
         self._set_params(concentration=concentration)

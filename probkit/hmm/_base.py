@@ -32,6 +32,7 @@ from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import (
+    check_int,
     check_nonnegative_integers,
     check_parameters_set,
     check_probabilities,
@@ -205,6 +206,18 @@ class SequenceEMMixin:
         self.verbose = verbose
         self.params = params
         self.init_params = init_params
+
+    def _sampling_start(self, n_samples, currstate):
+        """``(n_samples, start)`` of ``sample``: the checked number of steps and the distribution of the
+        first state (``startprob_``, or all of its mass on ``currstate``)."""
+        n_samples = check_int(n_samples, "n_samples")
+        k = self.n_components
+        if currstate is None:
+            return n_samples, np.asarray(self.startprob_, dtype=np.float64)
+        currstate = check_int(currstate, "currstate", minimum=0)
+        if currstate >= k:
+            raise ValueError(f"currstate must be an integer in [0, {k}), got {currstate!r}")
+        return n_samples, np.eye(k)[currstate]
 
     def _needs_init(self, code, name):
         """Whether EM initialises the parameter ``name`` (letter ``code``): named in ``init_params``, or unset."""
@@ -767,15 +780,9 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
         state_sequence : numpy.ndarray of shape (n_samples,)
         """
         self._check_fitted_or_set()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples, start = self._sampling_start(n_samples, currstate)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if currstate is not None:
-            if not (0 <= int(currstate) < self.n_components):
-                raise ValueError(f"currstate must be in [0, {self.n_components}), got {currstate!r}")
-            start = np.eye(self.n_components)[int(currstate)]
-        states = sample_markov_chain(start, np.asarray(self.transmat_, dtype=np.float64), int(n_samples),
+        states = sample_markov_chain(start, np.asarray(self.transmat_, dtype=np.float64), n_samples,
                                      random_state=rng)
         states = np.asarray(to_numpy(states), dtype=np.int64)
         X = self._sample_emissions(states, rng)

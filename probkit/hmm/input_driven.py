@@ -667,17 +667,10 @@ class InputDrivenHMM(BaseHMM):
         """
         self._check_options()
         self._check()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        n = int(n_samples)
+        n, start = self._sampling_start(n_samples, currstate)
         u = _check_inputs(inputs, n, self._n_inputs())
         rng = check_random_state(self.random_state if random_state is None else random_state)
         k = self.n_components
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if currstate is not None:
-            if not (0 <= int(currstate) < k):
-                raise ValueError(f"currstate must be in [0, {k}), got {currstate!r}")
-            start = np.eye(k)[int(currstate)]
         data = _InputData(X=np.zeros((n, 0)), inputs=u, lengths=np.array([n]), starts=np.eye(1, n, dtype=bool)[0])
         trans = np.exp(np.broadcast_to(self._log_transitions(data), (n, k, k)))
         draws = rng.random_sample(n)

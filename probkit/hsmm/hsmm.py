@@ -493,15 +493,9 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
             order; the last one may run past ``n_samples`` (it is cut there).
         """
         self._check_fitted_or_set()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples, start = self._sampling_start(n_samples, currstate)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         k = self.n_components
-        start = np.asarray(self.startprob_, dtype=np.float64)
-        if currstate is not None:
-            if not isinstance(currstate, (int, np.integer)) or not 0 <= currstate < k:
-                raise ValueError(f"currstate must be an integer in [0, {k}), got {currstate!r}")
-            start = np.eye(k)[int(currstate)]
         trans = np.asarray(self.transmat_, dtype=np.float64)
         pmf = self.durationprob_
         states = np.empty(int(n_samples), dtype=np.int64)

@@ -38,7 +38,7 @@ from probkit.inference.kalman import (
 from probkit.utils._array import to_numpy
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_inputs, check_lengths, check_parameters_set
+from probkit.utils.validation import check_inputs, check_int, check_lengths, check_parameters_set
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 
 __all__ = ["KalmanStreamFilter", "LinearGaussianSSM"]
@@ -761,8 +761,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
             The predictive covariances ``C P_{T+h} C' + R``.
         """
         data = self._prepare(X, lengths, inputs)
-        if not isinstance(n_steps, (int, np.integer)) or isinstance(n_steps, bool) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        n_steps = check_int(n_steps, "n_steps")
         S = len(data.lengths)
         if future_inputs is not None:
             fu = np.asarray(to_numpy(future_inputs) if isinstance(future_inputs, torch.Tensor) else future_inputs,
@@ -800,8 +799,7 @@ class LinearGaussianSSM(TransformerMixin, ProbkitEstimator):
         states : numpy.ndarray of shape (n_samples, n_components)
         """
         self._check_options()
-        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples = check_int(n_samples, "n_samples")
         if not hasattr(self, "n_features_in_") and hasattr(self, "observation_matrix_"):
             self._check_params_shapes_only(None)
         A, C, Q, R, m0, P0, B, D = self._check_params()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from probkit.utils.validation import check_int
+
 __all__ = ["python_doc_topics", "shakespeare_speeches"]
 
 
@@ -50,9 +52,7 @@ def shakespeare_speeches(speeches_per_document=1, *, min_df=5, max_df=0.5, max_f
     """
     from probkit.datasets import load_tinyshakespeare
 
-    if isinstance(speeches_per_document, bool) or int(speeches_per_document) != speeches_per_document or \
-            speeches_per_document < 1:
-        raise ValueError(f"speeches_per_document must be a positive integer, got {speeches_per_document!r}")
+    speeches_per_document = check_int(speeches_per_document, "speeches_per_document")
     blocks = [b for b in load_tinyshakespeare().split("\n\n") if b.strip()]
     speeches = [b.split("\n", 1)[1] if "\n" in b else "" for b in blocks]
     size = int(speeches_per_document)

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 
 import torch
 
+from probkit.utils.validation import check_int
+
 __all__ = ["get_num_threads", "set_num_threads", "limit_torch_threads", "torch_threads", "worker_threads"]
 
 _settings = {"intra_op": 1, "workers": None}
@@ -52,8 +54,7 @@ def set_num_threads(intra_op=1, workers=None):
     >>> set_num_threads()
     """
     for name, value in (("intra_op", intra_op), ("workers", workers)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        check_int(value, name, allow_none=True)
     _settings["intra_op"] = intra_op
     _settings["workers"] = workers
 

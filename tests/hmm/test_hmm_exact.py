@@ -477,3 +477,39 @@ def test_categorical_hmm_over_several_symbol_columns_equals_enumeration():
     np.testing.assert_allclose(model.predict_proba(X), truth.posteriors, atol=1e-12)
     samples, _ = model.sample(50, random_state=0)
     assert samples.shape == (50, 2) and samples.max() <= 2
+
+
+
+def _cycling_poisson_hmm():
+    model = PoissonHMM(3)
+    model.startprob_ = np.array([1.0, 0.0, 0.0])
+    # a deterministic cycle 0 -> 1 -> 2 -> 0: a path is fixed by its first state
+    model.transmat_ = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    model.lambdas_ = np.array([[1.0], [5.0], [50.0]])
+    return model
+
+
+def _cycling_hsmm():
+    from probkit import HSMM
+
+    model = HSMM("poisson", 3, duration="categorical", max_duration=1)
+    model.startprob_ = np.array([1.0, 0.0, 0.0])
+    model.transmat_ = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    model.emission_params_ = {"rate": np.array([[1.0], [5.0], [50.0]])}
+    model.duration_params_ = {"probs": np.ones((3, 1))}   # every segment one step long
+    return model
+
+
+@pytest.mark.parametrize("make", [_cycling_poisson_hmm, _cycling_hsmm], ids=["PoissonHMM", "HSMM"])
+def test_sample_start_and_its_checks(make):
+    model = make()
+    # startprob_ puts all mass on state 0; currstate moves the start, the cycle fixes the rest
+    assert model.sample(4, random_state=0)[1].tolist() == [0, 1, 2, 0]
+    assert model.sample(4, random_state=0, currstate=2)[1].tolist() == [2, 0, 1, 2]
+    assert model.sample(2, random_state=0, currstate=np.int64(1))[1].tolist() == [1, 2]
+    for bad in (3, -1, 1.0, True):
+        with pytest.raises(ValueError, match="currstate"):
+            model.sample(4, currstate=bad)
+    for bad in (0, 2.0, None):
+        with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+            model.sample(bad)
