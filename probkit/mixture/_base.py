@@ -21,7 +21,7 @@ from probkit.utils.random import check_random_state, torch_generator
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_sample_weight, check_stochastic
 
-__all__ = ["BaseMixture", "MixtureDensityMixin", "mixture_estep", "sample_mixture"]
+__all__ = ["MIXTURE_LOOP_CONSTRAINTS", "BaseMixture", "MixtureDensityMixin", "mixture_estep", "sample_mixture"]
 
 # Rows per E-step block: bounds the (rows, K, d) temporaries of the batched
 # log-density and statistics products, so peak memory does not grow with n_samples * K.
@@ -134,6 +134,19 @@ _SKLEARN_NOT_CONVERGED = ("Best performing initialization did not converge. Try 
                           "increase max_iter, tol, or check for degenerate data.")
 
 
+#: The constraints of the options every mixture's fitting loop takes (EM or CAVI).
+MIXTURE_LOOP_CONSTRAINTS = {
+    "n_components": positive_int,
+    "tol": non_negative_real,
+    "max_iter": non_negative_int,
+    "n_init": positive_int,
+    "init_params": [StrOptions(set(INIT_METHODS))],
+    "random_state": ["random_state"],
+    "warm_start": ["boolean"],
+    "verbose": ["verbose"],
+}
+
+
 class MixtureDensityMixin(DensityMixin):
     """Prediction, scoring and sampling of a fitted mixture, written once for every mixture.
 
@@ -218,17 +231,7 @@ class BaseMixture(MixtureDensityMixin, ProbkitEstimator):
     prediction, scoring, sampling, BIC/AIC) is shared.
     """
 
-    _parameter_constraints = {
-        "n_components": positive_int,
-        "tol": non_negative_real,
-        "max_iter": non_negative_int,
-        "n_init": positive_int,
-        "init_params": [StrOptions(set(INIT_METHODS))],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": ["verbose"],
-        **COMPUTE_CONSTRAINTS,
-    }
+    _parameter_constraints = {**MIXTURE_LOOP_CONSTRAINTS, **COMPUTE_CONSTRAINTS}
 
     chunk_size = DEFAULT_CHUNK_SIZE
     # The running statistics of partial_fit are not saved: a loaded model starts a new online run.

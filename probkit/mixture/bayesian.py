@@ -23,8 +23,8 @@ from probkit.distributions.base import LOG_2PI
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal, covariance_shape, precision_cholesky
 from probkit.distributions.wishart import wishart_log_normaliser
 from probkit.em.engine import EStepResult, run_em
-from probkit.em.init import INIT_METHODS, initial_responsibilities
-from probkit.mixture._base import MixtureDensityMixin
+from probkit.em.init import initial_responsibilities
+from probkit.mixture._base import MIXTURE_LOOP_CONSTRAINTS, MixtureDensityMixin
 from probkit.components import add_stats
 from probkit.utils._array import to_numpy
 from probkit.utils._docstrings import COMMON_DOCS
@@ -50,20 +50,11 @@ INFERENCE_METHODS = ("cavi", "svi", "nuts")
 CHUNK_SIZE = 8192
 _EPS10 = 10 * np.finfo(np.float64).eps  # added to the expected counts, as scikit-learn does
 
-# Counts and positive reals of the Bayesian mixtures' constructors (booleans refused: True is no count).
-
-#: Options shared by both Bayesian mixtures (the weight prior and the CAVI loop).
+#: Options shared by both Bayesian mixtures: every mixture's loop options and the weight prior.
 _SHARED_CONSTRAINTS = {
-    "n_components": positive_int,
+    **MIXTURE_LOOP_CONSTRAINTS,
     "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
     "weight_concentration_prior": [None, *positive_real],
-    "tol": non_negative_real,
-    "max_iter": non_negative_int,
-    "n_init": positive_int,
-    "init_params": [StrOptions(set(INIT_METHODS))],
-    "random_state": ["random_state"],
-    "warm_start": ["boolean"],
-    "verbose": ["verbose"],
 }
 
 
