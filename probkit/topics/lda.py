@@ -102,7 +102,9 @@ def _blocks(n_docs, n_threads):
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-_DOCUMENTS = ["X : {array-like, sparse matrix} of shape (n_documents, n_features)", "y : None\n    Ignored."]
+_DOCUMENTS = ["X : {array-like, sparse matrix} of shape (n_documents, n_features)\n"
+              "    Word counts, one row per document (non-negative).",
+              "y : None\n    Ignored."]
 _DOCS = DocFragments(sections={"documents_to_float": parameters_returns(_DOCUMENTS, "float"),
                               "documents_to_self": parameters_returns(_DOCUMENTS, "self")})
 
@@ -129,6 +131,12 @@ class _BaseLDA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ProbkitEstimat
         return tags
 
     # ------------------------------------------------------------------ input
+    def _training_documents(self, X):
+        """How every ``fit`` starts: the constructor parameters checked, then ``X`` as the
+        float64 CSR matrix of the training counts (``n_features_in_`` recorded)."""
+        self._validate_params()
+        return self._check_X(X, reset=True, whom=f"{type(self).__name__}.fit")[0]
+
     def _check_X(self, X, *, reset, whom):
         """``X`` as a float64 CSR matrix of non-negative counts (and its original dtype)."""
         if isinstance(X, torch.Tensor):
@@ -496,19 +504,9 @@ class LatentDirichletAllocation(_BaseLDA):
     def fit(self, X, y=None):
         """Fit the topics to the documents ``X``.
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_documents, n_features)
-            Word counts (non-negative).
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self
+        %(documents_to_self)s
         """
-        self._validate_params()
-        csr, _ = self._check_X(X, reset=True, whom=f"{type(self).__name__}.fit")
+        csr = self._training_documents(X)
         n_docs = csr.shape[0]
         self._init_latent_vars(csr.shape[1])
         last_bound = None
@@ -577,6 +575,7 @@ def match_topics(reference, topics):
     return cols[np.argsort(rows)]
 
 
+@_DOCS.fill
 class CollapsedGibbsLDA(_BaseLDA):
     """Latent Dirichlet allocation sampled by collapsed Gibbs sampling (Griffiths and Steyvers 2004).
 
@@ -670,24 +669,14 @@ class CollapsedGibbsLDA(_BaseLDA):
         return tags
 
     def fit(self, X, y=None):
-        """Sample the posterior of the topics given the documents ``X``.
+        """Sample the posterior of the topics given the documents ``X`` (integer word counts: tokens).
 
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_documents, n_features)
-            Non-negative integer word counts.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self
+        %(documents_to_self)s
         """
         from probkit.vi.diagnostics import ess, rhat
         from probkit.vi.gibbs import gibbs_lda
 
-        self._validate_params()
-        csr, _ = self._check_X(X, reset=True, whom=f"{type(self).__name__}.fit")
+        csr = self._training_documents(X)
         if csr.data.size and np.any(csr.data != np.round(csr.data)):
             raise ValueError(f"{type(self).__name__} needs integer word counts (tokens); X holds non-integer "
                              "values (use LatentDirichletAllocation for weighted counts)")
