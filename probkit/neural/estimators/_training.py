@@ -77,7 +77,7 @@ import torch
 
 from probkit.utils.random import forked_rng, seed_from
 from probkit.utils.threads import torch_threads
-from probkit.utils.validation import check_int as check_positive_int  # the one integer check
+from probkit.utils.validation import check_int
 
 __all__ = ["TensorData", "TrainingHistory", "TrainingOptions", "evaluate_loss", "run_training", "seeded",
            "train_module"]
@@ -404,9 +404,9 @@ class TrainingOptions:
             object.__setattr__(self, name, value)
 
         for name in ("batch_size", "max_epochs", "patience"):
-            put(name, check_positive_int(getattr(self, name), name))
+            put(name, check_int(getattr(self, name), name))
         for name in ("max_steps", "eval_batch_size", "num_threads"):
-            put(name, check_positive_int(getattr(self, name), name, allow_none=True))
+            put(name, check_int(getattr(self, name), name, allow_none=True))
         if not (_is_real(self.validation_fraction) and 0.0 <= self.validation_fraction < 1.0):
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
         if not (_is_real(self.lr) and self.lr > 0 and math.isfinite(self.lr)):

@@ -10,10 +10,9 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 from probkit.utils.random import check_random_state, seed_from
-from probkit.utils.validation import check_nonnegative_integers
+from probkit.utils.validation import check_int, check_nonnegative_integers
 
 from ._base import check_bound
-from ._training import check_positive_int
 
 __all__ = ["VAEMixin"]
 
@@ -99,7 +98,7 @@ class VAEMixin:
         """``n_samples`` latent vectors ``z ~ N(0, I)`` and the generator that drew them, seeded from
         ``random_state`` (None: the estimator's ``random_state``)."""
         check_is_fitted(self, "module_")
-        n = check_positive_int(n_samples, "n_samples")
+        n = check_int(n_samples, "n_samples")
         p = next(self.module_.parameters())
         rs = self.random_state if random_state is None else random_state
         gen = torch.Generator(device=p.device).manual_seed(seed_from(check_random_state(rs)))

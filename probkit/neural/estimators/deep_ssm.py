@@ -18,11 +18,11 @@ from probkit.neural.backbones import KINDS
 from probkit.neural.networks import DSSMNet
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
+from probkit.utils.validation import check_int
 
 from ._base import NameOptions, NeuralEstimator, NumberInterval, check_bound, elbo_and_iwae, store_params, unwrap
 from ._data import check_counts
 from ._docs import NEURAL_DOCS
-from ._training import check_positive_int
 
 __all__ = ["DeepStateSpaceModel"]
 
@@ -191,7 +191,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
 
         %(sequence_bounds_lengths_returns)s
         """
-        k = check_positive_int(n_particles, "n_particles")
+        k = check_int(n_particles, "n_particles")
         batch, data, gen = self._data_and_generator(X, lengths, valid_lengths, random_state)
 
         def run(b):
@@ -243,7 +243,7 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         ndarray of shape (n_samples, latent_dim)
         """
         mean_path = n_particles is None
-        k = 1 if mean_path else check_positive_int(n_particles, "n_particles")
+        k = 1 if mean_path else check_int(n_particles, "n_particles")
         batch, data, gen = self._data_and_generator(X, lengths, valid_lengths, random_state)
 
         def run(b):
@@ -272,8 +272,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         Z : ndarray of shape (n_sequences * n_samples, latent_dim)
         """
         gen = self._generator(random_state, default=self.random_state)
-        n = check_positive_int(n_samples, "n_samples")
-        b = check_positive_int(n_sequences, "n_sequences")
+        n = check_int(n_samples, "n_samples")
+        b = check_int(n_sequences, "n_sequences")
         with torch.no_grad():
             xs, zs = self.module_.sample(n, b, gen)
         X = self._to_data_units(xs.double().cpu().numpy().reshape(b * n, -1))
@@ -304,8 +304,8 @@ class DeepStateSpaceModel(DensityMixin, TransformerMixin, NeuralEstimator):
         samples : ndarray of shape (n_particles, n_sequences, n_steps, n_features)
             Only with ``return_samples=True``.
         """
-        n_steps = check_positive_int(n_steps, "n_steps")
-        k = check_positive_int(n_particles, "n_particles")
+        n_steps = check_int(n_steps, "n_steps")
+        k = check_int(n_particles, "n_particles")
         _, data, gen = self._data_and_generator(X, lengths, valid_lengths, random_state)
 
         def run(b):

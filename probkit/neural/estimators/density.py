@@ -12,10 +12,10 @@ from sklearn.base import DensityMixin
 from probkit.utils.random import seed_from
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
+from probkit.utils.validation import check_int
 
 from ._base import PerStepSequenceEstimator, store_params, unwrap
 from ._docs import NEURAL_DOCS
-from ._training import check_positive_int
 
 __all__ = ["SequenceDensity"]
 
@@ -153,7 +153,7 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
     def _run(self, prompt_t, batch_size, n_steps, temperature, random_state):
         if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-        n_steps = check_positive_int(n_steps, "n_steps")
+        n_steps = check_int(n_steps, "n_steps")
         net = self.module_
         p = next(net.parameters())
         gen = torch.Generator(device=p.device).manual_seed(seed_from(random_state))
@@ -221,5 +221,5 @@ class SequenceDensity(DensityMixin, PerStepSequenceEstimator):
         ndarray of shape (n_samples, n_steps) (tokens) or (n_samples, n_steps, D)
         """
         self._check_fitted()
-        n_samples = check_positive_int(n_samples, "n_samples")
+        n_samples = check_int(n_samples, "n_samples")
         return self._run(None, n_samples, n_steps, temperature, random_state)

@@ -17,12 +17,11 @@ from probkit.neural.emissions import EMISSIONS
 from probkit.neural.networks import NeuralHMMNet, hmm_log_likelihood_sum
 from probkit.utils.sequences import SequenceBatch, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
-from probkit.utils.validation import check_stochastic
+from probkit.utils.validation import check_int, check_stochastic
 
 from ._base import NameOptions, NeuralEstimator, store_params
 from ._data import check_counts, window_lengths
 from ._docs import NEURAL_DOCS
-from ._training import check_positive_int
 
 __all__ = ["NeuralHMM"]
 
@@ -377,8 +376,8 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         state_sequence : ndarray of shape (n_sequences * n_samples,)
         """
         gen = self._generator(random_state, default=self.random_state)
-        n = check_positive_int(n_samples, "n_samples")
-        b = check_positive_int(n_sequences, "n_sequences")
+        n = check_int(n_samples, "n_samples")
+        b = check_int(n_sequences, "n_sequences")
         to_input = None
         if self._family == "poisson":
             def to_input(x):

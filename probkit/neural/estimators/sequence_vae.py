@@ -61,11 +61,11 @@ from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet, mlp
 from probkit.neural.networks import POOLINGS, SequenceNet, build_checked_backbone
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
+from probkit.utils.validation import check_int
 
 from ._base import NeuralEstimator, NumberInterval, elbo_and_iwae, store_params
 from ._data import check_real_steps
 from ._docs import NEURAL_DOCS
-from ._training import check_positive_int
 from ._vae_mixin import VAEMixin
 
 __all__ = ["SequenceVAE", "SequenceVAENet"]
@@ -323,7 +323,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
     # ------------------------------------------------------------------ setup
     def _check_model_params(self):
         for width in self.decoder_layers:
-            check_positive_int(width, "every width of decoder_layers")
+            check_int(width, "every width of decoder_layers")
 
     def _check_values(self, values, name, reset):
         values = check_real_steps(values, name, estimator=self)
@@ -387,7 +387,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
 
         %(sequence_bounds_returns)s
         """
-        k = check_positive_int(n_particles, "n_particles")
+        k = check_int(n_particles, "n_particles")
         data = self._data(X, lengths, valid_lengths)
         eps = self._draws(k, random_state, next(self.module_.parameters()))
 
@@ -422,7 +422,7 @@ class SequenceVAE(VAEMixin, DensityMixin, TransformerMixin, NeuralEstimator):
 
     # ------------------------------------------------------------------ decoding and sampling
     def _length(self, length):
-        return self.max_length_ if length is None else check_positive_int(length, "length")
+        return self.max_length_ if length is None else check_int(length, "length")
 
     def _as_input(self, x):
         """Model-unit values or expectations ``(M, D)`` (categorical: codes, or probabilities ``(M, D, C)``) as the

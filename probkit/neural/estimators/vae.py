@@ -53,10 +53,11 @@ from probkit.base import ProbkitEstimator, StrOptions, positive_int
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
+from probkit.utils.validation import check_int
 
 from ._base import TRAINING_CONSTRAINTS, NumberInterval, build_net_for_loading, check_standardizer, elbo_and_iwae
 from ._docs import NEURAL_DOCS
-from ._training import TensorData, check_positive_int, seeded, train_module
+from ._training import TensorData, seeded, train_module
 from ._vae_mixin import VAEMixin
 
 __all__ = ["VAE", "VAENet"]
@@ -211,7 +212,7 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
         self._validate_params()
         for name in ("encoder_layers", "decoder_layers"):
             for width in getattr(self, name):
-                check_positive_int(width, f"every width of {name}")
+                check_int(width, f"every width of {name}")
 
     def _validate(self, X, *, reset):
         if not reset:
@@ -327,7 +328,7 @@ class VAE(VAEMixin, DensityMixin, TransformerMixin, ProbkitEstimator):
 
         %(row_bounds_returns)s
         """
-        k = check_positive_int(n_particles, "n_particles")
+        k = check_int(n_particles, "n_particles")
         x_in, x_obs = self._prepared(X)
         eps = self._draws(k, random_state, x_in)
         elbo, iwae = [], []
