@@ -24,6 +24,7 @@ from probkit.em.engine import EStepResult, fit_sequence_em
 from probkit.em.online import DEFAULT_LEARNING_DECAY, DEFAULT_LEARNING_OFFSET, StepwiseEM, check_schedule
 from probkit.hmm._docs import HMM_DOCS
 from probkit.inference import sample_markov_chain
+from probkit.inference._decoding import DECODER_ALGORITHMS, map_decode, resolve_decoder
 from probkit.inference._lazy_numba import numba_backend
 from probkit.inference.concatenated import ForwardBackwardResult, _forward_backward, _forward_filter, _viterbi
 from probkit.utils._array import to_numpy
@@ -42,7 +43,6 @@ from probkit.utils._warnings import warn_user
 
 __all__ = ["BaseHMM", "HMMData", "EmptyStateWarning", "SequenceEMMixin", "constraints_without"]
 
-DECODER_ALGORITHMS = ("viterbi", "map")
 IMPLEMENTATIONS = ("log", "scaling")
 MISSING_MODES = ("error", "marginalize")
 
@@ -738,9 +738,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
             probabilities themselves, which is not a log-probability).
         state_sequence : numpy.ndarray of shape (n_samples,)
         """
-        algorithm = self.algorithm if algorithm is None else algorithm
-        if algorithm not in DECODER_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {algorithm!r}")
+        algorithm = resolve_decoder(algorithm, self.algorithm)
         data = self._prepare_predict(X, lengths, state_labels)
         with torch.no_grad():
             if algorithm == "viterbi":
@@ -753,8 +751,7 @@ class BaseHMM(SequenceEMMixin, ProbkitEstimator):
                     log_prob, path = _viterbi(log_start, log_trans, log_emis, data.lengths)
                 return float(to_numpy(log_prob).sum()), to_numpy(path).astype(np.int64)
             post = to_numpy(self._forward_backward(data).posteriors)
-        with np.errstate(divide="ignore"):
-            return float(np.log(post.max(1)).sum()), post.argmax(1).astype(np.int64)
+        return map_decode(post)
 
     @keyword_lengths
     def predict(self, X, *, lengths=None, state_labels=None):

@@ -38,9 +38,9 @@ from probkit.glm._families import resolve_glm_family
 from probkit.glm._fit import GLMLoss
 from probkit.glm._links import LogLink
 from probkit.glm._solver import penalized_newton
-from probkit.hmm._base import (DECODER_ALGORITHMS, BaseHMM, EmptyStateWarning, SequenceEMMixin, _log_probs,
-                               _warn_empty_rows)
+from probkit.hmm._base import BaseHMM, EmptyStateWarning, SequenceEMMixin, _log_probs, _warn_empty_rows
 from probkit.hmm._docs import HMM_DOCS
+from probkit.inference._decoding import map_decode, resolve_decoder
 from probkit.inference.time_varying import forward_backward_time_varying, viterbi_time_varying
 from probkit.utils.random import check_random_state
 from probkit.utils.sequences import check_sequences, check_y_slot, keyword_lengths
@@ -629,17 +629,13 @@ class InputDrivenHMM(BaseHMM):
         log_prob : float
         state_sequence : numpy.ndarray of shape (n_samples,)
         """
-        algorithm = self.algorithm if algorithm is None else algorithm
-        if algorithm not in DECODER_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {algorithm!r}")
+        algorithm = resolve_decoder(algorithm, self.algorithm)
         data = self._prepare(X, lengths, inputs)
         if algorithm == "viterbi":
             res = viterbi_time_varying(_log_probs(self.startprob_), self._log_transitions(data),
                                        self._log_emission(data), data.lengths)
             return float(res.log_prob.sum()), res.path
-        post = self._posteriors(data).posteriors
-        with np.errstate(divide="ignore"):
-            return float(np.log(post.max(1)).sum()), post.argmax(1).astype(np.int64)
+        return map_decode(self._posteriors(data).posteriors)
 
     @keyword_lengths
     def predict(self, X, *, lengths=None, inputs=None):

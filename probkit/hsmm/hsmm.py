@@ -20,6 +20,7 @@ from probkit.hmm._docs import HMM_DOCS
 from probkit.hsmm._emission import EmissionFamily
 from probkit.inference.semi_markov import semi_markov_forward, semi_markov_forward_backward, semi_markov_viterbi
 from probkit.components import EmptyComponentWarning, map_dist
+from probkit.inference._decoding import map_decode, resolve_decoder
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user
 from probkit.utils.random import check_random_state
@@ -29,7 +30,6 @@ from probkit.utils.validation import check_parameters_set, check_probabilities
 
 __all__ = ["HSMM"]
 
-DECODER_ALGORITHMS = ("viterbi", "map")
 # Initial duration counts: the run lengths of the initial hard assignment, blended with
 # this much of a uniform distribution over 1..max_duration (a categorical duration model
 # must not start with zeros: EM keeps zero probabilities at zero).
@@ -447,9 +447,7 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
         segment_starts : numpy.ndarray of bool of shape (n_samples,)
             Only with ``return_segments=True``.
         """
-        algorithm = self.algorithm if algorithm is None else algorithm
-        if algorithm not in DECODER_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {DECODER_ALGORITHMS}, got {algorithm!r}")
+        algorithm = resolve_decoder(algorithm, self.algorithm)
         if return_segments and algorithm != "viterbi":
             raise ValueError("return_segments=True needs algorithm='viterbi' (MAP decoding has no segments)")
         data = self._prepare_predict(X, lengths)
@@ -460,9 +458,7 @@ class HSMM(SequenceEMMixin, ProbkitEstimator):
                 return out + (to_numpy(res.segment_starts).astype(bool),) if return_segments else out
             post = semi_markov_forward_backward(*self._kernel_args(data),
                                                 right_censoring=bool(self.right_censoring)).posteriors
-            best = post.max(1)
-            with np.errstate(divide="ignore"):
-                return float(torch.log(best.values).sum()), to_numpy(best.indices).astype(np.int64)
+        return map_decode(to_numpy(post))
 
     @keyword_lengths
     def predict(self, X, *, lengths=None):

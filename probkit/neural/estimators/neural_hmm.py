@@ -13,6 +13,7 @@ import torch
 from sklearn.base import DensityMixin
 
 from probkit.base import StrOptions, positive_int
+from probkit.inference._decoding import DECODER_ALGORITHMS, map_decode, resolve_decoder
 from probkit.neural.emissions import EMISSIONS
 from probkit.neural.networks import NeuralHMMNet, hmm_log_likelihood_sum
 from probkit.utils.sequences import SequenceBatch, check_y_slot, keyword_lengths
@@ -26,7 +27,6 @@ from ._docs import NEURAL_DOCS
 __all__ = ["NeuralHMM"]
 
 _INITS = ("hmm", "random")
-_ALGORITHMS = ("viterbi", "map")
 
 
 @NEURAL_DOCS.fill
@@ -150,7 +150,7 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
         "hmm_n_init": positive_int,
         "n_symbols": [None, *positive_int],
         "train_window": [None, *positive_int],
-        "algorithm": [StrOptions(set(_ALGORITHMS))],
+        "algorithm": [StrOptions(set(DECODER_ALGORITHMS))],
     }
 
     def __init__(self, n_components=2, emission="gaussian", backbone="mamba", d_model=64, n_layers=2, *,
@@ -332,13 +332,8 @@ class NeuralHMM(DensityMixin, NeuralEstimator):
             probabilities of the chosen states.
         state_sequence : ndarray of shape (n_samples,)
         """
-        algorithm = self.algorithm if algorithm is None else algorithm
-        if algorithm not in _ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
-        if algorithm == "map":
-            post = self.predict_proba(X, lengths=lengths, valid_lengths=valid_lengths)
-            with np.errstate(divide="ignore"):
-                return float(np.log(post.max(1)).sum()), post.argmax(1).astype(np.int64)
+        if resolve_decoder(algorithm, self.algorithm) == "map":
+            return map_decode(self.predict_proba(X, lengths=lengths, valid_lengths=valid_lengths))
         parts, batch = self._infer("viterbi", X, lengths, valid_lengths)
         log_prob = sum(float(p[0]) for p in parts) + self._log_jacobian() * batch.n_samples
         return float(log_prob), np.concatenate([p[1][:n] for p, n in zip(parts, batch.lengths)]).astype(np.int64)
