@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from probkit.utils._array import resolve_device, resolve_dtype
 from probkit.utils.validation import validated_float64_rows
 
-__all__ = ["COMPUTE_CONSTRAINTS", "Interval", "NumberInterval", "ProbkitEstimator", "StrOptions", "positive_int",
+__all__ = ["COMPUTE_CONSTRAINTS", "Interval", "NumberInterval", "ProbkitEstimator", "StrOptions", "constraints_without", "positive_int",
            "positive_real", "non_negative_int", "non_negative_real"]
 
 
@@ -35,6 +35,18 @@ class NumberInterval(Interval):
 
     def is_satisfied_by(self, val):
         return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+def constraints_without(constraints, *names):
+    """A copy of a ``_parameter_constraints`` dict without the entries ``names``: the
+    parameters of a parent class that a subclass's ``__init__`` does not take.
+
+    Examples
+    --------
+    >>> sorted(constraints_without({"tol": [float], "missing": [str]}, "missing"))
+    ['tol']
+    """
+    return {name: constraint for name, constraint in constraints.items() if name not in names}
 
 
 #: Constraint lists shared by many estimators (scikit-learn's declarative vocabulary; booleans refused).

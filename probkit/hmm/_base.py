@@ -41,22 +41,10 @@ from probkit.utils.validation import (
 )
 from probkit.utils._warnings import warn_user
 
-__all__ = ["BaseHMM", "HMMData", "EmptyStateWarning", "SequenceEMMixin", "constraints_without"]
+__all__ = ["BaseHMM", "HMMData", "EmptyStateWarning", "SequenceEMMixin"]
 
 IMPLEMENTATIONS = ("log", "scaling")
 MISSING_MODES = ("error", "marginalize")
-
-
-def constraints_without(constraints, *names):
-    """A copy of a ``_parameter_constraints`` dict without the entries ``names``: the
-    parameters of a parent class that a subclass's ``__init__`` does not take.
-
-    Examples
-    --------
-    >>> sorted(constraints_without({"tol": [float], "missing": [str]}, "missing"))
-    ['tol']
-    """
-    return {name: constraint for name, constraint in constraints.items() if name not in names}
 
 
 class EmptyStateWarning(UserWarning):

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from probkit.base import StrOptions, non_negative_real, positive_int
+from probkit.base import StrOptions, constraints_without, non_negative_real, positive_int
 from probkit.distributions.base import LOG_2PI
-from probkit.hmm._base import BaseHMM, EmptyStateWarning, HMMData, constraints_without
+from probkit.hmm._base import BaseHMM, EmptyStateWarning, HMMData
 from probkit.hmm._docs import HMM_DOCS
 from probkit.utils._array import to_numpy
 from probkit.utils._warnings import warn_user

@@ -7,12 +7,11 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from probkit.base import positive_int
+from probkit.base import constraints_without, positive_int
 from probkit.em.engine import EStepResult
 from probkit.hmm._base import (
     BaseHMM,
     EmptyStateWarning,
-    constraints_without,
     _check_log_likelihoods,
     _filled,
     _fused_chain_priors,

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from probkit.distributions.mvn import COVARIANCE_TYPES, MultivariateNormal
-from probkit.base import StrOptions, non_negative_real, positive_int
-from probkit.hmm._base import BaseHMM, EmptyStateWarning, constraints_without
+from probkit.base import StrOptions, constraints_without, non_negative_real, positive_int
+from probkit.hmm._base import BaseHMM, EmptyStateWarning
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import GMMEmission
 from probkit.distributions.mvn import full_covariances

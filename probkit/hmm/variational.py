@@ -8,14 +8,14 @@ from numbers import Real
 import numpy as np
 import torch
 
-from probkit.base import StrOptions, non_negative_int, positive_int, positive_real
+from probkit.base import StrOptions, constraints_without, non_negative_int, positive_int, positive_real
 from probkit.distributions import Dirichlet, Gamma, NormalGamma, NormalWishart, Wishart
 from probkit.distributions._sampling import standard_gamma
 from probkit.distributions.dirichlet import dirichlet_expected_log
 from probkit.distributions.mvn import n_covariance_parameters
 from probkit.distributions.wishart import wishart_bartlett
 from probkit.em.engine import EStepResult, fit_sequence_em
-from probkit.hmm._base import BaseHMM, constraints_without
+from probkit.hmm._base import BaseHMM
 from probkit.hmm._docs import HMM_DOCS
 from probkit.hmm._emissions import CountEmission, GaussianEmission
 from probkit.inference import forward_backward, forward_filter, pad_sequences

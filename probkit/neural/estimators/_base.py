@@ -32,8 +32,8 @@ from scipy import sparse
 from sklearn.utils._param_validation import RealNotInt
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from probkit.base import (COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions, non_negative_real,
-                          positive_int, positive_real)
+from probkit.base import (COMPUTE_CONSTRAINTS, NumberInterval, ProbkitEstimator, StrOptions, constraints_without,
+                          non_negative_real, positive_int, positive_real)
 from probkit.neural.backbones import KINDS, Backbone
 from probkit.neural.heads import make_head
 from probkit.neural.networks import POOLINGS, SequenceNet
@@ -45,9 +45,8 @@ from ._data import SequenceData, check_real_steps, check_tokens, evaluation_layo
 from ._docs import NEURAL_DOCS
 from ._training import MIXED_PRECISION_MODES, SCHEDULES, TrainingOptions, run_training, seeded
 
-__all__ = ["TRAINING_CONSTRAINTS", "NameOptions", "NeuralEstimator", "NumberInterval", "SequenceNetEstimator",
-           "build_net_for_loading", "check_bound", "check_standardizer", "elbo_and_iwae", "store_params",
-           "unwrap", "without"]
+__all__ = ["TRAINING_CONSTRAINTS", "NameOptions", "NeuralEstimator", "SequenceNetEstimator", "build_net_for_loading",
+           "check_bound", "check_standardizer", "elbo_and_iwae", "store_params", "unwrap"]
 
 
 # ---------------------------------------------------------------------------- parameter constraints
@@ -69,19 +68,6 @@ class NameOptions(StrOptions):
     def __str__(self):
         return f"{super().__str__()} (in any letter case)"
 
-
-def without(constraints, *names):
-    """``constraints`` (a ``_parameter_constraints`` dict) without the entries ``names``.
-
-    Examples
-    --------
-    >>> without({"a": [int], "b": [str], "c": [None]}, "b")
-    {'a': [<class 'int'>], 'c': [None]}
-    """
-    return {name: value for name, value in constraints.items() if name not in names}
-
-
-#: A positive integer (widths, layer counts, epochs, components), booleans refused.
 
 #: The training parameters every neural estimator takes (the fields of :class:`TrainingOptions`
 #: it exposes), with ``random_state``, ``device``, ``dtype`` and ``verbose``.
@@ -183,7 +169,7 @@ class NeuralEstimator(ProbkitEstimator):
     ``fit``, and, where the defaults do not fit:
 
     * ``_parameter_constraints``: the base's entries (backbone, width, depth and training)
-      with its own added (:func:`without` those it does not take);
+      with its own added (:func:`~probkit.base.constraints_without` those it does not take);
     * ``_step_ndim``: 1 for feature vectors (default), 0 for integer tokens;
     * ``_check_model_params()``: what the constraints cannot say (several parameters together, contents);
     * ``_check_values(values, name, reset)``: the support of the concatenated rows;
@@ -478,7 +464,7 @@ class PerStepSequenceEstimator(SequenceNetEstimator):
     """
 
     _parameter_constraints = {
-        **without(SequenceNetEstimator._parameter_constraints, "pooling", "bidirectional"),
+        **constraints_without(SequenceNetEstimator._parameter_constraints, "pooling", "bidirectional"),
         "head": [StrOptions({"auto", "categorical", "gaussian", "mixture"})],
         "n_components": positive_int,
         "window": positive_int,

@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin, TransformerMixin
 
-from probkit.base import StrOptions, positive_int
+from probkit.base import NumberInterval, StrOptions, positive_int
 from probkit.neural.backbones import KINDS
 from probkit.neural.networks import DSSMNet
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_int
 
-from ._base import NameOptions, NeuralEstimator, NumberInterval, check_bound, elbo_and_iwae, store_params, unwrap
+from ._base import NameOptions, NeuralEstimator, check_bound, elbo_and_iwae, store_params, unwrap
 from ._data import check_counts
 from ._docs import NEURAL_DOCS
 

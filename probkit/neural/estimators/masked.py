@@ -6,11 +6,13 @@ import numbers
 
 import numpy as np
 import torch
+
+from probkit.base import NumberInterval
 from probkit.neural.networks import SequenceNet
 from probkit.utils.sequences import _is_sequence_list, check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 
-from ._base import NumberInterval, PerStepSequenceEstimator, store_params, unwrap
+from ._base import PerStepSequenceEstimator, store_params, unwrap
 from ._data import SequenceData
 from ._docs import NEURAL_DOCS
 

@@ -56,14 +56,14 @@ import torch
 from sklearn.base import DensityMixin, TransformerMixin
 from torch import nn
 
-from probkit.base import StrOptions, positive_int
+from probkit.base import NumberInterval, StrOptions, positive_int
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet, mlp
 from probkit.neural.networks import POOLINGS, SequenceNet, build_checked_backbone
 from probkit.utils.sequences import check_y_slot, keyword_lengths
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_int
 
-from ._base import NeuralEstimator, NumberInterval, elbo_and_iwae, store_params
+from ._base import NeuralEstimator, elbo_and_iwae, store_params
 from ._data import check_real_steps
 from ._docs import NEURAL_DOCS
 from ._vae_mixin import VAEMixin

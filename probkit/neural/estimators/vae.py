@@ -49,13 +49,13 @@ import torch
 from sklearn.base import DensityMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from probkit.base import ProbkitEstimator, StrOptions, positive_int
+from probkit.base import NumberInterval, ProbkitEstimator, StrOptions, positive_int
 from probkit.neural._vae import ELBOS, LIKELIHOODS, NOISE_TYPES, VAENet
 from probkit.utils.random import check_random_state
 from probkit.utils.threads import limit_torch_threads
 from probkit.utils.validation import check_int
 
-from ._base import TRAINING_CONSTRAINTS, NumberInterval, build_net_for_loading, check_standardizer, elbo_and_iwae
+from ._base import TRAINING_CONSTRAINTS, build_net_for_loading, check_standardizer, elbo_and_iwae
 from ._docs import NEURAL_DOCS
 from ._training import TensorData, seeded, train_module
 from ._vae_mixin import VAEMixin
