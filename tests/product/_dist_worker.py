@@ -14,6 +14,7 @@ MASTER_PORT), or start both ranks with :func:`launch`:
     exits with its exception.
 """
 
+import gc
 import json
 import os
 import subprocess
@@ -87,7 +88,12 @@ def ddp_train(X, y, steps=5):
         opt.zero_grad()
         torch.nn.functional.mse_loss(model(x), t).backward()
         opt.step()
-    return net.weight.detach().numpy().copy(), net.bias.detach().numpy().copy()
+    weight, bias = net.weight.detach().numpy().copy(), net.bias.detach().numpy().copy()
+    # release the DDP reducer now: one collected at interpreter exit, after the process group is
+    # destroyed, can abort the worker ("terminate called without an active exception")
+    del model, opt
+    gc.collect()
+    return weight, bias
 
 
 def main(out_dir):
@@ -124,6 +130,7 @@ def main(out_dir):
     w, b = ddp_train(shard_rows(data["X_reg"]), shard_rows(data["y_reg"]))
     out.update(ddp_weight=w, ddp_bias=b, world_size=np.array(world))
     np.savez(f"{out_dir}/rank{rank}.npz", **out)
+    torch.distributed.barrier()   # no rank tears the group down while the other still uses it
     torch.distributed.destroy_process_group()
 
 
